@@ -1,0 +1,32 @@
+#pragma once
+// Dumping a running process into a new generation of a store (the transparent engine).
+#include <sys/types.h>
+
+#include <chrono>
+#include <string>
+
+#include "common/result.hpp"
+#include "image/store.hpp"
+
+namespace ckpt {
+
+struct DumpOptions {
+  pid_t pid = 0;
+  bool leave_running = false;  // otherwise the process is killed once the image is on disk
+  bool shell_job = false;      // the process's terminal is taken from ckpt's own at restore
+  image::WriteOptions write;
+  // Processes that must not count as children of the target (the in-process API's helper).
+  std::vector<pid_t> ignore_children;
+};
+
+struct DumpResult {
+  image::GenerationInfo generation;
+  std::chrono::nanoseconds frozen{0};  // how long the process was stopped
+  std::chrono::nanoseconds total{0};
+};
+
+// Dumps opts.pid into `store`. Whatever fails, the process is left running as before and
+// untraced, and the store keeps the generations it had.
+Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts);
+
+}  // namespace ckpt

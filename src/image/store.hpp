@@ -1,0 +1,138 @@
+#pragma once
+// The checkpoint store: a directory of generations. A generation is one complete checkpoint: a
+// directory holding a manifest and data files with named sections. Everything that writes an
+// image (dump, the supervisor, the in-process API) goes through this interface.
+//
+// Publication is atomic: a generation is written under a temporary name and renamed into place
+// after its files and the directory are fsynced. Opening a store removes leftovers of
+// interrupted writes. Format: docs/image-format.md.
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/scoped_fd.hpp"
+
+namespace ckpt::image {
+
+enum class Compression : uint8_t { none = 0, zstd = 1 };
+
+struct SectionMeta {
+  std::string name;          // unique within a generation, e.g. "memory.pages", "threads"
+  std::string file;          // data file inside the generation directory
+  uint64_t offset = 0;       // where the stored bytes start in `file`
+  uint64_t stored_size = 0;  // bytes in the file (compressed size when compressed)
+  uint64_t raw_size = 0;     // bytes after decompression
+  Compression compression = Compression::none;
+  uint64_t checksum = 0;  // XXH3-64 of the stored bytes
+};
+
+struct GenerationInfo {
+  std::string id;               // directory name; ids sort by creation time
+  std::filesystem::path path;   // absolute path of the generation directory
+  int64_t created_unix_ns = 0;  // wall-clock time of creation
+  uint32_t format_version = 0;
+  std::string writer_version;                 // ckpt version that wrote it
+  std::map<std::string, std::string> labels;  // free-form: "kind"="process", "pid"="1234", ...
+  std::vector<SectionMeta> sections;
+  uint64_t total_bytes = 0;  // all files of the generation, as stored
+
+  const SectionMeta* find_section(std::string_view name) const;
+};
+
+// A generation that could not be used, and why (one line naming the file and the cause).
+struct Problem {
+  std::string id;
+  std::string message;
+};
+
+struct WriteOptions {
+  Compression compression = Compression::none;
+  int zstd_level = 1;
+};
+
+// Streams one section into a generation being written. Obtained from GenerationWriter.
+class SectionWriter {
+ public:
+  virtual ~SectionWriter() = default;
+  virtual Status write(std::span<const std::byte> data) = 0;
+  // Ends the section; after this the writer must not be used.
+  virtual Status finish() = 0;
+};
+
+// Writes one new generation. Destroying it without commit() removes everything it wrote.
+class GenerationWriter {
+ public:
+  virtual ~GenerationWriter() = default;
+  virtual void set_label(std::string key, std::string value) = 0;
+  // Sections are written one at a time: finish the previous one before beginning the next.
+  virtual Result<SectionWriter*> begin_section(std::string_view name) = 0;
+  Status write_section(std::string_view name, std::span<const std::byte> data);
+  // Fsyncs and publishes atomically; returns the published generation.
+  virtual Result<GenerationInfo> commit() = 0;
+};
+
+// Reads one section, verifying its checksum. read() returns raw (decompressed) bytes; a checksum
+// mismatch is reported by the read that reaches the end of the section at the latest.
+class SectionReader {
+ public:
+  virtual ~SectionReader() = default;
+  // Reads up to out.size() raw bytes; returns 0 at the end of the section.
+  virtual Result<size_t> read(std::span<std::byte> out) = 0;
+  virtual const SectionMeta& meta() const = 0;
+};
+
+struct Retention {
+  std::optional<size_t> keep;         // keep at most this many generations
+  std::optional<uint64_t> max_bytes;  // and at most this many bytes in all
+};
+
+struct RetentionReport {
+  std::vector<std::string> removed;
+};
+
+struct OpenOptions {
+  bool create = false;  // create the store directory (0700) if missing
+};
+
+class Store {
+ public:
+  // Opens (or creates) the store at `dir` and cleans leftovers of interrupted writes. Fails with a
+  // clear message if `dir` exists but is not a store.
+  static Result<Store> open(const std::filesystem::path& dir, OpenOptions opts = {});
+
+  const std::filesystem::path& dir() const { return dir_; }
+
+  Result<std::unique_ptr<GenerationWriter>> begin_generation(WriteOptions opts = {});
+
+  // Every generation whose manifest reads, newest first. Unreadable ones go to *problems.
+  std::vector<GenerationInfo> list(std::vector<Problem>* problems = nullptr) const;
+  // The newest generation whose every checksum verifies; skipped ones go to *skipped.
+  Result<GenerationInfo> latest_valid(std::vector<Problem>* skipped = nullptr) const;
+  Result<GenerationInfo> find(std::string_view id) const;
+
+  // Checks every checksum of a generation; the error names the first bad section, file and offset.
+  Status verify(const GenerationInfo& gen) const;
+
+  Result<std::unique_ptr<SectionReader>> open_section(const GenerationInfo& gen,
+                                                      std::string_view name) const;
+  Result<std::vector<std::byte>> read_section(const GenerationInfo& gen,
+                                              std::string_view name) const;
+
+  // Removes old generations beyond the limits, never the newest valid one.
+  Result<RetentionReport> apply_retention(const Retention& r) const;
+
+ private:
+  explicit Store(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  std::filesystem::path dir_;
+};
+
+}  // namespace ckpt::image

@@ -1,0 +1,32 @@
+#pragma once
+// Restoring a process from a generation of a store (the transparent engine).
+#include <sys/types.h>
+
+#include <chrono>
+#include <optional>
+#include <string>
+
+#include "common/result.hpp"
+#include "image/store.hpp"
+
+namespace ckpt {
+
+struct RestoreOptions {
+  // The generation to restore; the newest valid one when empty.
+  std::optional<std::string> generation;
+  // Give the restored process the caller's stdin/stdout/stderr and terminal instead of the
+  // ones it had (needed when it was started from another shell or pipeline).
+  bool shell_job = false;
+};
+
+struct RestoreResult {
+  pid_t pid = 0;  // the restored process, a child of the caller, already running
+  image::GenerationInfo generation;
+  std::chrono::nanoseconds took{0};
+};
+
+// Restores a process as a child of the calling process and lets it run. On failure nothing is
+// left behind (no half-built process).
+Result<RestoreResult> restore_process(const image::Store& store, const RestoreOptions& opts);
+
+}  // namespace ckpt
