@@ -1,9 +1,157 @@
 #include "dump/dump.hpp"
 
-namespace ckpt {
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <unistd.h>
 
-Result<DumpResult> dump_process(image::Store&, const DumpOptions& opts) {
-  return errorf("dump pid {}: the engine is not built yet", opts.pid);
+#include <algorithm>
+#include <chrono>
+
+#include "ckpt/version.hpp"
+#include "common/log.hpp"
+#include "proc/maps.hpp"
+#include "proc/proc_file.hpp"
+#include "proc/status.hpp"
+#include "proc/task.hpp"
+#include "resources/context.hpp"
+#include "resources/files.hpp"
+#include "resources/memory.hpp"
+#include "resources/process.hpp"
+#include "resources/signals.hpp"
+#include "resources/threads.hpp"
+
+namespace ckpt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kEngineFormat = 1;
+
+Status check_target(const DumpOptions& opts) {
+  pid_t pid = opts.pid;
+  if (pid <= 0) return errorf("dump: invalid pid {}", pid);
+  if (pid == getpid()) return errorf("dump pid {}: ckpt cannot dump itself", pid);
+  auto status = proc::read_status(pid);
+  if (!status.ok()) {
+    if (status.error().errnum == ESRCH || status.error().errnum == ENOENT)
+      return errorf("dump pid {}: no such process", pid);
+    return status.error().wrap(fmt::format("dump pid {}", pid));
+  }
+  if (status->tgid != pid)
+    return errorf("dump pid {}: {} is a thread of process {}; give the process id", pid, pid,
+                  status->tgid);
+  if (status->tracer_pid != 0)
+    return errorf("dump pid {}: already traced by pid {}", pid, status->tracer_pid);
+  if (status->state == 'Z') return errorf("dump pid {}: the process is a zombie", pid);
+  CKPT_TRY_ASSIGN(auto children, proc::list_children(pid));
+  for (pid_t c : children) {
+    if (std::find(opts.ignore_children.begin(), opts.ignore_children.end(), c) !=
+        opts.ignore_children.end())
+      continue;
+    return errorf("dump pid {}: it has a child process {} (process trees are not supported yet)",
+                  pid, c);
+  }
+  return {};
+}
+
+Status seize_thread(DumpContext& ctx, pid_t tid) {
+  auto t = ptrace::Tracee::seize(tid, PTRACE_O_TRACESYSGOOD);
+  if (!t.ok()) {
+    if (t.error().errnum == ESRCH) return {};  // exited meanwhile
+    if (t.error().errnum == EPERM)
+      return errorf("dump pid {}: no permission to trace it (run as its owner or root)", ctx.pid);
+    return t.error();
+  }
+  CKPT_TRY(t->interrupt());
+  ctx.threads.push_back(ThreadHandle{tid, std::move(*t)});
+  return {};
+}
+
+// Stops every thread. Threads may be created while we stop the others, so repeat until the list
+// of tasks holds no thread we have not stopped.
+Status freeze(DumpContext& ctx) {
+  for (;;) {
+    CKPT_TRY_ASSIGN(auto tids, proc::list_threads(ctx.pid));
+    bool added = false;
+    for (pid_t tid : tids) {
+      bool known = std::any_of(ctx.threads.begin(), ctx.threads.end(),
+                               [&](const ThreadHandle& h) { return h.tid == tid; });
+      if (known) continue;
+      CKPT_TRY(seize_thread(ctx, tid));
+      added = true;
+    }
+    if (!added) break;
+  }
+  auto main = std::find_if(ctx.threads.begin(), ctx.threads.end(),
+                           [&](const ThreadHandle& h) { return h.tid == ctx.pid; });
+  if (main == ctx.threads.end())
+    return errorf("dump pid {}: its main thread has exited (not supported yet)", ctx.pid);
+  std::iter_swap(ctx.threads.begin(), main);
+  return {};
+}
+
+// Injected calls go through a `syscall` instruction of the process's own vdso: nothing needs to
+// be written into its code.
+Result<uint64_t> find_syscall_insn(const DumpContext& ctx) {
+  for (auto& m : ctx.maps) {
+    if (m.kind != proc::MapKind::vdso) continue;
+    std::vector<uint8_t> text(m.size());
+    CKPT_TRY(read_remote(ctx.pid, m.start, text.data(), text.size()));
+    for (size_t i = 0; i + 1 < text.size(); ++i)
+      if (text[i] == 0x0f && text[i + 1] == 0x05) return m.start + i;
+  }
+  return errorf("dump pid {}: no syscall instruction found in its vdso", ctx.pid);
+}
+
+Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
+  CKPT_TRY(threads::dump(ctx));
+  CKPT_TRY(signals::dump(ctx));
+  CKPT_TRY(process::dump(ctx));
+  CKPT_TRY(files::dump(ctx, opts.shell_job));
+  CKPT_TRY(memory::dump(ctx));
+  return {};
+}
+
+Result<image::GenerationInfo> write_image(DumpContext& ctx, image::Store& store,
+                                          const DumpOptions& opts) {
+  CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
+  ctx.writer = writer.get();
+  writer->set_label("kind", "process");
+  writer->set_label("pid", std::to_string(ctx.pid));
+  writer->set_label("threads", std::to_string(ctx.threads.size()));
+  if (auto exe = proc::read_proc_link(ctx.pid, "exe"); exe.ok()) writer->set_label("exe", *exe);
+  ctx.image["engine_format"] = kEngineFormat;
+  ctx.image["pid"] = ctx.pid;
+  ctx.image["ckpt_version"] = CKPT_VERSION_STRING;
+  CKPT_TRY(dump_resources(ctx, opts));
+  std::string meta = ctx.image.dump();
+  CKPT_TRY(writer->write_section("process.json", as_bytes(meta)));
+  return writer->commit();
+}
+
+}  // namespace
+
+Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
+  auto started = Clock::now();
+  CKPT_TRY(check_target(opts));
+  DumpContext ctx;
+  ctx.pid = opts.pid;
+  // From here every error path detaches the threads (ThreadHandle owns the attachment).
+  auto frozen_at = Clock::now();
+  CKPT_TRY(freeze(ctx));
+  CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
+  CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
+  auto gen = write_image(ctx, store, opts);
+  if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", ctx.pid));
+  if (!opts.leave_running) {
+    ::kill(ctx.pid, SIGKILL);
+    for (auto& t : ctx.threads) t.tracee.release();
+  }
+  ctx.threads.clear();
+  DumpResult result;
+  result.generation = std::move(*gen);
+  result.frozen = Clock::now() - frozen_at;
+  result.total = Clock::now() - started;
+  return result;
 }
 
 }  // namespace ckpt

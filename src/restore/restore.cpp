@@ -1,9 +1,150 @@
 #include "restore/restore.hpp"
 
-namespace ckpt {
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
-Result<RestoreResult> restore_process(const image::Store&, const RestoreOptions&) {
-  return errorf("restore: the engine is not built yet");
+#include <chrono>
+
+#include "common/log.hpp"
+#include "resources/files.hpp"
+#include "resources/memory.hpp"
+#include "resources/process.hpp"
+#include "resources/signals.hpp"
+#include "resources/threads.hpp"
+#include "restore/puppet.hpp"
+
+namespace ckpt {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kEngineFormat = 1;
+constexpr uint64_t kPage = 4096;
+
+Result<json> load_image(const image::Store& store, const image::GenerationInfo& gen) {
+  CKPT_TRY_ASSIGN(auto bytes, store.read_section(gen, "process.json"));
+  json j = json::parse(reinterpret_cast<const char*>(bytes.data()),
+                       reinterpret_cast<const char*>(bytes.data()) + bytes.size(), nullptr, false);
+  if (j.is_discarded() || !j.is_object())
+    return errorf("generation {}: process.json is not valid JSON", gen.id);
+  if (!j.contains("engine_format") || j["engine_format"] != kEngineFormat)
+    return errorf("generation {}: process image format {} is not supported by this ckpt", gen.id,
+                  j.value("engine_format", 0));
+  return j;
+}
+
+Status check_pids_free(const json& image) {
+  for (auto& t : image["threads"]) {
+    pid_t tid = t["tid"];
+    if (::kill(tid, 0) == 0 || errno != ESRCH)
+      return errorf("restore: pid {} is in use by another process", tid);
+  }
+  return {};
+}
+
+Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
+  for (auto& f : files) {
+    struct stat st;
+    if (::stat(f.path.c_str(), &st) < 0) return sys_error(fmt::format("restore: mapped file {}", f.path));
+    if (static_cast<uint64_t>(st.st_size) != f.size)
+      return errorf("restore: mapped file {} changed size since the dump ({} bytes, was {})",
+                    f.path, st.st_size, f.size);
+  }
+  return {};
+}
+
+struct OpenedFiles {
+  std::vector<ScopedFd> fds;
+  std::vector<std::string> keys;
+};
+
+Result<OpenedFiles> open_mapped_files(const json& image) {
+  OpenedFiles out;
+  for (auto& f : memory::files_to_map(image)) {
+    CKPT_TRY_ASSIGN(ScopedFd fd, open_file(f.path, f.writable ? O_RDWR : O_RDONLY));
+    out.fds.push_back(std::move(fd));
+    out.keys.push_back(memory::mapping_fd_key(f.path, f.writable));
+  }
+  std::string exe = image["process"]["exe"];
+  CKPT_TRY_ASSIGN(ScopedFd exe_fd, open_file(exe, O_RDONLY));
+  out.fds.push_back(std::move(exe_fd));
+  out.keys.push_back("exe");
+  return out;
+}
+
+Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
+  const auto& kept = puppet.kept_fds();
+  int exe_fd = -1;
+  for (size_t i = 0; i < files.keys.size(); ++i) {
+    if (files.keys[i] == "exe") exe_fd = kept[i];
+    else ctx.mapping_fds[files.keys[i]] = kept[i];
+  }
+  CKPT_TRY(memory::restore(ctx));
+  CKPT_TRY(process::restore_mm(ctx, exe_fd));
+  CKPT_TRY(threads::restore(ctx));
+  CKPT_TRY(signals::restore(ctx));
+  for (int fd : kept) CKPT_TRY(ctx.main_remote->call("close", SYS_close, {uint64_t(fd)}));
+  CKPT_TRY(process::restore_timers(ctx));
+  CKPT_TRY(threads::set_final_state(ctx));
+  // The restorer page goes last; the main thread stops at the exit of this munmap and leaves
+  // with its own registers, never returning into the unmapped page.
+  CKPT_TRY(ctx.main_remote->call("munmap", SYS_munmap, {ctx.trampoline, kPage}));
+  return {};
+}
+
+}  // namespace
+
+Result<RestoreResult> restore_process(const image::Store& store, const RestoreOptions& opts) {
+  auto started = Clock::now();
+  image::GenerationInfo gen;
+  if (opts.generation) {
+    CKPT_TRY_ASSIGN(gen, store.find(*opts.generation));
+    CKPT_TRY(store.verify(gen));
+  } else {
+    CKPT_TRY_ASSIGN(gen, store.latest_valid());
+  }
+  CKPT_TRY_ASSIGN(json image, load_image(store, gen));
+  CKPT_TRY(process::check_before_restore(image));
+  CKPT_TRY(files::check_before_restore(image));
+  CKPT_TRY(check_mapped_files(memory::files_to_map(image)));
+  CKPT_TRY(check_pids_free(image));
+  CKPT_TRY_ASSIGN(OpenedFiles files, open_mapped_files(image));
+
+  PuppetPlan plan;
+  plan.pid = image["pid"];
+  plan.image = &image;
+  plan.shell_job = opts.shell_job;
+  CKPT_TRY_ASSIGN(plan.trampoline, choose_trampoline(image));
+  for (auto& fd : files.fds) plan.keep_fds.push_back(fd.get());
+  CKPT_TRY_ASSIGN(Puppet puppet, Puppet::create(plan));
+
+  RestoreContext ctx;
+  ctx.pid = plan.pid;
+  ctx.store = &store;
+  ctx.generation = gen;
+  ctx.image = &image;
+  ctx.shell_job = opts.shell_job;
+  ctx.trampoline = plan.trampoline;
+  ctx.scratch = {plan.trampoline + 64, kPage - 64};
+  ctx.threads.push_back(ThreadHandle{plan.pid, ptrace::Tracee::adopt(plan.pid)});
+  puppet.tracee().release();  // ctx.threads[0] owns the attachment now
+  {
+    CKPT_TRY_ASSIGN(auto remote, ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
+    ctx.main_remote = &remote;
+    Status st = build(ctx, puppet, files);
+    if (!st.ok()) return st.error().wrap(fmt::format("restore pid {}", ctx.pid));
+    CKPT_TRY(remote.finish());
+  }
+  ctx.threads.clear();  // detaches: the process runs
+  puppet.release();
+  RestoreResult result;
+  result.pid = plan.pid;
+  result.generation = gen;
+  result.took = Clock::now() - started;
+  return result;
 }
 
 }  // namespace ckpt

@@ -1,0 +1,115 @@
+#include "ptrace/remote_syscalls.hpp"
+
+#include <signal.h>
+#include <sys/syscall.h>
+
+#include <cstring>
+
+#include "common/log.hpp"
+
+namespace ckpt::ptrace {
+namespace {
+
+// The kernel's internal restart codes (include/linux/errno.h); never seen by user space.
+constexpr long kERESTARTSYS = 512;
+constexpr long kERESTARTNOINTR = 513;
+constexpr long kERESTARTNOHAND = 514;
+constexpr long kERESTART_RESTARTBLOCK = 516;
+constexpr int kSyscallInsnLen = 2;
+
+}  // namespace
+
+bool is_interrupted_syscall(const Regs& r) {
+  if (static_cast<long>(r.orig_rax) < 0) return false;
+  long rax = static_cast<long>(r.rax);
+  return rax == -kERESTARTSYS || rax == -kERESTARTNOINTR || rax == -kERESTARTNOHAND ||
+         rax == -kERESTART_RESTARTBLOCK;
+}
+
+Regs regs_for_restart(const Regs& r, bool restart_block_ok) {
+  Regs out = r;
+  if (!is_interrupted_syscall(r)) return out;
+  long rax = static_cast<long>(r.rax);
+  out.rip -= kSyscallInsnLen;
+  out.rax = (rax == -kERESTART_RESTARTBLOCK && restart_block_ok) ? SYS_restart_syscall : r.orig_rax;
+  // A syscall number in orig_rax would make the kernel look at rax for restart codes again.
+  out.orig_rax = static_cast<uint64_t>(-1);
+  return out;
+}
+
+Result<RemoteSyscalls> RemoteSyscalls::start(Tracee& t, uint64_t syscall_insn) {
+  CKPT_TRY_ASSIGN(Regs regs, t.regs());
+  CKPT_TRY_ASSIGN(uint64_t mask, t.sigmask());
+  CKPT_TRY(t.set_sigmask(~uint64_t{0}));
+  return RemoteSyscalls(t, syscall_insn, regs_for_restart(regs, true), mask);
+}
+
+RemoteSyscalls::RemoteSyscalls(RemoteSyscalls&& o) noexcept
+    : t_(o.t_), insn_(o.insn_), saved_(o.saved_), saved_mask_(o.saved_mask_), done_(o.done_) {
+  o.done_ = true;
+}
+
+RemoteSyscalls::~RemoteSyscalls() {
+  if (!done_) {
+    Status st = finish();
+    if (!st.ok()) log::error("ptrace", "restoring tid {}: {}", t_->tid(), st.error().message);
+  }
+}
+
+void RemoteSyscalls::set_final(const Regs& r, uint64_t sigmask) {
+  saved_ = r;
+  saved_mask_ = sigmask;
+}
+
+Status RemoteSyscalls::finish() {
+  if (done_) return {};
+  done_ = true;
+  CKPT_TRY(t_->set_regs(saved_));
+  return t_->set_sigmask(saved_mask_);
+}
+
+Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
+  for (;;) {
+    CKPT_TRY(t_->resume_syscall());
+    CKPT_TRY_ASSIGN(StopInfo stop, t_->wait_stop());
+    if (stop.exited()) {
+      done_ = true;
+      t_->release();
+      return errorf("tid {} died during an injected system call (status {:#x})", t_->tid(),
+                    stop.status);
+    }
+    if (stop.syscall_stop()) return stop;
+    // Only SIGKILL and SIGSTOP pass the blocked mask; a group-stop is resumed through.
+    log::debug("ptrace", "tid {}: stop {:#x} during injected syscall", t_->tid(), stop.status);
+  }
+}
+
+Result<long> RemoteSyscalls::call_raw(long nr, std::array<uint64_t, 6> args) {
+  if (done_) return errorf("tid {}: injected syscall after finish", t_->tid());
+  Regs r = saved_;
+  r.rip = insn_;
+  r.rax = static_cast<uint64_t>(nr);
+  r.orig_rax = static_cast<uint64_t>(-1);
+  r.rdi = args[0];
+  r.rsi = args[1];
+  r.rdx = args[2];
+  r.r10 = args[3];
+  r.r8 = args[4];
+  r.r9 = args[5];
+  CKPT_TRY(t_->set_regs(r));
+  CKPT_TRY_ASSIGN(StopInfo entry_stop, run_to_syscall_stop());
+  CKPT_TRY_ASSIGN(StopInfo exit_stop, run_to_syscall_stop());
+  (void)entry_stop;
+  (void)exit_stop;
+  CKPT_TRY_ASSIGN(Regs after, t_->regs());
+  return static_cast<long>(after.rax);
+}
+
+Result<long> RemoteSyscalls::call(const char* name, long nr, std::array<uint64_t, 6> args) {
+  CKPT_TRY_ASSIGN(long ret, call_raw(nr, args));
+  if (ret < 0 && ret > -4096)
+    return sys_error(static_cast<int>(-ret), fmt::format("{} in tid {}", name, t_->tid()));
+  return ret;
+}
+
+}  // namespace ckpt::ptrace

@@ -1,0 +1,123 @@
+#include "ptrace/tracee.hpp"
+
+#include <elf.h>
+#include <signal.h>
+#include <sys/ptrace.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+
+#include <utility>
+
+namespace ckpt::ptrace {
+
+bool StopInfo::exited() const { return WIFEXITED(status) || WIFSIGNALED(status); }
+int StopInfo::stop_signal() const { return WIFSTOPPED(status) ? WSTOPSIG(status) : 0; }
+int StopInfo::event() const { return WIFSTOPPED(status) ? (status >> 16) & 0xff : 0; }
+bool StopInfo::syscall_stop() const { return stop_signal() == (SIGTRAP | 0x80); }
+
+Result<Tracee> Tracee::seize(pid_t tid, unsigned long options) {
+  if (::ptrace(PTRACE_SEIZE, tid, nullptr, options) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_SEIZE) tid {}", tid));
+  return Tracee(tid);
+}
+
+Tracee Tracee::adopt(pid_t tid) { return Tracee(tid); }
+
+Tracee::Tracee(Tracee&& o) noexcept : tid_(std::exchange(o.tid_, 0)) {}
+
+Tracee& Tracee::operator=(Tracee&& o) noexcept {
+  if (this != &o) {
+    (void)detach();
+    tid_ = std::exchange(o.tid_, 0);
+  }
+  return *this;
+}
+
+Tracee::~Tracee() { (void)detach(); }
+
+Status Tracee::detach() {
+  if (tid_ == 0) return {};
+  pid_t tid = std::exchange(tid_, 0);
+  if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) < 0 && errno != ESRCH)
+    return sys_error(fmt::format("ptrace(PTRACE_DETACH) tid {}", tid));
+  return {};
+}
+
+Result<StopInfo> Tracee::wait_stop() {
+  StopInfo info;
+  for (;;) {
+    pid_t r = ::waitpid(tid_, &info.status, __WALL);
+    if (r == tid_) return info;
+    if (r < 0 && errno == EINTR) continue;
+    return sys_error(fmt::format("waitpid tid {}", tid_));
+  }
+}
+
+Status Tracee::interrupt() {
+  if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_INTERRUPT) tid {}", tid_));
+  CKPT_TRY_ASSIGN(StopInfo stop, wait_stop());
+  if (stop.exited()) return errorf("tid {} exited while being stopped", tid_);
+  // A seized thread reports PTRACE_EVENT_STOP for the interrupt; a signal that arrived first is
+  // reported as a signal-delivery stop, which is also a stop we can work in. Its signal stays
+  // undelivered: callers resume with signal 0 only after re-queueing what they took.
+  return {};
+}
+
+Status Tracee::resume_syscall() {
+  if (::ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_SYSCALL) tid {}", tid_));
+  return {};
+}
+
+Status Tracee::resume() {
+  if (::ptrace(PTRACE_CONT, tid_, nullptr, nullptr) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_CONT) tid {}", tid_));
+  return {};
+}
+
+Result<Regs> Tracee::regs() const {
+  Regs r;
+  if (::ptrace(PTRACE_GETREGS, tid_, nullptr, &r) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_GETREGS) tid {}", tid_));
+  return r;
+}
+
+Status Tracee::set_regs(const Regs& r) {
+  if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &r) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_SETREGS) tid {}", tid_));
+  return {};
+}
+
+Result<std::vector<uint8_t>> Tracee::xstate() const {
+  // Large enough for every xsave layout of current CPUs (AMX needs ~11 KiB).
+  std::vector<uint8_t> buf(16384);
+  iovec iov{buf.data(), buf.size()};
+  if (::ptrace(PTRACE_GETREGSET, tid_, NT_X86_XSTATE, &iov) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_GETREGSET, NT_X86_XSTATE) tid {}", tid_));
+  buf.resize(iov.iov_len);
+  return buf;
+}
+
+Status Tracee::set_xstate(const std::vector<uint8_t>& data) {
+  std::vector<uint8_t> copy = data;
+  iovec iov{copy.data(), copy.size()};
+  if (::ptrace(PTRACE_SETREGSET, tid_, NT_X86_XSTATE, &iov) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_SETREGSET, NT_X86_XSTATE) tid {}", tid_));
+  return {};
+}
+
+Result<uint64_t> Tracee::sigmask() const {
+  uint64_t mask = 0;
+  if (::ptrace(PTRACE_GETSIGMASK, tid_, sizeof(mask), &mask) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_GETSIGMASK) tid {}", tid_));
+  return mask;
+}
+
+Status Tracee::set_sigmask(uint64_t mask) {
+  if (::ptrace(PTRACE_SETSIGMASK, tid_, sizeof(mask), &mask) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_SETSIGMASK) tid {}", tid_));
+  return {};
+}
+
+}  // namespace ckpt::ptrace

@@ -1,0 +1,66 @@
+#pragma once
+// Tracee: one thread held with PTRACE_SEIZE. Owning the attachment means detaching on every path:
+// the destructor detaches, so an error anywhere leaves the thread running as before.
+#include <sys/types.h>
+#include <sys/user.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace ckpt::ptrace {
+
+using Regs = user_regs_struct;
+
+// How a waited-for stop looks.
+struct StopInfo {
+  int status = 0;  // raw waitpid status
+  bool exited() const;
+  int stop_signal() const;  // WSTOPSIG, 0 if not stopped
+  int event() const;        // PTRACE_EVENT_* in the high bits, 0 if none
+  bool syscall_stop() const;
+};
+
+class Tracee {
+ public:
+  // Seizes the thread without stopping it. `options` are PTRACE_O_* flags.
+  static Result<Tracee> seize(pid_t tid, unsigned long options = 0);
+  // Takes over a thread that the kernel attached for us (PTRACE_O_TRACECLONE children).
+  static Tracee adopt(pid_t tid);
+
+  Tracee(Tracee&& o) noexcept;
+  Tracee& operator=(Tracee&& o) noexcept;
+  Tracee(const Tracee&) = delete;
+  Tracee& operator=(const Tracee&) = delete;
+  ~Tracee();
+
+  pid_t tid() const { return tid_; }
+
+  // Stops the thread (PTRACE_INTERRUPT) and waits until it is in a ptrace stop.
+  Status interrupt();
+  // Waits for the next stop of this thread (waitpid __WALL).
+  Result<StopInfo> wait_stop();
+  // Resumes to the next syscall entry or exit (PTRACE_SYSCALL) with no signal.
+  Status resume_syscall();
+  Status resume();
+
+  Result<Regs> regs() const;
+  Status set_regs(const Regs& r);
+  Result<std::vector<uint8_t>> xstate() const;
+  Status set_xstate(const std::vector<uint8_t>& data);
+  Result<uint64_t> sigmask() const;
+  Status set_sigmask(uint64_t mask);
+
+  // Lets the thread run on and forgets it. Also done by the destructor.
+  Status detach();
+  // Forgets the thread without detaching: when it has been killed.
+  void release() { tid_ = 0; }
+
+ private:
+  explicit Tracee(pid_t tid) : tid_(tid) {}
+  pid_t tid_ = 0;
+};
+
+}  // namespace ckpt::ptrace

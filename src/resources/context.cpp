@@ -1,0 +1,76 @@
+#include "resources/context.hpp"
+
+#include <fcntl.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <vector>
+
+#include "common/scoped_fd.hpp"
+
+namespace ckpt {
+namespace {
+
+// Below the stack pointer: the 128-byte red zone of the x86-64 ABI belongs to the thread.
+constexpr uint64_t kRedZone = 128;
+
+Status mem_file_io(pid_t pid, uint64_t addr, void* buf, size_t len, bool write) {
+  std::string path = fmt::format("/proc/{}/mem", pid);
+  int fd = ::open(path.c_str(), (write ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return sys_error(fmt::format("open {}", path));
+  ScopedFd owner(fd);
+  auto* p = static_cast<char*>(buf);
+  while (len > 0) {
+    ssize_t n = write ? ::pwrite(fd, p, len, static_cast<off_t>(addr))
+                      : ::pread(fd, p, len, static_cast<off_t>(addr));
+    if (n <= 0)
+      return sys_error(n == 0 ? EIO : errno,
+                       fmt::format("{} {:#x} in pid {}", write ? "write" : "read", addr, pid));
+    p += n;
+    addr += static_cast<uint64_t>(n);
+    len -= static_cast<size_t>(n);
+  }
+  return {};
+}
+
+}  // namespace
+
+Status read_remote(pid_t pid, uint64_t addr, void* buf, size_t len) {
+  iovec local{buf, len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+  if (n == static_cast<ssize_t>(len)) return {};
+  // Pages without read permission (PROT_NONE guards with contents, ...) need /proc/PID/mem.
+  return mem_file_io(pid, addr, buf, len, false);
+}
+
+Status write_remote(pid_t pid, uint64_t addr, const void* buf, size_t len) {
+  iovec local{const_cast<void*>(buf), len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  ssize_t n = ::process_vm_writev(pid, &local, 1, &remote, 1, 0);
+  if (n == static_cast<ssize_t>(len)) return {};
+  return mem_file_io(pid, addr, const_cast<void*>(buf), len, true);
+}
+
+Status DumpContext::with_remote(
+    size_t index, size_t scratch_size,
+    const std::function<Status(ptrace::RemoteSyscalls&, RemoteScratch)>& fn) {
+  auto& t = threads.at(index).tracee;
+  CKPT_TRY_ASSIGN(ptrace::Regs regs, t.regs());
+  uint64_t size = (scratch_size + 15) & ~uint64_t{15};
+  uint64_t addr = (regs.rsp - kRedZone - size) & ~uint64_t{15};
+  std::vector<char> saved(size);
+  CKPT_TRY(read_remote(t.tid(), addr, saved.data(), size));
+  Status result;
+  {
+    CKPT_TRY_ASSIGN(ptrace::RemoteSyscalls remote, ptrace::RemoteSyscalls::start(t, syscall_insn));
+    result = fn(remote, RemoteScratch{addr, size});
+    Status fin = remote.finish();
+    if (result.ok() && !fin.ok()) result = fin;
+  }
+  Status put_back = write_remote(t.tid(), addr, saved.data(), size);
+  if (result.ok() && !put_back.ok()) return put_back;
+  return result;
+}
+
+}  // namespace ckpt

@@ -1,0 +1,72 @@
+#pragma once
+// What the per-resource code shares while dumping or restoring one process. Resources read and
+// write their own part of the image's metadata (a JSON object under their own key) and may stream
+// bulk data into sections of their own.
+#include <sys/types.h>
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/result.hpp"
+#include "image/store.hpp"
+#include "proc/maps.hpp"
+#include "ptrace/remote_syscalls.hpp"
+#include "ptrace/tracee.hpp"
+
+namespace ckpt {
+
+using json = nlohmann::json;
+
+// Scratch memory inside a stopped tracee that injected calls can use for their arguments and
+// results. At dump time it is borrowed from below the stack pointer of the thread (beyond the
+// red zone) and put back afterwards; at restore time it is the restorer's own page.
+struct RemoteScratch {
+  uint64_t addr = 0;
+  size_t size = 0;
+};
+
+struct ThreadHandle {
+  pid_t tid = 0;
+  ptrace::Tracee tracee;
+};
+
+struct DumpContext {
+  pid_t pid = 0;
+  std::vector<ThreadHandle> threads;  // threads[0] is the main thread (tid == pid)
+  std::vector<proc::MapEntry> maps;
+  uint64_t syscall_insn = 0;  // a `syscall` instruction in the target (in its vdso)
+  image::GenerationWriter* writer = nullptr;
+  json image;  // metadata, one key per resource
+
+  // Runs `fn` with injected-syscall access to thread `index` and scratch memory in it; the
+  // thread's registers, signal mask and the borrowed memory are put back afterwards.
+  Status with_remote(size_t index, size_t scratch_size,
+                     const std::function<Status(ptrace::RemoteSyscalls&, RemoteScratch)>& fn);
+};
+
+struct RestoreContext {
+  pid_t pid = 0;
+  const image::Store* store = nullptr;
+  image::GenerationInfo generation;
+  const json* image = nullptr;
+  std::vector<ThreadHandle> threads;  // threads[0] is the main thread, created first
+  uint64_t trampoline = 0;            // the restorer page: a syscall instruction, then scratch
+  RemoteScratch scratch;
+  ptrace::RemoteSyscalls* main_remote = nullptr;
+  bool shell_job = false;
+  // Descriptors the puppet holds for mapping files, keyed by path; closed before it runs.
+  std::map<std::string, int> mapping_fds;
+};
+
+// Copies between ckpt and a tracee's memory (process_vm_readv/writev, /proc/PID/mem for pages
+// the tracee cannot read or write itself).
+Status read_remote(pid_t pid, uint64_t addr, void* buf, size_t len);
+Status write_remote(pid_t pid, uint64_t addr, const void* buf, size_t len);
+
+}  // namespace ckpt

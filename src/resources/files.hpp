@@ -1,0 +1,22 @@
+#pragma once
+// Files: every open descriptor with its number, flags, offset and close-on-exec bit: regular files
+// (and the contents of deleted ones), directories, character devices such as /dev/null, and with
+// --shell-job the terminal and standard streams. Anything else makes the dump fail, naming it.
+#include <vector>
+
+#include "resources/context.hpp"
+
+namespace ckpt::files {
+
+Status dump(DumpContext& ctx, bool shell_job);
+
+// Checks, before anything is built, that the files the image refers to are still as they were.
+Status check_before_restore(const json& image);
+
+// Runs inside the puppet before it is taken over: closes what the puppet inherited except
+// `keep` (moved above every fd of the image; the new numbers are written back), then opens every
+// descriptor of the image at its number. With shell_job, the standard streams and the terminal
+// come from the restorer's own fds 0-2.
+Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& keep);
+
+}  // namespace ckpt::files

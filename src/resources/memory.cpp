@@ -1,0 +1,384 @@
+#include "resources/memory.hpp"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+
+#include "common/log.hpp"
+#include "common/scoped_fd.hpp"
+
+namespace ckpt::memory {
+namespace {
+
+constexpr uint64_t kPage = 4096;
+constexpr size_t kCopyBuffer = 8 << 20;
+
+// PAGEMAP_SCAN (Linux 6.7): Debian 12's headers predate it.
+struct PmScanArg {
+  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
+  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
+};
+struct PageRegion {
+  uint64_t start, end, categories;
+};
+constexpr uint64_t kPageIsFile = 1 << 2;
+constexpr uint64_t kPageIsPresent = 1 << 3;
+constexpr uint64_t kPageIsSwapped = 1 << 4;
+constexpr uint64_t kPageIsPfnZero = 1 << 5;
+constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+
+// What of a mapping's memory the image must hold.
+enum class Content { none, private_pages, all };
+
+using Range = std::pair<uint64_t, uint64_t>;  // [start, end)
+
+Content content_of(const proc::MapEntry& m) {
+  switch (m.kind) {
+    case proc::MapKind::vdso:
+    case proc::MapKind::vvar:
+    case proc::MapKind::vvar_vclock:
+    case proc::MapKind::vsyscall:
+      return Content::none;
+    case proc::MapKind::file:
+      if (m.deleted) return Content::all;
+      return m.shared ? Content::none : Content::private_pages;
+    default:
+      return m.shared ? Content::all : Content::private_pages;
+  }
+}
+
+// The pages of [start,end) that hold data of their own: present or swapped, not the shared zero
+// page, and for file mappings not the file's page itself.
+Result<std::vector<Range>> scan_private_pages(int pagemap_fd, pid_t pid, const proc::MapEntry& m) {
+  std::vector<Range> out;
+  std::vector<PageRegion> vec(512);
+  uint64_t start = m.start;
+  while (start < m.end) {
+    PmScanArg arg{};
+    arg.size = sizeof(arg);
+    arg.start = start;
+    arg.end = m.end;
+    arg.vec = reinterpret_cast<uint64_t>(vec.data());
+    arg.vec_len = vec.size();
+    arg.category_inverted = kPageIsPfnZero | (m.kind == proc::MapKind::file ? kPageIsFile : 0);
+    arg.category_mask = arg.category_inverted;
+    arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
+    arg.return_mask = kPageIsPresent | kPageIsSwapped;
+    int n = ::ioctl(pagemap_fd, kPagemapScan, &arg);
+    if (n < 0) return sys_error(fmt::format("PAGEMAP_SCAN pid {} at {:#x}", pid, start));
+    for (int i = 0; i < n; ++i) {
+      if (!out.empty() && out.back().second == vec[i].start)
+        out.back().second = vec[i].end;
+      else
+        out.emplace_back(vec[i].start, vec[i].end);
+    }
+    if (arg.walk_end <= start) break;
+    start = arg.walk_end;
+  }
+  return out;
+}
+
+json ranges_json(const std::vector<Range>& ranges) {
+  json a = json::array();
+  for (auto& [s, e] : ranges) a.push_back({s, e});
+  return a;
+}
+
+// Streams the given ranges of the process into the pages section through one reused buffer.
+Status copy_ranges(pid_t pid, const std::vector<Range>& ranges, image::SectionWriter& out,
+                   std::vector<char>& buf) {
+  for (auto [s, e] : ranges) {
+    while (s < e) {
+      size_t n = std::min<uint64_t>(e - s, buf.size());
+      CKPT_TRY(read_remote(pid, s, buf.data(), n));
+      CKPT_TRY(out.write({reinterpret_cast<const std::byte*>(buf.data()), n}));
+      s += n;
+    }
+  }
+  return {};
+}
+
+Status check_supported(const proc::MapEntry& m, pid_t pid) {
+  if (m.vm_flags && (m.vm_flags->has(proc::VmFlag::io) || m.vm_flags->has(proc::VmFlag::pf)))
+    return errorf("pid {}: mapping {:#x}-{:#x} ({}) is device memory, which cannot be saved", pid,
+                  m.start, m.end, m.path);
+  if (m.path.rfind("/SYSV", 0) == 0)
+    return errorf("pid {}: System V shared memory at {:#x} is not supported yet", pid, m.start);
+  return {};
+}
+
+json describe(const proc::MapEntry& m, Content content) {
+  json j{{"start", m.start},       {"end", m.end},          {"prot", m.prot},
+         {"shared", m.shared},     {"offset", m.offset},    {"kind", proc::to_string(m.kind)},
+         {"path", m.path},         {"deleted", m.deleted},  {"content", static_cast<int>(content)}};
+  if (m.vm_flags) {
+    json flags = json::array();
+    for (unsigned f = 0; f < static_cast<unsigned>(proc::VmFlag::count); ++f)
+      if (m.vm_flags->has(static_cast<proc::VmFlag>(f)))
+        flags.push_back(proc::VmFlags::code(static_cast<proc::VmFlag>(f)));
+    j["vm_flags"] = flags;
+  }
+  return j;
+}
+
+bool has_flag(const json& vma, std::string_view code) {
+  if (!vma.contains("vm_flags")) return false;
+  for (auto& f : vma["vm_flags"])
+    if (f.get<std::string>() == code) return true;
+  return false;
+}
+
+Status record_file_identity(pid_t pid, const proc::MapEntry& m, json& j) {
+  struct stat st;
+  std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
+  if (::stat(link.c_str(), &st) < 0) return sys_error(fmt::format("stat {} ({})", link, m.path));
+  j["file_size"] = st.st_size;
+  j["file_mtime_ns"] = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  return {};
+}
+
+}  // namespace
+
+Status dump(DumpContext& ctx) {
+  std::string pm_path = fmt::format("/proc/{}/pagemap", ctx.pid);
+  ScopedFd pagemap(::open(pm_path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!pagemap) return sys_error(fmt::format("open {}", pm_path));
+  CKPT_TRY_ASSIGN(image::SectionWriter * pages, ctx.writer->begin_section(kPagesSection));
+  std::vector<char> buf(kCopyBuffer);
+  json vmas = json::array();
+  uint64_t total = 0;
+  for (const auto& m : ctx.maps) {
+    CKPT_TRY(check_supported(m, ctx.pid));
+    Content content = content_of(m);
+    json j = describe(m, content);
+    std::vector<Range> ranges;
+    if (content == Content::private_pages) {
+      CKPT_TRY_ASSIGN(ranges, scan_private_pages(pagemap.get(), ctx.pid, m));
+    } else if (content == Content::all) {
+      ranges.emplace_back(m.start, m.end);
+    }
+    if (m.kind == proc::MapKind::file && !m.deleted) CKPT_TRY(record_file_identity(ctx.pid, m, j));
+    for (auto& [s, e] : ranges) total += e - s;
+    j["ranges"] = ranges_json(ranges);
+    CKPT_TRY(copy_ranges(ctx.pid, ranges, *pages, buf));
+    vmas.push_back(std::move(j));
+  }
+  CKPT_TRY(pages->finish());
+  ctx.image["memory"] = {{"vmas", std::move(vmas)}, {"page_bytes", total}};
+  return {};
+}
+
+std::string mapping_fd_key(const std::string& path, bool writable) {
+  return (writable ? "rw:" : "ro:") + path;
+}
+
+std::vector<MappedFile> files_to_map(const json& image) {
+  std::vector<MappedFile> out;
+  for (auto& v : image["memory"]["vmas"]) {
+    if (v["kind"] != "file" || v["deleted"].get<bool>()) continue;
+    MappedFile f{v["path"], v["shared"].get<bool>() && (v["prot"].get<int>() & PROT_WRITE) != 0,
+                 v.value("file_size", uint64_t{0}), v.value("file_mtime_ns", int64_t{0})};
+    bool seen = std::any_of(out.begin(), out.end(), [&](const MappedFile& o) {
+      return o.path == f.path && o.writable == f.writable;
+    });
+    if (!seen) out.push_back(f);
+  }
+  return out;
+}
+
+std::vector<std::pair<uint64_t, uint64_t>> used_ranges(const json& image) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  for (auto& v : image["memory"]["vmas"]) out.emplace_back(v["start"], v["end"]);
+  return out;
+}
+
+
+namespace {
+
+constexpr std::array<proc::MapKind, 3> kVdsoKinds = {proc::MapKind::vvar, proc::MapKind::vvar_vclock,
+                                                     proc::MapKind::vdso};
+
+bool is_vdso_kind(proc::MapKind k) {
+  return std::find(kVdsoKinds.begin(), kVdsoKinds.end(), k) != kVdsoKinds.end();
+}
+
+Status unmap_puppet(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
+  auto& rs = *ctx.main_remote;
+  for (auto& m : own) {
+    if (m.start == ctx.trampoline || is_vdso_kind(m.kind) || m.kind == proc::MapKind::vsyscall)
+      continue;
+    CKPT_TRY(rs.call("munmap", SYS_munmap, {m.start, m.size()}));
+  }
+  return {};
+}
+
+// A free stretch of `size` bytes that no image mapping, the trampoline or the puppet's vdso uses.
+uint64_t find_gap(const RestoreContext& ctx, const std::vector<proc::MapEntry>& own, uint64_t size) {
+  auto used = used_ranges(*ctx.image);
+  used.emplace_back(ctx.trampoline, ctx.trampoline + kPage);
+  for (auto& m : own) used.emplace_back(m.start, m.end);
+  std::sort(used.begin(), used.end());
+  uint64_t candidate = 0x100000000;  // 4 GiB: clear of low fixed-address executables
+  for (auto& [s, e] : used) {
+    if (e <= candidate) continue;
+    if (s >= candidate + size) break;
+    candidate = (e + kPage - 1) & ~(kPage - 1);
+  }
+  return candidate;
+}
+
+// The kernel's vdso code finds its data pages at fixed offsets before it, so [vvar],
+// [vvar_vclock] and [vdso] move together, keeping their distances, to where the image had them.
+Status move_vdso(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
+  std::map<proc::MapKind, const proc::MapEntry*> have;
+  for (auto& m : own)
+    if (is_vdso_kind(m.kind)) have[m.kind] = &m;
+  std::map<proc::MapKind, std::pair<uint64_t, uint64_t>> want;
+  for (auto& v : (*ctx.image)["memory"]["vmas"]) {
+    for (auto k : kVdsoKinds)
+      if (v["kind"] == proc::to_string(k)) want[k] = {v["start"], v["end"]};
+  }
+  auto& rs = *ctx.main_remote;
+  uint64_t total = 0;
+  for (auto& [k, m] : have) {
+    auto it = want.find(k);
+    if (it == want.end()) {
+      CKPT_TRY(rs.call("munmap", SYS_munmap, {m->start, m->size()}));
+      continue;
+    }
+    if (it->second.second - it->second.first != m->size())
+      return errorf("restore pid {}: {} is {} bytes here but {} in the image (another kernel?)",
+                    ctx.pid, proc::to_string(k), m->size(), it->second.second - it->second.first);
+    total += m->size();
+  }
+  for (auto& [k, w] : want)
+    if (!have.count(k))
+      return errorf("restore pid {}: this kernel has no {} to put at {:#x}", ctx.pid,
+                    proc::to_string(k), w.first);
+  // Through a free area first: the old and new places may overlap.
+  uint64_t tmp = find_gap(ctx, own, total);
+  std::vector<std::pair<proc::MapKind, uint64_t>> parked;
+  for (auto& [k, m] : have) {
+    if (!want.count(k)) continue;
+    CKPT_TRY(rs.call("mremap", SYS_mremap,
+                     {m->start, m->size(), m->size(), MREMAP_MAYMOVE | MREMAP_FIXED, tmp}));
+    parked.emplace_back(k, tmp);
+    tmp += m->size();
+  }
+  for (auto& [k, at] : parked) {
+    uint64_t size = want[k].second - want[k].first;
+    CKPT_TRY(rs.call("mremap", SYS_mremap,
+                     {at, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, want[k].first}));
+  }
+  return {};
+}
+
+int initial_prot(const json& v) {
+  int prot = v["prot"];
+  if (!v["ranges"].empty()) prot |= PROT_READ | PROT_WRITE;
+  return prot;
+}
+
+Result<int> mapping_fd(const RestoreContext& ctx, const json& v) {
+  bool writable = v["shared"].get<bool>() && (v["prot"].get<int>() & PROT_WRITE);
+  auto it = ctx.mapping_fds.find(mapping_fd_key(v["path"], writable));
+  if (it == ctx.mapping_fds.end())
+    return errorf("restore pid {}: no descriptor for mapped file {}", ctx.pid,
+                  v["path"].get<std::string>());
+  return it->second;
+}
+
+Status map_one(RestoreContext& ctx, const json& v) {
+  uint64_t start = v["start"], end = v["end"];
+  bool shared = v["shared"];
+  bool from_file = v["kind"] == "file" && !v["deleted"].get<bool>();
+  uint64_t flags = MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE);
+  if (has_flag(v, "gd")) flags |= MAP_GROWSDOWN;
+  int64_t fd = -1;
+  if (from_file) {
+    CKPT_TRY_ASSIGN(fd, mapping_fd(ctx, v));
+  } else {
+    flags |= MAP_ANONYMOUS;
+  }
+  uint64_t prot = static_cast<uint64_t>(initial_prot(v));
+  uint64_t offset = from_file ? v["offset"].get<uint64_t>() : 0;
+  CKPT_TRY_ASSIGN(long got, ctx.main_remote->call("mmap", SYS_mmap,
+                                                  {start, end - start, prot, flags,
+                                                   static_cast<uint64_t>(fd), offset}));
+  if (static_cast<uint64_t>(got) != start)
+    return errorf("restore pid {}: mmap at {:#x} landed at {:#x}", ctx.pid, start, got);
+  return {};
+}
+
+Status fill(RestoreContext& ctx, const json& vmas) {
+  CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, kPagesSection));
+  std::vector<std::byte> buf(kCopyBuffer);
+  auto& rs = *ctx.main_remote;
+  for (auto& v : vmas) {
+    for (auto& r : v["ranges"]) {
+      uint64_t s = r[0], e = r[1];
+      // Let the kernel allocate the pages: much faster here than faulting them one by one.
+      (void)rs.call_raw(SYS_madvise, {s, e - s, MADV_POPULATE_WRITE});
+      while (s < e) {
+        size_t want = std::min<uint64_t>(e - s, buf.size());
+        size_t got = 0;
+        while (got < want) {
+          CKPT_TRY_ASSIGN(size_t n, reader->read({buf.data() + got, want - got}));
+          if (n == 0) return errorf("restore pid {}: memory image ends early at {:#x}", ctx.pid, s);
+          got += n;
+        }
+        CKPT_TRY(write_remote(ctx.pid, s, buf.data(), want));
+        s += want;
+      }
+    }
+  }
+  std::byte extra;
+  CKPT_TRY_ASSIGN(size_t left, reader->read({&extra, 1}));
+  if (left != 0) return errorf("restore pid {}: memory image has more data than its mappings", ctx.pid);
+  return {};
+}
+
+Status finish_one(RestoreContext& ctx, const json& v) {
+  auto& rs = *ctx.main_remote;
+  uint64_t start = v["start"], len = v["end"].get<uint64_t>() - start;
+  int prot = v["prot"];
+  if (initial_prot(v) != prot) CKPT_TRY(rs.call("mprotect", SYS_mprotect, {start, len, uint64_t(prot)}));
+  static const std::pair<const char*, int> advice[] = {
+      {"dd", MADV_DONTDUMP}, {"dc", MADV_DONTFORK}, {"wf", MADV_WIPEONFORK},
+      {"hg", MADV_HUGEPAGE}, {"nh", MADV_NOHUGEPAGE}};
+  for (auto& [code, adv] : advice)
+    if (has_flag(v, code)) CKPT_TRY(rs.call("madvise", SYS_madvise, {start, len, uint64_t(adv)}));
+  if (has_flag(v, "lo")) {
+    long r = *rs.call_raw(SYS_mlock, {start, len});
+    if (r < 0) log::warn("memory", "pid {}: could not lock {:#x}+{:#x} again: errno {}", ctx.pid, start, len, -r);
+  }
+  return {};
+}
+
+}  // namespace
+
+Status restore(RestoreContext& ctx) {
+  CKPT_TRY_ASSIGN(auto own, proc::read_maps(ctx.pid));
+  CKPT_TRY(unmap_puppet(ctx, own));
+  CKPT_TRY(move_vdso(ctx, own));
+  const json& vmas = (*ctx.image)["memory"]["vmas"];
+  for (auto& v : vmas) {
+    if (v["content"] == static_cast<int>(Content::none) && v["kind"] != "file") continue;
+    CKPT_TRY(map_one(ctx, v));
+  }
+  CKPT_TRY(fill(ctx, vmas));
+  for (auto& v : vmas) {
+    if (v["content"] == static_cast<int>(Content::none) && v["kind"] != "file") continue;
+    CKPT_TRY(finish_one(ctx, v));
+  }
+  return {};
+}
+
+}  // namespace ckpt::memory

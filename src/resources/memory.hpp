@@ -1,0 +1,32 @@
+#pragma once
+// Memory: every mapping of the process with its address, size, protection, flags and the pages
+// that cannot be found elsewhere (anonymous pages, copy-on-write copies of file pages, contents
+// of deleted files and shared anonymous memory). Dump and restore side by side.
+#include "resources/context.hpp"
+
+namespace ckpt::memory {
+
+inline constexpr const char* kPagesSection = "memory.pages";
+
+// Records the mappings in ctx.image["memory"] and streams their pages into kPagesSection.
+Status dump(DumpContext& ctx);
+
+// The files restore must open before the puppet exists (path and whether writable).
+struct MappedFile {
+  std::string path;
+  bool writable = false;
+  uint64_t size = 0;
+  int64_t mtime_ns = 0;
+};
+std::vector<MappedFile> files_to_map(const json& image);
+std::string mapping_fd_key(const std::string& path, bool writable);
+
+// Addresses the restorer must not use for its own page (every mapping of the image).
+std::vector<std::pair<uint64_t, uint64_t>> used_ranges(const json& image);
+
+// Replaces the puppet's address space with the image's: unmaps the puppet's own mappings (all
+// but the trampoline and the vdso), moves the vdso to its old address, maps and fills every
+// mapping. Runs in the puppet through ctx.main_remote.
+Status restore(RestoreContext& ctx);
+
+}  // namespace ckpt::memory

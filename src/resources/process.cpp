@@ -1,0 +1,142 @@
+#include "resources/process.hpp"
+
+#include <linux/prctl.h>
+#include <sys/prctl.h>
+#include <sys/personality.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common/fs_util.hpp"
+#include "proc/proc_file.hpp"
+#include "proc/stat.hpp"
+#include "proc/status.hpp"
+
+namespace ckpt::process {
+namespace {
+
+constexpr int kRlimits = RLIM_NLIMITS;
+
+struct MmMap {
+  uint64_t start_code, end_code, start_data, end_data, start_brk, brk, start_stack;
+  uint64_t arg_start, arg_end, env_start, env_end;
+  uint64_t auxv;
+  uint32_t auxv_size;
+  uint32_t exe_fd;
+};
+
+Result<json> dump_layout(DumpContext& ctx) {
+  CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(ctx.pid));
+  json j{{"start_code", st.start_code}, {"end_code", st.end_code},   {"start_data", st.start_data},
+         {"end_data", st.end_data},     {"start_brk", st.start_brk}, {"start_stack", st.start_stack},
+         {"arg_start", st.arg_start},   {"arg_end", st.arg_end},     {"env_start", st.env_start},
+         {"env_end", st.env_end}};
+  CKPT_TRY_ASSIGN(std::string auxv, proc::read_proc_file(ctx.pid, "auxv"));
+  j["auxv"] = std::vector<uint8_t>(auxv.begin(), auxv.end());
+  CKPT_TRY(ctx.with_remote(0, 64, [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
+    CKPT_TRY_ASSIGN(long brk, rs.call("brk", SYS_brk, {0}));
+    j["brk"] = static_cast<uint64_t>(brk);
+    CKPT_TRY_ASSIGN(long dumpable, rs.call("prctl(PR_GET_DUMPABLE)", SYS_prctl, {PR_GET_DUMPABLE}));
+    j["dumpable"] = dumpable;
+    json timers = json::array();
+    for (int which = ITIMER_REAL; which <= ITIMER_PROF; ++which) {
+      CKPT_TRY(rs.call("getitimer", SYS_getitimer, {uint64_t(which), s.addr}));
+      uint64_t v[4];
+      CKPT_TRY(read_remote(ctx.pid, s.addr, v, sizeof(v)));
+      timers.push_back({v[0], v[1], v[2], v[3]});
+    }
+    j["itimers"] = timers;
+    return {};
+  }));
+  return j;
+}
+
+}  // namespace
+
+Status dump(DumpContext& ctx) {
+  CKPT_TRY_ASSIGN(json j, dump_layout(ctx));
+  CKPT_TRY_ASSIGN(proc::ProcStatus status, proc::read_status(ctx.pid));
+  if (status.seccomp != 0)
+    return errorf("pid {}: seccomp mode {} is not supported yet", ctx.pid, status.seccomp);
+  j["uid"] = status.uid;
+  j["gid"] = status.gid;
+  j["groups"] = status.groups;
+  j["no_new_privs"] = status.no_new_privs;
+  j["umask"] = status.umask.value_or(022);
+  CKPT_TRY_ASSIGN(j["exe"], proc::read_proc_link(ctx.pid, "exe"));
+  CKPT_TRY_ASSIGN(j["cwd"], proc::read_proc_link(ctx.pid, "cwd"));
+  CKPT_TRY_ASSIGN(std::string pers, proc::read_proc_file(ctx.pid, "personality"));
+  j["personality"] = std::stoul(pers, nullptr, 16);
+  json limits = json::array();
+  for (int r = 0; r < kRlimits; ++r) {
+    rlimit lim;
+    if (::prlimit(ctx.pid, static_cast<__rlimit_resource>(r), nullptr, &lim) < 0)
+      return sys_error(fmt::format("prlimit pid {} resource {}", ctx.pid, r));
+    limits.push_back({lim.rlim_cur, lim.rlim_max});
+  }
+  j["rlimits"] = limits;
+  ctx.image["process"] = std::move(j);
+  return {};
+}
+
+Status check_before_restore(const json& image) {
+  const json& p = image["process"];
+  auto uid = p["uid"].get<std::vector<uint32_t>>();
+  auto gid = p["gid"].get<std::vector<uint32_t>>();
+  if (::geteuid() == 0) return {};
+  uid_t me = ::geteuid();
+  gid_t my_gid = ::getegid();
+  for (auto u : uid)
+    if (u != me) return errorf("the image belongs to uid {}; only root may restore it", u);
+  for (auto g : gid)
+    if (g != my_gid) return errorf("the image has gid {}; only root may restore it", g);
+  return {};
+}
+
+Status restore_in_puppet(const json& image) {
+  const json& p = image["process"];
+  std::string cwd = p["cwd"];
+  if (::chdir(cwd.c_str()) < 0) return sys_error(fmt::format("chdir {}", cwd));
+  ::umask(p["umask"].get<mode_t>());
+  const json& limits = p["rlimits"];
+  for (int r = 0; r < static_cast<int>(limits.size()); ++r) {
+    rlimit lim{limits[r][0], limits[r][1]};
+    if (::setrlimit(static_cast<__rlimit_resource>(r), &lim) < 0)
+      return sys_error(fmt::format("setrlimit resource {} to {}/{}", r, lim.rlim_cur, lim.rlim_max));
+  }
+  if (::personality(p["personality"].get<unsigned long>()) < 0) return sys_error("personality");
+  return {};
+}
+
+Status restore_mm(RestoreContext& ctx, int exe_fd) {
+  const json& p = (*ctx.image)["process"];
+  auto auxv = p["auxv"].get<std::vector<uint8_t>>();
+  MmMap m{p["start_code"], p["end_code"],  p["start_data"], p["end_data"],
+          p["start_brk"],  p["brk"],       p["start_stack"], p["arg_start"],
+          p["arg_end"],    p["env_start"], p["env_end"],    ctx.scratch.addr + sizeof(MmMap),
+          static_cast<uint32_t>(auxv.size()), static_cast<uint32_t>(exe_fd)};
+  CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, &m, sizeof(m)));
+  CKPT_TRY(write_remote(ctx.pid, m.auxv, auxv.data(), auxv.size()));
+  auto& rs = *ctx.main_remote;
+  CKPT_TRY(rs.call("prctl(PR_SET_MM_MAP)", SYS_prctl,
+                   {PR_SET_MM, PR_SET_MM_MAP, ctx.scratch.addr, sizeof(m)}));
+  CKPT_TRY(rs.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, p["dumpable"]}));
+  if (p["no_new_privs"].get<int>())
+    CKPT_TRY(rs.call("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1}));
+  return {};
+}
+
+Status restore_timers(RestoreContext& ctx) {
+  const json& timers = (*ctx.image)["process"]["itimers"];
+  for (int which = 0; which < static_cast<int>(timers.size()); ++which) {
+    uint64_t v[4] = {timers[which][0], timers[which][1], timers[which][2], timers[which][3]};
+    if (v[2] == 0 && v[3] == 0) continue;
+    CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, v, sizeof(v)));
+    CKPT_TRY(ctx.main_remote->call("setitimer", SYS_setitimer, {uint64_t(which), ctx.scratch.addr, 0}));
+  }
+  return {};
+}
+
+}  // namespace ckpt::process

@@ -1,0 +1,22 @@
+#pragma once
+// Process-wide state: the mm layout (code, data, brk, stack, arguments, environment, auxv, exe
+// link), cwd, umask, rlimits, personality, credentials, dumpable and interval timers.
+#include "resources/context.hpp"
+
+namespace ckpt::process {
+
+Status dump(DumpContext& ctx);
+
+// Refuses images whose credentials the caller could not have (no privilege gain by restore).
+Status check_before_restore(const json& image);
+
+// Inside the puppet before takeover: cwd, umask, rlimits, personality.
+Status restore_in_puppet(const json& image);
+
+// After memory is in place: the mm layout (PR_SET_MM_MAP with the exe fd) and dumpable.
+Status restore_mm(RestoreContext& ctx, int exe_fd);
+
+// Last, just before the process runs: interval timers, so that no time is lost to restore.
+Status restore_timers(RestoreContext& ctx);
+
+}  // namespace ckpt::process

@@ -1,0 +1,13 @@
+#pragma once
+// Signals: handlers with their flags and masks, and the signals queued for the process and for
+// each thread. (Each thread's blocked mask is saved with the thread.)
+#include "resources/context.hpp"
+
+namespace ckpt::signals {
+
+Status dump(DumpContext& ctx);
+// Installs the handlers and queues the pending signals again, all while the threads block every
+// signal, so that nothing is delivered before the process runs.
+Status restore(RestoreContext& ctx);
+
+}  // namespace ckpt::signals

@@ -1,0 +1,19 @@
+#pragma once
+// Threads: CPU state (general registers, full xstate, fs/gs base) and the per-thread kernel state
+// (signal mask, alternate signal stack, clear-child-tid address, robust futex list, rseq).
+#include "resources/context.hpp"
+
+namespace ckpt::threads {
+
+// Records every thread of ctx.threads in ctx.image["threads"].
+Status dump(DumpContext& ctx);
+
+// Creates the threads other than the main one in the puppet, with their old TIDs, and sets the
+// per-thread kernel state of all of them. Registers are set by set_final_state.
+Status restore(RestoreContext& ctx);
+
+// Gives every thread its saved registers, xstate and signal mask. The main thread's registers
+// go to ctx.main_remote so that they take effect when its last injected call returns.
+Status set_final_state(RestoreContext& ctx);
+
+}  // namespace ckpt::threads
