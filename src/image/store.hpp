@@ -35,6 +35,12 @@ struct SectionMeta {
   uint64_t checksum = 0;  // XXH3-64 of the stored bytes
 };
 
+// A file of a generation other than the manifest, with the size the manifest records for it.
+struct DataFileInfo {
+  std::string name;
+  uint64_t size = 0;
+};
+
 struct GenerationInfo {
   std::string id;               // directory name; ids sort by creation time
   std::filesystem::path path;   // absolute path of the generation directory
@@ -43,7 +49,8 @@ struct GenerationInfo {
   std::string writer_version;                 // ckpt version that wrote it
   std::map<std::string, std::string> labels;  // free-form: "kind"="process", "pid"="1234", ...
   std::vector<SectionMeta> sections;
-  uint64_t total_bytes = 0;  // all files of the generation, as stored
+  std::vector<DataFileInfo> files;  // the data files the sections live in
+  uint64_t total_bytes = 0;         // all files of the generation, as stored
 
   const SectionMeta* find_section(std::string_view name) const;
 };
@@ -91,8 +98,8 @@ class SectionReader {
 };
 
 struct Retention {
-  std::optional<size_t> keep;         // keep at most this many generations
-  std::optional<uint64_t> max_bytes;  // and at most this many bytes in all
+  std::optional<size_t> keep = std::nullopt;         // keep at most this many generations
+  std::optional<uint64_t> max_bytes = std::nullopt;  // and at most this many bytes in all
 };
 
 struct RetentionReport {
@@ -102,6 +109,30 @@ struct RetentionReport {
 struct OpenOptions {
   bool create = false;  // create the store directory (0700) if missing
 };
+
+// The exclusive run lock of a store (an flock on DIR/lock, held until destruction). The lock
+// belongs to the open file: a child forked while it is held shares it until it exits or execs.
+class StoreLock {
+ public:
+  StoreLock() = default;
+  explicit StoreLock(ScopedFd fd) : fd_(std::move(fd)) {}
+  bool held() const { return fd_.valid(); }
+  void release() { fd_.reset(); }
+
+ private:
+  ScopedFd fd_;
+};
+
+// Reads the manifest of the generation directory `dir` (checking the manifest's own checksums,
+// not the data). Used for a store's generations and for a generation given directly.
+Result<GenerationInfo> read_generation(const std::filesystem::path& dir);
+// Checks file sizes, data headers and every section checksum of a generation; the error names
+// the generation, the first bad section, its file and offset.
+Status verify_generation(const GenerationInfo& gen);
+Result<std::unique_ptr<SectionReader>> open_generation_section(const GenerationInfo& gen,
+                                                               std::string_view name);
+// True if `dir` holds a store marker.
+bool is_store(const std::filesystem::path& dir);
 
 class Store {
  public:
@@ -129,6 +160,10 @@ class Store {
 
   // Removes old generations beyond the limits, never the newest valid one.
   Result<RetentionReport> apply_retention(const Retention& r) const;
+
+  // Takes the exclusive run lock; fails with "store DIR is in use by pid N (OWNER)" when another
+  // holder has it. `owner` is recorded for that message, e.g. "ckpt run".
+  Result<StoreLock> lock(std::string_view owner) const;
 
  private:
   explicit Store(std::filesystem::path dir) : dir_(std::move(dir)) {}

@@ -1,0 +1,258 @@
+// Writing a generation: sections stream through one buffered data file (compressed on the way
+// with zstd when asked) and a manifest is written last; commit() publishes the directory.
+#include <fcntl.h>
+
+#include <cstring>
+#include <set>
+
+#include <zstd.h>
+
+#include "ckpt/version.hpp"
+#include "common/checksum.hpp"
+#include "common/fs_util.hpp"
+#include "image/format.hpp"
+#include "image/store_internal.hpp"
+
+namespace ckpt::image {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Appends to a file through a large buffer; writes at least as large as the buffer bypass it.
+class BufferedFile {
+ public:
+  BufferedFile(ScopedFd fd, std::string path)
+      : fd_(std::move(fd)), path_(std::move(path)), buf_(new std::byte[detail::kIoChunk]) {}
+
+  Status append(std::span<const std::byte> data) {
+    if (used_ + data.size() > detail::kIoChunk) {
+      CKPT_TRY(flush());
+      if (data.size() >= detail::kIoChunk) {
+        CKPT_TRY(write_all(fd_.get(), data, path_));
+        size_ += data.size();
+        return {};
+      }
+    }
+    std::memcpy(buf_.get() + used_, data.data(), data.size());
+    used_ += data.size();
+    size_ += data.size();
+    return {};
+  }
+
+  Status flush() {
+    if (used_ == 0) return {};
+    CKPT_TRY(write_all(fd_.get(), std::span(buf_.get(), used_), path_));
+    used_ = 0;
+    return {};
+  }
+
+  Status sync() {
+    CKPT_TRY(flush());
+    return fsync_fd(fd_.get(), path_);
+  }
+
+  uint64_t size() const { return size_; }
+
+ private:
+  ScopedFd fd_;
+  std::string path_;
+  std::unique_ptr<std::byte[]> buf_;
+  size_t used_ = 0;
+  uint64_t size_ = 0;
+};
+
+struct ZstdCCtxFree {
+  void operator()(ZSTD_CCtx* c) const { ZSTD_freeCCtx(c); }
+};
+
+class GenerationWriterImpl;
+
+class SectionWriterImpl final : public SectionWriter {
+ public:
+  SectionWriterImpl(GenerationWriterImpl* gen, SectionMeta meta)
+      : gen_(gen), meta_(std::move(meta)) {}
+  Status write(std::span<const std::byte> data) override;
+  Status finish() override;
+  bool finished() const { return finished_; }
+  const SectionMeta& meta() const { return meta_; }
+
+ private:
+  Status emit(std::span<const std::byte> stored);
+  Status compress(std::span<const std::byte> data, ZSTD_EndDirective mode);
+
+  GenerationWriterImpl* gen_;
+  SectionMeta meta_;
+  Checksum64 sum_;
+  bool finished_ = false;
+};
+
+class GenerationWriterImpl final : public GenerationWriter {
+ public:
+  GenerationWriterImpl(fs::path store, detail::TempDir tmp, BufferedFile data, WriteOptions opts)
+      : store_(std::move(store)), tmp_(std::move(tmp)), data_(std::move(data)), opts_(opts) {
+    info_.created_unix_ns = detail::now_unix_ns();
+    info_.format_version = format::kVersion;
+    info_.writer_version = CKPT_VERSION_STRING;
+  }
+  ~GenerationWriterImpl() override {
+    if (!committed_) {
+      std::error_code ec;
+      fs::remove_all(tmp_.path, ec);
+    }
+  }
+
+  void set_label(std::string key, std::string value) override {
+    info_.labels[std::move(key)] = std::move(value);
+  }
+  Result<SectionWriter*> begin_section(std::string_view name) override;
+  Result<GenerationInfo> commit() override;
+
+  // For SectionWriterImpl.
+  BufferedFile& data() { return data_; }
+  ZSTD_CCtx* cctx() { return cctx_.get(); }
+  std::span<std::byte> zbuf() { return zbuf_; }
+  const WriteOptions& options() const { return opts_; }
+  Status fail(Error e) {
+    failed_ = true;
+    return e;
+  }
+  void add_section(const SectionMeta& meta) { info_.sections.push_back(meta); }
+
+ private:
+  Status write_manifest();
+
+  fs::path store_;
+  detail::TempDir tmp_;
+  BufferedFile data_;
+  WriteOptions opts_;
+  GenerationInfo info_;
+  std::unique_ptr<SectionWriterImpl> current_;
+  std::set<std::string, std::less<>> names_;
+  std::unique_ptr<ZSTD_CCtx, ZstdCCtxFree> cctx_;
+  std::vector<std::byte> zbuf_;
+  bool committed_ = false;
+  bool failed_ = false;
+};
+
+Status SectionWriterImpl::emit(std::span<const std::byte> stored) {
+  sum_.update(stored);
+  meta_.stored_size += stored.size();
+  Status st = gen_->data().append(stored);
+  if (!st.ok()) return gen_->fail(st.error());
+  return {};
+}
+
+Status SectionWriterImpl::compress(std::span<const std::byte> data, ZSTD_EndDirective mode) {
+  ZSTD_inBuffer in{data.data(), data.size(), 0};
+  auto zbuf = gen_->zbuf();
+  for (;;) {
+    ZSTD_outBuffer out{zbuf.data(), zbuf.size(), 0};
+    size_t left = ZSTD_compressStream2(gen_->cctx(), &out, &in, mode);
+    if (ZSTD_isError(left))
+      return gen_->fail(errorf("compress section '{}': {}", meta_.name, ZSTD_getErrorName(left)));
+    CKPT_TRY(emit(std::span(zbuf.data(), out.pos)));
+    bool done = mode == ZSTD_e_end ? left == 0 : in.pos == in.size;
+    if (done) return {};
+  }
+}
+
+Status SectionWriterImpl::write(std::span<const std::byte> data) {
+  if (finished_) return errorf("section '{}': write after finish", meta_.name);
+  meta_.raw_size += data.size();
+  if (meta_.compression == Compression::zstd) return compress(data, ZSTD_e_continue);
+  return emit(data);
+}
+
+Status SectionWriterImpl::finish() {
+  if (finished_) return errorf("section '{}': finished twice", meta_.name);
+  if (meta_.compression == Compression::zstd) CKPT_TRY(compress({}, ZSTD_e_end));
+  meta_.checksum = sum_.digest();
+  finished_ = true;
+  gen_->add_section(meta_);
+  return {};
+}
+
+Result<SectionWriter*> GenerationWriterImpl::begin_section(std::string_view name) {
+  if (committed_) return errorf("begin section '{}': generation already committed", name);
+  if (failed_) return errorf("begin section '{}': an earlier write failed", name);
+  if (current_ && !current_->finished())
+    return errorf("begin section '{}': section '{}' is not finished", name, current_->meta().name);
+  if (name.empty()) return errorf("begin section: empty name");
+  if (!names_.insert(std::string(name)).second)
+    return errorf("begin section '{}': duplicate name", name);
+  SectionMeta meta;
+  meta.name = std::string(name);
+  meta.file = std::string(format::kDataName);
+  meta.offset = data_.size();
+  meta.compression = opts_.compression;
+  if (meta.compression == Compression::zstd) {
+    if (!cctx_) {
+      cctx_.reset(ZSTD_createCCtx());
+      zbuf_.resize(ZSTD_CStreamOutSize() * 8);
+    }
+    ZSTD_CCtx_reset(cctx_.get(), ZSTD_reset_session_and_parameters);
+    ZSTD_CCtx_setParameter(cctx_.get(), ZSTD_c_compressionLevel, opts_.zstd_level);
+  }
+  current_ = std::make_unique<SectionWriterImpl>(this, std::move(meta));
+  return current_.get();
+}
+
+Status GenerationWriterImpl::write_manifest() {
+  info_.files = {{std::string(format::kDataName), data_.size()}};
+  auto bytes = format::encode_manifest(info_);
+  auto path = tmp_.path / format::kManifestName;
+  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(path, O_WRONLY | O_CREAT | O_EXCL, 0600));
+  CKPT_TRY(write_all(fd.get(), bytes, path.string()));
+  return fsync_fd(fd.get(), path.string());
+}
+
+Result<GenerationInfo> GenerationWriterImpl::commit() {
+  if (committed_) return errorf("commit: generation already committed");
+  if (failed_) return errorf("commit: an earlier write failed");
+  if (current_ && !current_->finished())
+    return errorf("commit: section '{}' is not finished", current_->meta().name);
+  failed_ = true;  // until the end: a failed commit cannot be retried
+  CKPT_TRY(data_.sync());
+  CKPT_TRY(write_manifest());
+  CKPT_TRY(fsync_dir(tmp_.path));
+  CKPT_TRY_ASSIGN(std::string id, detail::publish(store_, tmp_.path));
+  committed_ = true;
+  failed_ = false;
+  info_.id = id;
+  info_.path = store_ / id;
+  info_.total_bytes = data_.size();
+  std::error_code ec;
+  auto msize = fs::file_size(info_.path / format::kManifestName, ec);
+  if (!ec) info_.total_bytes += msize;
+  return info_;
+}
+
+}  // namespace
+
+Status GenerationWriter::write_section(std::string_view name, std::span<const std::byte> data) {
+  CKPT_TRY_ASSIGN(SectionWriter * s, begin_section(name));
+  CKPT_TRY(s->write(data));
+  return s->finish();
+}
+
+Result<std::unique_ptr<GenerationWriter>> detail::make_writer(const fs::path& store,
+                                                              WriteOptions opts) {
+  if (opts.compression != Compression::none && opts.compression != Compression::zstd)
+    return errorf("begin generation: unknown compression {}", static_cast<int>(opts.compression));
+  CKPT_TRY_ASSIGN(TempDir tmp, make_temp_dir(store));
+  auto data_path = tmp.path / format::kDataName;
+  auto fd = open_file(data_path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+  if (!fd.ok()) {
+    std::error_code ec;
+    fs::remove_all(tmp.path, ec);
+    return fd.error();
+  }
+  BufferedFile data(std::move(*fd), data_path.string());
+  auto header = format::data_header();
+  Status st = data.append(header);
+  if (!st.ok()) return st.error();
+  return std::unique_ptr<GenerationWriter>(
+      new GenerationWriterImpl(store, std::move(tmp), std::move(data), opts));
+}
+
+}  // namespace ckpt::image
