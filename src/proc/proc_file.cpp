@@ -1,0 +1,146 @@
+#include "proc/proc_file.hpp"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <memory>
+
+#include "common/scoped_fd.hpp"
+
+namespace ckpt::proc {
+
+std::string proc_path(pid_t pid, std::string_view rel) {
+  return fmt::format("/proc/{}/{}", pid, rel);
+}
+
+// ENOENT under /proc/PID usually means the process exited between two reads.
+static int refine_errno(pid_t pid, int err) {
+  if (err != ENOENT) return err;
+  std::string dir = fmt::format("/proc/{}", pid);
+  if (::access(dir.c_str(), F_OK) != 0 && errno == ENOENT) return ESRCH;
+  return err;
+}
+
+Error proc_error(pid_t pid, std::string_view rel, std::string_view op, int err) {
+  return sys_error(refine_errno(pid, err), fmt::format("{} {}", op, proc_path(pid, rel)));
+}
+
+Error parse_error(pid_t pid, std::string_view rel, const Error& e) {
+  return e.wrap(fmt::format("parse {}", proc_path(pid, rel)));
+}
+
+Result<std::string> read_proc_file(pid_t pid, std::string_view rel) {
+  std::string path = proc_path(pid, rel);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return proc_error(pid, rel, "read", errno);
+  std::string out;
+  size_t chunk = 16384;
+  for (;;) {
+    size_t old = out.size();
+    out.resize(old + chunk);
+    ssize_t n = ::read(fd.get(), out.data() + old, chunk);
+    if (n < 0) {
+      if (errno == EINTR) {
+        out.resize(old);
+        continue;
+      }
+      return proc_error(pid, rel, "read", errno);
+    }
+    out.resize(old + static_cast<size_t>(n));
+    if (n == 0) break;
+    if (chunk < (1u << 20)) chunk *= 2;
+  }
+  return out;
+}
+
+Result<std::string> read_proc_link(pid_t pid, std::string_view rel) {
+  std::string path = proc_path(pid, rel);
+  // Links to deleted files or sockets can be longer than PATH_MAX only in theory; grow anyway.
+  for (size_t size = PATH_MAX;; size *= 2) {
+    std::string buf(size, '\0');
+    ssize_t n = ::readlink(path.c_str(), buf.data(), size);
+    if (n < 0) return proc_error(pid, rel, "readlink", errno);
+    if (static_cast<size_t>(n) < size) {
+      buf.resize(static_cast<size_t>(n));
+      return buf;
+    }
+  }
+}
+
+Result<std::vector<int>> list_numeric_dir(pid_t pid, std::string_view rel) {
+  std::string path = proc_path(pid, rel);
+  std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir(path.c_str()), ::closedir);
+  if (!dir) return proc_error(pid, rel, "list", errno);
+  std::vector<int> out;
+  errno = 0;
+  while (dirent* e = ::readdir(dir.get())) {
+    if (auto v = parse_u64(e->d_name); v && *v <= INT_MAX) out.push_back(static_cast<int>(*v));
+  }
+  if (errno != 0) return proc_error(pid, rel, "list", errno);
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::optional<uint64_t> parse_u64(std::string_view s, int base) {
+  uint64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<int64_t> parse_i64(std::string_view s, int base) {
+  int64_t v = 0;
+  if (s.empty()) return std::nullopt;
+  auto [p, ec] = std::from_chars(s.data(), s.data() + s.size(), v, base);
+  if (ec != std::errc() || p != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+static bool is_space(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+std::string_view next_token(std::string_view& s) {
+  size_t b = 0;
+  while (b < s.size() && is_space(s[b])) ++b;
+  size_t e = b;
+  while (e < s.size() && !is_space(s[e])) ++e;
+  std::string_view tok = s.substr(b, e - b);
+  s.remove_prefix(e);
+  return tok;
+}
+
+bool next_line(std::string_view& text, std::string_view& line) {
+  if (text.empty()) return false;
+  size_t nl = text.find('\n');
+  if (nl == std::string_view::npos) {
+    line = text;
+    text = {};
+  } else {
+    line = text.substr(0, nl);
+    text.remove_prefix(nl + 1);
+  }
+  return true;
+}
+
+bool split_key_value(std::string_view line, std::string_view& key, std::string_view& value) {
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return false;
+  key = line.substr(0, colon);
+  value = trim(line.substr(colon + 1));
+  return true;
+}
+
+}  // namespace ckpt::proc

@@ -1,0 +1,43 @@
+#pragma once
+// Reading files under /proc/PID and the small text scanners the parsers share. Every reader
+// names pid and file in its errors ("read /proc/42/maps: No such process"), and every parser
+// takes the text itself so that tests can feed it fixed strings.
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace ckpt::proc {
+
+// "/proc/42/maps" for (42, "maps").
+std::string proc_path(pid_t pid, std::string_view rel);
+
+// Reads a whole /proc file (their size is unknown until read). A missing file whose process
+// is gone reports ESRCH rather than ENOENT, since that is what the caller needs to know.
+Result<std::string> read_proc_file(pid_t pid, std::string_view rel);
+Result<std::string> read_proc_link(pid_t pid, std::string_view rel);
+// Numeric entries of a /proc directory (/proc/PID/task, /proc/PID/fd), sorted ascending.
+Result<std::vector<int>> list_numeric_dir(pid_t pid, std::string_view rel);
+
+// The error for `op` ("read", "open"...) on /proc/PID/rel that failed with `err`.
+Error proc_error(pid_t pid, std::string_view rel, std::string_view op, int err);
+// Wraps a parse error from text parsers: "parse /proc/42/maps: line 3: ...".
+Error parse_error(pid_t pid, std::string_view rel, const Error& e);
+
+// Text scanning. All of these accept exactly the number and nothing else.
+std::optional<uint64_t> parse_u64(std::string_view s, int base = 10);
+std::optional<int64_t> parse_i64(std::string_view s, int base = 10);
+std::string_view trim(std::string_view s);
+// Pops the next whitespace-separated token from `s` (empty when none is left).
+std::string_view next_token(std::string_view& s);
+// Pops the next line (without '\n') from `text`; returns false at the end.
+bool next_line(std::string_view& text, std::string_view& line);
+// Splits "Key:\tvalue" into key and trimmed value; false when there is no ':'.
+bool split_key_value(std::string_view line, std::string_view& key, std::string_view& value);
+
+}  // namespace ckpt::proc
