@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "ckpt/version.hpp"
+#include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "proc/maps.hpp"
 #include "proc/proc_file.hpp"

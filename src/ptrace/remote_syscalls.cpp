@@ -39,8 +39,8 @@ Regs regs_for_restart(const Regs& r, bool restart_block_ok) {
 
 Result<RemoteSyscalls> RemoteSyscalls::start(Tracee& t, uint64_t syscall_insn) {
   CKPT_TRY_ASSIGN(Regs regs, t.regs());
-  CKPT_TRY_ASSIGN(uint64_t mask, t.sigmask());
-  CKPT_TRY(t.set_sigmask(~uint64_t{0}));
+  CKPT_TRY_ASSIGN(uint64_t mask, t.signal_mask());
+  CKPT_TRY(t.set_signal_mask(~uint64_t{0}));
   return RemoteSyscalls(t, syscall_insn, regs_for_restart(regs, true), mask);
 }
 
@@ -56,16 +56,16 @@ RemoteSyscalls::~RemoteSyscalls() {
   }
 }
 
-void RemoteSyscalls::set_final(const Regs& r, uint64_t sigmask) {
+void RemoteSyscalls::set_final(const Regs& r, uint64_t mask) {
   saved_ = r;
-  saved_mask_ = sigmask;
+  saved_mask_ = mask;
 }
 
 Status RemoteSyscalls::finish() {
   if (done_) return {};
   done_ = true;
   CKPT_TRY(t_->set_regs(saved_));
-  return t_->set_sigmask(saved_mask_);
+  return t_->set_signal_mask(saved_mask_);
 }
 
 Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
@@ -79,12 +79,20 @@ Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
                     stop.status);
     }
     if (stop.syscall_stop()) return stop;
+    int sig = stop.stop_signal();
+    if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP) {
+      auto regs = t_->regs();
+      return errorf("tid {}: signal {} during an injected system call at rip {:#x}", t_->tid(),
+                    sig, regs.ok() ? regs->rip : 0);
+    }
     // Only SIGKILL and SIGSTOP pass the blocked mask; a group-stop is resumed through.
     log::debug("ptrace", "tid {}: stop {:#x} during injected syscall", t_->tid(), stop.status);
   }
 }
 
 Result<long> RemoteSyscalls::call_raw(long nr, std::array<uint64_t, 6> args) {
+  log::debug("ptrace", "tid {}: syscall {}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x})", t_->tid(), nr,
+             args[0], args[1], args[2], args[3], args[4], args[5]);
   if (done_) return errorf("tid {}: injected syscall after finish", t_->tid());
   Regs r = saved_;
   r.rip = insn_;

@@ -48,7 +48,7 @@ class RemoteSyscalls {
   // The registers the thread will get back.
   const Regs& saved_regs() const { return saved_; }
   // Replace what the destructor restores (restore sets the final registers this way).
-  void set_final(const Regs& r, uint64_t sigmask);
+  void set_final(const Regs& r, uint64_t mask);
   // Puts the saved state back now; later calls are not allowed.
   Status finish();
 

@@ -107,14 +107,14 @@ Status Tracee::set_xstate(const std::vector<uint8_t>& data) {
   return {};
 }
 
-Result<uint64_t> Tracee::sigmask() const {
+Result<uint64_t> Tracee::signal_mask() const {
   uint64_t mask = 0;
   if (::ptrace(PTRACE_GETSIGMASK, tid_, sizeof(mask), &mask) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_GETSIGMASK) tid {}", tid_));
   return mask;
 }
 
-Status Tracee::set_sigmask(uint64_t mask) {
+Status Tracee::set_signal_mask(uint64_t mask) {
   if (::ptrace(PTRACE_SETSIGMASK, tid_, sizeof(mask), &mask) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_SETSIGMASK) tid {}", tid_));
   return {};

@@ -50,8 +50,8 @@ class Tracee {
   Status set_regs(const Regs& r);
   Result<std::vector<uint8_t>> xstate() const;
   Status set_xstate(const std::vector<uint8_t>& data);
-  Result<uint64_t> sigmask() const;
-  Status set_sigmask(uint64_t mask);
+  Result<uint64_t> signal_mask() const;
+  Status set_signal_mask(uint64_t mask);
 
   // Lets the thread run on and forgets it. Also done by the destructor.
   Status detach();

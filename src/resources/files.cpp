@@ -9,6 +9,7 @@
 #include <climits>
 #include <map>
 
+#include "common/fs_util.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/proc_file.hpp"
 

@@ -155,8 +155,8 @@ Status dump(DumpContext& ctx) {
   json vmas = json::array();
   uint64_t total = 0;
   for (const auto& m : ctx.maps) {
-    CKPT_TRY(check_supported(m, ctx.pid));
     Content content = content_of(m);
+    if (content != Content::none) CKPT_TRY(check_supported(m, ctx.pid));
     json j = describe(m, content);
     std::vector<Range> ranges;
     if (content == Content::private_pages) {

@@ -26,7 +26,7 @@ struct SigInfoRaw {
 Result<json> peek_queue(pid_t tid, bool shared) {
   json out = json::array();
   for (uint64_t off = 0;; ++off) {
-    ptrace_peeksiginfo_args args{off, shared ? uint32_t(PTRACE_PEEKSIGINFO_SHARED) : 0u, 1};
+    __ptrace_peeksiginfo_args args{off, shared ? uint32_t(PTRACE_PEEKSIGINFO_SHARED) : 0u, 1};
     SigInfoRaw info;
     long n = ::ptrace(PTRACE_PEEKSIGINFO, tid, &args, &info);
     if (n < 0) return sys_error(fmt::format("ptrace(PTRACE_PEEKSIGINFO) tid {}", tid));

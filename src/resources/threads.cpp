@@ -1,5 +1,6 @@
 #include "resources/threads.hpp"
 
+#include <fcntl.h>
 #include <linux/sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -9,6 +10,7 @@
 
 #include <cstring>
 
+#include "common/fs_util.hpp"
 #include "common/log.hpp"
 
 namespace ckpt::threads {
@@ -91,7 +93,7 @@ Result<json> dump_one(DumpContext& ctx, size_t index) {
   auto& t = ctx.threads[index].tracee;
   CKPT_TRY_ASSIGN(ptrace::Regs regs, t.regs());
   CKPT_TRY_ASSIGN(auto xstate, t.xstate());
-  CKPT_TRY_ASSIGN(uint64_t mask, t.sigmask());
+  CKPT_TRY_ASSIGN(uint64_t mask, t.signal_mask());
   CKPT_TRY_ASSIGN(json j, dump_kernel_state(ctx, index));
   j["tid"] = t.tid();
   j["regs"] = regs_to_json(regs);
@@ -131,10 +133,12 @@ Status restore_kernel_state(RestoreContext& ctx, ptrace::RemoteSyscalls& rs, con
   if (rseq[0].get<uint64_t>() != 0)
     CKPT_TRY(rs.call("rseq", SYS_rseq, {rseq[0], rseq[1], 0, rseq[2]}));
   if (j.contains("comm")) {
-    std::string path = fmt::format("/proc/{}/task/{}/comm", ctx.pid, tid);
+    // /proc/PID/task/TID/comm is writable only from inside the thread group.
     std::string comm = j["comm"];
-    ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-    if (fd) (void)!::write(fd.get(), comm.data(), comm.size());
+    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    comm.resize(16, '\0');
+    CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, comm.data(), comm.size()));
+    CKPT_TRY(rs.call("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, ctx.scratch.addr}));
   }
   return {};
 }
@@ -170,6 +174,19 @@ Status restore(RestoreContext& ctx) {
   return {};
 }
 
+Status drop_puppet_rseq(RestoreContext& ctx) {
+  RseqConfig rseq{};
+  if (::ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), ctx.pid, sizeof(rseq),
+               &rseq) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_GET_RSEQ_CONFIGURATION) pid {}", ctx.pid));
+  if (rseq.rseq_abi_pointer == 0) return {};
+  constexpr uint64_t kRseqUnregister = 1;
+  CKPT_TRY(ctx.main_remote->call("rseq(unregister)", SYS_rseq,
+                                 {rseq.rseq_abi_pointer, rseq.rseq_abi_size, kRseqUnregister,
+                                  rseq.signature}));
+  return {};
+}
+
 Status set_final_state(RestoreContext& ctx) {
   const json& all = (*ctx.image)["threads"];
   for (size_t i = 0; i < all.size(); ++i) {
@@ -181,7 +198,7 @@ Status set_final_state(RestoreContext& ctx) {
       ctx.main_remote->set_final(regs, mask);
     } else {
       CKPT_TRY(t.set_regs(regs));
-      CKPT_TRY(t.set_sigmask(mask));
+      CKPT_TRY(t.set_signal_mask(mask));
     }
   }
   return {};

@@ -12,6 +12,10 @@ Status dump(DumpContext& ctx);
 // per-thread kernel state of all of them. Registers are set by set_final_state.
 Status restore(RestoreContext& ctx);
 
+// The puppet inherited the restorer's rseq registration, whose area is about to be unmapped: the
+// kernel would raise SIGSEGV at the next return to user space. Unregister it first.
+Status drop_puppet_rseq(RestoreContext& ctx);
+
 // Gives every thread its saved registers, xstate and signal mask. The main thread's registers
 // go to ctx.main_remote so that they take effect when its last injected call returns.
 Status set_final_state(RestoreContext& ctx);

@@ -13,6 +13,8 @@
 #include <cstring>
 #include <sstream>
 
+#include <fmt/ranges.h>
+
 #include "proc/maps.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
@@ -54,21 +56,18 @@ Status setup_inside(const PuppetPlan& plan, std::vector<int>& keep) {
     report(keep.back(), "err " + st.error().message);
     ::_exit(1);
   }
-  std::string msg = "ok";
-  for (int fd : keep) msg += " " + std::to_string(fd);
-  report(keep.back(), msg);
+  report(keep.back(), fmt::format("ok {}", fmt::join(keep, " ")));
   for (;;) ::pause();
 }
 
-Result<std::string> read_report(int fd, pid_t pid) {
-  std::string msg;
+Status read_report(int fd, pid_t pid, std::string& msg) {
   char c;
   for (;;) {
     ssize_t n = ::read(fd, &c, 1);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sys_error("read from the puppet");
     if (n == 0) return errorf("restore pid {}: the puppet died while setting up", pid);
-    if (c == '\n') return msg;
+    if (c == '\n') return {};
     msg.push_back(c);
   }
 }
@@ -115,7 +114,8 @@ Result<Puppet> Puppet::create(PuppetPlan plan) {
     return tracee.error();
   }
   Puppet p(static_cast<pid_t>(r), std::move(*tracee));
-  CKPT_TRY_ASSIGN(std::string msg, read_report(read_end.get(), plan.pid));
+  std::string msg;
+  CKPT_TRY(read_report(read_end.get(), plan.pid, msg));
   if (msg.rfind("err ", 0) == 0) return errorf("restore pid {}: {}", plan.pid, msg.substr(4));
   std::istringstream in(msg.substr(2));
   for (int fd; in >> fd;) p.kept_.push_back(fd);

@@ -3,12 +3,14 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <chrono>
 
+#include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
@@ -82,11 +84,14 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
     if (files.keys[i] == "exe") exe_fd = kept[i];
     else ctx.mapping_fds[files.keys[i]] = kept[i];
   }
+  CKPT_TRY(threads::drop_puppet_rseq(ctx));
   CKPT_TRY(memory::restore(ctx));
   CKPT_TRY(process::restore_mm(ctx, exe_fd));
   CKPT_TRY(threads::restore(ctx));
   CKPT_TRY(signals::restore(ctx));
   for (int fd : kept) CKPT_TRY(ctx.main_remote->call("close", SYS_close, {uint64_t(fd)}));
+  // The puppet asked to die with its restorer; the restored process must not.
+  CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, 0}));
   CKPT_TRY(process::restore_timers(ctx));
   CKPT_TRY(threads::set_final_state(ctx));
   // The restorer page goes last; the main thread stops at the exit of this munmap and leaves
@@ -108,8 +113,10 @@ Result<RestoreResult> restore_process(const image::Store& store, const RestoreOp
   }
   CKPT_TRY_ASSIGN(json image, load_image(store, gen));
   CKPT_TRY(process::check_before_restore(image));
-  CKPT_TRY(files::check_before_restore(image));
-  CKPT_TRY(check_mapped_files(memory::files_to_map(image)));
+  if (!opts.accept_changed_files) {
+    CKPT_TRY(files::check_before_restore(image));
+    CKPT_TRY(check_mapped_files(memory::files_to_map(image)));
+  }
   CKPT_TRY(check_pids_free(image));
   CKPT_TRY_ASSIGN(OpenedFiles files, open_mapped_files(image));
 

@@ -17,6 +17,9 @@ struct RestoreOptions {
   // Give the restored process the caller's stdin/stdout/stderr and terminal instead of the
   // ones it had (needed when it was started from another shell or pipeline).
   bool shell_job = false;
+  // Restore even when an open or mapped file changed size since the dump (logs appended to by
+  // others); by default that is an error naming the file.
+  bool accept_changed_files = false;
 };
 
 struct RestoreResult {
