@@ -319,6 +319,18 @@ TEST(Lab, Task3WithInterval) {
   expect_output(dir, {"5", "3", "2", "6", "9", "x"});
 }
 
+// A worker that can never succeed (its output file cannot be created) must not be restarted
+// forever: the monitor gives up with an error once it keeps failing at once.
+TEST(Lab, MonitorGivesUpOnACrashLoop) {
+  TempDir dir;
+  LabRun run({LAB_TASK2_1, "no-such-dir/out.txt"}, dir.path());
+  EXPECT_EQ(run.finish("x"), 1);
+  std::string err = slurp(dir.path() / "stderr.txt");
+  EXPECT_NE(err.find("quick crashes in a row, giving up"), std::string::npos) << err;
+  EXPECT_NE(slurp(dir.path() / "stdout.txt").find("failed: No such file or directory"),
+            std::string::npos);
+}
+
 TEST(Lab, Task3RejectsABadInterval) {
   TempDir dir;
   int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
