@@ -1,0 +1,125 @@
+#ifndef CKPT_CKPT_H
+#define CKPT_CKPT_H
+/* Public C API of libckpt. Usable from C11 and C++.
+ *
+ * Sections:
+ *   - Application-level state checkpoints (ckpt_state_*): a program saves and restores its own
+ *     registered state in checkpoint.<unix-time>.dat files.
+ * Every function of a section starts with the section's prefix.
+ */
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ===========================================================================================
+ * Application-level state checkpoints: ckpt_state_*
+ *
+ * A program registers the state it needs to continue (byte ranges and/or serialize/deserialize
+ * callbacks, each under a unique name), then calls ckpt_state_checkpoint() whenever it wants a
+ * checkpoint and ckpt_state_restore() after a crash. Each checkpoint is a new file
+ * "checkpoint.<unix-seconds>.dat" (then "checkpoint.<unix-seconds>.<n>.dat" for the n-th
+ * further one in the same second) in the configured directory, written atomically (temporary
+ * file, fsync, rename) with mode 0600 and protected by an XXH3-64 checksum. The format and the
+ * ordering rule are described in docs/app-checkpoints.md.
+ *
+ * A handle is not thread-safe: use it from one thread at a time. One handle (one process) should
+ * write to a given directory at a time.
+ * =========================================================================================== */
+
+/* Opaque handle: the registered items and the options. */
+typedef struct ckpt_state ckpt_state;
+
+/* Output buffer handed to a serializer; append bytes with ckpt_state_buffer_append(). */
+typedef struct ckpt_state_buffer ckpt_state_buffer;
+
+/* Serializer: appends the item's bytes to `out`. Returns 0 on success, -1 on failure (the
+ * checkpoint is then not written). */
+typedef int (*ckpt_state_save_fn)(void* user, ckpt_state_buffer* out);
+
+/* Deserializer: loads the item from `len` bytes at `data` (the bytes its serializer produced).
+ * Returns 0 on success, -1 if the bytes are unacceptable (the file is then treated as invalid
+ * and the next older checkpoint is tried). It should leave the program's state unchanged when
+ * it returns -1. */
+typedef int (*ckpt_state_load_fn)(void* user, const void* data, size_t len);
+
+typedef struct ckpt_state_options {
+  /* Directory of the checkpoint files; NULL or "" = the current directory at the time of
+   * ckpt_state_open(). Created (mode 0700) by the first checkpoint if missing. */
+  const char* dir;
+  /* After each checkpoint, keep only the `keep` newest checkpoint files; 0 = keep all. */
+  unsigned keep;
+  /* Nonzero: ckpt_state_open() removes every existing checkpoint file (and temporary files
+   * left by an interrupted checkpoint) from the directory, for a program that starts afresh. */
+  int clean_at_start;
+} ckpt_state_options;
+
+/* Fills `opts` with the defaults: current directory, keep all, no cleaning. */
+void ckpt_state_options_init(ckpt_state_options* opts);
+
+/* Creates a handle. `opts` may be NULL (defaults); the options are copied.
+ * Returns NULL and sets errno on failure: ENOMEM; the errno of getcwd(); or, with
+ * clean_at_start, the errno of listing the directory or removing a file. */
+ckpt_state* ckpt_state_open(const ckpt_state_options* opts);
+
+/* Frees the handle. Checkpoint files are left alone. NULL is accepted. */
+void ckpt_state_close(ckpt_state* st);
+
+/* Registers `len` bytes at `addr` under `name` (a non-empty string of at most 255 bytes).
+ * checkpoint() copies the bytes; restore() overwrites them, and accepts a file only if it holds
+ * exactly `len` bytes for this name. The memory must stay valid while the handle is used.
+ * Returns 0, or -1 with errno EINVAL (bad name, NULL addr with len > 0) or EEXIST (name taken). */
+int ckpt_state_add_range(ckpt_state* st, const char* name, void* addr, size_t len);
+
+/* Registers a serializer/deserializer pair under `name`, for state that is not one fixed-size
+ * byte range (containers, pointers). `user` is passed to both. Returns 0, or -1 with errno
+ * EINVAL (bad name, NULL function) or EEXIST (name taken). */
+int ckpt_state_add_fns(ckpt_state* st, const char* name, ckpt_state_save_fn save,
+                       ckpt_state_load_fn load, void* user);
+
+/* For serializers: appends `len` bytes. Returns 0, or -1 with errno ENOMEM or EINVAL. */
+int ckpt_state_buffer_append(ckpt_state_buffer* buf, const void* data, size_t len);
+
+/* Writes a new checkpoint file holding every registered item, then applies `keep`.
+ * Returns 0 on success (ckpt_state_path() names the new file), or -1 with errno set and a
+ * message in ckpt_state_error(): the errno of the failing system call (EACCES, ENOSPC, ENOTDIR,
+ * ...), or ECANCELED when a serializer failed. Failing to remove old files for `keep` does not
+ * fail the checkpoint. */
+int ckpt_state_checkpoint(ckpt_state* st);
+
+/* Loads the newest valid checkpoint into the registered items. Files are tried newest first;
+ * a file that cannot be read, is truncated, has a wrong magic or format version, a checksum
+ * mismatch, or does not hold exactly the registered items (names and byte-range sizes), or whose
+ * bytes a deserializer rejects, is skipped with a one-line message (ckpt_state_skipped()).
+ * Nothing is changed by a file that fails before the deserializers run.
+ * Returns 1 when a checkpoint was loaded (ckpt_state_path() names it), 0 when there was no valid
+ * one (a missing directory counts as empty), -1 with errno and ckpt_state_error() when the
+ * directory cannot be listed. */
+int ckpt_state_restore(ckpt_state* st);
+
+/* Removes every checkpoint file (and leftover temporary file) from the directory.
+ * Returns the number of files removed, or -1 with errno and ckpt_state_error(). */
+int ckpt_state_clean(ckpt_state* st);
+
+/* The file written by the last successful checkpoint or loaded by the last successful restore;
+ * "" before either. Valid until the next call on the handle. */
+const char* ckpt_state_path(const ckpt_state* st);
+
+/* Messages of the files the last restore skipped, newest first, e.g.
+ * "checkpoint.1700000000.dat: checksum mismatch (corrupt or truncated file)".
+ * ckpt_state_skipped() returns NULL for i >= ckpt_state_skipped_count(). */
+size_t ckpt_state_skipped_count(const ckpt_state* st);
+const char* ckpt_state_skipped(const ckpt_state* st, size_t i);
+
+/* A one-line description of the last failure on the handle; "" if none. */
+const char* ckpt_state_error(const ckpt_state* st);
+
+/* The directory used, as an absolute path. */
+const char* ckpt_state_dir(const ckpt_state* st);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* CKPT_CKPT_H */
