@@ -71,6 +71,7 @@ struct Raw {
 
 Raw raw_speed(const fs::path& dir, uint64_t total, const std::vector<std::byte>& pat) {
   auto path = dir / "raw.bin";
+  ::sync();  // neither timed write pays for the writeback of earlier runs
   auto t = Clock::now();
   {
     auto fd = open_file(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
@@ -96,6 +97,7 @@ struct StoreRun {
 
 StoreRun store_speed(image::Store& store, uint64_t total, image::Compression c,
                      const std::vector<std::byte>& pat) {
+  ::sync();
   auto t = Clock::now();
   auto w = store.begin_generation({.compression = c});
   if (!w.ok()) std::fprintf(stderr, "%s\n", w.error().message.c_str()), std::exit(1);
