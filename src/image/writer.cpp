@@ -25,6 +25,7 @@ class BufferedFile {
       : fd_(std::move(fd)), path_(std::move(path)), buf_(new std::byte[detail::kIoChunk]) {}
 
   Status append(std::span<const std::byte> data) {
+    if (data.empty()) return {};
     if (used_ + data.size() > detail::kIoChunk) {
       CKPT_TRY(flush());
       if (data.size() >= detail::kIoChunk) {
