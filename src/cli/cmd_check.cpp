@@ -16,7 +16,7 @@ void print_text(const std::vector<proc::FeatureProbe>& probes) {
   for (const auto& p : probes) {
     std::string line = fmt::format("{:<24} {:<8} {:<10} ", p.name, p.ok ? "ok" : "MISSING",
                                    p.essential ? "" : "(optional)");
-    if (!p.detail.empty()) line += fmt::format(" {}", p.detail);
+    line += p.detail;
     while (!line.empty() && line.back() == ' ') line.pop_back();
     std::fputs((line + "\n").c_str(), stdout);
   }

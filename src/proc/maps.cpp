@@ -17,9 +17,10 @@ constexpr std::array<std::string_view, static_cast<size_t>(VmFlag::count)> kFlag
 
 constexpr std::string_view kDeleted = " (deleted)";
 
-MapKind classify(std::string_view path, uint64_t inode) {
+MapKind classify(std::string_view path) {
   if (path.empty()) return MapKind::anonymous;
-  if (inode != 0 || path.front() != '[' || path.back() != ']') return MapKind::file;
+  // Files are printed with absolute paths, so a bracketed name is always the kernel's own.
+  if (path.front() != '[' || path.back() != ']') return MapKind::file;
   if (path == "[heap]") return MapKind::heap;
   if (path == "[stack]") return MapKind::stack;
   if (path == "[vdso]") return MapKind::vdso;
@@ -31,7 +32,9 @@ MapKind classify(std::string_view path, uint64_t inode) {
 }
 
 Status parse_perms(std::string_view perms, MapEntry& e) {
-  if (perms.size() != 4) return errorf("bad permissions '{}'", perms);
+  if (perms.size() != 4 || (perms[0] != 'r' && perms[0] != '-') ||
+      (perms[1] != 'w' && perms[1] != '-') || (perms[2] != 'x' && perms[2] != '-'))
+    return errorf("bad permissions '{}'", perms);
   if (perms[0] == 'r') e.prot |= PROT_READ;
   if (perms[1] == 'w') e.prot |= PROT_WRITE;
   if (perms[2] == 'x') e.prot |= PROT_EXEC;
@@ -155,7 +158,7 @@ Result<MapEntry> parse_maps_line(std::string_view line) {
     e.deleted = true;
   }
   e.path = std::string(path);
-  e.kind = classify(path, e.inode);
+  e.kind = classify(path);
   return e;
 }
 

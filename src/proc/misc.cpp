@@ -2,7 +2,6 @@
 
 #include <cstring>
 
-#include "common/fs_util.hpp"
 #include "proc/proc_file.hpp"
 
 namespace ckpt::proc {
@@ -123,10 +122,9 @@ Result<std::vector<FileLock>> parse_locks(std::string_view text) {
 }
 
 Result<std::vector<FileLock>> read_locks() {
-  auto text = read_file("/proc/locks");
-  if (!text) return text.error();
-  std::string_view sv(reinterpret_cast<const char*>(text->data()), text->size());
-  auto r = parse_locks(sv);
+  int err = 0;
+  CKPT_TRY_ASSIGN(std::string text, read_text_file("/proc/locks", &err));
+  auto r = parse_locks(text);
   if (!r) return r.error().wrap("parse /proc/locks");
   return r;
 }

@@ -34,28 +34,34 @@ Error parse_error(pid_t pid, std::string_view rel, const Error& e) {
   return e.wrap(fmt::format("parse {}", proc_path(pid, rel)));
 }
 
-Result<std::string> read_proc_file(pid_t pid, std::string_view rel) {
-  std::string path = proc_path(pid, rel);
+Result<std::string> read_text_file(const std::string& path, int* err) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return proc_error(pid, rel, "read", errno);
+  if (!fd) {
+    *err = errno;
+    return sys_error(fmt::format("read {}", path));
+  }
   std::string out;
   size_t chunk = 16384;
   for (;;) {
     size_t old = out.size();
     out.resize(old + chunk);
     ssize_t n = ::read(fd.get(), out.data() + old, chunk);
+    out.resize(old + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
-      if (errno == EINTR) {
-        out.resize(old);
-        continue;
-      }
-      return proc_error(pid, rel, "read", errno);
+      *err = errno;
+      return sys_error(fmt::format("read {}", path));
     }
-    out.resize(old + static_cast<size_t>(n));
-    if (n == 0) break;
+    if (n == 0) return out;
     if (chunk < (1u << 20)) chunk *= 2;
   }
-  return out;
+}
+
+Result<std::string> read_proc_file(pid_t pid, std::string_view rel) {
+  int err = 0;
+  auto r = read_text_file(proc_path(pid, rel), &err);
+  if (!r) return proc_error(pid, rel, "read", err);
+  return r;
 }
 
 Result<std::string> read_proc_link(pid_t pid, std::string_view rel) {

@@ -20,6 +20,8 @@ std::string proc_path(pid_t pid, std::string_view rel);
 // Reads a whole /proc file (their size is unknown until read). A missing file whose process
 // is gone reports ESRCH rather than ENOENT, since that is what the caller needs to know.
 Result<std::string> read_proc_file(pid_t pid, std::string_view rel);
+// Reads any file whose size stat() does not know (/proc/locks); sets *err to the errno.
+Result<std::string> read_text_file(const std::string& path, int* err);
 Result<std::string> read_proc_link(pid_t pid, std::string_view rel);
 // Numeric entries of a /proc directory (/proc/PID/task, /proc/PID/fd), sorted ascending.
 Result<std::vector<int>> list_numeric_dir(pid_t pid, std::string_view rel);
