@@ -38,10 +38,11 @@ void report(int fd, const std::string& msg) {
 Status setup_inside(const PuppetPlan& plan, std::vector<int>& keep) {
   CKPT_TRY(files::restore_in_puppet(*plan.image, plan.shell_job, keep));
   CKPT_TRY(process::restore_in_puppet(*plan.image));
-  void* page = ::mmap(reinterpret_cast<void*>(plan.trampoline), kPage,
-                      PROT_READ | PROT_WRITE | PROT_EXEC,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  if (page == MAP_FAILED) return sys_error(fmt::format("mmap restorer page at {:#x}", plan.trampoline));
+  void* page =
+      ::mmap(reinterpret_cast<void*>(plan.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (page == MAP_FAILED)
+    return sys_error(fmt::format("mmap restorer page at {:#x}", plan.trampoline));
   static const uint8_t code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
   std::memcpy(page, code, sizeof(code));
   return {};

@@ -50,7 +50,8 @@ Status check_pids_free(const json& image) {
 Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
   for (auto& f : files) {
     struct stat st;
-    if (::stat(f.path.c_str(), &st) < 0) return sys_error(fmt::format("restore: mapped file {}", f.path));
+    if (::stat(f.path.c_str(), &st) < 0)
+      return sys_error(fmt::format("restore: mapped file {}", f.path));
     if (static_cast<uint64_t>(st.st_size) != f.size)
       return errorf("restore: mapped file {} changed size since the dump ({} bytes, was {})",
                     f.path, st.st_size, f.size);
@@ -81,8 +82,10 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   const auto& kept = puppet.kept_fds();
   int exe_fd = -1;
   for (size_t i = 0; i < files.keys.size(); ++i) {
-    if (files.keys[i] == "exe") exe_fd = kept[i];
-    else ctx.mapping_fds[files.keys[i]] = kept[i];
+    if (files.keys[i] == "exe")
+      exe_fd = kept[i];
+    else
+      ctx.mapping_fds[files.keys[i]] = kept[i];
   }
   CKPT_TRY(threads::drop_puppet_rseq(ctx));
   CKPT_TRY(memory::restore(ctx));
@@ -139,7 +142,8 @@ Result<RestoreResult> restore_process(const image::Store& store, const RestoreOp
   ctx.threads.push_back(ThreadHandle{plan.pid, ptrace::Tracee::adopt(plan.pid)});
   puppet.tracee().release();  // ctx.threads[0] owns the attachment now
   {
-    CKPT_TRY_ASSIGN(auto remote, ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
+    CKPT_TRY_ASSIGN(auto remote,
+                    ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
     ctx.main_remote = &remote;
     Status st = build(ctx, puppet, files);
     if (!st.ok()) return st.error().wrap(fmt::format("restore pid {}", ctx.pid));
