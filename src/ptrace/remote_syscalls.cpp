@@ -72,6 +72,7 @@ Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
   for (;;) {
     CKPT_TRY(t_->resume_syscall());
     CKPT_TRY_ASSIGN(StopInfo stop, t_->wait_stop());
+    log::debug("ptrace", "tid {}: stop {:#x}", t_->tid(), stop.status);
     if (stop.exited()) {
       done_ = true;
       t_->release();
@@ -80,7 +81,9 @@ Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
     }
     if (stop.syscall_stop()) return stop;
     int sig = stop.stop_signal();
-    if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP) {
+    bool fault =
+        sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP;
+    if (fault && stop.event() == 0) {
       auto regs = t_->regs();
       return errorf("tid {}: signal {} during an injected system call at rip {:#x}", t_->tid(), sig,
                     regs.ok() ? regs->rip : 0);

@@ -16,6 +16,7 @@
 #include <fmt/ranges.h>
 
 #include "proc/maps.hpp"
+#include "proc/task.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
@@ -131,6 +132,10 @@ Puppet::~Puppet() {
   if (pid_ == 0) return;
   ::kill(pid_, SIGKILL);
   tracee_.release();
+  // Threads we traced must be reaped one by one before their leader can be.
+  if (auto tids = proc::list_threads(pid_); tids.ok())
+    for (pid_t tid : *tids)
+      if (tid != pid_) ::waitpid(tid, nullptr, __WALL);
   ::waitpid(pid_, nullptr, __WALL);
 }
 

@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -103,6 +104,18 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   return {};
 }
 
+// A half-built process must never run: kill it while every thread is still stopped, then reap
+// the traced threads (a leader cannot be reaped while traced zombie threads remain).
+void abandon(RestoreContext& ctx) {
+  ::kill(ctx.pid, SIGKILL);
+  if (ctx.main_remote) ctx.main_remote->abandon();
+  for (size_t i = 1; i < ctx.threads.size(); ++i) {
+    ::waitpid(ctx.threads[i].tid, nullptr, __WALL);
+    ctx.threads[i].tracee.release();
+  }
+  ctx.threads.erase(ctx.threads.begin() + 1, ctx.threads.end());
+}
+
 }  // namespace
 
 Result<RestoreResult> restore_process(const image::Store& store, const RestoreOptions& opts) {
@@ -139,6 +152,8 @@ Result<RestoreResult> restore_process(const image::Store& store, const RestoreOp
   ctx.shell_job = opts.shell_job;
   ctx.trampoline = plan.trampoline;
   ctx.scratch = {plan.trampoline + 64, kPage - 64};
+  // main_remote points into ctx.threads: it must never reallocate.
+  ctx.threads.reserve(image["threads"].size());
   ctx.threads.push_back(ThreadHandle{plan.pid, ptrace::Tracee::adopt(plan.pid)});
   puppet.tracee().release();  // ctx.threads[0] owns the attachment now
   {
@@ -146,7 +161,11 @@ Result<RestoreResult> restore_process(const image::Store& store, const RestoreOp
                     ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
     ctx.main_remote = &remote;
     Status st = build(ctx, puppet, files);
-    if (!st.ok()) return st.error().wrap(fmt::format("restore pid {}", ctx.pid));
+    if (!st.ok()) {
+      log::debug("restore", "failed: {}", st.error().message);
+      abandon(ctx);
+      return st.error().wrap(fmt::format("restore pid {}", ctx.pid));
+    }
     CKPT_TRY(remote.finish());
   }
   ctx.threads.clear();  // detaches: the process runs
