@@ -4,8 +4,12 @@
 #include <sys/ptrace.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+#include <sys/wait.h>
+
 #include <algorithm>
 #include <chrono>
+#include <sstream>
 
 #include "ckpt/version.hpp"
 #include "common/fs_util.hpp"
@@ -112,8 +116,8 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
   return {};
 }
 
-Result<image::GenerationInfo> write_image(DumpContext& ctx, image::Store& store,
-                                          const DumpOptions& opts) {
+Result<std::unique_ptr<image::GenerationWriter>> write_image(DumpContext& ctx, image::Store& store,
+                                                             const DumpOptions& opts) {
   CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
   ctx.writer = writer.get();
   writer->set_label("kind", "process");
@@ -126,12 +130,10 @@ Result<image::GenerationInfo> write_image(DumpContext& ctx, image::Store& store,
   CKPT_TRY(dump_resources(ctx, opts));
   std::string meta = ctx.image.dump();
   CKPT_TRY(writer->write_section("process.json", as_bytes(meta)));
-  return writer->commit();
+  return writer;
 }
 
-}  // namespace
-
-Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
+Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
   auto started = Clock::now();
   CKPT_TRY(check_target(opts));
   DumpContext ctx;
@@ -141,18 +143,87 @@ Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
   CKPT_TRY(freeze(ctx));
   CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
-  auto gen = write_image(ctx, store, opts);
+  auto writer = write_image(ctx, store, opts);
+  if (!writer.ok()) return writer.error().wrap(fmt::format("dump pid {}", ctx.pid));
+  DumpResult result;
+  // Everything is read: a process that goes on need not wait for the fsyncs of the commit.
+  if (opts.leave_running) {
+    ctx.threads.clear();
+    result.frozen = Clock::now() - frozen_at;
+  }
+  auto gen = (*writer)->commit();
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", ctx.pid));
   if (!opts.leave_running) {
     ::kill(ctx.pid, SIGKILL);
     for (auto& t : ctx.threads) t.tracee.release();
+    ctx.threads.clear();
+    result.frozen = Clock::now() - frozen_at;
   }
-  ctx.threads.clear();
-  DumpResult result;
   result.generation = std::move(*gen);
-  result.frozen = Clock::now() - frozen_at;
   result.total = Clock::now() - started;
   return result;
+}
+
+// The dumper's answer to its parent: one line, "ok ID FROZEN_NS TOTAL_NS" or "err ERRNO MESSAGE".
+void report(int fd, const Result<DumpResult>& r) {
+  std::string line =
+      r.ok() ? fmt::format("ok {} {} {}\n", r->generation.id, r->frozen.count(), r->total.count())
+             : fmt::format("err {} {}\n", r.error().errnum, r.error().message);
+  (void)!::write(fd, line.data(), line.size());
+}
+
+Result<DumpResult> parse_report(const image::Store& store, const std::string& line) {
+  std::istringstream in(line);
+  std::string word;
+  in >> word;
+  if (word == "err") {
+    int errnum = 0;
+    in >> errnum;
+    std::string message;
+    std::getline(in >> std::ws, message);
+    return make_error(message, errnum);
+  }
+  DumpResult r;
+  std::string id;
+  int64_t frozen = 0, total = 0;
+  if (word != "ok" || !(in >> id >> frozen >> total))
+    return errorf("dump: the dumper process ended without an answer");
+  CKPT_TRY_ASSIGN(r.generation, store.find(id));
+  r.frozen = std::chrono::nanoseconds(frozen);
+  r.total = std::chrono::nanoseconds(total);
+  return r;
+}
+
+}  // namespace
+
+// The dump runs in a child process of its own session. If the caller is killed (SIGKILL, or
+// Ctrl-C to its process group) in the middle, the dumper still finishes or fails cleanly, so the
+// target is never left stopped, traced or with borrowed registers.
+Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("dump: pipe2");
+  ScopedFd read_end(p[0]), write_end(p[1]);
+  pid_t child = ::fork();
+  if (child < 0) return sys_error("dump: fork");
+  if (child == 0) {
+    ::setsid();
+    ::signal(SIGPIPE, SIG_IGN);
+    read_end.reset();
+    report(write_end.get(), dump_here(store, opts));
+    ::_exit(0);
+  }
+  write_end.reset();
+  std::string line;
+  char c;
+  while (true) {
+    ssize_t n = ::read(read_end.get(), &c, 1);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || c == '\n') break;
+    line.push_back(c);
+  }
+  while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  return parse_report(store, line);
 }
 
 }  // namespace ckpt

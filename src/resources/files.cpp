@@ -137,6 +137,15 @@ Status check_pipes(pid_t pid, const json& fds) {
   return {};
 }
 
+// Locks are not re-taken by restore yet: a process holding one must not be dumped as if it held
+// none. fdinfo lists the locks of each open file, whichever kind.
+Status check_no_locks(pid_t pid, int fd) {
+  CKPT_TRY_ASSIGN(std::string text, proc::read_proc_file(pid, fmt::format("fdinfo/{}", fd)));
+  if (text.find("\nlock:") != std::string::npos || text.rfind("lock:", 0) == 0)
+    return errorf("pid {}: fd {} holds a file lock, which ckpt cannot save yet", pid, fd);
+  return {};
+}
+
 }  // namespace
 
 Status dump(DumpContext& ctx, bool shell_job) {
@@ -144,6 +153,7 @@ Status dump(DumpContext& ctx, bool shell_job) {
   json out = json::array();
   for (int fd : fds) {
     CKPT_TRY_ASSIGN(json j, describe_fd(ctx.pid, fd, shell_job));
+    CKPT_TRY(check_no_locks(ctx.pid, fd));
     out.push_back(std::move(j));
   }
   CKPT_TRY(check_pipes(ctx.pid, out));

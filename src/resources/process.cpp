@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "common/fs_util.hpp"
+#include "proc/misc.hpp"
 #include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
@@ -59,6 +60,10 @@ Result<json> dump_layout(DumpContext& ctx) {
 Status dump(DumpContext& ctx) {
   CKPT_TRY_ASSIGN(json j, dump_layout(ctx));
   CKPT_TRY_ASSIGN(proc::ProcStatus status, proc::read_status(ctx.pid));
+  CKPT_TRY_ASSIGN(auto timers, proc::read_timers(ctx.pid));
+  if (!timers.empty())
+    return errorf("pid {}: it has {} POSIX timer(s), which ckpt cannot save yet", ctx.pid,
+                  timers.size());
   if (status.seccomp != 0)
     return errorf("pid {}: seccomp mode {} is not supported yet", ctx.pid, status.seccomp);
   j["uid"] = status.uid;

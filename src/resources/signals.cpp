@@ -6,6 +6,8 @@
 
 #include <cstring>
 
+#include "proc/status.hpp"
+
 namespace ckpt::signals {
 namespace {
 
@@ -54,11 +56,16 @@ Status queue_signal(RestoreContext& ctx, ptrace::RemoteSyscalls& rs, pid_t tid, 
 }  // namespace
 
 Status dump(DumpContext& ctx) {
+  // Only signals that are caught or ignored have an action worth asking for: each question is
+  // an injected call, paid for while the process is frozen.
+  CKPT_TRY_ASSIGN(proc::ProcStatus status, proc::read_status(ctx.pid));
+  uint64_t interesting = status.sig_cgt | status.sig_ign;
   json actions = json::array();
   CKPT_TRY(ctx.with_remote(
       0, sizeof(KernelSigaction), [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
         for (int sig = 1; sig <= kMaxSignal; ++sig) {
-          if (sig == SIGKILL || sig == SIGSTOP) continue;
+          if (sig == SIGKILL || sig == SIGSTOP || !(interesting & (uint64_t{1} << (sig - 1))))
+            continue;
           CKPT_TRY(rs.call("rt_sigaction", SYS_rt_sigaction, {uint64_t(sig), 0, s.addr, 8}));
           KernelSigaction act;
           CKPT_TRY(read_remote(ctx.pid, s.addr, &act, sizeof(act)));
