@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "ckpt/version.hpp"
+#include "common/checksum.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "proc/maps.hpp"
@@ -96,13 +97,17 @@ Status freeze(DumpContext& ctx) {
 
 // Injected calls go through a `syscall` instruction of the process's own vdso: nothing needs to
 // be written into its code.
-Result<uint64_t> find_syscall_insn(const DumpContext& ctx) {
+Result<uint64_t> find_syscall_insn(DumpContext& ctx) {
   for (auto& m : ctx.maps) {
     if (m.kind != proc::MapKind::vdso) continue;
     std::vector<uint8_t> text(m.size());
     CKPT_TRY(read_remote(ctx.pid, m.start, text.data(), text.size()));
     for (size_t i = 0; i + 1 < text.size(); ++i)
-      if (text[i] == 0x0f && text[i + 1] == 0x05) return m.start + i;
+      if (text[i] == 0x0f && text[i + 1] == 0x05) {
+        // Restore reuses the restorer's own vdso: it must be the same code.
+        ctx.image["vdso_hash"] = checksum64(std::as_bytes(std::span(text)));
+        return m.start + i;
+      }
   }
   return errorf("dump pid {}: no syscall instruction found in its vdso", ctx.pid);
 }

@@ -139,9 +139,27 @@ Status restore_mm(RestoreContext& ctx, int exe_fd) {
   auto& rs = *ctx.main_remote;
   CKPT_TRY(rs.call("prctl(PR_SET_MM_MAP)", SYS_prctl,
                    {PR_SET_MM, PR_SET_MM_MAP, ctx.scratch.addr, sizeof(m)}));
-  CKPT_TRY(rs.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, p["dumpable"]}));
   if (p["no_new_privs"].get<int>())
     CKPT_TRY(rs.call("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1}));
+  return {};
+}
+
+// Runs after everything that needs the restorer's privileges. Becoming another user resets the
+// dumpable flag, so it is set after.
+Status restore_credentials(RestoreContext& ctx) {
+  const json& p = (*ctx.image)["process"];
+  auto& rs = *ctx.main_remote;
+  auto uid = p["uid"].get<std::vector<uint32_t>>();
+  auto gid = p["gid"].get<std::vector<uint32_t>>();
+  auto groups = p["groups"].get<std::vector<uint32_t>>();
+  if (::geteuid() == 0) {
+    CKPT_TRY(
+        write_remote(ctx.pid, ctx.scratch.addr, groups.data(), groups.size() * sizeof(uint32_t)));
+    CKPT_TRY(rs.call("setgroups", SYS_setgroups, {groups.size(), ctx.scratch.addr}));
+    CKPT_TRY(rs.call("setresgid", SYS_setresgid, {gid[0], gid[1], gid[2]}));
+    CKPT_TRY(rs.call("setresuid", SYS_setresuid, {uid[0], uid[1], uid[2]}));
+  }
+  CKPT_TRY(rs.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, p["dumpable"]}));
   return {};
 }
 

@@ -16,6 +16,9 @@ Status restore_in_puppet(const json& image);
 // After memory is in place: the mm layout (PR_SET_MM_MAP with the exe fd) and dumpable.
 Status restore_mm(RestoreContext& ctx, int exe_fd);
 
+// Near the end: groups, gids, uids (when restoring as root), then dumpable.
+Status restore_credentials(RestoreContext& ctx);
+
 // Last, just before the process runs: interval timers, so that no time is lost to restore.
 Status restore_timers(RestoreContext& ctx);
 

@@ -11,8 +11,10 @@
 
 #include <chrono>
 
+#include "common/checksum.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "proc/maps.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
@@ -37,6 +39,19 @@ Result<json> load_image(const image::Store& store, const image::GenerationInfo& 
     return errorf("generation {}: process image format {} is not supported by this ckpt", gen.id,
                   j.value("engine_format", 0));
   return j;
+}
+
+// The restored process keeps pointers into its vdso; ours must be byte for byte the same.
+Status check_same_vdso(const json& image) {
+  CKPT_TRY_ASSIGN(auto maps, proc::read_maps(getpid()));
+  for (auto& m : maps) {
+    if (m.kind != proc::MapKind::vdso) continue;
+    std::span<const std::byte> text(reinterpret_cast<const std::byte*>(m.start), m.size());
+    if (!image.contains("vdso_hash") || image["vdso_hash"].get<uint64_t>() != checksum64(text))
+      return make_error("restore: the image was made on another kernel (its vdso differs)");
+    return {};
+  }
+  return make_error("restore: this process has no vdso");
 }
 
 Status check_pids_free(const json& image) {
@@ -96,6 +111,7 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   for (int fd : kept) CKPT_TRY(ctx.main_remote->call("close", SYS_close, {uint64_t(fd)}));
   // The puppet asked to die with its restorer; the restored process must not.
   CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, 0}));
+  CKPT_TRY(process::restore_credentials(ctx));
   CKPT_TRY(process::restore_timers(ctx));
   CKPT_TRY(threads::set_final_state(ctx));
   // The restorer page goes last; the main thread stops at the exit of this munmap and leaves
@@ -133,6 +149,7 @@ Result<RestoreResult> restore_process(const image::Store& store, const RestoreOp
     CKPT_TRY(files::check_before_restore(image));
     CKPT_TRY(check_mapped_files(memory::files_to_map(image)));
   }
+  CKPT_TRY(check_same_vdso(image));
   CKPT_TRY(check_pids_free(image));
   CKPT_TRY_ASSIGN(OpenedFiles files, open_mapped_files(image));
 
