@@ -1,0 +1,356 @@
+#include "supervisor/supervisor.hpp"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <optional>
+#include <set>
+
+#include "common/fs_util.hpp"
+#include "common/log.hpp"
+#include "dump/dump.hpp"
+#include "image/store.hpp"
+#include "restore/restore.hpp"
+#include "supervisor/process.hpp"
+#include "supervisor/run_state.hpp"
+
+namespace ckpt::supervisor {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double ms(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+std::string human_bytes(uint64_t n) {
+  if (n >= (1u << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(n) / (1 << 20));
+  if (n >= (1u << 10)) return fmt::format("{:.1f} KiB", static_cast<double>(n) / (1 << 10));
+  return fmt::format("{} B", n);
+}
+
+// Lines go straight to fd 2, which the program shares: no buffering that could interleave.
+void say(std::string_view text) {
+  std::string line = fmt::format("ckpt run: {}\n", text);
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+}
+
+class Supervisor {
+ public:
+  Supervisor(RunOptions opts, image::Store store, image::StoreLock lock, SignalReader signals,
+             IntervalTimer timer)
+      : opts_(std::move(opts)),
+        store_(std::move(store)),
+        lock_(std::move(lock)),
+        signals_(std::move(signals)),
+        timer_(std::move(timer)),
+        policy_(opts_.policy) {}
+
+  int run();
+
+ private:
+  template <typename... Args>
+  void tell(fmt::format_string<Args...> f, Args&&... args) {
+    if (!opts_.quiet) say(fmt::format(f, std::forward<Args>(args)...));
+  }
+  Seconds now() const { return Clock::now() - t0_; }
+  void save_state();
+  std::optional<int> start();
+  std::optional<int> recover(Clock::time_point crashed_at);
+  Status restore_from(const std::string& generation);
+  Status start_fresh();
+  void began(const Origin& origin, pid_t pid);
+  void checkpoint(bool requested);
+  std::optional<int> handle_signals();
+  std::optional<int> reap();
+  std::optional<int> child_ended(const ExitStatus& st);
+  std::vector<std::string> available_generations();
+  int finish(int code, std::string phase);
+
+  RunOptions opts_;
+  image::Store store_;
+  image::StoreLock lock_;
+  SignalReader signals_;
+  IntervalTimer timer_;
+  CrashPolicy policy_;
+  RunState state_;
+  Clock::time_point t0_ = Clock::now();
+  pid_t child_ = 0;
+  bool stop_requested_ = false;
+  bool hup_forwarded_ = false;
+  std::set<std::string> reported_problems_;
+};
+
+void Supervisor::save_state() {
+  // A full disk must not stop the supervisor: the state file is for `ckpt status` only.
+  auto st = write_run_state(store_.dir(), state_);
+  if (!st.ok()) log::warn("supervisor", "{}", st.error().message);
+}
+
+void Supervisor::began(const Origin& origin, pid_t pid) {
+  child_ = pid;
+  policy_.started(origin, now());
+  state_.phase = "running";
+  state_.child_pid = pid;
+  state_.child_started_unix_ns = unix_now_ns();
+  state_.child_origin = origin.describe();
+  state_.restarts = policy_.restarts();
+  save_state();
+}
+
+Status Supervisor::start_fresh() {
+  CKPT_TRY_ASSIGN(pid_t pid, spawn_program(opts_.program));
+  began(Origin{}, pid);
+  return {};
+}
+
+Status Supervisor::restore_from(const std::string& generation) {
+  RestoreOptions ro;
+  ro.generation = generation;
+  ro.shell_job = true;
+  ro.accept_changed_files = opts_.accept_changed_files;
+  CKPT_TRY_ASSIGN(RestoreResult r, restore_process(store_, ro));
+  began(Origin{generation}, r.pid);
+  return {};
+}
+
+std::vector<std::string> Supervisor::available_generations() {
+  std::vector<image::Problem> problems;
+  std::vector<std::string> ids;
+  for (auto& g : store_.list(&problems)) ids.push_back(g.id);
+  for (auto& p : problems) {
+    if (reported_problems_.insert(p.id).second)
+      say(fmt::format("skipping generation {}: {}", p.id, p.message));
+  }
+  return ids;
+}
+
+std::optional<int> Supervisor::start() {
+  if (opts_.resume) {
+    for (auto& id : available_generations()) policy_.adopt(id);
+    return recover(Clock::now());
+  }
+  auto st = start_fresh();
+  if (!st.ok()) {
+    say(st.error().message);
+    return finish(st.error().errnum == ENOENT ? 127 : 126, "exited");
+  }
+  tell("started {} (pid {}), checkpoints in {}", opts_.program[0], child_, store_.dir().string());
+  return std::nullopt;
+}
+
+// Tries origins in the policy's order until one runs. A value means the run is over.
+std::optional<int> Supervisor::recover(Clock::time_point crashed_at) {
+  state_.phase = "recovering";
+  save_state();
+  for (;;) {
+    auto origin = policy_.next_origin(available_generations());
+    if (!origin) {
+      say(policy_.report(fmt::format(
+          "giving up: every generation and a fresh start crashed more than {} times within {:.1f}s",
+          opts_.policy.max_retries, opts_.policy.min_uptime.count())));
+      return finish(1, "gave up");
+    }
+    Status st = origin->fresh() ? start_fresh() : restore_from(*origin->generation);
+    if (st.ok()) {
+      tell("recovered from {} in {:.1f} ms (pid {}, restart {})", origin->describe(),
+           ms(Clock::now() - crashed_at), child_, policy_.restarts());
+      return std::nullopt;
+    }
+    if (origin->fresh()) {
+      say(policy_.report(fmt::format("giving up: a fresh start failed: {}", st.error().message)));
+      return finish(1, "gave up");
+    }
+    say(fmt::format("skipping generation {}: {}", *origin->generation, st.error().message));
+    policy_.unusable(*origin->generation, st.error().message);
+  }
+}
+
+void Supervisor::checkpoint(bool requested) {
+  auto answer = [&](bool ok, std::string msg) {
+    if (!requested) return;
+    ++state_.requests_served;
+    state_.last_request_ok = ok;
+    state_.last_request_message = std::move(msg);
+  };
+  if (child_ == 0) {
+    answer(false, "the program is not running");
+    save_state();
+    return;
+  }
+  DumpOptions d;
+  d.pid = child_;
+  d.leave_running = true;
+  d.shell_job = true;
+  if (opts_.compress) d.write.compression = image::Compression::zstd;
+  auto r = dump_process(store_, d);
+  if (!r.ok()) {
+    // Failures are told even with --quiet: the user's protection is not what they think it is.
+    say(fmt::format("checkpoint failed, the program keeps running: {}", r.error().message));
+    state_.last_checkpoint_error = r.error().message;
+    answer(false, r.error().message);
+    save_state();
+    return;
+  }
+  const auto& g = r->generation;
+  policy_.checkpointed(g.id);
+  ++state_.checkpoints;
+  state_.last_generation = g.id;
+  state_.last_checkpoint_unix_ns = unix_now_ns();
+  state_.last_checkpoint_bytes = g.total_bytes;
+  state_.last_frozen_ms = ms(r->frozen);
+  state_.last_checkpoint_error.clear();
+  tell("checkpoint {}: {}, frozen {:.1f} ms{}", g.id, human_bytes(g.total_bytes), ms(r->frozen),
+       requested ? " (requested)" : "");
+  answer(true, fmt::format("checkpoint {}: {}, frozen {:.1f} ms", g.id, human_bytes(g.total_bytes),
+                           ms(r->frozen)));
+  auto kept = store_.apply_retention({.keep = opts_.keep});
+  if (!kept.ok()) say(fmt::format("removing old generations: {}", kept.error().message));
+  save_state();
+}
+
+std::optional<int> Supervisor::child_ended(const ExitStatus& st) {
+  auto crashed_at = Clock::now();
+  child_ = 0;
+  state_.child_pid = 0;
+  bool stop = stop_requested_ || (hup_forwarded_ && st.signaled && st.code == SIGHUP);
+  auto d = policy_.exited(st, now(), stop);
+  if (d.action == CrashPolicy::Action::finish) {
+    if (st.code != 0 || st.signaled) tell("program ended: {}", st.describe());
+    return finish(d.exit_code, "exited");
+  }
+  state_.last_crash = st.describe();
+  state_.last_crash_unix_ns = unix_now_ns();
+  tell("crash: {}", st.describe());
+  if (d.action == CrashPolicy::Action::give_up) {
+    say(policy_.report(d.message));
+    return finish(d.exit_code, "gave up");
+  }
+  return recover(crashed_at);
+}
+
+std::optional<int> Supervisor::reap() {
+  for (;;) {
+    int status = 0;
+    pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;
+    if (pid == child_ && (WIFEXITED(status) || WIFSIGNALED(status)))
+      return child_ended(ExitStatus::from_wait(status));
+  }
+  // The engine waits for its tracee itself: a program that died during a checkpoint may have
+  // been reaped there, and its status is gone.
+  if (child_ != 0 && ::kill(child_, 0) < 0 && errno == ESRCH) {
+    say(fmt::format("pid {} vanished (it died during a checkpoint)", child_));
+    return child_ended(ExitStatus{true, SIGKILL});
+  }
+  return std::nullopt;
+}
+
+std::optional<int> Supervisor::handle_signals() {
+  bool want_checkpoint = false;
+  for (auto& s : signals_.drain()) {
+    if (s.signo == SIGUSR1) {
+      want_checkpoint = true;
+    } else if (s.signo != SIGCHLD) {
+      // A signal from the terminal reached the program too (same process group): only
+      // signals sent to the supervisor alone are passed on.
+      if (child_ != 0 && s.code != SI_KERNEL) ::kill(child_, s.signo);
+      if (s.signo == SIGHUP)
+        hup_forwarded_ = true;
+      else
+        stop_requested_ = true;
+    }
+  }
+  if (want_checkpoint) checkpoint(true);
+  return reap();
+}
+
+int Supervisor::finish(int code, std::string phase) {
+  state_.phase = std::move(phase);
+  state_.exit_code = code;
+  state_.ended_unix_ns = unix_now_ns();
+  save_state();
+  return code;
+}
+
+int Supervisor::run() {
+  state_.supervisor_pid = ::getpid();
+  state_.program = opts_.program;
+  state_.started_unix_ns = unix_now_ns();
+  if (auto st = write_run_state(store_.dir(), state_); !st.ok()) {
+    say(st.error().message);
+    return 1;
+  }
+  if (auto r = start(); r) return *r;
+  pollfd fds[2] = {{signals_.fd(), POLLIN, 0}, {timer_.fd(), POLLIN, 0}};
+  for (;;) {
+    if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
+      say(sys_error("poll").message);
+      if (child_ != 0) ::kill(child_, SIGKILL);
+      return finish(1, "exited");
+    }
+    if (auto r = handle_signals(); r) return *r;
+    if (timer_.consume() && child_ != 0) {
+      checkpoint(false);
+      if (auto r = reap(); r) return *r;
+    }
+  }
+}
+
+}  // namespace
+
+Result<fs::path> default_store_dir(const std::string& program) {
+  std::string name = fs::path(program).filename().string();
+  if (name.empty() || name == "." || name == "..") return errorf("no store name for '{}'", program);
+  const char* xdg = std::getenv("XDG_STATE_HOME");
+  if (xdg && *xdg == '/') return fs::path(xdg) / "ckpt" / name;
+  const char* home = std::getenv("HOME");
+  if (home && *home == '/') return fs::path(home) / ".local/state/ckpt" / name;
+  return make_error("neither $XDG_STATE_HOME nor $HOME is set: give the store with --dir");
+}
+
+int run_supervised(RunOptions opts) {
+  if (opts.program.empty()) {
+    say("no program given (ckpt run [options] -- PROGRAM ARGS...)");
+    return 2;
+  }
+  if (opts.dir.empty()) {
+    auto d = default_store_dir(opts.program[0]);
+    if (!d.ok()) {
+      say(d.error().message);
+      return 1;
+    }
+    opts.dir = *d;
+  }
+  // Everything that can refuse the run is checked before the program starts: nothing is lost.
+  auto store = image::Store::open(opts.dir, {.create = true});
+  if (!store.ok()) {
+    say(store.error().message);
+    return 1;
+  }
+  auto lock = store->lock("ckpt run");
+  if (!lock.ok()) {
+    say(lock.error().message);
+    return 1;
+  }
+  auto signals = SignalReader::open({SIGCHLD, SIGUSR1, SIGINT, SIGTERM, SIGHUP, SIGQUIT});
+  if (!signals.ok()) {
+    say(signals.error().message);
+    return 1;
+  }
+  auto timer = IntervalTimer::open(opts.interval);
+  if (!timer.ok()) {
+    say(timer.error().message);
+    return 1;
+  }
+  Supervisor s(std::move(opts), std::move(*store), std::move(*lock), std::move(*signals),
+               std::move(*timer));
+  return s.run();
+}
+
+}  // namespace ckpt::supervisor
