@@ -57,7 +57,7 @@ struct CkptResult {
 };
 
 // Runs `ckpt ARGS...` with stdin /dev/null and stdout/stderr captured.
-CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 30s);
+CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 10s);
 const std::string& ckpt_path();
 
 int open_or_die(const fs::path& p, int flags, mode_t mode = 0644);

@@ -55,7 +55,7 @@ TEST_F(FailureTest, DumpWithSocketFailsAndLeavesProcessRunning) {
 }
 
 TEST_F(FailureTest, RestoreWhenPidIsTaken) {
-  TestProcess p({program_path("counter")});
+  TestProcess p({program_path("syscall_pause")});
   ASSERT_TRUE(p.wait_ready());
   ASSERT_TRUE(p.dump({"--leave-running"}));
   auto r = run_ckpt({"restore", "-D", p.store().string(), "--detach"});

@@ -28,7 +28,8 @@ int main(void) {
   e2e_wait_go();
 
   char now[4096];
-  E2E_CHECK(getcwd(now, sizeof now) && strcmp(now, cwd) == 0, "cwd is %.200s, want %.200s", now, cwd);
+  E2E_CHECK(getcwd(now, sizeof now) && strcmp(now, cwd) == 0, "cwd is %.200s, want %.200s", now,
+            cwd);
   mode_t m = umask(0);
   E2E_CHECK(m == 0027, "umask %03o, want 027", (unsigned)m);
   struct rlimit r;

@@ -31,10 +31,12 @@ int main(void) {
   getitimer(ITIMER_REAL, &now);
   E2E_CHECK(now.it_interval.tv_sec == 7 && now.it_interval.tv_usec == 0,
             "ITIMER_REAL interval is %.3f s, want 7", tv(now.it_interval));
+  // Whether the time the process spent as an image counts is the engine's choice; the runner
+  // waits 100 ms after READY before dumping, so at least that much must be gone.
   double want = 20 - elapsed;
-  E2E_CHECK(tv(now.it_value) > want - 1.5 && tv(now.it_value) <= want + 0.05,
-            "ITIMER_REAL has %.3f s left after %.3f s, want about %.3f", tv(now.it_value), elapsed,
-            want);
+  E2E_CHECK(tv(now.it_value) > want - 1.5 && tv(now.it_value) <= 20 - 0.09,
+            "ITIMER_REAL has %.3f s left after %.3f s, want between %.3f and %.3f",
+            tv(now.it_value), elapsed, want - 1.5, 20 - 0.09);
   getitimer(ITIMER_VIRTUAL, &now);
   E2E_CHECK(now.it_interval.tv_sec == 3, "ITIMER_VIRTUAL interval is %.3f s, want 3",
             tv(now.it_interval));

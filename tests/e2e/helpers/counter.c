@@ -1,5 +1,6 @@
-// Prints a counter every 20 ms after READY; the runner's cycle tests check that a restored
-// process carries on with no gap and no repeat. On SIGUSR2 it prints PASS and exits.
+// Prints a counter every 20 ms after READY (follows the protocol of programs/e2e_prog.h); the
+// runner's cycle tests check that a restored process carries on with no gap and no repeat. On
+// SIGUSR2 it prints PASS and exits.
 #include "e2e_prog.h"
 
 int main(void) {
