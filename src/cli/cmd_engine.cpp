@@ -30,7 +30,9 @@ struct RestoreArgs {
   std::string pidfile;
 };
 
-double ms(std::chrono::nanoseconds d) { return std::chrono::duration<double, std::milli>(d).count(); }
+double ms(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
 
 int run_dump(const DumpArgs& a) {
   auto store = image::Store::open(a.dir, {.create = true});
@@ -116,7 +118,8 @@ void add_restore(CLI::App& app, int* exit_code) {
   cmd->add_flag("--accept-changed-files", args->accept_changed_files,
                 "Restore even if open or mapped files changed size since the dump");
   cmd->add_option("--pidfile", args->pidfile, "Write the restored PID to this file");
-  cmd->footer("Without --detach, ckpt waits and exits with the process's status (128+N for signal N).");
+  cmd->footer(
+      "Without --detach, ckpt waits and exits with the process's status (128+N for signal N).");
   cmd->callback([args, exit_code] { *exit_code = run_restore(*args); });
 }
 

@@ -72,6 +72,7 @@ Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
   for (;;) {
     CKPT_TRY(t_->resume_syscall());
     CKPT_TRY_ASSIGN(StopInfo stop, t_->wait_stop());
+    log::debug("ptrace", "tid {}: stop {:#x}", t_->tid(), stop.status);
     if (stop.exited()) {
       done_ = true;
       t_->release();
@@ -80,10 +81,12 @@ Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
     }
     if (stop.syscall_stop()) return stop;
     int sig = stop.stop_signal();
-    if (sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP) {
+    bool fault =
+        sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP;
+    if (fault && stop.event() == 0) {
       auto regs = t_->regs();
-      return errorf("tid {}: signal {} during an injected system call at rip {:#x}", t_->tid(),
-                    sig, regs.ok() ? regs->rip : 0);
+      return errorf("tid {}: signal {} during an injected system call at rip {:#x}", t_->tid(), sig,
+                    regs.ok() ? regs->rip : 0);
     }
     // Only SIGKILL and SIGSTOP pass the blocked mask; a group-stop is resumed through.
     log::debug("ptrace", "tid {}: stop {:#x} during injected syscall", t_->tid(), stop.status);
@@ -91,8 +94,8 @@ Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
 }
 
 Result<long> RemoteSyscalls::call_raw(long nr, std::array<uint64_t, 6> args) {
-  log::debug("ptrace", "tid {}: syscall {}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x})", t_->tid(), nr,
-             args[0], args[1], args[2], args[3], args[4], args[5]);
+  log::debug("ptrace", "tid {}: syscall {}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x})", t_->tid(),
+             nr, args[0], args[1], args[2], args[3], args[4], args[5]);
   if (done_) return errorf("tid {}: injected syscall after finish", t_->tid());
   Regs r = saved_;
   r.rip = insn_;

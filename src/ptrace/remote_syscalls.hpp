@@ -49,6 +49,8 @@ class RemoteSyscalls {
   const Regs& saved_regs() const { return saved_; }
   // Replace what the destructor restores (restore sets the final registers this way).
   void set_final(const Regs& r, uint64_t mask);
+  // Gives up without restoring anything (the tracee has been killed).
+  void abandon() { done_ = true; }
   // Puts the saved state back now; later calls are not allowed.
   Status finish();
 

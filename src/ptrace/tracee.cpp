@@ -10,10 +10,18 @@
 
 namespace ckpt::ptrace {
 
-bool StopInfo::exited() const { return WIFEXITED(status) || WIFSIGNALED(status); }
-int StopInfo::stop_signal() const { return WIFSTOPPED(status) ? WSTOPSIG(status) : 0; }
-int StopInfo::event() const { return WIFSTOPPED(status) ? (status >> 16) & 0xff : 0; }
-bool StopInfo::syscall_stop() const { return stop_signal() == (SIGTRAP | 0x80); }
+bool StopInfo::exited() const {
+  return WIFEXITED(status) || WIFSIGNALED(status);
+}
+int StopInfo::stop_signal() const {
+  return WIFSTOPPED(status) ? WSTOPSIG(status) : 0;
+}
+int StopInfo::event() const {
+  return WIFSTOPPED(status) ? (status >> 16) & 0xff : 0;
+}
+bool StopInfo::syscall_stop() const {
+  return stop_signal() == (SIGTRAP | 0x80);
+}
 
 Result<Tracee> Tracee::seize(pid_t tid, unsigned long options) {
   if (::ptrace(PTRACE_SEIZE, tid, nullptr, options) < 0)
@@ -21,7 +29,9 @@ Result<Tracee> Tracee::seize(pid_t tid, unsigned long options) {
   return Tracee(tid);
 }
 
-Tracee Tracee::adopt(pid_t tid) { return Tracee(tid); }
+Tracee Tracee::adopt(pid_t tid) {
+  return Tracee(tid);
+}
 
 Tracee::Tracee(Tracee&& o) noexcept : tid_(std::exchange(o.tid_, 0)) {}
 
@@ -33,7 +43,9 @@ Tracee& Tracee::operator=(Tracee&& o) noexcept {
   return *this;
 }
 
-Tracee::~Tracee() { (void)detach(); }
+Tracee::~Tracee() {
+  (void)detach();
+}
 
 Status Tracee::detach() {
   if (tid_ == 0) return {};

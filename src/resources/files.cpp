@@ -85,7 +85,8 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
   }
   struct stat st;
   std::string fd_path = proc::proc_path(pid, fmt::format("fd/{}", fd));
-  if (::stat(fd_path.c_str(), &st) < 0) return sys_error(fmt::format("stat {} ({})", fd_path, link));
+  if (::stat(fd_path.c_str(), &st) < 0)
+    return sys_error(fmt::format("stat {} ({})", fd_path, link));
   if (link.rfind("pipe:", 0) == 0) {
     j["type"] = "pipe";
     j["ino"] = st.st_ino;
@@ -98,7 +99,8 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
     return j;
   }
   if (link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
-    return errorf("pid {}: fd {} is the deleted file {}, which ckpt cannot save yet", pid, fd, link);
+    return errorf("pid {}: fd {} is the deleted file {}, which ckpt cannot save yet", pid, fd,
+                  link);
   if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
     j["type"] = S_ISREG(st.st_mode) ? "file" : "dir";
     j["size"] = st.st_size;
@@ -113,8 +115,10 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
     return j;
   }
   if (is_tty_path(link))
-    return errorf("pid {}: fd {} is the terminal {}; dump with --shell-job to let restore give it "
-                  "the terminal of its caller", pid, fd, link);
+    return errorf(
+        "pid {}: fd {} is the terminal {}; dump with --shell-job to let restore give it "
+        "the terminal of its caller",
+        pid, fd, link);
   return errorf("pid {}: fd {} is {}, which ckpt cannot save yet", pid, fd, link);
 }
 
@@ -126,8 +130,10 @@ Status check_pipes(pid_t pid, const json& fds) {
       ends[f["ino"]] |= (f["flags"].get<int>() & O_ACCMODE) == O_RDONLY ? 1 : 2;
   for (auto& [ino, mask] : ends)
     if (mask != 3)
-      return errorf("pid {}: pipe:[{}] has its other end outside the process, which ckpt cannot "
-                    "save yet", pid, ino);
+      return errorf(
+          "pid {}: pipe:[{}] has its other end outside the process, which ckpt cannot "
+          "save yet",
+          pid, ino);
   return {};
 }
 
@@ -178,7 +184,8 @@ Status open_one(const json& f) {
   int open_flags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC;
   int got = ::open(path.c_str(), open_flags);
   if (got < 0) return sys_error(fmt::format("open {} for fd {}", path, want));
-  if (f["type"] == "file" && ::lseek(got, static_cast<off_t>(f["pos"].get<uint64_t>()), SEEK_SET) < 0)
+  if (f["type"] == "file" &&
+      ::lseek(got, static_cast<off_t>(f["pos"].get<uint64_t>()), SEEK_SET) < 0)
     return sys_error(fmt::format("seek {} for fd {}", path, want));
   return place_fd(got, want, flags);
 }
@@ -234,7 +241,8 @@ Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& ke
       pipes[f["ino"]].push_back(&f);
     } else if (f["type"] == "inherit") {
       int from = inherit[f["from"].get<int>()];
-      if (from < 0) return errorf("fd {}: the restorer has no fd {}", f["fd"].get<int>(), f["from"].get<int>());
+      if (from < 0)
+        return errorf("fd {}: the restorer has no fd {}", f["fd"].get<int>(), f["from"].get<int>());
       int copy = ::fcntl(from, F_DUPFD_CLOEXEC, 0);
       CKPT_TRY(place_fd(copy, f["fd"], f["flags"]));
     } else {
@@ -242,7 +250,8 @@ Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& ke
     }
   }
   for (auto& [ino, ends] : pipes) {
-    auto reader = std::find_if(ends.begin(), ends.end(), [](const json* e) { return e->contains("data"); });
+    auto reader =
+        std::find_if(ends.begin(), ends.end(), [](const json* e) { return e->contains("data"); });
     CKPT_TRY(open_pipe(**reader, ends));
   }
   for (int fd : inherit)

@@ -115,9 +115,9 @@ Status check_supported(const proc::MapEntry& m, pid_t pid) {
 }
 
 json describe(const proc::MapEntry& m, Content content) {
-  json j{{"start", m.start},       {"end", m.end},          {"prot", m.prot},
-         {"shared", m.shared},     {"offset", m.offset},    {"kind", proc::to_string(m.kind)},
-         {"path", m.path},         {"deleted", m.deleted},  {"content", static_cast<int>(content)}};
+  json j{{"start", m.start},   {"end", m.end},         {"prot", m.prot},
+         {"shared", m.shared}, {"offset", m.offset},   {"kind", proc::to_string(m.kind)},
+         {"path", m.path},     {"deleted", m.deleted}, {"content", static_cast<int>(content)}};
   if (m.vm_flags) {
     json flags = json::array();
     for (unsigned f = 0; f < static_cast<unsigned>(proc::VmFlag::count); ++f)
@@ -199,11 +199,10 @@ std::vector<std::pair<uint64_t, uint64_t>> used_ranges(const json& image) {
   return out;
 }
 
-
 namespace {
 
-constexpr std::array<proc::MapKind, 3> kVdsoKinds = {proc::MapKind::vvar, proc::MapKind::vvar_vclock,
-                                                     proc::MapKind::vdso};
+constexpr std::array<proc::MapKind, 3> kVdsoKinds = {
+    proc::MapKind::vvar, proc::MapKind::vvar_vclock, proc::MapKind::vdso};
 
 bool is_vdso_kind(proc::MapKind k) {
   return std::find(kVdsoKinds.begin(), kVdsoKinds.end(), k) != kVdsoKinds.end();
@@ -220,7 +219,8 @@ Status unmap_puppet(RestoreContext& ctx, const std::vector<proc::MapEntry>& own)
 }
 
 // A free stretch of `size` bytes that no image mapping, the trampoline or the puppet's vdso uses.
-uint64_t find_gap(const RestoreContext& ctx, const std::vector<proc::MapEntry>& own, uint64_t size) {
+uint64_t find_gap(const RestoreContext& ctx, const std::vector<proc::MapEntry>& own,
+                  uint64_t size) {
   auto used = used_ranges(*ctx.image);
   used.emplace_back(ctx.trampoline, ctx.trampoline + kPage);
   for (auto& m : own) used.emplace_back(m.start, m.end);
@@ -341,7 +341,8 @@ Status fill(RestoreContext& ctx, const json& vmas) {
   }
   std::byte extra;
   CKPT_TRY_ASSIGN(size_t left, reader->read({&extra, 1}));
-  if (left != 0) return errorf("restore pid {}: memory image has more data than its mappings", ctx.pid);
+  if (left != 0)
+    return errorf("restore pid {}: memory image has more data than its mappings", ctx.pid);
   return {};
 }
 
@@ -349,15 +350,20 @@ Status finish_one(RestoreContext& ctx, const json& v) {
   auto& rs = *ctx.main_remote;
   uint64_t start = v["start"], len = v["end"].get<uint64_t>() - start;
   int prot = v["prot"];
-  if (initial_prot(v) != prot) CKPT_TRY(rs.call("mprotect", SYS_mprotect, {start, len, uint64_t(prot)}));
-  static const std::pair<const char*, int> advice[] = {
-      {"dd", MADV_DONTDUMP}, {"dc", MADV_DONTFORK}, {"wf", MADV_WIPEONFORK},
-      {"hg", MADV_HUGEPAGE}, {"nh", MADV_NOHUGEPAGE}};
+  if (initial_prot(v) != prot)
+    CKPT_TRY(rs.call("mprotect", SYS_mprotect, {start, len, uint64_t(prot)}));
+  static const std::pair<const char*, int> advice[] = {{"dd", MADV_DONTDUMP},
+                                                       {"dc", MADV_DONTFORK},
+                                                       {"wf", MADV_WIPEONFORK},
+                                                       {"hg", MADV_HUGEPAGE},
+                                                       {"nh", MADV_NOHUGEPAGE}};
   for (auto& [code, adv] : advice)
     if (has_flag(v, code)) CKPT_TRY(rs.call("madvise", SYS_madvise, {start, len, uint64_t(adv)}));
   if (has_flag(v, "lo")) {
     long r = *rs.call_raw(SYS_mlock, {start, len});
-    if (r < 0) log::warn("memory", "pid {}: could not lock {:#x}+{:#x} again: errno {}", ctx.pid, start, len, -r);
+    if (r < 0)
+      log::warn("memory", "pid {}: could not lock {:#x}+{:#x} again: errno {}", ctx.pid, start, len,
+                -r);
   }
   return {};
 }

@@ -1,8 +1,8 @@
 #include "resources/process.hpp"
 
 #include <linux/prctl.h>
-#include <sys/prctl.h>
 #include <sys/personality.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -29,10 +29,11 @@ struct MmMap {
 
 Result<json> dump_layout(DumpContext& ctx) {
   CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(ctx.pid));
-  json j{{"start_code", st.start_code}, {"end_code", st.end_code},   {"start_data", st.start_data},
-         {"end_data", st.end_data},     {"start_brk", st.start_brk}, {"start_stack", st.start_stack},
-         {"arg_start", st.arg_start},   {"arg_end", st.arg_end},     {"env_start", st.env_start},
-         {"env_end", st.env_end}};
+  json j{{"start_code", st.start_code}, {"end_code", st.end_code},
+         {"start_data", st.start_data}, {"end_data", st.end_data},
+         {"start_brk", st.start_brk},   {"start_stack", st.start_stack},
+         {"arg_start", st.arg_start},   {"arg_end", st.arg_end},
+         {"env_start", st.env_start},   {"env_end", st.env_end}};
   CKPT_TRY_ASSIGN(std::string auxv, proc::read_proc_file(ctx.pid, "auxv"));
   j["auxv"] = std::vector<uint8_t>(auxv.begin(), auxv.end());
   CKPT_TRY(ctx.with_remote(0, 64, [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
@@ -104,7 +105,8 @@ Status restore_in_puppet(const json& image) {
   for (int r = 0; r < static_cast<int>(limits.size()); ++r) {
     rlimit lim{limits[r][0], limits[r][1]};
     if (::setrlimit(static_cast<__rlimit_resource>(r), &lim) < 0)
-      return sys_error(fmt::format("setrlimit resource {} to {}/{}", r, lim.rlim_cur, lim.rlim_max));
+      return sys_error(
+          fmt::format("setrlimit resource {} to {}/{}", r, lim.rlim_cur, lim.rlim_max));
   }
   if (::personality(p["personality"].get<unsigned long>()) < 0) return sys_error("personality");
   return {};
@@ -113,10 +115,20 @@ Status restore_in_puppet(const json& image) {
 Status restore_mm(RestoreContext& ctx, int exe_fd) {
   const json& p = (*ctx.image)["process"];
   auto auxv = p["auxv"].get<std::vector<uint8_t>>();
-  MmMap m{p["start_code"], p["end_code"],  p["start_data"], p["end_data"],
-          p["start_brk"],  p["brk"],       p["start_stack"], p["arg_start"],
-          p["arg_end"],    p["env_start"], p["env_end"],    ctx.scratch.addr + sizeof(MmMap),
-          static_cast<uint32_t>(auxv.size()), static_cast<uint32_t>(exe_fd)};
+  MmMap m{p["start_code"],
+          p["end_code"],
+          p["start_data"],
+          p["end_data"],
+          p["start_brk"],
+          p["brk"],
+          p["start_stack"],
+          p["arg_start"],
+          p["arg_end"],
+          p["env_start"],
+          p["env_end"],
+          ctx.scratch.addr + sizeof(MmMap),
+          static_cast<uint32_t>(auxv.size()),
+          static_cast<uint32_t>(exe_fd)};
   CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, &m, sizeof(m)));
   CKPT_TRY(write_remote(ctx.pid, m.auxv, auxv.data(), auxv.size()));
   auto& rs = *ctx.main_remote;
@@ -134,7 +146,8 @@ Status restore_timers(RestoreContext& ctx) {
     uint64_t v[4] = {timers[which][0], timers[which][1], timers[which][2], timers[which][3]};
     if (v[2] == 0 && v[3] == 0) continue;
     CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, v, sizeof(v)));
-    CKPT_TRY(ctx.main_remote->call("setitimer", SYS_setitimer, {uint64_t(which), ctx.scratch.addr, 0}));
+    CKPT_TRY(
+        ctx.main_remote->call("setitimer", SYS_setitimer, {uint64_t(which), ctx.scratch.addr, 0}));
   }
   return {};
 }

@@ -55,18 +55,18 @@ Status queue_signal(RestoreContext& ctx, ptrace::RemoteSyscalls& rs, pid_t tid, 
 
 Status dump(DumpContext& ctx) {
   json actions = json::array();
-  CKPT_TRY(ctx.with_remote(0, sizeof(KernelSigaction), [&](ptrace::RemoteSyscalls& rs,
-                                                           RemoteScratch s) -> Status {
-    for (int sig = 1; sig <= kMaxSignal; ++sig) {
-      if (sig == SIGKILL || sig == SIGSTOP) continue;
-      CKPT_TRY(rs.call("rt_sigaction", SYS_rt_sigaction, {uint64_t(sig), 0, s.addr, 8}));
-      KernelSigaction act;
-      CKPT_TRY(read_remote(ctx.pid, s.addr, &act, sizeof(act)));
-      if (act.handler == uint64_t(SIG_DFL) && act.flags == 0 && act.mask == 0) continue;
-      actions.push_back({sig, act.handler, act.flags, act.restorer, act.mask});
-    }
-    return {};
-  }));
+  CKPT_TRY(ctx.with_remote(
+      0, sizeof(KernelSigaction), [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
+        for (int sig = 1; sig <= kMaxSignal; ++sig) {
+          if (sig == SIGKILL || sig == SIGSTOP) continue;
+          CKPT_TRY(rs.call("rt_sigaction", SYS_rt_sigaction, {uint64_t(sig), 0, s.addr, 8}));
+          KernelSigaction act;
+          CKPT_TRY(read_remote(ctx.pid, s.addr, &act, sizeof(act)));
+          if (act.handler == uint64_t(SIG_DFL) && act.flags == 0 && act.mask == 0) continue;
+          actions.push_back({sig, act.handler, act.flags, act.restorer, act.mask});
+        }
+        return {};
+      }));
   json pending;
   CKPT_TRY_ASSIGN(pending["shared"], peek_queue(ctx.pid, true));
   json per_thread = json::object();

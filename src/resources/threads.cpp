@@ -122,7 +122,8 @@ Status restore_kernel_state(RestoreContext& ctx, ptrace::RemoteSyscalls& rs, con
   pid_t tid = j["tid"];
   CKPT_TRY_ASSIGN(long me, rs.call("set_tid_address", SYS_set_tid_address, {j["clear_child_tid"]}));
   if (me != tid) return errorf("restore: thread {} believes it is {}", tid, me);
-  CKPT_TRY(rs.call("set_robust_list", SYS_set_robust_list, {j["robust_list"][0], j["robust_list"][1]}));
+  CKPT_TRY(
+      rs.call("set_robust_list", SYS_set_robust_list, {j["robust_list"][0], j["robust_list"][1]}));
   uint64_t ss[3] = {j["sigaltstack"][0], j["sigaltstack"][1], j["sigaltstack"][2]};
   if (!(ss[1] & SS_DISABLE)) {
     ss[1] &= ~uint64_t{SS_ONSTACK};
@@ -149,7 +150,8 @@ Status dump(DumpContext& ctx) {
   json all = json::array();
   for (size_t i = 0; i < ctx.threads.size(); ++i) {
     auto r = dump_one(ctx, i);
-    if (!r.ok()) return r.error().wrap(fmt::format("dump thread {} of pid {}", ctx.threads[i].tid, ctx.pid));
+    if (!r.ok())
+      return r.error().wrap(fmt::format("dump thread {} of pid {}", ctx.threads[i].tid, ctx.pid));
     all.push_back(std::move(*r));
   }
   ctx.image["threads"] = std::move(all);
@@ -181,9 +183,9 @@ Status drop_puppet_rseq(RestoreContext& ctx) {
     return sys_error(fmt::format("ptrace(PTRACE_GET_RSEQ_CONFIGURATION) pid {}", ctx.pid));
   if (rseq.rseq_abi_pointer == 0) return {};
   constexpr uint64_t kRseqUnregister = 1;
-  CKPT_TRY(ctx.main_remote->call("rseq(unregister)", SYS_rseq,
-                                 {rseq.rseq_abi_pointer, rseq.rseq_abi_size, kRseqUnregister,
-                                  rseq.signature}));
+  CKPT_TRY(ctx.main_remote->call(
+      "rseq(unregister)", SYS_rseq,
+      {rseq.rseq_abi_pointer, rseq.rseq_abi_size, kRseqUnregister, rseq.signature}));
   return {};
 }
 

@@ -16,6 +16,7 @@
 #include <fmt/ranges.h>
 
 #include "proc/maps.hpp"
+#include "proc/task.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
@@ -38,10 +39,11 @@ void report(int fd, const std::string& msg) {
 Status setup_inside(const PuppetPlan& plan, std::vector<int>& keep) {
   CKPT_TRY(files::restore_in_puppet(*plan.image, plan.shell_job, keep));
   CKPT_TRY(process::restore_in_puppet(*plan.image));
-  void* page = ::mmap(reinterpret_cast<void*>(plan.trampoline), kPage,
-                      PROT_READ | PROT_WRITE | PROT_EXEC,
-                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
-  if (page == MAP_FAILED) return sys_error(fmt::format("mmap restorer page at {:#x}", plan.trampoline));
+  void* page =
+      ::mmap(reinterpret_cast<void*>(plan.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
+             MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
+  if (page == MAP_FAILED)
+    return sys_error(fmt::format("mmap restorer page at {:#x}", plan.trampoline));
   static const uint8_t code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
   std::memcpy(page, code, sizeof(code));
   return {};
@@ -130,6 +132,10 @@ Puppet::~Puppet() {
   if (pid_ == 0) return;
   ::kill(pid_, SIGKILL);
   tracee_.release();
+  // Threads we traced must be reaped one by one before their leader can be.
+  if (auto tids = proc::list_threads(pid_); tids.ok())
+    for (pid_t tid : *tids)
+      if (tid != pid_) ::waitpid(tid, nullptr, __WALL);
   ::waitpid(pid_, nullptr, __WALL);
 }
 

@@ -6,6 +6,7 @@
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -50,7 +51,8 @@ Status check_pids_free(const json& image) {
 Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
   for (auto& f : files) {
     struct stat st;
-    if (::stat(f.path.c_str(), &st) < 0) return sys_error(fmt::format("restore: mapped file {}", f.path));
+    if (::stat(f.path.c_str(), &st) < 0)
+      return sys_error(fmt::format("restore: mapped file {}", f.path));
     if (static_cast<uint64_t>(st.st_size) != f.size)
       return errorf("restore: mapped file {} changed size since the dump ({} bytes, was {})",
                     f.path, st.st_size, f.size);
@@ -81,8 +83,10 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   const auto& kept = puppet.kept_fds();
   int exe_fd = -1;
   for (size_t i = 0; i < files.keys.size(); ++i) {
-    if (files.keys[i] == "exe") exe_fd = kept[i];
-    else ctx.mapping_fds[files.keys[i]] = kept[i];
+    if (files.keys[i] == "exe")
+      exe_fd = kept[i];
+    else
+      ctx.mapping_fds[files.keys[i]] = kept[i];
   }
   CKPT_TRY(threads::drop_puppet_rseq(ctx));
   CKPT_TRY(memory::restore(ctx));
@@ -98,6 +102,18 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   // with its own registers, never returning into the unmapped page.
   CKPT_TRY(ctx.main_remote->call("munmap", SYS_munmap, {ctx.trampoline, kPage}));
   return {};
+}
+
+// A half-built process must never run: kill it while every thread is still stopped, then reap
+// the traced threads (a leader cannot be reaped while traced zombie threads remain).
+void abandon(RestoreContext& ctx) {
+  ::kill(ctx.pid, SIGKILL);
+  if (ctx.main_remote) ctx.main_remote->abandon();
+  for (size_t i = 1; i < ctx.threads.size(); ++i) {
+    ::waitpid(ctx.threads[i].tid, nullptr, __WALL);
+    ctx.threads[i].tracee.release();
+  }
+  ctx.threads.erase(ctx.threads.begin() + 1, ctx.threads.end());
 }
 
 }  // namespace
@@ -136,13 +152,20 @@ Result<RestoreResult> restore_process(const image::Store& store, const RestoreOp
   ctx.shell_job = opts.shell_job;
   ctx.trampoline = plan.trampoline;
   ctx.scratch = {plan.trampoline + 64, kPage - 64};
+  // main_remote points into ctx.threads: it must never reallocate.
+  ctx.threads.reserve(image["threads"].size());
   ctx.threads.push_back(ThreadHandle{plan.pid, ptrace::Tracee::adopt(plan.pid)});
   puppet.tracee().release();  // ctx.threads[0] owns the attachment now
   {
-    CKPT_TRY_ASSIGN(auto remote, ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
+    CKPT_TRY_ASSIGN(auto remote,
+                    ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
     ctx.main_remote = &remote;
     Status st = build(ctx, puppet, files);
-    if (!st.ok()) return st.error().wrap(fmt::format("restore pid {}", ctx.pid));
+    if (!st.ok()) {
+      log::debug("restore", "failed: {}", st.error().message);
+      abandon(ctx);
+      return st.error().wrap(fmt::format("restore pid {}", ctx.pid));
+    }
     CKPT_TRY(remote.finish());
   }
   ctx.threads.clear();  // detaches: the process runs
