@@ -40,7 +40,9 @@ int main(void) {
   getitimer(ITIMER_VIRTUAL, &now);
   E2E_CHECK(now.it_interval.tv_sec == 3, "ITIMER_VIRTUAL interval is %.3f s, want 3",
             tv(now.it_interval));
-  E2E_CHECK(tv(now.it_value) > 95 && tv(now.it_value) <= 100, "ITIMER_VIRTUAL has %.3f s left",
+  // Process CPU time is sampled differently by setitimer and getitimer; a few ms of noise is
+  // not a lost or reset timer.
+  E2E_CHECK(tv(now.it_value) > 95 && tv(now.it_value) <= 100.05, "ITIMER_VIRTUAL has %.3f s left",
             tv(now.it_value));
   unsigned left = alarm(0);
   E2E_CHECK(left >= 17 && left <= 20, "alarm(0) says %u s were left", left);
