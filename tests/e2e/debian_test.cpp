@@ -1,0 +1,257 @@
+// Unmodified Debian programs dumped mid-work and restored: their output must carry on exactly.
+// Programs whose stdin/stdout are pipes to the test are dumped and restored with --shell-job;
+// `ckpt restore --shell-job` then runs with the stdio the program is to have.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "counter_output.hpp"
+#include "e2e_util.hpp"
+
+namespace e2e {
+namespace {
+
+struct Pipe {
+  int r = -1, w = -1;
+  Pipe() {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) < 0) throw std::runtime_error("pipe2");
+    r = p[0];
+    w = p[1];
+  }
+  ~Pipe() {
+    close_r();
+    close_w();
+  }
+  void close_r() {
+    if (r >= 0) ::close(r);
+    r = -1;
+  }
+  void close_w() {
+    if (w >= 0) ::close(w);
+    w = -1;
+  }
+};
+
+class LineReader {
+ public:
+  explicit LineReader(int fd) : fd_(fd) {}
+  // The next line without its newline; nullopt on EOF or timeout.
+  std::optional<std::string> next(std::chrono::milliseconds timeout = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    for (;;) {
+      auto nl = buf_.find('\n');
+      if (nl != std::string::npos) {
+        std::string line = buf_.substr(0, nl);
+        buf_.erase(0, nl + 1);
+        return line;
+      }
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      pollfd pfd{fd_, POLLIN, 0};
+      if (::poll(&pfd, 1, static_cast<int>(left.count())) <= 0) continue;
+      char chunk[4096];
+      ssize_t n = ::read(fd_, chunk, sizeof chunk);
+      if (n <= 0) return std::nullopt;
+      buf_.append(chunk, static_cast<size_t>(n));
+    }
+  }
+
+ private:
+  int fd_;
+  std::string buf_;
+};
+
+class DebianTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    become_subreaper();
+    devnull_ = open_or_die("/dev/null", O_RDWR);
+    err_ = open_or_die(dir_ / "stderr", O_WRONLY | O_CREAT | O_TRUNC);
+  }
+  void TearDown() override {
+    for (pid_t p : {pid_, restorer_})
+      if (p > 0) {
+        ::kill(p, SIGKILL);
+        wait_child(p, 5s);
+      }
+    ::close(devnull_);
+    ::close(err_);
+  }
+
+  void start(std::vector<std::string> argv, int in, int out) {
+    SpawnSpec spec;
+    spec.argv = std::move(argv);
+    spec.fds[0] = in;
+    spec.fds[1] = out;
+    spec.fds[2] = err_;
+    spec.cwd = dir_.path();
+    pid_ = spawn(spec);
+  }
+
+  ::testing::AssertionResult dump(bool shell_job) {
+    std::vector<std::string> args = {"dump", "-t", std::to_string(pid_), "-D",
+                                     (dir_ / "store").string()};
+    if (shell_job) args.push_back("--shell-job");
+    auto r = run_ckpt(args);
+    if (r.exit_code() != 0)
+      return ::testing::AssertionFailure() << "dump: " << r.describe() << stderr_text();
+    auto st = wait_child(pid_, 5s);
+    if (!st || !WIFSIGNALED(*st))
+      return ::testing::AssertionFailure() << "the dumped process did not die";
+    return ::testing::AssertionSuccess();
+  }
+
+  // `ckpt restore --shell-job --pidfile F` with the given stdio; it stays our child and waits for
+  // the restored process.
+  ::testing::AssertionResult restore_shell_job(int in, int out) {
+    SpawnSpec spec;
+    spec.argv = {ckpt_path(),
+                 "restore",
+                 "-D",
+                 (dir_ / "store").string(),
+                 "--shell-job",
+                 "--pidfile",
+                 (dir_ / "pid").string()};
+    spec.fds[0] = in;
+    spec.fds[1] = out;
+    spec.fds[2] = err_;
+    restorer_ = spawn(spec);
+    auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      std::string text = read_text(dir_ / "pid");
+      if (!text.empty() && text.back() == '\n') {
+        if (std::stoi(text) != pid_)
+          return ::testing::AssertionFailure() << "restored as pid " << text;
+        return ::testing::AssertionSuccess();
+      }
+      int status;
+      if (::waitpid(restorer_, &status, WNOHANG) == restorer_) {
+        restorer_ = -1;
+        return ::testing::AssertionFailure()
+               << "ckpt restore ended with " << describe_status(status) << stderr_text();
+      }
+      sleep_for(5ms);
+    }
+    return ::testing::AssertionFailure() << "no pidfile from ckpt restore" << stderr_text();
+  }
+
+  ::testing::AssertionResult restore_detached() {
+    auto r = run_ckpt({"restore", "-D", (dir_ / "store").string(), "--detach"});
+    if (r.exit_code() != 0) return ::testing::AssertionFailure() << "restore: " << r.describe();
+    if (std::atoi(r.out.c_str()) != pid_)
+      return ::testing::AssertionFailure() << "restored as " << r.out;
+    return ::testing::AssertionSuccess();
+  }
+
+  std::string stderr_text() const { return "\nstderr file:\n" + read_text(dir_ / "stderr"); }
+
+  // A program printing 0, 1, 2... on stdout: dumped mid-count, restored, must go on exactly.
+  void check_counting(std::vector<std::string> argv) {
+    Pipe out;
+    start(std::move(argv), devnull_, out.w);
+    LineReader lines(out.r);
+    long next = 0;
+    auto expect_up_to = [&](long last) {
+      while (next <= last) {
+        auto l = lines.next();
+        ASSERT_TRUE(l) << "no line after " << next - 1 << stderr_text();
+        ASSERT_EQ(*l, std::to_string(next)) << "the count broke" << stderr_text();
+        ++next;
+      }
+    };
+    ASSERT_NO_FATAL_FAILURE(expect_up_to(30));
+    ASSERT_TRUE(dump(true));
+    ASSERT_TRUE(restore_shell_job(devnull_, out.w));
+    ASSERT_NO_FATAL_FAILURE(expect_up_to(next + 100));
+  }
+
+  TempDir dir_;
+  int devnull_ = -1, err_ = -1;
+  pid_t pid_ = -1, restorer_ = -1;
+};
+
+TEST_F(DebianTest, Python3Loop) {
+  check_counting({"/usr/bin/python3", "-c",
+                  "import time\ni = 0\nwhile True:\n    print(i, flush=True)\n    i += 1\n    "
+                  "time.sleep(0.01)\n"});
+}
+
+TEST_F(DebianTest, PerlLoop) {
+  check_counting(
+      {"/usr/bin/perl", "-e",
+       "$| = 1; for ($i = 0;; $i++) { print \"$i\\n\"; select(undef, undef, undef, 0.01); }"});
+}
+
+TEST_F(DebianTest, BashLoop) {
+  // Builtins only: an external `sleep` would be a child process.
+  check_counting(
+      {"/bin/bash", "-c",
+       "i=0; while :; do echo $i; i=$((i+1)); for ((j=0;j<2000;j++)); do :; done; done"});
+}
+
+TEST_F(DebianTest, Sqlite3InMemoryDatabaseThroughPipes) {
+  Pipe in, out;
+  start({"/usr/bin/sqlite3", ":memory:"}, in.r, out.w);
+  LineReader lines(out.r);
+  std::string setup =
+      "CREATE TABLE t(x INTEGER);\n"
+      "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 1000) "
+      "INSERT INTO t SELECT i FROM c;\n"
+      "SELECT count(*), sum(x) FROM t;\n";
+  ASSERT_EQ(::write(in.w, setup.data(), setup.size()), static_cast<ssize_t>(setup.size()));
+  EXPECT_EQ(lines.next(), "1000|500500") << stderr_text();
+  sleep_for(100ms);
+  ASSERT_TRUE(dump(true));
+  ASSERT_TRUE(restore_shell_job(in.r, out.w));
+  std::string more = "INSERT INTO t VALUES (5000);\nSELECT count(*), sum(x) FROM t;\n";
+  ASSERT_EQ(::write(in.w, more.data(), more.size()), static_cast<ssize_t>(more.size()));
+  EXPECT_EQ(lines.next(), "1001|505500") << stderr_text();
+  in.close_w();
+  auto st = wait_child(restorer_, 10s);
+  restorer_ = -1;
+  pid_ = -1;
+  ASSERT_TRUE(st);
+  EXPECT_EQ(describe_status(*st), "exit 0")
+      << "sqlite3's exit status through ckpt restore" << stderr_text();
+}
+
+TEST_F(DebianTest, CatFromPipe) {
+  Pipe in, out;
+  start({"/usr/bin/cat"}, in.r, out.w);
+  LineReader lines(out.r);
+  ASSERT_EQ(::write(in.w, "before\n", 7), 7);
+  EXPECT_EQ(lines.next(), "before");
+  sleep_for(50ms);
+  ASSERT_TRUE(dump(true));
+  ASSERT_TRUE(restore_shell_job(in.r, out.w));
+  ASSERT_EQ(::write(in.w, "after\n", 6), 6);
+  EXPECT_EQ(lines.next(), "after") << stderr_text();
+  in.close_w();
+  auto st = wait_child(restorer_, 10s);
+  restorer_ = -1;
+  pid_ = -1;
+  ASSERT_TRUE(st);
+  EXPECT_EQ(describe_status(*st), "exit 0") << stderr_text();
+}
+
+TEST_F(DebianTest, SleepStillSleepsAfterRestore) {
+  int out = open_or_die(dir_ / "stdout", O_WRONLY | O_CREAT | O_TRUNC);
+  start({"/usr/bin/sleep", "1000"}, devnull_, out);
+  ::close(out);
+  sleep_for(100ms);
+  ASSERT_TRUE(dump(false));
+  ASSERT_TRUE(restore_detached());
+  sleep_for(300ms);
+  ASSERT_TRUE(alive(pid_)) << stderr_text();
+  std::string syscall = read_text("/proc/" + std::to_string(pid_) + "/syscall");
+  EXPECT_EQ(syscall.substr(0, syscall.find(' ')), "230") << "not in clock_nanosleep: " << syscall;
+  EXPECT_EQ(status_field(pid_, "State").substr(0, 1), "S");
+}
+
+}  // namespace
+}  // namespace e2e

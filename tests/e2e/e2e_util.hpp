@@ -1,0 +1,88 @@
+#pragma once
+// The e2e runner's toolbox: starting processes with exactly the fds we choose, running the ckpt
+// command, waiting with deadlines, and snapshots of what /proc shows about a process.
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace e2e {
+
+namespace fs = std::filesystem;
+using namespace std::chrono_literals;
+
+// A fresh directory under /tmp, removed with everything in it.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const fs::path& path() const { return path_; }
+  fs::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  fs::path path_;
+};
+
+// How to start a process: fds[i] (in the runner) becomes fd i (0..2) in the child and nothing
+// else stays open.
+struct SpawnSpec {
+  std::vector<std::string> argv;
+  int fds[3] = {-1, -1, -1};
+  fs::path cwd;
+  std::vector<std::string> extra_env;
+};
+
+pid_t spawn(const SpawnSpec& spec);
+
+// The runner becomes the parent of every orphan it creates (restored processes whose ckpt
+// exited), so it can reap them and take their PIDs back at once.
+void become_subreaper();
+
+// Waits for `pid` (a child) to end, up to `timeout`; kills it with SIGKILL at the deadline.
+// Returns the wait status, or nullopt on timeout.
+std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds timeout);
+std::string describe_status(int status);
+
+struct CkptResult {
+  int status = -1;  // wait status
+  std::string out, err;
+  int exit_code() const;
+  std::string describe() const;
+};
+
+// Runs `ckpt ARGS...` with stdin /dev/null and stdout/stderr captured.
+CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 10s);
+const std::string& ckpt_path();
+
+int open_or_die(const fs::path& p, int flags, mode_t mode = 0644);
+std::string read_text(const fs::path& p);
+// Polls `file` until it contains `text`; false when `pid` died or time ran out.
+bool wait_for_text(const fs::path& file, const std::string& text, pid_t pid,
+                   std::chrono::milliseconds timeout);
+bool alive(pid_t pid);
+// One field of /proc/PID/status ("" when missing).
+std::string status_field(pid_t pid, const std::string& key);
+std::vector<pid_t> children_of_self();
+
+// What /proc says about a process, normalised so that two snapshots of the same state compare
+// equal (pipe inode numbers become their order of appearance).
+struct ProcSnapshot {
+  std::vector<std::string> maps;
+  std::map<std::string, std::string> status;
+  std::vector<std::string> fds;
+  std::vector<std::string> threads;         // "tid name sigblk sigpnd" each
+  std::map<std::string, std::string> misc;  // cmdline, environ, exe, cwd, limits, personality
+};
+ProcSnapshot snapshot(pid_t pid);
+// Human-readable differences; empty when equal.
+std::vector<std::string> compare(const ProcSnapshot& before, const ProcSnapshot& after);
+
+void sleep_for(std::chrono::milliseconds d);
+
+}  // namespace e2e

@@ -1,0 +1,94 @@
+// The protocol every e2e test program follows (tests/e2e/README.md): set up state, print READY
+// on stdout, wait for SIGUSR2 (sent by the runner after restore), check the state, print PASS or
+// FAIL lines and exit 0 or 1. Output goes through write(2): nothing waits in a stdio buffer.
+#pragma once
+#include <errno.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static volatile sig_atomic_t e2e_go;
+static int e2e_failures;
+
+static inline void e2e_on_go(int sig) {
+  (void)sig;
+  e2e_go = 1;
+}
+
+static inline void e2e_say(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+static inline void e2e_say(const char* fmt, ...) {
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(buf, sizeof buf - 1, fmt, ap);
+  va_end(ap);
+  if (n < 0) return;
+  if (n > (int)sizeof buf - 2) n = (int)sizeof buf - 2;
+  buf[n++] = '\n';
+  ssize_t ignored = write(1, buf, (size_t)n);
+  (void)ignored;
+}
+
+#define E2E_CHECK(cond, ...)                                   \
+  do {                                                         \
+    if (!(cond)) {                                             \
+      char e2e_msg_[512];                                      \
+      snprintf(e2e_msg_, sizeof e2e_msg_, __VA_ARGS__);        \
+      e2e_say("FAIL %s:%d: %s", __FILE__, __LINE__, e2e_msg_); \
+      ++e2e_failures;                                          \
+    }                                                          \
+  } while (0)
+
+#define E2E_SYS(call)                                                            \
+  do {                                                                           \
+    if ((call) < 0) {                                                            \
+      e2e_say("FAIL %s:%d: %s: %s", __FILE__, __LINE__, #call, strerror(errno)); \
+      exit(1);                                                                   \
+    }                                                                            \
+  } while (0)
+
+// Installs the SIGUSR2 handler (no SA_RESTART: it must wake pause() and friends).
+static inline void e2e_setup(void) {
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = e2e_on_go;
+  sigemptyset(&sa.sa_mask);
+  E2E_SYS(sigaction(SIGUSR2, &sa, NULL));
+}
+
+static inline void e2e_ready(void) {
+  e2e_say("READY");
+}
+
+static inline double e2e_now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+// Waits for SIGUSR2 by sleeping in short steps (the dump usually catches it in nanosleep).
+static inline void e2e_wait_go(void) {
+  while (!e2e_go) {
+    struct timespec ts = {0, 5 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static inline int e2e_finish(void) {
+  if (e2e_failures == 0) e2e_say("PASS");
+  return e2e_failures == 0 ? 0 : 1;
+}
+
+// The path of a file in the test's own temporary directory.
+static inline const char* e2e_path(const char* name) {
+  static char buf[8][4096];
+  static int next;
+  char* out = buf[next++ % 8];
+  const char* dir = getenv("E2E_DIR");
+  snprintf(out, 4096, "%s/%s", dir ? dir : ".", name);
+  return out;
+}

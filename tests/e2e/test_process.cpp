@@ -1,0 +1,102 @@
+#include "test_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+namespace e2e {
+
+std::string program_path(const std::string& name) {
+  return std::string(E2E_PROGRAM_DIR) + "/" + name;
+}
+
+TestProcess::TestProcess(std::vector<std::string> argv, ProcessOptions opts) {
+  int in = open_or_die("/dev/null", O_RDONLY);
+  int out = open_or_die(dir_ / "stdout",
+                        O_WRONLY | O_CREAT | O_TRUNC | (opts.append_stdout ? O_APPEND : 0));
+  int err = open_or_die(dir_ / "stderr", O_WRONLY | O_CREAT | O_TRUNC);
+  SpawnSpec spec;
+  spec.argv = std::move(argv);
+  spec.fds[0] = in;
+  spec.fds[1] = out;
+  spec.fds[2] = err;
+  spec.cwd = dir_.path();
+  spec.extra_env.push_back("E2E_DIR=" + dir_.path().string());
+  pid_ = spawn(spec);
+  running_ = true;
+  ::close(in);
+  ::close(out);
+  ::close(err);
+}
+
+TestProcess::~TestProcess() {
+  kill_now();
+}
+
+void TestProcess::kill_now() {
+  if (!running_) return;
+  ::kill(pid_, SIGKILL);
+  wait_child(pid_, 5s);
+  running_ = false;
+}
+
+::testing::AssertionResult TestProcess::wait_ready() {
+  if (wait_for_text(dir_ / "stdout", "READY\n", pid_, 10s)) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "program " << pid_ << " did not get READY\n" << output();
+}
+
+::testing::AssertionResult TestProcess::dump(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"dump", "-t", std::to_string(pid_), "-D", store().string()};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto r = run_ckpt(args);
+  if (r.exit_code() != 0) {
+    return ::testing::AssertionFailure()
+           << "ckpt dump of " << pid_ << " failed: " << r.describe() << "\nprogram " << output();
+  }
+  bool leave_running = std::find(extra.begin(), extra.end(), "--leave-running") != extra.end();
+  if (!leave_running) {
+    auto st = wait_child(pid_, 5s);
+    running_ = false;
+    if (!st) return ::testing::AssertionFailure() << "the dumped process did not die";
+    if (!WIFSIGNALED(*st) || WTERMSIG(*st) != SIGKILL)
+      return ::testing::AssertionFailure()
+             << "the dumped process ended with " << describe_status(*st) << ", not SIGKILL\n"
+             << output();
+  }
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult TestProcess::restore(const std::vector<std::string>& extra) {
+  std::vector<std::string> args = {"restore", "-D", store().string(), "--detach"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  auto r = run_ckpt(args);
+  if (r.exit_code() != 0)
+    return ::testing::AssertionFailure()
+           << "ckpt restore failed: " << r.describe() << "\nprogram " << output();
+  running_ = true;  // whatever pid it printed, pid_ may be ours again: clean it up at the end
+  pid_t printed = static_cast<pid_t>(std::atol(r.out.c_str()));
+  if (printed != pid_) {
+    if (printed > 0) {
+      ::kill(printed, SIGKILL);
+      wait_child(printed, 5s);
+    }
+    return ::testing::AssertionFailure() << "restore printed pid '" << r.out << "', want " << pid_;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+::testing::AssertionResult TestProcess::finish(std::chrono::milliseconds timeout) {
+  ::kill(pid_, SIGUSR2);
+  auto st = wait_child(pid_, timeout);
+  running_ = false;
+  if (!st) return ::testing::AssertionFailure() << "program did not finish in time\n" << output();
+  bool passed = out().find("\nPASS\n") != std::string::npos;
+  if (WIFEXITED(*st) && WEXITSTATUS(*st) == 0 && passed) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << "program ended with " << describe_status(*st) << "\n"
+                                       << output();
+}
+
+}  // namespace e2e

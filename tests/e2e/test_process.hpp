@@ -1,0 +1,47 @@
+#pragma once
+// A test program run under the runner's protocol (programs/e2e_prog.h): started with stdin
+// /dev/null and stdout/stderr in files of its own temporary directory, dumped, restored, told to
+// check itself with SIGUSR2.
+#include <gtest/gtest.h>
+#include <sys/types.h>
+
+#include "e2e_util.hpp"
+
+namespace e2e {
+
+struct ProcessOptions {
+  bool append_stdout = false;  // open stdout with O_APPEND
+};
+
+class TestProcess {
+ public:
+  explicit TestProcess(std::vector<std::string> argv, ProcessOptions opts = {});
+  ~TestProcess();
+
+  pid_t pid() const { return pid_; }
+  const fs::path& dir() const { return dir_.path(); }
+  fs::path store() const { return dir_ / "store"; }
+  std::string out() const { return read_text(dir_ / "stdout"); }
+  std::string err() const { return read_text(dir_ / "stderr"); }
+  std::string output() const { return "stdout:\n" + out() + "\nstderr:\n" + err(); }
+
+  // Waits for READY; false (with the output as a test failure) when it does not come.
+  ::testing::AssertionResult wait_ready();
+  // `ckpt dump -t PID -D store EXTRA...`; without --leave-running also reaps the killed process.
+  ::testing::AssertionResult dump(const std::vector<std::string>& extra = {});
+  // `ckpt restore -D store --detach EXTRA...`; checks the printed PID is the old one.
+  ::testing::AssertionResult restore(const std::vector<std::string>& extra = {});
+  // Sends SIGUSR2 and waits for the exit; success when it printed PASS and exited 0.
+  ::testing::AssertionResult finish(std::chrono::milliseconds timeout = 15s);
+  void kill_now();
+
+ private:
+  TempDir dir_;
+  pid_t pid_ = -1;
+  bool running_ = false;
+};
+
+// Every program under tests/e2e/programs is built next to this path.
+std::string program_path(const std::string& name);
+
+}  // namespace e2e
