@@ -298,36 +298,62 @@ void time_store_reads(const image::Store& store, const image::GenerationInfo& ge
   s.section_read = seconds_since(start);
 }
 
-Sample run_once(const fs::path& exe, const fs::path& dir, image::Store& store, uint64_t mib,
-                bool no_thp, std::vector<char>& buf) {
-  Sample s{};
-  Target t = spawn_target(exe, mib, no_thp);
-  fs::path raw = dir / fmt::format("ckpt-engine-bench-{}.raw", ::getpid());
-  s.raw_dump = raw_dump(t, raw, buf);
-  s.raw_read = raw_read_fresh(raw, t.len);
-  auto fill = raw_fill(raw, t.len, no_thp, buf);
-  s.raw_fill = fill.total;
-  s.raw_populate = fill.populate;
-  fs::remove(raw);
-
-  ::sync();
-  auto start = Clock::now();
+// Engine and raw steps alternate in order between repetitions: whichever allocates memory first
+// on this VM may pay for the host backing it again (free page reporting hands freed memory back).
+void dump_both(const Target& t, const fs::path& raw, image::Store& store, bool engine_first,
+               Sample& s, image::GenerationInfo& gen, std::vector<char>& buf) {
+  if (!engine_first) s.raw_dump = raw_dump(t, raw, buf);
   DumpOptions opts;
   opts.pid = t.pid;
+  opts.leave_running = engine_first;  // the raw copy still needs the process
+  ::sync();
+  auto start = Clock::now();
   auto dumped = check(dump_process(store, opts), t.pid);
   s.dump = seconds_since(start);
   s.frozen = secs(dumped.frozen);
+  gen = dumped.generation;
+  if (engine_first) {
+    s.raw_dump = raw_dump(t, raw, buf);
+    ::kill(t.pid, SIGKILL);
+  }
   reap(t.pid, SIGKILL);  // at once: the restore needs the PID back
+}
 
-  start = Clock::now();
+void restore_engine(const Target& t, const image::Store& store, Sample& s) {
+  auto start = Clock::now();
   auto restored = check(restore_process(store, RestoreOptions{}));
   s.restore = seconds_since(start);
   s.restore_took = secs(restored.took);
   if (restored.pid != t.pid) die(fmt::format("restored as pid {}, not {}", restored.pid, t.pid));
   verify_sample(t, restored.pid);
   finish_restored(restored.pid);
-  time_store_reads(store, dumped.generation, s, buf);
-  fs::remove_all(dumped.generation.path);
+}
+
+void restore_raw(const Target& t, const fs::path& raw, bool no_thp, Sample& s,
+                 std::vector<char>& buf) {
+  s.raw_read = raw_read_fresh(raw, t.len);
+  auto fill = raw_fill(raw, t.len, no_thp, buf);
+  s.raw_fill = fill.total;
+  s.raw_populate = fill.populate;
+}
+
+Sample run_once(const fs::path& exe, const fs::path& dir, image::Store& store, uint64_t mib,
+                bool no_thp, bool engine_first, std::vector<char>& buf) {
+  Sample s{};
+  Target t = spawn_target(exe, mib, no_thp);
+  fs::path raw = dir / fmt::format("ckpt-engine-bench-{}.raw", ::getpid());
+  image::GenerationInfo gen;
+  dump_both(t, raw, store, engine_first, s, gen, buf);
+  if (engine_first) {
+    restore_engine(t, store, s);
+    restore_raw(t, raw, no_thp, s, buf);
+  } else {
+    restore_raw(t, raw, no_thp, s, buf);
+    restore_engine(t, store, s);
+  }
+  fs::remove(raw);
+  time_store_reads(store, gen, s, buf);
+  fs::remove_all(gen.path);
   return s;
 }
 
@@ -435,7 +461,7 @@ int main(int argc, char** argv) {
     for (uint64_t mib : o.sizes) {
       Row row{mib, dir, {}};
       for (int i = 0; i < o.repeat; ++i) {
-        row.runs.push_back(run_once(exe, dir, store, mib, o.no_thp, buf));
+        row.runs.push_back(run_once(exe, dir, store, mib, o.no_thp, i % 2 == 1, buf));
         auto& s = row.runs.back();
         std::printf(
             "%4lu MiB %-9s run %d: dump %.0f ms (raw %.0f), restore %.0f ms (raw read %.0f, "
