@@ -1,7 +1,8 @@
 // Dump and restore speed of the engine against the machine's raw limits, measured in the same run.
 //
-//   engine_bench [--sizes MIB,...] [--dirs DIR,...] [--repeat N] [--no-thp]
-//                (defaults: 64,1024  /dev/shm,/var/tmp  3)
+//   engine_bench [--sizes MIB,...] [--dirs DIR,...] [--repeat N] [--thp]
+//                (defaults: 64,1024  /dev/shm,/var/tmp  3; --thp: the target's memory, and the
+//                raw limits', get MADV_HUGEPAGE)
 //
 // The target is a child running this binary in --target mode: it touches N MiB with distinct
 // 64-bit words and waits. Each repetition, interleaved so that the machine's drifting speed
@@ -12,9 +13,10 @@
 //   raw read     read() the raw file back into a fresh anonymous mapping
 //   raw fill     another process populates a fresh mapping with MADV_POPULATE_WRITE; the file is
 //                read into an 8 MiB buffer and process_vm_writev'd into it (the engine's method)
+//   raw direct   the same populate, then that process read()s the file into the mapping itself
 //   engine rest. restore_process(), then a sample of the restored memory is compared over
 //                process_vm_readv and the restored process checks all of it itself (exit code)
-// Medians over the repetitions are reported; the restore ratio is against the faster raw way.
+// Medians over the repetitions are reported; the restore ratio is against the fastest raw way.
 // Reads come from the page cache in both cases (the files were just written).
 #include <fcntl.h>
 #include <signal.h>
@@ -86,12 +88,12 @@ double secs(std::chrono::nanoseconds ns) {
 
 // ---- the target process (a fresh exec of this binary) ----
 
-int target_main(uint64_t mib, bool no_thp) {
+int target_main(uint64_t mib, bool thp) {
   size_t len = mib << 20;
   auto* words = static_cast<uint64_t*>(
       ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
   if (words == MAP_FAILED) return 2;
-  if (no_thp) ::madvise(words, len, MADV_NOHUGEPAGE);
+  if (thp) ::madvise(words, len, MADV_HUGEPAGE);
   ::madvise(words, len, MADV_POPULATE_WRITE);  // quicker start than faulting page by page
   for (size_t i = 0; i < len / 8; ++i) words[i] = word_at(i);
   sigset_t set;
@@ -128,7 +130,7 @@ fs::path make_target_exe() {
   return copy;
 }
 
-Target spawn_target(const fs::path& exe, uint64_t mib, bool no_thp) {
+Target spawn_target(const fs::path& exe, uint64_t mib, bool thp) {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) < 0) die("pipe failed");
   pid_t pid = ::fork();
@@ -142,7 +144,7 @@ Target spawn_target(const fs::path& exe, uint64_t mib, bool no_thp) {
     for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
     ::close_range(4, ~0U, 0);
     std::string m = std::to_string(mib);
-    ::execl(exe.c_str(), "engine_bench", "--target", m.c_str(), no_thp ? "1" : "0", nullptr);
+    ::execl(exe.c_str(), "engine_bench", "--target", m.c_str(), thp ? "1" : "0", nullptr);
     ::_exit(127);
   }
   ::close(p[1]);
@@ -176,40 +178,49 @@ double raw_dump(const Target& t, const fs::path& file, std::vector<char>& buf) {
   return seconds_since(start);
 }
 
-double raw_read_fresh(const fs::path& file, size_t len) {
+double raw_read_fresh(const fs::path& file, size_t len, bool thp) {
   auto start = Clock::now();
   auto fd = check(open_file(file, O_RDONLY));
   void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) die("mmap failed");
+  if (thp) ::madvise(mem, len, MADV_HUGEPAGE);
   check(read_exact(fd.get(), {static_cast<std::byte*>(mem), len}, file.string()));
   double s = seconds_since(start);
   ::munmap(mem, len);
   return s;
 }
 
-// A process with a fresh mapping that populates it when asked: the restore's way to fill memory.
+// A process with a fresh mapping, filled the way a restore could fill it. On 'p' it populates
+// the mapping with MADV_POPULATE_WRITE (the caller then process_vm_writev's into it); on 'd' it
+// also read()s the file straight into it, one copy and no buffer in between.
 struct Sink {
   pid_t pid = 0;
   uint64_t addr = 0;
   int cmd = -1, ack = -1;
 };
 
-Sink spawn_sink(size_t len, bool no_thp) {
+[[noreturn]] void sink_main(const fs::path& file, size_t len, bool thp, int cmd, int ack) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (thp) ::madvise(mem, len, MADV_HUGEPAGE);
+  uint64_t addr = reinterpret_cast<uint64_t>(mem);
+  char c;
+  if (::write(ack, &addr, sizeof addr) != sizeof addr || ::read(cmd, &c, 1) != 1) _exit(1);
+  int r = ::madvise(mem, len, MADV_POPULATE_WRITE);
+  if (r == 0 && c == 'd') {
+    int fd = ::open(file.c_str(), O_RDONLY);
+    r = read_exact(fd, {static_cast<std::byte*>(mem), len}, file.string()).ok() ? 0 : -1;
+  }
+  if (::write(ack, &r, sizeof r) != sizeof r) _exit(1);
+  for (;;) ::pause();
+}
+
+Sink spawn_sink(const fs::path& file, size_t len, bool thp) {
   int to[2], from[2];
   if (::pipe2(to, O_CLOEXEC) < 0 || ::pipe2(from, O_CLOEXEC) < 0) die("pipe failed");
   pid_t pid = ::fork();
   if (pid < 0) die("fork failed");
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (no_thp) ::madvise(mem, len, MADV_NOHUGEPAGE);
-    uint64_t addr = reinterpret_cast<uint64_t>(mem);
-    char c;
-    if (::write(from[1], &addr, sizeof addr) != sizeof addr || ::read(to[0], &c, 1) != 1) _exit(1);
-    int r = ::madvise(mem, len, MADV_POPULATE_WRITE);
-    if (::write(from[1], &r, sizeof r) != sizeof r) _exit(1);
-    for (;;) ::pause();
-  }
+  if (pid == 0) sink_main(file, len, thp, to[0], from[1]);
   ::close(to[0]);
   ::close(from[1]);
   Sink s{pid, 0, to[1], from[0]};
@@ -217,16 +228,27 @@ Sink spawn_sink(size_t len, bool no_thp) {
   return s;
 }
 
+void ask_sink(const Sink& sink, char what) {
+  int r = -1;
+  if (::write(sink.cmd, &what, 1) != 1 || ::read(sink.ack, &r, sizeof r) != sizeof r || r != 0)
+    die("the sink failed to populate or read its memory", sink.pid);
+}
+
+void end_sink(const Sink& sink) {
+  ::close(sink.cmd);
+  ::close(sink.ack);
+  ::kill(sink.pid, SIGKILL);
+  reap(sink.pid, SIGKILL);
+}
+
 struct RawFill {
   double populate, total;
 };
 
-RawFill raw_fill(const fs::path& file, size_t len, bool no_thp, std::vector<char>& buf) {
-  Sink sink = spawn_sink(len, no_thp);
+RawFill raw_fill(const fs::path& file, size_t len, bool thp, std::vector<char>& buf) {
+  Sink sink = spawn_sink(file, len, thp);
   auto start = Clock::now();
-  int r = -1;
-  if (::write(sink.cmd, "p", 1) != 1 || ::read(sink.ack, &r, sizeof r) != sizeof r || r != 0)
-    die("MADV_POPULATE_WRITE in the sink failed", sink.pid);
+  ask_sink(sink, 'p');
   RawFill out{seconds_since(start), 0};
   auto fd = check(open_file(file, O_RDONLY));
   for (size_t off = 0; off < len; off += buf.size()) {
@@ -237,11 +259,17 @@ RawFill raw_fill(const fs::path& file, size_t len, bool no_thp, std::vector<char
       die(fmt::format("process_vm_writev pid {}: {}", sink.pid, std::strerror(errno)), sink.pid);
   }
   out.total = seconds_since(start);
-  ::close(sink.cmd);
-  ::close(sink.ack);
-  ::kill(sink.pid, SIGKILL);
-  reap(sink.pid, SIGKILL);
+  end_sink(sink);
   return out;
+}
+
+double raw_direct(const fs::path& file, size_t len, bool thp) {
+  Sink sink = spawn_sink(file, len, thp);
+  auto start = Clock::now();
+  ask_sink(sink, 'd');
+  double s = seconds_since(start);
+  end_sink(sink);
+  return s;
 }
 
 // ---- checking the restored process ----
@@ -281,7 +309,8 @@ void finish_restored(pid_t pid) {
 // ---- one repetition ----
 
 struct Sample {
-  double raw_dump, dump, frozen, raw_read, raw_fill, raw_populate, restore, restore_took;
+  double raw_dump, dump, frozen, raw_read, raw_fill, raw_populate, raw_direct, restore,
+      restore_took;
   double verify, section_read;
 };
 
@@ -329,26 +358,27 @@ void restore_engine(const Target& t, const image::Store& store, Sample& s) {
   finish_restored(restored.pid);
 }
 
-void restore_raw(const Target& t, const fs::path& raw, bool no_thp, Sample& s,
+void restore_raw(const Target& t, const fs::path& raw, bool thp, Sample& s,
                  std::vector<char>& buf) {
-  s.raw_read = raw_read_fresh(raw, t.len);
-  auto fill = raw_fill(raw, t.len, no_thp, buf);
+  s.raw_read = raw_read_fresh(raw, t.len, thp);
+  auto fill = raw_fill(raw, t.len, thp, buf);
   s.raw_fill = fill.total;
   s.raw_populate = fill.populate;
+  s.raw_direct = raw_direct(raw, t.len, thp);
 }
 
 Sample run_once(const fs::path& exe, const fs::path& dir, image::Store& store, uint64_t mib,
-                bool no_thp, bool engine_first, std::vector<char>& buf) {
+                bool thp, bool engine_first, std::vector<char>& buf) {
   Sample s{};
-  Target t = spawn_target(exe, mib, no_thp);
+  Target t = spawn_target(exe, mib, thp);
   fs::path raw = dir / fmt::format("ckpt-engine-bench-{}.raw", ::getpid());
   image::GenerationInfo gen;
   dump_both(t, raw, store, engine_first, s, gen, buf);
   if (engine_first) {
     restore_engine(t, store, s);
-    restore_raw(t, raw, no_thp, s, buf);
+    restore_raw(t, raw, thp, s, buf);
   } else {
-    restore_raw(t, raw, no_thp, s, buf);
+    restore_raw(t, raw, thp, s, buf);
     restore_engine(t, store, s);
   }
   fs::remove(raw);
@@ -388,16 +418,18 @@ void print_tables(const std::vector<Row>& rows) {
                 d * 1e3, mbs(r.mib, d), med(r.runs, &Sample::frozen) * 1e3, raw * 1e3,
                 mbs(r.mib, raw), 100 * raw / d);
   }
-  std::printf("\nRESTORE (raw read = read() into fresh memory; raw fill = populate + writev)\n");
-  std::printf("%6s %-9s %9s %8s %8s | %9s %9s %9s | %6s\n", "MiB", "dir", "rest. ms", "MB/s",
-              "took ms", "read MB/s", "fill MB/s", "popul. ms", "ratio");
+  std::printf(
+      "\nRESTORE (raw: read = read() into fresh memory, fill = populate + read + "
+      "process_vm_writev, direct = populate + read() inside the process)\n");
+  std::printf("%6s %-9s %9s %8s %8s | %6s %6s %6s %8s | %6s\n", "MiB", "dir", "rest. ms", "MB/s",
+              "took ms", "read", "fill", "direct", "popul.ms", "ratio");
   for (auto& r : rows) {
     double rs = med(r.runs, &Sample::restore), rd = med(r.runs, &Sample::raw_read),
-           rf = med(r.runs, &Sample::raw_fill);
-    std::printf("%6lu %-9s %9.1f %8.0f %8.1f | %9.0f %9.0f %9.1f | %5.0f%%\n", r.mib, r.dir.c_str(),
-                rs * 1e3, mbs(r.mib, rs), med(r.runs, &Sample::restore_took) * 1e3, mbs(r.mib, rd),
-                mbs(r.mib, rf), med(r.runs, &Sample::raw_populate) * 1e3,
-                100 * std::min(rd, rf) / rs);
+           rf = med(r.runs, &Sample::raw_fill), rx = med(r.runs, &Sample::raw_direct);
+    std::printf("%6lu %-9s %9.1f %8.0f %8.1f | %6.0f %6.0f %6.0f %8.1f | %5.0f%%\n", r.mib,
+                r.dir.c_str(), rs * 1e3, mbs(r.mib, rs), med(r.runs, &Sample::restore_took) * 1e3,
+                mbs(r.mib, rd), mbs(r.mib, rf), mbs(r.mib, rx),
+                med(r.runs, &Sample::raw_populate) * 1e3, 100 * std::min({rd, rf, rx}) / rs);
   }
   std::printf("\nRESTORE PARTS timed separately (the store re-reads the image twice)\n");
   std::printf("%6s %-9s %12s %16s\n", "MiB", "dir", "verify ms", "section read ms");
@@ -422,7 +454,7 @@ struct Options {
   std::vector<uint64_t> sizes = {64, 1024};
   std::vector<std::string> dirs = {"/dev/shm", "/var/tmp"};
   int repeat = 3;
-  bool no_thp = false;
+  bool thp = false;
 };
 
 Options parse(int argc, char** argv) {
@@ -430,8 +462,8 @@ Options parse(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     bool has_value = i + 1 < argc;
-    if (a == "--no-thp") {
-      o.no_thp = true;
+    if (a == "--thp") {
+      o.thp = true;
     } else if (a == "--sizes" && has_value) {
       o.sizes.clear();
       for (auto& s : split(argv[++i])) o.sizes.push_back(std::stoull(s));
@@ -440,7 +472,7 @@ Options parse(int argc, char** argv) {
     } else if (a == "--repeat" && has_value) {
       o.repeat = std::max(1, std::atoi(argv[++i]));
     } else {
-      die("usage: engine_bench [--sizes MIB,...] [--dirs DIR,...] [--repeat N] [--no-thp]");
+      die("usage: engine_bench [--sizes MIB,...] [--dirs DIR,...] [--repeat N] [--thp]");
     }
   }
   return o;
@@ -461,7 +493,7 @@ int main(int argc, char** argv) {
     for (uint64_t mib : o.sizes) {
       Row row{mib, dir, {}};
       for (int i = 0; i < o.repeat; ++i) {
-        row.runs.push_back(run_once(exe, dir, store, mib, o.no_thp, i % 2 == 1, buf));
+        row.runs.push_back(run_once(exe, dir, store, mib, o.thp, i % 2 == 1, buf));
         auto& s = row.runs.back();
         std::printf(
             "%4lu MiB %-9s run %d: dump %.0f ms (raw %.0f), restore %.0f ms (raw read %.0f, "
