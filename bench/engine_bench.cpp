@@ -497,9 +497,9 @@ int main(int argc, char** argv) {
         auto& s = row.runs.back();
         std::printf(
             "%4lu MiB %-9s run %d: dump %.0f ms (raw %.0f), restore %.0f ms (raw read %.0f, "
-            "fill %.0f)\n",
+            "fill %.0f, direct %.0f)\n",
             mib, dir.c_str(), i + 1, s.dump * 1e3, s.raw_dump * 1e3, s.restore * 1e3,
-            s.raw_read * 1e3, s.raw_fill * 1e3);
+            s.raw_read * 1e3, s.raw_fill * 1e3, s.raw_direct * 1e3);
         std::fflush(stdout);
       }
       rows.push_back(std::move(row));
