@@ -1,0 +1,524 @@
+// Dump and restore speed of the engine against the machine's raw limits, measured in the same run.
+//
+//   engine_bench [--sizes MIB,...] [--dirs DIR,...] [--repeat N] [--thp]
+//                (defaults: 64,1024  /dev/shm,/var/tmp  3; --thp: the target's memory, and the
+//                raw limits', get MADV_HUGEPAGE)
+//
+// The target is a child running this binary in --target mode: it touches N MiB with distinct
+// 64-bit words and waits. Each repetition, interleaved so that the machine's drifting speed
+// affects both alike:
+//   raw dump     process_vm_readv of the region into one reused 8 MiB buffer, write() to a file in
+//                the store's directory, fsync
+//   engine dump  dump_process() into a store in that directory (the target is killed and reaped)
+//   raw read     read() the raw file back into a fresh anonymous mapping
+//   raw fill     another process populates a fresh mapping with MADV_POPULATE_WRITE; the file is
+//                read into an 8 MiB buffer and process_vm_writev'd into it (the engine's method)
+//   raw direct   the same populate, then that process read()s the file into the mapping itself
+//   engine rest. restore_process(), then a sample of the restored memory is compared over
+//                process_vm_readv and the restored process checks all of it itself (exit code)
+// Medians over the repetitions are reported; the restore ratio is against the fastest raw way.
+// "best" is the same ratio between the fastest runs, less sensitive to a busy machine.
+// Reads come from the page cache in both cases (the files were just written).
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/fs_util.hpp"
+#include "dump/dump.hpp"
+#include "image/store.hpp"
+#include "resources/memory.hpp"
+#include "restore/restore.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace ckpt;
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kBuffer = size_t{8} << 20;
+constexpr size_t kPage = 4096;
+constexpr size_t kSampleStride = 16;  // pages between two verified pages
+constexpr int kBadMemoryExit = 3;
+
+uint64_t word_at(uint64_t i) {  // splitmix64: every word distinct, nothing compressible
+  uint64_t z = i + 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+[[noreturn]] void die(const std::string& msg, pid_t kill_first = 0) {
+  if (kill_first > 0) {
+    ::kill(kill_first, SIGKILL);
+    ::waitpid(kill_first, nullptr, 0);
+  }
+  std::fprintf(stderr, "engine_bench: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+template <typename T>
+T check(Result<T> r, pid_t kill_first = 0) {
+  if (!r.ok()) die(r.error().message, kill_first);
+  return std::move(*r);
+}
+
+void check(const Status& s, pid_t kill_first = 0) {
+  if (!s.ok()) die(s.error().message, kill_first);
+}
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+double secs(std::chrono::nanoseconds ns) {
+  return std::chrono::duration<double>(ns).count();
+}
+
+// ---- the target process (a fresh exec of this binary) ----
+
+int target_main(uint64_t mib, bool thp) {
+  size_t len = mib << 20;
+  auto* words = static_cast<uint64_t*>(
+      ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (words == MAP_FAILED) return 2;
+  if (thp) ::madvise(words, len, MADV_HUGEPAGE);
+  ::madvise(words, len, MADV_POPULATE_WRITE);  // quicker start than faulting page by page
+  for (size_t i = 0; i < len / 8; ++i) words[i] = word_at(i);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  uint64_t addr = reinterpret_cast<uint64_t>(words);
+  if (::write(3, &addr, sizeof addr) != sizeof addr) return 2;
+  ::close(3);
+  while (sigwaitinfo(&set, nullptr) != SIGUSR1) {
+  }
+  // Asked to finish (after the restore): check every word.
+  for (size_t i = 0; i < len / 8; ++i)
+    if (words[i] != word_at(i)) return kBadMemoryExit;
+  return 0;
+}
+
+struct Target {
+  pid_t pid = 0;
+  uint64_t addr = 0;
+  size_t len = 0;
+};
+
+// The target runs a copy of this binary under another name: the kernel refuses to set a
+// process's exe (PR_SET_MM_MAP, EBUSY) while its old exe file is still mapped, and the puppet's
+// old exe is this binary.
+fs::path make_target_exe() {
+  fs::path self = fs::read_symlink("/proc/self/exe");
+  fs::path copy = self.parent_path() / fmt::format(".engine_bench-target-{}", ::getpid());
+  std::error_code ec;
+  fs::create_hard_link(self, copy, ec);
+  if (ec) fs::copy_file(self, copy, fs::copy_options::overwrite_existing, ec);
+  if (ec) die(fmt::format("copy {} to {}: {}", self.string(), copy.string(), ec.message()));
+  return copy;
+}
+
+Target spawn_target(const fs::path& exe, uint64_t mib, bool thp) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0) die("pipe failed");
+  pid_t pid = ::fork();
+  if (pid < 0) die("fork failed");
+  if (pid == 0) {
+    // Only the fds we choose: the engine refuses pipes leading out of the process.
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(p[1], 3);
+    ::fcntl(3, F_SETFD, 0);
+    for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
+    ::close_range(4, ~0U, 0);
+    std::string m = std::to_string(mib);
+    ::execl(exe.c_str(), "engine_bench", "--target", m.c_str(), thp ? "1" : "0", nullptr);
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  Target t{pid, 0, size_t(mib) << 20};
+  if (::read(p[0], &t.addr, sizeof t.addr) != sizeof t.addr) die("the target did not start", pid);
+  ::close(p[0]);
+  return t;
+}
+
+void reap(pid_t pid, int want_signal) {
+  int st = 0;
+  if (::waitpid(pid, &st, 0) != pid) die(fmt::format("waitpid {} failed", pid));
+  if (!WIFSIGNALED(st) || WTERMSIG(st) != want_signal)
+    die(fmt::format("pid {} ended with status {:#x}, expected signal {}", pid, st, want_signal));
+}
+
+// ---- the raw limits ----
+
+double raw_dump(const Target& t, const fs::path& file, std::vector<char>& buf) {
+  ::sync();  // no writeback of earlier runs during the timed part
+  auto start = Clock::now();
+  auto fd = check(open_file(file, O_WRONLY | O_CREAT | O_TRUNC));
+  for (size_t off = 0; off < t.len; off += buf.size()) {
+    size_t n = std::min(buf.size(), t.len - off);
+    iovec local{buf.data(), n}, remote{reinterpret_cast<void*>(t.addr + off), n};
+    if (::process_vm_readv(t.pid, &local, 1, &remote, 1, 0) != ssize_t(n))
+      die(fmt::format("process_vm_readv pid {}: {}", t.pid, std::strerror(errno)), t.pid);
+    check(write_all(fd.get(), {reinterpret_cast<std::byte*>(buf.data()), n}, file.string()), t.pid);
+  }
+  check(fsync_fd(fd.get(), file.string()), t.pid);
+  return seconds_since(start);
+}
+
+double raw_read_fresh(const fs::path& file, size_t len, bool thp) {
+  auto start = Clock::now();
+  auto fd = check(open_file(file, O_RDONLY));
+  void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) die("mmap failed");
+  if (thp) ::madvise(mem, len, MADV_HUGEPAGE);
+  check(read_exact(fd.get(), {static_cast<std::byte*>(mem), len}, file.string()));
+  double s = seconds_since(start);
+  ::munmap(mem, len);
+  return s;
+}
+
+// A process with a fresh mapping, filled the way a restore could fill it. On 'p' it populates
+// the mapping with MADV_POPULATE_WRITE (the caller then process_vm_writev's into it); on 'd' it
+// also read()s the file straight into it, one copy and no buffer in between.
+struct Sink {
+  pid_t pid = 0;
+  uint64_t addr = 0;
+  int cmd = -1, ack = -1;
+};
+
+[[noreturn]] void sink_main(const fs::path& file, size_t len, bool thp, int cmd, int ack) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (thp) ::madvise(mem, len, MADV_HUGEPAGE);
+  uint64_t addr = reinterpret_cast<uint64_t>(mem);
+  char c;
+  if (::write(ack, &addr, sizeof addr) != sizeof addr || ::read(cmd, &c, 1) != 1) _exit(1);
+  int r = ::madvise(mem, len, MADV_POPULATE_WRITE);
+  if (r == 0 && c == 'd') {
+    int fd = ::open(file.c_str(), O_RDONLY);
+    r = read_exact(fd, {static_cast<std::byte*>(mem), len}, file.string()).ok() ? 0 : -1;
+  }
+  if (::write(ack, &r, sizeof r) != sizeof r) _exit(1);
+  for (;;) ::pause();
+}
+
+Sink spawn_sink(const fs::path& file, size_t len, bool thp) {
+  int to[2], from[2];
+  if (::pipe2(to, O_CLOEXEC) < 0 || ::pipe2(from, O_CLOEXEC) < 0) die("pipe failed");
+  pid_t pid = ::fork();
+  if (pid < 0) die("fork failed");
+  if (pid == 0) sink_main(file, len, thp, to[0], from[1]);
+  ::close(to[0]);
+  ::close(from[1]);
+  Sink s{pid, 0, to[1], from[0]};
+  if (::read(s.ack, &s.addr, sizeof s.addr) != sizeof s.addr) die("the sink did not start", pid);
+  return s;
+}
+
+void ask_sink(const Sink& sink, char what) {
+  int r = -1;
+  if (::write(sink.cmd, &what, 1) != 1 || ::read(sink.ack, &r, sizeof r) != sizeof r || r != 0)
+    die("the sink failed to populate or read its memory", sink.pid);
+}
+
+void end_sink(const Sink& sink) {
+  ::close(sink.cmd);
+  ::close(sink.ack);
+  ::kill(sink.pid, SIGKILL);
+  reap(sink.pid, SIGKILL);
+}
+
+struct RawFill {
+  double populate, total;
+};
+
+RawFill raw_fill(const fs::path& file, size_t len, bool thp, std::vector<char>& buf) {
+  Sink sink = spawn_sink(file, len, thp);
+  auto start = Clock::now();
+  ask_sink(sink, 'p');
+  RawFill out{seconds_since(start), 0};
+  auto fd = check(open_file(file, O_RDONLY));
+  for (size_t off = 0; off < len; off += buf.size()) {
+    size_t n = std::min(buf.size(), len - off);
+    check(read_exact(fd.get(), {reinterpret_cast<std::byte*>(buf.data()), n}, file.string()));
+    iovec local{buf.data(), n}, remote{reinterpret_cast<void*>(sink.addr + off), n};
+    if (::process_vm_writev(sink.pid, &local, 1, &remote, 1, 0) != ssize_t(n))
+      die(fmt::format("process_vm_writev pid {}: {}", sink.pid, std::strerror(errno)), sink.pid);
+  }
+  out.total = seconds_since(start);
+  end_sink(sink);
+  return out;
+}
+
+double raw_direct(const fs::path& file, size_t len, bool thp) {
+  Sink sink = spawn_sink(file, len, thp);
+  auto start = Clock::now();
+  ask_sink(sink, 'd');
+  double s = seconds_since(start);
+  end_sink(sink);
+  return s;
+}
+
+// ---- checking the restored process ----
+
+void verify_sample(const Target& t, pid_t pid) {
+  std::vector<uint64_t> page(kPage / 8);
+  size_t pages = t.len / kPage;
+  std::vector<size_t> sample;
+  for (size_t p = 0; p < pages; p += kSampleStride) sample.push_back(p);
+  sample.push_back(pages - 1);
+  for (size_t p : sample) {
+    iovec local{page.data(), kPage}, remote{reinterpret_cast<void*>(t.addr + p * kPage), kPage};
+    if (::process_vm_readv(pid, &local, 1, &remote, 1, 0) != ssize_t(kPage))
+      die(fmt::format("restored pid {}: cannot read {:#x}: {}", pid, t.addr + p * kPage,
+                      std::strerror(errno)),
+          pid);
+    for (size_t i = 0; i < page.size(); ++i) {
+      uint64_t index = p * (kPage / 8) + i;
+      if (page[i] != word_at(index))
+        die(fmt::format("restored pid {}: word at {:#x} is {:#x}, expected {:#x}", pid,
+                        t.addr + index * 8, page[i], word_at(index)),
+            pid);
+    }
+  }
+}
+
+void finish_restored(pid_t pid) {
+  ::kill(pid, SIGUSR1);
+  int st = 0;
+  if (::waitpid(pid, &st, 0) != pid) die(fmt::format("waitpid {} failed", pid));
+  if (WIFEXITED(st) && WEXITSTATUS(st) == kBadMemoryExit)
+    die(fmt::format("restored pid {} found wrong words in its own memory", pid));
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    die(fmt::format("restored pid {} ended with status {:#x} instead of exiting 0", pid, st));
+}
+
+// ---- one repetition ----
+
+struct Sample {
+  double raw_dump, dump, frozen, raw_read, raw_fill, raw_populate, raw_direct, restore,
+      restore_took;
+  double verify, section_read;
+};
+
+// The parts of a restore that do not touch the target, timed on their own.
+void time_store_reads(const image::Store& store, const image::GenerationInfo& gen, Sample& s,
+                      std::vector<char>& buf) {
+  auto start = Clock::now();
+  check(store.verify(gen));
+  s.verify = seconds_since(start);
+  start = Clock::now();
+  auto reader = check(store.open_section(gen, memory::kPagesSection));
+  while (check(reader->read({reinterpret_cast<std::byte*>(buf.data()), buf.size()})) > 0) {
+  }
+  s.section_read = seconds_since(start);
+}
+
+// Engine and raw steps alternate in order between repetitions: whichever allocates memory first
+// on this VM may pay for the host backing it again (free page reporting hands freed memory back).
+void dump_both(const Target& t, const fs::path& raw, image::Store& store, bool engine_first,
+               Sample& s, image::GenerationInfo& gen, std::vector<char>& buf) {
+  if (!engine_first) s.raw_dump = raw_dump(t, raw, buf);
+  DumpOptions opts;
+  opts.pid = t.pid;
+  opts.leave_running = engine_first;  // the raw copy still needs the process
+  ::sync();
+  auto start = Clock::now();
+  auto dumped = check(dump_process(store, opts), t.pid);
+  s.dump = seconds_since(start);
+  s.frozen = secs(dumped.frozen);
+  gen = dumped.generation;
+  if (engine_first) {
+    s.raw_dump = raw_dump(t, raw, buf);
+    ::kill(t.pid, SIGKILL);
+  }
+  reap(t.pid, SIGKILL);  // at once: the restore needs the PID back
+}
+
+void restore_engine(const Target& t, const image::Store& store, Sample& s) {
+  auto start = Clock::now();
+  auto restored = check(restore_process(store, RestoreOptions{}));
+  s.restore = seconds_since(start);
+  s.restore_took = secs(restored.took);
+  if (restored.pid != t.pid) die(fmt::format("restored as pid {}, not {}", restored.pid, t.pid));
+  verify_sample(t, restored.pid);
+  finish_restored(restored.pid);
+}
+
+void restore_raw(const Target& t, const fs::path& raw, bool thp, Sample& s,
+                 std::vector<char>& buf) {
+  s.raw_read = raw_read_fresh(raw, t.len, thp);
+  auto fill = raw_fill(raw, t.len, thp, buf);
+  s.raw_fill = fill.total;
+  s.raw_populate = fill.populate;
+  s.raw_direct = raw_direct(raw, t.len, thp);
+}
+
+Sample run_once(const fs::path& exe, const fs::path& dir, image::Store& store, uint64_t mib,
+                bool thp, bool engine_first, std::vector<char>& buf) {
+  Sample s{};
+  Target t = spawn_target(exe, mib, thp);
+  fs::path raw = dir / fmt::format("ckpt-engine-bench-{}.raw", ::getpid());
+  image::GenerationInfo gen;
+  dump_both(t, raw, store, engine_first, s, gen, buf);
+  if (engine_first) {
+    restore_engine(t, store, s);
+    restore_raw(t, raw, thp, s, buf);
+  } else {
+    restore_raw(t, raw, thp, s, buf);
+    restore_engine(t, store, s);
+  }
+  fs::remove(raw);
+  time_store_reads(store, gen, s, buf);
+  fs::remove_all(gen.path);
+  return s;
+}
+
+// ---- reporting ----
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  size_t n = v.size();
+  return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+double med(const std::vector<Sample>& runs, double Sample::*field) {
+  std::vector<double> v;
+  for (auto& r : runs) v.push_back(r.*field);
+  return median(v);
+}
+
+// The fastest run: on a loaded machine the least disturbed one.
+double best(const std::vector<Sample>& runs, double Sample::*field) {
+  double b = runs.at(0).*field;
+  for (auto& r : runs) b = std::min(b, r.*field);
+  return b;
+}
+
+struct Row {
+  uint64_t mib;
+  std::string dir;
+  std::vector<Sample> runs;
+};
+
+void print_tables(const std::vector<Row>& rows) {
+  auto mbs = [](uint64_t mib, double s) { return double(mib << 20) / 1e6 / s; };
+  std::printf("\nDUMP (median of %zu)\n", rows.empty() ? 0 : rows[0].runs.size());
+  std::printf("%6s %-9s %9s %8s %10s | %9s %8s | %6s %6s\n", "MiB", "dir", "dump ms", "MB/s",
+              "frozen ms", "raw ms", "raw MB/s", "ratio", "best");
+  for (auto& r : rows) {
+    double d = med(r.runs, &Sample::dump), raw = med(r.runs, &Sample::raw_dump);
+    double best_ratio = best(r.runs, &Sample::raw_dump) / best(r.runs, &Sample::dump);
+    std::printf("%6lu %-9s %9.1f %8.0f %10.1f | %9.1f %8.0f | %5.0f%% %5.0f%%\n", r.mib,
+                r.dir.c_str(), d * 1e3, mbs(r.mib, d), med(r.runs, &Sample::frozen) * 1e3,
+                raw * 1e3, mbs(r.mib, raw), 100 * raw / d, 100 * best_ratio);
+  }
+  std::printf(
+      "\nRESTORE (raw: read = read() into fresh memory, fill = populate + read + "
+      "process_vm_writev, direct = populate + read() inside the process)\n");
+  std::printf("%6s %-9s %9s %8s %8s | %6s %6s %6s %8s | %6s %6s\n", "MiB", "dir", "rest. ms",
+              "MB/s", "took ms", "read", "fill", "direct", "popul.ms", "ratio", "best");
+  for (auto& r : rows) {
+    double rs = med(r.runs, &Sample::restore), rd = med(r.runs, &Sample::raw_read),
+           rf = med(r.runs, &Sample::raw_fill), rx = med(r.runs, &Sample::raw_direct);
+    double best_raw = std::min({best(r.runs, &Sample::raw_read), best(r.runs, &Sample::raw_fill),
+                                best(r.runs, &Sample::raw_direct)});
+    std::printf("%6lu %-9s %9.1f %8.0f %8.1f | %6.0f %6.0f %6.0f %8.1f | %5.0f%% %5.0f%%\n", r.mib,
+                r.dir.c_str(), rs * 1e3, mbs(r.mib, rs), med(r.runs, &Sample::restore_took) * 1e3,
+                mbs(r.mib, rd), mbs(r.mib, rf), mbs(r.mib, rx),
+                med(r.runs, &Sample::raw_populate) * 1e3, 100 * std::min({rd, rf, rx}) / rs,
+                100 * best_raw / best(r.runs, &Sample::restore));
+  }
+  std::printf("\nRESTORE PARTS timed separately (the store re-reads the image twice)\n");
+  std::printf("%6s %-9s %12s %16s\n", "MiB", "dir", "verify ms", "section read ms");
+  for (auto& r : rows)
+    std::printf("%6lu %-9s %12.1f %16.1f\n", r.mib, r.dir.c_str(),
+                med(r.runs, &Sample::verify) * 1e3, med(r.runs, &Sample::section_read) * 1e3);
+}
+
+std::vector<std::string> split(const std::string& s) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos <= s.size()) {
+    size_t comma = s.find(',', pos);
+    if (comma == std::string::npos) comma = s.size();
+    if (comma > pos) out.push_back(s.substr(pos, comma - pos));
+    pos = comma + 1;
+  }
+  return out;
+}
+
+struct Options {
+  std::vector<uint64_t> sizes = {64, 1024};
+  std::vector<std::string> dirs = {"/dev/shm", "/var/tmp"};
+  int repeat = 3;
+  bool thp = false;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    bool has_value = i + 1 < argc;
+    if (a == "--thp") {
+      o.thp = true;
+    } else if (a == "--sizes" && has_value) {
+      o.sizes.clear();
+      for (auto& s : split(argv[++i])) o.sizes.push_back(std::stoull(s));
+    } else if (a == "--dirs" && has_value) {
+      o.dirs = split(argv[++i]);
+    } else if (a == "--repeat" && has_value) {
+      o.repeat = std::max(1, std::atoi(argv[++i]));
+    } else {
+      die("usage: engine_bench [--sizes MIB,...] [--dirs DIR,...] [--repeat N] [--thp]");
+    }
+  }
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "--target")
+    return target_main(std::stoull(argv[2]), argv[3][0] == '1');
+  Options o = parse(argc, argv);
+  std::vector<char> buf(kBuffer);
+  fs::path exe = make_target_exe();
+  std::vector<Row> rows;
+  for (auto& dir : o.dirs) {
+    fs::path store_dir = fs::path(dir) / fmt::format("ckpt-engine-bench-{}", ::getpid());
+    auto store = check(image::Store::open(store_dir, {.create = true}));
+    for (uint64_t mib : o.sizes) {
+      Row row{mib, dir, {}};
+      for (int i = 0; i < o.repeat; ++i) {
+        row.runs.push_back(run_once(exe, dir, store, mib, o.thp, i % 2 == 1, buf));
+        auto& s = row.runs.back();
+        std::printf(
+            "%4lu MiB %-9s run %d: dump %.0f ms (raw %.0f), restore %.0f ms (raw read %.0f, "
+            "fill %.0f, direct %.0f)\n",
+            mib, dir.c_str(), i + 1, s.dump * 1e3, s.raw_dump * 1e3, s.restore * 1e3,
+            s.raw_read * 1e3, s.raw_fill * 1e3, s.raw_direct * 1e3);
+        std::fflush(stdout);
+      }
+      rows.push_back(std::move(row));
+    }
+    fs::remove_all(store_dir);
+  }
+  fs::remove(exe);
+  print_tables(rows);
+  return 0;
+}
