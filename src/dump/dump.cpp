@@ -214,7 +214,14 @@ Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
     ::setsid();
     ::signal(SIGPIPE, SIG_IGN);
     read_end.reset();
-    report(write_end.get(), dump_here(store, opts));
+    Result<DumpResult> r = make_error("dump: internal error");
+    try {
+      r = dump_here(store, opts);
+    } catch (const std::exception& e) {
+      // A malformed value from /proc must not kill the dumper while it holds the threads.
+      r = errorf("dump pid {}: internal error: {}", opts.pid, e.what());
+    }
+    report(write_end.get(), r);
     ::_exit(0);
   }
   write_end.reset();

@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <sys/syscall.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "common/log.hpp"
@@ -19,11 +20,30 @@ constexpr int kSyscallInsnLen = 2;
 
 }  // namespace
 
+// Calls the kernel ends with a plain EINTR when a tracer stops the thread, even with no signal
+// handler (signal(7), "Interruption of system call ... by stop signals"): stopping a thread for a
+// dump must not show, so they are repeated like the others.
+bool fails_with_eintr_on_stop(long nr) {
+  switch (nr) {
+    case SYS_epoll_wait:
+    case SYS_epoll_pwait:
+    case SYS_epoll_pwait2:
+    case SYS_semop:
+    case SYS_semtimedop:
+    case SYS_rt_sigtimedwait:
+    case SYS_io_getevents:
+      return true;
+    default:
+      return false;
+  }
+}
+
 bool is_interrupted_syscall(const Regs& r) {
-  if (static_cast<long>(r.orig_rax) < 0) return false;
+  long nr = static_cast<long>(r.orig_rax);
+  if (nr < 0) return false;
   long rax = static_cast<long>(r.rax);
   return rax == -kERESTARTSYS || rax == -kERESTARTNOINTR || rax == -kERESTARTNOHAND ||
-         rax == -kERESTART_RESTARTBLOCK;
+         rax == -kERESTART_RESTARTBLOCK || (rax == -EINTR && fails_with_eintr_on_stop(nr));
 }
 
 Regs regs_for_restart(const Regs& r, bool restart_block_ok) {

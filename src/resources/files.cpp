@@ -11,7 +11,9 @@
 
 #include "common/fs_util.hpp"
 #include "common/scoped_fd.hpp"
+#include "proc/fdinfo.hpp"
 #include "proc/proc_file.hpp"
+#include "resources/event_fds.hpp"
 
 namespace ckpt::files {
 namespace {
@@ -87,9 +89,17 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
   std::string fd_path = proc::proc_path(pid, fmt::format("fd/{}", fd));
   if (::stat(fd_path.c_str(), &st) < 0)
     return sys_error(fmt::format("stat {} ({})", fd_path, link));
+  if (link.rfind("anon_inode:", 0) == 0) {
+    CKPT_TRY_ASSIGN(proc::FdInfo full, proc::read_fdinfo(pid, fd));
+    if (auto st_event = event_fds::describe(link, full, j)) {
+      if (!st_event->ok()) return st_event->error().wrap(fmt::format("pid {}", pid));
+      return j;
+    }
+  }
+  j["dev"] = static_cast<uint64_t>(st.st_dev);
+  j["ino"] = static_cast<uint64_t>(st.st_ino);
   if (link.rfind("pipe:", 0) == 0) {
     j["type"] = "pipe";
-    j["ino"] = st.st_ino;
     if ((info.flags & O_ACCMODE) == O_RDONLY) {
       CKPT_TRY_ASSIGN(std::string data, peek_pipe(pid, fd));
       j["data"] = to_hex(data);
@@ -112,6 +122,10 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
   }
   if (S_ISFIFO(st.st_mode)) {
     j["type"] = "fifo";
+    if ((info.flags & O_ACCMODE) != O_WRONLY) {
+      CKPT_TRY_ASSIGN(std::string data, peek_pipe(pid, fd));
+      j["data"] = to_hex(data);
+    }
     return j;
   }
   if (is_tty_path(link))
@@ -127,13 +141,38 @@ Status check_pipes(pid_t pid, const json& fds) {
   std::map<uint64_t, int> ends;  // inode -> bit 1 read end, bit 2 write end
   for (auto& f : fds)
     if (f["type"] == "pipe")
-      ends[f["ino"]] |= (f["flags"].get<int>() & O_ACCMODE) == O_RDONLY ? 1 : 2;
+      ends[f["ino"].get<uint64_t>()] |= (f["flags"].get<int>() & O_ACCMODE) == O_RDONLY ? 1 : 2;
   for (auto& [ino, mask] : ends)
     if (mask != 3)
       return errorf(
           "pid {}: pipe:[{}] has its other end outside the process, which ckpt cannot "
           "save yet",
           pid, ino);
+  return {};
+}
+
+// Two fds may share one open file (dup, or inherited): kcmp tells, and restore shares it again.
+// Only fds on the same inode can share, so only those are compared.
+Status mark_shared_files(pid_t pid, json& fds) {
+  constexpr int kKcmpFile = 0;
+  for (size_t i = 0; i < fds.size(); ++i) {
+    auto& f = fds[i];
+    if (f["type"] == "inherit" || f["type"] == "pipe" || !f.contains("ino")) continue;
+    for (size_t k = 0; k < i; ++k) {
+      auto& g = fds[k];
+      if (g.contains("dup_of") || g["type"] != f["type"] || g["ino"] != f["ino"] ||
+          g["dev"] != f["dev"])
+        continue;
+      long r = ::syscall(SYS_kcmp, pid, pid, kKcmpFile, g["fd"].get<int>(), f["fd"].get<int>());
+      if (r < 0)
+        return sys_error(
+            fmt::format("kcmp pid {} fds {} and {}", pid, g["fd"].get<int>(), f["fd"].get<int>()));
+      if (r == 0) {
+        f["dup_of"] = g["fd"];
+        break;
+      }
+    }
+  }
   return {};
 }
 
@@ -157,6 +196,7 @@ Status dump(DumpContext& ctx, bool shell_job) {
     out.push_back(std::move(j));
   }
   CKPT_TRY(check_pipes(ctx.pid, out));
+  CKPT_TRY(mark_shared_files(ctx.pid, out));
   ctx.image["files"] = {{"fds", std::move(out)}, {"shell_job", shell_job}};
   return {};
 }
@@ -177,48 +217,125 @@ Status check_before_restore(const json& image) {
 
 namespace {
 
-Status place_fd(int got, int want, int flags) {
-  if (got != want) {
-    if (::dup3(got, want, (flags & O_CLOEXEC) ? O_CLOEXEC : 0) < 0)
-      return sys_error(fmt::format("dup3 to fd {}", want));
-    ::close(got);
-  } else if (!(flags & O_CLOEXEC)) {
-    ::fcntl(want, F_SETFD, 0);
-  }
-  return {};
-}
+// Every fd is created out of the way first (above every number of the image) and only then put
+// at its number, so that a descriptor being set up never lands on a number another one needs.
+class Placer {
+ public:
+  explicit Placer(int top) : top_(top) {}
 
-Status open_one(const json& f) {
+  Result<int> park(int fd, std::string_view what) {
+    if (fd < 0) return sys_error(fmt::format("open {}", what));
+    if (fd > top_) return fd;
+    int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, top_ + 1);
+    int err = errno;
+    ::close(fd);
+    if (moved < 0) return sys_error(err, fmt::format("move fd for {}", what));
+    return moved;
+  }
+
+  // Puts a parked fd at `want` (consuming it) with the image's close-on-exec bit.
+  Status place(int parked, int want, int flags) {
+    if (::dup3(parked, want, (flags & O_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+      return sys_error(fmt::format("dup3 to fd {}", want));
+    ::close(parked);
+    return {};
+  }
+
+ private:
+  int top_;
+};
+
+Status open_one(Placer& placer, const json& f) {
   int want = f["fd"], flags = f["flags"];
+  if (f["type"] == "eventfd" || f["type"] == "signalfd" || f["type"] == "timerfd" ||
+      f["type"] == "epoll") {
+    CKPT_TRY_ASSIGN(int created, event_fds::create(f));
+    CKPT_TRY_ASSIGN(int parked, placer.park(created, f["type"].get<std::string>()));
+    return placer.place(parked, want, flags);
+  }
   std::string path = f["path"];
   int open_flags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC;
-  int got = ::open(path.c_str(), open_flags);
-  if (got < 0) return sys_error(fmt::format("open {} for fd {}", path, want));
+  if (f["type"] == "fifo") open_flags |= O_NONBLOCK;  // a helper end exists: see open_fifos
+  CKPT_TRY_ASSIGN(int fd, placer.park(::open(path.c_str(), open_flags), path));
+  if (f["type"] == "fifo" && ::fcntl(fd, F_SETFL, flags & (O_NONBLOCK | O_APPEND)) < 0)
+    return sys_error(fmt::format("fcntl {}", path));
   if (f["type"] == "file" &&
-      ::lseek(got, static_cast<off_t>(f["pos"].get<uint64_t>()), SEEK_SET) < 0)
+      ::lseek(fd, static_cast<off_t>(f["pos"].get<uint64_t>()), SEEK_SET) < 0)
     return sys_error(fmt::format("seek {} for fd {}", path, want));
-  return place_fd(got, want, flags);
+  return placer.place(fd, want, flags);
 }
 
-Status open_pipe(const json& read_end, const std::vector<const json*>& all_ends) {
+Status open_pipe(Placer& placer, const json& read_end, const std::vector<const json*>& all_ends) {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
+  CKPT_TRY_ASSIGN(int r, placer.park(p[0], "pipe"));
+  CKPT_TRY_ASSIGN(int w, placer.park(p[1], "pipe"));
+  ScopedFd read_owner(r), write_owner(w);
   int size = read_end.value("pipe_size", 0);
-  if (size > 0) (void)::fcntl(p[1], F_SETPIPE_SZ, size);
+  if (size > 0) (void)::fcntl(w, F_SETPIPE_SZ, size);
   std::string data = from_hex(read_end["data"]);
-  if (!data.empty() && ::write(p[1], data.data(), data.size()) != static_cast<ssize_t>(data.size()))
+  if (!data.empty() && ::write(w, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
     return sys_error("refill pipe");
   for (auto* e : all_ends) {
     int flags = (*e)["flags"];
-    int src = (flags & O_ACCMODE) == O_RDONLY ? p[0] : p[1];
-    int copy = ::fcntl(src, F_DUPFD_CLOEXEC, 0);
-    if (copy < 0) return sys_error("dup pipe end");
+    int copy = ::fcntl((flags & O_ACCMODE) == O_RDONLY ? r : w, F_DUPFD_CLOEXEC, 0);
+    CKPT_TRY_ASSIGN(copy, placer.park(copy, "pipe end"));
     if (::fcntl(copy, F_SETFL, flags & (O_NONBLOCK | O_APPEND)) < 0) return sys_error("fcntl pipe");
-    CKPT_TRY(place_fd(copy, (*e)["fd"], flags));
+    CKPT_TRY(placer.place(copy, (*e)["fd"], flags));
   }
-  ::close(p[0]);
-  ::close(p[1]);
   return {};
+}
+
+// A FIFO keeps its data only while one of its ends is open: a helper end, open for reading and
+// writing, holds it (and keeps opens of the real ends from blocking) until they exist.
+Result<std::vector<ScopedFd>> open_fifo_helpers(Placer& placer, const json& fds) {
+  std::vector<ScopedFd> helpers;
+  std::map<std::string, bool> done;
+  for (auto& f : fds) {
+    if (f["type"] != "fifo" || done[f["path"]]) continue;
+    std::string path = f["path"];
+    done[path] = true;
+    CKPT_TRY_ASSIGN(int fd,
+                    placer.park(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC), path));
+    helpers.emplace_back(fd);
+    std::string data = from_hex(f.value("data", std::string()));
+    if (!data.empty() && ::write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
+      return sys_error(fmt::format("refill FIFO {}", path));
+  }
+  return helpers;
+}
+
+struct StdioBlock {
+  int inherit[3] = {-1, -1, -1};
+};
+
+// Moves the standard streams to hand on and the fds to keep into one block above every fd in
+// use, then closes everything below and above that block.
+Result<StdioBlock> clear_fd_table(int top, std::vector<int>& keep) {
+  CKPT_TRY_ASSIGN(auto open_now, proc::list_numeric_dir(getpid(), "fd"));
+  int base = std::max(top + 1, open_now.empty() ? 0 : open_now.back() + 1);
+  StdioBlock block;
+  for (int i = 0; i < 3; ++i) {
+    if (::fcntl(i, F_GETFD) < 0) continue;
+    block.inherit[i] = base + i;
+    if (::dup3(i, base + i, O_CLOEXEC) < 0) return sys_error("dup3 stdio");
+  }
+  for (size_t i = 0; i < keep.size(); ++i) {
+    int to = base + 3 + static_cast<int>(i);
+    if (::dup3(keep[i], to, O_CLOEXEC) < 0) return sys_error("dup3 kept fd");
+    keep[i] = to;
+  }
+  ::close_range(0, static_cast<unsigned>(base - 1), 0);
+  ::close_range(static_cast<unsigned>(base + 3 + static_cast<int>(keep.size())), ~0U, 0);
+  return block;
+}
+
+Status open_inherited(Placer& placer, const json& f, const StdioBlock& block) {
+  int from = block.inherit[f["from"].get<int>()];
+  if (from < 0)
+    return errorf("fd {}: the restorer has no fd {}", f["fd"].get<int>(), f["from"].get<int>());
+  CKPT_TRY_ASSIGN(int copy, placer.park(::fcntl(from, F_DUPFD_CLOEXEC, 0), "stdio"));
+  return placer.place(copy, f["fd"], f["flags"]);
 }
 
 }  // namespace
@@ -229,44 +346,35 @@ Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& ke
     return make_error("the image was dumped with --shell-job: restore it with --shell-job");
   int top = 2;
   for (auto& f : fds) top = std::max(top, f["fd"].get<int>());
-  // Move the standard streams to hand on and the fds to keep into one block above every fd in
-  // use, then close everything below and above that block.
-  CKPT_TRY_ASSIGN(auto open_now, proc::list_numeric_dir(getpid(), "fd"));
-  int base = std::max(top + 1, open_now.empty() ? 0 : open_now.back() + 1);
-  int inherit[3];
-  for (int i = 0; i < 3; ++i) {
-    inherit[i] = ::fcntl(i, F_GETFD) < 0 ? -1 : base + i;
-    if (inherit[i] >= 0 && ::dup3(i, inherit[i], O_CLOEXEC) < 0) return sys_error("dup3 stdio");
-  }
-  for (size_t i = 0; i < keep.size(); ++i) {
-    int to = base + 3 + static_cast<int>(i);
-    if (::dup3(keep[i], to, O_CLOEXEC) < 0) return sys_error("dup3 kept fd");
-    keep[i] = to;
-  }
-  ::close_range(0, static_cast<unsigned>(base - 1), 0);
-  ::close_range(static_cast<unsigned>(base + 3 + static_cast<int>(keep.size())), ~0U, 0);
+  CKPT_TRY_ASSIGN(StdioBlock block, clear_fd_table(top, keep));
+  Placer placer(top);
+  CKPT_TRY_ASSIGN(auto fifo_helpers, open_fifo_helpers(placer, fds));
   std::map<uint64_t, std::vector<const json*>> pipes;
   for (auto& f : fds) {
-    if (f["type"] == "pipe") {
-      pipes[f["ino"]].push_back(&f);
-    } else if (f["type"] == "inherit") {
-      int from = inherit[f["from"].get<int>()];
-      if (from < 0)
-        return errorf("fd {}: the restorer has no fd {}", f["fd"].get<int>(), f["from"].get<int>());
-      int copy = ::fcntl(from, F_DUPFD_CLOEXEC, 0);
-      CKPT_TRY(place_fd(copy, f["fd"], f["flags"]));
-    } else {
-      CKPT_TRY(open_one(f));
-    }
+    if (f.contains("dup_of")) continue;
+    if (f["type"] == "pipe")
+      pipes[f["ino"].get<uint64_t>()].push_back(&f);
+    else if (f["type"] == "inherit")
+      CKPT_TRY(open_inherited(placer, f, block));
+    else
+      CKPT_TRY(open_one(placer, f));
   }
   for (auto& [ino, ends] : pipes) {
     auto reader =
         std::find_if(ends.begin(), ends.end(), [](const json* e) { return e->contains("data"); });
-    CKPT_TRY(open_pipe(**reader, ends));
+    CKPT_TRY(open_pipe(placer, **reader, ends));
   }
-  for (int fd : inherit)
+  // Descriptors that shared an open file (dup, dup2, fork) share it again.
+  for (auto& f : fds) {
+    if (!f.contains("dup_of")) continue;
+    int flags = f["flags"];
+    if (::dup3(f["dup_of"].get<int>(), f["fd"].get<int>(), (flags & O_CLOEXEC) ? O_CLOEXEC : 0) < 0)
+      return sys_error(
+          fmt::format("dup3 fd {} to fd {}", f["dup_of"].get<int>(), f["fd"].get<int>()));
+  }
+  for (int fd : block.inherit)
     if (fd >= 0) ::close(fd);
-  return {};
+  return event_fds::register_epoll_targets(fds);
 }
 
 }  // namespace ckpt::files

@@ -119,6 +119,13 @@ Status restore_in_puppet(const json& image) {
 
 Status restore_mm(RestoreContext& ctx, int exe_fd) {
   const json& p = (*ctx.image)["process"];
+  // The kernel refuses a new exe link while the old exe file is mapped; when the image runs the
+  // restorer's own program, the link is already right.
+  struct stat mine, theirs;
+  std::string exe = p["exe"];
+  if (::stat("/proc/self/exe", &mine) == 0 && ::stat(exe.c_str(), &theirs) == 0 &&
+      mine.st_dev == theirs.st_dev && mine.st_ino == theirs.st_ino)
+    exe_fd = -1;
   auto auxv = p["auxv"].get<std::vector<uint8_t>>();
   MmMap m{p["start_code"],
           p["end_code"],

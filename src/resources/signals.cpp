@@ -95,8 +95,19 @@ Status restore(RestoreContext& ctx) {
     CKPT_TRY(rs.call("rt_sigaction", SYS_rt_sigaction, {a[0], ctx.scratch.addr, 0, 8}));
   }
   for (auto& raw : sigs["pending"]["shared"]) CKPT_TRY(queue_signal(ctx, rs, ctx.pid, raw, true));
-  for (auto& [tid, queue] : sigs["pending"]["threads"].items())
-    for (auto& raw : queue) CKPT_TRY(queue_signal(ctx, rs, std::stoi(tid), raw, false));
+  // A signal sent with tgkill (SI_TKILL) may only be queued again by the thread itself.
+  for (auto& [tid_text, queue] : sigs["pending"]["threads"].items()) {
+    pid_t tid = std::stoi(tid_text);
+    for (auto& t : ctx.threads) {
+      if (t.tid != tid) continue;
+      if (tid == ctx.pid) {
+        for (auto& raw : queue) CKPT_TRY(queue_signal(ctx, rs, tid, raw, false));
+      } else {
+        CKPT_TRY_ASSIGN(auto own, ptrace::RemoteSyscalls::start(t.tracee, ctx.trampoline));
+        for (auto& raw : queue) CKPT_TRY(queue_signal(ctx, own, tid, raw, false));
+      }
+    }
+  }
   return {};
 }
 

@@ -12,6 +12,7 @@
 
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "proc/proc_file.hpp"
 
 namespace ckpt::threads {
 namespace {
@@ -99,9 +100,7 @@ Result<json> dump_one(DumpContext& ctx, size_t index) {
   j["regs"] = regs_to_json(regs);
   j["xstate"] = to_hex(xstate);
   j["sigmask"] = mask;
-  std::string comm_path = fmt::format("/proc/{}/task/{}/comm", ctx.pid, t.tid());
-  if (auto comm = read_file(comm_path); comm.ok())
-    j["comm"] = std::string(reinterpret_cast<const char*>(comm->data()), comm->size());
+  CKPT_TRY_ASSIGN(j["comm"], proc::read_proc_file(ctx.pid, fmt::format("task/{}/comm", t.tid())));
   return j;
 }
 

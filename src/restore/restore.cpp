@@ -134,7 +134,7 @@ void abandon(RestoreContext& ctx) {
 
 }  // namespace
 
-Result<RestoreResult> restore_process(const image::Store& store, const RestoreOptions& opts) {
+static Result<RestoreResult> restore_here(const image::Store& store, const RestoreOptions& opts) {
   auto started = Clock::now();
   image::GenerationInfo gen;
   if (opts.generation) {
@@ -192,6 +192,15 @@ Result<RestoreResult> restore_process(const image::Store& store, const RestoreOp
   result.generation = gen;
   result.took = Clock::now() - started;
   return result;
+}
+
+Result<RestoreResult> restore_process(const image::Store& store, const RestoreOptions& opts) {
+  try {
+    return restore_here(store, opts);
+  } catch (const std::exception& e) {
+    // An image whose JSON has the wrong shape: report it like any other bad input.
+    return errorf("restore: the image is malformed: {}", e.what());
+  }
 }
 
 }  // namespace ckpt
