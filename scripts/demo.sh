@@ -7,6 +7,12 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh >/dev/null
 bin=${BUILD_DIR:-build}/bin
+# The program gets only stdin, stdout and stderr: descriptors leaked into this shell by whatever
+# started it (a pipe to a CI runner, say) would be part of the process ckpt must save.
+for fd in /proc/$$/fd/*; do
+  n=${fd##*/}
+  if [ "$n" -gt 2 ] 2>/dev/null; then eval "exec $n>&-" 2>/dev/null || true; fi
+done
 store=$(mktemp -d /tmp/ckpt-demo.XXXXXX)
 trap 'rm -rf "$store"' EXIT
 

@@ -116,8 +116,9 @@ CrashPolicy::Decision CrashPolicy::exited(const ExitStatus& st, Seconds now, boo
   if (stop_requested || !cfg_.rule.is_crash(st)) return {Action::finish, st.shell_code(), {}};
   if (uptime < cfg_.min_uptime) {
     int n = ++quick_crashes_[origin_.generation.value_or("")];
-    for (auto& g : life_generations_) dropped_.insert(g);
     if (n > cfg_.max_retries) {
+      // Falling back: what this short life saved may hold the state that keeps crashing.
+      for (auto& g : life_generations_) dropped_.insert(g);
       note(fmt::format("{} crashed {} times within {:.1f}s: not used again", origin_.describe(), n,
                        cfg_.min_uptime.count()));
       if (origin_.generation) dropped_.insert(*origin_.generation);
