@@ -314,6 +314,11 @@ Status map_one(RestoreContext& ctx, const json& v) {
                                                    static_cast<uint64_t>(fd), offset}));
   if (static_cast<uint64_t>(got) != start)
     return errorf("restore pid {}: mmap at {:#x} landed at {:#x}", ctx.pid, start, got);
+  // Before the pages are populated, so that huge pages are used where they were.
+  if (has_flag(v, "hg"))
+    CKPT_TRY(ctx.main_remote->call("madvise", SYS_madvise, {start, end - start, MADV_HUGEPAGE}));
+  if (has_flag(v, "nh"))
+    CKPT_TRY(ctx.main_remote->call("madvise", SYS_madvise, {start, end - start, MADV_NOHUGEPAGE}));
   return {};
 }
 
@@ -352,11 +357,8 @@ Status finish_one(RestoreContext& ctx, const json& v) {
   int prot = v["prot"];
   if (initial_prot(v) != prot)
     CKPT_TRY(rs.call("mprotect", SYS_mprotect, {start, len, uint64_t(prot)}));
-  static const std::pair<const char*, int> advice[] = {{"dd", MADV_DONTDUMP},
-                                                       {"dc", MADV_DONTFORK},
-                                                       {"wf", MADV_WIPEONFORK},
-                                                       {"hg", MADV_HUGEPAGE},
-                                                       {"nh", MADV_NOHUGEPAGE}};
+  static const std::pair<const char*, int> advice[] = {
+      {"dd", MADV_DONTDUMP}, {"dc", MADV_DONTFORK}, {"wf", MADV_WIPEONFORK}};
   for (auto& [code, adv] : advice)
     if (has_flag(v, code)) CKPT_TRY(rs.call("madvise", SYS_madvise, {start, len, uint64_t(adv)}));
   if (has_flag(v, "lo")) {
