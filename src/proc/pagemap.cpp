@@ -38,6 +38,7 @@ struct PmScanArg {
 constexpr uint64_t kPageIsFile = 1 << 2;
 constexpr uint64_t kPageIsPresent = 1 << 3;
 constexpr uint64_t kPageIsSwapped = 1 << 4;
+constexpr uint64_t kPageIsPfnZero = 1 << 5;
 constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
 
 constexpr uint64_t kPmPresent = uint64_t{1} << 63;
@@ -89,10 +90,10 @@ Result<std::vector<PageRange>> Pagemap::scan_ioctl(uint64_t start, uint64_t end,
   arg.vec = reinterpret_cast<uintptr_t>(regions.data());
   arg.vec_len = regions.size();
   arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
-  if (filter == PageFilter::private_anon) {
-    arg.category_inverted = kPageIsFile;
-    arg.category_mask = kPageIsFile;
-  }
+  // The shared zero page (read but never written) holds nothing worth saving.
+  arg.category_inverted = kPageIsPfnZero;
+  if (filter == PageFilter::private_anon) arg.category_inverted |= kPageIsFile;
+  arg.category_mask = arg.category_inverted;
   // No return_mask: all matching pages report the same (empty) categories, so the kernel merges
   // neighbours into as few regions as possible.
   for (uint64_t pos = start; pos < end;) {

@@ -10,6 +10,7 @@
 #include <map>
 
 #include "common/fs_util.hpp"
+#include "common/hex.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/fdinfo.hpp"
 #include "proc/proc_file.hpp"
@@ -38,23 +39,6 @@ Result<FdInfoBasic> read_fdinfo_basic(pid_t pid, int fd) {
 
 bool is_tty_path(const std::string& p) {
   return p.rfind("/dev/pts/", 0) == 0 || p.rfind("/dev/tty", 0) == 0 || p == "/dev/console";
-}
-
-std::string to_hex(const std::string& d) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  for (unsigned char b : d) {
-    s.push_back(digits[b >> 4]);
-    s.push_back(digits[b & 15]);
-  }
-  return s;
-}
-
-std::string from_hex(const std::string& s) {
-  std::string d(s.size() / 2, '\0');
-  auto nib = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
-  for (size_t i = 0; i < d.size(); ++i) d[i] = char(nib(s[2 * i]) << 4 | nib(s[2 * i + 1]));
-  return d;
 }
 
 // Reads what a pipe holds without taking it: tee() into a pipe of our own.
@@ -273,7 +257,7 @@ Status open_pipe(Placer& placer, const json& read_end, const std::vector<const j
   ScopedFd read_owner(r), write_owner(w);
   int size = read_end.value("pipe_size", 0);
   if (size > 0) (void)::fcntl(w, F_SETPIPE_SZ, size);
-  std::string data = from_hex(read_end["data"]);
+  std::string data = from_hex<std::string>(read_end["data"].get<std::string>());
   if (!data.empty() && ::write(w, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
     return sys_error("refill pipe");
   for (auto* e : all_ends) {
@@ -298,7 +282,7 @@ Result<std::vector<ScopedFd>> open_fifo_helpers(Placer& placer, const json& fds)
     CKPT_TRY_ASSIGN(int fd,
                     placer.park(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC), path));
     helpers.emplace_back(fd);
-    std::string data = from_hex(f.value("data", std::string()));
+    std::string data = from_hex<std::string>(f.value("data", std::string()));
     if (!data.empty() && ::write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
       return sys_error(fmt::format("refill FIFO {}", path));
   }

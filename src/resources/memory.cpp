@@ -13,26 +13,13 @@
 
 #include "common/log.hpp"
 #include "common/scoped_fd.hpp"
+#include "proc/pagemap.hpp"
 
 namespace ckpt::memory {
 namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyBuffer = 8 << 20;
-
-// PAGEMAP_SCAN (Linux 6.7): Debian 12's headers predate it.
-struct PmScanArg {
-  uint64_t size, flags, start, end, walk_end, vec, vec_len, max_pages;
-  uint64_t category_inverted, category_mask, category_anyof_mask, return_mask;
-};
-struct PageRegion {
-  uint64_t start, end, categories;
-};
-constexpr uint64_t kPageIsFile = 1 << 2;
-constexpr uint64_t kPageIsPresent = 1 << 3;
-constexpr uint64_t kPageIsSwapped = 1 << 4;
-constexpr uint64_t kPageIsPfnZero = 1 << 5;
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
 
 // What of a mapping's memory the image must hold.
 enum class Content { none, private_pages, all };
@@ -52,37 +39,6 @@ Content content_of(const proc::MapEntry& m) {
     default:
       return m.shared ? Content::all : Content::private_pages;
   }
-}
-
-// The pages of [start,end) that hold data of their own: present or swapped, not the shared zero
-// page, and for file mappings not the file's page itself.
-Result<std::vector<Range>> scan_private_pages(int pagemap_fd, pid_t pid, const proc::MapEntry& m) {
-  std::vector<Range> out;
-  std::vector<PageRegion> vec(512);
-  uint64_t start = m.start;
-  while (start < m.end) {
-    PmScanArg arg{};
-    arg.size = sizeof(arg);
-    arg.start = start;
-    arg.end = m.end;
-    arg.vec = reinterpret_cast<uint64_t>(vec.data());
-    arg.vec_len = vec.size();
-    arg.category_inverted = kPageIsPfnZero | (m.kind == proc::MapKind::file ? kPageIsFile : 0);
-    arg.category_mask = arg.category_inverted;
-    arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
-    arg.return_mask = kPageIsPresent | kPageIsSwapped;
-    int n = ::ioctl(pagemap_fd, kPagemapScan, &arg);
-    if (n < 0) return sys_error(fmt::format("PAGEMAP_SCAN pid {} at {:#x}", pid, start));
-    for (int i = 0; i < n; ++i) {
-      if (!out.empty() && out.back().second == vec[i].start)
-        out.back().second = vec[i].end;
-      else
-        out.emplace_back(vec[i].start, vec[i].end);
-    }
-    if (arg.walk_end <= start) break;
-    start = arg.walk_end;
-  }
-  return out;
 }
 
 json ranges_json(const std::vector<Range>& ranges) {
@@ -147,9 +103,7 @@ Status record_file_identity(pid_t pid, const proc::MapEntry& m, json& j) {
 }  // namespace
 
 Status dump(DumpContext& ctx) {
-  std::string pm_path = fmt::format("/proc/{}/pagemap", ctx.pid);
-  ScopedFd pagemap(::open(pm_path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!pagemap) return sys_error(fmt::format("open {}", pm_path));
+  CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(ctx.pid));
   CKPT_TRY_ASSIGN(image::SectionWriter * pages, ctx.writer->begin_section(kPagesSection));
   std::vector<char> buf(kCopyBuffer);
   json vmas = json::array();
@@ -160,7 +114,8 @@ Status dump(DumpContext& ctx) {
     json j = describe(m, content);
     std::vector<Range> ranges;
     if (content == Content::private_pages) {
-      CKPT_TRY_ASSIGN(ranges, scan_private_pages(pagemap.get(), ctx.pid, m));
+      CKPT_TRY_ASSIGN(auto found, pagemap.scan(m.start, m.end, proc::PageFilter::private_anon));
+      for (auto& r : found) ranges.emplace_back(r.start, r.end);
     } else if (content == Content::all) {
       ranges.emplace_back(m.start, m.end);
     }

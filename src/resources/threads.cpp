@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "common/fs_util.hpp"
+#include "common/hex.hpp"
 #include "common/log.hpp"
 #include "proc/proc_file.hpp"
 
@@ -44,24 +45,6 @@ ptrace::Regs regs_from_json(const json& j) {
   auto v = j.get<std::vector<uint64_t>>();
   std::memcpy(&r, v.data(), std::min(v.size(), kRegCount) * sizeof(uint64_t));
   return r;
-}
-
-std::string to_hex(const std::vector<uint8_t>& d) {
-  static const char* digits = "0123456789abcdef";
-  std::string s;
-  s.reserve(d.size() * 2);
-  for (uint8_t b : d) {
-    s.push_back(digits[b >> 4]);
-    s.push_back(digits[b & 15]);
-  }
-  return s;
-}
-
-std::vector<uint8_t> from_hex(const std::string& s) {
-  std::vector<uint8_t> d(s.size() / 2);
-  auto nib = [](char c) { return c <= '9' ? c - '0' : c - 'a' + 10; };
-  for (size_t i = 0; i < d.size(); ++i) d[i] = uint8_t(nib(s[2 * i]) << 4 | nib(s[2 * i + 1]));
-  return d;
 }
 
 Result<json> dump_kernel_state(DumpContext& ctx, size_t index) {
@@ -192,7 +175,7 @@ Status set_final_state(RestoreContext& ctx) {
   const json& all = (*ctx.image)["threads"];
   for (size_t i = 0; i < all.size(); ++i) {
     auto& t = ctx.threads[i].tracee;
-    CKPT_TRY(t.set_xstate(from_hex(all[i]["xstate"])));
+    CKPT_TRY(t.set_xstate(from_hex<std::vector<uint8_t>>(all[i]["xstate"].get<std::string>())));
     ptrace::Regs regs = ptrace::regs_for_restart(regs_from_json(all[i]["regs"]), false);
     uint64_t mask = all[i]["sigmask"];
     if (i == 0) {
