@@ -1,8 +1,9 @@
 /* A multi-threaded C program that checkpoints itself with ckpt_dump() (tests/lab's
- * InprocessApi test): `inproc-mt IMAGES RESULT`. Two threads count while the main thread dumps;
- * after ckpt_dump() returns (0 here, 1 in a restored copy) it checks that both threads still run,
- * appends "dump returned R, N threads" to RESULT and exits 0 (3 if a thread stopped counting, 4 if
- * the dump failed). */
+ * InprocessApi test): `inproc-mt IMAGES RESULT [--kill]`
+ * (--kill: leave_running off, so a successful dump kills the process). Two threads count while the
+ * main thread dumps; after ckpt_dump() returns (0 here, 1 in a restored copy) it checks that both
+ * threads still run, appends "dump returned R, N threads" to RESULT and exits 0 (3 if a thread
+ * stopped counting, 4 if the dump failed). */
 #define _POSIX_C_SOURCE 200809L
 #include <dirent.h>
 #include <fcntl.h>
@@ -45,10 +46,10 @@ int main(int argc, char** argv) {
   int i, r;
   char line[64];
   int fd;
-  if (argc != 3) return 2;
+  if (argc != 3 && !(argc == 4 && strcmp(argv[3], "--kill") == 0)) return 2;
   ckpt_init_opts();
   if (ckpt_set_images_dir(argv[1]) < 0) return 2;
-  ckpt_set_leave_running(1);
+  ckpt_set_leave_running(argc == 3);
   for (i = 0; i < 2; ++i) pthread_create(&t[i], NULL, count, &counters[i]);
   nanosleep(&settle, NULL);
   r = ckpt_dump();

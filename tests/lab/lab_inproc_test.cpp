@@ -216,6 +216,51 @@ TEST(InprocessApi, MultiThreadedDumpReturnsZeroThenOneAfterRestore) {
             "dump returned 0, 3 threads\ndump returned 1, 3 threads\n");
 }
 
+// leave_running off (the default, as in libcriu): a successful dump kills the process; only the
+// restored copy goes on, and its ckpt_dump() returns 1.
+TEST(InprocessApi, WithoutLeaveRunningTheDumpedProcessIsKilled) {
+  TempDir dir;
+  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  std::string images = (dir.path() / "images").string();
+  pid_t pid = start({INPROC_MT_PROGRAM, images, "result.txt", "--kill"}, dir.path(), in);
+  close(in);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+      << status << "\n"
+      << slurp(dir.path() / "stderr.txt");
+  EXPECT_FALSE(fs::exists(dir.path() / "result.txt"));
+  ckpt_init_opts();
+  ASSERT_EQ(ckpt_set_images_dir(images.c_str()), 0);
+  int restored = ckpt_restore_child();
+  ASSERT_GT(restored, 0) << ckpt_last_error();
+  ASSERT_EQ(waitpid(restored, &status, 0), restored);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(slurp(dir.path() / "result.txt"), "dump returned 1, 3 threads\n");
+}
+
+// Restoring through ckpt_set_images_dir_fd works as through a path.
+TEST(InprocessApi, ImagesDirectoryByDescriptor) {
+  TempDir dir;
+  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  std::string images = (dir.path() / "images").string();
+  pid_t pid = start({INPROC_MT_PROGRAM, images, "result.txt"}, dir.path(), in);
+  close(in);
+  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+  int fd = open(images.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  ASSERT_GE(fd, 0);
+  ckpt_init_opts();
+  ASSERT_EQ(ckpt_set_images_dir_fd(fd), 0);
+  int restored = ckpt_restore_child();
+  close(fd);
+  ASSERT_GT(restored, 0) << ckpt_last_error();
+  int status = 0;
+  ASSERT_EQ(waitpid(restored, &status, 0), restored);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(slurp(dir.path() / "result.txt"),
+            "dump returned 0, 3 threads\ndump returned 1, 3 threads\n");
+}
+
 TEST(InprocessApi, ErrorsAreNegativeErrnoWithAMessage) {
   ckpt_init_opts();
   EXPECT_EQ(ckpt_dump(), -EINVAL);
