@@ -4,11 +4,17 @@
 //            crash to the monitor)
 //   other    writes every number generated so far to OUT at once and exits 0 (so does EOF)
 //
-//   lab-worker [--checkpoint-interval SECONDS] [--restore] OUT
+//   lab-worker [--checkpoint-interval SECONDS] [--restore] OUT                 (tasks 3.x)
+//   lab-worker --images DIR [--dump-interval SECONDS] [--dump-on-sigusr1] OUT   (tasks 2.2, 2.3)
 //
 // With --checkpoint-interval the state (generator and numbers) is checkpointed with libckpt
 // into the current directory after an input, once SECONDS have passed since the last
 // checkpoint (0: after every input). --restore first loads the newest valid checkpoint.
+//
+// With --dump-interval the whole process checkpoints itself with ckpt_dump() into DIR after an
+// input, once SECONDS have passed since its last one (task 2.2); with --dump-on-sigusr1 it does
+// so whenever it receives SIGUSR1 (task 2.3). The monitor restores it with ckpt_restore_child().
+#include <signal.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -56,7 +62,17 @@ struct Options {
   std::string out;
   std::optional<long> interval;  // seconds; none = no checkpoints
   bool restore = false;
+  std::string images;                 // ckpt_dump's images directory
+  std::optional<long> dump_interval;  // seconds
+  bool dump_on_sigusr1 = false;
 };
+
+// Set by the SIGUSR1 handler; the checkpoint itself is taken by the main code, outside it.
+volatile sig_atomic_t g_dump_requested = 0;
+
+void on_sigusr1(int) {
+  g_dump_requested = 1;
+}
 
 void write_fd(int fd, std::string_view s) {
   while (!s.empty()) {
@@ -73,12 +89,17 @@ void say(std::string_view s) {
 
 // One line from stdin, read byte by byte: stdio would read ahead, and bytes it buffered would be
 // lost with a crashed worker instead of reaching the restarted one. nullopt at end of input.
-std::optional<std::string> read_line() {
+// A read interrupted by a signal has taken no byte; `on_interrupt` runs before it is retried.
+template <typename F>
+std::optional<std::string> read_line(F on_interrupt) {
   std::string line;
   for (;;) {
     char c;
     ssize_t n = ::read(STDIN_FILENO, &c, 1);
-    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINTR) {
+      on_interrupt();
+      continue;
+    }
     if (n <= 0) return line.empty() ? std::nullopt : std::optional(line);
     if (c == '\n') return line;
     line.push_back(c);
@@ -100,6 +121,14 @@ bool parse_args(int argc, char** argv, Options* opts) {
     std::string_view a = argv[i];
     if (a == "--restore") {
       opts->restore = true;
+    } else if (a == "--images" && i + 1 < argc) {
+      opts->images = argv[++i];
+    } else if (a == "--dump-on-sigusr1") {
+      opts->dump_on_sigusr1 = true;
+    } else if (a == "--dump-interval" && i + 1 < argc) {
+      auto v = parse_integer(argv[++i]);
+      if (!v || *v < 0) return false;
+      opts->dump_interval = static_cast<long>(*v);
     } else if (a == "--checkpoint-interval" && i + 1 < argc) {
       auto v = parse_integer(argv[++i]);
       if (!v || *v < 0) return false;
@@ -110,6 +139,7 @@ bool parse_args(int argc, char** argv, Options* opts) {
       return false;
     }
   }
+  if ((opts->dump_interval || opts->dump_on_sigusr1) && opts->images.empty()) return false;
   return !opts->out.empty();
 }
 
@@ -197,7 +227,44 @@ void restore(ckpt::AppState& st, const Worker& w) {
     say("no valid checkpoint; starting from scratch");
 }
 
+// Whole-process checkpoint (tasks 2.2, 2.3). In a copy restored from it, ckpt_dump() returns 1
+// and the worker simply goes on from here.
+void dump_self(const Worker& w) {
+  g_dump_requested = 0;
+  int r = ckpt_dump();
+  if (r == 1)
+    say("restored from a checkpoint (" + std::to_string(w.count()) + " numbers)");
+  else if (r < 0)
+    say(std::string("checkpoint failed: ") + ckpt_last_error());
+}
+
+// Returns false (after saying why) if the in-process API cannot be set up.
+bool setup_dumps(const Options& opts) {
+  if (opts.images.empty()) return true;
+  ckpt_init_opts();
+  if (int r = ckpt_set_images_dir(opts.images.c_str()); r < 0) {
+    say("images directory " + opts.images + ": " + std::strerror(-r));
+    return false;
+  }
+  // stdin/stdout come from the monitor (a terminal or a pipe): they are the restorer's at restore.
+  ckpt_set_shell_job(1);
+  ckpt_set_leave_running(1);
+  if (opts.dump_on_sigusr1) {
+    // No SA_RESTART: a read blocked on stdin returns EINTR (taking no byte), so the checkpoint
+    // is taken at once and not only after the next input.
+    struct sigaction sa {};
+    sa.sa_handler = on_sigusr1;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGUSR1, &sa, nullptr) < 0) {
+      say(std::string("sigaction: ") + std::strerror(errno));
+      return false;
+    }
+  }
+  return true;
+}
+
 int run(const Options& opts) {
+  if (!setup_dumps(opts)) return 1;
   Worker w(seed_from_env());
   std::optional<ckpt::AppState> st;
   if (opts.interval) {
@@ -215,8 +282,12 @@ int run(const Options& opts) {
   }
   using Clock = std::chrono::steady_clock;
   auto last = Clock::now();
+  auto last_dump = Clock::now();
+  auto on_interrupt = [&] {
+    if (g_dump_requested) dump_self(w);
+  };
   for (;;) {
-    auto line = read_line();
+    auto line = read_line(on_interrupt);
     auto v = line ? parse_integer(*line) : std::nullopt;
     if (!v || *v == 0) return w.write_output(opts.out);
     if (*v < 0) return static_cast<int>(*v % 256) == 0 ? 1 : static_cast<int>(*v & 0xff);
@@ -229,6 +300,12 @@ int run(const Options& opts) {
       if (auto c = st->checkpoint(); !c) say(c.error().message);
       last = Clock::now();
     }
+    if (opts.dump_interval &&
+        Clock::now() - last_dump >= std::chrono::seconds(*opts.dump_interval)) {
+      dump_self(w);
+      last_dump = Clock::now();
+    }
+    if (g_dump_requested) dump_self(w);
   }
 }
 
@@ -237,7 +314,10 @@ int run(const Options& opts) {
 int main(int argc, char** argv) {
   Options opts;
   if (!parse_args(argc, argv, &opts)) {
-    std::fprintf(stderr, "usage: %s [--checkpoint-interval SECONDS] [--restore] OUT\n", argv[0]);
+    std::fprintf(stderr,
+                 "usage: %s [--checkpoint-interval SECONDS] [--restore] OUT\n"
+                 "       %s --images DIR [--dump-interval SECONDS] [--dump-on-sigusr1] OUT\n",
+                 argv[0], argv[0]);
     return 2;
   }
   return run(opts);

@@ -1,11 +1,14 @@
 #include "monitor.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -41,6 +44,10 @@ pid_t spawn(const std::string& path, const std::vector<std::string>& args) {
     // The worker must not outlive its monitor, or it would keep reading the terminal.
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() != parent) _exit(127);
+    // Only stdio: a descriptor leaked to us by whoever started the monitor would be the
+    // worker's too, and the checkpoint engine refuses pipes that lead outside the process.
+    close_range(3, static_cast<unsigned>(fds[1]) - 1, 0);
+    close_range(static_cast<unsigned>(fds[1]) + 1, ~0U, 0);
     execv(path.c_str(), argv.data());
     int err = errno;
     (void)!write(fds[1], &err, sizeof err);
@@ -60,9 +67,34 @@ pid_t spawn(const std::string& path, const std::vector<std::string>& args) {
   return pid;
 }
 
-// Waits for `pid`; returns its wait status.
-int wait_for(pid_t pid) {
+// Waits for `pid`, sending it SIGUSR1 every `every_ms` milliseconds (0: never); returns its wait
+// status. A pidfd tells when it ends without polling it.
+int wait_for(pid_t pid, long every_ms) {
   int status = 0;
+  if (every_ms > 0) {
+    int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd < 0) {
+      std::perror("monitor: pidfd_open");
+      return -1;
+    }
+    auto next = std::chrono::steady_clock::now() + std::chrono::milliseconds(every_ms);
+    for (;;) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          next - std::chrono::steady_clock::now());
+      pollfd p{pidfd, POLLIN, 0};
+      int n = poll(&p, 1, static_cast<int>(std::max<long>(0, left.count())));
+      if (n > 0) break;
+      if (n < 0 && errno != EINTR) {
+        std::perror("monitor: poll");
+        break;
+      }
+      if (std::chrono::steady_clock::now() >= next) {
+        kill(pid, SIGUSR1);
+        next += std::chrono::milliseconds(every_ms);
+      }
+    }
+    close(pidfd);
+  }
   while (waitpid(pid, &status, 0) < 0) {
     if (errno != EINTR) {
       std::perror("monitor: waitpid");
@@ -95,9 +127,11 @@ int run_monitor(const MonitorConfig& config) {
   int quick_crashes = 0;
   for (;;) {
     auto started = std::chrono::steady_clock::now();
-    pid_t pid = spawn(config.worker, *args);
+    pid_t pid = -1;
+    if (args == &config.restart_args && config.restore) pid = config.restore();
+    if (pid < 0) pid = spawn(config.worker, *args);
     if (pid < 0) return 1;
-    int status = wait_for(pid);
+    int status = wait_for(pid, config.sigusr1_every_ms);
     if (status < 0) return 1;
     if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return 0;
     bool quick = std::chrono::steady_clock::now() - started < std::chrono::seconds(1);

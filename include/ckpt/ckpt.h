@@ -5,6 +5,8 @@
  * Sections:
  *   - Application-level state checkpoints (ckpt_state_*): a program saves and restores its own
  *     registered state in checkpoint.<unix-time>.dat files.
+ *   - Whole-process checkpoints from inside (ckpt_init_opts, ckpt_set_*, ckpt_dump,
+ *     ckpt_restore_child, ckpt_last_error): the transparent engine called like libcriu.
  * Every function of a section starts with the section's prefix.
  */
 #include <stddef.h>
@@ -117,6 +119,68 @@ const char* ckpt_state_error(const ckpt_state* st);
 
 /* The directory used, as an absolute path. */
 const char* ckpt_state_dir(const ckpt_state* st);
+
+/* ===========================================================================================
+ * Whole-process checkpoints from inside: ckpt_init_opts, ckpt_set_*, ckpt_dump,
+ * ckpt_restore_child, ckpt_last_error
+ *
+ * The same transparent engine as `ckpt dump` / `ckpt restore`, called from the program itself,
+ * one to one with libcriu (criu_init_opts -> ckpt_init_opts, criu_dump -> ckpt_dump, ...).
+ * No daemon or service is needed: ckpt_dump() forks a helper that checkpoints its parent.
+ * Works from multi-threaded programs. Needs the privileges of the engine (root, or
+ * CAP_CHECKPOINT_RESTORE + CAP_SYS_PTRACE). docs/inprocess-api.md has the details and limits.
+ *
+ * The options are one set per process (like libcriu's): the ckpt_set_* calls and ckpt_dump()
+ * may come from any thread; they are serialized by a mutex. ckpt_dump() copies the options when
+ * it starts.
+ * =========================================================================================== */
+
+/* Resets the options to their defaults: no images directory, shell_job off, leave_running off
+ * (the dumped process is killed after a successful dump, as with libcriu). Returns 0. */
+int ckpt_init_opts(void);
+
+/* The directory of the checkpoint images (a store, see docs/image-format.md); created if
+ * missing. A relative path is taken relative to the current directory at the time of this call.
+ * Returns 0, or -EINVAL for NULL/"" and -ENOMEM. */
+int ckpt_set_images_dir(const char* path);
+
+/* The same, as an open directory descriptor. The descriptor must stay open while it is used;
+ * ckpt does not close it. Returns 0, or -EBADF for a negative fd. */
+int ckpt_set_images_dir_fd(int fd);
+
+/* Nonzero: the process may have a terminal or pipes to processes outside it on fds 0-2 (a
+ * program started from a shell or a pipeline); at restore it gets the restorer's fds 0-2 and
+ * terminal instead. Mirrors criu_set_shell_job. */
+void ckpt_set_shell_job(int shell_job);
+
+/* Nonzero: the process goes on after ckpt_dump(). Zero (the default, like libcriu): after a
+ * successful dump the process kills itself with SIGKILL, so ckpt_dump() does not return 0 then
+ * (it still returns 1 in the restored copy, and a negative errno on failure, when nothing is
+ * killed). Mirrors criu_set_leave_running. */
+void ckpt_set_leave_running(int leave_running);
+
+/* Checkpoints the calling process: all its threads, its memory, fds, signal state, etc., into a
+ * new generation in the images directory. The calling thread waits until the image is read;
+ * the other threads are stopped only while the engine reads them.
+ * Returns 0 in the process that goes on after the dump; 1 in a copy later restored from this
+ * checkpoint (ckpt_dump() returns a second time there); a negative errno on failure, with a
+ * message in ckpt_last_error() (-EINVAL: no images directory; other values: the errno of the
+ * failing step, or -EIO when it has none, e.g. a resource the engine cannot checkpoint; the
+ * process is then left running as before). The process must have no child processes of its own
+ * (the engine does not checkpoint process trees); the helper ckpt forks is not counted. */
+int ckpt_dump(void);
+
+/* Restores the newest valid checkpoint of the images directory as a child of the caller, with
+ * its original PID and TIDs (they must be free: reap the dumped process first), and lets it run.
+ * Returns its PID (reap it with waitpid as any child), or a negative errno with a message in
+ * ckpt_last_error() (-EINVAL: no images directory; -ENOENT: it holds no valid checkpoint;
+ * the errno of the failing step otherwise, -EIO when it has none, e.g. the PID is taken).
+ * Nothing is left behind on failure. Uses the shell_job option. */
+int ckpt_restore_child(void);
+
+/* A one-line description of the last failure of ckpt_dump()/ckpt_restore_child() in the
+ * calling thread; "" if none. Valid until the thread's next call of either. */
+const char* ckpt_last_error(void);
 
 #ifdef __cplusplus
 }

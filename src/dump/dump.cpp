@@ -146,10 +146,12 @@ Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
   // From here every error path detaches the threads (ThreadHandle owns the attachment).
   auto frozen_at = Clock::now();
   CKPT_TRY(freeze(ctx));
+  if (opts.on_frozen) opts.on_frozen();
   CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
   auto writer = write_image(ctx, store, opts);
   if (!writer.ok()) return writer.error().wrap(fmt::format("dump pid {}", ctx.pid));
+  if (opts.on_memory_read) opts.on_memory_read();
   DumpResult result;
   // Everything is read: a process that goes on need not wait for the fsyncs of the commit.
   if (opts.leave_running) {

@@ -3,7 +3,9 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 #include "image/store.hpp"
@@ -17,6 +19,12 @@ struct DumpOptions {
   image::WriteOptions write;
   // Processes that must not count as children of the target (the in-process API's helper).
   std::vector<pid_t> ignore_children;
+  // Called in the dumping process once every thread is stopped, and once all of the target's
+  // state (memory included) has been read, before its threads are let go. The in-process API
+  // (ckpt_dump) writes a word of memory it shares with the target in them, so that the image
+  // and the process that goes on see different values.
+  std::function<void()> on_frozen;
+  std::function<void()> on_memory_read;
 };
 
 struct DumpResult {
