@@ -63,6 +63,8 @@ inline pid_t start(const std::vector<std::string>& argv, const fs::path& cwd, in
     dup2(stdin_fd, 0);
     dup2(out, 1);
     dup2(err, 2);
+    // Only stdio: an fd inherited from whatever runs the tests would be part of the checkpoint.
+    close_range(3, ~0U, 0);
     execv(args[0], args.data());
     _exit(127);
   }
