@@ -188,7 +188,15 @@ Result<Store> Store::open(const fs::path& dir, OpenOptions opts) {
     return errorf("{}: not a ckpt store (not a directory)", dir.string());
   } else if (opts.create && !is_store(dir)) {
     CKPT_TRY_ASSIGN(auto names, entries(dir));
-    if (names.empty()) CKPT_TRY(create_store(dir));
+    // A creator killed between mkdir and publishing the marker leaves only its temporary
+    // marker: that folder is still empty as far as stores go.
+    bool only_marker_leftovers = true;
+    for (auto& n : names)
+      if (n.rfind(".tmp.CKPT.", 0) != 0) only_marker_leftovers = false;
+    if (only_marker_leftovers) {
+      for (auto& n : names) ::unlink((dir / n).c_str());
+      CKPT_TRY(create_store(dir));
+    }
   }
   CKPT_TRY(check_marker(dir));
   std::error_code ec;

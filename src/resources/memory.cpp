@@ -256,6 +256,9 @@ Status map_one(RestoreContext& ctx, const json& v) {
   bool from_file = v["kind"] == "file" && !v["deleted"].get<bool>();
   uint64_t flags = MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE);
   if (has_flag(v, "gd")) flags |= MAP_GROWSDOWN;
+  // Reservations made with MAP_NORESERVE (sanitizer shadows, JIT heaps) can be far larger than
+  // memory; without the flag the kernel's overcommit check refuses them.
+  if (has_flag(v, "nr")) flags |= MAP_NORESERVE;
   int64_t fd = -1;
   if (from_file) {
     CKPT_TRY_ASSIGN(fd, mapping_fd(ctx, v));

@@ -1,7 +1,12 @@
 // A process dumped and restored many times in a row, and a dump that leaves it running: the
 // counter program's output shows any gap, repeat or lost state.
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
 
 #include "counter_output.hpp"
 #include "test_process.hpp"
@@ -72,6 +77,50 @@ TEST(LeaveRunning, OriginalRunsOnAndImageRestoresDumpTimeState) {
                                          << "(dumped between " << before << " and " << after
                                          << ", original killed at " << killed_at << ")";
   EXPECT_EQ(sequence_problem(restored, restored.front()), "") << p.output();
+}
+
+// `ckpt dump` SIGKILLed at many moments: the target must go on as if nothing happened (never
+// left stopped, traced or with borrowed registers), and the store must hold only whole
+// generations.
+TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
+  become_subreaper();
+  TestProcess p({program_path("counter")}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(wait_values(p, 3));
+  char tmpl[] = "/tmp/ckpt-killdump-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  std::string store = std::string(tmpl) + "/store";
+  std::string pid_text = std::to_string(p.pid());
+  for (int i = 0; i < 15; ++i) {
+    pid_t dumper = fork();
+    if (dumper == 0) {
+      int null_fd = open("/dev/null", O_RDWR);
+      dup2(null_fd, 1);
+      dup2(null_fd, 2);
+      execl(ckpt_path().c_str(), "ckpt", "dump", "-t", pid_text.c_str(), "-D", store.c_str(),
+            "--leave-running", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    sleep_for(std::chrono::milliseconds(4 * i));
+    kill(dumper, SIGKILL);
+    waitpid(dumper, nullptr, 0);
+    // The dumper of the killed command finishes on its own; give it time, then look.
+    auto deadline = std::chrono::steady_clock::now() + 5s;
+    while (status_field(p.pid(), "TracerPid") != "0" && std::chrono::steady_clock::now() < deadline)
+      sleep_for(10ms);
+    EXPECT_EQ(status_field(p.pid(), "TracerPid"), "0") << "round " << i;
+    std::string state = status_field(p.pid(), "State");
+    EXPECT_TRUE(!state.empty() && state[0] != 'T' && state[0] != 't')
+        << "round " << i << ": " << state;
+  }
+  size_t seen = counter_values(p.out()).size();
+  ASSERT_TRUE(wait_values(p, seen + 5)) << "the process stopped counting\n" << p.output();
+  EXPECT_EQ(sequence_problem(counter_values(p.out()), 0), "") << p.output();
+  auto show = run_ckpt({"show", store});
+  EXPECT_EQ(show.exit_code(), 0) << show.describe();
+  EXPECT_EQ(show.out.find("CORRUPT"), std::string::npos) << show.out;
+  p.kill_now();
+  fs::remove_all(tmpl);
 }
 
 }  // namespace
