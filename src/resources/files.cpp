@@ -19,24 +19,6 @@
 namespace ckpt::files {
 namespace {
 
-struct FdInfoBasic {
-  uint64_t pos = 0;
-  int flags = 0;
-};
-
-Result<FdInfoBasic> read_fdinfo_basic(pid_t pid, int fd) {
-  CKPT_TRY_ASSIGN(std::string text, proc::read_proc_file(pid, fmt::format("fdinfo/{}", fd)));
-  FdInfoBasic info;
-  std::string_view rest = text, line;
-  while (proc::next_line(rest, line)) {
-    std::string_view key, value;
-    if (!proc::split_key_value(line, key, value)) continue;
-    if (key == "pos") info.pos = proc::parse_u64(value).value_or(0);
-    if (key == "flags") info.flags = static_cast<int>(proc::parse_u64(value, 8).value_or(0));
-  }
-  return info;
-}
-
 bool is_tty_path(const std::string& p) {
   return p.rfind("/dev/pts/", 0) == 0 || p.rfind("/dev/tty", 0) == 0 || p == "/dev/console";
 }
@@ -62,7 +44,7 @@ Result<std::string> peek_pipe(pid_t pid, int fd) {
 
 Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
   CKPT_TRY_ASSIGN(std::string link, proc::read_proc_link(pid, fmt::format("fd/{}", fd)));
-  CKPT_TRY_ASSIGN(FdInfoBasic info, read_fdinfo_basic(pid, fd));
+  CKPT_TRY_ASSIGN(proc::FdInfo info, proc::read_fdinfo(pid, fd));
   json j{{"fd", fd}, {"flags", info.flags}, {"pos", info.pos}, {"path", link}};
   if (shell_job && (fd <= 2 || is_tty_path(link))) {
     j["type"] = "inherit";
@@ -74,8 +56,7 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
   if (::stat(fd_path.c_str(), &st) < 0)
     return sys_error(fmt::format("stat {} ({})", fd_path, link));
   if (link.rfind("anon_inode:", 0) == 0) {
-    CKPT_TRY_ASSIGN(proc::FdInfo full, proc::read_fdinfo(pid, fd));
-    if (auto st_event = event_fds::describe(link, full, j)) {
+    if (auto st_event = event_fds::describe(link, info, j)) {
       if (!st_event->ok()) return st_event->error().wrap(fmt::format("pid {}", pid));
       return j;
     }
