@@ -48,6 +48,13 @@ Status check_target(const DumpOptions& opts) {
   if (status->tracer_pid != 0)
     return errorf("dump pid {}: already traced by pid {}", pid, status->tracer_pid);
   if (status->state == 'Z') return errorf("dump pid {}: the process is a zombie", pid);
+  // Said first: nothing else about a process matters to a user who may not trace it.
+  uid_t me = ::geteuid();
+  if (me != 0 && (status->uid[0] != me || status->uid[1] != me || status->uid[2] != me))
+    return errorf(
+        "dump pid {}: no permission to trace it (it runs as uid {}; run as its owner or "
+        "root)",
+        pid, status->uid[1]);
   CKPT_TRY_ASSIGN(auto children, proc::list_children(pid));
   for (pid_t c : children) {
     if (std::find(opts.ignore_children.begin(), opts.ignore_children.end(), c) !=

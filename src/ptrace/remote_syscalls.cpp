@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <sys/syscall.h>
+#include <time.h>
 
 #include <cerrno>
 #include <cstring>
@@ -46,12 +47,26 @@ bool is_interrupted_syscall(const Regs& r) {
          rax == -kERESTART_RESTARTBLOCK || (rax == -EINTR && fails_with_eintr_on_stop(nr));
 }
 
+// A relative sleep cut short by a stop has had its remaining time written to its `rem` argument
+// by the kernel. Without the kernel's restart block (gone after a restore), sleeping again for
+// `rem` keeps the original deadline; the full request would oversleep. Absolute sleeps and calls
+// without `rem` restart with their own arguments.
+void sleep_for_what_is_left(Regs& out) {
+  if (out.orig_rax == SYS_nanosleep && out.rsi != 0) {
+    out.rdi = out.rsi;
+  } else if (out.orig_rax == SYS_clock_nanosleep && !(out.rsi & TIMER_ABSTIME) && out.r10 != 0) {
+    out.rdx = out.r10;
+  }
+}
+
 Regs regs_for_restart(const Regs& r, bool restart_block_ok) {
   Regs out = r;
   if (!is_interrupted_syscall(r)) return out;
   long rax = static_cast<long>(r.rax);
   out.rip -= kSyscallInsnLen;
-  out.rax = (rax == -kERESTART_RESTARTBLOCK && restart_block_ok) ? SYS_restart_syscall : r.orig_rax;
+  bool via_restart_block = rax == -kERESTART_RESTARTBLOCK;
+  out.rax = (via_restart_block && restart_block_ok) ? SYS_restart_syscall : r.orig_rax;
+  if (via_restart_block && !restart_block_ok) sleep_for_what_is_left(out);
   // A syscall number in orig_rax would make the kernel look at rax for restart codes again.
   out.orig_rax = static_cast<uint64_t>(-1);
   return out;

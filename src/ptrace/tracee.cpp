@@ -5,6 +5,7 @@
 #include <sys/ptrace.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <utility>
 
@@ -55,14 +56,36 @@ Status Tracee::detach() {
   return {};
 }
 
+// A traced leader's exit is reported only once its other threads are reaped, and a traced
+// thread is reaped only by its tracer: waiting for the leader of a process killed mid-dump would
+// block forever while its threads wait for us. So the wait never blocks on one thread alone.
 Result<StopInfo> Tracee::wait_stop() {
   StopInfo info;
   for (;;) {
-    pid_t r = ::waitpid(tid_, &info.status, __WALL);
+    pid_t r = ::waitpid(tid_, &info.status, __WALL | WNOHANG);
     if (r == tid_) return info;
     if (r < 0 && errno == EINTR) continue;
-    return sys_error(fmt::format("waitpid tid {}", tid_));
+    if (r < 0) return sys_error(fmt::format("waitpid tid {}", tid_));
+    CKPT_TRY(wait_for_any_event());
   }
+}
+
+// Blocks until some child or tracee has an event, without taking it; a dead sibling thread is
+// reaped so that its leader's exit can be reported.
+Status Tracee::wait_for_any_event() {
+  siginfo_t si{};
+  if (::waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL) < 0)
+    return errno == EINTR ? Status{} : sys_error(fmt::format("waitid (for tid {})", tid_));
+  if (si.si_pid == tid_) return {};
+  bool dead = si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
+  std::string sibling = fmt::format("/proc/{}/task/{}", tid_, si.si_pid);
+  if (dead && ::access(sibling.c_str(), F_OK) == 0) {
+    ::waitpid(si.si_pid, nullptr, __WALL | WNOHANG);
+    return {};
+  }
+  // Another thread's or child's event, not ours to take: look again shortly.
+  ::usleep(100);
+  return {};
 }
 
 Status Tracee::interrupt() {

@@ -40,7 +40,7 @@ class Tracee {
 
   // Stops the thread (PTRACE_INTERRUPT) and waits until it is in a ptrace stop.
   Status interrupt();
-  // Waits for the next stop of this thread (waitpid __WALL).
+  // Waits for the next stop or the exit of this thread (reaping dead sibling threads meanwhile).
   Result<StopInfo> wait_stop();
   // Resumes to the next syscall entry or exit (PTRACE_SYSCALL) with no signal.
   Status resume_syscall();
@@ -60,6 +60,7 @@ class Tracee {
 
  private:
   explicit Tracee(pid_t tid) : tid_(tid) {}
+  Status wait_for_any_event();
   pid_t tid_ = 0;
 };
 

@@ -121,13 +121,18 @@ std::string read_text(const fs::path& p) {
 }
 
 CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv = {ckpt_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, timeout);
+}
+
+CkptResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
   TempDir dir;
   int in = open_or_die("/dev/null", O_RDONLY);
   int out = open_or_die(dir / "out", O_WRONLY | O_CREAT | O_TRUNC);
   int err = open_or_die(dir / "err", O_WRONLY | O_CREAT | O_TRUNC);
   SpawnSpec spec;
-  spec.argv.push_back(ckpt_path());
-  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
+  spec.argv = argv;
   spec.fds[0] = in;
   spec.fds[1] = out;
   spec.fds[2] = err;
@@ -140,7 +145,7 @@ CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseco
   r.status = st ? *st : -1;
   r.out = read_text(dir / "out");
   r.err = read_text(dir / "err");
-  if (!st) r.err += "\n(ckpt timed out and was killed)";
+  if (!st) r.err += "\n(" + argv[0] + " timed out and was killed)";
   return r;
 }
 

@@ -58,6 +58,9 @@ struct CkptResult {
 
 // Runs `ckpt ARGS...` with stdin /dev/null and stdout/stderr captured.
 CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 10s);
+// The same for any command (argv[0] is a path).
+CkptResult run_command(const std::vector<std::string>& argv,
+                       std::chrono::milliseconds timeout = 10s);
 const std::string& ckpt_path();
 
 int open_or_die(const fs::path& p, int flags, mode_t mode = 0644);

@@ -1,0 +1,71 @@
+// No privilege gain through ckpt: an unprivileged user can neither dump another user's process
+// nor restore an image whose credentials it could not have. Both fail with one line and harm
+// nothing.
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test_process.hpp"
+
+namespace e2e {
+namespace {
+
+constexpr const char* kNobody = "65534";
+
+// `ckpt ARGS...` as user and group nobody, with no supplementary groups and no capabilities.
+CkptResult run_ckpt_as_nobody(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {"/usr/bin/setpriv", "--reuid", kNobody,
+                                   "--regid",          kNobody,   "--clear-groups",
+                                   "--inh-caps=-all",  "--",      ckpt_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv);
+}
+
+class PrivilegeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root to have another user at hand";
+    if (::access("/usr/bin/setpriv", X_OK) != 0) GTEST_SKIP() << "setpriv is not installed";
+    become_subreaper();
+  }
+};
+
+TEST_F(PrivilegeTest, DumpOfAnotherUsersProcessFailsAndHarmsNothing) {
+  TestProcess p({program_path("syscall_pause")});
+  ASSERT_TRUE(p.wait_ready());
+  TempDir open_dir;  // writable by nobody, so that only the target's owner is the obstacle
+  ASSERT_EQ(::chmod(open_dir.path().c_str(), 0777), 0);
+  auto store = open_dir / "store";
+  auto r = run_ckpt_as_nobody({"dump", "-t", std::to_string(p.pid()), "-D", store.string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find(std::to_string(p.pid())), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ermission"), std::string::npos) << r.err;
+  sleep_for(100ms);
+  ASSERT_TRUE(alive(p.pid()));
+  EXPECT_EQ(status_field(p.pid(), "TracerPid"), "0");
+  EXPECT_EQ(status_field(p.pid(), "State").substr(0, 1), "S");
+  // The process is still whole: it answers its check.
+  EXPECT_TRUE(p.finish());
+}
+
+TEST_F(PrivilegeTest, RestoreOfAnotherUsersImageIsRefused) {
+  TestProcess p({program_path("syscall_pause")});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump({"--leave-running"}));
+  // Let nobody read the image, so that only the credentials in it stop the restore.
+  ASSERT_EQ(::chmod(p.dir().c_str(), 0755), 0);
+  for (auto& e : fs::recursive_directory_iterator(p.store()))
+    ::chmod(e.path().c_str(), e.is_directory() ? 0777 : 0666);
+  ASSERT_EQ(::chmod(p.store().c_str(), 0777), 0);
+  p.kill_now();
+  auto r = run_ckpt_as_nobody({"restore", "-D", p.store().string(), "--detach"});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_NE(r.err.find("only root may restore it"), std::string::npos) << r.err;
+  sleep_for(100ms);
+  EXPECT_FALSE(alive(p.pid())) << "a process runs with the dumped pid";
+}
+
+}  // namespace
+}  // namespace e2e
