@@ -73,6 +73,7 @@ Status dump(DumpContext& ctx) {
   j["umask"] = status.umask.value_or(022);
   CKPT_TRY_ASSIGN(j["exe"], proc::read_proc_link(ctx.pid, "exe"));
   CKPT_TRY_ASSIGN(j["cwd"], proc::read_proc_link(ctx.pid, "cwd"));
+  CKPT_TRY_ASSIGN(j["root"], proc::read_proc_link(ctx.pid, "root"));
   CKPT_TRY_ASSIGN(std::string pers, proc::read_proc_file(ctx.pid, "personality"));
   j["personality"] = std::stoul(pers, nullptr, 16);
   json limits = json::array();
@@ -105,6 +106,9 @@ Status restore_in_puppet(const json& image) {
   const json& p = image["process"];
   std::string cwd = p["cwd"];
   if (::chdir(cwd.c_str()) < 0) return sys_error(fmt::format("chdir {}", cwd));
+  // Last of the path lookups in the puppet: its files are already open, from ckpt's own root.
+  std::string root = p.value("root", "/");
+  if (root != "/" && ::chroot(root.c_str()) < 0) return sys_error(fmt::format("chroot {}", root));
   ::umask(p["umask"].get<mode_t>());
   const json& limits = p["rlimits"];
   for (int r = 0; r < static_cast<int>(limits.size()); ++r) {
