@@ -14,6 +14,7 @@
 #include "common/log.hpp"
 #include "dump/dump.hpp"
 #include "image/store.hpp"
+#include "proc/status.hpp"
 #include "restore/restore.hpp"
 #include "supervisor/process.hpp"
 #include "supervisor/run_state.hpp"
@@ -190,8 +191,15 @@ void Supervisor::checkpoint(bool requested) {
   if (opts_.compress) d.write.compression = image::Compression::zstd;
   auto r = dump_process(store_, d);
   if (!r.ok()) {
+    // A program that ended while being checkpointed is told by its exit, next; "keeps running"
+    // would be wrong.
+    auto status = proc::read_status(child_);
+    bool ended = !status.ok() || status->state == 'Z';
     // Failures are told even with --quiet: the user's protection is not what they think it is.
-    say(fmt::format("checkpoint failed, the program keeps running: {}", r.error().message));
+    if (ended)
+      say(fmt::format("checkpoint failed: the program ended meanwhile ({})", r.error().message));
+    else
+      say(fmt::format("checkpoint failed, the program keeps running: {}", r.error().message));
     state_.last_checkpoint_error = r.error().message;
     answer(false, r.error().message);
     save_state();
