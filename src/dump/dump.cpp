@@ -23,6 +23,7 @@
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
+#include "resources/seccomp.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
 
@@ -99,7 +100,7 @@ Status freeze(DumpContext& ctx) {
   if (main == ctx.threads.end())
     return errorf("dump pid {}: its main thread has exited (not supported yet)", ctx.pid);
   std::iter_swap(ctx.threads.begin(), main);
-  return {};
+  return seccomp::suspend_for_dump(ctx);
 }
 
 // Injected calls go through a `syscall` instruction of the process's own vdso: nothing needs to
@@ -124,6 +125,7 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
   CKPT_TRY(signals::dump(ctx));
   CKPT_TRY(process::dump(ctx));
   CKPT_TRY(files::dump(ctx, opts.shell_job));
+  CKPT_TRY(seccomp::dump(ctx));
   CKPT_TRY(memory::dump(ctx));
   return {};
 }

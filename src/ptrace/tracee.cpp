@@ -27,21 +27,30 @@ bool StopInfo::syscall_stop() const {
 Result<Tracee> Tracee::seize(pid_t tid, unsigned long options) {
   if (::ptrace(PTRACE_SEIZE, tid, nullptr, options) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_SEIZE) tid {}", tid));
-  return Tracee(tid);
+  return Tracee(tid, options);
 }
 
-Tracee Tracee::adopt(pid_t tid) {
-  return Tracee(tid);
+Tracee Tracee::adopt(pid_t tid, unsigned long options) {
+  return Tracee(tid, options);
 }
 
-Tracee::Tracee(Tracee&& o) noexcept : tid_(std::exchange(o.tid_, 0)) {}
+Tracee::Tracee(Tracee&& o) noexcept
+    : tid_(std::exchange(o.tid_, 0)), options_(std::exchange(o.options_, 0)) {}
 
 Tracee& Tracee::operator=(Tracee&& o) noexcept {
   if (this != &o) {
     (void)detach();
     tid_ = std::exchange(o.tid_, 0);
+    options_ = std::exchange(o.options_, 0);
   }
   return *this;
+}
+
+Status Tracee::set_options(unsigned long options) {
+  if (::ptrace(PTRACE_SETOPTIONS, tid_, nullptr, options) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_SETOPTIONS, {:#x}) tid {}", options, tid_));
+  options_ = options;
+  return {};
 }
 
 Tracee::~Tracee() {

@@ -27,8 +27,9 @@ class Tracee {
  public:
   // Seizes the thread without stopping it. `options` are PTRACE_O_* flags.
   static Result<Tracee> seize(pid_t tid, unsigned long options = 0);
-  // Takes over a thread that the kernel attached for us (PTRACE_O_TRACECLONE children).
-  static Tracee adopt(pid_t tid);
+  // Takes over a thread that the kernel attached for us (PTRACE_O_TRACECLONE children), which
+  // inherited the options of its creator's attachment.
+  static Tracee adopt(pid_t tid, unsigned long options = 0);
 
   Tracee(Tracee&& o) noexcept;
   Tracee& operator=(Tracee&& o) noexcept;
@@ -37,6 +38,9 @@ class Tracee {
   ~Tracee();
 
   pid_t tid() const { return tid_; }
+  unsigned long options() const { return options_; }
+  // PTRACE_SETOPTIONS, replacing every option (the thread must be stopped).
+  Status set_options(unsigned long options);
 
   // Stops the thread (PTRACE_INTERRUPT) and waits until it is in a ptrace stop.
   Status interrupt();
@@ -59,9 +63,10 @@ class Tracee {
   void release() { tid_ = 0; }
 
  private:
-  explicit Tracee(pid_t tid) : tid_(tid) {}
+  Tracee(pid_t tid, unsigned long options) : tid_(tid), options_(options) {}
   Status wait_for_any_event();
   pid_t tid_ = 0;
+  unsigned long options_ = 0;
 };
 
 }  // namespace ckpt::ptrace

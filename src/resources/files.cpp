@@ -14,6 +14,7 @@
 #include "common/scoped_fd.hpp"
 #include "proc/fdinfo.hpp"
 #include "proc/proc_file.hpp"
+#include "resources/deleted_files.hpp"
 #include "resources/event_fds.hpp"
 
 namespace ckpt::files {
@@ -73,9 +74,10 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
     }
     return j;
   }
-  if (link.size() > 10 && link.compare(link.size() - 10, 10, " (deleted)") == 0)
-    return errorf("pid {}: fd {} is the deleted file {}, which ckpt cannot save yet", pid, fd,
-                  link);
+  if (auto deleted = deleted_files::describe(pid, link, st, j)) {
+    if (!deleted->ok()) return deleted->error();
+    return j;
+  }
   if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
     j["type"] = S_ISREG(st.st_mode) ? "file" : "dir";
     j["size"] = st.st_size;
@@ -162,7 +164,10 @@ Status dump(DumpContext& ctx, bool shell_job) {
   }
   CKPT_TRY(check_pipes(ctx.pid, out));
   CKPT_TRY(mark_shared_files(ctx.pid, out));
-  ctx.image["files"] = {{"fds", std::move(out)}, {"shell_job", shell_job}};
+  json files{{"shell_job", shell_job}};
+  CKPT_TRY(deleted_files::save(ctx, out, files));
+  files["fds"] = std::move(out);
+  ctx.image["files"] = std::move(files);
   return {};
 }
 
@@ -210,7 +215,8 @@ class Placer {
   int top_;
 };
 
-Status open_one(Placer& placer, const json& f) {
+// `reopen` is the path to open instead of the image's (a recreated deleted file).
+Status open_one(Placer& placer, const json& f, const std::string& reopen = {}) {
   int want = f["fd"], flags = f["flags"];
   if (f["type"] == "eventfd" || f["type"] == "signalfd" || f["type"] == "timerfd" ||
       f["type"] == "epoll") {
@@ -218,13 +224,13 @@ Status open_one(Placer& placer, const json& f) {
     CKPT_TRY_ASSIGN(int parked, placer.park(created, f["type"].get<std::string>()));
     return placer.place(parked, want, flags);
   }
-  std::string path = f["path"];
+  std::string path = reopen.empty() ? f["path"].get<std::string>() : reopen;
   int open_flags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC;
   if (f["type"] == "fifo") open_flags |= O_NONBLOCK;  // a helper end exists: see open_fifos
   CKPT_TRY_ASSIGN(int fd, placer.park(::open(path.c_str(), open_flags), path));
   if (f["type"] == "fifo" && ::fcntl(fd, F_SETFL, flags & (O_NONBLOCK | O_APPEND)) < 0)
     return sys_error(fmt::format("fcntl {}", path));
-  if (f["type"] == "file" &&
+  if ((f["type"] == "file" || f["type"] == "deleted") &&
       ::lseek(fd, static_cast<off_t>(f["pos"].get<uint64_t>()), SEEK_SET) < 0)
     return sys_error(fmt::format("seek {} for fd {}", path, want));
   return placer.place(fd, want, flags);
@@ -303,9 +309,19 @@ Status open_inherited(Placer& placer, const json& f, const StdioBlock& block) {
   return placer.place(copy, f["fd"], f["flags"]);
 }
 
+// Each open file of a deleted inode is a new open of the one recreated inode, which the
+// restorer handed over among the kept fds.
+std::string reopen_path(const json& f, const std::vector<int>& keep,
+                        const std::map<int, size_t>& deleted) {
+  auto it = deleted.find(f["deleted_id"].get<int>());
+  if (it == deleted.end() || it->second >= keep.size()) return "/nonexistent: deleted file lost";
+  return fmt::format("/proc/self/fd/{}", keep[it->second]);
+}
+
 }  // namespace
 
-Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& keep) {
+Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& keep,
+                         const std::map<int, size_t>& deleted) {
   const json& fds = image["files"]["fds"];
   if (image["files"]["shell_job"].get<bool>() && !shell_job)
     return make_error("the image was dumped with --shell-job: restore it with --shell-job");
@@ -321,6 +337,8 @@ Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& ke
       pipes[f["ino"].get<uint64_t>()].push_back(&f);
     else if (f["type"] == "inherit")
       CKPT_TRY(open_inherited(placer, f, block));
+    else if (f["type"] == "deleted")
+      CKPT_TRY(open_one(placer, f, reopen_path(f, keep, deleted)));
     else
       CKPT_TRY(open_one(placer, f));
   }

@@ -2,6 +2,7 @@
 // Files: every open descriptor with its number, flags, offset and close-on-exec bit: regular files
 // (and the contents of deleted ones), directories, character devices such as /dev/null, and with
 // --shell-job the terminal and standard streams. Anything else makes the dump fail, naming it.
+#include <map>
 #include <vector>
 
 #include "resources/context.hpp"
@@ -16,7 +17,9 @@ Status check_before_restore(const json& image);
 // Runs inside the puppet before it is taken over: closes what the puppet inherited except
 // `keep` (moved above every fd of the image; the new numbers are written back), then opens every
 // descriptor of the image at its number. With shell_job, the standard streams and the terminal
-// come from the restorer's own fds 0-2.
-Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& keep);
+// come from the restorer's own fds 0-2. `deleted` maps the id of each recreated deleted file to
+// its index in `keep`.
+Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& keep,
+                         const std::map<int, size_t>& deleted = {});
 
 }  // namespace ckpt::files

@@ -64,8 +64,6 @@ Status dump(DumpContext& ctx) {
   if (!timers.empty())
     return errorf("pid {}: it has {} POSIX timer(s), which ckpt cannot save yet", ctx.pid,
                   timers.size());
-  if (status.seccomp != 0)
-    return errorf("pid {}: seccomp mode {} is not supported yet", ctx.pid, status.seccomp);
   j["uid"] = status.uid;
   j["gid"] = status.gid;
   j["groups"] = status.groups;

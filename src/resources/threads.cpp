@@ -145,7 +145,7 @@ Status restore(RestoreContext& ctx) {
   for (size_t i = 1; i < all.size(); ++i) {
     pid_t tid = all[i]["tid"];
     CKPT_TRY_ASSIGN(pid_t got, create_thread(ctx, tid));
-    ThreadHandle h{got, ptrace::Tracee::adopt(got)};
+    ThreadHandle h{got, ptrace::Tracee::adopt(got, ctx.threads[0].tracee.options())};
     CKPT_TRY_ASSIGN(ptrace::StopInfo stop, h.tracee.wait_stop());
     if (stop.exited()) return errorf("restore pid {}: new thread {} died", ctx.pid, got);
     ctx.threads.push_back(std::move(h));

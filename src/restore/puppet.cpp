@@ -37,7 +37,7 @@ void report(int fd, const std::string& msg) {
 }
 
 Status setup_inside(const PuppetPlan& plan, std::vector<int>& keep) {
-  CKPT_TRY(files::restore_in_puppet(*plan.image, plan.shell_job, keep));
+  CKPT_TRY(files::restore_in_puppet(*plan.image, plan.shell_job, keep, plan.deleted_files));
   CKPT_TRY(process::restore_in_puppet(*plan.image));
   void* page =
       ::mmap(reinterpret_cast<void*>(plan.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,

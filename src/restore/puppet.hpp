@@ -4,6 +4,7 @@
 // instruction plus scratch memory), reports ready and waits to be taken over through ptrace.
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,7 +19,8 @@ struct PuppetPlan {
   const json* image = nullptr;
   bool shell_job = false;
   uint64_t trampoline = 0;
-  std::vector<int> keep_fds;  // in the restorer; their numbers in the puppet come back
+  std::vector<int> keep_fds;            // in the restorer; their numbers in the puppet come back
+  std::map<int, size_t> deleted_files;  // recreated deleted file id -> index in keep_fds
 };
 
 // Owns the puppet process: kills and reaps it unless released (when it has become the

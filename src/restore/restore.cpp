@@ -15,9 +15,11 @@
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "proc/maps.hpp"
+#include "resources/deleted_files.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
+#include "resources/seccomp.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
 #include "restore/puppet.hpp"
@@ -94,6 +96,17 @@ Result<OpenedFiles> open_mapped_files(const json& image) {
   return out;
 }
 
+// Deleted files are recreated by the restorer and reach the puppet like the mapped files.
+Status add_deleted_files(const image::Store& store, const image::GenerationInfo& gen,
+                         const json& image, OpenedFiles& files) {
+  CKPT_TRY_ASSIGN(auto deleted, deleted_files::recreate(store, gen, image));
+  for (auto& d : deleted) {
+    files.fds.push_back(std::move(d.fd));
+    files.keys.push_back(fmt::format("deleted:{}", d.id));
+  }
+  return {};
+}
+
 Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   const auto& kept = puppet.kept_fds();
   int exe_fd = -1;
@@ -111,6 +124,7 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   for (int fd : kept) CKPT_TRY(ctx.main_remote->call("close", SYS_close, {uint64_t(fd)}));
   // The puppet asked to die with its restorer; the restored process must not.
   CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, 0}));
+  CKPT_TRY(seccomp::restore(ctx));  // before credentials: needs CAP_SYS_ADMIN if no no_new_privs
   CKPT_TRY(process::restore_credentials(ctx));
   CKPT_TRY(process::restore_timers(ctx));
   CKPT_TRY(threads::set_final_state(ctx));
@@ -152,13 +166,18 @@ static Result<RestoreResult> restore_here(const image::Store& store, const Resto
   CKPT_TRY(check_same_vdso(image));
   CKPT_TRY(check_pids_free(image));
   CKPT_TRY_ASSIGN(OpenedFiles files, open_mapped_files(image));
+  CKPT_TRY(add_deleted_files(store, gen, image, files));
 
   PuppetPlan plan;
   plan.pid = image["pid"];
   plan.image = &image;
   plan.shell_job = opts.shell_job;
   CKPT_TRY_ASSIGN(plan.trampoline, choose_trampoline(image));
-  for (auto& fd : files.fds) plan.keep_fds.push_back(fd.get());
+  for (size_t i = 0; i < files.fds.size(); ++i) {
+    plan.keep_fds.push_back(files.fds[i].get());
+    if (files.keys[i].rfind("deleted:", 0) == 0)
+      plan.deleted_files[std::stoi(files.keys[i].substr(8))] = i;
+  }
   CKPT_TRY_ASSIGN(Puppet puppet, Puppet::create(plan));
 
   RestoreContext ctx;
@@ -171,7 +190,8 @@ static Result<RestoreResult> restore_here(const image::Store& store, const Resto
   ctx.scratch = {plan.trampoline + 64, kPage - 64};
   // main_remote points into ctx.threads: it must never reallocate.
   ctx.threads.reserve(image["threads"].size());
-  ctx.threads.push_back(ThreadHandle{plan.pid, ptrace::Tracee::adopt(plan.pid)});
+  ctx.threads.push_back(
+      ThreadHandle{plan.pid, ptrace::Tracee::adopt(plan.pid, puppet.tracee().options())});
   puppet.tracee().release();  // ctx.threads[0] owns the attachment now
   {
     CKPT_TRY_ASSIGN(auto remote,

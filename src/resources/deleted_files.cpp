@@ -1,0 +1,195 @@
+#include "resources/deleted_files.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <random>
+
+#include "common/fs_util.hpp"
+#include "proc/proc_file.hpp"
+
+namespace ckpt::deleted_files {
+namespace {
+
+constexpr std::string_view kSuffix = " (deleted)";
+constexpr size_t kChunk = 1 << 20;
+
+std::string section_name(int id) {
+  return fmt::format("files.deleted.{}", id);
+}
+
+Status copy_out(pid_t pid, int fd, uint64_t size, image::SectionWriter& out) {
+  std::string path = proc::proc_path(pid, fmt::format("fd/{}", fd));
+  CKPT_TRY_ASSIGN(ScopedFd src, open_file(path, O_RDONLY));
+  std::vector<std::byte> buf(kChunk);
+  uint64_t done = 0;
+  for (;;) {
+    ssize_t n = ::pread(src.get(), buf.data(), buf.size(), static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error(fmt::format("read {} at offset {}", path, done));
+    if (n == 0) break;
+    CKPT_TRY(out.write(std::span(buf.data(), static_cast<size_t>(n))));
+    done += static_cast<uint64_t>(n);
+  }
+  if (done != size)
+    return errorf("fd {}: the deleted file changed size while it was saved ({} bytes, was {})", fd,
+                  done, size);
+  return out.finish();
+}
+
+}  // namespace
+
+std::optional<Status> describe(pid_t pid, const std::string& link, const struct stat& st, json& j) {
+  if (!link.ends_with(kSuffix) || link.front() != '/') return std::nullopt;
+  std::string path = link.substr(0, link.size() - kSuffix.size());
+  int fd = j["fd"];
+  if (path.rfind("/memfd:", 0) == 0)
+    return Status{errorf("pid {}: fd {} is the memfd {}, which ckpt cannot save yet", pid, fd,
+                         path.substr(1))};
+  if (!S_ISREG(st.st_mode))
+    return Status{errorf("pid {}: fd {} is the deleted {} {}, which ckpt cannot save", pid, fd,
+                         S_ISDIR(st.st_mode) ? "directory" : "special file", path)};
+  if (static_cast<uint64_t>(st.st_size) > kMaxDeletedFileSize)
+    return Status{errorf(
+        "pid {}: fd {} is the deleted file {} of {} bytes; ckpt saves deleted files of at most "
+        "{} bytes",
+        pid, fd, path, st.st_size, kMaxDeletedFileSize)};
+  j["type"] = "deleted";
+  j["path"] = path;
+  j["dev"] = static_cast<uint64_t>(st.st_dev);
+  j["ino"] = static_cast<uint64_t>(st.st_ino);
+  j["size"] = static_cast<uint64_t>(st.st_size);
+  j["mode"] = static_cast<uint32_t>(st.st_mode & 07777);
+  j["uid"] = static_cast<uint32_t>(st.st_uid);
+  j["gid"] = static_cast<uint32_t>(st.st_gid);
+  return Status{};
+}
+
+Status save(DumpContext& ctx, json& fds, json& files) {
+  json all = json::array();
+  std::map<std::pair<uint64_t, uint64_t>, int> ids;  // (dev, ino) -> id
+  for (auto& f : fds) {
+    if (f["type"] != "deleted") continue;
+    auto key = std::make_pair(f["dev"].get<uint64_t>(), f["ino"].get<uint64_t>());
+    auto [it, added] = ids.emplace(key, static_cast<int>(ids.size()));
+    f["deleted_id"] = it->second;
+    if (!added) continue;
+    int id = it->second;
+    uint64_t size = f["size"];
+    CKPT_TRY_ASSIGN(image::SectionWriter * out, ctx.writer->begin_section(section_name(id)));
+    Status st = copy_out(ctx.pid, f["fd"], size, *out);
+    if (!st.ok())
+      return st.error().wrap(
+          fmt::format("pid {}: deleted file {}", ctx.pid, f["path"].get<std::string>()));
+    all.push_back({{"id", id},
+                   {"path", f["path"]},
+                   {"size", size},
+                   {"mode", f["mode"]},
+                   {"uid", f["uid"]},
+                   {"gid", f["gid"]}});
+  }
+  files["deleted"] = std::move(all);
+  return {};
+}
+
+namespace {
+
+std::string unique_name(const std::filesystem::path& dir, int id) {
+  std::random_device rd;
+  return (dir / fmt::format(".ckpt-deleted-{}-{}-{:08x}", ::getpid(), id, rd())).string();
+}
+
+// An unlinked regular file in `path`'s directory that shows as "<path> (deleted)" when the
+// original name is free (else under a unique name in the same directory). With O_TMPFILE the
+// file gets a name only once it is filled.
+Result<ScopedFd> make_unlinked(const std::string& path, int id, mode_t mode) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  int tmp = ::open(dir.c_str(), O_TMPFILE | O_RDWR | O_CLOEXEC, mode);
+  if (tmp >= 0) return ScopedFd(tmp);
+  if (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL)
+    return sys_error(
+        fmt::format("create a file in {} for the deleted file {}", dir.string(), path));
+  for (const std::string& name : {path, unique_name(dir, id)}) {
+    int fd = ::open(name.c_str(), O_CREAT | O_EXCL | O_RDWR | O_CLOEXEC, mode);
+    if (fd < 0 && errno == EEXIST) continue;
+    if (fd < 0) return sys_error(fmt::format("create {} for the deleted file {}", name, path));
+    ::unlink(name.c_str());
+    return ScopedFd(fd);
+  }
+  return errorf("create a file for the deleted file {}: every name is taken", path);
+}
+
+// Gives an O_TMPFILE file the original name just long enough to open it by that name: the
+// dentry an open file keeps is what /proc shows, and an O_TMPFILE's own is "#INODE". Returns the
+// fd to use from then on.
+Result<ScopedFd> name_then_unlink(ScopedFd fd, const std::string& path, int id) {
+  std::string self = fmt::format("/proc/self/fd/{}", fd.get());
+  std::string dir = std::filesystem::path(path).parent_path().string();
+  for (const std::string& name : {path, unique_name(dir, id)}) {
+    if (::linkat(AT_FDCWD, self.c_str(), AT_FDCWD, name.c_str(), AT_SYMLINK_FOLLOW) < 0) {
+      if (errno == EEXIST) continue;
+      if (errno == ENOENT) return fd;  // not an O_TMPFILE file: already unlinked by its name
+      return sys_error(fmt::format("link {}", name));
+    }
+    ScopedFd named(::open(name.c_str(), O_RDWR | O_CLOEXEC | O_NOFOLLOW));
+    int err = errno;
+    struct stat a, b;
+    bool same = named && ::fstat(named.get(), &a) == 0 && ::fstat(fd.get(), &b) == 0 &&
+                a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+    if (::unlink(name.c_str()) < 0) return sys_error(fmt::format("unlink {}", name));
+    if (!named) return sys_error(err, fmt::format("open {}", name));
+    if (!same) return errorf("{} was replaced while ckpt recreated it", name);
+    return named;
+  }
+  return fd;  // every name taken: stays an anonymous O_TMPFILE file
+}
+
+Status fill(const image::Store& store, const image::GenerationInfo& gen, const json& d, int fd) {
+  int id = d["id"];
+  CKPT_TRY_ASSIGN(auto reader, store.open_section(gen, section_name(id)));
+  std::vector<std::byte> buf(kChunk);
+  uint64_t done = 0;
+  for (;;) {
+    CKPT_TRY_ASSIGN(size_t n, reader->read(buf));
+    if (n == 0) break;
+    CKPT_TRY(write_all(fd, std::span(buf.data(), n), d["path"].get<std::string>()));
+    done += n;
+  }
+  if (done != d["size"].get<uint64_t>())
+    return errorf("section {} holds {} bytes, the file had {}", section_name(id), done,
+                  d["size"].get<uint64_t>());
+  return {};
+}
+
+Status set_owner_and_mode(const json& d, int fd) {
+  if (::geteuid() == 0 && ::fchown(fd, d["uid"].get<uid_t>(), d["gid"].get<gid_t>()) < 0)
+    return sys_error("fchown");
+  if (::fchmod(fd, d["mode"].get<mode_t>()) < 0) return sys_error("fchmod");
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<Recreated>> recreate(const image::Store& store, const image::GenerationInfo& gen,
+                                        const json& image) {
+  std::vector<Recreated> out;
+  if (!image["files"].contains("deleted")) return out;
+  for (auto& d : image["files"]["deleted"]) {
+    std::string path = d["path"];
+    int id = d["id"];
+    auto fd = make_unlinked(path, id, 0600);
+    if (!fd.ok()) return fd.error().wrap("restore");
+    Status st = fill(store, gen, d, fd->get());
+    if (!st.ok()) return st.error().wrap(fmt::format("restore the deleted file {}", path));
+    auto named = name_then_unlink(std::move(*fd), path, id);
+    if (named.ok()) st = set_owner_and_mode(d, named->get());
+    if (!named.ok() || !st.ok())
+      return (named.ok() ? st.error() : named.error())
+          .wrap(fmt::format("restore the deleted file {}", path));
+    out.push_back(Recreated{id, std::move(*named)});
+  }
+  return out;
+}
+
+}  // namespace ckpt::deleted_files

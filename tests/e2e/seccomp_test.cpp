@@ -1,0 +1,70 @@
+// Seccomp and deleted files beyond the ProgramTest cases: a process whose filter kills it on the
+// very calls ckpt injects survives a dump with --leave-running (and then still has its filters),
+// and the deleted files ckpt refuses are refused with a message naming the fd and the path.
+#include <gtest/gtest.h>
+
+#include "test_process.hpp"
+
+namespace e2e {
+namespace {
+
+class SeccompTest : public ::testing::Test {
+ protected:
+  void SetUp() override { become_subreaper(); }
+};
+
+size_t line_count(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n + (!s.empty() && s.back() != '\n');
+}
+
+TEST_F(SeccompTest, KillingFilterSurvivesLeaveRunningDumpAndRestore) {
+  TestProcess p({program_path("seccomp_filter")});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump({"--leave-running"}));
+  sleep_for(100ms);
+  ASSERT_TRUE(alive(p.pid())) << "the filter killed the process during the dump\n" << p.output();
+  EXPECT_EQ(status_field(p.pid(), "TracerPid"), "0");
+  EXPECT_EQ(status_field(p.pid(), "Seccomp"), "2");
+  // The original checks its filters still act (getppid denied, brk kills a child)...
+  ASSERT_TRUE(p.finish());
+  // ...and so does the process restored from the image (its stdout grew since the dump).
+  ASSERT_TRUE(p.restore({"--accept-changed-files"}));
+  EXPECT_EQ(status_field(p.pid(), "Seccomp_filters"), "2");
+  EXPECT_TRUE(p.finish());
+}
+
+void expect_refused(TestProcess& p, const std::vector<std::string>& words) {
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  for (auto& w : words)
+    EXPECT_NE(r.err.find(w), std::string::npos) << "no '" << w << "' in " << r.err;
+  sleep_for(100ms);
+  ASSERT_TRUE(alive(p.pid()));
+  EXPECT_EQ(status_field(p.pid(), "TracerPid"), "0");
+}
+
+TEST_F(SeccompTest, DeletedDirectoryIsRefusedNamingFdAndPath) {
+  TestProcess p({"/usr/bin/python3", "-c",
+                 "import os, time\nd = os.environ['E2E_DIR'] + '/gone dir'\nos.mkdir(d)\n"
+                 "fd = os.open(d, os.O_RDONLY)\nos.dup2(fd, 17)\nos.close(fd)\nos.rmdir(d)\n"
+                 "print('READY', flush=True)\ntime.sleep(1000)\n"});
+  ASSERT_TRUE(p.wait_ready());
+  expect_refused(p, {"fd 17", (p.dir() / "gone dir").string(), "deleted directory"});
+}
+
+TEST_F(SeccompTest, HugeDeletedFileIsRefusedNamingFdAndPath) {
+  // Sparse: costs no disk, but its size is above the limit for deleted files.
+  TestProcess p({"/usr/bin/python3", "-c",
+                 "import os, time\nf = os.environ['E2E_DIR'] + '/huge'\n"
+                 "fd = os.open(f, os.O_RDWR | os.O_CREAT)\nos.ftruncate(fd, 300 << 20)\n"
+                 "os.dup2(fd, 18)\nos.close(fd)\nos.unlink(f)\n"
+                 "print('READY', flush=True)\ntime.sleep(1000)\n"});
+  ASSERT_TRUE(p.wait_ready());
+  expect_refused(p, {"fd 18", (p.dir() / "huge").string(), "at most"});
+}
+
+}  // namespace
+}  // namespace e2e
