@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <charconv>
 #include <memory>
@@ -40,20 +41,19 @@ Result<std::string> read_text_file(const std::string& path, int* err) {
     *err = errno;
     return sys_error(fmt::format("read {}", path));
   }
+  // /proc files hand out a page or so per read: growing the string by a large zeroed chunk per
+  // read would cost more than the read (first touch is slow on some machines).
   std::string out;
-  size_t chunk = 16384;
+  std::array<char, 65536> chunk;
   for (;;) {
-    size_t old = out.size();
-    out.resize(old + chunk);
-    ssize_t n = ::read(fd.get(), out.data() + old, chunk);
-    out.resize(old + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    ssize_t n = ::read(fd.get(), chunk.data(), chunk.size());
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       *err = errno;
       return sys_error(fmt::format("read {}", path));
     }
     if (n == 0) return out;
-    if (chunk < (1u << 20)) chunk *= 2;
+    out.append(chunk.data(), static_cast<size_t>(n));
   }
 }
 

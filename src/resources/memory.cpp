@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <array>
 #include <map>
+#include <memory>
+#include <span>
 
 #include "common/log.hpp"
 #include "common/scoped_fd.hpp"
@@ -49,7 +51,7 @@ json ranges_json(const std::vector<Range>& ranges) {
 
 // Streams the given ranges of the process into the pages section through one reused buffer.
 Status copy_ranges(pid_t pid, const std::vector<Range>& ranges, image::SectionWriter& out,
-                   std::vector<char>& buf) {
+                   std::span<char> buf) {
   for (auto [s, e] : ranges) {
     while (s < e) {
       size_t n = std::min<uint64_t>(e - s, buf.size());
@@ -105,7 +107,9 @@ Status record_file_identity(pid_t pid, const proc::MapEntry& m, json& j) {
 Status dump(DumpContext& ctx) {
   CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(ctx.pid));
   CKPT_TRY_ASSIGN(image::SectionWriter * pages, ctx.writer->begin_section(kPagesSection));
-  std::vector<char> buf(kCopyBuffer);
+  // Not zero-filled: first touch is slow here, and a small process uses a few pages of it.
+  std::unique_ptr<char[]> storage(new char[kCopyBuffer]);
+  std::span<char> buf(storage.get(), kCopyBuffer);
   json vmas = json::array();
   uint64_t total = 0;
   for (const auto& m : ctx.maps) {
