@@ -75,7 +75,13 @@ Status seize_thread(DumpContext& ctx, pid_t tid) {
       return errorf("dump pid {}: no permission to trace it (run as its owner or root)", ctx.pid);
     return t.error();
   }
-  CKPT_TRY(t->interrupt());
+  if (Status st = t->interrupt(); !st.ok()) {
+    // A thread that ends while being stopped is not part of the image (its exit has cleared its
+    // tid in memory, as for any thread gone before the dump); a main thread ending is not that.
+    if (st.error().errnum != ESRCH || tid == ctx.pid) return st;
+    t->release();
+    return {};
+  }
   ctx.threads.push_back(ThreadHandle{tid, std::move(*t)});
   return {};
 }

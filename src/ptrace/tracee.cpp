@@ -101,7 +101,8 @@ Status Tracee::interrupt() {
   if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_INTERRUPT) tid {}", tid_));
   CKPT_TRY_ASSIGN(StopInfo stop, wait_stop());
-  if (stop.exited()) return errorf("tid {} exited while being stopped", tid_);
+  if (stop.exited())
+    return make_error(fmt::format("tid {} exited while being stopped", tid_), ESRCH);
   // A seized thread reports PTRACE_EVENT_STOP for the interrupt; a signal that arrived first is
   // reported as a signal-delivery stop, which is also a stop we can work in. Its signal stays
   // undelivered: callers resume with signal 0 only after re-queueing what they took.

@@ -43,6 +43,24 @@ TEST(Cycles, TwentyDumpRestoreCyclesKeepCounting) {
   EXPECT_EQ(sequence_problem(values, 0), "") << p.output();
 }
 
+// Threads created and exiting while the dump stops the others: every dump succeeds, and the
+// process restored from the last one goes on with its threads.
+TEST(Cycles, ThreadsComingAndGoingDoNotFailDumps) {
+  become_subreaper();
+  TestProcess p({program_path("thread_churn")});
+  ASSERT_TRUE(p.wait_ready());
+  for (int i = 0; i < 15; ++i) {
+    ASSERT_TRUE(p.dump({"--leave-running"})) << "dump " << i;
+    sleep_for(10ms);
+  }
+  ASSERT_TRUE(p.dump()) << "the final dump";
+  ASSERT_TRUE(p.restore());
+  size_t have = counter_values(p.out()).size();
+  ASSERT_TRUE(wait_values(p, have + 15)) << "the counter stopped after restore\n" << p.output();
+  ASSERT_TRUE(p.finish());
+  EXPECT_EQ(sequence_problem(counter_values(p.out()), 0), "") << p.output();
+}
+
 TEST(LeaveRunning, OriginalRunsOnAndImageRestoresDumpTimeState) {
   become_subreaper();
   TestProcess p({program_path("counter")}, {.append_stdout = true});
