@@ -20,11 +20,13 @@
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 #include "resources/context.hpp"
+#include "resources/event_fds.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
+#include "resources/timers.hpp"
 
 namespace ckpt {
 namespace {
@@ -116,6 +118,8 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
   CKPT_TRY(threads::dump(ctx));
   CKPT_TRY(signals::dump(ctx));
   CKPT_TRY(process::dump(ctx));
+  CKPT_TRY(timers::dump(ctx));
+  CKPT_TRY(event_fds::settle_timerfds(ctx));
   CKPT_TRY(files::dump(ctx, opts.shell_job));
   CKPT_TRY(memory::dump(ctx));
   return {};

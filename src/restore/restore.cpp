@@ -20,6 +20,7 @@
 #include "resources/process.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
+#include "resources/timers.hpp"
 #include "restore/puppet.hpp"
 
 namespace ckpt {
@@ -112,7 +113,7 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   // The puppet asked to die with its restorer; the restored process must not.
   CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, 0}));
   CKPT_TRY(process::restore_credentials(ctx));
-  CKPT_TRY(process::restore_timers(ctx));
+  CKPT_TRY(timers::restore(ctx));
   CKPT_TRY(threads::set_final_state(ctx));
   // The restorer page goes last; the main thread stops at the exit of this munmap and leaves
   // with its own registers, never returning into the unmapped page.
