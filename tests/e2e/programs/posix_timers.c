@@ -3,6 +3,10 @@
 //   periodic: CLOCK_MONOTONIC, SIGEV_SIGNAL, every 20 ms, counted by a handler that also checks
 //             si_value and si_timerid;
 //   to_thread: CLOCK_REALTIME, SIGEV_THREAD_ID to a second thread, every 30 ms;
+//             (both fire a few times before READY, then are re-armed to resume 2 s later, so
+//             that no signal is in flight while the runner compares /proc before and after)
+//   queued:   CLOCK_MONOTONIC, one-shot, its signal blocked: the SI_TIMER signal is still queued
+//             at the dump and is delivered with its timer ID and value after restore;
 //   quiet:    CLOCK_BOOTTIME, SIGEV_NONE, 50 s one-shot (remaining time checked);
 //   cpu:      CLOCK_PROCESS_CPUTIME_ID, 1000 s with a 5 s interval (never fires here);
 //   idle:     CLOCK_MONOTONIC, created but never armed.
@@ -13,11 +17,12 @@
 
 #include "e2e_prog.h"
 
-enum { kPeriodicValue = 0xa11, kThreadValue = 0xb22 };
+enum { kPeriodicValue = 0xa11, kThreadValue = 0xb22, kQueuedValue = 0xc33 };
 
-static timer_t periodic, to_thread, quiet, cpu, idle;
+static timer_t periodic, to_thread, quiet, cpu, idle, queued;
 static volatile int periodic_fired, periodic_bad;
 static volatile int thread_fired, thread_bad;
+static volatile int queued_fired, queued_bad;
 static volatile pid_t worker_tid;
 static volatile int stop_worker;
 
@@ -41,6 +46,15 @@ static void on_to_thread(int sig, siginfo_t* si, void* uc) {
   if ((pid_t)syscall(SYS_gettid) != worker_tid || si->si_value.sival_int != kThreadValue ||
       si->si_timerid != id_of(to_thread))
     ++thread_bad;
+}
+
+static void on_queued(int sig, siginfo_t* si, void* uc) {
+  (void)sig;
+  (void)uc;
+  ++queued_fired;
+  if (si->si_code != SI_TIMER || si->si_value.sival_int != kQueuedValue ||
+      si->si_timerid != id_of(queued))
+    ++queued_bad;
 }
 
 static void* worker(void* arg) {
@@ -118,10 +132,26 @@ static void check_timers_after(double elapsed) {
   E2E_CHECK(timer_getoverrun(periodic) >= 0, "timer_getoverrun: %s", strerror(errno));
 }
 
+static int queued_pending(void) {
+  sigset_t set;
+  sigpending(&set);
+  return sigismember(&set, SIGRTMIN + 3);
+}
+
+static void wait_until(volatile int* counter, int target, double seconds) {
+  double until = e2e_now() + seconds;
+  while (*counter < target && e2e_now() < until) sleep_for(0.005);
+}
+
 int main(void) {
   e2e_setup();
   on_signal(SIGRTMIN, on_periodic);
   on_signal(SIGRTMIN + 1, on_to_thread);
+  on_signal(SIGRTMIN + 3, on_queued);
+  sigset_t block;
+  sigemptyset(&block);
+  sigaddset(&block, SIGRTMIN + 3);
+  E2E_SYS(sigprocmask(SIG_BLOCK, &block, NULL));  // before the worker starts: it inherits it
   pthread_t th;
   E2E_SYS(pthread_create(&th, NULL, worker, NULL) == 0 ? 0 : -1);
   while (!worker_tid) sleep_for(0.001);
@@ -134,35 +164,46 @@ int main(void) {
   for (int i = 0; i < 5; ++i) filler();
   make_timer(CLOCK_PROCESS_CPUTIME_ID, SIGEV_SIGNAL, SIGRTMIN + 2, 0, 0, &cpu);
   make_timer(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGRTMIN + 2, 0, 0, &idle);
-  timer_t saved[5] = {periodic, to_thread, quiet, cpu, idle};
+  make_timer(CLOCK_MONOTONIC, SIGEV_SIGNAL, SIGRTMIN + 3, kQueuedValue, 0, &queued);
+  timer_t saved[6] = {periodic, to_thread, quiet, cpu, idle, queued};
 
   arm(periodic, 0.02, 0.02);
   arm(to_thread, 0.03, 0.03);
   arm(quiet, 50, 0);
   arm(cpu, 1000, 5);
+  arm(queued, 0.001, 0);
   double set_at = e2e_now();
-  while (periodic_fired < 3 || thread_fired < 2) sleep_for(0.005);
+  wait_until(&periodic_fired, 3, 10);
+  wait_until(&thread_fired, 2, 10);
+  while (!queued_pending()) sleep_for(0.001);
+  arm(periodic, 2, 0.02);
+  arm(to_thread, 2, 0.03);
+  sleep_for(0.05);  // a signal sent just before the re-arm is handled
   e2e_ready();
   e2e_wait_go();
 
   check_timers_after(e2e_now() - set_at);
-  timer_t now[5] = {periodic, to_thread, quiet, cpu, idle};
+  timer_t now[6] = {periodic, to_thread, quiet, cpu, idle, queued};
   E2E_CHECK(memcmp(saved, now, sizeof saved) == 0, "the program's timer_t values changed");
+  E2E_CHECK(queued_pending(), "the queued timer signal was lost");
+  E2E_SYS(sigprocmask(SIG_UNBLOCK, &block, NULL));
+  E2E_CHECK(queued_fired == 1 && queued_bad == 0,
+            "queued timer signal: delivered %d times, %d with wrong si_code/si_value/si_timerid",
+            queued_fired, queued_bad);
   int p0 = periodic_fired, t0 = thread_fired;
-  sleep_for(0.3);
-  E2E_CHECK(periodic_fired - p0 >= 5, "periodic timer fired %d times in 0.3 s after restore",
+  wait_until(&periodic_fired, p0 + 5, 5);
+  wait_until(&thread_fired, t0 + 4, 5);
+  E2E_CHECK(periodic_fired - p0 >= 5, "periodic timer fired %d times in 5 s after restore",
             periodic_fired - p0);
-  E2E_CHECK(thread_fired - t0 >= 4, "thread timer fired %d times in 0.3 s after restore",
+  E2E_CHECK(thread_fired - t0 >= 4, "thread timer fired %d times in 5 s after restore",
             thread_fired - t0);
   E2E_CHECK(periodic_bad == 0, "%d periodic signals had a wrong si_value/si_timerid", periodic_bad);
   E2E_CHECK(thread_bad == 0,
-            "%d thread-directed signals went to the wrong thread or had wrong "
-            "info",
-            thread_bad);
+            "%d thread-directed signals went to the wrong thread or had wrong info", thread_bad);
   // New timers get IDs of their own, not one of the restored ones.
   timer_t fresh;
   make_timer(CLOCK_MONOTONIC, SIGEV_NONE, 0, 0, 0, &fresh);
-  for (int i = 0; i < 5; ++i)
+  for (int i = 0; i < 6; ++i)
     E2E_CHECK(id_of(fresh) != id_of(saved[i]), "a new timer got the ID %d of a restored one",
               id_of(fresh));
   stop_worker = 1;
