@@ -20,12 +20,14 @@
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 #include "resources/context.hpp"
+#include "resources/event_fds.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
+#include "resources/timers.hpp"
 
 namespace ckpt {
 namespace {
@@ -130,6 +132,8 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
   CKPT_TRY(threads::dump(ctx));
   CKPT_TRY(signals::dump(ctx));
   CKPT_TRY(process::dump(ctx));
+  CKPT_TRY(timers::dump(ctx));
+  CKPT_TRY(event_fds::settle_timerfds(ctx));
   CKPT_TRY(files::dump(ctx, opts.shell_job));
   CKPT_TRY(seccomp::dump(ctx));
   CKPT_TRY(memory::dump(ctx));

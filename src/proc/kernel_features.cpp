@@ -13,6 +13,7 @@
 #include <sys/ptrace.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -256,6 +257,27 @@ FeatureProbe probe_prctl_tid_address() {
   return result("prctl_get_tid_address", true, true);
 }
 
+// Needed only for processes with POSIX timers: without it their IDs cannot be given back.
+FeatureProbe probe_timer_restore_ids() {
+  constexpr int kRestoreIds = 77, kGet = 2;  // PR_TIMER_CREATE_RESTORE_IDS (Linux 6.16)
+  if (::prctl(kRestoreIds, kGet, 0, 0, 0) < 0)
+    return result("timer_create_restore_ids", false, false,
+                  errno_text("PR_TIMER_CREATE_RESTORE_IDS") + " (POSIX timers cannot be restored)");
+  return result("timer_create_restore_ids", false, true);
+}
+
+// Needed only for a timerfd with unread expirations (CONFIG_CHECKPOINT_RESTORE).
+FeatureProbe probe_timerfd_set_ticks() {
+  ScopedFd fd(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  if (fd.get() < 0) return result("timerfd_set_ticks", false, false, errno_text("timerfd_create"));
+  uint64_t ticks = 3, got = 0;
+  if (::ioctl(fd.get(), _IOW('T', 0, uint64_t), &ticks) < 0)
+    return result("timerfd_set_ticks", false, false, errno_text("TFD_IOC_SET_TICKS"));
+  if (::read(fd.get(), &got, sizeof got) != sizeof got || got != ticks)
+    return result("timerfd_set_ticks", false, false, "TFD_IOC_SET_TICKS did not set the count");
+  return result("timerfd_set_ticks", false, true);
+}
+
 FeatureProbe probe_kcmp() {
   ScopedFd a(::open("/dev/null", O_RDONLY | O_CLOEXEC));
   ScopedFd b(::fcntl(a.get(), F_DUPFD_CLOEXEC, 0));
@@ -356,7 +378,7 @@ std::vector<FeatureProbe> probe_kernel_features() {
           probe_clone3_set_tid(),     probe_pidfd_getfd(),       probe_pagemap_scan(),
           probe_prctl_mm_map(),       probe_prctl_tid_address(), probe_kcmp(),
           probe_memfd_create(),       probe_userfaultfd(),       probe_soft_dirty(),
-          probe_ns_last_pid()};
+          probe_ns_last_pid(),        probe_timer_restore_ids(), probe_timerfd_set_ticks()};
 }
 
 }  // namespace ckpt::proc

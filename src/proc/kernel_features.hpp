@@ -34,5 +34,7 @@ FeatureProbe probe_memfd_create();
 FeatureProbe probe_userfaultfd();
 FeatureProbe probe_soft_dirty();
 FeatureProbe probe_ns_last_pid();
+FeatureProbe probe_timer_restore_ids();
+FeatureProbe probe_timerfd_set_ticks();
 
 }  // namespace ckpt::proc

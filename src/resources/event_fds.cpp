@@ -4,9 +4,14 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
+
+#include "common/scoped_fd.hpp"
+#include "proc/proc_file.hpp"
 
 namespace ckpt::event_fds {
 
@@ -23,9 +28,6 @@ std::optional<Status> describe(std::string_view link, const proc::FdInfo& info, 
     return Status{};
   }
   if (link == "anon_inode:[timerfd]") {
-    if (info.timer_ticks.value_or(0) > 1)
-      return Status{errorf("fd {}: timerfd with {} unread expirations cannot be saved yet",
-                           j["fd"].get<int>(), *info.timer_ticks)};
     auto value = info.timer_value.value_or(proc::TimerSpec{});
     auto interval = info.timer_interval.value_or(proc::TimerSpec{});
     j["type"] = "timerfd";
@@ -47,6 +49,11 @@ std::optional<Status> describe(std::string_view link, const proc::FdInfo& info, 
 
 namespace {
 
+// From <linux/timerfd.h>, which clashes with <sys/timerfd.h>. Needs CONFIG_CHECKPOINT_RESTORE.
+#ifndef TFD_IOC_SET_TICKS
+#define TFD_IOC_SET_TICKS _IOW('T', 0, uint64_t)
+#endif
+
 int nonblock_cloexec(int open_flags, int nonblock, int cloexec) {
   return ((open_flags & O_NONBLOCK) ? nonblock : 0) | ((open_flags & O_CLOEXEC) ? cloexec : 0);
 }
@@ -55,18 +62,44 @@ Result<int> create_timerfd(const json& j, int flags) {
   int fd =
       ::timerfd_create(j["clockid"].get<int>(), nonblock_cloexec(flags, TFD_NONBLOCK, TFD_CLOEXEC));
   if (fd < 0) return sys_error("timerfd_create");
+  ScopedFd owner(fd);
   itimerspec spec{};
   spec.it_value = {j["value"][0].get<time_t>(), j["value"][1].get<long>()};
   spec.it_interval = {j["interval"][0].get<time_t>(), j["interval"][1].get<long>()};
-  // One expiration not yet read: fire again at once so that the program reads it.
-  if (j["ticks"].get<uint64_t>() == 1) spec.it_value = {0, 1};
-  if ((spec.it_value.tv_sec || spec.it_value.tv_nsec) &&
-      ::timerfd_settime(fd, 0, &spec, nullptr) < 0)
-    return sys_error("timerfd_settime");
-  return fd;
+  uint64_t ticks = j["ticks"];
+  bool armed = spec.it_value.tv_sec || spec.it_value.tv_nsec;
+  // A periodic timer that expired again after settle_timerfds shows no remaining time, yet its
+  // next period is running: at most one interval away.
+  if (!armed && ticks > 0) {
+    spec.it_value = spec.it_interval;
+    armed = spec.it_value.tv_sec || spec.it_value.tv_nsec;
+  }
+  if (armed && ::timerfd_settime(fd, 0, &spec, nullptr) < 0)
+    return sys_error(fmt::format("timerfd_settime for fd {}", j["fd"].get<int>()));
+  // Expirations not yet read; arming resets the count, so it is set after.
+  if (ticks > 0 && ::ioctl(fd, TFD_IOC_SET_TICKS, &ticks) < 0)
+    return sys_error(
+        fmt::format("ioctl(TFD_IOC_SET_TICKS, {}) for timerfd fd {}", ticks, j["fd"].get<int>()));
+  return owner.release();
 }
 
 }  // namespace
+
+Status settle_timerfds(DumpContext& ctx) {
+  CKPT_TRY_ASSIGN(std::vector<int> fds, proc::list_fds(ctx.pid));
+  std::vector<int> timerfds;
+  for (int fd : fds) {
+    auto link = proc::read_proc_link(ctx.pid, fmt::format("fd/{}", fd));
+    if (link.ok() && *link == "anon_inode:[timerfd]") timerfds.push_back(fd);
+  }
+  if (timerfds.empty()) return {};
+  return ctx.with_remote(
+      0, sizeof(itimerspec), [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
+        for (int fd : timerfds)
+          CKPT_TRY(rs.call("timerfd_gettime", SYS_timerfd_gettime, {uint64_t(fd), s.addr}));
+        return {};
+      });
+}
 
 Result<int> create(const json& j) {
   int flags = j["flags"];

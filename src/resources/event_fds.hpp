@@ -1,13 +1,18 @@
 #pragma once
 // Event descriptors: eventfd (counter, semaphore mode), signalfd (mask), timerfd (clock, remaining
-// time, interval) and epoll (every registration with its events and data). Their state comes
-// from /proc/PID/fdinfo; files.cpp puts them at their numbers like any other fd.
+// time, interval, unread expirations) and epoll (every registration with its events and data).
+// Their state comes from /proc/PID/fdinfo; files.cpp puts them at their numbers like any other fd.
 #include <optional>
 
 #include "proc/fdinfo.hpp"
 #include "resources/context.hpp"
 
 namespace ckpt::event_fds {
+
+// Before the fds are described: a periodic timerfd counts only its first unread expiration until
+// the program reads it or asks for its time; an injected timerfd_gettime on each timerfd adds the
+// periods missed since, so that fdinfo shows the count a read would return.
+Status settle_timerfds(DumpContext& ctx);
 
 // Fills j (which has "fd", "flags") for an anon_inode link this module knows; nullopt if the
 // link is not an event descriptor.

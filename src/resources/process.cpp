@@ -6,11 +6,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
-#include <sys/time.h>
 #include <unistd.h>
 
 #include "common/fs_util.hpp"
-#include "proc/misc.hpp"
 #include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
@@ -37,19 +35,11 @@ Result<json> dump_layout(DumpContext& ctx) {
          {"env_start", st.env_start},   {"env_end", st.env_end}};
   CKPT_TRY_ASSIGN(std::string auxv, proc::read_proc_file(ctx.pid, "auxv"));
   j["auxv"] = std::vector<uint8_t>(auxv.begin(), auxv.end());
-  CKPT_TRY(ctx.with_remote(0, 64, [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
+  CKPT_TRY(ctx.with_remote(0, 64, [&](ptrace::RemoteSyscalls& rs, RemoteScratch) -> Status {
     CKPT_TRY_ASSIGN(long brk, rs.call("brk", SYS_brk, {0}));
     j["brk"] = static_cast<uint64_t>(brk);
     CKPT_TRY_ASSIGN(long dumpable, rs.call("prctl(PR_GET_DUMPABLE)", SYS_prctl, {PR_GET_DUMPABLE}));
     j["dumpable"] = dumpable;
-    json timers = json::array();
-    for (int which = ITIMER_REAL; which <= ITIMER_PROF; ++which) {
-      CKPT_TRY(rs.call("getitimer", SYS_getitimer, {uint64_t(which), s.addr}));
-      uint64_t v[4];
-      CKPT_TRY(read_remote(ctx.pid, s.addr, v, sizeof(v)));
-      timers.push_back({v[0], v[1], v[2], v[3]});
-    }
-    j["itimers"] = timers;
     return {};
   }));
   return j;
@@ -60,10 +50,6 @@ Result<json> dump_layout(DumpContext& ctx) {
 Status dump(DumpContext& ctx) {
   CKPT_TRY_ASSIGN(json j, dump_layout(ctx));
   CKPT_TRY_ASSIGN(proc::ProcStatus status, proc::read_status(ctx.pid));
-  CKPT_TRY_ASSIGN(auto timers, proc::read_timers(ctx.pid));
-  if (!timers.empty())
-    return errorf("pid {}: it has {} POSIX timer(s), which ckpt cannot save yet", ctx.pid,
-                  timers.size());
   j["uid"] = status.uid;
   j["gid"] = status.gid;
   j["groups"] = status.groups;
@@ -169,18 +155,6 @@ Status restore_credentials(RestoreContext& ctx) {
     CKPT_TRY(rs.call("setresuid", SYS_setresuid, {uid[0], uid[1], uid[2]}));
   }
   CKPT_TRY(rs.call("prctl(PR_SET_DUMPABLE)", SYS_prctl, {PR_SET_DUMPABLE, p["dumpable"]}));
-  return {};
-}
-
-Status restore_timers(RestoreContext& ctx) {
-  const json& timers = (*ctx.image)["process"]["itimers"];
-  for (int which = 0; which < static_cast<int>(timers.size()); ++which) {
-    uint64_t v[4] = {timers[which][0], timers[which][1], timers[which][2], timers[which][3]};
-    if (v[2] == 0 && v[3] == 0) continue;
-    CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, v, sizeof(v)));
-    CKPT_TRY(
-        ctx.main_remote->call("setitimer", SYS_setitimer, {uint64_t(which), ctx.scratch.addr, 0}));
-  }
   return {};
 }
 

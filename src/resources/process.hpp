@@ -1,6 +1,6 @@
 #pragma once
 // Process-wide state: the mm layout (code, data, brk, stack, arguments, environment, auxv, exe
-// link), cwd, umask, rlimits, personality, credentials, dumpable and interval timers.
+// link), cwd, umask, rlimits, personality, credentials, and dumpable (timers are in timers.hpp).
 #include "resources/context.hpp"
 
 namespace ckpt::process {
@@ -18,8 +18,5 @@ Status restore_mm(RestoreContext& ctx, int exe_fd);
 
 // Near the end: groups, gids, uids (when restoring as root), then dumpable.
 Status restore_credentials(RestoreContext& ctx);
-
-// Last, just before the process runs: interval timers, so that no time is lost to restore.
-Status restore_timers(RestoreContext& ctx);
 
 }  // namespace ckpt::process

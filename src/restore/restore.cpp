@@ -22,6 +22,7 @@
 #include "resources/seccomp.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
+#include "resources/timers.hpp"
 #include "restore/puppet.hpp"
 
 namespace ckpt {
@@ -126,7 +127,7 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, 0}));
   CKPT_TRY(seccomp::restore(ctx));  // before credentials: needs CAP_SYS_ADMIN if no no_new_privs
   CKPT_TRY(process::restore_credentials(ctx));
-  CKPT_TRY(process::restore_timers(ctx));
+  CKPT_TRY(timers::restore(ctx));
   CKPT_TRY(threads::set_final_state(ctx));
   // The restorer page goes last; the main thread stops at the exit of this munmap and leaves
   // with its own registers, never returning into the unmapped page.

@@ -54,6 +54,18 @@ TEST_F(FailureTest, DumpWithSocketFailsAndLeavesProcessRunning) {
   EXPECT_TRUE(!state.empty() && state[0] == 'S') << "state after a failed dump: " << state;
 }
 
+TEST_F(FailureTest, DumpWithAmbiguousThreadCpuTimerFailsAndLeavesProcessRunning) {
+  TestProcess p({program_path("thread_cpu_timer")});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("POSIX timer 0"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("CPU time of the thread"), std::string::npos) << r.err;
+  ASSERT_TRUE(alive(p.pid()));
+  EXPECT_EQ(status_field(p.pid(), "TracerPid"), "0");
+}
+
 TEST_F(FailureTest, RestoreWhenPidIsTaken) {
   TestProcess p({program_path("syscall_pause")});
   ASSERT_TRUE(p.wait_ready());

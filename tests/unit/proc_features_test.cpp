@@ -38,6 +38,11 @@ TEST(KernelFeatures, ProcessAndMemoryProbesPass) {
   expect_ok(probe_ns_last_pid());
 }
 
+TEST(KernelFeatures, TimerRestoreProbesPass) {
+  expect_ok(probe_timer_restore_ids());
+  expect_ok(probe_timerfd_set_ticks());
+}
+
 TEST(KernelFeatures, SoftDirtyIsOptionalAndAbsentHere) {
   FeatureProbe p = probe_soft_dirty();
   EXPECT_FALSE(p.essential);
@@ -47,7 +52,7 @@ TEST(KernelFeatures, SoftDirtyIsOptionalAndAbsentHere) {
 
 TEST(KernelFeatures, AllProbesHaveDistinctNamesAndEssentialOnesPass) {
   auto probes = probe_kernel_features();
-  EXPECT_EQ(probes.size(), 16u);
+  EXPECT_EQ(probes.size(), 18u);
   std::set<std::string> names;
   for (const auto& p : probes) {
     names.insert(p.name);
