@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/checksum.hpp"
@@ -80,7 +81,7 @@ struct OpenedFiles {
   std::vector<std::string> keys;
 };
 
-Result<OpenedFiles> open_mapped_files(const json& image) {
+Result<OpenedFiles> open_mapped_files(const json& image, const image::GenerationInfo& gen) {
   OpenedFiles out;
   for (auto& f : memory::files_to_map(image)) {
     CKPT_TRY_ASSIGN(ScopedFd fd, open_file(f.path, f.writable ? O_RDWR : O_RDONLY));
@@ -91,6 +92,13 @@ Result<OpenedFiles> open_mapped_files(const json& image) {
   CKPT_TRY_ASSIGN(ScopedFd exe_fd, open_file(exe, O_RDONLY));
   out.fds.push_back(std::move(exe_fd));
   out.keys.push_back("exe");
+  // Stored pages are read by the puppet itself, straight into its memory.
+  const image::SectionMeta* pages = gen.find_section(memory::kPagesSection);
+  if (pages && pages->compression == image::Compression::none) {
+    CKPT_TRY_ASSIGN(ScopedFd pages_fd, open_file(gen.path / pages->file, O_RDONLY));
+    out.fds.push_back(std::move(pages_fd));
+    out.keys.push_back("pages");
+  }
   return out;
 }
 
@@ -100,6 +108,8 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   for (size_t i = 0; i < files.keys.size(); ++i) {
     if (files.keys[i] == "exe")
       exe_fd = kept[i];
+    else if (files.keys[i] == "pages")
+      ctx.pages_fd = kept[i];
     else
       ctx.mapping_fds[files.keys[i]] = kept[i];
   }
@@ -132,17 +142,12 @@ void abandon(RestoreContext& ctx) {
   ctx.threads.erase(ctx.threads.begin() + 1, ctx.threads.end());
 }
 
-}  // namespace
-
-static Result<RestoreResult> restore_here(const image::Store& store, const RestoreOptions& opts) {
+// Restores one generation. Section checksums are checked as the sections are read, the pages
+// while they go into the still stopped puppet, which a mismatch abandons.
+Result<RestoreResult> restore_generation(const image::Store& store,
+                                         const image::GenerationInfo& gen,
+                                         const RestoreOptions& opts) {
   auto started = Clock::now();
-  image::GenerationInfo gen;
-  if (opts.generation) {
-    CKPT_TRY_ASSIGN(gen, store.find(*opts.generation));
-    CKPT_TRY(store.verify(gen));
-  } else {
-    CKPT_TRY_ASSIGN(gen, store.latest_valid());
-  }
   CKPT_TRY_ASSIGN(json image, load_image(store, gen));
   CKPT_TRY(process::check_before_restore(image));
   if (!opts.accept_changed_files) {
@@ -151,7 +156,7 @@ static Result<RestoreResult> restore_here(const image::Store& store, const Resto
   }
   CKPT_TRY(check_same_vdso(image));
   CKPT_TRY(check_pids_free(image));
-  CKPT_TRY_ASSIGN(OpenedFiles files, open_mapped_files(image));
+  CKPT_TRY_ASSIGN(OpenedFiles files, open_mapped_files(image, gen));
 
   PuppetPlan plan;
   plan.pid = image["pid"];
@@ -194,13 +199,52 @@ static Result<RestoreResult> restore_here(const image::Store& store, const Resto
   return result;
 }
 
-Result<RestoreResult> restore_process(const image::Store& store, const RestoreOptions& opts) {
+Result<RestoreResult> restore_checked(const image::Store& store, const image::GenerationInfo& gen,
+                                      const RestoreOptions& opts) {
+  Status files = image::verify_generation_files(gen);
+  if (!files.ok()) return files.error();
   try {
-    return restore_here(store, opts);
+    return restore_generation(store, gen, opts);
   } catch (const std::exception& e) {
     // An image whose JSON has the wrong shape: report it like any other bad input.
     return errorf("restore: the image is malformed: {}", e.what());
   }
+}
+
+// The newest generation that restores. A failed one is passed over only when it is damaged
+// (checked after the failure, so that a good image is read once): other failures (a PID in
+// use, a changed file) would fail the same way with an older image.
+Result<RestoreResult> restore_newest(const image::Store& store, const RestoreOptions& opts) {
+  std::vector<image::Problem> problems;
+  auto gens = store.list(&problems);
+  for (auto& gen : gens) {
+    auto r = restore_checked(store, gen, opts);
+    Status damage = r.ok() ? Status{} : store.verify(gen);
+    if (damage.ok()) {
+      if (!r.ok()) return r;
+      for (auto& p : problems)
+        if (p.id > gen.id) r->skipped.push_back(p);
+      std::sort(r->skipped.begin(), r->skipped.end(),
+                [](const image::Problem& a, const image::Problem& b) { return a.id > b.id; });
+      for (auto& p : r->skipped)
+        log::debug("restore", "skipped generation {}: {}", p.id, p.message);
+      return r;
+    }
+    problems.push_back({gen.id, damage.error().message});
+  }
+  if (problems.empty()) return errorf("store {}: no valid generation", store.dir().string());
+  std::sort(problems.begin(), problems.end(),
+            [](const image::Problem& a, const image::Problem& b) { return a.id > b.id; });
+  return errorf("store {}: no valid generation ({} corrupt or incomplete, newest: {})",
+                store.dir().string(), problems.size(), problems.front().message);
+}
+
+}  // namespace
+
+Result<RestoreResult> restore_process(const image::Store& store, const RestoreOptions& opts) {
+  if (!opts.generation) return restore_newest(store, opts);
+  CKPT_TRY_ASSIGN(auto gen, store.find(*opts.generation));
+  return restore_checked(store, gen, opts);
 }
 
 }  // namespace ckpt
