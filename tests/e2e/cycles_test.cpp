@@ -123,5 +123,16 @@ TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
   fs::remove_all(tmpl);
 }
 
+// Compressed pages take the other restore path (decompressed by ckpt, written with
+// process_vm_writev) than plain ones (read by the process itself).
+TEST(Compressed, MemoryProgramRestoresFromCompressedImage) {
+  become_subreaper();
+  TestProcess p({program_path("memory")});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump({"--compress"}));
+  ASSERT_TRUE(p.restore());
+  EXPECT_TRUE(p.finish());
+}
+
 }  // namespace
 }  // namespace e2e
