@@ -12,10 +12,8 @@
 //   engine dump  dump_process() into a store in that directory (the target is killed and reaped)
 //   raw read     read() the raw file back into a fresh anonymous mapping
 //   raw fill     another process populates a fresh mapping with MADV_POPULATE_WRITE; the file is
-//                read into an 8 MiB buffer and process_vm_writev'd into it (the engine's way
-//                for compressed images)
+//                read into an 8 MiB buffer and process_vm_writev'd into it (the engine's way)
 //   raw direct   the same populate, then that process read()s the file into the mapping itself
-//                (the engine's way for uncompressed images, with injected preadv)
 //   engine rest. restore_process(), then a sample of the restored memory is compared over
 //                process_vm_readv and the restored process checks all of it itself (exit code)
 // Medians over the repetitions are reported; the restore ratio is against the fastest raw way.
@@ -446,7 +444,7 @@ void print_tables(const std::vector<Row>& rows) {
                 100 * best_raw / best(r.runs, &Sample::restore));
   }
   std::printf(
-      "\nSTORE PASSES timed separately (restore runs the section read on a thread beside the copy; "
+      "\nSTORE PASSES timed separately (restore reads the section once, checking as it copies; "
       "verify only after a failed restore)\n");
   std::printf("%6s %-9s %12s %16s\n", "MiB", "dir", "verify ms", "section read ms");
   for (auto& r : rows)

@@ -62,8 +62,6 @@ struct RestoreContext {
   bool shell_job = false;
   // Descriptors the puppet holds for mapping files, keyed by path; closed before it runs.
   std::map<std::string, int> mapping_fds;
-  // The puppet's descriptor for the data file of uncompressed memory pages, else -1.
-  int pages_fd = -1;
 };
 
 // Copies between ckpt and a tracee's memory (process_vm_readv/writev, /proc/PID/mem for pages

@@ -81,7 +81,7 @@ struct OpenedFiles {
   std::vector<std::string> keys;
 };
 
-Result<OpenedFiles> open_mapped_files(const json& image, const image::GenerationInfo& gen) {
+Result<OpenedFiles> open_mapped_files(const json& image) {
   OpenedFiles out;
   for (auto& f : memory::files_to_map(image)) {
     CKPT_TRY_ASSIGN(ScopedFd fd, open_file(f.path, f.writable ? O_RDWR : O_RDONLY));
@@ -92,13 +92,6 @@ Result<OpenedFiles> open_mapped_files(const json& image, const image::Generation
   CKPT_TRY_ASSIGN(ScopedFd exe_fd, open_file(exe, O_RDONLY));
   out.fds.push_back(std::move(exe_fd));
   out.keys.push_back("exe");
-  // Stored pages are read by the puppet itself, straight into its memory.
-  const image::SectionMeta* pages = gen.find_section(memory::kPagesSection);
-  if (pages && pages->compression == image::Compression::none) {
-    CKPT_TRY_ASSIGN(ScopedFd pages_fd, open_file(gen.path / pages->file, O_RDONLY));
-    out.fds.push_back(std::move(pages_fd));
-    out.keys.push_back("pages");
-  }
   return out;
 }
 
@@ -108,8 +101,6 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   for (size_t i = 0; i < files.keys.size(); ++i) {
     if (files.keys[i] == "exe")
       exe_fd = kept[i];
-    else if (files.keys[i] == "pages")
-      ctx.pages_fd = kept[i];
     else
       ctx.mapping_fds[files.keys[i]] = kept[i];
   }
@@ -156,7 +147,7 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   }
   CKPT_TRY(check_same_vdso(image));
   CKPT_TRY(check_pids_free(image));
-  CKPT_TRY_ASSIGN(OpenedFiles files, open_mapped_files(image, gen));
+  CKPT_TRY_ASSIGN(OpenedFiles files, open_mapped_files(image));
 
   PuppetPlan plan;
   plan.pid = image["pid"];
