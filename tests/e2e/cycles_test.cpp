@@ -124,7 +124,7 @@ TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
 }
 
 // Compressed pages take the other restore path (decompressed by ckpt, written with
-// process_vm_writev) than plain ones (read by the process itself).
+// Compressed pages are decompressed as they stream into the process, checked on the way.
 TEST(Compressed, MemoryProgramRestoresFromCompressedImage) {
   become_subreaper();
   TestProcess p({program_path("memory")});
