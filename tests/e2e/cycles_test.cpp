@@ -123,7 +123,6 @@ TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
   fs::remove_all(tmpl);
 }
 
-// Compressed pages take the other restore path (decompressed by ckpt, written with
 // Compressed pages are decompressed as they stream into the process, checked on the way.
 TEST(Compressed, MemoryProgramRestoresFromCompressedImage) {
   become_subreaper();
