@@ -12,7 +12,7 @@
 //   engine dump  dump_process() into a store in that directory (the target is killed and reaped)
 //   raw read     read() the raw file back into a fresh anonymous mapping
 //   raw fill     another process populates a fresh mapping with MADV_POPULATE_WRITE; the file is
-//                read into an 8 MiB buffer and process_vm_writev'd into it (the engine's method)
+//                read into an 8 MiB buffer and process_vm_writev'd into it (the engine's way)
 //   raw direct   the same populate, then that process read()s the file into the mapping itself
 //   engine rest. restore_process(), then a sample of the restored memory is compared over
 //                process_vm_readv and the restored process checks all of it itself (exit code)
@@ -443,7 +443,9 @@ void print_tables(const std::vector<Row>& rows) {
                 med(r.runs, &Sample::raw_populate) * 1e3, 100 * std::min({rd, rf, rx}) / rs,
                 100 * best_raw / best(r.runs, &Sample::restore));
   }
-  std::printf("\nRESTORE PARTS timed separately (the store re-reads the image twice)\n");
+  std::printf(
+      "\nSTORE PASSES timed separately (restore reads the section once, checking as it copies; "
+      "verify only after a failed restore)\n");
   std::printf("%6s %-9s %12s %16s\n", "MiB", "dir", "verify ms", "section read ms");
   for (auto& r : rows)
     std::printf("%6lu %-9s %12.1f %16.1f\n", r.mib, r.dir.c_str(),

@@ -81,6 +81,8 @@ int run_restore(const RestoreArgs& a) {
     print_error(r.error().message);
     return kExitFailed;
   }
+  for (auto& p : r->skipped)
+    fmt::print(stderr, "ckpt: {}; restored {} instead\n", p.message, r->generation.id);
   if (!a.pidfile.empty()) {
     auto st = write_file_atomic(std::filesystem::absolute(a.pidfile).parent_path(),
                                 std::filesystem::path(a.pidfile).filename(),

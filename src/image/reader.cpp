@@ -171,11 +171,16 @@ Result<GenerationInfo> read_generation(const fs::path& dir) {
   return gen;
 }
 
-Status verify_generation(const GenerationInfo& gen) {
+Status verify_generation_files(const GenerationInfo& gen) {
   for (auto& f : gen.files) {
     Status st = check_data_file(gen, f);
     if (!st.ok()) return st.error().wrap(fmt::format("gen {}", gen.id));
   }
+  return {};
+}
+
+Status verify_generation(const GenerationInfo& gen) {
+  CKPT_TRY(verify_generation_files(gen));
   std::unique_ptr<std::byte[]> buf(new std::byte[detail::kIoChunk]);
   for (auto& s : gen.sections) {
     Status st = check_section(gen, s, std::span(buf.get(), detail::kIoChunk));

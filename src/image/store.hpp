@@ -126,6 +126,9 @@ class StoreLock {
 // Reads the manifest of the generation directory `dir` (checking the manifest's own checksums,
 // not the data). Used for a store's generations and for a generation given directly.
 Result<GenerationInfo> read_generation(const std::filesystem::path& dir);
+// Checks the sizes and data headers of a generation's files (not the checksums): cheap, for
+// readers that check each section's checksum as they stream it.
+Status verify_generation_files(const GenerationInfo& gen);
 // Checks file sizes, data headers and every section checksum of a generation; the error names
 // the generation, the first bad section, its file and offset.
 Status verify_generation(const GenerationInfo& gen);

@@ -22,6 +22,10 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyBuffer = 8 << 20;
+// Small: a fresh buffer costs first-touch faults, slow on this kind of VM (1 MiB: a few ms).
+constexpr size_t kFillBuffer = 1 << 20;
+// Holes up to this size between saved ranges are populated with them (see populate()).
+constexpr uint64_t kPopulateGap = 256 << 10;
 
 // What of a mapping's memory the image must hold.
 enum class Content { none, private_pages, all };
@@ -284,15 +288,36 @@ Status map_one(RestoreContext& ctx, const json& v) {
   return {};
 }
 
+// Pages of one mapping that the image holds, in section order.
+std::vector<Range> ranges_of(const json& v) {
+  std::vector<Range> out;
+  for (auto& r : v["ranges"]) out.emplace_back(r[0].get<uint64_t>(), r[1].get<uint64_t>());
+  return out;
+}
+
+// Lets the kernel allocate a mapping's pages in as few calls as possible (much faster here than
+// faulting them one by one): ranges closer than kPopulateGap are populated together, holes
+// included, which costs at most that much memory the process did not have.
+void populate(ptrace::RemoteSyscalls& rs, const std::vector<Range>& ranges) {
+  for (size_t i = 0; i < ranges.size();) {
+    auto [s, e] = ranges[i];
+    for (++i; i < ranges.size() && ranges[i].first - e <= kPopulateGap; ++i) e = ranges[i].second;
+    // Failing only loses speed: the copy faults in whatever was not populated.
+    (void)rs.call_raw(SYS_madvise, {s, e - s, MADV_POPULATE_WRITE});
+  }
+}
+
+// Reads the section (checking its checksum as it goes) through one small buffer and copies it into
+// the puppet. Measured faster here than the puppet reading the data file itself with injected
+// preadv (1 GiB: 0.6-0.9 s against 1.2-1.6 s): the kernel writes through its own mapping of the
+// pinned pages (probably why: copies to user addresses are slow in this kind of guest).
 Status fill(RestoreContext& ctx, const json& vmas) {
   CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, kPagesSection));
-  std::vector<std::byte> buf(kCopyBuffer);
-  auto& rs = *ctx.main_remote;
+  std::vector<std::byte> buf(kFillBuffer);
   for (auto& v : vmas) {
-    for (auto& r : v["ranges"]) {
-      uint64_t s = r[0], e = r[1];
-      // Let the kernel allocate the pages: much faster here than faulting them one by one.
-      (void)rs.call_raw(SYS_madvise, {s, e - s, MADV_POPULATE_WRITE});
+    auto ranges = ranges_of(v);
+    populate(*ctx.main_remote, ranges);
+    for (auto [s, e] : ranges) {
       while (s < e) {
         size_t want = std::min<uint64_t>(e - s, buf.size());
         size_t got = 0;

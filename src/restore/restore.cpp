@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 
 #include "common/checksum.hpp"
@@ -147,17 +148,12 @@ void abandon(RestoreContext& ctx) {
   ctx.threads.erase(ctx.threads.begin() + 1, ctx.threads.end());
 }
 
-}  // namespace
-
-static Result<RestoreResult> restore_here(const image::Store& store, const RestoreOptions& opts) {
+// Restores one generation. Section checksums are checked as the sections are read, the pages
+// while they go into the still stopped puppet, which a mismatch abandons.
+Result<RestoreResult> restore_generation(const image::Store& store,
+                                         const image::GenerationInfo& gen,
+                                         const RestoreOptions& opts) {
   auto started = Clock::now();
-  image::GenerationInfo gen;
-  if (opts.generation) {
-    CKPT_TRY_ASSIGN(gen, store.find(*opts.generation));
-    CKPT_TRY(store.verify(gen));
-  } else {
-    CKPT_TRY_ASSIGN(gen, store.latest_valid());
-  }
   CKPT_TRY_ASSIGN(json image, load_image(store, gen));
   CKPT_TRY(process::check_before_restore(image));
   if (!opts.accept_changed_files) {
@@ -215,13 +211,52 @@ static Result<RestoreResult> restore_here(const image::Store& store, const Resto
   return result;
 }
 
-Result<RestoreResult> restore_process(const image::Store& store, const RestoreOptions& opts) {
+Result<RestoreResult> restore_checked(const image::Store& store, const image::GenerationInfo& gen,
+                                      const RestoreOptions& opts) {
+  Status files = image::verify_generation_files(gen);
+  if (!files.ok()) return files.error();
   try {
-    return restore_here(store, opts);
+    return restore_generation(store, gen, opts);
   } catch (const std::exception& e) {
     // An image whose JSON has the wrong shape: report it like any other bad input.
     return errorf("restore: the image is malformed: {}", e.what());
   }
+}
+
+// The newest generation that restores. A failed one is passed over only when it is damaged
+// (checked after the failure, so that a good image is read once): other failures (a PID in
+// use, a changed file) would fail the same way with an older image.
+Result<RestoreResult> restore_newest(const image::Store& store, const RestoreOptions& opts) {
+  std::vector<image::Problem> problems;
+  auto gens = store.list(&problems);
+  for (auto& gen : gens) {
+    auto r = restore_checked(store, gen, opts);
+    Status damage = r.ok() ? Status{} : store.verify(gen);
+    if (damage.ok()) {
+      if (!r.ok()) return r;
+      for (auto& p : problems)
+        if (p.id > gen.id) r->skipped.push_back(p);
+      std::sort(r->skipped.begin(), r->skipped.end(),
+                [](const image::Problem& a, const image::Problem& b) { return a.id > b.id; });
+      for (auto& p : r->skipped)
+        log::debug("restore", "skipped generation {}: {}", p.id, p.message);
+      return r;
+    }
+    problems.push_back({gen.id, damage.error().message});
+  }
+  if (problems.empty()) return errorf("store {}: no valid generation", store.dir().string());
+  std::sort(problems.begin(), problems.end(),
+            [](const image::Problem& a, const image::Problem& b) { return a.id > b.id; });
+  return errorf("store {}: no valid generation ({} corrupt or incomplete, newest: {})",
+                store.dir().string(), problems.size(), problems.front().message);
+}
+
+}  // namespace
+
+Result<RestoreResult> restore_process(const image::Store& store, const RestoreOptions& opts) {
+  if (!opts.generation) return restore_newest(store, opts);
+  CKPT_TRY_ASSIGN(auto gen, store.find(*opts.generation));
+  return restore_checked(store, gen, opts);
 }
 
 }  // namespace ckpt

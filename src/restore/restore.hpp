@@ -26,6 +26,8 @@ struct RestoreResult {
   pid_t pid = 0;  // the restored process, a child of the caller, already running
   image::GenerationInfo generation;
   std::chrono::nanoseconds took{0};
+  // Newer generations passed over because they are damaged, newest first.
+  std::vector<image::Problem> skipped;
 };
 
 // Restores a process as a child of the calling process and lets it run. On failure nothing is

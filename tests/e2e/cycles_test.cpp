@@ -141,5 +141,15 @@ TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
   fs::remove_all(tmpl);
 }
 
+// Compressed pages are decompressed as they stream into the process, checked on the way.
+TEST(Compressed, MemoryProgramRestoresFromCompressedImage) {
+  become_subreaper();
+  TestProcess p({program_path("memory")});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump({"--compress"}));
+  ASSERT_TRUE(p.restore());
+  EXPECT_TRUE(p.finish());
+}
+
 }  // namespace
 }  // namespace e2e

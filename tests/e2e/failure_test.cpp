@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <fstream>
 
 #include "test_process.hpp"
@@ -79,45 +80,96 @@ TEST_F(FailureTest, RestoreWhenPidIsTaken) {
   EXPECT_TRUE(p.finish()) << "the process holding the pid was disturbed";
 }
 
-// The data file and offset of the memory pages section, from `ckpt show GEN --json`.
-std::optional<std::pair<fs::path, long>> pages_section(const fs::path& store) {
-  for (auto& e : fs::directory_iterator(store)) {
-    if (e.path().filename().string().rfind("gen-", 0) != 0) continue;
-    auto r = run_ckpt({"show", e.path().string(), "--json"});
-    auto at = r.out.find("\"memory.pages\"");
-    if (at == std::string::npos) continue;
-    auto obj_start = r.out.rfind('{', at), obj_end = r.out.find('}', at);
-    std::string obj = r.out.substr(obj_start, obj_end - obj_start);
-    auto field = [&](const std::string& key) {
-      auto k = obj.find("\"" + key + "\"");
-      auto colon = obj.find(':', k);
-      return obj.substr(colon + 1, obj.find_first_of(",\n}", colon) - colon - 1);
-    };
-    std::string file = field("file");
-    file.erase(0, file.find('"') + 1);
-    file.erase(file.find('"'));
-    return std::make_pair(e.path() / file, std::stol(field("offset")));
-  }
-  return std::nullopt;
+// Generation directories of a store, oldest first.
+std::vector<fs::path> generations(const fs::path& store) {
+  std::vector<fs::path> out;
+  for (auto& e : fs::directory_iterator(store))
+    if (e.path().filename().string().rfind("gen-", 0) == 0) out.push_back(e.path());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// The data file and offset of the memory pages section of a generation, from `ckpt show GEN
+// --json`.
+std::optional<std::pair<fs::path, long>> pages_section(const fs::path& gen) {
+  auto r = run_ckpt({"show", gen.string(), "--json"});
+  auto at = r.out.find("\"memory.pages\"");
+  if (at == std::string::npos) return std::nullopt;
+  auto obj_start = r.out.rfind('{', at), obj_end = r.out.find('}', at);
+  std::string obj = r.out.substr(obj_start, obj_end - obj_start);
+  auto field = [&](const std::string& key) {
+    auto k = obj.find("\"" + key + "\"");
+    auto colon = obj.find(':', k);
+    return obj.substr(colon + 1, obj.find_first_of(",\n}", colon) - colon - 1);
+  };
+  std::string file = field("file");
+  file.erase(0, file.find('"') + 1);
+  file.erase(file.find('"'));
+  return std::make_pair(gen / file, std::stol(field("offset")));
+}
+
+// Overwrites bytes in the middle of a generation's memory pages.
+::testing::AssertionResult corrupt_pages(const fs::path& gen) {
+  auto section = pages_section(gen);
+  if (!section) return ::testing::AssertionFailure() << "no memory.pages section in " << gen;
+  std::fstream f(section->first, std::ios::in | std::ios::out | std::ios::binary);
+  if (!f) return ::testing::AssertionFailure() << "cannot open " << section->first;
+  f.seekp(section->second + 100);
+  f.write("CORRUPTED BY THE E2E TEST", 25);
+  return ::testing::AssertionSuccess();
 }
 
 TEST_F(FailureTest, RestoreFromCorruptedMemoryFails) {
   TestProcess p({program_path("counter")});
   ASSERT_TRUE(p.wait_ready());
   ASSERT_TRUE(p.dump());
-  auto section = pages_section(p.store());
-  ASSERT_TRUE(section) << "no memory.pages section in the store";
-  {
-    std::fstream f(section->first, std::ios::in | std::ios::out | std::ios::binary);
-    ASSERT_TRUE(f) << section->first;
-    f.seekp(section->second + 100);
-    f.write("CORRUPTED BY THE E2E TEST", 25);
-  }
+  auto gens = generations(p.store());
+  ASSERT_EQ(gens.size(), 1u);
+  ASSERT_TRUE(corrupt_pages(gens[0]));
   auto r = run_ckpt({"restore", "-D", p.store().string(), "--detach"});
   EXPECT_EQ(r.exit_code(), 1) << r.describe();
   EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("section 'memory.pages' in " + (gens[0] / "data").string() + " at offset"),
+            std::string::npos)
+      << r.err;
+  EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
   sleep_for(100ms);
   EXPECT_FALSE(alive(p.pid())) << "a process runs with the dumped pid";
+  EXPECT_TRUE(children_of_self().empty()) << "restore left a process behind";
+}
+
+// The pages are checked while they are copied into the new process: a mismatch found there must
+// still leave nothing running and fall back to the older generation, saying why.
+TEST_F(FailureTest, RestoreSkipsNewestGenerationWithCorruptedMemory) {
+  TestProcess p({program_path("counter")}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump({"--leave-running"}));
+  sleep_for(50ms);
+  ASSERT_TRUE(p.dump());
+  auto gens = generations(p.store());
+  ASSERT_EQ(gens.size(), 2u);
+  ASSERT_TRUE(corrupt_pages(gens[1]));
+  // The counter's output grew since the older dump.
+  auto r = run_ckpt({"restore", "-D", p.store().string(), "--detach", "--accept-changed-files"});
+  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  EXPECT_EQ(std::atol(r.out.c_str()), p.pid()) << r.out;
+  std::string newest = gens[1].filename().string(), older = gens[0].filename().string();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find(newest), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("section 'memory.pages'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("restored " + older), std::string::npos) << r.err;
+  EXPECT_TRUE(p.finish()) << "the process restored from the older generation is broken";
+
+  // With the generation named, there is no fallback: one line naming the damage.
+  auto named = run_ckpt({"restore", "-D", p.store().string(), "--detach", "--accept-changed-files",
+                         "--generation", newest});
+  EXPECT_EQ(named.exit_code(), 1) << named.describe();
+  EXPECT_EQ(line_count(named.err), 1u) << named.err;
+  EXPECT_NE(named.err.find("section 'memory.pages' in " + (gens[1] / "data").string()),
+            std::string::npos)
+      << named.err;
+  sleep_for(100ms);
   EXPECT_TRUE(children_of_self().empty()) << "restore left a process behind";
 }
 

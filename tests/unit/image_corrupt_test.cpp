@@ -95,6 +95,38 @@ TEST(ImageCorrupt, TruncatedAndExtendedDataFiles) {
   EXPECT_EQ(s.store.latest_valid()->id, s.old_gen.id);
 }
 
+// Restore checks only sizes and headers up front and leaves the checksums to its streaming reads.
+TEST(ImageCorrupt, FileCheckCatchesSizesAndHeadersButLeavesChecksumsToReaders) {
+  TwoGens s;
+  auto data = s.new_gen.path / "data";
+  auto size = fs::file_size(data);
+  const SectionMeta* mem = s.new_gen.find_section("mem");
+  ASSERT_NE(mem, nullptr);
+  flip_byte(data, mem->offset + 5);
+  EXPECT_TRUE(verify_generation_files(s.new_gen).ok());
+  auto reader = s.store.open_section(s.new_gen, "mem");
+  ASSERT_TRUE(reader.ok());
+  std::vector<std::byte> buf(mem->raw_size);
+  Result<size_t> got = size_t{0};
+  for (size_t done = 0; done < buf.size(); done += *got) {
+    got = (*reader)->read(std::span(buf).subspan(done));
+    if (!got.ok() || *got == 0) break;
+  }
+  ASSERT_FALSE(got.ok());
+  EXPECT_EQ(got.error().message, fmt::format("section 'mem' in {} at offset {}: checksum mismatch",
+                                             data.string(), mem->offset));
+  fs::resize_file(data, size + 1);
+  Status st = verify_generation_files(s.new_gen);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(contains(st.error().message, "gen " + s.new_gen.id + ": " + data.string()))
+      << st.error().message;
+  flip_byte(data, 0);
+  fs::resize_file(data, size);
+  st = verify_generation_files(s.new_gen);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(contains(st.error().message, "bad data file header")) << st.error().message;
+}
+
 TEST(ImageCorrupt, TruncatedManifestAtEveryLength) {
   TwoGens s;
   auto path = s.new_gen.path / "manifest";
