@@ -313,7 +313,9 @@ void populate(ptrace::RemoteSyscalls& rs, const std::vector<Range>& ranges) {
 // pinned pages (probably why: copies to user addresses are slow in this kind of guest).
 Status fill(RestoreContext& ctx, const json& vmas) {
   CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, kPagesSection));
-  std::vector<std::byte> buf(kFillBuffer);
+  // Not zero-filled: a small process touches only a few pages of it.
+  std::unique_ptr<std::byte[]> storage(new std::byte[kFillBuffer]);
+  std::span<std::byte> buf(storage.get(), kFillBuffer);
   for (auto& v : vmas) {
     auto ranges = ranges_of(v);
     populate(*ctx.main_remote, ranges);
