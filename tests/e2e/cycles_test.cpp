@@ -109,6 +109,10 @@ TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   std::string store = std::string(tmpl) + "/store";
   std::string pid_text = std::to_string(p.pid());
+  // One complete dump first: the store exists however early the kills land (on a loaded machine
+  // ckpt may not get as far as creating it), and this generation must survive them all.
+  auto first = run_ckpt({"dump", "-t", pid_text, "-D", store, "--leave-running"});
+  ASSERT_EQ(first.exit_code(), 0) << first.describe();
   for (int i = 0; i < 15; ++i) {
     pid_t dumper = fork();
     if (dumper == 0) {
@@ -137,6 +141,8 @@ TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
   auto show = run_ckpt({"show", store});
   EXPECT_EQ(show.exit_code(), 0) << show.describe();
   EXPECT_EQ(show.out.find("CORRUPT"), std::string::npos) << show.out;
+  auto verify = run_ckpt({"verify", store});
+  EXPECT_EQ(verify.exit_code(), 0) << verify.describe();
   p.kill_now();
   fs::remove_all(tmpl);
 }
