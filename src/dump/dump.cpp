@@ -17,6 +17,7 @@
 #include "common/log.hpp"
 #include "proc/maps.hpp"
 #include "proc/proc_file.hpp"
+#include "proc/stat.hpp"
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 #include "resources/context.hpp"
@@ -69,10 +70,17 @@ Status check_target(const DumpOptions& opts) {
   return {};
 }
 
+bool thread_gone(pid_t pid, pid_t tid) {
+  auto st = proc::read_thread_stat(pid, tid);
+  return !st.ok() || st->state == 'Z' || st->state == 'X';
+}
+
 Status seize_thread(DumpContext& ctx, pid_t tid) {
   auto t = ptrace::Tracee::seize(tid, PTRACE_O_TRACESYSGOOD);
   if (!t.ok()) {
     if (t.error().errnum == ESRCH) return {};  // exited meanwhile
+    // The kernel refuses to attach to a thread that is already a zombie, with EPERM.
+    if (t.error().errnum == EPERM && tid != ctx.pid && thread_gone(ctx.pid, tid)) return {};
     if (t.error().errnum == EPERM)
       return errorf("dump pid {}: no permission to trace it (run as its owner or root)", ctx.pid);
     return t.error();
@@ -109,6 +117,20 @@ Status freeze(DumpContext& ctx) {
     return errorf("dump pid {}: its main thread has exited (not supported yet)", ctx.pid);
   std::iter_swap(ctx.threads.begin(), main);
   return seccomp::suspend_for_dump(ctx);
+}
+
+// A process killed during the dump runs exit code that writes its memory (each thread's
+// clear-child-tid word, robust futexes): memory read meanwhile may no longer match the registers
+// (a restored pthread_join would return at once). So every thread must still be in its ptrace
+// stop once everything is read; a thread on its way out has left it.
+Status check_still_stopped(const DumpContext& ctx) {
+  for (const auto& t : ctx.threads) {
+    auto st = proc::read_thread_stat(ctx.pid, t.tid);
+    if (!st.ok() || st->state != 't')
+      return errorf("pid {}: thread {} ended during the dump (was the process killed?)", ctx.pid,
+                    t.tid);
+  }
+  return {};
 }
 
 // Injected calls go through a `syscall` instruction of the process's own vdso: nothing needs to
@@ -170,6 +192,7 @@ Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
   auto writer = write_image(ctx, store, opts);
   if (!writer.ok()) return writer.error().wrap(fmt::format("dump pid {}", ctx.pid));
+  CKPT_TRY(check_still_stopped(ctx));
   if (opts.on_memory_read) opts.on_memory_read();
   DumpResult result;
   // Everything is read: a process that goes on need not wait for the fsyncs of the commit.
