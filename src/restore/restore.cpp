@@ -244,11 +244,14 @@ Result<RestoreResult> restore_newest(const image::Store& store, const RestoreOpt
     }
     problems.push_back({gen.id, damage.error().message});
   }
-  if (problems.empty()) return errorf("store {}: no valid generation", store.dir().string());
+  if (problems.empty())
+    return make_error(fmt::format("store {}: no valid generation", store.dir().string()), ENOENT);
   std::sort(problems.begin(), problems.end(),
             [](const image::Problem& a, const image::Problem& b) { return a.id > b.id; });
-  return errorf("store {}: no valid generation ({} corrupt or incomplete, newest: {})",
-                store.dir().string(), problems.size(), problems.front().message);
+  return make_error(
+      fmt::format("store {}: no valid generation ({} corrupt or incomplete, newest: {})",
+                  store.dir().string(), problems.size(), problems.front().message),
+      ENOENT);
 }
 
 }  // namespace
