@@ -4,6 +4,7 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include "proc/status.hpp"
@@ -83,6 +84,17 @@ Status dump(DumpContext& ctx) {
   }
   pending["threads"] = std::move(per_thread);
   ctx.image["signals"] = {{"actions", std::move(actions)}, {"pending", std::move(pending)}};
+  return {};
+}
+
+Status reset_in_puppet() {
+  KernelSigaction dfl{};  // all zero: SIG_DFL, no flags, empty mask
+  for (int sig = 1; sig < NSIG; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    // Signals glibc reserves for itself (32, 33) are refused by its sigaction: go around it.
+    if (::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof(uint64_t)) < 0 && errno != EINVAL)
+      return sys_error(fmt::format("reset the action of signal {}", sig));
+  }
   return {};
 }
 

@@ -6,6 +6,10 @@
 namespace ckpt::signals {
 
 Status dump(DumpContext& ctx);
+// Run natively in the puppet: it is a copy of the restorer, whose handlers (a supervisor's, a
+// program calling ckpt_restore_child, a sanitizer's) point into code the image replaces. Every
+// signal goes back to its default; restore() then installs the image's own handlers.
+Status reset_in_puppet();
 // Installs the handlers and queues the pending signals again, all while the threads block every
 // signal, so that nothing is delivered before the process runs.
 Status restore(RestoreContext& ctx);

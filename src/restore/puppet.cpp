@@ -20,6 +20,7 @@
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
+#include "resources/signals.hpp"
 
 namespace ckpt {
 namespace {
@@ -37,6 +38,7 @@ void report(int fd, const std::string& msg) {
 }
 
 Status setup_inside(const PuppetPlan& plan, std::vector<int>& keep) {
+  CKPT_TRY(signals::reset_in_puppet());
   CKPT_TRY(files::restore_in_puppet(*plan.image, plan.shell_job, keep, plan.deleted_files));
   CKPT_TRY(process::restore_in_puppet(*plan.image));
   void* page =

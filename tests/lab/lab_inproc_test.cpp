@@ -216,6 +216,38 @@ TEST(InprocessApi, MultiThreadedDumpReturnsZeroThenOneAfterRestore) {
             "dump returned 0, 3 threads\ndump returned 1, 3 threads\n");
 }
 
+// The caller's own signal handlers point into its own code: the restored process must not get
+// them (it had the default action for SIGHUP and SIGINT).
+TEST(InprocessApi, RestoredChildDoesNotInheritTheCallersHandlers) {
+  TempDir dir;
+  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  std::string images = (dir.path() / "images").string();
+  pid_t pid = start({INPROC_MT_PROGRAM, images, "result.txt"}, dir.path(), in);
+  close(in);
+  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+  struct sigaction mine {};
+  mine.sa_handler = [](int) {};
+  struct sigaction old_hup {
+  }, old_int{};
+  ASSERT_EQ(sigaction(SIGHUP, &mine, &old_hup), 0);
+  ASSERT_EQ(sigaction(SIGINT, &mine, &old_int), 0);
+  ckpt_init_opts();
+  ASSERT_EQ(ckpt_set_images_dir(images.c_str()), 0);
+  int restored = ckpt_restore_child();
+  sigaction(SIGHUP, &old_hup, nullptr);
+  sigaction(SIGINT, &old_int, nullptr);
+  ASSERT_GT(restored, 0) << ckpt_last_error();
+  std::string status = slurp(fs::path("/proc") / std::to_string(restored) / "status");
+  auto at = status.find("SigCgt:\t");
+  ASSERT_NE(at, std::string::npos);
+  uint64_t caught = std::stoull(status.substr(at + 8, 16), nullptr, 16);
+  EXPECT_EQ(caught & (uint64_t{1} << (SIGHUP - 1)), 0u) << status;
+  EXPECT_EQ(caught & (uint64_t{1} << (SIGINT - 1)), 0u) << status;
+  int st = 0;
+  ASSERT_EQ(waitpid(restored, &st, 0), restored);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << st;
+}
+
 // leave_running off (the default, as in libcriu): a successful dump kills the process; only the
 // restored copy goes on, and its ckpt_dump() returns 1.
 TEST(InprocessApi, WithoutLeaveRunningTheDumpedProcessIsKilled) {
