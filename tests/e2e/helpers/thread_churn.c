@@ -28,13 +28,8 @@ static void* churn(void* arg) {
 
 int main(void) {
   e2e_setup();
-  sigset_t usr2;
-  sigemptyset(&usr2);
-  sigaddset(&usr2, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &usr2, NULL);
   pthread_t churner;
-  pthread_create(&churner, NULL, churn, NULL);
-  pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+  e2e_thread(&churner, churn, NULL);
   e2e_ready();
   long before = 0;
   for (unsigned long i = 0; !e2e_go; ++i) {

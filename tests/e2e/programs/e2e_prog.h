@@ -3,6 +3,7 @@
 // FAIL lines and exit 0 or 1. Output goes through write(2): nothing waits in a stdio buffer.
 #pragma once
 #include <errno.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -58,6 +59,20 @@ static inline void e2e_setup(void) {
   sa.sa_handler = e2e_on_go;
   sigemptyset(&sa.sa_mask);
   E2E_SYS(sigaction(SIGUSR2, &sa, NULL));
+}
+
+// Starts a thread that never takes the runner's SIGUSR2 (it must wake the main thread).
+static inline void e2e_thread(pthread_t* t, void* (*fn)(void*), void* arg) {
+  sigset_t usr2, old;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &usr2, &old);
+  int err = pthread_create(t, NULL, fn, arg);
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  if (err != 0) {
+    e2e_say("FAIL pthread_create: %s", strerror(err));
+    exit(1);
+  }
 }
 
 static inline void e2e_ready(void) {

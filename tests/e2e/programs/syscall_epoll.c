@@ -24,13 +24,8 @@ int main(void) {
   E2E_SYS(ep = epoll_create1(EPOLL_CLOEXEC));
   struct epoll_event ev = {.events = EPOLLIN, .data.u64 = 0x1234567890ull};
   E2E_SYS(epoll_ctl(ep, EPOLL_CTL_ADD, p[0], &ev));
-  sigset_t usr2;
-  sigemptyset(&usr2);
-  sigaddset(&usr2, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &usr2, NULL);
   pthread_t th;
-  pthread_create(&th, NULL, waiter, NULL);
-  pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+  e2e_thread(&th, waiter, NULL);
   while (!blocked) sched_yield();
   e2e_ready();
   e2e_wait_go();

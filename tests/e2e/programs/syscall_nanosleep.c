@@ -46,15 +46,10 @@ static void* absolute_sleep(void* arg) {
 
 int main(void) {
   e2e_setup();
-  sigset_t usr2;
-  sigemptyset(&usr2);
-  sigaddset(&usr2, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &usr2, NULL);
   struct sleeper s[3] = {{"nanosleep", -2, -1}, {"SYS_nanosleep", -2, -1}, {"absolute", -2, -1}};
   void* (*fn[3])(void*) = {relative_sleep, raw_nanosleep, absolute_sleep};
   pthread_t th[3];
-  for (int i = 0; i < 3; ++i) pthread_create(&th[i], NULL, fn[i], &s[i]);
-  pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+  for (int i = 0; i < 3; ++i) e2e_thread(&th[i], fn[i], &s[i]);
   sleep(kBeforeDump);
   e2e_ready();
   e2e_wait_go();

@@ -21,13 +21,8 @@ static void* reader(void* arg) {
 int main(void) {
   e2e_setup();
   E2E_SYS(pipe(p));
-  sigset_t usr2;
-  sigemptyset(&usr2);
-  sigaddset(&usr2, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &usr2, NULL);
   pthread_t th;
-  pthread_create(&th, NULL, reader, NULL);
-  pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+  e2e_thread(&th, reader, NULL);
   while (!blocked) sched_yield();
   e2e_ready();
   e2e_wait_go();
