@@ -191,15 +191,27 @@ TEST(LabInproc, StaleCheckpointsAreNotRestored) {
   expect_output(dir, {"2", "x"});
 }
 
+// Runs inproc-mt (which checkpoints itself into DIR/images) to its end; returns its wait status.
+int run_inproc_mt(const TempDir& dir, bool kill_after_dump = false, pid_t* pid_out = nullptr) {
+  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
+  std::vector<std::string> argv = {INPROC_MT_PROGRAM, (dir.path() / "images").string(),
+                                   "result.txt"};
+  if (kill_after_dump) argv.push_back("--kill");
+  pid_t pid = start(argv, dir.path(), in);
+  close(in);
+  if (pid_out) *pid_out = pid;
+  int status = -1;
+  // Reaped here, so that its PID is free again for a restore.
+  EXPECT_EQ(waitpid(pid, &status, 0), pid);
+  return status;
+}
+
 // ckpt_dump() from a multi-threaded C program, then ckpt_restore_child() from this process.
 TEST(InprocessApi, MultiThreadedDumpReturnsZeroThenOneAfterRestore) {
   TempDir dir;
-  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
   std::string images = (dir.path() / "images").string();
-  pid_t pid = start({INPROC_MT_PROGRAM, images, "result.txt"}, dir.path(), in);
-  close(in);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);  // the PID is free again for the restore
+  pid_t pid = 0;
+  int status = run_inproc_mt(dir, false, &pid);
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status << "\n"
                                                              << slurp(dir.path() / "stderr.txt");
   EXPECT_EQ(slurp(dir.path() / "result.txt"), "dump returned 0, 3 threads\n");
@@ -220,11 +232,8 @@ TEST(InprocessApi, MultiThreadedDumpReturnsZeroThenOneAfterRestore) {
 // them (it had the default action for SIGHUP and SIGINT).
 TEST(InprocessApi, RestoredChildDoesNotInheritTheCallersHandlers) {
   TempDir dir;
-  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
   std::string images = (dir.path() / "images").string();
-  pid_t pid = start({INPROC_MT_PROGRAM, images, "result.txt"}, dir.path(), in);
-  close(in);
-  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+  ASSERT_EQ(run_inproc_mt(dir), 0);
   struct sigaction mine {};
   mine.sa_handler = [](int) {};
   struct sigaction old_hup {
@@ -252,12 +261,8 @@ TEST(InprocessApi, RestoredChildDoesNotInheritTheCallersHandlers) {
 // restored copy goes on, and its ckpt_dump() returns 1.
 TEST(InprocessApi, WithoutLeaveRunningTheDumpedProcessIsKilled) {
   TempDir dir;
-  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
   std::string images = (dir.path() / "images").string();
-  pid_t pid = start({INPROC_MT_PROGRAM, images, "result.txt", "--kill"}, dir.path(), in);
-  close(in);
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  int status = run_inproc_mt(dir, true);
   ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
       << status << "\n"
       << slurp(dir.path() / "stderr.txt");
@@ -274,11 +279,8 @@ TEST(InprocessApi, WithoutLeaveRunningTheDumpedProcessIsKilled) {
 // Restoring through ckpt_set_images_dir_fd works as through a path.
 TEST(InprocessApi, ImagesDirectoryByDescriptor) {
   TempDir dir;
-  int in = open("/dev/null", O_RDONLY | O_CLOEXEC);
   std::string images = (dir.path() / "images").string();
-  pid_t pid = start({INPROC_MT_PROGRAM, images, "result.txt"}, dir.path(), in);
-  close(in);
-  ASSERT_EQ(waitpid(pid, nullptr, 0), pid);
+  ASSERT_EQ(run_inproc_mt(dir), 0);
   int fd = open(images.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   ASSERT_GE(fd, 0);
   ckpt_init_opts();
