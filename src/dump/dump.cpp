@@ -162,10 +162,8 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
   return {};
 }
 
-Result<std::unique_ptr<image::GenerationWriter>> write_image(DumpContext& ctx, image::Store& store,
-                                                             const DumpOptions& opts) {
-  CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
-  ctx.writer = writer.get();
+Status write_image(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts) {
+  ctx.writer = writer;
   writer->set_label("kind", "process");
   writer->set_label("pid", std::to_string(ctx.pid));
   writer->set_label("threads", std::to_string(ctx.threads.size()));
@@ -176,12 +174,15 @@ Result<std::unique_ptr<image::GenerationWriter>> write_image(DumpContext& ctx, i
   CKPT_TRY(dump_resources(ctx, opts));
   std::string meta = ctx.image.dump();
   CKPT_TRY(writer->write_section("process.json", as_bytes(meta)));
-  return writer;
+  return {};
 }
 
 Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
   auto started = Clock::now();
   CKPT_TRY(check_target(opts));
+  // Before the freeze: creating the generation's files costs the process nothing then. Declared
+  // before ctx, so that on failure the threads are let go before the leftovers are removed.
+  CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
   DumpContext ctx;
   ctx.pid = opts.pid;
   // From here every error path detaches the threads (ThreadHandle owns the attachment).
@@ -190,8 +191,8 @@ Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
   if (opts.on_frozen) opts.on_frozen();
   CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
-  auto writer = write_image(ctx, store, opts);
-  if (!writer.ok()) return writer.error().wrap(fmt::format("dump pid {}", ctx.pid));
+  if (Status st = write_image(ctx, writer.get(), opts); !st.ok())
+    return st.error().wrap(fmt::format("dump pid {}", ctx.pid));
   CKPT_TRY(check_still_stopped(ctx));
   if (opts.on_memory_read) opts.on_memory_read();
   DumpResult result;
@@ -200,7 +201,7 @@ Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
     ctx.threads.clear();
     result.frozen = Clock::now() - frozen_at;
   }
-  auto gen = (*writer)->commit();
+  auto gen = writer->commit();
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", ctx.pid));
   if (!opts.leave_running) {
     ::kill(ctx.pid, SIGKILL);
