@@ -16,6 +16,7 @@
 #include "proc/proc_file.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/event_fds.hpp"
+#include "resources/sockets.hpp"
 
 namespace ckpt::files {
 namespace {
@@ -64,6 +65,10 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
   }
   j["dev"] = static_cast<uint64_t>(st.st_dev);
   j["ino"] = static_cast<uint64_t>(st.st_ino);
+  if (auto sock = sockets::describe(pid, fd, link, j)) {
+    if (!sock->ok()) return sock->error();
+    return j;
+  }
   if (link.rfind("pipe:", 0) == 0) {
     j["type"] = "pipe";
     if ((info.flags & O_ACCMODE) == O_RDONLY) {
@@ -222,6 +227,11 @@ Status open_one(Placer& placer, const json& f, const std::string& reopen = {}) {
       f["type"] == "epoll") {
     CKPT_TRY_ASSIGN(int created, event_fds::create(f));
     CKPT_TRY_ASSIGN(int parked, placer.park(created, f["type"].get<std::string>()));
+    return placer.place(parked, want, flags);
+  }
+  if (f["type"] == "tcp_listen") {
+    CKPT_TRY_ASSIGN(int created, sockets::create(f));
+    CKPT_TRY_ASSIGN(int parked, placer.park(created, "listening socket"));
     return placer.place(parked, want, flags);
   }
   std::string path = reopen.empty() ? f["path"].get<std::string>() : reopen;

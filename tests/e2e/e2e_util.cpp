@@ -250,11 +250,12 @@ ProcSnapshot snapshot(pid_t pid) {
                                "ShdPnd", "SigBlk",     "SigIgn",  "SigCgt",  "CapEff",
                                "CapBnd", "NoNewPrivs", "Seccomp", "VmSize",  "VmLck"};
   for (auto* k : keys) s.status[k] = st[k];
-  std::map<std::string, int> pipe_ids;  // "pipe:[123]" -> order of appearance
+  std::map<std::string, int> pipe_ids;  // "pipe:[123]", "socket:[7]" -> order of appearance
   fs::path fd_dir = fs::path("/proc") / std::to_string(pid) / "fd";
   for (int fd : numeric_entries(fd_dir)) {
     std::string target = link_of(fd_dir / std::to_string(fd));
-    if (target.rfind("pipe:[", 0) == 0 || target.rfind("anon_inode:", 0) == 0) {
+    if (target.rfind("pipe:[", 0) == 0 || target.rfind("socket:[", 0) == 0 ||
+        target.rfind("anon_inode:", 0) == 0) {
       auto [it, added] = pipe_ids.emplace(target, static_cast<int>(pipe_ids.size()));
       target = target.substr(0, target.find('[')) + "#" + std::to_string(it->second);
     }

@@ -1,0 +1,117 @@
+// Sockets ckpt cannot save make the dump fail with one line naming the fd and the socket, and
+// leave the process running untraced; a listener whose port was taken since the dump makes the
+// restore fail naming fd and address. (A listener that is saved and restored: programs/
+// listen_accept.c.)
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <regex>
+
+#include "test_process.hpp"
+
+namespace e2e {
+namespace {
+
+size_t line_count(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n + (!s.empty() && s.back() != '\n');
+}
+
+int port_of(const TestProcess& p) {
+  std::smatch m;
+  std::string out = p.out();
+  if (!std::regex_search(out, m, std::regex("PORT (\\d+)"))) return -1;
+  return std::stoi(m[1]);
+}
+
+class SocketTest : public ::testing::Test {
+ protected:
+  void SetUp() override { become_subreaper(); }
+
+  // Dumps a tcp_socket helper in `mode`; expects a one-line failure containing every `want`
+  // (with {port} replaced) and the process running on untraced.
+  void expect_refused(const std::string& mode, const std::vector<std::string>& want) {
+    TestProcess p({program_path("tcp_socket"), mode});
+    ASSERT_TRUE(p.wait_ready());
+    std::string port = std::to_string(port_of(p));
+    auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+    EXPECT_EQ(r.exit_code(), 1) << r.describe();
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    for (std::string w : want) {
+      auto at = w.find("{port}");
+      if (at != std::string::npos) w.replace(at, 6, port);
+      EXPECT_NE(r.err.find(w), std::string::npos) << "no '" << w << "' in: " << r.err;
+    }
+    sleep_for(100ms);
+    ASSERT_TRUE(alive(p.pid()));
+    EXPECT_EQ(status_field(p.pid(), "TracerPid"), "0");
+    std::string state = status_field(p.pid(), "State");
+    EXPECT_TRUE(!state.empty() && state[0] == 'S') << "state after a failed dump: " << state;
+  }
+};
+
+TEST_F(SocketTest, ListenerWithConnectionWaitingIsRefused) {
+  expect_refused("waiting", {"fd 3", "127.0.0.1:{port}", "1 connection(s) waiting"});
+}
+
+TEST_F(SocketTest, ConnectedTcpSocketIsRefused) {
+  expect_refused("connected", {"fd 4", "socket:[", "connected TCP socket", ":{port}"});
+}
+
+TEST_F(SocketTest, UdpSocketIsRefused) {
+  expect_refused("udp", {"fd 3", "socket:[", "UDP socket on 127.0.0.1:{port}"});
+}
+
+TEST_F(SocketTest, UnixSocketIsRefused) {
+  expect_refused("unix", {"fd 3", "unix socket"});
+}
+
+TEST_F(SocketTest, RestoreFailsWhenThePortIsTaken) {
+  TestProcess p({program_path("tcp_socket"), "listen"});
+  ASSERT_TRUE(p.wait_ready());
+  int port = port_of(p);
+  ASSERT_GT(port, 0) << p.output();
+  ASSERT_TRUE(p.dump());
+  // Someone else listens on the port meanwhile.
+  int other = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(other, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  ASSERT_EQ(::bind(other, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
+  ASSERT_EQ(::listen(other, 1), 0);
+  auto r = run_ckpt({"restore", "-D", p.store().string(), "--detach"});
+  ::close(other);
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("fd 3"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("in use"), std::string::npos) << r.err;
+  EXPECT_TRUE(children_of_self().empty()) << "restore left a process behind";
+}
+
+TEST_F(SocketTest, RestoredListenerTakesConnectionsFromOtherProcesses) {
+  TestProcess p({program_path("tcp_socket"), "listen"});
+  ASSERT_TRUE(p.wait_ready());
+  int port = port_of(p);
+  ASSERT_TRUE(p.dump());
+  ASSERT_TRUE(p.restore());
+  // The restored process listens on the same port: a connection is taken into its queue.
+  int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(c, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  EXPECT_EQ(::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
+  ::close(c);
+  p.kill_now();
+}
+
+}  // namespace
+}  // namespace e2e
