@@ -52,8 +52,9 @@ TEST(SupervisorRecovery, PythonSumSurvivesTwentyRandomKills) {
   expect_recoveries(sv, kills);
 }
 
-// Disabled: the engine's restore of this 4-thread program hangs in wait4 with the restored
-// threads as zombies (reported to the lead); run with --gtest_also_run_disabled_tests.
+// Four threads; kills land during checkpoints too. This test found a dumper hang (a traced
+// leader's exit waits for its threads to be reaped) and a dump taken while a killed process ran
+// its exit code (see check_still_stopped in src/dump/dump.cpp).
 TEST(SupervisorRecovery, MultiThreadedCSumSurvivesTwentyRandomKills) {
   TempDir d;
   auto store = d.path() / "store";
