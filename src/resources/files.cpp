@@ -27,10 +27,7 @@ bool is_tty_path(const std::string& p) {
 
 // Reads what a pipe holds without taking it: tee() into a pipe of our own.
 Result<std::string> peek_pipe(pid_t pid, int fd) {
-  ScopedFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) return sys_error(fmt::format("pidfd_open pid {}", pid));
-  ScopedFd src(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
-  if (!src) return sys_error(fmt::format("pidfd_getfd pid {} fd {}", pid, fd));
+  CKPT_TRY_ASSIGN(ScopedFd src, borrow_fd(pid, fd));
   int p[2];
   if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) return sys_error("pipe2");
   ScopedFd r(p[0]), w(p[1]);
@@ -158,6 +155,14 @@ Status check_no_locks(pid_t pid, int fd) {
 }
 
 }  // namespace
+
+Result<ScopedFd> borrow_fd(pid_t pid, int fd) {
+  ScopedFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  if (!pidfd) return sys_error(fmt::format("pidfd_open pid {}", pid));
+  ScopedFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
+  if (!copy) return sys_error(fmt::format("pidfd_getfd pid {} fd {}", pid, fd));
+  return copy;
+}
 
 Status dump(DumpContext& ctx, bool shell_job) {
   CKPT_TRY_ASSIGN(auto fds, proc::list_numeric_dir(ctx.pid, "fd"));

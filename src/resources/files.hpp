@@ -6,11 +6,15 @@
 #include <map>
 #include <vector>
 
+#include "common/scoped_fd.hpp"
 #include "resources/context.hpp"
 
 namespace ckpt::files {
 
 Status dump(DumpContext& ctx, bool shell_job);
+// A copy of a process's fd (pidfd_getfd): the same open file, inspected without running the
+// process.
+Result<ScopedFd> borrow_fd(pid_t pid, int fd);
 
 // Checks, before anything is built, that the files the image refers to are still as they were.
 Status check_before_restore(const json& image);

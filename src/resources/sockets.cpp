@@ -13,6 +13,7 @@
 
 #include "common/scoped_fd.hpp"
 #include "proc/proc_file.hpp"
+#include "resources/files.hpp"
 
 namespace ckpt::sockets {
 namespace {
@@ -159,10 +160,7 @@ Status describe_listener(pid_t pid, int fd, int sock, int domain, uint64_t inode
 
 Status describe_socket(pid_t pid, int fd, std::string_view link, json& j) {
   // The socket itself, borrowed: its options and names are read without running the target.
-  ScopedFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) return sys_error(fmt::format("pidfd_open pid {}", pid));
-  ScopedFd sock(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
-  if (!sock) return sys_error(fmt::format("pidfd_getfd pid {} fd {} ({})", pid, fd, link));
+  CKPT_TRY_ASSIGN(ScopedFd sock, files::borrow_fd(pid, fd));
   int domain = int_opt(sock.get(), SOL_SOCKET, SO_DOMAIN);
   int type = int_opt(sock.get(), SOL_SOCKET, SO_TYPE);
   int protocol = int_opt(sock.get(), SOL_SOCKET, SO_PROTOCOL);

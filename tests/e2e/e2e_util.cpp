@@ -155,6 +155,17 @@ bool alive(pid_t pid) {
   return !state.empty() && state[0] != 'Z' && state[0] != 'X';
 }
 
+::testing::AssertionResult left_running_untraced(pid_t pid, bool sleeping) {
+  if (!alive(pid)) return ::testing::AssertionFailure() << "pid " << pid << " is gone";
+  std::string tracer = status_field(pid, "TracerPid");
+  if (tracer != "0")
+    return ::testing::AssertionFailure() << "pid " << pid << " is traced by " << tracer;
+  std::string state = status_field(pid, "State");
+  if (sleeping && (state.empty() || state[0] != 'S'))
+    return ::testing::AssertionFailure() << "pid " << pid << " is in state " << state;
+  return ::testing::AssertionSuccess();
+}
+
 bool wait_for_text(const fs::path& file, const std::string& text, pid_t pid,
                    std::chrono::milliseconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;

@@ -1,4 +1,5 @@
 #pragma once
+#include <gtest/gtest.h>
 // The e2e runner's toolbox: starting processes with exactly the fds we choose, running the ckpt
 // command, waiting with deadlines, and snapshots of what /proc shows about a process.
 #include <sys/types.h>
@@ -69,6 +70,9 @@ std::string read_text(const fs::path& p);
 bool wait_for_text(const fs::path& file, const std::string& text, pid_t pid,
                    std::chrono::milliseconds timeout);
 bool alive(pid_t pid);
+// What a failed dump must leave: the process alive, traced by nobody and, with `sleeping`, back
+// in the interruptible wait it was in.
+::testing::AssertionResult left_running_untraced(pid_t pid, bool sleeping = true);
 // One field of /proc/PID/status ("" when missing).
 std::string status_field(pid_t pid, const std::string& key);
 std::vector<pid_t> children_of_self();

@@ -42,8 +42,7 @@ void expect_refused(TestProcess& p, const std::vector<std::string>& words) {
   for (auto& w : words)
     EXPECT_NE(r.err.find(w), std::string::npos) << "no '" << w << "' in " << r.err;
   sleep_for(100ms);
-  ASSERT_TRUE(alive(p.pid()));
-  EXPECT_EQ(status_field(p.pid(), "TracerPid"), "0");
+  EXPECT_TRUE(left_running_untraced(p.pid(), false));
 }
 
 TEST_F(SeccompTest, DeletedDirectoryIsRefusedNamingFdAndPath) {

@@ -28,6 +28,14 @@ int port_of(const TestProcess& p) {
   return std::stoi(m[1]);
 }
 
+sockaddr_in loopback(int port) {
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  return a;
+}
+
 class SocketTest : public ::testing::Test {
  protected:
   void SetUp() override { become_subreaper(); }
@@ -47,10 +55,7 @@ class SocketTest : public ::testing::Test {
       EXPECT_NE(r.err.find(w), std::string::npos) << "no '" << w << "' in: " << r.err;
     }
     sleep_for(100ms);
-    ASSERT_TRUE(alive(p.pid()));
-    EXPECT_EQ(status_field(p.pid(), "TracerPid"), "0");
-    std::string state = status_field(p.pid(), "State");
-    EXPECT_TRUE(!state.empty() && state[0] == 'S') << "state after a failed dump: " << state;
+    EXPECT_TRUE(left_running_untraced(p.pid()));
   }
 };
 
@@ -79,10 +84,7 @@ TEST_F(SocketTest, RestoreFailsWhenThePortIsTaken) {
   // Someone else listens on the port meanwhile.
   int other = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_GE(other, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
+  sockaddr_in a = loopback(port);
   ASSERT_EQ(::bind(other, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
   ASSERT_EQ(::listen(other, 1), 0);
   auto r = run_ckpt({"restore", "-D", p.store().string(), "--detach"});
@@ -104,10 +106,7 @@ TEST_F(SocketTest, RestoredListenerTakesConnectionsFromOtherProcesses) {
   // The restored process listens on the same port: a connection is taken into its queue.
   int c = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   ASSERT_GE(c, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
+  sockaddr_in a = loopback(port);
   EXPECT_EQ(::connect(c, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
   ::close(c);
   p.kill_now();
