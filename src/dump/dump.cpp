@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <sstream>
 
 #include "ckpt/version.hpp"
@@ -26,15 +27,18 @@
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
+#include "resources/shared_files.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
+#include "resources/tree.hpp"
 
 namespace ckpt {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kEngineFormat = 1;
+constexpr int kEngineFormat = 2;
+constexpr int kZombieAttempts = 10;
 
 Status check_target(const DumpOptions& opts) {
   pid_t pid = opts.pid;
@@ -59,14 +63,6 @@ Status check_target(const DumpOptions& opts) {
         "dump pid {}: no permission to trace it (it runs as uid {}; run as its owner or "
         "root)",
         pid, status->uid[1]);
-  CKPT_TRY_ASSIGN(auto children, proc::list_children(pid));
-  for (pid_t c : children) {
-    if (std::find(opts.ignore_children.begin(), opts.ignore_children.end(), c) !=
-        opts.ignore_children.end())
-      continue;
-    return errorf("dump pid {}: it has a child process {} (process trees are not supported yet)",
-                  pid, c);
-  }
   return {};
 }
 
@@ -162,56 +158,148 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
   return {};
 }
 
-Status write_image(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts) {
-  ctx.writer = writer;
-  writer->set_label("kind", "process");
-  writer->set_label("pid", std::to_string(ctx.pid));
-  writer->set_label("threads", std::to_string(ctx.threads.size()));
-  if (auto exe = proc::read_proc_link(ctx.pid, "exe"); exe.ok()) writer->set_label("exe", *exe);
-  ctx.image["engine_format"] = kEngineFormat;
-  ctx.image["pid"] = ctx.pid;
-  ctx.image["ckpt_version"] = CKPT_VERSION_STRING;
-  CKPT_TRY(dump_resources(ctx, opts));
-  std::string meta = ctx.image.dump();
-  CKPT_TRY(writer->write_section("process.json", as_bytes(meta)));
+// The processes of one dump: the target and every descendant, each with its own context.
+struct Tree {
+  std::vector<std::unique_ptr<DumpContext>> procs;  // [0] is the target
+  std::vector<int> parent;                          // index of each one's parent, -1 for [0]
+  TreeState state;
+
+  bool has(pid_t pid) const {
+    return std::any_of(procs.begin(), procs.end(), [&](auto& p) { return p->pid == pid; });
+  }
+  void add(pid_t pid, int parent_index) {
+    auto ctx = std::make_unique<DumpContext>();
+    ctx->pid = pid;
+    ctx->section_prefix = section_prefix(pid, procs.empty());
+    ctx->tree = &state;
+    procs.push_back(std::move(ctx));
+    parent.push_back(parent_index);
+  }
+  // Parents before children, children by PID: the order restore creates them in.
+  std::vector<DumpContext*> creation_order() const {
+    std::vector<DumpContext*> out;
+    visit(0, out);
+    return out;
+  }
+
+ private:
+  void visit(int i, std::vector<DumpContext*>& out) const {
+    out.push_back(procs[i].get());
+    std::vector<int> kids;
+    for (size_t k = 0; k < procs.size(); ++k)
+      if (parent[k] == i) kids.push_back(static_cast<int>(k));
+    std::sort(kids.begin(), kids.end(),
+              [&](int a, int b) { return procs[a]->pid < procs[b]->pid; });
+    for (int k : kids) visit(k, out);
+  }
+};
+
+// Stops the target, then each child found, until every process of the tree is stopped: a stopped
+// process creates no children, so its list is final once it is stopped.
+Status freeze_tree(Tree& tree, const DumpOptions& opts) {
+  tree.add(opts.pid, -1);
+  for (size_t i = 0; i < tree.procs.size(); ++i) {
+    DumpContext& ctx = *tree.procs[i];
+    CKPT_TRY(freeze(ctx));
+    CKPT_TRY_ASSIGN(auto children, proc::list_children(ctx.pid));
+    for (pid_t c : children) {
+      if (std::find(opts.ignore_children.begin(), opts.ignore_children.end(), c) !=
+              opts.ignore_children.end() ||
+          tree.has(c))
+        continue;
+      CKPT_TRY(tree::check_child(ctx.pid, c));
+      tree.add(c, static_cast<int>(i));
+    }
+  }
   return {};
 }
 
-Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
-  auto started = Clock::now();
-  CKPT_TRY(check_target(opts));
-  // Before the freeze: creating the generation's files costs the process nothing then. Declared
-  // before ctx, so that on failure the threads are let go before the leftovers are removed.
-  CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
-  DumpContext ctx;
-  ctx.pid = opts.pid;
-  // From here every error path detaches the threads (ThreadHandle owns the attachment).
-  auto frozen_at = Clock::now();
-  CKPT_TRY(freeze(ctx));
-  if (opts.on_frozen) opts.on_frozen();
+Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts) {
+  ctx.writer = writer;
   CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
-  if (Status st = write_image(ctx, writer.get(), opts); !st.ok())
-    return st.error().wrap(fmt::format("dump pid {}", ctx.pid));
-  CKPT_TRY(check_still_stopped(ctx));
+  ctx.image["pid"] = ctx.pid;
+  Status st = dump_resources(ctx, opts);
+  if (!st.ok()) return st.error().wrap(fmt::format("dump pid {}", ctx.pid));
+  return {};
+}
+
+Status write_image(Tree& tree, image::GenerationWriter* writer, const DumpOptions& opts) {
+  auto procs = tree.creation_order();
+  size_t threads = 0;
+  for (auto* ctx : procs) {
+    CKPT_TRY(dump_one(*ctx, writer, opts));
+    threads += ctx->threads.size();
+  }
+  json shared;
+  Status linked = tree::dump(procs);
+  if (linked.ok()) linked = shared_files::link(procs, shared);
+  if (linked.ok()) linked = memory::check_not_shared_between(procs);
+  if (!linked.ok()) return linked.error().wrap(fmt::format("dump pid {}", opts.pid));
+  writer->set_label("kind", "process");
+  writer->set_label("pid", std::to_string(opts.pid));
+  writer->set_label("threads", std::to_string(threads));
+  writer->set_label("processes", std::to_string(procs.size()));
+  if (auto exe = proc::read_proc_link(opts.pid, "exe"); exe.ok()) writer->set_label("exe", *exe);
+  json image{{"engine_format", kEngineFormat},
+             {"pid", opts.pid},
+             {"ckpt_version", CKPT_VERSION_STRING},
+             {"shared_files", std::move(shared)},
+             {"processes", json::array()}};
+  for (auto* ctx : procs) image["processes"].push_back(std::move(ctx->image));
+  std::string meta = image.dump();
+  return writer->write_section("process.json", as_bytes(meta));
+}
+
+void kill_tree(Tree& tree) {
+  for (auto& p : tree.procs) ::kill(p->pid, SIGKILL);
+  for (auto& p : tree.procs) {
+    for (auto& t : p->threads) t.tracee.release();
+    p->threads.clear();
+  }
+}
+
+Result<DumpResult> dump_attempt(image::GenerationWriter* writer, const DumpOptions& opts,
+                                Clock::time_point started) {
+  Tree tree;
+  // From here every error path detaches the threads (ThreadHandle owns the attachment).
+  auto frozen_at = Clock::now();
+  CKPT_TRY(freeze_tree(tree, opts));
+  if (opts.on_frozen) opts.on_frozen();
+  CKPT_TRY(write_image(tree, writer, opts));
+  for (auto& p : tree.procs) CKPT_TRY(check_still_stopped(*p));
   if (opts.on_memory_read) opts.on_memory_read();
   DumpResult result;
-  // Everything is read: a process that goes on need not wait for the fsyncs of the commit.
+  // Everything is read: processes that go on need not wait for the fsyncs of the commit.
   if (opts.leave_running) {
-    ctx.threads.clear();
+    tree.procs.clear();
     result.frozen = Clock::now() - frozen_at;
   }
   auto gen = writer->commit();
-  if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", ctx.pid));
+  if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", opts.pid));
   if (!opts.leave_running) {
-    ::kill(ctx.pid, SIGKILL);
-    for (auto& t : ctx.threads) t.tracee.release();
-    ctx.threads.clear();
+    kill_tree(tree);
     result.frozen = Clock::now() - frozen_at;
   }
   result.generation = std::move(*gen);
   result.total = Clock::now() - started;
   return result;
+}
+
+Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
+  auto started = Clock::now();
+  CKPT_TRY(check_target(opts));
+  // Before the freeze: creating the generation's files costs the process nothing then.
+  CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
+  // A child that just ended is normally reaped by its parent a moment later: try again a few
+  // times before refusing the zombie. Nothing was written for a failed attempt but the
+  // generation's files, which the next attempt starts over.
+  for (int attempt = 1;; ++attempt) {
+    auto r = dump_attempt(writer.get(), opts, started);
+    if (r.ok() || r.error().errnum != EAGAIN || attempt == kZombieAttempts) return r;
+    CKPT_TRY_ASSIGN(writer, store.begin_generation(opts.write));
+    ::usleep(20000);
+  }
 }
 
 // The dumper's answer to its parent: one line, "ok ID FROZEN_NS TOTAL_NS" or "err ERRNO MESSAGE".

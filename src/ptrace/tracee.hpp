@@ -31,6 +31,7 @@ class Tracee {
   // inherited the options of its creator's attachment.
   static Tracee adopt(pid_t tid, unsigned long options = 0);
 
+  Tracee() = default;  // attached to nothing
   Tracee(Tracee&& o) noexcept;
   Tracee& operator=(Tracee&& o) noexcept;
   Tracee(const Tracee&) = delete;

@@ -35,6 +35,16 @@ Status mem_file_io(pid_t pid, uint64_t addr, void* buf, size_t len, bool write) 
 
 }  // namespace
 
+std::string section_prefix(pid_t pid, bool root) {
+  return root ? std::string() : fmt::format("proc.{}.", pid);
+}
+
+int HandedFds::find(std::string_view key) const {
+  for (size_t i = 0; i < keys.size() && i < fds.size(); ++i)
+    if (keys[i] == key) return fds[i];
+  return -1;
+}
+
 Status read_remote(pid_t pid, uint64_t addr, void* buf, size_t len) {
   iovec local{buf, len};
   iovec remote{reinterpret_cast<void*>(addr), len};

@@ -36,13 +36,27 @@ struct ThreadHandle {
   ptrace::Tracee tracee;
 };
 
+// What the processes of one dumped tree share: a deleted file open in several of them is saved
+// once.
+struct TreeState {
+  std::map<std::pair<uint64_t, uint64_t>, int> deleted_ids;  // (dev, ino) -> id
+};
+
+// Sections of the tree's root keep their plain names (an image of one process reads as before);
+// those of every other process are prefixed with "proc.PID.".
+std::string section_prefix(pid_t pid, bool root);
+
 struct DumpContext {
   pid_t pid = 0;
+  std::string section_prefix;
+  TreeState* tree = nullptr;
   std::vector<ThreadHandle> threads;  // threads[0] is the main thread (tid == pid)
   std::vector<proc::MapEntry> maps;
   uint64_t syscall_insn = 0;  // a `syscall` instruction in the target (in its vdso)
   image::GenerationWriter* writer = nullptr;
-  json image;  // metadata, one key per resource
+  json image;  // metadata of this process, one key per resource
+
+  std::string section(std::string_view base) const { return section_prefix + std::string(base); }
 
   // Runs `fn` with injected-syscall access to thread `index` and scratch memory in it; the
   // thread's registers, signal mask and the borrowed memory are put back afterwards.
@@ -50,11 +64,20 @@ struct DumpContext {
                      const std::function<Status(ptrace::RemoteSyscalls&, RemoteScratch)>& fn);
 };
 
+// Descriptors the restorer hands to every puppet, by key: files to map, recreated deleted files,
+// open files shared between processes. Inside a puppet `fds` hold the puppet's own numbers.
+struct HandedFds {
+  std::vector<int> fds;
+  std::vector<std::string> keys;
+  int find(std::string_view key) const;  // -1 when absent
+};
+
 struct RestoreContext {
   pid_t pid = 0;
+  std::string section_prefix;
   const image::Store* store = nullptr;
   image::GenerationInfo generation;
-  const json* image = nullptr;
+  const json* image = nullptr;        // this process's part of the image
   std::vector<ThreadHandle> threads;  // threads[0] is the main thread, created first
   uint64_t trampoline = 0;            // the restorer page: a syscall instruction, then scratch
   RemoteScratch scratch;
@@ -62,6 +85,8 @@ struct RestoreContext {
   bool shell_job = false;
   // Descriptors the puppet holds for mapping files, keyed by path; closed before it runs.
   std::map<std::string, int> mapping_fds;
+
+  std::string section(std::string_view base) const { return section_prefix + std::string(base); }
 };
 
 // Copies between ckpt and a tracee's memory (process_vm_readv/writev, /proc/PID/mem for pages

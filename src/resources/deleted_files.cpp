@@ -66,9 +66,14 @@ std::optional<Status> describe(pid_t pid, const std::string& link, const struct 
   return Status{};
 }
 
+std::string handed_key(int id) {
+  return fmt::format("deleted:{}", id);
+}
+
 Status save(DumpContext& ctx, json& fds, json& files) {
   json all = json::array();
-  std::map<std::pair<uint64_t, uint64_t>, int> ids;  // (dev, ino) -> id
+  TreeState own;
+  auto& ids = ctx.tree ? ctx.tree->deleted_ids : own.deleted_ids;
   for (auto& f : fds) {
     if (f["type"] != "deleted") continue;
     auto key = std::make_pair(f["dev"].get<uint64_t>(), f["ino"].get<uint64_t>());

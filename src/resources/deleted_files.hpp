@@ -26,9 +26,13 @@ inline constexpr uint64_t kMaxDeletedFileSize = 256ull << 20;
 // the fd and the path) and returns the status; std::nullopt when it is not a deleted file.
 std::optional<Status> describe(pid_t pid, const std::string& link, const struct stat& st, json& j);
 
-// Saves the contents of every deleted inode the fds of type "deleted" refer to (once per inode)
+// Saves the contents of every deleted inode the fds of type "deleted" refer to (once per inode
+// in the whole tree: a process whose inode another one saved records no copy of it)
 // into sections of their own and records them in files["deleted"]; each fd gets "deleted_id".
 Status save(DumpContext& ctx, json& fds, json& files);
+
+// The key under which the restorer hands a recreated deleted file to the puppets.
+std::string handed_key(int id);
 
 // A recreated deleted file, open in the restorer, for the puppet to reopen its fds from.
 struct Recreated {

@@ -16,6 +16,7 @@
 #include "proc/proc_file.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/event_fds.hpp"
+#include "resources/shared_files.hpp"
 #include "resources/sockets.hpp"
 
 namespace ckpt::files {
@@ -105,21 +106,6 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
   return errorf("pid {}: fd {} is {}, which ckpt cannot save yet", pid, fd, link);
 }
 
-// Pipes need both ends in the process: data in flight is all we can carry.
-Status check_pipes(pid_t pid, const json& fds) {
-  std::map<uint64_t, int> ends;  // inode -> bit 1 read end, bit 2 write end
-  for (auto& f : fds)
-    if (f["type"] == "pipe")
-      ends[f["ino"].get<uint64_t>()] |= (f["flags"].get<int>() & O_ACCMODE) == O_RDONLY ? 1 : 2;
-  for (auto& [ino, mask] : ends)
-    if (mask != 3)
-      return errorf(
-          "pid {}: pipe:[{}] has its other end outside the process, which ckpt cannot "
-          "save yet",
-          pid, ino);
-  return {};
-}
-
 // Two fds may share one open file (dup, or inherited): kcmp tells, and restore shares it again.
 // Only fds on the same inode can share, so only those are compared.
 Status mark_shared_files(pid_t pid, json& fds) {
@@ -172,7 +158,6 @@ Status dump(DumpContext& ctx, bool shell_job) {
     CKPT_TRY(check_no_locks(ctx.pid, fd));
     out.push_back(std::move(j));
   }
-  CKPT_TRY(check_pipes(ctx.pid, out));
   CKPT_TRY(mark_shared_files(ctx.pid, out));
   json files{{"shell_job", shell_job}};
   CKPT_TRY(deleted_files::save(ctx, out, files));
@@ -193,6 +178,31 @@ Status check_before_restore(const json& image) {
                     f["fd"].get<int>(), path, st.st_size, f["size"].get<uint64_t>());
   }
   return {};
+}
+
+// `reopen` is the path to open instead of the image's (a recreated deleted file).
+Result<ScopedFd> open_description(const json& f, const std::string& reopen) {
+  int want = f.value("fd", -1), flags = f["flags"];
+  if (f["type"] == "eventfd" || f["type"] == "signalfd" || f["type"] == "timerfd" ||
+      f["type"] == "epoll") {
+    CKPT_TRY_ASSIGN(int created, event_fds::create(f));
+    return ScopedFd(created);
+  }
+  if (f["type"] == "tcp_listen") {
+    CKPT_TRY_ASSIGN(int created, sockets::create(f));
+    return ScopedFd(created);
+  }
+  std::string path = reopen.empty() ? f["path"].get<std::string>() : reopen;
+  int open_flags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC;
+  if (f["type"] == "fifo") open_flags |= O_NONBLOCK;  // a helper end exists: see open_fifos
+  ScopedFd fd(::open(path.c_str(), open_flags));
+  if (!fd) return sys_error(fmt::format("open {}", path));
+  if (f["type"] == "fifo" && ::fcntl(fd.get(), F_SETFL, flags & (O_NONBLOCK | O_APPEND)) < 0)
+    return sys_error(fmt::format("fcntl {}", path));
+  if ((f["type"] == "file" || f["type"] == "deleted") &&
+      ::lseek(fd.get(), static_cast<off_t>(f["pos"].get<uint64_t>()), SEEK_SET) < 0)
+    return sys_error(fmt::format("seek {} for fd {}", path, want));
+  return fd;
 }
 
 namespace {
@@ -225,30 +235,22 @@ class Placer {
   int top_;
 };
 
-// `reopen` is the path to open instead of the image's (a recreated deleted file).
 Status open_one(Placer& placer, const json& f, const std::string& reopen = {}) {
-  int want = f["fd"], flags = f["flags"];
-  if (f["type"] == "eventfd" || f["type"] == "signalfd" || f["type"] == "timerfd" ||
-      f["type"] == "epoll") {
-    CKPT_TRY_ASSIGN(int created, event_fds::create(f));
-    CKPT_TRY_ASSIGN(int parked, placer.park(created, f["type"].get<std::string>()));
-    return placer.place(parked, want, flags);
-  }
-  if (f["type"] == "tcp_listen") {
-    CKPT_TRY_ASSIGN(int created, sockets::create(f));
-    CKPT_TRY_ASSIGN(int parked, placer.park(created, "listening socket"));
-    return placer.place(parked, want, flags);
-  }
-  std::string path = reopen.empty() ? f["path"].get<std::string>() : reopen;
-  int open_flags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC;
-  if (f["type"] == "fifo") open_flags |= O_NONBLOCK;  // a helper end exists: see open_fifos
-  CKPT_TRY_ASSIGN(int fd, placer.park(::open(path.c_str(), open_flags), path));
-  if (f["type"] == "fifo" && ::fcntl(fd, F_SETFL, flags & (O_NONBLOCK | O_APPEND)) < 0)
-    return sys_error(fmt::format("fcntl {}", path));
-  if ((f["type"] == "file" || f["type"] == "deleted") &&
-      ::lseek(fd, static_cast<off_t>(f["pos"].get<uint64_t>()), SEEK_SET) < 0)
-    return sys_error(fmt::format("seek {} for fd {}", path, want));
-  return placer.place(fd, want, flags);
+  CKPT_TRY_ASSIGN(ScopedFd fd, open_description(f, reopen));
+  CKPT_TRY_ASSIGN(int parked, placer.park(fd.release(), f["type"].get<std::string>()));
+  return placer.place(parked, f["fd"], f["flags"]);
+}
+
+// A descriptor whose open file the restorer made once for every process that shares it.
+Status place_shared(Placer& placer, const json& f, const HandedFds& handed) {
+  std::string key = shared_files::handed_key(f);
+  int from = handed.find(key);
+  if (from < 0) return errorf("fd {}: the restorer did not hand over {}", f["fd"].get<int>(), key);
+  int flags = f["flags"];
+  CKPT_TRY_ASSIGN(int copy, placer.park(::fcntl(from, F_DUPFD_CLOEXEC, 0), key));
+  if (f["type"] == "pipe" && ::fcntl(copy, F_SETFL, flags & (O_NONBLOCK | O_APPEND)) < 0)
+    return sys_error("fcntl pipe");
+  return placer.place(copy, f["fd"], flags);
 }
 
 Status open_pipe(Placer& placer, const json& read_end, const std::vector<const json*>& all_ends) {
@@ -278,7 +280,7 @@ Result<std::vector<ScopedFd>> open_fifo_helpers(Placer& placer, const json& fds)
   std::vector<ScopedFd> helpers;
   std::map<std::string, bool> done;
   for (auto& f : fds) {
-    if (f["type"] != "fifo" || done[f["path"]]) continue;
+    if (f["type"] != "fifo" || f.contains("shared") || done[f["path"]]) continue;
     std::string path = f["path"];
     done[path] = true;
     CKPT_TRY_ASSIGN(int fd,
@@ -325,35 +327,35 @@ Status open_inherited(Placer& placer, const json& f, const StdioBlock& block) {
 }
 
 // Each open file of a deleted inode is a new open of the one recreated inode, which the
-// restorer handed over among the kept fds.
-std::string reopen_path(const json& f, const std::vector<int>& keep,
-                        const std::map<int, size_t>& deleted) {
-  auto it = deleted.find(f["deleted_id"].get<int>());
-  if (it == deleted.end() || it->second >= keep.size()) return "/nonexistent: deleted file lost";
-  return fmt::format("/proc/self/fd/{}", keep[it->second]);
+// restorer handed over.
+std::string reopen_path(const json& f, const HandedFds& handed) {
+  int fd = handed.find(deleted_files::handed_key(f["deleted_id"].get<int>()));
+  if (fd < 0) return "/nonexistent: deleted file lost";
+  return fmt::format("/proc/self/fd/{}", fd);
 }
 
 }  // namespace
 
-Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& keep,
-                         const std::map<int, size_t>& deleted) {
+Status restore_in_puppet(const json& image, bool shell_job, HandedFds& handed) {
   const json& fds = image["files"]["fds"];
   if (image["files"]["shell_job"].get<bool>() && !shell_job)
     return make_error("the image was dumped with --shell-job: restore it with --shell-job");
   int top = 2;
   for (auto& f : fds) top = std::max(top, f["fd"].get<int>());
-  CKPT_TRY_ASSIGN(StdioBlock block, clear_fd_table(top, keep));
+  CKPT_TRY_ASSIGN(StdioBlock block, clear_fd_table(top, handed.fds));
   Placer placer(top);
   CKPT_TRY_ASSIGN(auto fifo_helpers, open_fifo_helpers(placer, fds));
   std::map<uint64_t, std::vector<const json*>> pipes;
   for (auto& f : fds) {
     if (f.contains("dup_of")) continue;
-    if (f["type"] == "pipe")
+    if (f.contains("shared"))
+      CKPT_TRY(place_shared(placer, f, handed));
+    else if (f["type"] == "pipe")
       pipes[f["ino"].get<uint64_t>()].push_back(&f);
     else if (f["type"] == "inherit")
       CKPT_TRY(open_inherited(placer, f, block));
     else if (f["type"] == "deleted")
-      CKPT_TRY(open_one(placer, f, reopen_path(f, keep, deleted)));
+      CKPT_TRY(open_one(placer, f, reopen_path(f, handed)));
     else
       CKPT_TRY(open_one(placer, f));
   }

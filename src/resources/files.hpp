@@ -19,12 +19,15 @@ Result<ScopedFd> borrow_fd(pid_t pid, int fd);
 // Checks, before anything is built, that the files the image refers to are still as they were.
 Status check_before_restore(const json& image);
 
-// Runs inside the puppet before it is taken over: closes what the puppet inherited except
-// `keep` (moved above every fd of the image; the new numbers are written back), then opens every
-// descriptor of the image at its number. With shell_job, the standard streams and the terminal
-// come from the restorer's own fds 0-2. `deleted` maps the id of each recreated deleted file to
-// its index in `keep`.
-Status restore_in_puppet(const json& image, bool shell_job, std::vector<int>& keep,
-                         const std::map<int, size_t>& deleted = {});
+// Opens the open file an fd of the image describes (not a pipe, not an inherited stream),
+// close-on-exec, at any number; `reopen` is a path to open instead of the image's.
+Result<ScopedFd> open_description(const json& f, const std::string& reopen = {});
+
+// Runs inside the puppet before it is taken over: closes what the puppet inherited except the
+// handed fds (moved above every fd of the image; their new numbers are written back), then
+// opens every descriptor of the image at its number, taking the open files shared with other
+// processes and the recreated deleted files from the handed fds. With shell_job, the standard
+// streams and the terminal come from the restorer's own fds 0-2.
+Status restore_in_puppet(const json& image, bool shell_job, HandedFds& handed);
 
 }  // namespace ckpt::files

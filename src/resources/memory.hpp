@@ -11,6 +11,10 @@ inline constexpr const char* kPagesSection = "memory.pages";
 // Records the mappings in ctx.image["memory"] and streams their pages into kPagesSection.
 Status dump(DumpContext& ctx);
 
+// Refuses shared memory saved by contents (shared anonymous, memfd, deleted file) that more
+// than one process of a tree maps, naming it.
+Status check_not_shared_between(const std::vector<DumpContext*>& procs);
+
 // The files restore must open before the puppet exists (path and whether writable).
 struct MappedFile {
   std::string path;

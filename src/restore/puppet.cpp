@@ -21,6 +21,7 @@
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/signals.hpp"
+#include "resources/tree.hpp"
 
 namespace ckpt {
 namespace {
@@ -37,30 +38,72 @@ void report(int fd, const std::string& msg) {
   (void)!::write(fd, line.data(), line.size());
 }
 
-Status setup_inside(const PuppetPlan& plan, std::vector<int>& keep) {
+Status setup_inside(const PuppetPlan& plan, const PuppetSpec& spec, HandedFds& handed) {
   CKPT_TRY(signals::reset_in_puppet());
-  CKPT_TRY(files::restore_in_puppet(*plan.image, plan.shell_job, keep, plan.deleted_files));
-  CKPT_TRY(process::restore_in_puppet(*plan.image));
+  CKPT_TRY(files::restore_in_puppet(*spec.image, plan.shell_job, handed));
+  CKPT_TRY(process::restore_in_puppet(*spec.image));
   void* page =
-      ::mmap(reinterpret_cast<void*>(plan.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
+      ::mmap(reinterpret_cast<void*>(spec.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   if (page == MAP_FAILED)
-    return sys_error(fmt::format("mmap restorer page at {:#x}", plan.trampoline));
+    return sys_error(fmt::format("mmap restorer page at {:#x}", spec.trampoline));
   static const uint8_t code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
   std::memcpy(page, code, sizeof(code));
   return {};
 }
 
-[[noreturn]] void puppet_main(const PuppetPlan& plan, int sync_fd) {
+Result<pid_t> clone_with_pid(pid_t want) {
+  CloneArgs args{};
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(&want);
+  args.set_tid_size = 1;
+  long r = ::syscall(SYS_clone3, &args, sizeof(args));
+  if (r < 0) {
+    if (errno == EEXIST) return errorf("restore: pid {} is in use by another process", want);
+    if (errno == EPERM)
+      return errorf("restore: creating pid {} needs CAP_CHECKPOINT_RESTORE", want);
+    return sys_error(fmt::format("clone3 with pid {}", want));
+  }
+  return static_cast<pid_t>(r);
+}
+
+[[noreturn]] void puppet_main(const PuppetPlan& plan, size_t index,
+                              const std::vector<int>& report_fds, int created_fd);
+
+// Creates the children of puppet `index` one after the other, each once the one before has
+// created its own: a process group's leader then exists before any process joins it.
+Status create_children(const PuppetPlan& plan, size_t index, const std::vector<int>& report_fds) {
+  for (size_t child : plan.processes[index].children) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
+    ScopedFd read_end(p[0]), write_end(p[1]);
+    CKPT_TRY_ASSIGN(pid_t pid, clone_with_pid(plan.processes[child].pid));
+    if (pid == 0) puppet_main(plan, child, report_fds, write_end.get());
+    write_end.reset();
+    char c = 0;
+    while (::read(read_end.get(), &c, 1) < 0 && errno == EINTR) {
+    }
+    if (c != '1') return errorf("restore pid {}: its puppet failed", plan.processes[child].pid);
+  }
+  return {};
+}
+
+[[noreturn]] void puppet_main(const PuppetPlan& plan, size_t index,
+                              const std::vector<int>& report_fds, int created_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  std::vector<int> keep = plan.keep_fds;
-  keep.push_back(sync_fd);
-  Status st = setup_inside(plan, keep);
+  const PuppetSpec& spec = plan.processes[index];
+  Status st = tree::join_in_puppet(*spec.image, index == 0, plan.shell_job);
+  if (st.ok()) st = create_children(plan, index, report_fds);
+  if (created_fd >= 0) (void)!::write(created_fd, st.ok() ? "1" : "0", 1);
+  HandedFds handed = plan.handed;
+  handed.fds.push_back(report_fds[index]);
+  handed.keys.push_back("report");
+  if (st.ok()) st = setup_inside(plan, spec, handed);
   if (!st.ok()) {
-    report(keep.back(), "err " + st.error().message);
+    report(handed.fds.back(), "err " + st.error().message);
     ::_exit(1);
   }
-  report(keep.back(), fmt::format("ok {}", fmt::join(keep, " ")));
+  report(handed.fds.back(), fmt::format("ok {}", fmt::join(handed.fds, " ")));
   for (;;) ::pause();
 }
 
@@ -92,53 +135,59 @@ Result<uint64_t> choose_trampoline(const json& image) {
   return candidate;
 }
 
-Result<Puppet> Puppet::create(PuppetPlan plan) {
-  int sync[2];
-  if (::pipe2(sync, O_CLOEXEC) < 0) return sys_error("pipe2");
-  ScopedFd read_end(sync[0]), write_end(sync[1]);
-  pid_t want = plan.pid;
-  CloneArgs args{};
-  args.exit_signal = SIGCHLD;
-  args.set_tid = reinterpret_cast<uint64_t>(&want);
-  args.set_tid_size = 1;
-  long r = ::syscall(SYS_clone3, &args, sizeof(args));
-  if (r == 0) puppet_main(plan, write_end.get());
-  if (r < 0) {
-    if (errno == EEXIST) return errorf("restore: pid {} is in use by another process", plan.pid);
-    if (errno == EPERM)
-      return errorf("restore: creating pid {} needs CAP_CHECKPOINT_RESTORE", plan.pid);
-    return sys_error(fmt::format("clone3 with pid {}", plan.pid));
+Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
+  std::vector<ScopedFd> read_ends, write_ends;
+  std::vector<int> report_fds;
+  for (size_t i = 0; i < plan.processes.size(); ++i) {
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
+    read_ends.emplace_back(p[0]);
+    write_ends.emplace_back(p[1]);
+    report_fds.push_back(p[1]);
   }
-  write_end.reset();
-  auto tracee = ptrace::Tracee::seize(
-      static_cast<pid_t>(r), PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL);
-  if (!tracee.ok()) {
-    ::kill(static_cast<pid_t>(r), SIGKILL);
-    ::waitpid(static_cast<pid_t>(r), nullptr, 0);
-    return tracee.error();
-  }
-  Puppet p(static_cast<pid_t>(r), std::move(*tracee));
-  std::string msg;
-  CKPT_TRY(read_report(read_end.get(), plan.pid, msg));
-  if (msg.rfind("err ", 0) == 0) return errorf("restore pid {}: {}", plan.pid, msg.substr(4));
-  std::istringstream in(msg.substr(2));
-  for (int fd; in >> fd;) p.kept_.push_back(fd);
-  CKPT_TRY(p.tracee_.interrupt());
-  return p;
+  PuppetTree tree;
+  CKPT_TRY_ASSIGN(pid_t root, clone_with_pid(plan.processes[0].pid));
+  if (root == 0) puppet_main(plan, 0, report_fds, -1);
+  for (auto& p : plan.processes) tree.pids_.push_back(p.pid);
+  tree.tracees_.resize(plan.processes.size());
+  tree.kept_.resize(plan.processes.size());
+  write_ends.clear();  // a puppet that dies before its report then reads as EOF
+  for (size_t i = 0; i < plan.processes.size(); ++i)
+    CKPT_TRY(tree.take_over(i, plan, read_ends[i].get()));
+  return tree;
 }
 
-Puppet::Puppet(Puppet&& o) noexcept
-    : pid_(std::exchange(o.pid_, 0)), tracee_(std::move(o.tracee_)), kept_(std::move(o.kept_)) {}
+// Waits for puppet i's report, then attaches to it and stops it.
+Status PuppetTree::take_over(size_t i, const PuppetPlan& plan, int report_fd) {
+  pid_t pid = plan.processes[i].pid;
+  std::string msg;
+  CKPT_TRY(read_report(report_fd, pid, msg));
+  if (msg.rfind("err ", 0) == 0) return errorf("restore pid {}: {}", pid, msg.substr(4));
+  std::istringstream in(msg.substr(2));
+  for (int fd; in >> fd;) kept_[i].push_back(fd);
+  CKPT_TRY_ASSIGN(
+      tracees_[i],
+      ptrace::Tracee::seize(pid, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL));
+  return tracees_[i].interrupt();
+}
 
-Puppet::~Puppet() {
-  if (pid_ == 0) return;
-  ::kill(pid_, SIGKILL);
-  tracee_.release();
-  // Threads we traced must be reaped one by one before their leader can be.
-  if (auto tids = proc::list_threads(pid_); tids.ok())
-    for (pid_t tid : *tids)
-      if (tid != pid_) ::waitpid(tid, nullptr, __WALL);
-  ::waitpid(pid_, nullptr, __WALL);
+PuppetTree::PuppetTree(PuppetTree&& o) noexcept
+    : pids_(std::move(o.pids_)), tracees_(std::move(o.tracees_)), kept_(std::move(o.kept_)) {
+  o.pids_.clear();
+}
+
+PuppetTree::~PuppetTree() {
+  if (pids_.empty()) return;
+  for (pid_t pid : pids_) ::kill(pid, SIGKILL);
+  for (size_t i = pids_.size(); i-- > 0;) {
+    if (i < tracees_.size()) tracees_[i].release();
+    // Threads we traced must be reaped one by one before their leader can be; the root is our
+    // child, the others are reaped here as long as we trace them.
+    if (auto tids = proc::list_threads(pids_[i]); tids.ok())
+      for (pid_t tid : *tids)
+        if (tid != pids_[i]) ::waitpid(tid, nullptr, __WALL);
+    ::waitpid(pids_[i], nullptr, __WALL);
+  }
 }
 
 }  // namespace ckpt

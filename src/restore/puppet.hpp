@@ -1,10 +1,11 @@
 #pragma once
-// The puppet: a child of the restorer created with the image's PID (clone3 set_tid). It sets up
-// what is easiest from inside (descriptors, cwd, rlimits), maps the restorer page (a syscall
-// instruction plus scratch memory), reports ready and waits to be taken over through ptrace.
+// The puppets: one child per process of the image, each created with its PID (clone3 set_tid)
+// by its parent's puppet, the root's by the restorer. Each joins its group and session, creates
+// its own children, then sets up what is easiest from inside (descriptors, cwd, rlimits), maps
+// the restorer page (a syscall instruction plus scratch memory), reports ready and waits to be
+// taken over through ptrace.
 #include <sys/types.h>
 
-#include <map>
 #include <string>
 #include <vector>
 
@@ -14,35 +15,43 @@
 
 namespace ckpt {
 
-struct PuppetPlan {
+struct PuppetSpec {
   pid_t pid = 0;
-  const json* image = nullptr;
-  bool shell_job = false;
+  const json* image = nullptr;  // this process's part of the image
   uint64_t trampoline = 0;
-  std::vector<int> keep_fds;            // in the restorer; their numbers in the puppet come back
-  std::map<int, size_t> deleted_files;  // recreated deleted file id -> index in keep_fds
+  std::vector<size_t> children;  // indices into PuppetPlan::processes
 };
 
-// Owns the puppet process: kills and reaps it unless released (when it has become the
-// restored process).
-class Puppet {
- public:
-  static Result<Puppet> create(PuppetPlan plan);
-  Puppet(Puppet&& o) noexcept;
-  Puppet& operator=(Puppet&&) = delete;
-  ~Puppet();
+struct PuppetPlan {
+  std::vector<PuppetSpec> processes;  // [0] is the root; parents come before their children
+  bool shell_job = false;
+  HandedFds handed;  // open in the restorer; every puppet gets them all
+};
 
-  pid_t pid() const { return pid_; }
-  ptrace::Tracee& tracee() { return tracee_; }
-  // fd numbers inside the puppet for the plan's keep_fds, in order.
-  const std::vector<int>& kept_fds() const { return kept_; }
-  void release() { pid_ = 0; }
+// Owns the puppets: kills and reaps them unless released (when they have become the restored
+// processes).
+class PuppetTree {
+ public:
+  // Returns once every puppet has reported ready and is stopped under ptrace.
+  static Result<PuppetTree> create(const PuppetPlan& plan);
+  PuppetTree(PuppetTree&& o) noexcept;
+  PuppetTree& operator=(PuppetTree&&) = delete;
+  ~PuppetTree();
+
+  size_t size() const { return pids_.size(); }
+  pid_t pid(size_t i) const { return pids_[i]; }
+  ptrace::Tracee& tracee(size_t i) { return tracees_[i]; }
+  // Numbers of the plan's handed fds inside puppet i, in order.
+  const std::vector<int>& handed_fds(size_t i) const { return kept_[i]; }
+  void release() { pids_.clear(); }
 
  private:
-  Puppet(pid_t pid, ptrace::Tracee t) : pid_(pid), tracee_(std::move(t)) {}
-  pid_t pid_ = 0;
-  ptrace::Tracee tracee_;
-  std::vector<int> kept_;
+  PuppetTree() = default;
+  Status take_over(size_t i, const PuppetPlan& plan, int report_fd);
+
+  std::vector<pid_t> pids_;
+  std::vector<ptrace::Tracee> tracees_;
+  std::vector<std::vector<int>> kept_;
 };
 
 // A page-sized hole for the restorer page: free in the image and in this process.

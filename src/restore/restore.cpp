@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
+#include <optional>
 
 #include "common/checksum.hpp"
 #include "common/fs_util.hpp"
@@ -21,28 +23,46 @@
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
+#include "resources/shared_files.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
+#include "resources/tree.hpp"
 #include "restore/puppet.hpp"
 
 namespace ckpt {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kEngineFormat = 1;
+constexpr int kEngineFormat = 2;
 constexpr uint64_t kPage = 4096;
 
-Result<json> load_image(const image::Store& store, const image::GenerationInfo& gen) {
+// The whole image and each process's part of it, parents before children. An image of format
+// 1 (one process, its parts at the top level) reads as a tree of one.
+struct TreeImage {
+  json doc;
+  std::vector<const json*> procs;
+};
+
+Result<TreeImage> load_image(const image::Store& store, const image::GenerationInfo& gen) {
   CKPT_TRY_ASSIGN(auto bytes, store.read_section(gen, "process.json"));
-  json j = json::parse(reinterpret_cast<const char*>(bytes.data()),
-                       reinterpret_cast<const char*>(bytes.data()) + bytes.size(), nullptr, false);
-  if (j.is_discarded() || !j.is_object())
+  TreeImage t;
+  t.doc = json::parse(reinterpret_cast<const char*>(bytes.data()),
+                      reinterpret_cast<const char*>(bytes.data()) + bytes.size(), nullptr, false);
+  if (t.doc.is_discarded() || !t.doc.is_object())
     return errorf("generation {}: process.json is not valid JSON", gen.id);
-  if (!j.contains("engine_format") || j["engine_format"] != kEngineFormat)
+  int format = t.doc.value("engine_format", 0);
+  if (format == 1)
+    t.doc = json{{"engine_format", 2},
+                 {"pid", t.doc["pid"]},
+                 {"shared_files", json::array()},
+                 {"processes", json::array({std::move(t.doc)})}};
+  else if (format != kEngineFormat)
     return errorf("generation {}: process image format {} is not supported by this ckpt", gen.id,
-                  j.value("engine_format", 0));
-  return j;
+                  format);
+  for (auto& p : t.doc.at("processes")) t.procs.push_back(&p);
+  if (t.procs.empty()) return errorf("generation {}: the image holds no process", gen.id);
+  return t;
 }
 
 // The restored process keeps pointers into its vdso; ours must be byte for byte the same.
@@ -79,44 +99,84 @@ Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
   return {};
 }
 
-struct OpenedFiles {
-  std::vector<ScopedFd> fds;
-  std::vector<std::string> keys;
-};
-
-Result<OpenedFiles> open_mapped_files(const json& image) {
-  OpenedFiles out;
-  for (auto& f : memory::files_to_map(image)) {
-    CKPT_TRY_ASSIGN(ScopedFd fd, open_file(f.path, f.writable ? O_RDWR : O_RDONLY));
-    out.fds.push_back(std::move(fd));
-    out.keys.push_back(memory::mapping_fd_key(f.path, f.writable));
-  }
-  std::string exe = image["process"]["exe"];
-  CKPT_TRY_ASSIGN(ScopedFd exe_fd, open_file(exe, O_RDONLY));
-  out.fds.push_back(std::move(exe_fd));
-  out.keys.push_back("exe");
-  return out;
-}
-
-// Deleted files are recreated by the restorer and reach the puppet like the mapped files.
-Status add_deleted_files(const image::Store& store, const image::GenerationInfo& gen,
-                         const json& image, OpenedFiles& files) {
-  CKPT_TRY_ASSIGN(auto deleted, deleted_files::recreate(store, gen, image));
-  for (auto& d : deleted) {
-    files.fds.push_back(std::move(d.fd));
-    files.keys.push_back(fmt::format("deleted:{}", d.id));
+Status check_before_restore(const TreeImage& t, const RestoreOptions& opts) {
+  for (const json* p : t.procs) {
+    CKPT_TRY(process::check_before_restore(*p));
+    if (!opts.accept_changed_files) {
+      CKPT_TRY(files::check_before_restore(*p));
+      CKPT_TRY(check_mapped_files(memory::files_to_map(*p)));
+    }
+    CKPT_TRY(check_same_vdso(*p));
+    CKPT_TRY(check_pids_free(*p));
   }
   return {};
 }
 
-Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
-  const auto& kept = puppet.kept_fds();
+std::string exe_key(pid_t pid) {
+  return fmt::format("exe:{}", pid);
+}
+
+// Descriptors in the restorer that every puppet inherits: files to map, exe files, recreated
+// deleted files and open files shared between processes.
+struct Handed {
+  std::vector<ScopedFd> owned;
+  HandedFds fds;
+
+  void add(std::string key, ScopedFd fd) {
+    fds.fds.push_back(fd.get());
+    fds.keys.push_back(std::move(key));
+    owned.push_back(std::move(fd));
+  }
+};
+
+Status add_mapped_files(const json& proc, Handed& h) {
+  for (auto& f : memory::files_to_map(proc)) {
+    std::string key = memory::mapping_fd_key(f.path, f.writable);
+    if (h.fds.find(key) >= 0) continue;
+    CKPT_TRY_ASSIGN(ScopedFd fd, open_file(f.path, f.writable ? O_RDWR : O_RDONLY));
+    h.add(std::move(key), std::move(fd));
+  }
+  CKPT_TRY_ASSIGN(ScopedFd exe_fd, open_file(proc["process"]["exe"].get<std::string>(), O_RDONLY));
+  h.add(exe_key(proc["pid"]), std::move(exe_fd));
+  return {};
+}
+
+Result<Handed> open_handed_fds(const image::Store& store, const image::GenerationInfo& gen,
+                               const TreeImage& t) {
+  Handed h;
+  for (const json* p : t.procs) {
+    CKPT_TRY(add_mapped_files(*p, h));
+    CKPT_TRY_ASSIGN(auto deleted, deleted_files::recreate(store, gen, *p));
+    for (auto& d : deleted) h.add(deleted_files::handed_key(d.id), std::move(d.fd));
+  }
+  CKPT_TRY_ASSIGN(auto shared, shared_files::open_all(t.doc["shared_files"], h.fds));
+  for (auto& [key, fd] : shared) h.add(key, std::move(fd));
+  return h;
+}
+
+Result<PuppetPlan> make_plan(const TreeImage& t, const Handed& handed, bool shell_job) {
+  CKPT_TRY_ASSIGN(tree::Shape shape, tree::shape(t.procs));
+  PuppetPlan plan;
+  plan.shell_job = shell_job;
+  plan.handed = handed.fds;
+  for (size_t i = 0; i < t.procs.size(); ++i) {
+    PuppetSpec spec;
+    spec.pid = shape.pids[i];
+    spec.image = t.procs[i];
+    CKPT_TRY_ASSIGN(spec.trampoline, choose_trampoline(*t.procs[i]));
+    plan.processes.push_back(std::move(spec));
+    if (shape.parent[i] >= 0) plan.processes[shape.parent[i]].children.push_back(i);
+  }
+  return plan;
+}
+
+Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds& handed) {
   int exe_fd = -1;
-  for (size_t i = 0; i < files.keys.size(); ++i) {
-    if (files.keys[i] == "exe")
+  for (size_t i = 0; i < handed.keys.size(); ++i) {
+    if (handed.keys[i] == exe_key(ctx.pid))
       exe_fd = kept[i];
     else
-      ctx.mapping_fds[files.keys[i]] = kept[i];
+      ctx.mapping_fds[handed.keys[i]] = kept[i];
   }
   CKPT_TRY(threads::drop_puppet_rseq(ctx));
   CKPT_TRY(memory::restore(ctx));
@@ -124,7 +184,7 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   CKPT_TRY(threads::restore(ctx));
   CKPT_TRY(signals::restore(ctx));
   for (int fd : kept) CKPT_TRY(ctx.main_remote->call("close", SYS_close, {uint64_t(fd)}));
-  // The puppet asked to die with its restorer; the restored process must not.
+  // The puppet asked to die with its creator; the restored process must not.
   CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, 0}));
   CKPT_TRY(seccomp::restore(ctx));  // before credentials: needs CAP_SYS_ADMIN if no no_new_privs
   CKPT_TRY(process::restore_credentials(ctx));
@@ -136,76 +196,87 @@ Status build(RestoreContext& ctx, Puppet& puppet, const OpenedFiles& files) {
   return {};
 }
 
-// A half-built process must never run: kill it while every thread is still stopped, then reap
-// the traced threads (a leader cannot be reaped while traced zombie threads remain).
-void abandon(RestoreContext& ctx) {
-  ::kill(ctx.pid, SIGKILL);
-  if (ctx.main_remote) ctx.main_remote->abandon();
-  for (size_t i = 1; i < ctx.threads.size(); ++i) {
-    ::waitpid(ctx.threads[i].tid, nullptr, __WALL);
-    ctx.threads[i].tracee.release();
+// One process being built. Not movable: main_remote points at remote, remote into ctx.threads.
+struct ProcessBuild {
+  RestoreContext ctx;
+  std::optional<ptrace::RemoteSyscalls> remote;
+
+  ProcessBuild() = default;
+  ProcessBuild(const ProcessBuild&) = delete;
+  ProcessBuild& operator=(const ProcessBuild&) = delete;
+
+  // A half-built process must never run: kill it while every thread is still stopped, then reap
+  // the traced threads (a leader cannot be reaped while traced zombie threads remain).
+  ~ProcessBuild() {
+    if (ctx.threads.empty()) return;
+    ::kill(ctx.pid, SIGKILL);
+    if (remote) remote->abandon();
+    for (size_t i = 1; i < ctx.threads.size(); ++i) {
+      ::waitpid(ctx.threads[i].tid, nullptr, __WALL);
+      ctx.threads[i].tracee.release();
+    }
   }
-  ctx.threads.erase(ctx.threads.begin() + 1, ctx.threads.end());
+  // Lets the process run.
+  Status finish() {
+    CKPT_TRY(remote->finish());
+    ctx.threads.clear();
+    return {};
+  }
+};
+
+Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
+                                                    const image::GenerationInfo& gen,
+                                                    const PuppetPlan& plan, PuppetTree& puppets,
+                                                    size_t i) {
+  auto b = std::make_unique<ProcessBuild>();
+  RestoreContext& ctx = b->ctx;
+  const PuppetSpec& spec = plan.processes[i];
+  ctx.pid = spec.pid;
+  ctx.section_prefix = section_prefix(spec.pid, i == 0);
+  ctx.store = &store;
+  ctx.generation = gen;
+  ctx.image = spec.image;
+  ctx.shell_job = plan.shell_job;
+  ctx.trampoline = spec.trampoline;
+  ctx.scratch = {spec.trampoline + 64, kPage - 64};
+  // main_remote points into ctx.threads: it must never reallocate.
+  ctx.threads.reserve((*spec.image)["threads"].size());
+  ctx.threads.push_back(
+      ThreadHandle{spec.pid, ptrace::Tracee::adopt(spec.pid, puppets.tracee(i).options())});
+  puppets.tracee(i).release();  // ctx.threads[0] owns the attachment now
+  CKPT_TRY_ASSIGN(auto remote,
+                  ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
+  b->remote.emplace(std::move(remote));
+  ctx.main_remote = &*b->remote;
+  Status st = build(ctx, puppets.handed_fds(i), plan.handed);
+  if (!st.ok()) {
+    log::debug("restore", "failed: {}", st.error().message);
+    return st.error().wrap(fmt::format("restore pid {}", ctx.pid));
+  }
+  return b;
 }
 
 // Restores one generation. Section checksums are checked as the sections are read, the pages
-// while they go into the still stopped puppet, which a mismatch abandons.
+// while they go into the still stopped puppets, which a mismatch abandons. Every process stays
+// stopped until all are built.
 Result<RestoreResult> restore_generation(const image::Store& store,
                                          const image::GenerationInfo& gen,
                                          const RestoreOptions& opts) {
   auto started = Clock::now();
-  CKPT_TRY_ASSIGN(json image, load_image(store, gen));
-  CKPT_TRY(process::check_before_restore(image));
-  if (!opts.accept_changed_files) {
-    CKPT_TRY(files::check_before_restore(image));
-    CKPT_TRY(check_mapped_files(memory::files_to_map(image)));
+  CKPT_TRY_ASSIGN(TreeImage image, load_image(store, gen));
+  CKPT_TRY(check_before_restore(image, opts));
+  CKPT_TRY_ASSIGN(Handed handed, open_handed_fds(store, gen, image));
+  CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts.shell_job));
+  CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
+  std::vector<std::unique_ptr<ProcessBuild>> built;
+  for (size_t i = 0; i < puppets.size(); ++i) {
+    CKPT_TRY_ASSIGN(auto b, build_process(store, gen, plan, puppets, i));
+    built.push_back(std::move(b));
   }
-  CKPT_TRY(check_same_vdso(image));
-  CKPT_TRY(check_pids_free(image));
-  CKPT_TRY_ASSIGN(OpenedFiles files, open_mapped_files(image));
-  CKPT_TRY(add_deleted_files(store, gen, image, files));
-
-  PuppetPlan plan;
-  plan.pid = image["pid"];
-  plan.image = &image;
-  plan.shell_job = opts.shell_job;
-  CKPT_TRY_ASSIGN(plan.trampoline, choose_trampoline(image));
-  for (size_t i = 0; i < files.fds.size(); ++i) {
-    plan.keep_fds.push_back(files.fds[i].get());
-    if (files.keys[i].rfind("deleted:", 0) == 0)
-      plan.deleted_files[std::stoi(files.keys[i].substr(8))] = i;
-  }
-  CKPT_TRY_ASSIGN(Puppet puppet, Puppet::create(plan));
-
-  RestoreContext ctx;
-  ctx.pid = plan.pid;
-  ctx.store = &store;
-  ctx.generation = gen;
-  ctx.image = &image;
-  ctx.shell_job = opts.shell_job;
-  ctx.trampoline = plan.trampoline;
-  ctx.scratch = {plan.trampoline + 64, kPage - 64};
-  // main_remote points into ctx.threads: it must never reallocate.
-  ctx.threads.reserve(image["threads"].size());
-  ctx.threads.push_back(
-      ThreadHandle{plan.pid, ptrace::Tracee::adopt(plan.pid, puppet.tracee().options())});
-  puppet.tracee().release();  // ctx.threads[0] owns the attachment now
-  {
-    CKPT_TRY_ASSIGN(auto remote,
-                    ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
-    ctx.main_remote = &remote;
-    Status st = build(ctx, puppet, files);
-    if (!st.ok()) {
-      log::debug("restore", "failed: {}", st.error().message);
-      abandon(ctx);
-      return st.error().wrap(fmt::format("restore pid {}", ctx.pid));
-    }
-    CKPT_TRY(remote.finish());
-  }
-  ctx.threads.clear();  // detaches: the process runs
-  puppet.release();
+  for (size_t i = built.size(); i-- > 0;) CKPT_TRY(built[i]->finish());
+  puppets.release();
   RestoreResult result;
-  result.pid = plan.pid;
+  result.pid = plan.processes[0].pid;
   result.generation = gen;
   result.took = Clock::now() - started;
   return result;

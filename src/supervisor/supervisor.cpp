@@ -2,6 +2,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "dump/dump.hpp"
 #include "image/store.hpp"
 #include "proc/status.hpp"
+#include "proc/task.hpp"
 #include "restore/restore.hpp"
 #include "supervisor/process.hpp"
 #include "supervisor/run_state.hpp"
@@ -65,6 +67,7 @@ class Supervisor {
   std::optional<int> recover(Clock::time_point crashed_at);
   Status restore_from(const std::string& generation);
   Status start_fresh();
+  void end_leftovers();
   void began(const Origin& origin, pid_t pid);
   void checkpoint(bool requested);
   std::optional<int> handle_signals();
@@ -145,10 +148,31 @@ std::optional<int> Supervisor::start() {
   return std::nullopt;
 }
 
+// Kills `pid` and every process below it, children first listed so that none escapes by forking.
+void kill_below(pid_t pid) {
+  if (auto kids = proc::list_children(pid); kids.ok())
+    for (pid_t k : *kids) kill_below(k);
+  ::kill(pid, SIGKILL);
+}
+
+// Whatever the crashed program left running (its children, ours now as their subreaper) is not
+// part of the program that comes back, and would hold the PIDs a restore needs.
+void Supervisor::end_leftovers() {
+  for (int round = 0; round < 100; ++round) {
+    auto kids = proc::list_children(::getpid());
+    if (!kids.ok() || kids->empty()) return;
+    for (pid_t k : *kids) kill_below(k);
+    for (pid_t k : *kids)
+      while (::waitpid(k, nullptr, 0) < 0 && errno == EINTR) {
+      }
+  }
+}
+
 // Tries origins in the policy's order until one runs. A value means the run is over.
 std::optional<int> Supervisor::recover(Clock::time_point crashed_at) {
   state_.phase = "recovering";
   save_state();
+  end_leftovers();
   for (;;) {
     auto origin = policy_.next_origin(available_generations());
     if (!origin) {
@@ -287,6 +311,8 @@ int Supervisor::finish(int code, std::string phase) {
 }
 
 int Supervisor::run() {
+  // The program's orphans come to us: reaped at once, and ended when the program is recovered.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   state_.supervisor_pid = ::getpid();
   state_.program = opts_.program;
   state_.started_unix_ns = unix_now_ns();

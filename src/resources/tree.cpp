@@ -1,0 +1,118 @@
+#include "resources/tree.hpp"
+
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <map>
+
+#include "proc/stat.hpp"
+#include "proc/status.hpp"
+
+namespace ckpt::tree {
+namespace {
+
+constexpr int kKcmpVm = 1;
+
+struct Ids {
+  pid_t pid, ppid, pgid, sid;
+};
+
+// How a restored process gets its group, relative to what it inherits from its parent puppet
+// (the root inherits the restorer's).
+json group_plan(const Ids& me, const Ids* parent, const std::map<pid_t, size_t>& index,
+                size_t my_index) {
+  if (me.sid == me.pid) return {{"session", "new"}, {"group", "inherit"}};
+  if (!parent && me.pgid == me.pid) return {{"session", "inherit"}, {"group", "new"}};
+  if (!parent) return {{"session", "inherit"}, {"group", "inherit"}};
+  if (me.pgid == parent->pgid) return {{"session", "inherit"}, {"group", "inherit"}};
+  if (me.pgid == me.pid) return {{"session", "inherit"}, {"group", "new"}};
+  auto leader = index.find(me.pgid);
+  if (leader != index.end() && leader->second < my_index)
+    return {{"session", "inherit"}, {"group", "join"}, {"leader", me.pgid}};
+  return nullptr;
+}
+
+}  // namespace
+
+Status check_child(pid_t parent, pid_t child) {
+  auto status = proc::read_status(child);
+  if (!status.ok()) return status.error().wrap(fmt::format("pid {}: its child {}", parent, child));
+  if (status->state == 'Z')
+    return make_error(fmt::format("pid {}: its child {} is a zombie (ended, not yet waited for), "
+                                  "which ckpt cannot save yet",
+                                  parent, child),
+                      EAGAIN);
+  if (status->tracer_pid != 0)
+    return errorf("pid {}: its child {} is traced by pid {}", parent, child, status->tracer_pid);
+  long same_vm = ::syscall(SYS_kcmp, parent, child, kKcmpVm, 0, 0);
+  if (same_vm == 0)
+    return errorf("pid {}: its child {} shares its memory (vfork), which ckpt cannot save yet",
+                  parent, child);
+  return {};
+}
+
+Status dump(const std::vector<DumpContext*>& procs) {
+  std::vector<Ids> ids;
+  std::map<pid_t, size_t> index;
+  for (auto* ctx : procs) {
+    CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(ctx->pid));
+    index[ctx->pid] = ids.size();
+    ids.push_back({ctx->pid, st.ppid, st.pgrp, st.session});
+  }
+  for (size_t i = 0; i < procs.size(); ++i) {
+    const Ids& me = ids[i];
+    auto parent = i == 0 ? index.end() : index.find(me.ppid);
+    if (i != 0 && parent == index.end())
+      return errorf("pid {}: its parent {} is not among the dumped processes", me.pid, me.ppid);
+    const Ids* p = i == 0 ? nullptr : &ids[parent->second];
+    if (p && me.sid != me.pid && me.sid != p->sid)
+      return errorf(
+          "pid {}: it is in session {}, which neither it nor its parent leads; ckpt "
+          "cannot rebuild that",
+          me.pid, me.sid);
+    json plan = group_plan(me, p, index, i);
+    if (plan.is_null())
+      return errorf(
+          "pid {}: its process group {} has no leader among the processes created "
+          "before it, which ckpt cannot rebuild",
+          me.pid, me.pgid);
+    plan["ppid"] = me.ppid;
+    plan["pgid"] = me.pgid;
+    plan["sid"] = me.sid;
+    procs[i]->image["tree"] = std::move(plan);
+  }
+  return {};
+}
+
+Result<Shape> shape(const std::vector<const json*>& procs) {
+  Shape s;
+  std::map<pid_t, int> index;
+  for (size_t i = 0; i < procs.size(); ++i) {
+    pid_t pid = (*procs[i])["pid"];
+    int parent = -1;
+    if (i > 0) {
+      pid_t ppid = (*procs[i]).at("tree").at("ppid");
+      auto it = index.find(ppid);
+      if (it == index.end())
+        return errorf("process {} of the image comes before its parent {}", pid, ppid);
+      parent = it->second;
+    }
+    index[pid] = static_cast<int>(i);
+    s.pids.push_back(pid);
+    s.parent.push_back(parent);
+  }
+  return s;
+}
+
+Status join_in_puppet(const json& image, bool root, bool shell_job) {
+  if (!image.contains("tree") || (root && shell_job)) return {};
+  const json& t = image["tree"];
+  if (t["session"] == "new" && ::setsid() < 0) return sys_error("setsid");
+  if (t["group"] == "new" && ::setpgid(0, 0) < 0) return sys_error("setpgid(0, 0)");
+  if (t["group"] == "join" && ::setpgid(0, t["leader"].get<pid_t>()) < 0)
+    return sys_error(fmt::format("join process group {}", t["leader"].get<pid_t>()));
+  return {};
+}
+
+}  // namespace ckpt::tree

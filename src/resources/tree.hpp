@@ -1,0 +1,33 @@
+#pragma once
+// The process tree: which process is whose child, and the process groups and sessions they are
+// in. Restore rebuilds the tree by letting each puppet create its children (clone3 with their
+// PIDs) in the order of the image, after joining its own group and session, so that a group's
+// leader always exists before its members join it.
+#include <vector>
+
+#include "resources/context.hpp"
+
+namespace ckpt::tree {
+
+// Checks a child found while freezing the tree: not traced by another, not sharing its parent's
+// memory (vfork). A zombie child is refused with EAGAIN: it is usually reaped a moment later.
+Status check_child(pid_t parent, pid_t child);
+
+// Records in each process's image its parent, group and session and how the restored process
+// gets them back. `procs` is in creation order (root first, each parent before its children);
+// groups and sessions that cannot be rebuilt that way are refused, naming them.
+Status dump(const std::vector<DumpContext*>& procs);
+
+// The PIDs of the processes of an image, in creation order, with the index of each parent
+// (-1 for the root).
+struct Shape {
+  std::vector<pid_t> pids;
+  std::vector<int> parent;
+};
+Result<Shape> shape(const std::vector<const json*>& procs);
+
+// In a new puppet before it creates its own children: its session and group. The root, unless
+// it is a shell job (which joins the caller's), leads a session or group again if it led one.
+Status join_in_puppet(const json& image, bool root, bool shell_job);
+
+}  // namespace ckpt::tree
