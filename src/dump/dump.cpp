@@ -38,7 +38,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 constexpr int kEngineFormat = 2;
-constexpr int kZombieAttempts = 10;
 
 Status check_target(const DumpOptions& opts) {
   pid_t pid = opts.pid;
@@ -200,6 +199,7 @@ Status freeze_tree(Tree& tree, const DumpOptions& opts) {
   tree.add(opts.pid, -1);
   for (size_t i = 0; i < tree.procs.size(); ++i) {
     DumpContext& ctx = *tree.procs[i];
+    if (ctx.zombie) continue;
     CKPT_TRY(freeze(ctx));
     CKPT_TRY_ASSIGN(auto children, proc::list_children(ctx.pid));
     for (pid_t c : children) {
@@ -207,14 +207,19 @@ Status freeze_tree(Tree& tree, const DumpOptions& opts) {
               opts.ignore_children.end() ||
           tree.has(c))
         continue;
-      CKPT_TRY(tree::check_child(ctx.pid, c));
+      CKPT_TRY_ASSIGN(auto state, tree::check_child(ctx.pid, c));
       tree.add(c, static_cast<int>(i));
+      tree.procs.back()->zombie = state == tree::ChildState::zombie;
     }
   }
   return {};
 }
 
 Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts) {
+  if (ctx.zombie) {
+    CKPT_TRY_ASSIGN(ctx.image, tree::dump_zombie(ctx.pid));
+    return {};
+  }
   ctx.writer = writer;
   CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
@@ -259,8 +264,8 @@ void kill_tree(Tree& tree) {
   }
 }
 
-Result<DumpResult> dump_attempt(image::GenerationWriter* writer, const DumpOptions& opts,
-                                Clock::time_point started) {
+Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
+                             Clock::time_point started) {
   Tree tree;
   // From here every error path detaches the threads (ThreadHandle owns the attachment).
   auto frozen_at = Clock::now();
@@ -291,15 +296,7 @@ Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
   CKPT_TRY(check_target(opts));
   // Before the freeze: creating the generation's files costs the process nothing then.
   CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
-  // A child that just ended is normally reaped by its parent a moment later: try again a few
-  // times before refusing the zombie. Nothing was written for a failed attempt but the
-  // generation's files, which the next attempt starts over.
-  for (int attempt = 1;; ++attempt) {
-    auto r = dump_attempt(writer.get(), opts, started);
-    if (r.ok() || r.error().errnum != EAGAIN || attempt == kZombieAttempts) return r;
-    CKPT_TRY_ASSIGN(writer, store.begin_generation(opts.write));
-    ::usleep(20000);
-  }
+  return dump_tree(writer.get(), opts, started);
 }
 
 // The dumper's answer to its parent: one line, "ok ID FROZEN_NS TOTAL_NS" or "err ERRNO MESSAGE".

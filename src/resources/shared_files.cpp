@@ -172,7 +172,8 @@ Status link(const std::vector<DumpContext*>& procs, json& shared) {
   shared = json::array();
   std::vector<FdRef> fds;
   for (auto* ctx : procs)
-    for (auto& f : ctx->image["files"]["fds"]) fds.push_back({ctx, &f});
+    if (!ctx->zombie)
+      for (auto& f : ctx->image["files"]["fds"]) fds.push_back({ctx, &f});
   CKPT_TRY(link_pipes(fds, shared));
   return link_open_files(fds, shared);
 }

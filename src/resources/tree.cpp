@@ -1,6 +1,10 @@
 #include "resources/tree.hpp"
 
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -35,20 +39,61 @@ json group_plan(const Ids& me, const Ids* parent, const std::map<pid_t, size_t>&
 
 }  // namespace
 
-Status check_child(pid_t parent, pid_t child) {
+Result<ChildState> check_child(pid_t parent, pid_t child) {
   auto status = proc::read_status(child);
   if (!status.ok()) return status.error().wrap(fmt::format("pid {}: its child {}", parent, child));
-  if (status->state == 'Z')
-    return make_error(fmt::format("pid {}: its child {} is a zombie (ended, not yet waited for), "
-                                  "which ckpt cannot save yet",
-                                  parent, child),
-                      EAGAIN);
+  if (status->state == 'Z') return ChildState::zombie;
   if (status->tracer_pid != 0)
     return errorf("pid {}: its child {} is traced by pid {}", parent, child, status->tracer_pid);
   long same_vm = ::syscall(SYS_kcmp, parent, child, kKcmpVm, 0, 0);
   if (same_vm == 0)
     return errorf("pid {}: its child {} shares its memory (vfork), which ckpt cannot save yet",
                   parent, child);
+  return ChildState::live;
+}
+
+Result<json> dump_zombie(pid_t pid) {
+  CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(pid));
+  return json{{"pid", pid}, {"zombie", true}, {"exit_status", st.exit_code}, {"comm", st.comm}};
+}
+
+bool is_zombie(const json& image) {
+  return image.value("zombie", false);
+}
+
+[[noreturn]] void end_as_zombie(const json& image) {
+  int status = image["exit_status"];
+  ::prctl(PR_SET_NAME, image.value("comm", std::string()).c_str());
+  if (WIFSIGNALED(status)) {
+    // Killed by a signal: die of it again, without writing a core file.
+    rlimit no_core{0, 0};
+    ::setrlimit(RLIMIT_CORE, &no_core);
+    int sig = WTERMSIG(status);
+    ::signal(sig, SIG_DFL);
+    sigset_t only;
+    sigemptyset(&only);
+    sigaddset(&only, sig);
+    ::sigprocmask(SIG_UNBLOCK, &only, nullptr);
+    ::kill(::getpid(), sig);
+  }
+  ::_exit(WEXITSTATUS(status));
+}
+
+Status settle_zombies(const std::vector<pid_t>& zombies) {
+  if (zombies.empty()) return {};
+  sigset_t chld, old;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &chld, &old);
+  for (pid_t z : zombies) {
+    siginfo_t info;
+    while (::waitid(P_PID, static_cast<id_t>(z), &info, WEXITED | WNOWAIT) < 0)
+      if (errno != EINTR) return sys_error(fmt::format("wait for the zombie {}", z));
+  }
+  timespec now{0, 0};
+  while (::sigtimedwait(&chld, nullptr, &now) == SIGCHLD) {
+  }
+  ::sigprocmask(SIG_SETMASK, &old, nullptr);
   return {};
 }
 

@@ -10,8 +10,13 @@
 namespace ckpt::tree {
 
 // Checks a child found while freezing the tree: not traced by another, not sharing its parent's
-// memory (vfork). A zombie child is refused with EAGAIN: it is usually reaped a moment later.
-Status check_child(pid_t parent, pid_t child);
+// memory (vfork). A zombie (ended, not yet waited for) is fine: it comes back as a zombie.
+enum class ChildState { live, zombie };
+Result<ChildState> check_child(pid_t parent, pid_t child);
+
+// The image of a zombie: its PID and the status its parent's wait will get.
+Result<json> dump_zombie(pid_t pid);
+bool is_zombie(const json& image);
 
 // Records in each process's image its parent, group and session and how the restored process
 // gets them back. `procs` is in creation order (root first, each parent before its children);
@@ -25,6 +30,13 @@ struct Shape {
   std::vector<int> parent;
 };
 Result<Shape> shape(const std::vector<const json*>& procs);
+
+// In a zombie's puppet: ends the way the dumped process had ended.
+[[noreturn]] void end_as_zombie(const json& image);
+
+// In a puppet whose children include zombies: waits until they have ended, and drops the
+// SIGCHLD their end sent (the dumped parent had had it already).
+Status settle_zombies(const std::vector<pid_t>& zombies);
 
 // In a new puppet before it creates its own children: its session and group. The root, unless
 // it is a shell job (which joins the caller's), leads a session or group again if it led one.

@@ -73,6 +73,7 @@ Result<pid_t> clone_with_pid(pid_t want) {
 // Creates the children of puppet `index` one after the other, each once the one before has
 // created its own: a process group's leader then exists before any process joins it.
 Status create_children(const PuppetPlan& plan, size_t index, const std::vector<int>& report_fds) {
+  std::vector<pid_t> zombies;
   for (size_t child : plan.processes[index].children) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
@@ -84,8 +85,9 @@ Status create_children(const PuppetPlan& plan, size_t index, const std::vector<i
     while (::read(read_end.get(), &c, 1) < 0 && errno == EINTR) {
     }
     if (c != '1') return errorf("restore pid {}: its puppet failed", plan.processes[child].pid);
+    if (plan.processes[child].zombie) zombies.push_back(pid);
   }
-  return {};
+  return tree::settle_zombies(zombies);
 }
 
 [[noreturn]] void puppet_main(const PuppetPlan& plan, size_t index,
@@ -93,6 +95,10 @@ Status create_children(const PuppetPlan& plan, size_t index, const std::vector<i
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   const PuppetSpec& spec = plan.processes[index];
   Status st = tree::join_in_puppet(*spec.image, index == 0, plan.shell_job);
+  if (st.ok() && spec.zombie) {
+    (void)!::write(created_fd, "1", 1);
+    tree::end_as_zombie(*spec.image);
+  }
   if (st.ok()) st = create_children(plan, index, report_fds);
   if (created_fd >= 0) (void)!::write(created_fd, st.ok() ? "1" : "0", 1);
   HandedFds handed = plan.handed;
@@ -153,7 +159,7 @@ Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
   tree.kept_.resize(plan.processes.size());
   write_ends.clear();  // a puppet that dies before its report then reads as EOF
   for (size_t i = 0; i < plan.processes.size(); ++i)
-    CKPT_TRY(tree.take_over(i, plan, read_ends[i].get()));
+    if (!plan.processes[i].zombie) CKPT_TRY(tree.take_over(i, plan, read_ends[i].get()));
   return tree;
 }
 

@@ -78,12 +78,9 @@ Status check_same_vdso(const json& image) {
   return make_error("restore: this process has no vdso");
 }
 
-Status check_pids_free(const json& image) {
-  for (auto& t : image["threads"]) {
-    pid_t tid = t["tid"];
-    if (::kill(tid, 0) == 0 || errno != ESRCH)
-      return errorf("restore: pid {} is in use by another process", tid);
-  }
+Status check_pid_free(pid_t pid) {
+  if (::kill(pid, 0) == 0 || errno != ESRCH)
+    return errorf("restore: pid {} is in use by another process", pid);
   return {};
 }
 
@@ -101,13 +98,15 @@ Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
 
 Status check_before_restore(const TreeImage& t, const RestoreOptions& opts) {
   for (const json* p : t.procs) {
+    CKPT_TRY(check_pid_free((*p)["pid"]));
+    if (tree::is_zombie(*p)) continue;
     CKPT_TRY(process::check_before_restore(*p));
     if (!opts.accept_changed_files) {
       CKPT_TRY(files::check_before_restore(*p));
       CKPT_TRY(check_mapped_files(memory::files_to_map(*p)));
     }
     CKPT_TRY(check_same_vdso(*p));
-    CKPT_TRY(check_pids_free(*p));
+    for (auto& thread : (*p)["threads"]) CKPT_TRY(check_pid_free(thread["tid"]));
   }
   return {};
 }
@@ -145,6 +144,7 @@ Result<Handed> open_handed_fds(const image::Store& store, const image::Generatio
                                const TreeImage& t) {
   Handed h;
   for (const json* p : t.procs) {
+    if (tree::is_zombie(*p)) continue;
     CKPT_TRY(add_mapped_files(*p, h));
     CKPT_TRY_ASSIGN(auto deleted, deleted_files::recreate(store, gen, *p));
     for (auto& d : deleted) h.add(deleted_files::handed_key(d.id), std::move(d.fd));
@@ -163,7 +163,10 @@ Result<PuppetPlan> make_plan(const TreeImage& t, const Handed& handed, bool shel
     PuppetSpec spec;
     spec.pid = shape.pids[i];
     spec.image = t.procs[i];
-    CKPT_TRY_ASSIGN(spec.trampoline, choose_trampoline(*t.procs[i]));
+    spec.zombie = tree::is_zombie(*t.procs[i]);
+    if (!spec.zombie) {
+      CKPT_TRY_ASSIGN(spec.trampoline, choose_trampoline(*t.procs[i]));
+    }
     plan.processes.push_back(std::move(spec));
     if (shape.parent[i] >= 0) plan.processes[shape.parent[i]].children.push_back(i);
   }
@@ -270,6 +273,7 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
   std::vector<std::unique_ptr<ProcessBuild>> built;
   for (size_t i = 0; i < puppets.size(); ++i) {
+    if (plan.processes[i].zombie) continue;
     CKPT_TRY_ASSIGN(auto b, build_process(store, gen, plan, puppets, i));
     built.push_back(std::move(b));
   }
