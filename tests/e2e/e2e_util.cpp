@@ -309,9 +309,11 @@ bool gone(pid_t pid) {
       auto failure = ::testing::AssertionFailure()
                      << "pid " << left.front() << " (state '" << status_field(left.front(), "State")
                      << "', parent " << status_field(left.front(), "PPid") << ") is still there";
-      for (pid_t p : left) {
-        ::kill(p, SIGKILL);
-        ::waitpid(p, nullptr, WNOHANG | __WALL);
+      for (pid_t p : left) ::kill(p, SIGKILL);
+      auto cleanup_deadline = std::chrono::steady_clock::now() + 2s;
+      while (!left.empty() && std::chrono::steady_clock::now() < cleanup_deadline) {
+        std::erase_if(left, gone);
+        sleep_for(2ms);
       }
       return failure;
     }
