@@ -82,17 +82,6 @@ TEST_F(TreeTest, DumpRefusesAnonymousMemorySharedBetweenProcesses) {
   EXPECT_TRUE(p.finish());
 }
 
-TEST_F(TreeTest, DumpRefusesEventfdSharedBetweenProcesses) {
-  TestProcess p({program_path("tree_refusal"), "eventfd"});
-  ASSERT_TRUE(p.wait_ready());
-  auto [err, child] = expect_refused(p, "shared with pid");
-  expect_names_sharer(err, p.pid(), child);
-  if (child > 0) {
-    EXPECT_TRUE(left_running_untraced(child));
-  }
-  EXPECT_TRUE(p.finish());
-}
-
 TEST_F(TreeTest, DumpRefusesZombieChild) {
   TestProcess p({program_path("tree_refusal"), "zombie"});
   ASSERT_TRUE(p.wait_ready());
@@ -105,6 +94,24 @@ TEST_F(TreeTest, DumpRefusesZombieChild) {
   // The parent still reaps it with its exit status.
   EXPECT_TRUE(p.finish());
 }
+
+// One event-like file description (eventfd, timerfd, signalfd, epoll) in two processes.
+class SharedFdRefusal : public TreeTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(SharedFdRefusal, DumpRefusesItNamingTheOtherProcess) {
+  TestProcess p({program_path("tree_refusal"), GetParam()});
+  ASSERT_TRUE(p.wait_ready());
+  auto [err, child] = expect_refused(p, "shared with pid");
+  expect_names_sharer(err, p.pid(), child);
+  if (child > 0) {
+    EXPECT_TRUE(left_running_untraced(child));
+  }
+  EXPECT_TRUE(p.finish());
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, SharedFdRefusal,
+                         ::testing::Values("eventfd", "timerfd", "signalfd", "epoll"),
+                         [](const auto& info) { return info.param; });
 
 // The original tree counts on untraced after a --leave-running dump; killed, it comes back from
 // the image where the dump left it and finishes (the parent's wait4 gets the child's status).
