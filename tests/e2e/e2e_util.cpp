@@ -252,6 +252,76 @@ std::vector<pid_t> children_of_self() {
   return out;
 }
 
+std::vector<pid_t> descendants(pid_t pid) {
+  std::vector<pid_t> out;
+  std::vector<pid_t> todo = {pid};
+  while (!todo.empty()) {
+    pid_t p = todo.back();
+    todo.pop_back();
+    fs::path task_dir = fs::path("/proc") / std::to_string(p) / "task";
+    for (int tid : numeric_entries(task_dir)) {
+      std::istringstream in(read_text(task_dir / std::to_string(tid) / "children"));
+      for (pid_t c; in >> c;) {
+        out.push_back(c);
+        todo.push_back(c);
+      }
+    }
+  }
+  return out;
+}
+
+std::map<pid_t, pid_t> parents_of(const std::vector<pid_t>& pids) {
+  std::map<pid_t, pid_t> out;
+  for (pid_t p : pids) {
+    std::string ppid = status_field(p, "PPid");
+    out[p] = ppid.empty() ? 0 : static_cast<pid_t>(std::stol(ppid));
+  }
+  return out;
+}
+
+namespace {
+
+// True once `pid` no longer exists (reaping it when it is our zombie).
+bool gone(pid_t pid) {
+  int status;
+  pid_t r = ::waitpid(pid, &status, WNOHANG | __WALL);
+  if (r == pid) return true;
+  // Not our child (yet): it may still be on its way to us as an orphan of a dying parent.
+  return r < 0 && errno == ECHILD && !fs::exists(fs::path("/proc") / std::to_string(pid));
+}
+
+}  // namespace
+
+::testing::AssertionResult reap_all(const std::vector<pid_t>& pids, const std::vector<pid_t>& keep,
+                                    std::chrono::milliseconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  std::vector<pid_t> left = pids;
+  auto listed = [](const std::vector<pid_t>& v, pid_t p) {
+    return std::find(v.begin(), v.end(), p) != v.end();
+  };
+  for (;;) {
+    // A process the tree forked after `pids` was listed reaches us only as an orphan.
+    for (pid_t c : children_of_self())
+      if (!listed(keep, c) && !listed(left, c)) left.push_back(c);
+    std::erase_if(left, gone);
+    if (left.empty()) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      auto failure = ::testing::AssertionFailure()
+                     << "pid " << left.front() << " (state '" << status_field(left.front(), "State")
+                     << "', parent " << status_field(left.front(), "PPid") << ") is still there";
+      for (pid_t p : left) ::kill(p, SIGKILL);
+      auto cleanup_deadline = std::chrono::steady_clock::now() + 2s;
+      while (!left.empty() && std::chrono::steady_clock::now() < cleanup_deadline) {
+        std::erase_if(left, gone);
+        sleep_for(2ms);
+      }
+      return failure;
+    }
+    sleep_for(2ms);
+  }
+  return ::testing::AssertionSuccess();
+}
+
 ProcSnapshot snapshot(pid_t pid) {
   ProcSnapshot s;
   for (auto& l : lines(read_proc(pid, "maps"))) s.maps.push_back(normalise_map_line(l));

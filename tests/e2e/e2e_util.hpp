@@ -76,6 +76,15 @@ bool alive(pid_t pid);
 // One field of /proc/PID/status ("" when missing).
 std::string status_field(pid_t pid, const std::string& key);
 std::vector<pid_t> children_of_self();
+// Every descendant of `pid` (children of all its threads, recursively), parents before children.
+std::vector<pid_t> descendants(pid_t pid);
+// The parent of each of `pids` as /proc shows it now (0 when gone).
+std::map<pid_t, pid_t> parents_of(const std::vector<pid_t>& pids);
+// Waits until every one of `pids`, and every child of ours not in `keep`, is gone: reaped here
+// when it became our child (orphans of a killed tree come to the runner, a child subreaper), or
+// vanished elsewhere. At the deadline SIGKILLs the stragglers and names the first one.
+::testing::AssertionResult reap_all(const std::vector<pid_t>& pids, const std::vector<pid_t>& keep,
+                                    std::chrono::milliseconds timeout = 5s);
 
 // What /proc says about a process, normalised so that two snapshots of the same state compare
 // equal (pipe inode numbers become their order of appearance).

@@ -36,10 +36,20 @@ TestProcess::~TestProcess() {
   kill_now();
 }
 
+std::vector<pid_t> TestProcess::other_children() const {
+  auto out = children_of_self();
+  std::erase(out, pid_);
+  return out;
+}
+
 void TestProcess::kill_now() {
   if (!running_) return;
+  auto keep = other_children();
+  auto tree = descendants(pid_);
   ::kill(pid_, SIGKILL);
+  for (pid_t d : tree) ::kill(d, SIGKILL);
   wait_child(pid_, 5s);
+  EXPECT_TRUE(reap_all(tree, keep)) << "a process of the killed tree of " << pid_;
   running_ = false;
 }
 
@@ -51,21 +61,27 @@ void TestProcess::kill_now() {
 ::testing::AssertionResult TestProcess::dump(const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"dump", "-t", std::to_string(pid_), "-D", store().string()};
   args.insert(args.end(), extra.begin(), extra.end());
+  auto keep = other_children();
+  auto tree = parents_of(descendants(pid_));
   auto r = run_ckpt(args);
   if (r.exit_code() != 0) {
     return ::testing::AssertionFailure()
            << "ckpt dump of " << pid_ << " failed: " << r.describe() << "\nprogram " << output();
   }
+  tree_ = std::move(tree);
   bool leave_running = std::find(extra.begin(), extra.end(), "--leave-running") != extra.end();
-  if (!leave_running) {
-    auto st = wait_child(pid_, 5s);
-    running_ = false;
-    if (!st) return ::testing::AssertionFailure() << "the dumped process did not die";
-    if (!WIFSIGNALED(*st) || WTERMSIG(*st) != SIGKILL)
-      return ::testing::AssertionFailure()
-             << "the dumped process ended with " << describe_status(*st) << ", not SIGKILL\n"
-             << output();
-  }
+  if (leave_running) return ::testing::AssertionSuccess();
+  auto st = wait_child(pid_, 5s);
+  running_ = false;
+  std::vector<pid_t> killed;
+  for (auto& [d, parent] : tree_) killed.push_back(d);
+  auto reaped = reap_all(killed, keep);
+  if (!st) return ::testing::AssertionFailure() << "the dumped process did not die";
+  if (!WIFSIGNALED(*st) || WTERMSIG(*st) != SIGKILL)
+    return ::testing::AssertionFailure()
+           << "the dumped process ended with " << describe_status(*st) << ", not SIGKILL\n"
+           << output();
+  if (!reaped) return reaped << " after the dump of " << pid_ << " (the dump kills its whole tree)";
   return ::testing::AssertionSuccess();
 }
 
@@ -85,14 +101,28 @@ void TestProcess::kill_now() {
     }
     return ::testing::AssertionFailure() << "restore printed pid '" << r.out << "', want " << pid_;
   }
+  for (auto& [d, parent] : tree_) {
+    if (!alive(d))
+      return ::testing::AssertionFailure()
+             << "descendant " << d << " (child of " << parent << ") was not restored";
+    std::string now = status_field(d, "PPid");
+    if (now != std::to_string(parent))
+      return ::testing::AssertionFailure()
+             << "descendant " << d << " was restored with parent " << now << ", want " << parent;
+  }
   return ::testing::AssertionSuccess();
 }
 
 ::testing::AssertionResult TestProcess::finish(std::chrono::milliseconds timeout) {
+  auto keep = other_children();
+  auto tree = descendants(pid_);
   ::kill(pid_, SIGUSR2);
   auto st = wait_child(pid_, timeout);
   running_ = false;
+  // A program waits for its children: any of them still there is a leak (or a hang).
+  auto reaped = reap_all(tree, keep, 2s);
   if (!st) return ::testing::AssertionFailure() << "program did not finish in time\n" << output();
+  if (!reaped) return reaped << " after program " << pid_ << " ended\n" << output();
   bool passed = out().find("\nPASS\n") != std::string::npos;
   if (WIFEXITED(*st) && WEXITSTATUS(*st) == 0 && passed) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "program ended with " << describe_status(*st) << "\n"

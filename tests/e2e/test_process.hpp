@@ -27,18 +27,28 @@ class TestProcess {
 
   // Waits for READY; false (with the output as a test failure) when it does not come.
   ::testing::AssertionResult wait_ready();
-  // `ckpt dump -t PID -D store EXTRA...`; without --leave-running also reaps the killed process.
+  // `ckpt dump -t PID -D store EXTRA...`; without --leave-running also reaps the killed process
+  // and every descendant killed with it, so that their PIDs are free for the restore.
   ::testing::AssertionResult dump(const std::vector<std::string>& extra = {});
-  // `ckpt restore -D store --detach EXTRA...`; checks the printed PID is the old one.
+  // `ckpt restore -D store --detach EXTRA...`; checks the printed PID is the old one and that
+  // every descendant of the last dump runs again with the same PID under the same parent.
   ::testing::AssertionResult restore(const std::vector<std::string>& extra = {});
-  // Sends SIGUSR2 and waits for the exit; success when it printed PASS and exited 0.
+  // Sends SIGUSR2 and waits for the exit; success when it printed PASS, exited 0 and left none of
+  // its descendants behind.
   ::testing::AssertionResult finish(std::chrono::milliseconds timeout = 15s);
+  // SIGKILLs the process and its descendants and reaps them all.
   void kill_now();
+  // The descendants at the last dump, each with its parent.
+  const std::map<pid_t, pid_t>& tree() const { return tree_; }
 
  private:
+  // Our children that are not this process's (reaping its orphans must leave them alone).
+  std::vector<pid_t> other_children() const;
+
   TempDir dir_;
   pid_t pid_ = -1;
   bool running_ = false;
+  std::map<pid_t, pid_t> tree_;
 };
 
 // Every program under tests/e2e/programs is built next to this path.

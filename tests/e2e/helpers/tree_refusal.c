@@ -1,0 +1,99 @@
+// A parent and child sharing something `ckpt dump` must refuse (argv[1]): "shm" an anonymous
+// MAP_SHARED page, "eventfd", "timerfd", "signalfd" or "epoll" one such file description,
+// "zombie" a child that exited and is not reaped yet.
+// After READY and SIGUSR2 the parent checks the thing still works between the two processes
+// (the refused dump must not have disturbed it) and prints PASS.
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/signalfd.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+
+#include <fcntl.h>
+
+#include "e2e_prog.h"
+
+#define ZOMBIE_STATUS 5
+
+static char read_byte(int fd) {
+  char c = 0;
+  return read(fd, &c, 1) == 1 ? c : 0;
+}
+
+static int shm_child(volatile char* page, int ctl) {
+  if (read_byte(ctl) != 'g') return 2;
+  if (page[1] != 'p') return 3;  // the parent's store is not visible: no longer shared
+  page[0] = 'c';
+  return 0;
+}
+
+// The shared fd of an fd mode, -1 for the others.
+static int shared_fd(const char* mode) {
+  if (strcmp(mode, "eventfd") == 0) return eventfd(0, 0);
+  if (strcmp(mode, "timerfd") == 0) return timerfd_create(CLOCK_MONOTONIC, 0);
+  if (strcmp(mode, "epoll") == 0) return epoll_create1(0);
+  if (strcmp(mode, "signalfd") == 0) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGUSR1);
+    return signalfd(-1, &set, 0);
+  }
+  return -1;
+}
+
+// The eventfd carries the parent's value; the other fds must still be open.
+static int fd_child(const char* mode, int fd, int ctl) {
+  if (read_byte(ctl) != 'g') return 2;
+  if (fcntl(fd, F_GETFD) < 0) return 3;
+  uint64_t v = 0;
+  if (strcmp(mode, "eventfd") == 0 && (read(fd, &v, sizeof v) != (ssize_t)sizeof v || v != 3))
+    return 4;
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  e2e_setup();
+  const char* mode = argc > 1 ? argv[1] : "";
+  volatile char* page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (page == MAP_FAILED) return 1;
+  int fd = shared_fd(mode);
+  int ctl[2];
+  E2E_SYS(pipe(ctl));
+  pid_t c = fork();
+  E2E_SYS(c);
+  if (c == 0) {
+    close(ctl[1]);
+    if (strcmp(mode, "shm") == 0) _exit(shm_child(page, ctl[0]));
+    if (fd >= 0) _exit(fd_child(mode, fd, ctl[0]));
+    _exit(ZOMBIE_STATUS);
+  }
+  close(ctl[0]);
+  // Each mode shares only its own thing: the others must not be what the dump trips on.
+  if (strcmp(mode, "shm") != 0) munmap((void*)page, 4096);
+  if (strcmp(mode, "zombie") == 0) {
+    siginfo_t si;
+    E2E_SYS(waitid(P_PID, (id_t)c, &si, WEXITED | WNOWAIT));  // a zombie, not reaped
+  }
+  e2e_ready();
+  e2e_wait_go();
+  int st = 0;
+  if (strcmp(mode, "shm") == 0) {
+    page[1] = 'p';
+    E2E_CHECK(write(ctl[1], "g", 1) == 1, "wake the child: %s", strerror(errno));
+    E2E_CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "the child ended with status 0x%x", st);
+    E2E_CHECK(page[0] == 'c', "the child's store to the shared page is not visible");
+  } else if (fd >= 0) {
+    uint64_t v = 3;
+    if (strcmp(mode, "eventfd") == 0)
+      E2E_CHECK(write(fd, &v, sizeof v) == (ssize_t)sizeof v, "eventfd write: %s", strerror(errno));
+    E2E_CHECK(write(ctl[1], "g", 1) == 1, "wake the child: %s", strerror(errno));
+    E2E_CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "the child ended with status 0x%x", st);
+  } else {
+    E2E_CHECK(waitpid(c, &st, WNOHANG) == c && WIFEXITED(st) && WEXITSTATUS(st) == ZOMBIE_STATUS,
+              "the zombie child's status is 0x%x, want exit %d", st, ZOMBIE_STATUS);
+  }
+  return e2e_finish();
+}

@@ -1,0 +1,212 @@
+// Process trees: `ckpt dump -t ROOT` takes ROOT with all its descendants into one image and
+// `ckpt restore` brings every one of them back with its PID and parent. What cannot be saved
+// (memory or an event fd shared between two processes, a zombie) makes the dump fail naming it,
+// with the whole tree left running untraced. The ProgramTest cases tree_* cover what each
+// process finds after one restore; here: refusals, --leave-running and repeated cycles.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <algorithm>
+
+#include "counter_output.hpp"
+#include "test_process.hpp"
+
+namespace e2e {
+namespace {
+
+size_t line_count(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n + (!s.empty() && s.back() != '\n');
+}
+
+bool has_generation(const fs::path& store) {
+  std::error_code ec;
+  for (auto& e : fs::directory_iterator(store, ec))
+    if (e.path().filename().string().rfind("gen-", 0) == 0) return true;
+  return false;
+}
+
+bool wait_values(const TestProcess& p, size_t count, std::chrono::milliseconds timeout = 5s) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (counter_values(p.out()).size() >= count) return true;
+    sleep_for(5ms);
+  }
+  return false;
+}
+
+class TreeTest : public ::testing::Test {
+ protected:
+  void SetUp() override { become_subreaper(); }
+
+  // Dumps helpers/tree_refusal MODE, whose one child shares something that cannot be saved:
+  // the dump must fail with one line containing `message` and leave both processes as they
+  // were. Returns the message and the child.
+  std::pair<std::string, pid_t> expect_refused(TestProcess& p, const std::string& message) {
+    auto kids = descendants(p.pid());
+    EXPECT_EQ(kids.size(), 1u) << "the helper forks one child";
+    if (kids.size() != 1) return {"", -1};
+    auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+    EXPECT_EQ(r.exit_code(), 1) << r.describe();
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find(message), std::string::npos)
+        << "the message does not say '" << message << "': " << r.err;
+    EXPECT_FALSE(has_generation(p.store())) << "a refused dump published an image";
+    sleep_for(100ms);  // the dumper lets go of the tree before it exits; give the kernel a moment
+    EXPECT_TRUE(left_running_untraced(p.pid()));
+    EXPECT_EQ(descendants(p.pid()), kids) << "the tree changed";
+    return {r.err, kids[0]};
+  }
+};
+
+// The pid after "shared with pid " must be one of the two processes sharing.
+void expect_names_sharer(const std::string& err, pid_t parent, pid_t child) {
+  const std::string key = "shared with pid ";
+  auto at = err.find(key);
+  if (at == std::string::npos) return;  // reported by expect_refused
+  pid_t named = static_cast<pid_t>(std::atol(err.c_str() + at + key.size()));
+  EXPECT_TRUE(named == parent || named == child)
+      << "'" << err << "' names pid " << named << ", not " << parent << " or " << child;
+}
+
+TEST_F(TreeTest, DumpRefusesAnonymousMemorySharedBetweenProcesses) {
+  TestProcess p({program_path("tree_refusal"), "shm"});
+  ASSERT_TRUE(p.wait_ready());
+  auto [err, child] = expect_refused(p, "shared with pid");
+  expect_names_sharer(err, p.pid(), child);
+  if (child > 0) {
+    EXPECT_TRUE(left_running_untraced(child));
+  }
+  // Parent and child still see each other's stores through the page.
+  EXPECT_TRUE(p.finish());
+}
+
+TEST_F(TreeTest, DumpRefusesZombieChild) {
+  TestProcess p({program_path("tree_refusal"), "zombie"});
+  ASSERT_TRUE(p.wait_ready());
+  auto [err, child] = expect_refused(p, "zombie");
+  if (child > 0) {
+    EXPECT_NE(err.find(std::to_string(child)), std::string::npos)
+        << "the message does not name the zombie " << child << ": " << err;
+    EXPECT_EQ(status_field(child, "State").substr(0, 1), "Z") << "the zombie was disturbed";
+  }
+  // The parent still reaps it with its exit status.
+  EXPECT_TRUE(p.finish());
+}
+
+// One event-like file description (eventfd, timerfd, signalfd, epoll) in two processes.
+class SharedFdRefusal : public TreeTest, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(SharedFdRefusal, DumpRefusesItNamingTheOtherProcess) {
+  TestProcess p({program_path("tree_refusal"), GetParam()});
+  ASSERT_TRUE(p.wait_ready());
+  auto [err, child] = expect_refused(p, "shared with pid");
+  expect_names_sharer(err, p.pid(), child);
+  if (child > 0) {
+    EXPECT_TRUE(left_running_untraced(child));
+  }
+  EXPECT_TRUE(p.finish());
+}
+
+INSTANTIATE_TEST_SUITE_P(Kinds, SharedFdRefusal,
+                         ::testing::Values("eventfd", "timerfd", "signalfd", "epoll"),
+                         [](const auto& info) { return info.param; });
+
+// The original tree counts on untraced after a --leave-running dump; killed, it comes back from
+// the image where the dump left it and finishes (the parent's wait4 gets the child's status).
+TEST_F(TreeTest, LeaveRunningDumpOfTreeThenRestore) {
+  TestProcess p({program_path("tree_counter")}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(wait_values(p, 5));
+  auto kids = descendants(p.pid());
+  ASSERT_EQ(kids.size(), 1u);
+  long before = counter_values(p.out()).back();
+  ASSERT_TRUE(p.dump({"--leave-running"}));
+  long after = counter_values(p.out()).back();
+  EXPECT_EQ(p.tree(), (std::map<pid_t, pid_t>{{kids[0], p.pid()}}));
+  for (pid_t pid : {p.pid(), kids[0]}) {
+    EXPECT_TRUE(left_running_untraced(pid, false));
+    std::string state = status_field(pid, "State");
+    EXPECT_TRUE(!state.empty() && state[0] != 'T' && state[0] != 't')
+        << "pid " << pid << " is left in state " << state;
+  }
+  ASSERT_TRUE(wait_values(p, static_cast<size_t>(after) + 1 + 25))
+      << "the original tree stopped counting\n"
+      << p.output();
+  EXPECT_EQ(sequence_problem(counter_values(p.out()), 0), "") << p.output();
+  p.kill_now();
+  EXPECT_FALSE(alive(kids[0])) << "kill_now left the child";
+  size_t cut = p.out().size();
+  ASSERT_TRUE(p.restore({"--accept-changed-files"}));  // restore() checks the child is back
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (counter_values(p.out().substr(cut)).size() < 5 &&
+         std::chrono::steady_clock::now() < deadline)
+    sleep_for(5ms);
+  ASSERT_TRUE(p.finish());
+  auto restored = counter_values(p.out().substr(cut));
+  ASSERT_FALSE(restored.empty()) << p.output();
+  EXPECT_GE(restored.front(), before + 1);
+  EXPECT_LE(restored.front(), after + 1)
+      << "the restored child does not count on from where the dump left it (dumped between "
+      << before << " and " << after << ")";
+  EXPECT_EQ(sequence_problem(restored, restored.front()), "") << p.output();
+}
+
+// Five dump/restore cycles of a parent in wait4 and its counting child: every cycle the whole
+// tree is killed and rebuilt; the count never breaks and the final wait4 gets the child's status.
+TEST_F(TreeTest, FiveDumpRestoreCyclesOfTree) {
+  TestProcess p({program_path("tree_counter")});
+  ASSERT_TRUE(p.wait_ready());
+  auto kids = descendants(p.pid());
+  ASSERT_EQ(kids.size(), 1u);
+  for (int cycle = 0; cycle < 5; ++cycle) {
+    size_t have = counter_values(p.out()).size();
+    ASSERT_TRUE(wait_values(p, have + 3)) << "cycle " << cycle << ": the child stopped\n"
+                                          << p.output();
+    ASSERT_TRUE(p.dump()) << "cycle " << cycle;
+    ASSERT_FALSE(alive(kids[0])) << "cycle " << cycle << ": the dump left the child running";
+    ASSERT_TRUE(p.restore()) << "cycle " << cycle;
+    ASSERT_EQ(descendants(p.pid()), kids) << "cycle " << cycle;
+  }
+  size_t have = counter_values(p.out()).size();
+  ASSERT_TRUE(wait_values(p, have + 5)) << "the child stopped after the last restore\n"
+                                        << p.output();
+  ASSERT_TRUE(p.finish());
+  EXPECT_EQ(sequence_problem(counter_values(p.out()), 0), "") << p.output();
+}
+
+// The tree_* programs (each also a ProgramTest case, which compares /proc of the root only):
+// here /proc of every process of the tree must read the same after the restore, and the tree
+// must have exactly the processes it had.
+class TreeProgramTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override { become_subreaper(); }
+};
+
+TEST_P(TreeProgramTest, EveryProcessKeepsProcState) {
+  TestProcess p({program_path(GetParam())});
+  ASSERT_TRUE(p.wait_ready());
+  sleep_for(100ms);  // let every process settle into whatever it waits in
+  auto tree = descendants(p.pid());
+  ASSERT_FALSE(tree.empty()) << GetParam() << " has no children";
+  std::map<pid_t, ProcSnapshot> before;
+  for (pid_t pid : tree) before[pid] = snapshot(pid);
+  ASSERT_TRUE(p.dump());
+  ASSERT_TRUE(p.restore());
+  auto now = descendants(p.pid());
+  std::sort(now.begin(), now.end());
+  std::sort(tree.begin(), tree.end());
+  EXPECT_EQ(now, tree) << "the restored tree has other processes";
+  for (auto& [pid, snap] : before)
+    for (auto& d : compare(snap, snapshot(pid)))
+      ADD_FAILURE() << "/proc of pid " << pid << ": " << d;
+  EXPECT_TRUE(p.finish());
+}
+
+INSTANTIATE_TEST_SUITE_P(Programs, TreeProgramTest,
+                         ::testing::Values("tree_wait4", "tree_pipes", "tree_groups"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace
+}  // namespace e2e
