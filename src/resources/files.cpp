@@ -253,15 +253,17 @@ Status place_shared(Placer& placer, const json& f, const HandedFds& handed) {
   return placer.place(copy, f["fd"], flags);
 }
 
-Status open_pipe(Placer& placer, const json& read_end, const std::vector<const json*>& all_ends) {
+// `read_end` holds the data; null when only write ends are left (what was in the pipe cannot be
+// read by anyone).
+Status open_pipe(Placer& placer, const json* read_end, const std::vector<const json*>& all_ends) {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
   CKPT_TRY_ASSIGN(int r, placer.park(p[0], "pipe"));
   CKPT_TRY_ASSIGN(int w, placer.park(p[1], "pipe"));
   ScopedFd read_owner(r), write_owner(w);
-  int size = read_end.value("pipe_size", 0);
+  int size = read_end ? read_end->value("pipe_size", 0) : 0;
   if (size > 0) (void)::fcntl(w, F_SETPIPE_SZ, size);
-  std::string data = from_hex<std::string>(read_end["data"].get<std::string>());
+  std::string data = read_end ? from_hex<std::string>((*read_end)["data"].get<std::string>()) : "";
   if (!data.empty() && ::write(w, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
     return sys_error("refill pipe");
   for (auto* e : all_ends) {
@@ -362,7 +364,7 @@ Status restore_in_puppet(const json& image, bool shell_job, HandedFds& handed) {
   for (auto& [ino, ends] : pipes) {
     auto reader =
         std::find_if(ends.begin(), ends.end(), [](const json* e) { return e->contains("data"); });
-    CKPT_TRY(open_pipe(placer, **reader, ends));
+    CKPT_TRY(open_pipe(placer, reader == ends.end() ? nullptr : *reader, ends));
   }
   // Descriptors that shared an open file (dup, dup2, fork) share it again.
   for (auto& f : fds) {

@@ -4,7 +4,10 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cctype>
+#include <filesystem>
 #include <map>
+#include <set>
 
 #include "common/hex.hpp"
 #include "resources/deleted_files.hpp"
@@ -13,11 +16,14 @@
 namespace ckpt::shared_files {
 namespace {
 
+namespace fs = std::filesystem;
+
 constexpr int kKcmpFile = 0;
 
 struct FdRef {
   DumpContext* ctx;
   json* entry;
+  const std::vector<DumpContext*>& procs;  // the whole tree
 };
 
 bool is_event_fd(const json& f) {
@@ -29,8 +35,41 @@ std::string read_or_write(const json& f) {
   return (f["flags"].get<int>() & O_ACCMODE) == O_RDONLY ? "r" : "w";
 }
 
-// Every pipe needs both ends among the processes; one with ends in several processes is made
-// once by the restorer.
+// The first process outside the tree that holds pipe `ino`, or 0. Scans every process's fds, so
+// it is asked only about pipes with one end in the tree.
+pid_t outside_holder(uint64_t ino, const std::set<pid_t>& tree) {
+  std::string want = fmt::format("pipe:[{}]", ino);
+  std::error_code ec;
+  for (auto& dir : fs::directory_iterator("/proc", ec)) {
+    std::string name = dir.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    pid_t pid = std::stoi(name);
+    if (tree.count(pid) || pid == ::getpid()) continue;
+    std::error_code fd_ec;
+    for (auto& fd : fs::directory_iterator(dir.path() / "fd", fd_ec)) {
+      std::error_code link_ec;
+      if (fs::read_symlink(fd.path(), link_ec).string() == want) return pid;
+    }
+  }
+  return 0;
+}
+
+// A pipe with an end outside the tree carries data ckpt cannot follow: refused. A pipe whose
+// other end nobody holds any more (a child that wrote its output and ended) comes back the same
+// way, with that end closed.
+Status check_lone_end(const std::vector<FdRef>& ends, uint64_t ino) {
+  std::set<pid_t> tree;
+  for (auto* ctx : ends.front().procs) tree.insert(ctx->pid);
+  pid_t holder = outside_holder(ino, tree);
+  if (holder != 0)
+    return errorf(
+        "pid {}: pipe:[{}] has its other end in pid {}, outside the dumped processes, which ckpt "
+        "cannot save",
+        ends.front().ctx->pid, ino, holder);
+  return {};
+}
+
+// A pipe with ends in several processes is made once by the restorer.
 Status link_pipes(const std::vector<FdRef>& fds, json& shared) {
   std::map<uint64_t, std::vector<FdRef>> pipes;
   for (auto& r : fds)
@@ -44,18 +83,14 @@ Status link_pipes(const std::vector<FdRef>& fds, json& shared) {
       several |= e.ctx != ends.front().ctx;
       if (e.entry->contains("data")) reader = e.entry;
     }
-    if (mask != 3)
-      return errorf(
-          "pid {}: pipe:[{}] has its other end outside the dumped processes, which ckpt cannot "
-          "save yet",
-          ends.front().ctx->pid, ino);
+    if (mask != 3) CKPT_TRY(check_lone_end(ends, ino));
     if (!several) continue;
     std::string key = fmt::format("pipe:{}", ino);
     for (auto& e : ends) (*e.entry)["shared"] = key;
     shared.push_back({{"key", key},
                       {"type", "pipe"},
-                      {"data", (*reader)["data"]},
-                      {"pipe_size", reader->value("pipe_size", 0)}});
+                      {"data", reader ? (*reader)["data"] : json("")},
+                      {"pipe_size", reader ? reader->value("pipe_size", 0) : 0}});
   }
   return {};
 }
@@ -173,7 +208,7 @@ Status link(const std::vector<DumpContext*>& procs, json& shared) {
   std::vector<FdRef> fds;
   for (auto* ctx : procs)
     if (!ctx->zombie)
-      for (auto& f : ctx->image["files"]["fds"]) fds.push_back({ctx, &f});
+      for (auto& f : ctx->image["files"]["fds"]) fds.push_back({ctx, &f, procs});
   CKPT_TRY(link_pipes(fds, shared));
   return link_open_files(fds, shared);
 }

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <set>
 
 namespace e2e {
 
@@ -63,12 +64,16 @@ void TestProcess::kill_now() {
   args.insert(args.end(), extra.begin(), extra.end());
   auto keep = other_children();
   auto tree = parents_of(descendants(pid_));
+  std::set<pid_t> zombies;
+  for (auto& [d, parent] : tree)
+    if (status_field(d, "State").rfind("Z", 0) == 0) zombies.insert(d);
   auto r = run_ckpt(args);
   if (r.exit_code() != 0) {
     return ::testing::AssertionFailure()
            << "ckpt dump of " << pid_ << " failed: " << r.describe() << "\nprogram " << output();
   }
   tree_ = std::move(tree);
+  zombies_ = std::move(zombies);
   bool leave_running = std::find(extra.begin(), extra.end(), "--leave-running") != extra.end();
   if (leave_running) return ::testing::AssertionSuccess();
   auto st = wait_child(pid_, 5s);
@@ -102,7 +107,8 @@ void TestProcess::kill_now() {
     return ::testing::AssertionFailure() << "restore printed pid '" << r.out << "', want " << pid_;
   }
   for (auto& [d, parent] : tree_) {
-    if (!alive(d))
+    bool zombie_again = zombies_.count(d) && status_field(d, "State").rfind("Z", 0) == 0;
+    if (!alive(d) && !zombie_again)
       return ::testing::AssertionFailure()
              << "descendant " << d << " (child of " << parent << ") was not restored";
     std::string now = status_field(d, "PPid");

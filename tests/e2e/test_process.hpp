@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 #include <sys/types.h>
 
+#include <map>
+#include <set>
+
 #include "e2e_util.hpp"
 
 namespace e2e {
@@ -49,6 +52,7 @@ class TestProcess {
   pid_t pid_ = -1;
   bool running_ = false;
   std::map<pid_t, pid_t> tree_;
+  std::set<pid_t> zombies_;  // descendants that were zombies at the dump: zombies again after
 };
 
 // Every program under tests/e2e/programs is built next to this path.

@@ -1,8 +1,8 @@
 // A parent and child sharing something `ckpt dump` must refuse (argv[1]): "shm" an anonymous
-// MAP_SHARED page, "eventfd", "timerfd", "signalfd" or "epoll" one such file description,
-// "zombie" a child that exited and is not reaped yet.
+// MAP_SHARED page, "eventfd", "timerfd", "signalfd" or "epoll" one such file description; or
+// (saved, not refused) "zombie" a child that exited and is not reaped yet.
 // After READY and SIGUSR2 the parent checks the thing still works between the two processes
-// (the refused dump must not have disturbed it) and prints PASS.
+// (a refused dump must not have disturbed it; the zombie has its exit status) and prints PASS.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
