@@ -193,6 +193,18 @@ struct Tree {
   }
 };
 
+// A child that ends while it is being stopped is a zombie once its exit is through (its parent
+// is stopped and cannot reap it): it is saved as one.
+bool ended_meanwhile(pid_t pid) {
+  for (int i = 0; i < 100; ++i) {
+    auto st = proc::read_status(pid);
+    if (!st.ok()) return false;
+    if (st->state == 'Z') return true;
+    ::usleep(1000);
+  }
+  return false;
+}
+
 // Stops the target, then each child found, until every process of the tree is stopped: a stopped
 // process creates no children, so its list is final once it is stopped.
 Status freeze_tree(Tree& tree, const DumpOptions& opts) {
@@ -200,7 +212,13 @@ Status freeze_tree(Tree& tree, const DumpOptions& opts) {
   for (size_t i = 0; i < tree.procs.size(); ++i) {
     DumpContext& ctx = *tree.procs[i];
     if (ctx.zombie) continue;
-    CKPT_TRY(freeze(ctx));
+    Status frozen = freeze(ctx);
+    if (!frozen.ok() && i > 0 && ended_meanwhile(ctx.pid)) {
+      ctx.threads.clear();
+      ctx.zombie = true;
+      continue;
+    }
+    CKPT_TRY(frozen);
     CKPT_TRY_ASSIGN(auto children, proc::list_children(ctx.pid));
     for (pid_t c : children) {
       if (std::find(opts.ignore_children.begin(), opts.ignore_children.end(), c) !=

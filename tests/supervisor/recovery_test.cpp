@@ -68,5 +68,24 @@ TEST(SupervisorRecovery, MultiThreadedCSumSurvivesTwentyRandomKills) {
   expect_recoveries(sv, kills);
 }
 
+// A program with children: bash forks a subshell for every `$(...)` (its output comes back
+// through a pipe between the two) and waits in wait4 for every external `sleep`. A kill leaves
+// the children behind; the supervisor ends them and brings back the whole tree.
+TEST(SupervisorRecovery, BashWithChildProcessesSurvivesTenRandomKills) {
+  TempDir d;
+  auto store = d.path() / "store";
+  const long n = 400;
+  std::string script = "total=0; for ((i=1;i<=" + std::to_string(n) +
+                       ";i++)); do total=$((total + $(echo $i))); /bin/sleep 0.004; done; "
+                       "echo $total";
+  Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--dir", store, "--interval", "0.2", "--min-uptime",
+                     "0.2", "--", "/bin/bash", "-c", script});
+  int kills = kill_randomly(sv, store, 10, 3);
+  ASSERT_EQ(kills, 10) << sv.err();
+  ASSERT_EQ(sv.wait(), 0) << sv.err();
+  EXPECT_EQ(sv.out(), std::to_string(n * (n + 1) / 2) + "\n");
+  expect_recoveries(sv, kills);
+}
+
 }  // namespace
 }  // namespace ckpt::test
