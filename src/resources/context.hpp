@@ -36,10 +36,11 @@ struct ThreadHandle {
   ptrace::Tracee tracee;
 };
 
-// What the processes of one dumped tree share: a deleted file open in several of them is saved
-// once.
+// What the processes of one dumped tree share: a deleted file open or a shared memory object
+// mapped in several of them is saved once.
 struct TreeState {
   std::map<std::pair<uint64_t, uint64_t>, int> deleted_ids;  // (dev, ino) -> id
+  std::map<std::pair<uint64_t, uint64_t>, int> shm_ids;      // shared memory objects
 };
 
 // Sections of the tree's root keep their plain names (an image of one process reads as before);

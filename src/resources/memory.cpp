@@ -16,6 +16,7 @@
 #include "common/log.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/pagemap.hpp"
+#include "resources/shared_memory.hpp"
 
 namespace ckpt::memory {
 namespace {
@@ -108,15 +109,15 @@ Status record_file_identity(pid_t pid, const proc::MapEntry& m, json& j) {
 
 }  // namespace
 
-// Shared memory that is not a file on disk (shared anonymous memory, memfds, deleted files) is
-// saved by its contents, once per process: two processes sharing it would come back with a copy
-// each and no longer see each other's writes.
+// A deleted file mapped shared is saved by its contents, once per process: two processes
+// sharing it would come back with a copy each and no longer see each other's writes.
 Status check_not_shared_between(const std::vector<DumpContext*>& procs) {
   std::map<std::pair<uint64_t, uint64_t>, std::pair<pid_t, uint64_t>>
       seen;  // (dev, ino) -> pid, addr
   for (auto* ctx : procs) {
     for (const auto& m : ctx->maps) {
-      if (!m.shared || m.inode == 0 || content_of(m) != Content::all) continue;
+      if (!m.shared || m.inode == 0 || content_of(m) != Content::all || shared_memory::is_object(m))
+        continue;
       auto key = std::make_pair(uint64_t{m.dev_major} << 32 | m.dev_minor, m.inode);
       auto [it, added] = seen.emplace(key, std::make_pair(ctx->pid, m.start));
       if (!added && it->second.first != ctx->pid)
@@ -137,14 +138,17 @@ Status dump(DumpContext& ctx) {
   // Not zero-filled: first touch is slow here, and a small process uses a few pages of it.
   std::unique_ptr<char[]> storage(new char[kCopyBuffer]);
   std::span<char> buf(storage.get(), kCopyBuffer);
-  json vmas = json::array();
+  json vmas = json::array(), objects = json::array();
+  std::vector<std::pair<const proc::MapEntry*, size_t>> shm_maps;  // with their index in vmas
   uint64_t total = 0;
   for (const auto& m : ctx.maps) {
     Content content = content_of(m);
     if (content != Content::none) CKPT_TRY(check_supported(m, ctx.pid));
     json j = describe(m, content);
     std::vector<Range> ranges;
-    if (content == Content::private_pages) {
+    if (shared_memory::is_object(m)) {
+      shm_maps.emplace_back(&m, vmas.size());  // saved in sections of their own, after this one
+    } else if (content == Content::private_pages) {
       CKPT_TRY_ASSIGN(auto found, pagemap.scan(m.start, m.end, proc::PageFilter::private_anon));
       for (auto& r : found) ranges.emplace_back(r.start, r.end);
     } else if (content == Content::all) {
@@ -157,7 +161,9 @@ Status dump(DumpContext& ctx) {
     vmas.push_back(std::move(j));
   }
   CKPT_TRY(pages->finish());
-  ctx.image["memory"] = {{"vmas", std::move(vmas)}, {"page_bytes", total}};
+  for (auto [m, index] : shm_maps) CKPT_TRY(shared_memory::save(ctx, *m, vmas[index], objects));
+  ctx.image["memory"] = {
+      {"vmas", std::move(vmas)}, {"page_bytes", total}, {"shm_objects", std::move(objects)}};
   return {};
 }
 
@@ -273,6 +279,13 @@ int initial_prot(const json& v) {
 }
 
 Result<int> mapping_fd(const RestoreContext& ctx, const json& v) {
+  if (v.contains("shm")) {
+    auto it = ctx.mapping_fds.find(shared_memory::handed_key(v["shm"]));
+    if (it == ctx.mapping_fds.end())
+      return errorf("restore pid {}: shared memory {} was not recreated", ctx.pid,
+                    v["shm"].get<int>());
+    return it->second;
+  }
   bool writable = v["shared"].get<bool>() && (v["prot"].get<int>() & PROT_WRITE);
   auto it = ctx.mapping_fds.find(mapping_fd_key(v["path"], writable));
   if (it == ctx.mapping_fds.end())
@@ -284,7 +297,7 @@ Result<int> mapping_fd(const RestoreContext& ctx, const json& v) {
 Status map_one(RestoreContext& ctx, const json& v) {
   uint64_t start = v["start"], end = v["end"];
   bool shared = v["shared"];
-  bool from_file = v["kind"] == "file" && !v["deleted"].get<bool>();
+  bool from_file = (v["kind"] == "file" && !v["deleted"].get<bool>()) || v.contains("shm");
   uint64_t flags = MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE);
   if (has_flag(v, "gd")) flags |= MAP_GROWSDOWN;
   // Reservations made with MAP_NORESERVE (sanitizer shadows, JIT heaps) can be far larger than

@@ -24,6 +24,7 @@
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
 #include "resources/shared_files.hpp"
+#include "resources/shared_memory.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
@@ -148,6 +149,8 @@ Result<Handed> open_handed_fds(const image::Store& store, const image::Generatio
     CKPT_TRY(add_mapped_files(*p, h));
     CKPT_TRY_ASSIGN(auto deleted, deleted_files::recreate(store, gen, *p));
     for (auto& d : deleted) h.add(deleted_files::handed_key(d.id), std::move(d.fd));
+    CKPT_TRY_ASSIGN(auto shm, shared_memory::recreate(store, gen, *p));
+    for (auto& [key, fd] : shm) h.add(key, std::move(fd));
   }
   CKPT_TRY_ASSIGN(auto shared, shared_files::open_all(t.doc["shared_files"], h.fds));
   for (auto& [key, fd] : shared) h.add(key, std::move(fd));

@@ -1,6 +1,6 @@
-// A parent and child sharing something `ckpt dump` must refuse (argv[1]): "shm" an anonymous
-// MAP_SHARED page, "eventfd", "timerfd", "signalfd" or "epoll" one such file description; or
-// (saved, not refused) "zombie" a child that exited and is not reaped yet.
+// A parent and child sharing something (argv[1]). Refused by `ckpt dump`: "eventfd", "timerfd",
+// "signalfd" or "epoll" one such file description. Saved: "shm" an anonymous MAP_SHARED page,
+// "memfd" a memfd page mapped shared, "zombie" a child that exited and is not reaped yet.
 // After READY and SIGUSR2 the parent checks the thing still works between the two processes
 // (a refused dump must not have disturbed it; the zombie has its exit status) and prints PASS.
 #include <sys/epoll.h>
@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 
 #include <fcntl.h>
+#include <stdbool.h>
 
 #include "e2e_prog.h"
 
@@ -23,6 +24,7 @@ static char read_byte(int fd) {
 
 static int shm_child(volatile char* page, int ctl) {
   if (read_byte(ctl) != 'g') return 2;
+  if (page[2] != 'd') return 4;  // what the parent stored after the fork, before the dump
   if (page[1] != 'p') return 3;  // the parent's store is not visible: no longer shared
   page[0] = 'c';
   return 0;
@@ -55,7 +57,12 @@ static int fd_child(const char* mode, int fd, int ctl) {
 int main(int argc, char** argv) {
   e2e_setup();
   const char* mode = argc > 1 ? argv[1] : "";
-  volatile char* page = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  int memfd = strcmp(mode, "memfd") == 0 ? memfd_create("tree-page", 0) : -1;
+  if (memfd >= 0 && ftruncate(memfd, 4096) < 0) return 1;
+  volatile char* page = mmap(NULL, 4096, PROT_READ | PROT_WRITE,
+                             MAP_SHARED | (memfd >= 0 ? 0 : MAP_ANONYMOUS), memfd, 0);
+  if (memfd >= 0) close(memfd);
+  bool shm = strcmp(mode, "shm") == 0 || memfd >= 0;
   if (page == MAP_FAILED) return 1;
   int fd = shared_fd(mode);
   int ctl[2];
@@ -64,13 +71,14 @@ int main(int argc, char** argv) {
   E2E_SYS(c);
   if (c == 0) {
     close(ctl[1]);
-    if (strcmp(mode, "shm") == 0) _exit(shm_child(page, ctl[0]));
+    if (shm) _exit(shm_child(page, ctl[0]));
     if (fd >= 0) _exit(fd_child(mode, fd, ctl[0]));
     _exit(ZOMBIE_STATUS);
   }
   close(ctl[0]);
   // Each mode shares only its own thing: the others must not be what the dump trips on.
-  if (strcmp(mode, "shm") != 0) munmap((void*)page, 4096);
+  if (!shm) munmap((void*)page, 4096);
+  if (shm) page[2] = 'd';
   if (strcmp(mode, "zombie") == 0) {
     siginfo_t si;
     E2E_SYS(waitid(P_PID, (id_t)c, &si, WEXITED | WNOWAIT));  // a zombie, not reaped
@@ -78,7 +86,7 @@ int main(int argc, char** argv) {
   e2e_ready();
   e2e_wait_go();
   int st = 0;
-  if (strcmp(mode, "shm") == 0) {
+  if (shm) {
     page[1] = 'p';
     E2E_CHECK(write(ctl[1], "g", 1) == 1, "wake the child: %s", strerror(errno));
     E2E_CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,

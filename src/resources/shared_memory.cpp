@@ -1,0 +1,150 @@
+#include "resources/shared_memory.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <memory>
+
+#include "common/fs_util.hpp"
+
+namespace ckpt::shared_memory {
+namespace {
+
+constexpr size_t kChunk = 1 << 20;
+constexpr std::string_view kMemfd = "/memfd:";
+
+std::string section_name(int id) {
+  return fmt::format("shm.{}", id);
+}
+
+// The parts of the object that hold data (tmpfs knows its holes): only they are saved.
+Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges(int fd, uint64_t size) {
+  std::vector<std::pair<uint64_t, uint64_t>> out;
+  off_t at = 0;
+  while (static_cast<uint64_t>(at) < size) {
+    off_t data = ::lseek(fd, at, SEEK_DATA);
+    if (data < 0 && errno == ENXIO) break;
+    if (data < 0) return std::vector<std::pair<uint64_t, uint64_t>>{{0, size}};
+    off_t hole = ::lseek(fd, data, SEEK_HOLE);
+    if (hole < 0) hole = static_cast<off_t>(size);
+    out.emplace_back(data, hole - data);
+    at = hole;
+  }
+  return out;
+}
+
+Status copy_out(int fd, const std::vector<std::pair<uint64_t, uint64_t>>& ranges,
+                image::SectionWriter& out, const std::string& what) {
+  std::unique_ptr<std::byte[]> buf(new std::byte[kChunk]);
+  for (auto [off, len] : ranges) {
+    while (len > 0) {
+      ssize_t n = ::pread(fd, buf.get(), std::min<uint64_t>(len, kChunk), static_cast<off_t>(off));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return sys_error(n == 0 ? EIO : errno, fmt::format("read {} at {}", what, off));
+      CKPT_TRY(out.write({buf.get(), static_cast<size_t>(n)}));
+      off += static_cast<uint64_t>(n);
+      len -= static_cast<uint64_t>(n);
+    }
+  }
+  return out.finish();
+}
+
+// Shared anonymous memory is a file of the kernel's own; a mapping of it in this process gives
+// a descriptor for a new one (through map_files), which maps as "/dev/zero (deleted)" again.
+Result<ScopedFd> new_anonymous_object(uint64_t size) {
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return sys_error(fmt::format("mmap {} bytes of shared memory", size));
+  auto start = reinterpret_cast<uint64_t>(p);
+  std::string link = fmt::format("/proc/self/map_files/{:x}-{:x}", start, start + size);
+  ScopedFd fd(::open(link.c_str(), O_RDWR | O_CLOEXEC));
+  int err = errno;
+  ::munmap(p, size);
+  if (!fd) return sys_error(err, fmt::format("open {}", link));
+  return fd;
+}
+
+Result<ScopedFd> new_object(const json& o) {
+  std::string path = o["path"];
+  uint64_t size = o["size"];
+  if (path.rfind(kMemfd, 0) != 0) return new_anonymous_object(size);
+  ScopedFd fd(::memfd_create(path.substr(kMemfd.size()).c_str(), MFD_CLOEXEC));
+  if (!fd) return sys_error(fmt::format("memfd_create {}", path));
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0)
+    return sys_error(fmt::format("ftruncate {} to {}", path, size));
+  return fd;
+}
+
+Status fill(const image::Store& store, const image::GenerationInfo& gen, const json& o, int fd) {
+  int id = o["id"];
+  CKPT_TRY_ASSIGN(auto reader, store.open_section(gen, section_name(id)));
+  std::unique_ptr<std::byte[]> buf(new std::byte[kChunk]);
+  for (auto& r : o["data"]) {
+    uint64_t off = r[0], len = r[1];
+    while (len > 0) {
+      size_t want = std::min<uint64_t>(len, kChunk), got = 0;
+      while (got < want) {
+        CKPT_TRY_ASSIGN(size_t n, reader->read({buf.get() + got, want - got}));
+        if (n == 0) return errorf("section {} ends early", section_name(id));
+        got += n;
+      }
+      if (::pwrite(fd, buf.get(), want, static_cast<off_t>(off)) != static_cast<ssize_t>(want))
+        return sys_error(fmt::format("write shared memory {} at {}", id, off));
+      off += want;
+      len -= want;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+bool is_object(const proc::MapEntry& m) {
+  return m.shared && m.inode != 0 && m.deleted && m.kind == proc::MapKind::file &&
+         (m.path == "/dev/zero" || m.path.rfind(kMemfd, 0) == 0);
+}
+
+std::string handed_key(int id) {
+  return fmt::format("shm:{}", id);
+}
+
+Status save(DumpContext& ctx, const proc::MapEntry& m, json& j, json& objects) {
+  TreeState own;
+  auto& ids = ctx.tree ? ctx.tree->shm_ids : own.shm_ids;
+  auto key = std::make_pair(uint64_t{m.dev_major} << 32 | m.dev_minor, m.inode);
+  auto [it, added] = ids.emplace(key, static_cast<int>(ids.size()));
+  j["shm"] = it->second;
+  if (!added) return {};
+  std::string what = fmt::format("pid {}: shared memory {} at {:#x}", ctx.pid, m.path, m.start);
+  std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", ctx.pid, m.start, m.end);
+  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(link, O_RDONLY));
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) return sys_error(fmt::format("stat {}", link));
+  auto size = static_cast<uint64_t>(st.st_size);
+  CKPT_TRY_ASSIGN(auto ranges, data_ranges(fd.get(), size));
+  CKPT_TRY_ASSIGN(image::SectionWriter * out, ctx.writer->begin_section(section_name(it->second)));
+  CKPT_TRY(copy_out(fd.get(), ranges, *out, what));
+  json data = json::array();
+  for (auto& [off, len] : ranges) data.push_back({off, len});
+  objects.push_back({{"id", it->second}, {"path", m.path}, {"size", size}, {"data", data}});
+  return {};
+}
+
+Result<std::vector<std::pair<std::string, ScopedFd>>> recreate(const image::Store& store,
+                                                               const image::GenerationInfo& gen,
+                                                               const json& image) {
+  std::vector<std::pair<std::string, ScopedFd>> out;
+  if (!image["memory"].contains("shm_objects")) return out;
+  for (auto& o : image["memory"]["shm_objects"]) {
+    auto fd = new_object(o);
+    Status st = fd.ok() ? fill(store, gen, o, fd->get()) : fd.error();
+    if (!st.ok())
+      return st.error().wrap(
+          fmt::format("restore the shared memory {}", o["path"].get<std::string>()));
+    out.emplace_back(handed_key(o["id"]), std::move(*fd));
+  }
+  return out;
+}
+
+}  // namespace ckpt::shared_memory
