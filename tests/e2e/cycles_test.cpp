@@ -14,16 +14,6 @@
 namespace e2e {
 namespace {
 
-// Waits until the counter printed at least `count` values.
-bool wait_values(const TestProcess& p, size_t count, std::chrono::milliseconds timeout = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (counter_values(p.out()).size() >= count) return true;
-    sleep_for(5ms);
-  }
-  return false;
-}
-
 TEST(Cycles, TwentyDumpRestoreCyclesKeepCounting) {
   become_subreaper();
   TestProcess p({program_path("counter")});
@@ -83,10 +73,7 @@ TEST(LeaveRunning, OriginalRunsOnAndImageRestoresDumpTimeState) {
   size_t cut = p.out().size();
   // The output file grew since the dump; that is expected here.
   ASSERT_TRUE(p.restore({"--accept-changed-files"}));
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (counter_values(p.out().substr(cut)).size() < 5 &&
-         std::chrono::steady_clock::now() < deadline)
-    sleep_for(5ms);
+  wait_values(p, 5, 5s, cut);
   ASSERT_TRUE(p.finish());
   auto restored = counter_values(p.out().substr(cut));
   ASSERT_FALSE(restored.empty()) << p.output();

@@ -386,4 +386,10 @@ std::vector<std::string> compare(const ProcSnapshot& before, const ProcSnapshot&
   return out;
 }
 
+size_t line_count(const std::string& s) {
+  size_t n = 0;
+  for (char c : s) n += c == '\n';
+  return n + (!s.empty() && s.back() != '\n');
+}
+
 }  // namespace e2e

@@ -101,4 +101,7 @@ std::vector<std::string> compare(const ProcSnapshot& before, const ProcSnapshot&
 
 void sleep_for(std::chrono::milliseconds d);
 
+// Lines in a command's output (a last line without a newline counts).
+size_t line_count(const std::string& s);
+
 }  // namespace e2e

@@ -13,12 +13,6 @@
 namespace e2e {
 namespace {
 
-size_t line_count(const std::string& s) {
-  size_t n = 0;
-  for (char c : s) n += c == '\n';
-  return n + (!s.empty() && s.back() != '\n');
-}
-
 class FailureTest : public ::testing::Test {
  protected:
   void SetUp() override { become_subreaper(); }

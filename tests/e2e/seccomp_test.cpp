@@ -13,12 +13,6 @@ class SeccompTest : public ::testing::Test {
   void SetUp() override { become_subreaper(); }
 };
 
-size_t line_count(const std::string& s) {
-  size_t n = 0;
-  for (char c : s) n += c == '\n';
-  return n + (!s.empty() && s.back() != '\n');
-}
-
 TEST_F(SeccompTest, KillingFilterSurvivesLeaveRunningDumpAndRestore) {
   TestProcess p({program_path("seccomp_filter")});
   ASSERT_TRUE(p.wait_ready());

@@ -15,12 +15,6 @@
 namespace e2e {
 namespace {
 
-size_t line_count(const std::string& s) {
-  size_t n = 0;
-  for (char c : s) n += c == '\n';
-  return n + (!s.empty() && s.back() != '\n');
-}
-
 int port_of(const TestProcess& p) {
   std::smatch m;
   std::string out = p.out();

@@ -8,6 +8,8 @@
 #include <algorithm>
 #include <set>
 
+#include "counter_output.hpp"
+
 namespace e2e {
 
 std::string program_path(const std::string& name) {
@@ -133,6 +135,17 @@ void TestProcess::kill_now() {
   if (WIFEXITED(*st) && WEXITSTATUS(*st) == 0 && passed) return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "program ended with " << describe_status(*st) << "\n"
                                        << output();
+}
+
+bool wait_values(const TestProcess& p, size_t count, std::chrono::milliseconds timeout,
+                 size_t skip) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string out = p.out();
+    if (counter_values(out.substr(std::min(skip, out.size()))).size() >= count) return true;
+    sleep_for(5ms);
+  }
+  return false;
 }
 
 }  // namespace e2e

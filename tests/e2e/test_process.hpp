@@ -55,6 +55,11 @@ class TestProcess {
   std::set<pid_t> zombies_;  // descendants that were zombies at the dump: zombies again after
 };
 
+// Waits until a counter program printed at least `count` values (counter_output.hpp) after the
+// first `skip` bytes of its output.
+bool wait_values(const TestProcess& p, size_t count, std::chrono::milliseconds timeout = 5s,
+                 size_t skip = 0);
+
 // Every program under tests/e2e/programs is built next to this path.
 std::string program_path(const std::string& name);
 

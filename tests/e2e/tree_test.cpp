@@ -14,25 +14,10 @@
 namespace e2e {
 namespace {
 
-size_t line_count(const std::string& s) {
-  size_t n = 0;
-  for (char c : s) n += c == '\n';
-  return n + (!s.empty() && s.back() != '\n');
-}
-
 bool has_generation(const fs::path& store) {
   std::error_code ec;
   for (auto& e : fs::directory_iterator(store, ec))
     if (e.path().filename().string().rfind("gen-", 0) == 0) return true;
-  return false;
-}
-
-bool wait_values(const TestProcess& p, size_t count, std::chrono::milliseconds timeout = 5s) {
-  auto deadline = std::chrono::steady_clock::now() + timeout;
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (counter_values(p.out()).size() >= count) return true;
-    sleep_for(5ms);
-  }
   return false;
 }
 
@@ -147,10 +132,7 @@ TEST_F(TreeTest, LeaveRunningDumpOfTreeThenRestore) {
   EXPECT_FALSE(alive(kids[0])) << "kill_now left the child";
   size_t cut = p.out().size();
   ASSERT_TRUE(p.restore({"--accept-changed-files"}));  // restore() checks the child is back
-  auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (counter_values(p.out().substr(cut)).size() < 5 &&
-         std::chrono::steady_clock::now() < deadline)
-    sleep_for(5ms);
+  wait_values(p, 5, 5s, cut);
   ASSERT_TRUE(p.finish());
   auto restored = counter_values(p.out().substr(cut));
   ASSERT_FALSE(restored.empty()) << p.output();
