@@ -86,12 +86,16 @@ TEST(LeaveRunning, OriginalRunsOnAndImageRestoresDumpTimeState) {
 
 // `ckpt dump` SIGKILLed at many moments: the target must go on as if nothing happened (never
 // left stopped, traced or with borrowed registers), and the store must hold only whole
-// generations.
-TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
+// generations. A single process, and a tree (the child counts, the parent waits in wait4).
+class KillDuringDump : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
   become_subreaper();
-  TestProcess p({program_path("counter")}, {.append_stdout = true});
+  TestProcess p({program_path(GetParam())}, {.append_stdout = true});
   ASSERT_TRUE(p.wait_ready());
   ASSERT_TRUE(wait_values(p, 3));
+  std::vector<pid_t> tree = descendants(p.pid());
+  tree.push_back(p.pid());
   char tmpl[] = "/tmp/ckpt-killdump-XXXXXX";
   ASSERT_NE(mkdtemp(tmpl), nullptr);
   std::string store = std::string(tmpl) + "/store";
@@ -114,13 +118,15 @@ TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
     kill(dumper, SIGKILL);
     waitpid(dumper, nullptr, 0);
     // The dumper of the killed command finishes on its own; give it time, then look.
-    auto deadline = std::chrono::steady_clock::now() + 5s;
-    while (status_field(p.pid(), "TracerPid") != "0" && std::chrono::steady_clock::now() < deadline)
-      sleep_for(10ms);
-    EXPECT_EQ(status_field(p.pid(), "TracerPid"), "0") << "round " << i;
-    std::string state = status_field(p.pid(), "State");
-    EXPECT_TRUE(!state.empty() && state[0] != 'T' && state[0] != 't')
-        << "round " << i << ": " << state;
+    for (pid_t pid : tree) {
+      auto deadline = std::chrono::steady_clock::now() + 5s;
+      while (status_field(pid, "TracerPid") != "0" && std::chrono::steady_clock::now() < deadline)
+        sleep_for(10ms);
+      EXPECT_EQ(status_field(pid, "TracerPid"), "0") << "round " << i << ", pid " << pid;
+      std::string state = status_field(pid, "State");
+      EXPECT_TRUE(!state.empty() && state[0] != 'T' && state[0] != 't')
+          << "round " << i << ", pid " << pid << ": " << state;
+    }
   }
   size_t seen = counter_values(p.out()).size();
   ASSERT_TRUE(wait_values(p, seen + 5)) << "the process stopped counting\n" << p.output();
@@ -133,6 +139,9 @@ TEST(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
   p.kill_now();
   fs::remove_all(tmpl);
 }
+
+INSTANTIATE_TEST_SUITE_P(Targets, KillDuringDump, ::testing::Values("counter", "tree_counter"),
+                         [](const auto& info) { return info.param; });
 
 // Compressed pages are decompressed as they stream into the process, checked on the way.
 TEST(Compressed, MemoryProgramRestoresFromCompressedImage) {
