@@ -1,0 +1,270 @@
+// Dump and restore time of a process tree against the number of its processes.
+//
+//   tree_bench [--counts N,...] [--mib M] [--dir DIR] [--repeat R]
+//              (defaults: 1,4,16,64  4  /dev/shm  3)
+//
+// The target is a copy of this binary in --target mode: it forks N-1 children and every process
+// touches M MiB with distinct words. Each repetition dumps the tree with --leave-running (the
+// frozen time is then how long every process stays stopped, without the commit's fsyncs), kills
+// it, restores it, and has every process check its memory. Medians are reported, with the cost
+// per process beyond the first.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "dump/dump.hpp"
+#include "image/store.hpp"
+#include "restore/restore.hpp"
+
+namespace {
+
+namespace fs = std::filesystem;
+using namespace ckpt;
+using Clock = std::chrono::steady_clock;
+
+[[noreturn]] void die(const std::string& msg) {
+  std::fprintf(stderr, "tree_bench: %s\n", msg.c_str());
+  std::exit(1);
+}
+
+template <typename T>
+T check(Result<T> r) {
+  if (!r.ok()) die(r.error().message);
+  return std::move(*r);
+}
+
+double ms(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double, std::milli>(d).count();
+}
+
+uint64_t word_at(uint64_t i, uint64_t salt) {
+  uint64_t z = i * 0x9e3779b97f4a7c15ULL + salt;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  return z ^ (z >> 31);
+}
+
+uint64_t* touch(uint64_t mib, uint64_t salt) {
+  size_t len = mib << 20;
+  auto* w = static_cast<uint64_t*>(
+      ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (w == MAP_FAILED) ::_exit(2);
+  ::madvise(w, len, MADV_POPULATE_WRITE);
+  for (size_t i = 0; i < len / 8; ++i) w[i] = word_at(i, salt);
+  return w;
+}
+
+bool intact(const uint64_t* w, uint64_t mib, uint64_t salt) {
+  for (size_t i = 0; i < (mib << 20) / 8; ++i)
+    if (w[i] != word_at(i, salt)) return false;
+  return true;
+}
+
+void wait_usr1() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  while (sigwaitinfo(&set, nullptr) != SIGUSR1) {
+  }
+}
+
+// The root starts the others, reports once all are ready (fd 3), and on SIGUSR1 passes it on
+// and collects their verdicts: exit 0 when every process found its memory intact.
+int target_main(int count, uint64_t mib) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  int p[2];
+  if (::pipe(p) < 0) return 2;
+  std::vector<pid_t> kids;
+  for (int i = 1; i < count; ++i) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(3);
+      ::close(p[0]);
+      uint64_t* w = touch(mib, static_cast<uint64_t>(i));
+      if (::write(p[1], "r", 1) != 1) ::_exit(2);
+      ::close(p[1]);
+      wait_usr1();
+      ::_exit(intact(w, mib, static_cast<uint64_t>(i)) ? 0 : 3);
+    }
+    kids.push_back(pid);
+  }
+  ::close(p[1]);
+  uint64_t* w = touch(mib, 0);
+  char c;
+  for (int i = 1; i < count; ++i)
+    if (::read(p[0], &c, 1) != 1) return 2;
+  ::close(p[0]);
+  if (::write(3, "r", 1) != 1) return 2;
+  ::close(3);
+  wait_usr1();
+  bool ok = intact(w, mib, 0);
+  for (pid_t k : kids) ::kill(k, SIGUSR1);
+  for (pid_t k : kids) {
+    int st = 0;
+    ok = ::waitpid(k, &st, 0) == k && WIFEXITED(st) && WEXITSTATUS(st) == 0 && ok;
+  }
+  return ok ? 0 : 3;
+}
+
+// A copy of this binary under another name (as engine_bench does): the restored processes'
+// exe is then not the restorer's own.
+fs::path make_target_exe() {
+  fs::path self = fs::read_symlink("/proc/self/exe");
+  fs::path copy = self.parent_path() / fmt::format(".tree_bench-target-{}", ::getpid());
+  std::error_code ec;
+  fs::copy_file(self, copy, fs::copy_options::overwrite_existing, ec);
+  if (ec) die(fmt::format("copy {}: {}", self.string(), ec.message()));
+  return copy;
+}
+
+pid_t spawn_target(const fs::path& exe, int count, uint64_t mib) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0) die("pipe2 failed");
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(p[1], 3);
+    ::fcntl(3, F_SETFD, 0);
+    for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
+    ::close_range(4, ~0U, 0);
+    std::string n = std::to_string(count), m = std::to_string(mib);
+    ::execl(exe.c_str(), "tree_bench", "--target", n.c_str(), m.c_str(), nullptr);
+    ::_exit(127);
+  }
+  ::close(p[1]);
+  char c;
+  if (::read(p[0], &c, 1) != 1) die("the target did not start");
+  ::close(p[0]);
+  return pid;
+}
+
+// Kills the tree and reaps every process of it (they are ours as the subreaper): restore
+// needs their PIDs.
+void kill_tree(pid_t root) {
+  std::vector<pid_t> all{root};
+  std::string text;
+  if (FILE* f = std::fopen(fmt::format("/proc/{}/task/{}/children", root, root).c_str(), "r")) {
+    for (int pid; std::fscanf(f, "%d", &pid) == 1;) all.push_back(pid);
+    std::fclose(f);
+  }
+  for (pid_t p : all) ::kill(p, SIGKILL);
+  for (pid_t p : all)
+    while (::waitpid(p, nullptr, 0) < 0 && errno == EINTR) {
+    }
+}
+
+struct Sample {
+  double frozen = 0, dump = 0, restore = 0;
+};
+
+Sample run_once(const fs::path& exe, image::Store& store, int count, uint64_t mib) {
+  pid_t root = spawn_target(exe, count, mib);
+  Sample s;
+  DumpOptions d;
+  d.pid = root;
+  d.leave_running = true;
+  auto dumped = check(dump_process(store, d));
+  s.frozen = ms(dumped.frozen);
+  s.dump = ms(dumped.total);
+  kill_tree(root);
+  auto start = Clock::now();
+  RestoreOptions r;
+  r.generation = dumped.generation.id;
+  auto restored = check(restore_process(store, r));
+  s.restore = ms(Clock::now() - start);
+  ::kill(restored.pid, SIGUSR1);
+  int st = 0;
+  ::waitpid(restored.pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    die(fmt::format("the restored tree of {} found its memory changed (status {:#x})", count, st));
+  fs::remove_all(dumped.generation.path);
+  return s;
+}
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.size() % 2 ? v[v.size() / 2] : (v[v.size() / 2 - 1] + v[v.size() / 2]) / 2;
+}
+
+struct Options {
+  std::vector<int> counts = {1, 4, 16, 64};
+  uint64_t mib = 4;
+  std::string dir = "/dev/shm";
+  int repeat = 3;
+};
+
+Options parse(int argc, char** argv) {
+  Options o;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i], v = argv[i + 1];
+    if (a == "--counts") {
+      o.counts.clear();
+      for (size_t pos = 0; pos < v.size();) {
+        size_t comma = std::min(v.find(',', pos), v.size());
+        o.counts.push_back(std::stoi(v.substr(pos, comma - pos)));
+        pos = comma + 1;
+      }
+    } else if (a == "--mib") {
+      o.mib = std::stoull(v);
+    } else if (a == "--dir") {
+      o.dir = v;
+    } else if (a == "--repeat") {
+      o.repeat = std::max(1, std::stoi(v));
+    } else {
+      die("usage: tree_bench [--counts N,...] [--mib M] [--dir DIR] [--repeat R]");
+    }
+  }
+  if (argc % 2 == 0) die("usage: tree_bench [--counts N,...] [--mib M] [--dir DIR] [--repeat R]");
+  return o;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 4 && std::string(argv[1]) == "--target")
+    return target_main(std::stoi(argv[2]), std::stoull(argv[3]));
+  Options o = parse(argc, argv);
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+  fs::path exe = make_target_exe();
+  fs::path store_dir = fs::path(o.dir) / fmt::format("ckpt-tree-bench-{}", ::getpid());
+  auto store = check(image::Store::open(store_dir, {.create = true}));
+  std::printf("%6s %6s %10s %10s %10s %14s %14s\n", "procs", "MiB", "frozen ms", "dump ms",
+              "restore ms", "frozen/proc", "restore/proc");
+  double frozen_one = 0, restore_one = 0;
+  for (int n : o.counts) {
+    std::vector<double> frozen, dump, restore;
+    for (int i = 0; i < o.repeat; ++i) {
+      Sample s = run_once(exe, store, n, o.mib);
+      frozen.push_back(s.frozen);
+      dump.push_back(s.dump);
+      restore.push_back(s.restore);
+    }
+    double f = median(frozen), r = median(restore);
+    if (n == 1) frozen_one = f, restore_one = r;
+    std::string per_f = n > 1 && frozen_one > 0 ? fmt::format("{:.2f}", (f - frozen_one) / (n - 1))
+                                                : std::string("-");
+    std::string per_r = n > 1 && restore_one > 0
+                            ? fmt::format("{:.2f}", (r - restore_one) / (n - 1))
+                            : std::string("-");
+    std::printf("%6d %6lu %10.1f %10.1f %10.1f %14s %14s\n", n, n * o.mib, f, median(dump), r,
+                per_f.c_str(), per_r.c_str());
+    std::fflush(stdout);
+  }
+  fs::remove_all(store_dir);
+  fs::remove(exe);
+  return 0;
+}
