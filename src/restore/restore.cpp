@@ -112,8 +112,8 @@ Status check_before_restore(const TreeImage& t, const RestoreOptions& opts) {
   return {};
 }
 
-std::string exe_key(pid_t pid) {
-  return fmt::format("exe:{}", pid);
+std::string exe_key(const json& proc) {
+  return "exe:" + proc["process"]["exe"].get<std::string>();
 }
 
 // Descriptors in the restorer that every puppet inherits: files to map, exe files, recreated
@@ -136,8 +136,9 @@ Status add_mapped_files(const json& proc, Handed& h) {
     CKPT_TRY_ASSIGN(ScopedFd fd, open_file(f.path, f.writable ? O_RDWR : O_RDONLY));
     h.add(std::move(key), std::move(fd));
   }
+  if (h.fds.find(exe_key(proc)) >= 0) return {};
   CKPT_TRY_ASSIGN(ScopedFd exe_fd, open_file(proc["process"]["exe"].get<std::string>(), O_RDONLY));
-  h.add(exe_key(proc["pid"]), std::move(exe_fd));
+  h.add(exe_key(proc), std::move(exe_fd));
   return {};
 }
 
@@ -179,7 +180,7 @@ Result<PuppetPlan> make_plan(const TreeImage& t, const Handed& handed, bool shel
 Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds& handed) {
   int exe_fd = -1;
   for (size_t i = 0; i < handed.keys.size(); ++i) {
-    if (handed.keys[i] == exe_key(ctx.pid))
+    if (handed.keys[i] == exe_key(*ctx.image))
       exe_fd = kept[i];
     else
       ctx.mapping_fds[handed.keys[i]] = kept[i];
@@ -189,7 +190,11 @@ Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds&
   CKPT_TRY(process::restore_mm(ctx, exe_fd));
   CKPT_TRY(threads::restore(ctx));
   CKPT_TRY(signals::restore(ctx));
-  for (int fd : kept) CKPT_TRY(ctx.main_remote->call("close", SYS_close, {uint64_t(fd)}));
+  // The handed fds are one block above every fd of the image (files::restore_in_puppet).
+  auto [low, high] = std::minmax_element(kept.begin(), kept.end());
+  if (low != kept.end())
+    CKPT_TRY(ctx.main_remote->call("close_range", SYS_close_range,
+                                   {uint64_t(*low), uint64_t(*high), 0}));
   // The puppet asked to die with its creator; the restored process must not.
   CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, 0}));
   CKPT_TRY(seccomp::restore(ctx));  // before credentials: needs CAP_SYS_ADMIN if no no_new_privs
