@@ -208,6 +208,7 @@ bool ended_meanwhile(pid_t pid) {
 // Stops the target, then each child found, until every process of the tree is stopped: a stopped
 // process creates no children, so its list is final once it is stopped.
 Status freeze_tree(Tree& tree, const DumpOptions& opts) {
+  tree.state.root = opts.pid;
   tree.add(opts.pid, -1);
   for (size_t i = 0; i < tree.procs.size(); ++i) {
     DumpContext& ctx = *tree.procs[i];

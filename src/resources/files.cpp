@@ -42,13 +42,25 @@ Result<std::string> peek_pipe(pid_t pid, int fd) {
   return data;
 }
 
-Result<json> describe_fd(pid_t pid, int fd, bool shell_job) {
+// With --shell-job, which of the restorer's standard streams fd `fd` of `pid` is to get: the
+// root's own 0-2, a child's fd that is one of them (inherited), and terminals. -1: none (a
+// child's stdout that is a pipe to its parent stays that pipe).
+int shell_stream(pid_t pid, pid_t root, int fd, const std::string& link) {
+  constexpr int kKcmpFile = 0;
+  if (pid == root && fd <= 2) return fd;
+  if (fd <= 2)
+    for (int k = 0; k <= 2; ++k)
+      if (::syscall(SYS_kcmp, pid, root, kKcmpFile, fd, k) == 0) return k;
+  return is_tty_path(link) ? 0 : -1;
+}
+
+Result<json> describe_fd(pid_t pid, int fd, bool shell_job, pid_t root) {
   CKPT_TRY_ASSIGN(std::string link, proc::read_proc_link(pid, fmt::format("fd/{}", fd)));
   CKPT_TRY_ASSIGN(proc::FdInfo info, proc::read_fdinfo(pid, fd));
   json j{{"fd", fd}, {"flags", info.flags}, {"pos", info.pos}, {"path", link}};
-  if (shell_job && (fd <= 2 || is_tty_path(link))) {
+  if (int from = shell_job ? shell_stream(pid, root, fd, link) : -1; from >= 0) {
     j["type"] = "inherit";
-    j["from"] = fd <= 2 ? fd : 0;
+    j["from"] = from;
     return j;
   }
   struct stat st;
@@ -154,7 +166,8 @@ Status dump(DumpContext& ctx, bool shell_job) {
   CKPT_TRY_ASSIGN(auto fds, proc::list_numeric_dir(ctx.pid, "fd"));
   json out = json::array();
   for (int fd : fds) {
-    CKPT_TRY_ASSIGN(json j, describe_fd(ctx.pid, fd, shell_job));
+    CKPT_TRY_ASSIGN(json j,
+                    describe_fd(ctx.pid, fd, shell_job, ctx.tree ? ctx.tree->root : ctx.pid));
     CKPT_TRY(check_no_locks(ctx.pid, fd));
     out.push_back(std::move(j));
   }

@@ -206,6 +206,15 @@ TEST_F(DebianTest, BashLoopWithExternalSleep) {
       {"/bin/bash", "-c", "i=0; while :; do echo $i; i=$((i+1)); /bin/sleep 0.02; done"});
 }
 
+TEST_F(DebianTest, BashCommandSubstitutionThroughAPipe) {
+  // The counter goes through $(...): a subshell sleeps (usually when dumped), then prints it into
+  // a pipe to bash. With --shell-job the subshell's stdout must stay that pipe (only the streams
+  // it shares with bash are the terminal's), or the number would go to the terminal and bash
+  // would count on from nothing.
+  check_counting({"/bin/bash", "-c",
+                  "i=0; while :; do echo $i; i=$(( $(/bin/sleep 0.03; echo $i) + 1 )); done"});
+}
+
 TEST_F(DebianTest, Sqlite3InMemoryDatabaseThroughPipes) {
   Pipe in, out;
   start({"/usr/bin/sqlite3", ":memory:"}, in.r, out.w);
