@@ -4,7 +4,9 @@
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
+#include <linux/sockios.h>
 #include <linux/unix_diag.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -237,10 +239,28 @@ std::string refusal(const DiagInfo& d, int sock) {
   if (!d.name.empty()) return fmt::format("{} bound to {}", kind, d.name);
   if (std::string peer = peer_name(sock); !peer.empty())
     return fmt::format("{} connected to {}", kind, peer);
-  if (!d.peer) return fmt::format("an unconnected {}", kind);
+  if (!d.peer) return fmt::format("an unconnected unix {} socket", type_name(d.type));
   if (*d.peer == 0) return fmt::format("{} whose peer has been closed", kind);
   if (d.type != SOCK_STREAM && d.type != SOCK_DGRAM && d.type != SOCK_SEQPACKET) return kind;
   return "";
+}
+
+// For stream and seqpacket sockets SIOCINQ counts every byte queued. Peeking stops short of it
+// at an out-of-band byte (MSG_OOB), which would be lost: refused.
+Status check_all_read(pid_t pid, int fd, int sock, int type, const Queue& q,
+                      const std::string& kind) {
+  if (type != SOCK_STREAM && type != SOCK_SEQPACKET) return {};
+  int queued = 0;
+  if (::ioctl(sock, SIOCINQ, &queued) < 0)
+    return sys_error(fmt::format("pid {}: fd {}: SIOCINQ", pid, fd));
+  size_t peeked = 0;
+  for (auto& item : q.items) peeked += item.size();
+  if (peeked != static_cast<size_t>(queued))
+    return errorf(
+        "pid {}: fd {} is {} with {} bytes queued of which only {} can be read ahead "
+        "(out-of-band data?), which ckpt cannot save",
+        pid, fd, kind, queued, peeked);
+  return {};
 }
 
 Status fill(pid_t pid, int fd, int sock, const DiagInfo& d, json& j) {
@@ -253,6 +273,7 @@ Status fill(pid_t pid, int fd, int sock, const DiagInfo& d, json& j) {
         "pid {}: fd {} is {} with file descriptors in flight (SCM_RIGHTS) in its queue, which "
         "ckpt cannot save",
         pid, fd, kind);
+  CKPT_TRY(check_all_read(pid, fd, sock, d.type, *queue, kind));
   int passcred = int_opt(sock, SOL_SOCKET, SO_PASSCRED);
   if (passcred > 0 && !queue->items.empty())
     return errorf(
