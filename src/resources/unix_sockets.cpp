@@ -245,11 +245,18 @@ std::string refusal(const DiagInfo& d, int sock) {
   return "";
 }
 
-// For stream and seqpacket sockets SIOCINQ counts every byte queued. Peeking stops short of it
-// at an out-of-band byte (MSG_OOB), which would be lost: refused.
+// A stream's out-of-band byte (MSG_OOB) shows up inline in a peek with SO_PEEK_OFF: saved so, it
+// would come back as ordinary data. A peek with MSG_OOB finds it. For stream and seqpacket
+// sockets SIOCINQ counts every byte queued: what the peeks returned must add up to it.
 Status check_all_read(pid_t pid, int fd, int sock, int type, const Queue& q,
                       const std::string& kind) {
   if (type != SOCK_STREAM && type != SOCK_SEQPACKET) return {};
+  char urgent;
+  if (type == SOCK_STREAM && ::recv(sock, &urgent, 1, MSG_OOB | MSG_PEEK | MSG_DONTWAIT) == 1)
+    return errorf(
+        "pid {}: fd {} is {} with out-of-band data (MSG_OOB) queued, which ckpt cannot "
+        "save",
+        pid, fd, kind);
   int queued = 0;
   if (::ioctl(sock, SIOCINQ, &queued) < 0)
     return sys_error(fmt::format("pid {}: fd {}: SIOCINQ", pid, fd));
@@ -257,8 +264,8 @@ Status check_all_read(pid_t pid, int fd, int sock, int type, const Queue& q,
   for (auto& item : q.items) peeked += item.size();
   if (peeked != static_cast<size_t>(queued))
     return errorf(
-        "pid {}: fd {} is {} with {} bytes queued of which only {} can be read ahead "
-        "(out-of-band data?), which ckpt cannot save",
+        "pid {}: fd {} is {} with {} bytes queued of which {} could be read ahead, which ckpt "
+        "cannot save",
         pid, fd, kind, queued, peeked);
   return {};
 }

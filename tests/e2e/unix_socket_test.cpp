@@ -1,5 +1,6 @@
-// Unix sockets ckpt cannot save: a socketpair end whose peer is outside the dumped processes, a
-// listening or bound (named) socket, a queue carrying file descriptors (SCM_RIGHTS). Each dump
+// Unix sockets ckpt cannot save: a socketpair end whose peer is outside the dumped processes or
+// closed, a listening or bound (named) socket, a queue carrying file descriptors (SCM_RIGHTS) or
+// an out-of-band byte. Each dump
 // fails with one line naming the fd and what the socket is, and leaves every process running
 // untraced, the socket still working. Pairs inside the tree are saved: ProgramTest
 // tree_socketpair.
@@ -78,6 +79,20 @@ TEST_F(UnixSocketRefusal, FileDescriptorInFlight) {
                   "file descriptors in flight (SCM_RIGHTS)"});
   EXPECT_TRUE(left_running_untraced(kids[0]));
   // The child then takes the fd from the queue and reads the pipe through it: nothing lost.
+  EXPECT_TRUE(p.finish());
+}
+
+TEST_F(UnixSocketRefusal, OutOfBandByteQueued) {
+  TestProcess p({program_path("unix_refusal"), "oob"});
+  ASSERT_TRUE(p.wait_ready());
+  expect_refused(p, p.pid(), {"fd 10", "unix stream socket", "out-of-band data (MSG_OOB)"});
+  EXPECT_TRUE(p.finish());  // the byte is still out of band, the data still there
+}
+
+TEST_F(UnixSocketRefusal, PeerClosed) {
+  TestProcess p({program_path("unix_refusal"), "closed"});
+  ASSERT_TRUE(p.wait_ready());
+  expect_refused(p, p.pid(), {"fd 10", "unix stream socket whose peer has been closed"});
   EXPECT_TRUE(p.finish());
 }
 

@@ -3,7 +3,9 @@
 //              dumps the child alone);
 //   "listen"   a listening stream socket bound to $E2E_DIR/listen.sock;
 //   "bound"    a datagram socket bound to an abstract name;
-//   "rights"   a datagram socketpair end in the child with a pipe's fd queued (SCM_RIGHTS).
+//   "rights"   a datagram socketpair end in the child with a pipe's fd queued (SCM_RIGHTS);
+//   "oob"      a stream socketpair end with an out-of-band byte queued (MSG_OOB);
+//   "closed"   a stream socketpair end with data queued, its peer closed.
 // After READY and SIGUSR2 the parent checks the socket still works (a refused dump must not
 // have disturbed it) and prints PASS.
 #include <stddef.h>
@@ -120,10 +122,33 @@ static int run_with_child(const char* mode) {
   return e2e_finish();
 }
 
+// One process, both ends (or the one left) of a stream pair: saved, were it not for what is
+// queued at fd 10 or its peer being gone.
+static int run_pair(const char* mode) {
+  int sv[2];
+  E2E_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+  E2E_SYS(send(sv[0], "ab", 2, 0));
+  if (strcmp(mode, "oob") == 0) E2E_SYS(send(sv[0], "X", 1, MSG_OOB));
+  if (strcmp(mode, "closed") == 0) close(sv[0]);
+  at_fd10(sv[1]);
+  e2e_ready();
+  wait_go();
+  char buf[8];
+  if (strcmp(mode, "oob") == 0) {
+    E2E_CHECK(recv(FD, buf, 1, MSG_OOB) == 1 && buf[0] == 'X', "the out-of-band byte is gone");
+    E2E_CHECK(recv(FD, buf, sizeof buf, 0) == 2 && memcmp(buf, "ab", 2) == 0, "the data is gone");
+  } else {
+    E2E_CHECK(recv(FD, buf, sizeof buf, 0) == 2 && memcmp(buf, "ab", 2) == 0, "the data is gone");
+    E2E_CHECK(recv(FD, buf, sizeof buf, 0) == 0, "no end of file after the peer closed");
+  }
+  return e2e_finish();
+}
+
 int main(int argc, char** argv) {
   e2e_setup();
   const char* mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "outside") == 0 || strcmp(mode, "rights") == 0) return run_with_child(mode);
+  if (strcmp(mode, "oob") == 0 || strcmp(mode, "closed") == 0) return run_pair(mode);
   int fd = socket(AF_UNIX, strcmp(mode, "listen") == 0 ? SOCK_STREAM : SOCK_DGRAM, 0);
   E2E_SYS(fd);
   at_fd10(fd);
