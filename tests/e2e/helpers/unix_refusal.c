@@ -17,17 +17,6 @@
 
 #define FD 10
 
-// Sleeps until SIGUSR2 without waking up in between: the test checks the refused dump left the
-// process asleep.
-static void wait_go(void) {
-  sigset_t usr2, old;
-  sigemptyset(&usr2);
-  sigaddset(&usr2, SIGUSR2);
-  sigprocmask(SIG_BLOCK, &usr2, &old);
-  while (!e2e_go) sigsuspend(&old);
-  sigprocmask(SIG_SETMASK, &old, NULL);
-}
-
 static void at_fd10(int fd) {
   if (fd != FD) {
     E2E_SYS(dup2(fd, FD));
@@ -108,7 +97,7 @@ static int run_with_child(const char* mode) {
   }
   close(data[0]), close(data[1]);
   e2e_ready();
-  wait_go();
+  e2e_sleep_until_go();
   if (strcmp(mode, "outside") == 0) {
     char buf[8];
     E2E_CHECK(send(sv[0], "ping", 4, 0) == 4, "ping: %s", strerror(errno));
@@ -132,7 +121,7 @@ static int run_pair(const char* mode) {
   if (strcmp(mode, "closed") == 0) close(sv[0]);
   at_fd10(sv[1]);
   e2e_ready();
-  wait_go();
+  e2e_sleep_until_go();
   char buf[8];
   if (strcmp(mode, "oob") == 0) {
     E2E_CHECK(recv(FD, buf, 1, MSG_OOB) == 1 && buf[0] == 'X', "the out-of-band byte is gone");
@@ -162,7 +151,7 @@ int main(int argc, char** argv) {
     bind_to(FD, abstract, (size_t)alen);
   }
   e2e_ready();
-  wait_go();
+  e2e_sleep_until_go();
   int other = socket(AF_UNIX, strcmp(mode, "listen") == 0 ? SOCK_STREAM : SOCK_DGRAM, 0);
   struct sockaddr_un a;
   memset(&a, 0, sizeof a);
