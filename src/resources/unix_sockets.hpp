@@ -41,14 +41,16 @@ Result<std::optional<DiagInfo>> parse_diag_reply(std::string_view reply, uint64_
 // "unix", the peer's inode, the queued data. A socket that cannot be saved is an error naming it.
 Status describe(pid_t pid, int fd, int sock, json& j);
 
-// At dump, once every process's fds are described: pairs up the unix sockets (both ends must be
-// in the tree), marks each of their fd entries "shared" ("unix:INO:a" / ":b") and adds one entry
-// per pair to `shared`. `outside_holder` names a process outside the tree holding a link ("0"
-// when none).
+// One fd entry of the image and the process holding it.
 struct FdOf {
   pid_t pid;
   json* entry;
 };
+
+// At dump, once every process's fds are described: pairs up the unix sockets (both ends must be
+// in the tree), marks each of their fd entries "shared" ("unix:INO:a" / ":b", INO the smaller
+// inode of the pair) and adds one entry per pair to `shared`. `outside_holder` names a process
+// outside the tree with an fd linking to its argument ("socket:[INO]"), 0 when none.
 Status link(const std::vector<FdOf>& fds, json& shared,
             const std::function<pid_t(const std::string&)>& outside_holder);
 

@@ -4,7 +4,7 @@
 // down for writing), an idle datagram pair the child waits on, and a parent thread blocked in
 // recv on a stream pair. After the restore every queue holds exactly what it held, message
 // boundaries kept; the blocked recv returns the next message without EINTR; new messages go both
-// ways; O_NONBLOCK and close-on-exec are as they were.
+// ways; O_NONBLOCK, close-on-exec and SO_PASSCRED are as they were.
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -115,7 +115,15 @@ static void child(int st, int dg, int ctl, int wk, pid_t parent) {
   _exit(e2e_failures ? 1 : 0);
 }
 
-static void check_flags(int st, int dg) {
+static int passcred(int fd) {
+  int on = -1;
+  socklen_t len = sizeof on;
+  return getsockopt(fd, SOL_SOCKET, SO_PASSCRED, &on, &len) == 0 ? on : -1;
+}
+
+static void check_flags(int st, int dg, int ctl) {
+  E2E_CHECK(passcred(ctl) == 1, "the control end lost SO_PASSCRED (%d)", passcred(ctl));
+  E2E_CHECK(passcred(dg) == 0, "the datagram end has SO_PASSCRED (%d)", passcred(dg));
   E2E_CHECK((fcntl(dg, F_GETFL) & O_NONBLOCK) != 0, "the datagram end lost O_NONBLOCK");
   E2E_CHECK((fcntl(st, F_GETFL) & O_NONBLOCK) == 0, "the stream end became O_NONBLOCK");
   E2E_CHECK(fcntl(st, F_GETFD) == FD_CLOEXEC, "the stream end lost close-on-exec");
@@ -145,6 +153,8 @@ int main(void) {
   send_msg(dg[0], "d1", 2, "datagram d1");
   send_msg(dg[0], big_down, BIG_DOWN, "big datagram down");
   send_msg(dg[0], "", 0, "empty datagram");
+  int on = 1;  // kept: nothing is queued at ctl[0] at the dump
+  E2E_SYS(setsockopt(ctl[0], SOL_SOCKET, SO_PASSCRED, &on, sizeof on));
   wake_fd = wk[0];
   pthread_t t;
   e2e_thread(&t, blocked_reader, NULL);
@@ -157,7 +167,7 @@ int main(void) {
   e2e_ready();
   e2e_wait_go();
 
-  check_flags(st[0], dg[0]);
+  check_flags(st[0], dg[0], ctl[0]);
   expect_stream(st[0], UP_STREAM, "the stream from the child");
   expect_msg(dg[0], "u1", 2, "datagram u1");
   expect_msg(dg[0], big_up, BIG_UP, "the big datagram from the child");
