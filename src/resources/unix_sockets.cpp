@@ -305,9 +305,12 @@ Status fill(pid_t pid, int fd, int sock, const DiagInfo& d, json& j) {
 
 Result<std::optional<DiagInfo>> parse_diag_reply(std::string_view reply, uint64_t ino) {
   auto buf = aligned_copy(reply);
-  auto* h = reinterpret_cast<const nlmsghdr*>(buf.data());
-  int left = static_cast<int>(std::min(reply.size(), buf.size() * 8));
-  for (; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+  const char* base = reinterpret_cast<const char*>(buf.data());
+  size_t total = std::min(reply.size(), buf.size() * 8);
+  for (size_t at = 0; at < total && total - at >= sizeof(nlmsghdr);
+       at += NLMSG_ALIGN(reinterpret_cast<const nlmsghdr*>(base + at)->nlmsg_len)) {
+    auto* h = reinterpret_cast<const nlmsghdr*>(base + at);
+    if (h->nlmsg_len < sizeof(nlmsghdr) || h->nlmsg_len > total - at) break;
     if (h->nlmsg_type == NLMSG_DONE) break;
     if (h->nlmsg_type == NLMSG_ERROR) {
       if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return make_error("short sock_diag error");
