@@ -170,7 +170,10 @@ Result<Peeked> peek_once(int sock, std::string& buf) {
 // Everything in the socket's receive queue, left in place: stream data as one string, datagrams
 // and seqpacket records one string each. SO_PEEK_OFF makes each MSG_PEEK continue where the
 // last one stopped; for datagrams it skips whole messages, and an empty datagram once peeked is
-// skipped by the next peek at the same offset.
+// skipped by the next peek at the same offset. That mark stays: an empty datagram that was
+// peeked before (by the program, or by an earlier --leave-running dump) is skipped by every
+// later peek at an offset, and is not saved (a known gap; the kernel offers no other way to read
+// the queue without taking it).
 struct Queue {
   std::vector<std::string> items;
   bool rights = false;  // file descriptors in flight: what was read is incomplete
