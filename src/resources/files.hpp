@@ -2,7 +2,8 @@
 // Files: every open descriptor with its number, flags, offset and close-on-exec bit: regular files
 // (and the contents of deleted ones), directories, character devices such as /dev/null, and with
 // --shell-job the terminal and standard streams, event fds (event_fds.hpp), listening TCP sockets
-// (sockets.hpp). Anything else makes the dump fail, naming it.
+// (sockets.hpp), unix socket pairs (unix_sockets.hpp). Anything else makes the dump fail, naming
+// it.
 #include <map>
 #include <vector>
 

@@ -12,6 +12,7 @@
 #include "common/hex.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/files.hpp"
+#include "resources/unix_sockets.hpp"
 
 namespace ckpt::shared_files {
 namespace {
@@ -35,10 +36,9 @@ std::string read_or_write(const json& f) {
   return (f["flags"].get<int>() & O_ACCMODE) == O_RDONLY ? "r" : "w";
 }
 
-// The first process outside the tree that holds pipe `ino`, or 0. Scans every process's fds, so
-// it is asked only about pipes with one end in the tree.
-pid_t outside_holder(uint64_t ino, const std::set<pid_t>& tree) {
-  std::string want = fmt::format("pipe:[{}]", ino);
+// The first process outside the tree with an fd linking to `want` ("pipe:[INO]"), or 0. Scans
+// every process's fds, so it is asked only about pipes and sockets with one end in the tree.
+pid_t outside_holder(const std::string& want, const std::set<pid_t>& tree) {
   std::error_code ec;
   for (auto& dir : fs::directory_iterator("/proc", ec)) {
     std::string name = dir.path().filename().string();
@@ -60,7 +60,7 @@ pid_t outside_holder(uint64_t ino, const std::set<pid_t>& tree) {
 Status check_lone_end(const std::vector<FdRef>& ends, uint64_t ino) {
   std::set<pid_t> tree;
   for (auto* ctx : ends.front().procs) tree.insert(ctx->pid);
-  pid_t holder = outside_holder(ino, tree);
+  pid_t holder = outside_holder(fmt::format("pipe:[{}]", ino), tree);
   if (holder != 0)
     return errorf(
         "pid {}: pipe:[{}] has its other end in pid {}, outside the dumped processes, which ckpt "
@@ -148,7 +148,9 @@ Status link_open_files(const std::vector<FdRef>& fds, json& shared) {
   std::vector<const FdRef*> firsts;  // the first fd of each open file seen so far
   for (auto& r : fds) {
     const json& f = *r.entry;
-    if (f["type"] == "pipe" || f["type"] == "inherit" || f.contains("dup_of")) continue;
+    if (f["type"] == "pipe" || f["type"] == "unix" || f["type"] == "inherit" ||
+        f.contains("dup_of"))
+      continue;
     const FdRef* match = nullptr;
     for (auto* a : firsts) {
       if (a->ctx == r.ctx || !could_share(*a->entry, f)) continue;
@@ -209,6 +211,14 @@ Status link(const std::vector<DumpContext*>& procs, json& shared) {
   for (auto* ctx : procs)
     if (!ctx->zombie)
       for (auto& f : ctx->image["files"]["fds"]) fds.push_back({ctx, &f, procs});
+  std::set<pid_t> tree;
+  std::vector<unix_sockets::FdOf> all;
+  for (auto& r : fds) {
+    tree.insert(r.ctx->pid);
+    all.push_back({r.ctx->pid, r.entry});
+  }
+  CKPT_TRY(unix_sockets::link(all, shared,
+                              [&](const std::string& want) { return outside_holder(want, tree); }));
   CKPT_TRY(link_pipes(fds, shared));
   return link_open_files(fds, shared);
 }
@@ -219,6 +229,11 @@ Result<std::vector<std::pair<std::string, ScopedFd>>> open_all(const json& share
   for (auto& f : shared) {
     if (f["type"] == "pipe") {
       CKPT_TRY(open_pipe(f, out));
+      continue;
+    }
+    if (f["type"] == "unix") {
+      Status made = unix_sockets::open_pair(f, out);
+      if (!made.ok()) return made.error().wrap("restore a unix socket pair");
       continue;
     }
     auto fd = open_file(f, recreated);

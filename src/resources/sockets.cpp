@@ -14,6 +14,7 @@
 #include "common/scoped_fd.hpp"
 #include "proc/proc_file.hpp"
 #include "resources/files.hpp"
+#include "resources/unix_sockets.hpp"
 
 namespace ckpt::sockets {
 namespace {
@@ -164,6 +165,7 @@ Status describe_socket(pid_t pid, int fd, std::string_view link, json& j) {
   int domain = int_opt(sock.get(), SOL_SOCKET, SO_DOMAIN);
   int type = int_opt(sock.get(), SOL_SOCKET, SO_TYPE);
   int protocol = int_opt(sock.get(), SOL_SOCKET, SO_PROTOCOL);
+  if (domain == AF_UNIX) return unix_sockets::describe(pid, fd, sock.get(), j);
   bool inet = domain == AF_INET || domain == AF_INET6;
   if (inet && type == SOCK_STREAM && protocol == IPPROTO_TCP &&
       int_opt(sock.get(), SOL_SOCKET, SO_ACCEPTCONN) == 1) {

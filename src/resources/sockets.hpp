@@ -1,8 +1,8 @@
 #pragma once
 // Sockets: listening TCP sockets (IPv4 and IPv6) whose accept queue is empty are saved with their
 // address, backlog and the options that change what the program sees; restore creates, binds and
-// listens again inside the puppet. Every other socket (unix, UDP, connected or unbound TCP, a
-// listener with connections waiting) makes the dump fail, naming it.
+// listens again inside the puppet. Unix sockets are unix_sockets.hpp's. Every other socket (UDP,
+// connected or unbound TCP, a listener with connections waiting) makes the dump fail, naming it.
 #include <sys/types.h>
 
 #include <cstdint>

@@ -65,8 +65,8 @@ TEST_F(SocketTest, UdpSocketIsRefused) {
   expect_refused("udp", {"fd 3", "socket:[", "UDP socket on 127.0.0.1:{port}"});
 }
 
-TEST_F(SocketTest, UnixSocketIsRefused) {
-  expect_refused("unix", {"fd 3", "unix socket"});
+TEST_F(SocketTest, UnconnectedUnixSocketIsRefused) {
+  expect_refused("unix", {"fd 3", "socket:[", "an unconnected unix stream socket"});
 }
 
 TEST_F(SocketTest, RestoreFailsWhenThePortIsTaken) {

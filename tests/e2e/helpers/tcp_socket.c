@@ -1,6 +1,7 @@
 // Holds one kind of socket for the socket tests (socket_test.cpp): argv[1] is "listen" (a TCP
 // listener on 127.0.0.1), "waiting" (a listener with a connection waiting to be accepted),
-// "connected" (a connected TCP socket, its listener closed), "udp" or "unix" (a socketpair).
+// "connected" (a connected TCP socket, its listener closed), "udp" or "unix" (an unconnected
+// unix stream socket).
 // Prints "PORT n" (the TCP or UDP port on 127.0.0.1) and READY, then sleeps until killed.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -30,8 +31,7 @@ int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "listen";
   struct sockaddr_in a;
   if (strcmp(mode, "unix") == 0) {
-    int sv[2];
-    E2E_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+    E2E_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
     a.sin_port = 0;
   } else if (strcmp(mode, "udp") == 0) {
     bound(SOCK_DGRAM, &a);

@@ -84,7 +84,11 @@ int main(int argc, char** argv) {
     E2E_SYS(waitid(P_PID, (id_t)c, &si, WEXITED | WNOWAIT));  // a zombie, not reaped
   }
   e2e_ready();
-  e2e_wait_go();
+  // A refused dump must leave it asleep; the zombie mode is restored, from the usual wait.
+  if (strcmp(mode, "zombie") == 0)
+    e2e_wait_go();
+  else
+    e2e_sleep_until_go();
   int st = 0;
   if (shm) {
     page[1] = 'p';

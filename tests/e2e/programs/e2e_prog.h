@@ -93,6 +93,18 @@ static inline void e2e_wait_go(void) {
   }
 }
 
+// Waits for SIGUSR2 asleep the whole time (no periodic wake-ups): for programs whose test checks
+// that a refused dump left them sleeping (S), which a 5 ms nanosleep loop may not be when looked
+// at on a loaded machine.
+static inline void e2e_sleep_until_go(void) {
+  sigset_t usr2, old;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  sigprocmask(SIG_BLOCK, &usr2, &old);
+  while (!e2e_go) sigsuspend(&old);
+  sigprocmask(SIG_SETMASK, &old, NULL);
+}
+
 static inline int e2e_finish(void) {
   if (e2e_failures == 0) e2e_say("PASS");
   return e2e_failures == 0 ? 0 : 1;
