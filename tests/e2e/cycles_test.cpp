@@ -117,7 +117,10 @@ TEST_P(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
     sleep_for(std::chrono::milliseconds(4 * i));
     kill(dumper, SIGKILL);
     waitpid(dumper, nullptr, 0);
-    // The dumper of the killed command finishes on its own; give it time, then look.
+    // The killed command's own dumper child finishes on its own (it may not even have attached
+    // yet): it comes to us, the subreaper; wait for it to end, then look.
+    for (pid_t orphan : children_of_self())
+      if (orphan != p.pid()) waitpid(orphan, nullptr, 0);
     for (pid_t pid : tree) {
       auto deadline = std::chrono::steady_clock::now() + 5s;
       while (status_field(pid, "TracerPid") != "0" && std::chrono::steady_clock::now() < deadline)

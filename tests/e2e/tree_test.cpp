@@ -195,7 +195,8 @@ TEST_P(TreeProgramTest, EveryProcessKeepsProcState) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Programs, TreeProgramTest,
-                         ::testing::Values("tree_wait4", "tree_pipes", "tree_groups"),
+                         ::testing::Values("tree_wait4", "tree_pipes", "tree_groups",
+                                           "tree_socketpair"),
                          [](const auto& info) { return info.param; });
 
 }  // namespace
