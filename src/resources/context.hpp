@@ -39,7 +39,7 @@ struct ThreadHandle {
 // What the processes of one dumped tree share: a deleted file open or a shared memory object
 // mapped in several of them is saved once.
 struct TreeState {
-  pid_t root = 0;  // the process the dump was asked for
+  pid_t root = 0;                                            // the process the dump was asked for
   std::map<std::pair<uint64_t, uint64_t>, int> deleted_ids;  // (dev, ino) -> id
   std::map<std::pair<uint64_t, uint64_t>, int> shm_ids;      // shared memory objects
 };

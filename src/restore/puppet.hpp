@@ -19,7 +19,7 @@ struct PuppetSpec {
   pid_t pid = 0;
   const json* image = nullptr;  // this process's part of the image
   uint64_t trampoline = 0;
-  bool zombie = false;  // ends at once, to be waited for by its parent
+  bool zombie = false;           // ends at once, to be waited for by its parent
   std::vector<size_t> children;  // indices into PuppetPlan::processes
 };
 
