@@ -205,9 +205,22 @@ bool ended_meanwhile(pid_t pid) {
   return false;
 }
 
+// The dumper and the processes it runs below (the ckpt command, the shell that started it):
+// stopping any of them would stop the dump itself.
+std::vector<pid_t> own_line() {
+  std::vector<pid_t> line{::getpid()};
+  for (int i = 0; i < 64 && line.back() > 1; ++i) {
+    auto st = proc::read_stat(line.back());
+    if (!st.ok()) break;
+    line.push_back(st->ppid);
+  }
+  return line;
+}
+
 // Stops the target, then each child found, until every process of the tree is stopped: a stopped
 // process creates no children, so its list is final once it is stopped.
 Status freeze_tree(Tree& tree, const DumpOptions& opts) {
+  auto line = own_line();
   tree.state.root = opts.pid;
   tree.add(opts.pid, -1);
   for (size_t i = 0; i < tree.procs.size(); ++i) {
@@ -226,6 +239,9 @@ Status freeze_tree(Tree& tree, const DumpOptions& opts) {
               opts.ignore_children.end() ||
           tree.has(c))
         continue;
+      if (std::find(line.begin(), line.end(), c) != line.end())
+        return errorf("dump pid {}: ckpt itself runs below it (pid {}); dump it from outside",
+                      opts.pid, c);
       CKPT_TRY_ASSIGN(auto state, tree::check_child(ctx.pid, c));
       tree.add(c, static_cast<int>(i));
       tree.procs.back()->zombie = state == tree::ChildState::zombie;

@@ -163,5 +163,17 @@ TEST_F(FailureTest, RestoreSkipsNewestGenerationWithCorruptedMemory) {
   EXPECT_TRUE(children_of_self().empty()) << "restore left a process behind";
 }
 
+// A shell asking ckpt to dump the shell itself: ckpt would have to stop its own parent.
+TEST_F(FailureTest, DumpOfAnAncestorOfCkptIsRefused) {
+  TempDir dir;
+  std::string store = (dir.path() / "store").string();
+  auto r = run_command({"/bin/bash", "-c",
+                        ckpt_path() + " dump -t $$ -D " + store + " 2>&1; echo rc=$?; echo alive"});
+  EXPECT_NE(r.out.find("ckpt itself runs below it"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("rc=1"), std::string::npos) << r.describe();
+  EXPECT_NE(r.out.find("alive"), std::string::npos) << "the shell did not go on: " << r.describe();
+  EXPECT_EQ(r.exit_code(), 0) << r.describe();
+}
+
 }  // namespace
 }  // namespace e2e
