@@ -74,7 +74,7 @@ TEST(SupervisorRecovery, MultiThreadedCSumSurvivesTwentyRandomKills) {
 TEST(SupervisorRecovery, BashWithChildProcessesSurvivesTenRandomKills) {
   TempDir d;
   auto store = d.path() / "store";
-  const long n = 400;
+  const long n = 1000;
   std::string script = "total=0; for ((i=1;i<=" + std::to_string(n) +
                        ";i++)); do total=$((total + $(echo $i))); /bin/sleep 0.004; done; "
                        "echo $total";
