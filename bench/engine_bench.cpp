@@ -36,6 +36,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "common/fs_util.hpp"
 #include "dump/dump.hpp"
 #include "image/store.hpp"
@@ -46,6 +47,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace ckpt;
+using bench::check;
+using bench::die;
+using bench::make_target_exe;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kBuffer = size_t{8} << 20;
@@ -58,25 +62,6 @@ uint64_t word_at(uint64_t i) {  // splitmix64: every word distinct, nothing comp
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
   return z ^ (z >> 31);
-}
-
-[[noreturn]] void die(const std::string& msg, pid_t kill_first = 0) {
-  if (kill_first > 0) {
-    ::kill(kill_first, SIGKILL);
-    ::waitpid(kill_first, nullptr, 0);
-  }
-  std::fprintf(stderr, "engine_bench: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T check(Result<T> r, pid_t kill_first = 0) {
-  if (!r.ok()) die(r.error().message, kill_first);
-  return std::move(*r);
-}
-
-void check(const Status& s, pid_t kill_first = 0) {
-  if (!s.ok()) die(s.error().message, kill_first);
 }
 
 double seconds_since(Clock::time_point t) {
@@ -118,40 +103,12 @@ struct Target {
   size_t len = 0;
 };
 
-// The target runs a copy of this binary under another name: the kernel refuses to set a
-// process's exe (PR_SET_MM_MAP, EBUSY) while its old exe file is still mapped, and the puppet's
-// old exe is this binary.
-fs::path make_target_exe() {
-  fs::path self = fs::read_symlink("/proc/self/exe");
-  fs::path copy = self.parent_path() / fmt::format(".engine_bench-target-{}", ::getpid());
-  std::error_code ec;
-  fs::create_hard_link(self, copy, ec);
-  if (ec) fs::copy_file(self, copy, fs::copy_options::overwrite_existing, ec);
-  if (ec) die(fmt::format("copy {} to {}: {}", self.string(), copy.string(), ec.message()));
-  return copy;
-}
-
 Target spawn_target(const fs::path& exe, uint64_t mib, bool thp) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) < 0) die("pipe failed");
-  pid_t pid = ::fork();
-  if (pid < 0) die("fork failed");
-  if (pid == 0) {
-    // Only the fds we choose: the engine refuses pipes leading out of the process.
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(p[1], 3);
-    ::fcntl(3, F_SETFD, 0);
-    for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
-    ::close_range(4, ~0U, 0);
-    std::string m = std::to_string(mib);
-    ::execl(exe.c_str(), "engine_bench", "--target", m.c_str(), thp ? "1" : "0", nullptr);
-    ::_exit(127);
-  }
-  ::close(p[1]);
+  int report = -1;
+  pid_t pid = bench::spawn_target(exe, {"--target", std::to_string(mib), thp ? "1" : "0"}, report);
   Target t{pid, 0, size_t(mib) << 20};
-  if (::read(p[0], &t.addr, sizeof t.addr) != sizeof t.addr) die("the target did not start", pid);
-  ::close(p[0]);
+  if (::read(report, &t.addr, sizeof t.addr) != sizeof t.addr) die("the target did not start", pid);
+  ::close(report);
   return t;
 }
 

@@ -23,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_util.hpp"
 #include "dump/dump.hpp"
 #include "image/store.hpp"
 #include "restore/restore.hpp"
@@ -31,18 +32,10 @@ namespace {
 
 namespace fs = std::filesystem;
 using namespace ckpt;
+using bench::check;
+using bench::die;
+using bench::make_target_exe;
 using Clock = std::chrono::steady_clock;
-
-[[noreturn]] void die(const std::string& msg) {
-  std::fprintf(stderr, "tree_bench: %s\n", msg.c_str());
-  std::exit(1);
-}
-
-template <typename T>
-T check(Result<T> r) {
-  if (!r.ok()) die(r.error().message);
-  return std::move(*r);
-}
 
 double ms(std::chrono::nanoseconds d) {
   return std::chrono::duration<double, std::milli>(d).count();
@@ -119,36 +112,13 @@ int target_main(int count, uint64_t mib) {
   return ok ? 0 : 3;
 }
 
-// A copy of this binary under another name (as engine_bench does): the restored processes'
-// exe is then not the restorer's own.
-fs::path make_target_exe() {
-  fs::path self = fs::read_symlink("/proc/self/exe");
-  fs::path copy = self.parent_path() / fmt::format(".tree_bench-target-{}", ::getpid());
-  std::error_code ec;
-  fs::copy_file(self, copy, fs::copy_options::overwrite_existing, ec);
-  if (ec) die(fmt::format("copy {}: {}", self.string(), ec.message()));
-  return copy;
-}
-
 pid_t spawn_target(const fs::path& exe, int count, uint64_t mib) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) < 0) die("pipe2 failed");
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int null = ::open("/dev/null", O_RDWR);
-    ::dup2(p[1], 3);
-    ::fcntl(3, F_SETFD, 0);
-    for (int fd = 0; fd < 3; ++fd) ::dup2(null, fd);
-    ::close_range(4, ~0U, 0);
-    std::string n = std::to_string(count), m = std::to_string(mib);
-    ::execl(exe.c_str(), "tree_bench", "--target", n.c_str(), m.c_str(), nullptr);
-    ::_exit(127);
-  }
-  ::close(p[1]);
+  int report = -1;
+  pid_t pid =
+      bench::spawn_target(exe, {"--target", std::to_string(count), std::to_string(mib)}, report);
   char c;
-  if (::read(p[0], &c, 1) != 1) die("the target did not start");
-  ::close(p[0]);
+  if (::read(report, &c, 1) != 1) die("the target did not start", pid);
+  ::close(report);
   return pid;
 }
 

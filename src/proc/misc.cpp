@@ -1,5 +1,9 @@
 #include "proc/misc.hpp"
 
+#include <linux/kcmp.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
 #include <cstring>
 
 #include "proc/proc_file.hpp"
@@ -174,6 +178,19 @@ Result<uint32_t> read_personality(pid_t pid) {
   auto r = parse_personality(text);
   if (!r) return parse_error(pid, "personality", r.error());
   return r;
+}
+
+Result<bool> same_open_file(pid_t pid_a, int fd_a, pid_t pid_b, int fd_b) {
+  long r = ::syscall(SYS_kcmp, pid_a, pid_b, KCMP_FILE, fd_a, fd_b);
+  if (r < 0)
+    return sys_error(fmt::format("kcmp pid {} fd {} and pid {} fd {}", pid_a, fd_a, pid_b, fd_b));
+  return r == 0;
+}
+
+Result<bool> same_memory(pid_t a, pid_t b) {
+  long r = ::syscall(SYS_kcmp, a, b, KCMP_VM, 0, 0);
+  if (r < 0) return sys_error(fmt::format("kcmp pids {} and {}", a, b));
+  return r == 0;
 }
 
 }  // namespace ckpt::proc

@@ -1,5 +1,6 @@
 #pragma once
-// Smaller /proc files: POSIX timers, file locks, auxv, cmdline/environ, links, personality.
+// Smaller /proc files: POSIX timers, file locks, auxv, cmdline/environ, links, personality; and
+// kcmp, which tells whether two processes share a kernel object.
 #include <sys/types.h>
 
 #include <cstddef>
@@ -63,5 +64,10 @@ Result<std::string> read_exe(pid_t pid);
 
 Result<uint32_t> parse_personality(std::string_view text);
 Result<uint32_t> read_personality(pid_t pid);
+
+// Whether fd_a of pid_a and fd_b of pid_b are one open file (kcmp KCMP_FILE: dup, fork).
+Result<bool> same_open_file(pid_t pid_a, int fd_a, pid_t pid_b, int fd_b);
+// Whether two processes share one address space (kcmp KCMP_VM: vfork, CLONE_VM).
+Result<bool> same_memory(pid_t a, pid_t b);
 
 }  // namespace ckpt::proc

@@ -51,8 +51,8 @@ std::string section_prefix(pid_t pid, bool root);
 struct DumpContext {
   pid_t pid = 0;
   std::string section_prefix;
-  TreeState* tree = nullptr;
-  bool zombie = false;  // ended, not yet waited for: nothing but its exit status to save
+  TreeState* tree = nullptr;  // shared by every process of the dump; always set
+  bool zombie = false;        // ended, not yet waited for: nothing but its exit status to save
   std::vector<ThreadHandle> threads;  // threads[0] is the main thread (tid == pid)
   std::vector<proc::MapEntry> maps;
   uint64_t syscall_insn = 0;  // a `syscall` instruction in the target (in its vdso)

@@ -72,8 +72,7 @@ std::string handed_key(int id) {
 
 Status save(DumpContext& ctx, json& fds, json& files) {
   json all = json::array();
-  TreeState own;
-  auto& ids = ctx.tree ? ctx.tree->deleted_ids : own.deleted_ids;
+  auto& ids = ctx.tree->deleted_ids;
   for (auto& f : fds) {
     if (f["type"] != "deleted") continue;
     auto key = std::make_pair(f["dev"].get<uint64_t>(), f["ino"].get<uint64_t>());

@@ -13,6 +13,7 @@
 #include "common/hex.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/fdinfo.hpp"
+#include "proc/misc.hpp"
 #include "proc/proc_file.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/event_fds.hpp"
@@ -46,11 +47,10 @@ Result<std::string> peek_pipe(pid_t pid, int fd) {
 // root's own 0-2, a child's fd that is one of them (inherited), and terminals. -1: none (a
 // child's stdout that is a pipe to its parent stays that pipe).
 int shell_stream(pid_t pid, pid_t root, int fd, const std::string& link) {
-  constexpr int kKcmpFile = 0;
   if (pid == root && fd <= 2) return fd;
   if (fd <= 2)
     for (int k = 0; k <= 2; ++k)
-      if (::syscall(SYS_kcmp, pid, root, kKcmpFile, fd, k) == 0) return k;
+      if (auto same = proc::same_open_file(pid, fd, root, k); same.ok() && *same) return k;
   return is_tty_path(link) ? 0 : -1;
 }
 
@@ -121,7 +121,6 @@ Result<json> describe_fd(pid_t pid, int fd, bool shell_job, pid_t root) {
 // Two fds may share one open file (dup, or inherited): kcmp tells, and restore shares it again.
 // Only fds on the same inode can share, so only those are compared.
 Status mark_shared_files(pid_t pid, json& fds) {
-  constexpr int kKcmpFile = 0;
   for (size_t i = 0; i < fds.size(); ++i) {
     auto& f = fds[i];
     if (f["type"] == "inherit" || f["type"] == "pipe" || !f.contains("ino")) continue;
@@ -130,11 +129,9 @@ Status mark_shared_files(pid_t pid, json& fds) {
       if (g.contains("dup_of") || g["type"] != f["type"] || g["ino"] != f["ino"] ||
           g["dev"] != f["dev"])
         continue;
-      long r = ::syscall(SYS_kcmp, pid, pid, kKcmpFile, g["fd"].get<int>(), f["fd"].get<int>());
-      if (r < 0)
-        return sys_error(
-            fmt::format("kcmp pid {} fds {} and {}", pid, g["fd"].get<int>(), f["fd"].get<int>()));
-      if (r == 0) {
+      CKPT_TRY_ASSIGN(bool same,
+                      proc::same_open_file(pid, g["fd"].get<int>(), pid, f["fd"].get<int>()));
+      if (same) {
         f["dup_of"] = g["fd"];
         break;
       }
@@ -166,8 +163,7 @@ Status dump(DumpContext& ctx, bool shell_job) {
   CKPT_TRY_ASSIGN(auto fds, proc::list_numeric_dir(ctx.pid, "fd"));
   json out = json::array();
   for (int fd : fds) {
-    CKPT_TRY_ASSIGN(json j,
-                    describe_fd(ctx.pid, fd, shell_job, ctx.tree ? ctx.tree->root : ctx.pid));
+    CKPT_TRY_ASSIGN(json j, describe_fd(ctx.pid, fd, shell_job, ctx.tree->root));
     CKPT_TRY(check_no_locks(ctx.pid, fd));
     out.push_back(std::move(j));
   }

@@ -1,7 +1,6 @@
 #include "resources/shared_files.hpp"
 
 #include <fcntl.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cctype>
@@ -10,6 +9,7 @@
 #include <set>
 
 #include "common/hex.hpp"
+#include "proc/misc.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/files.hpp"
 #include "resources/unix_sockets.hpp"
@@ -18,8 +18,6 @@ namespace ckpt::shared_files {
 namespace {
 
 namespace fs = std::filesystem;
-
-constexpr int kKcmpFile = 0;
 
 struct FdRef {
   DumpContext* ctx;
@@ -102,13 +100,8 @@ bool could_share(const json& a, const json& b) {
 }
 
 Result<bool> same_open_file(const FdRef& a, const FdRef& b) {
-  long r = ::syscall(SYS_kcmp, a.ctx->pid, b.ctx->pid, kKcmpFile, (*a.entry)["fd"].get<int>(),
-                     (*b.entry)["fd"].get<int>());
-  if (r < 0)
-    return sys_error(fmt::format("kcmp pid {} fd {} and pid {} fd {}", a.ctx->pid,
-                                 (*a.entry)["fd"].get<int>(), b.ctx->pid,
-                                 (*b.entry)["fd"].get<int>()));
-  return r == 0;
+  return proc::same_open_file(a.ctx->pid, (*a.entry)["fd"].get<int>(), b.ctx->pid,
+                              (*b.entry)["fd"].get<int>());
 }
 
 // Marks `b` (and its open file's first holder `a`) as one shared open file.

@@ -110,8 +110,7 @@ std::string handed_key(int id) {
 }
 
 Status save(DumpContext& ctx, const proc::MapEntry& m, json& j, json& objects) {
-  TreeState own;
-  auto& ids = ctx.tree ? ctx.tree->shm_ids : own.shm_ids;
+  auto& ids = ctx.tree->shm_ids;
   auto key = std::make_pair(uint64_t{m.dev_major} << 32 | m.dev_minor, m.inode);
   auto [it, added] = ids.emplace(key, static_cast<int>(ids.size()));
   j["shm"] = it->second;

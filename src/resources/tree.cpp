@@ -3,20 +3,18 @@
 #include <signal.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <map>
 
+#include "proc/misc.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
 
 namespace ckpt::tree {
 namespace {
-
-constexpr int kKcmpVm = 1;
 
 struct Ids {
   pid_t pid, ppid, pgid, sid;
@@ -45,8 +43,7 @@ Result<ChildState> check_child(pid_t parent, pid_t child) {
   if (status->state == 'Z') return ChildState::zombie;
   if (status->tracer_pid != 0)
     return errorf("pid {}: its child {} is traced by pid {}", parent, child, status->tracer_pid);
-  long same_vm = ::syscall(SYS_kcmp, parent, child, kKcmpVm, 0, 0);
-  if (same_vm == 0)
+  if (auto same = proc::same_memory(parent, child); same.ok() && *same)
     return errorf("pid {}: its child {} shares its memory (vfork), which ckpt cannot save yet",
                   parent, child);
   return ChildState::live;

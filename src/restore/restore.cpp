@@ -66,17 +66,20 @@ Result<TreeImage> load_image(const image::Store& store, const image::GenerationI
   return t;
 }
 
-// The restored process keeps pointers into its vdso; ours must be byte for byte the same.
-Status check_same_vdso(const json& image) {
+Result<uint64_t> own_vdso_hash() {
   CKPT_TRY_ASSIGN(auto maps, proc::read_maps(getpid()));
   for (auto& m : maps) {
     if (m.kind != proc::MapKind::vdso) continue;
-    std::span<const std::byte> text(reinterpret_cast<const std::byte*>(m.start), m.size());
-    if (!image.contains("vdso_hash") || image["vdso_hash"].get<uint64_t>() != checksum64(text))
-      return make_error("restore: the image was made on another kernel (its vdso differs)");
-    return {};
+    return checksum64({reinterpret_cast<const std::byte*>(m.start), m.size()});
   }
   return make_error("restore: this process has no vdso");
+}
+
+// The restored process keeps pointers into its vdso; ours must be byte for byte the same.
+Status check_same_vdso(const json& image, uint64_t own_hash) {
+  if (!image.contains("vdso_hash") || image["vdso_hash"].get<uint64_t>() != own_hash)
+    return make_error("restore: the image was made on another kernel (its vdso differs)");
+  return {};
 }
 
 Status check_pid_free(pid_t pid) {
@@ -98,6 +101,7 @@ Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
 }
 
 Status check_before_restore(const TreeImage& t, const RestoreOptions& opts) {
+  CKPT_TRY_ASSIGN(uint64_t vdso, own_vdso_hash());
   for (const json* p : t.procs) {
     CKPT_TRY(check_pid_free((*p)["pid"]));
     if (tree::is_zombie(*p)) continue;
@@ -106,7 +110,7 @@ Status check_before_restore(const TreeImage& t, const RestoreOptions& opts) {
       CKPT_TRY(files::check_before_restore(*p));
       CKPT_TRY(check_mapped_files(memory::files_to_map(*p)));
     }
-    CKPT_TRY(check_same_vdso(*p));
+    CKPT_TRY(check_same_vdso(*p, vdso));
     for (auto& thread : (*p)["threads"]) CKPT_TRY(check_pid_free(thread["tid"]));
   }
   return {};

@@ -12,10 +12,6 @@ static pid_t child;
 
 static void* go_thread(void* arg) {
   (void)arg;
-  sigset_t usr2;
-  sigemptyset(&usr2);
-  sigaddset(&usr2, SIGUSR2);
-  pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
   e2e_wait_go();
   kill(child, SIGUSR2);
   return NULL;
@@ -39,14 +35,8 @@ int main(void) {
   E2E_SYS(child);
   if (child == 0) count(parent);
   // Only the go thread takes SIGUSR2: nothing but the dump may interrupt wait4.
-  sigset_t usr2;
-  sigemptyset(&usr2);
-  sigaddset(&usr2, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &usr2, NULL);
   pthread_t t;
-  int err = pthread_create(&t, NULL, go_thread, NULL);
-  E2E_CHECK(err == 0, "pthread_create: %s", strerror(err));
-  if (err != 0) return 1;
+  e2e_go_thread(&t, go_thread);
   int st = 0;
   pid_t got = wait4(child, &st, 0, NULL);
   E2E_CHECK(got == child, "wait4 returned %d: %s", (int)got, got < 0 ? strerror(errno) : "");

@@ -75,6 +75,37 @@ static inline void e2e_thread(pthread_t* t, void* (*fn)(void*), void* arg) {
   }
 }
 
+struct e2e_go_start_ {
+  void* (*fn)(void*);
+};
+
+static inline void* e2e_go_start_(void* arg) {
+  struct e2e_go_start_ start = *(struct e2e_go_start_*)arg;
+  free(arg);
+  sigset_t usr2;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
+  return start.fn(NULL);
+}
+
+// Starts `fn` as the one thread that takes the runner's SIGUSR2: the calling thread blocks it
+// from now on, so nothing but the dump interrupts what it waits in (wait4, ...).
+static inline void e2e_go_thread(pthread_t* t, void* (*fn)(void*)) {
+  sigset_t usr2;
+  sigemptyset(&usr2);
+  sigaddset(&usr2, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &usr2, NULL);
+  struct e2e_go_start_* start = malloc(sizeof *start);
+  if (!start) exit(1);
+  start->fn = fn;
+  int err = pthread_create(t, NULL, e2e_go_start_, start);
+  if (err != 0) {
+    e2e_say("FAIL pthread_create: %s", strerror(err));
+    exit(1);
+  }
+}
+
 static inline void e2e_ready(void) {
   e2e_say("READY");
 }

@@ -54,10 +54,6 @@ static int syscall_of(int tid) {
 // The runner's SIGUSR2 lands here. READY only once the main thread sits in wait4.
 static void* go_thread(void* arg) {
   (void)arg;
-  sigset_t usr2;
-  sigemptyset(&usr2);
-  sigaddset(&usr2, SIGUSR2);
-  pthread_sigmask(SIG_UNBLOCK, &usr2, NULL);
   while (!waiting) usleep(1000);
   while (syscall_of(main_tid) != SYS_wait4) usleep(1000);
   e2e_ready();
@@ -86,14 +82,8 @@ int main(void) {
   close(ctl[0]);
   close(report[1]);
 
-  sigset_t usr2;
-  sigemptyset(&usr2);
-  sigaddset(&usr2, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &usr2, NULL);
   pthread_t t;
-  int err = pthread_create(&t, NULL, go_thread, NULL);
-  E2E_CHECK(err == 0, "pthread_create: %s", strerror(err));
-  if (err != 0) return 1;
+  e2e_go_thread(&t, go_thread);
 
   waiting = 1;
   int status = 0;
