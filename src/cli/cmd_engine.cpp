@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <optional>
 
 #include "cli/command.hpp"
 #include "common/fs_util.hpp"
@@ -28,7 +29,19 @@ struct RestoreArgs {
   bool detach = false;
   bool accept_changed_files = false;
   std::string pidfile;
+  std::vector<std::string> inherit_fds;
 };
+
+// CRIU's --inherit-fd syntax: fd[N]:KEY.
+std::optional<InheritFd> parse_inherit_fd(const std::string& arg) {
+  int fd = -1;
+  int used = 0;
+  if (std::sscanf(arg.c_str(), "fd[%d]:%n", &fd, &used) != 1 || used == 0 || fd < 0)
+    return std::nullopt;
+  std::string key = arg.substr(static_cast<size_t>(used));
+  if (key.empty()) return std::nullopt;
+  return InheritFd{fd, key};
+}
 
 double ms(std::chrono::nanoseconds d) {
   return std::chrono::duration<double, std::milli>(d).count();
@@ -76,6 +89,14 @@ int run_restore(const RestoreArgs& a) {
   if (!a.generation.empty()) opts.generation = a.generation;
   opts.shell_job = a.shell_job;
   opts.accept_changed_files = a.accept_changed_files;
+  for (auto& arg : a.inherit_fds) {
+    auto in = parse_inherit_fd(arg);
+    if (!in) {
+      print_error(fmt::format("--inherit-fd {}: expected fd[N]:KEY, e.g. fd[0]:pipe:[1234]", arg));
+      return kExitUsage;
+    }
+    opts.inherit_fds.push_back(*in);
+  }
   auto r = restore_process(*store, opts);
   if (!r.ok()) {
     print_error(r.error().message);
@@ -120,6 +141,9 @@ void add_restore(CLI::App& app, int* exit_code) {
   cmd->add_flag("--accept-changed-files", args->accept_changed_files,
                 "Restore even if open or mapped files changed size since the dump");
   cmd->add_option("--pidfile", args->pidfile, "Write the restored PID to this file");
+  cmd->add_option("--inherit-fd", args->inherit_fds,
+                  "fd[N]:KEY: use this command's fd N for the image's open file KEY (as /proc "
+                  "showed it at dump: pipe:[INO], socket:[INO] or a path)");
   cmd->footer(
       "Without --detach, ckpt waits and exits with the process's status (128+N for signal N).");
   cmd->callback([args, exit_code] { *exit_code = run_restore(*args); });

@@ -3,10 +3,12 @@
 
 #include <ctime>
 #include <iostream>
+#include <optional>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/command.hpp"
+#include "cli/image_view.hpp"
 #include "image/store.hpp"
 
 namespace ckpt::cli {
@@ -116,6 +118,8 @@ int show_generation(const fs::path& dir, bool verify, bool as_json) {
       r.problem = st.error().message;
     }
   }
+  std::optional<Result<schema::ImageRoot>> image;
+  if (gen->find_section(schema::kProcessSection)) image = read_process_image(*gen);
   if (as_json) {
     json j = gen_summary_json(r);
     j["format_version"] = gen->format_version;
@@ -123,6 +127,8 @@ int show_generation(const fs::path& dir, bool verify, bool as_json) {
     json secs = json::array();
     for (auto& s : gen->sections) secs.push_back(section_json(s));
     j["sections"] = secs;
+    if (image && image->ok()) j["image"] = json::parse(image_json(**image, -1));
+    if (image && !image->ok()) j["image_error"] = image->error().message;
     std::cout << j.dump(2) << "\n";
     return kExitOk;
   }
@@ -135,6 +141,30 @@ int show_generation(const fs::path& dir, bool verify, bool as_json) {
                              s.name, s.file, s.offset, s.stored_size, s.raw_size,
                              s.compression == image::Compression::zstd ? "zstd" : "none",
                              s.checksum);
+  if (image && image->ok()) print_image(std::cout, **image);
+  if (image && !image->ok()) {
+    print_error(image->error().message);
+    return kExitFailed;
+  }
+  return kExitOk;
+}
+
+Result<schema::ImageRoot> image_of(const fs::path& dir) {
+  auto gen = image::read_generation(dir);
+  if (!gen.ok()) return gen.error();
+  return read_process_image(*gen);
+}
+
+int run_diff(const std::string& a, const std::string& b) {
+  auto first = image_of(a);
+  auto second = first.ok() ? image_of(b) : Result<schema::ImageRoot>(first.error());
+  if (!second.ok()) {
+    print_error(second.error().message);
+    return kExitFailed;
+  }
+  auto lines = diff_images(*first, *second);
+  for (auto& l : lines) std::cout << l << "\n";
+  if (lines.empty()) std::cout << "the process images are the same\n";
   return kExitOk;
 }
 
@@ -191,17 +221,25 @@ const CommandRegistrar show_cmd{
        cmd->footer(
            "DIR is a store (one line per generation, newest first: id, local time, size, "
            "sections,\n"
-           "status) or a generation directory (its labels and sections). Every checksum is "
+           "status) or a generation directory (its labels, sections and process image: "
+           "processes,\n"
+           "threads, mappings, descriptors, signals, timers). Every checksum is "
            "verified\n"
            "unless --no-verify is given, in which case the status reads 'unverified'. Corrupt\n"
            "generations are listed as 'CORRUPT: reason'; use 'ckpt verify' for an exit status.");
        auto dir = std::make_shared<std::string>();
        auto json_out = std::make_shared<bool>(false);
        auto no_verify = std::make_shared<bool>(false);
+       auto diff = std::make_shared<std::string>();
        cmd->add_option("DIR", *dir, "Store or generation directory")->required();
        cmd->add_flag("--json", *json_out, "Print JSON for machines");
        cmd->add_flag("--no-verify", *no_verify, "Do not read the data to check checksums");
-       cmd->callback([=] { *exit_code = run_show(*dir, *no_verify, *json_out); });
+       cmd->add_option("--diff", *diff,
+                       "Another generation directory: print how its process image differs from "
+                       "DIR's");
+       cmd->callback([=] {
+         *exit_code = diff->empty() ? run_show(*dir, *no_verify, *json_out) : run_diff(*dir, *diff);
+       });
      }}};
 
 const CommandRegistrar verify_cmd{

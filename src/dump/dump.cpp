@@ -22,12 +22,10 @@
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 #include "resources/context.hpp"
-#include "resources/event_fds.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
-#include "resources/shared_files.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
@@ -37,7 +35,6 @@ namespace ckpt {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kEngineFormat = 2;
 
 Status check_target(const DumpOptions& opts) {
   pid_t pid = opts.pid;
@@ -129,29 +126,33 @@ Status check_still_stopped(const DumpContext& ctx) {
 }
 
 // Injected calls go through a `syscall` instruction of the process's own vdso: nothing needs to
-// be written into its code.
+// be written into its code. The vdso itself goes into the image once (every process of a dump
+// has the same), for restore to compare with its own.
 Result<uint64_t> find_syscall_insn(DumpContext& ctx) {
   for (auto& m : ctx.maps) {
     if (m.kind != proc::MapKind::vdso) continue;
-    std::vector<uint8_t> text(m.size());
+    schema::Bytes text(m.size());
     CKPT_TRY(read_remote(ctx.pid, m.start, text.data(), text.size()));
-    for (size_t i = 0; i + 1 < text.size(); ++i)
-      if (text[i] == 0x0f && text[i + 1] == 0x05) {
-        // Restore reuses the restorer's own vdso: it must be the same code.
-        ctx.image["vdso_hash"] = checksum64(std::as_bytes(std::span(text)));
-        return m.start + i;
-      }
+    auto& vdso = ctx.tree->image.vdso;
+    if (vdso.image.empty()) {
+      vdso.hash = checksum64(std::as_bytes(std::span(text)));
+      vdso.image = text;
+    }
+    auto at = std::search(text.begin(), text.end(), std::begin(arch::kSyscallInsn),
+                          std::end(arch::kSyscallInsn));
+    if (at != text.end()) return m.start + static_cast<uint64_t>(at - text.begin());
   }
   return errorf("dump pid {}: no syscall instruction found in its vdso", ctx.pid);
 }
 
 Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
+  fds::DumpFlags flags;
+  flags.shell_job = opts.shell_job;
   CKPT_TRY(threads::dump(ctx));
   CKPT_TRY(signals::dump(ctx));
   CKPT_TRY(process::dump(ctx));
   CKPT_TRY(timers::dump(ctx));
-  CKPT_TRY(event_fds::settle_timerfds(ctx));
-  CKPT_TRY(files::dump(ctx, opts.shell_job));
+  CKPT_TRY(files::dump(ctx, flags));
   CKPT_TRY(seccomp::dump(ctx));
   CKPT_TRY(memory::dump(ctx));
   return {};
@@ -251,14 +252,14 @@ Status freeze_tree(Tree& tree, const DumpOptions& opts) {
 }
 
 Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts) {
+  ctx.rec.pid = ctx.pid;
   if (ctx.zombie) {
-    CKPT_TRY_ASSIGN(ctx.image, tree::dump_zombie(ctx.pid));
+    CKPT_TRY_ASSIGN(ctx.rec.zombie, tree::dump_zombie(ctx.pid));
     return {};
   }
   ctx.writer = writer;
   CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
-  ctx.image["pid"] = ctx.pid;
   Status st = dump_resources(ctx, opts);
   if (!st.ok()) return st.error().wrap(fmt::format("dump pid {}", ctx.pid));
   return {};
@@ -271,9 +272,8 @@ Status write_image(Tree& tree, image::GenerationWriter* writer, const DumpOption
     CKPT_TRY(dump_one(*ctx, writer, opts));
     threads += ctx->threads.size();
   }
-  json shared;
   Status linked = tree::dump(procs);
-  if (linked.ok()) linked = shared_files::link(procs, shared);
+  if (linked.ok()) linked = files::link(procs);
   if (linked.ok()) linked = memory::check_not_shared_between(procs);
   if (!linked.ok()) return linked.error().wrap(fmt::format("dump pid {}", opts.pid));
   writer->set_label("kind", "process");
@@ -281,14 +281,12 @@ Status write_image(Tree& tree, image::GenerationWriter* writer, const DumpOption
   writer->set_label("threads", std::to_string(threads));
   writer->set_label("processes", std::to_string(procs.size()));
   if (auto exe = proc::read_proc_link(opts.pid, "exe"); exe.ok()) writer->set_label("exe", *exe);
-  json image{{"engine_format", kEngineFormat},
-             {"pid", opts.pid},
-             {"ckpt_version", CKPT_VERSION_STRING},
-             {"shared_files", std::move(shared)},
-             {"processes", json::array()}};
-  for (auto* ctx : procs) image["processes"].push_back(std::move(ctx->image));
-  std::string meta = image.dump();
-  return writer->write_section("process.json", as_bytes(meta));
+  schema::ImageRoot& image = tree.state.image;
+  image.ckpt_version = CKPT_VERSION_STRING;
+  image.root_pid = opts.pid;
+  image.shell_job = opts.shell_job;
+  for (auto* ctx : procs) image.processes.push_back(std::move(ctx->rec));
+  return writer->write_section(schema::kProcessSection, schema::encode_image(image));
 }
 
 void kill_tree(Tree& tree) {

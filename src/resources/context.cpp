@@ -11,9 +11,6 @@
 namespace ckpt {
 namespace {
 
-// Below the stack pointer: the 128-byte red zone of the x86-64 ABI belongs to the thread.
-constexpr uint64_t kRedZone = 128;
-
 Status mem_file_io(pid_t pid, uint64_t addr, void* buf, size_t len, bool write) {
   std::string path = fmt::format("/proc/{}/mem", pid);
   int fd = ::open(path.c_str(), (write ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
@@ -68,7 +65,7 @@ Status DumpContext::with_remote(
   auto& t = threads.at(index).tracee;
   CKPT_TRY_ASSIGN(ptrace::Regs regs, t.regs());
   uint64_t size = (scratch_size + 15) & ~uint64_t{15};
-  uint64_t addr = (regs.rsp - kRedZone - size) & ~uint64_t{15};
+  uint64_t addr = (arch::sp(regs) - arch::kRedZone - size) & ~uint64_t{15};
   std::vector<char> saved(size);
   CKPT_TRY(read_remote(t.tid(), addr, saved.data(), size));
   Status result;

@@ -1,7 +1,7 @@
 #pragma once
-// What the per-resource code shares while dumping or restoring one process. Resources read and
-// write their own part of the image's metadata (a JSON object under their own key) and may stream
-// bulk data into sections of their own.
+// What the per-resource code shares while dumping or restoring one process. Resources fill or
+// read their own records of the process image (image/schema/records.hpp) and may stream bulk data
+// into sections of their own.
 #include <sys/types.h>
 
 #include <cstdint>
@@ -11,17 +11,14 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "common/result.hpp"
+#include "image/schema/records.hpp"
 #include "image/store.hpp"
 #include "proc/maps.hpp"
 #include "ptrace/remote_syscalls.hpp"
 #include "ptrace/tracee.hpp"
 
 namespace ckpt {
-
-using json = nlohmann::json;
 
 // Scratch memory inside a stopped tracee that injected calls can use for their arguments and
 // results. At dump time it is borrowed from below the stack pointer of the thread (beyond the
@@ -36,10 +33,15 @@ struct ThreadHandle {
   ptrace::Tracee tracee;
 };
 
-// What the processes of one dumped tree share: a deleted file open or a shared memory object
-// mapped in several of them is saved once.
+// What the processes of one dumped tree share: the image's tree-wide records (open files,
+// deleted files, shared memory objects), each saved once however many processes use it.
 struct TreeState {
-  pid_t root = 0;                                            // the process the dump was asked for
+  pid_t root = 0;  // the process the dump was asked for
+  schema::ImageRoot image;
+  // Every (pid, fd) that refers to each open file (by id), and open files by (dev, ino): a new
+  // fd is compared (kcmp) only with open files of its own inode.
+  std::vector<std::vector<std::pair<pid_t, int>>> holders;
+  std::multimap<std::pair<uint64_t, uint64_t>, uint32_t> open_files_by_inode;
   std::map<std::pair<uint64_t, uint64_t>, int> deleted_ids;  // (dev, ino) -> id
   std::map<std::pair<uint64_t, uint64_t>, int> shm_ids;      // shared memory objects
 };
@@ -57,7 +59,7 @@ struct DumpContext {
   std::vector<proc::MapEntry> maps;
   uint64_t syscall_insn = 0;  // a `syscall` instruction in the target (in its vdso)
   image::GenerationWriter* writer = nullptr;
-  json image;  // metadata of this process, one key per resource
+  schema::ProcessRecord rec;  // this process's part of the image
 
   std::string section(std::string_view base) const { return section_prefix + std::string(base); }
 
@@ -80,9 +82,10 @@ struct RestoreContext {
   std::string section_prefix;
   const image::Store* store = nullptr;
   image::GenerationInfo generation;
-  const json* image = nullptr;        // this process's part of the image
-  std::vector<ThreadHandle> threads;  // threads[0] is the main thread, created first
-  uint64_t trampoline = 0;            // the restorer page: a syscall instruction, then scratch
+  const schema::ImageRoot* image = nullptr;
+  const schema::ProcessRecord* rec = nullptr;  // this process's part of the image
+  std::vector<ThreadHandle> threads;           // threads[0] is the main thread, created first
+  uint64_t trampoline = 0;  // the restorer page: a syscall instruction, then scratch
   RemoteScratch scratch;
   ptrace::RemoteSyscalls* main_remote = nullptr;
   bool shell_job = false;

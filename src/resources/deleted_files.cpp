@@ -12,7 +12,6 @@
 namespace ckpt::deleted_files {
 namespace {
 
-constexpr std::string_view kSuffix = " (deleted)";
 constexpr size_t kChunk = 1 << 20;
 
 std::string section_name(int id) {
@@ -40,61 +39,32 @@ Status copy_out(pid_t pid, int fd, uint64_t size, image::SectionWriter& out) {
 
 }  // namespace
 
-std::optional<Status> describe(pid_t pid, const std::string& link, const struct stat& st, json& j) {
-  if (!link.ends_with(kSuffix) || link.front() != '/') return std::nullopt;
-  std::string path = link.substr(0, link.size() - kSuffix.size());
-  int fd = j["fd"];
+Result<int32_t> save(DumpContext& ctx, int fd, const std::string& path, const struct stat& st) {
+  pid_t pid = ctx.pid;
   if (path.rfind("/memfd:", 0) == 0)
-    return Status{errorf("pid {}: fd {} is the memfd {}, which ckpt cannot save yet", pid, fd,
-                         path.substr(1))};
+    return errorf("pid {}: fd {} is the memfd {}, which ckpt cannot save yet", pid, fd,
+                  path.substr(1));
   if (!S_ISREG(st.st_mode))
-    return Status{errorf("pid {}: fd {} is the deleted {} {}, which ckpt cannot save", pid, fd,
-                         S_ISDIR(st.st_mode) ? "directory" : "special file", path)};
+    return errorf("pid {}: fd {} is the deleted {} {}, which ckpt cannot save", pid, fd,
+                  S_ISDIR(st.st_mode) ? "directory" : "special file", path);
   if (static_cast<uint64_t>(st.st_size) > kMaxDeletedFileSize)
-    return Status{errorf(
+    return errorf(
         "pid {}: fd {} is the deleted file {} of {} bytes; ckpt saves deleted files of at most "
         "{} bytes",
-        pid, fd, path, st.st_size, kMaxDeletedFileSize)};
-  j["type"] = "deleted";
-  j["path"] = path;
-  j["dev"] = static_cast<uint64_t>(st.st_dev);
-  j["ino"] = static_cast<uint64_t>(st.st_ino);
-  j["size"] = static_cast<uint64_t>(st.st_size);
-  j["mode"] = static_cast<uint32_t>(st.st_mode & 07777);
-  j["uid"] = static_cast<uint32_t>(st.st_uid);
-  j["gid"] = static_cast<uint32_t>(st.st_gid);
-  return Status{};
-}
-
-std::string handed_key(int id) {
-  return fmt::format("deleted:{}", id);
-}
-
-Status save(DumpContext& ctx, json& fds, json& files) {
-  json all = json::array();
+        pid, fd, path, st.st_size, kMaxDeletedFileSize);
   auto& ids = ctx.tree->deleted_ids;
-  for (auto& f : fds) {
-    if (f["type"] != "deleted") continue;
-    auto key = std::make_pair(f["dev"].get<uint64_t>(), f["ino"].get<uint64_t>());
-    auto [it, added] = ids.emplace(key, static_cast<int>(ids.size()));
-    f["deleted_id"] = it->second;
-    if (!added) continue;
-    int id = it->second;
-    uint64_t size = f["size"];
-    CKPT_TRY_ASSIGN(image::SectionWriter * out, ctx.writer->begin_section(section_name(id)));
-    Status st = copy_out(ctx.pid, f["fd"], size, *out);
-    if (!st.ok())
-      return st.error().wrap(
-          fmt::format("pid {}: deleted file {}", ctx.pid, f["path"].get<std::string>()));
-    all.push_back({{"id", id},
-                   {"path", f["path"]},
-                   {"size", size},
-                   {"mode", f["mode"]},
-                   {"uid", f["uid"]},
-                   {"gid", f["gid"]}});
-  }
-  files["deleted"] = std::move(all);
-  return {};
+  auto key = std::make_pair(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino));
+  auto [it, added] = ids.emplace(key, static_cast<int>(ids.size()));
+  int id = it->second;
+  if (!added) return id;
+  auto size = static_cast<uint64_t>(st.st_size);
+  CKPT_TRY_ASSIGN(image::SectionWriter * out, ctx.writer->begin_section(section_name(id)));
+  Status copied = copy_out(pid, fd, size, *out);
+  if (!copied.ok()) return copied.error().wrap(fmt::format("pid {}: deleted file {}", pid, path));
+  ctx.tree->image.deleted_files.push_back(
+      {id, path, size, static_cast<uint32_t>(st.st_mode & 07777), static_cast<uint32_t>(st.st_uid),
+       static_cast<uint32_t>(st.st_gid)});
+  return id;
 }
 
 namespace {
@@ -149,49 +119,48 @@ Result<ScopedFd> name_then_unlink(ScopedFd fd, const std::string& path, int id) 
   return fd;  // every name taken: stays an anonymous O_TMPFILE file
 }
 
-Status fill(const image::Store& store, const image::GenerationInfo& gen, const json& d, int fd) {
-  int id = d["id"];
+Status fill(const image::Store& store, const image::GenerationInfo& gen,
+            const schema::DeletedFile& d, int fd) {
+  int id = d.id;
   CKPT_TRY_ASSIGN(auto reader, store.open_section(gen, section_name(id)));
   std::vector<std::byte> buf(kChunk);
   uint64_t done = 0;
   for (;;) {
     CKPT_TRY_ASSIGN(size_t n, reader->read(buf));
     if (n == 0) break;
-    CKPT_TRY(write_all(fd, std::span(buf.data(), n), d["path"].get<std::string>()));
+    if (done + n > d.size)
+      return errorf("section {} holds more than the file's {} bytes", section_name(id), d.size);
+    CKPT_TRY(write_all(fd, std::span(buf.data(), n), d.path));
     done += n;
   }
-  if (done != d["size"].get<uint64_t>())
-    return errorf("section {} holds {} bytes, the file had {}", section_name(id), done,
-                  d["size"].get<uint64_t>());
+  if (done != d.size)
+    return errorf("section {} holds {} bytes, the file had {}", section_name(id), done, d.size);
   return {};
 }
 
-Status set_owner_and_mode(const json& d, int fd) {
-  if (::geteuid() == 0 && ::fchown(fd, d["uid"].get<uid_t>(), d["gid"].get<gid_t>()) < 0)
-    return sys_error("fchown");
-  if (::fchmod(fd, d["mode"].get<mode_t>()) < 0) return sys_error("fchmod");
+Status set_owner_and_mode(const schema::DeletedFile& d, int fd) {
+  if (::geteuid() == 0 && ::fchown(fd, d.uid, d.gid) < 0) return sys_error("fchown");
+  if (::fchmod(fd, d.mode & 07777) < 0) return sys_error("fchmod");
   return {};
 }
 
 }  // namespace
 
-Result<std::vector<Recreated>> recreate(const image::Store& store, const image::GenerationInfo& gen,
-                                        const json& image) {
-  std::vector<Recreated> out;
-  if (!image["files"].contains("deleted")) return out;
-  for (auto& d : image["files"]["deleted"]) {
-    std::string path = d["path"];
-    int id = d["id"];
-    auto fd = make_unlinked(path, id, 0600);
+Result<std::map<int32_t, ScopedFd>> recreate(const image::Store& store,
+                                             const image::GenerationInfo& gen,
+                                             const std::vector<schema::DeletedFile>& files) {
+  std::map<int32_t, ScopedFd> out;
+  for (auto& d : files) {
+    auto fd = make_unlinked(d.path, d.id, 0600);
     if (!fd.ok()) return fd.error().wrap("restore");
     Status st = fill(store, gen, d, fd->get());
-    if (!st.ok()) return st.error().wrap(fmt::format("restore the deleted file {}", path));
-    auto named = name_then_unlink(std::move(*fd), path, id);
+    if (!st.ok()) return st.error().wrap(fmt::format("restore the deleted file {}", d.path));
+    auto named = name_then_unlink(std::move(*fd), d.path, d.id);
     if (named.ok()) st = set_owner_and_mode(d, named->get());
     if (!named.ok() || !st.ok())
       return (named.ok() ? st.error() : named.error())
-          .wrap(fmt::format("restore the deleted file {}", path));
-    out.push_back(Recreated{id, std::move(*named)});
+          .wrap(fmt::format("restore the deleted file {}", d.path));
+    out[d.id] = std::move(*named);
   }
   return out;
 }

@@ -22,26 +22,15 @@ namespace ckpt::deleted_files {
 
 inline constexpr uint64_t kMaxDeletedFileSize = 256ull << 20;
 
-// If `link` (an fd's /proc link) names a deleted file, fills `j` for it (or refuses it, naming
-// the fd and the path) and returns the status; std::nullopt when it is not a deleted file.
-std::optional<Status> describe(pid_t pid, const std::string& link, const struct stat& st, json& j);
+// Saves the contents of the deleted inode that `fd` of ctx.pid opens (once per inode in the
+// whole tree) into a section of its own, records it in the image's deleted_files and returns
+// its id. A file ckpt cannot save (not regular, too large) is refused, naming fd and path.
+Result<int32_t> save(DumpContext& ctx, int fd, const std::string& path, const struct stat& st);
 
-// Saves the contents of every deleted inode the fds of type "deleted" refer to (once per inode
-// in the whole tree: a process whose inode another one saved records no copy of it)
-// into sections of their own and records them in files["deleted"]; each fd gets "deleted_id".
-Status save(DumpContext& ctx, json& fds, json& files);
-
-// The key under which the restorer hands a recreated deleted file to the puppets.
-std::string handed_key(int id);
-
-// A recreated deleted file, open in the restorer, for the puppet to reopen its fds from.
-struct Recreated {
-  int id = 0;
-  ScopedFd fd;
-};
-
-// Creates every deleted file of the image, filled with its saved contents and already unlinked.
-Result<std::vector<Recreated>> recreate(const image::Store& store, const image::GenerationInfo& gen,
-                                        const json& image);
+// Creates every deleted file of the image, filled with its saved contents and already
+// unlinked, open in the restorer, by id.
+Result<std::map<int32_t, ScopedFd>> recreate(const image::Store& store,
+                                             const image::GenerationInfo& gen,
+                                             const std::vector<schema::DeletedFile>& files);
 
 }  // namespace ckpt::deleted_files

@@ -1,391 +1,265 @@
 #include "resources/files.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <climits>
+#include <cctype>
+#include <filesystem>
 #include <map>
+#include <set>
+#include <unordered_map>
 
-#include "common/fs_util.hpp"
-#include "common/hex.hpp"
-#include "common/scoped_fd.hpp"
-#include "proc/fdinfo.hpp"
+#include "common/log.hpp"
 #include "proc/misc.hpp"
 #include "proc/proc_file.hpp"
-#include "resources/deleted_files.hpp"
-#include "resources/event_fds.hpp"
-#include "resources/shared_files.hpp"
-#include "resources/sockets.hpp"
+#include "resources/fds/fd_access.hpp"
 
 namespace ckpt::files {
 namespace {
 
-bool is_tty_path(const std::string& p) {
-  return p.rfind("/dev/pts/", 0) == 0 || p.rfind("/dev/tty", 0) == 0 || p == "/dev/console";
-}
-
-// Reads what a pipe holds without taking it: tee() into a pipe of our own.
-Result<std::string> peek_pipe(pid_t pid, int fd) {
-  CKPT_TRY_ASSIGN(ScopedFd src, borrow_fd(pid, fd));
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) return sys_error("pipe2");
-  ScopedFd r(p[0]), w(p[1]);
-  int size = ::fcntl(src.get(), F_GETPIPE_SZ);
-  if (size > 0) (void)::fcntl(w.get(), F_SETPIPE_SZ, size);
-  ssize_t n = ::tee(src.get(), w.get(), INT_MAX, SPLICE_F_NONBLOCK);
-  if (n < 0 && errno != EAGAIN) return sys_error(fmt::format("tee pid {} fd {}", pid, fd));
-  std::string data(n > 0 ? static_cast<size_t>(n) : 0, '\0');
-  if (n > 0 && ::read(r.get(), data.data(), data.size()) != n)
-    return sys_error(fmt::format("read copy of pipe pid {} fd {}", pid, fd));
-  return data;
-}
-
-// With --shell-job, which of the restorer's standard streams fd `fd` of `pid` is to get: the
-// root's own 0-2, a child's fd that is one of them (inherited), and terminals. -1: none (a
-// child's stdout that is a pipe to its parent stays that pipe).
-int shell_stream(pid_t pid, pid_t root, int fd, const std::string& link) {
-  if (pid == root && fd <= 2) return fd;
-  if (fd <= 2)
-    for (int k = 0; k <= 2; ++k)
-      if (auto same = proc::same_open_file(pid, fd, root, k); same.ok() && *same) return k;
-  return is_tty_path(link) ? 0 : -1;
-}
-
-Result<json> describe_fd(pid_t pid, int fd, bool shell_job, pid_t root) {
-  CKPT_TRY_ASSIGN(std::string link, proc::read_proc_link(pid, fmt::format("fd/{}", fd)));
-  CKPT_TRY_ASSIGN(proc::FdInfo info, proc::read_fdinfo(pid, fd));
-  json j{{"fd", fd}, {"flags", info.flags}, {"pos", info.pos}, {"path", link}};
-  if (int from = shell_job ? shell_stream(pid, root, fd, link) : -1; from >= 0) {
-    j["type"] = "inherit";
-    j["from"] = from;
-    return j;
-  }
-  struct stat st;
-  std::string fd_path = proc::proc_path(pid, fmt::format("fd/{}", fd));
-  if (::stat(fd_path.c_str(), &st) < 0)
-    return sys_error(fmt::format("stat {} ({})", fd_path, link));
-  if (link.rfind("anon_inode:", 0) == 0) {
-    if (auto st_event = event_fds::describe(link, info, j)) {
-      if (!st_event->ok()) return st_event->error().wrap(fmt::format("pid {}", pid));
-      return j;
-    }
-  }
-  j["dev"] = static_cast<uint64_t>(st.st_dev);
-  j["ino"] = static_cast<uint64_t>(st.st_ino);
-  if (auto sock = sockets::describe(pid, fd, link, j)) {
-    if (!sock->ok()) return sock->error();
-    return j;
-  }
-  if (link.rfind("pipe:", 0) == 0) {
-    j["type"] = "pipe";
-    if ((info.flags & O_ACCMODE) == O_RDONLY) {
-      CKPT_TRY_ASSIGN(std::string data, peek_pipe(pid, fd));
-      j["data"] = to_hex(data);
-      CKPT_TRY_ASSIGN(ScopedFd self, open_file(fd_path, O_RDONLY | O_NONBLOCK));
-      j["pipe_size"] = ::fcntl(self.get(), F_GETPIPE_SZ);
-    }
-    return j;
-  }
-  if (auto deleted = deleted_files::describe(pid, link, st, j)) {
-    if (!deleted->ok()) return deleted->error();
-    return j;
-  }
-  if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode)) {
-    j["type"] = S_ISREG(st.st_mode) ? "file" : "dir";
-    j["size"] = st.st_size;
-    return j;
-  }
-  if (S_ISCHR(st.st_mode) && !is_tty_path(link)) {
-    j["type"] = "chardev";
-    return j;
-  }
-  if (S_ISFIFO(st.st_mode)) {
-    j["type"] = "fifo";
-    if ((info.flags & O_ACCMODE) != O_WRONLY) {
-      CKPT_TRY_ASSIGN(std::string data, peek_pipe(pid, fd));
-      j["data"] = to_hex(data);
-    }
-    return j;
-  }
-  if (is_tty_path(link))
-    return errorf(
-        "pid {}: fd {} is the terminal {}; dump with --shell-job to let restore give it "
-        "the terminal of its caller",
-        pid, fd, link);
-  return errorf("pid {}: fd {} is {}, which ckpt cannot save yet", pid, fd, link);
-}
-
-// Two fds may share one open file (dup, or inherited): kcmp tells, and restore shares it again.
-// Only fds on the same inode can share, so only those are compared.
-Status mark_shared_files(pid_t pid, json& fds) {
-  for (size_t i = 0; i < fds.size(); ++i) {
-    auto& f = fds[i];
-    if (f["type"] == "inherit" || f["type"] == "pipe" || !f.contains("ino")) continue;
-    for (size_t k = 0; k < i; ++k) {
-      auto& g = fds[k];
-      if (g.contains("dup_of") || g["type"] != f["type"] || g["ino"] != f["ino"] ||
-          g["dev"] != f["dev"])
-        continue;
-      CKPT_TRY_ASSIGN(bool same,
-                      proc::same_open_file(pid, g["fd"].get<int>(), pid, f["fd"].get<int>()));
-      if (same) {
-        f["dup_of"] = g["fd"];
-        break;
-      }
-    }
-  }
-  return {};
-}
+namespace fs = std::filesystem;
 
 // Locks are not re-taken by restore yet: a process holding one must not be dumped as if it held
 // none. fdinfo lists the locks of each open file, whichever kind.
-Status check_no_locks(pid_t pid, int fd) {
-  CKPT_TRY_ASSIGN(std::string text, proc::read_proc_file(pid, fmt::format("fdinfo/{}", fd)));
-  if (text.find("\nlock:") != std::string::npos || text.rfind("lock:", 0) == 0)
-    return errorf("pid {}: fd {} holds a file lock, which ckpt cannot save yet", pid, fd);
+Status check_no_locks(const fds::FdProbe& p) {
+  if (!p.info.lock_lines.empty())
+    return errorf("pid {}: fd {} holds a file lock, which ckpt cannot save yet", p.pid, p.fd);
+  return {};
+}
+
+const fds::FdKind* identify(fds::FdProbe& p, const fds::DumpFlags& flags) {
+  for (const fds::FdKind* k : fds::all_kinds())
+    if (k->claims(p, flags)) return k;
+  return nullptr;
+}
+
+// F_GETOWN_EX and F_GETSIG: who gets the open file's O_ASYNC (and socket SIGURG) signals.
+// Looked at only where it can matter, each look being a borrowed copy of the fd.
+Result<std::optional<schema::FileOwner>> read_owner(fds::FdProbe& p) {
+  using Owner = std::optional<schema::FileOwner>;
+  if (!(p.info.flags & O_ASYNC) && !S_ISSOCK(p.st.st_mode)) return Owner();
+  CKPT_TRY_ASSIGN(int fd, p.borrowed());
+  f_owner_ex owner{};
+  if (::fcntl(fd, F_GETOWN_EX, &owner) < 0)
+    return sys_error(fmt::format("fcntl(F_GETOWN_EX) on pid {} fd {}", p.pid, p.fd));
+  int sig = ::fcntl(fd, F_GETSIG);
+  if (owner.pid == 0 && sig <= 0) return Owner();
+  return Owner(schema::FileOwner{owner.type, owner.pid, std::max(sig, 0)});
+}
+
+Result<uint32_t> add_open_file(DumpContext& ctx, fds::FdProbe& p, const fds::DumpFlags& flags) {
+  const fds::FdKind* kind = identify(p, flags);
+  if (!kind) return errorf("pid {}: fd {} is {}, which ckpt cannot save yet", p.pid, p.fd, p.link);
+  TreeState& tree = *ctx.tree;
+  schema::OpenFile of;
+  of.id = static_cast<uint32_t>(tree.image.open_files.size());
+  of.kind = std::string(kind->name());
+  of.flags = p.info.flags & ~uint32_t(O_CLOEXEC);
+  of.pos = p.info.pos;
+  of.path = p.link;
+  CKPT_TRY_ASSIGN(of.owner, read_owner(p));
+  fds::DumpEnv env{ctx, flags, tree.image};
+  CKPT_TRY(kind->dump(env, p, of));
+  tree.image.open_files.push_back(std::move(of));
+  tree.holders.push_back({{p.pid, p.fd}});
+  tree.open_files_by_inode.emplace(std::make_pair(p.st.st_dev, p.st.st_ino),
+                                   tree.image.open_files.back().id);
+  return tree.image.open_files.back().id;
+}
+
+// The open file `p` refers to: one the tree already holds (dup, fork: kcmp says so), or a new
+// one described by its kind.
+Result<uint32_t> open_file_of(DumpContext& ctx, fds::FdProbe& p, const fds::DumpFlags& flags) {
+  TreeState& tree = *ctx.tree;
+  auto [first, last] = tree.open_files_by_inode.equal_range({p.st.st_dev, p.st.st_ino});
+  for (auto it = first; it != last; ++it) {
+    auto [pid, fd] = tree.holders[it->second].front();
+    CKPT_TRY_ASSIGN(bool same, proc::same_open_file(pid, fd, p.pid, p.fd));
+    if (!same) continue;
+    tree.holders[it->second].emplace_back(p.pid, p.fd);
+    return it->second;
+  }
+  return add_open_file(ctx, p, flags);
+}
+
+// The first process outside the tree with an fd linking to `want` ("socket:[INO]"), or 0. Scans
+// every process's fds: asked only when a socket's peer is not in the tree, to name it.
+pid_t outside_holder(const std::string& want, const std::set<pid_t>& tree) {
+  std::error_code ec;
+  for (auto& dir : fs::directory_iterator("/proc", ec)) {
+    std::string name = dir.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    pid_t pid = static_cast<pid_t>(std::strtol(name.c_str(), nullptr, 10));
+    if (tree.count(pid) || pid == ::getpid()) continue;
+    std::error_code fd_ec;
+    for (auto& fd : fs::directory_iterator(dir.path() / "fd", fd_ec)) {
+      std::error_code link_ec;
+      if (fs::read_symlink(fd.path(), link_ec).string() == want) return pid;
+    }
+  }
+  return 0;
+}
+
+// A process that gets an open file's signals must exist when the owner is set again: one of
+// the tree. (Thread and group owners are checked when they are set at restore.)
+Status check_owners(const TreeState& tree, const std::set<pid_t>& pids) {
+  for (auto& of : tree.image.open_files) {
+    if (!of.owner || of.owner->type != F_OWNER_PID || of.owner->pid == 0) continue;
+    if (pids.count(of.owner->pid)) continue;
+    auto [pid, fd] = tree.holders[of.id].front();
+    return errorf(
+        "pid {}: fd {} sends its signals to pid {}, outside the dumped processes, which ckpt "
+        "cannot save",
+        pid, fd, of.owner->pid);
+  }
   return {};
 }
 
 }  // namespace
 
-Result<ScopedFd> borrow_fd(pid_t pid, int fd) {
-  ScopedFd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
-  if (!pidfd) return sys_error(fmt::format("pidfd_open pid {}", pid));
-  ScopedFd copy(static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd.get(), fd, 0)));
-  if (!copy) return sys_error(fmt::format("pidfd_getfd pid {} fd {}", pid, fd));
-  return copy;
-}
-
-Status dump(DumpContext& ctx, bool shell_job) {
-  CKPT_TRY_ASSIGN(auto fds, proc::list_numeric_dir(ctx.pid, "fd"));
-  json out = json::array();
-  for (int fd : fds) {
-    CKPT_TRY_ASSIGN(json j, describe_fd(ctx.pid, fd, shell_job, ctx.tree->root));
-    CKPT_TRY(check_no_locks(ctx.pid, fd));
-    out.push_back(std::move(j));
-  }
-  CKPT_TRY(mark_shared_files(ctx.pid, out));
-  json files{{"shell_job", shell_job}};
-  CKPT_TRY(deleted_files::save(ctx, out, files));
-  files["fds"] = std::move(out);
-  ctx.image["files"] = std::move(files);
-  return {};
-}
-
-Status check_before_restore(const json& image) {
-  for (auto& f : image["files"]["fds"]) {
-    if (f["type"] != "file") continue;
-    std::string path = f["path"];
-    struct stat st;
-    if (::stat(path.c_str(), &st) < 0)
-      return sys_error(fmt::format("restore fd {}: file {}", f["fd"].get<int>(), path));
-    if (static_cast<uint64_t>(st.st_size) != f["size"].get<uint64_t>())
-      return errorf("restore fd {}: file {} changed size since the dump ({} bytes, was {})",
-                    f["fd"].get<int>(), path, st.st_size, f["size"].get<uint64_t>());
+Status dump(DumpContext& ctx, const fds::DumpFlags& flags) {
+  CKPT_TRY_ASSIGN(auto numbers, proc::list_fds(ctx.pid));
+  ctx.rec.fds.clear();
+  for (int fd : numbers) {
+    CKPT_TRY_ASSIGN(fds::FdProbe p, fds::FdProbe::read(ctx.pid, fd));
+    CKPT_TRY(check_no_locks(p));
+    CKPT_TRY_ASSIGN(uint32_t id, open_file_of(ctx, p, flags));
+    ctx.rec.fds.push_back({fd, id, (p.info.flags & O_CLOEXEC) != 0});
   }
   return {};
 }
 
-// `reopen` is the path to open instead of the image's (a recreated deleted file).
-Result<ScopedFd> open_description(const json& f, const std::string& reopen) {
-  int want = f.value("fd", -1), flags = f["flags"];
-  if (f["type"] == "eventfd" || f["type"] == "signalfd" || f["type"] == "timerfd" ||
-      f["type"] == "epoll") {
-    CKPT_TRY_ASSIGN(int created, event_fds::create(f));
-    return ScopedFd(created);
+Status link(const std::vector<DumpContext*>& procs) {
+  TreeState& tree = *procs.front()->tree;
+  std::set<pid_t> pids;
+  for (auto* ctx : procs) pids.insert(ctx->pid);
+  CKPT_TRY(check_owners(tree, pids));
+  std::map<std::string, std::vector<fds::LinkedFile>> by_kind;
+  for (auto& of : tree.image.open_files) {
+    fds::LinkedFile f{&of, {}};
+    for (auto [pid, fd] : tree.holders[of.id]) f.holders.push_back({pid, fd});
+    by_kind[of.kind].push_back(std::move(f));
   }
-  if (f["type"] == "tcp_listen") {
-    CKPT_TRY_ASSIGN(int created, sockets::create(f));
-    return ScopedFd(created);
+  fds::LinkEnv env{{pids.begin(), pids.end()},
+                   [&](const std::string& want) { return outside_holder(want, pids); }};
+  for (auto& [name, files] : by_kind) CKPT_TRY(fds::find_kind(name)->link(env, files));
+  return {};
+}
+
+std::string handed_key(uint32_t id) {
+  return fmt::format("of:{}", id);
+}
+
+Result<fds::OpenedFiles> recreate(const fds::RecreateEnv& env,
+                                  const std::vector<InheritFd>& inherit) {
+  const auto& files = env.image.open_files;
+  fds::OpenedFiles out;
+  std::map<std::string, std::vector<const schema::OpenFile*>> by_kind;
+  for (size_t i = 0; i < files.size(); ++i) {
+    const schema::OpenFile& of = files[i];
+    if (of.id != i) return errorf("open file {} is listed as number {}", of.id, i);
+    auto given = std::find_if(inherit.begin(), inherit.end(),
+                              [&](const InheritFd& in) { return in.key == of.path; });
+    if (given == inherit.end()) {
+      by_kind[of.kind].push_back(&of);
+      continue;
+    }
+    ScopedFd copy(::fcntl(given->fd, F_DUPFD_CLOEXEC, 3));
+    if (!copy) return sys_error(fmt::format("--inherit-fd fd[{}]:{}", given->fd, given->key));
+    out[of.id] = std::move(copy);
   }
-  std::string path = reopen.empty() ? f["path"].get<std::string>() : reopen;
-  int open_flags = (flags & ~(O_CREAT | O_EXCL | O_TRUNC | O_NOCTTY)) | O_CLOEXEC;
-  if (f["type"] == "fifo") open_flags |= O_NONBLOCK;  // a helper end exists: see open_fifos
-  ScopedFd fd(::open(path.c_str(), open_flags));
-  if (!fd) return sys_error(fmt::format("open {}", path));
-  if (f["type"] == "fifo" && ::fcntl(fd.get(), F_SETFL, flags & (O_NONBLOCK | O_APPEND)) < 0)
-    return sys_error(fmt::format("fcntl {}", path));
-  if ((f["type"] == "file" || f["type"] == "deleted") &&
-      ::lseek(fd.get(), static_cast<off_t>(f["pos"].get<uint64_t>()), SEEK_SET) < 0)
-    return sys_error(fmt::format("seek {} for fd {}", path, want));
-  return fd;
+  for (auto& [name, mine] : by_kind) {
+    const fds::FdKind* kind = fds::find_kind(name);
+    if (!kind)
+      return errorf("open file {} is of kind '{}', unknown to this ckpt", mine[0]->id, name);
+    CKPT_TRY(kind->recreate(env, mine, out));
+  }
+  for (auto& of : files)
+    if (!out.count(of.id)) return errorf("open file {} ({}) was not recreated", of.id, of.path);
+  return out;
+}
+
+Status set_owners(const schema::ImageRoot& image, const HandedFds& handed) {
+  for (auto& of : image.open_files) {
+    if (!of.owner) continue;
+    int fd = handed.find(handed_key(of.id));
+    if (fd < 0) return errorf("open file {} was not recreated", of.id);
+    f_owner_ex owner{static_cast<__pid_type>(of.owner->type), of.owner->pid};
+    if (owner.pid != 0 && ::fcntl(fd, F_SETOWN_EX, &owner) < 0)
+      return sys_error(
+          fmt::format("fcntl(F_SETOWN_EX, {}) for open file {} ({})", owner.pid, of.id, of.path));
+    if (of.owner->signo > 0 && ::fcntl(fd, F_SETSIG, of.owner->signo) < 0)
+      return sys_error(fmt::format("fcntl(F_SETSIG, {}) for open file {}", of.owner->signo, of.id));
+  }
+  return {};
 }
 
 namespace {
 
-// Every fd is created out of the way first (above every number of the image) and only then put
-// at its number, so that a descriptor being set up never lands on a number another one needs.
-class Placer {
- public:
-  explicit Placer(int top) : top_(top) {}
-
-  Result<int> park(int fd, std::string_view what) {
-    if (fd < 0) return sys_error(fmt::format("open {}", what));
-    if (fd > top_) return fd;
-    int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, top_ + 1);
-    int err = errno;
-    ::close(fd);
-    if (moved < 0) return sys_error(err, fmt::format("move fd for {}", what));
-    return moved;
-  }
-
-  // Puts a parked fd at `want` (consuming it) with the image's close-on-exec bit.
-  Status place(int parked, int want, int flags) {
-    if (::dup3(parked, want, (flags & O_CLOEXEC) ? O_CLOEXEC : 0) < 0)
-      return sys_error(fmt::format("dup3 to fd {}", want));
-    ::close(parked);
-    return {};
-  }
-
- private:
-  int top_;
-};
-
-Status open_one(Placer& placer, const json& f, const std::string& reopen = {}) {
-  CKPT_TRY_ASSIGN(ScopedFd fd, open_description(f, reopen));
-  CKPT_TRY_ASSIGN(int parked, placer.park(fd.release(), f["type"].get<std::string>()));
-  return placer.place(parked, f["fd"], f["flags"]);
-}
-
-// A descriptor whose open file the restorer made once for every process that shares it.
-Status place_shared(Placer& placer, const json& f, const HandedFds& handed) {
-  std::string key = shared_files::handed_key(f);
-  int from = handed.find(key);
-  if (from < 0) return errorf("fd {}: the restorer did not hand over {}", f["fd"].get<int>(), key);
-  int flags = f["flags"];
-  CKPT_TRY_ASSIGN(int copy, placer.park(::fcntl(from, F_DUPFD_CLOEXEC, 0), key));
-  if (f["type"] == "pipe" && ::fcntl(copy, F_SETFL, flags & (O_NONBLOCK | O_APPEND)) < 0)
-    return sys_error("fcntl pipe");
-  return placer.place(copy, f["fd"], flags);
-}
-
-// `read_end` holds the data; null when only write ends are left (what was in the pipe cannot be
-// read by anyone).
-Status open_pipe(Placer& placer, const json* read_end, const std::vector<const json*>& all_ends) {
-  int p[2];
-  if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
-  CKPT_TRY_ASSIGN(int r, placer.park(p[0], "pipe"));
-  CKPT_TRY_ASSIGN(int w, placer.park(p[1], "pipe"));
-  ScopedFd read_owner(r), write_owner(w);
-  int size = read_end ? read_end->value("pipe_size", 0) : 0;
-  if (size > 0) (void)::fcntl(w, F_SETPIPE_SZ, size);
-  std::string data = read_end ? from_hex<std::string>((*read_end)["data"].get<std::string>()) : "";
-  if (!data.empty() && ::write(w, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
-    return sys_error("refill pipe");
-  for (auto* e : all_ends) {
-    int flags = (*e)["flags"];
-    int copy = ::fcntl((flags & O_ACCMODE) == O_RDONLY ? r : w, F_DUPFD_CLOEXEC, 0);
-    CKPT_TRY_ASSIGN(copy, placer.park(copy, "pipe end"));
-    if (::fcntl(copy, F_SETFL, flags & (O_NONBLOCK | O_APPEND)) < 0) return sys_error("fcntl pipe");
-    CKPT_TRY(placer.place(copy, (*e)["fd"], flags));
-  }
-  return {};
-}
-
-// A FIFO keeps its data only while one of its ends is open: a helper end, open for reading and
-// writing, holds it (and keeps opens of the real ends from blocking) until they exist.
-Result<std::vector<ScopedFd>> open_fifo_helpers(Placer& placer, const json& fds) {
-  std::vector<ScopedFd> helpers;
-  std::map<std::string, bool> done;
-  for (auto& f : fds) {
-    if (f["type"] != "fifo" || f.contains("shared") || done[f["path"]]) continue;
-    std::string path = f["path"];
-    done[path] = true;
-    CKPT_TRY_ASSIGN(int fd,
-                    placer.park(::open(path.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC), path));
-    helpers.emplace_back(fd);
-    std::string data = from_hex<std::string>(f.value("data", std::string()));
-    if (!data.empty() && ::write(fd, data.data(), data.size()) != static_cast<ssize_t>(data.size()))
-      return sys_error(fmt::format("refill FIFO {}", path));
-  }
-  return helpers;
-}
-
-struct StdioBlock {
-  int inherit[3] = {-1, -1, -1};
-};
-
-// Moves the standard streams to hand on and the fds to keep into one block above every fd in
-// use, then closes everything below and above that block.
-Result<StdioBlock> clear_fd_table(int top, std::vector<int>& keep) {
-  CKPT_TRY_ASSIGN(auto open_now, proc::list_numeric_dir(getpid(), "fd"));
+// Moves the fds to keep into one block above every fd in use and above `top`, then closes
+// everything below and above that block.
+Status clear_fd_table(int top, std::vector<int>& keep) {
+  CKPT_TRY_ASSIGN(auto open_now, proc::list_fds(getpid()));
   int base = std::max(top + 1, open_now.empty() ? 0 : open_now.back() + 1);
-  StdioBlock block;
-  for (int i = 0; i < 3; ++i) {
-    if (::fcntl(i, F_GETFD) < 0) continue;
-    block.inherit[i] = base + i;
-    if (::dup3(i, base + i, O_CLOEXEC) < 0) return sys_error("dup3 stdio");
-  }
   for (size_t i = 0; i < keep.size(); ++i) {
-    int to = base + 3 + static_cast<int>(i);
+    int to = base + static_cast<int>(i);
     if (::dup3(keep[i], to, O_CLOEXEC) < 0) return sys_error("dup3 kept fd");
     keep[i] = to;
   }
   ::close_range(0, static_cast<unsigned>(base - 1), 0);
-  ::close_range(static_cast<unsigned>(base + 3 + static_cast<int>(keep.size())), ~0U, 0);
-  return block;
+  ::close_range(static_cast<unsigned>(base + static_cast<int>(keep.size())), ~0U, 0);
+  return {};
 }
 
-Status open_inherited(Placer& placer, const json& f, const StdioBlock& block) {
-  int from = block.inherit[f["from"].get<int>()];
-  if (from < 0)
-    return errorf("fd {}: the restorer has no fd {}", f["fd"].get<int>(), f["from"].get<int>());
-  CKPT_TRY_ASSIGN(int copy, placer.park(::fcntl(from, F_DUPFD_CLOEXEC, 0), "stdio"));
-  return placer.place(copy, f["fd"], f["flags"]);
+Status place(const schema::ProcessRecord& proc, const HandedFds& handed) {
+  std::unordered_map<std::string_view, int> by_key;
+  for (size_t i = 0; i < handed.keys.size() && i < handed.fds.size(); ++i)
+    by_key.emplace(handed.keys[i], handed.fds[i]);
+  for (auto& f : proc.fds) {
+    auto it = by_key.find(handed_key(f.open_file));
+    if (it == by_key.end())
+      return errorf("fd {}: the restorer did not hand over open file {}", f.fd, f.open_file);
+    if (::dup3(it->second, f.fd, f.cloexec ? O_CLOEXEC : 0) < 0)
+      return sys_error(fmt::format("dup3 open file {} to fd {}", f.open_file, f.fd));
+  }
+  return {};
 }
 
-// Each open file of a deleted inode is a new open of the one recreated inode, which the
-// restorer handed over.
-std::string reopen_path(const json& f, const HandedFds& handed) {
-  int fd = handed.find(deleted_files::handed_key(f["deleted_id"].get<int>()));
-  if (fd < 0) return "/nonexistent: deleted file lost";
-  return fmt::format("/proc/self/fd/{}", fd);
+bool held_before(const schema::ImageRoot& image, size_t index, uint32_t id) {
+  for (size_t i = 0; i < index; ++i)
+    for (auto& f : image.processes[i].fds)
+      if (f.open_file == id) return true;
+  return false;
+}
+
+Status settle(const schema::ImageRoot& image, size_t index) {
+  const schema::ProcessRecord& proc = image.processes[index];
+  std::set<uint32_t> done;
+  for (auto& f : proc.fds) {
+    if (!done.insert(f.open_file).second) continue;
+    const schema::OpenFile& of = image.open_files.at(f.open_file);
+    const fds::FdKind* kind = fds::find_kind(of.kind);
+    if (!kind) return errorf("open file {}: unknown kind '{}'", of.id, of.kind);
+    fds::SettleEnv env{proc.pid, proc, !held_before(image, index, of.id)};
+    CKPT_TRY(kind->settle(env, of, f.fd));
+  }
+  return {};
 }
 
 }  // namespace
 
-Status restore_in_puppet(const json& image, bool shell_job, HandedFds& handed) {
-  const json& fds = image["files"]["fds"];
-  if (image["files"]["shell_job"].get<bool>() && !shell_job)
-    return make_error("the image was dumped with --shell-job: restore it with --shell-job");
+Status restore_in_puppet(const schema::ImageRoot& image, size_t index, HandedFds& handed) {
+  const schema::ProcessRecord& proc = image.processes.at(index);
   int top = 2;
-  for (auto& f : fds) top = std::max(top, f["fd"].get<int>());
-  CKPT_TRY_ASSIGN(StdioBlock block, clear_fd_table(top, handed.fds));
-  Placer placer(top);
-  CKPT_TRY_ASSIGN(auto fifo_helpers, open_fifo_helpers(placer, fds));
-  std::map<uint64_t, std::vector<const json*>> pipes;
-  for (auto& f : fds) {
-    if (f.contains("dup_of")) continue;
-    if (f.contains("shared"))
-      CKPT_TRY(place_shared(placer, f, handed));
-    else if (f["type"] == "pipe")
-      pipes[f["ino"].get<uint64_t>()].push_back(&f);
-    else if (f["type"] == "inherit")
-      CKPT_TRY(open_inherited(placer, f, block));
-    else if (f["type"] == "deleted")
-      CKPT_TRY(open_one(placer, f, reopen_path(f, handed)));
-    else
-      CKPT_TRY(open_one(placer, f));
+  for (auto& f : proc.fds) {
+    if (f.fd < 0 || f.open_file >= image.open_files.size())
+      return errorf("fd {} refers to open file {}, not in the image", f.fd, f.open_file);
+    top = std::max(top, f.fd);
   }
-  for (auto& [ino, ends] : pipes) {
-    auto reader =
-        std::find_if(ends.begin(), ends.end(), [](const json* e) { return e->contains("data"); });
-    CKPT_TRY(open_pipe(placer, reader == ends.end() ? nullptr : *reader, ends));
-  }
-  // Descriptors that shared an open file (dup, dup2, fork) share it again.
-  for (auto& f : fds) {
-    if (!f.contains("dup_of")) continue;
-    int flags = f["flags"];
-    if (::dup3(f["dup_of"].get<int>(), f["fd"].get<int>(), (flags & O_CLOEXEC) ? O_CLOEXEC : 0) < 0)
-      return sys_error(
-          fmt::format("dup3 fd {} to fd {}", f["dup_of"].get<int>(), f["fd"].get<int>()));
-  }
-  for (int fd : block.inherit)
-    if (fd >= 0) ::close(fd);
-  return event_fds::register_epoll_targets(fds);
+  CKPT_TRY(clear_fd_table(top, handed.fds));
+  CKPT_TRY(place(proc, handed));
+  return settle(image, index);
 }
 
 }  // namespace ckpt::files

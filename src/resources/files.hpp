@@ -1,34 +1,38 @@
 #pragma once
-// Files: every open descriptor with its number, flags, offset and close-on-exec bit: regular files
-// (and the contents of deleted ones), directories, character devices such as /dev/null, and with
-// --shell-job the terminal and standard streams, event fds (event_fds.hpp), listening TCP sockets
-// (sockets.hpp), unix socket pairs (unix_sockets.hpp). Anything else makes the dump fail, naming
-// it.
-#include <map>
+// Files: every descriptor of every process, as a number for an open file. Open files (what
+// open() made: flags, offset, the object) are tree-wide records saved once however many
+// descriptors and processes share them (dup, fork; found with kcmp). Each kind of open file is a
+// plug-in (resources/fds/); this is the dispatcher that runs their phases.
+#include <string>
+#include <utility>
 #include <vector>
 
-#include "common/scoped_fd.hpp"
 #include "resources/context.hpp"
+#include "resources/fds/fd_kind.hpp"
+#include "resources/fds/inherit_fd.hpp"
 
 namespace ckpt::files {
 
-Status dump(DumpContext& ctx, bool shell_job);
-// A copy of a process's fd (pidfd_getfd): the same open file, inspected without running the
-// process.
-Result<ScopedFd> borrow_fd(pid_t pid, int fd);
+// Records every descriptor of ctx.pid in ctx.rec.fds, describing each open file the tree has not
+// met yet through the kind that claims it. A descriptor no kind can save fails the dump, naming
+// it.
+Status dump(DumpContext& ctx, const fds::DumpFlags& flags);
 
-// Checks, before anything is built, that the files the image refers to are still as they were.
-Status check_before_restore(const json& image);
+// Once every process is dumped: each kind's link phase over the tree's open files.
+Status link(const std::vector<DumpContext*>& procs);
 
-// Opens the open file an fd of the image describes (not a pipe, not an inherited stream),
-// close-on-exec, at any number; `reopen` is a path to open instead of the image's.
-Result<ScopedFd> open_description(const json& f, const std::string& reopen = {});
+// In the restorer: opens every open file of the image, by id.
+Result<fds::OpenedFiles> recreate(const fds::RecreateEnv& env,
+                                  const std::vector<InheritFd>& inherit);
+// The key under which the restorer hands open file `id` to the puppets.
+std::string handed_key(uint32_t id);
+// In the restorer once every process exists (not yet running): the owners of O_ASYNC signals,
+// set on the open files it handed to the processes.
+Status set_owners(const schema::ImageRoot& image, const HandedFds& handed);
 
-// Runs inside the puppet before it is taken over: closes what the puppet inherited except the
-// handed fds (moved above every fd of the image; their new numbers are written back), then
-// opens every descriptor of the image at its number, taking the open files shared with other
-// processes and the recreated deleted files from the handed fds. With shell_job, the standard
-// streams and the terminal come from the restorer's own fds 0-2.
-Status restore_in_puppet(const json& image, bool shell_job, HandedFds& handed);
+// In a puppet before it is taken over: closes what it inherited except the handed fds (moved
+// above every fd of the image; their new numbers are written back), puts every descriptor of
+// the image at its number, then lets each kind settle (epoll registrations, ...).
+Status restore_in_puppet(const schema::ImageRoot& image, size_t index, HandedFds& handed);
 
 }  // namespace ckpt::files

@@ -28,9 +28,7 @@ constexpr size_t kFillBuffer = 1 << 20;
 // Holes up to this size between saved ranges are populated with them (see populate()).
 constexpr uint64_t kPopulateGap = 256 << 10;
 
-// What of a mapping's memory the image must hold.
-enum class Content { none, private_pages, all };
-
+using schema::Content;
 using Range = std::pair<uint64_t, uint64_t>;  // [start, end)
 
 Content content_of(const proc::MapEntry& m) {
@@ -46,12 +44,6 @@ Content content_of(const proc::MapEntry& m) {
     default:
       return m.shared ? Content::all : Content::private_pages;
   }
-}
-
-json ranges_json(const std::vector<Range>& ranges) {
-  json a = json::array();
-  for (auto& [s, e] : ranges) a.push_back({s, e});
-  return a;
 }
 
 // Streams the given ranges of the process into the pages section through one reused buffer.
@@ -77,33 +69,24 @@ Status check_supported(const proc::MapEntry& m, pid_t pid) {
   return {};
 }
 
-json describe(const proc::MapEntry& m, Content content) {
-  json j{{"start", m.start},   {"end", m.end},         {"prot", m.prot},
-         {"shared", m.shared}, {"offset", m.offset},   {"kind", proc::to_string(m.kind)},
-         {"path", m.path},     {"deleted", m.deleted}, {"content", static_cast<int>(content)}};
-  if (m.vm_flags) {
-    json flags = json::array();
+schema::Vma describe(const proc::MapEntry& m, Content content) {
+  schema::Vma v;
+  v.start = m.start, v.end = m.end, v.prot = m.prot, v.shared = m.shared, v.offset = m.offset;
+  v.kind = std::string(proc::to_string(m.kind));
+  v.path = m.path, v.deleted = m.deleted, v.content = content;
+  if (m.vm_flags)
     for (unsigned f = 0; f < static_cast<unsigned>(proc::VmFlag::count); ++f)
       if (m.vm_flags->has(static_cast<proc::VmFlag>(f)))
-        flags.push_back(proc::VmFlags::code(static_cast<proc::VmFlag>(f)));
-    j["vm_flags"] = flags;
-  }
-  return j;
+        v.vm_flags.emplace_back(proc::VmFlags::code(static_cast<proc::VmFlag>(f)));
+  return v;
 }
 
-bool has_flag(const json& vma, std::string_view code) {
-  if (!vma.contains("vm_flags")) return false;
-  for (auto& f : vma["vm_flags"])
-    if (f.get<std::string>() == code) return true;
-  return false;
-}
-
-Status record_file_identity(pid_t pid, const proc::MapEntry& m, json& j) {
+Status record_file_identity(pid_t pid, const proc::MapEntry& m, schema::Vma& v) {
   struct stat st;
   std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
   if (::stat(link.c_str(), &st) < 0) return sys_error(fmt::format("stat {} ({})", link, m.path));
-  j["file_size"] = st.st_size;
-  j["file_mtime_ns"] = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
+  v.file_size = static_cast<uint64_t>(st.st_size);
+  v.file_mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   return {};
 }
 
@@ -138,32 +121,32 @@ Status dump(DumpContext& ctx) {
   // Not zero-filled: first touch is slow here, and a small process uses a few pages of it.
   std::unique_ptr<char[]> storage(new char[kCopyBuffer]);
   std::span<char> buf(storage.get(), kCopyBuffer);
-  json vmas = json::array(), objects = json::array();
+  schema::MemoryRecord& out = ctx.rec.memory;
+  out = {};
   std::vector<std::pair<const proc::MapEntry*, size_t>> shm_maps;  // with their index in vmas
-  uint64_t total = 0;
   for (const auto& m : ctx.maps) {
     Content content = content_of(m);
     if (content != Content::none) CKPT_TRY(check_supported(m, ctx.pid));
-    json j = describe(m, content);
+    schema::Vma v = describe(m, content);
     std::vector<Range> ranges;
     if (shared_memory::is_object(m)) {
-      shm_maps.emplace_back(&m, vmas.size());  // saved in sections of their own, after this one
+      shm_maps.emplace_back(&m, out.vmas.size());  // saved in sections of their own, after this one
     } else if (content == Content::private_pages) {
       CKPT_TRY_ASSIGN(auto found, pagemap.scan(m.start, m.end, proc::PageFilter::private_anon));
       for (auto& r : found) ranges.emplace_back(r.start, r.end);
     } else if (content == Content::all) {
       ranges.emplace_back(m.start, m.end);
     }
-    if (m.kind == proc::MapKind::file && !m.deleted) CKPT_TRY(record_file_identity(ctx.pid, m, j));
-    for (auto& [s, e] : ranges) total += e - s;
-    j["ranges"] = ranges_json(ranges);
+    if (m.kind == proc::MapKind::file && !m.deleted) CKPT_TRY(record_file_identity(ctx.pid, m, v));
+    for (auto& [s, e] : ranges) {
+      out.page_bytes += e - s;
+      v.pages.push_back({s, e});
+    }
     CKPT_TRY(copy_ranges(ctx.pid, ranges, *pages, buf));
-    vmas.push_back(std::move(j));
+    out.vmas.push_back(std::move(v));
   }
   CKPT_TRY(pages->finish());
-  for (auto [m, index] : shm_maps) CKPT_TRY(shared_memory::save(ctx, *m, vmas[index], objects));
-  ctx.image["memory"] = {
-      {"vmas", std::move(vmas)}, {"page_bytes", total}, {"shm_objects", std::move(objects)}};
+  for (auto [m, index] : shm_maps) CKPT_TRY(shared_memory::save(ctx, *m, out.vmas[index]));
   return {};
 }
 
@@ -171,12 +154,12 @@ std::string mapping_fd_key(const std::string& path, bool writable) {
   return (writable ? "rw:" : "ro:") + path;
 }
 
-std::vector<MappedFile> files_to_map(const json& image) {
+std::vector<MappedFile> files_to_map(const schema::ProcessRecord& proc) {
   std::vector<MappedFile> out;
-  for (auto& v : image["memory"]["vmas"]) {
-    if (v["kind"] != "file" || v["deleted"].get<bool>()) continue;
-    MappedFile f{v["path"], v["shared"].get<bool>() && (v["prot"].get<int>() & PROT_WRITE) != 0,
-                 v.value("file_size", uint64_t{0}), v.value("file_mtime_ns", int64_t{0})};
+  for (auto& v : proc.memory.vmas) {
+    if (v.kind != "file" || v.deleted || v.shm) continue;
+    MappedFile f{v.path, v.shared && (v.prot & PROT_WRITE) != 0, v.file_size.value_or(0),
+                 v.file_mtime_ns.value_or(0)};
     bool seen = std::any_of(out.begin(), out.end(), [&](const MappedFile& o) {
       return o.path == f.path && o.writable == f.writable;
     });
@@ -185,9 +168,9 @@ std::vector<MappedFile> files_to_map(const json& image) {
   return out;
 }
 
-std::vector<std::pair<uint64_t, uint64_t>> used_ranges(const json& image) {
+std::vector<std::pair<uint64_t, uint64_t>> used_ranges(const schema::ProcessRecord& proc) {
   std::vector<std::pair<uint64_t, uint64_t>> out;
-  for (auto& v : image["memory"]["vmas"]) out.emplace_back(v["start"], v["end"]);
+  for (auto& v : proc.memory.vmas) out.emplace_back(v.start, v.end);
   return out;
 }
 
@@ -213,7 +196,7 @@ Status unmap_puppet(RestoreContext& ctx, const std::vector<proc::MapEntry>& own)
 // A free stretch of `size` bytes that no image mapping, the trampoline or the puppet's vdso uses.
 uint64_t find_gap(const RestoreContext& ctx, const std::vector<proc::MapEntry>& own,
                   uint64_t size) {
-  auto used = used_ranges(*ctx.image);
+  auto used = used_ranges(*ctx.rec);
   used.emplace_back(ctx.trampoline, ctx.trampoline + kPage);
   for (auto& m : own) used.emplace_back(m.start, m.end);
   std::sort(used.begin(), used.end());
@@ -233,9 +216,9 @@ Status move_vdso(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
   for (auto& m : own)
     if (is_vdso_kind(m.kind)) have[m.kind] = &m;
   std::map<proc::MapKind, std::pair<uint64_t, uint64_t>> want;
-  for (auto& v : (*ctx.image)["memory"]["vmas"]) {
+  for (auto& v : ctx.rec->memory.vmas) {
     for (auto k : kVdsoKinds)
-      if (v["kind"] == proc::to_string(k)) want[k] = {v["start"], v["end"]};
+      if (v.kind == proc::to_string(k)) want[k] = {v.start, v.end};
   }
   auto& rs = *ctx.main_remote;
   uint64_t total = 0;
@@ -272,62 +255,68 @@ Status move_vdso(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
   return {};
 }
 
-int initial_prot(const json& v) {
-  int prot = v["prot"];
-  if (!v["ranges"].empty()) prot |= PROT_READ | PROT_WRITE;
+int initial_prot(const schema::Vma& v) {
+  int prot = v.prot;
+  if (!v.pages.empty()) prot |= PROT_READ | PROT_WRITE;
   return prot;
 }
 
-Result<int> mapping_fd(const RestoreContext& ctx, const json& v) {
-  if (v.contains("shm")) {
-    auto it = ctx.mapping_fds.find(shared_memory::handed_key(v["shm"]));
+Result<int> mapping_fd(const RestoreContext& ctx, const schema::Vma& v) {
+  if (v.shm) {
+    auto it = ctx.mapping_fds.find(shared_memory::handed_key(*v.shm));
     if (it == ctx.mapping_fds.end())
-      return errorf("restore pid {}: shared memory {} was not recreated", ctx.pid,
-                    v["shm"].get<int>());
+      return errorf("restore pid {}: shared memory {} was not recreated", ctx.pid, *v.shm);
     return it->second;
   }
-  bool writable = v["shared"].get<bool>() && (v["prot"].get<int>() & PROT_WRITE);
-  auto it = ctx.mapping_fds.find(mapping_fd_key(v["path"], writable));
+  bool writable = v.shared && (v.prot & PROT_WRITE);
+  auto it = ctx.mapping_fds.find(mapping_fd_key(v.path, writable));
   if (it == ctx.mapping_fds.end())
-    return errorf("restore pid {}: no descriptor for mapped file {}", ctx.pid,
-                  v["path"].get<std::string>());
+    return errorf("restore pid {}: no descriptor for mapped file {}", ctx.pid, v.path);
   return it->second;
 }
 
-Status map_one(RestoreContext& ctx, const json& v) {
-  uint64_t start = v["start"], end = v["end"];
-  bool shared = v["shared"];
-  bool from_file = (v["kind"] == "file" && !v["deleted"].get<bool>()) || v.contains("shm");
-  uint64_t flags = MAP_FIXED | (shared ? MAP_SHARED : MAP_PRIVATE);
-  if (has_flag(v, "gd")) flags |= MAP_GROWSDOWN;
+Status map_one(RestoreContext& ctx, const schema::Vma& v) {
+  bool from_file = (v.kind == "file" && !v.deleted) || v.shm;
+  uint64_t flags = MAP_FIXED | (v.shared ? MAP_SHARED : MAP_PRIVATE);
+  if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;
   // Reservations made with MAP_NORESERVE (sanitizer shadows, JIT heaps) can be far larger than
   // memory; without the flag the kernel's overcommit check refuses them.
-  if (has_flag(v, "nr")) flags |= MAP_NORESERVE;
+  if (v.has_flag("nr")) flags |= MAP_NORESERVE;
   int64_t fd = -1;
   if (from_file) {
     CKPT_TRY_ASSIGN(fd, mapping_fd(ctx, v));
   } else {
     flags |= MAP_ANONYMOUS;
   }
+  if (v.end <= v.start || (v.start | v.end) % kPage != 0)
+    return errorf("restore pid {}: mapping {:#x}-{:#x} in the image is not page-aligned", ctx.pid,
+                  v.start, v.end);
   uint64_t prot = static_cast<uint64_t>(initial_prot(v));
-  uint64_t offset = from_file ? v["offset"].get<uint64_t>() : 0;
+  uint64_t offset = from_file ? v.offset : 0;
   CKPT_TRY_ASSIGN(long got, ctx.main_remote->call("mmap", SYS_mmap,
-                                                  {start, end - start, prot, flags,
+                                                  {v.start, v.end - v.start, prot, flags,
                                                    static_cast<uint64_t>(fd), offset}));
-  if (static_cast<uint64_t>(got) != start)
-    return errorf("restore pid {}: mmap at {:#x} landed at {:#x}", ctx.pid, start, got);
+  if (static_cast<uint64_t>(got) != v.start)
+    return errorf("restore pid {}: mmap at {:#x} landed at {:#x}", ctx.pid, v.start, got);
   // Before the pages are populated, so that huge pages are used where they were.
-  if (has_flag(v, "hg"))
-    CKPT_TRY(ctx.main_remote->call("madvise", SYS_madvise, {start, end - start, MADV_HUGEPAGE}));
-  if (has_flag(v, "nh"))
-    CKPT_TRY(ctx.main_remote->call("madvise", SYS_madvise, {start, end - start, MADV_NOHUGEPAGE}));
+  if (v.has_flag("hg"))
+    CKPT_TRY(
+        ctx.main_remote->call("madvise", SYS_madvise, {v.start, v.end - v.start, MADV_HUGEPAGE}));
+  if (v.has_flag("nh"))
+    CKPT_TRY(
+        ctx.main_remote->call("madvise", SYS_madvise, {v.start, v.end - v.start, MADV_NOHUGEPAGE}));
   return {};
 }
 
-// Pages of one mapping that the image holds, in section order.
-std::vector<Range> ranges_of(const json& v) {
+// Pages of one mapping that the image holds, in section order; each inside its mapping.
+Result<std::vector<Range>> ranges_of(const RestoreContext& ctx, const schema::Vma& v) {
   std::vector<Range> out;
-  for (auto& r : v["ranges"]) out.emplace_back(r[0].get<uint64_t>(), r[1].get<uint64_t>());
+  for (auto& r : v.pages) {
+    if (r.start < v.start || r.end > v.end || r.start >= r.end)
+      return errorf("restore pid {}: saved pages {:#x}-{:#x} lie outside their mapping {:#x}-{:#x}",
+                    ctx.pid, r.start, r.end, v.start, v.end);
+    out.emplace_back(r.start, r.end);
+  }
   return out;
 }
 
@@ -347,13 +336,13 @@ void populate(ptrace::RemoteSyscalls& rs, const std::vector<Range>& ranges) {
 // the puppet. Measured faster here than the puppet reading the data file itself with injected
 // preadv (1 GiB: 0.6-0.9 s against 1.2-1.6 s): the kernel writes through its own mapping of the
 // pinned pages (probably why: copies to user addresses are slow in this kind of guest).
-Status fill(RestoreContext& ctx, const json& vmas) {
+Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, ctx.section(kPagesSection)));
   // Not zero-filled: a small process touches only a few pages of it.
   std::unique_ptr<std::byte[]> storage(new std::byte[kFillBuffer]);
   std::span<std::byte> buf(storage.get(), kFillBuffer);
   for (auto& v : vmas) {
-    auto ranges = ranges_of(v);
+    CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
     populate(*ctx.main_remote, ranges);
     for (auto [s, e] : ranges) {
       while (s < e) {
@@ -376,17 +365,16 @@ Status fill(RestoreContext& ctx, const json& vmas) {
   return {};
 }
 
-Status finish_one(RestoreContext& ctx, const json& v) {
+Status finish_one(RestoreContext& ctx, const schema::Vma& v) {
   auto& rs = *ctx.main_remote;
-  uint64_t start = v["start"], len = v["end"].get<uint64_t>() - start;
-  int prot = v["prot"];
-  if (initial_prot(v) != prot)
-    CKPT_TRY(rs.call("mprotect", SYS_mprotect, {start, len, uint64_t(prot)}));
+  uint64_t start = v.start, len = v.end - v.start;
+  if (initial_prot(v) != v.prot)
+    CKPT_TRY(rs.call("mprotect", SYS_mprotect, {start, len, uint64_t(v.prot)}));
   static const std::pair<const char*, int> advice[] = {
       {"dd", MADV_DONTDUMP}, {"dc", MADV_DONTFORK}, {"wf", MADV_WIPEONFORK}};
   for (auto& [code, adv] : advice)
-    if (has_flag(v, code)) CKPT_TRY(rs.call("madvise", SYS_madvise, {start, len, uint64_t(adv)}));
-  if (has_flag(v, "lo")) {
+    if (v.has_flag(code)) CKPT_TRY(rs.call("madvise", SYS_madvise, {start, len, uint64_t(adv)}));
+  if (v.has_flag("lo")) {
     long r = *rs.call_raw(SYS_mlock, {start, len});
     if (r < 0)
       log::warn("memory", "pid {}: could not lock {:#x}+{:#x} again: errno {}", ctx.pid, start, len,
@@ -395,22 +383,22 @@ Status finish_one(RestoreContext& ctx, const json& v) {
   return {};
 }
 
+bool is_mapped(const schema::Vma& v) {
+  return v.content != Content::none || v.kind == "file";
+}
+
 }  // namespace
 
 Status restore(RestoreContext& ctx) {
   CKPT_TRY_ASSIGN(auto own, proc::read_maps(ctx.pid));
   CKPT_TRY(unmap_puppet(ctx, own));
   CKPT_TRY(move_vdso(ctx, own));
-  const json& vmas = (*ctx.image)["memory"]["vmas"];
-  for (auto& v : vmas) {
-    if (v["content"] == static_cast<int>(Content::none) && v["kind"] != "file") continue;
-    CKPT_TRY(map_one(ctx, v));
-  }
+  const auto& vmas = ctx.rec->memory.vmas;
+  for (auto& v : vmas)
+    if (is_mapped(v)) CKPT_TRY(map_one(ctx, v));
   CKPT_TRY(fill(ctx, vmas));
-  for (auto& v : vmas) {
-    if (v["content"] == static_cast<int>(Content::none) && v["kind"] != "file") continue;
-    CKPT_TRY(finish_one(ctx, v));
-  }
+  for (auto& v : vmas)
+    if (is_mapped(v)) CKPT_TRY(finish_one(ctx, v));
   return {};
 }
 

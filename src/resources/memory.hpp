@@ -8,7 +8,7 @@ namespace ckpt::memory {
 
 inline constexpr const char* kPagesSection = "memory.pages";
 
-// Records the mappings in ctx.image["memory"] and streams their pages into kPagesSection.
+// Records the mappings in ctx.rec.memory and streams their pages into kPagesSection.
 Status dump(DumpContext& ctx);
 
 // Refuses shared memory saved by contents (shared anonymous, memfd, deleted file) that more
@@ -22,11 +22,11 @@ struct MappedFile {
   uint64_t size = 0;
   int64_t mtime_ns = 0;
 };
-std::vector<MappedFile> files_to_map(const json& image);
+std::vector<MappedFile> files_to_map(const schema::ProcessRecord& proc);
 std::string mapping_fd_key(const std::string& path, bool writable);
 
 // Addresses the restorer must not use for its own page (every mapping of the image).
-std::vector<std::pair<uint64_t, uint64_t>> used_ranges(const json& image);
+std::vector<std::pair<uint64_t, uint64_t>> used_ranges(const schema::ProcessRecord& proc);
 
 // Replaces the puppet's address space with the image's: unmaps the puppet's own mappings (all
 // but the trampoline and the vdso), moves the vdso to its old address, maps and fills every

@@ -8,10 +8,10 @@ namespace ckpt::process {
 Status dump(DumpContext& ctx);
 
 // Refuses images whose credentials the caller could not have (no privilege gain by restore).
-Status check_before_restore(const json& image);
+Status check_before_restore(const schema::ProcessRecord& proc);
 
 // Inside the puppet before takeover: cwd, umask, rlimits, personality.
-Status restore_in_puppet(const json& image);
+Status restore_in_puppet(const schema::ProcessRecord& proc);
 
 // After memory is in place: the mm layout (PR_SET_MM_MAP with the exe fd) and dumpable.
 Status restore_mm(RestoreContext& ctx, int exe_fd);

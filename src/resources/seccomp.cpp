@@ -10,7 +10,6 @@
 #include <map>
 #include <tuple>
 
-#include "common/hex.hpp"
 #include "proc/status.hpp"
 
 namespace ckpt::seccomp {
@@ -56,19 +55,18 @@ Result<std::vector<Filter>> read_chain(pid_t tid) {
 // threads (or installed identically in each) is saved once.
 class FilterTable {
  public:
+  explicit FilterTable(std::vector<schema::SeccompFilter>& out) : out_(out) {}
   int add(int parent, const Filter& f) {
     auto key = std::make_tuple(parent, f.flags, f.prog);
     auto [it, added] = ids_.emplace(key, static_cast<int>(ids_.size()));
     if (added)
-      json_.push_back(
-          {{"id", it->second}, {"parent", parent}, {"flags", f.flags}, {"prog", to_hex(f.prog)}});
+      out_.push_back({it->second, parent, f.flags, schema::Bytes(f.prog.begin(), f.prog.end())});
     return it->second;
   }
-  json take() { return std::move(json_); }
 
  private:
   std::map<std::tuple<int, uint64_t, std::string>, int> ids_;
-  json json_ = json::array();
+  std::vector<schema::SeccompFilter>& out_;
 };
 
 }  // namespace
@@ -95,70 +93,69 @@ Status suspend_for_dump(DumpContext& ctx) {
 }
 
 Status dump(DumpContext& ctx) {
-  FilterTable table;
-  json threads = json::array();
-  for (auto& t : ctx.threads) {
-    CKPT_TRY_ASSIGN(proc::ProcStatus st, proc::read_thread_status(ctx.pid, t.tid));
-    json j{{"tid", t.tid}, {"mode", st.seccomp}, {"filter", -1}};
+  ctx.rec.seccomp_filters.clear();
+  FilterTable table(ctx.rec.seccomp_filters);
+  for (size_t i = 0; i < ctx.threads.size(); ++i) {
+    pid_t tid = ctx.threads[i].tid;
+    schema::ThreadRecord& rec = ctx.rec.threads.at(i);
+    CKPT_TRY_ASSIGN(proc::ProcStatus st, proc::read_thread_status(ctx.pid, tid));
+    rec.seccomp_mode = st.seccomp;
+    rec.seccomp_filter = -1;
     if (st.seccomp == kModeFilter) {
-      auto chain = read_chain(t.tid);
+      auto chain = read_chain(tid);
       if (!chain.ok()) return chain.error().wrap(fmt::format("pid {}", ctx.pid));
       if (chain->empty() ||
           (st.seccomp_filters != 0 && chain->size() != static_cast<size_t>(st.seccomp_filters)))
-        return errorf("pid {}: thread {} has {} seccomp filters, but ptrace shows {}", ctx.pid,
-                      t.tid, st.seccomp_filters, chain->size());
+        return errorf("pid {}: thread {} has {} seccomp filters, but ptrace shows {}", ctx.pid, tid,
+                      st.seccomp_filters, chain->size());
       int parent = -1;
       for (auto it = chain->rbegin(); it != chain->rend(); ++it) parent = table.add(parent, *it);
-      j["filter"] = parent;
+      rec.seccomp_filter = parent;
     } else if (st.seccomp != 0 && st.seccomp != kModeStrict) {
-      return errorf("pid {}: thread {} has unknown seccomp mode {}", ctx.pid, t.tid, st.seccomp);
+      return errorf("pid {}: thread {} has unknown seccomp mode {}", ctx.pid, tid, st.seccomp);
     }
-    threads.push_back(std::move(j));
   }
-  ctx.image["seccomp"] = {{"filters", table.take()}, {"threads", std::move(threads)}};
   return {};
 }
 
 namespace {
 
-// struct sock_fprog as the 64-bit kernel reads it.
-struct RemoteFprog {
-  uint16_t len;
-  uint16_t pad[3];
-  uint64_t filter;
-};
+using Filters = std::map<int, const schema::SeccompFilter*>;
 
-Status install(RestoreContext& ctx, ptrace::RemoteSyscalls& rs, const json& thread,
-               const std::map<int, const json*>& filters, uint64_t area) {
-  if (thread["mode"] == kModeStrict) {
+Status install(RestoreContext& ctx, ptrace::RemoteSyscalls& rs, const schema::ThreadRecord& thread,
+               const Filters& filters, uint64_t area) {
+  if (thread.seccomp_mode == kModeStrict) {
     CKPT_TRY(rs.call("seccomp(SECCOMP_SET_MODE_STRICT)", SYS_seccomp, {SECCOMP_SET_MODE_STRICT}));
     return {};
   }
-  std::vector<const json*> chain;  // newest first
-  for (int id = thread["filter"]; id >= 0;) {
+  std::vector<const schema::SeccompFilter*> chain;  // newest first
+  for (int id = thread.seccomp_filter; id >= 0;) {
     auto it = filters.find(id);
     if (it == filters.end() || chain.size() > filters.size())
       return errorf("seccomp filter {} is missing from the image", id);
     chain.push_back(it->second);
-    id = (*it->second)["parent"];
+    id = it->second->parent;
   }
   for (auto it = chain.rbegin(); it != chain.rend(); ++it) {
-    auto prog = from_hex<std::string>((**it)["prog"].get<std::string>());
-    RemoteFprog fprog{static_cast<uint16_t>(prog.size() / sizeof(sock_filter)), {}, area + 16};
+    const schema::Bytes& prog = (*it)->prog;
+    if (prog.size() % sizeof(sock_filter) != 0 || prog.size() / sizeof(sock_filter) > BPF_MAXINSNS)
+      return errorf("seccomp filter {} has a program of {} bytes", (*it)->id, prog.size());
+    arch::KernelFprog fprog{
+        static_cast<uint16_t>(prog.size() / sizeof(sock_filter)), {}, area + 16};
     CKPT_TRY(write_remote(ctx.pid, area, &fprog, sizeof(fprog)));
     CKPT_TRY(write_remote(ctx.pid, area + 16, prog.data(), prog.size()));
     CKPT_TRY(rs.call("seccomp(SECCOMP_SET_MODE_FILTER)", SYS_seccomp,
-                     {SECCOMP_SET_MODE_FILTER, (**it)["flags"].get<uint64_t>(), area}));
+                     {SECCOMP_SET_MODE_FILTER, (*it)->flags, area}));
   }
   return {};
 }
 
-Status install_all(RestoreContext& ctx, const json& threads,
-                   const std::map<int, const json*>& filters, uint64_t area) {
+Status install_all(RestoreContext& ctx, const Filters& filters, uint64_t area) {
+  const auto& threads = ctx.rec->threads;
   for (size_t i = 0; i < threads.size(); ++i) {
-    if (threads[i]["mode"] == 0) continue;
-    if (i >= ctx.threads.size() || ctx.threads[i].tid != threads[i]["tid"].get<pid_t>())
-      return errorf("seccomp: thread {} was not restored", threads[i]["tid"].get<pid_t>());
+    if (threads[i].seccomp_mode == 0) continue;
+    if (i >= ctx.threads.size() || ctx.threads[i].tid != threads[i].tid)
+      return errorf("seccomp: thread {} was not restored", threads[i].tid);
     auto& tracee = ctx.threads[i].tracee;
     CKPT_TRY(tracee.set_options(tracee.options() | PTRACE_O_SUSPEND_SECCOMP));
     Status st;
@@ -176,16 +173,15 @@ Status install_all(RestoreContext& ctx, const json& threads,
 }  // namespace
 
 Status restore(RestoreContext& ctx) {
-  if (!ctx.image->contains("seccomp")) return {};
-  const json& sc = (*ctx.image)["seccomp"];
-  const json& threads = sc["threads"];
-  if (std::none_of(threads.begin(), threads.end(), [](const json& t) { return t["mode"] != 0; }))
+  const auto& threads = ctx.rec->threads;
+  if (std::none_of(threads.begin(), threads.end(),
+                   [](const schema::ThreadRecord& t) { return t.seccomp_mode != 0; }))
     return {};
-  std::map<int, const json*> filters;
+  Filters filters;
   size_t largest = 0;
-  for (auto& f : sc["filters"]) {
-    filters[f["id"].get<int>()] = &f;
-    largest = std::max(largest, f["prog"].get<std::string>().size() / 2);
+  for (auto& f : ctx.rec->seccomp_filters) {
+    filters[f.id] = &f;
+    largest = std::max(largest, f.prog.size());
   }
   // Programs go through memory of the process's own, mapped for the purpose (they can be larger
   // than the restorer page) wherever the kernel finds room among the restored mappings.
@@ -194,7 +190,7 @@ Status restore(RestoreContext& ctx) {
   CKPT_TRY_ASSIGN(long area, rs.call("mmap", SYS_mmap,
                                      {0, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
                                       ~uint64_t{0}, 0}));
-  CKPT_TRY(install_all(ctx, threads, filters, static_cast<uint64_t>(area)));
+  CKPT_TRY(install_all(ctx, filters, static_cast<uint64_t>(area)));
   CKPT_TRY(rs.call("munmap", SYS_munmap, {static_cast<uint64_t>(area), size}));
   return {};
 }

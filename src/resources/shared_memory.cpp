@@ -65,9 +65,9 @@ Result<ScopedFd> new_anonymous_object(uint64_t size) {
   return fd;
 }
 
-Result<ScopedFd> new_object(const json& o) {
-  std::string path = o["path"];
-  uint64_t size = o["size"];
+Result<ScopedFd> new_object(const schema::ShmObject& o) {
+  const std::string& path = o.path;
+  uint64_t size = o.size;
   if (path.rfind(kMemfd, 0) != 0) return new_anonymous_object(size);
   ScopedFd fd(::memfd_create(path.substr(kMemfd.size()).c_str(), MFD_CLOEXEC));
   if (!fd) return sys_error(fmt::format("memfd_create {}", path));
@@ -76,12 +76,16 @@ Result<ScopedFd> new_object(const json& o) {
   return fd;
 }
 
-Status fill(const image::Store& store, const image::GenerationInfo& gen, const json& o, int fd) {
-  int id = o["id"];
+Status fill(const image::Store& store, const image::GenerationInfo& gen, const schema::ShmObject& o,
+            int fd) {
+  int id = o.id;
   CKPT_TRY_ASSIGN(auto reader, store.open_section(gen, section_name(id)));
   std::unique_ptr<std::byte[]> buf(new std::byte[kChunk]);
-  for (auto& r : o["data"]) {
-    uint64_t off = r[0], len = r[1];
+  for (auto& r : o.data) {
+    if (r.end < r.start || r.end > o.size)
+      return errorf("shared memory {}: data range {}-{} lies outside its {} bytes", id, r.start,
+                    r.end, o.size);
+    uint64_t off = r.start, len = r.end - r.start;
     while (len > 0) {
       size_t want = std::min<uint64_t>(len, kChunk), got = 0;
       while (got < want) {
@@ -109,11 +113,11 @@ std::string handed_key(int id) {
   return fmt::format("shm:{}", id);
 }
 
-Status save(DumpContext& ctx, const proc::MapEntry& m, json& j, json& objects) {
+Status save(DumpContext& ctx, const proc::MapEntry& m, schema::Vma& v) {
   auto& ids = ctx.tree->shm_ids;
   auto key = std::make_pair(uint64_t{m.dev_major} << 32 | m.dev_minor, m.inode);
   auto [it, added] = ids.emplace(key, static_cast<int>(ids.size()));
-  j["shm"] = it->second;
+  v.shm = it->second;
   if (!added) return {};
   std::string what = fmt::format("pid {}: shared memory {} at {:#x}", ctx.pid, m.path, m.start);
   std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", ctx.pid, m.start, m.end);
@@ -124,24 +128,21 @@ Status save(DumpContext& ctx, const proc::MapEntry& m, json& j, json& objects) {
   CKPT_TRY_ASSIGN(auto ranges, data_ranges(fd.get(), size));
   CKPT_TRY_ASSIGN(image::SectionWriter * out, ctx.writer->begin_section(section_name(it->second)));
   CKPT_TRY(copy_out(fd.get(), ranges, *out, what));
-  json data = json::array();
-  for (auto& [off, len] : ranges) data.push_back({off, len});
-  objects.push_back({{"id", it->second}, {"path", m.path}, {"size", size}, {"data", data}});
+  schema::ShmObject o{it->second, m.path, size, {}};
+  for (auto& [off, len] : ranges) o.data.push_back({off, off + len});
+  ctx.tree->image.shm_objects.push_back(std::move(o));
   return {};
 }
 
-Result<std::vector<std::pair<std::string, ScopedFd>>> recreate(const image::Store& store,
-                                                               const image::GenerationInfo& gen,
-                                                               const json& image) {
+Result<std::vector<std::pair<std::string, ScopedFd>>> recreate(
+    const image::Store& store, const image::GenerationInfo& gen,
+    const std::vector<schema::ShmObject>& objects) {
   std::vector<std::pair<std::string, ScopedFd>> out;
-  if (!image["memory"].contains("shm_objects")) return out;
-  for (auto& o : image["memory"]["shm_objects"]) {
+  for (auto& o : objects) {
     auto fd = new_object(o);
     Status st = fd.ok() ? fill(store, gen, o, fd->get()) : fd.error();
-    if (!st.ok())
-      return st.error().wrap(
-          fmt::format("restore the shared memory {}", o["path"].get<std::string>()));
-    out.emplace_back(handed_key(o["id"]), std::move(*fd));
+    if (!st.ok()) return st.error().wrap(fmt::format("restore the shared memory {}", o.path));
+    out.emplace_back(handed_key(o.id), std::move(*fd));
   }
   return out;
 }

@@ -17,16 +17,16 @@ namespace ckpt::shared_memory {
 // Whether a mapping is a view of a shared memory object.
 bool is_object(const proc::MapEntry& m);
 
-// Gives the mapping `j` the id of its object ("shm"), saving the object's contents the first
-// time the tree meets it and recording it in `objects`.
-Status save(DumpContext& ctx, const proc::MapEntry& m, json& j, json& objects);
+// Gives the mapping `v` the id of its object, saving the object's contents the first time the
+// tree meets it and recording it in the image's shm_objects.
+Status save(DumpContext& ctx, const proc::MapEntry& m, schema::Vma& v);
 
 // The key of the handed fd of object `id`.
 std::string handed_key(int id);
 
-// In the restorer: every object a process's image records, filled with its contents.
-Result<std::vector<std::pair<std::string, ScopedFd>>> recreate(const image::Store& store,
-                                                               const image::GenerationInfo& gen,
-                                                               const json& image);
+// In the restorer: every object of the image, filled with its contents, by handed_key.
+Result<std::vector<std::pair<std::string, ScopedFd>>> recreate(
+    const image::Store& store, const image::GenerationInfo& gen,
+    const std::vector<schema::ShmObject>& objects);
 
 }  // namespace ckpt::shared_memory

@@ -11,7 +11,6 @@
 #include <cstring>
 
 #include "common/fs_util.hpp"
-#include "common/hex.hpp"
 #include "common/log.hpp"
 #include "proc/proc_file.hpp"
 
@@ -28,70 +27,55 @@ struct RseqConfig {
   uint32_t pad;
 };
 
-struct CloneArgs {
-  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-      set_tid_size, cgroup;
-};
-
-constexpr size_t kRegCount = sizeof(ptrace::Regs) / sizeof(uint64_t);
-
-json regs_to_json(const ptrace::Regs& r) {
-  const auto* p = reinterpret_cast<const uint64_t*>(&r);
-  return json(std::vector<uint64_t>(p, p + kRegCount));
-}
-
-ptrace::Regs regs_from_json(const json& j) {
-  ptrace::Regs r{};
-  auto v = j.get<std::vector<uint64_t>>();
-  std::memcpy(&r, v.data(), std::min(v.size(), kRegCount) * sizeof(uint64_t));
-  return r;
-}
-
-Result<json> dump_kernel_state(DumpContext& ctx, size_t index) {
-  pid_t tid = ctx.threads[index].tid;
-  json j;
+Result<RseqConfig> rseq_config(pid_t tid) {
   RseqConfig rseq{};
   if (::ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), tid, sizeof(rseq),
                &rseq) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_GET_RSEQ_CONFIGURATION) tid {}", tid));
-  j["rseq"] = {rseq.rseq_abi_pointer, rseq.rseq_abi_size, rseq.signature, rseq.flags};
+  return rseq;
+}
+
+Status dump_kernel_state(DumpContext& ctx, size_t index, schema::ThreadRecord& t) {
+  pid_t tid = ctx.threads[index].tid;
+  CKPT_TRY_ASSIGN(RseqConfig rseq, rseq_config(tid));
+  t.rseq = {rseq.rseq_abi_pointer, rseq.rseq_abi_size, rseq.signature, rseq.flags};
   uint64_t head = 0;
   size_t len = 0;
   if (::syscall(SYS_get_robust_list, tid, &head, &len) < 0)
     return sys_error(fmt::format("get_robust_list tid {}", tid));
-  j["robust_list"] = {head, len};
-  CKPT_TRY(ctx.with_remote(index, 64, [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
+  t.robust_list = head;
+  t.robust_list_len = len;
+  return ctx.with_remote(index, 64, [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
     CKPT_TRY(rs.call("prctl(PR_GET_TID_ADDRESS)", SYS_prctl, {PR_GET_TID_ADDRESS, s.addr}));
     CKPT_TRY(rs.call("sigaltstack", SYS_sigaltstack, {0, s.addr + 16}));
-    uint64_t words[5];
-    CKPT_TRY(read_remote(tid, s.addr, words, sizeof(words)));
-    j["clear_child_tid"] = words[0];
-    // stack_t: ss_sp, ss_flags (int, padded), ss_size.
-    j["sigaltstack"] = {words[2], words[3] & 0xffffffff, words[4]};
+    uint64_t clear_tid = 0;
+    arch::KernelStack stack{};
+    CKPT_TRY(read_remote(tid, s.addr, &clear_tid, sizeof(clear_tid)));
+    CKPT_TRY(read_remote(tid, s.addr + 16, &stack, sizeof(stack)));
+    t.clear_child_tid = clear_tid;
+    t.altstack = {stack.sp, stack.size, stack.flags};
     return {};
-  }));
-  return j;
+  });
 }
 
-Result<json> dump_one(DumpContext& ctx, size_t index) {
-  auto& t = ctx.threads[index].tracee;
-  CKPT_TRY_ASSIGN(ptrace::Regs regs, t.regs());
-  CKPT_TRY_ASSIGN(auto xstate, t.xstate());
-  CKPT_TRY_ASSIGN(uint64_t mask, t.signal_mask());
-  CKPT_TRY_ASSIGN(json j, dump_kernel_state(ctx, index));
-  j["tid"] = t.tid();
-  j["regs"] = regs_to_json(regs);
-  j["xstate"] = to_hex(xstate);
-  j["sigmask"] = mask;
-  CKPT_TRY_ASSIGN(j["comm"], proc::read_proc_file(ctx.pid, fmt::format("task/{}/comm", t.tid())));
-  return j;
+Result<schema::ThreadRecord> dump_one(DumpContext& ctx, size_t index) {
+  auto& tracee = ctx.threads[index].tracee;
+  schema::ThreadRecord t;
+  t.tid = tracee.tid();
+  CKPT_TRY_ASSIGN(t.regs.r, tracee.regs());
+  CKPT_TRY_ASSIGN(t.xstate, tracee.xstate());
+  CKPT_TRY_ASSIGN(t.sigmask, tracee.signal_mask());
+  CKPT_TRY(dump_kernel_state(ctx, index, t));
+  CKPT_TRY_ASSIGN(t.comm, proc::read_proc_file(ctx.pid, fmt::format("task/{}/comm", t.tid)));
+  if (!t.comm.empty() && t.comm.back() == '\n') t.comm.pop_back();
+  return t;
 }
 
 Result<pid_t> create_thread(RestoreContext& ctx, pid_t tid) {
   auto& rs = *ctx.main_remote;
-  CloneArgs args{};
+  clone_args args{};
   args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
-  args.set_tid = ctx.scratch.addr + sizeof(CloneArgs);
+  args.set_tid = ctx.scratch.addr + sizeof(args);
   args.set_tid_size = 1;
   CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, &args, sizeof(args)));
   CKPT_TRY(write_remote(ctx.pid, args.set_tid, &tid, sizeof(tid)));
@@ -100,51 +84,43 @@ Result<pid_t> create_thread(RestoreContext& ctx, pid_t tid) {
   return static_cast<pid_t>(got);
 }
 
-Status restore_kernel_state(RestoreContext& ctx, ptrace::RemoteSyscalls& rs, const json& j) {
-  pid_t tid = j["tid"];
-  CKPT_TRY_ASSIGN(long me, rs.call("set_tid_address", SYS_set_tid_address, {j["clear_child_tid"]}));
-  if (me != tid) return errorf("restore: thread {} believes it is {}", tid, me);
-  CKPT_TRY(
-      rs.call("set_robust_list", SYS_set_robust_list, {j["robust_list"][0], j["robust_list"][1]}));
-  uint64_t ss[3] = {j["sigaltstack"][0], j["sigaltstack"][1], j["sigaltstack"][2]};
-  if (!(ss[1] & SS_DISABLE)) {
-    ss[1] &= ~uint64_t{SS_ONSTACK};
-    CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, ss, sizeof(ss)));
+Status restore_kernel_state(RestoreContext& ctx, ptrace::RemoteSyscalls& rs,
+                            const schema::ThreadRecord& t) {
+  CKPT_TRY_ASSIGN(long me, rs.call("set_tid_address", SYS_set_tid_address, {t.clear_child_tid}));
+  if (me != t.tid) return errorf("restore: thread {} believes it is {}", t.tid, me);
+  CKPT_TRY(rs.call("set_robust_list", SYS_set_robust_list, {t.robust_list, t.robust_list_len}));
+  if (!(t.altstack.flags & SS_DISABLE)) {
+    arch::KernelStack ss{t.altstack.sp, t.altstack.flags & ~SS_ONSTACK, 0, t.altstack.size};
+    CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, &ss, sizeof(ss)));
     CKPT_TRY(rs.call("sigaltstack", SYS_sigaltstack, {ctx.scratch.addr, 0}));
   }
-  const json& rseq = j["rseq"];
-  if (rseq[0].get<uint64_t>() != 0)
-    CKPT_TRY(rs.call("rseq", SYS_rseq, {rseq[0], rseq[1], 0, rseq[2]}));
-  if (j.contains("comm")) {
-    // /proc/PID/task/TID/comm is writable only from inside the thread group.
-    std::string comm = j["comm"];
-    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
-    comm.resize(16, '\0');
-    CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, comm.data(), comm.size()));
-    CKPT_TRY(rs.call("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, ctx.scratch.addr}));
-  }
+  if (t.rseq.abi_pointer != 0)
+    CKPT_TRY(rs.call("rseq", SYS_rseq, {t.rseq.abi_pointer, t.rseq.abi_size, 0, t.rseq.signature}));
+  // /proc/PID/task/TID/comm is writable only from inside the thread group.
+  char comm[16] = {};
+  std::strncpy(comm, t.comm.c_str(), sizeof(comm) - 1);
+  CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, comm, sizeof(comm)));
+  CKPT_TRY(rs.call("prctl(PR_SET_NAME)", SYS_prctl, {PR_SET_NAME, ctx.scratch.addr}));
   return {};
 }
 
 }  // namespace
 
 Status dump(DumpContext& ctx) {
-  json all = json::array();
+  ctx.rec.threads.clear();
   for (size_t i = 0; i < ctx.threads.size(); ++i) {
     auto r = dump_one(ctx, i);
     if (!r.ok())
       return r.error().wrap(fmt::format("dump thread {} of pid {}", ctx.threads[i].tid, ctx.pid));
-    all.push_back(std::move(*r));
+    ctx.rec.threads.push_back(std::move(*r));
   }
-  ctx.image["threads"] = std::move(all);
   return {};
 }
 
 Status restore(RestoreContext& ctx) {
-  const json& all = (*ctx.image)["threads"];
+  const auto& all = ctx.rec->threads;
   for (size_t i = 1; i < all.size(); ++i) {
-    pid_t tid = all[i]["tid"];
-    CKPT_TRY_ASSIGN(pid_t got, create_thread(ctx, tid));
+    CKPT_TRY_ASSIGN(pid_t got, create_thread(ctx, all[i].tid));
     ThreadHandle h{got, ptrace::Tracee::adopt(got, ctx.threads[0].tracee.options())};
     CKPT_TRY_ASSIGN(ptrace::StopInfo stop, h.tracee.wait_stop());
     if (stop.exited()) return errorf("restore pid {}: new thread {} died", ctx.pid, got);
@@ -159,10 +135,7 @@ Status restore(RestoreContext& ctx) {
 }
 
 Status drop_puppet_rseq(RestoreContext& ctx) {
-  RseqConfig rseq{};
-  if (::ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), ctx.pid, sizeof(rseq),
-               &rseq) < 0)
-    return sys_error(fmt::format("ptrace(PTRACE_GET_RSEQ_CONFIGURATION) pid {}", ctx.pid));
+  CKPT_TRY_ASSIGN(RseqConfig rseq, rseq_config(ctx.pid));
   if (rseq.rseq_abi_pointer == 0) return {};
   constexpr uint64_t kRseqUnregister = 1;
   CKPT_TRY(ctx.main_remote->call(
@@ -172,17 +145,16 @@ Status drop_puppet_rseq(RestoreContext& ctx) {
 }
 
 Status set_final_state(RestoreContext& ctx) {
-  const json& all = (*ctx.image)["threads"];
+  const auto& all = ctx.rec->threads;
   for (size_t i = 0; i < all.size(); ++i) {
     auto& t = ctx.threads[i].tracee;
-    CKPT_TRY(t.set_xstate(from_hex<std::vector<uint8_t>>(all[i]["xstate"].get<std::string>())));
-    ptrace::Regs regs = ptrace::regs_for_restart(regs_from_json(all[i]["regs"]), false);
-    uint64_t mask = all[i]["sigmask"];
+    CKPT_TRY(t.set_xstate(all[i].xstate));
+    ptrace::Regs regs = ptrace::regs_for_restart(all[i].regs.r, false);
     if (i == 0) {
-      ctx.main_remote->set_final(regs, mask);
+      ctx.main_remote->set_final(regs, all[i].sigmask);
     } else {
       CKPT_TRY(t.set_regs(regs));
-      CKPT_TRY(t.set_signal_mask(mask));
+      CKPT_TRY(t.set_signal_mask(all[i].sigmask));
     }
   }
   return {};

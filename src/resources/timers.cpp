@@ -23,98 +23,84 @@ constexpr int kSigevNone = 1;
 constexpr int kSigevThread = 2;
 constexpr int kSigevThreadId = 4;
 
-// The kernel's struct sigevent on x86-64 (64 bytes; the tid is the first word of the union).
-struct KernelSigevent {
-  uint64_t value;
-  int32_t signo;
-  int32_t notify;
-  int32_t tid;
-  int32_t pad[11];
-};
-static_assert(sizeof(KernelSigevent) == 64);
-
-// struct itimerspec / struct itimerval on x86-64: interval first, then value, as (sec, nsec|usec).
-struct TimerValue {
-  int64_t interval[2];
-  int64_t value[2];
-};
-
 // Scratch layout at restore: sigevent, then the timer ID, then the itimerspec.
+using arch::KernelSigevent;
+using arch::TimerValue;
 constexpr uint64_t kIdOffset = sizeof(KernelSigevent);
 constexpr uint64_t kSpecOffset = kIdOffset + 16;
 constexpr size_t kScratchSize = kSpecOffset + sizeof(TimerValue);
 
-json pair(const int64_t v[2]) {
-  return {v[0], v[1]};
-}
-
-Result<json> posix_timer_json(const proc::PosixTimer& t) {
+Result<schema::PosixTimerRecord> posix_timer_record(const proc::PosixTimer& t) {
   CKPT_TRY_ASSIGN(int notify, sigev_notify_of(t));
-  return json{{"id", t.id},
-              {"clock", t.clock_id},
-              {"notify", notify},
-              {"signo", t.signal},
-              {"sigev_value", t.sigev_value},
-              {"tid", notify == kSigevThreadId ? t.notify_pid : 0}};
+  schema::PosixTimerRecord r;
+  r.id = t.id;
+  r.clock = t.clock_id;
+  r.notify = notify;
+  r.signo = t.signal;
+  r.sigev_value = t.sigev_value;
+  r.tid = notify == kSigevThreadId ? t.notify_pid : 0;
+  return r;
 }
 
 // One injected session reads every timer: the interval timers, then each POSIX timer's
 // remaining time and interval with timer_gettime.
-Status read_values(DumpContext& ctx, json& itimers, json& posix) {
+Status read_values(DumpContext& ctx, schema::TimersRecord& timers) {
   return ctx.with_remote(
       0, sizeof(TimerValue), [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
         TimerValue v;
         for (int which = ITIMER_REAL; which <= ITIMER_PROF; ++which) {
           CKPT_TRY(rs.call("getitimer", SYS_getitimer, {uint64_t(which), s.addr}));
           CKPT_TRY(read_remote(ctx.pid, s.addr, &v, sizeof(v)));
-          itimers.push_back({v.interval[0], v.interval[1], v.value[0], v.value[1]});
+          timers.itimers[which] = {{v.interval[0], v.interval[1]}, {v.value[0], v.value[1]}};
         }
-        for (auto& t : posix) {
-          CKPT_TRY(rs.call("timer_gettime", SYS_timer_gettime, {t["id"].get<uint64_t>(), s.addr}));
+        for (auto& t : timers.posix) {
+          CKPT_TRY(rs.call("timer_gettime", SYS_timer_gettime, {uint64_t(t.id), s.addr}));
           CKPT_TRY(read_remote(ctx.pid, s.addr, &v, sizeof(v)));
-          t["interval"] = pair(v.interval);
-          t["remaining"] = pair(v.value);
+          t.interval = {v.interval[0], v.interval[1]};
+          t.remaining = {v.value[0], v.value[1]};
         }
         return {};
       });
 }
 
-Status restore_itimers(RestoreContext& ctx, const json& itimers) {
-  for (int which = 0; which < static_cast<int>(itimers.size()); ++which) {
-    uint64_t v[4] = {itimers[which][0], itimers[which][1], itimers[which][2], itimers[which][3]};
-    if (v[2] == 0 && v[3] == 0) continue;
-    CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, v, sizeof(v)));
+Status restore_itimers(RestoreContext& ctx, const std::array<schema::ItimerRecord, 3>& itimers) {
+  for (int which = 0; which < 3; ++which) {
+    const auto& t = itimers[which];
+    if (t.value.zero()) continue;
+    TimerValue v{{t.interval.sec, t.interval.frac}, {t.value.sec, t.value.frac}};
+    CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, &v, sizeof(v)));
     CKPT_TRY(
         ctx.main_remote->call("setitimer", SYS_setitimer, {uint64_t(which), ctx.scratch.addr, 0}));
   }
   return {};
 }
 
-Status create_posix_timer(RestoreContext& ctx, const json& t) {
+Status create_posix_timer(RestoreContext& ctx, const schema::PosixTimerRecord& t) {
   auto& rs = *ctx.main_remote;
-  int32_t id = t["id"];
+  int32_t id = t.id;
   KernelSigevent ev{};
-  ev.value = t["sigev_value"];
-  ev.signo = t["signo"];
-  ev.notify = t["notify"];
-  ev.tid = t["tid"];
+  ev.value = t.sigev_value;
+  ev.signo = t.signo;
+  ev.notify = t.notify;
+  ev.tid = t.tid;
   uint64_t at = ctx.scratch.addr;
   CKPT_TRY(write_remote(ctx.pid, at, &ev, sizeof(ev)));
   CKPT_TRY(write_remote(ctx.pid, at + kIdOffset, &id, sizeof(id)));
   CKPT_TRY(rs.call("timer_create", SYS_timer_create,
-                   {uint64_t(t["clock"].get<int>()), at, at + kIdOffset}));
+                   {static_cast<uint64_t>(t.clock), at, at + kIdOffset}));
   int32_t got = -1;
   CKPT_TRY(read_remote(ctx.pid, at + kIdOffset, &got, sizeof(got)));
   if (got != id)
     return errorf("restore pid {}: POSIX timer {} came back with ID {}", ctx.pid, id, got);
-  TimerValue v{{t["interval"][0], t["interval"][1]}, {t["remaining"][0], t["remaining"][1]}};
-  if (v.value[0] == 0 && v.value[1] == 0) return {};  // disarmed
+  if (t.remaining.zero()) return {};  // disarmed
+  TimerValue v{{t.interval.sec, t.interval.frac}, {t.remaining.sec, t.remaining.frac}};
   CKPT_TRY(write_remote(ctx.pid, at + kSpecOffset, &v, sizeof(v)));
   CKPT_TRY(rs.call("timer_settime", SYS_timer_settime, {uint64_t(id), 0, at + kSpecOffset, 0}));
   return {};
 }
 
-Status restore_posix_timers(RestoreContext& ctx, const json& posix) {
+Status restore_posix_timers(RestoreContext& ctx,
+                            const std::vector<schema::PosixTimerRecord>& posix) {
   if (posix.empty()) return {};
   if (ctx.scratch.size < kScratchSize)
     return errorf("restore pid {}: scratch too small for POSIX timers", ctx.pid);
@@ -187,25 +173,19 @@ Status dump(DumpContext& ctx) {
   std::vector<pid_t> tids;
   for (auto& t : ctx.threads) tids.push_back(t.tid);
   std::sort(timers.begin(), timers.end(), [](auto& a, auto& b) { return a.id < b.id; });
-  json posix = json::array();
+  schema::TimersRecord& out = ctx.rec.timers;
+  out.posix.clear();
   for (auto& t : timers) {
     CKPT_TRY(check_restorable(t, ctx.pid, tids));
-    CKPT_TRY_ASSIGN(json j, posix_timer_json(t));
-    posix.push_back(std::move(j));
+    CKPT_TRY_ASSIGN(auto r, posix_timer_record(t));
+    out.posix.push_back(r);
   }
-  json itimers = json::array();
-  CKPT_TRY(read_values(ctx, itimers, posix));
-  ctx.image["timers"] = {{"itimers", std::move(itimers)}, {"posix", std::move(posix)}};
-  return {};
+  return read_values(ctx, out);
 }
 
 Status restore(RestoreContext& ctx) {
-  const json& image = *ctx.image;
-  // Images written before timers had a section of their own kept the interval timers under
-  // "process".
-  if (!image.contains("timers")) return restore_itimers(ctx, image["process"]["itimers"]);
-  CKPT_TRY(restore_itimers(ctx, image["timers"]["itimers"]));
-  return restore_posix_timers(ctx, image["timers"]["posix"]);
+  CKPT_TRY(restore_itimers(ctx, ctx.rec->timers.itimers));
+  return restore_posix_timers(ctx, ctx.rec->timers.posix);
 }
 
 }  // namespace ckpt::timers

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 
 #include "proc/misc.hpp"
 #include "proc/stat.hpp"
@@ -20,19 +21,30 @@ struct Ids {
   pid_t pid, ppid, pgid, sid;
 };
 
+using schema::GroupPlan;
+using schema::SessionPlan;
+
 // How a restored process gets its group, relative to what it inherits from its parent puppet
-// (the root inherits the restorer's).
-json group_plan(const Ids& me, const Ids* parent, const std::map<pid_t, size_t>& index,
-                size_t my_index) {
-  if (me.sid == me.pid) return {{"session", "new"}, {"group", "inherit"}};
-  if (!parent && me.pgid == me.pid) return {{"session", "inherit"}, {"group", "new"}};
-  if (!parent) return {{"session", "inherit"}, {"group", "inherit"}};
-  if (me.pgid == parent->pgid) return {{"session", "inherit"}, {"group", "inherit"}};
-  if (me.pgid == me.pid) return {{"session", "inherit"}, {"group", "new"}};
-  auto leader = index.find(me.pgid);
-  if (leader != index.end() && leader->second < my_index)
-    return {{"session", "inherit"}, {"group", "join"}, {"leader", me.pgid}};
-  return nullptr;
+// (the root inherits the restorer's). nullopt: it cannot be rebuilt this way.
+std::optional<schema::TreeRecord> group_plan(const Ids& me, const Ids* parent,
+                                             const std::map<pid_t, size_t>& index,
+                                             size_t my_index) {
+  schema::TreeRecord t;
+  if (me.sid == me.pid) {
+    t.session = SessionPlan::lead;
+  } else if (!parent && me.pgid == me.pid) {
+    t.group = GroupPlan::lead;
+  } else if (!parent || me.pgid == parent->pgid) {
+    // inherits both
+  } else if (me.pgid == me.pid) {
+    t.group = GroupPlan::lead;
+  } else {
+    auto leader = index.find(me.pgid);
+    if (leader == index.end() || leader->second >= my_index) return std::nullopt;
+    t.group = GroupPlan::join;
+    t.leader = me.pgid;
+  }
+  return t;
 }
 
 }  // namespace
@@ -49,18 +61,14 @@ Result<ChildState> check_child(pid_t parent, pid_t child) {
   return ChildState::live;
 }
 
-Result<json> dump_zombie(pid_t pid) {
+Result<schema::ZombieRecord> dump_zombie(pid_t pid) {
   CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(pid));
-  return json{{"pid", pid}, {"zombie", true}, {"exit_status", st.exit_code}, {"comm", st.comm}};
+  return schema::ZombieRecord{st.exit_code, st.comm};
 }
 
-bool is_zombie(const json& image) {
-  return image.value("zombie", false);
-}
-
-[[noreturn]] void end_as_zombie(const json& image) {
-  int status = image["exit_status"];
-  ::prctl(PR_SET_NAME, image.value("comm", std::string()).c_str());
+[[noreturn]] void end_as_zombie(const schema::ZombieRecord& z) {
+  int status = z.exit_status;
+  ::prctl(PR_SET_NAME, z.comm.c_str());
   if (WIFSIGNALED(status)) {
     // Killed by a signal: die of it again, without writing a core file.
     rlimit no_core{0, 0};
@@ -113,28 +121,30 @@ Status dump(const std::vector<DumpContext*>& procs) {
           "pid {}: it is in session {}, which neither it nor its parent leads; ckpt "
           "cannot rebuild that",
           me.pid, me.sid);
-    json plan = group_plan(me, p, index, i);
-    if (plan.is_null())
+    auto plan = group_plan(me, p, index, i);
+    if (!plan)
       return errorf(
           "pid {}: its process group {} has no leader among the processes created "
           "before it, which ckpt cannot rebuild",
           me.pid, me.pgid);
-    plan["ppid"] = me.ppid;
-    plan["pgid"] = me.pgid;
-    plan["sid"] = me.sid;
-    procs[i]->image["tree"] = std::move(plan);
+    plan->ppid = me.ppid;
+    plan->pgid = me.pgid;
+    plan->sid = me.sid;
+    procs[i]->rec.tree = *plan;
   }
   return {};
 }
 
-Result<Shape> shape(const std::vector<const json*>& procs) {
+Result<Shape> shape(const std::vector<schema::ProcessRecord>& procs) {
   Shape s;
   std::map<pid_t, int> index;
   for (size_t i = 0; i < procs.size(); ++i) {
-    pid_t pid = (*procs[i])["pid"];
+    pid_t pid = procs[i].pid;
+    if (pid <= 0 || index.count(pid))
+      return errorf("the image holds process {} twice or as 0", pid);
     int parent = -1;
     if (i > 0) {
-      pid_t ppid = (*procs[i]).at("tree").at("ppid");
+      pid_t ppid = procs[i].tree.ppid;
       auto it = index.find(ppid);
       if (it == index.end())
         return errorf("process {} of the image comes before its parent {}", pid, ppid);
@@ -147,13 +157,13 @@ Result<Shape> shape(const std::vector<const json*>& procs) {
   return s;
 }
 
-Status join_in_puppet(const json& image, bool root, bool shell_job) {
-  if (!image.contains("tree") || (root && shell_job)) return {};
-  const json& t = image["tree"];
-  if (t["session"] == "new" && ::setsid() < 0) return sys_error("setsid");
-  if (t["group"] == "new" && ::setpgid(0, 0) < 0) return sys_error("setpgid(0, 0)");
-  if (t["group"] == "join" && ::setpgid(0, t["leader"].get<pid_t>()) < 0)
-    return sys_error(fmt::format("join process group {}", t["leader"].get<pid_t>()));
+Status join_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job) {
+  if (root && shell_job) return {};
+  const schema::TreeRecord& t = proc.tree;
+  if (t.session == SessionPlan::lead && ::setsid() < 0) return sys_error("setsid");
+  if (t.group == GroupPlan::lead && ::setpgid(0, 0) < 0) return sys_error("setpgid(0, 0)");
+  if (t.group == GroupPlan::join && ::setpgid(0, t.leader) < 0)
+    return sys_error(fmt::format("join process group {}", t.leader));
   return {};
 }
 

@@ -15,8 +15,7 @@ enum class ChildState { live, zombie };
 Result<ChildState> check_child(pid_t parent, pid_t child);
 
 // The image of a zombie: its PID and the status its parent's wait will get.
-Result<json> dump_zombie(pid_t pid);
-bool is_zombie(const json& image);
+Result<schema::ZombieRecord> dump_zombie(pid_t pid);
 
 // Records in each process's image its parent, group and session and how the restored process
 // gets them back. `procs` is in creation order (root first, each parent before its children);
@@ -29,10 +28,10 @@ struct Shape {
   std::vector<pid_t> pids;
   std::vector<int> parent;
 };
-Result<Shape> shape(const std::vector<const json*>& procs);
+Result<Shape> shape(const std::vector<schema::ProcessRecord>& procs);
 
 // In a zombie's puppet: ends the way the dumped process had ended.
-[[noreturn]] void end_as_zombie(const json& image);
+[[noreturn]] void end_as_zombie(const schema::ZombieRecord& zombie);
 
 // In a puppet whose children include zombies: waits until they have ended, and drops the
 // SIGCHLD their end sent (the dumped parent had had it already).
@@ -40,6 +39,6 @@ Status settle_zombies(const std::vector<pid_t>& zombies);
 
 // In a new puppet before it creates its own children: its session and group. The root, unless
 // it is a shell job (which joins the caller's), leads a session or group again if it led one.
-Status join_in_puppet(const json& image, bool root, bool shell_job);
+Status join_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job);
 
 }  // namespace ckpt::tree

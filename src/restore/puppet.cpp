@@ -38,17 +38,17 @@ void report(int fd, const std::string& msg) {
   (void)!::write(fd, line.data(), line.size());
 }
 
-Status setup_inside(const PuppetPlan& plan, const PuppetSpec& spec, HandedFds& handed) {
+Status setup_inside(const PuppetPlan& plan, size_t index, HandedFds& handed) {
+  const PuppetSpec& spec = plan.processes[index];
   CKPT_TRY(signals::reset_in_puppet());
-  CKPT_TRY(files::restore_in_puppet(*spec.image, plan.shell_job, handed));
-  CKPT_TRY(process::restore_in_puppet(*spec.image));
+  CKPT_TRY(files::restore_in_puppet(*plan.image, index, handed));
+  CKPT_TRY(process::restore_in_puppet(*spec.rec));
   void* page =
       ::mmap(reinterpret_cast<void*>(spec.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
   if (page == MAP_FAILED)
     return sys_error(fmt::format("mmap restorer page at {:#x}", spec.trampoline));
-  static const uint8_t code[] = {0x0f, 0x05, 0xcc};  // syscall; int3
-  std::memcpy(page, code, sizeof(code));
+  std::memcpy(page, arch::kTrampolineCode, sizeof(arch::kTrampolineCode));
   return {};
 }
 
@@ -94,17 +94,17 @@ Status create_children(const PuppetPlan& plan, size_t index, const std::vector<i
                               const std::vector<int>& report_fds, int created_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   const PuppetSpec& spec = plan.processes[index];
-  Status st = tree::join_in_puppet(*spec.image, index == 0, plan.shell_job);
+  Status st = tree::join_in_puppet(*spec.rec, index == 0, plan.shell_job);
   if (st.ok() && spec.zombie) {
     (void)!::write(created_fd, "1", 1);
-    tree::end_as_zombie(*spec.image);
+    tree::end_as_zombie(*spec.rec->zombie);
   }
   if (st.ok()) st = create_children(plan, index, report_fds);
   if (created_fd >= 0) (void)!::write(created_fd, st.ok() ? "1" : "0", 1);
   HandedFds handed = plan.handed;
   handed.fds.push_back(report_fds[index]);
   handed.keys.push_back("report");
-  if (st.ok()) st = setup_inside(plan, spec, handed);
+  if (st.ok()) st = setup_inside(plan, index, handed);
   if (!st.ok()) {
     report(handed.fds.back(), "err " + st.error().message);
     ::_exit(1);
@@ -127,8 +127,8 @@ Status read_report(int fd, pid_t pid, std::string& msg) {
 
 }  // namespace
 
-Result<uint64_t> choose_trampoline(const json& image) {
-  auto used = memory::used_ranges(image);
+Result<uint64_t> choose_trampoline(const schema::ProcessRecord& proc) {
+  auto used = memory::used_ranges(proc);
   CKPT_TRY_ASSIGN(auto own, proc::read_maps(getpid()));
   for (auto& m : own) used.emplace_back(m.start, m.end);
   std::sort(used.begin(), used.end());

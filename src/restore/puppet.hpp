@@ -17,13 +17,14 @@ namespace ckpt {
 
 struct PuppetSpec {
   pid_t pid = 0;
-  const json* image = nullptr;  // this process's part of the image
+  const schema::ProcessRecord* rec = nullptr;  // this process's part of the image
   uint64_t trampoline = 0;
   bool zombie = false;           // ends at once, to be waited for by its parent
   std::vector<size_t> children;  // indices into PuppetPlan::processes
 };
 
 struct PuppetPlan {
+  const schema::ImageRoot* image = nullptr;
   std::vector<PuppetSpec> processes;  // [0] is the root; parents come before their children
   bool shell_job = false;
   HandedFds handed;  // open in the restorer; every puppet gets them all
@@ -56,6 +57,6 @@ class PuppetTree {
 };
 
 // A page-sized hole for the restorer page: free in the image and in this process.
-Result<uint64_t> choose_trampoline(const json& image);
+Result<uint64_t> choose_trampoline(const schema::ProcessRecord& proc);
 
 }  // namespace ckpt

@@ -23,7 +23,6 @@
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
-#include "resources/shared_files.hpp"
 #include "resources/shared_memory.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
@@ -35,35 +34,22 @@ namespace ckpt {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kEngineFormat = 2;
 constexpr uint64_t kPage = 4096;
 
-// The whole image and each process's part of it, parents before children. An image of format
-// 1 (one process, its parts at the top level) reads as a tree of one.
-struct TreeImage {
-  json doc;
-  std::vector<const json*> procs;
-};
-
-Result<TreeImage> load_image(const image::Store& store, const image::GenerationInfo& gen) {
-  CKPT_TRY_ASSIGN(auto bytes, store.read_section(gen, "process.json"));
-  TreeImage t;
-  t.doc = json::parse(reinterpret_cast<const char*>(bytes.data()),
-                      reinterpret_cast<const char*>(bytes.data()) + bytes.size(), nullptr, false);
-  if (t.doc.is_discarded() || !t.doc.is_object())
-    return errorf("generation {}: process.json is not valid JSON", gen.id);
-  int format = t.doc.value("engine_format", 0);
-  if (format == 1)
-    t.doc = json{{"engine_format", 2},
-                 {"pid", t.doc["pid"]},
-                 {"shared_files", json::array()},
-                 {"processes", json::array({std::move(t.doc)})}};
-  else if (format != kEngineFormat)
-    return errorf("generation {}: process image format {} is not supported by this ckpt", gen.id,
-                  format);
-  for (auto& p : t.doc.at("processes")) t.procs.push_back(&p);
-  if (t.procs.empty()) return errorf("generation {}: the image holds no process", gen.id);
-  return t;
+Result<schema::ImageRoot> load_image(const image::Store& store, const image::GenerationInfo& gen) {
+  if (!gen.find_section(schema::kProcessSection)) {
+    if (gen.find_section("process.json"))
+      return errorf(
+          "generation {} holds a process image of an older format (process.json, ckpt {}); "
+          "this ckpt reads format {}: restore it with the ckpt that wrote it",
+          gen.id, gen.writer_version, schema::kProcessImageFormat);
+    return errorf("generation {} holds no process image", gen.id);
+  }
+  CKPT_TRY_ASSIGN(auto bytes, store.read_section(gen, schema::kProcessSection));
+  auto image = schema::decode_image(bytes);
+  if (!image.ok()) return image.error().wrap(fmt::format("generation {}", gen.id));
+  if (image->processes.empty()) return errorf("generation {}: the image holds no process", gen.id);
+  return image;
 }
 
 Result<uint64_t> own_vdso_hash() {
@@ -76,13 +62,14 @@ Result<uint64_t> own_vdso_hash() {
 }
 
 // The restored process keeps pointers into its vdso; ours must be byte for byte the same.
-Status check_same_vdso(const json& image, uint64_t own_hash) {
-  if (!image.contains("vdso_hash") || image["vdso_hash"].get<uint64_t>() != own_hash)
+Status check_same_vdso(const schema::ImageRoot& image, uint64_t own_hash) {
+  if (image.vdso.hash != own_hash)
     return make_error("restore: the image was made on another kernel (its vdso differs)");
   return {};
 }
 
 Status check_pid_free(pid_t pid) {
+  if (pid <= 0) return errorf("restore: pid {} in the image is not a process id", pid);
   if (::kill(pid, 0) == 0 || errno != ESRCH)
     return errorf("restore: pid {} is in use by another process", pid);
   return {};
@@ -100,24 +87,22 @@ Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
   return {};
 }
 
-Status check_before_restore(const TreeImage& t, const RestoreOptions& opts) {
+Status check_before_restore(const schema::ImageRoot& image, const RestoreOptions& opts) {
   CKPT_TRY_ASSIGN(uint64_t vdso, own_vdso_hash());
-  for (const json* p : t.procs) {
-    CKPT_TRY(check_pid_free((*p)["pid"]));
-    if (tree::is_zombie(*p)) continue;
-    CKPT_TRY(process::check_before_restore(*p));
-    if (!opts.accept_changed_files) {
-      CKPT_TRY(files::check_before_restore(*p));
-      CKPT_TRY(check_mapped_files(memory::files_to_map(*p)));
-    }
-    CKPT_TRY(check_same_vdso(*p, vdso));
-    for (auto& thread : (*p)["threads"]) CKPT_TRY(check_pid_free(thread["tid"]));
+  CKPT_TRY(check_same_vdso(image, vdso));
+  for (auto& p : image.processes) {
+    CKPT_TRY(check_pid_free(p.pid));
+    if (p.zombie) continue;
+    if (p.threads.empty()) return errorf("restore: process {} of the image has no thread", p.pid);
+    CKPT_TRY(process::check_before_restore(p));
+    if (!opts.accept_changed_files) CKPT_TRY(check_mapped_files(memory::files_to_map(p)));
+    for (size_t i = 1; i < p.threads.size(); ++i) CKPT_TRY(check_pid_free(p.threads[i].tid));
   }
   return {};
 }
 
-std::string exe_key(const json& proc) {
-  return "exe:" + proc["process"]["exe"].get<std::string>();
+std::string exe_key(const schema::ProcessRecord& proc) {
+  return "exe:" + proc.task.exe;
 }
 
 // Descriptors in the restorer that every puppet inherits: files to map, exe files, recreated
@@ -133,7 +118,7 @@ struct Handed {
   }
 };
 
-Status add_mapped_files(const json& proc, Handed& h) {
+Status add_mapped_files(const schema::ProcessRecord& proc, Handed& h) {
   for (auto& f : memory::files_to_map(proc)) {
     std::string key = memory::mapping_fd_key(f.path, f.writable);
     if (h.fds.find(key) >= 0) continue;
@@ -141,39 +126,48 @@ Status add_mapped_files(const json& proc, Handed& h) {
     h.add(std::move(key), std::move(fd));
   }
   if (h.fds.find(exe_key(proc)) >= 0) return {};
-  CKPT_TRY_ASSIGN(ScopedFd exe_fd, open_file(proc["process"]["exe"].get<std::string>(), O_RDONLY));
+  CKPT_TRY_ASSIGN(ScopedFd exe_fd, open_file(proc.task.exe, O_RDONLY));
   h.add(exe_key(proc), std::move(exe_fd));
   return {};
 }
 
 Result<Handed> open_handed_fds(const image::Store& store, const image::GenerationInfo& gen,
-                               const TreeImage& t) {
+                               const schema::ImageRoot& image, const RestoreOptions& opts) {
   Handed h;
-  for (const json* p : t.procs) {
-    if (tree::is_zombie(*p)) continue;
-    CKPT_TRY(add_mapped_files(*p, h));
-    CKPT_TRY_ASSIGN(auto deleted, deleted_files::recreate(store, gen, *p));
-    for (auto& d : deleted) h.add(deleted_files::handed_key(d.id), std::move(d.fd));
-    CKPT_TRY_ASSIGN(auto shm, shared_memory::recreate(store, gen, *p));
-    for (auto& [key, fd] : shm) h.add(key, std::move(fd));
-  }
-  CKPT_TRY_ASSIGN(auto shared, shared_files::open_all(t.doc["shared_files"], h.fds));
-  for (auto& [key, fd] : shared) h.add(key, std::move(fd));
+  for (auto& p : image.processes)
+    if (!p.zombie) CKPT_TRY(add_mapped_files(p, h));
+  CKPT_TRY_ASSIGN(auto shm, shared_memory::recreate(store, gen, image.shm_objects));
+  for (auto& [key, fd] : shm) h.add(key, std::move(fd));
+  CKPT_TRY_ASSIGN(auto deleted, deleted_files::recreate(store, gen, image.deleted_files));
+  std::map<int32_t, int> inodes;
+  for (auto& [id, fd] : deleted) inodes[id] = fd.get();
+  auto holder = [&](uint32_t id) -> std::string {
+    for (auto& p : image.processes)
+      for (auto& f : p.fds)
+        if (f.open_file == id) return fmt::format("pid {}: fd {}", p.pid, f.fd);
+    return fmt::format("open file {}", id);
+  };
+  fds::RecreateEnv env{store,  gen,   image, opts.shell_job, opts.accept_changed_files,
+                       inodes, holder};
+  auto files = files::recreate(env, opts.inherit_fds);
+  if (!files.ok()) return files.error().wrap("restore");
+  for (auto& [id, fd] : *files) h.add(files::handed_key(id), std::move(fd));
   return h;
 }
 
-Result<PuppetPlan> make_plan(const TreeImage& t, const Handed& handed, bool shell_job) {
-  CKPT_TRY_ASSIGN(tree::Shape shape, tree::shape(t.procs));
+Result<PuppetPlan> make_plan(const schema::ImageRoot& image, const Handed& handed, bool shell_job) {
+  CKPT_TRY_ASSIGN(tree::Shape shape, tree::shape(image.processes));
   PuppetPlan plan;
   plan.shell_job = shell_job;
   plan.handed = handed.fds;
-  for (size_t i = 0; i < t.procs.size(); ++i) {
+  plan.image = &image;
+  for (size_t i = 0; i < image.processes.size(); ++i) {
     PuppetSpec spec;
     spec.pid = shape.pids[i];
-    spec.image = t.procs[i];
-    spec.zombie = tree::is_zombie(*t.procs[i]);
+    spec.rec = &image.processes[i];
+    spec.zombie = image.processes[i].zombie.has_value();
     if (!spec.zombie) {
-      CKPT_TRY_ASSIGN(spec.trampoline, choose_trampoline(*t.procs[i]));
+      CKPT_TRY_ASSIGN(spec.trampoline, choose_trampoline(image.processes[i]));
     }
     plan.processes.push_back(std::move(spec));
     if (shape.parent[i] >= 0) plan.processes[shape.parent[i]].children.push_back(i);
@@ -184,7 +178,7 @@ Result<PuppetPlan> make_plan(const TreeImage& t, const Handed& handed, bool shel
 Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds& handed) {
   int exe_fd = -1;
   for (size_t i = 0; i < handed.keys.size(); ++i) {
-    if (handed.keys[i] == exe_key(*ctx.image))
+    if (handed.keys[i] == exe_key(*ctx.rec))
       exe_fd = kept[i];
     else
       ctx.mapping_fds[handed.keys[i]] = kept[i];
@@ -250,12 +244,13 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   ctx.section_prefix = section_prefix(spec.pid, i == 0);
   ctx.store = &store;
   ctx.generation = gen;
-  ctx.image = spec.image;
+  ctx.image = plan.image;
+  ctx.rec = spec.rec;
   ctx.shell_job = plan.shell_job;
   ctx.trampoline = spec.trampoline;
   ctx.scratch = {spec.trampoline + 64, kPage - 64};
   // main_remote points into ctx.threads: it must never reallocate.
-  ctx.threads.reserve((*spec.image)["threads"].size());
+  ctx.threads.reserve(spec.rec->threads.size());
   ctx.threads.push_back(
       ThreadHandle{spec.pid, ptrace::Tracee::adopt(spec.pid, puppets.tracee(i).options())});
   puppets.tracee(i).release();  // ctx.threads[0] owns the attachment now
@@ -278,11 +273,12 @@ Result<RestoreResult> restore_generation(const image::Store& store,
                                          const image::GenerationInfo& gen,
                                          const RestoreOptions& opts) {
   auto started = Clock::now();
-  CKPT_TRY_ASSIGN(TreeImage image, load_image(store, gen));
+  CKPT_TRY_ASSIGN(schema::ImageRoot image, load_image(store, gen));
   CKPT_TRY(check_before_restore(image, opts));
-  CKPT_TRY_ASSIGN(Handed handed, open_handed_fds(store, gen, image));
+  CKPT_TRY_ASSIGN(Handed handed, open_handed_fds(store, gen, image, opts));
   CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts.shell_job));
   CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
+  CKPT_TRY(files::set_owners(image, handed.fds));
   std::vector<std::unique_ptr<ProcessBuild>> built;
   for (size_t i = 0; i < puppets.size(); ++i) {
     if (plan.processes[i].zombie) continue;
@@ -302,12 +298,7 @@ Result<RestoreResult> restore_checked(const image::Store& store, const image::Ge
                                       const RestoreOptions& opts) {
   Status files = image::verify_generation_files(gen);
   if (!files.ok()) return files.error();
-  try {
-    return restore_generation(store, gen, opts);
-  } catch (const std::exception& e) {
-    // An image whose JSON has the wrong shape: report it like any other bad input.
-    return errorf("restore: the image is malformed: {}", e.what());
-  }
+  return restore_generation(store, gen, opts);
 }
 
 // The newest generation that restores. A failed one is passed over only when it is damaged

@@ -5,9 +5,11 @@
 #include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 #include "image/store.hpp"
+#include "resources/fds/inherit_fd.hpp"
 
 namespace ckpt {
 
@@ -20,6 +22,8 @@ struct RestoreOptions {
   // Restore even when an open or mapped file changed size since the dump (logs appended to by
   // others); by default that is an error naming the file.
   bool accept_changed_files = false;
+  // Open files of the caller that stand for open files of the image (--inherit-fd).
+  std::vector<InheritFd> inherit_fds;
 };
 
 struct RestoreResult {

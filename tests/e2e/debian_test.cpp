@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -113,6 +114,16 @@ class DebianTest : public ::testing::Test {
 
   // `ckpt restore --shell-job --pidfile F` with the given stdio; it stays our child and waits for
   // the restored process.
+  // The program's pipes to this test lead outside the dumped processes: like CRIU, restore makes
+  // them anew unless it is handed the open file to use (--inherit-fd fd[N]:pipe:[INO]).
+  static void inherit_pipe(std::vector<std::string>& argv, int restorer_fd, int fd) {
+    struct stat st;
+    if (::fstat(fd, &st) != 0 || !S_ISFIFO(st.st_mode)) return;
+    argv.push_back("--inherit-fd");
+    argv.push_back("fd[" + std::to_string(restorer_fd) + "]:pipe:[" + std::to_string(st.st_ino) +
+                   "]");
+  }
+
   ::testing::AssertionResult restore_shell_job(int in, int out) {
     SpawnSpec spec;
     spec.argv = {ckpt_path(),
@@ -122,6 +133,8 @@ class DebianTest : public ::testing::Test {
                  "--shell-job",
                  "--pidfile",
                  (dir_ / "pid").string()};
+    inherit_pipe(spec.argv, 0, in);
+    inherit_pipe(spec.argv, 1, out);
     spec.fds[0] = in;
     spec.fds[1] = out;
     spec.fds[2] = err_;

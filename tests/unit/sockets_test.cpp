@@ -2,9 +2,9 @@
 // printed in host byte order), the state and, for a listener, the connections waiting.
 #include <gtest/gtest.h>
 
-#include "resources/sockets.hpp"
+#include "resources/fds/inet.hpp"
 
-namespace ckpt::sockets {
+namespace ckpt::fds::inet {
 namespace {
 
 TEST(TcpLineTest, ParsesAnIpv4Listener) {
@@ -60,4 +60,4 @@ TEST(TcpLineTest, RejectsHeaderAndMalformedLines) {
 }
 
 }  // namespace
-}  // namespace ckpt::sockets
+}  // namespace ckpt::fds::inet

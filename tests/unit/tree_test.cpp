@@ -22,34 +22,45 @@ int in_child(const std::function<int()>& fn) {
   return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
 }
 
+schema::ProcessRecord proc(pid_t pid, pid_t ppid) {
+  schema::ProcessRecord p;
+  p.pid = pid;
+  p.tree.ppid = ppid;
+  return p;
+}
+
+schema::ProcessRecord plan(schema::SessionPlan session, schema::GroupPlan group, pid_t leader = 0) {
+  schema::ProcessRecord p;
+  p.tree.session = session;
+  p.tree.group = group;
+  p.tree.leader = leader;
+  return p;
+}
+
+using schema::GroupPlan;
+using schema::SessionPlan;
+
 TEST(TreeShape, ParentsComeBeforeChildren) {
-  json root{{"pid", 10}, {"tree", {{"ppid", 1}}}};
-  json a{{"pid", 11}, {"tree", {{"ppid", 10}}}};
-  json b{{"pid", 12}, {"tree", {{"ppid", 11}}}};
-  json c{{"pid", 13}, {"tree", {{"ppid", 10}}}};
-  auto s = shape({&root, &a, &b, &c});
+  auto s = shape({proc(10, 1), proc(11, 10), proc(12, 11), proc(13, 10)});
   ASSERT_TRUE(s.ok()) << s.error().message;
   EXPECT_EQ(s->pids, (std::vector<pid_t>{10, 11, 12, 13}));
   EXPECT_EQ(s->parent, (std::vector<int>{-1, 0, 1, 0}));
 }
 
 TEST(TreeShape, ChildBeforeItsParentIsRefused) {
-  json root{{"pid", 10}, {"tree", {{"ppid", 1}}}};
-  json b{{"pid", 12}, {"tree", {{"ppid", 11}}}};
-  json a{{"pid", 11}, {"tree", {{"ppid", 10}}}};
-  auto s = shape({&root, &b, &a});
+  auto s = shape({proc(10, 1), proc(12, 11), proc(11, 10)});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("before its parent 11"), std::string::npos) << s.error().message;
 }
 
 TEST(TreeJoin, NewSessionAndNewGroup) {
-  json session{{"tree", {{"session", "new"}, {"group", "inherit"}}}};
+  auto session = plan(SessionPlan::lead, GroupPlan::inherit);
   EXPECT_EQ(in_child([&] {
               if (!join_in_puppet(session, false, false).ok()) return 1;
               return ::getsid(0) == ::getpid() && ::getpgid(0) == ::getpid() ? 0 : 2;
             }),
             0);
-  json group{{"tree", {{"session", "inherit"}, {"group", "new"}}}};
+  auto group = plan(SessionPlan::inherit, GroupPlan::lead);
   EXPECT_EQ(in_child([&] {
               pid_t sid = ::getsid(0);
               if (!join_in_puppet(group, false, false).ok()) return 1;
@@ -59,7 +70,7 @@ TEST(TreeJoin, NewSessionAndNewGroup) {
 }
 
 TEST(TreeJoin, ShellJobRootStaysInTheCallersGroup) {
-  json root{{"tree", {{"session", "inherit"}, {"group", "new"}}}};
+  auto root = plan(SessionPlan::inherit, GroupPlan::lead);
   pid_t mine = ::getpgid(0);
   EXPECT_EQ(in_child([&] {
               if (!join_in_puppet(root, true, true).ok()) return 1;
@@ -69,7 +80,7 @@ TEST(TreeJoin, ShellJobRootStaysInTheCallersGroup) {
 }
 
 TEST(TreeJoin, JoiningAGroupThatIsGoneFailsNamingIt) {
-  json join{{"tree", {{"session", "inherit"}, {"group", "join"}, {"leader", 999999}}}};
+  auto join = plan(SessionPlan::inherit, GroupPlan::join, 999999);
   EXPECT_EQ(in_child([&] {
               Status st = join_in_puppet(join, false, false);
               return !st.ok() && st.error().message.find("group 999999") != std::string::npos ? 0
@@ -80,7 +91,7 @@ TEST(TreeJoin, JoiningAGroupThatIsGoneFailsNamingIt) {
 
 TEST(TreeZombie, EndsWithTheSavedExitCodeAndName) {
   pid_t pid = ::fork();
-  if (pid == 0) end_as_zombie(json{{"exit_status", 42 << 8}, {"comm", "zombie-test"}});
+  if (pid == 0) end_as_zombie({42 << 8, "zombie-test"});
   siginfo_t info{};
   ASSERT_EQ(::waitid(P_PID, static_cast<id_t>(pid), &info, WEXITED | WNOWAIT), 0);
   char comm[64] = {};
@@ -100,7 +111,7 @@ TEST(TreeZombie, DiesOfTheSavedSignalWithoutACore) {
   if (pid == 0) {
     // Even a program that caught or blocked the signal must die of it.
     ::signal(SIGSEGV, SIG_IGN);
-    end_as_zombie(json{{"exit_status", SIGSEGV | 0x80}});
+    end_as_zombie({SIGSEGV | 0x80, ""});
   }
   int status = 0;
   ASSERT_EQ(::waitpid(pid, &status, 0), pid);

@@ -10,9 +10,9 @@
 
 #include <cstring>
 
-#include "resources/unix_sockets.hpp"
+#include "resources/fds/unix_diag.hpp"
 
-namespace ckpt::unix_sockets {
+namespace ckpt::fds::unix_diag {
 namespace {
 
 // Builds one netlink message: a unix_diag_msg followed by attributes.
@@ -134,4 +134,4 @@ TEST(UnixDiagReplyTest, TruncatedOrGarbageRepliesAreNoAnswer) {
 }
 
 }  // namespace
-}  // namespace ckpt::unix_sockets
+}  // namespace ckpt::fds::unix_diag

@@ -1,0 +1,137 @@
+#pragma once
+// One plug-in per kind of open file (regular file, pipe, eventfd, unix socket, ...). Every kind
+// implements the same phases; the dispatcher (resources/files.cpp) knows only this interface and
+// the table (registry.cpp), and a kind knows only its own kind and the fd helpers below it
+// (fd_access.hpp). Adding a kind means one new file here and one line in the table.
+//
+// Phases, in the order they run:
+//   identify   claims()    at dump, which kind an fd is (the table is asked in order)
+//   dump       dump()      fills the open file's payload; may refuse, naming pid, fd and why
+//   link       link()      sees every open file of its kind in the dumped tree at once
+//                          (pairs socket ends, checks peers)
+//   recreate   recreate()  in the restorer, opens every open file of its kind, before any
+//                          process is built
+//   place      (generic)   each process puts its descriptors at their numbers (dup3)
+//   settle     settle()    inside each restored process once its descriptors are in place
+//                          (epoll registrations, locks)
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "common/result.hpp"
+#include "common/scoped_fd.hpp"
+#include "image/schema/records.hpp"
+#include "image/store.hpp"
+#include "proc/fdinfo.hpp"
+
+namespace ckpt {
+struct DumpContext;
+}
+
+namespace ckpt::fds {
+
+// What is known of one descriptor of a dumped process before a kind claims it.
+class FdProbe {
+ public:
+  static Result<FdProbe> read(pid_t pid, int fd);
+
+  pid_t pid = 0;
+  int fd = 0;
+  std::string link;  // readlink of /proc/PID/fd/N
+  struct stat st {};
+  proc::FdInfo info;
+
+  // The open file itself in ckpt (pidfd_getfd): opened on first use, for kinds that must look
+  // at the object (sockets, pipes) without running the target.
+  Result<int> borrowed();
+  // For sockets: SO_DOMAIN, SO_TYPE, SO_PROTOCOL (-1 when not a socket).
+  int domain = -1, type = -1, protocol = -1;
+
+ private:
+  std::optional<ScopedFd> borrowed_;
+};
+
+// Options of a dump that kinds act on.
+struct DumpFlags {
+  bool shell_job = false;
+  bool ext_unix_sk = false;
+  bool tcp_established = false;
+};
+
+// Given to dump(): the process being dumped and what the whole image collects.
+struct DumpEnv {
+  DumpContext& ctx;
+  const DumpFlags& flags;
+  schema::ImageRoot& image;
+};
+
+// One open file of the dumped tree and every descriptor that refers to it.
+struct Holder {
+  pid_t pid;
+  int fd;
+};
+struct LinkedFile {
+  schema::OpenFile* file;
+  std::vector<Holder> holders;  // in creation order of the processes
+};
+
+struct LinkEnv {
+  std::vector<pid_t> pids;  // the dumped processes
+  // A process outside the tree with an fd linking to `link` ("socket:[INO]"), 0 when none.
+  std::function<pid_t(const std::string& link)> outside_holder;
+};
+
+// Where the restorer finds what kinds need besides their records.
+struct RecreateEnv {
+  const image::Store& store;
+  const image::GenerationInfo& gen;
+  const schema::ImageRoot& image;
+  bool shell_job = false;
+  bool accept_changed_files = false;
+  // Recreated inodes of deleted files, by DeletedFile::id.
+  const std::map<int32_t, int>& deleted_inodes;
+  // "pid P: fd N", the first descriptor of open file `id`, for messages.
+  std::function<std::string(uint32_t id)> holder;
+};
+
+using OpenedFiles = std::map<uint32_t, ScopedFd>;  // by OpenFile::id
+
+// Inside a restored process, after every descriptor is in place.
+struct SettleEnv {
+  pid_t pid;
+  const schema::ProcessRecord& proc;
+  // Whether this process is the first (in creation order) to hold the open file.
+  bool first_holder;
+};
+
+class FdKind {
+ public:
+  virtual ~FdKind() = default;
+  virtual std::string_view name() const = 0;
+  virtual bool claims(FdProbe& p, const DumpFlags& flags) const = 0;
+  // `of` arrives with id, kind, flags, pos and path filled in.
+  virtual Status dump(DumpEnv& env, FdProbe& p, schema::OpenFile& of) const = 0;
+  virtual Status link(const LinkEnv&, const std::vector<LinkedFile>&) const { return {}; }
+  // Opens every open file in `mine` (all of this kind) into `out`, by id.
+  virtual Status recreate(const RecreateEnv& env, const std::vector<const schema::OpenFile*>& mine,
+                          OpenedFiles& out) const = 0;
+  virtual Status settle(const SettleEnv&, const schema::OpenFile&, int /*fd*/) const { return {}; }
+};
+
+// The table: every kind, in the order they are asked to claim an fd.
+const std::vector<const FdKind*>& all_kinds();
+const FdKind* find_kind(std::string_view name);
+
+// Decodes a kind's payload, naming the open file in errors.
+template <class T>
+Result<T> payload_of(const schema::OpenFile& of) {
+  return schema::from_value<T>(of.payload, fmt::format("open file {} ({})", of.id, of.kind));
+}
+
+}  // namespace ckpt::fds

@@ -1,0 +1,67 @@
+// Regular files and directories, opened again by path with their flags and offset. A file that
+// changed size since the dump is refused at restore (unless the caller accepts changed files, or
+// the process only appends to it): the process's idea of it would no longer hold.
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include "resources/fds/fd_access.hpp"
+#include "resources/fds/fd_kind.hpp"
+
+namespace ckpt::fds {
+namespace {
+
+struct FilePayload {
+  uint64_t size = 0;
+  bool directory = false;
+  template <class V>
+  void visit(V& v) {
+    v("size", size), v("directory", directory);
+  }
+};
+
+class FileKind final : public FdKind {
+ public:
+  std::string_view name() const override { return "file"; }
+  bool claims(FdProbe& p, const DumpFlags&) const override {
+    return S_ISREG(p.st.st_mode) || S_ISDIR(p.st.st_mode);
+  }
+  Status dump(DumpEnv&, FdProbe& p, schema::OpenFile& of) const override {
+    FilePayload f{static_cast<uint64_t>(p.st.st_size), S_ISDIR(p.st.st_mode)};
+    of.payload = schema::encode(f);
+    return {};
+  }
+  Status recreate(const RecreateEnv& env, const std::vector<const schema::OpenFile*>& mine,
+                  OpenedFiles& out) const override {
+    for (auto* of : mine) {
+      CKPT_TRY_ASSIGN(FilePayload f, payload_of<FilePayload>(*of));
+      // A log file others append to may grow: where such a process writes does not depend on
+      // the size.
+      bool appends = of->flags & O_APPEND;
+      if (!f.directory && !appends && !env.accept_changed_files)
+        CKPT_TRY(check_size(of->path, f.size));
+      CKPT_TRY_ASSIGN(ScopedFd fd, open_path(of->path, of->flags, of->path));
+      if (!f.directory) CKPT_TRY(seek_to(fd.get(), of->pos, of->path));
+      out[of->id] = std::move(fd);
+    }
+    return {};
+  }
+
+ private:
+  static Status check_size(const std::string& path, uint64_t size) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) < 0) return sys_error(fmt::format("file {}", path));
+    if (static_cast<uint64_t>(st.st_size) != size)
+      return errorf("file {} changed size since the dump ({} bytes, was {})", path, st.st_size,
+                    size);
+    return {};
+  }
+};
+
+}  // namespace
+
+const FdKind& file_kind() {
+  static const FileKind kind;
+  return kind;
+}
+
+}  // namespace ckpt::fds

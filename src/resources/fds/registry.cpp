@@ -1,0 +1,43 @@
+// The fd kinds ckpt knows, in the order they are asked to claim a descriptor: the first that
+// claims it saves it. Special cases come before general ones (a deleted file before a regular
+// file, a listening TCP socket before "any other socket").
+#include "resources/fds/fd_kind.hpp"
+
+namespace ckpt::fds {
+
+const FdKind& inherited_kind();
+const FdKind& eventfd_kind();
+const FdKind& signalfd_kind();
+const FdKind& timerfd_kind();
+const FdKind& epoll_kind();
+const FdKind& tcp_listen_kind();
+const FdKind& unix_socket_kind();
+const FdKind& other_socket_kind();
+const FdKind& pipe_kind();
+const FdKind& deleted_kind();
+const FdKind& fifo_kind();
+const FdKind& file_kind();
+const FdKind& tty_kind();
+const FdKind& chardev_kind();
+
+const std::vector<const FdKind*>& all_kinds() {
+  static const std::vector<const FdKind*> kinds = {
+      &inherited_kind(),     // --shell-job: the caller's streams and terminal
+      &eventfd_kind(),       //
+      &signalfd_kind(),      //
+      &timerfd_kind(),       //
+      &epoll_kind(),         //
+      &tcp_listen_kind(),    // listening TCP sockets
+      &unix_socket_kind(),   // unix socket pairs
+      &other_socket_kind(),  // every other socket: refused, naming it
+      &pipe_kind(),          //
+      &deleted_kind(),       // files deleted while open
+      &fifo_kind(),          //
+      &file_kind(),          // regular files and directories
+      &tty_kind(),           // terminals without --shell-job: refused
+      &chardev_kind(),       // /dev/null and other character devices
+  };
+  return kinds;
+}
+
+}  // namespace ckpt::fds
