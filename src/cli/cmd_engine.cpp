@@ -28,6 +28,8 @@ struct RestoreArgs {
   bool shell_job = false;
   bool detach = false;
   bool accept_changed_files = false;
+  bool dry_run = false;
+  bool force_vdso_proxy = false;
   std::string pidfile;
   std::vector<std::string> inherit_fds;
 };
@@ -97,10 +99,17 @@ int run_restore(const RestoreArgs& a) {
     }
     opts.inherit_fds.push_back(*in);
   }
+  opts.dry_run = a.dry_run;
+  opts.force_vdso_proxy = a.force_vdso_proxy;
   auto r = restore_process(*store, opts);
   if (!r.ok()) {
     print_error(r.error().message);
     return kExitFailed;
+  }
+  if (a.dry_run) {
+    fmt::print(stderr, "ckpt: {} would restore as pid {} (nothing was created)\n", r->generation.id,
+               r->pid);
+    return kExitOk;
   }
   for (auto& p : r->skipped)
     fmt::print(stderr, "ckpt: {}; restored {} instead\n", p.message, r->generation.id);
@@ -141,6 +150,12 @@ void add_restore(CLI::App& app, int* exit_code) {
   cmd->add_flag("--accept-changed-files", args->accept_changed_files,
                 "Restore even if open or mapped files changed size since the dump");
   cmd->add_option("--pidfile", args->pidfile, "Write the restored PID to this file");
+  cmd->add_flag("--force-vdso-proxy", args->force_vdso_proxy,
+                "Give the process a proxy to this kernel's vdso as if the image came from "
+                "another kernel (done anyway when it does)");
+  cmd->add_flag("--dry-run", args->dry_run,
+                "Read and check the image and what it needs here (kernel, PIDs, files), create "
+                "nothing");
   cmd->add_option("--inherit-fd", args->inherit_fds,
                   "fd[N]:KEY: use this command's fd N for the image's open file KEY (as /proc "
                   "showed it at dump: pipe:[INO], socket:[INO] or a path)");

@@ -45,10 +45,9 @@ std::string mask_text(uint64_t mask) {
 void print_threads(std::ostream& out, const schema::ProcessRecord& p) {
   for (auto& t : p.threads) {
     const auto& r = t.regs.r;
-    out << fmt::format("    thread {} '{}': rip {:#x} rsp {:#x}, blocked {}", t.tid, t.comm, r.rip,
-                       r.rsp, mask_text(t.sigmask));
-    if (static_cast<int64_t>(r.orig_rax) >= 0)
-      out << fmt::format(", in system call {}", static_cast<int64_t>(r.orig_rax));
+    out << fmt::format("    thread {} '{}': pc {:#x} sp {:#x}, blocked {}", t.tid, t.comm,
+                       arch::pc(r), arch::sp(r), mask_text(t.sigmask));
+    if (arch::syscall_nr(r) >= 0) out << fmt::format(", in system call {}", arch::syscall_nr(r));
     if (!t.pending.empty()) out << fmt::format(", {} signal(s) queued", t.pending.size());
     if (t.seccomp_mode) out << fmt::format(", seccomp mode {}", t.seccomp_mode);
     out << "\n";

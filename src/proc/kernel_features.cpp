@@ -21,6 +21,7 @@
 #include <array>
 #include <cstring>
 
+#include "arch/arch.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/pagemap.hpp"
 #include "proc/proc_file.hpp"
@@ -109,8 +110,9 @@ FeatureProbe probe_ptrace_xstate() {
   return with_tracee("ptrace_xstate", [](pid_t pid) -> std::string {
     std::vector<std::byte> buf(64 * 1024);
     iovec iov{buf.data(), buf.size()};
-    if (::ptrace(PTRACE_GETREGSET, pid, reinterpret_cast<void*>(NT_X86_XSTATE), &iov) != 0)
-      return errno_text("PTRACE_GETREGSET NT_X86_XSTATE");
+    if (::ptrace(PTRACE_GETREGSET, pid, reinterpret_cast<void*>(uintptr_t{arch::kExtendedRegset}),
+                 &iov) != 0)
+      return errno_text(std::string("PTRACE_GETREGSET ") + arch::kExtendedRegsetName);
     if (iov.iov_len < 512) return fmt::format("XSAVE area of only {} bytes", iov.iov_len);
     return {};
   });

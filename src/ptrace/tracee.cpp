@@ -138,8 +138,9 @@ Result<std::vector<uint8_t>> Tracee::xstate() const {
   // Large enough for every xsave layout of current CPUs (AMX needs ~11 KiB).
   std::vector<uint8_t> buf(16384);
   iovec iov{buf.data(), buf.size()};
-  if (::ptrace(PTRACE_GETREGSET, tid_, NT_X86_XSTATE, &iov) < 0)
-    return sys_error(fmt::format("ptrace(PTRACE_GETREGSET, NT_X86_XSTATE) tid {}", tid_));
+  if (::ptrace(PTRACE_GETREGSET, tid_, arch::kExtendedRegset, &iov) < 0)
+    return sys_error(
+        fmt::format("ptrace(PTRACE_GETREGSET, {}) tid {}", arch::kExtendedRegsetName, tid_));
   buf.resize(iov.iov_len);
   return buf;
 }
@@ -147,8 +148,9 @@ Result<std::vector<uint8_t>> Tracee::xstate() const {
 Status Tracee::set_xstate(const std::vector<uint8_t>& data) {
   std::vector<uint8_t> copy = data;
   iovec iov{copy.data(), copy.size()};
-  if (::ptrace(PTRACE_SETREGSET, tid_, NT_X86_XSTATE, &iov) < 0)
-    return sys_error(fmt::format("ptrace(PTRACE_SETREGSET, NT_X86_XSTATE) tid {}", tid_));
+  if (::ptrace(PTRACE_SETREGSET, tid_, arch::kExtendedRegset, &iov) < 0)
+    return sys_error(
+        fmt::format("ptrace(PTRACE_SETREGSET, {}) tid {}", arch::kExtendedRegsetName, tid_));
   return {};
 }
 

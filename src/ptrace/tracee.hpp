@@ -8,11 +8,12 @@
 #include <optional>
 #include <vector>
 
+#include "arch/arch.hpp"
 #include "common/result.hpp"
 
 namespace ckpt::ptrace {
 
-using Regs = user_regs_struct;
+using Regs = arch::Regs;
 
 // How a waited-for stop looks.
 struct StopInfo {

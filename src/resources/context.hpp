@@ -89,6 +89,8 @@ struct RestoreContext {
   RemoteScratch scratch;
   ptrace::RemoteSyscalls* main_remote = nullptr;
   bool shell_job = false;
+  // The kernel's vdso differs from the image's: a proxy goes at the old address (vdso.hpp).
+  bool vdso_proxy = false;
   // Descriptors the puppet holds for mapping files, keyed by path; closed before it runs.
   std::map<std::string, int> mapping_fds;
 

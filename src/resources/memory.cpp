@@ -11,12 +11,14 @@
 #include <array>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "common/log.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/pagemap.hpp"
 #include "resources/shared_memory.hpp"
+#include "resources/vdso.hpp"
 
 namespace ckpt::memory {
 namespace {
@@ -255,6 +257,57 @@ Status move_vdso(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
   return {};
 }
 
+// The running kernel's vdso data and code (as the puppet has them) moved together to a free
+// area; returns where its [vdso] now starts.
+Result<uint64_t> move_vdso_aside(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
+  std::vector<const proc::MapEntry*> parts;
+  for (auto& m : own)
+    if (is_vdso_kind(m.kind)) parts.push_back(&m);
+  if (parts.empty()) return errorf("restore pid {}: this kernel gives it no vdso", ctx.pid);
+  uint64_t first = parts.front()->start, last = parts.back()->end;
+  uint64_t to = find_gap(ctx, own, last - first);
+  // A free stretch above everything it overlaps, so the moves never land on each other.
+  std::optional<uint64_t> code;
+  for (auto* m : parts) {
+    uint64_t dest = to + (m->start - first);
+    CKPT_TRY(ctx.main_remote->call(
+        "mremap", SYS_mremap,
+        {m->start, m->size(), m->size(), MREMAP_MAYMOVE | MREMAP_FIXED, dest}));
+    if (m->kind == proc::MapKind::vdso) code = dest;
+  }
+  if (!code) return errorf("restore pid {}: this kernel's vdso has no code mapping", ctx.pid);
+  return *code;
+}
+
+// The old vdso's address gets the old vdso's code with every function jumping to the new one.
+Status proxy_vdso(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
+  const schema::Vma* old = nullptr;
+  for (auto& v : ctx.rec->memory.vmas)
+    if (v.kind == proc::to_string(proc::MapKind::vdso)) old = &v;
+  CKPT_TRY_ASSIGN(uint64_t new_base, move_vdso_aside(ctx, own));
+  if (!old) return {};  // the process had no vdso (a static program that unmapped it)
+  const auto& old_image = ctx.image->vdso.image;
+  if (old_image.empty() || old_image.size() != old->end - old->start)
+    return errorf("restore pid {}: the image does not hold its vdso, which a proxy needs", ctx.pid);
+  const proc::MapEntry* mine = nullptr;
+  for (auto& m : own)
+    if (m.kind == proc::MapKind::vdso) mine = &m;
+  if (!mine) return errorf("restore pid {}: this kernel gives it no vdso", ctx.pid);
+  std::span<const uint8_t> new_image(reinterpret_cast<const uint8_t*>(mine->start), mine->size());
+  std::vector<std::string> missing;
+  CKPT_TRY_ASSIGN(auto proxy, vdso::make_proxy(old_image, new_image, new_base, &missing));
+  for (auto& name : missing)
+    log::warn("memory", "pid {}: this kernel's vdso has no {}; the old code stays", ctx.pid, name);
+  uint64_t len = old->end - old->start;
+  auto& rs = *ctx.main_remote;
+  CKPT_TRY(rs.call("mmap", SYS_mmap,
+                   {old->start, len, PROT_READ | PROT_WRITE,
+                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, ~uint64_t{0}, 0}));
+  CKPT_TRY(write_remote(ctx.pid, old->start, proxy.data(), proxy.size()));
+  CKPT_TRY(rs.call("mprotect", SYS_mprotect, {old->start, len, PROT_READ | PROT_EXEC}));
+  return {};
+}
+
 int initial_prot(const schema::Vma& v) {
   int prot = v.prot;
   if (!v.pages.empty()) prot |= PROT_READ | PROT_WRITE;
@@ -392,7 +445,7 @@ bool is_mapped(const schema::Vma& v) {
 Status restore(RestoreContext& ctx) {
   CKPT_TRY_ASSIGN(auto own, proc::read_maps(ctx.pid));
   CKPT_TRY(unmap_puppet(ctx, own));
-  CKPT_TRY(move_vdso(ctx, own));
+  CKPT_TRY(ctx.vdso_proxy ? proxy_vdso(ctx, own) : move_vdso(ctx, own));
   const auto& vmas = ctx.rec->memory.vmas;
   for (auto& v : vmas)
     if (is_mapped(v)) CKPT_TRY(map_one(ctx, v));

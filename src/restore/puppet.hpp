@@ -27,7 +27,8 @@ struct PuppetPlan {
   const schema::ImageRoot* image = nullptr;
   std::vector<PuppetSpec> processes;  // [0] is the root; parents come before their children
   bool shell_job = false;
-  HandedFds handed;  // open in the restorer; every puppet gets them all
+  bool vdso_proxy = false;  // see vdso.hpp
+  HandedFds handed;         // open in the restorer; every puppet gets them all
 };
 
 // Owns the puppets: kills and reaps them unless released (when they have become the restored

@@ -61,11 +61,15 @@ Result<uint64_t> own_vdso_hash() {
   return make_error("restore: this process has no vdso");
 }
 
-// The restored process keeps pointers into its vdso; ours must be byte for byte the same.
-Status check_same_vdso(const schema::ImageRoot& image, uint64_t own_hash) {
-  if (image.vdso.hash != own_hash)
-    return make_error("restore: the image was made on another kernel (its vdso differs)");
-  return {};
+// The restored process keeps pointers into its vdso: when this kernel's differs, a proxy takes
+// the old one's place (vdso.hpp), built from the old vdso the image holds.
+Result<bool> needs_vdso_proxy(const schema::ImageRoot& image, const RestoreOptions& opts) {
+  CKPT_TRY_ASSIGN(uint64_t own, own_vdso_hash());
+  bool differs = image.vdso.hash != own;
+  if (differs && image.vdso.image.empty())
+    return make_error("restore: the image was made on another kernel and does not hold its vdso");
+  if (differs) log::info("restore", "this kernel's vdso differs from the image's: using a proxy");
+  return differs || opts.force_vdso_proxy;
 }
 
 Status check_pid_free(pid_t pid) {
@@ -88,8 +92,6 @@ Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
 }
 
 Status check_before_restore(const schema::ImageRoot& image, const RestoreOptions& opts) {
-  CKPT_TRY_ASSIGN(uint64_t vdso, own_vdso_hash());
-  CKPT_TRY(check_same_vdso(image, vdso));
   for (auto& p : image.processes) {
     CKPT_TRY(check_pid_free(p.pid));
     if (p.zombie) continue;
@@ -155,10 +157,12 @@ Result<Handed> open_handed_fds(const image::Store& store, const image::Generatio
   return h;
 }
 
-Result<PuppetPlan> make_plan(const schema::ImageRoot& image, const Handed& handed, bool shell_job) {
+Result<PuppetPlan> make_plan(const schema::ImageRoot& image, const Handed& handed,
+                             const RestoreOptions& opts, bool vdso_proxy) {
   CKPT_TRY_ASSIGN(tree::Shape shape, tree::shape(image.processes));
   PuppetPlan plan;
-  plan.shell_job = shell_job;
+  plan.shell_job = opts.shell_job;
+  plan.vdso_proxy = vdso_proxy;
   plan.handed = handed.fds;
   plan.image = &image;
   for (size_t i = 0; i < image.processes.size(); ++i) {
@@ -247,6 +251,7 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   ctx.image = plan.image;
   ctx.rec = spec.rec;
   ctx.shell_job = plan.shell_job;
+  ctx.vdso_proxy = plan.vdso_proxy;
   ctx.trampoline = spec.trampoline;
   ctx.scratch = {spec.trampoline + 64, kPage - 64};
   // main_remote points into ctx.threads: it must never reallocate.
@@ -266,6 +271,19 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   return b;
 }
 
+// What a restore would plan, without opening or creating anything.
+Result<RestoreResult> dry_run(const schema::ImageRoot& image, const image::GenerationInfo& gen,
+                              Clock::time_point started) {
+  CKPT_TRY(tree::shape(image.processes));
+  for (auto& p : image.processes)
+    if (!p.zombie) CKPT_TRY(choose_trampoline(p));
+  RestoreResult result;
+  result.pid = image.processes[0].pid;
+  result.generation = gen;
+  result.took = Clock::now() - started;
+  return result;
+}
+
 // Restores one generation. Section checksums are checked as the sections are read, the pages
 // while they go into the still stopped puppets, which a mismatch abandons. Every process stays
 // stopped until all are built.
@@ -275,8 +293,10 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   auto started = Clock::now();
   CKPT_TRY_ASSIGN(schema::ImageRoot image, load_image(store, gen));
   CKPT_TRY(check_before_restore(image, opts));
+  CKPT_TRY_ASSIGN(bool vdso_proxy, needs_vdso_proxy(image, opts));
+  if (opts.dry_run) return dry_run(image, gen, started);
   CKPT_TRY_ASSIGN(Handed handed, open_handed_fds(store, gen, image, opts));
-  CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts.shell_job));
+  CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts, vdso_proxy));
   CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
   CKPT_TRY(files::set_owners(image, handed.fds));
   std::vector<std::unique_ptr<ProcessBuild>> built;

@@ -24,6 +24,12 @@ struct RestoreOptions {
   bool accept_changed_files = false;
   // Open files of the caller that stand for open files of the image (--inherit-fd).
   std::vector<InheritFd> inherit_fds;
+  // Read and check the image and everything it needs here (kernel, PIDs, credentials, mapped
+  // files) and plan the processes, but create nothing: RestoreResult::pid is the root's PID.
+  bool dry_run = false;
+  // Put a proxy at the old vdso address even when this kernel's vdso is the image's (what
+  // happens anyway when it differs): tests the way an image survives a kernel update.
+  bool force_vdso_proxy = false;
 };
 
 struct RestoreResult {

@@ -17,6 +17,9 @@ inline constexpr uint64_t kSyscallInsnLen = sizeof(kSyscallInsn);
 inline constexpr uint8_t kTrampolineCode[] = {0x0f, 0x05, 0xcc};
 // Below the stack pointer: the red zone of the ABI belongs to the running function.
 inline constexpr uint64_t kRedZone = 128;
+// The regset holding the FPU/vector state in full (PTRACE_GETREGSET): XSAVE layout.
+inline constexpr unsigned kExtendedRegset = 0x202;  // NT_X86_XSTATE
+inline constexpr const char* kExtendedRegsetName = "NT_X86_XSTATE";
 
 inline uint64_t pc(const Regs& r) {
   return r.rip;

@@ -1,5 +1,7 @@
 #include "image/schema/records.hpp"
 
+#include "image/schema/validate.hpp"
+
 namespace ckpt::schema {
 
 std::vector<std::byte> encode_image(const ImageRoot& root) {
@@ -28,6 +30,7 @@ Result<ImageRoot> decode_image(std::span<const std::byte> bytes) {
                   arch::kName);
   ImageRoot root;
   Status st = decode(v, root, "");
+  if (st.ok()) st = validate(root);
   if (!st.ok()) return st.error().wrap("the process image is malformed");
   return root;
 }

@@ -435,7 +435,8 @@ struct ImageRoot {
 };
 
 // The root record as bytes, and back: the format version and architecture are checked first,
-// so that an image of another version is refused by name rather than misread.
+// so that an image of another version is refused by name rather than misread; a decoded image
+// has passed validate() (validate.hpp).
 std::vector<std::byte> encode_image(const ImageRoot& root);
 Result<ImageRoot> decode_image(std::span<const std::byte> bytes);
 
