@@ -3,13 +3,23 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "common/result.hpp"
 #include "image/store.hpp"
 
 namespace ckpt {
+
+// CRIU's --inherit-fd fd[N]:KEY: the restoring process's fd N stands for the file that the image
+// names KEY ("pipe:[INODE]", "socket:[INODE]" or a path), instead of recreating that file.
+struct InheritFd {
+  int fd = -1;
+  std::string key;
+};
 
 struct RestoreOptions {
   // The generation to restore; the newest valid one when empty.
@@ -20,6 +30,13 @@ struct RestoreOptions {
   // Restore even when an open or mapped file changed size since the dump (logs appended to by
   // others); by default that is an error naming the file.
   bool accept_changed_files = false;
+  // Called now and then with the bytes read so far and the total to read (0 while unknown).
+  std::function<void(uint64_t done, uint64_t total)> progress;
+  // CRIU's --file-locks, --tcp-established, --ext-unix-sk, --inherit-fd (see DumpOptions).
+  bool file_locks = false;
+  bool tcp_established = false;
+  bool ext_unix_sk = false;
+  std::vector<InheritFd> inherit_fds;
 };
 
 struct RestoreResult {
