@@ -18,7 +18,7 @@ else
 fi
 fail() { echo "package: $*" >&2; exit 1; }
 
-(cd "$build" && cpack -G DEB -B "$out" >/dev/null) || fail "cpack failed"
+(cd "$build" && cpack -G DEB -B "$out" >"$out/cpack.log" 2>&1) || { cat "$out/cpack.log" >&2; fail "cpack failed"; }
 deb=$(ls "$out"/ckpt_*.deb)
 info=$(dpkg-deb --info "$deb")
 grep -q '^ Package: ckpt$' <<<"$info" || fail "no 'Package: ckpt' in $deb"
@@ -26,6 +26,8 @@ depends=$(grep '^ Depends:' <<<"$info") || fail "no Depends: in $deb"
 for lib in libc6 libstdc++6 libzstd1 libxxhash0 libfmt9; do
   grep -q "$lib" <<<"$depends" || fail "Depends lacks $lib: $depends"
 done
+size_kib=$(grep '^ Installed-Size:' <<<"$info" | awk '{print $2}')
+[ "$size_kib" -lt 51200 ] || fail "Installed-Size $size_kib KiB: are the files stripped?"
 files=$(dpkg-deb -c "$deb" | awk '{print $6}')
 arch=$(dpkg-architecture -qDEB_HOST_MULTIARCH)
 for f in ./usr/bin/ckpt ./usr/include/ckpt/ckpt.h ./usr/include/ckpt/ckpt.hpp \
@@ -46,5 +48,6 @@ rm -rf "$x"
 # apt's dry run resolves the dependencies against this system without installing anything.
 apt-get install --simulate --no-download "$deb" >"$out/apt.log" 2>&1 ||
   { cat "$out/apt.log" >&2; fail "apt would not install $deb"; }
-grep -q '^Inst ckpt ' "$out/apt.log" || { cat "$out/apt.log" >&2; fail "apt dry run did not plan to install ckpt"; }
+grep -q -e '^Inst ckpt ' -e 'ckpt is already the newest' "$out/apt.log" ||
+  { cat "$out/apt.log" >&2; fail "apt dry run did not plan to install ckpt"; }
 echo "package: $deb ok ($(wc -l <<<"$files") entries)"

@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # cmake --install into a temporary prefix, then build and run small C and C++ programs against
 # it with pkg-config and with find_package(ckpt), as another project would.
-# Usage: install_test.sh BUILD_DIR THIS_DIR [MULTIARCH]
+# Usage: install_test.sh BUILD_DIR THIS_DIR LIBDIR (relative, e.g. lib/x86_64-linux-gnu)
 set -euo pipefail
-build=$1 here=$2 multiarch=${3:-}
+build=$1 here=$2 rel_libdir=$3
 tmp=$(mktemp -d /tmp/ckpt-install-test.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 prefix=$tmp/prefix
 fail() { echo "install test: $*" >&2; exit 1; }
 
 cmake --install "$build" --prefix "$prefix" >/dev/null
-libdir=$prefix/lib${multiarch:+/$multiarch}
+libdir=$prefix/$rel_libdir
 for f in "$prefix/bin/ckpt" "$prefix/include/ckpt/ckpt.h" "$prefix/include/ckpt/ckpt.hpp" \
          "$libdir/libckpt.a" "$libdir/libckpt.so" "$libdir/pkgconfig/ckpt.pc" \
          "$libdir/cmake/ckpt/ckptConfig.cmake" "$prefix/share/man/man1/ckpt.1" \
