@@ -11,6 +11,14 @@
  */
 #include <stddef.h>
 
+/* libckpt.so exports only what is marked CKPT_API (everything else is hidden); the exported
+ * names are also listed in the library's linker version script (cmake/libckpt.map). */
+#if defined(__GNUC__) || defined(__clang__)
+#define CKPT_API __attribute__((visibility("default")))
+#else
+#define CKPT_API
+#endif
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -58,37 +66,37 @@ typedef struct ckpt_state_options {
 } ckpt_state_options;
 
 /* Fills `opts` with the defaults: current directory, keep all, no cleaning. */
-void ckpt_state_options_init(ckpt_state_options* opts);
+CKPT_API void ckpt_state_options_init(ckpt_state_options* opts);
 
 /* Creates a handle. `opts` may be NULL (defaults); the options are copied.
  * Returns NULL and sets errno on failure: ENOMEM; the errno of getcwd(); or, with
  * clean_at_start, the errno of listing the directory or removing a file. */
-ckpt_state* ckpt_state_open(const ckpt_state_options* opts);
+CKPT_API ckpt_state* ckpt_state_open(const ckpt_state_options* opts);
 
 /* Frees the handle. Checkpoint files are left alone. NULL is accepted. */
-void ckpt_state_close(ckpt_state* st);
+CKPT_API void ckpt_state_close(ckpt_state* st);
 
 /* Registers `len` bytes at `addr` under `name` (a non-empty string of at most 255 bytes).
  * checkpoint() copies the bytes; restore() overwrites them, and accepts a file only if it holds
  * exactly `len` bytes for this name. The memory must stay valid while the handle is used.
  * Returns 0, or -1 with errno EINVAL (bad name, NULL addr with len > 0) or EEXIST (name taken). */
-int ckpt_state_add_range(ckpt_state* st, const char* name, void* addr, size_t len);
+CKPT_API int ckpt_state_add_range(ckpt_state* st, const char* name, void* addr, size_t len);
 
 /* Registers a serializer/deserializer pair under `name`, for state that is not one fixed-size
  * byte range (containers, pointers). `user` is passed to both. Returns 0, or -1 with errno
  * EINVAL (bad name, NULL function) or EEXIST (name taken). */
-int ckpt_state_add_fns(ckpt_state* st, const char* name, ckpt_state_save_fn save,
-                       ckpt_state_load_fn load, void* user);
+CKPT_API int ckpt_state_add_fns(ckpt_state* st, const char* name, ckpt_state_save_fn save,
+                                ckpt_state_load_fn load, void* user);
 
 /* For serializers: appends `len` bytes. Returns 0, or -1 with errno ENOMEM or EINVAL. */
-int ckpt_state_buffer_append(ckpt_state_buffer* buf, const void* data, size_t len);
+CKPT_API int ckpt_state_buffer_append(ckpt_state_buffer* buf, const void* data, size_t len);
 
 /* Writes a new checkpoint file holding every registered item, then applies `keep`.
  * Returns 0 on success (ckpt_state_path() names the new file), or -1 with errno set and a
  * message in ckpt_state_error(): the errno of the failing system call (EACCES, ENOSPC, ENOTDIR,
  * ...), or ECANCELED when a serializer failed. Failing to remove old files for `keep` does not
  * fail the checkpoint. */
-int ckpt_state_checkpoint(ckpt_state* st);
+CKPT_API int ckpt_state_checkpoint(ckpt_state* st);
 
 /* Loads the newest valid checkpoint into the registered items. Files are tried newest first;
  * a file that cannot be read, is truncated, has a wrong magic or format version, a checksum
@@ -98,27 +106,27 @@ int ckpt_state_checkpoint(ckpt_state* st);
  * Returns 1 when a checkpoint was loaded (ckpt_state_path() names it), 0 when there was no valid
  * one (a missing directory counts as empty), -1 with errno and ckpt_state_error() when the
  * directory cannot be listed. */
-int ckpt_state_restore(ckpt_state* st);
+CKPT_API int ckpt_state_restore(ckpt_state* st);
 
 /* Removes every checkpoint file (and leftover temporary file) from the directory.
  * Returns the number of files removed, or -1 with errno and ckpt_state_error(). */
-int ckpt_state_clean(ckpt_state* st);
+CKPT_API int ckpt_state_clean(ckpt_state* st);
 
 /* The file written by the last successful checkpoint or loaded by the last successful restore;
  * "" before either. Valid until the next call on the handle. */
-const char* ckpt_state_path(const ckpt_state* st);
+CKPT_API const char* ckpt_state_path(const ckpt_state* st);
 
 /* Messages of the files the last restore skipped, newest first, e.g.
  * "checkpoint.1700000000.dat: checksum mismatch (corrupt or truncated file)".
  * ckpt_state_skipped() returns NULL for i >= ckpt_state_skipped_count(). */
-size_t ckpt_state_skipped_count(const ckpt_state* st);
-const char* ckpt_state_skipped(const ckpt_state* st, size_t i);
+CKPT_API size_t ckpt_state_skipped_count(const ckpt_state* st);
+CKPT_API const char* ckpt_state_skipped(const ckpt_state* st, size_t i);
 
 /* A one-line description of the last failure on the handle; "" if none. */
-const char* ckpt_state_error(const ckpt_state* st);
+CKPT_API const char* ckpt_state_error(const ckpt_state* st);
 
 /* The directory used, as an absolute path. */
-const char* ckpt_state_dir(const ckpt_state* st);
+CKPT_API const char* ckpt_state_dir(const ckpt_state* st);
 
 /* ===========================================================================================
  * Whole-process checkpoints from inside: ckpt_init_opts, ckpt_set_*, ckpt_dump,
@@ -137,27 +145,27 @@ const char* ckpt_state_dir(const ckpt_state* st);
 
 /* Resets the options to their defaults: no images directory, shell_job off, leave_running off
  * (the dumped process is killed after a successful dump, as with libcriu). Returns 0. */
-int ckpt_init_opts(void);
+CKPT_API int ckpt_init_opts(void);
 
 /* The directory of the checkpoint images (a store, see docs/image-format.md); created if
  * missing. A relative path is taken relative to the current directory at the time of this call.
  * Returns 0, or -EINVAL for NULL/"" and -ENOMEM. */
-int ckpt_set_images_dir(const char* path);
+CKPT_API int ckpt_set_images_dir(const char* path);
 
 /* The same, as an open directory descriptor. The descriptor must stay open while it is used;
  * ckpt does not close it. Returns 0, or -EBADF for a negative fd. */
-int ckpt_set_images_dir_fd(int fd);
+CKPT_API int ckpt_set_images_dir_fd(int fd);
 
 /* Nonzero: the process may have a terminal or pipes to processes outside it on fds 0-2 (a
  * program started from a shell or a pipeline); at restore it gets the restorer's fds 0-2 and
  * terminal instead. Mirrors criu_set_shell_job. */
-void ckpt_set_shell_job(int shell_job);
+CKPT_API void ckpt_set_shell_job(int shell_job);
 
 /* Nonzero: the process goes on after ckpt_dump(). Zero (the default, like libcriu): after a
  * successful dump the process kills itself with SIGKILL, so ckpt_dump() does not return 0 then
  * (it still returns 1 in the restored copy, and a negative errno on failure, when nothing is
  * killed). Mirrors criu_set_leave_running. */
-void ckpt_set_leave_running(int leave_running);
+CKPT_API void ckpt_set_leave_running(int leave_running);
 
 /* Checkpoints the calling process: all its threads, its memory, fds, signal state, etc., into a
  * new generation in the images directory. The calling thread waits until the image is read;
@@ -168,7 +176,7 @@ void ckpt_set_leave_running(int leave_running);
  * failing step, or -EIO when it has none, e.g. a resource the engine cannot checkpoint; the
  * process is then left running as before). The process must have no child processes of its own
  * (the engine does not checkpoint process trees); the helper ckpt forks is not counted. */
-int ckpt_dump(void);
+CKPT_API int ckpt_dump(void);
 
 /* Restores the newest valid checkpoint of the images directory as a child of the caller, with
  * its original PID and TIDs (they must be free: reap the dumped process first), and lets it run.
@@ -176,11 +184,11 @@ int ckpt_dump(void);
  * ckpt_last_error() (-EINVAL: no images directory; -ENOENT: it holds no valid checkpoint;
  * the errno of the failing step otherwise, -EIO when it has none, e.g. the PID is taken).
  * Nothing is left behind on failure. Uses the shell_job option. */
-int ckpt_restore_child(void);
+CKPT_API int ckpt_restore_child(void);
 
 /* A one-line description of the last failure of ckpt_dump()/ckpt_restore_child() in the
  * calling thread; "" if none. Valid until the thread's next call of either. */
-const char* ckpt_last_error(void);
+CKPT_API const char* ckpt_last_error(void);
 
 #ifdef __cplusplus
 }

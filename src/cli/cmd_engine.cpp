@@ -4,15 +4,29 @@
 
 #include <chrono>
 #include <cstdio>
-#include <optional>
+
+#include <nlohmann/json.hpp>
 
 #include "cli/command.hpp"
+#include "cli/kept_log.hpp"
+#include "cli/options.hpp"
+#include "cli/progress.hpp"
 #include "common/fs_util.hpp"
+#include "common/log.hpp"
 #include "dump/dump.hpp"
 #include "restore/restore.hpp"
 
 namespace ckpt::cli {
 namespace {
+
+using nlohmann::json;
+
+// CRIU's options that ckpt accepts on both dump and restore.
+struct CriuFlags {
+  bool file_locks = false;
+  bool tcp_established = false;
+  bool ext_unix_sk = false;
+};
 
 struct DumpArgs {
   pid_t pid = 0;
@@ -20,6 +34,9 @@ struct DumpArgs {
   bool leave_running = false;
   bool shell_job = false;
   bool compress = false;
+  bool json = false;
+  bool trust_store = false;
+  CriuFlags criu;
 };
 
 struct RestoreArgs {
@@ -31,39 +48,77 @@ struct RestoreArgs {
   bool dry_run = false;
   bool force_vdso_proxy = false;
   std::string pidfile;
+  bool json = false;
+  bool trust_store = false;
+  CriuFlags criu;
   std::vector<std::string> inherit_fds;
 };
-
-// CRIU's --inherit-fd syntax: fd[N]:KEY.
-std::optional<InheritFd> parse_inherit_fd(const std::string& arg) {
-  int fd = -1;
-  int used = 0;
-  if (std::sscanf(arg.c_str(), "fd[%d]:%n", &fd, &used) != 1 || used == 0 || fd < 0)
-    return std::nullopt;
-  std::string key = arg.substr(static_cast<size_t>(used));
-  if (key.empty()) return std::nullopt;
-  return InheritFd{fd, key};
-}
 
 double ms(std::chrono::nanoseconds d) {
   return std::chrono::duration<double, std::milli>(d).count();
 }
 
-int run_dump(const DumpArgs& a) {
-  auto store = image::Store::open(a.dir, {.create = true});
-  if (!store.ok()) {
-    print_error(store.error().message);
-    return kExitFailed;
+void print_json(const json& j) {
+  std::string text = j.dump(2) + "\n";
+  std::fputs(text.c_str(), stdout);
+  std::fflush(stdout);
+}
+
+// A failure: one line on stderr, and with --json also the object on stdout.
+int fail(const Error& e, bool as_json, const KeptLog* kept = nullptr) {
+  print_error(e.message);
+  if (as_json) {
+    json j{{"ok", false}, {"error", e.message}};
+    j["log"] = kept && !kept->path().empty() ? json(kept->path().string()) : json(nullptr);
+    print_json(j);
   }
+  return kExitFailed;
+}
+
+void add_criu_flags(CLI::App* cmd, CriuFlags& f) {
+  cmd->add_flag("--file-locks", f.file_locks, "Save and restore held file locks (CRIU's option)");
+  cmd->add_flag("--tcp-established", f.tcp_established,
+                "Save and restore established TCP connections (CRIU's option)");
+  cmd->add_flag("--ext-unix-sk", f.ext_unix_sk,
+                "Allow unix sockets whose peer is outside the tree (CRIU's option)");
+}
+
+int run_dump(const DumpArgs& a) {
+  auto store = image::Store::open(
+      a.dir, {.create = true, .trust = image::Trust{.any_owner = a.trust_store}});
+  if (!store.ok()) return fail(store.error(), a.json);
+  KeptLog kept = KeptLog::start(store->dir(), "dump", invocation());
+  log::info("cli", "dump pid {} into {}{}", a.pid, store->dir().string(),
+            a.leave_running ? ", leaving it running" : "");
+  Progress progress("dump", STDERR_FILENO);
   DumpOptions opts;
   opts.pid = a.pid;
   opts.leave_running = a.leave_running;
   opts.shell_job = a.shell_job;
   if (a.compress) opts.write.compression = image::Compression::zstd;
+  opts.progress = progress.callback();
+  opts.file_locks = a.criu.file_locks;
+  opts.tcp_established = a.criu.tcp_established;
+  opts.ext_unix_sk = a.criu.ext_unix_sk;
   auto r = dump_process(*store, opts);
+  progress.finish();
   if (!r.ok()) {
-    print_error(r.error().message);
-    return kExitFailed;
+    Error e = kept.keep(r.error());
+    return fail(e, a.json, &kept);
+  }
+  kept.discard();
+  log::info("cli", "dumped pid {} into {}", a.pid, r->generation.id);
+  if (a.json) {
+    print_json({{"ok", true},
+                {"pid", a.pid},
+                {"store", store->dir().string()},
+                {"generation", r->generation.id},
+                {"path", r->generation.path.string()},
+                {"bytes", r->generation.total_bytes},
+                {"frozen_ms", ms(r->frozen)},
+                {"total_ms", ms(r->total)},
+                {"left_running", a.leave_running}});
+    return kExitOk;
   }
   fmt::print(stderr, "ckpt: dumped pid {} into {} ({} bytes, frozen {:.1f} ms, total {:.1f} ms)\n",
              a.pid, r->generation.id, r->generation.total_bytes, ms(r->frozen), ms(r->total));
@@ -81,86 +136,132 @@ int wait_exit_code(pid_t pid) {
   return kExitFailed;
 }
 
-int run_restore(const RestoreArgs& a) {
-  auto store = image::Store::open(a.dir);
-  if (!store.ok()) {
-    print_error(store.error().message);
-    return kExitFailed;
-  }
+Result<RestoreOptions> restore_options(const RestoreArgs& a) {
   RestoreOptions opts;
   if (!a.generation.empty()) opts.generation = a.generation;
   opts.shell_job = a.shell_job;
   opts.accept_changed_files = a.accept_changed_files;
-  for (auto& arg : a.inherit_fds) {
-    auto in = parse_inherit_fd(arg);
-    if (!in) {
-      print_error(fmt::format("--inherit-fd {}: expected fd[N]:KEY, e.g. fd[0]:pipe:[1234]", arg));
-      return kExitUsage;
-    }
-    opts.inherit_fds.push_back(*in);
-  }
   opts.dry_run = a.dry_run;
   opts.force_vdso_proxy = a.force_vdso_proxy;
-  auto r = restore_process(*store, opts);
-  if (!r.ok()) {
-    print_error(r.error().message);
-    return kExitFailed;
+  opts.file_locks = a.criu.file_locks;
+  opts.tcp_established = a.criu.tcp_established;
+  opts.ext_unix_sk = a.criu.ext_unix_sk;
+  for (auto& text : a.inherit_fds) {
+    CKPT_TRY_ASSIGN(InheritFd f, parse_inherit_fd(text));
+    CKPT_TRY(check_inherit_fd(f));
+    for (auto& other : opts.inherit_fds)
+      if (other.fd == f.fd || other.key == f.key)
+        return errorf("--inherit-fd '{}': fd {} or key '{}' is given twice", text, f.fd, f.key);
+    opts.inherit_fds.push_back(std::move(f));
   }
+  return opts;
+}
+
+void print_restored(const RestoreArgs& a, const image::Store& store, const RestoreResult& r) {
+  if (!a.json) {
+    for (auto& p : r.skipped)
+      fmt::print(stderr, "ckpt: {}; restored {} instead\n", p.message, r.generation.id);
+    if (a.detach) fmt::print("{}\n", r.pid);
+    std::fflush(stdout);
+    return;
+  }
+  json skipped = json::array();
+  for (auto& p : r.skipped) skipped.push_back({{"generation", p.id}, {"problem", p.message}});
+  print_json({{"ok", true},
+              {"pid", r.pid},
+              {"store", store.dir().string()},
+              {"generation", r.generation.id},
+              {"took_ms", ms(r.took)},
+              {"skipped", skipped},
+              {"detached", a.detach}});
+}
+
+int run_restore(const RestoreArgs& a) {
+  auto opts = restore_options(a);
+  if (!opts.ok()) return fail(opts.error(), a.json);
+  auto store = image::Store::open(a.dir, {.trust = image::Trust{.any_owner = a.trust_store}});
+  if (!store.ok()) return fail(store.error(), a.json);
+  KeptLog kept = KeptLog::start(store->dir(), "restore", invocation());
+  log::info("cli", "restore from {}{}", store->dir().string(),
+            a.generation.empty() ? "" : ", generation " + a.generation);
+  Progress progress("restore", STDERR_FILENO);
+  opts->progress = progress.callback();
+  auto r = restore_process(*store, *opts);
+  progress.finish();
+  if (!r.ok()) {
+    Error e = kept.keep(r.error());
+    return fail(e, a.json, &kept);
+  }
+  kept.discard();
   if (a.dry_run) {
-    fmt::print(stderr, "ckpt: {} would restore as pid {} (nothing was created)\n", r->generation.id,
-               r->pid);
+    fmt::print(stderr, "ckpt: {} would restore as pid {} (nothing was created)\n",
+               r->generation.id, r->pid);
     return kExitOk;
   }
-  for (auto& p : r->skipped)
-    fmt::print(stderr, "ckpt: {}; restored {} instead\n", p.message, r->generation.id);
+  log::info("cli", "restored pid {} from {}", r->pid, r->generation.id);
   if (!a.pidfile.empty()) {
     auto st = write_file_atomic(std::filesystem::absolute(a.pidfile).parent_path(),
                                 std::filesystem::path(a.pidfile).filename(),
                                 as_bytes(std::to_string(r->pid) + "\n"), 0644);
     if (!st.ok()) print_error(st.error().message);
   }
-  if (a.detach) {
-    fmt::print("{}\n", r->pid);
-    return kExitOk;
-  }
-  return wait_exit_code(r->pid);
+  print_restored(a, *store, *r);
+  return a.detach ? kExitOk : wait_exit_code(r->pid);
 }
 
 void add_dump(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<DumpArgs>();
   auto* cmd = app.add_subcommand("dump", "Checkpoint a running process into a store");
-  cmd->add_option("-t,--tree", args->pid, "PID of the process")->required();
-  cmd->add_option("-D,--images-dir", args->dir, "Store directory (created if missing)")->required();
-  cmd->add_flag("--leave-running", args->leave_running,
+  cmd->add_option("-t,--tree", args->pid, "PID of the process (with its children)")
+      ->required()
+      ->check(CLI::Range(1, 1 << 22));
+  cmd->add_option("-D,--images-dir", args->dir, "Store directory (created if missing)")
+      ->required()
+      ->check(non_empty());
+  cmd->add_flag("-R,--leave-running", args->leave_running,
                 "Let the process run on (default: kill it once the image is on disk)");
-  cmd->add_flag("--shell-job", args->shell_job,
+  cmd->add_flag("-j,--shell-job", args->shell_job,
                 "The process uses a terminal or its standard streams come from outside; restore "
                 "gives it those of its caller");
   cmd->add_flag("--compress", args->compress, "Compress the image with zstd");
+  cmd->add_flag("--json", args->json, "Print the result as JSON on stdout");
+  cmd->add_flag("--trust-store", args->trust_store,
+                "Write into a store that another user owns or can write");
+  add_criu_flags(cmd, args->criu);
+  cmd->footer("A failed dump keeps its log in DIR/logs/ and names it in the error line.");
   cmd->callback([args, exit_code] { *exit_code = run_dump(*args); });
 }
 
 void add_restore(CLI::App& app, int* exit_code) {
   auto args = std::make_shared<RestoreArgs>();
   auto* cmd = app.add_subcommand("restore", "Restore a process from a store");
-  cmd->add_option("-D,--images-dir", args->dir, "Store directory")->required();
-  cmd->add_option("--generation", args->generation, "Generation id (default: newest valid)");
-  cmd->add_flag("--shell-job", args->shell_job, "Give the process this terminal and stdio");
-  cmd->add_flag("-d,--detach", args->detach, "Print the PID and return instead of waiting");
+  cmd->add_option("-D,--images-dir", args->dir, "Store directory")->required()->check(non_empty());
+  cmd->add_option("--generation", args->generation, "Generation id (default: newest valid)")
+      ->check(non_empty());
+  cmd->add_flag("-j,--shell-job", args->shell_job, "Give the process this terminal and stdio");
+  cmd->add_flag("-d,--detach,--restore-detached", args->detach,
+                "Print the PID and return instead of waiting");
   cmd->add_flag("--accept-changed-files", args->accept_changed_files,
                 "Restore even if open or mapped files changed size since the dump");
-  cmd->add_option("--pidfile", args->pidfile, "Write the restored PID to this file");
+  cmd->add_option("--pidfile", args->pidfile, "Write the restored PID to this file")
+      ->check(non_empty());
   cmd->add_flag("--force-vdso-proxy", args->force_vdso_proxy,
                 "Give the process a proxy to this kernel's vdso as if the image came from "
                 "another kernel (done anyway when it does)");
   cmd->add_flag("--dry-run", args->dry_run,
                 "Read and check the image and what it needs here (kernel, PIDs, files), create "
                 "nothing");
+  cmd->add_flag("--json", args->json, "Print the result as JSON on stdout");
+  cmd->add_flag("--trust-store", args->trust_store,
+                "Restore from a store that another user owns or can write (see docs/security.md)");
+  add_criu_flags(cmd, args->criu);
   cmd->add_option("--inherit-fd", args->inherit_fds,
-                  "fd[N]:KEY: use this command's fd N for the image's open file KEY (as /proc "
-                  "showed it at dump: pipe:[INO], socket:[INO] or a path)");
+                  "fd[N]:KEY: this command's fd N stands for the file the image calls KEY, e.g. "
+                  "fd[7]:pipe:[12345] (CRIU's option; repeatable)")
+      ->type_name("fd[N]:KEY");
   cmd->footer(
-      "Without --detach, ckpt waits and exits with the process's status (128+N for signal N).");
+      "Without --detach, ckpt waits and exits with the process's status (128+N for signal N).\n"
+      "A failed restore keeps its log in DIR/logs/ and names it in the error line.");
   cmd->callback([args, exit_code] { *exit_code = run_restore(*args); });
 }
 

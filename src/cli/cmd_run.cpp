@@ -6,7 +6,10 @@
 #include <cmath>
 #include <thread>
 
+#include <nlohmann/json.hpp>
+
 #include "cli/command.hpp"
+#include "cli/options.hpp"
 #include "supervisor/run_state.hpp"
 #include "supervisor/supervisor.hpp"
 
@@ -64,8 +67,11 @@ struct Target {
 Result<Target> find_run(const std::string& name) {
   Target t;
   bool digits = !name.empty() && name.find_first_not_of("0123456789") == std::string::npos;
-  if (digits && !fs::exists(name)) {
-    CKPT_TRY_ASSIGN(t.dir, store_of_supervisor(std::stoi(name)));
+  std::error_code ec;
+  if (digits && !fs::exists(name, ec)) {
+    auto pid = parse_pid(name);
+    if (!pid) return errorf("'{}' is neither a store directory nor a process id", name);
+    CKPT_TRY_ASSIGN(t.dir, store_of_supervisor(*pid));
   } else {
     t.dir = fs::absolute(name);
   }
@@ -126,11 +132,26 @@ std::string ago(int64_t unix_ns) {
   return fmt::format("{:.0f}h {:02.0f}m", std::floor(s / 3600), std::fmod(s / 60, 60));
 }
 
-int run_status(const std::string& name) {
+void print_status_json(const Target& t) {
+  nlohmann::json j = to_json(t.state);
+  j["store"] = t.dir.string();
+  j["live"] = t.live;
+  std::fputs((j.dump(2) + "\n").c_str(), stdout);
+}
+
+int run_status(const std::string& name, bool as_json) {
   auto t = find_run(name);
   if (!t.ok()) {
     print_error(t.error().message);
+    if (as_json)
+      std::fputs(
+          (nlohmann::json{{"live", false}, {"error", t.error().message}}.dump(2) + "\n").c_str(),
+          stdout);
     return kExitFailed;
+  }
+  if (as_json) {
+    print_status_json(*t);
+    return t->live ? kExitOk : kExitFailed;
   }
   const RunState& s = t->state;
   fmt::print("store:       {}\n", t->dir.string());
@@ -166,11 +187,12 @@ void add_run(CLI::App& app, int* exit_code) {
       "run", "Run a program, checkpoint it periodically and recover it when it crashes");
   cmd->add_option("--dir", a->dir,
                   "Store directory (default: $XDG_STATE_HOME/ckpt/NAME or "
-                  "~/.local/state/ckpt/NAME, NAME the program's file name)");
+                  "~/.local/state/ckpt/NAME, NAME the program's file name)")
+      ->check(non_empty());
   cmd->add_option("--interval", a->interval,
                   "Seconds between checkpoints, fractions allowed; 0: only on request")
       ->default_val(60)
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_range(0, kMaxSeconds));
   cmd->add_option("--keep", a->keep, "Generations to keep")
       ->default_val(3)
       ->check(CLI::Range(1, 100000));
@@ -180,14 +202,14 @@ void add_run(CLI::App& app, int* exit_code) {
   cmd->add_option("--min-uptime", a->min_uptime,
                   "A crash sooner than this (seconds) after a start counts toward a crash loop")
       ->default_val(2)
-      ->check(CLI::NonNegativeNumber);
+      ->check(finite_range(0, kMaxSeconds));
   cmd->add_option("--max-retries", a->max_retries,
                   "Crash-loop restarts from one generation before falling back to an older one")
       ->default_val(2)
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1000000));
   cmd->add_option("--max-restarts", a->max_restarts, "Restarts in all before giving up")
       ->default_val(100)
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, 1000000000));
   cmd->add_flag("-q,--quiet", a->quiet, "No line per checkpoint, crash and recovery");
   cmd->add_flag("--resume", a->resume, "Start from the store's newest valid generation, if any");
   cmd->add_flag("--accept-changed-files", a->accept_changed_files,
@@ -206,17 +228,25 @@ void add_checkpoint(CLI::App& app, int* exit_code) {
   auto name = std::make_shared<std::string>();
   auto timeout = std::make_shared<double>(60);
   auto* cmd = app.add_subcommand("checkpoint", "Ask a 'ckpt run' supervisor for a checkpoint now");
-  cmd->add_option("run", *name, "The run's store directory or supervisor PID")->required();
-  cmd->add_option("--timeout", *timeout, "Seconds to wait for the answer")->default_val(60);
+  cmd->add_option("run", *name, "The run's store directory or supervisor PID")
+      ->required()
+      ->check(non_empty());
+  cmd->add_option("--timeout", *timeout, "Seconds to wait for the answer")
+      ->default_val(60)
+      ->check(finite_range(0, kMaxSeconds));
   cmd->callback([name, timeout, exit_code] { *exit_code = run_checkpoint(*name, *timeout); });
 }
 
 void add_status(CLI::App& app, int* exit_code) {
   auto name = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("status", "Show the state of a 'ckpt run' supervisor");
-  cmd->add_option("run", *name, "The run's store directory or supervisor PID")->required();
+  cmd->add_option("run", *name, "The run's store directory or supervisor PID")
+      ->required()
+      ->check(non_empty());
+  cmd->add_flag("--json", *json, "Print the state as JSON (the fields of run.json, store, live)");
   cmd->footer("Exit code 0 while the run is live, 1 when it is over or gone.");
-  cmd->callback([name, exit_code] { *exit_code = run_status(*name); });
+  cmd->callback([name, json, exit_code] { *exit_code = run_status(*name, *json); });
 }
 
 const CommandRegistrar run_registrar{{20, add_run}};

@@ -9,6 +9,7 @@
 
 #include "cli/command.hpp"
 #include "cli/image_view.hpp"
+#include "cli/options.hpp"
 #include "image/store.hpp"
 
 namespace ckpt::cli {
@@ -105,8 +106,15 @@ json section_json(const image::SectionMeta& s) {
               {"checksum", fmt::format("{:016x}", s.checksum)}};
 }
 
-int show_generation(const fs::path& dir, bool verify, bool as_json) {
-  auto gen = image::read_generation(dir);
+// A generation given directly: its directory, files and the directories above it must pass
+// `trust` as a store's would.
+Result<GenerationInfo> read_given_generation(const fs::path& dir, image::Trust trust) {
+  CKPT_TRY(image::check_trusted_path(dir, trust));
+  return image::read_generation(dir, trust);
+}
+
+int show_generation(const fs::path& dir, bool verify, bool as_json, image::Trust trust) {
+  auto gen = read_given_generation(dir, trust);
   if (!gen.ok()) {
     print_error(gen.error().message);
     return kExitFailed;
@@ -173,9 +181,9 @@ bool is_generation_dir(const fs::path& dir) {
   return !image::is_store(dir) && ::stat((dir / "manifest").c_str(), &st) == 0;
 }
 
-int run_show(const std::string& dir, bool no_verify, bool as_json) {
-  if (is_generation_dir(dir)) return show_generation(dir, !no_verify, as_json);
-  auto store = image::Store::open(dir);
+int run_show(const std::string& dir, bool no_verify, bool as_json, image::Trust trust) {
+  if (is_generation_dir(dir)) return show_generation(dir, !no_verify, as_json, trust);
+  auto store = image::Store::open(dir, {.trust = trust});
   if (!store.ok()) {
     print_error(store.error().message);
     return kExitFailed;
@@ -183,9 +191,9 @@ int run_show(const std::string& dir, bool no_verify, bool as_json) {
   return show_store(*store, !no_verify, as_json);
 }
 
-int run_verify(const std::string& dir) {
+int run_verify(const std::string& dir, image::Trust trust) {
   if (is_generation_dir(dir)) {
-    auto gen = image::read_generation(dir);
+    auto gen = read_given_generation(dir, trust);
     Status st = gen.ok() ? image::verify_generation(*gen) : Status(gen.error());
     if (!st.ok()) {
       print_error(st.error().message);
@@ -194,7 +202,7 @@ int run_verify(const std::string& dir) {
     std::cout << "gen " << gen->id << ": ok\n";
     return kExitOk;
   }
-  auto store = image::Store::open(dir);
+  auto store = image::Store::open(dir, {.trust = trust});
   if (!store.ok()) {
     print_error(store.error().message);
     return kExitFailed;
@@ -230,15 +238,22 @@ const CommandRegistrar show_cmd{
        auto dir = std::make_shared<std::string>();
        auto json_out = std::make_shared<bool>(false);
        auto no_verify = std::make_shared<bool>(false);
+       auto trust = std::make_shared<bool>(false);
        auto diff = std::make_shared<std::string>();
-       cmd->add_option("DIR", *dir, "Store or generation directory")->required();
+       cmd->add_option("DIR", *dir, "Store or generation directory")
+           ->required()
+           ->check(non_empty());
        cmd->add_flag("--json", *json_out, "Print JSON for machines");
        cmd->add_flag("--no-verify", *no_verify, "Do not read the data to check checksums");
+       cmd->add_flag("--trust-store", *trust, "Read a store that another user owns or can write");
        cmd->add_option("--diff", *diff,
                        "Another generation directory: print how its process image differs from "
-                       "DIR's");
+                       "DIR's")
+           ->check(non_empty());
        cmd->callback([=] {
-         *exit_code = diff->empty() ? run_show(*dir, *no_verify, *json_out) : run_diff(*dir, *diff);
+         *exit_code = diff->empty()
+                          ? run_show(*dir, *no_verify, *json_out, image::Trust{.any_owner = *trust})
+                          : run_diff(*dir, *diff);
        });
      }}};
 
@@ -250,8 +265,12 @@ const CommandRegistrar verify_cmd{
            "first\n"
            "bad section, its file and offset. Exit status 1 if anything is bad.");
        auto dir = std::make_shared<std::string>();
-       cmd->add_option("DIR", *dir, "Store or generation directory")->required();
-       cmd->callback([=] { *exit_code = run_verify(*dir); });
+       auto trust = std::make_shared<bool>(false);
+       cmd->add_option("DIR", *dir, "Store or generation directory")
+           ->required()
+           ->check(non_empty());
+       cmd->add_flag("--trust-store", *trust, "Read a store that another user owns or can write");
+       cmd->callback([=] { *exit_code = run_verify(*dir, image::Trust{.any_owner = *trust}); });
      }}};
 
 }  // namespace

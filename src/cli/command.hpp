@@ -5,6 +5,7 @@
 // Exit codes, the same for every subcommand: 0 success, 1 the operation failed, 2 wrong usage.
 #include <functional>
 #include <string>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -22,6 +23,8 @@ struct CommandDef {
 };
 
 void register_command(CommandDef def);
+// Every registered command, in --help order.
+const std::vector<CommandDef>& commands();
 
 struct CommandRegistrar {
   explicit CommandRegistrar(CommandDef def) { register_command(std::move(def)); }
@@ -29,5 +32,9 @@ struct CommandRegistrar {
 
 // Prints "ckpt: <message>" to stderr; the one-line error style of every command.
 void print_error(std::string_view message);
+
+// The command line as it was typed (the first line of a kept log).
+const std::string& invocation();
+void set_invocation(std::string text);
 
 }  // namespace ckpt::cli

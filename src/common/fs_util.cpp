@@ -71,7 +71,65 @@ Status pread_exact(int fd, std::span<std::byte> data, off_t offset, std::string_
 Result<ScopedFd> open_file(const std::filesystem::path& path, int flags, mode_t mode) {
   int fd = ::open(path.c_str(), flags | O_CLOEXEC, mode);
   if (fd < 0) return sys_error(fmt::format("open {}", path.string()));
-  return ScopedFd(fd);
+  ScopedFd guard(fd);
+  struct stat st;
+  // The umask may have taken bits away (or an existing file may have more): images hold memory.
+  if ((flags & O_CREAT) && ::fstat(fd, &st) == 0 && st.st_uid == ::geteuid() &&
+      (st.st_mode & 07777) != mode && ::fchmod(fd, mode) < 0)
+    return sys_error(fmt::format("chmod {}", path.string()));
+  return guard;
+}
+
+std::string_view file_kind(mode_t mode) {
+  switch (mode & S_IFMT) {
+    case S_IFREG:
+      return "a regular file";
+    case S_IFDIR:
+      return "a directory";
+    case S_IFIFO:
+      return "a FIFO";
+    case S_IFCHR:
+      return "a character device";
+    case S_IFBLK:
+      return "a block device";
+    case S_IFSOCK:
+      return "a socket";
+    case S_IFLNK:
+      return "a symbolic link";
+    default:
+      return "a file of unknown kind";
+  }
+}
+
+Result<ScopedFd> open_regular_file(const std::filesystem::path& path) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC);
+  if (fd < 0) {
+    int err = errno;
+    struct stat st;
+    // ELOOP is O_NOFOLLOW's answer to a link; a device on a nodev mount answers EACCES.
+    if (err != ENOENT && ::lstat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode))
+      return make_error(
+          fmt::format("{}: {}, where a regular file belongs", path.string(), file_kind(st.st_mode)),
+          err);
+    return sys_error(err, fmt::format("open {}", path.string()));
+  }
+  ScopedFd guard(fd);
+  struct stat st;
+  if (::fstat(fd, &st) < 0) return sys_error(fmt::format("stat {}", path.string()));
+  if (!S_ISREG(st.st_mode))
+    return make_error(
+        fmt::format("{}: {}, where a regular file belongs", path.string(), file_kind(st.st_mode)),
+        EINVAL);
+  return guard;
+}
+
+Result<std::vector<std::byte>> read_regular_file(const std::filesystem::path& path) {
+  CKPT_TRY_ASSIGN(ScopedFd fd, open_regular_file(path));
+  struct stat st;
+  if (fstat(fd.get(), &st) < 0) return sys_error(fmt::format("stat {}", path.string()));
+  std::vector<std::byte> data(static_cast<size_t>(st.st_size));
+  CKPT_TRY(read_exact(fd.get(), data, path.string()));
+  return data;
 }
 
 Result<std::vector<std::byte>> read_file(const std::filesystem::path& path) {
@@ -126,8 +184,12 @@ Status make_dirs(const std::filesystem::path& dir, mode_t mode) {
   }
   if (dir.has_parent_path() && dir.parent_path() != dir)
     CKPT_TRY(make_dirs(dir.parent_path(), mode));
-  if (::mkdir(dir.c_str(), mode) < 0 && errno != EEXIST)
+  if (::mkdir(dir.c_str(), mode) < 0) {
+    if (errno == EEXIST) return {};  // made meanwhile by someone else: theirs to set up
     return sys_error(fmt::format("mkdir {}", dir.string()));
+  }
+  // mkdir's mode passes through the umask; ours is what the caller asked for.
+  if (::chmod(dir.c_str(), mode) < 0) return sys_error(fmt::format("chmod {}", dir.string()));
   return {};
 }
 

@@ -22,7 +22,14 @@ Status read_exact(int fd, std::span<std::byte> data, std::string_view what);
 Status pread_exact(int fd, std::span<std::byte> data, off_t offset, std::string_view what);
 Result<std::vector<std::byte>> read_file(const std::filesystem::path& path);
 
+// With O_CREAT, a file this process owns gets exactly `mode`, whatever the umask.
 Result<ScopedFd> open_file(const std::filesystem::path& path, int flags, mode_t mode = 0600);
+// Opens an existing file for reading that must be a regular file: never blocks (a FIFO put in
+// its place), never follows a final symbolic link, and names what was found instead.
+Result<ScopedFd> open_regular_file(const std::filesystem::path& path);
+Result<std::vector<std::byte>> read_regular_file(const std::filesystem::path& path);
+// "a FIFO", "a directory", ... for messages about a file that should have been another kind.
+std::string_view file_kind(mode_t mode);
 Status fsync_fd(int fd, std::string_view what);
 Status fsync_dir(const std::filesystem::path& dir);
 
@@ -31,7 +38,7 @@ Status fsync_dir(const std::filesystem::path& dir);
 Status write_file_atomic(const std::filesystem::path& dir, const std::string& name,
                          std::span<const std::byte> data, mode_t mode = 0600);
 
-// Creates a directory with `mode` (and missing parents with the same mode).
+// Creates a directory with exactly `mode` whatever the umask (and missing parents likewise).
 Status make_dirs(const std::filesystem::path& dir, mode_t mode = 0700);
 
 inline std::span<const std::byte> as_bytes(std::string_view s) {

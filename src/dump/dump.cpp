@@ -52,6 +52,12 @@ Status check_target(const DumpOptions& opts) {
   if (status->tracer_pid != 0)
     return errorf("dump pid {}: already traced by pid {}", pid, status->tracer_pid);
   if (status->state == 'Z') return errorf("dump pid {}: the process is a zombie", pid);
+  // A kernel thread has no user memory or registers to save, and ptrace refuses it with EPERM,
+  // which would read as a permission problem even to root.
+  constexpr uint32_t kPfKthread = 0x00200000;
+  if (auto stat = proc::read_stat(pid); stat.ok() && (stat->flags & kPfKthread))
+    return errorf("dump pid {}: it is a kernel thread ({}), which has no user state to checkpoint",
+                  pid, stat->comm);
   // Said first: nothing else about a process matters to a user who may not trace it.
   uid_t me = ::geteuid();
   if (me != 0 && (status->uid[0] != me || status->uid[1] != me || status->uid[2] != me))

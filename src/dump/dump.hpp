@@ -3,6 +3,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <string>
 #include <vector>
@@ -25,6 +26,14 @@ struct DumpOptions {
   // and the process that goes on see different values.
   std::function<void()> on_frozen;
   std::function<void()> on_memory_read;
+  // Called now and then with the bytes written so far and the expected total (0 while unknown),
+  // from the process that writes the image.
+  std::function<void(uint64_t done, uint64_t total)> progress;
+  // CRIU's --file-locks, --tcp-established, --ext-unix-sk: permission to save held file locks,
+  // established TCP connections and unix sockets whose peer is outside the tree.
+  bool file_locks = false;
+  bool tcp_established = false;
+  bool ext_unix_sk = false;
 };
 
 struct DumpResult {

@@ -21,11 +21,10 @@ struct ZstdDCtxFree {
   void operator()(ZSTD_DCtx* c) const { ZSTD_freeDCtx(c); }
 };
 
-Result<std::vector<std::byte>> read_manifest_bytes(const fs::path& path) {
-  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(path, O_RDONLY));
+Result<std::vector<std::byte>> read_manifest_bytes(const fs::path& path, Trust trust) {
+  CKPT_TRY_ASSIGN(ScopedFd fd, detail::open_store_file(path, trust));
   struct stat st;
   if (fstat(fd.get(), &st) < 0) return sys_error(fmt::format("stat {}", path.string()));
-  if (!S_ISREG(st.st_mode)) return errorf("{}: not a regular file", path.string());
   if (static_cast<uint64_t>(st.st_size) > format::kMaxManifestBody + format::kManifestHeaderSize)
     return errorf("{}: {} bytes is too large for a manifest", path.string(), st.st_size);
   std::vector<std::byte> data(static_cast<size_t>(st.st_size));
@@ -36,7 +35,7 @@ Result<std::vector<std::byte>> read_manifest_bytes(const fs::path& path) {
 // Checks the size and header of one data file.
 Status check_data_file(const GenerationInfo& gen, const DataFileInfo& f) {
   auto path = (gen.path / f.name).string();
-  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(path, O_RDONLY));
+  CKPT_TRY_ASSIGN(ScopedFd fd, detail::open_store_file(path, gen.trust));
   struct stat st;
   if (fstat(fd.get(), &st) < 0) return sys_error(fmt::format("stat {}", path));
   auto size = static_cast<uint64_t>(st.st_size);
@@ -53,7 +52,7 @@ Status check_data_file(const GenerationInfo& gen, const DataFileInfo& f) {
 
 Status check_section(const GenerationInfo& gen, const SectionMeta& s, std::span<std::byte> buf) {
   auto path = (gen.path / s.file).string();
-  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(path, O_RDONLY));
+  CKPT_TRY_ASSIGN(ScopedFd fd, detail::open_store_file(path, gen.trust));
   posix_fadvise(fd.get(), static_cast<off_t>(s.offset), static_cast<off_t>(s.stored_size),
                 POSIX_FADV_SEQUENTIAL);
   Checksum64 sum;
@@ -158,10 +157,12 @@ const SectionMeta* GenerationInfo::find_section(std::string_view name) const {
   return nullptr;
 }
 
-Result<GenerationInfo> read_generation(const fs::path& dir) {
+Result<GenerationInfo> read_generation(const fs::path& dir, Trust trust) {
+  CKPT_TRY(detail::check_store_dir(dir, trust));
   auto path = dir / format::kManifestName;
-  CKPT_TRY_ASSIGN(auto bytes, read_manifest_bytes(path));
+  CKPT_TRY_ASSIGN(auto bytes, read_manifest_bytes(path, trust));
   CKPT_TRY_ASSIGN(GenerationInfo gen, format::decode_manifest(bytes, path.string()));
+  gen.trust = trust;
   std::error_code ec;
   gen.path = fs::absolute(dir, ec).lexically_normal();
   if (gen.path.has_filename() == false) gen.path = gen.path.parent_path();
@@ -194,7 +195,7 @@ Result<std::unique_ptr<SectionReader>> open_generation_section(const GenerationI
   const SectionMeta* meta = gen.find_section(name);
   if (!meta) return errorf("gen {}: no section '{}'", gen.id, name);
   auto path = (gen.path / meta->file).string();
-  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(path, O_RDONLY));
+  CKPT_TRY_ASSIGN(ScopedFd fd, detail::open_store_file(path, gen.trust));
   posix_fadvise(fd.get(), static_cast<off_t>(meta->offset), static_cast<off_t>(meta->stored_size),
                 POSIX_FADV_SEQUENTIAL);
   return std::unique_ptr<SectionReader>(new SectionReaderImpl(std::move(fd), path, *meta));

@@ -93,26 +93,106 @@ void clean_leftovers(const fs::path& dir) {
   }
 }
 
-Status create_store(const fs::path& dir) {
-  CKPT_TRY(make_dirs(dir, 0700));
+Status write_marker(const fs::path& dir) {
   return write_file_atomic(dir, std::string(format::kMarkerName), as_bytes(format::kMarkerMagic),
                            0600);
 }
 
-Status check_marker(const fs::path& dir) {
+Status create_store(const fs::path& dir) {
+  CKPT_TRY(make_dirs(dir, 0700));
+  return write_marker(dir);
+}
+
+// A marker of a later store format: "ckpt store\nformat N\n" with another N.
+bool future_marker(std::string_view text) {
+  constexpr std::string_view head = "ckpt store\nformat ";
+  if (!text.starts_with(head) || !text.ends_with("\n")) return false;
+  auto num = text.substr(head.size(), text.size() - head.size() - 1);
+  return !num.empty() && num.find_first_not_of("0123456789") == std::string_view::npos;
+}
+
+// The generations are the store's substance: one whose manifest reads (manifests carry their
+// own checksums) tells that the directory is a store even when its marker was damaged or lost.
+bool has_readable_generation(const fs::path& dir, Trust trust) {
+  for (auto& name : generation_names(dir))
+    if (read_generation(dir / name, trust).ok()) return true;
+  return false;
+}
+
+// The closest directory of `dir`'s path that exists ("." for a relative path none of whose
+// components exist).
+fs::path nearest_existing(const fs::path& dir) {
+  std::error_code ec;
+  fs::path p = fs::absolute(dir, ec);
+  while (!p.empty() && !fs::exists(p, ec) && p != p.parent_path()) p = p.parent_path();
+  return p.empty() ? fs::path(".") : p;
+}
+
+enum class Marker { ok, missing, damaged, future };
+
+Result<Marker> read_marker(const fs::path& dir, Trust trust) {
   auto path = dir / format::kMarkerName;
-  auto bytes = read_file(path);
-  if (!bytes.ok()) {
-    if (bytes.error().errnum == ENOENT)
-      return errorf("{}: not a ckpt store (no {} marker)", dir.string(), format::kMarkerName);
-    return bytes.error();
+  auto fd = detail::open_store_file(path, trust);
+  if (!fd.ok()) {
+    if (fd.error().errnum == ENOENT) return Marker::missing;
+    return fd.error();
   }
-  std::string_view text(reinterpret_cast<const char*>(bytes->data()), bytes->size());
-  if (!text.starts_with("ckpt store\n"))
-    return errorf("{}: not a ckpt store (bad {} marker)", path.string(), format::kMarkerName);
-  if (text != format::kMarkerMagic)
+  char buf[64];
+  ssize_t n = ::pread(fd->get(), buf, sizeof buf, 0);
+  if (n < 0) return sys_error(fmt::format("read {}", path.string()));
+  std::string_view text(buf, static_cast<size_t>(n));
+  if (text == format::kMarkerMagic) return Marker::ok;
+  return future_marker(text) ? Marker::future : Marker::damaged;
+}
+
+Status check_marker(const fs::path& dir, Trust trust) {
+  CKPT_TRY_ASSIGN(Marker m, read_marker(dir, trust));
+  if (m == Marker::ok) return {};
+  if (has_readable_generation(dir, trust)) {
+    log::warn("image", "{}: the {} marker is {}; recognized as a store by its generations",
+              dir.string(), format::kMarkerName, m == Marker::missing ? "missing" : "damaged");
+    return {};
+  }
+  auto path = dir / format::kMarkerName;
+  if (m == Marker::missing)
+    return make_error(
+        fmt::format("{}: not a ckpt store (no {} marker)", dir.string(), format::kMarkerName),
+        ENOENT);
+  if (m == Marker::future)
     return errorf("{}: store format not supported by this ckpt", path.string());
-  return {};
+  return errorf("{}: not a ckpt store (bad {} marker)", path.string(), format::kMarkerName);
+}
+
+// Whether a directory opened for writing is (or may become) a store, and what it lacks.
+enum class Fix { none, marker, not_a_store };
+
+Result<Fix> needed_fix(const fs::path& dir, Trust trust) {
+  CKPT_TRY_ASSIGN(Marker m, read_marker(dir, trust));
+  if (m == Marker::ok) return Fix::none;
+  if (has_readable_generation(dir, trust)) return Fix::marker;
+  if (m != Marker::missing) return Fix::not_a_store;  // check_marker names it
+  CKPT_TRY_ASSIGN(auto names, entries(dir));
+  // A creator killed between mkdir and publishing the marker leaves only its temporary
+  // marker: that folder is still empty as far as stores go.
+  for (auto& n : names)
+    if (n.rfind(".tmp.CKPT.", 0) != 0) return Fix::not_a_store;
+  for (auto& n : names) ::unlink((dir / n).c_str());
+  return Fix::marker;
+}
+
+// A directory about to receive images: if it is (or may become) a store, it must be ours and
+// becomes 0700 whatever it was; an empty one or one whose marker was damaged or lost gets it.
+Status prepare_for_writing(const fs::path& dir, Trust trust) {
+  ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  struct stat st;
+  if (!fd || ::fstat(fd.get(), &st) < 0) return sys_error(fmt::format("open {}", dir.string()));
+  bool mine = st.st_uid == ::geteuid();
+  if (!mine) CKPT_TRY(detail::check_trusted(st, dir, trust));
+  CKPT_TRY_ASSIGN(Fix fix, needed_fix(dir, trust));
+  if (fix == Fix::not_a_store) return {};  // left as it was; check_marker says why
+  if (mine && (st.st_mode & 07777) != 0700 && ::fchmod(fd.get(), 0700) < 0)
+    return sys_error(fmt::format("chmod {}", dir.string()));
+  return fix == Fix::marker ? write_marker(dir) : Status{};
 }
 
 uint64_t dir_bytes(const fs::path& dir) {
@@ -134,7 +214,7 @@ int64_t detail::now_unix_ns() {
 }
 
 bool is_store(const fs::path& dir) {
-  return check_marker(dir).ok();
+  return check_marker(dir, Trust{.any_owner = true}).ok();
 }
 
 Result<detail::TempDir> detail::make_temp_dir(const fs::path& store) {
@@ -151,6 +231,8 @@ Result<detail::TempDir> detail::make_temp_dir(const fs::path& store) {
     // A concurrent open() may have taken the directory for a leftover between mkdir and flock.
     if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0 || fstat(fd.get(), &st) < 0 || st.st_nlink == 0)
       continue;
+    // mkdir's mode went through the umask.
+    if (::fchmod(fd.get(), 0700) < 0) return sys_error(fmt::format("chmod {}", path.string()));
     return TempDir{path, std::move(fd)};
   }
   return errorf("{}: cannot create a temporary generation directory", store.string());
@@ -179,31 +261,26 @@ Result<std::string> detail::publish(const fs::path& store, const fs::path& tmp) 
 }
 
 Result<Store> Store::open(const fs::path& dir, OpenOptions opts) {
+  // An empty name would mean the current directory to every call below.
+  if (dir.empty()) return make_error("open store: the directory name is empty", EINVAL);
   struct stat st;
   if (::stat(dir.c_str(), &st) < 0) {
     if (errno != ENOENT || !opts.create)
       return sys_error(fmt::format("open store {}", dir.string()));
+    // Checked before anything is made: a store created where another user can swap it.
+    CKPT_TRY(detail::check_dirs_above(dir, nearest_existing(dir), opts.trust));
     CKPT_TRY(create_store(dir));
   } else if (!S_ISDIR(st.st_mode)) {
     return errorf("{}: not a ckpt store (not a directory)", dir.string());
-  } else if (opts.create && !is_store(dir)) {
-    CKPT_TRY_ASSIGN(auto names, entries(dir));
-    // A creator killed between mkdir and publishing the marker leaves only its temporary
-    // marker: that folder is still empty as far as stores go.
-    bool only_marker_leftovers = true;
-    for (auto& n : names)
-      if (n.rfind(".tmp.CKPT.", 0) != 0) only_marker_leftovers = false;
-    if (only_marker_leftovers) {
-      for (auto& n : names) ::unlink((dir / n).c_str());
-      CKPT_TRY(create_store(dir));
-    }
   }
-  CKPT_TRY(check_marker(dir));
   std::error_code ec;
-  auto abs = fs::absolute(dir, ec).lexically_normal();
-  if (!abs.has_filename()) abs = abs.parent_path();
-  clean_leftovers(abs);
-  return Store(abs);
+  fs::path real = fs::canonical(dir, ec);
+  if (ec) return sys_error(ec.value(), fmt::format("open store {}", dir.string()));
+  if (opts.create) CKPT_TRY(prepare_for_writing(real, opts.trust));
+  CKPT_TRY(check_trusted_path(real, opts.trust));
+  CKPT_TRY(check_marker(real, opts.trust));
+  clean_leftovers(real);
+  return Store(real, opts.trust);
 }
 
 Result<std::unique_ptr<GenerationWriter>> Store::begin_generation(WriteOptions opts) {
@@ -213,7 +290,7 @@ Result<std::unique_ptr<GenerationWriter>> Store::begin_generation(WriteOptions o
 std::vector<GenerationInfo> Store::list(std::vector<Problem>* problems) const {
   std::vector<GenerationInfo> out;
   for (auto& name : generation_names(dir_)) {
-    auto gen = read_generation(dir_ / name);
+    auto gen = read_generation(dir_ / name, trust_);
     if (gen.ok()) {
       out.push_back(std::move(*gen));
     } else if (problems) {
@@ -256,7 +333,7 @@ Result<GenerationInfo> Store::find(std::string_view id) const {
   auto path = dir_ / id;
   if (::access(path.c_str(), F_OK) < 0)
     return sys_error(fmt::format("store {}: generation {}", dir_.string(), id));
-  return read_generation(path);
+  return read_generation(path, trust_);
 }
 
 Result<RetentionReport> Store::apply_retention(const Retention& r) const {
@@ -285,7 +362,12 @@ Result<RetentionReport> Store::apply_retention(const Retention& r) const {
 
 Result<StoreLock> Store::lock(std::string_view owner) const {
   auto path = dir_ / format::kLockName;
-  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(path, O_RDWR | O_CREAT, 0600));
+  // Not a FIFO or a link to another file: the lock file's content is written to.
+  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK, 0600));
+  struct stat st;
+  if (::fstat(fd.get(), &st) < 0) return sys_error(fmt::format("stat {}", path.string()));
+  if (!S_ISREG(st.st_mode))
+    return errorf("{}: {}, where a regular file belongs", path.string(), file_kind(st.st_mode));
   if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
     if (errno != EWOULDBLOCK) return sys_error(fmt::format("lock {}", path.string()));
     char buf[256] = {};

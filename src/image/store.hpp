@@ -41,6 +41,14 @@ struct DataFileInfo {
   uint64_t size = 0;
 };
 
+// Whose stores a reader accepts (docs/security.md). By default every directory and file of a
+// store must belong to the caller or root and be writable by no one else, and the directories
+// above it must not let another user swap it: a checksum proves that an image is whole, not who
+// wrote it, and a restore runs whatever the image holds with the restorer's privileges.
+struct Trust {
+  bool any_owner = false;  // accept files of other users and group/world-writable ones
+};
+
 struct GenerationInfo {
   std::string id;               // directory name; ids sort by creation time
   std::filesystem::path path;   // absolute path of the generation directory
@@ -51,6 +59,7 @@ struct GenerationInfo {
   std::vector<SectionMeta> sections;
   std::vector<DataFileInfo> files;  // the data files the sections live in
   uint64_t total_bytes = 0;         // all files of the generation, as stored
+  Trust trust = {};                 // not stored: how read_generation was told to check files
 
   const SectionMeta* find_section(std::string_view name) const;
 };
@@ -107,7 +116,10 @@ struct RetentionReport {
 };
 
 struct OpenOptions {
-  bool create = false;  // create the store directory (0700) if missing
+  // Create the store directory if missing. Either way the directory is then made 0700 (it must
+  // belong to the caller), and a lost or damaged marker is written again.
+  bool create = false;
+  Trust trust = {};
 };
 
 // The exclusive run lock of a store (an flock on DIR/lock, held until destruction). The lock
@@ -124,8 +136,14 @@ class StoreLock {
 };
 
 // Reads the manifest of the generation directory `dir` (checking the manifest's own checksums,
-// not the data). Used for a store's generations and for a generation given directly.
-Result<GenerationInfo> read_generation(const std::filesystem::path& dir);
+// not the data). Used for a store's generations and for a generation given directly. The
+// directory and its files are checked against `trust`; the directories above it are not (see
+// check_trusted_path). Every file of a generation is opened without following a symbolic link
+// and without blocking, and must be a regular file.
+Result<GenerationInfo> read_generation(const std::filesystem::path& dir, Trust trust = {});
+// Checks that `dir` (an existing directory) and every directory above it may be trusted: owned by
+// the caller or root, and writable by no one else unless sticky (like /tmp) for the ones above.
+Status check_trusted_path(const std::filesystem::path& dir, Trust trust);
 // Checks the sizes and data headers of a generation's files (not the checksums): cheap, for
 // readers that check each section's checksum as they stream it.
 Status verify_generation_files(const GenerationInfo& gen);
@@ -134,13 +152,14 @@ Status verify_generation_files(const GenerationInfo& gen);
 Status verify_generation(const GenerationInfo& gen);
 Result<std::unique_ptr<SectionReader>> open_generation_section(const GenerationInfo& gen,
                                                                std::string_view name);
-// True if `dir` holds a store marker.
+// True if `dir` is a store: it holds the store marker, or (the marker being damaged or lost)
+// at least one generation whose manifest reads.
 bool is_store(const std::filesystem::path& dir);
 
 class Store {
  public:
   // Opens (or creates) the store at `dir` and cleans leftovers of interrupted writes. Fails with a
-  // clear message if `dir` exists but is not a store.
+  // clear message if `dir` exists but is not a store, or cannot be trusted (opts.trust).
   static Result<Store> open(const std::filesystem::path& dir, OpenOptions opts = {});
 
   const std::filesystem::path& dir() const { return dir_; }
@@ -169,8 +188,9 @@ class Store {
   Result<StoreLock> lock(std::string_view owner) const;
 
  private:
-  explicit Store(std::filesystem::path dir) : dir_(std::move(dir)) {}
+  Store(std::filesystem::path dir, Trust trust) : dir_(std::move(dir)), trust_(trust) {}
   std::filesystem::path dir_;
+  Trust trust_;
 };
 
 }  // namespace ckpt::image

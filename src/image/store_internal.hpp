@@ -32,4 +32,16 @@ Result<std::unique_ptr<GenerationWriter>> make_writer(const std::filesystem::pat
 
 int64_t now_unix_ns();
 
+// Opens a file of a store for reading: a regular file (open_regular_file) whose owner and mode
+// pass `trust`.
+Result<ScopedFd> open_store_file(const std::filesystem::path& path, Trust trust);
+// Checks the owner and mode of one file or directory of a store against `trust`.
+Status check_trusted(const struct stat& st, const std::filesystem::path& path, Trust trust);
+// A directory of a store (itself, or a generation): a directory, not a symbolic link, trusted.
+Status check_store_dir(const std::filesystem::path& dir, Trust trust);
+// `from` and every directory above it: owned by the caller or root, and writable by no one else
+// unless sticky (like /tmp). `store` names the store in the message.
+Status check_dirs_above(const std::filesystem::path& store, const std::filesystem::path& from,
+                        Trust trust);
+
 }  // namespace ckpt::image::detail

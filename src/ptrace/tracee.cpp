@@ -115,6 +115,16 @@ Status Tracee::resume_syscall() {
   return {};
 }
 
+Status Tracee::step() {
+  if (::ptrace(PTRACE_SINGLESTEP, tid_, nullptr, nullptr) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_SINGLESTEP) tid {}", tid_));
+  CKPT_TRY_ASSIGN(StopInfo stop, wait_stop());
+  if (stop.exited()) return errorf("tid {} ended while being stepped", tid_);
+  if (stop.stop_signal() != SIGTRAP)
+    return errorf("tid {}: stopped by signal {} while being stepped", tid_, stop.stop_signal());
+  return {};
+}
+
 Status Tracee::resume() {
   if (::ptrace(PTRACE_CONT, tid_, nullptr, nullptr) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_CONT) tid {}", tid_));

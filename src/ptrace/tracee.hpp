@@ -51,6 +51,8 @@ class Tracee {
   // Resumes to the next syscall entry or exit (PTRACE_SYSCALL) with no signal.
   Status resume_syscall();
   Status resume();
+  // Runs one instruction (PTRACE_SINGLESTEP) and waits for the stop after it.
+  Status step();
 
   Result<Regs> regs() const;
   Status set_regs(const Regs& r);

@@ -8,6 +8,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "common/fs_util.hpp"
@@ -58,7 +59,39 @@ Status dump_kernel_state(DumpContext& ctx, size_t index, schema::ThreadRecord& t
   });
 }
 
+// A thread stopped inside the vdso's code (not in a system call it makes) would go on, after a
+// restore through a vdso proxy, in the old vdso's code reading data pages that are not there:
+// it is stepped out first, with every signal blocked so that only the steps stop it. vdso
+// functions are short; the bound is for a function waiting on the kernel's time update.
+Status leave_vdso(DumpContext& ctx, size_t index) {
+  auto vdso = std::find_if(ctx.maps.begin(), ctx.maps.end(),
+                           [](const proc::MapEntry& m) { return m.kind == proc::MapKind::vdso; });
+  if (vdso == ctx.maps.end()) return {};
+  auto& tracee = ctx.threads[index].tracee;
+  CKPT_TRY_ASSIGN(ptrace::Regs regs, tracee.regs());
+  auto inside = [&](const ptrace::Regs& r) {
+    return arch::pc(r) >= vdso->start && arch::pc(r) < vdso->end && arch::syscall_nr(r) < 0;
+  };
+  if (!inside(regs)) return {};
+  CKPT_TRY_ASSIGN(uint64_t mask, tracee.signal_mask());
+  CKPT_TRY(tracee.set_signal_mask(~uint64_t{0}));
+  Status st;
+  for (int i = 0; i < 1000000 && st.ok() && inside(regs); ++i) {
+    st = tracee.step();
+    if (st.ok()) {
+      auto r = tracee.regs();
+      st = r.ok() ? Status() : Status(r.error());
+      if (r.ok()) regs = *r;
+    }
+  }
+  CKPT_TRY(tracee.set_signal_mask(mask));
+  if (st.ok() && inside(regs))
+    return errorf("thread {} does not leave the vdso (pc {:#x})", tracee.tid(), arch::pc(regs));
+  return st;
+}
+
 Result<schema::ThreadRecord> dump_one(DumpContext& ctx, size_t index) {
+  CKPT_TRY(leave_vdso(ctx, index));
   auto& tracee = ctx.threads[index].tracee;
   schema::ThreadRecord t;
   t.tid = tracee.tid();

@@ -3,6 +3,8 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,14 +24,20 @@ struct RestoreOptions {
   // Restore even when an open or mapped file changed size since the dump (logs appended to by
   // others); by default that is an error naming the file.
   bool accept_changed_files = false;
-  // Open files of the caller that stand for open files of the image (--inherit-fd).
-  std::vector<InheritFd> inherit_fds;
   // Read and check the image and everything it needs here (kernel, PIDs, credentials, mapped
   // files) and plan the processes, but create nothing: RestoreResult::pid is the root's PID.
   bool dry_run = false;
   // Put a proxy at the old vdso address even when this kernel's vdso is the image's (what
   // happens anyway when it differs): tests the way an image survives a kernel update.
   bool force_vdso_proxy = false;
+  // Called now and then with the bytes read so far and the total to read (0 while unknown).
+  std::function<void(uint64_t done, uint64_t total)> progress;
+  // CRIU's --file-locks, --tcp-established, --ext-unix-sk (see DumpOptions).
+  bool file_locks = false;
+  bool tcp_established = false;
+  bool ext_unix_sk = false;
+  // Open files of the caller that stand for open files of the image (--inherit-fd).
+  std::vector<InheritFd> inherit_fds;
 };
 
 struct RestoreResult {

@@ -14,6 +14,8 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+}  // namespace
+
 json to_json(const RunState& s) {
   return json{{"supervisor_pid", s.supervisor_pid},
               {"program", s.program},
@@ -37,6 +39,8 @@ json to_json(const RunState& s) {
               {"exit_code", s.exit_code},
               {"ended_unix_ns", s.ended_unix_ns}};
 }
+
+namespace {
 
 template <typename T>
 void get(const json& j, const char* key, T& out) {
@@ -80,12 +84,13 @@ int64_t unix_now_ns() {
 
 Status write_run_state(const fs::path& store_dir, const RunState& st) {
   std::string text = to_json(st).dump(2) + "\n";
-  return write_file_atomic(store_dir, kRunStateFile, as_bytes(text), 0644);
+  // 0600 like the rest of the store: the program's command line may hold secrets.
+  return write_file_atomic(store_dir, kRunStateFile, as_bytes(text), 0600);
 }
 
 Result<RunState> read_run_state(const fs::path& store_dir) {
   auto path = store_dir / kRunStateFile;
-  auto bytes = read_file(path);
+  auto bytes = read_regular_file(path);
   if (!bytes.ok()) {
     if (bytes.error().errnum == ENOENT)
       return make_error(fmt::format("{}: no run has used this store ({} is missing)",

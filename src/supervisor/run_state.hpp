@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "common/result.hpp"
 
 namespace ckpt::supervisor {
@@ -41,6 +43,8 @@ struct RunState {
   int64_t ended_unix_ns = 0;
 };
 
+// The state as run.json holds it (also `ckpt status --json`).
+nlohmann::json to_json(const RunState& st);
 Status write_run_state(const std::filesystem::path& store_dir, const RunState& st);
 Result<RunState> read_run_state(const std::filesystem::path& store_dir);
 

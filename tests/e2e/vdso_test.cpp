@@ -45,6 +45,19 @@ TEST(VdsoProxy, ProcessKeepsCallingTheVdsoThroughTheProxy) {
   EXPECT_TRUE(p.finish());
 }
 
+// A thread caught inside the vdso's code is stepped out of it by the dump: through a proxy,
+// where the old vdso's data pages are gone, it would fault.
+TEST(VdsoProxy, TenCyclesWithAThreadLivingInTheVdso) {
+  become_subreaper();
+  TestProcess p({program_path("vdso_clock")});
+  ASSERT_TRUE(p.wait_ready());
+  for (int i = 0; i < 10; ++i) {
+    ASSERT_TRUE(p.dump()) << "cycle " << i;
+    ASSERT_TRUE(p.restore({"--force-vdso-proxy"})) << "cycle " << i;
+  }
+  EXPECT_TRUE(p.finish());
+}
+
 TEST(VdsoProxy, WithoutProxyTheVdsoGoesBackToItsAddress) {
   become_subreaper();
   TestProcess p({program_path("vdso_clock")});

@@ -1,6 +1,7 @@
 // `ckpt show` and `ckpt verify` as a user runs them: output, messages and exit codes.
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -143,6 +144,44 @@ TEST_F(Cli, NoPermission) {
   EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
   EXPECT_TRUE(has(r.err, dir_.string())) << r.err;
   EXPECT_TRUE(has(r.err, "Permission denied")) << r.err;
+}
+
+TEST_F(Cli, AStoreOfAnotherUserIsRefusedUnlessTrusted) {
+  ASSERT_EQ(chown(gens_[0].path.c_str(), 65534, 65534), 0);
+  auto r = run({CKPT_CLI_PATH, "verify", dir_.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, gens_[0].path.string() + ": owned by uid 65534")) << r.err;
+  EXPECT_EQ(r.out, "gen " + gens_[1].id + ": ok\n") << "the other generation is still read";
+  r = run({CKPT_CLI_PATH, "verify", "--trust-store", dir_.string()});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  r = run({CKPT_CLI_PATH, "show", gens_[0].path.string()});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, "owned by uid 65534")) << r.err;
+  ASSERT_EQ(chown(dir_.c_str(), 65534, 65534), 0);
+  r = run({CKPT_CLI_PATH, "restore", "-D", dir_.string(), "--detach"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(has(r.err, dir_.string() + ": owned by uid 65534")) << r.err;
+  EXPECT_TRUE(has(r.err, "--trust-store")) << r.err;
+}
+
+TEST_F(Cli, AFifoInPlaceOfAFileIsAnErrorNotAHang) {
+  for (const char* file : {"data", "manifest"}) {
+    auto p = gens_[0].path / file;
+    auto saved = gens_[0].path / "saved";
+    fs::rename(p, saved);
+    ASSERT_EQ(mkfifo(p.c_str(), 0600), 0);
+    for (std::vector<std::string> args :
+         {std::vector<std::string>{"timeout", "20", CKPT_CLI_PATH, "verify", dir_.string()},
+          {"timeout", "20", CKPT_CLI_PATH, "verify", gens_[0].path.string()},
+          {"timeout", "20", CKPT_CLI_PATH, "restore", "-D", dir_.string(), "--generation",
+           gens_[0].id, "--detach"}}) {
+      auto r = run(args);
+      EXPECT_EQ(r.exit_code, 1) << args[3] << " " << file << ": " << r.err;
+      EXPECT_TRUE(has(r.err, p.string() + ": a FIFO, where a regular file belongs")) << r.err;
+    }
+    fs::remove(p);
+    fs::rename(saved, p);
+  }
 }
 
 }  // namespace
