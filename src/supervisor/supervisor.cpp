@@ -418,9 +418,19 @@ Result<fs::path> default_store_dir(const std::string& program) {
 }
 
 int run_supervised(RunOptions opts) {
-  if (opts.program.empty()) {
+  // `ckpt run --resume --dir DIR` alone goes on with the program of the run recorded there.
+  bool program_from_store = opts.program.empty() && opts.resume && !opts.dir.empty();
+  if (opts.program.empty() && !program_from_store) {
     say("no program given (ckpt run [options] -- PROGRAM ARGS...)");
     return 2;
+  }
+  if (program_from_store) {
+    auto st = read_run_state(opts.dir);
+    if (!st.ok() || st->program.empty()) {
+      say(fmt::format("no program given, and {} holds no earlier run of one", opts.dir.string()));
+      return 2;
+    }
+    opts.program = st->program;
   }
   if (opts.dir.empty()) {
     auto d = default_store_dir(opts.program[0]);
