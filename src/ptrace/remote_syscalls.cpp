@@ -172,9 +172,11 @@ Status RemoteSyscalls::arm_self_restore(const SelfRestore& sr, const Regs& stopp
               frame.error().message);
     return {};
   }
+  // Only where the thread itself can read: rt_sigreturn reads the frame as the thread (a guard
+  // page below a thread's stack is writable through /proc/PID/mem, not by the thread).
   std::vector<uint8_t> old(frame->bytes.size());
-  Status st = t_->read_memory(frame->addr, old.data(), old.size());
-  if (st.ok()) st = t_->write_memory(frame->addr, frame->bytes.data(), frame->bytes.size());
+  Status st = t_->read_memory(frame->addr, old.data(), old.size(), false);
+  if (st.ok()) st = t_->write_memory(frame->addr, frame->bytes.data(), frame->bytes.size(), false);
   if (!st.ok()) {
     log::info("ptrace",
               "tid {}: cannot write an rt_sigreturn frame below its stack ({}); "

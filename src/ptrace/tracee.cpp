@@ -206,20 +206,22 @@ Status Tracee::set_signal_mask(uint64_t mask) {
   return {};
 }
 
-Status Tracee::read_memory(uint64_t addr, void* buf, size_t len) const {
+Status Tracee::read_memory(uint64_t addr, void* buf, size_t len, bool forced) const {
   iovec local{buf, len};
   iovec remote{reinterpret_cast<void*>(addr), len};
   if (::process_vm_readv(tid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) return {};
+  if (!forced) return sys_error(fmt::format("process_vm_readv {:#x} in tid {}", addr, tid_));
   return mem_file_io(tid_, addr, buf, len, false);
 }
 
-Status Tracee::write_memory(uint64_t addr, const void* buf, size_t len) {
+Status Tracee::write_memory(uint64_t addr, const void* buf, size_t len, bool forced) {
   fault::point("before", "memory write");
   iovec local{const_cast<void*>(buf), len};
   iovec remote{reinterpret_cast<void*>(addr), len};
   Status st;
   if (::process_vm_writev(tid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
-    st = mem_file_io(tid_, addr, const_cast<void*>(buf), len, true);
+    st = forced ? mem_file_io(tid_, addr, const_cast<void*>(buf), len, true)
+                : sys_error(fmt::format("process_vm_writev {:#x} in tid {}", addr, tid_));
   fault::point("after", "memory write");
   return st;
 }

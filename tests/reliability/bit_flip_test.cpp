@@ -104,7 +104,7 @@ void flip_everywhere(bool compress) {
   ASSERT_TRUE(img.ok());
   auto files = img.files();
   ASSERT_FALSE(files.empty());
-  const long flips = scaled(4000, 10000), restore_every = scaled(40, 10);
+  const long flips = scaled(5000, 10000), restore_every = scaled(50, 10);
   std::mt19937_64 rng(compress ? 2 : 1);
   Figures f;
   for (long i = 0; i < flips; ++i) {

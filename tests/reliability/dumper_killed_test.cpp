@@ -71,7 +71,7 @@ TEST(DumperKilled, AtItsKillPointsA256MiBMultiThreadedProcessRunsOnIntact) {
   become_subreaper();
   TestProcess p({program_path("fault_target"), "256", "6"}, {.append_stdout = true});
   ASSERT_TRUE(p.wait_ready());
-  Figures f = kill_dumper_everywhere(p, 100);
+  Figures f = kill_dumper_everywhere(p, 150);
   EXPECT_GE(f.killed, 100u) << "too few points were reached";
   EXPECT_EQ(f.harmed, 0u);
   EXPECT_TRUE(p.finish(60s));
@@ -83,8 +83,8 @@ TEST(DumperKilled, AtItsKillPointsAProcessTreeRunsOnIntact) {
   TestProcess p({program_path("fault_target"), "16", "3", "2"}, {.append_stdout = true});
   ASSERT_TRUE(p.wait_ready());
   ASSERT_EQ(tree_of(p.pid()).size(), 3u);
-  Figures f = kill_dumper_everywhere(p, 60);
-  EXPECT_GE(f.killed, full_run() ? 100u : 50u) << "too few points were reached";
+  Figures f = kill_dumper_everywhere(p, 120);
+  EXPECT_GE(f.killed, 100u) << "too few points were reached";
   EXPECT_EQ(f.harmed, 0u);
   EXPECT_TRUE(p.finish(60s));
 }

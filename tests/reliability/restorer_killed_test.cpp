@@ -114,8 +114,8 @@ TEST(RestorerKilled, AtItsKillPointsNothingHalfBuiltRunsAndTheNextRestoreWorks) 
   become_subreaper();
   TestProcess p({program_path("fault_target"), "32", "4"}, {.append_stdout = true});
   ASSERT_TRUE(p.wait_ready());
-  Figures f = kill_restorer_everywhere(p, 60);
-  EXPECT_GE(f.killed, full_run() ? 100u : 50u);
+  Figures f = kill_restorer_everywhere(p, 100);
+  EXPECT_GE(f.killed, 80u);
   EXPECT_EQ(f.harmed, 0u);
   EXPECT_EQ(f.partial_trees, 0u);
 }
@@ -127,8 +127,8 @@ TEST(RestorerKilled, AtItsKillPointsOfATreeNoHalfBuiltProcessRuns) {
   become_subreaper();
   TestProcess p({program_path("fault_target"), "8", "2", "2"}, {.append_stdout = true});
   ASSERT_TRUE(p.wait_ready());
-  Figures f = kill_restorer_everywhere(p, 60);
-  EXPECT_GE(f.killed, full_run() ? 100u : 50u);
+  Figures f = kill_restorer_everywhere(p, 100);
+  EXPECT_GE(f.killed, 80u);
   EXPECT_EQ(f.harmed, 0u);
 }
 

@@ -154,7 +154,7 @@ TEST(SupervisorKilled, AtRandomMomentsTheProgramSurvivesAndResumeTakesOver) {
   std::vector<std::string> program = {exe, "8", "2"};
   std::mt19937 rng(15);
   SupervisorFigures f;
-  int rounds = static_cast<int>(scaled(12, 60));
+  int rounds = static_cast<int>(scaled(15, 60));
   for (int round = 0; round < rounds; ++round) {
     std::vector<std::string> args;
     if (round > 0) args.push_back("--resume");
@@ -266,7 +266,7 @@ TEST(CrashCycles, AThousandCrashesUnderCkptRunLeakNothing) {
   Supervisor sv(dir.path(),
                 {"--dir", store.string(), "--interval", "0.1", "--keep", std::to_string(keep),
                  "--min-uptime", "0", "--max-restarts", "1000000", "--", program_path("chain")});
-  const int cycles = static_cast<int>(scaled(120, 1000));
+  const int cycles = static_cast<int>(scaled(150, 1000));
   std::mt19937 rng(1000);
   Usage warm, end;
   uintmax_t largest_generation = 0;

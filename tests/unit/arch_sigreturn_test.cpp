@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <fstream>
@@ -213,6 +214,53 @@ TEST(SelfRestore, ATraceeWhoseTracerDiesReturnsToItsContextAndMask) {
   kill(v, SIGKILL);
   waitpid(v, &st, 0);
   EXPECT_TRUE(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL) << "the victim ended with " << st;
+  close(p[0]);
+  close(p[1]);
+}
+
+// A frame that would reach into a page the thread cannot touch (a guard page below a thread's
+// stack) is not written there, although /proc/PID/mem could: rt_sigreturn reads it as the thread.
+TEST(SelfRestore, NoFrameGoesWhereTheThreadCannotRead) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  pid_t v = fork();
+  if (v == 0) {
+    auto* two = static_cast<uint8_t*>(
+        mmap(nullptr, 8192, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+    mprotect(two, 4096, PROT_NONE);
+    uint64_t upper = reinterpret_cast<uint64_t>(two) + 4096;
+    (void)!write(p[1], &upper, sizeof upper);
+    for (;;) pause();
+  }
+  uint64_t upper = 0;
+  ASSERT_EQ(read(p[0], &upper, sizeof upper), static_cast<ssize_t>(sizeof upper));
+  auto t = ptrace::Tracee::seize(v, PTRACE_O_TRACESYSGOOD);
+  ASSERT_TRUE(t.ok());
+  ASSERT_TRUE(t->interrupt().ok());
+  auto maps = proc::read_maps(v);
+  ASSERT_TRUE(maps.ok());
+  std::vector<ptrace::CodeRange> code;
+  for (auto& m : *maps)
+    if ((m.prot & PROT_EXEC) || m.kind == proc::MapKind::vdso)
+      code.push_back({m.start, m.end, m.kind == proc::MapKind::vdso, false});
+  auto sr = ptrace::find_self_restore(*t, code, upper + 512);  // 512 bytes above the guard page
+  ASSERT_TRUE(sr.has_value());
+  {
+    auto rs = ptrace::RemoteSyscalls::start(*t, sr->syscall_then_ret, sr);
+    ASSERT_TRUE(rs.ok()) << rs.error().message;
+    EXPECT_FALSE(rs->self_restoring()) << "a frame went below " << std::hex << upper;
+    auto pid = rs->call("getpid", SYS_getpid);
+    ASSERT_TRUE(pid.ok()) << pid.error().message;
+    EXPECT_EQ(*pid, v);
+    EXPECT_TRUE(rs->finish().ok());
+  }
+  std::vector<uint8_t> guard(4096, 1);
+  ASSERT_TRUE(t->read_memory(upper - 4096, guard.data(), guard.size()).ok());
+  EXPECT_EQ(std::count(guard.begin(), guard.end(), 0), 4096) << "the guard page was written";
+  ASSERT_TRUE(t->detach().ok());
+  kill(v, SIGKILL);
+  int st = 0;
+  waitpid(v, &st, 0);
   close(p[0]);
   close(p[1]);
 }
