@@ -176,7 +176,11 @@ Status RemoteSyscalls::arm_self_restore(const SelfRestore& sr, const Regs& stopp
   // page below a thread's stack is writable through /proc/PID/mem, not by the thread).
   std::vector<uint8_t> old(frame->bytes.size());
   Status st = t_->read_memory(frame->addr, old.data(), old.size(), false);
-  if (st.ok()) st = t_->write_memory(frame->addr, frame->bytes.data(), frame->bytes.size(), false);
+  if (st.ok()) {
+    st = t_->write_memory(frame->addr, frame->bytes.data(), frame->bytes.size(), false);
+    // A write that stopped halfway: put back what it changed.
+    if (!st.ok()) (void)t_->write_memory(frame->addr, old.data(), old.size(), false);
+  }
   if (!st.ok()) {
     log::info("ptrace",
               "tid {}: cannot write an rt_sigreturn frame below its stack ({}); "

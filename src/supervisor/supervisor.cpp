@@ -75,6 +75,7 @@ class Supervisor {
   void end_leftovers();
   void began(const Origin& origin, pid_t pid);
   void checkpoint(bool requested);
+  void apply_retention();
   std::optional<int> handle_signals();
   std::optional<int> reap();
   std::optional<int> child_ended(const ExitStatus& st);
@@ -209,8 +210,7 @@ Result<std::string> Supervisor::checkpoint_to_adopt(pid_t pid) {
   state_.last_checkpoint_unix_ns = unix_now_ns();
   state_.last_checkpoint_bytes = r.generation.total_bytes;
   state_.last_frozen_ms = ms(r.frozen);
-  if (auto kept = store_.apply_retention({.keep = opts_.keep}); !kept.ok())
-    say(fmt::format("removing old generations: {}", kept.error().message));
+  apply_retention();
   // Orphans are reaped by init, not by us: their PIDs are free only once it has done so.
   if (Status gone = wait_gone(tree, std::chrono::seconds(30)); !gone.ok())
     log::warn("supervisor", "{}", gone.error().message);
@@ -310,9 +310,16 @@ void Supervisor::checkpoint(bool requested) {
        requested ? " (requested)" : "");
   answer(true, fmt::format("checkpoint {}: {}, frozen {:.1f} ms", g.id, human_bytes(g.total_bytes),
                            ms(r->frozen)));
-  auto kept = store_.apply_retention({.keep = opts_.keep});
-  if (!kept.ok()) say(fmt::format("removing old generations: {}", kept.error().message));
+  apply_retention();
   save_state();
+}
+
+void Supervisor::apply_retention() {
+  auto kept = store_.apply_retention({.keep = opts_.keep});
+  if (!kept.ok())
+    say(fmt::format("removing old generations: {}", kept.error().message));
+  else
+    policy_.forget(kept->removed);
 }
 
 std::optional<int> Supervisor::child_ended(const ExitStatus& st) {
