@@ -159,21 +159,32 @@ Answer answers_of(const std::string& out, pid_t pid) {
       return ::testing::AssertionFailure() << "pid " << pid << " is gone\n" << p.output();
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (pid_t pid : pids) {
-    Answer a;
-    while ((a = answers_of(p.out(), pid)).lines <= before[pid]) {
+    for (;;) {
+      Answer a;
+      while ((a = answers_of(p.out(), pid)).lines <= before[pid]) {
+        if (std::chrono::steady_clock::now() > deadline)
+          return ::testing::AssertionFailure()
+                 << "pid " << pid << " did not answer its check (state "
+                 << status_field(pid, "State") << ", blocked " << status_field(pid, "SigBlk")
+                 << ")\n"
+                 << p.output();
+        sleep_for(5ms);
+      }
+      if (a.failed) return ::testing::AssertionFailure() << a.last << "\n" << p.output();
+      if (!progress.count(pid) || a.progress > progress[pid]) {
+        progress[pid] = a.progress;
+        break;
+      }
+      // Its slowest thread has not made a round since the last check: ask again for a while.
       if (std::chrono::steady_clock::now() > deadline)
         return ::testing::AssertionFailure()
-               << "pid " << pid << " did not answer its check (state " << status_field(pid, "State")
-               << ", blocked " << status_field(pid, "SigBlk") << ")\n"
+               << "pid " << pid << ": a thread is stuck (its slowest made " << a.progress
+               << " rounds, as at the check before)\n"
                << p.output();
-      sleep_for(5ms);
+      before[pid] = a.lines;
+      sleep_for(20ms);
+      ::kill(pid, SIGUSR1);
     }
-    if (a.failed) return ::testing::AssertionFailure() << a.last << "\n" << p.output();
-    if (progress.count(pid) && a.progress <= progress[pid])
-      return ::testing::AssertionFailure()
-             << "pid " << pid << ": its threads made no progress (" << a.progress << " rounds, "
-             << progress[pid] << " before)";
-    progress[pid] = a.progress;
   }
   return ::testing::AssertionSuccess();
 }

@@ -41,8 +41,9 @@ std::string summarize_kinds(const std::vector<std::string>& names, const std::ve
 ::testing::AssertionResult untraced_and_running(pid_t pid, std::chrono::milliseconds timeout = 5s);
 
 // Asks every process in `pids` (fault_target) to check itself (SIGUSR1) and waits for each one's
-// answer in `out`: it must say ok, and its threads must have made progress since the last check
-// (`progress`, updated). Fails naming the process that failed, or did not answer.
+// answer in `out`: it must say ok, and every one of its threads must have made progress since
+// the last check (`progress`, updated; asked again until `timeout`). Fails naming the process
+// that failed, did not answer, or has a thread that is stuck.
 ::testing::AssertionResult self_checks(const TestProcess& p, const std::vector<pid_t>& pids,
                                        std::map<pid_t, long>& progress,
                                        std::chrono::milliseconds timeout = 10s);

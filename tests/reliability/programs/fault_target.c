@@ -13,7 +13,7 @@
 //   UP PID                          once a child is set up
 //   READY                           once the root and all its children are set up
 //   SIGUSR1 -> CHECK PID N ok P     memory, registers and masks all right; P counts the rounds
-//              FAIL PID WHAT        its threads made so far (it must grow: they are not stopped)
+//              FAIL PID WHAT        of its slowest thread (it grows only if no thread is stuck)
 //   SIGUSR2 -> the root passes it to its children, checks itself, waits for them and prints PASS
 //              (exit 0) if every process of the tree was intact, else FAIL lines (exit 1).
 #include <signal.h>
@@ -38,7 +38,8 @@ struct hold {
 
 static int has_avx;
 static volatile sig_atomic_t check_requested;
-static atomic_long progress;
+static atomic_long rounds[kMaxThreads + 1];  // per thread, [0] the main thread
+static int thread_count;
 static atomic_int failures;
 static char first_failure[256];
 static atomic_flag failure_taken = ATOMIC_FLAG_INIT;
@@ -142,7 +143,7 @@ static void round_and_check(struct hold* h, uint64_t id, const sigset_t* mask) {
     if (sigismember(&now, sig) != sigismember(mask, sig))
       fail("thread %lu: signal %d is %s", (unsigned long)id, sig,
            sigismember(&now, sig) ? "blocked" : "no longer blocked");
-  atomic_fetch_add(&progress, 1);
+  atomic_fetch_add(&rounds[id], 1);
 }
 
 // Thread k blocks SIGUSR1, SIGUSR2 (the main thread takes them) and a signal of its own.
@@ -192,11 +193,19 @@ static void on_usr1(int sig) {
   check_requested = 1;
 }
 
+// The rounds of the thread that made the fewest: it grows only if every thread moves on.
+static long slowest(void) {
+  long least = atomic_load(&rounds[0]);
+  for (int k = 1; k <= thread_count; ++k)
+    if (atomic_load(&rounds[k]) < least) least = atomic_load(&rounds[k]);
+  return least;
+}
+
 // Checks and reports; returns whether everything was intact.
 static int report(long n) {
   check_memory();
   if (atomic_load(&failures) == 0) {
-    e2e_say("CHECK %d %ld ok %ld", getpid(), n, atomic_load(&progress));
+    e2e_say("CHECK %d %ld ok %ld", getpid(), n, slowest());
     return 1;
   }
   e2e_say("FAIL %d %s (%d failures)", getpid(), first_failure, atomic_load(&failures));
@@ -206,6 +215,7 @@ static int report(long n) {
 // The main thread holds registers too, sleeping 5 ms a round, until SIGUSR2.
 static int serve(int threads) {
   pthread_t t[kMaxThreads];
+  thread_count = threads;
   for (int k = 0; k < threads; ++k) e2e_thread(&t[k], worker, (void*)(long)k);
   sigset_t mask;
   pthread_sigmask(SIG_BLOCK, NULL, &mask);
