@@ -313,7 +313,8 @@ TEST(CrashCycles, AThousandCrashesUnderCkptRunLeakNothing) {
   size_t late_fresh = count_of(err.substr(first_checkpoint), "recovered from a fresh start");
   EXPECT_TRUE(late_fresh == 0 || pid_taken > 0) << err;
   EXPECT_LE(end.fds, warm.fds) << describe(warm) << " -> " << describe(end);
-  EXPECT_LE(end.rss_kb, warm.rss_kb + 1024) << describe(warm) << " -> " << describe(end);
+  // 128 KiB: before the crash policy forgot removed generations it grew ~1.2 KiB a cycle here.
+  EXPECT_LE(end.rss_kb, warm.rss_kb + 128) << describe(warm) << " -> " << describe(end);
   EXPECT_EQ(end.zombies, 0u) << describe(end);
   EXPECT_LE(end.generations, static_cast<size_t>(keep) + 1) << describe(end);
   EXPECT_LE(end.store_bytes, (keep + 1) * largest_generation + (64 << 10)) << describe(end);
