@@ -94,17 +94,21 @@ std::optional<uint64_t> scan(const Tracee& t, const CodeRange& r, Find find, siz
   return std::nullopt;
 }
 
-bool uses_shadow_stack(pid_t tid) {
-  std::ifstream status(fmt::format("/proc/{}/status", tid));
+// Read under /proc/PID/task/TID, not /proc/TID: a /proc/TID dentry makes the kernel's flush of it
+// at the thread's exit slower, and the kernel (6.14+) frees a dead thread's TID only after telling
+// the parent the process ended, so a restore right after that met "File exists" more often.
+bool uses_shadow_stack(pid_t pid, pid_t tid) {
+  std::ifstream status(fmt::format("/proc/{}/task/{}/status", pid, tid));
   std::string line;
   while (std::getline(status, line))
     if (line.starts_with("x86_Thread_features:")) return line.find("shstk") != std::string::npos;
   return false;
 }
 
-std::optional<SelfRestore> find_self_restore(const Tracee& t, const std::vector<CodeRange>& code,
+std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
+                                             const std::vector<CodeRange>& code,
                                              uint64_t frame_top) {
-  if (uses_shadow_stack(t.tid())) {
+  if (uses_shadow_stack(pid, t.tid())) {
     log::info("ptrace", "tid {}: shadow stack enabled, injecting without an rt_sigreturn frame",
               t.tid());
     return std::nullopt;

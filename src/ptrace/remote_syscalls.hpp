@@ -56,10 +56,11 @@ struct CodeRange {
   bool preferred = false;  // looked at first for rt_sigreturn (the C library)
 };
 
-// The gadgets for a SelfRestore of thread `t` with its frame below `frame_top`, or nullopt (the
-// log says why) when the process lacks one of them or the thread uses a shadow stack, whose
-// check a `ret` to the gadget would fail.
-std::optional<SelfRestore> find_self_restore(const Tracee& t, const std::vector<CodeRange>& code,
+// The gadgets for a SelfRestore of thread `t` of process `pid` with its frame below `frame_top`,
+// or nullopt (the log says why) when the process lacks one of them or the thread uses a shadow
+// stack, whose check a `ret` to the gadget would fail.
+std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
+                                             const std::vector<CodeRange>& code,
                                              uint64_t frame_top);
 
 class RemoteSyscalls {

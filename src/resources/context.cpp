@@ -87,7 +87,7 @@ Status DumpContext::with_remote(
   std::vector<char> saved(size);
   CKPT_TRY(read_remote(t.tid(), addr, saved.data(), size));
   // So that the thread goes back to where it was by itself if the dumper dies meanwhile.
-  auto self_restore = ptrace::find_self_restore(t, code_ranges(maps), addr);
+  auto self_restore = ptrace::find_self_restore(t, pid, code_ranges(maps), addr);
   Status result;
   {
     CKPT_TRY_ASSIGN(ptrace::RemoteSyscalls remote,

@@ -175,7 +175,7 @@ std::string status_line(pid_t pid, const std::string& key) {
     if ((m.prot & PROT_EXEC) || m.kind == proc::MapKind::vdso)
       code.push_back({m.start, m.end, m.kind == proc::MapKind::vdso,
                       m.path.find("libc.so") != std::string::npos});
-  auto sr = ptrace::find_self_restore(*t, code, regs->rsp - 256);
+  auto sr = ptrace::find_self_restore(*t, victim_pid, code, regs->rsp - 256);
   if (!sr) _exit(4);
   auto rs = ptrace::RemoteSyscalls::start(*t, 0, sr);
   if (!rs.ok() || !rs->self_restoring()) _exit(5);
@@ -244,7 +244,7 @@ TEST(SelfRestore, NoFrameGoesWhereTheThreadCannotRead) {
   for (auto& m : *maps)
     if ((m.prot & PROT_EXEC) || m.kind == proc::MapKind::vdso)
       code.push_back({m.start, m.end, m.kind == proc::MapKind::vdso, false});
-  auto sr = ptrace::find_self_restore(*t, code, upper + 512);  // 512 bytes above the guard page
+  auto sr = ptrace::find_self_restore(*t, v, code, upper + 512);  // 512 bytes above the guard page
   ASSERT_TRUE(sr.has_value());
   {
     auto rs = ptrace::RemoteSyscalls::start(*t, sr->syscall_then_ret, sr);
