@@ -211,11 +211,14 @@ void add_run(CLI::App& app, int* exit_code) {
       ->default_val(100)
       ->check(CLI::Range(0, 1000000000));
   cmd->add_flag("-q,--quiet", a->quiet, "No line per checkpoint, crash and recovery");
-  cmd->add_flag("--resume", a->resume, "Start from the store's newest valid generation, if any");
+  cmd->add_flag("--resume", a->resume,
+                "Go on with the run in --dir: take over its program if it still runs (its "
+                "supervisor died), else start from the newest valid generation; PROGRAM may then "
+                "be left out");
   cmd->add_flag("--accept-changed-files", a->accept_changed_files,
                 "Recover even if the program's open files changed size since the checkpoint");
   cmd->add_flag("--compress", a->compress, "Compress checkpoints with zstd");
-  cmd->add_option("program", a->program, "PROGRAM ARGS... (after --)")->required();
+  cmd->add_option("program", a->program, "PROGRAM ARGS... (after --)");
   cmd->footer(
       "Checkpoint now: 'ckpt checkpoint DIR|PID' or 'kill -USR1 PID'. State: 'ckpt status "
       "DIR|PID'.\n"

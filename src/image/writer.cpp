@@ -9,6 +9,7 @@
 
 #include "ckpt/version.hpp"
 #include "common/checksum.hpp"
+#include "common/fault_point.hpp"
 #include "common/fs_util.hpp"
 #include "image/format.hpp"
 #include "image/store_internal.hpp"
@@ -158,6 +159,9 @@ Status SectionWriterImpl::compress(std::span<const std::byte> data, ZSTD_EndDire
 }
 
 Status SectionWriterImpl::write(std::span<const std::byte> data) {
+  // A dump streams process memory through here buffer by buffer: "mid-memory-read" for the
+  // fault-injection tests.
+  fault::point("during", "section write");
   if (finished_) return errorf("section '{}': write after finish", meta_.name);
   meta_.raw_size += data.size();
   if (meta_.compression == Compression::zstd) return compress(data, ZSTD_e_continue);

@@ -4,9 +4,14 @@
 #include <sys/syscall.h>
 #include <time.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <string>
 
+#include "arch/x86_64/sigreturn.hpp"
+#include "common/fault_point.hpp"
 #include "common/log.hpp"
 
 namespace ckpt::ptrace {
@@ -72,16 +77,127 @@ Regs regs_for_restart(const Regs& r, bool restart_block_ok) {
   return out;
 }
 
-Result<RemoteSyscalls> RemoteSyscalls::start(Tracee& t, uint64_t syscall_insn) {
+// Scans `r` in chunks (overlapping by the longest gadget) for `find`; the address of the first
+// hit. Stops after `budget` bytes in all, which the caller shares between ranges.
+template <typename Find>
+std::optional<uint64_t> scan(const Tracee& t, const CodeRange& r, Find find, size_t& budget) {
+  constexpr size_t kChunk = 64 << 10;
+  std::vector<uint8_t> buf(kChunk);
+  for (uint64_t at = r.start; at < r.end && budget > 0;) {
+    size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, r.end - at));
+    if (!t.read_memory(at, buf.data(), n).ok()) return std::nullopt;
+    if (auto off = find(std::span<const uint8_t>(buf.data(), n))) return at + *off;
+    budget -= std::min(budget, n);
+    if (at + n >= r.end) break;
+    at += n - arch::x86_64::kMaxGadgetLength;
+  }
+  return std::nullopt;
+}
+
+// Read under /proc/PID/task/TID, not /proc/TID: a /proc/TID dentry makes the kernel's flush of it
+// at the thread's exit slower, and the kernel (6.14+) frees a dead thread's TID only after telling
+// the parent the process ended, so a restore right after that met "File exists" more often.
+bool uses_shadow_stack(pid_t pid, pid_t tid) {
+  std::ifstream status(fmt::format("/proc/{}/task/{}/status", pid, tid));
+  std::string line;
+  while (std::getline(status, line))
+    if (line.starts_with("x86_Thread_features:")) return line.find("shstk") != std::string::npos;
+  return false;
+}
+
+std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
+                                             const std::vector<CodeRange>& code,
+                                             uint64_t frame_top) {
+  if (uses_shadow_stack(pid, t.tid())) {
+    log::info("ptrace", "tid {}: shadow stack enabled, injecting without an rt_sigreturn frame",
+              t.tid());
+    return std::nullopt;
+  }
+  // Enough for any C library's text; a process without the gadget is not scanned whole each time.
+  size_t budget = 16 << 20;
+  SelfRestore sr;
+  sr.frame_top = frame_top;
+  for (auto& r : code)
+    if (r.vdso && !sr.syscall_then_ret)
+      sr.syscall_then_ret = scan(t, r, arch::x86_64::find_syscall_then_ret, budget).value_or(0);
+  for (bool preferred : {true, false})
+    for (auto& r : code)
+      if (r.preferred == preferred && !sr.rt_sigreturn)
+        sr.rt_sigreturn = scan(t, r, arch::x86_64::find_rt_sigreturn, budget).value_or(0);
+  if (!sr.syscall_then_ret || !sr.rt_sigreturn) {
+    log::info("ptrace", "tid {}: no {} found in its code, injecting without an rt_sigreturn frame",
+              t.tid(),
+              sr.syscall_then_ret ? "rt_sigreturn gadget" : "`syscall; ...; ret` in the vdso");
+    return std::nullopt;
+  }
+  return sr;
+}
+
+Result<RemoteSyscalls> RemoteSyscalls::start(Tracee& t, uint64_t syscall_insn,
+                                             std::optional<SelfRestore> self_restore) {
   CKPT_TRY_ASSIGN(Regs regs, t.regs());
   CKPT_TRY_ASSIGN(uint64_t mask, t.signal_mask());
+  RemoteSyscalls rs(t, syscall_insn, regs_for_restart(regs, true), mask);
+  // From here on the destructor puts back whatever has been changed.
+  if (self_restore) CKPT_TRY(rs.arm_self_restore(*self_restore, regs));
   CKPT_TRY(t.set_signal_mask(~uint64_t{0}));
-  return RemoteSyscalls(t, syscall_insn, regs_for_restart(regs, true), mask);
+  return rs;
 }
 
 RemoteSyscalls::RemoteSyscalls(RemoteSyscalls&& o) noexcept
-    : t_(o.t_), insn_(o.insn_), saved_(o.saved_), saved_mask_(o.saved_mask_), done_(o.done_) {
+    : t_(o.t_),
+      insn_(o.insn_),
+      saved_(o.saved_),
+      saved_mask_(o.saved_mask_),
+      done_(o.done_),
+      frame_addr_(o.frame_addr_),
+      frame_old_(std::move(o.frame_old_)) {
   o.done_ = true;
+}
+
+Regs RemoteSyscalls::call_base() const {
+  Regs r = saved_;
+  if (frame_addr_ != 0) r.rsp = frame_addr_;
+  r.orig_rax = static_cast<uint64_t>(-1);
+  return r;
+}
+
+// Writes the frame, then parks the thread just after the `syscall` of the gadget: from that
+// instant a vanished tracer means `ret` into rt_sigreturn. A frame that cannot be made leaves the
+// calls to go on as before, which the log tells.
+Status RemoteSyscalls::arm_self_restore(const SelfRestore& sr, const Regs& stopped) {
+  CKPT_TRY_ASSIGN(auto xstate, t_->xstate());
+  // rt_sigreturn resets the thread's restart block: an interrupted sleep must be repeated with
+  // what it had left, as after a restore.
+  auto frame = arch::x86_64::build_sigreturn_frame(regs_for_restart(stopped, false), saved_mask_,
+                                                   xstate, sr.frame_top, sr.rt_sigreturn);
+  if (!frame.ok()) {
+    log::info("ptrace", "tid {}: no rt_sigreturn frame ({}); injecting without one", t_->tid(),
+              frame.error().message);
+    return {};
+  }
+  // Only where the thread itself can read: rt_sigreturn reads the frame as the thread (a guard
+  // page below a thread's stack is writable through /proc/PID/mem, not by the thread).
+  std::vector<uint8_t> old(frame->bytes.size());
+  Status st = t_->read_memory(frame->addr, old.data(), old.size(), false);
+  if (st.ok()) {
+    st = t_->write_memory(frame->addr, frame->bytes.data(), frame->bytes.size(), false);
+    // A write that stopped halfway: put back what it changed.
+    if (!st.ok()) (void)t_->write_memory(frame->addr, old.data(), old.size(), false);
+  }
+  if (!st.ok()) {
+    log::info("ptrace",
+              "tid {}: cannot write an rt_sigreturn frame below its stack ({}); "
+              "injecting without one",
+              t_->tid(), st.error().message);
+    return {};
+  }
+  frame_addr_ = frame->addr;
+  frame_old_ = std::move(old);
+  insn_ = sr.syscall_then_ret;
+  Regs parked = call_base();
+  parked.rip = insn_ + kSyscallInsnLen;
+  return t_->set_regs(parked);
 }
 
 RemoteSyscalls::~RemoteSyscalls() {
@@ -99,8 +215,16 @@ void RemoteSyscalls::set_final(const Regs& r, uint64_t mask) {
 Status RemoteSyscalls::finish() {
   if (done_) return {};
   done_ = true;
+  if (frame_addr_ == 0) {
+    CKPT_TRY(t_->set_regs(saved_));
+    return t_->set_signal_mask(saved_mask_);
+  }
+  // While the registers still lead to the frame, a vanished tracer means rt_sigreturn, which sets
+  // this same mask: the mask first, then the registers, and the borrowed memory only once nothing
+  // leads there any more.
+  CKPT_TRY(t_->set_signal_mask(saved_mask_));
   CKPT_TRY(t_->set_regs(saved_));
-  return t_->set_signal_mask(saved_mask_);
+  return t_->write_memory(frame_addr_, frame_old_.data(), frame_old_.size());
 }
 
 Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
@@ -109,10 +233,10 @@ Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
     CKPT_TRY_ASSIGN(StopInfo stop, t_->wait_stop());
     log::debug("ptrace", "tid {}: stop {:#x}", t_->tid(), stop.status);
     if (stop.exited()) {
+      pid_t tid = t_->tid();  // release() forgets it
       done_ = true;
       t_->release();
-      return errorf("tid {} died during an injected system call (status {:#x})", t_->tid(),
-                    stop.status);
+      return errorf("tid {} died during an injected system call (status {:#x})", tid, stop.status);
     }
     if (stop.syscall_stop()) return stop;
     int sig = stop.stop_signal();
@@ -132,10 +256,9 @@ Result<long> RemoteSyscalls::call_raw(long nr, std::array<uint64_t, 6> args) {
   log::debug("ptrace", "tid {}: syscall {}({:#x}, {:#x}, {:#x}, {:#x}, {:#x}, {:#x})", t_->tid(),
              nr, args[0], args[1], args[2], args[3], args[4], args[5]);
   if (done_) return errorf("tid {}: injected syscall after finish", t_->tid());
-  Regs r = saved_;
+  Regs r = call_base();
   r.rip = insn_;
   r.rax = static_cast<uint64_t>(nr);
-  r.orig_rax = static_cast<uint64_t>(-1);
   r.rdi = args[0];
   r.rsi = args[1];
   r.rdx = args[2];
@@ -144,6 +267,7 @@ Result<long> RemoteSyscalls::call_raw(long nr, std::array<uint64_t, 6> args) {
   r.r9 = args[5];
   CKPT_TRY(t_->set_regs(r));
   CKPT_TRY_ASSIGN(StopInfo entry_stop, run_to_syscall_stop());
+  fault::point("inside", "injected syscall");
   CKPT_TRY_ASSIGN(StopInfo exit_stop, run_to_syscall_stop());
   (void)entry_stop;
   (void)exit_stop;

@@ -9,13 +9,24 @@
 // make the restart explicit (rip back over the syscall instruction, rax = the call number).
 //
 // Calls go through an existing `syscall` instruction in the tracee (its vdso, or the restorer's
-// trampoline page), so nothing in its memory is written. All signals are blocked while calls run
+// trampoline page), so nothing in its code is written. All signals are blocked while calls run
 // so that none is delivered (or lost) in between.
+//
+// With a SelfRestore (the dump side), the thread never depends on us to get back: before anything
+// changes, an rt_sigreturn frame holding its registers, signal mask and FPU state is written
+// below its stack (arch/x86_64/sigreturn.hpp), and from then on its registers always lead there:
+// between calls they sit after a `syscall` whose `ret` pops the address of an rt_sigreturn
+// gadget, and each call is made through that same `syscall`. If the tracer dies at any moment,
+// the kernel lets the thread go, the call (if any) completes, and rt_sigreturn puts everything
+// back. The order of the steps leaves no window: registers to that safe state before the signals
+// are blocked, the mask back before the registers, the frame's memory put back last.
 #include <sys/types.h>
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <span>
+#include <vector>
 
 #include "common/result.hpp"
 #include "ptrace/tracee.hpp"
@@ -30,10 +41,36 @@ Regs regs_for_restart(const Regs& r, bool restart_block_ok);
 // Whether rax holds one of the kernel's internal -ERESTART* codes after a stop in a syscall.
 bool is_interrupted_syscall(const Regs& r);
 
+// What lets a thread return to its saved context by itself if its tracer dies (see above).
+struct SelfRestore {
+  uint64_t syscall_then_ret = 0;  // a `syscall` followed by a plain path to `ret`
+  uint64_t rt_sigreturn = 0;      // `mov $15, %eax; syscall`
+  uint64_t frame_top = 0;  // the frame goes below this address: past the red zone and any scratch
+};
+
+// Executable memory of the tracee to look for the SelfRestore gadgets in.
+struct CodeRange {
+  uint64_t start = 0;
+  uint64_t end = 0;
+  bool vdso = false;       // where the `syscall ... ret` is looked for
+  bool preferred = false;  // looked at first for rt_sigreturn (the C library)
+};
+
+// The gadgets for a SelfRestore of thread `t` of process `pid` with its frame below `frame_top`,
+// or nullopt (the log says why) when the process lacks one of them or the thread uses a shadow
+// stack, whose check a `ret` to the gadget would fail.
+std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
+                                             const std::vector<CodeRange>& code,
+                                             uint64_t frame_top);
+
 class RemoteSyscalls {
  public:
   // `syscall_insn` is the address of a `syscall` (0f 05) instruction executable in the tracee.
-  static Result<RemoteSyscalls> start(Tracee& t, uint64_t syscall_insn);
+  // With `self_restore`, calls go through its `syscall_then_ret` instead; if the frame cannot be
+  // built (an XSAVE area it does not understand, a stack it cannot write) the calls go on without
+  // it, as without `self_restore`, and the log says why.
+  static Result<RemoteSyscalls> start(Tracee& t, uint64_t syscall_insn,
+                                      std::optional<SelfRestore> self_restore = std::nullopt);
   RemoteSyscalls(RemoteSyscalls&& o) noexcept;
   RemoteSyscalls(const RemoteSyscalls&) = delete;
   RemoteSyscalls& operator=(const RemoteSyscalls&) = delete;
@@ -47,8 +84,11 @@ class RemoteSyscalls {
 
   // The registers the thread will get back.
   const Regs& saved_regs() const { return saved_; }
-  // Replace what the destructor restores (restore sets the final registers this way).
+  // Replace what the destructor restores (restore sets the final registers this way). A frame
+  // written by a SelfRestore keeps the state of start(): this is for the restore side.
   void set_final(const Regs& r, uint64_t mask);
+  // Whether a tracer dying now would leave the thread to return by itself (a frame is in place).
+  bool self_restoring() const { return frame_addr_ != 0; }
   // Gives up without restoring anything (the tracee has been killed).
   void abandon() { done_ = true; }
   // Puts the saved state back now; later calls are not allowed.
@@ -60,12 +100,17 @@ class RemoteSyscalls {
   RemoteSyscalls(Tracee& t, uint64_t insn, Regs saved, uint64_t mask)
       : t_(&t), insn_(insn), saved_(saved), saved_mask_(mask) {}
   Result<StopInfo> run_to_syscall_stop();
+  Status arm_self_restore(const SelfRestore& sr, const Regs& stopped);
+  // The registers every call starts from: the saved ones, or, with a frame, the parked ones.
+  Regs call_base() const;
 
   Tracee* t_ = nullptr;
   uint64_t insn_ = 0;
   Regs saved_{};
   uint64_t saved_mask_ = 0;
   bool done_ = false;
+  uint64_t frame_addr_ = 0;         // where the rt_sigreturn frame is, 0 without one
+  std::vector<uint8_t> frame_old_;  // what the frame covers, put back by finish()
 };
 
 }  // namespace ckpt::ptrace

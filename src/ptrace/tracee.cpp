@@ -1,6 +1,7 @@
 #include "ptrace/tracee.hpp"
 
 #include <elf.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/uio.h>
@@ -9,7 +10,42 @@
 
 #include <utility>
 
+#include "common/fault_point.hpp"
+#include "common/scoped_fd.hpp"
+
 namespace ckpt::ptrace {
+namespace {
+
+// Every ptrace request goes through here, so that the fault-injection tests can kill ckpt just
+// before and just after each one (common/fault_point.hpp).
+long request(__ptrace_request req, const char* name, pid_t tid, void* addr, void* data) {
+  fault::point("before", name);
+  long r = ::ptrace(req, tid, addr, data);
+  fault::point("after", name);
+  return r;
+}
+
+// /proc/PID/mem reaches pages process_vm_* cannot (no read or write permission for the thread).
+Status mem_file_io(pid_t tid, uint64_t addr, void* buf, size_t len, bool write) {
+  std::string path = fmt::format("/proc/{}/mem", tid);
+  int fd = ::open(path.c_str(), (write ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return sys_error(fmt::format("open {}", path));
+  ScopedFd owner(fd);
+  auto* p = static_cast<char*>(buf);
+  while (len > 0) {
+    ssize_t n = write ? ::pwrite(fd, p, len, static_cast<off_t>(addr))
+                      : ::pread(fd, p, len, static_cast<off_t>(addr));
+    if (n <= 0)
+      return sys_error(n == 0 ? EIO : errno,
+                       fmt::format("{} {:#x} in tid {}", write ? "write" : "read", addr, tid));
+    p += n;
+    addr += static_cast<uint64_t>(n);
+    len -= static_cast<size_t>(n);
+  }
+  return {};
+}
+
+}  // namespace
 
 bool StopInfo::exited() const {
   return WIFEXITED(status) || WIFSIGNALED(status);
@@ -25,7 +61,7 @@ bool StopInfo::syscall_stop() const {
 }
 
 Result<Tracee> Tracee::seize(pid_t tid, unsigned long options) {
-  if (::ptrace(PTRACE_SEIZE, tid, nullptr, options) < 0)
+  if (request(PTRACE_SEIZE, "PTRACE_SEIZE", tid, nullptr, reinterpret_cast<void*>(options)) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_SEIZE) tid {}", tid));
   return Tracee(tid, options);
 }
@@ -47,7 +83,8 @@ Tracee& Tracee::operator=(Tracee&& o) noexcept {
 }
 
 Status Tracee::set_options(unsigned long options) {
-  if (::ptrace(PTRACE_SETOPTIONS, tid_, nullptr, options) < 0)
+  if (request(PTRACE_SETOPTIONS, "PTRACE_SETOPTIONS", tid_, nullptr,
+              reinterpret_cast<void*>(options)) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_SETOPTIONS, {:#x}) tid {}", options, tid_));
   options_ = options;
   return {};
@@ -60,7 +97,7 @@ Tracee::~Tracee() {
 Status Tracee::detach() {
   if (tid_ == 0) return {};
   pid_t tid = std::exchange(tid_, 0);
-  if (::ptrace(PTRACE_DETACH, tid, nullptr, nullptr) < 0 && errno != ESRCH)
+  if (request(PTRACE_DETACH, "PTRACE_DETACH", tid, nullptr, nullptr) < 0 && errno != ESRCH)
     return sys_error(fmt::format("ptrace(PTRACE_DETACH) tid {}", tid));
   return {};
 }
@@ -98,7 +135,7 @@ Status Tracee::wait_for_any_event() {
 }
 
 Status Tracee::interrupt() {
-  if (::ptrace(PTRACE_INTERRUPT, tid_, nullptr, nullptr) < 0)
+  if (request(PTRACE_INTERRUPT, "PTRACE_INTERRUPT", tid_, nullptr, nullptr) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_INTERRUPT) tid {}", tid_));
   CKPT_TRY_ASSIGN(StopInfo stop, wait_stop());
   if (stop.exited())
@@ -110,13 +147,13 @@ Status Tracee::interrupt() {
 }
 
 Status Tracee::resume_syscall() {
-  if (::ptrace(PTRACE_SYSCALL, tid_, nullptr, nullptr) < 0)
+  if (request(PTRACE_SYSCALL, "PTRACE_SYSCALL", tid_, nullptr, nullptr) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_SYSCALL) tid {}", tid_));
   return {};
 }
 
 Status Tracee::step() {
-  if (::ptrace(PTRACE_SINGLESTEP, tid_, nullptr, nullptr) < 0)
+  if (request(PTRACE_SINGLESTEP, "PTRACE_SINGLESTEP", tid_, nullptr, nullptr) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_SINGLESTEP) tid {}", tid_));
   CKPT_TRY_ASSIGN(StopInfo stop, wait_stop());
   if (stop.exited()) return errorf("tid {} ended while being stepped", tid_);
@@ -126,20 +163,20 @@ Status Tracee::step() {
 }
 
 Status Tracee::resume() {
-  if (::ptrace(PTRACE_CONT, tid_, nullptr, nullptr) < 0)
+  if (request(PTRACE_CONT, "PTRACE_CONT", tid_, nullptr, nullptr) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_CONT) tid {}", tid_));
   return {};
 }
 
 Result<Regs> Tracee::regs() const {
   Regs r;
-  if (::ptrace(PTRACE_GETREGS, tid_, nullptr, &r) < 0)
+  if (request(PTRACE_GETREGS, "PTRACE_GETREGS", tid_, nullptr, &r) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_GETREGS) tid {}", tid_));
   return r;
 }
 
 Status Tracee::set_regs(const Regs& r) {
-  if (::ptrace(PTRACE_SETREGS, tid_, nullptr, &r) < 0)
+  if (request(PTRACE_SETREGS, "PTRACE_SETREGS", tid_, nullptr, const_cast<Regs*>(&r)) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_SETREGS) tid {}", tid_));
   return {};
 }
@@ -148,7 +185,8 @@ Result<std::vector<uint8_t>> Tracee::xstate() const {
   // Large enough for every xsave layout of current CPUs (AMX needs ~11 KiB).
   std::vector<uint8_t> buf(16384);
   iovec iov{buf.data(), buf.size()};
-  if (::ptrace(PTRACE_GETREGSET, tid_, arch::kExtendedRegset, &iov) < 0)
+  if (request(PTRACE_GETREGSET, "PTRACE_GETREGSET", tid_,
+              reinterpret_cast<void*>(uintptr_t{arch::kExtendedRegset}), &iov) < 0)
     return sys_error(
         fmt::format("ptrace(PTRACE_GETREGSET, {}) tid {}", arch::kExtendedRegsetName, tid_));
   buf.resize(iov.iov_len);
@@ -158,7 +196,8 @@ Result<std::vector<uint8_t>> Tracee::xstate() const {
 Status Tracee::set_xstate(const std::vector<uint8_t>& data) {
   std::vector<uint8_t> copy = data;
   iovec iov{copy.data(), copy.size()};
-  if (::ptrace(PTRACE_SETREGSET, tid_, arch::kExtendedRegset, &iov) < 0)
+  if (request(PTRACE_SETREGSET, "PTRACE_SETREGSET", tid_,
+              reinterpret_cast<void*>(uintptr_t{arch::kExtendedRegset}), &iov) < 0)
     return sys_error(
         fmt::format("ptrace(PTRACE_SETREGSET, {}) tid {}", arch::kExtendedRegsetName, tid_));
   return {};
@@ -166,15 +205,37 @@ Status Tracee::set_xstate(const std::vector<uint8_t>& data) {
 
 Result<uint64_t> Tracee::signal_mask() const {
   uint64_t mask = 0;
-  if (::ptrace(PTRACE_GETSIGMASK, tid_, sizeof(mask), &mask) < 0)
+  if (request(PTRACE_GETSIGMASK, "PTRACE_GETSIGMASK", tid_, reinterpret_cast<void*>(sizeof(mask)),
+              &mask) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_GETSIGMASK) tid {}", tid_));
   return mask;
 }
 
 Status Tracee::set_signal_mask(uint64_t mask) {
-  if (::ptrace(PTRACE_SETSIGMASK, tid_, sizeof(mask), &mask) < 0)
+  if (request(PTRACE_SETSIGMASK, "PTRACE_SETSIGMASK", tid_, reinterpret_cast<void*>(sizeof(mask)),
+              &mask) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_SETSIGMASK) tid {}", tid_));
   return {};
+}
+
+Status Tracee::read_memory(uint64_t addr, void* buf, size_t len, bool forced) const {
+  iovec local{buf, len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  if (::process_vm_readv(tid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) return {};
+  if (!forced) return sys_error(fmt::format("process_vm_readv {:#x} in tid {}", addr, tid_));
+  return mem_file_io(tid_, addr, buf, len, false);
+}
+
+Status Tracee::write_memory(uint64_t addr, const void* buf, size_t len, bool forced) {
+  fault::point("before", "memory write");
+  iovec local{const_cast<void*>(buf), len};
+  iovec remote{reinterpret_cast<void*>(addr), len};
+  Status st;
+  if (::process_vm_writev(tid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
+    st = forced ? mem_file_io(tid_, addr, const_cast<void*>(buf), len, true)
+                : sys_error(fmt::format("process_vm_writev {:#x} in tid {}", addr, tid_));
+  fault::point("after", "memory write");
+  return st;
 }
 
 }  // namespace ckpt::ptrace

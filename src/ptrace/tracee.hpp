@@ -60,6 +60,10 @@ class Tracee {
   Status set_xstate(const std::vector<uint8_t>& data);
   Result<uint64_t> signal_mask() const;
   Status set_signal_mask(uint64_t mask);
+  // The thread's memory: process_vm_readv/writev, which see it as the thread does, then, with
+  // `forced`, /proc/TID/mem, which also reaches pages the thread may not read or write.
+  Status read_memory(uint64_t addr, void* buf, size_t len, bool forced = true) const;
+  Status write_memory(uint64_t addr, const void* buf, size_t len, bool forced = true);
 
   // Lets the thread run on and forgets it. Also done by the destructor.
   Status detach();

@@ -1,6 +1,7 @@
 #include "resources/context.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -28,6 +29,20 @@ Status mem_file_io(pid_t pid, uint64_t addr, void* buf, size_t len, bool write) 
     len -= static_cast<size_t>(n);
   }
   return {};
+}
+
+// Where the gadgets for a self-restoring injection are: the vdso, and every executable mapping,
+// the C library's first (its __restore_rt comes early in its text).
+std::vector<ptrace::CodeRange> code_ranges(const std::vector<proc::MapEntry>& maps) {
+  std::vector<ptrace::CodeRange> out;
+  for (const auto& m : maps) {
+    if (!(m.prot & PROT_EXEC) && m.kind != proc::MapKind::vdso) continue;
+    std::string name = m.path.substr(m.path.rfind('/') + 1);
+    bool libc =
+        name.starts_with("libc.so") || name.starts_with("libc-") || name.starts_with("ld-musl");
+    out.push_back({m.start, m.end, m.kind == proc::MapKind::vdso, libc});
+  }
+  return out;
 }
 
 }  // namespace
@@ -68,9 +83,12 @@ Status DumpContext::with_remote(
   uint64_t addr = (arch::sp(regs) - arch::kRedZone - size) & ~uint64_t{15};
   std::vector<char> saved(size);
   CKPT_TRY(read_remote(t.tid(), addr, saved.data(), size));
+  // So that the thread goes back to where it was by itself if the dumper dies meanwhile.
+  auto self_restore = ptrace::find_self_restore(t, pid, code_ranges(maps), addr);
   Status result;
   {
-    CKPT_TRY_ASSIGN(ptrace::RemoteSyscalls remote, ptrace::RemoteSyscalls::start(t, syscall_insn));
+    CKPT_TRY_ASSIGN(ptrace::RemoteSyscalls remote,
+                    ptrace::RemoteSyscalls::start(t, syscall_insn, self_restore));
     result = fn(remote, RemoteScratch{addr, size});
     Status fin = remote.finish();
     if (result.ok() && !fin.ok()) result = fin;

@@ -147,8 +147,30 @@ std::optional<Origin> CrashPolicy::next_origin(const std::vector<std::string>& a
 std::string CrashPolicy::report(std::string_view reason) const {
   std::string out(reason);
   out += "; history:";
+  if (history_dropped_ > 0) out += fmt::format("\n  ({} earlier events)", history_dropped_);
   for (auto& line : history_) out += "\n  " + line;
   return out;
+}
+
+void CrashPolicy::note(std::string line) {
+  if (history_.size() == kMaxHistory) {
+    history_.erase(history_.begin());
+    ++history_dropped_;
+  }
+  history_.push_back(std::move(line));
+}
+
+void CrashPolicy::forget(const std::vector<std::string>& removed) {
+  for (auto& g : removed) {
+    known_.erase(g);
+    dropped_.erase(g);
+    quick_crashes_.erase(g);
+    std::erase(life_generations_, g);
+  }
+}
+
+size_t CrashPolicy::remembered() const {
+  return known_.size() + dropped_.size() + quick_crashes_.size() + life_generations_.size();
 }
 
 void CrashPolicy::unusable(const std::string& generation, std::string_view reason) {

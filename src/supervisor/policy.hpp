@@ -93,16 +93,22 @@ class CrashPolicy {
   std::optional<Origin> next_origin(const std::vector<std::string>& available) const;
   // A generation could not be restored (corrupt, resources missing): never try it again.
   void unusable(const std::string& generation, std::string_view reason);
+  // Generations retention removed from the store: nothing about them is kept any more, so that a
+  // run that checkpoints every second for months does not grow with them.
+  void forget(const std::vector<std::string>& removed);
+  // How many generations the policy holds something about (bounded by the store's).
+  size_t remembered() const;
 
   int restarts() const { return restarts_; }
   // `reason` followed by the history, one indented line per event.
   std::string report(std::string_view reason) const;
-  // One line per event, oldest first.
+  // One line per event, oldest first; the newest kMaxHistory only.
   const std::vector<std::string>& history() const { return history_; }
+  static constexpr size_t kMaxHistory = 200;
 
  private:
   bool excluded(const std::string& generation) const;
-  void note(std::string line) { history_.push_back(std::move(line)); }
+  void note(std::string line);
 
   PolicyConfig cfg_;
   std::set<std::string> known_;                // generations of this run
@@ -114,6 +120,7 @@ class CrashPolicy {
   int lives_ = 0;
   int restarts_ = 0;
   std::vector<std::string> history_;
+  size_t history_dropped_ = 0;  // older events no longer in history_
 };
 
 }  // namespace ckpt::supervisor

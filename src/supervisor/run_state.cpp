@@ -23,6 +23,7 @@ json to_json(const RunState& s) {
               {"started_unix_ns", s.started_unix_ns},
               {"child_pid", s.child_pid},
               {"child_started_unix_ns", s.child_started_unix_ns},
+              {"child_start_ticks", s.child_start_ticks},
               {"child_origin", s.child_origin},
               {"restarts", s.restarts},
               {"last_crash", s.last_crash},
@@ -56,6 +57,7 @@ RunState from_json(const json& j) {
   get(j, "started_unix_ns", s.started_unix_ns);
   get(j, "child_pid", s.child_pid);
   get(j, "child_started_unix_ns", s.child_started_unix_ns);
+  get(j, "child_start_ticks", s.child_start_ticks);
   get(j, "child_origin", s.child_origin);
   get(j, "restarts", s.restarts);
   get(j, "last_crash", s.last_crash);

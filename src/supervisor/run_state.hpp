@@ -26,7 +26,11 @@ struct RunState {
   int64_t started_unix_ns = 0;     // when the supervisor started
   pid_t child_pid = 0;
   int64_t child_started_unix_ns = 0;  // start of the program's current life
-  std::string child_origin;           // "a fresh start" or "generation ID"
+  // The child's start time in /proc/PID/stat (clock ticks after boot): with child_pid, what tells
+  // `ckpt run --resume` that a process still running is this program. 0 while a restore into
+  // child_pid is under way.
+  uint64_t child_start_ticks = 0;
+  std::string child_origin;  // "a fresh start" or "generation ID"
   int restarts = 0;
   std::string last_crash;  // "killed by SIGKILL", empty if none
   int64_t last_crash_unix_ns = 0;

@@ -15,11 +15,13 @@
 #include "common/log.hpp"
 #include "dump/dump.hpp"
 #include "image/store.hpp"
+#include "proc/stat.hpp"
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 #include "restore/restore.hpp"
 #include "supervisor/process.hpp"
 #include "supervisor/run_state.hpp"
+#include "supervisor/takeover.hpp"
 
 namespace ckpt::supervisor {
 namespace {
@@ -46,13 +48,14 @@ void say(std::string_view text) {
 class Supervisor {
  public:
   Supervisor(RunOptions opts, image::Store store, image::StoreLock lock, SignalReader signals,
-             IntervalTimer timer)
+             IntervalTimer timer, std::optional<RunState> previous)
       : opts_(std::move(opts)),
         store_(std::move(store)),
         lock_(std::move(lock)),
         signals_(std::move(signals)),
         timer_(std::move(timer)),
-        policy_(opts_.policy) {}
+        policy_(opts_.policy),
+        previous_(std::move(previous)) {}
 
   int run();
 
@@ -67,9 +70,12 @@ class Supervisor {
   std::optional<int> recover(Clock::time_point crashed_at);
   Status restore_from(const std::string& generation);
   Status start_fresh();
+  Result<bool> take_over();
+  Result<std::string> checkpoint_to_adopt(pid_t pid);
   void end_leftovers();
   void began(const Origin& origin, pid_t pid);
   void checkpoint(bool requested);
+  void apply_retention();
   std::optional<int> handle_signals();
   std::optional<int> reap();
   std::optional<int> child_ended(const ExitStatus& st);
@@ -88,6 +94,7 @@ class Supervisor {
   bool stop_requested_ = false;
   bool hup_forwarded_ = false;
   std::set<std::string> reported_problems_;
+  std::optional<RunState> previous_;  // the store's run state from before this run (--resume)
 };
 
 void Supervisor::save_state() {
@@ -102,6 +109,8 @@ void Supervisor::began(const Origin& origin, pid_t pid) {
   state_.phase = "running";
   state_.child_pid = pid;
   state_.child_started_unix_ns = unix_now_ns();
+  auto stat = proc::read_stat(pid);
+  state_.child_start_ticks = stat.ok() ? stat->starttime : 0;
   state_.child_origin = origin.describe();
   state_.restarts = policy_.restarts();
   save_state();
@@ -114,6 +123,14 @@ Status Supervisor::start_fresh() {
 }
 
 Status Supervisor::restore_from(const std::string& generation) {
+  // Said before the restore: if we die in the middle of it, `--resume` knows which PID to look
+  // at for a program that came back anyway.
+  if (auto gen = store_.find(generation); gen.ok() && gen->labels.count("pid")) {
+    state_.child_pid = static_cast<pid_t>(std::atoi(gen->labels.at("pid").c_str()));
+    state_.child_start_ticks = 0;
+    state_.child_started_unix_ns = unix_now_ns();
+    save_state();
+  }
   RestoreOptions ro;
   ro.generation = generation;
   ro.shell_job = true;
@@ -137,6 +154,12 @@ std::vector<std::string> Supervisor::available_generations() {
 std::optional<int> Supervisor::start() {
   if (opts_.resume) {
     for (auto& id : available_generations()) policy_.adopt(id);
+    auto took = take_over();
+    if (!took.ok()) {
+      say(took.error().message);
+      return finish(1, "exited");
+    }
+    if (*took) return std::nullopt;
     return recover(Clock::now());
   }
   auto st = start_fresh();
@@ -146,6 +169,52 @@ std::optional<int> Supervisor::start() {
   }
   tell("started {} (pid {}), checkpoints in {}", opts_.program[0], child_, store_.dir().string());
   return std::nullopt;
+}
+
+// The program of a run whose supervisor died may still run, orphaned: it is checkpointed (which
+// ends it), then restored as our child. Nothing is lost, and it is supervised again. False when
+// no such program runs or its restore failed (recovery goes on from the store); an error when it
+// could not be checkpointed (it is left running as it was).
+Result<bool> Supervisor::take_over() {
+  if (!previous_ || !program_still_runs(*previous_)) return false;
+  pid_t pid = previous_->child_pid;
+  tell("taking over pid {}, left running by supervisor pid {}", pid, previous_->supervisor_pid);
+  auto gen = checkpoint_to_adopt(pid);
+  if (!gen.ok())
+    return gen.error().wrap(fmt::format(
+        "cannot take over pid {} (it keeps running unsupervised; end it to resume from the "
+        "store)",
+        pid));
+  Status st = restore_from(*gen);
+  if (!st.ok()) {
+    say(fmt::format("taking over pid {}: generation {}: {}", pid, *gen, st.error().message));
+    return false;
+  }
+  tell("took over pid {} through generation {}", pid, *gen);
+  return true;
+}
+
+// Checkpoints the orphaned program and ends it; the generation's ID once its PIDs are free.
+Result<std::string> Supervisor::checkpoint_to_adopt(pid_t pid) {
+  // The dead supervisor's last checkpoint may still be under way.
+  CKPT_TRY(wait_untraced(pid, std::chrono::seconds(30)));
+  auto tree = process_tree(pid);
+  DumpOptions d;
+  d.pid = pid;
+  d.shell_job = true;
+  if (opts_.compress) d.write.compression = image::Compression::zstd;
+  CKPT_TRY_ASSIGN(DumpResult r, dump_process(store_, d));
+  policy_.checkpointed(r.generation.id);
+  ++state_.checkpoints;
+  state_.last_generation = r.generation.id;
+  state_.last_checkpoint_unix_ns = unix_now_ns();
+  state_.last_checkpoint_bytes = r.generation.total_bytes;
+  state_.last_frozen_ms = ms(r.frozen);
+  apply_retention();
+  // Orphans are reaped by init, not by us: their PIDs are free only once it has done so.
+  if (Status gone = wait_gone(tree, std::chrono::seconds(30)); !gone.ok())
+    log::warn("supervisor", "{}", gone.error().message);
+  return r.generation.id;
 }
 
 // Kills `pid` and every process below it, children first listed so that none escapes by forking.
@@ -241,9 +310,16 @@ void Supervisor::checkpoint(bool requested) {
        requested ? " (requested)" : "");
   answer(true, fmt::format("checkpoint {}: {}, frozen {:.1f} ms", g.id, human_bytes(g.total_bytes),
                            ms(r->frozen)));
-  auto kept = store_.apply_retention({.keep = opts_.keep});
-  if (!kept.ok()) say(fmt::format("removing old generations: {}", kept.error().message));
+  apply_retention();
   save_state();
+}
+
+void Supervisor::apply_retention() {
+  auto kept = store_.apply_retention({.keep = opts_.keep});
+  if (!kept.ok())
+    say(fmt::format("removing old generations: {}", kept.error().message));
+  else
+    policy_.forget(kept->removed);
 }
 
 std::optional<int> Supervisor::child_ended(const ExitStatus& st) {
@@ -349,9 +425,19 @@ Result<fs::path> default_store_dir(const std::string& program) {
 }
 
 int run_supervised(RunOptions opts) {
-  if (opts.program.empty()) {
+  // `ckpt run --resume --dir DIR` alone goes on with the program of the run recorded there.
+  bool program_from_store = opts.program.empty() && opts.resume && !opts.dir.empty();
+  if (opts.program.empty() && !program_from_store) {
     say("no program given (ckpt run [options] -- PROGRAM ARGS...)");
     return 2;
+  }
+  if (program_from_store) {
+    auto st = read_run_state(opts.dir);
+    if (!st.ok() || st->program.empty()) {
+      say(fmt::format("no program given, and {} holds no earlier run of one", opts.dir.string()));
+      return 2;
+    }
+    opts.program = st->program;
   }
   if (opts.dir.empty()) {
     auto d = default_store_dir(opts.program[0]);
@@ -367,7 +453,8 @@ int run_supervised(RunOptions opts) {
     say(store.error().message);
     return 1;
   }
-  auto lock = store->lock("ckpt run");
+  // With --resume, a supervisor that died may have left its last dumper holding the lock a while.
+  auto lock = lock_run(*store, opts.resume, std::chrono::seconds(30));
   if (!lock.ok()) {
     say(lock.error().message);
     return 1;
@@ -382,8 +469,12 @@ int run_supervised(RunOptions opts) {
     say(timer.error().message);
     return 1;
   }
+  std::optional<RunState> previous;
+  if (opts.resume) {
+    if (auto st = read_run_state(store->dir()); st.ok()) previous = std::move(*st);
+  }
   Supervisor s(std::move(opts), std::move(*store), std::move(*lock), std::move(*signals),
-               std::move(*timer));
+               std::move(*timer), std::move(previous));
   return s.run();
 }
 

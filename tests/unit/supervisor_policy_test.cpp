@@ -257,5 +257,36 @@ TEST(SupervisorPolicy, RemovedGenerationsAreNotChosen) {
   EXPECT_TRUE(p.next_origin({})->fresh());
 }
 
+// A long run under `--interval 0.1`: what the policy keeps stays bounded by what retention keeps
+// in the store, and its history by kMaxHistory (the report says how many events it left out).
+TEST(SupervisorPolicy, AMonthOfCheckpointsAndCrashesTakesNoMoreMemory) {
+  CrashPolicy p(config(/*max_retries=*/2, /*max_restarts=*/1000000, /*min_uptime=*/0.5));
+  std::vector<std::string> store;
+  double t = 0;
+  p.started({}, at(t));
+  for (int life = 0; life < 2000; ++life) {
+    for (int c = 0; c < 20; ++c) {
+      std::string g = "g" + std::to_string(life * 100 + c);
+      p.checkpointed(g);
+      store.insert(store.begin(), g);
+      if (store.size() > 3) {
+        p.forget({store.back()});
+        store.pop_back();
+      }
+    }
+    t += 10;
+    ASSERT_EQ(p.exited(killed(SIGKILL), at(t), false).action, Action::recover);
+    auto o = p.next_origin(store);
+    ASSERT_TRUE(o && o->generation) << life;
+    EXPECT_EQ(*o->generation, store.front());
+    p.started(*o, at(t));
+  }
+  EXPECT_LE(p.remembered(), 3u + 20u) << "generations of the store and of the current life";
+  EXPECT_EQ(p.history().size(), CrashPolicy::kMaxHistory);
+  std::string report = p.report("x");
+  EXPECT_NE(report.find("(3801 earlier events)"), std::string::npos) << report.substr(0, 200);
+  EXPECT_NE(report.find("started from generation g199919"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace ckpt::supervisor

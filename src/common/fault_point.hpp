@@ -1,0 +1,19 @@
+#pragma once
+// Deterministic kill points for the fault-injection tests (tests/reliability, docs/reliability.md).
+//
+// The moments at which ckpt could die and leave something half done (before and after each
+// ptrace request, while memory streams into the image) call fault::point(). Normally that is one
+// load and a branch. Two environment variables, read once per process, make it useful to a test:
+//   CKPT_FAULT_KILL_AT=N   the process SIGKILLs itself at its Nth point (1-based), as if killed
+//                          from outside at exactly that moment;
+//   CKPT_FAULT_COUNT=FILE  every point appends "N PID WHAT DETAIL" to FILE, so that a test learns
+//   how many
+//                          points a complete run has and what each one is.
+// A forked child (the dumper) counts from where its parent stood; the parent of a dump makes no
+// ptrace requests, so the dumper's count starts at 1.
+namespace ckpt::fault {
+
+// `what` and `detail` name the moment ("before" "PTRACE_SYSCALL").
+void point(const char* what, const char* detail = "");
+
+}  // namespace ckpt::fault

@@ -1,0 +1,93 @@
+// The dumper (the process that holds ptrace and injects system calls) SIGKILLed at its kill points:
+// before and after each ptrace request, inside each injected system call, between buffers of the
+// memory stream. After every kill each process of the target must run on untraced and not
+// stopped, and check itself intact (memory, rbx/r12-r15, ymm0-15, signal masks, threads making
+// progress); the store must still verify with the generation made before.
+#include <gtest/gtest.h>
+
+#include "rel_util.hpp"
+
+namespace rel {
+namespace {
+
+struct Figures {
+  size_t points = 0;  // in one complete dump
+  size_t tried = 0;   // points chosen
+  size_t killed = 0;  // dumps that died there (a point a later dump did not reach is not one)
+  size_t harmed = 0;
+};
+
+// One complete dump with the points counted; returns their names.
+std::vector<std::string> count_points(const TestProcess& p, const fs::path& store) {
+  auto count_file = p.dir() / "points";
+  auto r = run_ckpt_env({"dump", "-t", std::to_string(p.pid()), "-D", store, "--leave-running"},
+                        {"CKPT_FAULT_COUNT=" + count_file.string()});
+  EXPECT_EQ(r.exit_code(), 0) << r.describe();
+  return read_points(count_file);
+}
+
+// Kills the dumper of `p` at every chosen point and checks the whole tree after each kill.
+Figures kill_dumper_everywhere(TestProcess& p, size_t want) {
+  Figures f;
+  auto store = p.dir() / "store";
+  auto tree = tree_of(p.pid());
+  std::map<pid_t, long> progress;
+  EXPECT_TRUE(self_checks(p, tree, progress));
+  auto names = count_points(p, store);  // also the generation that must survive every kill
+  auto before = generations(store);
+  EXPECT_EQ(before.size(), 1u);
+  f.points = names.size();
+  auto at = choose_points(names, want);
+  f.tried = at.size();
+  for (long n : at) {
+    std::string where = "point " + std::to_string(n) + " (" + names[n - 1] + ")";
+    auto r = run_ckpt_env({"dump", "-t", std::to_string(p.pid()), "-D", store, "--leave-running"},
+                          {"CKPT_FAULT_KILL_AT=" + std::to_string(n)});
+    if (r.exit_code() == 0) continue;  // this dump made fewer points: nothing was killed
+    ++f.killed;
+    EXPECT_NE(r.err.find("ended without an answer"), std::string::npos) << where << r.describe();
+    for (pid_t pid : tree) {
+      auto ok = untraced_and_running(pid);
+      if (!ok) ++f.harmed;
+      EXPECT_TRUE(ok) << "dumper killed at " << where;
+    }
+    auto checked = self_checks(p, tree, progress);
+    if (!checked) ++f.harmed;
+    EXPECT_TRUE(checked) << "dumper killed at " << where;
+    if (::testing::Test::HasFailure()) break;
+  }
+  auto verify = run_ckpt({"verify", store.string()}, 60s);
+  EXPECT_EQ(verify.exit_code(), 0) << verify.describe();
+  EXPECT_EQ(generations(store), before) << "the generation made before the kills is not all";
+  std::printf(
+      "dumper killed at %zu of %zu points tried (%zu in a complete dump), processes "
+      "harmed: %zu\n%s",
+      f.killed, f.tried, f.points, f.harmed, summarize_kinds(names, at).c_str());
+  return f;
+}
+
+// 256 MiB, six threads besides the main one (three spinning in user code, three sleeping).
+TEST(DumperKilled, AtItsKillPointsA256MiBMultiThreadedProcessRunsOnIntact) {
+  become_subreaper();
+  TestProcess p({program_path("fault_target"), "256", "6"}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  Figures f = kill_dumper_everywhere(p, 150);
+  EXPECT_GE(f.killed, 100u) << "too few points were reached";
+  EXPECT_EQ(f.harmed, 0u);
+  EXPECT_TRUE(p.finish(60s));
+}
+
+// A root with two children, each with threads of its own.
+TEST(DumperKilled, AtItsKillPointsAProcessTreeRunsOnIntact) {
+  become_subreaper();
+  TestProcess p({program_path("fault_target"), "16", "3", "2"}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_EQ(tree_of(p.pid()).size(), 3u);
+  Figures f = kill_dumper_everywhere(p, 120);
+  EXPECT_GE(f.killed, 100u) << "too few points were reached";
+  EXPECT_EQ(f.harmed, 0u);
+  EXPECT_TRUE(p.finish(60s));
+}
+
+}  // namespace
+}  // namespace rel
