@@ -4,6 +4,7 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -69,16 +70,19 @@ Status Helper::open() {
   return {};
 }
 
-void Helper::answer(Answer a, int result, const Error* err) {
+void Helper::answer(Answer a, int result, const Error* err, uint64_t id) {
   Reply& rep = rw_->rep;
   rep.answer = static_cast<uint32_t>(a);
   rep.result = err ? -1 : result;
   rep.err = err ? (err->errnum > 0 ? err->errnum : EIO) : 0;
   copy_message(rep, err ? std::string_view(err->message) : std::string_view());
+  // Last: the id is what the waiting thread looks at.
+  std::atomic_ref<uint64_t>(rep.id).store(id ? id : request_id_);
 }
 
 void Helper::handle() {
   Request req = rw_->req;
+  request_id_ = req.id;
   Op op = static_cast<Op>(req.op);
   auto finish = [this](Status st) {
     if (st) {
@@ -103,6 +107,8 @@ void Helper::handle() {
       auto r = rollback(req);
       if (!r) {
         Error e = r.error().wrap(fmt::format("tlongjmp({})", req.arg));
+        // The thread that asked may be gone (ended as part of the rollback): say it here too.
+        if (e.errnum != EINVAL) log::warn("rollback", "pid {}: {}", target_, e.message);
         answer(Answer::done, -1, &e);
       }
       break;
@@ -231,6 +237,7 @@ Result<int> Helper::checkpoint(const Request& req) {
   for (auto& k : kept_) k->dirty = range_union(k->dirty, *written);
   c->id = next_id_++;
   c->caller = req.tid;
+  c->request = req.id;
   int id = c->id;
   log::debug("rollback", "checkpoint {}: snapshot {}, {} threads, {} mappings, {} KiB written", id,
              c->snapshot.pid, c->threads.size(), c->maps.size(), range_bytes(*written) >> 10);
@@ -321,7 +328,8 @@ int run_helper(int memfd, int sock, int uffd) {
   ::close(memfd);
   if (base == MAP_FAILED) return 1;
   RwArea* rw = rw_area(base);
-  if (rw->magic != kMagic || ::getppid() != rw->target_pid) return 1;
+  if (rw->magic != kMagic) return 1;
+  ::prctl(PR_SET_NAME, "ckpt-rollback", 0, 0, 0);
   pid_t target = rw->target_pid;
   ScopedFd target_fd(static_cast<int>(::syscall(SYS_pidfd_open, target, 0)));
   if (!target_fd) return 1;
@@ -348,6 +356,7 @@ int run_helper(int memfd, int sock, int uffd) {
       rep.result = -1;
       rep.err = opened.error().errnum > 0 ? opened.error().errnum : EIO;
       copy_message(rep, opened.error().message);
+      std::atomic_ref<uint64_t>(rep.id).store(rw->req.id);
     }
     std::atomic_ref<uint32_t>(rw->seq).fetch_add(1);
     ::syscall(SYS_futex, &rw->seq, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);

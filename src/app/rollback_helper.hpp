@@ -31,7 +31,8 @@ constexpr uint64_t kMaxCacheBytes = 64ull << 20;
 struct Checkpoint {
   int id = 0;
   bool pinned = false;
-  pid_t caller = 0;  // the thread that called tsetjmp()
+  pid_t caller = 0;      // the thread that called tsetjmp()
+  uint64_t request = 0;  // the id of its request, which a rollback here answers again
   Snapshot snapshot;
   std::vector<ThreadRecord> threads;
   std::vector<proc::MapEntry> maps;
@@ -90,7 +91,8 @@ class Helper {
   // Hands a killed snapshot to the target for reaping.
   void reap_later(pid_t pid);
   void publish_status();
-  void answer(Answer a, int result, const Error* err);
+  // Writes the reply to the current request (or to request `id`).
+  void answer(Answer a, int result, const Error* err, uint64_t id = 0);
   // Registers mappings of the target that are not yet tracked for writes.
   Status track_new_mappings(const std::vector<proc::MapEntry>& maps);
   // Parts of rollback() (rollback_restore.cpp).
@@ -110,6 +112,7 @@ class Helper {
   std::vector<std::unique_ptr<Checkpoint>> kept_;  // oldest first
   std::vector<std::unique_ptr<Checkpoint>> to_drop_;
   int next_id_ = 1;
+  uint64_t request_id_ = 0;  // the request being handled
   int keep_ = kDefaultKeep;
   int current_state_ = 0;
   std::vector<PersistRange> persist_;

@@ -40,33 +40,66 @@ uint64_t put_scratch(const TargetInfo& info, const void* data, size_t len, size_
   return info.scratch() + offset;
 }
 
+// The handler of `sig` when tlongjmp() was called, or the checkpoint's: a handler installed
+// with SA_RESETHAND (signal() in strict ISO C) is SIG_DFL again by the time it runs.
+const KernelSigaction* handler_of(int sig, const Request& req, const Checkpoint& cp) {
+  const KernelSigaction& now = req.handlers[sig - 1];
+  if (now.handler > 1) return &now;  // neither SIG_DFL nor SIG_IGN
+  const KernelSigaction& then = cp.handlers[static_cast<size_t>(sig - 1)];
+  return cp.handlers_valid && then.handler > 1 ? &then : nullptr;
+}
+
+// The fault signal an x86 exception number (the frame's trapno) stands for, 0 if none.
+int trap_signal(uint64_t trapno) {
+  switch (trapno) {
+    case 0:   // divide error
+    case 16:  // x87 floating point
+    case 19:  // SIMD floating point
+      return SIGFPE;
+    case 6:  // invalid opcode
+      return SIGILL;
+    case 13:  // general protection
+      return SIGSEGV;
+    default:
+      return 0;
+  }
+}
+
 // Which signal a kernel signal frame is for. Its siginfo is filled only for SA_SIGINFO handlers,
 // so the signal masks decide: the handler runs with its signal and its sa_mask added to the mask
-// saved in the frame, and `running_mask` (the mask when tlongjmp() was called) shows that.
-int frame_signal(const uint64_t* frame, uint64_t running_mask, const Request& req) {
+// saved in the frame, and `running_mask` (the mask when tlongjmp() was called) shows that. When
+// that leaves several signals (SA_NODEFER handlers add nothing), the exception number in the
+// frame's registers or the siginfo of an SA_SIGINFO handler picks one.
+int frame_signal(const uint64_t* frame, uint64_t running_mask, const Request& req,
+                 const Checkpoint& cp) {
   uint64_t saved_mask = frame[304 / 8];
   int info_signo = static_cast<int>(frame[312 / 8] & 0xffffffff);
+  int trap_sig = trap_signal(frame[208 / 8]);
   uint64_t added = running_mask & ~saved_mask;
-  int first = 0;
+  std::vector<int> candidates;
   for (int s = 1; s <= kNsig; ++s) {
-    const KernelSigaction& h = req.handlers[s - 1];
-    if (h.handler <= 1) continue;  // SIG_DFL, SIG_IGN
-    uint64_t self = (h.flags & SA_NODEFER) ? 0 : uint64_t{1} << (s - 1);
-    if (((h.mask | self) & ~saved_mask) != added) continue;
-    if ((h.flags & SA_SIGINFO) && info_signo == s) return s;
-    if (!first) first = s;
+    const KernelSigaction* h = handler_of(s, req, cp);
+    if (!h) continue;
+    uint64_t self = (h->flags & SA_NODEFER) ? 0 : uint64_t{1} << (s - 1);
+    if (((h->mask | self) & ~saved_mask) != added) continue;
+    if ((h->flags & SA_SIGINFO) && info_signo == s) return s;
+    candidates.push_back(s);
   }
-  return first;
+  if (candidates.size() > 1 && std::count(candidates.begin(), candidates.end(), trap_sig))
+    return trap_sig;
+  return candidates.empty() ? 0 : candidates.front();
 }
 
 // The signal whose handler called tlongjmp(): the innermost kernel signal frame on the calling
 // thread's stack. A frame starts with the return address the kernel pushed (the handler's
 // sa_restorer), then a ucontext (flags, link, stack, 256 bytes of registers, mask) and a siginfo.
-int find_handled_signal(pid_t pid, uint64_t rsp, const Request& req) {
+int find_handled_signal(pid_t pid, uint64_t rsp, const Request& req, const Checkpoint& cp) {
+  if (!req.handlers_valid) return 0;
   std::vector<uint64_t> restorers;
-  for (auto& h : req.handlers)
-    if (h.restorer) restorers.push_back(h.restorer);
-  if (!req.handlers_valid || restorers.empty()) return 0;
+  for (int s = 1; s <= kNsig; ++s)
+    if (const KernelSigaction* h = handler_of(s, req, cp); h && h->restorer)
+      restorers.push_back(h->restorer);
+  if (restorers.empty()) return 0;
   std::vector<uint64_t> words(8192);  // up to 64 KiB above the stack pointer
   iovec local{words.data(), words.size() * 8};
   iovec remote{reinterpret_cast<void*>(rsp), words.size() * 8};
@@ -82,7 +115,7 @@ int find_handled_signal(pid_t pid, uint64_t rsp, const Request& req) {
     bool flags_ok = (words[i + kFlags] & ~uint64_t{0xf}) == 0;
     bool fp_ok = fp == 0 || (fp > frame && fp < frame + 65536);
     if (!flags_ok || !fp_ok) continue;
-    return frame_signal(&words[i], req.old_mask, req);
+    return frame_signal(&words[i], req.old_mask, req, cp);
   }
   return 0;
 }
@@ -104,7 +137,6 @@ Status end_thread(FrozenThread& t, const TargetInfo& info) {
     CKPT_TRY_ASSIGN(ptrace::StopInfo stop, t.tracee.wait_stop());
     if (stop.exited()) break;
   }
-  t.tracee.release();
   return {};
 }
 
@@ -266,7 +298,7 @@ Result<int> Helper::rollback(const Request& req) {
   FrozenThread* caller = fz.find(req.tid);
   if (!caller) return errorf("thread {} is not a thread of pid {}", req.tid, target_);
   CKPT_TRY_ASSIGN(ptrace::Regs caller_regs, caller->tracee.regs());
-  int sig = find_handled_signal(target_, caller_regs.rsp, req);
+  int sig = find_handled_signal(target_, caller_regs.rsp, req, cp);
 
   // Threads: which stay, which end, which come back.
   std::vector<pid_t> missing;
@@ -349,7 +381,7 @@ Result<int> Helper::rollback(const Request& req) {
   timer.step("track");
   cp.dirty.clear();
   finish_rollback(cp, sig);
-  answer(Answer::rolled_back, cp.id, nullptr);
+  answer(Answer::rolled_back, cp.id, nullptr, cp.request);
   publish_status();
   Status released = fz.release(true);
   if (!released) log::warn("rollback", "pid {}: {}", target_, released.error().message);

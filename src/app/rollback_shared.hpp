@@ -51,6 +51,7 @@ struct KernelSigaction {
 
 // What the calling thread asks for. Written by the target while it holds `lock`.
 struct Request {
+  uint64_t id = 0;  // answered by the Reply with the same id
   uint32_t op = 0;
   int32_t tid = 0;  // the calling thread
   int64_t arg = 0;  // checkpoint descriptor, keep count, cache direction...
@@ -69,6 +70,9 @@ enum class Answer : uint32_t {
 };
 
 struct Reply {
+  // The request answered. A rollback answers the tsetjmp() request that took the checkpoint:
+  // the thread it resumes is waiting for that one.
+  uint64_t id = 0;
   uint32_t answer = 0;  // Answer
   int32_t result = 0;
   int32_t err = 0;  // errno when result < 0
@@ -116,7 +120,8 @@ struct RwArea {
   uint64_t crashloop_arg = 0;
   int32_t crashloop_threshold = 0;
   int32_t pad0 = 0;
-  uint64_t reaped = 0;  // entries of Status::reap the target has handled
+  uint64_t reaped = 0;   // entries of SharedStatus::reap the target has handled
+  uint64_t last_id = 0;  // the last request id handed out
   Request req;
   Reply rep;
   // The pollfd every snapshot waits on (fd 0 = a pidfd of the helper) and the name it takes.

@@ -4,9 +4,13 @@
 // constructor below sees the variable and runs the helper instead of returning to the program.
 // Re-executing gives the helper memory of its own (a plain fork would share, and so pin, every
 // page of the program, and could inherit locks held by other threads), and it needs no separate
-// binary to be installed. It is started like posix_spawn does (clone with CLONE_VM|CLONE_VFORK,
-// then execve) but with exit signal 0: the program gets no SIGCHLD for it and its wait() calls
-// do not see it.
+// binary to be installed.
+//
+// It must not be the program's child: exec makes any process a SIGCHLD child again, which the
+// program's wait() would see. So it is started the way posix_spawn starts a program, twice: an
+// intermediate process (clone CLONE_VM|CLONE_VFORK, exit signal 0, so the program gets no
+// SIGCHLD for it) starts the helper the same way and ends at once; the helper, orphaned, belongs
+// to init (or to the nearest subreaper) from then on, and the program reaps the intermediate.
 #include <fcntl.h>
 #include <linux/futex.h>
 #include <linux/userfaultfd.h>
@@ -49,11 +53,13 @@ struct SpawnArgs {
   char** argv;
   char** envp;
   int keep[3];
+  char* helper_stack;  // top of the helper's stack until it execs
+  pid_t helper;
   int err;
 };
 
-// Runs in the clone child, which shares the caller's memory until execve: system calls only.
-int spawn_child(void* p) {
+// The helper until execve: it shares the caller's memory, so system calls only.
+int exec_helper(void* p) {
   auto* a = static_cast<SpawnArgs*>(p);
   ::syscall(SYS_close_range, 3, ~0U, kCloseRangeCloexec);
   for (int fd : a->keep)
@@ -61,6 +67,14 @@ int spawn_child(void* p) {
   ::execve("/proc/self/exe", a->argv, a->envp);
   a->err = errno;
   return 127;
+}
+
+// The intermediate process: starts the helper and ends, orphaning it.
+int start_helper(void* p) {
+  auto* a = static_cast<SpawnArgs*>(p);
+  a->helper = ::clone(exec_helper, a->helper_stack, CLONE_VM | CLONE_VFORK | SIGCHLD, a);
+  if (a->helper < 0) a->err = errno;
+  return 0;
 }
 
 int open_userfaultfd() {
@@ -112,35 +126,38 @@ Result<pid_t> start_process(int memfd, int sock, int uffd) {
   std::vector<char*> env = helper_environment(var);
   char name[] = "ckpt-rollback-helper";
   char* argv[] = {name, nullptr};
-  SpawnArgs a{argv, env.data(), {memfd, sock, uffd}, 0};
-  void* stack = ::mmap(nullptr, kChildStack, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-  if (stack == MAP_FAILED) return sys_error("mmap helper stack");
-  // No signal handler of the program may run in the child while it shares our memory.
+  char* stacks = static_cast<char*>(::mmap(nullptr, 2 * kChildStack, PROT_READ | PROT_WRITE,
+                                           MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0));
+  if (stacks == MAP_FAILED) return sys_error("mmap helper stacks");
+  SpawnArgs a{argv, env.data(), {memfd, sock, uffd}, stacks + 2 * kChildStack, 0, 0};
+  // No signal handler of the program may run in a process that shares our memory; the helper
+  // keeps every signal blocked for good (exec keeps the mask).
   sigset_t all, old;
   ::sigfillset(&all);
   ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &old, sizeof(uint64_t));
-  pid_t pid =
-      ::clone(spawn_child, static_cast<char*>(stack) + kChildStack, CLONE_VM | CLONE_VFORK, &a);
+  pid_t mid = ::clone(start_helper, stacks + kChildStack, CLONE_VM | CLONE_VFORK, &a);
   int clone_err = errno;
   ::syscall(SYS_rt_sigprocmask, SIG_SETMASK, &old, nullptr, sizeof(uint64_t));
-  ::munmap(stack, kChildStack);
-  if (pid < 0) return sys_error(clone_err, "clone helper");
-  if (a.err != 0) {
+  if (mid > 0) {
     siginfo_t si;
-    ::waitid(P_PID, static_cast<id_t>(pid), &si, WEXITED | __WALL);
-    return sys_error(a.err, "exec /proc/self/exe for the helper");
+    while (::waitid(P_PID, static_cast<id_t>(mid), &si, WEXITED | __WALL) < 0 && errno == EINTR) {
+    }
   }
-  return pid;
+  ::munmap(stacks, 2 * kChildStack);
+  if (mid < 0) return sys_error(clone_err, "clone rollback helper");
+  if (a.err != 0) return sys_error(a.err, "start /proc/self/exe as the rollback helper");
+  return a.helper;
 }
 
-// Waits for the answer to the request already written, up to `timeout_ms` in all when > 0.
-bool wait_seq(Client& c, uint32_t seq, int timeout_ms) {
+// Waits for the answer to request `id`, up to `timeout_ms` in all when > 0. The futex word is
+// `seq`, bumped after each answer; the answer is ours when its id is.
+bool wait_answer(Client& c, uint64_t id, int timeout_ms) {
   const timespec tick{0, 100'000'000};
   for (int waited = 0;; waited += 100) {
-    if (std::atomic_ref<uint32_t>(c.rw->seq).load() != seq) return true;
+    uint32_t seq = std::atomic_ref<uint32_t>(c.rw->seq).load();
+    if (std::atomic_ref<uint64_t>(c.rw->rep.id).load() == id) return true;
     ::syscall(SYS_futex, &c.rw->seq, FUTEX_WAIT, seq, &tick, nullptr, 0);
-    if (std::atomic_ref<uint32_t>(c.rw->seq).load() != seq) return true;
+    if (std::atomic_ref<uint64_t>(c.rw->rep.id).load() == id) return true;
     if (helper_gone(c) || (timeout_ms > 0 && waited >= timeout_ms)) return false;
   }
 }
@@ -149,17 +166,15 @@ bool wait_seq(Client& c, uint32_t seq, int timeout_ms) {
 
 bool helper_gone(const Client& c) {
   if (c.helper_pidfd < 0) return true;
-  siginfo_t si{};
-  if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(c.helper_pidfd), &si,
-               WEXITED | WNOHANG | WNOWAIT | __WALL) < 0)
-    return errno == ECHILD;
-  return si.si_pid != 0;
+  pollfd p{c.helper_pidfd, POLLIN, 0};
+  return ::poll(&p, 1, 0) != 0;
 }
 
 bool exchange(Client& c) {
-  uint32_t seq = std::atomic_ref<uint32_t>(c.rw->seq).load();
+  uint64_t id = ++c.rw->last_id;
+  c.rw->req.id = id;
   if (::send(c.sock, "r", 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) return false;
-  return wait_seq(c, seq, 0);
+  return wait_answer(c, id, 0);
 }
 
 Result<Client> spawn_helper() {
@@ -196,8 +211,8 @@ Result<Client> spawn_helper() {
   ::prctl(PR_SET_PTRACER, *pid, 0, 0, 0);
   c.rw->req = Request{};
   c.rw->req.op = static_cast<uint32_t>(Op::hello);
-  uint32_t seq = std::atomic_ref<uint32_t>(c.rw->seq).load();
-  if (::send(c.sock, "h", 1, MSG_NOSIGNAL) != 1 || !wait_seq(c, seq, 10000)) {
+  c.rw->req.id = ++c.rw->last_id;
+  if (::send(c.sock, "h", 1, MSG_NOSIGNAL) != 1 || !wait_answer(c, c.rw->req.id, 10000)) {
     discard_client(c);
     return make_error("the rollback helper did not start (does the program link libckpt?)", EIO);
   }
@@ -213,11 +228,7 @@ void discard_client(Client& c) {
   if (c.base) ::munmap(c.base, kSharedSize);
   if (c.sock >= 0) ::close(c.sock);
   if (c.helper_pidfd >= 0) {
-    if (c.pid == ::getpid() && c.helper > 0) {
-      ::kill(c.helper, SIGKILL);
-      siginfo_t si;
-      ::waitid(P_PID, static_cast<id_t>(c.helper), &si, WEXITED | __WALL);
-    }
+    if (c.pid == ::getpid()) ::syscall(SYS_pidfd_send_signal, c.helper_pidfd, SIGKILL, nullptr, 0);
     ::close(c.helper_pidfd);
   }
   c = Client{};
