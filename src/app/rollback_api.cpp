@@ -81,26 +81,28 @@ Client* ensure_client() {
   return &g_client;
 }
 
-// The lock of the shared area. A thread that died holding it (killed in the middle of a call)
-// gives it up by being gone.
-bool take_lock(Client& c, pid_t tid) {
+// The lock of the shared area; returns the caller's tid, or 0 with errno set. A thread that
+// died holding it (killed in the middle of a call) gives it up by being gone. The tid is asked
+// afresh each round: a rollback may give a thread caught waiting here a new tid.
+pid_t take_lock(Client& c) {
   auto lock = word(c.rw->lock);
   const timespec tick{0, 50'000'000};
   for (;;) {
+    pid_t tid = my_tid();
     uint32_t owner = 0;
-    if (lock.compare_exchange_strong(owner, static_cast<uint32_t>(tid))) return true;
+    if (lock.compare_exchange_strong(owner, static_cast<uint32_t>(tid))) return tid;
     if (owner == static_cast<uint32_t>(tid)) {
       errno = EDEADLK;
-      return false;
+      return 0;
     }
     if (::syscall(SYS_tgkill, c.pid, owner, 0) < 0 && errno == ESRCH) {
-      if (lock.compare_exchange_strong(owner, static_cast<uint32_t>(tid))) return true;
+      if (lock.compare_exchange_strong(owner, static_cast<uint32_t>(tid))) return tid;
       continue;
     }
     ::syscall(SYS_futex, &c.rw->lock, FUTEX_WAIT, owner, &tick, nullptr, 0);
     if (helper_gone(c)) {
       errno = EIO;
-      return false;
+      return 0;
     }
   }
 }
@@ -143,8 +145,8 @@ void crash_loop_report(Client& c) {
 template <typename Fill>
 int call(Client& c, Op op, Fill fill) {
   uint64_t old_mask = block_all_signals();
-  pid_t tid = my_tid();
-  if (!take_lock(c, tid)) {
+  pid_t tid = take_lock(c);
+  if (!tid) {
     int err = errno;
     set_signal_mask(old_mask);
     return fail(err, "could not take the rollback lock");
@@ -221,6 +223,11 @@ extern "C" int ckpt_tlongjmp(int n) {
   if (n < 0) return fail(EINVAL, "tlongjmp: negative checkpoint descriptor");
   Client* c = ready_client();
   if (!c) return fail(EINVAL, "tlongjmp: no checkpoint has been taken");
+  // 0 is the newest checkpoint at this call. Named now, before waiting for the lock: another
+  // thread may take a checkpoint meanwhile, which then holds this thread waiting here, and going
+  // back to it would bring this request back again and again.
+  if (n == 0) n = std::atomic_ref<const int32_t>(c->ro->status.newest).load();
+  if (n == 0) return fail(EINVAL, "tlongjmp: no checkpoint is kept");
   return call(*c, Op::rollback, [n](Request& r) {
     r.arg = n;
     read_handlers(r);

@@ -63,7 +63,11 @@ Result<pid_t> inject_fork(FrozenThread& in, const TargetInfo& target) {
     CKPT_TRY_ASSIGN(auto rs, ptrace::RemoteSyscalls::start(t, target.syscall_gadget));
     // clone(flags 0): a fork whose exit signal is 0, so the program gets no SIGCHLD for it and
     // its wait() calls (without __WALL/__WCLONE) never see it.
-    child = rs.call("clone", SYS_clone, {0, 0, 0, 0, 0, 0});
+    // -ERESTARTNOINTR (513): a stop was pending; the kernel would restart the call, so do we.
+    for (int i = 0; i < 100; ++i) {
+      child = rs.call("clone", SYS_clone, {0, 0, 0, 0, 0, 0});
+      if (child || child.error().errnum != 513) break;
+    }
     CKPT_TRY(rs.finish());
   }
   CKPT_TRY(t.set_options(opts));

@@ -6,14 +6,37 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <string>
+#include <string_view>
 
 #include "common/log.hpp"
+#include "proc/proc_file.hpp"
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 #include "ptrace/remote_syscalls.hpp"
 
 namespace ckpt::rollback {
 namespace {
+
+constexpr unsigned kPfExiting = 0x4;
+
+// Whether a /proc/PID/task/TID/stat line is a thread ending: a zombie, dead, or PF_EXITING.
+bool exiting(const std::string& stat) {
+  auto close = stat.rfind(')');
+  if (close == std::string::npos || close + 2 >= stat.size()) return true;
+  char state = stat[close + 2];
+  if (state == 'Z' || state == 'X' || state == 'x') return true;
+  std::string_view rest(stat.c_str() + close + 2);
+  // Fields after the name: state ppid pgrp session tty_nr tpgid flags.
+  for (int field = 0; field < 6; ++field) {
+    auto space = rest.find(' ');
+    if (space == std::string_view::npos) return false;
+    rest.remove_prefix(space + 1);
+  }
+  return std::strtoul(std::string(rest.substr(0, rest.find(' '))).c_str(), nullptr, 10) &
+         kPfExiting;
+}
 
 bool is_fault_signal(int sig) {
   return sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP;
@@ -44,6 +67,9 @@ Status Freezer::stop_one(pid_t tid) {
     int err = t.error().errnum;
     if (err == ESRCH) return {};  // ended meanwhile
     if (err == EPERM) {
+      // A thread on its way out cannot be attached any more: it is as good as gone.
+      auto stat = proc::read_proc_file(pid_, fmt::format("task/{}/stat", tid));
+      if (!stat || exiting(*stat)) return {};
       auto st = proc::read_thread_status(pid_, tid);
       if (st && st->tracer_pid != 0)
         return make_error(fmt::format("thread {} is traced by pid {}", tid, st->tracer_pid), EBUSY);

@@ -108,7 +108,8 @@ void Helper::handle() {
       if (!r) {
         Error e = r.error().wrap(fmt::format("tlongjmp({})", req.arg));
         // The thread that asked may be gone (ended as part of the rollback): say it here too.
-        if (e.errnum != EINVAL) log::warn("rollback", "pid {}: {}", target_, e.message);
+        if (e.errnum != EINVAL && e.errnum != EAGAIN)
+          log::warn("rollback", "pid {}: {}", target_, e.message);
         answer(Answer::done, -1, &e);
       }
       break;
@@ -163,6 +164,7 @@ void Helper::publish_status() {
   s.kept = static_cast<int32_t>(kept_.size());
   s.current_state = current_state_;
   s.keep_limit = keep_;
+  s.newest = kept_.empty() ? 0 : kept_.back()->id;
 }
 
 Checkpoint* Helper::find(int id) {

@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "app/rollback_capture.hpp"
@@ -18,6 +19,7 @@
 #include "common/result.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/maps.hpp"
+#include "ptrace/remote_syscalls.hpp"
 
 namespace ckpt::rollback {
 
@@ -96,10 +98,16 @@ class Helper {
   // Registers mappings of the target that are not yet tracked for writes.
   Status track_new_mappings(const std::vector<proc::MapEntry>& maps);
   // Parts of rollback() (rollback_restore.cpp).
+  std::vector<std::pair<PersistRange, std::vector<uint8_t>>> save_persistent();
+  void restore_persistent(const std::vector<std::pair<PersistRange, std::vector<uint8_t>>>& kept);
+  // brk, mappings, then pages, through injected system calls.
+  Status restore_memory(ptrace::RemoteSyscalls& rs, const Checkpoint& cp, StepTimer& timer);
   // Copies back the pages that differ from the checkpoint.
   Status restore_pages(const Checkpoint& cp, const MapPlan& plan,
                        const std::vector<proc::MapEntry>& now, StepTimer& timer);
-  void finish_rollback(Checkpoint& cp, int sig);
+  // Status, discarded checkpoints, and the lock, which `caller` (the thread that took `cp`,
+  // perhaps under a new tid) holds again.
+  void finish_rollback(Checkpoint& cp, int sig, pid_t caller);
 
   pid_t target_;
   pid_t self_;

@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <cstring>
+#include <map>
 
 #include "app/rollback_freeze.hpp"
 #include "app/rollback_helper.hpp"
@@ -34,6 +36,22 @@ using ptrace::RemoteSyscalls;
 
 constexpr int kCapSysAdmin = 21;
 constexpr int kCapCheckpointRestore = 40;
+
+// An injected clone may fail with -ERESTARTNOINTR when the thread has a stop pending (the
+// kernel restarts such a call itself; injected ones are simply made again).
+Result<long> call_clone(RemoteSyscalls& rs, const char* name, long nr,
+                        std::array<uint64_t, 6> args) {
+  constexpr long kERestartNoIntr = 513;
+  for (int i = 0;; ++i) {
+    CKPT_TRY_ASSIGN(long r, rs.call_raw(nr, args));
+    if (r != -kERestartNoIntr || i == 100) {
+      if (r < 0 && r > -4096)
+        return sys_error(static_cast<int>(-r),
+                         fmt::format("{} in tid {}", name, rs.tracee().tid()));
+      return r;
+    }
+  }
+}
 
 uint64_t put_scratch(const TargetInfo& info, const void* data, size_t len, size_t offset = 0) {
   std::memcpy(info.rw->scratch + offset, data, len);
@@ -154,10 +172,14 @@ Status set_thread_kernel_state(FrozenThread& t, const ThreadRecord& rec, const T
   return rs.finish();
 }
 
-// Recreates a thread that ended since the checkpoint, with its old tid (clone3 set_tid), TLS
-// and clear-child-tid address, stopped before it runs a single instruction.
-Status recreate_thread(RemoteSyscalls& rs, Freezer& fz, const ThreadRecord& rec,
-                       const TargetInfo& info) {
+// Recreates a thread that ended since the checkpoint, stopped before it runs a single
+// instruction, with its TLS and clear-child-tid address, and its old tid (clone3 set_tid). A
+// thread that has only just ended may still be finishing its exit (in release_task, preempted on
+// a busy machine) and hold its tid for a moment: clone3 says EEXIST, and is tried again a little
+// later. If the tid stays taken, the thread gets a new one, which is written where glibc keeps
+// its own (struct pthread's tid, at the clear-child-tid address) once memory is restored.
+Result<pid_t> recreate_thread(RemoteSyscalls& rs, Freezer& fz, const ThreadRecord& rec,
+                              const TargetInfo& info) {
   CloneArgs a{};
   a.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |
             CLONE_SETTLS | (rec.tid_address ? CLONE_CHILD_CLEARTID : 0);
@@ -170,14 +192,27 @@ Status recreate_thread(RemoteSyscalls& rs, Freezer& fz, const ThreadRecord& rec,
   ptrace::Tracee& inj = rs.tracee();
   unsigned long opts = inj.options();
   CKPT_TRY(inj.set_options(opts | PTRACE_O_TRACECLONE));
-  auto r = rs.call("clone3", SYS_clone3, {args, sizeof a});
+  auto r = call_clone(rs, "clone3", SYS_clone3, {args, sizeof a});
+  for (int i = 0; i < 200 && !r && r.error().errnum == EEXIST; ++i) {
+    ::usleep(1000);
+    r = call_clone(rs, "clone3", SYS_clone3, {args, sizeof a});
+  }
+  if (!r && r.error().errnum == EEXIST && rec.tid_address) {
+    a.set_tid = 0;
+    a.set_tid_size = 0;
+    put_scratch(info, &a, sizeof a);
+    r = call_clone(rs, "clone3", SYS_clone3, {args, sizeof a});
+  }
   CKPT_TRY(inj.set_options(opts));
   if (!r) return std::move(r).error().wrap(fmt::format("recreating thread {}", rec.tid));
+  pid_t made = static_cast<pid_t>(*r);
   int status = 0;
-  while (::waitpid(rec.tid, &status, __WALL) < 0)
-    if (errno != EINTR) return sys_error(fmt::format("waitpid new thread {}", rec.tid));
-  fz.adopt(ptrace::Tracee::adopt(rec.tid, PTRACE_O_TRACESYSGOOD));
-  return set_thread_kernel_state(*fz.find(rec.tid), rec, info);
+  while (::waitpid(made, &status, __WALL) < 0)
+    if (errno != EINTR) return sys_error(fmt::format("waitpid new thread {}", made));
+  fz.adopt(ptrace::Tracee::adopt(made, PTRACE_O_TRACESYSGOOD));
+  CKPT_TRY(set_thread_kernel_state(*fz.find(made), rec, info));
+  if (made != rec.tid) log::debug("rollback", "thread {} came back as {}", rec.tid, made);
+  return made;
 }
 
 // Whether the target may recreate threads with chosen tids (clone3 set_tid).
@@ -285,6 +320,76 @@ Status restore_thread(FrozenThread& t, const ThreadRecord& rec, const TargetInfo
   return {};
 }
 
+// The threads of a rollback: those to recreate, those to end, and one that stays, through which
+// system calls are made.
+struct ThreadPlan {
+  std::vector<const ThreadRecord*> missing;  // in the checkpoint, gone now
+  std::vector<pid_t> extra;                  // here now, not in the checkpoint
+  FrozenThread* injector = nullptr;
+};
+
+Result<ThreadPlan> plan_threads(Freezer& fz, const Checkpoint& cp, pid_t pid) {
+  ThreadPlan plan;
+  for (auto& t : fz.threads()) {
+    auto rec = std::find_if(cp.threads.begin(), cp.threads.end(),
+                            [&](const ThreadRecord& r) { return r.tid == t->tid(); });
+    CKPT_TRY_ASSIGN(ptrace::Regs regs, t->tracee.regs());
+    // The same tid with another thread pointer is another thread (the tid was given again): it
+    // ends and the checkpoint's thread comes back.
+    if (rec == cp.threads.end() || regs.fs_base != rec->regs.fs_base) {
+      plan.extra.push_back(t->tid());
+    } else if (!plan.injector || plan.injector->in_delivery_stop) {
+      plan.injector = t.get();
+    }
+  }
+  for (auto& rec : cp.threads) {
+    FrozenThread* t = fz.find(rec.tid);
+    if (!t || std::count(plan.extra.begin(), plan.extra.end(), rec.tid))
+      plan.missing.push_back(&rec);
+  }
+  if (!plan.injector) return errorf("no thread of pid {} is one of the checkpoint's", pid);
+  if (!plan.missing.empty()) {
+    std::vector<pid_t> tids;
+    for (auto* r : plan.missing) tids.push_back(r->tid);
+    CKPT_TRY(check_can_recreate(pid, tids));
+  }
+  return plan;
+}
+
+// Recreates the missing threads, then ends the extra ones. Returns the tids the recreated
+// threads got, by their checkpoint's tid.
+Result<std::map<pid_t, pid_t>> bring_threads_back(RemoteSyscalls& rs, Freezer& fz,
+                                                  const ThreadPlan& plan, const TargetInfo& info) {
+  std::map<pid_t, pid_t> made;
+  for (const ThreadRecord* rec : plan.missing) {
+    if (std::count(plan.extra.begin(), plan.extra.end(), rec->tid)) {
+      CKPT_TRY(end_thread(*fz.find(rec->tid), info));
+      fz.forget(rec->tid);
+    }
+    CKPT_TRY_ASSIGN(made[rec->tid], recreate_thread(rs, fz, *rec, info));
+  }
+  for (pid_t tid : plan.extra) {
+    if (FrozenThread* t = fz.find(tid); t && !made.count(tid)) {
+      CKPT_TRY(end_thread(*t, info));
+      fz.forget(tid);
+    }
+  }
+  return made;
+}
+
+// A thread that came back with a new tid: glibc's record of it (struct pthread::tid, which the
+// restored memory holds as the old one) gets the new one.
+Status retid(pid_t pid, int mem_fd, const Checkpoint& cp, const std::map<pid_t, pid_t>& made) {
+  for (auto& [old_tid, new_tid] : made) {
+    if (old_tid == new_tid) continue;
+    auto rec = std::find_if(cp.threads.begin(), cp.threads.end(),
+                            [&](const ThreadRecord& r) { return r.tid == old_tid; });
+    int32_t v = new_tid;
+    CKPT_TRY(write_remote(pid, mem_fd, rec->tid_address, &v, sizeof v));
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<int> Helper::rollback(const Request& req) {
@@ -292,101 +397,86 @@ Result<int> Helper::rollback(const Request& req) {
       req.arg >= 0 && req.arg < INT32_MAX ? find(static_cast<int>(req.arg)) : nullptr;
   if (!found) return make_error(fmt::format("checkpoint {} is not kept", req.arg), EINVAL);
   Checkpoint& cp = *found;
+  log::debug("rollback", "rollback to {} asked by {} (checkpoint taken by {})", cp.id, req.tid,
+             cp.caller);
   StepTimer timer("rollback");
   CKPT_TRY_ASSIGN(Freezer fz, Freezer::freeze(target_));
-  timer.step("freeze");
   FrozenThread* caller = fz.find(req.tid);
   if (!caller) return errorf("thread {} is not a thread of pid {}", req.tid, target_);
   CKPT_TRY_ASSIGN(ptrace::Regs caller_regs, caller->tracee.regs());
   int sig = find_handled_signal(target_, caller_regs.rsp, req, cp);
-
-  // Threads: which stay, which end, which come back.
-  std::vector<pid_t> missing;
-  for (auto& rec : cp.threads) {
-    FrozenThread* t = fz.find(rec.tid);
-    auto regs = t ? t->tracee.regs() : Result<ptrace::Regs>(make_error("gone"));
-    if (t && regs && regs->fs_base != rec.regs.fs_base) {
-      // Same tid, another thread (the tid was reused): it ends and the old one comes back.
-      CKPT_TRY(end_thread(*t, info_));
-      fz.forget(rec.tid);
-      t = nullptr;
-    }
-    if (!t) missing.push_back(rec.tid);
-  }
-  if (!missing.empty()) CKPT_TRY(check_can_recreate(target_, missing));
-  timer.step("threads");
-
-  std::vector<std::pair<PersistRange, std::vector<uint8_t>>> kept_bytes;
-  for (auto& p : persist_) {
-    std::vector<uint8_t> data(p.size);
-    if (read_remote(target_, p.addr, data.data(), data.size()))
-      kept_bytes.emplace_back(p, std::move(data));
-  }
-  std::vector<pid_t> extra;
-  for (auto& t : fz.threads()) {
-    bool known = std::any_of(cp.threads.begin(), cp.threads.end(),
-                             [&](const ThreadRecord& r) { return r.tid == t->tid(); });
-    if (!known) extra.push_back(t->tid());
-  }
-  for (pid_t tid : extra) {
-    CKPT_TRY(end_thread(*fz.find(tid), info_));
-    fz.forget(tid);
-  }
-  if (fz.threads().empty()) return errorf("pid {} has no thread left to restore through", target_);
-
-  FrozenThread* injector = fz.threads().front().get();
-  for (auto& t : fz.threads())
-    if (!t->in_delivery_stop) injector = t.get();
+  CKPT_TRY_ASSIGN(ThreadPlan threads, plan_threads(fz, cp, target_));
+  auto kept = save_persistent();
+  timer.step("freeze");
+  std::map<pid_t, pid_t> made;  // recreated threads' tids, by their checkpoint's tid
   {
-    CKPT_TRY_ASSIGN(auto rs, RemoteSyscalls::start(injector->tracee, info_.syscall_gadget));
-    injector->in_delivery_stop = false;
-    for (pid_t tid : missing) {
-      auto rec = std::find_if(cp.threads.begin(), cp.threads.end(),
-                              [&](const ThreadRecord& r) { return r.tid == tid; });
-      CKPT_TRY(recreate_thread(rs, fz, *rec, info_));
-    }
-    CKPT_TRY_ASSIGN(auto now, proc::read_maps(target_));
-    CKPT_TRY_ASSIGN(uint64_t heap_now, heap_end(target_, now));
-    if (heap_now != cp.heap_end) {
-      CKPT_TRY_ASSIGN(long brk, rs.call("brk", SYS_brk, {cp.heap_end}));
-      if (static_cast<uint64_t>(brk) != cp.heap_end)
-        log::debug("rollback", "brk({:#x}) gave {:#x}", cp.heap_end, brk);
-      CKPT_TRY_ASSIGN(now, proc::read_maps(target_));
-    }
-    MapPlan plan = plan_mappings(cp.maps, now);
-    CKPT_TRY(apply_plan(rs, plan, cp.snapshot.pid, info_));
-    timer.step("mappings");
-    CKPT_TRY_ASSIGN(auto after, proc::read_maps(target_));
-    CKPT_TRY(restore_pages(cp, plan, after, timer));
-    for (auto& [p, data] : kept_bytes) {
-      Status st = write_remote(target_, mem_.get(), p.addr, data.data(), data.size());
-      if (!st)
-        log::debug("rollback", "persist range {:#x} not written back: {}", p.addr,
-                   st.error().message);
-    }
+    CKPT_TRY_ASSIGN(auto rs, RemoteSyscalls::start(threads.injector->tracee, info_.syscall_gadget));
+    threads.injector->in_delivery_stop = false;
+    CKPT_TRY_ASSIGN(made, bring_threads_back(rs, fz, threads, info_));
+    timer.step("threads");
+    CKPT_TRY(restore_memory(rs, cp, timer));
+    CKPT_TRY(retid(target_, mem_.get(), cp, made));
+    restore_persistent(kept);
     CKPT_TRY(restore_fds(rs, cp, target_));
     CKPT_TRY(restore_handlers(rs, cp, req, info_));
     CKPT_TRY(rs.finish());
     timer.step("fds+handlers");
   }
-  for (auto& rec : cp.threads) CKPT_TRY(restore_thread(*fz.find(rec.tid), rec, info_));
+  for (auto& rec : cp.threads) {
+    pid_t tid = made.count(rec.tid) ? made[rec.tid] : rec.tid;
+    CKPT_TRY(restore_thread(*fz.find(tid), rec, info_));
+  }
   timer.step("registers");
-
-  CKPT_TRY_ASSIGN(auto final_maps, proc::read_maps(target_));
   // Mappings made again are registered so that later writes are seen. The pages written back
   // are not write-protected here: each protected range costs a TLB flush, and a page left
   // unprotected only reads as written, which makes a later rollback copy it once more. The next
   // checkpoint protects them.
+  CKPT_TRY_ASSIGN(auto final_maps, proc::read_maps(target_));
   CKPT_TRY(track_new_mappings(final_maps));
-  timer.step("track");
   cp.dirty.clear();
-  finish_rollback(cp, sig);
+  finish_rollback(cp, sig, made.count(cp.caller) ? made[cp.caller] : cp.caller);
   answer(Answer::rolled_back, cp.id, nullptr, cp.request);
   publish_status();
   Status released = fz.release(true);
   if (!released) log::warn("rollback", "pid {}: {}", target_, released.error().message);
   timer.step("release");
   return cp.id;
+}
+
+std::vector<std::pair<PersistRange, std::vector<uint8_t>>> Helper::save_persistent() {
+  std::vector<std::pair<PersistRange, std::vector<uint8_t>>> kept;
+  for (auto& p : persist_) {
+    std::vector<uint8_t> data(p.size);
+    if (read_remote(target_, p.addr, data.data(), data.size()))
+      kept.emplace_back(p, std::move(data));
+  }
+  return kept;
+}
+
+void Helper::restore_persistent(
+    const std::vector<std::pair<PersistRange, std::vector<uint8_t>>>& kept) {
+  for (auto& [p, data] : kept) {
+    Status st = write_remote(target_, mem_.get(), p.addr, data.data(), data.size());
+    if (!st)
+      log::debug("rollback", "persist range {:#x} not written back: {}", p.addr,
+                 st.error().message);
+  }
+}
+
+Status Helper::restore_memory(RemoteSyscalls& rs, const Checkpoint& cp, StepTimer& timer) {
+  CKPT_TRY_ASSIGN(auto now, proc::read_maps(target_));
+  CKPT_TRY_ASSIGN(uint64_t heap_now, heap_end(target_, now));
+  if (heap_now != cp.heap_end) {
+    CKPT_TRY_ASSIGN(long brk, rs.call("brk", SYS_brk, {cp.heap_end}));
+    if (static_cast<uint64_t>(brk) != cp.heap_end)
+      log::debug("rollback", "brk({:#x}) gave {:#x}", cp.heap_end, brk);
+    CKPT_TRY_ASSIGN(now, proc::read_maps(target_));
+  }
+  MapPlan plan = plan_mappings(cp.maps, now);
+  CKPT_TRY(apply_plan(rs, plan, cp.snapshot.pid, info_));
+  timer.step("mappings");
+  CKPT_TRY_ASSIGN(auto after, proc::read_maps(target_));
+  return restore_pages(cp, plan, after, timer);
 }
 
 Status Helper::restore_pages(const Checkpoint& cp, const MapPlan& plan,
@@ -416,7 +506,7 @@ Status Helper::restore_pages(const Checkpoint& cp, const MapPlan& plan,
   return {};
 }
 
-void Helper::finish_rollback(Checkpoint& cp, int sig) {
+void Helper::finish_rollback(Checkpoint& cp, int sig, pid_t caller) {
   SharedStatus& s = ro_->status;
   loopcount_ = (cp.id == last_to_ && sig == last_sig_) ? loopcount_ + 1 : 1;
   last_to_ = cp.id;
@@ -435,7 +525,7 @@ void Helper::finish_rollback(Checkpoint& cp, int sig) {
     kept_.pop_back();
   }
   // The restored thread that called tsetjmp() holds the request lock again, as it did then.
-  std::atomic_ref<uint32_t>(rw_->lock).store(static_cast<uint32_t>(cp.caller));
+  std::atomic_ref<uint32_t>(rw_->lock).store(static_cast<uint32_t>(caller));
 }
 
 }  // namespace ckpt::rollback

@@ -93,7 +93,7 @@ struct SharedStatus {
   int32_t kept = 0;           // CKPT_NUMKEPT
   int32_t current_state = 0;  // CKPT_CURSTATE
   int32_t keep_limit = 0;
-  int32_t pad = 0;
+  int32_t newest = 0;  // the newest checkpoint kept, 0 if none
   // Snapshot processes the helper killed; the target reaps them (they are its children).
   uint64_t reap_count = 0;
   int32_t reap[kReapRing] = {};

@@ -92,6 +92,19 @@ TEST(Rollback, DescriptorsAndLocks) {
 TEST(Rollback, ChildrenStayAndHelpersAreInvisible) {
   scenario("children");
 }
+// The C++ wrapper: Persistent, Pin, checkpoint(), rollback(), status(), cache_in/out.
+TEST(Rollback, CppWrapper) {
+  scenario("cpp");
+}
+// Four threads take checkpoints at once (each descriptor handed out once); a rollback lands in
+// the middle of that, some threads waiting for the lock of the shared area.
+TEST(Rollback, ConcurrentCheckpoints) {
+  scenario("concurrent");
+}
+// Signals sent to the process while checkpoints are taken are delivered.
+TEST(Rollback, SignalsDuringCheckpointsArrive) {
+  scenario("signals_during");
+}
 // The C header in strict C11 with the paper's names.
 TEST(Rollback, CApi) {
   expect_pass({std::string(RB_PROGRAM_DIR) + "/rb_c_api"});

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 #include <cstdio>
@@ -26,6 +27,7 @@
 #include <vector>
 
 #include "ckpt/rollback.h"
+#include "ckpt/rollback.hpp"
 
 namespace {
 
@@ -922,6 +924,120 @@ void children() {
   pass();
 }
 
+// --- cpp: the C++ wrapper: Persistent, Pin, checkpoint/rollback, status -----------------------
+void cpp() {
+  namespace rb = ckpt::rollback;
+  rb::Persistent<int> passes(0);
+  CHECK(passes.ok());
+  static int plain = 1;
+  CHECK(rb::set_keep(2).ok());
+  auto first = rb::checkpoint();
+  CHECK(first.ok() && *first == 1);
+  rb::Pin pin(*first);
+  CHECK(pin.ok());
+  for (int i = 0; i < 5; ++i) CHECK(rb::checkpoint().ok());  // retention keeps 1 all the same
+  if (*passes == 0) {
+    ++*passes;
+    plain = 2;
+    ckpt::AppError e = rb::rollback(*first);
+    CHECK(!"rollback returned");
+    (void)e;
+  }
+  CHECK(*passes == 1 && plain == 1);
+  rb::Status st = rb::status();
+  // The five checkpoints after the first were taken again (7 to 11) since the rollback.
+  CHECK(st.recovered && !st.rolled_back && st.to_state == 1 && st.from_state == 6);
+  CHECK(st.recoveries == 1 && st.checkpoints == 11 && st.kept == 3 && st.current_state == 11);
+  ckpt::AppError e = rb::rollback(42);
+  CHECK(e.errnum == EINVAL && !e.message.empty());
+  CHECK(rb::cache_in(plain).ok());
+  plain = 7;
+  CHECK(rb::cache_out(plain).ok() && plain == 1);
+  pass();
+}
+
+// --- concurrent: threads taking checkpoints at once; a rollback while they do --------------------
+std::atomic<int> g_taken;
+int g_descriptors[4][20];  // persisted
+
+void* take_many(void* arg) {
+  int me = static_cast<int>(reinterpret_cast<intptr_t>(arg));
+  for (int i = 0; i < 20; ++i) {
+    int d = tsetjmp();
+    if (d < 0) fail_at(__LINE__, "tsetjmp in a thread");
+    if (!g_descriptors[me][i]) __atomic_store_n(&g_descriptors[me][i], d, __ATOMIC_SEQ_CST);
+    ++g_taken;
+  }
+  return nullptr;
+}
+
+void concurrent() {
+  persist_phase();
+  CHECK(persist(g_descriptors, sizeof g_descriptors) == 0);
+  CHECK(ckpt_rollback_set_keep(64) == 0);  // the checkpoint chosen below must still be kept
+  CHECK(tsetjmp() == 1);
+  pthread_t t[4];
+  for (int i = 0; i < 4; ++i)
+    CHECK(pthread_create(&t[i], nullptr, take_many, reinterpret_cast<void*>(intptr_t{i})) == 0);
+  while (g_taken < 40 || __atomic_load_n(&g_descriptors[0][9], __ATOMIC_SEQ_CST) == 0) sleep_ms(1);
+  if (phase == 0) {
+    phase = 1;
+    // Back into the middle of the threads' loop: thread 0's tenth checkpoint. That thread
+    // returns from that tsetjmp() again; the others go on from wherever they were then, some
+    // waiting for the lock of the shared area. (Not tlongjmp(0): the newest checkpoint may have
+    // been taken after this thread got here, and would hold it about to go back again.)
+    CHECK(tlongjmp(g_descriptors[0][9]) == 0 && false);
+  }
+  for (auto& th : t) CHECK(pthread_join(th, nullptr) == 0);
+  std::vector<int> all;
+  for (auto& row : g_descriptors)
+    for (int d : row) all.push_back(d);
+  std::sort(all.begin(), all.end());
+  CHECK(std::adjacent_find(all.begin(), all.end()) == all.end());  // each handed out once
+  CHECK(all.front() >= 2 && chkpt_status(CKPT_NUMRECOVERIES) == 1);
+  CHECK(chkpt_status(CKPT_TO_STATE) == g_descriptors[0][9]);
+  pass();
+}
+
+// --- signals_during: signals sent while checkpoints are taken are all delivered -----------------
+std::atomic<int> g_usr1;
+std::atomic<bool> g_stop_sender;
+
+void count_usr1(int) {
+  ++g_usr1;
+}
+
+void* send_usr1(void* arg) {
+  auto* sent = static_cast<int*>(arg);
+  while (!g_stop_sender) {
+    kill(getpid(), SIGUSR1);
+    ++*sent;
+    sleep_ms(1);
+  }
+  return nullptr;
+}
+
+void signals_during() {
+  struct sigaction sa {};
+  sa.sa_handler = count_usr1;
+  sa.sa_flags = SA_RESTART;
+  CHECK(sigaction(SIGUSR1, &sa, nullptr) == 0);
+  int sent = 0;
+  pthread_t t;
+  CHECK(pthread_create(&t, nullptr, send_usr1, &sent) == 0);
+  for (int i = 1; i <= 40; ++i) CHECK(tsetjmp() == i);
+  g_stop_sender = true;
+  CHECK(pthread_join(t, nullptr) == 0);
+  // Standard signals do not queue: several sent while one is pending count once. None may be
+  // lost for good, though: the last one sent always arrives.
+  for (int w = 0; w < 1000 && g_usr1 == 0; ++w) sleep_ms(1);
+  int before = g_usr1;
+  kill(getpid(), SIGUSR1);
+  for (int w = 0; w < 1000 && g_usr1 == before; ++w) sleep_ms(1);
+  CHECK(g_usr1 > before && sent > 20 && g_usr1 > sent / 4);
+  pass();
+}
+
 // --- quiet: the run the parent watches (rollback_test.cpp, ParentSeesNothing) ------------------
 void quiet() {
   persist_phase();
@@ -967,6 +1083,9 @@ const Scenario kScenarios[] = {
     {"fork_child", fork_child},
     {"fds", fds},
     {"children", children},
+    {"cpp", cpp},
+    {"concurrent", concurrent},
+    {"signals_during", signals_during},
     {"quiet", quiet},
 };
 
