@@ -11,6 +11,7 @@ namespace rbtest {
 namespace {
 
 const std::string kScenarios = std::string(RB_PROGRAM_DIR) + "/rb_scenarios";
+const std::string kThreads = std::string(RB_PROGRAM_DIR) + "/rb_threads";
 
 void expect_pass(const std::vector<std::string>& argv) {
   Child c(argv);
@@ -25,6 +26,10 @@ void expect_pass(const std::vector<std::string>& argv) {
 
 void scenario(const char* name) {
   expect_pass({kScenarios, name});
+}
+
+void threads_scenario(const char* name) {
+  expect_pass({kThreads, name});
 }
 
 // Memory of every kind (data, bss, heap, stack, a freed and a new mapping) comes back.
@@ -58,19 +63,19 @@ TEST(Rollback, FromStackOverflow) {
   scenario("overflow");
 }
 TEST(Rollback, FromAnotherThread) {
-  scenario("other_thread");
+  threads_scenario("other_thread");
 }
 // Four threads, one corrupts the shared state and faults: the invariants hold in all afterwards.
 TEST(Rollback, MultiThreadedInvariantsHold) {
-  scenario("threads");
+  threads_scenario("threads");
 }
 // A thread that ended since the checkpoint comes back with its tid and can be joined.
 TEST(Rollback, EndedThreadIsRecreated) {
-  scenario("recreate");
+  threads_scenario("recreate");
 }
 // Taking checkpoints never makes nanosleep, poll, epoll_wait or read fail with EINTR.
 TEST(Rollback, CheckpointsCauseNoEintr) {
-  scenario("eintr");
+  threads_scenario("eintr");
 }
 TEST(Rollback, CrashLoopIsReported) {
   scenario("crashloop");
@@ -99,11 +104,11 @@ TEST(Rollback, CppWrapper) {
 // Four threads take checkpoints at once (each descriptor handed out once); a rollback lands in
 // the middle of that, some threads waiting for the lock of the shared area.
 TEST(Rollback, ConcurrentCheckpoints) {
-  scenario("concurrent");
+  threads_scenario("concurrent");
 }
 // Signals sent to the process while checkpoints are taken are delivered.
 TEST(Rollback, SignalsDuringCheckpointsArrive) {
-  scenario("signals_during");
+  threads_scenario("signals_during");
 }
 // The C header in strict C11 with the paper's names.
 TEST(Rollback, CApi) {
