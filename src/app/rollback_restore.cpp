@@ -380,11 +380,12 @@ Result<std::map<pid_t, pid_t>> bring_threads_back(RemoteSyscalls& rs, Freezer& f
 // A thread that came back with a new tid: glibc's record of it (struct pthread::tid, which the
 // restored memory holds as the old one) gets the new one.
 Status retid(pid_t pid, int mem_fd, const Checkpoint& cp, const std::map<pid_t, pid_t>& made) {
-  for (auto& [old_tid, new_tid] : made) {
-    if (old_tid == new_tid) continue;
+  for (auto& tids : made) {
+    pid_t old_tid = tids.first;
+    if (old_tid == tids.second) continue;
     auto rec = std::find_if(cp.threads.begin(), cp.threads.end(),
-                            [&](const ThreadRecord& r) { return r.tid == old_tid; });
-    int32_t v = new_tid;
+                            [old_tid](const ThreadRecord& r) { return r.tid == old_tid; });
+    int32_t v = tids.second;
     CKPT_TRY(write_remote(pid, mem_fd, rec->tid_address, &v, sizeof v));
   }
   return {};
