@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 
 #include "app/rollback_freeze.hpp"
@@ -332,6 +333,12 @@ int run_helper(int memfd, int sock, int uffd) {
   RwArea* rw = rw_area(base);
   if (rw->magic != kMagic) return 1;
   ::prctl(PR_SET_NAME, "ckpt-rollback", 0, 0, 0);
+  // The program's stdio must not stay open because of us (a reader waiting for the end of its
+  // output would wait for ours too); stderr is kept only to log when asked to.
+  int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+  for (int fd = 0; fd <= 2 && null >= 0; ++fd)
+    if (fd != 2 || !std::getenv("CKPT_LOG")) ::dup3(null, fd, 0);
+  if (null > 2) ::close(null);
   pid_t target = rw->target_pid;
   ScopedFd target_fd(static_cast<int>(::syscall(SYS_pidfd_open, target, 0)));
   if (!target_fd) return 1;

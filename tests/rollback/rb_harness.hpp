@@ -75,6 +75,14 @@ class Child {
     return true;
   }
 
+  // Reads until stdout is closed by everyone who held it; false at the deadline.
+  bool wait_stdout_closed(std::chrono::milliseconds timeout) {
+    auto deadline = Clock::now() + timeout;
+    while (out_ >= 0)
+      if (!pump(deadline)) return out_ < 0;
+    return true;
+  }
+
   // Reads everything until the child ends (or is killed at the deadline); its wait status.
   int finish(std::chrono::milliseconds timeout = 120s) {
     auto deadline = Clock::now() + timeout;

@@ -154,5 +154,18 @@ TEST(Rollback, ParentSeesNothing) {
   sigprocmask(SIG_SETMASK, &old, nullptr);
 }
 
+// A program that closes its stdout after a checkpoint: its reader sees the end of the output
+// although the program (and its helper) go on.
+TEST(Rollback, HelperHoldsNoStdio) {
+  Child c({kScenarios, "stdout_closed"});
+  ASSERT_GT(c.pid(), 0);
+  EXPECT_TRUE(c.wait_for("checkpointed\n"));
+  EXPECT_TRUE(c.wait_stdout_closed(20s)) << "stdout stayed open";
+  EXPECT_EQ(kill(c.pid(), 0), 0) << "the program should still run";
+  ASSERT_TRUE(c.write("x"));
+  int st = c.finish();
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << describe(st) << c.err();
+}
+
 }  // namespace
 }  // namespace rbtest

@@ -663,6 +663,16 @@ void quiet() {
   pass();
 }
 
+// --- stdout_closed: the helper keeps none of the program's stdio open --------------------------
+void stdout_closed() {
+  CHECK(tsetjmp() == 1);
+  dprintf(1, "checkpointed\n");
+  CHECK(close(1) == 0);  // the reader must see the end of our output now
+  char c;
+  CHECK(read(0, &c, 1) == 1);
+  pass();  // (to a closed stdout: the parent judges by the exit status)
+}
+
 const Scenario kScenarios[] = {
     {"basic", basic},
     {"nested", nested},
@@ -680,6 +690,7 @@ const Scenario kScenarios[] = {
     {"children", children},
     {"cpp", cpp},
     {"quiet", quiet},
+    {"stdout_closed", stdout_closed},
 };
 
 }  // namespace
