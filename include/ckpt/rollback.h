@@ -51,13 +51,19 @@ extern "C" {
  * (they describe a future that did not happen). */
 int ckpt_tsetjmp(void);
 
-/* Rolls the whole process back to checkpoint n (0 = the newest one kept). Returns only on
- * failure: -1 with errno EINVAL when n is negative or not a kept checkpoint (never taken, dropped
- * by retention, or newer than the state we went back to); EIO if the helper is gone. Works from a
- * signal handler (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, ...), from any thread, and in multi-threaded
- * programs: every thread goes back to where it was at that checkpoint; threads started since end,
- * threads that ended since are recreated with their old thread IDs. Descriptors opened since the
- * checkpoint are closed and the offsets of regular files rewound; see docs/rollback.md. */
+/* Rolls the whole process back to checkpoint n (0 = the newest one kept when tlongjmp() is
+ * called). Returns only on failure: -1 with errno EINVAL when n is negative or not a kept
+ * checkpoint (never taken, dropped by retention, or newer than the state we went back to); EIO
+ * if the helper is gone. Works from a signal handler (SIGSEGV, SIGBUS, SIGFPE, SIGABRT, ...),
+ * from any thread, and in multi-threaded programs: every thread goes back to where it was at
+ * that checkpoint; threads started since end; threads that ended since are recreated, with
+ * their old thread IDs (a thread that ended only an instant before may get a new one, which
+ * glibc's pthread_t then knows). Descriptors opened since the checkpoint are closed and the
+ * offsets of regular files rewound; see docs/rollback.md.
+ *
+ * With several threads taking checkpoints, prefer a descriptor to 0: a checkpoint another thread
+ * takes after this one decided to roll back, but before tlongjmp(0) names the newest, holds this
+ * thread about to roll back again. */
 int ckpt_tlongjmp(int n);
 
 /* The memory range [addr, addr + size) keeps its current contents across every later tlongjmp()
@@ -82,10 +88,10 @@ int ckpt_cache(int dir, void* addr, size_t size);
 /* chkpt_status() types. The first five are the paper's. */
 #define CHKPT_RECOVERED 1 /* 1 if a rollback has happened in this process, else 0 */
 #define CKPT_RECOVERED CHKPT_RECOVERED
-#define CKPT_FROM_STATE 2    /* the state the last rollback left (EINVAL before any) */
-#define CKPT_TO_STATE 3      /* the checkpoint the last rollback went to (EINVAL before any) */
-#define CKPT_SIGTYPE 4       /* the signal being handled when tlongjmp() was called, 0 if none */
-#define CKPT_NUMCHKPTS 5     /* the number of checkpoints taken so far (the last descriptor) */
+#define CKPT_FROM_STATE 2 /* the state the last rollback left (EINVAL before any) */
+#define CKPT_TO_STATE 3   /* the checkpoint the last rollback went to (EINVAL before any) */
+#define CKPT_SIGTYPE 4    /* the signal whose handler called tlongjmp(), 0 if none (see the doc) */
+#define CKPT_NUMCHKPTS 5  /* the number of checkpoints taken so far (the last descriptor) */
 #define CKPT_NUMRECOVERIES 6 /* the number of rollbacks so far */
 #define CKPT_ROLLEDBACK 7    /* 1 if no tsetjmp() returned since the last rollback, else 0 */
 #define CKPT_LOOPCOUNT 8     /* how many rollbacks in a row went to the same state, same signal */
