@@ -128,22 +128,12 @@ SnapshotMemory snapshot_memory() {
   return m;
 }
 
-// One size, in its own process; prints one result line.
-void run_size(size_t mib, int repeat) {
-  size_t len = mib << 20;
-  auto* a = static_cast<uint64_t*>(
-      mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  if (a == MAP_FAILED) die("mmap");
-  for (size_t i = 0; i < len / 8; ++i) a[i] = word_at(i);
-  if (persist(&g_p, sizeof g_p) < 0) die("persist");
-
-  auto t = Clock::now();
-  if (tsetjmp() < 0) die("tsetjmp");
-  double first = ms_since(t);
-  std::vector<double> fork_ms, set_ms;
+// tsetjmp() and fork() alternately, with 1 % of the pages written before each.
+void measure_tsetjmp(uint64_t* a, size_t len, int repeat, std::vector<double>& fork_ms,
+                     std::vector<double>& set_ms) {
   for (int r = 0; r < repeat; ++r) {
     write_one_percent(a, len, false, 1000 + static_cast<uint64_t>(r));
-    t = Clock::now();
+    auto t = Clock::now();
     pid_t c = fork();
     if (c == 0) _exit(0);
     fork_ms.push_back(ms_since(t));
@@ -153,9 +143,11 @@ void run_size(size_t mib, int repeat) {
     if (tsetjmp() < 0) die("tsetjmp");
     set_ms.push_back(ms_since(t));
   }
-  for (size_t i = 0; i < len / 8; i += kPage / 8) a[i] = word_at(i);  // the pattern again
+}
 
-  size_t pages = 0;
+// `repeat` rollbacks after scattered writes, then as many after contiguous ones; the times land
+// in g_p (persist() memory: the rest of this frame goes back each time).
+void measure_tlongjmp(uint64_t* a, size_t len, int repeat) {
   int d = tsetjmp();
   if (d < 0) die("tsetjmp");
   if (g_p.round > 0) {
@@ -168,30 +160,48 @@ void run_size(size_t mib, int repeat) {
   }
   if (g_p.round < repeat) {
     ++g_p.round;
-    pages = write_one_percent(a, len, g_p.contiguous, 3000 + static_cast<uint64_t>(g_p.round));
+    write_one_percent(a, len, g_p.contiguous, 3000 + static_cast<uint64_t>(g_p.round));
     g_p.start = Clock::now();
     tlongjmp(d);
     die("tlongjmp returned");
   }
   if (g_p.bad) die("memory not restored");
-  pages = len / kPage / 100;
+}
+
+double copy_all_ms(const uint64_t* a, size_t len) {
+  std::vector<uint64_t> copy(len / 8);
+  double best = 1e9;
+  for (int i = 0; i < 2; ++i) {
+    auto t = Clock::now();
+    std::memcpy(copy.data(), a, len);
+    best = std::min(best, ms_since(t));
+  }
+  return best;
+}
+
+// One size, in its own process; prints one result line.
+void run_size(size_t mib, int repeat) {
+  size_t len = mib << 20;
+  auto* a = static_cast<uint64_t*>(
+      mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (a == MAP_FAILED) die("mmap");
+  for (size_t i = 0; i < len / 8; ++i) a[i] = word_at(i);
+  if (persist(&g_p, sizeof g_p) < 0) die("persist");
+  auto t = Clock::now();
+  if (tsetjmp() < 0) die("tsetjmp");
+  double first = ms_since(t);
+  std::vector<double> fork_ms, set_ms;
+  measure_tsetjmp(a, len, repeat, fork_ms, set_ms);
+  for (size_t i = 0; i < len / 8; i += kPage / 8) a[i] = word_at(i);  // the pattern again
+  measure_tlongjmp(a, len, repeat);
   // What a kept checkpoint holds once the program has written 1 % since.
   write_one_percent(a, len, false, 4000);
   SnapshotMemory mem = snapshot_memory();
-
-  t = Clock::now();
-  std::vector<uint64_t> copy(len / 8);
-  std::memcpy(copy.data(), a, len);
-  double copy_first = ms_since(t);
-  t = Clock::now();
-  std::memcpy(copy.data(), a, len);
-  double copy_all = std::min(copy_first, ms_since(t));
-
   std::vector<double> scattered(g_p.ms[0], g_p.ms[0] + repeat);
   std::vector<double> contiguous(g_p.ms[1], g_p.ms[1] + repeat);
   std::printf("%zu %.3f %.3f %.3f %zu %.3f %.3f %.3f %d %.0f %.0f %.0f\n", mib, median(fork_ms),
-              median(set_ms), first, pages, median(scattered), median(contiguous), copy_all,
-              mem.count, mem.pte_kib, mem.private_kib, mem.rss_kib);
+              median(set_ms), first, len / kPage / 100, median(scattered), median(contiguous),
+              copy_all_ms(a, len), mem.count, mem.pte_kib, mem.private_kib, mem.rss_kib);
 }
 
 std::vector<size_t> parse_sizes(const char* s) {
@@ -202,54 +212,41 @@ std::vector<size_t> parse_sizes(const char* s) {
   return out;
 }
 
-}  // namespace
+struct Row {
+  size_t mib = 0, pages = 0;
+  double fork = 0, set = 0, first = 0, scattered = 0, contiguous = 0, copy = 0;
+  int snaps = 0;
+  double pte = 0, priv = 0, rss = 0;
+};
 
-int main(int argc, char** argv) {
-  std::vector<size_t> sizes = {64, 1024};
-  int repeat = 7;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--sizes" && i + 1 < argc) {
-      sizes = parse_sizes(argv[++i]);
-    } else if (a == "--repeat" && i + 1 < argc) {
-      repeat = std::clamp(std::atoi(argv[++i]), 1, kMaxRepeat);
-    } else {
-      std::fprintf(stderr, "usage: rollback_bench [--sizes MIB,...] [--repeat N]\n");
-      return 2;
-    }
+// Runs one size in a child process and reads back its result line.
+Row measure(size_t mib, int repeat) {
+  int p[2];
+  if (pipe(p) < 0) die("pipe");
+  pid_t c = fork();
+  if (c == 0) {
+    dup2(p[1], 1);
+    run_size(mib, repeat);
+    std::fflush(stdout);
+    _exit(0);
   }
-  struct Row {
-    size_t mib = 0, pages = 0;
-    double fork = 0, set = 0, first = 0, scattered = 0, contiguous = 0, copy = 0;
-    int snaps = 0;
-    double pte = 0, priv = 0, rss = 0;
-  };
-  std::vector<Row> rows;
-  for (size_t mib : sizes) {
-    int p[2];
-    if (pipe(p) < 0) die("pipe");
-    pid_t c = fork();
-    if (c == 0) {
-      dup2(p[1], 1);
-      run_size(mib, repeat);
-      std::fflush(stdout);
-      _exit(0);
-    }
-    close(p[1]);
-    std::string out;
-    char buf[512];
-    for (ssize_t n; (n = read(p[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
-    close(p[0]);
-    int st = 0;
-    waitpid(c, &st, 0);
-    Row r;
-    if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 ||
-        std::sscanf(out.c_str(), "%zu %lf %lf %lf %zu %lf %lf %lf %d %lf %lf %lf", &r.mib, &r.fork,
-                    &r.set, &r.first, &r.pages, &r.scattered, &r.contiguous, &r.copy, &r.snaps,
-                    &r.pte, &r.priv, &r.rss) != 12)
-      die("the run for " + std::to_string(mib) + " MiB failed");
-    rows.push_back(r);
-  }
+  close(p[1]);
+  std::string out;
+  char buf[512];
+  for (ssize_t n; (n = read(p[0], buf, sizeof buf)) > 0;) out.append(buf, static_cast<size_t>(n));
+  close(p[0]);
+  int st = 0;
+  waitpid(c, &st, 0);
+  Row r;
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0 ||
+      std::sscanf(out.c_str(), "%zu %lf %lf %lf %zu %lf %lf %lf %d %lf %lf %lf", &r.mib, &r.fork,
+                  &r.set, &r.first, &r.pages, &r.scattered, &r.contiguous, &r.copy, &r.snaps,
+                  &r.pte, &r.priv, &r.rss) != 12)
+    die("the run for " + std::to_string(mib) + " MiB failed");
+  return r;
+}
+
+void print(const std::vector<Row>& rows, int repeat) {
   std::printf("TSETJMP vs FORK (median of %d; 1 %% of the pages written before each)\n", repeat);
   std::printf("%6s %10s %12s %7s | %14s\n", "MiB", "fork ms", "tsetjmp ms", "ratio",
               "first tsetjmp");
@@ -268,5 +265,26 @@ int main(int argc, char** argv) {
               "Rss KiB");
   for (auto& r : rows)
     std::printf("%6zu %6d %16.0f %18.0f %12.0f\n", r.mib, r.snaps, r.pte, r.priv, r.rss);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<size_t> sizes = {64, 1024};
+  int repeat = 7;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--sizes" && i + 1 < argc) {
+      sizes = parse_sizes(argv[++i]);
+    } else if (a == "--repeat" && i + 1 < argc) {
+      repeat = std::clamp(std::atoi(argv[++i]), 1, kMaxRepeat);
+    } else {
+      std::fprintf(stderr, "usage: rollback_bench [--sizes MIB,...] [--repeat N]\n");
+      return 2;
+    }
+  }
+  std::vector<Row> rows;
+  for (size_t mib : sizes) rows.push_back(measure(mib, repeat));
+  print(rows, repeat);
   return 0;
 }
