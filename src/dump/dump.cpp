@@ -257,6 +257,14 @@ Status freeze_tree(Tree& tree, const DumpOptions& opts) {
   return {};
 }
 
+// Resource errors begin with "pid N: " (they read alone too); under "dump pid N" it is said once.
+Error dump_error(const Error& e, pid_t pid) {
+  Error out = e;
+  std::string own = fmt::format("pid {}: ", pid);
+  if (out.message.starts_with(own)) out.message.erase(0, own.size());
+  return out.wrap(fmt::format("dump pid {}", pid));
+}
+
 Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts) {
   ctx.rec.pid = ctx.pid;
   if (ctx.zombie) {
@@ -267,7 +275,10 @@ Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
   Status st = dump_resources(ctx, opts);
-  if (!st.ok()) return st.error().wrap(fmt::format("dump pid {}", ctx.pid));
+  if (!st.ok()) return dump_error(st.error(), ctx.pid);
+  log::info("dump", "pid {}: {} threads, {} mappings, {} bytes of pages, {} fds", ctx.pid,
+            ctx.threads.size(), ctx.rec.memory.vmas.size(), ctx.rec.memory.page_bytes,
+            ctx.rec.fds.size());
   return {};
 }
 
@@ -281,7 +292,7 @@ Status write_image(Tree& tree, image::GenerationWriter* writer, const DumpOption
   Status linked = tree::dump(procs);
   if (linked.ok()) linked = files::link(procs);
   if (linked.ok()) linked = memory::check_not_shared_between(procs);
-  if (!linked.ok()) return linked.error().wrap(fmt::format("dump pid {}", opts.pid));
+  if (!linked.ok()) return dump_error(linked.error(), opts.pid);
   writer->set_label("kind", "process");
   writer->set_label("pid", std::to_string(opts.pid));
   writer->set_label("threads", std::to_string(threads));
@@ -306,9 +317,13 @@ void kill_tree(Tree& tree) {
 Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
                              Clock::time_point started) {
   Tree tree;
+  ByteProgress progress(opts.progress);
+  tree.state.progress = &progress;
   // From here every error path detaches the threads (ThreadHandle owns the attachment).
   auto frozen_at = Clock::now();
   CKPT_TRY(freeze_tree(tree, opts));
+  log::info("dump", "froze {} processes in {:.1f} ms", tree.procs.size(),
+            std::chrono::duration<double, std::milli>(Clock::now() - frozen_at).count());
   if (opts.on_frozen) opts.on_frozen();
   CKPT_TRY(write_image(tree, writer, opts));
   for (auto& p : tree.procs) CKPT_TRY(check_still_stopped(*p));

@@ -6,40 +6,14 @@
 
 #include <algorithm>
 
+#include "proc/pagemap_abi.hpp"
 #include "proc/proc_file.hpp"
 
 namespace ckpt::proc {
 
 namespace {
 
-// The PAGEMAP_SCAN ABI from linux/fs.h (6.7), declared here because Debian 12's headers predate
-// it. The layout is fixed by the kernel's ABI; `size` lets the kernel tell versions apart.
-struct PageRegion {
-  uint64_t start;
-  uint64_t end;
-  uint64_t categories;
-};
-
-struct PmScanArg {
-  uint64_t size;
-  uint64_t flags;
-  uint64_t start;
-  uint64_t end;
-  uint64_t walk_end;
-  uint64_t vec;
-  uint64_t vec_len;
-  uint64_t max_pages;
-  uint64_t category_inverted;
-  uint64_t category_mask;
-  uint64_t category_anyof_mask;
-  uint64_t return_mask;
-};
-
-constexpr uint64_t kPageIsFile = 1 << 2;
-constexpr uint64_t kPageIsPresent = 1 << 3;
-constexpr uint64_t kPageIsSwapped = 1 << 4;
-constexpr uint64_t kPageIsPfnZero = 1 << 5;
-constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+using namespace pagemap_abi;
 
 constexpr uint64_t kPmPresent = uint64_t{1} << 63;
 constexpr uint64_t kPmSwapped = uint64_t{1} << 62;
@@ -89,10 +63,10 @@ Result<std::vector<PageRange>> Pagemap::scan_ioctl(uint64_t start, uint64_t end,
   arg.end = end;
   arg.vec = reinterpret_cast<uintptr_t>(regions.data());
   arg.vec_len = regions.size();
-  arg.category_anyof_mask = kPageIsPresent | kPageIsSwapped;
+  arg.category_anyof_mask = kIsPresent | kIsSwapped;
   // The shared zero page (read but never written) holds nothing worth saving.
-  arg.category_inverted = kPageIsPfnZero;
-  if (filter == PageFilter::private_anon) arg.category_inverted |= kPageIsFile;
+  arg.category_inverted = kIsPfnZero;
+  if (filter == PageFilter::private_anon) arg.category_inverted |= kIsFile;
   arg.category_mask = arg.category_inverted;
   // No return_mask: all matching pages report the same (empty) categories, so the kernel merges
   // neighbours into as few regions as possible.

@@ -12,6 +12,7 @@
 
 #include "common/fault_point.hpp"
 #include "common/scoped_fd.hpp"
+#include "proc/proc_file.hpp"
 
 namespace ckpt::ptrace {
 namespace {
@@ -23,26 +24,6 @@ long request(__ptrace_request req, const char* name, pid_t tid, void* addr, void
   long r = ::ptrace(req, tid, addr, data);
   fault::point("after", name);
   return r;
-}
-
-// /proc/PID/mem reaches pages process_vm_* cannot (no read or write permission for the thread).
-Status mem_file_io(pid_t tid, uint64_t addr, void* buf, size_t len, bool write) {
-  std::string path = fmt::format("/proc/{}/mem", tid);
-  int fd = ::open(path.c_str(), (write ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return sys_error(fmt::format("open {}", path));
-  ScopedFd owner(fd);
-  auto* p = static_cast<char*>(buf);
-  while (len > 0) {
-    ssize_t n = write ? ::pwrite(fd, p, len, static_cast<off_t>(addr))
-                      : ::pread(fd, p, len, static_cast<off_t>(addr));
-    if (n <= 0)
-      return sys_error(n == 0 ? EIO : errno,
-                       fmt::format("{} {:#x} in tid {}", write ? "write" : "read", addr, tid));
-    p += n;
-    addr += static_cast<uint64_t>(n);
-    len -= static_cast<size_t>(n);
-  }
-  return {};
 }
 
 }  // namespace
@@ -223,7 +204,7 @@ Status Tracee::read_memory(uint64_t addr, void* buf, size_t len, bool forced) co
   iovec remote{reinterpret_cast<void*>(addr), len};
   if (::process_vm_readv(tid_, &local, 1, &remote, 1, 0) == static_cast<ssize_t>(len)) return {};
   if (!forced) return sys_error(fmt::format("process_vm_readv {:#x} in tid {}", addr, tid_));
-  return mem_file_io(tid_, addr, buf, len, false);
+  return proc::mem_file_io(tid_, addr, buf, len, false);
 }
 
 Status Tracee::write_memory(uint64_t addr, const void* buf, size_t len, bool forced) {
@@ -232,7 +213,7 @@ Status Tracee::write_memory(uint64_t addr, const void* buf, size_t len, bool for
   iovec remote{reinterpret_cast<void*>(addr), len};
   Status st;
   if (::process_vm_writev(tid_, &local, 1, &remote, 1, 0) != static_cast<ssize_t>(len))
-    st = forced ? mem_file_io(tid_, addr, const_cast<void*>(buf), len, true)
+    st = forced ? proc::mem_file_io(tid_, addr, const_cast<void*>(buf), len, true)
                 : sys_error(fmt::format("process_vm_writev {:#x} in tid {}", addr, tid_));
   fault::point("after", "memory write");
   return st;

@@ -8,28 +8,10 @@
 #include <vector>
 
 #include "common/scoped_fd.hpp"
+#include "proc/proc_file.hpp"
 
 namespace ckpt {
 namespace {
-
-Status mem_file_io(pid_t pid, uint64_t addr, void* buf, size_t len, bool write) {
-  std::string path = fmt::format("/proc/{}/mem", pid);
-  int fd = ::open(path.c_str(), (write ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return sys_error(fmt::format("open {}", path));
-  ScopedFd owner(fd);
-  auto* p = static_cast<char*>(buf);
-  while (len > 0) {
-    ssize_t n = write ? ::pwrite(fd, p, len, static_cast<off_t>(addr))
-                      : ::pread(fd, p, len, static_cast<off_t>(addr));
-    if (n <= 0)
-      return sys_error(n == 0 ? EIO : errno,
-                       fmt::format("{} {:#x} in pid {}", write ? "write" : "read", addr, pid));
-    p += n;
-    addr += static_cast<uint64_t>(n);
-    len -= static_cast<size_t>(n);
-  }
-  return {};
-}
 
 // Where the gadgets for a self-restoring injection are: the vdso, and every executable mapping,
 // the C library's first (its __restore_rt comes early in its text).
@@ -63,7 +45,7 @@ Status read_remote(pid_t pid, uint64_t addr, void* buf, size_t len) {
   ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
   if (n == static_cast<ssize_t>(len)) return {};
   // Pages without read permission (PROT_NONE guards with contents, ...) need /proc/PID/mem.
-  return mem_file_io(pid, addr, buf, len, false);
+  return proc::mem_file_io(pid, addr, buf, len, false);
 }
 
 Status write_remote(pid_t pid, uint64_t addr, const void* buf, size_t len) {
@@ -71,7 +53,7 @@ Status write_remote(pid_t pid, uint64_t addr, const void* buf, size_t len) {
   iovec remote{reinterpret_cast<void*>(addr), len};
   ssize_t n = ::process_vm_writev(pid, &local, 1, &remote, 1, 0);
   if (n == static_cast<ssize_t>(len)) return {};
-  return mem_file_io(pid, addr, const_cast<void*>(buf), len, true);
+  return proc::mem_file_io(pid, addr, const_cast<void*>(buf), len, true);
 }
 
 Status DumpContext::with_remote(

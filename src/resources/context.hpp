@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "common/byte_progress.hpp"
 #include "common/result.hpp"
 #include "image/schema/records.hpp"
 #include "image/store.hpp"
@@ -36,7 +37,8 @@ struct ThreadHandle {
 // What the processes of one dumped tree share: the image's tree-wide records (open files,
 // deleted files, shared memory objects), each saved once however many processes use it.
 struct TreeState {
-  pid_t root = 0;  // the process the dump was asked for
+  pid_t root = 0;                    // the process the dump was asked for
+  ByteProgress* progress = nullptr;  // memory copied so far; always set
   schema::ImageRoot image;
   // Every (pid, fd) that refers to each open file (by id), and open files by (dev, ino): a new
   // fd is compared (kcmp) only with open files of its own inode.
@@ -91,6 +93,7 @@ struct RestoreContext {
   bool shell_job = false;
   // The kernel's vdso differs from the image's: a proxy goes at the old address (vdso.hpp).
   bool vdso_proxy = false;
+  ByteProgress* progress = nullptr;  // memory filled so far, tree-wide; always set
   // Descriptors the puppet holds for mapping files, keyed by path; closed before it runs.
   std::map<std::string, int> mapping_fds;
 

@@ -50,12 +50,13 @@ Content content_of(const proc::MapEntry& m) {
 
 // Streams the given ranges of the process into the pages section through one reused buffer.
 Status copy_ranges(pid_t pid, const std::vector<Range>& ranges, image::SectionWriter& out,
-                   std::span<char> buf) {
+                   std::span<char> buf, ByteProgress& progress) {
   for (auto [s, e] : ranges) {
     while (s < e) {
       size_t n = std::min<uint64_t>(e - s, buf.size());
       CKPT_TRY(read_remote(pid, s, buf.data(), n));
       CKPT_TRY(out.write({reinterpret_cast<const std::byte*>(buf.data()), n}));
+      progress.advance(n);
       s += n;
     }
   }
@@ -92,6 +93,17 @@ Status record_file_identity(pid_t pid, const proc::MapEntry& m, schema::Vma& v) 
   return {};
 }
 
+// What the pages of a process will come to, from smaps, before they are scanned.
+uint64_t expected_bytes(const std::vector<proc::MapEntry>& maps) {
+  uint64_t total = 0;
+  for (const auto& m : maps) {
+    Content c = content_of(m);
+    if (c == Content::private_pages) total += (m.rss_kb + m.swap_kb) << 10;
+    if (c == Content::all && !shared_memory::is_object(m)) total += m.size();
+  }
+  return total;
+}
+
 }  // namespace
 
 // A deleted file mapped shared is saved by its contents, once per process: two processes
@@ -125,6 +137,7 @@ Status dump(DumpContext& ctx) {
   std::span<char> buf(storage.get(), kCopyBuffer);
   schema::MemoryRecord& out = ctx.rec.memory;
   out = {};
+  ctx.tree->progress->expect(expected_bytes(ctx.maps));
   std::vector<std::pair<const proc::MapEntry*, size_t>> shm_maps;  // with their index in vmas
   for (const auto& m : ctx.maps) {
     Content content = content_of(m);
@@ -144,7 +157,7 @@ Status dump(DumpContext& ctx) {
       out.page_bytes += e - s;
       v.pages.push_back({s, e});
     }
-    CKPT_TRY(copy_ranges(ctx.pid, ranges, *pages, buf));
+    CKPT_TRY(copy_ranges(ctx.pid, ranges, *pages, buf, *ctx.tree->progress));
     out.vmas.push_back(std::move(v));
   }
   CKPT_TRY(pages->finish());
@@ -407,6 +420,7 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
           got += n;
         }
         CKPT_TRY(write_remote(ctx.pid, s, buf.data(), want));
+        ctx.progress->advance(want);
         s += want;
       }
     }

@@ -13,11 +13,13 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <thread>
 
 #include "common/checksum.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "proc/maps.hpp"
+#include "proc/stat.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
@@ -34,7 +36,12 @@ namespace ckpt {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+double ms_since(Clock::time_point t) {
+  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+}
 constexpr uint64_t kPage = 4096;
+constexpr std::chrono::seconds kZombieWait{5};
 
 Result<schema::ImageRoot> load_image(const image::Store& store, const image::GenerationInfo& gen) {
   if (!gen.find_section(schema::kProcessSection)) {
@@ -72,11 +79,35 @@ Result<bool> needs_vdso_proxy(const schema::ImageRoot& image, const RestoreOptio
   return differs || opts.force_vdso_proxy;
 }
 
+bool pid_free(pid_t pid) {
+  return ::kill(pid, 0) < 0 && errno == ESRCH;
+}
+
+// A process just dumped (and killed) keeps its PID as a zombie until its parent reaps it, which
+// for an orphan takes PID 1 up to 2 s on some machines: worth a short, bounded wait.
+Status wait_for_zombie(pid_t pid) {
+  auto st = proc::read_stat(pid);
+  if (!st.ok() || st->state != 'Z')
+    return errorf("restore: pid {} is in use by another process", pid);
+  log::warn("restore",
+            "pid {} is held by a zombie that its parent (pid {}) has not reaped yet; "
+            "waiting up to {} s",
+            pid, st->ppid, kZombieWait.count());
+  auto deadline = Clock::now() + kZombieWait;
+  while (Clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (pid_free(pid)) return {};
+  }
+  return errorf(
+      "restore: pid {} is still held by a zombie that its parent (pid {}) has not "
+      "reaped in {} s",
+      pid, st->ppid, kZombieWait.count());
+}
+
 Status check_pid_free(pid_t pid) {
   if (pid <= 0) return errorf("restore: pid {} in the image is not a process id", pid);
-  if (::kill(pid, 0) == 0 || errno != ESRCH)
-    return errorf("restore: pid {} is in use by another process", pid);
-  return {};
+  if (pid_free(pid)) return {};
+  return wait_for_zombie(pid);
 }
 
 Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
@@ -240,7 +271,7 @@ struct ProcessBuild {
 Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
                                                     const image::GenerationInfo& gen,
                                                     const PuppetPlan& plan, PuppetTree& puppets,
-                                                    size_t i) {
+                                                    size_t i, ByteProgress& progress) {
   auto b = std::make_unique<ProcessBuild>();
   RestoreContext& ctx = b->ctx;
   const PuppetSpec& spec = plan.processes[i];
@@ -252,6 +283,7 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   ctx.rec = spec.rec;
   ctx.shell_job = plan.shell_job;
   ctx.vdso_proxy = plan.vdso_proxy;
+  ctx.progress = &progress;
   ctx.trampoline = spec.trampoline;
   ctx.scratch = {spec.trampoline + 64, kPage - 64};
   // main_remote points into ctx.threads: it must never reallocate.
@@ -263,7 +295,11 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
                   ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
   b->remote.emplace(std::move(remote));
   ctx.main_remote = &*b->remote;
+  auto started = Clock::now();
   Status st = build(ctx, puppets.handed_fds(i), plan.handed);
+  log::info("restore", "pid {}: {} threads, {} bytes of pages, {} fds: {}", ctx.pid,
+            spec.rec->threads.size(), spec.rec->memory.page_bytes, spec.rec->fds.size(),
+            st.ok() ? fmt::format("built in {:.1f} ms", ms_since(started)) : "failed");
   if (!st.ok()) {
     log::debug("restore", "failed: {}", st.error().message);
     return st.error().wrap(fmt::format("restore pid {}", ctx.pid));
@@ -299,10 +335,12 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts, vdso_proxy));
   CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
   CKPT_TRY(files::set_owners(image, handed.fds));
+  ByteProgress progress(opts.progress);
+  for (auto& p : image.processes) progress.expect(p.memory.page_bytes);
   std::vector<std::unique_ptr<ProcessBuild>> built;
   for (size_t i = 0; i < puppets.size(); ++i) {
     if (plan.processes[i].zombie) continue;
-    CKPT_TRY_ASSIGN(auto b, build_process(store, gen, plan, puppets, i));
+    CKPT_TRY_ASSIGN(auto b, build_process(store, gen, plan, puppets, i, progress));
     built.push_back(std::move(b));
   }
   for (size_t i = built.size(); i-- > 0;) CKPT_TRY(built[i]->finish());

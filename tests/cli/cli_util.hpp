@@ -12,23 +12,11 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
+
 namespace ckpt::cli::test {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ckpt-cli-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using TempDir = ckpt::test_support::TempDir;
 
 struct Run {
   int exit_code = -1;

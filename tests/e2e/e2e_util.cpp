@@ -18,17 +18,6 @@ extern char** environ;
 
 namespace e2e {
 
-TempDir::TempDir() {
-  std::string tmpl = (fs::temp_directory_path() / "ckpt-e2e-XXXXXX").string();
-  if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp: " + std::string(strerror(errno)));
-  path_ = tmpl;
-}
-
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
-
 void sleep_for(std::chrono::milliseconds d) {
   std::this_thread::sleep_for(d);
 }

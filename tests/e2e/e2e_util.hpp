@@ -11,24 +11,15 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
+
 namespace e2e {
 
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 // A fresh directory under /tmp, removed with everything in it.
-class TempDir {
- public:
-  TempDir();
-  ~TempDir();
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const fs::path& path() const { return path_; }
-  fs::path operator/(const std::string& name) const { return path_ / name; }
-
- private:
-  fs::path path_;
-};
+using TempDir = ckpt::test_support::TempDir;
 
 // How to start a process: fds[i] (in the runner) becomes fd i (0..2) in the child and nothing
 // else stays open.

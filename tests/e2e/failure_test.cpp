@@ -46,6 +46,37 @@ TEST_F(FailureTest, DumpWithSocketFailsAndLeavesProcessRunning) {
   EXPECT_TRUE(left_running_untraced(p.pid()));
 }
 
+// A device with state of its own would come back as a new instance of itself (a fresh pty pair
+// for /dev/ptmx): refused, naming it. /dev/null beside it is fine.
+TEST_F(FailureTest, DumpWithAStatefulDeviceFailsNamingItAndLeavesProcessRunning) {
+  TestProcess p({"/usr/bin/python3", "-c",
+                 "import os, time\nn = os.open('/dev/null', os.O_RDWR)\n"
+                 "m = os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY)\n"
+                 "print('READY', flush=True)\ntime.sleep(1000)\n"});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("character device /dev/ptmx (5:2)"), std::string::npos) << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
+}
+
+// A namespace fd stats as a regular file but has no path to open again.
+TEST_F(FailureTest, DumpWithANamespaceFdFailsNamingIt) {
+  TestProcess p({"/usr/bin/python3", "-c",
+                 "import os, time\nn = os.open('/proc/self/ns/net', os.O_RDONLY)\n"
+                 "print('READY', flush=True)\ntime.sleep(1000)\n"});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("is net:["), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("namespace"), std::string::npos) << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
+}
+
 TEST_F(FailureTest, DumpWithAmbiguousThreadCpuTimerFailsAndLeavesProcessRunning) {
   TestProcess p({program_path("thread_cpu_timer")});
   ASSERT_TRUE(p.wait_ready());

@@ -19,6 +19,8 @@
 
 #include <gtest/gtest.h>
 
+#include "support/temp_dir.hpp"
+
 namespace ckpt::labtest {
 
 namespace fs = std::filesystem;
@@ -33,21 +35,7 @@ inline std::string slurp(const fs::path& p) {
   return s.str();
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ckpt-lab-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = ckpt::test_support::TempDir;
 
 // Starts `argv` in `cwd` with stdin from a pipe of ours and stdout/stderr into files there.
 inline pid_t start(const std::vector<std::string>& argv, const fs::path& cwd, int stdin_fd) {

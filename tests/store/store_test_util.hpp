@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "support/temp_dir.hpp"
+
 namespace ckpt::test {
 
 // Half random, half zero pages, like process memory: compressible but not trivially.
@@ -23,21 +25,7 @@ inline std::vector<std::byte> content(size_t n, uint32_t seed) {
   return v;
 }
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ckpt-store-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using TempDir = ckpt::test_support::TempDir;
 
 struct RunResult {
   int exit_code = -1;

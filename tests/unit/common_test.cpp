@@ -8,22 +8,12 @@
 
 #include "common/fs_util.hpp"
 #include "common/result.hpp"
+#include "support/temp_dir.hpp"
 
 namespace ckpt {
 namespace {
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ckpt-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  const std::filesystem::path& path() const { return path_; }
-
- private:
-  std::filesystem::path path_;
-};
+using TempDir = ckpt::test_support::TempDir;
 
 Result<int> half(int x) {
   if (x % 2) return errorf("{} is odd", x);

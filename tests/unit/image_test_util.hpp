@@ -13,23 +13,13 @@
 #include <gtest/gtest.h>
 
 #include "image/store.hpp"
+#include "support/temp_dir.hpp"
 
 namespace ckpt::image {
 
 namespace fs = std::filesystem;
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ckpt-image-test-XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-};
+using TempDir = ckpt::test_support::TempDir;
 
 inline std::vector<std::byte> pattern(size_t n, uint32_t seed) {
   std::vector<std::byte> v(n);

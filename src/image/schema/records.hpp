@@ -1,8 +1,9 @@
 #pragma once
 // What a process image holds: every record of the section "process.cbor", in one place. The
 // byte layout is CBOR (RFC 8949) as written by codec.hpp; docs/image-format.md describes each
-// record. Bulk data lives in sections of its own: memory pages ("pages", "proc.PID.pages"),
-// contents of deleted files ("files.deleted.ID") and of shared memory objects ("shm.ID").
+// record. Bulk data lives in sections of its own: memory pages ("memory.pages",
+// "proc.PID.memory.pages"), contents of deleted files ("files.deleted.ID") and of shared memory
+// objects ("shm.ID").
 //
 // Versions: kProcessImageFormat is written in the root record. A field added later is optional
 // (absent in older images) and does not change the format; anything an older reader would

@@ -26,6 +26,13 @@ class FileKind final : public FdKind {
     return S_ISREG(p.st.st_mode) || S_ISDIR(p.st.st_mode);
   }
   Status dump(DumpEnv&, FdProbe& p, schema::OpenFile& of) const override {
+    // A namespace (`net:[4026531840]`, from /proc/PID/ns or setns) stats as a regular file but
+    // has no path to open again.
+    if (p.link.empty() || p.link.front() != '/')
+      return errorf(
+          "pid {}: fd {} is {}, a namespace or other file without a path, which ckpt "
+          "cannot save yet",
+          p.pid, p.fd, p.link);
     FilePayload f{static_cast<uint64_t>(p.st.st_size), S_ISDIR(p.st.st_mode)};
     of.payload = schema::encode(f);
     return {};

@@ -1,0 +1,41 @@
+#pragma once
+// The PAGEMAP_SCAN ABI from linux/fs.h (6.7), declared here because Debian 12's headers predate
+// it. The layout is fixed by the kernel's ABI; `size` lets the kernel tell versions apart.
+#include <sys/ioctl.h>
+
+#include <cstdint>
+
+namespace ckpt::proc::pagemap_abi {
+
+struct PageRegion {
+  uint64_t start;
+  uint64_t end;
+  uint64_t categories;
+};
+
+struct PmScanArg {
+  uint64_t size;
+  uint64_t flags;
+  uint64_t start;
+  uint64_t end;
+  uint64_t walk_end;
+  uint64_t vec;
+  uint64_t vec_len;
+  uint64_t max_pages;
+  uint64_t category_inverted;
+  uint64_t category_mask;
+  uint64_t category_anyof_mask;
+  uint64_t return_mask;
+};
+
+inline constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
+inline constexpr uint64_t kWpMatching = 1 << 0;  // flags: write-protect what matches
+// Page categories.
+inline constexpr uint64_t kIsWpAllowed = 1 << 0;
+inline constexpr uint64_t kIsWritten = 1 << 1;
+inline constexpr uint64_t kIsFile = 1 << 2;
+inline constexpr uint64_t kIsPresent = 1 << 3;
+inline constexpr uint64_t kIsSwapped = 1 << 4;
+inline constexpr uint64_t kIsPfnZero = 1 << 5;
+
+}  // namespace ckpt::proc::pagemap_abi
