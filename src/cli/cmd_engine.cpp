@@ -194,8 +194,8 @@ int run_restore(const RestoreArgs& a) {
   }
   kept.discard();
   if (a.dry_run) {
-    fmt::print(stderr, "ckpt: {} would restore as pid {} (nothing was created)\n",
-               r->generation.id, r->pid);
+    fmt::print(stderr, "ckpt: {} would restore as pid {} (nothing was created)\n", r->generation.id,
+               r->pid);
     return kExitOk;
   }
   log::info("cli", "restored pid {} from {}", r->pid, r->generation.id);
