@@ -6,6 +6,7 @@
 #if defined(__x86_64__)
 #include "arch/x86_64/kernel_abi.hpp"
 #include "arch/x86_64/regs.hpp"
+#include "arch/x86_64/syscall_restart.hpp"
 #else
 #error "ckpt supports x86-64 only: port src/arch/x86_64 to this architecture first"
 #endif

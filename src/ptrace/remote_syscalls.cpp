@@ -17,66 +17,6 @@
 namespace ckpt::ptrace {
 namespace {
 
-// The kernel's internal restart codes (include/linux/errno.h); never seen by user space.
-constexpr long kERESTARTSYS = 512;
-constexpr long kERESTARTNOINTR = 513;
-constexpr long kERESTARTNOHAND = 514;
-constexpr long kERESTART_RESTARTBLOCK = 516;
-constexpr int kSyscallInsnLen = 2;
-
-}  // namespace
-
-// Calls the kernel ends with a plain EINTR when a tracer stops the thread, even with no signal
-// handler (signal(7), "Interruption of system call ... by stop signals"): stopping a thread for a
-// dump must not show, so they are repeated like the others.
-bool fails_with_eintr_on_stop(long nr) {
-  switch (nr) {
-    case SYS_epoll_wait:
-    case SYS_epoll_pwait:
-    case SYS_epoll_pwait2:
-    case SYS_semop:
-    case SYS_semtimedop:
-    case SYS_rt_sigtimedwait:
-    case SYS_io_getevents:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool is_interrupted_syscall(const Regs& r) {
-  long nr = static_cast<long>(r.orig_rax);
-  if (nr < 0) return false;
-  long rax = static_cast<long>(r.rax);
-  return rax == -kERESTARTSYS || rax == -kERESTARTNOINTR || rax == -kERESTARTNOHAND ||
-         rax == -kERESTART_RESTARTBLOCK || (rax == -EINTR && fails_with_eintr_on_stop(nr));
-}
-
-// A relative sleep cut short by a stop has had its remaining time written to its `rem` argument
-// by the kernel. Without the kernel's restart block (gone after a restore), sleeping again for
-// `rem` keeps the original deadline; the full request would oversleep. Absolute sleeps and calls
-// without `rem` restart with their own arguments.
-void sleep_for_what_is_left(Regs& out) {
-  if (out.orig_rax == SYS_nanosleep && out.rsi != 0) {
-    out.rdi = out.rsi;
-  } else if (out.orig_rax == SYS_clock_nanosleep && !(out.rsi & TIMER_ABSTIME) && out.r10 != 0) {
-    out.rdx = out.r10;
-  }
-}
-
-Regs regs_for_restart(const Regs& r, bool restart_block_ok) {
-  Regs out = r;
-  if (!is_interrupted_syscall(r)) return out;
-  long rax = static_cast<long>(r.rax);
-  out.rip -= kSyscallInsnLen;
-  bool via_restart_block = rax == -kERESTART_RESTARTBLOCK;
-  out.rax = (via_restart_block && restart_block_ok) ? SYS_restart_syscall : r.orig_rax;
-  if (via_restart_block && !restart_block_ok) sleep_for_what_is_left(out);
-  // A syscall number in orig_rax would make the kernel look at rax for restart codes again.
-  out.orig_rax = static_cast<uint64_t>(-1);
-  return out;
-}
-
 // Scans `r` in chunks (overlapping by the longest gadget) for `find`; the address of the first
 // hit. Stops after `budget` bytes in all, which the caller shares between ranges.
 template <typename Find>
@@ -104,6 +44,8 @@ bool uses_shadow_stack(pid_t pid, pid_t tid) {
     if (line.starts_with("x86_Thread_features:")) return line.find("shstk") != std::string::npos;
   return false;
 }
+
+}  // namespace
 
 std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
                                              const std::vector<CodeRange>& code,
@@ -196,7 +138,7 @@ Status RemoteSyscalls::arm_self_restore(const SelfRestore& sr, const Regs& stopp
   frame_old_ = std::move(old);
   insn_ = sr.syscall_then_ret;
   Regs parked = call_base();
-  parked.rip = insn_ + kSyscallInsnLen;
+  parked.rip = insn_ + arch::kSyscallInsnLen;
   return t_->set_regs(parked);
 }
 
@@ -257,14 +199,7 @@ Result<long> RemoteSyscalls::call_raw(long nr, std::array<uint64_t, 6> args) {
              nr, args[0], args[1], args[2], args[3], args[4], args[5]);
   if (done_) return errorf("tid {}: injected syscall after finish", t_->tid());
   Regs r = call_base();
-  r.rip = insn_;
-  r.rax = static_cast<uint64_t>(nr);
-  r.rdi = args[0];
-  r.rsi = args[1];
-  r.rdx = args[2];
-  r.r10 = args[3];
-  r.r8 = args[4];
-  r.r9 = args[5];
+  arch::set_syscall(r, insn_, nr, args);
   CKPT_TRY(t_->set_regs(r));
   CKPT_TRY_ASSIGN(StopInfo entry_stop, run_to_syscall_stop());
   fault::point("inside", "injected syscall");
@@ -272,7 +207,7 @@ Result<long> RemoteSyscalls::call_raw(long nr, std::array<uint64_t, 6> args) {
   (void)entry_stop;
   (void)exit_stop;
   CKPT_TRY_ASSIGN(Regs after, t_->regs());
-  return static_cast<long>(after.rax);
+  return static_cast<long>(arch::syscall_ret(after));
 }
 
 Result<long> RemoteSyscalls::call(const char* name, long nr, std::array<uint64_t, 6> args) {

@@ -28,18 +28,14 @@
 #include <span>
 #include <vector>
 
+#include "arch/arch.hpp"
 #include "common/result.hpp"
 #include "ptrace/tracee.hpp"
 
 namespace ckpt::ptrace {
 
-// The registers a thread must resume with so that an interrupted system call is restarted.
-// `restart_block_ok` says whether the kernel still holds the thread's restart block (true for a
-// live thread, false for a restored one, where the original call is repeated instead).
-Regs regs_for_restart(const Regs& r, bool restart_block_ok);
-
-// Whether rax holds one of the kernel's internal -ERESTART* codes after a stop in a syscall.
-bool is_interrupted_syscall(const Regs& r);
+using arch::is_interrupted_syscall;  // arch/x86_64/syscall_restart.hpp
+using arch::regs_for_restart;
 
 // What lets a thread return to its saved context by itself if its tracer dies (see above).
 struct SelfRestore {

@@ -1,0 +1,71 @@
+// How a thread stopped inside a system call is made to repeat it when it runs again (x86-64).
+#include "arch/x86_64/syscall_restart.hpp"
+
+#include <sys/syscall.h>
+#include <time.h>
+
+#include <cerrno>
+
+namespace ckpt::arch {
+namespace {
+
+// The kernel's internal restart codes (include/linux/errno.h); never seen by user space.
+constexpr long kERESTARTSYS = 512;
+constexpr long kERESTARTNOINTR = 513;
+constexpr long kERESTARTNOHAND = 514;
+constexpr long kERESTART_RESTARTBLOCK = 516;
+
+// A relative sleep cut short by a stop has had its remaining time written to its `rem` argument
+// by the kernel. Without the kernel's restart block (gone after a restore), sleeping again for
+// `rem` keeps the original deadline; the full request would oversleep. Absolute sleeps and calls
+// without `rem` restart with their own arguments.
+void sleep_for_what_is_left(Regs& out) {
+  if (out.orig_rax == SYS_nanosleep && out.rsi != 0) {
+    out.rdi = out.rsi;
+  } else if (out.orig_rax == SYS_clock_nanosleep && !(out.rsi & TIMER_ABSTIME) && out.r10 != 0) {
+    out.rdx = out.r10;
+  }
+}
+
+}  // namespace
+
+// Calls the kernel ends with a plain EINTR when a tracer stops the thread, even with no signal
+// handler (signal(7), "Interruption of system call ... by stop signals"): stopping a thread for a
+// dump must not show, so they are repeated like the others.
+bool fails_with_eintr_on_stop(long nr) {
+  switch (nr) {
+    case SYS_epoll_wait:
+    case SYS_epoll_pwait:
+    case SYS_epoll_pwait2:
+    case SYS_semop:
+    case SYS_semtimedop:
+    case SYS_rt_sigtimedwait:
+    case SYS_io_getevents:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool is_interrupted_syscall(const Regs& r) {
+  long nr = static_cast<long>(r.orig_rax);
+  if (nr < 0) return false;
+  long rax = static_cast<long>(r.rax);
+  return rax == -kERESTARTSYS || rax == -kERESTARTNOINTR || rax == -kERESTARTNOHAND ||
+         rax == -kERESTART_RESTARTBLOCK || (rax == -EINTR && fails_with_eintr_on_stop(nr));
+}
+
+Regs regs_for_restart(const Regs& r, bool restart_block_ok) {
+  Regs out = r;
+  if (!is_interrupted_syscall(r)) return out;
+  long rax = static_cast<long>(r.rax);
+  out.rip -= kSyscallInsnLen;
+  bool via_restart_block = rax == -kERESTART_RESTARTBLOCK;
+  out.rax = (via_restart_block && restart_block_ok) ? SYS_restart_syscall : r.orig_rax;
+  if (via_restart_block && !restart_block_ok) sleep_for_what_is_left(out);
+  // A syscall number in orig_rax would make the kernel look at rax for restart codes again.
+  out.orig_rax = static_cast<uint64_t>(-1);
+  return out;
+}
+
+}  // namespace ckpt::arch
