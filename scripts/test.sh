@@ -6,3 +6,10 @@ bash scripts/deps.sh
 bash scripts/build.sh
 cd "${BUILD_DIR:-build}"
 ctest --output-on-failure --timeout 600 -j2 "$@"
+# A skipped test proves nothing: it fails the run like a failed one.
+skipped=$(grep -h '^\[  SKIPPED \] [A-Za-z]' Testing/Temporary/LastTest*.log 2>/dev/null | sort -u || true)
+if [ -n "$skipped" ]; then
+  echo "skipped tests count as failures:"
+  echo "$skipped"
+  exit 1
+fi

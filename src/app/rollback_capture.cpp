@@ -14,27 +14,16 @@
 #include "common/log.hpp"
 #include "proc/proc_file.hpp"
 #include "ptrace/remote_syscalls.hpp"
+#include "ptrace/rseq_config.hpp"
 
 namespace ckpt::rollback {
 namespace {
 
-constexpr int kGetRseqConfiguration = 0x420f;  // PTRACE_GET_RSEQ_CONFIGURATION (5.13)
-
-struct RseqConfiguration {
-  uint64_t rseq_abi_pointer;
-  uint32_t rseq_abi_size;
-  uint32_t signature;
-  uint32_t flags;
-  uint32_t pad;
-};
-
 Status capture_kernel_state(ThreadRecord& r) {
-  RseqConfiguration cfg{};
-  if (::ptrace(static_cast<__ptrace_request>(kGetRseqConfiguration), r.tid, sizeof cfg, &cfg) >=
-      0) {
-    r.rseq_addr = cfg.rseq_abi_pointer;
-    r.rseq_len = cfg.rseq_abi_size;
-    r.rseq_sig = cfg.signature;
+  if (auto cfg = ptrace::rseq_config(r.tid); cfg.ok()) {
+    r.rseq_addr = cfg->rseq_abi_pointer;
+    r.rseq_len = cfg->rseq_abi_size;
+    r.rseq_sig = cfg->signature;
   }
   void* head = nullptr;
   size_t len = 0;

@@ -7,19 +7,6 @@
 namespace ckpt::rollback {
 namespace {
 
-bool is_kernel_special(const proc::MapEntry& m) {
-  switch (m.kind) {
-    case proc::MapKind::vdso:
-    case proc::MapKind::vvar:
-    case proc::MapKind::vvar_vclock:
-    case proc::MapKind::vsyscall:
-    case proc::MapKind::special:
-      return true;
-    default:
-      return false;
-  }
-}
-
 bool is_anon_like(const proc::MapEntry& m) {
   return m.kind == proc::MapKind::anonymous || m.kind == proc::MapKind::heap ||
          m.kind == proc::MapKind::stack || m.kind == proc::MapKind::anon_named;
@@ -92,7 +79,8 @@ MapPlan plan_mappings(const std::vector<proc::MapEntry>& then,
     const proc::MapEntry* a = covering(then, hint_then, s);
     const proc::MapEntry* b = covering(now, hint_now, s);
     if (!a && !b) continue;
-    if ((a && is_kernel_special(*a)) || (b && is_kernel_special(*b))) continue;
+    if ((a && proc::is_kernel_mapping(a->kind)) || (b && proc::is_kernel_mapping(b->kind)))
+      continue;
     if (a && b && same_mapping(*a, *b, s)) {
       if (a->prot != b->prot) add_protect(plan, s, e, a->prot);
       if (!a->shared) proc::append_range(plan.same_private, s, e);

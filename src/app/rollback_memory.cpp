@@ -252,17 +252,7 @@ Result<RangeSet> PageScanner::unprotected(const RangeSet& where) {
 }
 
 bool is_tracked(const proc::MapEntry& m) {
-  if (m.shared) return false;
-  switch (m.kind) {
-    case proc::MapKind::vdso:
-    case proc::MapKind::vvar:
-    case proc::MapKind::vvar_vclock:
-    case proc::MapKind::vsyscall:
-    case proc::MapKind::special:
-      return false;
-    default:
-      return true;
-  }
+  return !m.shared && !proc::is_kernel_mapping(m.kind);
 }
 
 RangeSet tracked_ranges(const std::vector<proc::MapEntry>& maps) {

@@ -27,6 +27,7 @@
 #include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
+#include "ptrace/rseq_config.hpp"
 
 namespace ckpt::proc {
 
@@ -150,19 +151,9 @@ FeatureProbe probe_ptrace_peeksiginfo() {
 }
 
 FeatureProbe probe_ptrace_rseq() {
-  struct RseqConfig {
-    uint64_t rseq_abi_pointer;
-    uint32_t rseq_abi_size;
-    uint32_t signature;
-    uint32_t flags;
-    uint32_t pad;
-  };
-  constexpr int kGetRseqConfiguration = 0x420f;
   return with_tracee("ptrace_rseq_config", [](pid_t pid) -> std::string {
-    RseqConfig conf{};
-    long n =
-        ::ptrace(static_cast<__ptrace_request>(kGetRseqConfiguration), pid, sizeof conf, &conf);
-    if (n < 0) return errno_text("PTRACE_GET_RSEQ_CONFIGURATION");
+    auto conf = ptrace::rseq_config(pid);
+    if (!conf.ok()) return errno_text("PTRACE_GET_RSEQ_CONFIGURATION", conf.error().errnum);
     return {};
   });
 }

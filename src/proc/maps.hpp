@@ -27,6 +27,21 @@ enum class MapKind {
 
 std::string_view to_string(MapKind kind);
 
+// The kernel's own mappings ([vdso], [vvar], [vvar_vclock], [vsyscall], [uprobes], ...): no
+// program data in them.
+inline bool is_kernel_mapping(MapKind kind) {
+  switch (kind) {
+    case MapKind::vdso:
+    case MapKind::vvar:
+    case MapKind::vvar_vclock:
+    case MapKind::vsyscall:
+    case MapKind::special:
+      return true;
+    default:
+      return false;
+  }
+}
+
 // VmFlags from smaps, one bit each. The kernel prints two-letter codes; codes unknown to this
 // list stay in VmFlags::unknown so that a newer kernel's flags are not lost silently.
 enum class VmFlag : unsigned {

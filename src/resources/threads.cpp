@@ -14,31 +14,14 @@
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "proc/proc_file.hpp"
+#include "ptrace/rseq_config.hpp"
 
 namespace ckpt::threads {
 namespace {
 
-constexpr int kPtraceGetRseqConfiguration = 0x420f;
-
-struct RseqConfig {
-  uint64_t rseq_abi_pointer;
-  uint32_t rseq_abi_size;
-  uint32_t signature;
-  uint32_t flags;
-  uint32_t pad;
-};
-
-Result<RseqConfig> rseq_config(pid_t tid) {
-  RseqConfig rseq{};
-  if (::ptrace(static_cast<__ptrace_request>(kPtraceGetRseqConfiguration), tid, sizeof(rseq),
-               &rseq) < 0)
-    return sys_error(fmt::format("ptrace(PTRACE_GET_RSEQ_CONFIGURATION) tid {}", tid));
-  return rseq;
-}
-
 Status dump_kernel_state(DumpContext& ctx, size_t index, schema::ThreadRecord& t) {
   pid_t tid = ctx.threads[index].tid;
-  CKPT_TRY_ASSIGN(RseqConfig rseq, rseq_config(tid));
+  CKPT_TRY_ASSIGN(ptrace::RseqConfig rseq, ptrace::rseq_config(tid));
   t.rseq = {rseq.rseq_abi_pointer, rseq.rseq_abi_size, rseq.signature, rseq.flags};
   uint64_t head = 0;
   size_t len = 0;

@@ -116,6 +116,11 @@ CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseco
 }
 
 CkptResult run_command(const std::vector<std::string>& argv, std::chrono::milliseconds timeout) {
+  return run_command(argv, {}, timeout);
+}
+
+CkptResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                       std::chrono::milliseconds timeout) {
   TempDir dir;
   int in = open_or_die("/dev/null", O_RDONLY);
   int out = open_or_die(dir / "out", O_WRONLY | O_CREAT | O_TRUNC);
@@ -125,6 +130,7 @@ CkptResult run_command(const std::vector<std::string>& argv, std::chrono::millis
   spec.fds[0] = in;
   spec.fds[1] = out;
   spec.fds[2] = err;
+  spec.extra_env = env;
   pid_t pid = spawn(spec);
   ::close(in);
   ::close(out);

@@ -53,6 +53,9 @@ CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseco
 // The same for any command (argv[0] is a path).
 CkptResult run_command(const std::vector<std::string>& argv,
                        std::chrono::milliseconds timeout = 10s);
+// The same with `env` ("NAME=VALUE" each) added to the environment.
+CkptResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env,
+                       std::chrono::milliseconds timeout);
 const std::string& ckpt_path();
 
 int open_or_die(const fs::path& p, int flags, mode_t mode = 0644);

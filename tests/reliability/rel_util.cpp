@@ -24,28 +24,9 @@ long scaled(long n, long full) {
 
 CkptResult run_ckpt_env(const std::vector<std::string>& args, const std::vector<std::string>& env,
                         std::chrono::milliseconds timeout) {
-  TempDir dir;
-  int in = open_or_die("/dev/null", O_RDONLY);
-  int out = open_or_die(dir / "out", O_WRONLY | O_CREAT | O_TRUNC);
-  int err = open_or_die(dir / "err", O_WRONLY | O_CREAT | O_TRUNC);
-  SpawnSpec spec;
-  spec.argv = {ckpt_path()};
-  spec.argv.insert(spec.argv.end(), args.begin(), args.end());
-  spec.fds[0] = in;
-  spec.fds[1] = out;
-  spec.fds[2] = err;
-  spec.extra_env = env;
-  pid_t pid = spawn(spec);
-  ::close(in);
-  ::close(out);
-  ::close(err);
-  CkptResult r;
-  auto st = wait_child(pid, timeout);
-  r.status = st ? *st : -1;
-  r.out = read_text(dir / "out");
-  r.err = read_text(dir / "err");
-  if (!st) r.err += "\n(ckpt timed out and was killed)";
-  return r;
+  std::vector<std::string> argv = {ckpt_path()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_command(argv, env, timeout);
 }
 
 std::vector<std::string> read_points(const fs::path& count_file) {
