@@ -150,7 +150,9 @@ Status restore_mm(RestoreContext& ctx, int exe_fd) {
   auto& rs = *ctx.main_remote;
   CKPT_TRY(rs.call("prctl(PR_SET_MM_MAP)", SYS_prctl,
                    {PR_SET_MM, PR_SET_MM_MAP, ctx.scratch.addr, sizeof(m)}));
-  if (t.no_new_privs)
+  // Images that know it per thread have it set in each thread (settings.hpp): set here, it
+  // would pass to threads that did not have it.
+  if (t.no_new_privs && !ctx.rec->threads.at(0).settings.no_new_privs)
     CKPT_TRY(rs.call("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1}));
   return {};
 }

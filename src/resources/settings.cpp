@@ -105,6 +105,7 @@ Status dump_from_outside(pid_t pid, pid_t tid, schema::ThreadSettings& s) {
   s.ioprio = static_cast<int32_t>(io);
   CKPT_TRY_ASSIGN(proc::ProcStatus st, proc::read_thread_status(pid, tid));
   s.caps = caps_of(st);
+  s.no_new_privs = st.no_new_privs != 0;
   return {};
 }
 
@@ -399,6 +400,27 @@ Status restore_early(RestoreContext& ctx) {
   auto r = ctx.main_remote->call("prctl(PR_SET_THP_DISABLE)", SYS_prctl,
                                  {PR_SET_THP_DISABLE, *task.thp_disable ? 1u : 0u, flags});
   if (!r.ok()) return cannot("THP disable flag", r.error());
+  return {};
+}
+
+Status restore_no_new_privs(RestoreContext& ctx) {
+  const auto& all = ctx.rec->threads;
+  for (size_t i = 0; i < all.size(); ++i) {
+    if (!all[i].settings.no_new_privs.value_or(false)) continue;
+    auto set = [&](ptrace::RemoteSyscalls& rs) -> Status {
+      auto r = rs.call("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1});
+      if (!r.ok())
+        return cannot("no_new_privs flag", r.error()).wrap(fmt::format("thread {}", all[i].tid));
+      return {};
+    };
+    if (i == 0) {
+      CKPT_TRY(set(*ctx.main_remote));
+    } else {
+      CKPT_TRY_ASSIGN(auto rs,
+                      ptrace::RemoteSyscalls::start(ctx.threads[i].tracee, ctx.trampoline));
+      CKPT_TRY(set(rs));
+    }
+  }
   return {};
 }
 

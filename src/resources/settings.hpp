@@ -10,6 +10,7 @@
 //
 // Restore order matters:
 //   restore_early       before memory: THP disable (an mm flag, before pages are filled);
+//   restore_no_new_privs  once the threads exist, before seccomp;
 //   restore_privileges  after seccomp, in each thread: timer slack and memory policy, then ids,
 //                       then securebits and capabilities (dropping them last, once nothing
 //                       needs them), then the parent-death signal (a change of ids clears it);
@@ -32,6 +33,9 @@ Status dump(DumpContext& ctx);
 Status check_before_restore(const schema::ProcessRecord& proc);
 
 Status restore_early(RestoreContext& ctx);
+// Once the threads exist, before seccomp filters (which need it without CAP_SYS_ADMIN): each
+// thread's no_new_privs. It cannot be cleared, so it is set only in the threads that had it.
+Status restore_no_new_privs(RestoreContext& ctx);
 // In place of a plain credential change: see the order above. Ends with process dumpable.
 Status restore_privileges(RestoreContext& ctx);
 Status restore_scheduling(RestoreContext& ctx);

@@ -194,6 +194,7 @@ Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds&
   CKPT_TRY(memory::restore(ctx));
   CKPT_TRY(process::restore_mm(ctx, exe_fd));
   CKPT_TRY(threads::restore(ctx));
+  CKPT_TRY(settings::restore_no_new_privs(ctx));
   CKPT_TRY(signals::restore(ctx));
   // The handed fds are one block above every fd of the image (files::restore_in_puppet).
   auto [low, high] = std::minmax_element(kept.begin(), kept.end());

@@ -196,6 +196,7 @@ struct ThreadSettings {
   std::optional<uint32_t> securebits;
   std::optional<Capabilities> caps;
   std::optional<MemPolicy> mempolicy;
+  std::optional<bool> no_new_privs;  // per thread; TaskRecord's is the main thread's
   template <class V>
   void visit(V& v) {
     v("nice", nice), v("sched_policy", sched_policy), v("sched_priority", sched_priority);
@@ -203,6 +204,7 @@ struct ThreadSettings {
     v.opt("affinity", affinity);
     v("timer_slack_ns", timer_slack_ns), v("ioprio", ioprio), v("pdeathsig", pdeathsig);
     v("securebits", securebits), v("caps", caps), v("mempolicy", mempolicy);
+    v("no_new_privs", no_new_privs);
   }
 };
 
