@@ -259,6 +259,8 @@ Status restore_mempolicy(RestoreContext& ctx, ptrace::RemoteSyscalls& rs,
   }
   auto r =
       rs.call("set_mempolicy", SYS_set_mempolicy, {static_cast<uint32_t>(mp.mode), nodes, maxnode});
+  // A kernel without NUMA has only the default policy, which is then what the thread had.
+  if (!r.ok() && r.error().errnum == ENOSYS && mp.mode == 0 && mp.nodes.empty()) return {};
   if (!r.ok())
     return cannot(fmt::format("NUMA memory policy (mode {:#x}, nodes {:#x})", mp.mode,
                               mp.nodes.empty() ? 0 : mp.nodes[0]),
