@@ -125,6 +125,32 @@ TEST_F(SettingsTest, ProcessOfAnotherUserWithItsOwnLimits) {
       << limits;
 }
 
+// Like a server's master running as root with workers as nobody (nginx, postgresql).
+TEST_F(SettingsTest, AWorkerOfAnotherUserUnderARootParentKeepsItsUserAndLimits) {
+  TestProcess p({"/bin/sh", "-c",
+                 "/usr/bin/prlimit --nofile=300:600 -- /usr/bin/setpriv --reuid=nobody "
+                 "--regid=nogroup --clear-groups /usr/bin/sleep 600 & wait"});
+  pid_t worker = -1;
+  for (int i = 0; i < 1000 && worker < 0; ++i) {
+    auto kids = descendants(p.pid());
+    if (!kids.empty()) worker = kids.front();
+    sleep_for(5ms);
+  }
+  ASSERT_GT(worker, 0) << "the worker never started";
+  ASSERT_TRUE(wait_exec(worker, kSleep));
+  ProcSnapshot worker_before = snapshot(worker);
+  ASSERT_NO_FATAL_FAILURE(dump_restore_compare(p));
+  ProcSnapshot worker_after = snapshot(worker);
+  for (auto& d : compare(worker_before, worker_after))
+    ADD_FAILURE() << "/proc of worker " << worker << ": " << d;
+  EXPECT_EQ(status_field(worker, "Uid"), "65534\t65534\t65534\t65534");
+  EXPECT_EQ(status_field(worker, "CapEff"), "0000000000000000");
+  EXPECT_EQ(status_field(p.pid(), "Uid"), "0\t0\t0\t0");
+  std::string limits = read_text(fs::path("/proc") / std::to_string(worker) / "limits");
+  EXPECT_NE(limits.find("Max open files            300                  600"), std::string::npos)
+      << limits;
+}
+
 TEST_F(SettingsTest, RestoreRefusesAHardLimitAboveTheRestorersOwn) {
   // Neither has CAP_SYS_RESOURCE, whatever root has on this machine.
   TestProcess p({"/usr/bin/setpriv", "--bounding-set=-sys_resource", "--", "/usr/bin/prlimit",
