@@ -26,6 +26,7 @@
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
+#include "resources/settings.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
@@ -157,6 +158,7 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
   CKPT_TRY(threads::dump(ctx));
   CKPT_TRY(signals::dump(ctx));
   CKPT_TRY(process::dump(ctx));
+  CKPT_TRY(settings::dump(ctx));
   CKPT_TRY(timers::dump(ctx));
   CKPT_TRY(files::dump(ctx, flags));
   CKPT_TRY(seccomp::dump(ctx));

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "common/fs_util.hpp"
+#include "proc/limits.hpp"
 #include "proc/misc.hpp"
 #include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
@@ -53,18 +54,48 @@ Status dump(DumpContext& ctx) {
   CKPT_TRY_ASSIGN(task.cwd, proc::read_proc_link(ctx.pid, "cwd"));
   CKPT_TRY_ASSIGN(task.root, proc::read_proc_link(ctx.pid, "root"));
   CKPT_TRY_ASSIGN(task.personality, proc::read_personality(ctx.pid));
+  // Not prlimit(): for a process of another user it needs CAP_SYS_RESOURCE, which root may lack.
+  CKPT_TRY_ASSIGN(auto limits, proc::read_limits(ctx.pid));
   task.rlimits.clear();
-  for (int r = 0; r < kRlimits; ++r) {
-    rlimit lim;
-    if (::prlimit(ctx.pid, static_cast<__rlimit_resource>(r), nullptr, &lim) < 0)
-      return sys_error(fmt::format("prlimit pid {} resource {}", ctx.pid, r));
-    task.rlimits.push_back({lim.rlim_cur, lim.rlim_max});
+  for (auto& l : limits) task.rlimits.push_back({l.cur, l.max});
+  return {};
+}
+
+namespace {
+
+bool have_sys_resource() {
+  auto me = proc::read_status(::getpid());
+  constexpr int kCapSysResource = 24;
+  return me.ok() && (me->cap_eff >> kCapSysResource & 1);
+}
+
+std::string limit_text(uint64_t v) {
+  return v == RLIM_INFINITY ? "unlimited" : std::to_string(v);
+}
+
+// The puppet is a copy of the restorer: without CAP_SYS_RESOURCE it cannot raise a hard limit
+// above the restorer's own. Said before anything is created, naming the process and the limit.
+Status check_limits(const schema::ProcessRecord& proc) {
+  if (have_sys_resource()) return {};
+  for (int r = 0; r < static_cast<int>(proc.task.rlimits.size()) && r < kRlimits; ++r) {
+    rlimit own;
+    if (::getrlimit(static_cast<__rlimit_resource>(r), &own) < 0)
+      return sys_error(fmt::format("getrlimit {}", proc::rlimit_name(r)));
+    uint64_t want = proc.task.rlimits[r].max;
+    if (want > own.rlim_max)
+      return errorf(
+          "restore pid {}: cannot restore its {} (hard limit {}): it is above ckpt's own ({}) and "
+          "raising it needs CAP_SYS_RESOURCE",
+          proc.pid, proc::rlimit_name(r), limit_text(want), limit_text(own.rlim_max));
   }
   return {};
 }
 
+}  // namespace
+
 Status check_before_restore(const schema::ProcessRecord& proc) {
   const schema::Credentials& c = proc.task.creds;
+  CKPT_TRY(check_limits(proc));
   if (::geteuid() == 0) return {};
   uid_t me = ::geteuid();
   gid_t my_gid = ::getegid();
@@ -85,8 +116,9 @@ Status restore_in_puppet(const schema::ProcessRecord& proc) {
   for (int r = 0; r < static_cast<int>(t.rlimits.size()) && r < kRlimits; ++r) {
     rlimit lim{t.rlimits[r].cur, t.rlimits[r].max};
     if (::setrlimit(static_cast<__rlimit_resource>(r), &lim) < 0)
-      return sys_error(
-          fmt::format("setrlimit resource {} to {}/{}", r, lim.rlim_cur, lim.rlim_max));
+      return sys_error(fmt::format("cannot restore its {} (soft {}, hard {}): setrlimit",
+                                   proc::rlimit_name(r), limit_text(lim.rlim_cur),
+                                   limit_text(lim.rlim_max)));
   }
   if (::personality(t.personality) < 0) return sys_error("personality");
   return {};
@@ -118,29 +150,36 @@ Status restore_mm(RestoreContext& ctx, int exe_fd) {
   auto& rs = *ctx.main_remote;
   CKPT_TRY(rs.call("prctl(PR_SET_MM_MAP)", SYS_prctl,
                    {PR_SET_MM, PR_SET_MM_MAP, ctx.scratch.addr, sizeof(m)}));
-  if (t.no_new_privs)
+  // Images that know it per thread have it set in each thread (settings.hpp): set here, it
+  // would pass to threads that did not have it.
+  if (t.no_new_privs && !ctx.rec->threads.at(0).settings.no_new_privs)
     CKPT_TRY(rs.call("prctl(PR_SET_NO_NEW_PRIVS)", SYS_prctl, {PR_SET_NO_NEW_PRIVS, 1}));
   return {};
 }
 
-// Runs after everything that needs the restorer's privileges. Becoming another user resets the
-// dumpable flag, so it is set after.
-Status restore_credentials(RestoreContext& ctx) {
-  const schema::TaskRecord& t = ctx.rec->task;
-  const schema::Credentials& c = t.creds;
-  auto& rs = *ctx.main_remote;
-  if (::geteuid() == 0) {
-    if (c.groups.size() * sizeof(uint32_t) > ctx.scratch.size)
-      return errorf("restore pid {}: {} supplementary groups do not fit the scratch page", ctx.pid,
-                    c.groups.size());
-    CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, c.groups.data(),
-                          c.groups.size() * sizeof(uint32_t)));
-    CKPT_TRY(rs.call("setgroups", SYS_setgroups, {c.groups.size(), ctx.scratch.addr}));
-    CKPT_TRY(rs.call("setresgid", SYS_setresgid, {c.gid[0], c.gid[1], c.gid[2]}));
-    CKPT_TRY(rs.call("setresuid", SYS_setresuid, {c.uid[0], c.uid[1], c.uid[2]}));
-  }
-  CKPT_TRY(rs.call("prctl(PR_SET_DUMPABLE)", SYS_prctl,
-                   {PR_SET_DUMPABLE, static_cast<uint64_t>(t.dumpable)}));
+// Runs in every thread (credentials are per thread), after everything that needs the restorer's
+// privileges. Only root changes them: anyone else restores only images of their own ids.
+Status restore_ids(RestoreContext& ctx, ptrace::RemoteSyscalls& rs) {
+  const schema::Credentials& c = ctx.rec->task.creds;
+  if (::geteuid() != 0) return {};
+  if (c.groups.size() * sizeof(uint32_t) > ctx.scratch.size)
+    return errorf("restore pid {}: {} supplementary groups do not fit the scratch page", ctx.pid,
+                  c.groups.size());
+  CKPT_TRY(
+      write_remote(ctx.pid, ctx.scratch.addr, c.groups.data(), c.groups.size() * sizeof(uint32_t)));
+  CKPT_TRY(rs.call("setgroups", SYS_setgroups, {c.groups.size(), ctx.scratch.addr}));
+  CKPT_TRY(rs.call("setresgid", SYS_setresgid, {c.gid[0], c.gid[1], c.gid[2]}));
+  CKPT_TRY(rs.call("setresuid", SYS_setresuid, {c.uid[0], c.uid[1], c.uid[2]}));
+  // setres*id made the filesystem ids the effective ones; these calls return the old id.
+  CKPT_TRY(rs.call("setfsgid", SYS_setfsgid, {c.gid[3]}));
+  CKPT_TRY(rs.call("setfsuid", SYS_setfsuid, {c.uid[3]}));
+  return {};
+}
+
+// Becoming another user resets the dumpable flag, so it is set after every thread's ids.
+Status restore_dumpable(RestoreContext& ctx) {
+  CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_DUMPABLE)", SYS_prctl,
+                                 {PR_SET_DUMPABLE, static_cast<uint64_t>(ctx.rec->task.dumpable)}));
   return {};
 }
 

@@ -25,6 +25,7 @@
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
+#include "resources/settings.hpp"
 #include "resources/shared_memory.hpp"
 #include "resources/signals.hpp"
 #include "resources/threads.hpp"
@@ -128,6 +129,7 @@ Status check_before_restore(const schema::ImageRoot& image, const RestoreOptions
     if (p.zombie) continue;
     if (p.threads.empty()) return errorf("restore: process {} of the image has no thread", p.pid);
     CKPT_TRY(process::check_before_restore(p));
+    CKPT_TRY(settings::check_before_restore(p));
     if (!opts.accept_changed_files) CKPT_TRY(check_mapped_files(memory::files_to_map(p)));
     for (size_t i = 1; i < p.threads.size(); ++i) CKPT_TRY(check_pid_free(p.threads[i].tid));
   }
@@ -219,9 +221,11 @@ Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds&
       ctx.mapping_fds[handed.keys[i]] = kept[i];
   }
   CKPT_TRY(threads::drop_puppet_rseq(ctx));
+  CKPT_TRY(settings::restore_early(ctx));
   CKPT_TRY(memory::restore(ctx));
   CKPT_TRY(process::restore_mm(ctx, exe_fd));
   CKPT_TRY(threads::restore(ctx));
+  CKPT_TRY(settings::restore_no_new_privs(ctx));
   CKPT_TRY(signals::restore(ctx));
   // The handed fds are one block above every fd of the image (files::restore_in_puppet).
   auto [low, high] = std::minmax_element(kept.begin(), kept.end());
@@ -231,8 +235,9 @@ Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds&
   // The puppet asked to die with its creator; the restored process must not.
   CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, 0}));
   CKPT_TRY(seccomp::restore(ctx));  // before credentials: needs CAP_SYS_ADMIN if no no_new_privs
-  CKPT_TRY(process::restore_credentials(ctx));
+  CKPT_TRY(settings::restore_privileges(ctx));  // ids, capabilities, pdeathsig: per thread
   CKPT_TRY(timers::restore(ctx));
+  CKPT_TRY(settings::restore_scheduling(ctx));
   CKPT_TRY(threads::set_final_state(ctx));
   // The restorer page goes last; the main thread stops at the exit of this munmap and leaves
   // with its own registers, never returning into the unmapped page.

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -230,6 +232,52 @@ std::string fdinfo_summary(pid_t pid, int fd) {
   return "pos=" + st["pos"] + " flags=" + st["flags"];
 }
 
+// Fields of /proc/PID/task/TID/stat after the name (which may hold spaces and parentheses):
+// [0] is field 3, the state.
+std::vector<std::string> stat_fields(const std::string& text) {
+  std::vector<std::string> out;
+  auto close = text.rfind(')');
+  if (close == std::string::npos) return out;
+  std::istringstream in(text.substr(close + 1));
+  for (std::string f; in >> f;) out.push_back(f);
+  return out;
+}
+
+struct SchedAttr {  // the kernel's struct sched_attr
+  uint32_t size, policy;
+  uint64_t flags;
+  int32_t nice;
+  uint32_t priority;
+  uint64_t runtime, deadline, period;
+  uint32_t util_min, util_max;
+};
+
+// What the kernel tells anyone about a thread's scheduling, I/O priority, capabilities and ids.
+std::string thread_settings(pid_t pid, int tid) {
+  fs::path dir = fs::path("/proc") / std::to_string(pid) / "task" / std::to_string(tid);
+  auto f = stat_fields(read_text(dir / "stat"));
+  auto field = [&](size_t n) { return n - 3 < f.size() ? f[n - 3] : std::string("?"); };
+  auto st = parse_status(read_text(dir / "status"));
+  std::ostringstream out;
+  out << tid << " priority=" << field(18) << " nice=" << field(19) << " rt_priority=" << field(40)
+      << " policy=" << field(41) << " cpus=" << st["Cpus_allowed_list"]
+      << " mems=" << st["Mems_allowed_list"];
+  for (auto* k : {"Uid", "Gid", "Groups", "CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb",
+                  "NoNewPrivs", "Seccomp", "Seccomp_filters"})
+    out << " " << k << "=" << st[k];
+  SchedAttr a{};
+  if (::syscall(SYS_sched_getattr, tid, &a, sizeof a, 0) == 0)
+    out << " sched=" << a.policy << "/" << a.flags << "/" << a.nice << "/" << a.priority << "/"
+        << a.runtime << "/" << a.deadline << "/" << a.period << "/" << a.util_min << "/"
+        << a.util_max;
+  else
+    out << " sched=<" << strerror(errno) << ">";
+  errno = 0;
+  long io = ::syscall(SYS_ioprio_get, 1 /* IOPRIO_WHO_PROCESS */, tid);
+  out << " ioprio=" << (io < 0 ? std::string(strerror(errno)) : std::to_string(io));
+  return out.str();
+}
+
 }  // namespace
 
 std::string status_field(pid_t pid, const std::string& key) {
@@ -321,10 +369,10 @@ ProcSnapshot snapshot(pid_t pid) {
   ProcSnapshot s;
   for (auto& l : lines(read_proc(pid, "maps"))) s.maps.push_back(normalise_map_line(l));
   auto st = parse_status(read_proc(pid, "status"));
-  static const char* keys[] = {"Name",   "Umask",      "Tgid",    "Pid",     "PPid",
-                               "Uid",    "Gid",        "Groups",  "Threads", "SigPnd",
-                               "ShdPnd", "SigBlk",     "SigIgn",  "SigCgt",  "CapEff",
-                               "CapBnd", "NoNewPrivs", "Seccomp", "VmSize",  "VmLck"};
+  static const char* keys[] = {
+      "Name",    "Umask",  "Tgid",   "Pid",        "PPid",    "Uid",    "Gid",    "Groups",
+      "Threads", "SigPnd", "ShdPnd", "SigBlk",     "SigIgn",  "SigCgt", "CapInh", "CapPrm",
+      "CapEff",  "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp", "VmSize", "VmLck",  "THP_enabled"};
   for (auto* k : keys) s.status[k] = st[k];
   std::map<std::string, int> pipe_ids;  // "pipe:[123]", "socket:[7]" -> order of appearance
   fs::path fd_dir = fs::path("/proc") / std::to_string(pid) / "fd";
@@ -342,8 +390,10 @@ ProcSnapshot snapshot(pid_t pid) {
     auto ts = parse_status(read_text(task_dir / std::to_string(tid) / "status"));
     s.threads.push_back(std::to_string(tid) + " name=" + ts["Name"] + " blocked=" + ts["SigBlk"] +
                         " pending=" + ts["SigPnd"]);
+    s.thread_settings.push_back(thread_settings(pid, tid));
   }
-  for (auto* f : {"cmdline", "environ", "limits", "personality"}) s.misc[f] = read_proc(pid, f);
+  for (auto* f : {"cmdline", "environ", "limits", "personality", "oom_score_adj", "timerslack_ns"})
+    s.misc[f] = read_proc(pid, f);
   for (auto* f : {"exe", "cwd", "root"})
     s.misc[f] = link_of(fs::path("/proc") / std::to_string(pid) / f);
   return s;
@@ -367,6 +417,7 @@ std::vector<std::string> compare(const ProcSnapshot& before, const ProcSnapshot&
   diff_lists("maps", before.maps, after.maps, out);
   diff_lists("fd", before.fds, after.fds, out);
   diff_lists("thread", before.threads, after.threads, out);
+  diff_lists("thread settings", before.thread_settings, after.thread_settings, out);
   for (auto& [k, v] : before.status) {
     auto it = after.status.find(k);
     std::string now = it == after.status.end() ? "" : it->second;

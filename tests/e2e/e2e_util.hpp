@@ -86,8 +86,14 @@ struct ProcSnapshot {
   std::vector<std::string> maps;
   std::map<std::string, std::string> status;
   std::vector<std::string> fds;
-  std::vector<std::string> threads;         // "tid name sigblk sigpnd" each
-  std::map<std::string, std::string> misc;  // cmdline, environ, exe, cwd, limits, personality
+  std::vector<std::string> threads;  // "tid name sigblk sigpnd" each
+  // Per thread, what a program can observe of its scheduling, capabilities and ids: "tid
+  // key=value ..." (thread_settings in e2e_util.cpp). Securebits, the parent-death signal, the
+  // timer slack of other threads than the main one and the memory policy cannot be read from
+  // outside: the test programs check those themselves (programs/thread_settings.c).
+  std::vector<std::string> thread_settings;
+  // cmdline, environ, exe, cwd, limits, personality, oom_score_adj, timerslack_ns
+  std::map<std::string, std::string> misc;
 };
 ProcSnapshot snapshot(pid_t pid);
 // Human-readable differences; empty when equal.

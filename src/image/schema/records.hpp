@@ -133,12 +133,14 @@ struct TaskRecord {
   std::optional<int32_t> oom_score_adj;
   std::optional<bool> child_subreaper;
   std::optional<bool> thp_disable;
+  std::optional<bool> thp_except_advised;  // PR_THP_DISABLE_EXCEPT_ADVISED (Linux 6.18+)
   template <class V>
   void visit(V& v) {
     v("mm", mm), v("creds", creds), v("exe", exe), v("cwd", cwd), v("root", root);
     v("personality", personality), v("umask", umask), v("dumpable", dumpable);
     v("no_new_privs", no_new_privs), v("rlimits", rlimits), v("oom_score_adj", oom_score_adj);
     v("child_subreaper", child_subreaper), v("thp_disable", thp_disable);
+    v("thp_except_advised", thp_except_advised);
   }
 };
 
@@ -172,6 +174,14 @@ struct MemPolicy {  // get_mempolicy of the thread
   }
 };
 
+struct SchedDeadline {  // SCHED_DEADLINE parameters, nanoseconds
+  uint64_t runtime = 0, deadline = 0, period = 0;
+  template <class V>
+  void visit(V& v) {
+    v("runtime", runtime), v("deadline", deadline), v("period", period);
+  }
+};
+
 // Per-thread settings a program can observe. Each is optional: absent, the restored thread keeps
 // what the restorer gives it (images written before they were saved).
 struct ThreadSettings {
@@ -179,6 +189,7 @@ struct ThreadSettings {
   std::optional<uint32_t> sched_policy;
   std::optional<uint32_t> sched_priority;
   std::optional<uint64_t> sched_flags;
+  std::optional<SchedDeadline> sched_deadline;
   std::vector<uint64_t> affinity;  // CPU mask words; empty: not saved
   std::optional<uint64_t> timer_slack_ns;
   std::optional<int32_t> ioprio;
@@ -186,12 +197,15 @@ struct ThreadSettings {
   std::optional<uint32_t> securebits;
   std::optional<Capabilities> caps;
   std::optional<MemPolicy> mempolicy;
+  std::optional<bool> no_new_privs;  // per thread; TaskRecord's is the main thread's
   template <class V>
   void visit(V& v) {
     v("nice", nice), v("sched_policy", sched_policy), v("sched_priority", sched_priority);
-    v("sched_flags", sched_flags), v.opt("affinity", affinity);
+    v("sched_flags", sched_flags), v("sched_deadline", sched_deadline);
+    v.opt("affinity", affinity);
     v("timer_slack_ns", timer_slack_ns), v("ioprio", ioprio), v("pdeathsig", pdeathsig);
     v("securebits", securebits), v("caps", caps), v("mempolicy", mempolicy);
+    v("no_new_privs", no_new_privs);
   }
 };
 

@@ -12,6 +12,21 @@ constexpr uint64_t kPage = 4096;
 constexpr int kMaxSignal = 64;
 // Far above any real process, far below what would make restore allocate without bound.
 constexpr size_t kMaxXstate = 1 << 20;
+// Mask words: 8192 CPUs, 1024 NUMA nodes (the kernel's own maxima).
+constexpr size_t kMaxAffinityWords = 128;
+constexpr size_t kMaxNodeWords = 16;
+
+Status check_settings(const ThreadSettings& s, const std::string& at) {
+  if (s.affinity.size() > kMaxAffinityWords)
+    return errorf("{}/settings/affinity: {} mask words", at, s.affinity.size());
+  if (s.mempolicy && s.mempolicy->nodes.size() > kMaxNodeWords)
+    return errorf("{}/settings/mempolicy: {} node mask words", at, s.mempolicy->nodes.size());
+  if (s.nice && (*s.nice < -20 || *s.nice > 19))
+    return errorf("{}/settings/nice: {} is not a nice value", at, *s.nice);
+  if (s.pdeathsig && (*s.pdeathsig < 0 || *s.pdeathsig > kMaxSignal))
+    return errorf("{}/settings/pdeathsig: signal {} does not exist", at, *s.pdeathsig);
+  return {};
+}
 
 Status check_tree(const ImageRoot& image) {
   std::map<int32_t, size_t> index;  // pid -> position
@@ -50,6 +65,7 @@ Status check_threads(const ProcessRecord& p, const std::string& at,
     if (t.seccomp_filter >= 0 && !filters.count(t.seccomp_filter))
       return errorf("{}/threads/{}: seccomp filter {} is not in the image", at, i,
                     t.seccomp_filter);
+    CKPT_TRY(check_settings(t.settings, fmt::format("{}/threads/{}", at, i)));
   }
   return {};
 }
