@@ -136,6 +136,7 @@ Status link(const std::vector<DumpContext*>& procs) {
   }
   fds::LinkEnv env{{pids.begin(), pids.end()},
                    [&](const std::string& want) { return outside_holder(want, pids); }};
+  CKPT_TRY(locks::check_deleted_files(tree, env.outside_holder));
   for (auto& [name, files] : by_kind) CKPT_TRY(fds::find_kind(name)->link(env, files));
   return {};
 }

@@ -8,6 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
+#include <filesystem>
 #include <set>
 
 #include "resources/files.hpp"
@@ -15,6 +17,7 @@
 namespace ckpt::locks {
 namespace {
 
+namespace fs = std::filesystem;
 using schema::LockKind;
 using schema::LockRecord;
 
@@ -48,18 +51,47 @@ void add_posix(schema::ProcessRecord& rec, const LockRecord& r, uint32_t open_fi
   rec.locks.push_back(r);
 }
 
-// Who holds a lock on the inode `st` now, as /proc/locks says (leaving out `self`, the process
-// that was about to take it): for a refusal at restore.
-std::string holders_of(const struct stat& st, pid_t self) {
+bool on_inode(const proc::FileLock& l, const struct stat& st) {
+  return !l.blocked && l.inode == st.st_ino && l.dev_major && *l.dev_major == major(st.st_dev) &&
+         *l.dev_minor == minor(st.st_dev);
+}
+
+// "pid P: fd N", a process outside `mine` whose fd holds an OFD lock on inode `st` (/proc/locks
+// does not say whose an OFD lock is; the holder's fdinfo does). Scans every process: asked only
+// when a restore is refused.
+std::string ofd_holder(const struct stat& st, const std::set<pid_t>& mine) {
+  std::error_code ec;
+  for (auto& dir : fs::directory_iterator("/proc", ec)) {
+    std::string name = dir.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    pid_t pid = static_cast<pid_t>(std::strtol(name.c_str(), nullptr, 10));
+    if (mine.count(pid)) continue;
+    std::error_code fd_ec;
+    for (auto& fd : fs::directory_iterator(dir.path() / "fdinfo", fd_ec)) {
+      int n = std::atoi(fd.path().filename().c_str());
+      auto info = proc::read_fdinfo(pid, n);
+      if (!info.ok()) continue;
+      for (auto& line : info->lock_lines) {
+        auto l = proc::parse_lock_line(line);
+        if (l.ok() && l->kind == "OFDLCK" && on_inode(*l, st))
+          return fmt::format("pid {}: fd {}", pid, n);
+      }
+    }
+  }
+  return "an open file of another process";
+}
+
+// Who holds a lock on the inode `st` now, as /proc/locks says, leaving out the restored
+// processes and the restorer: for a refusal at restore.
+std::string holders_of(const struct stat& st, std::set<pid_t> mine) {
+  mine.insert(::getpid());
   auto all = proc::read_locks();
   if (!all.ok()) return "another process";
   std::vector<std::string> out;
   for (auto& l : *all) {
-    if (l.blocked || l.inode != st.st_ino || !l.dev_major) continue;
-    if (*l.dev_major != major(st.st_dev) || *l.dev_minor != minor(st.st_dev)) continue;
-    if (l.pid == self || l.pid == ::getpid()) continue;
+    if (!on_inode(l, st) || mine.count(l.pid)) continue;
     std::string end = l.end ? std::to_string(*l.end) : "EOF";
-    std::string who = l.pid > 0 ? fmt::format("pid {}", l.pid) : "an open file of another process";
+    std::string who = l.pid > 0 ? fmt::format("pid {}", l.pid) : ofd_holder(st, mine);
     out.push_back(fmt::format("{} ({} {} {}-{})", who, l.kind, l.access, l.start, end));
   }
   if (out.empty()) return "another process";
@@ -68,10 +100,16 @@ std::string holders_of(const struct stat& st, pid_t self) {
   return text;
 }
 
+std::set<pid_t> image_pids(const schema::ImageRoot& image) {
+  std::set<pid_t> out;
+  for (auto& p : image.processes) out.insert(p.pid);
+  return out;
+}
+
 Error taken_since(const std::string& where, const LockRecord& r, const struct stat& st,
-                  pid_t self) {
+                  const schema::ImageRoot& image) {
   return errorf("{}: cannot take its {} again: held since the dump by {}", where, describe(r),
-                holders_of(st, self));
+                holders_of(st, image_pids(image)));
 }
 
 struct flock as_flock(const LockRecord& r) {
@@ -91,7 +129,8 @@ std::string first_holder(const schema::ImageRoot& image, const schema::OpenFile&
   return fmt::format("open file {} ({})", of.id, of.path);
 }
 
-Status take_in_restorer(int fd, const LockRecord& r, const std::string& where) {
+Status take_in_restorer(const schema::ImageRoot& image, int fd, const LockRecord& r,
+                        const std::string& where) {
   int rc = 0;
   if (r.kind == LockKind::flock) {
     rc = ::flock(fd, (r.write ? LOCK_EX : LOCK_SH) | LOCK_NB);
@@ -103,7 +142,7 @@ Status take_in_restorer(int fd, const LockRecord& r, const std::string& where) {
   int err = errno;
   struct stat st {};
   if ((err == EAGAIN || err == EWOULDBLOCK || err == EACCES) && ::fstat(fd, &st) == 0)
-    return taken_since(where, r, st, 0);
+    return taken_since(where, r, st, image);
   return sys_error(err, fmt::format("{}: taking its {} again", where, describe(r)));
 }
 
@@ -137,7 +176,7 @@ Error remote_failure(RestoreContext& ctx, int fd, const LockRecord& r, long ret,
   if (busy && r.kind == LockKind::lease)
     return errorf("{}: cannot take its {} again: the file is open elsewhere since the dump", where,
                   describe(r));
-  if (busy && ::stat(link.c_str(), &st) == 0) return taken_since(where, r, st, ctx.pid);
+  if (busy && ::stat(link.c_str(), &st) == 0) return taken_since(where, r, st, *ctx.image);
   return sys_error(static_cast<int>(-ret),
                    fmt::format("{}: taking its {} again", where, describe(r)));
 }
@@ -253,6 +292,38 @@ Status check_all_seen(const DumpContext& ctx) {
   return {};
 }
 
+Status check_deleted_files(const TreeState& tree,
+                           const std::function<pid_t(const std::string&)>& outside_holder) {
+  std::vector<proc::FileLock> all;
+  for (auto& [key, id] : tree.open_files_by_inode) {
+    const schema::OpenFile& of = tree.image.open_files.at(id);
+    if (of.kind != "deleted") continue;
+    if (all.empty()) {
+      CKPT_TRY_ASSIGN(all, proc::read_locks());
+      if (all.empty()) return {};
+    }
+    struct stat st {};
+    st.st_dev = static_cast<dev_t>(key.first);
+    st.st_ino = static_cast<ino_t>(key.second);
+    bool locked = std::any_of(all.begin(), all.end(), [&](const proc::FileLock& l) {
+      proc::FileLock held = l;
+      held.blocked = false;  // a waiter counts too
+      return on_inode(held, st);
+    });
+    if (!locked) continue;
+    // The deleted kind keeps the name without the " (deleted)" that /proc/PID/fd shows.
+    pid_t other =
+        outside_holder(of.path.ends_with(" (deleted)") ? of.path : of.path + " (deleted)");
+    if (other == 0) continue;
+    auto [pid, fd] = tree.holders.at(id).front();
+    return errorf(
+        "pid {}: fd {} is the deleted file {}, which has file locks and is open in pid {} outside "
+        "the dumped processes: a restored copy of it would not share them, which ckpt cannot save",
+        pid, fd, of.path, other);
+  }
+  return {};
+}
+
 Status take_open_file_locks(const schema::ImageRoot& image, const HandedFds& handed) {
   for (auto& of : image.open_files) {
     for (auto& r : of.locks) {
@@ -262,7 +333,7 @@ Status take_open_file_locks(const schema::ImageRoot& image, const HandedFds& han
         return errorf("{}: the image holds a POSIX lock on the open file, not on a process", where);
       int fd = handed.find(files::handed_key(of.id));
       if (fd < 0) return errorf("{}: the open file was not recreated", where);
-      CKPT_TRY(take_in_restorer(fd, r, where));
+      CKPT_TRY(take_in_restorer(image, fd, r, where));
     }
   }
   return {};

@@ -4,6 +4,7 @@
 // flock, OFD locks and leases; the process for POSIX locks); /proc/locks shows them all, waiters
 // ("->") included. Waiters are not saved: a process blocked on a lock is in an interrupted
 // system call, which restarts after restore and waits again.
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -35,6 +36,12 @@ Status dump_fd(DumpContext& ctx, const fds::FdProbe& p, uint32_t open_file);
 // Dump, after every descriptor of ctx.pid: /proc/locks must hold no POSIX lock of the process
 // that none of its descriptors showed (a lock ckpt would silently drop).
 Status check_all_seen(const DumpContext& ctx);
+
+// Dump, once every process is dumped: a deleted file is restored as a copy, so a lock on it
+// (held or waited for, by anyone) that a process outside the tree shares through the original
+// would not bind the restored processes: refused, naming it.
+Status check_deleted_files(const TreeState& tree,
+                           const std::function<pid_t(const std::string&)>& outside_holder);
 
 // Restore, in the restorer once it has recreated the open files (`handed` by files::handed_key):
 // flock and OFD locks, which belong to the open file whoever takes them.
