@@ -213,5 +213,35 @@ TEST_P(FileLockTakenSinceDump, RefusedThenRestored) {
 
 INSTANTIATE_TEST_SUITE_P(Locks, FileLockTakenSinceDump, ::testing::Values("posix", "flock", "ofd"));
 
+// With --leave-running the original goes on holding every lock: nobody else gets them.
+TEST(FileLocks, LeaveRunningKeepsTheOriginalsLocks) {
+  become_subreaper();
+  TempDir files;
+  fs::path file = files / "locked";
+  make_file(file);
+  TestProcess p(
+      {program_path("file_locks"), "target", "posix", "held", "fork", "file", file.string()});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump({"--leave-running"}));
+  auto t = run_command({program_path("file_locks"), "try", "posix", file.string()});
+  EXPECT_EQ(t.out, expected_try("posix", true)) << t.describe();
+  EXPECT_TRUE(p.finish());
+}
+
+// A lock ckpt cannot take again (on a pipe, which restore makes anew): the dump is refused
+// naming it, and the process goes on untraced with its lock.
+TEST(FileLocks, LockOnAPipeIsRefused) {
+  become_subreaper();
+  TestProcess p({program_path("file_locks"), "pipe", "flock", "-"});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("fd 10 holds a flock exclusive lock on pipe:["), std::string::npos) << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
+  EXPECT_TRUE(p.finish());
+}
+
 }  // namespace
 }  // namespace e2e

@@ -9,6 +9,8 @@
 //       waiter prints GOT when it has the lock. A lease holder prints SIGIO on its break signal.
 //   file_locks hold KIND PATH
 //       a holder outside the dumped processes: locks, prints READY, releases on SIGUSR2.
+//   file_locks pipe flock -
+//       holds an exclusive flock on the read end (fd 10) of a pipe, which ckpt refuses to save.
 //   file_locks try KIND PATH [fork]
 //       tries each lock without waiting and prints what it found, e.g. "main=LOCKED free=FREE".
 // PATH is the file, or /proc/PID/fd/10 of a process holding it once deleted.
@@ -213,11 +215,25 @@ static int try_locks(const char* path) {
   return 0;
 }
 
+static int pipe_lock(void) {
+  int p[2];
+  e2e_setup();
+  E2E_SYS(pipe(p));
+  E2E_SYS(dup2(p[0], 10));
+  close(p[0]);
+  E2E_SYS(flock(10, LOCK_EX | LOCK_NB));
+  e2e_ready();
+  e2e_sleep_until_go();
+  E2E_CHECK(flock(10, LOCK_UN) == 0, "flock(LOCK_UN) on the pipe: %s", strerror(errno));
+  return e2e_finish();
+}
+
 int main(int argc, char** argv) {
   if (argc < 4) return 2;
   kind = parse_kind(argv[2]);
   if (!strcmp(argv[1], "target")) return target(argc, argv);
   if (!strcmp(argv[1], "hold")) return hold(argv[3]);
   if (!strcmp(argv[1], "try")) return try_locks(argv[3]);
+  if (!strcmp(argv[1], "pipe")) return pipe_lock();
   return 2;
 }
