@@ -100,6 +100,26 @@ std::string holders_of(const struct stat& st, std::set<pid_t> mine) {
   return text;
 }
 
+// "pid P", a process outside `mine` with inode `st` open: what keeps a lease from being taken.
+std::string opener_of(const struct stat& st, std::set<pid_t> mine) {
+  mine.insert(::getpid());
+  std::error_code ec;
+  for (auto& dir : fs::directory_iterator("/proc", ec)) {
+    std::string name = dir.path().filename().string();
+    if (name.empty() || !std::isdigit(static_cast<unsigned char>(name[0]))) continue;
+    pid_t pid = static_cast<pid_t>(std::strtol(name.c_str(), nullptr, 10));
+    if (mine.count(pid)) continue;
+    std::error_code fd_ec;
+    for (auto& fd : fs::directory_iterator(dir.path() / "fd", fd_ec)) {
+      struct stat other {};
+      if (::stat(fd.path().c_str(), &other) == 0 && other.st_dev == st.st_dev &&
+          other.st_ino == st.st_ino)
+        return fmt::format("pid {}", pid);
+    }
+  }
+  return "another process";
+}
+
 std::set<pid_t> image_pids(const schema::ImageRoot& image) {
   std::set<pid_t> out;
   for (auto& p : image.processes) out.insert(p.pid);
@@ -173,10 +193,11 @@ Error remote_failure(RestoreContext& ctx, int fd, const LockRecord& r, long ret,
   struct stat st {};
   std::string link = fmt::format("/proc/{}/fd/{}", ctx.pid, fd);
   bool busy = ret == -EAGAIN || ret == -EACCES || ret == -EWOULDBLOCK;
-  if (busy && r.kind == LockKind::lease)
-    return errorf("{}: cannot take its {} again: the file is open elsewhere since the dump", where,
-                  describe(r));
-  if (busy && ::stat(link.c_str(), &st) == 0) return taken_since(where, r, st, *ctx.image);
+  if (busy && ::stat(link.c_str(), &st) == 0) {
+    if (r.kind != LockKind::lease) return taken_since(where, r, st, *ctx.image);
+    return errorf("{}: cannot take its {} again: the file is open in {} since the dump", where,
+                  describe(r), opener_of(st, image_pids(*ctx.image)));
+  }
   return sys_error(static_cast<int>(-ret),
                    fmt::format("{}: taking its {} again", where, describe(r)));
 }
