@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include "image/schema/records.hpp"
+#include "image/schema/validate.hpp"
+#include "sample_image.hpp"
 
 namespace ckpt {
 namespace {
@@ -120,6 +122,32 @@ TEST(Locks, RecordsRoundTripThroughTheCodec) {
   auto of3 = schema::from_value<schema::OpenFile>(old, "of");
   ASSERT_TRUE(of3.ok()) << of3.error().message;
   EXPECT_TRUE(of3->locks.empty());
+}
+
+std::string invalid(const schema::ImageRoot& image) {
+  Status st = schema::validate(image);
+  return st.ok() ? "valid" : st.error().message;
+}
+
+// A decoded image's locks are where restore can take them: POSIX locks on a process's own fds,
+// the others on files it opens by path or recreates.
+TEST(Locks, ValidationPutsEachLockWhereItCanBeTaken) {
+  schema::ImageRoot image = fuzz::sample_image();
+  ASSERT_EQ(invalid(image), "valid");
+  auto moved = image;
+  moved.open_files[0].locks.push_back(moved.processes[0].locks[0]);
+  EXPECT_EQ(invalid(moved), "/open_files/0/locks: a posix lock on a file");
+  auto on_pipe = image;
+  on_pipe.open_files[1].locks.push_back(image.open_files[3].locks[0]);
+  EXPECT_EQ(invalid(on_pipe), "/open_files/1/locks: a flock lock on a pipe");
+  auto no_fd = image;
+  no_fd.processes[0].locks[0].fd = 3;
+  EXPECT_NE(invalid(no_fd).find("/processes/0/locks: a lock of kind posix on fd 3"),
+            std::string::npos)
+      << invalid(no_fd);
+  auto backwards = image;
+  backwards.open_files[3].locks[0] = {LockKind::ofd, true, 10, 5, std::nullopt, false};
+  EXPECT_EQ(invalid(backwards), "/open_files/3/locks: range 10-5");
 }
 
 }  // namespace
