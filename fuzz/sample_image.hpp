@@ -70,6 +70,9 @@ inline schema::ImageRoot sample_image() {
       file(2, "eventfd", "anon_inode:[eventfd]", {{"count", 5}, {"semaphore", true}}),
       file(3, "deleted", "/tmp/gone", {{"deleted_id", 0}}),
   };
+  image.processes[0].locks.push_back({schema::LockKind::posix, false, 0, 9, 0, false});
+  image.open_files[3].locks.push_back(
+      {schema::LockKind::flock, true, 0, std::nullopt, std::nullopt, false});
   image.deleted_files.push_back({0, "/tmp/gone", 12, 0600, 0, 0});
   image.shm_objects.push_back({0, "/dev/zero", 4096, {{0, 4096}}});
   image.vdso.hash = 42;

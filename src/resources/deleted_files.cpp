@@ -8,6 +8,7 @@
 
 #include "common/fs_util.hpp"
 #include "proc/proc_file.hpp"
+#include "resources/fds/fd_access.hpp"
 
 namespace ckpt::deleted_files {
 namespace {
@@ -18,9 +19,19 @@ std::string section_name(int id) {
   return fmt::format("files.deleted.{}", id);
 }
 
+// The process's own open file when it can be read (pread leaves its offset alone): opening the
+// file anew would break a lease on it and wait, the holder being frozen, for the kernel's
+// lease-break-time. A write-only one is opened again, without waiting.
+Result<ScopedFd> readable_copy(pid_t pid, int fd, const std::string& path) {
+  auto borrowed = fds::borrow_fd(pid, fd);
+  if (borrowed.ok() && (::fcntl(borrowed->get(), F_GETFL) & O_ACCMODE) != O_WRONLY)
+    return std::move(*borrowed);
+  return open_file(path, O_RDONLY | O_NONBLOCK);
+}
+
 Status copy_out(pid_t pid, int fd, uint64_t size, image::SectionWriter& out) {
   std::string path = proc::proc_path(pid, fmt::format("fd/{}", fd));
-  CKPT_TRY_ASSIGN(ScopedFd src, open_file(path, O_RDONLY));
+  CKPT_TRY_ASSIGN(ScopedFd src, readable_copy(pid, fd, path));
   std::vector<std::byte> buf(kChunk);
   uint64_t done = 0;
   for (;;) {

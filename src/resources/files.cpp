@@ -14,19 +14,12 @@
 #include "proc/misc.hpp"
 #include "proc/proc_file.hpp"
 #include "resources/fds/fd_access.hpp"
+#include "resources/locks.hpp"
 
 namespace ckpt::files {
 namespace {
 
 namespace fs = std::filesystem;
-
-// Locks are not re-taken by restore yet: a process holding one must not be dumped as if it held
-// none. fdinfo lists the locks of each open file, whichever kind.
-Status check_no_locks(const fds::FdProbe& p) {
-  if (!p.info.lock_lines.empty())
-    return errorf("pid {}: fd {} holds a file lock, which ckpt cannot save yet", p.pid, p.fd);
-  return {};
-}
 
 const fds::FdKind* identify(fds::FdProbe& p, const fds::DumpFlags& flags) {
   for (const fds::FdKind* k : fds::all_kinds())
@@ -123,11 +116,11 @@ Status dump(DumpContext& ctx, const fds::DumpFlags& flags) {
   ctx.rec.fds.clear();
   for (int fd : numbers) {
     CKPT_TRY_ASSIGN(fds::FdProbe p, fds::FdProbe::read(ctx.pid, fd));
-    CKPT_TRY(check_no_locks(p));
     CKPT_TRY_ASSIGN(uint32_t id, open_file_of(ctx, p, flags));
     ctx.rec.fds.push_back({fd, id, (p.info.flags & O_CLOEXEC) != 0});
+    CKPT_TRY(locks::dump_fd(ctx, p, id));
   }
-  return {};
+  return locks::check_all_seen(ctx);
 }
 
 Status link(const std::vector<DumpContext*>& procs) {
@@ -143,6 +136,7 @@ Status link(const std::vector<DumpContext*>& procs) {
   }
   fds::LinkEnv env{{pids.begin(), pids.end()},
                    [&](const std::string& want) { return outside_holder(want, pids); }};
+  CKPT_TRY(locks::check_deleted_files(tree, env.outside_holder));
   for (auto& [name, files] : by_kind) CKPT_TRY(fds::find_kind(name)->link(env, files));
   return {};
 }

@@ -151,7 +151,7 @@ Status restore(RestoreContext& ctx) {
 }
 
 Status drop_puppet_rseq(RestoreContext& ctx) {
-  CKPT_TRY_ASSIGN(RseqConfig rseq, rseq_config(ctx.pid));
+  CKPT_TRY_ASSIGN(ptrace::RseqConfig rseq, ptrace::rseq_config(ctx.pid));
   if (rseq.rseq_abi_pointer == 0) return {};
   constexpr uint64_t kRseqUnregister = 1;
   CKPT_TRY(ctx.main_remote->call(

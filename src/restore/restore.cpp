@@ -22,6 +22,7 @@
 #include "proc/stat.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/files.hpp"
+#include "resources/locks.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
@@ -232,6 +233,8 @@ Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds&
   if (low != kept.end())
     CKPT_TRY(ctx.main_remote->call("close_range", SYS_close_range,
                                    {uint64_t(*low), uint64_t(*high), 0}));
+  // Not before: closing any descriptor of a file drops the process's POSIX locks on it.
+  CKPT_TRY(locks::take_process_locks(ctx));
   // The puppet asked to die with its creator; the restored process must not.
   CKPT_TRY(ctx.main_remote->call("prctl(PR_SET_PDEATHSIG)", SYS_prctl, {PR_SET_PDEATHSIG, 0}));
   CKPT_TRY(seccomp::restore(ctx));  // before credentials: needs CAP_SYS_ADMIN if no no_new_privs
@@ -340,6 +343,7 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts, vdso_proxy));
   CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
   CKPT_TRY(files::set_owners(image, handed.fds));
+  CKPT_TRY(locks::take_open_file_locks(image, handed.fds));
   ByteProgress progress(opts.progress);
   for (auto& p : image.processes) progress.expect(p.memory.page_bytes);
   std::vector<std::unique_ptr<ProcessBuild>> built;

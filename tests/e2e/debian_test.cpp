@@ -254,6 +254,43 @@ TEST_F(DebianTest, Sqlite3InMemoryDatabaseThroughPipes) {
       << "sqlite3's exit status through ckpt restore" << stderr_text();
 }
 
+// sqlite3 inside `BEGIN EXCLUSIVE` holds POSIX locks on its database file (issue 12): after
+// restore a second sqlite3 must still find the database locked, and see the transaction's row
+// once the restored one commits.
+TEST_F(DebianTest, Sqlite3HoldsADatabaseLockAcrossRestore) {
+  std::string db = (dir_ / "locked.db").string();
+  auto query = [&](const std::string& sql) { return run_command({"/usr/bin/sqlite3", db, sql}); };
+  auto made = query("CREATE TABLE t(x INTEGER); INSERT INTO t VALUES (1);");
+  ASSERT_EQ(made.exit_code(), 0) << made.describe();
+  Pipe in, out;
+  start({"/usr/bin/sqlite3", db}, in.r, out.w);
+  LineReader lines(out.r);
+  std::string begin = "BEGIN EXCLUSIVE;\nINSERT INTO t VALUES (2);\nSELECT count(*) FROM t;\n";
+  ASSERT_EQ(::write(in.w, begin.data(), begin.size()), static_cast<ssize_t>(begin.size()));
+  ASSERT_EQ(lines.next(), "2") << stderr_text();
+  auto before = query("SELECT count(*) FROM t;");
+  ASSERT_NE(before.err.find("database is locked"), std::string::npos) << before.describe();
+
+  ASSERT_TRUE(dump(true));
+  ASSERT_TRUE(restore_shell_job(in.r, out.w));
+  auto locked = query("SELECT count(*) FROM t;");
+  EXPECT_NE(locked.exit_code(), 0) << locked.describe();
+  EXPECT_NE(locked.err.find("database is locked"), std::string::npos) << locked.describe();
+
+  std::string commit = "COMMIT;\nSELECT count(*) FROM t;\n";
+  ASSERT_EQ(::write(in.w, commit.data(), commit.size()), static_cast<ssize_t>(commit.size()));
+  EXPECT_EQ(lines.next(), "2") << stderr_text();
+  auto after = query("SELECT count(*) FROM t;");
+  EXPECT_EQ(after.exit_code(), 0) << after.describe();
+  EXPECT_EQ(after.out, "2\n") << after.describe();
+  in.close_w();
+  auto st = wait_child(restorer_, 10s);
+  restorer_ = -1;
+  pid_ = -1;
+  ASSERT_TRUE(st);
+  EXPECT_EQ(describe_status(*st), "exit 0") << stderr_text();
+}
+
 TEST_F(DebianTest, CatFromPipe) {
   Pipe in, out;
   start({"/usr/bin/cat"}, in.r, out.w);

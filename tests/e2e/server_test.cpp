@@ -143,12 +143,12 @@ class ServerTest : public ::testing::Test {
   int devnull_ = -1;
 };
 
-// nginx: a master and two workers (epoll, an eventfd, socket pairs between master and workers,
-// shared anonymous memory, a listening socket each inherits).
+// nginx as Debian runs it: a root master and two workers as www-data (epoll, an eventfd, socket
+// pairs between master and workers, shared anonymous memory, a listening socket each inherits).
 TEST_F(ServerTest, NginxServesAgainRespawnsAKilledWorkerAndReloads) {
   int port = free_port();
   fs::path conf = dir_ / "nginx.conf";
-  std::ofstream(conf) << "user root;\nworker_processes 2;\ndaemon off;\nmaster_process on;\n"
+  std::ofstream(conf) << "user www-data;\nworker_processes 2;\ndaemon off;\nmaster_process on;\n"
                       << "pid " << (dir_ / "nginx.pid").string() << ";\n"
                       << "error_log " << (dir_ / "error.log").string() << " notice;\n"
                       << "events { worker_connections 64; }\nhttp {\n  access_log off;\n"
@@ -190,12 +190,12 @@ TEST_F(ServerTest, NginxServesAgainRespawnsAKilledWorkerAndReloads) {
   pid_ = -1;
 }
 
-// memcached: threads around libevent (epoll), a listening socket; the data it holds must come
-// back (a fresh start would have none), and it must go on changing it.
+// memcached as Debian runs it (user memcache): threads around libevent (epoll), a listening socket;
+// the data it holds must come back (a fresh start would have none), and it must go on changing it.
 TEST_F(ServerTest, MemcachedKeepsItsDataAndGoesOnServing) {
   int port = free_port();
-  start({"/usr/bin/memcached", "-u", "root", "-l", "127.0.0.1", "-p", std::to_string(port), "-U",
-         "0", "-t", "4", "-m", "64"});
+  start({"/usr/bin/memcached", "-u", "memcache", "-l", "127.0.0.1", "-p", std::to_string(port),
+         "-U", "0", "-t", "4", "-m", "64"});
   auto stats = [&] { return ask(port, "stats\r\nquit\r\n"); };
   ASSERT_TRUE(answers(stats, "STAT pid"));
   ASSERT_EQ(ask(port, "set counter 0 0 2\r\n41\r\nquit\r\n"), "STORED\r\n");

@@ -370,6 +370,32 @@ struct FileOwner {  // F_GETOWN_EX / F_GETSIG of an open file (O_ASYNC signals)
   }
 };
 
+// A file lock (docs/engine.md, "File locks"). flock, OFD locks and leases belong to an open file
+// (OpenFile::locks); POSIX record locks belong to a process (ProcessRecord::locks) and name the
+// descriptor they were taken through.
+enum class LockKind { posix, flock, ofd, lease };
+template <>
+struct EnumNames<LockKind> {
+  static constexpr std::array<std::string_view, 4> names = {"posix", "flock", "ofd", "lease"};
+};
+
+struct LockRecord {
+  LockKind kind = LockKind::posix;
+  bool write = false;  // exclusive (F_WRLCK, LOCK_EX); else shared
+  uint64_t start = 0;
+  std::optional<uint64_t> end;  // last byte, inclusive; absent: to the end of the file
+  std::optional<int32_t> fd;    // posix: the descriptor of its process it was taken through
+  // lease: a process was opening the file and the lease was being broken; `write` is then what
+  // the lease is taken as again (the waiting open, restarted, breaks it anew).
+  bool breaking = false;
+  template <class V>
+  void visit(V& v) {
+    v("kind", kind), v("write", write), v("start", start), v("end", end), v("fd", fd);
+    v.opt("breaking", breaking);
+  }
+  bool operator==(const LockRecord&) const = default;
+};
+
 // An open file description: what open() made, shared by every fd dup'ed or inherited from it,
 // in any process of the image. `kind` names the plug-in (src/resources/fds/) that saved it and
 // that alone reads `payload`.
@@ -381,10 +407,11 @@ struct OpenFile {
   std::string path;  // as /proc showed it: a path, "pipe:[INO]", "anon_inode:[eventfd]"...
   std::optional<FileOwner> owner;
   Value payload;
+  std::vector<LockRecord> locks;  // flock, OFD locks and leases held through it
   template <class V>
   void visit(V& v) {
     v("id", id), v("kind", kind), v("flags", flags), v("pos", pos), v("path", path);
-    v("owner", owner), v.opt("payload", payload);
+    v("owner", owner), v.opt("payload", payload), v.opt("locks", locks);
   }
 };
 
@@ -412,11 +439,12 @@ struct ProcessRecord {
   std::vector<SeccompFilter> seccomp_filters;
   MemoryRecord memory;
   std::vector<FdRecord> fds;
+  std::vector<LockRecord> locks;  // POSIX record locks it holds
   template <class V>
   void visit(V& v) {
     v("pid", pid), v("zombie", zombie), v("tree", tree), v("task", task), v("threads", threads);
     v("signals", signals), v("timers", timers), v("seccomp_filters", seccomp_filters);
-    v("memory", memory), v("fds", fds);
+    v("memory", memory), v("fds", fds), v.opt("locks", locks);
   }
 };
 

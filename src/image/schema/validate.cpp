@@ -120,13 +120,33 @@ Status check_process(const ImageRoot& image, const ProcessRecord& p, size_t i) {
       return errorf("{}/fds: fd {} refers to open file {}, not in the image", at, f.fd,
                     f.open_file);
   }
+  for (auto& l : p.locks)
+    if (l.kind != LockKind::posix || !l.fd || !numbers.count(*l.fd))
+      return errorf(
+          "{}/locks: a lock of kind {} on fd {}, which is not a POSIX lock on one of "
+          "its fds",
+          at, EnumNames<LockKind>::names[static_cast<size_t>(l.kind)], l.fd.value_or(-1));
+  return {};
+}
+
+// Locks are taken again only on files opened by path or recreated; a range ends after it starts.
+Status check_locks(const OpenFile& of) {
+  for (auto& l : of.locks) {
+    if (l.kind == LockKind::posix || (of.kind != "file" && of.kind != "deleted"))
+      return errorf("/open_files/{}/locks: a {} lock on a {}", of.id,
+                    EnumNames<LockKind>::names[static_cast<size_t>(l.kind)], of.kind);
+    if (l.end && *l.end < l.start)
+      return errorf("/open_files/{}/locks: range {}-{}", of.id, l.start, *l.end);
+  }
   return {};
 }
 
 Status check_tree_wide(const ImageRoot& image) {
-  for (size_t i = 0; i < image.open_files.size(); ++i)
+  for (size_t i = 0; i < image.open_files.size(); ++i) {
     if (image.open_files[i].id != i)
       return errorf("/open_files/{}: its id is {}", i, image.open_files[i].id);
+    CKPT_TRY(check_locks(image.open_files[i]));
+  }
   for (size_t i = 0; i < image.shm_objects.size(); ++i) {
     const ShmObject& o = image.shm_objects[i];
     if (o.id != static_cast<int32_t>(i)) return errorf("/shm_objects/{}: its id is {}", i, o.id);

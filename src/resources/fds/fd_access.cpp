@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -63,9 +64,19 @@ Status set_status_flags(int fd, uint32_t flags, std::string_view what) {
 
 Result<ScopedFd> open_path(const std::string& path, uint32_t flags, std::string_view what) {
   int open_flags = static_cast<int>(flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC));
+  // A lease another process holds on a regular file would make open() wait out the kernel's
+  // lease-break-time (45 s by default); O_NONBLOCK makes it fail at once (on a FIFO it would
+  // mean something else).
+  struct stat st {};
+  int lease_nb = ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) ? O_NONBLOCK : 0;
   // A terminal opened by a restorer that leads no session must not become its terminal.
-  ScopedFd out(::open(path.c_str(), open_flags | O_CLOEXEC | O_NOCTTY));
+  ScopedFd out(::open(path.c_str(), open_flags | lease_nb | O_CLOEXEC | O_NOCTTY));
+  if (!out && lease_nb && errno == EWOULDBLOCK)
+    return sys_error(fmt::format("open {}: another process holds a lease on it", what));
   if (!out) return sys_error(fmt::format("open {}", what));
+  if (lease_nb && !(open_flags & O_NONBLOCK) &&
+      ::fcntl(out.get(), F_SETFL, ::fcntl(out.get(), F_GETFL) & ~O_NONBLOCK) < 0)
+    return sys_error(fmt::format("fcntl(F_SETFL) on {}", what));
   return out;
 }
 
