@@ -13,6 +13,7 @@
 #include "cli/progress.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "common/units.hpp"
 #include "dump/dump.hpp"
 #include "restore/restore.hpp"
 
@@ -53,10 +54,6 @@ struct RestoreArgs {
   CriuFlags criu;
   std::vector<std::string> inherit_fds;
 };
-
-double ms(std::chrono::nanoseconds d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
 
 void print_json(const json& j) {
   std::string text = j.dump(2) + "\n";

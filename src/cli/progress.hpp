@@ -8,14 +8,15 @@
 #include <string>
 #include <string_view>
 
+#include "common/units.hpp"
+
 namespace ckpt::cli {
 
 // The text of one progress line, without the carriage return: e.g.
 // "dump   12.0 MiB / 48.0 MiB  25%  96.0 MiB/s  ETA 0.4s" ("?" parts while the total is unknown).
 std::string format_progress(std::string_view what, uint64_t done, uint64_t total,
                             double elapsed_seconds);
-// "4.0 KiB", "1.5 GiB".
-std::string human_bytes(double bytes);
+using ckpt::human_bytes;  // common/units.hpp
 // "0.4s", "12s", "3m05s", "2h07m".
 std::string human_duration(double seconds);
 

@@ -16,6 +16,7 @@
 #include "common/checksum.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "common/units.hpp"
 #include "proc/maps.hpp"
 #include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
@@ -325,7 +326,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   auto frozen_at = Clock::now();
   CKPT_TRY(freeze_tree(tree, opts));
   log::info("dump", "froze {} processes in {:.1f} ms", tree.procs.size(),
-            std::chrono::duration<double, std::milli>(Clock::now() - frozen_at).count());
+            ms(Clock::now() - frozen_at));
   if (opts.on_frozen) opts.on_frozen();
   CKPT_TRY(write_image(tree, writer, opts));
   for (auto& p : tree.procs) CKPT_TRY(check_still_stopped(*p));

@@ -18,6 +18,7 @@
 #include "common/checksum.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "common/units.hpp"
 #include "proc/maps.hpp"
 #include "proc/stat.hpp"
 #include "resources/deleted_files.hpp"
@@ -39,9 +40,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point t) {
-  return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-}
 constexpr uint64_t kPage = 4096;
 constexpr std::chrono::seconds kZombieWait{5};
 
@@ -307,7 +305,7 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   Status st = build(ctx, puppets.handed_fds(i), plan.handed);
   log::info("restore", "pid {}: {} threads, {} bytes of pages, {} fds: {}", ctx.pid,
             spec.rec->threads.size(), spec.rec->memory.page_bytes, spec.rec->fds.size(),
-            st.ok() ? fmt::format("built in {:.1f} ms", ms_since(started)) : "failed");
+            st.ok() ? fmt::format("built in {:.1f} ms", ms(Clock::now() - started)) : "failed");
   if (!st.ok()) {
     log::debug("restore", "failed: {}", st.error().message);
     return st.error().wrap(fmt::format("restore pid {}", ctx.pid));

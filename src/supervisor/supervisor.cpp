@@ -13,6 +13,7 @@
 
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "common/units.hpp"
 #include "dump/dump.hpp"
 #include "image/store.hpp"
 #include "proc/stat.hpp"
@@ -28,16 +29,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
-double ms(std::chrono::nanoseconds d) {
-  return std::chrono::duration<double, std::milli>(d).count();
-}
-
-std::string human_bytes(uint64_t n) {
-  if (n >= (1u << 20)) return fmt::format("{:.1f} MiB", static_cast<double>(n) / (1 << 20));
-  if (n >= (1u << 10)) return fmt::format("{:.1f} KiB", static_cast<double>(n) / (1 << 10));
-  return fmt::format("{} B", n);
-}
 
 // Lines go straight to fd 2, which the program shares: no buffering that could interleave.
 void say(std::string_view text) {
