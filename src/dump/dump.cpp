@@ -156,6 +156,7 @@ Result<uint64_t> find_syscall_insn(DumpContext& ctx) {
 Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
   fds::DumpFlags flags;
   flags.shell_job = opts.shell_job;
+  flags.ext_unix_sk = opts.ext_unix_sk;
   CKPT_TRY(threads::dump(ctx));
   CKPT_TRY(signals::dump(ctx));
   CKPT_TRY(process::dump(ctx));

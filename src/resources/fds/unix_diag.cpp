@@ -61,7 +61,29 @@ DiagInfo parse_attributes(const unix_diag_msg* msg, size_t payload_len) {
     size_t len = RTA_PAYLOAD(attr);
     switch (attr->rta_type) {
       case UNIX_DIAG_NAME:
-        info.name = printable_name(std::string_view(data, len));
+        info.raw_name.assign(data, len);
+        info.name = printable_name(info.raw_name);
+        break;
+      case UNIX_DIAG_RQLEN:
+        if (len >= sizeof(unix_diag_rqlen)) {
+          unix_diag_rqlen q;
+          std::memcpy(&q, data, sizeof(q));
+          info.rqueue = q.udiag_rqueue, info.wqueue = q.udiag_wqueue;
+        }
+        break;
+      case UNIX_DIAG_ICONS:
+        for (size_t at = 0; at + sizeof(uint32_t) <= len; at += sizeof(uint32_t)) {
+          uint32_t icon;
+          std::memcpy(&icon, data + at, sizeof(icon));
+          info.icons.push_back(icon);
+        }
+        break;
+      case UNIX_DIAG_VFS:
+        if (len >= sizeof(unix_diag_vfs)) {
+          unix_diag_vfs vfs;
+          std::memcpy(&vfs, data, sizeof(vfs));
+          info.vfs_ino = vfs.udiag_vfs_ino, info.vfs_dev = vfs.udiag_vfs_dev;
+        }
         break;
       case UNIX_DIAG_PEER:
         if (len >= sizeof(uint32_t)) {
@@ -82,9 +104,12 @@ DiagInfo parse_attributes(const unix_diag_msg* msg, size_t payload_len) {
 
 }  // namespace
 
-Result<std::string> query_diag(uint64_t ino) {
-  ScopedFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
-  if (!nl) return sys_error("socket NETLINK_SOCK_DIAG");
+namespace {
+
+constexpr uint32_t kShowAll =
+    UDIAG_SHOW_NAME | UDIAG_SHOW_PEER | UDIAG_SHOW_RQLEN | UDIAG_SHOW_ICONS | UDIAG_SHOW_VFS;
+
+Status send_request(int nl, uint64_t ino, uint32_t show) {
   struct {
     nlmsghdr head;
     unix_diag_req req;
@@ -96,13 +121,22 @@ Result<std::string> query_diag(uint64_t ino) {
   msg.req.sdiag_family = AF_UNIX;
   msg.req.udiag_states = ~0U;
   msg.req.udiag_ino = static_cast<uint32_t>(ino);
-  msg.req.udiag_show = UDIAG_SHOW_NAME | UDIAG_SHOW_PEER;
+  msg.req.udiag_show = show;
   msg.req.udiag_cookie[0] = msg.req.udiag_cookie[1] = ~0U;  // any socket with this inode
   sockaddr_nl kernel{};
   kernel.nl_family = AF_NETLINK;
-  if (::sendto(nl.get(), &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&kernel),
-               sizeof(kernel)) < 0)
-    return sys_error(fmt::format("sock_diag request for socket:[{}]", ino));
+  if (::sendto(nl, &msg, sizeof(msg), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof(kernel)) < 0)
+    return sys_error("sock_diag request");
+  return {};
+}
+
+}  // namespace
+
+Result<std::string> query_diag(uint64_t ino) {
+  ScopedFd nl(::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG));
+  if (!nl) return sys_error("socket NETLINK_SOCK_DIAG");
+  if (auto sent = send_request(nl.get(), ino, kShowAll); !sent.ok())
+    return sent.error().wrap(fmt::format("socket:[{}]", ino));
   std::string reply(16384, '\0');
   ssize_t n = ::recv(nl.get(), reply.data(), reply.size(), 0);
   if (n < 0) return sys_error(fmt::format("sock_diag reply for socket:[{}]", ino));

@@ -1,10 +1,12 @@
 #pragma once
-// What the kernel's sock_diag (UNIX_DIAG) says about a unix socket: its type, state, name, peer
-// and shutdown state, by inode.
+// What the kernel's sock_diag (UNIX_DIAG) says about a unix socket: its type, state, name, peer,
+// shutdown state, queue lengths, the connections waiting in a listener's queue and the inode of
+// the file it is bound to, by inode.
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/result.hpp"
 
@@ -17,6 +19,12 @@ struct DiagInfo {
   std::optional<uint64_t> peer;  // absent: no peer; 0: the peer was closed
   std::string name;              // "" unnamed; "@x" abstract (NULs shown as '@'); else a path
   int shutdown = 0;              // RCV_SHUTDOWN 1 | SEND_SHUTDOWN 2
+  std::string raw_name;          // the name as bound: bytes of sun_path, abstract with its NUL
+  // UNIX_DIAG_RQLEN: a listener's waiting connections and backlog; otherwise the bytes queued to
+  // be read and (for streams) those sent but not yet read by the peer.
+  uint32_t rqueue = 0, wqueue = 0;
+  std::vector<uint64_t> icons;  // a listener's waiting connections, in the order accept takes them
+  std::optional<uint64_t> vfs_ino, vfs_dev;  // the socket file a path name was bound to
 };
 
 // Parses a reply to a SOCK_DIAG_BY_FAMILY request for one unix socket inode: netlink messages,

@@ -1,48 +1,47 @@
-// Unix socket pairs (socketpair(): stream, datagram or seqpacket) whose two ends are both held by
-// the dumped processes. Dump asks the kernel (sock_diag, UNIX_DIAG) for each socket's peer, name
-// and shutdown state and copies what waits in its receive queue without taking it (MSG_PEEK
-// stepped by SO_PEEK_OFF, datagrams one by one); restore makes one socketpair per pair in the
-// restorer and writes each queue back through the other end. Named or listening sockets, a peer
-// outside the dumped processes or already closed, file descriptors in flight and credentials
-// attached to queued data are refused, naming the fd.
+// Unix sockets of every kind (stream, datagram, seqpacket), dump side. Dump asks the kernel
+// (sock_diag, UNIX_DIAG) for each socket's state, name, peer, shutdown state, the connections
+// waiting in a listener's queue and the file its path name is bound to, and copies what waits in
+// its receive queue without taking it (MSG_PEEK stepped by SO_PEEK_OFF, datagrams one by one with
+// their senders' names). link() checks that every peer is in the tree or, with --ext-unix-sk,
+// accepts one outside. The restore side is unix_restore.cpp. Refused, naming the fd: a peer
+// outside without --ext-unix-sk, a waiting connection whose client already sent data, file
+// descriptors in flight and credentials attached to queued data, an out-of-band byte, a name
+// that is a relative path.
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <set>
 
+#include "proc/proc_file.hpp"
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/fd_kind.hpp"
 #include "resources/fds/unix_diag.hpp"
+#include "resources/fds/unix_socket.hpp"
 
 namespace ckpt::fds {
+
+std::string unix_name_text(const schema::Bytes& name) {
+  if (name.empty()) return "unnamed";
+  return unix_diag::printable_name(
+      std::string_view(reinterpret_cast<const char*>(name.data()), name.size()));
+}
+
 namespace {
 
 using unix_diag::DiagInfo;
 using unix_diag::type_name;
 
-constexpr int kTcpListen = 10;
-constexpr int kRcvShutdown = 1;
-constexpr int kSendShutdown = 2;
-
-struct UnixEnd {
-  uint64_t ino = 0, peer = 0;
-  int32_t sock_type = 0, shutdown = 0;
-  bool passcred = false;
-  int32_t peek_off = -1, sndbuf = 0, rcvbuf = 0;
-  std::vector<schema::Bytes> queue;  // a stream's bytes as one item; datagrams one item each
-  template <class V>
-  void visit(V& v) {
-    v("ino", ino), v("peer", peer), v("sock_type", sock_type), v("shutdown", shutdown);
-    v("passcred", passcred), v("peek_off", peek_off), v("sndbuf", sndbuf), v("rcvbuf", rcvbuf);
-    v("queue", queue);
-  }
-};
+schema::Bytes to_bytes(std::string_view s) {
+  return schema::Bytes(s.begin(), s.end());
+}
 
 // Restores the socket's peek offset when the peeking is over, whatever happened.
 class PeekOffset {
@@ -64,6 +63,7 @@ class PeekOffset {
 struct Peeked {
   ssize_t len = 0;  // the whole message's length (MSG_TRUNC), or the bytes of a stream chunk
   bool rights = false;
+  std::string from;  // the sender's name, for datagrams
 };
 
 // Closes whatever file descriptors a peek passed to us along with the data.
@@ -84,26 +84,33 @@ bool close_passed_fds(msghdr& m) {
 
 Result<Peeked> peek_once(int sock, std::string& buf) {
   alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 64) + CMSG_SPACE(sizeof(ucred))];
+  sockaddr_un from{};
   iovec iov{buf.data(), buf.size()};
   msghdr m{};
+  m.msg_name = &from;
+  m.msg_namelen = sizeof(from);
   m.msg_iov = &iov;
   m.msg_iovlen = 1;
   m.msg_control = control;
   m.msg_controllen = sizeof(control);
   ssize_t n = ::recvmsg(sock, &m, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
   if (n < 0) return sys_error("recvmsg MSG_PEEK");
-  return Peeked{n, close_passed_fds(m)};
+  Peeked p{n, close_passed_fds(m), {}};
+  size_t head = offsetof(sockaddr_un, sun_path);
+  if (m.msg_namelen > head)
+    p.from.assign(from.sun_path, std::min<size_t>(m.msg_namelen - head, sizeof(from.sun_path)));
+  return p;
 }
 
 // Everything in the socket's receive queue, left in place: stream data as one string, datagrams
-// and seqpacket records one string each. SO_PEEK_OFF makes each MSG_PEEK continue where the
-// last one stopped; for datagrams it skips whole messages, and an empty datagram once peeked is
-// skipped by the next peek at the same offset. That mark stays: an empty datagram that was
-// peeked before (by the program, or by an earlier --leave-running dump) is skipped by every
-// later peek at an offset, and is not saved (a known gap; the kernel offers no other way to read
-// the queue without taking it).
+// and seqpacket records one string each with their senders' names. SO_PEEK_OFF makes each
+// MSG_PEEK continue where the last one stopped; for datagrams it skips whole messages, and an
+// empty datagram once peeked is skipped by the next peek at the same offset. That mark stays: an
+// empty datagram that was peeked before (by the program, or by an earlier --leave-running dump)
+// is skipped by every later peek at an offset, and is not saved (a known gap; the kernel offers
+// no other way to read the queue without taking it).
 struct Queue {
-  std::vector<std::string> items;
+  std::vector<std::string> items, from;
   bool rights = false;  // file descriptors in flight: what was read is incomplete
 };
 
@@ -140,6 +147,7 @@ Result<Queue> peek_queue(int sock, int type, int shutdown) {
       continue;
     }
     out.emplace_back(buf.data(), len);
+    q.from.push_back(std::move(got->from));
     at += static_cast<int>(len);
   }
   return q;
@@ -170,32 +178,95 @@ Status check_all_read(pid_t pid, int fd, int sock, int type, const Queue& q,
   return {};
 }
 
-// A connected socket's peer name: nonempty when it was bound (a server's socket).
+// A connected socket's peer name as bound (sun_path bytes), empty when the peer is unnamed.
 std::string peer_name(int sock) {
   sockaddr_un addr{};
   socklen_t len = sizeof(addr);
   if (::getpeername(sock, reinterpret_cast<sockaddr*>(&addr), &len) < 0) return "";
-  size_t path_len =
-      len > offsetof(sockaddr_un, sun_path) ? len - offsetof(sockaddr_un, sun_path) : 0;
-  return unix_diag::printable_name(std::string_view(addr.sun_path, path_len));
+  size_t head = offsetof(sockaddr_un, sun_path);
+  return len > head
+             ? std::string(addr.sun_path, std::min<size_t>(len - head, sizeof(addr.sun_path)))
+             : "";
 }
 
-// Why a socket cannot be saved, or "" when it is one end of a pair ckpt can recreate.
-std::string refusal(const DiagInfo& d, int sock) {
-  std::string kind = fmt::format("a unix {} socket", type_name(d.type));
-  if (d.state == kTcpListen)
-    return fmt::format("a listening unix {} socket on {}", type_name(d.type), d.name);
-  if (!d.name.empty()) return fmt::format("{} bound to {}", kind, d.name);
-  if (std::string peer = peer_name(sock); !peer.empty())
-    return fmt::format("{} connected to {}", kind, peer);
-  if (!d.peer) return fmt::format("an unconnected unix {} socket", type_name(d.type));
-  if (*d.peer == 0) return fmt::format("{} whose peer has been closed", kind);
-  if (d.type != SOCK_STREAM && d.type != SOCK_DGRAM && d.type != SOCK_SEQPACKET) return kind;
+// A path name without its terminating NUL.
+std::string path_of(const std::string& raw) {
+  return std::string(raw.c_str());
+}
+
+std::string kind_text(const DiagInfo& d) {
+  return fmt::format("a unix {} socket", type_name(d.type));
+}
+
+// Why a socket cannot be saved, or "" when ckpt can recreate it.
+std::string refusal(const DiagInfo& d) {
+  if (d.type != SOCK_STREAM && d.type != SOCK_DGRAM && d.type != SOCK_SEQPACKET)
+    return kind_text(d);
+  if (!d.raw_name.empty() && d.raw_name[0] != '\0' && d.raw_name[0] != '/')
+    return fmt::format("{} bound to the relative path {} (relative to a directory unknown now)",
+                       kind_text(d), d.name);
+  if (d.type == SOCK_DGRAM && d.peer && *d.peer == 0)
+    return fmt::format("{} whose peer has been closed", kind_text(d));
   return "";
 }
 
+// Whether the path still leads to the socket's own file (UNIX_DIAG_VFS), and its owner and mode.
+void describe_file(const DiagInfo& d, UnixEnd& e) {
+  if (d.raw_name.empty() || d.raw_name[0] == '\0') return;
+  struct stat st {};
+  bool same = d.vfs_ino && ::stat(path_of(d.raw_name).c_str(), &st) == 0 && S_ISSOCK(st.st_mode) &&
+              static_cast<uint64_t>(st.st_ino) == *d.vfs_ino;
+  e.name_file = static_cast<int32_t>(same ? NameFile::present : NameFile::gone);
+  if (!same) return;
+  e.file_mode = st.st_mode & 07777;
+  e.file_uid = st.st_uid, e.file_gid = st.st_gid;
+}
+
+// A listener's waiting connections (UNIX_DIAG_ICONS lists their clients). The sockets accept()
+// will return have no inode and are in no fd table: sock_diag does not show them, and ckpt cannot
+// read what a client sent into one without accepting it (which would take it from the program).
+// What a living client sent and is not yet read counts in its UNIX_DIAG_RQLEN write queue; a
+// closed client's cannot be known: such connections are refused rather than saved empty.
+Status describe_waiting(pid_t pid, int fd, const DiagInfo& d, UnixEnd& e) {
+  e.backlog = static_cast<int32_t>(d.wqueue);
+  std::string listener = fmt::format(
+      "pid {}: fd {} is a listening unix {} socket on {} with a "
+      "connection waiting to be accepted",
+      pid, fd, type_name(d.type), d.name);
+  for (uint64_t client : d.icons) {
+    if (client == 0)
+      return errorf(
+          "{} whose client has closed: what it sent cannot be read without accepting it, which "
+          "ckpt does not do",
+          listener);
+    CKPT_TRY_ASSIGN(std::string reply, unix_diag::query_diag(client));
+    CKPT_TRY_ASSIGN(auto c, unix_diag::parse_diag_reply(reply, client));
+    if (c && c->wqueue > 0)
+      return errorf(
+          "{} whose client (socket:[{}]) already sent {} bytes, which ckpt cannot read without "
+          "accepting it",
+          listener, client, c->wqueue);
+    e.waiting.push_back({client});
+  }
+  return {};
+}
+
 Result<UnixEnd> describe(pid_t pid, int fd, int sock, const DiagInfo& d) {
-  std::string kind = fmt::format("a unix {} socket", type_name(d.type));
+  UnixEnd e;
+  e.ino = d.ino, e.peer = d.peer.value_or(0), e.has_peer = d.peer.has_value();
+  e.sock_type = d.type, e.shutdown = d.shutdown, e.state = d.state;
+  e.name = to_bytes(d.raw_name);
+  e.peer_name = to_bytes(peer_name(sock));
+  describe_file(d, e);
+  e.passcred = int_sockopt(sock, SOL_SOCKET, SO_PASSCRED) > 0;
+  e.peek_off = int_sockopt(sock, SOL_SOCKET, SO_PEEK_OFF);
+  e.sndbuf = int_sockopt(sock, SOL_SOCKET, SO_SNDBUF);
+  e.rcvbuf = int_sockopt(sock, SOL_SOCKET, SO_RCVBUF);
+  if (d.state == kUnixListen) {
+    CKPT_TRY(describe_waiting(pid, fd, d, e));
+    return e;
+  }
+  std::string kind = kind_text(d);
   auto queue = peek_queue(sock, d.type, d.shutdown);
   if (!queue.ok())
     return queue.error().wrap(fmt::format("pid {}: fd {}: read the queue of {}", pid, fd, kind));
@@ -205,82 +276,14 @@ Result<UnixEnd> describe(pid_t pid, int fd, int sock, const DiagInfo& d) {
         "ckpt cannot save",
         pid, fd, kind);
   CKPT_TRY(check_all_read(pid, fd, sock, d.type, *queue, kind));
-  int passcred = int_sockopt(sock, SOL_SOCKET, SO_PASSCRED);
-  if (passcred > 0 && !queue->items.empty())
+  if (e.passcred && !queue->items.empty())
     return errorf(
         "pid {}: fd {} is {} with SO_PASSCRED and data queued, whose senders' credentials ckpt "
         "cannot save",
         pid, fd, kind);
-  UnixEnd e;
-  e.ino = d.ino, e.peer = *d.peer, e.sock_type = d.type, e.shutdown = d.shutdown;
-  e.passcred = passcred > 0;
-  e.peek_off = int_sockopt(sock, SOL_SOCKET, SO_PEEK_OFF);
-  e.sndbuf = int_sockopt(sock, SOL_SOCKET, SO_SNDBUF);
-  e.rcvbuf = int_sockopt(sock, SOL_SOCKET, SO_RCVBUF);
   for (auto& item : queue->items) e.queue.emplace_back(item.begin(), item.end());
+  for (auto& from : queue->from) e.from.push_back(to_bytes(from));
   return e;
-}
-
-// Sets a buffer size the way the dumped socket had it (getsockopt shows twice what was asked).
-void set_buffer(int sock, int force_opt, int opt, int want) {
-  if (want <= 0 || int_sockopt(sock, SOL_SOCKET, opt) == want) return;
-  int half = want / 2;
-  if (::setsockopt(sock, SOL_SOCKET, force_opt, &half, sizeof(half)) < 0)
-    (void)::setsockopt(sock, SOL_SOCKET, opt, &half, sizeof(half));
-}
-
-// Writes what `to` had queued through its peer `from`: the receive queue fills again in order.
-Status refill_queue(int from, const UnixEnd& to) {
-  for (auto& item : to.queue) {
-    size_t done = 0;
-    do {
-      ssize_t n = ::send(from, item.data() + done, item.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
-      if (n < 0)
-        return sys_error(
-            fmt::format("refill the queue of socket:[{}] ({} bytes)", to.ino, item.size()));
-      done += static_cast<size_t>(n);
-    } while (done < item.size() && to.sock_type == SOCK_STREAM);
-  }
-  return {};
-}
-
-Status finish_end(int sock, const UnixEnd& e, uint32_t flags) {
-  int how = e.shutdown & (kRcvShutdown | kSendShutdown);
-  if (how != 0) {
-    int shut = how == (kRcvShutdown | kSendShutdown) ? SHUT_RDWR
-               : how == kRcvShutdown                 ? SHUT_RD
-                                                     : SHUT_WR;
-    if (::shutdown(sock, shut) < 0) return sys_error("shutdown");
-  }
-  int on = e.passcred ? 1 : 0;
-  if (on && ::setsockopt(sock, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) < 0)
-    return sys_error("setsockopt SO_PASSCRED");
-  int off = e.peek_off;
-  if (off >= 0 && ::setsockopt(sock, SOL_SOCKET, SO_PEEK_OFF, &off, sizeof(off)) < 0)
-    return sys_error("setsockopt SO_PEEK_OFF");
-  return set_status_flags(sock, flags, "unix socket");
-}
-
-using End = std::pair<const schema::OpenFile*, UnixEnd>;
-
-Status make_pair(const End& a, const End& b, OpenedFiles& out) {
-  int type = a.second.sock_type;
-  int sv[2];
-  if (::socketpair(AF_UNIX, type | SOCK_CLOEXEC, 0, sv) < 0)
-    return sys_error(fmt::format("socketpair for socket:[{}]", a.second.ino));
-  ScopedFd fa(sv[0]), fb(sv[1]);
-  for (auto [fd, e] : {std::pair{fa.get(), &a.second}, std::pair{fb.get(), &b.second}}) {
-    set_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, e->sndbuf);
-    set_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, e->rcvbuf);
-  }
-  // Every queue is refilled before any shutdown: a shut-down end takes no more data.
-  CKPT_TRY(refill_queue(fb.get(), a.second));
-  CKPT_TRY(refill_queue(fa.get(), b.second));
-  CKPT_TRY(finish_end(fa.get(), a.second, a.first->flags));
-  CKPT_TRY(finish_end(fb.get(), b.second, b.first->flags));
-  out[a.first->id] = std::move(fa);
-  out[b.first->id] = std::move(fb);
-  return {};
 }
 
 std::string holder_text(const LinkedFile& f, const UnixEnd& e) {
@@ -289,11 +292,49 @@ std::string holder_text(const LinkedFile& f, const UnixEnd& e) {
                      type_name(e.sock_type), e.ino);
 }
 
+std::string comm_of(pid_t pid) {
+  auto comm = proc::read_proc_file(pid, "comm");
+  if (!comm.ok()) return "?";
+  std::string c = *comm;
+  while (!c.empty() && c.back() == '\n') c.pop_back();
+  return c;
+}
+
+// Names the process outside the tree holding socket `ino` ("pid 42 (redis-server)").
+std::string outside_text(const LinkEnv& env, uint64_t ino) {
+  pid_t holder = env.outside_holder(fmt::format("socket:[{}]", ino));
+  if (holder == 0) return "no process (a connection not yet accepted, or in flight)";
+  return fmt::format("pid {} ({})", holder, comm_of(holder));
+}
+
+// A peer outside the dumped processes: refused without --ext-unix-sk (recorded in the payload as
+// peer_outside at dump, settled here); with it, a datagram socket is connected again by name at
+// restore and a stream needs `restore --inherit-fd`.
+Status check_outside_peer(const LinkEnv& env, const LinkedFile& f, const UnixEnd& e) {
+  std::string where = e.peer_name.empty() ? "" : " on " + unix_name_text(e.peer_name);
+  if (!e.peer_outside && e.peer == 0)
+    return errorf(
+        "{} waits to be accepted by a listener{} outside the dumped processes, which ckpt saves "
+        "only with --ext-unix-sk",
+        holder_text(f, e), where);
+  if (!e.peer_outside)
+    return errorf(
+        "{} is connected to socket:[{}]{} held by {}, outside the dumped processes, which ckpt "
+        "saves only with --ext-unix-sk",
+        holder_text(f, e), e.peer, where, outside_text(env, e.peer));
+  if (e.sock_type == SOCK_DGRAM && e.peer_name.empty())
+    return errorf(
+        "{} is connected to the unnamed socket:[{}] held by {}, outside the dumped processes, "
+        "which cannot be connected to again",
+        holder_text(f, e), e.peer, outside_text(env, e.peer));
+  return {};
+}
+
 class UnixSocketKind final : public FdKind {
  public:
   std::string_view name() const override { return "unix"; }
   bool claims(FdProbe& p, const DumpFlags&) const override { return p.domain == AF_UNIX; }
-  Status dump(DumpEnv&, FdProbe& p, schema::OpenFile& of) const override {
+  Status dump(DumpEnv& env, FdProbe& p, schema::OpenFile& of) const override {
     auto ino = static_cast<uint64_t>(p.st.st_ino);
     CKPT_TRY_ASSIGN(std::string reply, unix_diag::query_diag(ino));
     CKPT_TRY_ASSIGN(auto diag, unix_diag::parse_diag_reply(reply, ino));
@@ -303,52 +344,53 @@ class UnixSocketKind final : public FdKind {
           "network namespace?), which ckpt cannot save",
           p.pid, p.fd, ino);
     CKPT_TRY_ASSIGN(int sock, p.borrowed());
-    if (std::string why = refusal(*diag, sock); !why.empty())
+    if (std::string why = refusal(*diag); !why.empty())
       return errorf("pid {}: fd {} is socket:[{}], {}, which ckpt cannot save yet", p.pid, p.fd,
                     ino, why);
     CKPT_TRY_ASSIGN(UnixEnd e, describe(p.pid, p.fd, sock, *diag));
+    e.peer_outside = env.flags.ext_unix_sk;  // settled by link()
     of.payload = schema::encode(e);
     return {};
   }
   Status link(const LinkEnv& env, const std::vector<LinkedFile>& mine) const override {
-    std::map<uint64_t, const LinkedFile*> by_ino;
     std::vector<UnixEnd> ends;
+    std::set<uint64_t> inos, waiting_clients;
     for (auto& f : mine) {
       CKPT_TRY_ASSIGN(UnixEnd e, payload_of<UnixEnd>(*f.file));
-      by_ino[e.ino] = &f;
+      inos.insert(e.ino);
+      for (auto& w : e.waiting) waiting_clients.insert(w.peer);
       ends.push_back(std::move(e));
     }
     for (size_t i = 0; i < mine.size(); ++i) {
-      if (by_ino.count(ends[i].peer)) continue;
-      pid_t holder = env.outside_holder(fmt::format("socket:[{}]", ends[i].peer));
-      if (holder != 0)
-        return errorf(
-            "{} has its peer socket:[{}] in pid {}, outside the dumped processes, which ckpt "
-            "cannot save",
-            holder_text(mine[i], ends[i]), ends[i].peer, holder);
-      return errorf(
-          "{} has its peer socket:[{}] held by no process (in flight?), which ckpt cannot save",
-          holder_text(mine[i], ends[i]), ends[i].peer);
+      UnixEnd& e = ends[i];
+      bool outside = e.has_peer && (e.peer != 0 ? !inos.count(e.peer)
+                                                : waits_outside(e, waiting_clients.count(e.ino)));
+      if (outside) CKPT_TRY(check_outside_peer(env, mine[i], e));
+      e.peer_outside = outside;
+      for (auto& w : e.waiting)
+        if (w.peer != 0 && !inos.count(w.peer))
+          return errorf(
+              "{} listening on {} has a connection waiting from socket:[{}] held by {}, outside "
+              "the dumped processes, which ckpt cannot save",
+              holder_text(mine[i], e), unix_name_text(e.name), w.peer, outside_text(env, w.peer));
+      mine[i].file->payload = schema::encode(e);
     }
     return {};
   }
-  Status recreate(const RecreateEnv&, const std::vector<const schema::OpenFile*>& mine,
+
+ private:
+  // A stream whose peer has no inode: either the peer was closed (which shut this end down both
+  // ways) or this end waits in the queue of a listener, outside the tree when none of the tree
+  // lists it.
+  static bool waits_outside(const UnixEnd& e, bool waits_inside) {
+    bool closed = (e.shutdown & (kRcvShutdown | kSendShutdown)) == (kRcvShutdown | kSendShutdown);
+    return e.sock_type != SOCK_DGRAM && !closed && !waits_inside;
+  }
+
+ public:
+  Status recreate(const RecreateEnv& env, const std::vector<const schema::OpenFile*>& mine,
                   OpenedFiles& out) const override {
-    std::map<uint64_t, End> by_ino;
-    for (auto* of : mine) {
-      CKPT_TRY_ASSIGN(UnixEnd e, payload_of<UnixEnd>(*of));
-      uint64_t ino = e.ino;
-      by_ino.emplace(ino, End{of, std::move(e)});
-    }
-    for (auto& [ino, end] : by_ino) {
-      auto peer = by_ino.find(end.second.peer);
-      if (peer == by_ino.end() || peer->second.second.peer != ino ||
-          peer->second.second.sock_type != end.second.sock_type)
-        return errorf("open file {}: its peer socket:[{}] is not in the image", end.first->id,
-                      end.second.peer);
-      if (ino < peer->first) CKPT_TRY(make_pair(end, peer->second, out));
-    }
-    return {};
+    return recreate_unix_sockets(env, mine, out);
   }
 };
 

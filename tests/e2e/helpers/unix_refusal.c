@@ -5,7 +5,11 @@
 //   "bound"    a datagram socket bound to an abstract name;
 //   "rights"   a datagram socketpair end in the child with a pipe's fd queued (SCM_RIGHTS);
 //   "oob"      a stream socketpair end with an out-of-band byte queued (MSG_OOB);
-//   "closed"   a stream socketpair end with data queued, its peer closed.
+//   "closed"   a stream socketpair end with data queued, its peer closed (saved since: the test
+//              dumps and restores it);
+//   "waiting"  a listening stream socket on an abstract name with a connection waiting whose
+//              client already sent "early".
+// "listen" and "bound" are saved since, too: their tests dump and restore them.
 // After READY and SIGUSR2 the parent checks the socket still works (a refused dump must not
 // have disturbed it) and prints PASS.
 #include <stddef.h>
@@ -133,9 +137,36 @@ static int run_pair(const char* mode) {
   return e2e_finish();
 }
 
+// The connection's data is in a socket no process holds yet: ckpt cannot read it unaccepted.
+static int run_waiting(void) {
+  char name[64];
+  int len = snprintf(name, sizeof name, "%cckpt-e2e-waiting-%d", 0, (int)getpid());
+  int l = socket(AF_UNIX, SOCK_STREAM, 0);
+  E2E_SYS(l);
+  at_fd10(l);
+  bind_to(FD, name, (size_t)len);
+  E2E_SYS(listen(FD, 4));
+  int c = socket(AF_UNIX, SOCK_STREAM, 0);
+  struct sockaddr_un a;
+  memset(&a, 0, sizeof a);
+  a.sun_family = AF_UNIX;
+  memcpy(a.sun_path, name, (size_t)len);
+  E2E_SYS(
+      connect(c, (struct sockaddr*)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)));
+  E2E_SYS(send(c, "early", 5, 0));
+  e2e_ready();
+  e2e_sleep_until_go();
+  int s = accept(FD, NULL, NULL);
+  char buf[8];
+  E2E_CHECK(s >= 0 && recv(s, buf, sizeof buf, 0) == 5 && memcmp(buf, "early", 5) == 0,
+            "the waiting connection lost its data");
+  return e2e_finish();
+}
+
 int main(int argc, char** argv) {
   e2e_setup();
   const char* mode = argc > 1 ? argv[1] : "";
+  if (strcmp(mode, "waiting") == 0) return run_waiting();
   if (strcmp(mode, "outside") == 0 || strcmp(mode, "rights") == 0) return run_with_child(mode);
   if (strcmp(mode, "oob") == 0 || strcmp(mode, "closed") == 0) return run_pair(mode);
   int fd = socket(AF_UNIX, strcmp(mode, "listen") == 0 ? SOCK_STREAM : SOCK_DGRAM, 0);
