@@ -1,6 +1,7 @@
 // What the unix socket resource reads from a sock_diag reply: the socket's type and state, its
 // peer's inode (0 once the peer is closed), its name (abstract names shown with '@') and its
-// shutdown bits; a missing socket and kernel errors.
+// shutdown bits, a listener's waiting connections, queue lengths and socket file; a missing
+// socket and kernel errors.
 #include <gtest/gtest.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
@@ -102,6 +103,46 @@ TEST(UnixDiagReplyTest, AbstractAndPathNames) {
   ASSERT_TRUE(p.ok());
   EXPECT_EQ((*p)->name, "/run/x.sock");
   EXPECT_EQ((*p)->state, 10);
+}
+
+// A listener: its waiting connections' clients in accept order, its backlog, the inode of the
+// file its path was bound to, and its name kept byte for byte (NULs included).
+TEST(UnixDiagReplyTest, ListenerWaitingConnectionsBacklogAndFile) {
+  const uint32_t icons[] = {71, 0, 73};
+  unix_diag_rqlen q{3, 128};
+  unix_diag_vfs vfs{555, 2049};
+  const char abstract[] = "\0a\0b";
+  auto r = parse_diag_reply(Reply(70, SOCK_STREAM, 10)
+                                .attr(UNIX_DIAG_NAME, abstract, 4)
+                                .attr(UNIX_DIAG_ICONS, icons, sizeof(icons))
+                                .attr(UNIX_DIAG_RQLEN, &q, sizeof(q))
+                                .attr(UNIX_DIAG_VFS, &vfs, sizeof(vfs))
+                                .bytes(),
+                            70);
+  ASSERT_TRUE(r.ok() && r->has_value());
+  const DiagInfo& d = **r;
+  EXPECT_EQ(d.icons, (std::vector<uint64_t>{71, 0, 73}));
+  EXPECT_EQ(d.rqueue, 3u);
+  EXPECT_EQ(d.wqueue, 128u);
+  ASSERT_TRUE(d.vfs_ino && d.vfs_dev);
+  EXPECT_EQ(*d.vfs_ino, 555u);
+  EXPECT_EQ(*d.vfs_dev, 2049u);
+  EXPECT_EQ(d.raw_name, std::string("\0a\0b", 4));
+  EXPECT_EQ(d.name, "@a@b");
+}
+
+TEST(UnixDiagReplyTest, ShortAttributesAreIgnored) {
+  uint16_t half = 1;
+  auto r = parse_diag_reply(Reply(5, SOCK_DGRAM, 7)
+                                .attr(UNIX_DIAG_RQLEN, &half, sizeof(half))
+                                .attr(UNIX_DIAG_VFS, &half, sizeof(half))
+                                .attr(UNIX_DIAG_ICONS, &half, sizeof(half))
+                                .bytes(),
+                            5);
+  ASSERT_TRUE(r.ok() && r->has_value());
+  EXPECT_EQ((*r)->rqueue, 0u);
+  EXPECT_FALSE((*r)->vfs_ino.has_value());
+  EXPECT_TRUE((*r)->icons.empty());
 }
 
 TEST(UnixDiagReplyTest, AnswerForAnotherInodeIsNoAnswer) {
