@@ -134,7 +134,9 @@ class OutsidePeer : public ::testing::Test {
     int fd = ::socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
     EXPECT_GE(fd, 0);
     EXPECT_EQ(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0) << strerror(errno);
-    if (type == SOCK_STREAM) EXPECT_EQ(::listen(fd, 4), 0);
+    if (type == SOCK_STREAM) {
+      EXPECT_EQ(::listen(fd, 4), 0);
+    }
     return fd;
   }
   std::string path() const { return (dir_.path() / "outside.sock").string(); }
