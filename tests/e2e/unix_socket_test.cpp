@@ -90,6 +90,15 @@ TEST_F(UnixSocketRefusal, WaitingConnectionWithData) {
   EXPECT_TRUE(p.finish());  // accept() still returns the connection with its data
 }
 
+TEST_F(UnixSocketRefusal, WaitingConnectionOfAClosedClient) {
+  TestProcess p({program_path("unix_refusal"), "waiting-closed"});
+  ASSERT_TRUE(p.wait_ready());
+  expect_refused(
+      p, p.pid(),
+      {"fd 10", "listening unix stream socket on @ckpt-e2e-waiting-", "whose client has closed"});
+  EXPECT_TRUE(p.finish());
+}
+
 // Saved since named sockets are: each program checks its socket after the restore.
 class UnixSocketSaved : public ::testing::TestWithParam<std::string> {
  protected:

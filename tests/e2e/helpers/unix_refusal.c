@@ -8,7 +8,8 @@
 //   "closed"   a stream socketpair end with data queued, its peer closed (saved since: the test
 //              dumps and restores it);
 //   "waiting"  a listening stream socket on an abstract name with a connection waiting whose
-//              client already sent "early".
+//              client already sent "early";
+//   "waiting-closed"  the same, the client closed after sending.
 // "listen" and "bound" are saved since, too: their tests dump and restore them.
 // After READY and SIGUSR2 the parent checks the socket still works (a refused dump must not
 // have disturbed it) and prints PASS.
@@ -138,7 +139,7 @@ static int run_pair(const char* mode) {
 }
 
 // The connection's data is in a socket no process holds yet: ckpt cannot read it unaccepted.
-static int run_waiting(void) {
+static int run_waiting(int close_client) {
   char name[64];
   int len = snprintf(name, sizeof name, "%cckpt-e2e-waiting-%d", 0, (int)getpid());
   int l = socket(AF_UNIX, SOCK_STREAM, 0);
@@ -154,6 +155,7 @@ static int run_waiting(void) {
   E2E_SYS(
       connect(c, (struct sockaddr*)&a, (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)));
   E2E_SYS(send(c, "early", 5, 0));
+  if (close_client) close(c);
   e2e_ready();
   e2e_sleep_until_go();
   int s = accept(FD, NULL, NULL);
@@ -166,7 +168,8 @@ static int run_waiting(void) {
 int main(int argc, char** argv) {
   e2e_setup();
   const char* mode = argc > 1 ? argv[1] : "";
-  if (strcmp(mode, "waiting") == 0) return run_waiting();
+  if (strcmp(mode, "waiting") == 0) return run_waiting(0);
+  if (strcmp(mode, "waiting-closed") == 0) return run_waiting(1);
   if (strcmp(mode, "outside") == 0 || strcmp(mode, "rights") == 0) return run_with_child(mode);
   if (strcmp(mode, "oob") == 0 || strcmp(mode, "closed") == 0) return run_pair(mode);
   int fd = socket(AF_UNIX, strcmp(mode, "listen") == 0 ? SOCK_STREAM : SOCK_DGRAM, 0);
