@@ -65,8 +65,15 @@ TEST_F(SocketTest, UdpSocketIsRefused) {
   expect_refused("udp", {"fd 3", "socket:[", "UDP socket on 127.0.0.1:{port}"});
 }
 
-TEST_F(SocketTest, UnconnectedUnixSocketIsRefused) {
-  expect_refused("unix", {"fd 3", "socket:[", "an unconnected unix stream socket"});
+// Saved since unix sockets of every kind are (more in unix_socket_test.cpp).
+TEST_F(SocketTest, UnconnectedUnixSocketIsSaved) {
+  TestProcess p({program_path("tcp_socket"), "unix"});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump());
+  ASSERT_TRUE(p.restore());
+  std::error_code ec;
+  auto link = fs::read_symlink("/proc/" + std::to_string(p.pid()) + "/fd/3", ec).string();
+  EXPECT_EQ(link.rfind("socket:[", 0), 0u) << "fd 3 is '" << link << "'";
 }
 
 TEST_F(SocketTest, RestoreFailsWhenThePortIsTaken) {

@@ -225,8 +225,9 @@ void describe_file(const DiagInfo& d, UnixEnd& e) {
 // A listener's waiting connections (UNIX_DIAG_ICONS lists their clients). The sockets accept()
 // will return have no inode and are in no fd table: sock_diag does not show them, and ckpt cannot
 // read what a client sent into one without accepting it (which would take it from the program).
-// What a living client sent and is not yet read counts in its UNIX_DIAG_RQLEN write queue; a
-// closed client's cannot be known: such connections are refused rather than saved empty.
+// What a living client sent and is not yet read counts in its UNIX_DIAG_RQLEN write queue (as
+// buffer memory, not bytes); a closed client's cannot be known: such connections are refused
+// rather than saved empty.
 Status describe_waiting(pid_t pid, int fd, const DiagInfo& d, UnixEnd& e) {
   e.backlog = static_cast<int32_t>(d.wqueue);
   std::string listener = fmt::format(
@@ -243,8 +244,8 @@ Status describe_waiting(pid_t pid, int fd, const DiagInfo& d, UnixEnd& e) {
     CKPT_TRY_ASSIGN(auto c, unix_diag::parse_diag_reply(reply, client));
     if (c && c->wqueue > 0)
       return errorf(
-          "{} whose client (socket:[{}]) already sent {} bytes, which ckpt cannot read without "
-          "accepting it",
+          "{} whose client (socket:[{}]) already sent data into it ({} bytes of buffers), which "
+          "ckpt cannot read without accepting it",
           listener, client, c->wqueue);
     e.waiting.push_back({client});
   }
@@ -266,6 +267,7 @@ Result<UnixEnd> describe(pid_t pid, int fd, int sock, const DiagInfo& d) {
     CKPT_TRY(describe_waiting(pid, fd, d, e));
     return e;
   }
+  if (d.type != SOCK_DGRAM && !d.peer) return e;  // never connected: no queue (recv says EINVAL)
   std::string kind = kind_text(d);
   auto queue = peek_queue(sock, d.type, d.shutdown);
   if (!queue.ok())
