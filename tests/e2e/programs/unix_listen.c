@@ -3,10 +3,10 @@
 // client bound an abstract name, one whose client sent "bye" and closed, and two connections
 // waiting to be accepted; a seqpacket listener on an abstract name
 // with a thread blocked in accept(); a listener whose socket file was deleted, with an accepted
-// connection. After the restore: every name seen from both ends is as before, every queue holds
-// exactly what it held, accept() returns the waiting connections in order, the blocked accept()
-// takes a new connection without EINTR, the deleted file is still absent and new clients connect
-// by path.
+// connection; a listener whose socket file was replaced by a regular file. After the restore: every
+// name seen from both ends is as before, every queue holds exactly what it held, accept() returns
+// the waiting connections in order, the blocked accept() takes a new connection without EINTR, the
+// deleted file is still absent, the replacement still there, and new clients connect by path.
 #include <fcntl.h>
 #include <stddef.h>
 #include <sys/socket.h>
@@ -164,6 +164,14 @@ int main(void) {
   say(cd, "via-deleted");
   E2E_SYS(unlink(gone));
 
+  // A listener whose socket file was replaced by a regular file: the replacement stays.
+  const char* replaced = e2e_path("repl.sock");
+  int lr = listener(SOCK_STREAM, replaced, strlen(replaced));
+  E2E_SYS(unlink(replaced));
+  FILE* f = fopen(replaced, "w");
+  if (!f || fputs("replacement", f) < 0 || fclose(f) != 0) E2E_CHECK(0, "write %s", replaced);
+  struct name n_lr = local(lr);
+
   seq_listener = listener(SOCK_SEQPACKET, abstract, (size_t)alen);
   struct name n_s1 = local(s1), p_s1 = remote(s1), n_c1 = local(c1), p_c1 = remote(c1);
   struct name n_sb = local(sb), p_sb = remote(sb), n_cb = local(cb), p_cb = remote(cb);
@@ -179,6 +187,12 @@ int main(void) {
   E2E_CHECK(stat(path, &st) == 0 && S_ISSOCK(st.st_mode) && (st.st_mode & 07777) == 0640,
             "%s is not a socket file of mode 0640 (mode %o)", path, st.st_mode);
   E2E_CHECK(stat(gone, &st) < 0 && errno == ENOENT, "the deleted socket file is back");
+  char text[32] = "";
+  FILE* rf = fopen(replaced, "r");
+  E2E_CHECK(rf && fgets(text, sizeof text, rf) && strcmp(text, "replacement") == 0,
+            "the file that replaced a socket file now holds '%s'", text);
+  if (rf) fclose(rf);
+  E2E_CHECK(same(local(lr), n_lr), "the listener whose file was replaced changed its name");
   E2E_CHECK(same(local(s1), n_s1) && same(remote(s1), p_s1), "the accepted end's names changed");
   E2E_CHECK(same(local(c1), n_c1) && same(remote(c1), p_c1), "the client's names changed");
   E2E_CHECK(same(remote(c1), n_lp) && same(local(s1), n_lp), "the connection's names are not %s",
