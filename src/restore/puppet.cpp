@@ -21,6 +21,7 @@
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/signals.hpp"
+#include "resources/sysv_ipc.hpp"
 #include "resources/tree.hpp"
 
 namespace ckpt {
@@ -43,6 +44,7 @@ Status setup_inside(const PuppetPlan& plan, size_t index, HandedFds& handed) {
   CKPT_TRY(signals::reset_in_puppet());
   CKPT_TRY(files::restore_in_puppet(*plan.image, index, handed));
   CKPT_TRY(process::restore_in_puppet(*spec.rec));
+  CKPT_TRY(sysv_ipc::restore_in_puppet(*plan.image, spec.pid));
   void* page =
       ::mmap(reinterpret_cast<void*>(spec.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
