@@ -13,6 +13,7 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 #include "common/fs_util.hpp"
@@ -70,33 +71,41 @@ struct Attachment {
   const proc::MapEntry* first;  // the mapping at offset 0
 };
 
-// Each attachment must be whole: a run of mappings of the segment from offset 0 to its end
-// (mprotect splits one). A part unmapped since cannot be attached again alone.
+Error partial(const DumpContext& ctx, uint64_t id, uint64_t at) {
+  return errorf(
+      "pid {}: System V shared memory {} is attached at {:#x} only in part, which ckpt cannot "
+      "save yet",
+      ctx.pid, id, at);
+}
+
+// Each attachment must be whole: a run of adjacent mappings of the segment from offset 0 to its
+// end (mprotect splits one). A part unmapped since could not be attached again alone.
 Status check_whole(const DumpContext& ctx, const std::map<int, uint64_t>& sizes) {
-  const proc::MapEntry* prev = nullptr;
-  uint64_t covered = 0;
+  struct Run {
+    int id;
+    uint64_t start, end, covered;
+  };
+  std::optional<Run> run;
+  auto close = [&]() -> Status {
+    if (run && run->covered != ((sizes.at(run->id) + kPage - 1) & ~(kPage - 1)))
+      return partial(ctx, run->id, run->start);
+    run.reset();
+    return {};
+  };
   for (auto& m : ctx.maps) {
-    if (!is_attachment(m)) continue;
     int id = static_cast<int>(m.inode);
-    bool continues = prev && prev->inode == m.inode && prev->end == m.start &&
-                     m.offset == prev->offset + prev->size();
-    if (m.offset == 0) {
-      covered = m.size();
-    } else if (continues) {
-      covered += m.size();
-    } else {
-      return errorf(
-          "pid {}: System V shared memory {} is attached at {:#x} only in part, which ckpt "
-          "cannot save yet",
-          ctx.pid, id, m.start - m.offset);
+    bool attachment = is_attachment(m);
+    if (attachment && run && run->id == id && run->end == m.start && m.offset == run->covered) {
+      run->covered += m.size();
+      run->end = m.end;
+      continue;
     }
-    prev = &m;
-    uint64_t whole = (sizes.at(id) + kPage - 1) & ~(kPage - 1);
-    if (covered > whole)
-      return errorf("pid {}: System V shared memory {} at {:#x} is larger than the segment",
-                    ctx.pid, id, m.start);
+    CKPT_TRY(close());
+    if (!attachment) continue;
+    if (m.offset != 0) return partial(ctx, m.inode, m.start);
+    run = Run{id, m.start, m.end, m.size()};
   }
-  return {};
+  return close();
 }
 
 Result<ShmSegment> save_segment(int id, const Attachment& at, image::GenerationWriter& writer) {
@@ -144,10 +153,7 @@ Status dump_segments(const std::vector<DumpContext*>& procs, SysvIpcRecord& out)
   for (auto* ctx : procs) {
     for (auto& m : ctx->maps)
       if (is_attachment(m) && !sizes.count(static_cast<int>(m.inode)))
-        return errorf(
-            "pid {}: System V shared memory {} is attached at {:#x} only in part, which ckpt "
-            "cannot save yet",
-            ctx->pid, m.inode, m.start);
+        return partial(*ctx, m.inode, m.start);
     CKPT_TRY(check_whole(*ctx, sizes));
   }
   return {};
