@@ -165,7 +165,8 @@ Result<std::optional<SemSet>> read_sem_set(int id, const std::set<pid_t>& pids) 
   SemArg arg{};
   arg.buf = &ds;
   if (::semctl(id, 0, IPC_STAT, arg) < 0) {
-    if (errno == EINVAL || errno == EIDRM) return std::optional<SemSet>();  // removed meanwhile
+    // Removed meanwhile, or another user's that ckpt may not read (not the tree's then).
+    if (errno == EINVAL || errno == EIDRM || errno == EACCES) return std::optional<SemSet>();
     return sys_error(fmt::format("semctl(IPC_STAT) of System V semaphore set {}", id));
   }
   SemSet s;
@@ -210,7 +211,7 @@ Status copy_messages(int id, const msqid_ds& ds, MsgQueue& q) {
 Result<std::optional<MsgQueue>> read_queue(int id, const std::set<pid_t>& pids) {
   msqid_ds ds{};
   if (::msgctl(id, IPC_STAT, &ds) < 0) {
-    if (errno == EINVAL || errno == EIDRM) return std::optional<MsgQueue>();
+    if (errno == EINVAL || errno == EIDRM || errno == EACCES) return std::optional<MsgQueue>();
     return sys_error(fmt::format("msgctl(IPC_STAT) of System V message queue {}", id));
   }
   if (!pids.count(ds.msg_lspid) && !pids.count(ds.msg_lrpid)) return std::optional<MsgQueue>();

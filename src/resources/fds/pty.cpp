@@ -28,6 +28,9 @@ constexpr unsigned kSlaveMajorFirst = 136, kSlaveMajorLast = 143;  // UNIX98_PTY
 // Opening /dev/ptmx gives the lowest free index: to get the old one back, lower free ones are
 // held while trying, up to this many.
 constexpr int kMaxIndexTries = 256;
+// The kernel's O_LARGEFILE (glibc's is 0 on x86_64): open() always sets it, TIOCGPTPEER only
+// when asked, and a program can see it in F_GETFL.
+constexpr uint32_t kKernelLargefile = 0100000;
 
 struct Termios {
   uint32_t iflag = 0, oflag = 0, cflag = 0, lflag = 0;
@@ -243,7 +246,8 @@ class PtyKind final : public FdKind {
       if (it == masters.end())
         return errorf("open file {} ({}): its pseudo-terminal master is not in the image", of->id,
                       of->path);
-      int flags = static_cast<int>(of->flags & O_ACCMODE) | O_NOCTTY | O_CLOEXEC;
+      int flags =
+          static_cast<int>(of->flags & (O_ACCMODE | kKernelLargefile)) | O_NOCTTY | O_CLOEXEC;
       ScopedFd fd(::ioctl(it->second, TIOCGPTPEER, flags));
       if (!fd) return sys_error(fmt::format("ioctl(TIOCGPTPEER) for open file {}", of->id));
       CKPT_TRY(set_status_flags(fd.get(), of->flags, "pseudo-terminal"));
