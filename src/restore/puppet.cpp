@@ -17,6 +17,7 @@
 
 #include "proc/maps.hpp"
 #include "proc/task.hpp"
+#include "resources/fds/pty.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
@@ -101,6 +102,8 @@ Status create_children(const PuppetPlan& plan, size_t index, const std::vector<i
     (void)!::write(created_fd, "1", 1);
     tree::end_as_zombie(*spec.rec->zombie);
   }
+  auto handed_fd = [&](uint32_t id) { return plan.handed.find(files::handed_key(id)); };
+  if (st.ok()) st = fds::take_controlling_terminal(*plan.image, spec.pid, handed_fd);
   if (st.ok()) st = create_children(plan, index, report_fds);
   if (created_fd >= 0) (void)!::write(created_fd, st.ok() ? "1" : "0", 1);
   HandedFds handed = plan.handed;

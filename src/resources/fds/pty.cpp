@@ -5,6 +5,8 @@
 // session whose controlling terminal it was takes it again, in its leader's puppet (TIOCSCTTY),
 // with its foreground process group (TIOCSPGRP). A slave whose master is outside the tree (the
 // terminal of whoever started the program) is refused as before, pointing at --shell-job.
+#include "resources/fds/pty.hpp"
+
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
@@ -324,6 +326,21 @@ class PtyKind final : public FdKind {
 };
 
 }  // namespace
+
+Status take_controlling_terminal(const schema::ImageRoot& image, pid_t pid,
+                                 const std::function<int(uint32_t id)>& fd_of) {
+  for (auto& of : image.open_files) {
+    if (of.kind != "pty") continue;
+    CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(of));
+    if (p.master || p.outside || p.session != pid) continue;
+    int fd = fd_of(of.id);
+    if (fd < 0) return errorf("open file {} (/dev/pts/{}) was not handed over", of.id, p.index);
+    if (::ioctl(fd, TIOCSCTTY, 0) < 0)
+      return sys_error(fmt::format("ioctl(TIOCSCTTY) with /dev/pts/{} at the dump", p.index));
+    return {};
+  }
+  return {};
+}
 
 const FdKind& pty_kind() {
   static const PtyKind kind;
