@@ -124,8 +124,7 @@ class Recreated {
   std::vector<Created> created;
   std::vector<int> to_remove;  // segments to IPC_RMID once attached again
 };
-Result<Recreated> recreate(const image::Store& store, const image::GenerationInfo& gen,
-                           const schema::ImageRoot& image);
+Result<Recreated> recreate(const schema::ImageRoot& image);
 
 // In a puppet (which has its final PID): semaphore values and messages are set by the process
 // that had last set them, so that sempid and lspid name a process of the tree again (and the
@@ -133,7 +132,8 @@ Result<Recreated> recreate(const image::Store& store, const image::GenerationInf
 Status restore_in_puppet(const schema::ImageRoot& image, pid_t pid);
 
 // In memory::restore: attaches the segment of `v` at its address (an attachment split by
-// mprotect is several mappings; the first, at offset 0, attaches the whole segment).
+// mprotect is several mappings; the first, at offset 0, attaches the whole segment). The
+// segment's first attachment in the image fills it with its contents.
 Status attach(RestoreContext& ctx, const schema::Vma& v);
 
 }  // namespace ckpt::sysv_ipc

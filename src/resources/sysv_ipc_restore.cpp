@@ -124,37 +124,14 @@ Result<bool> reusable_segment(const ShmSegment& s, const std::set<pid_t>& pids) 
   return true;
 }
 
-Status fill_segment(const image::Store& store, const image::GenerationInfo& gen,
-                    const ShmSegment& s, bool reused) {
-  void* at = ::shmat(s.ipc.id, nullptr, 0);
-  if (at == reinterpret_cast<void*>(-1))
-    return sys_error(fmt::format("shmat {}", name_of(kShm, s.ipc)));
-  auto start = reinterpret_cast<uint64_t>(at);
-  std::string link = fmt::format("/proc/self/map_files/{:x}-{:x}", start,
-                                 start + ((s.size + kPage - 1) & ~(kPage - 1)));
-  auto fd = open_file(link, O_RDWR);
-  ::shmdt(at);
-  if (!fd.ok()) return fd.error();
-  // A reused segment holds what the processes wrote after the dump: back to the image's.
-  if (reused && s.size > 0 &&
-      ::fallocate(fd->get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-                  static_cast<off_t>(s.size)) < 0)
-    return sys_error(fmt::format("clear {}", name_of(kShm, s.ipc)));
-  return shared_memory::fill_from_section(store, gen, fmt::format("sysv.shm.{}", s.ipc.id), s.data,
-                                          s.size, fd->get());
-}
-
-Status make_segment(const image::Store& store, const image::GenerationInfo& gen,
-                    const ShmSegment& s, const std::set<pid_t>& pids, Recreated& out) {
-  CKPT_TRY_ASSIGN(bool reused, reusable_segment(s, pids));
+// Its contents are written once the first process has attached it again (fill_attached()).
+Status make_segment(const ShmSegment& s, bool reused, Recreated& out) {
   if (!reused) {
-    CKPT_TRY(check_key_free(kShm, s.ipc));
     auto make = [&] {
       return ::shmget(s.ipc.key, s.size, IPC_CREAT | IPC_EXCL | static_cast<int>(s.ipc.mode));
     };
     CKPT_TRY(create_with_id(kShm, s.ipc, make, out));
   }
-  CKPT_TRY(fill_segment(store, gen, s, reused));
   shmid_ds ds{};
   if (::shmctl(s.ipc.id, IPC_STAT, &ds) < 0)
     return sys_error(fmt::format("shmctl(IPC_STAT) of {}", name_of(kShm, s.ipc)));
@@ -178,6 +155,8 @@ Result<bool> reusable_sem_set(const SemSet& s, const std::set<pid_t>& pids) {
     return sys_error(fmt::format("semctl(IPC_STAT) of {}", name_of(kSem, s.ipc)));
   }
   CKPT_TRY(check_same_key(kSem, s.ipc, ds.sem_perm.__key));
+  if (s.values.size() != s.pids.size() || s.values.empty())
+    return errorf("restore {}: the image's record is malformed", name_of(kSem, s.ipc));
   if (ds.sem_nsems != s.values.size())
     return errorf("restore {}: it exists with {} semaphores, the image's has {}",
                   name_of(kSem, s.ipc), ds.sem_nsems, s.values.size());
@@ -191,12 +170,8 @@ Result<bool> reusable_sem_set(const SemSet& s, const std::set<pid_t>& pids) {
   return true;
 }
 
-Status make_sem_set(const SemSet& s, const std::set<pid_t>& pids, Recreated& out) {
-  if (s.values.size() != s.pids.size() || s.values.empty())
-    return errorf("restore {}: the image's record is malformed", name_of(kSem, s.ipc));
-  CKPT_TRY_ASSIGN(bool reused, reusable_sem_set(s, pids));
+Status make_sem_set(const SemSet& s, bool reused, Recreated& out) {
   if (!reused) {
-    CKPT_TRY(check_key_free(kSem, s.ipc));
     auto make = [&] {
       return ::semget(s.ipc.key, static_cast<int>(s.values.size()),
                       IPC_CREAT | IPC_EXCL | static_cast<int>(s.ipc.mode));
@@ -240,12 +215,10 @@ Status drain(const MsgQueue& q) {
   }
 }
 
-Status make_queue(const MsgQueue& q, const std::set<pid_t>& pids, Recreated& out) {
-  CKPT_TRY_ASSIGN(bool reused, reusable_queue(q, pids));
+Status make_queue(const MsgQueue& q, bool reused, Recreated& out) {
   if (reused) {
     CKPT_TRY(drain(q));
   } else {
-    CKPT_TRY(check_key_free(kMsg, q.ipc));
     auto make = [&] {
       return ::msgget(q.ipc.key, IPC_CREAT | IPC_EXCL | static_cast<int>(q.ipc.mode));
     };
@@ -348,15 +321,31 @@ Status Recreated::finish() {
   return {};
 }
 
-Result<Recreated> recreate(const image::Store& store, const image::GenerationInfo& gen,
-                           const schema::ImageRoot& image) {
+Result<Recreated> recreate(const schema::ImageRoot& image) {
   CKPT_TRY_ASSIGN(SysvIpcRecord rec, record_of(image));
   Recreated out;
   std::set<pid_t> pids;
   for (auto& p : image.processes) pids.insert(p.pid);
-  for (auto& s : rec.shm) CKPT_TRY(make_segment(store, gen, s, pids, out));
-  for (auto& s : rec.sem) CKPT_TRY(make_sem_set(s, pids, out));
-  for (auto& q : rec.msg) CKPT_TRY(make_queue(q, pids, out));
+  // Every object is checked before any is changed: a refusal leaves them all as they were.
+  std::vector<bool> shm, sem, msg;
+  for (auto& s : rec.shm) {
+    CKPT_TRY_ASSIGN(bool reused, reusable_segment(s, pids));
+    if (!reused) CKPT_TRY(check_key_free(kShm, s.ipc));
+    shm.push_back(reused);
+  }
+  for (auto& s : rec.sem) {
+    CKPT_TRY_ASSIGN(bool reused, reusable_sem_set(s, pids));
+    if (!reused) CKPT_TRY(check_key_free(kSem, s.ipc));
+    sem.push_back(reused);
+  }
+  for (auto& q : rec.msg) {
+    CKPT_TRY_ASSIGN(bool reused, reusable_queue(q, pids));
+    if (!reused) CKPT_TRY(check_key_free(kMsg, q.ipc));
+    msg.push_back(reused);
+  }
+  for (size_t i = 0; i < rec.shm.size(); ++i) CKPT_TRY(make_segment(rec.shm[i], shm[i], out));
+  for (size_t i = 0; i < rec.sem.size(); ++i) CKPT_TRY(make_sem_set(rec.sem[i], sem[i], out));
+  for (size_t i = 0; i < rec.msg.size(); ++i) CKPT_TRY(make_queue(rec.msg[i], msg[i], out));
   if (!rec.empty())
     log::info("restore", "System V IPC: {} segments, {} semaphore sets, {} message queues",
               rec.shm.size(), rec.sem.size(), rec.msg.size());
@@ -374,6 +363,43 @@ Status restore_in_puppet(const schema::ImageRoot& image, pid_t pid) {
   return {};
 }
 
+namespace {
+
+// Whether `v` of this process is where the segment is first attached in the image's order (the
+// order processes are built in): its contents are written there.
+bool first_attachment(const RestoreContext& ctx, const schema::Vma& v) {
+  for (auto& p : ctx.image->processes) {
+    if (p.zombie) continue;
+    for (auto& m : p.memory.vmas)
+      if (m.sysv_shm == v.sysv_shm && m.offset == 0) return p.pid == ctx.pid && m.start == v.start;
+  }
+  return false;
+}
+
+// Written through the attachment's file in /proc (the segment's tmpfs file), so that the
+// restorer never attaches it: the last to attach is a process of the tree, as at the dump.
+Status fill_attached(RestoreContext& ctx, const schema::Vma& v) {
+  CKPT_TRY_ASSIGN(SysvIpcRecord rec, record_of(*ctx.image));
+  const ShmSegment* s = nullptr;
+  for (auto& seg : rec.shm)
+    if (seg.ipc.id == *v.sysv_shm) s = &seg;
+  if (!s)
+    return errorf("restore pid {}: System V shared memory {} is not in the image", ctx.pid,
+                  *v.sysv_shm);
+  uint64_t end = v.start + ((s->size + kPage - 1) & ~(kPage - 1));
+  std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", ctx.pid, v.start, end);
+  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(link, O_RDWR));
+  // A reused segment holds what the processes wrote after the dump: back to the image's.
+  if (::fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
+                  static_cast<off_t>(s->size)) < 0)
+    return sys_error(fmt::format("clear {}", name_of(kShm, s->ipc)));
+  return shared_memory::fill_from_section(*ctx.store, ctx.generation,
+                                          fmt::format("sysv.shm.{}", s->ipc.id), s->data, s->size,
+                                          fd.get());
+}
+
+}  // namespace
+
 Status attach(RestoreContext& ctx, const schema::Vma& v) {
   auto& rs = *ctx.main_remote;
   uint64_t len = v.end - v.start;
@@ -384,6 +410,7 @@ Status attach(RestoreContext& ctx, const schema::Vma& v) {
     if (static_cast<uint64_t>(got) != v.start)
       return errorf("restore pid {}: System V shared memory {} attached at {:#x}, not {:#x}",
                     ctx.pid, *v.sysv_shm, got, v.start);
+    if (first_attachment(ctx, v)) CKPT_TRY(fill_attached(ctx, v));
   }
   // One attachment split by mprotect: each part gets its own protection.
   CKPT_TRY(rs.call("mprotect", SYS_mprotect, {v.start, len, static_cast<uint64_t>(v.prot)}));

@@ -339,7 +339,7 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   CKPT_TRY_ASSIGN(bool vdso_proxy, needs_vdso_proxy(image, opts));
   if (opts.dry_run) return dry_run(image, gen, started);
   CKPT_TRY_ASSIGN(Handed handed, open_handed_fds(store, gen, image, opts));
-  CKPT_TRY_ASSIGN(sysv_ipc::Recreated ipc, sysv_ipc::recreate(store, gen, image));
+  CKPT_TRY_ASSIGN(sysv_ipc::Recreated ipc, sysv_ipc::recreate(image));
   CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts, vdso_proxy));
   CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
   CKPT_TRY(files::set_owners(image, handed.fds));
