@@ -378,24 +378,16 @@ bool first_attachment(const RestoreContext& ctx, const schema::Vma& v) {
 
 // Written through the attachment's file in /proc (the segment's tmpfs file), so that the
 // restorer never attaches it: the last to attach is a process of the tree, as at the dump.
-Status fill_attached(RestoreContext& ctx, const schema::Vma& v) {
-  CKPT_TRY_ASSIGN(SysvIpcRecord rec, record_of(*ctx.image));
-  const ShmSegment* s = nullptr;
-  for (auto& seg : rec.shm)
-    if (seg.ipc.id == *v.sysv_shm) s = &seg;
-  if (!s)
-    return errorf("restore pid {}: System V shared memory {} is not in the image", ctx.pid,
-                  *v.sysv_shm);
-  uint64_t end = v.start + ((s->size + kPage - 1) & ~(kPage - 1));
+Status fill_attached(RestoreContext& ctx, const schema::Vma& v, const ShmSegment& s) {
+  uint64_t end = v.start + ((s.size + kPage - 1) & ~(kPage - 1));
   std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", ctx.pid, v.start, end);
   CKPT_TRY_ASSIGN(ScopedFd fd, open_file(link, O_RDWR));
   // A reused segment holds what the processes wrote after the dump: back to the image's.
   if (::fallocate(fd.get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, 0,
-                  static_cast<off_t>(s->size)) < 0)
-    return sys_error(fmt::format("clear {}", name_of(kShm, s->ipc)));
-  return shared_memory::fill_from_section(*ctx.store, ctx.generation,
-                                          fmt::format("sysv.shm.{}", s->ipc.id), s->data, s->size,
-                                          fd.get());
+                  static_cast<off_t>(s.size)) < 0)
+    return sys_error(fmt::format("clear {}", name_of(kShm, s.ipc)));
+  return shared_memory::fill_from_section(
+      *ctx.store, ctx.generation, fmt::format("sysv.shm.{}", s.ipc.id), s.data, s.size, fd.get());
 }
 
 }  // namespace
@@ -403,6 +395,14 @@ Status fill_attached(RestoreContext& ctx, const schema::Vma& v) {
 Status attach(RestoreContext& ctx, const schema::Vma& v) {
   auto& rs = *ctx.main_remote;
   uint64_t len = v.end - v.start;
+  // Only a segment of the image, which the restore made or checked: never any other.
+  CKPT_TRY_ASSIGN(SysvIpcRecord rec, record_of(*ctx.image));
+  const ShmSegment* s = nullptr;
+  for (auto& seg : rec.shm)
+    if (seg.ipc.id == *v.sysv_shm) s = &seg;
+  if (!s)
+    return errorf("restore pid {}: System V shared memory {} at {:#x} is not in the image", ctx.pid,
+                  *v.sysv_shm, v.start);
   if (v.offset == 0) {
     uint64_t flags = (v.has_flag("mw") ? 0 : SHM_RDONLY) | (v.has_flag("me") ? SHM_EXEC : 0);
     CKPT_TRY_ASSIGN(long got, rs.call("shmat", SYS_shmat,
@@ -410,7 +410,7 @@ Status attach(RestoreContext& ctx, const schema::Vma& v) {
     if (static_cast<uint64_t>(got) != v.start)
       return errorf("restore pid {}: System V shared memory {} attached at {:#x}, not {:#x}",
                     ctx.pid, *v.sysv_shm, got, v.start);
-    if (first_attachment(ctx, v)) CKPT_TRY(fill_attached(ctx, v));
+    if (first_attachment(ctx, v)) CKPT_TRY(fill_attached(ctx, v, *s));
   }
   // One attachment split by mprotect: each part gets its own protection.
   CKPT_TRY(rs.call("mprotect", SYS_mprotect, {v.start, len, static_cast<uint64_t>(v.prot)}));
