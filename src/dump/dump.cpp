@@ -29,6 +29,7 @@
 #include "resources/seccomp.hpp"
 #include "resources/settings.hpp"
 #include "resources/signals.hpp"
+#include "resources/sysv_ipc.hpp"
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
 #include "resources/tree.hpp"
@@ -296,6 +297,7 @@ Status write_image(Tree& tree, image::GenerationWriter* writer, const DumpOption
   Status linked = tree::dump(procs);
   if (linked.ok()) linked = files::link(procs);
   if (linked.ok()) linked = memory::check_not_shared_between(procs);
+  if (linked.ok()) linked = sysv_ipc::dump(procs);
   if (!linked.ok()) return dump_error(linked.error(), opts.pid);
   writer->set_label("kind", "process");
   writer->set_label("pid", std::to_string(opts.pid));

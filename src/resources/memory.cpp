@@ -18,6 +18,7 @@
 #include "common/scoped_fd.hpp"
 #include "proc/pagemap.hpp"
 #include "resources/shared_memory.hpp"
+#include "resources/sysv_ipc.hpp"
 #include "resources/vdso.hpp"
 
 namespace ckpt::memory {
@@ -34,6 +35,7 @@ using schema::Content;
 using Range = std::pair<uint64_t, uint64_t>;  // [start, end)
 
 Content content_of(const proc::MapEntry& m) {
+  if (sysv_ipc::is_attachment(m)) return Content::none;  // the segment is saved once, by itself
   switch (m.kind) {
     case proc::MapKind::vdso:
     case proc::MapKind::vvar:
@@ -67,8 +69,6 @@ Status check_supported(const proc::MapEntry& m, pid_t pid) {
   if (m.vm_flags && (m.vm_flags->has(proc::VmFlag::io) || m.vm_flags->has(proc::VmFlag::pf)))
     return errorf("pid {}: mapping {:#x}-{:#x} ({}) is device memory, which cannot be saved", pid,
                   m.start, m.end, m.path);
-  if (m.path.rfind("/SYSV", 0) == 0)
-    return errorf("pid {}: System V shared memory at {:#x} is not supported yet", pid, m.start);
   return {};
 }
 
@@ -77,6 +77,7 @@ schema::Vma describe(const proc::MapEntry& m, Content content) {
   v.start = m.start, v.end = m.end, v.prot = m.prot, v.shared = m.shared, v.offset = m.offset;
   v.kind = std::string(proc::to_string(m.kind));
   v.path = m.path, v.deleted = m.deleted, v.content = content;
+  if (sysv_ipc::is_attachment(m)) v.sysv_shm = static_cast<int32_t>(m.inode);  // inode: the id
   if (m.vm_flags)
     for (unsigned f = 0; f < static_cast<unsigned>(proc::VmFlag::count); ++f)
       if (m.vm_flags->has(static_cast<proc::VmFlag>(f)))
@@ -152,7 +153,8 @@ Status dump(DumpContext& ctx) {
     } else if (content == Content::all) {
       ranges.emplace_back(m.start, m.end);
     }
-    if (m.kind == proc::MapKind::file && !m.deleted) CKPT_TRY(record_file_identity(ctx.pid, m, v));
+    if (m.kind == proc::MapKind::file && !m.deleted && !v.sysv_shm)
+      CKPT_TRY(record_file_identity(ctx.pid, m, v));
     for (auto& [s, e] : ranges) {
       out.page_bytes += e - s;
       v.pages.push_back({s, e});
@@ -172,7 +174,7 @@ std::string mapping_fd_key(const std::string& path, bool writable) {
 std::vector<MappedFile> files_to_map(const schema::ProcessRecord& proc) {
   std::vector<MappedFile> out;
   for (auto& v : proc.memory.vmas) {
-    if (v.kind != "file" || v.deleted || v.shm) continue;
+    if (v.kind != "file" || v.deleted || v.shm || v.sysv_shm) continue;
     MappedFile f{v.path, v.shared && (v.prot & PROT_WRITE) != 0, v.file_size.value_or(0),
                  v.file_mtime_ns.value_or(0)};
     bool seen = std::any_of(out.begin(), out.end(), [&](const MappedFile& o) {
@@ -342,6 +344,7 @@ Result<int> mapping_fd(const RestoreContext& ctx, const schema::Vma& v) {
 }
 
 Status map_one(RestoreContext& ctx, const schema::Vma& v) {
+  if (v.sysv_shm) return sysv_ipc::attach(ctx, v);
   bool from_file = (v.kind == "file" && !v.deleted) || v.shm;
   uint64_t flags = MAP_FIXED | (v.shared ? MAP_SHARED : MAP_PRIVATE);
   if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;

@@ -19,6 +19,8 @@ std::string section_name(int id) {
   return fmt::format("shm.{}", id);
 }
 
+}  // namespace
+
 // The parts of the object that hold data (tmpfs knows its holes): only they are saved.
 Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges(int fd, uint64_t size) {
   std::vector<std::pair<uint64_t, uint64_t>> out;
@@ -51,6 +53,34 @@ Status copy_out(int fd, const std::vector<std::pair<uint64_t, uint64_t>>& ranges
   return out.finish();
 }
 
+Status fill_from_section(const image::Store& store, const image::GenerationInfo& gen,
+                         const std::string& section, const std::vector<schema::Range>& data,
+                         uint64_t size, int fd) {
+  CKPT_TRY_ASSIGN(auto reader, store.open_section(gen, section));
+  std::unique_ptr<std::byte[]> buf(new std::byte[kChunk]);
+  for (auto& r : data) {
+    if (r.end < r.start || r.end > size)
+      return errorf("{}: data range {}-{} lies outside its {} bytes", section, r.start, r.end,
+                    size);
+    uint64_t off = r.start, len = r.end - r.start;
+    while (len > 0) {
+      size_t want = std::min<uint64_t>(len, kChunk), got = 0;
+      while (got < want) {
+        CKPT_TRY_ASSIGN(size_t n, reader->read({buf.get() + got, want - got}));
+        if (n == 0) return errorf("section {} ends early", section);
+        got += n;
+      }
+      if (::pwrite(fd, buf.get(), want, static_cast<off_t>(off)) != static_cast<ssize_t>(want))
+        return sys_error(fmt::format("write {} at {}", section, off));
+      off += want;
+      len -= want;
+    }
+  }
+  return {};
+}
+
+namespace {
+
 // Shared anonymous memory is a file of the kernel's own; a mapping of it in this process gives
 // a descriptor for a new one (through map_files), which maps as "/dev/zero (deleted)" again.
 Result<ScopedFd> new_anonymous_object(uint64_t size) {
@@ -78,28 +108,7 @@ Result<ScopedFd> new_object(const schema::ShmObject& o) {
 
 Status fill(const image::Store& store, const image::GenerationInfo& gen, const schema::ShmObject& o,
             int fd) {
-  int id = o.id;
-  CKPT_TRY_ASSIGN(auto reader, store.open_section(gen, section_name(id)));
-  std::unique_ptr<std::byte[]> buf(new std::byte[kChunk]);
-  for (auto& r : o.data) {
-    if (r.end < r.start || r.end > o.size)
-      return errorf("shared memory {}: data range {}-{} lies outside its {} bytes", id, r.start,
-                    r.end, o.size);
-    uint64_t off = r.start, len = r.end - r.start;
-    while (len > 0) {
-      size_t want = std::min<uint64_t>(len, kChunk), got = 0;
-      while (got < want) {
-        CKPT_TRY_ASSIGN(size_t n, reader->read({buf.get() + got, want - got}));
-        if (n == 0) return errorf("section {} ends early", section_name(id));
-        got += n;
-      }
-      if (::pwrite(fd, buf.get(), want, static_cast<off_t>(off)) != static_cast<ssize_t>(want))
-        return sys_error(fmt::format("write shared memory {} at {}", id, off));
-      off += want;
-      len -= want;
-    }
-  }
-  return {};
+  return fill_from_section(store, gen, section_name(o.id), o.data, o.size, fd);
 }
 
 }  // namespace

@@ -21,6 +21,17 @@ bool is_object(const proc::MapEntry& m);
 // tree meets it and recording it in the image's shm_objects.
 Status save(DumpContext& ctx, const proc::MapEntry& m, schema::Vma& v);
 
+// The parts of a tmpfs file (shared memory) that hold data, as (offset, length): only they are
+// saved. Other savers of shared memory (System V segments) use these too.
+Result<std::vector<std::pair<uint64_t, uint64_t>>> data_ranges(int fd, uint64_t size);
+// Streams those ranges of `fd` into a section, then finishes it.
+Status copy_out(int fd, const std::vector<std::pair<uint64_t, uint64_t>>& ranges,
+                image::SectionWriter& out, const std::string& what);
+// Writes the ranges `data` of an object of `size` bytes, read in order from `section`, into `fd`.
+Status fill_from_section(const image::Store& store, const image::GenerationInfo& gen,
+                         const std::string& section, const std::vector<schema::Range>& data,
+                         uint64_t size, int fd);
+
 // The key of the handed fd of object `id`.
 std::string handed_key(int id);
 

@@ -17,10 +17,12 @@
 
 #include "proc/maps.hpp"
 #include "proc/task.hpp"
+#include "resources/fds/pty.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
 #include "resources/signals.hpp"
+#include "resources/sysv_ipc.hpp"
 #include "resources/tree.hpp"
 
 namespace ckpt {
@@ -43,6 +45,7 @@ Status setup_inside(const PuppetPlan& plan, size_t index, HandedFds& handed) {
   CKPT_TRY(signals::reset_in_puppet());
   CKPT_TRY(files::restore_in_puppet(*plan.image, index, handed));
   CKPT_TRY(process::restore_in_puppet(*spec.rec));
+  CKPT_TRY(sysv_ipc::restore_in_puppet(*plan.image, spec.pid));
   void* page =
       ::mmap(reinterpret_cast<void*>(spec.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);
@@ -99,6 +102,8 @@ Status create_children(const PuppetPlan& plan, size_t index, const std::vector<i
     (void)!::write(created_fd, "1", 1);
     tree::end_as_zombie(*spec.rec->zombie);
   }
+  auto handed_fd = [&](uint32_t id) { return plan.handed.find(files::handed_key(id)); };
+  if (st.ok()) st = fds::take_controlling_terminal(*plan.image, spec.pid, handed_fd);
   if (st.ok()) st = create_children(plan, index, report_fds);
   if (created_fd >= 0) (void)!::write(created_fd, st.ok() ? "1" : "0", 1);
   HandedFds handed = plan.handed;

@@ -30,6 +30,7 @@
 #include "resources/settings.hpp"
 #include "resources/shared_memory.hpp"
 #include "resources/signals.hpp"
+#include "resources/sysv_ipc.hpp"
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
 #include "resources/tree.hpp"
@@ -338,6 +339,7 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   CKPT_TRY_ASSIGN(bool vdso_proxy, needs_vdso_proxy(image, opts));
   if (opts.dry_run) return dry_run(image, gen, started);
   CKPT_TRY_ASSIGN(Handed handed, open_handed_fds(store, gen, image, opts));
+  CKPT_TRY_ASSIGN(sysv_ipc::Recreated ipc, sysv_ipc::recreate(image));
   CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts, vdso_proxy));
   CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
   CKPT_TRY(files::set_owners(image, handed.fds));
@@ -350,6 +352,7 @@ Result<RestoreResult> restore_generation(const image::Store& store,
     CKPT_TRY_ASSIGN(auto b, build_process(store, gen, plan, puppets, i, progress));
     built.push_back(std::move(b));
   }
+  CKPT_TRY(ipc.finish());
   for (size_t i = built.size(); i-- > 0;) CKPT_TRY(built[i]->finish());
   puppets.release();
   RestoreResult result;

@@ -47,17 +47,17 @@ TEST_F(FailureTest, DumpWithSocketFailsAndLeavesProcessRunning) {
 }
 
 // A device with state of its own would come back as a new instance of itself (a fresh pty pair
-// for /dev/ptmx): refused, naming it. /dev/null beside it is fine.
+// for /dev/net/tun): refused, naming it. /dev/null beside it is fine.
 TEST_F(FailureTest, DumpWithAStatefulDeviceFailsNamingItAndLeavesProcessRunning) {
   TestProcess p({"/usr/bin/python3", "-c",
                  "import os, time\nn = os.open('/dev/null', os.O_RDWR)\n"
-                 "m = os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY)\n"
+                 "m = os.open('/dev/net/tun', os.O_RDWR)\n"
                  "print('READY', flush=True)\ntime.sleep(1000)\n"});
   ASSERT_TRUE(p.wait_ready());
   auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
   EXPECT_EQ(r.exit_code(), 1) << r.describe();
   EXPECT_EQ(line_count(r.err), 1u) << r.err;
-  EXPECT_NE(r.err.find("character device /dev/ptmx (5:2)"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("character device /dev/net/tun (10:200)"), std::string::npos) << r.err;
   sleep_for(100ms);
   EXPECT_TRUE(left_running_untraced(p.pid()));
 }

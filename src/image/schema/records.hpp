@@ -315,13 +315,14 @@ struct Vma {
   std::vector<Range> pages;           // saved ranges, in the pages section in this order
   std::optional<uint64_t> file_size;  // a mapped file as it was, checked before restore
   std::optional<int64_t> file_mtime_ns;
-  std::optional<int32_t> shm;  // ShmObject::id of a shared memory object
+  std::optional<int32_t> shm;       // ShmObject::id of a shared memory object
+  std::optional<int32_t> sysv_shm;  // id of the System V segment attached here (sysv_ipc.hpp)
   template <class V>
   void visit(V& v) {
     v("start", start), v("end", end), v("prot", prot), v("shared", shared), v("offset", offset);
     v("kind", kind), v("path", path), v("deleted", deleted), v("content", content);
     v("vm_flags", vm_flags), v("pages", pages), v("file_size", file_size);
-    v("file_mtime_ns", file_mtime_ns), v("shm", shm);
+    v("file_mtime_ns", file_mtime_ns), v("shm", shm), v("sysv_shm", sysv_shm);
   }
   bool has_flag(std::string_view code) const {
     for (auto& f : vm_flags)
@@ -468,12 +469,13 @@ struct ImageRoot {
   std::vector<DeletedFile> deleted_files;
   std::vector<ShmObject> shm_objects;
   VdsoRecord vdso;
+  std::optional<Value> sysv_ipc;  // System V IPC objects: sysv_ipc.hpp's SysvIpcRecord
   template <class V>
   void visit(V& v) {
     v("format", format), v("ckpt_version", ckpt_version), v("arch", arch);
     v("root_pid", root_pid), v("shell_job", shell_job), v("processes", processes);
     v("open_files", open_files), v("deleted_files", deleted_files);
-    v("shm_objects", shm_objects), v("vdso", vdso);
+    v("shm_objects", shm_objects), v("vdso", vdso), v("sysv_ipc", sysv_ipc);
   }
 };
 

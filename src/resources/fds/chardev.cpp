@@ -1,6 +1,6 @@
 // Character devices other than terminals. Only those without state of their own (/dev/null,
 // /dev/zero, /dev/full, /dev/random, /dev/urandom) are saved, and opened again by path: any other
-// device (/dev/ptmx, /dev/net/tun, /dev/fuse, /dev/kmsg, ...) would come back as a new,
+// device (/dev/net/tun, /dev/fuse, /dev/kmsg, ...) would come back as a new,
 // unrelated instance of itself, so it is refused, naming it.
 #include <sys/stat.h>
 #include <sys/sysmacros.h>

@@ -5,6 +5,7 @@
 
 namespace ckpt::fds {
 
+const FdKind& pty_kind();
 const FdKind& inherited_kind();
 const FdKind& eventfd_kind();
 const FdKind& signalfd_kind();
@@ -22,6 +23,7 @@ const FdKind& chardev_kind();
 
 const std::vector<const FdKind*>& all_kinds() {
   static const std::vector<const FdKind*> kinds = {
+      &pty_kind(),           // pseudo-terminal pairs (not the caller's terminal with --shell-job)
       &inherited_kind(),     // --shell-job: the caller's streams and terminal
       &eventfd_kind(),       //
       &signalfd_kind(),      //

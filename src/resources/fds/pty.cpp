@@ -1,0 +1,350 @@
+// Pseudo-terminals with both ends in the dumped tree (a terminal multiplexer and its shells):
+// the master (/dev/ptmx) with the terminal's settings, and each open file of the slave
+// (/dev/pts/N). At restore a new pair is made from /dev/ptmx, with the same index when it is
+// free, and each slave open file is opened from its master (TIOCGPTPEER), never by path. The
+// session whose controlling terminal it was takes it again, in its leader's puppet (TIOCSCTTY),
+// with its foreground process group (TIOCSPGRP). A slave whose master is outside the tree (the
+// terminal of whoever started the program) is refused as before, pointing at --shell-job.
+#include "resources/fds/pty.hpp"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <map>
+#include <optional>
+
+#include "resources/fds/fd_access.hpp"
+#include "resources/fds/fd_kind.hpp"
+
+namespace ckpt::fds {
+namespace {
+
+constexpr unsigned kPtmxMajor = 5, kPtmxMinor = 2;
+constexpr unsigned kSlaveMajorFirst = 136, kSlaveMajorLast = 143;  // UNIX98_PTY_SLAVE_MAJOR
+// Opening /dev/ptmx gives the lowest free index: to get the old one back, lower free ones are
+// held while trying, up to this many.
+constexpr int kMaxIndexTries = 256;
+// The kernel's O_LARGEFILE (glibc's is 0 on x86_64): open() always sets it, TIOCGPTPEER only
+// when asked, and a program can see it in F_GETFL.
+constexpr uint32_t kKernelLargefile = 0100000;
+
+struct Termios {
+  uint32_t iflag = 0, oflag = 0, cflag = 0, lflag = 0;
+  uint32_t ispeed = 0, ospeed = 0;
+  int32_t line = 0;
+  schema::Bytes cc;
+  template <class V>
+  void visit(V& v) {
+    v("iflag", iflag), v("oflag", oflag), v("cflag", cflag), v("lflag", lflag);
+    v("ispeed", ispeed), v("ospeed", ospeed), v("line", line), v("cc", cc);
+  }
+};
+
+struct PtyPayload {
+  bool master = false;
+  int32_t index = 0;  // N of /dev/pts/N at the dump
+  // The terminal's state, saved with the master (and copied to its slaves by link()).
+  bool locked = false, packet = false;
+  std::optional<Termios> termios;
+  std::array<uint16_t, 4> winsize{};  // rows, columns, x and y pixels
+  int32_t session = 0;                // the session it is the controlling terminal of, or 0
+  int32_t fg_pgrp = 0;                // its foreground process group
+  // A slave dumped with --shell-job whose master is outside the tree (a terminal, not the
+  // caller's, that the program was started on): restored as the restorer's terminal.
+  bool shell_job = false, outside = false;
+  template <class V>
+  void visit(V& v) {
+    v("master", master), v("index", index), v("locked", locked), v("packet", packet);
+    v("termios", termios), v("winsize", winsize), v("session", session), v("fg_pgrp", fg_pgrp);
+    v("shell_job", shell_job), v("outside", outside);
+  }
+};
+
+bool is_master(const FdProbe& p) {
+  return S_ISCHR(p.st.st_mode) && major(p.st.st_rdev) == kPtmxMajor &&
+         minor(p.st.st_rdev) == kPtmxMinor;
+}
+
+bool is_slave(const FdProbe& p) {
+  unsigned maj = major(p.st.st_rdev);
+  return S_ISCHR(p.st.st_mode) && maj >= kSlaveMajorFirst && maj <= kSlaveMajorLast;
+}
+
+int32_t slave_index(const FdProbe& p) {
+  return static_cast<int32_t>((major(p.st.st_rdev) - kSlaveMajorFirst) * 256 + minor(p.st.st_rdev));
+}
+
+// With --shell-job the caller's own terminal belongs to the `inherit` kind.
+bool callers_terminal(const FdProbe& p) {
+  for (int k = 0; k <= 2; ++k) {
+    struct stat st;
+    if (::isatty(k) && ::fstat(k, &st) == 0 && st.st_rdev == p.st.st_rdev) return true;
+  }
+  return false;
+}
+
+Termios termios_of(const struct termios& t) {
+  Termios out{t.c_iflag,         t.c_oflag,         t.c_cflag, t.c_lflag,
+              ::cfgetispeed(&t), ::cfgetospeed(&t), t.c_line,  {}};
+  out.cc.assign(std::begin(t.c_cc), std::end(t.c_cc));
+  return out;
+}
+
+struct termios termios_from(const Termios& in) {
+  struct termios t {};
+  t.c_iflag = in.iflag, t.c_oflag = in.oflag, t.c_cflag = in.cflag, t.c_lflag = in.lflag;
+  t.c_line = static_cast<cc_t>(in.line);
+  for (size_t i = 0; i < in.cc.size() && i < NCCS; ++i) t.c_cc[i] = in.cc[i];
+  ::cfsetispeed(&t, in.ispeed);
+  ::cfsetospeed(&t, in.ospeed);
+  return t;
+}
+
+// Bytes waiting in the terminal cannot be read without taking them from the program: refused.
+Status check_empty(const FdProbe& p, int fd, const char* which) {
+  int queued = 0;
+  if (::ioctl(fd, FIONREAD, &queued) == 0 && queued > 0)
+    return errorf(
+        "pid {}: fd {} is the pseudo-terminal {} with {} bytes {}, which ckpt cannot save yet",
+        p.pid, p.fd, p.link, queued, which);
+  return {};
+}
+
+Status dump_master(FdProbe& p, PtyPayload& out) {
+  CKPT_TRY_ASSIGN(int fd, p.borrowed());
+  std::string what = fmt::format("pid {}: fd {} ({})", p.pid, p.fd, p.link);
+  unsigned index = 0;
+  if (::ioctl(fd, TIOCGPTN, &index) < 0) return sys_error(what + ": ioctl(TIOCGPTN)");
+  out.index = static_cast<int32_t>(index);
+  int flag = 0;
+  if (::ioctl(fd, TIOCGPTLCK, &flag) == 0) out.locked = flag != 0;
+  if (::ioctl(fd, TIOCGPKT, &flag) == 0) out.packet = flag != 0;
+  struct termios t;
+  if (::tcgetattr(fd, &t) < 0) return sys_error(what + ": tcgetattr");
+  out.termios = termios_of(t);
+  struct winsize ws {};
+  if (::ioctl(fd, TIOCGWINSZ, &ws) < 0) return sys_error(what + ": ioctl(TIOCGWINSZ)");
+  out.winsize = {ws.ws_row, ws.ws_col, ws.ws_xpixel, ws.ws_ypixel};
+  // Asked through the master, these name the slave's session and foreground group.
+  pid_t sid = 0, pgrp = 0;
+  if (::ioctl(fd, TIOCGSID, &sid) == 0) out.session = sid;
+  if (out.session && ::ioctl(fd, TIOCGPGRP, &pgrp) == 0) out.fg_pgrp = pgrp;
+  return check_empty(p, fd, "written by the programs on the terminal and not read yet");
+}
+
+struct Pair {
+  const LinkedFile* master = nullptr;
+  std::vector<const LinkedFile*> slaves;
+};
+
+Status outside_master(const LinkedFile& slave) {
+  CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*slave.file));
+  if (p.shell_job) {
+    p.outside = true;
+    slave.file->payload = schema::encode(p);
+    return {};
+  }
+  auto [pid, fd] = slave.holders.front();
+  return errorf(
+      "pid {}: fd {} is the terminal {}; dump with --shell-job to let restore give it the "
+      "terminal of its caller",
+      pid, fd, slave.file->path);
+}
+
+// A controlling terminal comes back only through its session's leader holding a slave of it.
+Status check_session(const LinkEnv& env, const Pair& pair, const PtyPayload& m) {
+  if (m.session == 0) return {};
+  bool in_tree = std::find(env.pids.begin(), env.pids.end(), m.session) != env.pids.end();
+  bool held = false;
+  for (auto* s : pair.slaves)
+    for (auto& h : s->holders) held = held || h.pid == m.session;
+  if (in_tree && held) return {};
+  auto [pid, fd] = pair.master->holders.front();
+  return errorf(
+      "pid {}: fd {} is the pseudo-terminal master of /dev/pts/{}, the controlling terminal of "
+      "session {}, {}, which ckpt cannot save yet",
+      pid, fd, m.index, m.session,
+      in_tree ? "whose leader holds no descriptor of it" : "outside the dumped processes");
+}
+
+class PtyKind final : public FdKind {
+ public:
+  std::string_view name() const override { return "pty"; }
+  bool claims(FdProbe& p, const DumpFlags& flags) const override {
+    if (is_master(p)) return true;
+    return is_slave(p) && !(flags.shell_job && callers_terminal(p));
+  }
+  Status dump(DumpEnv& env, FdProbe& p, schema::OpenFile& of) const override {
+    PtyPayload out;
+    out.master = is_master(p);
+    out.shell_job = env.flags.shell_job;
+    if (out.master) {
+      CKPT_TRY(dump_master(p, out));
+    } else {
+      out.index = slave_index(p);
+      CKPT_TRY_ASSIGN(int fd, p.borrowed());
+      CKPT_TRY(check_empty(p, fd, "written to the terminal and not read yet"));
+    }
+    of.payload = schema::encode(out);
+    return {};
+  }
+
+  // Pairs each slave with its master; the slaves get the terminal's state (their settle() needs
+  // the session and foreground group).
+  Status link(const LinkEnv& env, const std::vector<LinkedFile>& files) const override {
+    std::map<int32_t, Pair> pairs;
+    std::map<int32_t, PtyPayload> masters;
+    for (auto& f : files) {
+      CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*f.file));
+      if (p.master) {
+        pairs[p.index].master = &f;
+        masters[p.index] = p;
+      } else {
+        pairs[p.index].slaves.push_back(&f);
+      }
+    }
+    for (auto& [index, pair] : pairs) {
+      if (!pair.master) {
+        for (auto* s : pair.slaves) CKPT_TRY(outside_master(*s));
+        continue;
+      }
+      const PtyPayload& m = masters[index];
+      CKPT_TRY(check_session(env, pair, m));
+      for (auto* s : pair.slaves) {
+        PtyPayload copy = m;
+        copy.master = false;
+        s->file->payload = schema::encode(copy);
+      }
+    }
+    return {};
+  }
+
+  Status recreate(const RecreateEnv& env, const std::vector<const schema::OpenFile*>& mine,
+                  OpenedFiles& out) const override {
+    std::map<int32_t, int> masters;  // old index -> the new master's fd in `out`
+    for (auto* of : mine) {
+      CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*of));
+      if (!p.master) continue;
+      CKPT_TRY_ASSIGN(ScopedFd fd, open_master(p, of->id));
+      CKPT_TRY(set_state(fd.get(), p, of->id));
+      CKPT_TRY(set_status_flags(fd.get(), of->flags, "pseudo-terminal master"));
+      masters[p.index] = fd.get();
+      out[of->id] = std::move(fd);
+    }
+    for (auto* of : mine) {
+      CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*of));
+      if (p.master) continue;
+      if (p.outside) {
+        CKPT_TRY_ASSIGN(out[of->id], callers_terminal_copy(env, *of));
+        continue;
+      }
+      auto it = masters.find(p.index);
+      if (it == masters.end())
+        return errorf("open file {} ({}): its pseudo-terminal master is not in the image", of->id,
+                      of->path);
+      int flags =
+          static_cast<int>(of->flags & (O_ACCMODE | kKernelLargefile)) | O_NOCTTY | O_CLOEXEC;
+      ScopedFd fd(::ioctl(it->second, TIOCGPTPEER, flags));
+      if (!fd) return sys_error(fmt::format("ioctl(TIOCGPTPEER) for open file {}", of->id));
+      CKPT_TRY(set_status_flags(fd.get(), of->flags, "pseudo-terminal"));
+      out[of->id] = std::move(fd);
+    }
+    // Locked again only now: a locked master gives no peer.
+    for (auto* of : mine) {
+      CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*of));
+      int lock = 1;
+      if (p.master && p.locked && ::ioctl(out[of->id].get(), TIOCSPTLCK, &lock) < 0)
+        return sys_error(fmt::format("ioctl(TIOCSPTLCK) for open file {}", of->id));
+    }
+    return {};
+  }
+
+  // In the session leader's puppet: the terminal becomes its session's controlling terminal
+  // again, with its foreground group (every group of the session exists by now: the leader's
+  // puppet sets itself up after creating all of its descendants).
+  Status settle(const SettleEnv& env, const schema::OpenFile& of, int fd) const override {
+    CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(of));
+    if (p.master || p.outside || p.session == 0 || p.session != env.pid) return {};
+    if (::ioctl(fd, TIOCSCTTY, 0) < 0)
+      return sys_error(
+          fmt::format("ioctl(TIOCSCTTY) on fd {} (/dev/pts/{} at the dump)", fd, p.index));
+    if (p.fg_pgrp > 0 && ::tcsetpgrp(fd, p.fg_pgrp) < 0)
+      return sys_error(fmt::format("tcsetpgrp({}) on fd {}", p.fg_pgrp, fd));
+    return {};
+  }
+
+ private:
+  static Result<ScopedFd> callers_terminal_copy(const RecreateEnv& env,
+                                                const schema::OpenFile& of) {
+    if (!env.shell_job)
+      return make_error("the image was dumped with --shell-job: restore it with --shell-job");
+    for (int k = 0; k <= 2; ++k) {
+      if (!::isatty(k)) continue;
+      ScopedFd copy(::fcntl(k, F_DUPFD_CLOEXEC, 3));
+      if (!copy) return sys_error(fmt::format("dup the caller's fd {}", k));
+      return copy;
+    }
+    return errorf("open file {} was the terminal {}; restore it from a terminal", of.id, of.path);
+  }
+
+  // A new pair, with the old index when it is free: lower free indexes are taken meanwhile.
+  static Result<ScopedFd> open_master(const PtyPayload& p, uint32_t id) {
+    std::vector<ScopedFd> held;
+    for (int i = 0; i < kMaxIndexTries; ++i) {
+      ScopedFd fd(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+      if (!fd) return sys_error(fmt::format("open /dev/ptmx for open file {}", id));
+      unsigned index = 0;
+      if (::ioctl(fd.get(), TIOCGPTN, &index) < 0) return sys_error("ioctl(TIOCGPTN)");
+      if (static_cast<int32_t>(index) >= p.index) return fd;  // the old one, or it is taken
+      held.push_back(std::move(fd));
+    }
+    return ScopedFd(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
+  }
+
+  static Status set_state(int fd, const PtyPayload& p, uint32_t id) {
+    int unlock = 0, packet = p.packet ? 1 : 0;
+    if (::ioctl(fd, TIOCSPTLCK, &unlock) < 0 || ::ioctl(fd, TIOCPKT, &packet) < 0)
+      return sys_error(fmt::format("unlock pseudo-terminal of open file {}", id));
+    if (p.termios) {
+      struct termios t = termios_from(*p.termios);
+      if (::tcsetattr(fd, TCSANOW, &t) < 0)
+        return sys_error(fmt::format("tcsetattr for open file {}", id));
+    }
+    struct winsize ws {
+      p.winsize[0], p.winsize[1], p.winsize[2], p.winsize[3]
+    };
+    if (::ioctl(fd, TIOCSWINSZ, &ws) < 0)
+      return sys_error(fmt::format("ioctl(TIOCSWINSZ) for open file {}", id));
+    return {};
+  }
+};
+
+}  // namespace
+
+Status take_controlling_terminal(const schema::ImageRoot& image, pid_t pid,
+                                 const std::function<int(uint32_t id)>& fd_of) {
+  for (auto& of : image.open_files) {
+    if (of.kind != "pty") continue;
+    CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(of));
+    if (p.master || p.outside || p.session != pid) continue;
+    int fd = fd_of(of.id);
+    if (fd < 0) return errorf("open file {} (/dev/pts/{}) was not handed over", of.id, p.index);
+    if (::ioctl(fd, TIOCSCTTY, 0) < 0)
+      return sys_error(fmt::format("ioctl(TIOCSCTTY) with /dev/pts/{} at the dump", p.index));
+    return {};
+  }
+  return {};
+}
+
+const FdKind& pty_kind() {
+  static const PtyKind kind;
+  return kind;
+}
+
+}  // namespace ckpt::fds
