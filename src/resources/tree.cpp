@@ -13,38 +13,18 @@
 #include "proc/misc.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
+#include "resources/tree_plan.hpp"
 
 namespace ckpt::tree {
 namespace {
 
-struct Ids {
-  pid_t pid, ppid, pgid, sid;
-};
-
 using schema::GroupPlan;
 using schema::SessionPlan;
 
-// How a restored process gets its group, relative to what it inherits from its parent puppet
-// (the root inherits the restorer's). nullopt: it cannot be rebuilt this way.
-std::optional<schema::TreeRecord> group_plan(const Ids& me, const Ids* parent,
-                                             const std::map<pid_t, size_t>& index,
-                                             size_t my_index) {
-  schema::TreeRecord t;
-  if (me.sid == me.pid) {
-    t.session = SessionPlan::lead;
-  } else if (!parent && me.pgid == me.pid) {
-    t.group = GroupPlan::lead;
-  } else if (!parent || me.pgid == parent->pgid) {
-    // inherits both
-  } else if (me.pgid == me.pid) {
-    t.group = GroupPlan::lead;
-  } else {
-    auto leader = index.find(me.pgid);
-    if (leader == index.end() || leader->second >= my_index) return std::nullopt;
-    t.group = GroupPlan::join;
-    t.leader = me.pgid;
-  }
-  return t;
+// A live process outside the tree holds `id`: its session or group cannot be made again.
+bool alive_outside(pid_t id) {
+  auto st = proc::read_stat(id);
+  return st.ok() && st->state != 'Z';
 }
 
 }  // namespace
@@ -103,35 +83,13 @@ Status settle_zombies(const std::vector<pid_t>& zombies) {
 }
 
 Status dump(const std::vector<DumpContext*>& procs) {
-  std::vector<Ids> ids;
-  std::map<pid_t, size_t> index;
+  std::vector<TreeIds> ids;
   for (auto* ctx : procs) {
     CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(ctx->pid));
-    index[ctx->pid] = ids.size();
-    ids.push_back({ctx->pid, st.ppid, st.pgrp, st.session});
+    ids.push_back({ctx->pid, st.ppid, st.pgrp, st.session, ctx->zombie});
   }
-  for (size_t i = 0; i < procs.size(); ++i) {
-    const Ids& me = ids[i];
-    auto parent = i == 0 ? index.end() : index.find(me.ppid);
-    if (i != 0 && parent == index.end())
-      return errorf("pid {}: its parent {} is not among the dumped processes", me.pid, me.ppid);
-    const Ids* p = i == 0 ? nullptr : &ids[parent->second];
-    if (p && me.sid != me.pid && me.sid != p->sid)
-      return errorf(
-          "pid {}: it is in session {}, which neither it nor its parent leads; ckpt "
-          "cannot rebuild that",
-          me.pid, me.sid);
-    auto plan = group_plan(me, p, index, i);
-    if (!plan)
-      return errorf(
-          "pid {}: its process group {} has no leader among the processes created "
-          "before it, which ckpt cannot rebuild",
-          me.pid, me.pgid);
-    plan->ppid = me.ppid;
-    plan->pgid = me.pgid;
-    plan->sid = me.sid;
-    procs[i]->rec.tree = *plan;
-  }
+  CKPT_TRY_ASSIGN(auto plans, plan_tree(ids, alive_outside));
+  for (size_t i = 0; i < procs.size(); ++i) procs[i]->rec.tree = plans[i];
   return {};
 }
 
@@ -164,6 +122,14 @@ Status join_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_j
   if (t.group == GroupPlan::lead && ::setpgid(0, 0) < 0) return sys_error("setpgid(0, 0)");
   if (t.group == GroupPlan::join && ::setpgid(0, t.leader) < 0)
     return sys_error(fmt::format("join process group {}", t.leader));
+  return {};
+}
+
+Status join_late_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job) {
+  if ((root && shell_job) || proc.tree.group != GroupPlan::late) return {};
+  if (::setpgid(0, proc.tree.leader) < 0)
+    return sys_error(
+        fmt::format("join process group {} (led by a process created later)", proc.tree.leader));
   return {};
 }
 

@@ -18,8 +18,8 @@ Result<ChildState> check_child(pid_t parent, pid_t child);
 Result<schema::ZombieRecord> dump_zombie(pid_t pid);
 
 // Records in each process's image its parent, group and session and how the restored process
-// gets them back. `procs` is in creation order (root first, each parent before its children);
-// groups and sessions that cannot be rebuilt that way are refused, naming them.
+// gets them back (tree_plan.hpp). `procs` is in creation order (root first, each parent before
+// its children); groups and sessions that cannot be rebuilt are refused, naming them.
 Status dump(const std::vector<DumpContext*>& procs);
 
 // The PIDs of the processes of an image, in creation order, with the index of each parent
@@ -40,5 +40,9 @@ Status settle_zombies(const std::vector<pid_t>& zombies);
 // In a new puppet before it creates its own children: its session and group. The root, unless
 // it is a shell job (which joins the caller's), leads a session or group again if it led one.
 Status join_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job);
+
+// In a puppet, once every puppet of the tree exists: joins a group whose leader was created
+// after it (GroupPlan::late).
+Status join_late_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job);
 
 }  // namespace ckpt::tree

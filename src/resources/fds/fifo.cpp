@@ -1,10 +1,16 @@
 // Named pipes. A FIFO keeps its data only while one of its ends is open: at restore a helper end,
 // open for reading and writing, holds the saved data (and keeps the opens of the real ends from
-// blocking) until every open file of that FIFO exists.
+// blocking) until every open file of that FIFO exists. A FIFO deleted while open is made again
+// under its old name (or a unique one in its directory if that is taken), opened, then unlinked,
+// so that /proc/PID/fd/N reads "<path> (deleted)" again.
 #include <fcntl.h>
 #include <sys/stat.h>
 
+#include <unistd.h>
+
+#include <filesystem>
 #include <map>
+#include <random>
 
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/fd_kind.hpp"
@@ -12,13 +18,47 @@
 namespace ckpt::fds {
 namespace {
 
+constexpr std::string_view kDeleted = " (deleted)";
+
 struct FifoPayload {
   std::optional<schema::Bytes> data;  // what it held, saved with its first open file
+  bool deleted = false;               // unlinked while open: no path to open it by
+  uint64_t ino = 0;                   // tells deleted FIFOs of one name apart
+  uint32_t mode = 0600;
   template <class V>
   void visit(V& v) {
     v("data", data);
+    v.opt("deleted", deleted), v.opt("ino", ino), v.opt("mode", mode);
   }
 };
+
+// The FIFOs of an image: one per path, or per inode for deleted ones.
+std::string fifo_key(const schema::OpenFile& of, const FifoPayload& f) {
+  return f.deleted ? fmt::format("{}#{}", of.path, f.ino) : of.path;
+}
+
+bool data_saved(const std::vector<schema::OpenFile>& files, std::string_view kind,
+                const schema::OpenFile& of, const FifoPayload& mine) {
+  for (auto& other : files) {
+    if (other.kind != kind || other.path != of.path) continue;
+    auto f = payload_of<FifoPayload>(other);
+    if (f.ok() && fifo_key(other, *f) == fifo_key(of, mine)) return true;
+  }
+  return false;
+}
+
+// A FIFO in place of a deleted one, at its path if free; the name to open it by until
+// unlink_fifo().
+Result<std::string> make_fifo(const std::string& path, uint32_t mode) {
+  std::filesystem::path dir = std::filesystem::path(path).parent_path();
+  std::random_device rd;
+  for (const std::string& name :
+       {path, (dir / fmt::format(".ckpt-fifo-{}-{:08x}", ::getpid(), rd())).string()}) {
+    if (::mkfifo(name.c_str(), mode & 07777) == 0) return name;
+    if (errno != EEXIST) return sys_error(fmt::format("mkfifo {} for the deleted FIFO", name));
+  }
+  return errorf("create the deleted FIFO {}: every name is taken", path);
+}
 
 class FifoKind final : public FdKind {
  public:
@@ -26,9 +66,13 @@ class FifoKind final : public FdKind {
   bool claims(FdProbe& p, const DumpFlags&) const override { return S_ISFIFO(p.st.st_mode); }
   Status dump(DumpEnv& env, FdProbe& p, schema::OpenFile& of) const override {
     FifoPayload f;
-    bool saved = false;
-    for (auto& other : env.image.open_files) saved |= other.kind == name() && other.path == of.path;
-    if (!saved) {
+    if (of.path.ends_with(kDeleted)) {
+      of.path.resize(of.path.size() - kDeleted.size());
+      f.deleted = true;
+      f.ino = p.st.st_ino;
+      f.mode = p.st.st_mode & 07777;
+    }
+    if (!data_saved(env.image.open_files, name(), of, f)) {
       // A new read end of the same FIFO, so that a write-only fd's data is seen too.
       CKPT_TRY_ASSIGN(ScopedFd reader, open_path(fmt::format("/proc/{}/fd/{}", p.pid, p.fd),
                                                  O_RDONLY | O_NONBLOCK, of.path));
@@ -39,17 +83,43 @@ class FifoKind final : public FdKind {
   }
   Status recreate(const RecreateEnv&, const std::vector<const schema::OpenFile*>& mine,
                   OpenedFiles& out) const override {
-    std::map<std::string, ScopedFd> helpers;
+    struct Made {
+      ScopedFd helper;
+      std::string name;  // the path to open it by
+      bool deleted = false;
+    };
+    std::map<std::string, Made> fifos;
+    std::vector<std::string> keys;
+    Status st = open_all(mine, fifos, keys, out);
+    for (auto& [key, made] : fifos)
+      if (made.deleted && ::unlink(made.name.c_str()) < 0 && st.ok())
+        st = sys_error(fmt::format("unlink {}", made.name));
+    return st;
+  }
+
+ private:
+  template <class Made>
+  static Status open_all(const std::vector<const schema::OpenFile*>& mine,
+                         std::map<std::string, Made>& fifos, std::vector<std::string>& keys,
+                         OpenedFiles& out) {
     for (auto* of : mine) {
       CKPT_TRY_ASSIGN(FifoPayload f, payload_of<FifoPayload>(*of));
-      auto& helper = helpers[of->path];
-      if (!helper) {
-        CKPT_TRY_ASSIGN(helper, open_path(of->path, O_RDWR | O_NONBLOCK, of->path));
+      keys.push_back(fifo_key(*of, f));
+      Made& made = fifos[keys.back()];
+      if (!made.helper) {
+        made.name = of->path;
+        if (f.deleted) {
+          CKPT_TRY_ASSIGN(made.name, make_fifo(of->path, f.mode));
+          made.deleted = true;
+        }
+        CKPT_TRY_ASSIGN(made.helper, open_path(made.name, O_RDWR | O_NONBLOCK, of->path));
       }
-      if (f.data) CKPT_TRY(refill(helper.get(), *f.data, "FIFO " + of->path));
+      if (f.data) CKPT_TRY(refill(made.helper.get(), *f.data, "FIFO " + of->path));
     }
-    for (auto* of : mine) {
-      CKPT_TRY_ASSIGN(ScopedFd fd, open_path(of->path, of->flags | O_NONBLOCK, of->path));
+    for (size_t i = 0; i < mine.size(); ++i) {
+      const schema::OpenFile* of = mine[i];
+      const std::string& name = fifos[keys[i]].name;
+      CKPT_TRY_ASSIGN(ScopedFd fd, open_path(name, of->flags | O_NONBLOCK, of->path));
       CKPT_TRY(set_status_flags(fd.get(), of->flags, of->path));
       out[of->id] = std::move(fd);
     }
