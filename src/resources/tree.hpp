@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "resources/context.hpp"
+#include "resources/tree_plan.hpp"
 
 namespace ckpt::tree {
 
@@ -39,10 +40,16 @@ Status settle_zombies(const std::vector<pid_t>& zombies);
 
 // In a new puppet before it creates its own children: its session and group. The root, unless
 // it is a shell job (which joins the caller's), leads a session or group again if it led one.
+Status join_in_puppet(const TreePlan& plan, bool root, bool shell_job);
+// The same from the image's plan fields alone.
 Status join_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job);
 
 // In a puppet, once every puppet of the tree exists: joins a group whose leader was created
-// after it (GroupPlan::late).
-Status join_late_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job);
+// after it (GroupStep::late).
+Status join_late_in_puppet(const TreePlan& plan, bool root, bool shell_job);
+
+// How the restore rebuilds each process's session and group (tree_plan.hpp), planned from the
+// image's IDs and what runs now; in the image's order.
+Result<std::vector<TreePlan>> restore_plans(const std::vector<schema::ProcessRecord>& procs);
 
 }  // namespace ckpt::tree

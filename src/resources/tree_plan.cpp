@@ -7,9 +7,9 @@
 namespace ckpt::tree {
 namespace {
 
-using schema::GroupPlan;
-using schema::SessionPlan;
-using schema::TreeRecord;
+using GroupPlan = GroupStep;
+using SessionPlan = SessionStep;
+using TreeRecord = TreePlan;
 
 // Where a process is during the restore; 0 stands for the restorer's session or group.
 struct Where {
@@ -158,7 +158,6 @@ Status Planner::take_group(size_t i, Where& w) {
 
 Status Planner::visit(size_t i, Where w) {
   const TreeIds& me = procs_[i];
-  out_[i].ppid = me.ppid;
   out_[i].pgid = me.pgid;
   out_[i].sid = me.sid;
   CKPT_TRY(take_session(i, w));
@@ -185,8 +184,8 @@ Status Planner::visit(size_t i, Where w) {
 
 }  // namespace
 
-Result<std::vector<schema::TreeRecord>> plan_tree(const std::vector<TreeIds>& procs,
-                                                  const std::function<bool(pid_t)>& alive_outside) {
+Result<std::vector<TreePlan>> plan_tree(const std::vector<TreeIds>& procs,
+                                        const std::function<bool(pid_t)>& alive_outside) {
   return Planner(procs, alive_outside).run();
 }
 

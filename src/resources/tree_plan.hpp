@@ -17,9 +17,22 @@
 #include <vector>
 
 #include "common/result.hpp"
-#include "image/schema/records.hpp"
 
 namespace ckpt::tree {
+
+// How a restored process gets its session and group, relative to what its parent puppet has.
+// helper: a process with the session's (group's) ID makes it and creates this one; late: joins
+// its group once every process exists.
+enum class SessionStep { inherit, lead, helper };
+enum class GroupStep { inherit, lead, join, helper, late };
+
+struct TreePlan {
+  pid_t pgid = 0, sid = 0;  // the original IDs (those of the helpers)
+  SessionStep session = SessionStep::inherit;
+  GroupStep group = GroupStep::inherit;
+  pid_t leader = 0;    // the group to join (join, late)
+  bool early = false;  // created by its parent before the parent's setsid()
+};
 
 struct TreeIds {
   pid_t pid = 0, ppid = 0, pgid = 0, sid = 0;
@@ -29,7 +42,7 @@ struct TreeIds {
 // `procs`: root first, each parent before its children, children in the order their parent
 // creates them. `alive_outside(id)`: a live process outside the tree has PID `id` (its session
 // or group can then only be inherited from the restorer, by the root).
-Result<std::vector<schema::TreeRecord>> plan_tree(const std::vector<TreeIds>& procs,
-                                                  const std::function<bool(pid_t)>& alive_outside);
+Result<std::vector<TreePlan>> plan_tree(const std::vector<TreeIds>& procs,
+                                        const std::function<bool(pid_t)>& alive_outside);
 
 }  // namespace ckpt::tree

@@ -66,12 +66,12 @@ Status create_children(const PuppetPlan& plan, size_t index, const Pipes& pipes,
   std::vector<pid_t> zombies;
   for (size_t child : plan.processes[index].children) {
     const PuppetSpec& spec = plan.processes[child];
-    if (spec.rec->tree.early != early) continue;
+    if (spec.tree.early != early) continue;
     int p[2];
     if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
     ScopedFd read_end(p[0]), write_end(p[1]);
     SpawnOptions opts{.helpers = true, .drop_sigchld = true, .close_in_helpers = pipes.done_write};
-    CKPT_TRY_ASSIGN(pid_t pid, spawn_with_helpers(spec.pid, spec.rec->tree, opts));
+    CKPT_TRY_ASSIGN(pid_t pid, spawn_with_helpers(spec.pid, spec.tree, opts));
     if (pid == 0) puppet_main(plan, child, pipes, write_end.get());
     write_end.reset();
     char c = 0;
@@ -85,14 +85,14 @@ Status create_children(const PuppetPlan& plan, size_t index, const Pipes& pipes,
 
 // Blocks until the root has created the whole tree, then joins a group created after it.
 Status join_late(const PuppetPlan& plan, size_t index, const Pipes& pipes) {
-  const schema::ProcessRecord& rec = *plan.processes[index].rec;
-  if (rec.tree.group == schema::GroupPlan::late) {
+  const tree::TreePlan& t = plan.processes[index].tree;
+  if (t.group == tree::GroupStep::late) {
     char c;
     while (::read(pipes.done_read, &c, 1) < 0 && errno == EINTR) {
     }
   }
   ::close(pipes.done_read);
-  return tree::join_late_in_puppet(rec, index == 0, plan.shell_job);
+  return tree::join_late_in_puppet(t, index == 0, plan.shell_job);
 }
 
 [[noreturn]] void puppet_main(const PuppetPlan& plan, size_t index, Pipes pipes, int created_fd) {
@@ -101,7 +101,7 @@ Status join_late(const PuppetPlan& plan, size_t index, const Pipes& pipes) {
   if (index != 0 && pipes.done_write >= 0) ::close(std::exchange(pipes.done_write, -1));
   const PuppetSpec& spec = plan.processes[index];
   Status st = create_children(plan, index, pipes, true);
-  if (st.ok()) st = tree::join_in_puppet(*spec.rec, index == 0, plan.shell_job);
+  if (st.ok()) st = tree::join_in_puppet(spec.tree, index == 0, plan.shell_job);
   if (st.ok() && spec.zombie) {
     (void)!::write(created_fd, "1", 1);
     tree::end_as_zombie(*spec.rec->zombie);
@@ -168,7 +168,7 @@ Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
   PuppetTree tree;
   const PuppetSpec& root_spec = plan.processes[0];
   SpawnOptions opts{.helpers = !plan.shell_job, .drop_sigchld = false, .close_in_helpers = -1};
-  CKPT_TRY_ASSIGN(pid_t root, spawn_with_helpers(root_spec.pid, root_spec.rec->tree, opts));
+  CKPT_TRY_ASSIGN(pid_t root, spawn_with_helpers(root_spec.pid, root_spec.tree, opts));
   if (root == 0) puppet_main(plan, 0, pipes, -1);
   done_read.reset();
   done_write.reset();

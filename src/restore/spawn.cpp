@@ -13,8 +13,8 @@
 namespace ckpt {
 namespace {
 
-using schema::GroupPlan;
-using schema::SessionPlan;
+using tree::GroupStep;
+using tree::SessionStep;
 
 struct CloneArgs {
   uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
@@ -109,10 +109,10 @@ Result<pid_t> clone_with_pid(pid_t want, uint64_t flags) {
   return static_cast<pid_t>(r);
 }
 
-Result<pid_t> spawn_with_helpers(pid_t pid, const schema::TreeRecord& t, const SpawnOptions& opts) {
+Result<pid_t> spawn_with_helpers(pid_t pid, const tree::TreePlan& t, const SpawnOptions& opts) {
   std::vector<Helper> helpers;
-  if (opts.helpers && t.session == SessionPlan::helper) helpers.push_back({t.sid, true});
-  if (opts.helpers && t.group == GroupPlan::helper) helpers.push_back({t.pgid, false});
+  if (opts.helpers && t.session == SessionStep::helper) helpers.push_back({t.sid, true});
+  if (opts.helpers && t.group == GroupStep::helper) helpers.push_back({t.pgid, false});
   if (helpers.empty()) return clone_with_pid(pid);
   sigset_t chld, old;
   sigemptyset(&chld);

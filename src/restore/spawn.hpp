@@ -7,7 +7,7 @@
 #include <sys/types.h>
 
 #include "common/result.hpp"
-#include "image/schema/records.hpp"
+#include "resources/tree_plan.hpp"
 
 namespace ckpt {
 
@@ -21,6 +21,6 @@ struct SpawnOptions {
 };
 
 // Creates the process `pid` whose tree plan is `t`: returns its PID in the caller and 0 in it.
-Result<pid_t> spawn_with_helpers(pid_t pid, const schema::TreeRecord& t, const SpawnOptions& opts);
+Result<pid_t> spawn_with_helpers(pid_t pid, const tree::TreePlan& t, const SpawnOptions& opts);
 
 }  // namespace ckpt

@@ -10,15 +10,15 @@
 namespace ckpt::tree {
 namespace {
 
-using schema::GroupPlan;
-using schema::SessionPlan;
+using GroupPlan = GroupStep;
+using SessionPlan = SessionStep;
 
 // Processes 900 (the runner's session) and 901 (its group) are alive outside the tree.
 bool outside(pid_t id) {
   return id == 900 || id == 901;
 }
 
-Result<std::vector<schema::TreeRecord>> plan(const std::vector<TreeIds>& procs) {
+Result<std::vector<TreePlan>> plan(const std::vector<TreeIds>& procs) {
   return plan_tree(procs, outside);
 }
 

@@ -47,33 +47,26 @@ struct TimeSpec {  // seconds and nano- (or micro-) seconds
 // ---- process tree ------------------------------------------------------------------------
 
 // How a restored process gets its session and group relative to what its parent puppet has.
-// helper: a short-lived process with the session's (group's) ID, created by the parent puppet,
-// makes the session (group) and creates this process as its parent's child (CLONE_PARENT), then
-// exits (tree_plan.hpp). late: joins its group once every process exists (its leader is created
-// after it).
-enum class SessionPlan { inherit, lead, helper };
-enum class GroupPlan { inherit, lead, join, helper, late };
+enum class SessionPlan { inherit, lead };
+enum class GroupPlan { inherit, lead, join };
 template <>
 struct EnumNames<SessionPlan> {
-  static constexpr std::array<std::string_view, 3> names = {"inherit", "lead", "helper"};
+  static constexpr std::array<std::string_view, 2> names = {"inherit", "lead"};
 };
 template <>
 struct EnumNames<GroupPlan> {
-  static constexpr std::array<std::string_view, 5> names = {"inherit", "lead", "join", "helper",
-                                                            "late"};
+  static constexpr std::array<std::string_view, 3> names = {"inherit", "lead", "join"};
 };
 
 struct TreeRecord {
   int32_t ppid = 0, pgid = 0, sid = 0;
   SessionPlan session = SessionPlan::inherit;
   GroupPlan group = GroupPlan::inherit;
-  int32_t leader = 0;  // the group to join (GroupPlan::join, late)
-  bool early = false;  // created by its parent before the parent's setsid()
+  int32_t leader = 0;  // the group to join (GroupPlan::join)
   template <class V>
   void visit(V& v) {
     v("ppid", ppid), v("pgid", pgid), v("sid", sid), v("session", session), v("group", group);
     v("leader", leader);
-    v.opt("early", early);
   }
 };
 

@@ -42,10 +42,10 @@ Status check_tree(const ImageRoot& image) {
     }
     if (!index.count(p.tree.ppid) || index[p.tree.ppid] >= i)
       return errorf("{}: process {} comes before its parent {}", at, p.pid, p.tree.ppid);
-    bool joins = p.tree.group == GroupPlan::join || p.tree.group == GroupPlan::late;
-    if (joins && p.tree.leader <= 0)
-      return errorf("{}: process {} joins group {}, which is not a group id", at, p.pid,
-                    p.tree.leader);
+    if (p.tree.group == GroupPlan::join &&
+        (!index.count(p.tree.leader) || index[p.tree.leader] >= i))
+      return errorf("{}: process {} joins group {}, not led by a process created before it", at,
+                    p.pid, p.tree.leader);
   }
   return {};
 }

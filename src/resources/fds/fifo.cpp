@@ -83,44 +83,42 @@ class FifoKind final : public FdKind {
   }
   Status recreate(const RecreateEnv&, const std::vector<const schema::OpenFile*>& mine,
                   OpenedFiles& out) const override {
-    struct Made {
-      ScopedFd helper;
-      std::string name;  // the path to open it by
-      bool deleted = false;
-    };
-    std::map<std::string, Made> fifos;
-    std::vector<std::string> keys;
-    Status st = open_all(mine, fifos, keys, out);
-    for (auto& [key, made] : fifos)
-      if (made.deleted && ::unlink(made.name.c_str()) < 0 && st.ok())
-        st = sys_error(fmt::format("unlink {}", made.name));
-    return st;
+    std::map<std::string, std::vector<std::pair<const schema::OpenFile*, FifoPayload>>> fifos;
+    for (auto* of : mine) {
+      CKPT_TRY_ASSIGN(FifoPayload f, payload_of<FifoPayload>(*of));
+      fifos[fifo_key(*of, f)].emplace_back(of, std::move(f));
+    }
+    for (auto& [key, files] : fifos) CKPT_TRY(open_fifo(files, out));
+    return {};
   }
 
  private:
-  template <class Made>
-  static Status open_all(const std::vector<const schema::OpenFile*>& mine,
-                         std::map<std::string, Made>& fifos, std::vector<std::string>& keys,
-                         OpenedFiles& out) {
-    for (auto* of : mine) {
-      CKPT_TRY_ASSIGN(FifoPayload f, payload_of<FifoPayload>(*of));
-      keys.push_back(fifo_key(*of, f));
-      Made& made = fifos[keys.back()];
-      if (!made.helper) {
-        made.name = of->path;
-        if (f.deleted) {
-          CKPT_TRY_ASSIGN(made.name, make_fifo(of->path, f.mode));
-          made.deleted = true;
-        }
-        CKPT_TRY_ASSIGN(made.helper, open_path(made.name, O_RDWR | O_NONBLOCK, of->path));
-      }
-      if (f.data) CKPT_TRY(refill(made.helper.get(), *f.data, "FIFO " + of->path));
+  // One FIFO: a deleted one is made again and unlinked once its open files exist, before the
+  // next deleted FIFO of the same name is made.
+  static Status open_fifo(const std::vector<std::pair<const schema::OpenFile*, FifoPayload>>& files,
+                          OpenedFiles& out) {
+    const std::string& path = files.front().first->path;
+    std::string name = path;
+    bool deleted = files.front().second.deleted;
+    if (deleted) {
+      CKPT_TRY_ASSIGN(name, make_fifo(path, files.front().second.mode));
     }
-    for (size_t i = 0; i < mine.size(); ++i) {
-      const schema::OpenFile* of = mine[i];
-      const std::string& name = fifos[keys[i]].name;
-      CKPT_TRY_ASSIGN(ScopedFd fd, open_path(name, of->flags | O_NONBLOCK, of->path));
-      CKPT_TRY(set_status_flags(fd.get(), of->flags, of->path));
+    Status st = open_ends(name, files, out);
+    if (deleted && ::unlink(name.c_str()) < 0 && st.ok())
+      st = sys_error(fmt::format("unlink {}", name));
+    return st;
+  }
+
+  static Status open_ends(const std::string& name,
+                          const std::vector<std::pair<const schema::OpenFile*, FifoPayload>>& files,
+                          OpenedFiles& out) {
+    const std::string& path = files.front().first->path;
+    CKPT_TRY_ASSIGN(ScopedFd helper, open_path(name, O_RDWR | O_NONBLOCK, path));
+    for (auto& [of, f] : files)
+      if (f.data) CKPT_TRY(refill(helper.get(), *f.data, "FIFO " + path));
+    for (auto& [of, f] : files) {
+      CKPT_TRY_ASSIGN(ScopedFd fd, open_path(name, of->flags | O_NONBLOCK, path));
+      CKPT_TRY(set_status_flags(fd.get(), of->flags, path));
       out[of->id] = std::move(fd);
     }
     return {};
