@@ -28,10 +28,12 @@ const fds::FdKind* identify(fds::FdProbe& p, const fds::DumpFlags& flags) {
 }
 
 // F_GETOWN_EX and F_GETSIG: who gets the open file's O_ASYNC (and socket SIGURG) signals.
-// Looked at only where it can matter, each look being a borrowed copy of the fd.
+// Looked at only where it can matter, each look being a borrowed copy of the fd: pipes too, whose
+// owner and signal may be set before O_ASYNC is.
 Result<std::optional<schema::FileOwner>> read_owner(fds::FdProbe& p) {
   using Owner = std::optional<schema::FileOwner>;
-  if (!(p.info.flags & O_ASYNC) && !S_ISSOCK(p.st.st_mode)) return Owner();
+  if (!(p.info.flags & O_ASYNC) && !S_ISSOCK(p.st.st_mode) && !S_ISFIFO(p.st.st_mode))
+    return Owner();
   CKPT_TRY_ASSIGN(int fd, p.borrowed());
   f_owner_ex owner{};
   if (::fcntl(fd, F_GETOWN_EX, &owner) < 0)
@@ -227,6 +229,16 @@ bool held_before(const schema::ImageRoot& image, size_t index, uint32_t id) {
   return false;
 }
 
+// O_ASYNC registers the open file for signals only when F_SETFL turns it on (open() with it
+// registers nothing), and the signal names the fd it was turned on through: off and on again
+// here, at the fd's own number.
+Status rearm_async(int fd) {
+  int fl = ::fcntl(fd, F_GETFL);
+  if (fl < 0 || ::fcntl(fd, F_SETFL, fl & ~O_ASYNC) < 0 || ::fcntl(fd, F_SETFL, fl | O_ASYNC) < 0)
+    return sys_error(fmt::format("fd {}: turn O_ASYNC on again", fd));
+  return {};
+}
+
 Status settle(const schema::ImageRoot& image, size_t index) {
   const schema::ProcessRecord& proc = image.processes[index];
   std::set<uint32_t> done;
@@ -237,6 +249,7 @@ Status settle(const schema::ImageRoot& image, size_t index) {
     if (!kind) return errorf("open file {}: unknown kind '{}'", of.id, of.kind);
     fds::SettleEnv env{proc.pid, proc, !held_before(image, index, of.id)};
     CKPT_TRY(kind->settle(env, of, f.fd));
+    if ((of.flags & O_ASYNC) && env.first_holder) CKPT_TRY(rearm_async(f.fd));
   }
   return {};
 }

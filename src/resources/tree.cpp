@@ -13,38 +13,18 @@
 #include "proc/misc.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
+#include "resources/tree_plan.hpp"
 
 namespace ckpt::tree {
 namespace {
 
-struct Ids {
-  pid_t pid, ppid, pgid, sid;
-};
-
 using schema::GroupPlan;
 using schema::SessionPlan;
 
-// How a restored process gets its group, relative to what it inherits from its parent puppet
-// (the root inherits the restorer's). nullopt: it cannot be rebuilt this way.
-std::optional<schema::TreeRecord> group_plan(const Ids& me, const Ids* parent,
-                                             const std::map<pid_t, size_t>& index,
-                                             size_t my_index) {
-  schema::TreeRecord t;
-  if (me.sid == me.pid) {
-    t.session = SessionPlan::lead;
-  } else if (!parent && me.pgid == me.pid) {
-    t.group = GroupPlan::lead;
-  } else if (!parent || me.pgid == parent->pgid) {
-    // inherits both
-  } else if (me.pgid == me.pid) {
-    t.group = GroupPlan::lead;
-  } else {
-    auto leader = index.find(me.pgid);
-    if (leader == index.end() || leader->second >= my_index) return std::nullopt;
-    t.group = GroupPlan::join;
-    t.leader = me.pgid;
-  }
-  return t;
+// A live process outside the tree holds `id`: its session or group cannot be made again.
+bool alive_outside(pid_t id) {
+  auto st = proc::read_stat(id);
+  return st.ok() && st->state != 'Z';
 }
 
 }  // namespace
@@ -103,36 +83,38 @@ Status settle_zombies(const std::vector<pid_t>& zombies) {
 }
 
 Status dump(const std::vector<DumpContext*>& procs) {
-  std::vector<Ids> ids;
+  std::vector<TreeIds> ids;
   std::map<pid_t, size_t> index;
   for (auto* ctx : procs) {
     CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(ctx->pid));
     index[ctx->pid] = ids.size();
-    ids.push_back({ctx->pid, st.ppid, st.pgrp, st.session});
+    ids.push_back({ctx->pid, st.ppid, st.pgrp, st.session, ctx->zombie});
   }
+  // Refuses here what the restore could not rebuild; the restore plans again from the IDs.
+  CKPT_TRY_ASSIGN(auto plans, plan_tree(ids, alive_outside));
   for (size_t i = 0; i < procs.size(); ++i) {
-    const Ids& me = ids[i];
-    auto parent = i == 0 ? index.end() : index.find(me.ppid);
-    if (i != 0 && parent == index.end())
-      return errorf("pid {}: its parent {} is not among the dumped processes", me.pid, me.ppid);
-    const Ids* p = i == 0 ? nullptr : &ids[parent->second];
-    if (p && me.sid != me.pid && me.sid != p->sid)
-      return errorf(
-          "pid {}: it is in session {}, which neither it nor its parent leads; ckpt "
-          "cannot rebuild that",
-          me.pid, me.sid);
-    auto plan = group_plan(me, p, index, i);
-    if (!plan)
-      return errorf(
-          "pid {}: its process group {} has no leader among the processes created "
-          "before it, which ckpt cannot rebuild",
-          me.pid, me.pgid);
-    plan->ppid = me.ppid;
-    plan->pgid = me.pgid;
-    plan->sid = me.sid;
-    procs[i]->rec.tree = *plan;
+    schema::TreeRecord t;
+    t.ppid = ids[i].ppid, t.pgid = ids[i].pgid, t.sid = ids[i].sid;
+    // What the image's plan fields can say (older readers use them).
+    if (plans[i].session == SessionStep::lead) t.session = SessionPlan::lead;
+    if (plans[i].group == GroupStep::lead) t.group = GroupPlan::lead;
+    auto leader = index.find(plans[i].leader);
+    if (plans[i].group == GroupStep::join && leader != index.end() && leader->second < i) {
+      t.group = GroupPlan::join;
+      t.leader = plans[i].leader;
+    }
+    procs[i]->rec.tree = t;
   }
   return {};
+}
+
+Result<std::vector<TreePlan>> restore_plans(const std::vector<schema::ProcessRecord>& procs) {
+  std::vector<TreeIds> ids;
+  for (auto& p : procs)
+    ids.push_back({p.pid, p.tree.ppid, p.tree.pgid, p.tree.sid, p.zombie.has_value()});
+  auto plans = plan_tree(ids, alive_outside);
+  if (!plans.ok()) return plans.error().wrap("restore");
+  return plans;
 }
 
 Result<Shape> shape(const std::vector<schema::ProcessRecord>& procs) {
@@ -157,13 +139,31 @@ Result<Shape> shape(const std::vector<schema::ProcessRecord>& procs) {
   return s;
 }
 
-Status join_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job) {
+Status join_in_puppet(const TreePlan& t, bool root, bool shell_job) {
   if (root && shell_job) return {};
-  const schema::TreeRecord& t = proc.tree;
-  if (t.session == SessionPlan::lead && ::setsid() < 0) return sys_error("setsid");
-  if (t.group == GroupPlan::lead && ::setpgid(0, 0) < 0) return sys_error("setpgid(0, 0)");
-  if (t.group == GroupPlan::join && ::setpgid(0, t.leader) < 0)
+  if (t.session == SessionStep::lead && ::setsid() < 0) return sys_error("setsid");
+  if (t.group == GroupStep::lead && ::setpgid(0, 0) < 0) return sys_error("setpgid(0, 0)");
+  if (t.group == GroupStep::join && ::setpgid(0, t.leader) < 0)
     return sys_error(fmt::format("join process group {}", t.leader));
+  return {};
+}
+
+Status join_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job) {
+  TreePlan t;
+  const schema::TreeRecord& r = proc.tree;
+  t.session = r.session == SessionPlan::lead ? SessionStep::lead : SessionStep::inherit;
+  t.group = r.group == GroupPlan::lead   ? GroupStep::lead
+            : r.group == GroupPlan::join ? GroupStep::join
+                                         : GroupStep::inherit;
+  t.leader = r.leader;
+  return join_in_puppet(t, root, shell_job);
+}
+
+Status join_late_in_puppet(const TreePlan& t, bool root, bool shell_job) {
+  if ((root && shell_job) || t.group != GroupStep::late) return {};
+  if (::setpgid(0, t.leader) < 0)
+    return sys_error(
+        fmt::format("join process group {} (led by a process created later)", t.leader));
   return {};
 }
 

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "resources/context.hpp"
+#include "resources/tree_plan.hpp"
 
 namespace ckpt::tree {
 
@@ -18,8 +19,8 @@ Result<ChildState> check_child(pid_t parent, pid_t child);
 Result<schema::ZombieRecord> dump_zombie(pid_t pid);
 
 // Records in each process's image its parent, group and session and how the restored process
-// gets them back. `procs` is in creation order (root first, each parent before its children);
-// groups and sessions that cannot be rebuilt that way are refused, naming them.
+// gets them back (tree_plan.hpp). `procs` is in creation order (root first, each parent before
+// its children); groups and sessions that cannot be rebuilt are refused, naming them.
 Status dump(const std::vector<DumpContext*>& procs);
 
 // The PIDs of the processes of an image, in creation order, with the index of each parent
@@ -39,6 +40,16 @@ Status settle_zombies(const std::vector<pid_t>& zombies);
 
 // In a new puppet before it creates its own children: its session and group. The root, unless
 // it is a shell job (which joins the caller's), leads a session or group again if it led one.
+Status join_in_puppet(const TreePlan& plan, bool root, bool shell_job);
+// The same from the image's plan fields alone.
 Status join_in_puppet(const schema::ProcessRecord& proc, bool root, bool shell_job);
+
+// In a puppet, once every puppet of the tree exists: joins a group whose leader was created
+// after it (GroupStep::late).
+Status join_late_in_puppet(const TreePlan& plan, bool root, bool shell_job);
+
+// How the restore rebuilds each process's session and group (tree_plan.hpp), planned from the
+// image's IDs and what runs now; in the image's order.
+Result<std::vector<TreePlan>> restore_plans(const std::vector<schema::ProcessRecord>& procs);
 
 }  // namespace ckpt::tree

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <sstream>
+#include <utility>
 
 #include <fmt/ranges.h>
 
@@ -24,16 +25,12 @@
 #include "resources/signals.hpp"
 #include "resources/sysv_ipc.hpp"
 #include "resources/tree.hpp"
+#include "restore/spawn.hpp"
 
 namespace ckpt {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-
-struct CloneArgs {
-  uint64_t flags, pidfd, child_tid, parent_tid, exit_signal, stack, stack_size, tls, set_tid,
-      set_tid_size, cgroup;
-};
 
 void report(int fd, const std::string& msg) {
   std::string line = msg + "\n";
@@ -55,59 +52,71 @@ Status setup_inside(const PuppetPlan& plan, size_t index, HandedFds& handed) {
   return {};
 }
 
-Result<pid_t> clone_with_pid(pid_t want) {
-  CloneArgs args{};
-  args.exit_signal = SIGCHLD;
-  args.set_tid = reinterpret_cast<uint64_t>(&want);
-  args.set_tid_size = 1;
-  long r = ::syscall(SYS_clone3, &args, sizeof(args));
-  if (r < 0) {
-    if (errno == EEXIST) return errorf("restore: pid {} is in use by another process", want);
-    if (errno == EPERM)
-      return errorf("restore: creating pid {} needs CAP_CHECKPOINT_RESTORE", want);
-    return sys_error(fmt::format("clone3 with pid {}", want));
-  }
-  return static_cast<pid_t>(r);
-}
+// Every puppet holds the read end of `done`; its write end is closed in all but the root, which
+// closes it once the whole tree exists: end of file then tells a puppet waiting to join a group
+// led by a process created after it that its leader is there.
+struct Pipes {
+  std::vector<int> report;
+  int done_read = -1, done_write = -1;  // done_write: -1 once closed
+};
 
-[[noreturn]] void puppet_main(const PuppetPlan& plan, size_t index,
-                              const std::vector<int>& report_fds, int created_fd);
+[[noreturn]] void puppet_main(const PuppetPlan& plan, size_t index, Pipes pipes, int created_fd);
 
-// Creates the children of puppet `index` one after the other, each once the one before has
-// created its own: a process group's leader then exists before any process joins it.
-Status create_children(const PuppetPlan& plan, size_t index, const std::vector<int>& report_fds) {
+// Creates the children of puppet `index` (the early ones, or the others) one after the other,
+// each once the one before has created its own: a process group's leader then exists before any
+// process joins it.
+Status create_children(const PuppetPlan& plan, size_t index, const Pipes& pipes, bool early) {
   std::vector<pid_t> zombies;
   for (size_t child : plan.processes[index].children) {
+    const PuppetSpec& spec = plan.processes[child];
+    if (spec.tree.early != early) continue;
     int p[2];
     if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
     ScopedFd read_end(p[0]), write_end(p[1]);
-    CKPT_TRY_ASSIGN(pid_t pid, clone_with_pid(plan.processes[child].pid));
-    if (pid == 0) puppet_main(plan, child, report_fds, write_end.get());
+    SpawnOptions opts{.helpers = true, .drop_sigchld = true, .close_in_helpers = pipes.done_write};
+    CKPT_TRY_ASSIGN(pid_t pid, spawn_with_helpers(spec.pid, spec.tree, opts));
+    if (pid == 0) puppet_main(plan, child, pipes, write_end.get());
     write_end.reset();
     char c = 0;
     while (::read(read_end.get(), &c, 1) < 0 && errno == EINTR) {
     }
-    if (c != '1') return errorf("restore pid {}: its puppet failed", plan.processes[child].pid);
-    if (plan.processes[child].zombie) zombies.push_back(pid);
+    if (c != '1') return errorf("restore pid {}: its puppet failed", spec.pid);
+    if (spec.zombie) zombies.push_back(pid);
   }
   return tree::settle_zombies(zombies);
 }
 
-[[noreturn]] void puppet_main(const PuppetPlan& plan, size_t index,
-                              const std::vector<int>& report_fds, int created_fd) {
+// Blocks until the root has created the whole tree, then joins a group created after it.
+Status join_late(const PuppetPlan& plan, size_t index, const Pipes& pipes) {
+  const tree::TreePlan& t = plan.processes[index].tree;
+  if (t.group == tree::GroupStep::late) {
+    char c;
+    while (::read(pipes.done_read, &c, 1) < 0 && errno == EINTR) {
+    }
+  }
+  ::close(pipes.done_read);
+  return tree::join_late_in_puppet(t, index == 0, plan.shell_job);
+}
+
+[[noreturn]] void puppet_main(const PuppetPlan& plan, size_t index, Pipes pipes, int created_fd) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  // Only the root's copy is still open (its number may be reused elsewhere): -1 once closed.
+  if (index != 0 && pipes.done_write >= 0) ::close(std::exchange(pipes.done_write, -1));
   const PuppetSpec& spec = plan.processes[index];
-  Status st = tree::join_in_puppet(*spec.rec, index == 0, plan.shell_job);
+  Status st = create_children(plan, index, pipes, true);
+  if (st.ok()) st = tree::join_in_puppet(spec.tree, index == 0, plan.shell_job);
   if (st.ok() && spec.zombie) {
     (void)!::write(created_fd, "1", 1);
     tree::end_as_zombie(*spec.rec->zombie);
   }
   auto handed_fd = [&](uint32_t id) { return plan.handed.find(files::handed_key(id)); };
   if (st.ok()) st = fds::take_controlling_terminal(*plan.image, spec.pid, handed_fd);
-  if (st.ok()) st = create_children(plan, index, report_fds);
+  if (st.ok()) st = create_children(plan, index, pipes, false);
   if (created_fd >= 0) (void)!::write(created_fd, st.ok() ? "1" : "0", 1);
+  if (index == 0) ::close(std::exchange(pipes.done_write, -1));
+  if (st.ok()) st = join_late(plan, index, pipes);
   HandedFds handed = plan.handed;
-  handed.fds.push_back(report_fds[index]);
+  handed.fds.push_back(pipes.report[index]);
   handed.keys.push_back("report");
   if (st.ok()) st = setup_inside(plan, index, handed);
   if (!st.ok()) {
@@ -148,17 +157,26 @@ Result<uint64_t> choose_trampoline(const schema::ProcessRecord& proc) {
 
 Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
   std::vector<ScopedFd> read_ends, write_ends;
-  std::vector<int> report_fds;
+  Pipes pipes;
   for (size_t i = 0; i < plan.processes.size(); ++i) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
     read_ends.emplace_back(p[0]);
     write_ends.emplace_back(p[1]);
-    report_fds.push_back(p[1]);
+    pipes.report.push_back(p[1]);
   }
+  int done[2];
+  if (::pipe2(done, O_CLOEXEC) < 0) return sys_error("pipe2");
+  ScopedFd done_read(done[0]), done_write(done[1]);
+  pipes.done_read = done[0];
+  pipes.done_write = done[1];
   PuppetTree tree;
-  CKPT_TRY_ASSIGN(pid_t root, clone_with_pid(plan.processes[0].pid));
-  if (root == 0) puppet_main(plan, 0, report_fds, -1);
+  const PuppetSpec& root_spec = plan.processes[0];
+  SpawnOptions opts{.helpers = !plan.shell_job, .drop_sigchld = false, .close_in_helpers = -1};
+  CKPT_TRY_ASSIGN(pid_t root, spawn_with_helpers(root_spec.pid, root_spec.tree, opts));
+  if (root == 0) puppet_main(plan, 0, pipes, -1);
+  done_read.reset();
+  done_write.reset();
   for (auto& p : plan.processes) tree.pids_.push_back(p.pid);
   tree.tracees_.resize(plan.processes.size());
   tree.kept_.resize(plan.processes.size());

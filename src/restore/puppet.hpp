@@ -12,12 +12,14 @@
 #include "common/result.hpp"
 #include "ptrace/tracee.hpp"
 #include "resources/context.hpp"
+#include "resources/tree_plan.hpp"
 
 namespace ckpt {
 
 struct PuppetSpec {
   pid_t pid = 0;
   const schema::ProcessRecord* rec = nullptr;  // this process's part of the image
+  tree::TreePlan tree;                         // how it gets its session and group
   uint64_t trampoline = 0;
   bool zombie = false;           // ends at once, to be waited for by its parent
   std::vector<size_t> children;  // indices into PuppetPlan::processes

@@ -193,6 +193,7 @@ Result<Handed> open_handed_fds(const image::Store& store, const image::Generatio
 Result<PuppetPlan> make_plan(const schema::ImageRoot& image, const Handed& handed,
                              const RestoreOptions& opts, bool vdso_proxy) {
   CKPT_TRY_ASSIGN(tree::Shape shape, tree::shape(image.processes));
+  CKPT_TRY_ASSIGN(auto trees, tree::restore_plans(image.processes));
   PuppetPlan plan;
   plan.shell_job = opts.shell_job;
   plan.vdso_proxy = vdso_proxy;
@@ -202,6 +203,7 @@ Result<PuppetPlan> make_plan(const schema::ImageRoot& image, const Handed& hande
     PuppetSpec spec;
     spec.pid = shape.pids[i];
     spec.rec = &image.processes[i];
+    spec.tree = trees[i];
     spec.zombie = image.processes[i].zombie.has_value();
     if (!spec.zombie) {
       CKPT_TRY_ASSIGN(spec.trampoline, choose_trampoline(image.processes[i]));

@@ -22,7 +22,7 @@ class DeletedKind final : public FdKind {
   std::string_view name() const override { return "deleted"; }
   bool claims(FdProbe& p, const DumpFlags&) const override {
     return p.link.starts_with("/") && p.link.ends_with(kSuffix) && !S_ISSOCK(p.st.st_mode) &&
-           !S_ISCHR(p.st.st_mode);
+           !S_ISCHR(p.st.st_mode) && !S_ISFIFO(p.st.st_mode);
   }
   Status dump(DumpEnv& env, FdProbe& p, schema::OpenFile& of) const override {
     of.path = p.link.substr(0, p.link.size() - kSuffix.size());

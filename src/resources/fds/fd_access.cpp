@@ -63,7 +63,9 @@ Status set_status_flags(int fd, uint32_t flags, std::string_view what) {
 }
 
 Result<ScopedFd> open_path(const std::string& path, uint32_t flags, std::string_view what) {
-  int open_flags = static_cast<int>(flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC));
+  // open() with O_ASYNC shows the flag but registers the file for no signals: F_SETFL does.
+  int open_flags =
+      static_cast<int>(flags & ~uint32_t(O_CREAT | O_EXCL | O_TRUNC | O_CLOEXEC | O_ASYNC));
   // A lease another process holds on a regular file would make open() wait out the kernel's
   // lease-break-time (45 s by default); O_NONBLOCK makes it fail at once (on a FIFO it would
   // mean something else).
@@ -77,6 +79,8 @@ Result<ScopedFd> open_path(const std::string& path, uint32_t flags, std::string_
   if (lease_nb && !(open_flags & O_NONBLOCK) &&
       ::fcntl(out.get(), F_SETFL, ::fcntl(out.get(), F_GETFL) & ~O_NONBLOCK) < 0)
     return sys_error(fmt::format("fcntl(F_SETFL) on {}", what));
+  if ((flags & O_ASYNC) && ::fcntl(out.get(), F_SETFL, ::fcntl(out.get(), F_GETFL) | O_ASYNC) < 0)
+    return sys_error(fmt::format("fcntl(F_SETFL, O_ASYNC) on {}", what));
   return out;
 }
 
