@@ -350,9 +350,14 @@ Status copy_from_snapshots(Tree& tree, std::vector<PendingMemory>& pending) {
     PendingMemory& p = pending[i];
     if (!p.snap) continue;
     fault::point("snapshot", "copy");
+    auto started = Clock::now();
     Status st = memory::write_pages(*tree.procs[i], p.plan, p.snap.pid());
     if (!st.ok()) return dump_error(st.error(), tree.procs[i]->pid);
+    auto copied = Clock::now();
     p.snap.end();
+    log::info("dump",
+              "pid {}: pages copied from its snapshot in {:.1f} ms, snapshot ended in {:.1f} ms",
+              tree.procs[i]->pid, ms(copied - started), ms(Clock::now() - copied));
   }
   return {};
 }
@@ -401,7 +406,10 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   if (opts.on_frozen) opts.on_frozen();
   std::vector<PendingMemory> pending;
   CKPT_TRY(read_tree(tree, writer, opts, pending));
+  auto read_at = Clock::now();
   CKPT_TRY(snapshot_or_copy(tree, pending));
+  log::info("dump", "state read in {:.1f} ms, snapshots or stopped copies in {:.1f} ms",
+            ms(read_at - frozen_at), ms(Clock::now() - read_at));
   for (auto& p : tree.procs) CKPT_TRY(check_still_stopped(*p));
   if (opts.on_memory_read) opts.on_memory_read();
   DumpResult result;

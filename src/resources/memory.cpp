@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string_view>
 
 #include "common/log.hpp"
 #include "common/scoped_fd.hpp"
@@ -163,13 +164,22 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
   ctx.tree->progress->expect(expected_bytes(ctx.maps));
   Plan plan;
   plan.snapshot = snapshot;
+  auto refuse = [&](std::string_view why) {
+    if (plan.snapshot)
+      log::warn("memory", "pid {}: no snapshot ({}); copying its memory stopped", ctx.pid, why);
+    plan.snapshot = false;
+  };
   std::optional<proc::Pagemap> pagemap;
   std::vector<std::pair<const proc::MapEntry*, size_t>> shm_maps;  // with their index in vmas
   for (const auto& m : ctx.maps) {
     Content content = content_of(m);
     if (content != Content::none) CKPT_TRY(check_supported(m, ctx.pid));
     // Without VmFlags nothing tells which areas fork() leaves out.
-    if (!m.vm_flags) plan.snapshot = false;
+    if (!m.vm_flags) refuse("smaps has no VmFlags");
+    // A userfaultfd registered with fork events would tell its monitor about the fork.
+    if (m.vm_flags && (m.vm_flags->has(proc::VmFlag::um) || m.vm_flags->has(proc::VmFlag::uw) ||
+                       m.vm_flags->has(proc::VmFlag::ui)))
+      refuse("memory registered with a userfaultfd");
     schema::Vma v = describe(m, content);
     Plan::Item item{out.vmas.size(), m.start, m.end, false, {}, {}};
     if (shared_memory::is_object(m)) {
@@ -191,11 +201,8 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
     out.vmas.push_back(std::move(v));
   }
   for (auto [m, index] : shm_maps) CKPT_TRY(shared_memory::save(ctx, *m, out.vmas[index]));
-  if (plan.snapshot && plan.stopped_bytes > kMaxStoppedBytes) {
-    log::info("memory", "pid {}: {} bytes of shared or not-forked memory: no snapshot", ctx.pid,
-              plan.stopped_bytes);
-    plan.snapshot = false;
-  }
+  if (plan.stopped_bytes > kMaxStoppedBytes)
+    refuse(fmt::format("{} bytes of shared or not-forked memory", plan.stopped_bytes));
   if (plan.snapshot) CKPT_TRY(read_stopped(ctx.pid, plan));
   return plan;
 }
