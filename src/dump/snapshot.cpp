@@ -1,5 +1,6 @@
 #include "dump/snapshot.hpp"
 
+#include <sched.h>
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -108,7 +109,9 @@ Result<Snapshot> fork_in(DumpContext& ctx, ptrace::RemoteSyscalls& rs, RemoteScr
   auto& t = ctx.threads[0].tracee;
   unsigned long options = t.options();
   CKPT_TRY(t.set_options(options | PTRACE_O_TRACECLONE));
-  Result<long> made = rs.call_raw(SYS_clone, {0, sc.addr, 0, 0, 0});
+  // CLONE_VM: the intermediate child shares the process's memory, so that the page tables are
+  // copied once (by the second fork), not twice. Without CLONE_THREAD it is a process of its own.
+  Result<long> made = rs.call_raw(SYS_clone, {CLONE_VM, sc.addr, 0, 0, 0});
   Status reset = t.set_options(options);
   if (made.ok() && *made > 0) {
     pid_t mid = static_cast<pid_t>(*made);
