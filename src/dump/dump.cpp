@@ -11,12 +11,15 @@
 #include <chrono>
 #include <memory>
 #include <sstream>
+#include <string_view>
 
 #include "ckpt/version.hpp"
 #include "common/checksum.hpp"
+#include "common/fault_point.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "common/units.hpp"
+#include "dump/snapshot.hpp"
 #include "proc/maps.hpp"
 #include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
@@ -154,7 +157,8 @@ Result<uint64_t> find_syscall_insn(DumpContext& ctx) {
   return errorf("dump pid {}: no syscall instruction found in its vdso", ctx.pid);
 }
 
-Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
+Status dump_resources(DumpContext& ctx, const DumpOptions& opts, memory::Plan& plan,
+                      bool snapshot) {
   fds::DumpFlags flags;
   flags.shell_job = opts.shell_job;
   flags.ext_unix_sk = opts.ext_unix_sk;
@@ -165,7 +169,7 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts) {
   CKPT_TRY(timers::dump(ctx));
   CKPT_TRY(files::dump(ctx, flags));
   CKPT_TRY(seccomp::dump(ctx));
-  CKPT_TRY(memory::dump(ctx));
+  CKPT_TRY_ASSIGN(plan, memory::prepare(ctx, snapshot));
   return {};
 }
 
@@ -270,7 +274,14 @@ Error dump_error(const Error& e, pid_t pid) {
   return out.wrap(fmt::format("dump pid {}", pid));
 }
 
-Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts) {
+// What is left to do for a process's memory once everything else of it is read.
+struct PendingMemory {
+  memory::Plan plan;
+  snapshot::Snapshot snap;  // when its private pages are read from a snapshot
+};
+
+Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts,
+                PendingMemory& pending) {
   ctx.rec.pid = ctx.pid;
   if (ctx.zombie) {
     CKPT_TRY_ASSIGN(ctx.rec.zombie, tree::dump_zombie(ctx.pid));
@@ -279,26 +290,91 @@ Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   ctx.writer = writer;
   CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
-  Status st = dump_resources(ctx, opts);
+  Status st = dump_resources(ctx, opts, pending.plan, opts.leave_running && opts.snapshot);
   if (!st.ok()) return dump_error(st.error(), ctx.pid);
-  log::info("dump", "pid {}: {} threads, {} mappings, {} bytes of pages, {} fds", ctx.pid,
-            ctx.threads.size(), ctx.rec.memory.vmas.size(), ctx.rec.memory.page_bytes,
-            ctx.rec.fds.size());
   return {};
 }
 
-Status write_image(Tree& tree, image::GenerationWriter* writer, const DumpOptions& opts) {
+// Everything of every process but the private pages of those that get a snapshot.
+Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions& opts,
+                 std::vector<PendingMemory>& pending) {
+  pending.resize(tree.procs.size());
   auto procs = tree.creation_order();
-  size_t threads = 0;
   for (auto* ctx : procs) {
-    CKPT_TRY(dump_one(*ctx, writer, opts));
-    threads += ctx->threads.size();
+    size_t i = 0;
+    while (tree.procs[i].get() != ctx) ++i;
+    CKPT_TRY(dump_one(*ctx, writer, opts, pending[i]));
   }
   Status linked = tree::dump(procs);
   if (linked.ok()) linked = files::link(procs);
   if (linked.ok()) linked = memory::check_not_shared_between(procs);
   if (linked.ok()) linked = sysv_ipc::dump(procs);
   if (!linked.ok()) return dump_error(linked.error(), opts.pid);
+  return {};
+}
+
+// The snapshot process goes to the nearest child subreaper above the process: one inside the tree
+// would see it as a child of its own.
+bool subreaper_on_line(const Tree& tree, size_t i) {
+  for (int k = static_cast<int>(i); k >= 0; k = tree.parent[k])
+    if (tree.procs[k]->rec.task.child_subreaper.value_or(false)) return true;
+  return false;
+}
+
+// Takes a snapshot of each process that can have one; the others have their pages copied now,
+// while they are stopped.
+Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
+  for (size_t i = 0; i < tree.procs.size(); ++i) {
+    DumpContext& ctx = *tree.procs[i];
+    if (ctx.zombie) continue;
+    PendingMemory& p = pending[i];
+    if (p.plan.snapshot && subreaper_on_line(tree, i)) {
+      log::warn("dump", "pid {}: a child subreaper in the tree: copying its memory stopped",
+                ctx.pid);
+      p.plan.snapshot = false;
+    }
+    if (p.plan.snapshot) {
+      auto snap = snapshot::take(ctx);
+      if (snap.ok()) {
+        p.snap = std::move(*snap);
+        continue;
+      }
+      log::warn("dump", "pid {}: no snapshot ({}); copying its memory stopped", ctx.pid,
+                snap.error().message);
+    }
+    Status st = memory::write_pages(ctx, p.plan, ctx.pid);
+    if (!st.ok()) return dump_error(st.error(), ctx.pid);
+  }
+  return {};
+}
+
+Status copy_from_snapshots(Tree& tree, std::vector<PendingMemory>& pending) {
+  for (size_t i = 0; i < tree.procs.size(); ++i) {
+    PendingMemory& p = pending[i];
+    if (!p.snap) continue;
+    fault::point("snapshot", "copy");
+    auto started = Clock::now();
+    Status st = memory::write_pages(*tree.procs[i], p.plan, p.snap.pid());
+    if (!st.ok()) return dump_error(st.error(), tree.procs[i]->pid);
+    auto copied = Clock::now();
+    p.snap.end();
+    log::info("dump",
+              "pid {}: pages copied from its snapshot in {:.1f} ms, snapshot ended in {:.1f} ms",
+              tree.procs[i]->pid, ms(copied - started), ms(Clock::now() - copied));
+  }
+  return {};
+}
+
+Status finish_image(Tree& tree, image::GenerationWriter* writer, const DumpOptions& opts) {
+  auto procs = tree.creation_order();
+  size_t threads = 0;
+  for (auto* ctx : procs) {
+    threads += ctx->rec.threads.size();
+    if (ctx->zombie) continue;
+    log::info("dump", "pid {}: {} threads, {} mappings, {} bytes of pages, {} fds", ctx->pid,
+              ctx->rec.threads.size(), ctx->rec.memory.vmas.size(), ctx->rec.memory.page_bytes,
+              ctx->rec.fds.size());
+  }
   writer->set_label("kind", "process");
   writer->set_label("pid", std::to_string(opts.pid));
   writer->set_label("threads", std::to_string(threads));
@@ -331,15 +407,23 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   log::info("dump", "froze {} processes in {:.1f} ms", tree.procs.size(),
             ms(Clock::now() - frozen_at));
   if (opts.on_frozen) opts.on_frozen();
-  CKPT_TRY(write_image(tree, writer, opts));
+  std::vector<PendingMemory> pending;
+  CKPT_TRY(read_tree(tree, writer, opts, pending));
+  auto read_at = Clock::now();
+  CKPT_TRY(snapshot_or_copy(tree, pending));
+  log::info("dump", "state read in {:.1f} ms, snapshots or stopped copies in {:.1f} ms",
+            ms(read_at - frozen_at), ms(Clock::now() - read_at));
   for (auto& p : tree.procs) CKPT_TRY(check_still_stopped(*p));
   if (opts.on_memory_read) opts.on_memory_read();
   DumpResult result;
-  // Everything is read: processes that go on need not wait for the fsyncs of the commit.
+  // Everything is read or held by snapshots: processes that go on need not wait for the copy
+  // from the snapshots or the fsyncs of the commit.
   if (opts.leave_running) {
-    tree.procs.clear();
+    for (auto& p : tree.procs) p->threads.clear();
     result.frozen = Clock::now() - frozen_at;
   }
+  CKPT_TRY(copy_from_snapshots(tree, pending));
+  CKPT_TRY(finish_image(tree, writer, opts));
   auto gen = writer->commit();
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", opts.pid));
   if (!opts.leave_running) {
@@ -351,9 +435,12 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   return result;
 }
 
-Result<DumpResult> dump_here(image::Store& store, const DumpOptions& opts) {
+Result<DumpResult> dump_here(image::Store& store, DumpOptions opts) {
   auto started = Clock::now();
   CKPT_TRY(check_target(opts));
+  // For comparisons (bench/freeze_bench, tests): the whole dump with the processes stopped.
+  if (const char* off = ::getenv("CKPT_NO_SNAPSHOT"); off && std::string_view(off) == "1")
+    opts.snapshot = false;
   // Before the freeze: creating the generation's files costs the process nothing then.
   CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
   return dump_tree(writer.get(), opts, started);

@@ -16,7 +16,11 @@ namespace ckpt {
 struct DumpOptions {
   pid_t pid = 0;
   bool leave_running = false;  // otherwise the process is killed once the image is on disk
-  bool shell_job = false;      // the process's terminal is taken from ckpt's own at restore
+  // With leave_running: the processes are let go once a copy-on-write snapshot of their memory
+  // is taken (dump/snapshot.hpp), and the pages are copied from it while they run. Off, or where
+  // a snapshot cannot be taken, their memory is copied while they are stopped.
+  bool snapshot = true;
+  bool shell_job = false;  // the process's terminal is taken from ckpt's own at restore
   image::WriteOptions write;
   // Processes that must not count as children of the target (the in-process API's helper).
   std::vector<pid_t> ignore_children;

@@ -13,6 +13,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string_view>
 
 #include "common/log.hpp"
 #include "common/scoped_fd.hpp"
@@ -30,6 +31,9 @@ constexpr size_t kCopyBuffer = 8 << 20;
 constexpr size_t kFillBuffer = 1 << 20;
 // Holes up to this size between saved ranges are populated with them (see populate()).
 constexpr uint64_t kPopulateGap = 256 << 10;
+// Memory a snapshot dump reads while the process is stopped (shared, not forked) is held in
+// ckpt's memory until the pages are written; beyond this the process is dumped stopped instead.
+constexpr uint64_t kMaxStoppedBytes = 256ull << 20;
 
 using schema::Content;
 using Range = std::pair<uint64_t, uint64_t>;  // [start, end)
@@ -129,42 +133,118 @@ Status check_not_shared_between(const std::vector<DumpContext*>& procs) {
   return {};
 }
 
-Status dump(DumpContext& ctx) {
-  CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(ctx.pid));
+namespace {
+
+// Whether fork() gives the snapshot this mapping's private pages as they are now: it leaves out
+// MADV_DONTFORK areas and gives MADV_WIPEONFORK ones zeroed.
+bool forked_as_is(const proc::MapEntry& m) {
+  return !m.vm_flags->has(proc::VmFlag::dc) && !m.vm_flags->has(proc::VmFlag::wf);
+}
+
+// Reads the planned ranges that the snapshot will not have, while the process is still stopped.
+Status read_stopped(pid_t pid, Plan& plan) {
+  for (auto& item : plan.items) {
+    if (item.scan) continue;
+    uint64_t size = 0;
+    for (auto [s, e] : item.ranges) size += e - s;
+    item.data.resize(size);
+    char* at = item.data.data();
+    for (auto [s, e] : item.ranges) {
+      CKPT_TRY(read_remote(pid, s, at, e - s));
+      at += e - s;
+    }
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
+  schema::MemoryRecord& out = ctx.rec.memory;
+  out = {};
+  ctx.tree->progress->expect(expected_bytes(ctx.maps));
+  Plan plan;
+  plan.snapshot = snapshot;
+  auto refuse = [&](std::string_view why) {
+    if (plan.snapshot)
+      log::warn("memory", "pid {}: no snapshot ({}); copying its memory stopped", ctx.pid, why);
+    plan.snapshot = false;
+  };
+  std::optional<proc::Pagemap> pagemap;
+  std::vector<std::pair<const proc::MapEntry*, size_t>> shm_maps;  // with their index in vmas
+  for (const auto& m : ctx.maps) {
+    Content content = content_of(m);
+    if (content != Content::none) CKPT_TRY(check_supported(m, ctx.pid));
+    // Without VmFlags nothing tells which areas fork() leaves out.
+    if (!m.vm_flags) refuse("smaps has no VmFlags");
+    // A userfaultfd registered with fork events would tell its monitor about the fork.
+    if (m.vm_flags && (m.vm_flags->has(proc::VmFlag::um) || m.vm_flags->has(proc::VmFlag::uw) ||
+                       m.vm_flags->has(proc::VmFlag::ui)))
+      refuse("memory registered with a userfaultfd");
+    schema::Vma v = describe(m, content);
+    Plan::Item item{out.vmas.size(), m.start, m.end, false, {}, {}};
+    if (shared_memory::is_object(m)) {
+      shm_maps.emplace_back(&m, out.vmas.size());  // saved in sections of their own
+    } else if (content == Content::private_pages && (!snapshot || forked_as_is(m))) {
+      item.scan = true;
+    } else if (content == Content::private_pages) {
+      if (!pagemap) {
+        CKPT_TRY_ASSIGN(pagemap, proc::Pagemap::open(ctx.pid));
+      }
+      CKPT_TRY_ASSIGN(auto found, pagemap->scan(m.start, m.end, proc::PageFilter::private_anon));
+      for (auto& r : found) item.ranges.emplace_back(r.start, r.end);
+    } else if (content == Content::all) {
+      item.ranges.emplace_back(m.start, m.end);
+    }
+    if (m.kind == proc::MapKind::file && !m.deleted && !v.sysv_shm)
+      CKPT_TRY(record_file_identity(ctx.pid, m, v));
+    for (auto [s, e] : item.ranges) plan.stopped_bytes += e - s;
+    if (item.scan || !item.ranges.empty()) plan.items.push_back(std::move(item));
+    out.vmas.push_back(std::move(v));
+  }
+  for (auto [m, index] : shm_maps) CKPT_TRY(shared_memory::save(ctx, *m, out.vmas[index]));
+  if (plan.stopped_bytes > kMaxStoppedBytes)
+    refuse(fmt::format("{} bytes of shared or not-forked memory", plan.stopped_bytes));
+  if (plan.snapshot) CKPT_TRY(read_stopped(ctx.pid, plan));
+  return plan;
+}
+
+Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
+  CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(source));
   CKPT_TRY_ASSIGN(image::SectionWriter * pages,
                   ctx.writer->begin_section(ctx.section(kPagesSection)));
   // Not zero-filled: first touch is slow here, and a small process uses a few pages of it.
   std::unique_ptr<char[]> storage(new char[kCopyBuffer]);
   std::span<char> buf(storage.get(), kCopyBuffer);
   schema::MemoryRecord& out = ctx.rec.memory;
-  out = {};
-  ctx.tree->progress->expect(expected_bytes(ctx.maps));
-  std::vector<std::pair<const proc::MapEntry*, size_t>> shm_maps;  // with their index in vmas
-  for (const auto& m : ctx.maps) {
-    Content content = content_of(m);
-    if (content != Content::none) CKPT_TRY(check_supported(m, ctx.pid));
-    schema::Vma v = describe(m, content);
-    std::vector<Range> ranges;
-    if (shared_memory::is_object(m)) {
-      shm_maps.emplace_back(&m, out.vmas.size());  // saved in sections of their own, after this one
-    } else if (content == Content::private_pages) {
-      CKPT_TRY_ASSIGN(auto found, pagemap.scan(m.start, m.end, proc::PageFilter::private_anon));
-      for (auto& r : found) ranges.emplace_back(r.start, r.end);
-    } else if (content == Content::all) {
-      ranges.emplace_back(m.start, m.end);
+  for (auto& item : plan.items) {
+    if (item.scan) {
+      CKPT_TRY_ASSIGN(auto found,
+                      pagemap.scan(item.start, item.end, proc::PageFilter::private_anon));
+      for (auto& r : found) item.ranges.emplace_back(r.start, r.end);
     }
-    if (m.kind == proc::MapKind::file && !m.deleted && !v.sysv_shm)
-      CKPT_TRY(record_file_identity(ctx.pid, m, v));
-    for (auto& [s, e] : ranges) {
+    schema::Vma& v = out.vmas[item.vma];
+    for (auto [s, e] : item.ranges) {
       out.page_bytes += e - s;
       v.pages.push_back({s, e});
     }
-    CKPT_TRY(copy_ranges(ctx.pid, ranges, *pages, buf, *ctx.tree->progress));
-    out.vmas.push_back(std::move(v));
+    if (item.data.empty()) {
+      // Ranges not read while stopped come from the source (the snapshot, or the process itself).
+      pid_t from = item.scan ? source : ctx.pid;
+      CKPT_TRY(copy_ranges(from, item.ranges, *pages, buf, *ctx.tree->progress));
+    } else {
+      CKPT_TRY(
+          pages->write({reinterpret_cast<const std::byte*>(item.data.data()), item.data.size()}));
+      ctx.tree->progress->advance(item.data.size());
+      std::vector<char>().swap(item.data);
+    }
   }
-  CKPT_TRY(pages->finish());
-  for (auto [m, index] : shm_maps) CKPT_TRY(shared_memory::save(ctx, *m, out.vmas[index]));
-  return {};
+  return pages->finish();
+}
+
+Status dump(DumpContext& ctx) {
+  CKPT_TRY_ASSIGN(Plan plan, prepare(ctx, false));
+  return write_pages(ctx, plan, ctx.pid);
 }
 
 std::string mapping_fd_key(const std::string& path, bool writable) {

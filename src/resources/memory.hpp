@@ -11,6 +11,28 @@ inline constexpr const char* kPagesSection = "memory.pages";
 // Records the mappings in ctx.rec.memory and streams their pages into kPagesSection.
 Status dump(DumpContext& ctx);
 
+// The same in two steps, for a dump that copies the private pages from a snapshot of the process
+// (dump/snapshot.hpp) after letting it go: prepare() while it is stopped, write_pages() later.
+struct Plan {
+  struct Item {
+    size_t vma = 0;  // index in ctx.rec.memory.vmas
+    uint64_t start = 0, end = 0;
+    bool scan = false;  // private pages, found in the source's pagemap by write_pages()
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;  // otherwise what to save
+    std::vector<char> data;                             // their bytes, read while stopped
+  };
+  std::vector<Item> items;
+  bool snapshot = false;       // the private pages may come from a snapshot
+  uint64_t stopped_bytes = 0;  // what had to be read while stopped for that
+};
+// Records the mappings and saves shared memory objects. With `snapshot`, also reads now what a
+// fork() would not copy as it is (shared memory, MADV_DONTFORK, MADV_WIPEONFORK areas); the
+// plan's `snapshot` says false when that is not possible or too large.
+Result<Plan> prepare(DumpContext& ctx, bool snapshot);
+// Streams the pages into kPagesSection; private pages of forked areas are read from `source`
+// (the process itself, or a snapshot of it), the rest from the process or the plan.
+Status write_pages(DumpContext& ctx, Plan& plan, pid_t source);
+
 // Refuses shared memory saved by contents (shared anonymous, memfd, deleted file) that more
 // than one process of a tree maps, naming it.
 Status check_not_shared_between(const std::vector<DumpContext*>& procs);

@@ -297,10 +297,10 @@ void Supervisor::checkpoint(bool requested) {
   state_.last_checkpoint_bytes = g.total_bytes;
   state_.last_frozen_ms = ms(r->frozen);
   state_.last_checkpoint_error.clear();
-  tell("checkpoint {}: {}, frozen {:.1f} ms{}", g.id, human_bytes(g.total_bytes), ms(r->frozen),
-       requested ? " (requested)" : "");
-  answer(true, fmt::format("checkpoint {}: {}, frozen {:.1f} ms", g.id, human_bytes(g.total_bytes),
-                           ms(r->frozen)));
+  tell("checkpoint {}: {}, frozen {:.1f} ms, total {:.1f} ms{}", g.id, human_bytes(g.total_bytes),
+       ms(r->frozen), ms(r->total), requested ? " (requested)" : "");
+  answer(true, fmt::format("checkpoint {}: {}, frozen {:.1f} ms, total {:.1f} ms", g.id,
+                           human_bytes(g.total_bytes), ms(r->frozen), ms(r->total)));
   apply_retention();
   save_state();
 }

@@ -1,0 +1,91 @@
+// The short freeze of a --leave-running dump (a copy-on-write snapshot taken inside the process,
+// dump/snapshot.hpp): the image holds every page as it was at the snapshot although the program
+// wrote on while its pages were copied, the program sees no extra child, SIGCHLD or EINTR, and
+// shared, MADV_DONTFORK and MADV_WIPEONFORK areas come back exactly.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "test_process.hpp"
+
+namespace e2e {
+namespace {
+
+size_t sweeps(const std::string& text) {
+  size_t n = 0;
+  for (size_t at = text.find("SWEEP "); at != std::string::npos; at = text.find("SWEEP ", at + 1))
+    ++n;
+  return n;
+}
+
+bool wait_sweeps(const TestProcess& p, size_t want, size_t skip) {
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::string out = p.out();
+    if (out.size() >= skip && sweeps(out.substr(skip)) >= want) return true;
+    sleep_for(20ms);
+  }
+  return false;
+}
+
+// A dump with the snapshot (the log warns when it falls back to copying stopped).
+::testing::AssertionResult snapshot_dump(const TestProcess& p) {
+  auto r = run_ckpt(
+      {"dump", "-t", std::to_string(p.pid()), "-D", p.store().string(), "--leave-running"}, 60s);
+  if (r.exit_code() != 0) return ::testing::AssertionFailure() << r.describe();
+  if (r.err.find("no snapshot") != std::string::npos ||
+      r.err.find("copying its memory stopped") != std::string::npos)
+    return ::testing::AssertionFailure() << "the dump did not use a snapshot: " << r.err;
+  return ::testing::AssertionSuccess();
+}
+
+TEST(ShortFreeze, PagesWrittenDuringTheCopyRestoreWithTheirSnapshotTimeValues) {
+  become_subreaper();
+  TestProcess p({program_path("snapshot_writer"), "64"}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(wait_sweeps(p, 2, 0)) << p.output();
+  for (int i = 0; i < 4; ++i) ASSERT_TRUE(snapshot_dump(p)) << "dump " << i;
+  // The original checked every page it rewrote meanwhile: copy-on-write left it intact.
+  ASSERT_TRUE(wait_sweeps(p, sweeps(p.out()) + 2, 0)) << p.output();
+  EXPECT_EQ(p.out().find("FAIL"), std::string::npos) << p.output();
+  EXPECT_EQ(p.out().find("page "), std::string::npos) << p.output();
+  p.kill_now();
+  size_t cut = p.out().size();
+  ASSERT_TRUE(p.restore({"--accept-changed-files"}));
+  // Two full sweeps from the restored state: every page checked against the sweep before.
+  ASSERT_TRUE(wait_sweeps(p, 2, cut)) << p.output();
+  EXPECT_TRUE(p.finish());
+  EXPECT_EQ(p.out().find("page ", cut), std::string::npos) << p.output();
+}
+
+TEST(ShortFreeze, NoChildSigchldOrEintrIsSeenAndSpecialAreasRestoreExactly) {
+  become_subreaper();
+  TestProcess p({program_path("snapshot_writer"), "8"}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(snapshot_dump(p)) << "dump " << i;
+  ASSERT_TRUE(wait_sweeps(p, sweeps(p.out()) + 2, 0)) << p.output();
+  p.kill_now();
+  size_t cut = p.out().size();
+  ASSERT_TRUE(p.restore({"--accept-changed-files"}));
+  ASSERT_TRUE(wait_sweeps(p, 2, cut)) << p.output();
+  // The restored process checks the areas, the children and signals it saw since it started.
+  EXPECT_TRUE(p.finish());
+}
+
+TEST(ShortFreeze, WithoutSnapshotTheSameDumpStillRestores) {
+  become_subreaper();
+  TestProcess p({program_path("snapshot_writer"), "8"}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_command({ckpt_path(), "dump", "-t", std::to_string(p.pid()), "-D",
+                        p.store().string(), "--leave-running"},
+                       {"CKPT_NO_SNAPSHOT=1"}, 60s);
+  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  p.kill_now();
+  size_t cut = p.out().size();
+  ASSERT_TRUE(p.restore({"--accept-changed-files"}));
+  ASSERT_TRUE(wait_sweeps(p, 2, cut)) << p.output();
+  EXPECT_TRUE(p.finish());
+}
+
+}  // namespace
+}  // namespace e2e
