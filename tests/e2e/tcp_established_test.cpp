@@ -222,6 +222,20 @@ TEST_P(TcpEstablishedTest, RefusedWithoutTheFlagAndLeftRunning) {
   finish(s);
 }
 
+// The connections were in repair mode and locked when a later fd made the dump fail: both are
+// undone, and the server goes on with them.
+TEST_P(TcpEstablishedTest, AFailedDumpGivesTheConnectionsBack) {
+  Server s;
+  ASSERT_NO_FATAL_FAILURE(start(s, "raw"));
+  auto r = run_ckpt(
+      {"dump", "--tcp-established", "-t", std::to_string(s.p->pid()), "-D", s.p->store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_NE(r.err.find("raw IP socket"), std::string::npos) << r.err;
+  EXPECT_FALSE(locked_port(s.port));
+  EXPECT_EQ(ask(s.echo, "two"), "echo:two");
+  finish(s);
+}
+
 INSTANTIATE_TEST_SUITE_P(Families, TcpEstablishedTest, ::testing::Values(4, 6),
                          [](const auto& info) { return "IPv" + std::to_string(info.param); });
 
