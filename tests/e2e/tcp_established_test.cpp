@@ -126,10 +126,11 @@ class TcpEstablishedTest : public ::testing::TestWithParam<int> {
   void SetUp() override { become_subreaper(); }
   int family() const { return GetParam() == 6 ? AF_INET6 : AF_INET; }
 
-  void start(Server& s) {
-    s.p = std::make_unique<TestProcess>(
-        std::vector<std::string>{program_path("tcp_server"), std::to_string(GetParam()),
-                                 std::to_string(kToServer), std::to_string(kToClient)});
+  void start(Server& s, const std::string& extra = "") {
+    std::vector<std::string> argv = {program_path("tcp_server"), std::to_string(GetParam()),
+                                     std::to_string(kToServer), std::to_string(kToClient)};
+    if (!extra.empty()) argv.push_back(extra);
+    s.p = std::make_unique<TestProcess>(argv);
     ASSERT_TRUE(wait_for_text(s.p->dir() / "stdout", "PORT", s.p->pid(), 5s)) << s.p->output();
     s.port = port_of(*s.p);
     s.bulk = connect_to(family(), s.port);
