@@ -7,7 +7,8 @@ pkgs=(build-essential cmake ninja-build pkg-config git clang-14 libclang-rt-14-d
       libgtest-dev libgmock-dev libbenchmark-dev
       python3 perl sqlite3 procps util-linux e2fsprogs coreutils
       scdoc dpkg-dev bash-completion
-      nginx-light memcached socat postgresql)  # real servers the e2e tests dump and restore
+      nftables  # the network lock of dumped TCP connections (docs/engine.md)
+      nginx-light memcached socat postgresql redis-server)  # real servers the e2e tests dump and restore
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

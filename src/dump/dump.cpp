@@ -26,6 +26,7 @@
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 #include "resources/context.hpp"
+#include "resources/fds/tcp_repair.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
@@ -162,6 +163,7 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts, memory::Plan& p
   fds::DumpFlags flags;
   flags.shell_job = opts.shell_job;
   flags.ext_unix_sk = opts.ext_unix_sk;
+  flags.tcp_established = opts.tcp_established;
   CKPT_TRY(threads::dump(ctx));
   CKPT_TRY(signals::dump(ctx));
   CKPT_TRY(process::dump(ctx));
@@ -399,6 +401,9 @@ void kill_tree(Tree& tree) {
 Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
                              Clock::time_point started) {
   Tree tree;
+  // Declared after the tree: on any error its end takes the connections out of repair mode
+  // before the tree's end lets the processes go.
+  fds::TcpRepairScope tcp_repair;
   ByteProgress progress(opts.progress);
   tree.state.progress = &progress;
   // From here every error path detaches the threads (ThreadHandle owns the attachment).
@@ -419,6 +424,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   // Everything is read or held by snapshots: processes that go on need not wait for the copy
   // from the snapshots or the fsyncs of the commit.
   if (opts.leave_running) {
+    tcp_repair.release();
     for (auto& p : tree.procs) p->threads.clear();
     result.frozen = Clock::now() - frozen_at;
   }
@@ -428,6 +434,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", opts.pid));
   if (!opts.leave_running) {
     kill_tree(tree);
+    tcp_repair.keep_locked();
     result.frozen = Clock::now() - frozen_at;
   }
   result.generation = std::move(*gen);

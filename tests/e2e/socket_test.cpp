@@ -58,11 +58,16 @@ TEST_F(SocketTest, ListenerWithConnectionWaitingIsRefused) {
 }
 
 TEST_F(SocketTest, ConnectedTcpSocketIsRefused) {
-  expect_refused("connected", {"fd 4", "socket:[", "connected TCP socket", ":{port}"});
+  expect_refused("connected",
+                 {"fd 4", "socket:[", "connected TCP socket", ":{port}", "--tcp-established"});
 }
 
-TEST_F(SocketTest, UdpSocketIsRefused) {
-  expect_refused("udp", {"fd 3", "socket:[", "UDP socket on 127.0.0.1:{port}"});
+TEST_F(SocketTest, RawSocketIsRefused) {
+  expect_refused("raw", {"fd 3", "socket:[", "raw IP socket"});
+}
+
+TEST_F(SocketTest, PacketSocketIsRefused) {
+  expect_refused("packet", {"fd 3", "socket:[", "packet socket (AF_PACKET)"});
 }
 
 // Saved since unix sockets of every kind are (more in unix_socket_test.cpp).

@@ -81,13 +81,14 @@ std::string sockaddr_text(const sockaddr_storage& ss) {
 
 std::string describe_socket(int fd, int domain, int type) {
   if (domain == AF_UNIX) return "a unix socket";
+  if (domain == AF_PACKET) return "a packet socket (AF_PACKET)";
   if (domain != AF_INET && domain != AF_INET6)
     return fmt::format("a socket of address family {}", domain);
   sockaddr_storage local{}, peer{};
   socklen_t llen = sizeof(local), plen = sizeof(peer);
   bool bound = ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0;
   bool connected = ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0;
-  const char* proto = type == SOCK_STREAM ? "TCP" : type == SOCK_DGRAM ? "UDP" : "raw";
+  const char* proto = type == SOCK_STREAM ? "TCP" : type == SOCK_DGRAM ? "UDP" : "raw IP";
   if (connected)
     return fmt::format("a connected {} socket {} -> {}", proto, sockaddr_text(local),
                        sockaddr_text(peer));

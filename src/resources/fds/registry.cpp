@@ -12,6 +12,9 @@ const FdKind& signalfd_kind();
 const FdKind& timerfd_kind();
 const FdKind& epoll_kind();
 const FdKind& tcp_listen_kind();
+const FdKind& tcp_stream_kind();
+const FdKind& udp_kind();
+const FdKind& netlink_kind();
 const FdKind& unix_socket_kind();
 const FdKind& other_socket_kind();
 const FdKind& pipe_kind();
@@ -30,6 +33,9 @@ const std::vector<const FdKind*>& all_kinds() {
       &timerfd_kind(),       //
       &epoll_kind(),         //
       &tcp_listen_kind(),    // listening TCP sockets
+      &tcp_stream_kind(),    // established TCP connections (repair mode)
+      &udp_kind(),           //
+      &netlink_kind(),       //
       &unix_socket_kind(),   // unix socket pairs
       &other_socket_kind(),  // every other socket: refused, naming it
       &pipe_kind(),          //

@@ -1,7 +1,7 @@
 // Holds one kind of socket for the socket tests (socket_test.cpp): argv[1] is "listen" (a TCP
 // listener on 127.0.0.1), "waiting" (a listener with a connection waiting to be accepted),
-// "connected" (a connected TCP socket, its listener closed), "udp" or "unix" (an unconnected
-// unix stream socket).
+// "connected" (a connected TCP socket, its listener closed), "udp", "unix" (an unconnected
+// unix stream socket), "raw" (a raw ICMP socket) or "packet" (an AF_PACKET socket).
 // Prints "PORT n" (the TCP or UDP port on 127.0.0.1) and READY, then sleeps until killed.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -32,6 +32,12 @@ int main(int argc, char** argv) {
   struct sockaddr_in a;
   if (strcmp(mode, "unix") == 0) {
     E2E_SYS(socket(AF_UNIX, SOCK_STREAM, 0));
+    a.sin_port = 0;
+  } else if (strcmp(mode, "raw") == 0 || strcmp(mode, "packet") == 0) {
+    if (strcmp(mode, "raw") == 0)
+      E2E_SYS(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+    else
+      E2E_SYS(socket(AF_PACKET, SOCK_RAW, 0));
     a.sin_port = 0;
   } else if (strcmp(mode, "udp") == 0) {
     bound(SOCK_DGRAM, &a);

@@ -1,0 +1,318 @@
+// Established TCP connections (IPv4 and IPv6), saved through the kernel's TCP repair mode on the
+// borrowed copy of the socket, so nothing runs in the target: sequence numbers, both queues (the
+// send queue with its unacknowledged bytes), negotiated options (MSS, window scale, SACK,
+// timestamps), the window, and the options a program sets. The network lock (netlock.hpp) keeps
+// the peer's packets away from the time the socket is frozen until the restored one exists.
+// The restorer builds a socket in repair mode at the same addresses, refills its queues and
+// turns repair off: the kernel then probes the peer's window and retransmits what the peer has
+// not acknowledged, so the peer sees a pause and no byte lost or repeated.
+//
+// The kind's name sorts after "tcp_listen" on purpose: kinds are recreated in name order and a
+// listener must bind its port before the connections it accepted share it.
+#include <fcntl.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <vector>
+
+#include "common/log.hpp"
+#include "resources/fds/fd_access.hpp"
+#include "resources/fds/fd_kind.hpp"
+#include "resources/fds/inet.hpp"
+#include "resources/fds/inet_state.hpp"
+#include "resources/fds/netlock.hpp"
+#include "resources/fds/tcp_repair.hpp"
+
+namespace ckpt::fds {
+namespace {
+
+const inet::OptionSpec kOptions[] = {
+    {"SO_SNDBUF", SOL_SOCKET, SO_SNDBUF, false, true},
+    {"SO_RCVBUF", SOL_SOCKET, SO_RCVBUF, false, true},
+    {"SO_KEEPALIVE", SOL_SOCKET, SO_KEEPALIVE},
+    {"SO_OOBINLINE", SOL_SOCKET, SO_OOBINLINE},
+    {"SO_PRIORITY", SOL_SOCKET, SO_PRIORITY},
+    {"TCP_NODELAY", IPPROTO_TCP, TCP_NODELAY},
+    {"TCP_KEEPIDLE", IPPROTO_TCP, TCP_KEEPIDLE},
+    {"TCP_KEEPINTVL", IPPROTO_TCP, TCP_KEEPINTVL},
+    {"TCP_KEEPCNT", IPPROTO_TCP, TCP_KEEPCNT},
+    {"TCP_USER_TIMEOUT", IPPROTO_TCP, TCP_USER_TIMEOUT},
+};
+
+struct TcpStreamPayload {
+  inet::Endpoint local, peer;
+  uint32_t snd_seq = 0;      // after the last byte queued to send (write_seq)
+  uint32_t rcv_seq = 0;      // after the last byte received (rcv_nxt)
+  schema::Bytes send_queue;  // from the first unacknowledged byte; the last `unsent` never sent
+  uint32_t unsent = 0;
+  schema::Bytes recv_queue;  // received, not yet read by the program
+  uint32_t mss = 0;
+  bool sack = false, timestamps = false, wscale = false;
+  uint32_t snd_wscale = 0, rcv_wscale = 0;
+  uint32_t timestamp = 0;  // the connection's TCP timestamp clock
+  uint32_t snd_wl1 = 0, snd_wnd = 0, max_window = 0, rcv_wnd = 0, rcv_wup = 0;
+  std::vector<inet::IntOption> options;
+  template <class V>
+  void visit(V& v) {
+    v("local", local), v("peer", peer), v("snd_seq", snd_seq), v("rcv_seq", rcv_seq);
+    v("send_queue", send_queue), v("unsent", unsent), v("recv_queue", recv_queue);
+    v("mss", mss), v("sack", sack), v("timestamps", timestamps), v("wscale", wscale);
+    v("snd_wscale", snd_wscale), v("rcv_wscale", rcv_wscale), v("timestamp", timestamp);
+    v("snd_wl1", snd_wl1), v("snd_wnd", snd_wnd), v("max_window", max_window);
+    v("rcv_wnd", rcv_wnd), v("rcv_wup", rcv_wup), v("options", options);
+  }
+};
+
+// Sockets the current dump put in repair mode (dup'ed: they outlive the probe).
+struct Repaired {
+  ScopedFd sock;
+  netlock::Connection conn;
+};
+std::vector<Repaired>& repaired() {
+  static std::vector<Repaired> list;
+  return list;
+}
+
+netlock::Connection connection_of(const TcpStreamPayload& t) {
+  return {t.local.v6, t.local.addr, t.local.port, t.peer.addr, t.peer.port};
+}
+
+const char* state_name(int state) {
+  static const char* const names[] = {"?",          "ESTABLISHED", "SYN_SENT",  "SYN_RECV",
+                                      "FIN_WAIT1",  "FIN_WAIT2",   "TIME_WAIT", "CLOSE",
+                                      "CLOSE_WAIT", "LAST_ACK",    "LISTEN",    "CLOSING"};
+  return state >= 0 && state < 12 ? names[state] : "?";
+}
+
+Result<tcp_info> info_of(int sock, std::string_view what) {
+  tcp_info info{};
+  socklen_t len = sizeof(info);
+  if (::getsockopt(sock, IPPROTO_TCP, TCP_INFO, &info, &len) < 0)
+    return sys_error(fmt::format("getsockopt TCP_INFO of {}", what));
+  return info;
+}
+
+Status set_int(int sock, int opt, int value, std::string_view name, std::string_view what) {
+  if (::setsockopt(sock, IPPROTO_TCP, opt, &value, sizeof(value)) < 0)
+    return sys_error(fmt::format("setsockopt {} {} on {}", name, value, what));
+  return {};
+}
+
+Result<uint32_t> get_u32(int sock, int opt, std::string_view name, std::string_view what) {
+  uint32_t v = 0;
+  socklen_t len = sizeof(v);
+  if (::getsockopt(sock, IPPROTO_TCP, opt, &v, &len) < 0)
+    return sys_error(fmt::format("getsockopt {} of {}", name, what));
+  return v;
+}
+
+// One queue of a socket in repair mode: its sequence number and its bytes, peeked.
+Status read_queue(int sock, int queue, int size_ioctl, uint32_t& seq, schema::Bytes& data,
+                  std::string_view what) {
+  CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE", what));
+  CKPT_TRY_ASSIGN(seq, get_u32(sock, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ", what));
+  int size = 0;
+  if (::ioctl(sock, size_ioctl, &size) < 0) return sys_error(fmt::format("queue size of {}", what));
+  data.resize(static_cast<size_t>(size));
+  if (size == 0) return {};
+  ssize_t n = ::recv(sock, data.data(), data.size(), MSG_PEEK | MSG_DONTWAIT);
+  if (n != size)
+    return n < 0 ? sys_error(fmt::format("peek the queue of {}", what))
+                 : errorf("{}: peeked {} of the {} bytes queued", what, n, size);
+  return {};
+}
+
+Status read_repaired(int sock, const tcp_info& info, TcpStreamPayload& t, std::string_view what) {
+  CKPT_TRY(read_queue(sock, TCP_SEND_QUEUE, SIOCOUTQ, t.snd_seq, t.send_queue, what));
+  int unsent = 0;
+  if (::ioctl(sock, SIOCOUTQNSD, &unsent) < 0)
+    return sys_error(fmt::format("SIOCOUTQNSD of {}", what));
+  t.unsent = static_cast<uint32_t>(unsent);
+  CKPT_TRY(read_queue(sock, TCP_RECV_QUEUE, SIOCINQ, t.rcv_seq, t.recv_queue, what));
+  CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE", what));
+  CKPT_TRY_ASSIGN(t.mss, get_u32(sock, TCP_MAXSEG, "TCP_MAXSEG", what));
+  CKPT_TRY_ASSIGN(t.timestamp, get_u32(sock, TCP_TIMESTAMP, "TCP_TIMESTAMP", what));
+  tcp_repair_window w{};
+  socklen_t wlen = sizeof(w);
+  if (::getsockopt(sock, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, &wlen) < 0)
+    return sys_error(fmt::format("getsockopt TCP_REPAIR_WINDOW of {}", what));
+  t.snd_wl1 = w.snd_wl1, t.snd_wnd = w.snd_wnd, t.max_window = w.max_window;
+  t.rcv_wnd = w.rcv_wnd, t.rcv_wup = w.rcv_wup;
+  t.sack = info.tcpi_options & TCPI_OPT_SACK;
+  t.timestamps = info.tcpi_options & TCPI_OPT_TIMESTAMPS;
+  t.wscale = info.tcpi_options & TCPI_OPT_WSCALE;
+  t.snd_wscale = info.tcpi_snd_wscale, t.rcv_wscale = info.tcpi_rcv_wscale;
+  CKPT_TRY_ASSIGN(t.options, inet::read_options(sock, kOptions, t.local.v6, what));
+  return {};
+}
+
+Result<TcpStreamPayload> endpoints(FdProbe& p, int sock) {
+  sockaddr_storage local{}, peer{};
+  socklen_t llen = sizeof(local), plen = sizeof(peer);
+  if (::getsockname(sock, reinterpret_cast<sockaddr*>(&local), &llen) < 0 ||
+      ::getpeername(sock, reinterpret_cast<sockaddr*>(&peer), &plen) < 0)
+    return sys_error(fmt::format("addresses of pid {} fd {}", p.pid, p.fd));
+  TcpStreamPayload t;
+  t.local = inet::endpoint_of(local);
+  t.peer = inet::endpoint_of(peer);
+  return t;
+}
+
+Status dump_connection(DumpEnv& env, FdProbe& p, schema::OpenFile& of) {
+  CKPT_TRY_ASSIGN(int sock, p.borrowed());
+  std::string what = fmt::format("pid {} fd {}", p.pid, p.fd);
+  std::string desc = inet::describe_socket(sock, p.domain, p.type);
+  if (!env.flags.tcp_established)
+    return errorf("pid {}: fd {} is {}, {}; dump with --tcp-established to save it", p.pid, p.fd,
+                  p.link, desc);
+  CKPT_TRY_ASSIGN(tcp_info before, info_of(sock, what));
+  if (before.tcpi_state != TCP_ESTABLISHED)
+    return errorf("pid {}: fd {} is {} in state {}, which ckpt cannot save yet", p.pid, p.fd, desc,
+                  state_name(before.tcpi_state));
+  CKPT_TRY_ASSIGN(TcpStreamPayload t, endpoints(p, sock));
+  CKPT_TRY(netlock::lock(connection_of(t)));
+  // Registered before repair mode goes on: whatever fails next, the dump's end undoes both.
+  ScopedFd own(::fcntl(sock, F_DUPFD_CLOEXEC, 3));
+  if (!own) {
+    (void)netlock::unlock(connection_of(t));
+    return sys_error(fmt::format("dup of {}", what));
+  }
+  repaired().push_back({std::move(own), connection_of(t)});
+  CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR", what));
+  // The peer may have closed its side between the first look and the lock.
+  CKPT_TRY_ASSIGN(tcp_info info, info_of(sock, what));
+  if (info.tcpi_state != TCP_ESTABLISHED)
+    return errorf("pid {}: fd {} is {} in state {}, which ckpt cannot save yet", p.pid, p.fd, desc,
+                  state_name(info.tcpi_state));
+  CKPT_TRY(read_repaired(sock, info, t, what));
+  log::info("dump", "pid {}: fd {} TCP {}: {} bytes to send ({} unsent), {} received", p.pid, p.fd,
+            netlock::text(connection_of(t)), t.send_queue.size(), t.unsent, t.recv_queue.size());
+  of.payload = schema::encode(t);
+  return {};
+}
+
+Status fill_queue(int sock, int queue, const schema::Bytes& data, std::string_view what) {
+  CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE", what));
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(sock, data.data() + off, data.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      return sys_error(fmt::format("refill the {} queue of {} ({} of {} bytes)",
+                                   queue == TCP_SEND_QUEUE ? "send" : "receive", what, off,
+                                   data.size()));
+    off += static_cast<size_t>(n);
+  }
+  return {};
+}
+
+Status negotiated_options(int sock, const TcpStreamPayload& t, std::string_view what) {
+  std::vector<tcp_repair_opt> opts;
+  opts.push_back({TCPOPT_MAXSEG, t.mss});
+  if (t.wscale) opts.push_back({TCPOPT_WINDOW, t.snd_wscale | (t.rcv_wscale << 16)});
+  if (t.sack) opts.push_back({TCPOPT_SACK_PERMITTED, 0});
+  if (t.timestamps) opts.push_back({TCPOPT_TIMESTAMP, 0});
+  if (::setsockopt(sock, IPPROTO_TCP, TCP_REPAIR_OPTIONS, opts.data(),
+                   static_cast<socklen_t>(opts.size() * sizeof(opts[0]))) < 0)
+    return sys_error(fmt::format("setsockopt TCP_REPAIR_OPTIONS on {}", what));
+  return {};
+}
+
+// Sequence numbers and the timestamp clock go in while the socket is still closed; connect in
+// repair mode then makes it established without a packet.
+Status connect_repaired(int sock, const TcpStreamPayload& t, const std::string& what) {
+  CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE", what));
+  CKPT_TRY(set_int(sock, TCP_QUEUE_SEQ, static_cast<int>(t.snd_seq - t.send_queue.size()),
+                   "TCP_QUEUE_SEQ", what));
+  CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE", what));
+  CKPT_TRY(set_int(sock, TCP_QUEUE_SEQ, static_cast<int>(t.rcv_seq - t.recv_queue.size()),
+                   "TCP_QUEUE_SEQ", what));
+  if (t.timestamps)
+    CKPT_TRY(set_int(sock, TCP_TIMESTAMP, static_cast<int>(t.timestamp), "TCP_TIMESTAMP", what));
+  socklen_t llen = 0, plen = 0;
+  CKPT_TRY_ASSIGN(sockaddr_storage local, inet::sockaddr_of(t.local, llen));
+  CKPT_TRY_ASSIGN(sockaddr_storage peer, inet::sockaddr_of(t.peer, plen));
+  if (::bind(sock, reinterpret_cast<sockaddr*>(&local), llen) < 0)
+    return sys_error(fmt::format("{}: bind to {}", what, inet::endpoint_text(t.local)));
+  if (::connect(sock, reinterpret_cast<sockaddr*>(&peer), plen) < 0)
+    return sys_error(fmt::format("{}: connect in repair mode", what));
+  return {};
+}
+
+Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of,
+                        const TcpStreamPayload& t) {
+  std::string what = fmt::format("{}: TCP {}", env.holder(of.id), netlock::text(connection_of(t)));
+  ScopedFd fd(::socket(t.local.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!fd) return sys_error(fmt::format("socket for {}", what));
+  int sock = fd.get();
+  CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR", what));
+  CKPT_TRY(connect_repaired(sock, t, what));
+  CKPT_TRY(negotiated_options(sock, t, what));
+  CKPT_TRY(inet::apply_options(sock, kOptions, t.options, what));
+  CKPT_TRY(fill_queue(sock, TCP_RECV_QUEUE, t.recv_queue, what));
+  CKPT_TRY(fill_queue(sock, TCP_SEND_QUEUE, t.send_queue, what));
+  tcp_repair_window w{t.snd_wl1, t.snd_wnd, t.max_window, t.rcv_wnd, t.rcv_wup};
+  if (::setsockopt(sock, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) < 0)
+    return sys_error(fmt::format("setsockopt TCP_REPAIR_WINDOW on {}", what));
+  CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE", what));
+  // Leaving repair mode sends a window probe; the peer's answer restarts the exchange.
+  CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR", what));
+  CKPT_TRY(netlock::unlock(connection_of(t)));
+  CKPT_TRY(set_status_flags(sock, of.flags, what));
+  return fd;
+}
+
+class TcpStreamKind final : public FdKind {
+ public:
+  std::string_view name() const override { return "tcp_stream"; }
+  // Every TCP socket past the handshake and not listening: ESTABLISHED is saved, the other states
+  // are refused by dump() naming them.
+  bool claims(FdProbe& p, const DumpFlags&) const override {
+    if ((p.domain != AF_INET && p.domain != AF_INET6) || p.type != SOCK_STREAM ||
+        p.protocol != IPPROTO_TCP)
+      return false;
+    auto sock = p.borrowed();
+    if (!sock.ok()) return false;
+    auto info = info_of(*sock, "");
+    return info.ok() && info->tcpi_state != TCP_CLOSE && info->tcpi_state != TCP_LISTEN;
+  }
+  Status dump(DumpEnv& env, FdProbe& p, schema::OpenFile& of) const override {
+    return dump_connection(env, p, of);
+  }
+  Status recreate(const RecreateEnv& env, const std::vector<const schema::OpenFile*>& mine,
+                  OpenedFiles& out) const override {
+    for (auto* of : mine) {
+      CKPT_TRY_ASSIGN(TcpStreamPayload t, payload_of<TcpStreamPayload>(*of));
+      CKPT_TRY_ASSIGN(out[of->id], create(env, *of, t));
+    }
+    return {};
+  }
+};
+
+}  // namespace
+
+void TcpRepairScope::release() {
+  for (auto& r : repaired()) {
+    int off = TCP_REPAIR_OFF;
+    if (::setsockopt(r.sock.get(), IPPROTO_TCP, TCP_REPAIR, &off, sizeof(off)) < 0)
+      log::warn("dump", "TCP {}: repair mode off: {}", netlock::text(r.conn), strerror(errno));
+    if (Status st = netlock::unlock(r.conn); !st.ok()) log::warn("dump", "{}", st.error().message);
+  }
+  repaired().clear();
+}
+
+void TcpRepairScope::keep_locked() {
+  // Closed in repair mode, a socket goes away without a packet.
+  repaired().clear();
+}
+
+const FdKind& tcp_stream_kind() {
+  static const TcpStreamKind kind;
+  return kind;
+}
+
+}  // namespace ckpt::fds

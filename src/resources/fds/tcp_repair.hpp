@@ -1,0 +1,21 @@
+#pragma once
+// Established TCP connections are saved with their sockets in repair mode, which the kernel
+// keeps until told otherwise: the dump decides at its end what becomes of them.
+namespace ckpt::fds {
+
+// Owned by the dump for its whole length. Its end (any error included) turns repair mode off
+// and unlocks the network, so a process that goes on keeps working connections; after the tree
+// is killed, keep_locked() instead lets the sockets be closed in repair mode (the kernel then
+// sends nothing, no FIN, no reset) with the network lock left for the restore.
+class TcpRepairScope {
+ public:
+  TcpRepairScope() = default;
+  TcpRepairScope(const TcpRepairScope&) = delete;
+  TcpRepairScope& operator=(const TcpRepairScope&) = delete;
+  ~TcpRepairScope() { release(); }
+  // Repair mode off, network unlocked: before the processes are let go.
+  void release();
+  void keep_locked();
+};
+
+}  // namespace ckpt::fds

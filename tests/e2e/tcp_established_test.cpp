@@ -1,0 +1,244 @@
+// Established TCP connections across dump and restore, this test being the peer outside the
+// dumped tree (helpers/tcp_server.c is the server): every byte both ways arrives once and in
+// order, a thread blocked in read() goes on without EINTR, what the peer sends while no process
+// owns the connection is not answered with a reset (the network lock), and the lock is gone
+// after the restore. IPv4 and IPv6.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <regex>
+#include <thread>
+
+#include "test_process.hpp"
+
+namespace e2e {
+namespace {
+
+unsigned char pattern(long k) {
+  return static_cast<unsigned char>((k * 7) % 251);
+}
+
+int port_of(const TestProcess& p) {
+  std::smatch m;
+  std::string out = p.out();
+  if (!std::regex_search(out, m, std::regex("PORT (\\d+)"))) return -1;
+  return std::stoi(m[1]);
+}
+
+// A blocking connection to the server; reads and writes give up after 20 s.
+int connect_to(int family, int port) {
+  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -1;
+  timeval tv{20, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  sockaddr_storage ss{};
+  socklen_t len;
+  if (family == AF_INET) {
+    auto& a = reinterpret_cast<sockaddr_in&>(ss);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    len = sizeof a;
+  } else {
+    auto& a = reinterpret_cast<sockaddr_in6&>(ss);
+    a.sin6_family = AF_INET6;
+    a.sin6_addr = in6addr_loopback;
+    a.sin6_port = htons(static_cast<uint16_t>(port));
+    len = sizeof a;
+  }
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool send_pattern(int fd, long from, long to) {
+  std::vector<unsigned char> buf;
+  for (long k = from; k < to; ++k) buf.push_back(pattern(k));
+  size_t off = 0;
+  while (off < buf.size()) {
+    ssize_t n = ::send(fd, buf.data() + off, buf.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+// Reads `count` bytes and checks each against the pattern; the failure says where.
+::testing::AssertionResult read_pattern(int fd, long count) {
+  std::vector<unsigned char> buf(65536);
+  long got = 0;
+  while (got < count) {
+    ssize_t n = ::recv(fd, buf.data(), std::min<long>(count - got, 65536), 0);
+    if (n <= 0)
+      return ::testing::AssertionFailure() << "read " << got << " of " << count
+                                           << " bytes: " << (n < 0 ? strerror(errno) : "EOF");
+    for (ssize_t i = 0; i < n; ++i)
+      if (buf[i] != pattern(got + i))
+        return ::testing::AssertionFailure() << "byte " << got + i << " is " << int(buf[i]);
+    got += n;
+  }
+  return ::testing::AssertionSuccess();
+}
+
+std::string ask(int fd, const std::string& msg) {
+  if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size()))
+    return std::string("send: ") + strerror(errno);
+  std::string want = "echo:" + msg, got;
+  char buf[256];
+  while (got.size() < want.size()) {
+    ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+    if (n <= 0) return got + (n < 0 ? std::string(" recv: ") + strerror(errno) : " EOF");
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+bool locked_port(int port) {
+  auto r = run_command({"/usr/sbin/nft", "list", "table", "inet", "ckpt"});
+  return r.out.find(". " + std::to_string(port) + " ") != std::string::npos ||
+         r.out.find(". " + std::to_string(port) + "\n") != std::string::npos ||
+         r.out.find(". " + std::to_string(port) + " }") != std::string::npos;
+}
+
+constexpr long kToServer = 200000;  // the first 40000 sent before the dump
+constexpr long kBefore = 40000;
+constexpr long kToClient = 3 << 20;
+
+struct Server {
+  std::unique_ptr<TestProcess> p;
+  int port = -1, bulk = -1, echo = -1;
+  ~Server() {
+    if (bulk >= 0) ::close(bulk);
+    if (echo >= 0) ::close(echo);
+  }
+};
+
+class TcpEstablishedTest : public ::testing::TestWithParam<int> {
+ protected:
+  void SetUp() override { become_subreaper(); }
+  int family() const { return GetParam() == 6 ? AF_INET6 : AF_INET; }
+
+  void start(Server& s, const std::string& extra = "") {
+    std::vector<std::string> argv = {program_path("tcp_server"), std::to_string(GetParam()),
+                                     std::to_string(kToServer), std::to_string(kToClient)};
+    if (!extra.empty()) argv.push_back(extra);
+    s.p = std::make_unique<TestProcess>(argv);
+    ASSERT_TRUE(wait_for_text(s.p->dir() / "stdout", "PORT", s.p->pid(), 5s)) << s.p->output();
+    s.port = port_of(*s.p);
+    s.bulk = connect_to(family(), s.port);
+    ASSERT_GE(s.bulk, 0) << strerror(errno);
+    s.echo = connect_to(family(), s.port);
+    ASSERT_GE(s.echo, 0) << strerror(errno);
+    ASSERT_TRUE(s.p->wait_ready());
+    ASSERT_TRUE(send_pattern(s.bulk, 0, kBefore));
+    ASSERT_EQ(ask(s.echo, "one"), "echo:one");
+  }
+
+  // The rest of the exchange once the server runs again: the test reads everything the server
+  // wrote, sends the rest, and the server checks what it read.
+  void finish(Server& s) {
+    EXPECT_EQ(ask(s.echo, "three"), "echo:three");
+    EXPECT_TRUE(read_pattern(s.bulk, kToClient));
+    EXPECT_TRUE(send_pattern(s.bulk, kBefore, kToServer));
+    EXPECT_TRUE(s.p->finish(20s));
+  }
+};
+
+TEST_P(TcpEstablishedTest, ConnectionsGoOnAfterRestoreWithNoByteLost) {
+  Server s;
+  ASSERT_NO_FATAL_FAILURE(start(s));
+  ASSERT_TRUE(s.p->dump({"--tcp-established"}));
+  EXPECT_TRUE(locked_port(s.port)) << "no network lock for port " << s.port;
+  // Nobody owns the connection now: without the lock this would be answered with a reset.
+  ASSERT_EQ(::send(s.echo, "two", 3, MSG_NOSIGNAL), 3);
+  ASSERT_TRUE(s.p->restore());
+  EXPECT_FALSE(locked_port(s.port)) << "the network lock stayed after the restore";
+  std::string got;
+  char buf[64];
+  ssize_t n = ::recv(s.echo, buf, sizeof buf, 0);
+  if (n > 0) got.assign(buf, static_cast<size_t>(n));
+  EXPECT_EQ(got, "echo:two") << (n < 0 ? strerror(errno) : "");
+  finish(s);
+}
+
+TEST_P(TcpEstablishedTest, LeaveRunningKeepsTheConnections) {
+  Server s;
+  ASSERT_NO_FATAL_FAILURE(start(s));
+  ASSERT_TRUE(s.p->dump({"--tcp-established", "--leave-running"}));
+  EXPECT_FALSE(locked_port(s.port)) << "the network lock stayed after a dump with -R";
+  EXPECT_EQ(ask(s.echo, "two"), "echo:two");
+  finish(s);
+}
+
+TEST_P(TcpEstablishedTest, TwentyCyclesWhileAClientKeepsAsking) {
+  Server s;
+  ASSERT_NO_FATAL_FAILURE(start(s));
+  std::atomic<bool> stop{false};
+  std::atomic<long> asked{0}, answered{0};
+  std::string wrong;
+  std::thread client([&] {
+    while (!stop) {
+      std::string msg = "m" + std::to_string(asked++);
+      std::string got = ask(s.echo, msg);
+      if (got != "echo:" + msg) {
+        wrong = msg + " -> " + got;
+        return;
+      }
+      ++answered;
+    }
+  });
+  for (int i = 0; i < 20 && wrong.empty(); ++i) {
+    long before = answered;
+    ASSERT_TRUE(s.p->dump({"--tcp-established"})) << "cycle " << i;
+    ASSERT_TRUE(s.p->restore()) << "cycle " << i;
+    // Every cycle must see answers again before the next dump.
+    for (int t = 0; t < 400 && answered == before && wrong.empty(); ++t) sleep_for(25ms);
+    EXPECT_GT(answered, before) << "no answer after cycle " << i;
+  }
+  stop = true;
+  client.join();
+  EXPECT_EQ(wrong, "");
+  EXPECT_EQ(answered, asked) << "every question had its answer";
+  EXPECT_GT(answered, 20);
+  finish(s);
+}
+
+TEST_P(TcpEstablishedTest, RefusedWithoutTheFlagAndLeftRunning) {
+  Server s;
+  ASSERT_NO_FATAL_FAILURE(start(s));
+  auto r = run_ckpt({"dump", "-t", std::to_string(s.p->pid()), "-D", s.p->store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("--tcp-established"), std::string::npos) << r.err;
+  EXPECT_FALSE(locked_port(s.port));
+  EXPECT_EQ(ask(s.echo, "two"), "echo:two");
+  finish(s);
+}
+
+// The connections were in repair mode and locked when a later fd made the dump fail: both are
+// undone, and the server goes on with them.
+TEST_P(TcpEstablishedTest, AFailedDumpGivesTheConnectionsBack) {
+  Server s;
+  ASSERT_NO_FATAL_FAILURE(start(s, "raw"));
+  auto r = run_ckpt(
+      {"dump", "--tcp-established", "-t", std::to_string(s.p->pid()), "-D", s.p->store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_NE(r.err.find("raw IP socket"), std::string::npos) << r.err;
+  EXPECT_FALSE(locked_port(s.port));
+  EXPECT_EQ(ask(s.echo, "two"), "echo:two");
+  finish(s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Families, TcpEstablishedTest, ::testing::Values(4, 6),
+                         [](const auto& info) { return "IPv" + std::to_string(info.param); });
+
+}  // namespace
+}  // namespace e2e
