@@ -166,8 +166,10 @@ bool enabled(std::string_view module, Level level) {
 }
 
 std::string format_line(std::string_view module, Level level, std::string_view text) {
-  double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - config().start).count();
+  // The first call constructs the config, which takes its start time then: read it before
+  // now(), or the two operands' unspecified order can print a negative time.
+  auto start = config().start;
+  double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return fmt::format("ckpt[{}/{}] {:.6f} {} {}: {}\n", getpid(), (long)syscall(SYS_gettid), secs,
                      kLevelNames[static_cast<int>(level)], module, text);
 }

@@ -19,6 +19,7 @@
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "common/units.hpp"
+#include "dump/kill.hpp"
 #include "dump/snapshot.hpp"
 #include "proc/maps.hpp"
 #include "proc/proc_file.hpp"
@@ -390,12 +391,21 @@ Status finish_image(Tree& tree, image::GenerationWriter* writer, const DumpOptio
   return writer->write_section(schema::kProcessSection, schema::encode_image(image));
 }
 
-void kill_tree(Tree& tree) {
-  for (auto& p : tree.procs) ::kill(p->pid, SIGKILL);
+// A dump that says it killed has killed: the kill is checked (dump/kill.hpp).
+Status kill_tree(Tree& tree) {
+  std::vector<KillTarget> targets;
+  for (auto& p : tree.procs) {
+    KillTarget t{p->pid, {}};
+    for (auto& th : p->threads) t.traced.push_back(th.tid);
+    targets.push_back(std::move(t));
+  }
+  // When one survived, the threads stay ours to detach (the destructors do): it runs on.
+  CKPT_TRY(kill_and_wait(targets));
   for (auto& p : tree.procs) {
     for (auto& t : p->threads) t.tracee.release();
     p->threads.clear();
   }
+  return {};
 }
 
 Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
@@ -433,7 +443,10 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   auto gen = writer->commit();
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", opts.pid));
   if (!opts.leave_running) {
-    kill_tree(tree);
+    // A survivor runs on: its connections leave repair mode and the lock goes (tcp_repair).
+    if (Status killed = kill_tree(tree); !killed.ok())
+      return errorf("dump pid {}: saved as generation {}, but {}", opts.pid, gen->id,
+                    killed.error().message);
     tcp_repair.keep_locked();
     result.frozen = Clock::now() - frozen_at;
   }

@@ -146,15 +146,5 @@ TEST_P(KillDuringDump, TargetIsNeverLeftStoppedOrTraced) {
 INSTANTIATE_TEST_SUITE_P(Targets, KillDuringDump, ::testing::Values("counter", "tree_counter"),
                          [](const auto& info) { return info.param; });
 
-// Compressed pages are decompressed as they stream into the process, checked on the way.
-TEST(Compressed, MemoryProgramRestoresFromCompressedImage) {
-  become_subreaper();
-  TestProcess p({program_path("memory")});
-  ASSERT_TRUE(p.wait_ready());
-  ASSERT_TRUE(p.dump({"--compress"}));
-  ASSERT_TRUE(p.restore());
-  EXPECT_TRUE(p.finish());
-}
-
 }  // namespace
 }  // namespace e2e

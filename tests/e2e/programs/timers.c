@@ -1,5 +1,8 @@
 // Interval timers: ITIMER_REAL keeps counting down across the dump (remaining time checked
-// approximately) and keeps its interval; ITIMER_VIRTUAL keeps its value and interval.
+// approximately) and keeps its interval; ITIMER_VIRTUAL and ITIMER_PROF keep what is left of
+// their value and their interval. The program burns CPU before READY, so that what is left of a
+// CPU-time timer is clearly less than a timer re-armed with its first value would show.
+#include <sys/resource.h>
 #include <sys/time.h>
 
 #include "e2e_prog.h"
@@ -20,9 +23,21 @@ int main(void) {
   signal(SIGVTALRM, on_alarm);
   struct itimerval real = {.it_interval = {7, 0}, .it_value = {20, 0}};
   struct itimerval virt = {.it_interval = {3, 0}, .it_value = {100, 0}};
-  E2E_SYS(setitimer(ITIMER_REAL, &real, NULL));
+  struct itimerval prof = {.it_interval = {4, 0}, .it_value = {200, 0}};
+  signal(SIGPROF, on_alarm);
+  struct rusage ru0, ru1;
+  getrusage(RUSAGE_SELF, &ru0);
   E2E_SYS(setitimer(ITIMER_VIRTUAL, &virt, NULL));
+  E2E_SYS(setitimer(ITIMER_PROF, &prof, NULL));
+  e2e_burn_cpu(0.3);
+  getrusage(RUSAGE_SELF, &ru1);
+  // After the burn, which takes long on a loaded machine: the wall-clock checks below count
+  // from here.
+  E2E_SYS(setitimer(ITIMER_REAL, &real, NULL));
   double set_at = e2e_now();
+  // The CPU time the timers counted before the dump (rusage after a restore starts again).
+  double user = tv(ru1.ru_utime) - tv(ru0.ru_utime);
+  double total = user + tv(ru1.ru_stime) - tv(ru0.ru_stime);
   e2e_ready();
   e2e_wait_go();
 
@@ -40,10 +55,19 @@ int main(void) {
   getitimer(ITIMER_VIRTUAL, &now);
   E2E_CHECK(now.it_interval.tv_sec == 3, "ITIMER_VIRTUAL interval is %.3f s, want 3",
             tv(now.it_interval));
-  // Process CPU time is sampled differently by setitimer and getitimer; a few ms of noise is
-  // not a lost or reset timer.
-  E2E_CHECK(tv(now.it_value) > 95 && tv(now.it_value) <= 100.05, "ITIMER_VIRTUAL has %.3f s left",
-            tv(now.it_value));
+  // Process CPU time is sampled differently by setitimer, getitimer and getrusage: tens of ms
+  // of noise is not a lost or re-armed timer, which would show 100 (0.3 s burnt before READY).
+  E2E_CHECK(tv(now.it_value) > 100 - user - 0.5 && tv(now.it_value) < 100 - user + 0.1 &&
+                tv(now.it_value) < 99.8,
+            "ITIMER_VIRTUAL has %.3f s left after %.3f s of user time, want %.3f", tv(now.it_value),
+            user, 100 - user);
+  getitimer(ITIMER_PROF, &now);
+  E2E_CHECK(now.it_interval.tv_sec == 4, "ITIMER_PROF interval is %.3f s, want 4",
+            tv(now.it_interval));
+  E2E_CHECK(tv(now.it_value) > 200 - total - 0.5 && tv(now.it_value) < 200 - total + 0.1 &&
+                tv(now.it_value) < 199.8,
+            "ITIMER_PROF has %.3f s left after %.3f s of CPU time, want %.3f", tv(now.it_value),
+            total, 200 - total);
   unsigned left = alarm(0);
   E2E_CHECK(left >= 17 && left <= 20, "alarm(0) says %u s were left", left);
   E2E_CHECK(alarms == 0, "a timer fired early");

@@ -1,8 +1,11 @@
 // A process tree whose parent is blocked in wait4() at dump time. The parent's main thread waits
-// for a child that sleeps 2.5 s in total and exits 7; after the restore wait4 must return that
-// child with status 7 (never EINTR, never early), a second child blocked in read() on a pipe from
-// the parent must still be running (WNOHANG) and answer through its pipe, and each child's
-// getpid()/getppid() must be what they were.
+// for a child that sleeps 2.5 s in total and then exits 7 once told to (a byte on a pipe, sent
+// only after the runner's SIGUSR2, i.e. after the restore): so the child was still running and
+// the parent still in wait4 when the dump happened, whatever the dump's timing, and the program
+// checks both (wait4 returned after the go, the child alive and the main thread back in wait4
+// after the restore). wait4 must return that child with status 7 (never EINTR, never early), a
+// second child blocked in read() on a pipe from the parent must still be running (WNOHANG) and
+// answer through its pipe, and each child's getpid()/getppid() must be what they were.
 //
 // SIGUSR2 is blocked in the main thread: the runner's signal goes to a second thread, so nothing
 // but the dump/restore could interrupt wait4.
@@ -16,20 +19,45 @@
 #define SLEEPER_OK 7
 #define SLEEPER_BAD_PARENT 8
 
+#define SLEEPER_NO_GO 9
+
 static pid_t parent_pid;
 static volatile int main_tid;
 static volatile int waiting;
+static pid_t slow;
+static int release_fd = -1;          // the parent's end of the sleeper's pipe
+static volatile double go_at;        // when the go thread released the sleeper
+static volatile int in_wait4_at_go;  // the main thread's system call then
+static volatile int slow_alive_at_go;
 
-// Sleeps until SLEEPER_SECONDS have passed since `start` (whatever interrupts nanosleep), then
-// exits 7 when its parent and its own pid are still what they were at fork.
-static void sleeper(double start, pid_t my_pid) {
+// Sleeps until SLEEPER_SECONDS have passed since `start` (whatever interrupts nanosleep), waits
+// for the byte that releases it, then exits 7 when its parent and its own pid are still what
+// they were at fork.
+static void sleeper(double start, pid_t my_pid, int release) {
   for (;;) {
     double left = start + SLEEPER_SECONDS - e2e_now();
     if (left <= 0) break;
     struct timespec ts = {(time_t)left, (long)((left - (double)(time_t)left) * 1e9)};
     nanosleep(&ts, NULL);
   }
+  char c = 0;
+  ssize_t n;
+  do n = read(release, &c, 1);
+  while (n < 0 && errno == EINTR);
+  if (n != 1 || c != 'r') _exit(SLEEPER_NO_GO);
   _exit(getppid() == parent_pid && getpid() == my_pid ? SLEEPER_OK : SLEEPER_BAD_PARENT);
+}
+
+// 1 when `pid` exists and is not a zombie.
+static int running(pid_t pid) {
+  char path[64], buf[512] = "";
+  snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+  FILE* f = fopen(path, "r");
+  if (!f) return 0;
+  if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+  fclose(f);
+  const char* paren = strrchr(buf, ')');
+  return paren && paren[1] == ' ' && paren[2] != 'Z' && paren[2] != 'X';
 }
 
 // Blocked in read() on `ctl` at dump time; afterwards reports getpid() and getppid() on `report`.
@@ -51,13 +79,18 @@ static int syscall_of(int tid) {
   return atoi(buf);
 }
 
-// The runner's SIGUSR2 lands here. READY only once the main thread sits in wait4.
+// The runner's SIGUSR2 lands here. READY only once the main thread sits in wait4; after the go
+// (after the restore) it notes where the main thread and the sleeper are, then releases it.
 static void* go_thread(void* arg) {
   (void)arg;
   while (!waiting) usleep(1000);
   while (syscall_of(main_tid) != SYS_wait4) usleep(1000);
   e2e_ready();
   e2e_wait_go();
+  in_wait4_at_go = syscall_of(main_tid) == SYS_wait4;
+  slow_alive_at_go = running(slow);
+  go_at = e2e_now();
+  if (write(release_fd, "r", 1) != 1) e2e_say("FAIL release the sleeper: %s", strerror(errno));
   return NULL;
 }
 
@@ -65,13 +98,19 @@ int main(void) {
   e2e_setup();
   parent_pid = getpid();
   main_tid = (int)syscall(SYS_gettid);
-  int ctl[2], report[2];
+  int ctl[2], report[2], release[2];
   E2E_SYS(pipe(ctl));
   E2E_SYS(pipe(report));
+  E2E_SYS(pipe(release));
   double start = e2e_now();
-  pid_t slow = fork();
+  slow = fork();
   E2E_SYS(slow);
-  if (slow == 0) sleeper(start, getpid());
+  if (slow == 0) {
+    close(release[1]);
+    sleeper(start, getpid(), release[0]);
+  }
+  close(release[0]);
+  release_fd = release[1];
   pid_t rd = fork();
   E2E_SYS(rd);
   if (rd == 0) {
@@ -101,6 +140,13 @@ int main(void) {
   E2E_CHECK(returned_at - start >= SLEEPER_SECONDS - 0.01,
             "wait4 returned %.3f s after the fork, before the child's %.1f s were up",
             returned_at - start, SLEEPER_SECONDS);
+  // The child exits only once released after the go: had wait4 returned before, the dump did
+  // not catch the parent in wait4 with the child running.
+  E2E_CHECK(go_at > 0 && returned_at >= go_at,
+            "wait4 returned %.3f s before the sleeper was released", go_at - returned_at);
+  E2E_CHECK(in_wait4_at_go, "after the restore the main thread was not in wait4 (syscall %d)",
+            syscall_of(main_tid));
+  E2E_CHECK(slow_alive_at_go, "after the restore the sleeping child %d was not running", (int)slow);
 
   int st2 = 0;
   pid_t r = waitpid(rd, &st2, WNOHANG);
