@@ -92,6 +92,10 @@ Result<Snapshot> fork_in_mid(pid_t mid, unsigned long options, uint64_t landing)
   } abandon{rs};
   // The snapshot must not keep the program's files open (a pipe's reader would not see EOF).
   CKPT_TRY(rs.call("close_range", SYS_close_range, {0, ~0u, 0}));
+  // Nor its session and group: a process in them keeps their IDs (the program's PID when it leads
+  // them) allocated until it is reaped, which would fail a restore of that PID meanwhile, and a
+  // signal sent to the program's group must not reach the snapshot.
+  CKPT_TRY(rs.call("setsid", SYS_setsid));
   CKPT_TRY_ASSIGN(long child, rs.call("clone", SYS_clone, {0, landing, 0, 0, 0}));
   Snapshot snap(static_cast<pid_t>(child));
   CKPT_TRY(wait_first_stop(snap.pid()));

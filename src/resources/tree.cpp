@@ -7,8 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <charconv>
+#include <filesystem>
 #include <map>
 #include <optional>
+#include <set>
 
 #include "proc/misc.hpp"
 #include "proc/stat.hpp"
@@ -21,10 +24,31 @@ namespace {
 using schema::GroupPlan;
 using schema::SessionPlan;
 
-// A live process outside the tree holds `id`: its session or group cannot be made again.
-bool alive_outside(pid_t id) {
-  auto st = proc::read_stat(id);
-  return st.ok() && st->state != 'Z';
+// IDs that processes outside `tree` hold: their PIDs (when alive) and the groups and sessions
+// they are in. No helper can take such an ID (clone3 fails with EEXIST while any process is in
+// that session or group, leader or not), and the restorer's own session and group are here too.
+std::set<pid_t> held_outside(const std::set<pid_t>& tree) {
+  std::set<pid_t> held;
+  std::error_code ec;
+  for (const auto& e : std::filesystem::directory_iterator("/proc", ec)) {
+    pid_t pid = 0;
+    const std::string name = e.path().filename().string();
+    auto [end, err] = std::from_chars(name.data(), name.data() + name.size(), pid);
+    if (err != std::errc() || end != name.data() + name.size() || tree.count(pid)) continue;
+    auto st = proc::read_stat(pid);
+    if (!st.ok()) continue;  // gone meanwhile
+    if (st->state != 'Z') held.insert(pid);
+    held.insert(st->pgrp);
+    held.insert(st->session);
+  }
+  return held;
+}
+
+Result<std::vector<TreePlan>> plan_with_held(const std::vector<TreeIds>& ids) {
+  std::set<pid_t> tree;
+  for (auto& i : ids) tree.insert(i.pid);
+  std::set<pid_t> held = held_outside(tree);
+  return plan_tree(ids, [&](pid_t id) { return held.count(id) > 0; });
 }
 
 }  // namespace
@@ -91,7 +115,7 @@ Status dump(const std::vector<DumpContext*>& procs) {
     ids.push_back({ctx->pid, st.ppid, st.pgrp, st.session, ctx->zombie});
   }
   // Refuses here what the restore could not rebuild; the restore plans again from the IDs.
-  CKPT_TRY_ASSIGN(auto plans, plan_tree(ids, alive_outside));
+  CKPT_TRY_ASSIGN(auto plans, plan_with_held(ids));
   for (size_t i = 0; i < procs.size(); ++i) {
     schema::TreeRecord t;
     t.ppid = ids[i].ppid, t.pgid = ids[i].pgid, t.sid = ids[i].sid;
@@ -112,7 +136,7 @@ Result<std::vector<TreePlan>> restore_plans(const std::vector<schema::ProcessRec
   std::vector<TreeIds> ids;
   for (auto& p : procs)
     ids.push_back({p.pid, p.tree.ppid, p.tree.pgid, p.tree.sid, p.zombie.has_value()});
-  auto plans = plan_tree(ids, alive_outside);
+  auto plans = plan_with_held(ids);
   if (!plans.ok()) return plans.error().wrap("restore");
   return plans;
 }

@@ -295,6 +295,17 @@ std::vector<pid_t> children_of_self() {
   return out;
 }
 
+std::vector<pid_t> live_children_of_self() {
+  std::vector<pid_t> out;
+  for (pid_t c : children_of_self()) {
+    // The snapshot process of a --leave-running dump is orphaned to this subreaper once its
+    // intermediate parent is gone, and ends here as a zombie: reaped, not counted.
+    if (status_field(c, "State").starts_with("Z") && ::waitpid(c, nullptr, WNOHANG) == c) continue;
+    out.push_back(c);
+  }
+  return out;
+}
+
 std::vector<pid_t> descendants(pid_t pid) {
   std::vector<pid_t> out;
   std::vector<pid_t> todo = {pid};

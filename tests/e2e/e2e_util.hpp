@@ -70,6 +70,8 @@ bool alive(pid_t pid);
 // One field of /proc/PID/status ("" when missing).
 std::string status_field(pid_t pid, const std::string& key);
 std::vector<pid_t> children_of_self();
+// The same without zombies, which it reaps (a leave-running dump's ended snapshot process).
+std::vector<pid_t> live_children_of_self();
 // Every descendant of `pid` (children of all its threads, recursively), parents before children.
 std::vector<pid_t> descendants(pid_t pid);
 // The parent of each of `pids` as /proc shows it now (0 when gone).

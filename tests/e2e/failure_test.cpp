@@ -97,7 +97,8 @@ TEST_F(FailureTest, RestoreWhenPidIsTaken) {
   EXPECT_EQ(line_count(r.err), 1u) << r.err;
   EXPECT_NE(r.err.find(std::to_string(p.pid())), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("in use"), std::string::npos) << r.err;
-  EXPECT_EQ(children_of_self(), std::vector<pid_t>{p.pid()}) << "restore left a process behind";
+  EXPECT_EQ(live_children_of_self(), std::vector<pid_t>{p.pid()})
+      << "restore left a process behind";
   EXPECT_TRUE(p.finish()) << "the process holding the pid was disturbed";
 }
 
@@ -156,7 +157,7 @@ TEST_F(FailureTest, RestoreFromCorruptedMemoryFails) {
   EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
   sleep_for(100ms);
   EXPECT_FALSE(alive(p.pid())) << "a process runs with the dumped pid";
-  EXPECT_TRUE(children_of_self().empty()) << "restore left a process behind";
+  EXPECT_TRUE(live_children_of_self().empty()) << "restore left a process behind";
 }
 
 // The pages are checked while they are copied into the new process: a mismatch found there must
@@ -191,7 +192,7 @@ TEST_F(FailureTest, RestoreSkipsNewestGenerationWithCorruptedMemory) {
             std::string::npos)
       << named.err;
   sleep_for(100ms);
-  EXPECT_TRUE(children_of_self().empty()) << "restore left a process behind";
+  EXPECT_TRUE(live_children_of_self().empty()) << "restore left a process behind";
 }
 
 // A shell asking ckpt to dump the shell itself: ckpt would have to stop its own parent.
