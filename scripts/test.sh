@@ -5,7 +5,10 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh
 cd "${BUILD_DIR:-build}"
-ctest --output-on-failure --timeout 600 -j2 "$@"
+if ! ctest --output-on-failure --timeout 600 -j2 "$@"; then
+  bash ../scripts/failures.sh Testing/Temporary/LastTest.log
+  exit 8
+fi
 # A skipped test proves nothing: it fails the run like a failed one.
 skipped=$(grep -h '^\[  SKIPPED \] [A-Za-z]' Testing/Temporary/LastTest*.log 2>/dev/null | sort -u || true)
 if [ -n "$skipped" ]; then

@@ -18,6 +18,7 @@ namespace {
 // working at the time. Set once from the environment, then only counted.
 struct Hook {
   long kill_at = 0;
+  pid_t victim = 0;  // 0: this process
   int count_fd = -1;
   std::atomic<long> seen{0};
 };
@@ -25,6 +26,7 @@ struct Hook {
 Hook* load() {
   static Hook hook;
   if (const char* n = std::getenv("CKPT_FAULT_KILL_AT")) hook.kill_at = std::atol(n);
+  if (const char* v = std::getenv("CKPT_FAULT_KILL_PID")) hook.victim = std::atoi(v);
   if (const char* f = std::getenv("CKPT_FAULT_COUNT"))
     hook.count_fd = ::open(f, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   return &hook;
@@ -46,7 +48,7 @@ void point(const char* what, const char* detail) {
     std::string line = fmt::format("{} {} {} {}\n", n, ::getpid(), what, detail);
     (void)!::write(h.count_fd, line.data(), line.size());
   }
-  if (n == h.kill_at) ::kill(::getpid(), SIGKILL);
+  if (n == h.kill_at) ::kill(h.victim > 0 ? h.victim : ::getpid(), SIGKILL);
   errno = saved_errno;
 }
 

@@ -6,9 +6,10 @@
 // load and a branch. Two environment variables, read once per process, make it useful to a test:
 //   CKPT_FAULT_KILL_AT=N   the process SIGKILLs itself at its Nth point (1-based), as if killed
 //                          from outside at exactly that moment;
+//   CKPT_FAULT_KILL_PID=P  with CKPT_FAULT_KILL_AT: process P is killed there instead (the target
+//                          of a dump dying at that moment);
 //   CKPT_FAULT_COUNT=FILE  every point appends "N PID WHAT DETAIL" to FILE, so that a test learns
-//   how many
-//                          points a complete run has and what each one is.
+//                          how many points a complete run has and what each one is.
 // A forked child (the dumper) counts from where its parent stood; the parent of a dump makes no
 // ptrace requests, so the dumper's count starts at 1.
 namespace ckpt::fault {

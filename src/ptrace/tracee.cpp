@@ -8,11 +8,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
+#include <filesystem>
 #include <utility>
 
 #include "common/fault_point.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/proc_file.hpp"
+
+namespace fs = std::filesystem;
 
 namespace ckpt::ptrace {
 namespace {
@@ -24,6 +28,24 @@ long request(__ptrace_request req, const char* name, pid_t tid, void* addr, void
   long r = ::ptrace(req, tid, addr, data);
   fault::point("after", name);
   return r;
+}
+
+// Reaps the threads of `leader`'s process that have exited (a traced thread waits for its tracer).
+void reap_dead_siblings(pid_t leader) {
+  std::error_code ec;
+  for (auto it = fs::directory_iterator(fmt::format("/proc/{}/task", leader), ec);
+       !ec && it != fs::end(it); it.increment(ec)) {
+    pid_t tid = static_cast<pid_t>(std::atol(it->path().filename().c_str()));
+    if (tid <= 0 || tid == leader) continue;
+    // Looked at first, taken only when it is an exit: a tracee's stop is reported even without
+    // WSTOPPED, and a live sibling's stop belongs to the code that waits for that thread.
+    siginfo_t si{};
+    if (::waitid(P_PID, static_cast<id_t>(tid), &si, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 ||
+        si.si_pid != tid)
+      continue;
+    if (si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED)
+      ::waitpid(tid, nullptr, __WALL | WNOHANG);
+  }
 }
 
 }  // namespace
@@ -97,19 +119,16 @@ Result<StopInfo> Tracee::wait_stop() {
   }
 }
 
-// Blocks until some child or tracee has an event, without taking it; a dead sibling thread is
-// reaped so that its leader's exit can be reported.
+// Blocks until some child or tracee has an event, without taking it. The event the kernel lists
+// first may belong to another tracee that nobody is waiting for yet (e.g. a child just cloned by
+// an injected call, listed before the threads): dead sibling threads are therefore looked for
+// directly rather than through it, and reaped so that their leader's exit can be reported.
 Status Tracee::wait_for_any_event() {
   siginfo_t si{};
   if (::waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL) < 0)
     return errno == EINTR ? Status{} : sys_error(fmt::format("waitid (for tid {})", tid_));
   if (si.si_pid == tid_) return {};
-  bool dead = si.si_code == CLD_EXITED || si.si_code == CLD_KILLED || si.si_code == CLD_DUMPED;
-  std::string sibling = fmt::format("/proc/{}/task/{}", tid_, si.si_pid);
-  if (dead && ::access(sibling.c_str(), F_OK) == 0) {
-    ::waitpid(si.si_pid, nullptr, __WALL | WNOHANG);
-    return {};
-  }
+  reap_dead_siblings(tid_);
   // Another thread's or child's event, not ours to take: look again shortly.
   ::usleep(100);
   return {};

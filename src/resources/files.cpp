@@ -165,11 +165,13 @@ Result<fds::OpenedFiles> recreate(const fds::RecreateEnv& env,
     if (!copy) return sys_error(fmt::format("--inherit-fd fd[{}]:{}", given->fd, given->key));
     out[of.id] = std::move(copy);
   }
-  for (auto& [name, mine] : by_kind) {
-    const fds::FdKind* kind = fds::find_kind(name);
-    if (!kind)
+  for (auto& [name, mine] : by_kind)
+    if (!fds::find_kind(name))
       return errorf("open file {} is of kind '{}', unknown to this ckpt", mine[0]->id, name);
-    CKPT_TRY(kind->recreate(env, mine, out));
+  // In the registry's order, which some kinds rely on (see registry.cpp).
+  for (const fds::FdKind* kind : fds::all_kinds()) {
+    auto mine = by_kind.find(std::string(kind->name()));
+    if (mine != by_kind.end()) CKPT_TRY(kind->recreate(env, mine->second, out));
   }
   for (auto& of : files)
     if (!out.count(of.id)) return errorf("open file {} ({}) was not recreated", of.id, of.path);

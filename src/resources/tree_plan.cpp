@@ -68,7 +68,7 @@ class Planner {
   std::string why_no_helper(pid_t id) const {
     if (in_tree(id)) return fmt::format("its leader {} is a dumped process", id);
     if (alive_outside_(id))
-      return fmt::format("its leader {} runs outside the dumped processes", id);
+      return fmt::format("{} is in use outside the dumped processes (a PID, group or session)", id);
     return fmt::format("another dumped process is in it already");
   }
 

@@ -12,56 +12,10 @@
 #include <fstream>
 
 #include "e2e_util.hpp"
+#include "net_util.hpp"
 
 namespace e2e {
 namespace {
-
-int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = -1;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(s);
-  return port;
-}
-
-// A connection to 127.0.0.1:port, retried while the server starts; reads give up after 10 s.
-int connect_when_up(int port) {
-  for (int i = 0; i < 100; ++i) {
-    int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    timeval tv{10, 0};
-    ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return s;
-    ::close(s);
-    sleep_for(50ms);
-  }
-  return -1;
-}
-
-// Sends `request` and reads until the answer ends with `end` (or holds it); what came, or an
-// error text.
-std::string exchange(int s, const std::string& request, const std::string& end) {
-  if (::send(s, request.data(), request.size(), MSG_NOSIGNAL) !=
-      static_cast<ssize_t>(request.size()))
-    return std::string("send: ") + strerror(errno);
-  std::string out;
-  char buf[4096];
-  while (out.find(end) == std::string::npos) {
-    ssize_t n = ::recv(s, buf, sizeof buf, 0);
-    if (n <= 0) return out + (n < 0 ? std::string(" [recv: ") + strerror(errno) + "]" : " [EOF]");
-    out.append(buf, static_cast<size_t>(n));
-  }
-  return out;
-}
 
 class HeldConnectionTest : public ::testing::Test {
  protected:

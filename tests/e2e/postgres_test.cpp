@@ -17,24 +17,13 @@
 #include <sstream>
 
 #include "e2e_util.hpp"
+#include "net_util.hpp"
 
 namespace e2e {
 namespace {
 
 const char* const kAsPostgres[] = {"/usr/bin/setpriv", "--reuid=postgres", "--regid=postgres",
                                    "--init-groups"};
-
-int unused_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  EXPECT_EQ(::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
-  EXPECT_EQ(::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  ::close(s);
-  return ntohs(a.sin_port);
-}
 
 fs::path postgres_bin() {
   std::error_code ec;
@@ -85,7 +74,7 @@ class PostgresTest : public ::testing::Test {
 
   TempDir dir_{"ckpt-postgres"};
   fs::path bin_ = postgres_bin();
-  int port_ = unused_port();
+  int port_ = free_port();
   pid_t pid_ = -1;
   int segment_ = -1;
 };

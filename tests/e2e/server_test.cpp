@@ -14,23 +14,10 @@
 #include <sstream>
 
 #include "e2e_util.hpp"
+#include "net_util.hpp"
 
 namespace e2e {
 namespace {
-
-// A TCP port nobody listens on now.
-int free_port() {
-  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  if (::bind(s, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0 ||
-      ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len) < 0)
-    throw std::runtime_error("free_port");
-  ::close(s);
-  return ntohs(a.sin_port);
-}
 
 // Sends `request` to 127.0.0.1:port and returns all it answers ("" when nothing listens).
 std::string ask(int port, const std::string& request) {

@@ -195,6 +195,16 @@ TEST_P(TcpEstablishedTest, TwentyCyclesWhileAClientKeepsAsking) {
       ++answered;
     }
   });
+  // A failed assertion returns early: the client must still be stopped and joined (a joinable
+  // thread destroyed would abort the whole test binary and hide the failure).
+  struct Joiner {
+    std::atomic<bool>& stop;
+    std::thread& t;
+    ~Joiner() {
+      stop = true;
+      if (t.joinable()) t.join();
+    }
+  } joiner{stop, client};
   for (int i = 0; i < 20 && wrong.empty(); ++i) {
     long before = answered;
     ASSERT_TRUE(s.p->dump({"--tcp-established"})) << "cycle " << i;

@@ -247,17 +247,24 @@ size_t open_fds(pid_t pid) {
   return n;
 }
 
-// What the supervisor holds between checkpoints, and what its store takes. A checkpoint under way
-// holds a few fds of its own (image files, the generation's directory) for some milliseconds, so
-// the fewest seen over ~200 ms is what it keeps; a leak raises that too.
+// The supervisor's fds between checkpoints: a checkpoint under way holds image files, the
+// generation's directory and /proc files for a while, longer on a loaded machine where one
+// checkpoint follows another, so the fewest seen in 2 s of close looks is what it keeps (a leak
+// raises that too).
+size_t idle_fds(pid_t supervisor) {
+  size_t fewest = open_fds(supervisor);
+  for (int i = 0; i < 400; ++i) {
+    sleep_for(5ms);
+    fewest = std::min(fewest, open_fds(supervisor));
+  }
+  return fewest;
+}
+
+// What the supervisor holds between checkpoints, and what its store takes.
 Usage usage(pid_t supervisor, const fs::path& store) {
   Usage u;
   std::error_code ec;
-  u.fds = open_fds(supervisor);
-  for (int i = 0; i < 8; ++i) {
-    sleep_for(25ms);
-    u.fds = std::min(u.fds, open_fds(supervisor));
-  }
+  u.fds = idle_fds(supervisor);
   u.rss_kb = std::atol(status_field(supervisor, "VmRSS").c_str());
   for (pid_t c : descendants(supervisor))
     if (status_field(c, "State").rfind("Z", 0) == 0) ++u.zombies;

@@ -90,7 +90,7 @@ TEST(TreePlan, SecondProcessOfAHelpersSessionWithAnotherParentIsRefused) {
 TEST(TreePlan, SessionOfALiveOutsideProcessIsRefusedBelowTheRoot) {
   auto p = plan({{100, 1, 100, 100}, {101, 100, 900, 900}});
   ASSERT_FALSE(p.ok());
-  EXPECT_NE(p.error().message.find("runs outside the dumped processes"), std::string::npos)
+  EXPECT_NE(p.error().message.find("is in use outside the dumped processes"), std::string::npos)
       << p.error().message;
 }
 
