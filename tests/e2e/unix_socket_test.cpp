@@ -67,10 +67,10 @@ TEST_F(UnixSocketRefusal, FileDescriptorInFlight) {
   auto kids = descendants(p.pid());
   ASSERT_EQ(kids.size(), 1u);
   expect_refused(p, p.pid(),
-                 {fmt_pid("pid ", kids[0]) + ": fd 10", "unix datagram socket",
-                  "file descriptors in flight (SCM_RIGHTS)"});
+                 {fmt_pid("pid ", kids[0]) + ": fd 10", "unix datagram socket", "with socket:[",
+                  "(unix) in flight (SCM_RIGHTS)", "cannot save"});
   EXPECT_TRUE(left_running_untraced(kids[0]));
-  // The child then takes the fd from the queue and reads the pipe through it: nothing lost.
+  // The child then takes the socket from the queue and reads through it: nothing lost.
   EXPECT_TRUE(p.finish());
 }
 

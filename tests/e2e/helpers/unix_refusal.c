@@ -3,7 +3,8 @@
 //              dumps the child alone);
 //   "listen"   a listening stream socket bound to $E2E_DIR/listen.sock;
 //   "bound"    a datagram socket bound to an abstract name;
-//   "rights"   a datagram socketpair end in the child with a pipe's fd queued (SCM_RIGHTS);
+//   "rights"   a datagram socketpair end in the child with a unix socket's fd queued (SCM_RIGHTS:
+//              a socket in flight, whose own queue could hold more, is not saved);
 //   "oob"      a stream socketpair end with an out-of-band byte queued (MSG_OOB);
 //   "closed"   a stream socketpair end with data queued, its peer closed (saved since: the test
 //              dumps and restores it);
@@ -35,7 +36,7 @@ static int child_outside(void) {
   return send(FD, "pong", 4, 0) == 4 ? 0 : 3;
 }
 
-// Takes the pipe's read end from the queue and reads what the parent wrote into the pipe.
+// Takes the socket from the queue and reads what the parent wrote into its peer.
 static int child_rights(int ctl) {
   char c;
   if (read(ctl, &c, 1) != 1) return 2;
@@ -87,7 +88,7 @@ static int run_with_child(const char* mode) {
   int sv[2], ctl[2], data[2];
   E2E_SYS(socketpair(AF_UNIX, strcmp(mode, "outside") == 0 ? SOCK_STREAM : SOCK_DGRAM, 0, sv));
   E2E_SYS(pipe(ctl));
-  E2E_SYS(pipe(data));
+  E2E_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, data));
   pid_t c = fork();
   E2E_SYS(c);
   if (c == 0) {
