@@ -163,7 +163,7 @@ class QueuePeeker {
   Result<bool> add_stream(Peeked& got) {
     size_t len = static_cast<size_t>(got.len);
     if (len == 0) return false;  // shut down for reading and nothing left
-    size_t cut = 0;
+    size_t cut = len;  // the bytes before the message with fds: all of them when none came
     if (!got.fds.empty()) {
       CKPT_TRY_ASSIGN(cut, first_byte_with_fds(len));
       if (!offset_.set(at_ + static_cast<int>(len))) return sys_error("setsockopt SO_PEEK_OFF");

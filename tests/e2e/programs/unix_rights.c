@@ -1,9 +1,9 @@
 // File descriptors in flight (SCM_RIGHTS) in unix socket queues. A stream socketpair holds
 // "AB", then "CD" with a pipe's read end (data in the pipe), a regular file open at offset 4 and
-// an eventfd (counter 7), then "EF", then "GHI" with the same eventfd again; the process closed
-// its own pipe read end and file, so those exist only in flight, and kept the eventfd and the
-// pipe's write end. A datagram socket bound to a path holds "plain", then "pipe-w" with the write
-// end of a second pipe (only in flight), then "file" with a file at offset 2, from an unnamed
+// an eventfd (counter 7), then "EF", then "GHI" with the same eventfd again, then "JK"; the process
+// closed its own pipe read end and file, so those exist only in flight, and kept the eventfd and
+// the pipe's write end. A datagram socket bound to a path holds "plain", then "pipe-w" with the
+// write end of a second pipe (only in flight), then "file" with a file at offset 2, from an unnamed
 // sender. After the restore each recvmsg returns what it would have returned before (a stream
 // read stops after a message with fds): the same bytes with the same number of fds, and each fd
 // works as the original: the pipe's data and the same pipe, the file's offset, the eventfd's
@@ -108,6 +108,7 @@ int main(void) {
   send_fds(sv[0], "CD", first, 3, NULL);
   E2E_SYS(send(sv[0], "EF", 2, 0));
   send_fds(sv[0], "GHI", &efd, 1, NULL);
+  E2E_SYS(send(sv[0], "JK", 2, 0));
   close(p[0]), close(file);
 
   const char* path = e2e_path("rights.sock");
@@ -131,6 +132,7 @@ int main(void) {
   int got[3], again, w, f2;
   expect_msg(sv[1], "ABCD", got, 3, "stream: the first message with fds");
   expect_msg(sv[1], "EFGHI", &again, 1, "stream: the second message with fds");
+  expect_msg(sv[1], "JK", NULL, 0, "stream: the bytes after the last fds");
   char c;
   E2E_CHECK(recv(sv[1], &c, 1, MSG_DONTWAIT) < 0 && errno == EAGAIN, "stream: more queued");
   if (got[0] >= 0) {
