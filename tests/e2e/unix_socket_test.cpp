@@ -1,10 +1,10 @@
 // Unix sockets ckpt cannot save: a peer outside the dumped processes (without --ext-unix-sk), a
 // connection waiting to be accepted whose client already sent data, a queue carrying file
-// descriptors (SCM_RIGHTS) or an out-of-band byte. Each dump fails with one line naming the fd and
-// what the socket is, and leaves every process running untraced, the socket still working. Then
-// what is saved that used to be refused (a listener, a bound socket, a peer closed), and peers
-// outside with --ext-unix-sk. Sockets inside the tree: ProgramTest tree_socketpair, unix_listen,
-// unix_dgram.
+// descriptors (SCM_RIGHTS) of which one is a socket, or an out-of-band byte. Each dump fails with
+// one line naming the fd and what the socket is, and leaves every process running untraced, the
+// socket still working. Then what is saved that used to be refused (a listener, a bound socket, a
+// peer closed), and peers outside with --ext-unix-sk. Sockets inside the tree: ProgramTest
+// tree_socketpair, unix_listen, unix_dgram.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
