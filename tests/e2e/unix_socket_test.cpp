@@ -74,6 +74,19 @@ TEST_F(UnixSocketRefusal, FileDescriptorInFlight) {
   EXPECT_TRUE(p.finish());
 }
 
+TEST_F(UnixSocketRefusal, TimerfdInFlightWithAPipe) {
+  TestProcess p({program_path("unix_refusal"), "rights-timer"});
+  ASSERT_TRUE(p.wait_ready());
+  auto kids = descendants(p.pid());
+  ASSERT_EQ(kids.size(), 1u);
+  expect_refused(p, p.pid(),
+                 {fmt_pid("pid ", kids[0]) + ": fd 10", "unix datagram socket",
+                  "with anon_inode:[timerfd] (timerfd) in flight (SCM_RIGHTS)", "cannot save"});
+  EXPECT_TRUE(left_running_untraced(kids[0]));
+  // The child then takes both fds from the queue: the pipe's data and the timer's expiration.
+  EXPECT_TRUE(p.finish());
+}
+
 TEST_F(UnixSocketRefusal, OutOfBandByteQueued) {
   TestProcess p({program_path("unix_refusal"), "oob"});
   ASSERT_TRUE(p.wait_ready());
