@@ -13,6 +13,7 @@
 
 #include "common/byte_progress.hpp"
 #include "common/result.hpp"
+#include "common/scoped_fd.hpp"
 #include "image/schema/records.hpp"
 #include "image/store.hpp"
 #include "proc/maps.hpp"
@@ -46,6 +47,7 @@ struct TreeState {
   std::multimap<std::pair<uint64_t, uint64_t>, uint32_t> open_files_by_inode;
   std::map<std::pair<uint64_t, uint64_t>, int> deleted_ids;  // (dev, ino) -> id
   std::map<std::pair<uint64_t, uint64_t>, int> shm_ids;      // shared memory objects
+  std::vector<ScopedFd> in_flight;  // ckpt's copies of fds in flight: later fds are kcmp'd to them
 };
 
 // Sections of the tree's root keep their plain names (an image of one process reads as before);

@@ -43,6 +43,9 @@ Result<std::optional<schema::FileOwner>> read_owner(fds::FdProbe& p) {
   return Owner(schema::FileOwner{owner.type, owner.pid, std::max(sig, 0)});
 }
 
+Result<uint32_t> in_flight_file(DumpContext& ctx, const fds::DumpFlags& flags, fds::FdProbe& p,
+                                ScopedFd copy);
+
 Result<uint32_t> add_open_file(DumpContext& ctx, fds::FdProbe& p, const fds::DumpFlags& flags) {
   const fds::FdKind* kind = identify(p, flags);
   if (!kind) return errorf("pid {}: fd {} is {}, which ckpt cannot save yet", p.pid, p.fd, p.link);
@@ -54,13 +57,17 @@ Result<uint32_t> add_open_file(DumpContext& ctx, fds::FdProbe& p, const fds::Dum
   of.pos = p.info.pos;
   of.path = p.link;
   CKPT_TRY_ASSIGN(of.owner, read_owner(p));
-  fds::DumpEnv env{ctx, flags, tree.image};
-  CKPT_TRY(kind->dump(env, p, of));
-  tree.image.open_files.push_back(std::move(of));
+  // The slot is taken before dump(): the files in flight a socket's dump() adds come after it.
+  tree.image.open_files.emplace_back();
   tree.holders.push_back({{p.pid, p.fd}});
-  tree.open_files_by_inode.emplace(std::make_pair(p.st.st_dev, p.st.st_ino),
-                                   tree.image.open_files.back().id);
-  return tree.image.open_files.back().id;
+  fds::DumpEnv env{ctx, flags, tree.image, [&ctx, &flags](fds::FdProbe& in, ScopedFd copy) {
+                     return in_flight_file(ctx, flags, in, std::move(copy));
+                   }};
+  CKPT_TRY(kind->dump(env, p, of));
+  uint32_t id = of.id;
+  tree.image.open_files[id] = std::move(of);
+  tree.open_files_by_inode.emplace(std::make_pair(p.st.st_dev, p.st.st_ino), id);
+  return id;
 }
 
 // The open file `p` refers to: one the tree already holds (dup, fork: kcmp says so), or a new
@@ -76,6 +83,23 @@ Result<uint32_t> open_file_of(DumpContext& ctx, fds::FdProbe& p, const fds::Dump
     return it->second;
   }
   return add_open_file(ctx, p, flags);
+}
+
+// A descriptor in flight, `p` probing ckpt's own copy: the open file a process of the tree
+// already holds, else a new one whose only holder is the copy, kept open until the dump ends so
+// that fds met later can be compared with it.
+Result<uint32_t> in_flight_file(DumpContext& ctx, const fds::DumpFlags& flags, fds::FdProbe& p,
+                                ScopedFd copy) {
+  TreeState& tree = *ctx.tree;
+  auto [first, last] = tree.open_files_by_inode.equal_range({p.st.st_dev, p.st.st_ino});
+  for (auto it = first; it != last; ++it) {
+    auto [pid, fd] = tree.holders[it->second].front();
+    CKPT_TRY_ASSIGN(bool same, proc::same_open_file(pid, fd, p.pid, p.fd));
+    if (same) return it->second;
+  }
+  CKPT_TRY_ASSIGN(uint32_t id, add_open_file(ctx, p, flags));
+  tree.in_flight.push_back(std::move(copy));
+  return id;
 }
 
 // The first process outside the tree with an fd linking to `want` ("socket:[INO]"), or 0. Scans

@@ -1,10 +1,10 @@
 // Unix sockets ckpt cannot save: a peer outside the dumped processes (without --ext-unix-sk), a
 // connection waiting to be accepted whose client already sent data, a queue carrying file
-// descriptors (SCM_RIGHTS) or an out-of-band byte. Each dump fails with one line naming the fd and
-// what the socket is, and leaves every process running untraced, the socket still working. Then
-// what is saved that used to be refused (a listener, a bound socket, a peer closed), and peers
-// outside with --ext-unix-sk. Sockets inside the tree: ProgramTest tree_socketpair, unix_listen,
-// unix_dgram.
+// descriptors (SCM_RIGHTS) of which one is a socket, or an out-of-band byte. Each dump fails with
+// one line naming the fd and what the socket is, and leaves every process running untraced, the
+// socket still working. Then what is saved that used to be refused (a listener, a bound socket, a
+// peer closed), and peers outside with --ext-unix-sk. Sockets inside the tree: ProgramTest
+// tree_socketpair, unix_listen, unix_dgram.
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -67,10 +67,23 @@ TEST_F(UnixSocketRefusal, FileDescriptorInFlight) {
   auto kids = descendants(p.pid());
   ASSERT_EQ(kids.size(), 1u);
   expect_refused(p, p.pid(),
-                 {fmt_pid("pid ", kids[0]) + ": fd 10", "unix datagram socket",
-                  "file descriptors in flight (SCM_RIGHTS)"});
+                 {fmt_pid("pid ", kids[0]) + ": fd 10", "unix datagram socket", "with socket:[",
+                  "(unix) in flight (SCM_RIGHTS)", "cannot save"});
   EXPECT_TRUE(left_running_untraced(kids[0]));
-  // The child then takes the fd from the queue and reads the pipe through it: nothing lost.
+  // The child then takes the socket from the queue and reads through it: nothing lost.
+  EXPECT_TRUE(p.finish());
+}
+
+TEST_F(UnixSocketRefusal, TimerfdInFlightWithAPipe) {
+  TestProcess p({program_path("unix_refusal"), "rights-timer"});
+  ASSERT_TRUE(p.wait_ready());
+  auto kids = descendants(p.pid());
+  ASSERT_EQ(kids.size(), 1u);
+  expect_refused(p, p.pid(),
+                 {fmt_pid("pid ", kids[0]) + ": fd 10", "unix datagram socket",
+                  "with anon_inode:[timerfd] (timerfd) in flight (SCM_RIGHTS)", "cannot save"});
+  EXPECT_TRUE(left_running_untraced(kids[0]));
+  // The child then takes both fds from the queue: the pipe's data and the timer's expiration.
   EXPECT_TRUE(p.finish());
 }
 

@@ -69,6 +69,9 @@ struct DumpEnv {
   DumpContext& ctx;
   const DumpFlags& flags;
   schema::ImageRoot& image;
+  // The open file of a descriptor found in flight (SCM_RIGHTS): `copy` is ckpt's own copy of it,
+  // `p` its probe. One the tree already has (kcmp), else a new one that no process holds.
+  std::function<Result<uint32_t>(FdProbe& p, ScopedFd copy)> in_flight;
 };
 
 // One open file of the dumped tree and every descriptor that refers to it.

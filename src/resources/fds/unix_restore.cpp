@@ -9,6 +9,8 @@
 //   4. the connections waiting in each listener's queue: connect() again, in order, without
 //      accept, so that the program's accept() returns them;
 //   5. datagrams written back, each from a socket bound to its sender's name;
+//   (queues are written back with their fds in flight, SCM_RIGHTS, taken from the open files of
+//   other kinds, all recreated before this one);
 //   6. datagram sockets connected to their peers by name;
 //   7. shutdowns, options, status flags; last, socket files of names whose file was deleted or
 //      replaced at dump are unlinked (and a replacement put back), so that connects above could
@@ -145,12 +147,54 @@ void set_buffers(int sock, const UnixEnd& e) {
   set_buffer(sock, SO_RCVBUFFORCE, SO_RCVBUF, e.rcvbuf);
 }
 
+// The fds in flight with queue item `i` of `to`: open files recreated before the sockets (every
+// kind a copy in flight can be is recreated before "unix").
+Result<std::vector<int>> rights_of(const UnixEnd& to, size_t i, const OpenedFiles& files) {
+  std::vector<int> fds;
+  if (i >= to.rights.size()) return fds;
+  for (uint32_t id : to.rights[i]) {
+    auto it = files.find(id);
+    if (it == files.end() || !it->second)
+      return errorf("socket:[{}]: open file {} in flight in its queue was not recreated", to.ino,
+                    id);
+    fds.push_back(it->second.get());
+  }
+  return fds;
+}
+
+// send(), or sendto() `addr`, with `fds` attached (SCM_RIGHTS) when there are any.
+ssize_t send_with(int sock, const uint8_t* data, size_t len, const std::vector<int>& fds,
+                  const sockaddr_un* addr, socklen_t addr_len) {
+  iovec iov{const_cast<uint8_t*>(data), len};
+  msghdr m{};
+  m.msg_name = const_cast<sockaddr_un*>(addr);
+  m.msg_namelen = addr ? addr_len : 0;
+  m.msg_iov = &iov;
+  m.msg_iovlen = 1;
+  std::vector<char> control(fds.empty() ? 0 : CMSG_SPACE(sizeof(int) * fds.size()));
+  if (!fds.empty()) {
+    m.msg_control = control.data();
+    m.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&m);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  return ::sendmsg(sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
 // Writes what `to` had queued through `from`: its peer, or (datagrams) a socket sending to it.
-Status write_queue(int from, const UnixEnd& to) {
-  for (auto& item : to.queue) {
+// The fds in flight go with the first bytes of their item, which the dump made start where their
+// message started.
+Status write_queue(int from, const UnixEnd& to, const OpenedFiles& files) {
+  for (size_t i = 0; i < to.queue.size(); ++i) {
+    const auto& item = to.queue[i];
+    CKPT_TRY_ASSIGN(std::vector<int> fds, rights_of(to, i, files));
     size_t done = 0;
     do {
-      ssize_t n = ::send(from, item.data() + done, item.size() - done, MSG_DONTWAIT | MSG_NOSIGNAL);
+      ssize_t n = send_with(from, item.data() + done, item.size() - done,
+                            done == 0 ? fds : std::vector<int>{}, nullptr, 0);
       if (n < 0)
         return sys_error(
             fmt::format("refill the queue of socket:[{}] ({} bytes)", to.ino, item.size()));
@@ -181,7 +225,8 @@ Status finish_end(int sock, const UnixEnd& e, uint32_t flags) {
 // The whole restore of the unix sockets of one image.
 class Rebuild {
  public:
-  Rebuild(const RecreateEnv& env, Socks& socks) : env_(env), socks_(socks) {}
+  Rebuild(const RecreateEnv& env, Socks& socks, const OpenedFiles& out)
+      : env_(env), socks_(socks), out_(out) {}
 
   Status run() {
     for (auto& [ino, s] : socks_)
@@ -284,10 +329,10 @@ class Rebuild {
     if (server) server->fd = std::move(fds.second);
     if (client) client->fd = std::move(fds.first);
     set_buffers(s.fd.get(), s.e);
-    if (!p) return write_queue(fds.first ? fds.first.get() : fds.second.get(), s.e);
+    if (!p) return write_queue(fds.first ? fds.first.get() : fds.second.get(), s.e, out_);
     set_buffers(p->fd.get(), p->e);
-    CKPT_TRY(write_queue(p->fd.get(), s.e));
-    return write_queue(s.fd.get(), p->e);
+    CKPT_TRY(write_queue(p->fd.get(), s.e, out_));
+    return write_queue(s.fd.get(), p->e, out_);
   }
 
   // A pair without names; with `b` null, the peer was closed: a stand-in that writes the queue
@@ -299,12 +344,12 @@ class Rebuild {
     a.fd.reset(sv[0]);
     ScopedFd other(sv[1]);
     set_buffers(a.fd.get(), a.e);
-    if (!b) return write_queue(other.get(), a.e);
+    if (!b) return write_queue(other.get(), a.e, out_);
     b->fd = std::move(other);
     set_buffers(b->fd.get(), b->e);
     // Every queue is refilled before any shutdown: a shut-down end takes no more data.
-    CKPT_TRY(write_queue(b->fd.get(), a.e));
-    return write_queue(a.fd.get(), b->e);
+    CKPT_TRY(write_queue(b->fd.get(), a.e, out_));
+    return write_queue(a.fd.get(), b->e, out_);
   }
   // A client bound to `client_name` connected to a listener on `listen_name` (the image's, else a
   // temporary one), and the accepted end: {client, server}.
@@ -361,8 +406,9 @@ class Rebuild {
       CKPT_TRY_ASSIGN(ScopedFd temp, sender_for(from, what(r)));
       int sender = temp ? temp.get() : named(from)->fd.get();
       const auto& item = r.e.queue[i];
-      if (::sendto(sender, item.data(), item.size(), MSG_DONTWAIT | MSG_NOSIGNAL,
-                   reinterpret_cast<sockaddr*>(&to), len) != static_cast<ssize_t>(item.size()))
+      CKPT_TRY_ASSIGN(std::vector<int> fds, rights_of(r.e, i, out_));
+      if (send_with(sender, item.data(), item.size(), fds, &to, len) !=
+          static_cast<ssize_t>(item.size()))
         return sys_error(fmt::format("{}: refill datagram {} of {} ({} bytes) from {}", what(r),
                                      i + 1, r.e.queue.size(), item.size(), unix_name_text(from)));
     }
@@ -385,7 +431,8 @@ class Rebuild {
 
   const RecreateEnv& env_;
   Socks& socks_;
-  PathCleanup paths_;  // declared last: runs after the sockets are handed out
+  const OpenedFiles& out_;  // the open files of other kinds, some of them in flight
+  PathCleanup paths_;       // declared last: runs after the sockets are handed out
 };
 
 }  // namespace
@@ -400,7 +447,7 @@ Status recreate_unix_sockets(const RecreateEnv& env,
     socks[ino] = Sock{of, std::move(e), ScopedFd()};
   }
   {
-    Rebuild rebuild(env, socks);
+    Rebuild rebuild(env, socks, out);
     CKPT_TRY(rebuild.run());
   }
   for (auto& [ino, s] : socks) out[s.of->id] = std::move(s.fd);

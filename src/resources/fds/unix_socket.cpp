@@ -3,10 +3,11 @@
 // waiting in a listener's queue and the file its path name is bound to, and copies what waits in
 // its receive queue without taking it (MSG_PEEK stepped by SO_PEEK_OFF, datagrams one by one with
 // their senders' names). link() checks that every peer is in the tree or, with --ext-unix-sk,
-// accepts one outside. The restore side is unix_restore.cpp. Refused, naming the fd: a peer
-// outside without --ext-unix-sk, a waiting connection whose client already sent data, file
-// descriptors in flight and credentials attached to queued data, an out-of-band byte, a name
-// that is a relative path.
+// accepts one outside. File descriptors in flight (SCM_RIGHTS) come with the peek as copies:
+// each is matched to an open file of the tree or saved as one of its own. The restore side is
+// unix_restore.cpp. Refused, naming the fd: a peer outside without --ext-unix-sk, a waiting
+// connection whose client already sent data, sockets and other kinds not saved from a copy in
+// flight, credentials attached to queued data, an out-of-band byte, a relative path name.
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -61,31 +62,33 @@ class PeekOffset {
 };
 
 struct Peeked {
-  ssize_t len = 0;  // the whole message's length (MSG_TRUNC), or the bytes of a stream chunk
-  bool rights = false;
-  std::string from;  // the sender's name, for datagrams
+  ssize_t len = 0;            // the whole message's length (MSG_TRUNC), or a stream chunk's
+  bool truncated = false;     // MSG_CTRUNC: fds or credentials did not fit
+  std::vector<ScopedFd> fds;  // copies of the fds in flight with it (SCM_RIGHTS)
+  std::string from;           // the sender's name, for datagrams
 };
 
-// Closes whatever file descriptors a peek passed to us along with the data.
-bool close_passed_fds(msghdr& m) {
-  bool rights = (m.msg_flags & MSG_CTRUNC) != 0;
+// Takes the file descriptors a peek passed to us along with the data.
+void take_passed_fds(msghdr& m, std::vector<ScopedFd>& out) {
   for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
     if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    rights = true;
     size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
     for (size_t i = 0; i < count; ++i) {
       int passed;
       std::memcpy(&passed, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-      ::close(passed);
+      out.emplace_back(passed);
     }
   }
-  return rights;
 }
 
-Result<Peeked> peek_once(int sock, std::string& buf) {
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 64) + CMSG_SPACE(sizeof(ucred))];
+constexpr size_t kMaxFdsPerMessage = 253;  // SCM_MAX_FD
+
+// Peeks at most `size` bytes at the socket's peek offset.
+Result<Peeked> peek_once(int sock, std::string& buf, size_t size) {
+  alignas(cmsghdr) char
+      control[CMSG_SPACE(sizeof(int) * kMaxFdsPerMessage) + CMSG_SPACE(sizeof(ucred))];
   sockaddr_un from{};
-  iovec iov{buf.data(), buf.size()};
+  iovec iov{buf.data(), std::min(size, buf.size())};
   msghdr m{};
   m.msg_name = &from;
   m.msg_namelen = sizeof(from);
@@ -95,7 +98,10 @@ Result<Peeked> peek_once(int sock, std::string& buf) {
   m.msg_controllen = sizeof(control);
   ssize_t n = ::recvmsg(sock, &m, MSG_PEEK | MSG_DONTWAIT | MSG_TRUNC | MSG_CMSG_CLOEXEC);
   if (n < 0) return sys_error("recvmsg MSG_PEEK");
-  Peeked p{n, close_passed_fds(m), {}};
+  Peeked p;
+  p.len = n;
+  p.truncated = (m.msg_flags & MSG_CTRUNC) != 0;
+  take_passed_fds(m, p.fds);
   size_t head = offsetof(sockaddr_un, sun_path);
   if (m.msg_namelen > head)
     p.from.assign(from.sun_path, std::min<size_t>(m.msg_namelen - head, sizeof(from.sun_path)));
@@ -109,49 +115,106 @@ Result<Peeked> peek_once(int sock, std::string& buf) {
 // empty datagram that was peeked before (by the program, or by an earlier --leave-running dump)
 // is skipped by every later peek at an offset, and is not saved (a known gap; the kernel offers
 // no other way to read the queue without taking it).
+//
+// File descriptors in flight come as copies with the peek of their message. A stream peek goes
+// on through messages without fds and stops at the end of the first one with fds, as a reading
+// recv() does: the stream is cut where that message begins, found by peeking ever fewer bytes,
+// so that each piece with fds can be sent again on its own.
 struct Queue {
   std::vector<std::string> items, from;
-  bool rights = false;  // file descriptors in flight: what was read is incomplete
+  std::vector<std::vector<ScopedFd>> fds;  // each item's fds in flight (copies), as `items`
+  bool truncated = false;                  // more fds than a peek can take
 };
 
-Result<Queue> peek_queue(int sock, int type, int shutdown) {
-  PeekOffset offset(sock);
-  if (!offset.set(0)) return sys_error("setsockopt SO_PEEK_OFF");
-  Queue q;
-  auto& out = q.items;
-  std::string buf(65536, '\0');
-  int at = 0;
-  for (;;) {
-    auto got = peek_once(sock, buf);
-    if (!got.ok()) {
-      if (got.error().errnum == EAGAIN) break;
-      return got.error();
+class QueuePeeker {
+ public:
+  QueuePeeker(int sock, int type, int shutdown)
+      : sock_(sock), type_(type), shutdown_(shutdown), offset_(sock) {}
+
+  Result<Queue> run() {
+    int queued = 0;
+    if (type_ == SOCK_STREAM && ::ioctl(sock_, SIOCINQ, &queued) < 0) queued = 0;
+    // A stream peek stops at the end of a message with fds, never at the end of the buffer.
+    buf_.assign(std::max<size_t>(65536, static_cast<size_t>(queued) + 1), '\0');
+    if (!offset_.set(0)) return sys_error("setsockopt SO_PEEK_OFF");
+    for (;;) {
+      auto got = peek_once(sock_, buf_, buf_.size());
+      if (!got.ok()) {
+        if (got.error().errnum == EAGAIN) break;
+        return got.error();
+      }
+      if (got->truncated) {
+        q_.truncated = true;
+        return std::move(q_);
+      }
+      CKPT_TRY_ASSIGN(bool more, type_ == SOCK_STREAM ? add_stream(*got) : add_message(*got));
+      if (!more) break;
     }
-    if (got->rights) {
-      q.rights = true;
-      return q;
-    }
-    size_t len = static_cast<size_t>(got->len);
-    if (type == SOCK_STREAM) {
-      if (len == 0) break;  // shut down for reading and nothing left
-      if (out.empty()) out.emplace_back();
-      out[0].append(buf.data(), len);
-      at += static_cast<int>(len);
-      continue;
-    }
-    // A datagram socket shut down for reading answers 0 once its queue is empty.
-    if (len == 0 && (shutdown & kRcvShutdown)) break;
-    if (len > buf.size()) {  // truncated: peek the same message again with room for all of it
-      buf.resize(len);
-      if (!offset.set(at)) return sys_error("setsockopt SO_PEEK_OFF");
-      continue;
-    }
-    out.emplace_back(buf.data(), len);
-    q.from.push_back(std::move(got->from));
-    at += static_cast<int>(len);
+    return std::move(q_);
   }
-  return q;
-}
+
+ private:
+  void add_item(std::string data, std::vector<ScopedFd> fds, std::string from) {
+    q_.items.push_back(std::move(data));
+    q_.fds.push_back(std::move(fds));
+    q_.from.push_back(std::move(from));
+  }
+
+  Result<bool> add_stream(Peeked& got) {
+    size_t len = static_cast<size_t>(got.len);
+    if (len == 0) return false;  // shut down for reading and nothing left
+    size_t cut = len;  // the bytes before the message with fds: all of them when none came
+    if (!got.fds.empty()) {
+      CKPT_TRY_ASSIGN(cut, first_byte_with_fds(len));
+      if (!offset_.set(at_ + static_cast<int>(len))) return sys_error("setsockopt SO_PEEK_OFF");
+    }
+    if (cut > 0 && !q_.items.empty() && q_.fds.back().empty())
+      q_.items.back().append(buf_.data(), cut);
+    else if (cut > 0)
+      add_item(std::string(buf_.data(), cut), {}, "");
+    if (!got.fds.empty())
+      add_item(std::string(buf_.data() + cut, len - cut), std::move(got.fds), "");
+    at_ += static_cast<int>(len);
+    return true;
+  }
+
+  // Where, in the `len` bytes peeked at at_, the message with fds begins: the fewest bytes whose
+  // peek still brings fds, less one.
+  Result<size_t> first_byte_with_fds(size_t len) {
+    std::string probe(len, '\0');
+    size_t lo = 1, hi = len;
+    while (lo < hi) {
+      size_t mid = lo + (hi - lo) / 2;
+      if (!offset_.set(at_)) return sys_error("setsockopt SO_PEEK_OFF");
+      CKPT_TRY_ASSIGN(Peeked p, peek_once(sock_, probe, mid));
+      if (!p.fds.empty())
+        hi = mid;
+      else
+        lo = mid + 1;
+    }
+    return lo - 1;
+  }
+
+  Result<bool> add_message(Peeked& got) {
+    size_t len = static_cast<size_t>(got.len);
+    // A datagram socket shut down for reading answers 0 once its queue is empty.
+    if (len == 0 && (shutdown_ & kRcvShutdown)) return false;
+    if (len > buf_.size()) {  // truncated: peek the same message again with room for all of it
+      buf_.resize(len);
+      if (!offset_.set(at_)) return sys_error("setsockopt SO_PEEK_OFF");
+      return true;
+    }
+    add_item(std::string(buf_.data(), len), std::move(got.fds), std::move(got.from));
+    at_ += static_cast<int>(len);
+    return true;
+  }
+
+  int sock_, type_, shutdown_;
+  PeekOffset offset_;
+  std::string buf_;
+  int at_ = 0;
+  Queue q_;
+};
 
 // A stream's out-of-band byte (MSG_OOB) shows up inline in a peek with SO_PEEK_OFF: saved so, it
 // would come back as ordinary data. A peek with MSG_OOB finds it. For stream and seqpacket
@@ -252,7 +315,57 @@ Status describe_waiting(pid_t pid, int fd, const DiagInfo& d, UnixEnd& e) {
   return {};
 }
 
-Result<UnixEnd> describe(pid_t pid, int fd, int sock, const DiagInfo& d) {
+// Kinds whose open file ckpt can save from its own copy of a descriptor in flight: what they
+// save is read from the open file, never from the process that would hold it.
+bool savable_in_flight(std::string_view kind) {
+  static const std::set<std::string_view> kinds{"pipe",    "fifo",     "file",
+                                                "eventfd", "signalfd", "chardev"};
+  return kinds.count(kind) > 0;
+}
+
+const FdKind* claimer(FdProbe& p, const DumpFlags& flags) {
+  for (const FdKind* k : all_kinds())
+    if (k->claims(p, flags)) return k;
+  return nullptr;
+}
+
+// The open files of one message's fds in flight (the copies a peek gave ckpt), refused unless
+// each is of a kind ckpt can save from a copy.
+Result<std::vector<uint32_t>> save_in_flight(DumpEnv& env, pid_t pid, int fd,
+                                             const std::string& kind,
+                                             std::vector<ScopedFd>& copies) {
+  std::vector<uint32_t> ids;
+  for (auto& copy : copies) {
+    CKPT_TRY_ASSIGN(FdProbe p, FdProbe::read(::getpid(), copy.get()));
+    const FdKind* k = claimer(p, env.flags);
+    if (S_ISSOCK(p.st.st_mode) || !k || !savable_in_flight(k->name()))
+      return errorf(
+          "pid {}: fd {} is {} with {} ({}) in flight (SCM_RIGHTS) in its queue, which ckpt "
+          "cannot save (it saves pipes, FIFOs, files, eventfds, signalfds and devices in flight; "
+          "not sockets, whose own queues may hold more)",
+          pid, fd, kind, p.link, k ? k->name() : "of no kind ckpt knows");
+    CKPT_TRY_ASSIGN(uint32_t id, env.in_flight(p, std::move(copy)));
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+// The queue's items into `e`, with the open files of their fds in flight.
+Status keep_queue(DumpEnv& env, pid_t pid, int fd, const std::string& kind, Queue& q, UnixEnd& e) {
+  bool any_fds = false;
+  for (auto& fds : q.fds) any_fds = any_fds || !fds.empty();
+  for (size_t i = 0; i < q.items.size(); ++i) {
+    e.queue.emplace_back(q.items[i].begin(), q.items[i].end());
+    if (!any_fds) continue;
+    CKPT_TRY_ASSIGN(auto ids, save_in_flight(env, pid, fd, kind, q.fds[i]));
+    e.rights.push_back(std::move(ids));
+  }
+  if (e.sock_type != SOCK_STREAM)
+    for (auto& from : q.from) e.from.push_back(to_bytes(from));
+  return {};
+}
+
+Result<UnixEnd> describe(DumpEnv& env, pid_t pid, int fd, int sock, const DiagInfo& d) {
   UnixEnd e;
   e.ino = d.ino, e.peer = d.peer.value_or(0), e.has_peer = d.peer.has_value();
   e.sock_type = d.type, e.shutdown = d.shutdown, e.state = d.state;
@@ -269,13 +382,13 @@ Result<UnixEnd> describe(pid_t pid, int fd, int sock, const DiagInfo& d) {
   }
   if (d.type != SOCK_DGRAM && !d.peer) return e;  // never connected: no queue (recv says EINVAL)
   std::string kind = kind_text(d);
-  auto queue = peek_queue(sock, d.type, d.shutdown);
+  auto queue = QueuePeeker(sock, d.type, d.shutdown).run();
   if (!queue.ok())
     return queue.error().wrap(fmt::format("pid {}: fd {}: read the queue of {}", pid, fd, kind));
-  if (queue->rights)
+  if (queue->truncated)
     return errorf(
-        "pid {}: fd {} is {} with file descriptors in flight (SCM_RIGHTS) in its queue, which "
-        "ckpt cannot save",
+        "pid {}: fd {} is {} with more file descriptors in flight (SCM_RIGHTS) in one message "
+        "than a peek can take, which ckpt cannot save",
         pid, fd, kind);
   CKPT_TRY(check_all_read(pid, fd, sock, d.type, *queue, kind));
   if (e.passcred && !queue->items.empty())
@@ -283,8 +396,7 @@ Result<UnixEnd> describe(pid_t pid, int fd, int sock, const DiagInfo& d) {
         "pid {}: fd {} is {} with SO_PASSCRED and data queued, whose senders' credentials ckpt "
         "cannot save",
         pid, fd, kind);
-  for (auto& item : queue->items) e.queue.emplace_back(item.begin(), item.end());
-  for (auto& from : queue->from) e.from.push_back(to_bytes(from));
+  CKPT_TRY(keep_queue(env, pid, fd, kind, *queue, e));
   return e;
 }
 
@@ -349,7 +461,7 @@ class UnixSocketKind final : public FdKind {
     if (std::string why = refusal(*diag); !why.empty())
       return errorf("pid {}: fd {} is socket:[{}], {}, which ckpt cannot save yet", p.pid, p.fd,
                     ino, why);
-    CKPT_TRY_ASSIGN(UnixEnd e, describe(p.pid, p.fd, sock, *diag));
+    CKPT_TRY_ASSIGN(UnixEnd e, describe(env, p.pid, p.fd, sock, *diag));
     e.peer_outside = env.flags.ext_unix_sk;  // settled by link()
     of.payload = schema::encode(e);
     return {};

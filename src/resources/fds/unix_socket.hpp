@@ -48,6 +48,8 @@ struct UnixEnd {
   int32_t backlog = 0;              // a listener's
   std::vector<QueuedConn> waiting;  // a listener's connections not yet accepted, in order
   std::vector<schema::Bytes> from;  // each datagram's sender name ("" unnamed), as `queue`
+  // Each queue item's fds in flight (SCM_RIGHTS), as open file ids; empty when none is queued.
+  std::vector<std::vector<uint32_t>> rights;
   template <class V>
   void visit(V& v) {
     v("ino", ino), v("peer", peer), v("sock_type", sock_type), v("shutdown", shutdown);
@@ -57,7 +59,7 @@ struct UnixEnd {
     v.opt("name_file", name_file), v.opt("file_mode", file_mode), v.opt("file_uid", file_uid);
     v.opt("file_gid", file_gid), v.opt("peer_name", peer_name);
     v.opt("peer_outside", peer_outside), v.opt("backlog", backlog), v.opt("waiting", waiting);
-    v.opt("from", from);
+    v.opt("from", from), v.opt("rights", rights);
   }
 };
 

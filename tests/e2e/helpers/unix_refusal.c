@@ -3,7 +3,10 @@
 //              dumps the child alone);
 //   "listen"   a listening stream socket bound to $E2E_DIR/listen.sock;
 //   "bound"    a datagram socket bound to an abstract name;
-//   "rights"   a datagram socketpair end in the child with a pipe's fd queued (SCM_RIGHTS);
+//   "rights"   a datagram socketpair end in the child with a unix socket's fd queued (SCM_RIGHTS:
+//              a socket in flight, whose own queue could hold more, is not saved);
+//   "rights-timer"  the same with a pipe's read end and a timerfd in one message (a timerfd is
+//              not saved in flight);
 //   "oob"      a stream socketpair end with an out-of-band byte queued (MSG_OOB);
 //   "closed"   a stream socketpair end with data queued, its peer closed (saved since: the test
 //              dumps and restores it);
@@ -15,6 +18,7 @@
 // have disturbed it) and prints PASS.
 #include <stddef.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 
@@ -35,11 +39,12 @@ static int child_outside(void) {
   return send(FD, "pong", 4, 0) == 4 ? 0 : 3;
 }
 
-// Takes the pipe's read end from the queue and reads what the parent wrote into the pipe.
-static int child_rights(int ctl) {
+// Takes the socket (or, with `timer`, a pipe's read end and a timerfd) from the queue and reads
+// what the parent wrote into its peer (and the timer's expiration).
+static int child_rights(int ctl, int timer) {
   char c;
   if (read(ctl, &c, 1) != 1) return 2;
-  char data[4], control[CMSG_SPACE(sizeof(int))];
+  char data[4], control[CMSG_SPACE(sizeof(int) * 2)];
   struct iovec iov = {data, sizeof data};
   struct msghdr m;
   memset(&m, 0, sizeof m);
@@ -50,14 +55,15 @@ static int child_rights(int ctl) {
   if (recvmsg(FD, &m, 0) != 1) return 3;
   struct cmsghdr* h = CMSG_FIRSTHDR(&m);
   if (!h || h->cmsg_type != SCM_RIGHTS) return 4;
-  int passed;
-  memcpy(&passed, CMSG_DATA(h), sizeof passed);
+  int passed[2] = {-1, -1};
+  memcpy(passed, CMSG_DATA(h), h->cmsg_len - CMSG_LEN(0));
   char buf[8];
-  return read(passed, buf, sizeof buf) == 5 && memcmp(buf, "hello", 5) == 0 ? 0 : 5;
+  if (read(passed[0], buf, sizeof buf) != 5 || memcmp(buf, "hello", 5) != 0) return 5;
+  return !timer || read(passed[1], buf, sizeof buf) == 8 ? 0 : 6;
 }
 
-static void send_fd(int sock, int fd) {
-  char control[CMSG_SPACE(sizeof(int))];
+static void send_fds(int sock, const int* fds, int n) {
+  char control[CMSG_SPACE(sizeof(int) * 2)];
   memset(control, 0, sizeof control);
   struct iovec iov = {"x", 1};
   struct msghdr m;
@@ -65,12 +71,12 @@ static void send_fd(int sock, int fd) {
   m.msg_iov = &iov;
   m.msg_iovlen = 1;
   m.msg_control = control;
-  m.msg_controllen = sizeof control;
+  m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
   struct cmsghdr* h = CMSG_FIRSTHDR(&m);
   h->cmsg_level = SOL_SOCKET;
   h->cmsg_type = SCM_RIGHTS;
-  h->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(h), &fd, sizeof fd);
+  h->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+  memcpy(CMSG_DATA(h), fds, sizeof(int) * (size_t)n);
   E2E_SYS(sendmsg(sock, &m, 0));
 }
 
@@ -87,19 +93,30 @@ static int run_with_child(const char* mode) {
   int sv[2], ctl[2], data[2];
   E2E_SYS(socketpair(AF_UNIX, strcmp(mode, "outside") == 0 ? SOCK_STREAM : SOCK_DGRAM, 0, sv));
   E2E_SYS(pipe(ctl));
-  E2E_SYS(pipe(data));
+  int timer = strcmp(mode, "rights-timer") == 0;
+  if (timer)
+    E2E_SYS(pipe(data));
+  else
+    E2E_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, data));
   pid_t c = fork();
   E2E_SYS(c);
   if (c == 0) {
     close(sv[0]), close(ctl[1]), close(data[0]), close(data[1]);
     at_fd10(sv[1]);
-    _exit(strcmp(mode, "outside") == 0 ? child_outside() : child_rights(ctl[0]));
+    _exit(strcmp(mode, "outside") == 0 ? child_outside() : child_rights(ctl[0], timer));
   }
   close(sv[1]), close(ctl[0]);
-  if (strcmp(mode, "rights") == 0) {
-    send_fd(sv[0], data[0]);
-    E2E_SYS(write(data[1], "hello", 5));
+  if (strcmp(mode, "rights") == 0) send_fds(sv[0], data, 1);
+  if (timer) {
+    int tfd = timerfd_create(CLOCK_MONOTONIC, 0);
+    E2E_SYS(tfd);
+    struct itimerspec once = {{0, 0}, {0, 1}};
+    E2E_SYS(timerfd_settime(tfd, 0, &once, NULL));
+    int both[2] = {data[0], tfd};
+    send_fds(sv[0], both, 2);
+    close(tfd);
   }
+  if (strcmp(mode, "outside") != 0) E2E_SYS(write(data[1], "hello", 5));
   close(data[0]), close(data[1]);
   e2e_ready();
   e2e_sleep_until_go();
@@ -170,7 +187,7 @@ int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "";
   if (strcmp(mode, "waiting") == 0) return run_waiting(0);
   if (strcmp(mode, "waiting-closed") == 0) return run_waiting(1);
-  if (strcmp(mode, "outside") == 0 || strcmp(mode, "rights") == 0) return run_with_child(mode);
+  if (strcmp(mode, "outside") == 0 || strncmp(mode, "rights", 6) == 0) return run_with_child(mode);
   if (strcmp(mode, "oob") == 0 || strcmp(mode, "closed") == 0) return run_pair(mode);
   int fd = socket(AF_UNIX, strcmp(mode, "listen") == 0 ? SOCK_STREAM : SOCK_DGRAM, 0);
   E2E_SYS(fd);
