@@ -7,7 +7,7 @@
 // turns repair off: the kernel then probes the peer's window and retransmits what the peer has
 // not acknowledged, so the peer sees a pause and no byte lost or repeated.
 //
-// The kind's name sorts after "tcp_listen" on purpose: kinds are recreated in name order and a
+// Registered after "tcp_listen" on purpose: kinds are recreated in the registry's order and a
 // listener must bind its port before the connections it accepted share it.
 #include <fcntl.h>
 #include <linux/sockios.h>
