@@ -133,6 +133,13 @@ Status fill(RestoreContext& ctx) {
   std::vector<Index> indexes;
   std::vector<std::string> ids;
   for (auto& gen : chain) {
+    // A process that an ancestor did not have (a child forked since) inherits nothing from it;
+    // compose() names the generation if a page is missing after all.
+    if (!indexes.empty() && !gen.find_section(index_name)) {
+      indexes.emplace_back();
+      ids.push_back(gen.id);
+      continue;
+    }
     CKPT_TRY_ASSIGN(Index idx, load_index(gen, index_name));
     if (indexes.empty()) CKPT_TRY(check_matches(ctx, idx));
     indexes.push_back(std::move(idx));
@@ -141,9 +148,11 @@ Status fill(RestoreContext& ctx) {
   auto wanted = compose(indexes, ids);
   if (!wanted.ok()) return wanted.error().wrap(fmt::format("restore pid {}", ctx.pid));
   for (size_t level = chain.size(); level-- > 0;) {
-    // A generation that gives nothing is still the child's own: its section must be read.
+    // Ancestors that give nothing are not read; the restored generation always is (checksum).
     if ((*wanted)[level].empty() && level != 0) continue;
-    CKPT_TRY(copy_level(ctx, chain[level], pages_name, (*wanted)[level]));
+    Status st = copy_level(ctx, chain[level], pages_name, (*wanted)[level]);
+    if (!st.ok())
+      return level == 0 ? st : st.error().wrap(fmt::format("parent gen {}", chain[level].id));
   }
   return {};
 }
