@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include "counter_output.hpp"
 #include "test_process.hpp"
 
 namespace e2e {
@@ -117,6 +118,29 @@ TEST(Incremental, ADamagedParentFailsVerifyAndRestoreNamingIt) {
   EXPECT_NE(restored.exit_code(), 0) << restored.describe();
   EXPECT_NE(restored.err.find("parent gen " + parent + " is missing"), std::string::npos)
       << restored.describe();
+}
+
+// A tree: each process's pages are composed from its own index (proc.PID.memory.index).
+TEST(Incremental, ATreeRestoresFromAChainAndCountsOn) {
+  become_subreaper();
+  TestProcess p({program_path("tree_counter")}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(wait_values(p, 5));
+  auto full = dump(p, {"--leave-running"});
+  ASSERT_EQ(full.exit_code(), 0) << full.describe();
+  ASSERT_TRUE(wait_values(p, counter_values(p.out()).size() + 5));
+  ASSERT_TRUE(p.dump({"--incremental"}));
+  auto gens = generations(p.store());
+  ASSERT_EQ(gens.size(), 2u);
+  std::string m = manifest(gens[1]);
+  EXPECT_NE(m.find("\"parent\": \"" + gens[0].filename().string() + "\""), std::string::npos) << m;
+  EXPECT_NE(m.find(".memory.index\""), std::string::npos) << m;  // the child's index
+  EXPECT_LT(bytes_of(gens[1]), bytes_of(gens[0]));
+  size_t cut = p.out().size();
+  ASSERT_TRUE(p.restore());  // checks the child is back under its parent
+  ASSERT_TRUE(wait_values(p, 5, 5s, cut)) << p.output();
+  ASSERT_TRUE(p.finish());
+  EXPECT_EQ(sequence_problem(counter_values(p.out()), 0), "") << p.output();
 }
 
 }  // namespace
