@@ -84,20 +84,22 @@ TEST(Incremental, OnlyChangedPagesAreStoredAndRestoreGivesTheLatestState) {
   EXPECT_NE(p.out().find("AT EPOCH 3\n"), std::string::npos) << p.output();
 }
 
-TEST(Incremental, ADamagedParentFailsVerifyAndRestoreNamingIt) {
+TEST(Incremental, ADamagedParentFailsVerifyAndRestoreNamingItAndRestoreFallsBack) {
   become_subreaper();
   TestProcess p({program_path("incr_pages"), "8"});
   ASSERT_TRUE(p.wait_ready());
-  auto full = dump(p, {"--leave-running"});
-  ASSERT_EQ(full.exit_code(), 0) << full.describe();
+  for (int i = 0; i < 2; ++i) {
+    auto full = dump(p, {"--leave-running"});
+    ASSERT_EQ(full.exit_code(), 0) << full.describe();
+  }
   ASSERT_TRUE(next_epoch(p, 1));
   ASSERT_TRUE(p.dump({"--incremental"}));
   auto gens = generations(p.store());
-  ASSERT_EQ(gens.size(), 2u);
-  std::string parent = gens[0].filename().string(), child = gens[1].filename().string();
+  ASSERT_EQ(gens.size(), 3u);
+  std::string parent = gens[1].filename().string(), child = gens[2].filename().string();
   {
     // One byte of the parent's pages (its data file starts with a 16-byte header).
-    std::fstream f(gens[0] / "data", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(gens[1] / "data", std::ios::in | std::ios::out | std::ios::binary);
     f.seekg(16 + 4096 * 3 + 7);
     char c = static_cast<char>(f.get());
     f.seekp(16 + 4096 * 3 + 7);
@@ -112,8 +114,13 @@ TEST(Incremental, ADamagedParentFailsVerifyAndRestoreNamingIt) {
   EXPECT_NE(restored.exit_code(), 0) << restored.describe();
   EXPECT_NE(restored.err.find("gen " + parent), std::string::npos) << restored.describe();
   EXPECT_EQ(std::count(restored.err.begin(), restored.err.end(), '\n'), 1) << restored.err;
+  // Without --generation, restore passes over the child and its damaged parent to the first
+  // full generation: the state before epoch 1.
+  ASSERT_TRUE(p.restore({"--accept-changed-files"}));
+  ASSERT_TRUE(p.finish());
+  EXPECT_NE(p.out().find("AT EPOCH 0\n"), std::string::npos) << p.output();
   // Removed, the parent is named as missing, before anything is restored.
-  fs::remove_all(gens[0]);
+  fs::remove_all(gens[1]);
   restored = run_ckpt({"restore", "-D", p.store().string(), "--generation", child, "-d"}, 60s);
   EXPECT_NE(restored.exit_code(), 0) << restored.describe();
   EXPECT_NE(restored.err.find("parent gen " + parent + " is missing"), std::string::npos)
