@@ -35,6 +35,7 @@ struct DumpArgs {
   bool leave_running = false;
   bool shell_job = false;
   bool compress = false;
+  bool incremental = false;
   bool json = false;
   bool trust_store = false;
   CriuFlags criu;
@@ -80,6 +81,46 @@ void add_criu_flags(CLI::App* cmd, CriuFlags& f) {
                 "Allow unix sockets whose peer is outside the tree (CRIU's option)");
 }
 
+// What an incremental dump saved, as the dump's log line says it ("" for a plain full dump).
+std::string incremental_note(const image::GenerationInfo& gen, bool asked) {
+  auto parent = gen.labels.find("parent");
+  auto changed = gen.labels.find("pages_changed");
+  if (parent == gen.labels.end() || changed == gen.labels.end())
+    return asked ? "full: no generation to build on, " : "";
+  const std::string& n_of_m = changed->second;  // "N/M"
+  auto slash = n_of_m.find('/');
+  return fmt::format("incremental: {} of {} pages changed (page hashes) since {}, ",
+                     n_of_m.substr(0, slash),
+                     slash == std::string::npos ? "?" : n_of_m.substr(slash + 1), parent->second);
+}
+
+int report_dump(const DumpArgs& a, const std::filesystem::path& store, const DumpResult& r) {
+  const auto& labels = r.generation.labels;
+  auto label = [&](const char* k) {
+    auto it = labels.find(k);
+    return it == labels.end() ? json(nullptr) : json(it->second);
+  };
+  if (a.json) {
+    print_json({{"ok", true},
+                {"pid", a.pid},
+                {"store", store.string()},
+                {"generation", r.generation.id},
+                {"path", r.generation.path.string()},
+                {"bytes", r.generation.total_bytes},
+                {"frozen_ms", ms(r.frozen)},
+                {"total_ms", ms(r.total)},
+                {"left_running", a.leave_running},
+                {"parent", label("parent")},
+                {"pages_changed", label("pages_changed")}});
+    return kExitOk;
+  }
+  fmt::print(stderr,
+             "ckpt: dumped pid {} into {} ({} bytes, {}frozen {:.1f} ms, total {:.1f} ms)\n", a.pid,
+             r.generation.id, r.generation.total_bytes,
+             incremental_note(r.generation, a.incremental), ms(r.frozen), ms(r.total));
+  return kExitOk;
+}
+
 int run_dump(const DumpArgs& a) {
   auto store = image::Store::open(
       a.dir, {.create = true, .trust = image::Trust{.any_owner = a.trust_store}});
@@ -93,6 +134,7 @@ int run_dump(const DumpArgs& a) {
   opts.leave_running = a.leave_running;
   opts.shell_job = a.shell_job;
   if (a.compress) opts.write.compression = image::Compression::zstd;
+  opts.incremental = a.incremental;
   opts.progress = progress.callback();
   opts.file_locks = a.criu.file_locks;
   opts.tcp_established = a.criu.tcp_established;
@@ -105,21 +147,7 @@ int run_dump(const DumpArgs& a) {
   }
   kept.discard();
   log::info("cli", "dumped pid {} into {}", a.pid, r->generation.id);
-  if (a.json) {
-    print_json({{"ok", true},
-                {"pid", a.pid},
-                {"store", store->dir().string()},
-                {"generation", r->generation.id},
-                {"path", r->generation.path.string()},
-                {"bytes", r->generation.total_bytes},
-                {"frozen_ms", ms(r->frozen)},
-                {"total_ms", ms(r->total)},
-                {"left_running", a.leave_running}});
-    return kExitOk;
-  }
-  fmt::print(stderr, "ckpt: dumped pid {} into {} ({} bytes, frozen {:.1f} ms, total {:.1f} ms)\n",
-             a.pid, r->generation.id, r->generation.total_bytes, ms(r->frozen), ms(r->total));
-  return kExitOk;
+  return report_dump(a, store->dir(), *r);
 }
 
 // The restored process's status as a shell reports it: its exit code, or 128 + signal.
@@ -220,6 +248,8 @@ void add_dump(CLI::App& app, int* exit_code) {
   cmd->add_flag("-j,--shell-job", args->shell_job,
                 "The process uses a terminal or its standard streams come from outside; restore "
                 "gives it those of its caller");
+  cmd->add_flag("--incremental", args->incremental,
+                "Store only the pages changed since the newest generation of this process");
   cmd->add_flag("--compress", args->compress, "Compress the image with zstd");
   cmd->add_flag("--json", args->json, "Print the result as JSON on stdout");
   cmd->add_flag("--trust-store", args->trust_store,

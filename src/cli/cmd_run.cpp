@@ -32,6 +32,8 @@ struct RunArgs {
   bool resume = false;
   bool accept_changed_files = false;
   bool compress = false;
+  bool incremental = false;
+  size_t full_every = 10;
 };
 
 int run_run(const RunArgs& a) {
@@ -53,6 +55,8 @@ int run_run(const RunArgs& a) {
   o.resume = a.resume;
   o.accept_changed_files = a.accept_changed_files;
   o.compress = a.compress;
+  o.incremental = a.incremental;
+  o.full_every = a.full_every;
   return run_supervised(std::move(o));
 }
 
@@ -218,6 +222,12 @@ void add_run(CLI::App& app, int* exit_code) {
   cmd->add_flag("--accept-changed-files", a->accept_changed_files,
                 "Recover even if the program's open files changed size since the checkpoint");
   cmd->add_flag("--compress", a->compress, "Compress checkpoints with zstd");
+  cmd->add_flag("--incremental", a->incremental,
+                "Checkpoints after a full one store only the pages changed since the one before");
+  cmd->add_option("--full-every", a->full_every,
+                  "With --incremental: every Nth checkpoint is full (1: all are)")
+      ->default_val(10)
+      ->check(CLI::Range(1, 1000000));
   cmd->add_option("program", a->program, "PROGRAM ARGS... (after --)");
   cmd->footer(
       "Checkpoint now: 'ckpt checkpoint DIR|PID' or 'kill -USR1 PID'. State: 'ckpt status "

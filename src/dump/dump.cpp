@@ -21,6 +21,7 @@
 #include "common/units.hpp"
 #include "dump/kill.hpp"
 #include "dump/snapshot.hpp"
+#include "image/chain.hpp"
 #include "proc/maps.hpp"
 #include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
@@ -30,6 +31,7 @@
 #include "resources/fds/tcp_repair.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
+#include "resources/page_index.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
 #include "resources/settings.hpp"
@@ -408,9 +410,22 @@ Status kill_tree(Tree& tree) {
   return {};
 }
 
+// Labels an incremental generation with its parent and says how much it saved.
+void finish_incremental(const page_index::DumpState& pages, image::GenerationWriter* writer) {
+  if (!pages.parent) return;
+  const auto& parent = pages.parent->gen;
+  writer->set_label(std::string(image::kParentLabel), parent.id);
+  writer->set_label(std::string(image::kParentIndexLabel),
+                    fmt::format("{:016x}", image::page_index_digest(parent)));
+  writer->set_label("pages_changed", fmt::format("{}/{}", pages.changed, pages.pages));
+  log::info("dump", "incremental: {} of {} pages changed (page hashes), parent {}", pages.changed,
+            pages.pages, parent.id);
+}
+
 Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
-                             Clock::time_point started) {
+                             Clock::time_point started, page_index::DumpState& pages) {
   Tree tree;
+  tree.state.pages = &pages;
   // Declared after the tree: on any error its end takes the connections out of repair mode
   // before the tree's end lets the processes go.
   fds::TcpRepairScope tcp_repair;
@@ -439,6 +454,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
     result.frozen = Clock::now() - frozen_at;
   }
   CKPT_TRY(copy_from_snapshots(tree, pending));
+  finish_incremental(pages, writer);
   CKPT_TRY(finish_image(tree, writer, opts));
   auto gen = writer->commit();
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", opts.pid));
@@ -461,9 +477,16 @@ Result<DumpResult> dump_here(image::Store& store, DumpOptions opts) {
   // For comparisons (bench/freeze_bench, tests): the whole dump with the processes stopped.
   if (const char* off = ::getenv("CKPT_NO_SNAPSHOT"); off && std::string_view(off) == "1")
     opts.snapshot = false;
-  // Before the freeze: creating the generation's files costs the process nothing then.
+  // Before the freeze, like the generation's files: it costs the process nothing then.
+  page_index::DumpState pages;
+  if (opts.incremental) {
+    auto exe = proc::read_proc_link(opts.pid, "exe");
+    std::string why;
+    pages.parent = page_index::find_parent(store, opts.pid, exe.ok() ? *exe : "", &why);
+    if (!pages.parent) log::info("dump", "incremental: {}; a full dump", why);
+  }
   CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
-  return dump_tree(writer.get(), opts, started);
+  return dump_tree(writer.get(), opts, started, pages);
 }
 
 // The dumper's answer to its parent: one line, "ok ID FROZEN_NS TOTAL_NS" or "err ERRNO MESSAGE".

@@ -22,6 +22,9 @@ struct DumpOptions {
   bool snapshot = true;
   bool shell_job = false;  // the process's terminal is taken from ckpt's own at restore
   image::WriteOptions write;
+  // Store only the pages that changed since the newest generation of the same process
+  // (resources/page_index.hpp); a full dump when there is none.
+  bool incremental = false;
   // Processes that must not count as children of the target (the in-process API's helper).
   std::vector<pid_t> ignore_children;
   // Called in the dumping process once every thread is stopped, and once all of the target's

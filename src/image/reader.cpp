@@ -9,6 +9,7 @@
 
 #include "common/checksum.hpp"
 #include "common/fs_util.hpp"
+#include "image/chain.hpp"
 #include "image/format.hpp"
 #include "image/store_internal.hpp"
 
@@ -180,12 +181,26 @@ Status verify_generation_files(const GenerationInfo& gen) {
   return {};
 }
 
-Status verify_generation(const GenerationInfo& gen) {
+namespace {
+
+Status verify_one(const GenerationInfo& gen) {
   CKPT_TRY(verify_generation_files(gen));
   std::unique_ptr<std::byte[]> buf(new std::byte[detail::kIoChunk]);
   for (auto& s : gen.sections) {
     Status st = check_section(gen, s, std::span(buf.get(), detail::kIoChunk));
     if (!st.ok()) return st.error().wrap(fmt::format("gen {}", gen.id));
+  }
+  return {};
+}
+
+}  // namespace
+
+// An incremental generation is only as good as every generation it needs.
+Status verify_generation(const GenerationInfo& gen) {
+  CKPT_TRY_ASSIGN(auto chain, load_chain(gen));
+  for (size_t i = 0; i < chain.size(); ++i) {
+    Status st = verify_one(chain[i]);
+    if (!st.ok()) return i == 0 ? st : st.error().wrap(fmt::format("gen {}: parent", gen.id));
   }
   return {};
 }

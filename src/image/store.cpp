@@ -12,9 +12,12 @@
 #include <csignal>
 #include <cstdio>
 #include <ctime>
+#include <map>
+#include <set>
 
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "image/chain.hpp"
 #include "image/format.hpp"
 #include "image/store_internal.hpp"
 
@@ -205,6 +208,27 @@ uint64_t dir_bytes(const fs::path& dir) {
   return total;
 }
 
+// The generations among `doomed` that a generation staying in the store needs as an ancestor
+// (image/chain.hpp): an incremental generation is useless without them.
+std::set<std::string> needed_parents(const Store& store, const std::vector<std::string>& doomed) {
+  std::set<std::string> gone(doomed.begin(), doomed.end()), needed;
+  std::map<std::string, std::string> parent_of;
+  for (auto& g : store.list())
+    if (is_incremental(g)) parent_of[g.id] = g.labels.at(std::string(kParentLabel));
+  for (auto& [id, parent] : parent_of) {
+    if (gone.count(id)) continue;
+    // Walks up from each kept generation; parents are older, so the walk ends.
+    for (std::string at = parent; !at.empty() && needed.insert(at).second;) {
+      auto up = parent_of.find(at);
+      at = up == parent_of.end() || up->second >= at ? std::string() : up->second;
+    }
+  }
+  std::set<std::string> out;
+  for (auto& n : needed)
+    if (gone.count(n)) out.insert(n);
+  return out;
+}
+
 }  // namespace
 
 int64_t detail::now_unix_ns() {
@@ -345,6 +369,7 @@ Result<RetentionReport> Store::apply_retention(const Retention& r) const {
   size_t kept = protect.empty() ? 0 : 1;
   uint64_t bytes = protect.empty() ? 0 : dir_bytes(dir_ / protect);
   bool full = false;
+  std::vector<std::string> doomed;
   for (auto& name : names) {
     if (name == protect) continue;
     uint64_t size = dir_bytes(dir_ / name);
@@ -354,6 +379,11 @@ Result<RetentionReport> Store::apply_retention(const Retention& r) const {
       continue;
     }
     full = true;  // once over a limit, everything older goes too
+    doomed.push_back(name);
+  }
+  std::set<std::string> needed = needed_parents(*this, doomed);
+  for (auto& name : doomed) {
+    if (needed.count(name)) continue;
     remove_dir(dir_, name);
     report.removed.push_back(name);
   }

@@ -22,6 +22,10 @@
 
 namespace ckpt {
 
+namespace page_index {
+struct DumpState;
+}
+
 // Scratch memory inside a stopped tracee that injected calls can use for their arguments and
 // results. At dump time it is borrowed from below the stack pointer of the thread (beyond the
 // red zone) and put back afterwards; at restore time it is the restorer's own page.
@@ -38,8 +42,9 @@ struct ThreadHandle {
 // What the processes of one dumped tree share: the image's tree-wide records (open files,
 // deleted files, shared memory objects), each saved once however many processes use it.
 struct TreeState {
-  pid_t root = 0;                    // the process the dump was asked for
-  ByteProgress* progress = nullptr;  // memory copied so far; always set
+  pid_t root = 0;                          // the process the dump was asked for
+  ByteProgress* progress = nullptr;        // memory copied so far; always set
+  page_index::DumpState* pages = nullptr;  // the parent of an incremental dump, page counts
   schema::ImageRoot image;
   // Every (pid, fd) that refers to each open file (by id), and open files by (dev, ino): a new
   // fd is compared (kcmp) only with open files of its own inode.

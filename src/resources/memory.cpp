@@ -17,7 +17,10 @@
 
 #include "common/log.hpp"
 #include "common/scoped_fd.hpp"
+#include "image/chain.hpp"
 #include "proc/pagemap.hpp"
+#include "resources/page_chain.hpp"
+#include "resources/page_index.hpp"
 #include "resources/shared_memory.hpp"
 #include "resources/sysv_ipc.hpp"
 #include "resources/vdso.hpp"
@@ -55,13 +58,13 @@ Content content_of(const proc::MapEntry& m) {
 }
 
 // Streams the given ranges of the process into the pages section through one reused buffer.
-Status copy_ranges(pid_t pid, const std::vector<Range>& ranges, image::SectionWriter& out,
+Status copy_ranges(pid_t pid, const std::vector<Range>& ranges, page_index::PageSink& out,
                    std::span<char> buf, ByteProgress& progress) {
   for (auto [s, e] : ranges) {
     while (s < e) {
       size_t n = std::min<uint64_t>(e - s, buf.size());
       CKPT_TRY(read_remote(pid, s, buf.data(), n));
-      CKPT_TRY(out.write({reinterpret_cast<const std::byte*>(buf.data()), n}));
+      CKPT_TRY(out.write(s, buf.first(n)));
       progress.advance(n);
       s += n;
     }
@@ -157,6 +160,16 @@ Status read_stopped(pid_t pid, Plan& plan) {
   return {};
 }
 
+// The bytes of an item read while the process was stopped, its ranges back to back.
+Status write_held(const Plan::Item& item, page_index::PageSink& sink) {
+  size_t at = 0;
+  for (auto [s, e] : item.ranges) {
+    CKPT_TRY(sink.write(s, std::span(item.data).subspan(at, e - s)));
+    at += e - s;
+  }
+  return {};
+}
+
 }  // namespace
 
 Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
@@ -217,6 +230,14 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
   std::unique_ptr<char[]> storage(new char[kCopyBuffer]);
   std::span<char> buf(storage.get(), kCopyBuffer);
   schema::MemoryRecord& out = ctx.rec.memory;
+  page_index::DumpState own;
+  page_index::DumpState& state = ctx.tree->pages ? *ctx.tree->pages : own;
+  const page_index::Index* parent = nullptr;
+  if (state.parent) {
+    auto it = state.parent->indexes.find(ctx.section_prefix);
+    if (it != state.parent->indexes.end()) parent = &it->second;
+  }
+  page_index::PageSink sink(*pages, parent, state);
   for (auto& item : plan.items) {
     if (item.scan) {
       CKPT_TRY_ASSIGN(auto found,
@@ -231,15 +252,16 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
     if (item.data.empty()) {
       // Ranges not read while stopped come from the source (the snapshot, or the process itself).
       pid_t from = item.scan ? source : ctx.pid;
-      CKPT_TRY(copy_ranges(from, item.ranges, *pages, buf, *ctx.tree->progress));
+      CKPT_TRY(copy_ranges(from, item.ranges, sink, buf, *ctx.tree->progress));
     } else {
-      CKPT_TRY(
-          pages->write({reinterpret_cast<const std::byte*>(item.data.data()), item.data.size()}));
+      CKPT_TRY(write_held(item, sink));
       ctx.tree->progress->advance(item.data.size());
       std::vector<char>().swap(item.data);
     }
   }
-  return pages->finish();
+  CKPT_TRY(pages->finish());
+  return ctx.writer->write_section(ctx.section(page_index::kIndexSection),
+                                   page_index::encode(sink.take()));
 }
 
 Status dump(DumpContext& ctx) {
@@ -486,6 +508,13 @@ void populate(ptrace::RemoteSyscalls& rs, const std::vector<Range>& ranges) {
 // preadv (1 GiB: 0.6-0.9 s against 1.2-1.6 s): the kernel writes through its own mapping of the
 // pinned pages (probably why: copies to user addresses are slow in this kind of guest).
 Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
+  if (image::is_incremental(ctx.generation)) {
+    for (auto& v : vmas) {
+      CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
+      populate(*ctx.main_remote, ranges);
+    }
+    return page_chain::fill(ctx);
+  }
   CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, ctx.section(kPagesSection)));
   // Not zero-filled: a small process touches only a few pages of it.
   std::unique_ptr<std::byte[]> storage(new std::byte[kFillBuffer]);

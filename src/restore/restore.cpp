@@ -19,6 +19,7 @@
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "common/units.hpp"
+#include "image/chain.hpp"
 #include "proc/maps.hpp"
 #include "proc/stat.hpp"
 #include "resources/deleted_files.hpp"
@@ -366,7 +367,8 @@ Result<RestoreResult> restore_generation(const image::Store& store,
 
 Result<RestoreResult> restore_checked(const image::Store& store, const image::GenerationInfo& gen,
                                       const RestoreOptions& opts) {
-  Status files = image::verify_generation_files(gen);
+  // An incremental generation needs its parents: a missing or replaced one fails here, in one line.
+  Status files = image::check_chain_files(gen);
   if (!files.ok()) return files.error();
   return restore_generation(store, gen, opts);
 }

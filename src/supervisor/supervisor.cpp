@@ -15,6 +15,7 @@
 #include "common/log.hpp"
 #include "common/units.hpp"
 #include "dump/dump.hpp"
+#include "image/chain.hpp"
 #include "image/store.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
@@ -85,6 +86,7 @@ class Supervisor {
   bool stop_requested_ = false;
   bool hup_forwarded_ = false;
   std::set<std::string> reported_problems_;
+  size_t incremental_in_row_ = 0;     // incremental checkpoints since the last full one
   std::optional<RunState> previous_;  // the store's run state from before this run (--resume)
 };
 
@@ -273,6 +275,7 @@ void Supervisor::checkpoint(bool requested) {
   d.leave_running = true;
   d.shell_job = true;
   if (opts_.compress) d.write.compression = image::Compression::zstd;
+  d.incremental = opts_.incremental && incremental_in_row_ + 1 < opts_.full_every;
   auto r = dump_process(store_, d);
   if (!r.ok()) {
     // A program that ended while being checkpointed is told by its exit, next; "keeps running"
@@ -290,6 +293,8 @@ void Supervisor::checkpoint(bool requested) {
     return;
   }
   const auto& g = r->generation;
+  bool incremental = image::is_incremental(g);
+  incremental_in_row_ = incremental ? incremental_in_row_ + 1 : 0;
   policy_.checkpointed(g.id);
   ++state_.checkpoints;
   state_.last_generation = g.id;
@@ -297,8 +302,9 @@ void Supervisor::checkpoint(bool requested) {
   state_.last_checkpoint_bytes = g.total_bytes;
   state_.last_frozen_ms = ms(r->frozen);
   state_.last_checkpoint_error.clear();
-  tell("checkpoint {}: {}, frozen {:.1f} ms, total {:.1f} ms{}", g.id, human_bytes(g.total_bytes),
-       ms(r->frozen), ms(r->total), requested ? " (requested)" : "");
+  tell("checkpoint {}: {}{}, frozen {:.1f} ms, total {:.1f} ms{}", g.id, human_bytes(g.total_bytes),
+       incremental ? fmt::format(" (incremental on {})", g.labels.at("parent")) : "", ms(r->frozen),
+       ms(r->total), requested ? " (requested)" : "");
   answer(true, fmt::format("checkpoint {}: {}, frozen {:.1f} ms, total {:.1f} ms", g.id,
                            human_bytes(g.total_bytes), ms(r->frozen), ms(r->total)));
   apply_retention();

@@ -21,6 +21,10 @@ struct RunOptions {
   bool resume = false;  // start from the store's newest valid generation, if any
   bool accept_changed_files = false;
   bool compress = false;
+  // Checkpoints store only the pages changed since the one before, but every full_every-th is
+  // full (which bounds the chains restore reads and retention keeps).
+  bool incremental = false;
+  size_t full_every = 10;
 };
 
 // $XDG_STATE_HOME/ckpt/NAME, else ~/.local/state/ckpt/NAME, NAME being the program's file name.

@@ -1,0 +1,160 @@
+#include "resources/page_chain.hpp"
+
+#include <memory>
+
+#include "image/chain.hpp"
+#include "resources/memory.hpp"
+#include "resources/page_index.hpp"
+
+namespace ckpt::page_chain {
+namespace {
+
+using page_index::Index;
+using page_index::kPage;
+
+constexpr size_t kBuffer = 1 << 20;
+
+Result<Index> load_index(const image::GenerationInfo& gen, const std::string& name) {
+  CKPT_TRY_ASSIGN(auto reader, image::open_generation_section(gen, name));
+  std::vector<std::byte> bytes;
+  std::vector<std::byte> buf(64 << 10);
+  for (;;) {
+    CKPT_TRY_ASSIGN(size_t n, reader->read(buf));
+    if (n == 0) break;
+    bytes.insert(bytes.end(), buf.begin(), buf.begin() + static_cast<ptrdiff_t>(n));
+  }
+  return page_index::decode(bytes, fmt::format("gen {}: section '{}'", gen.id, name));
+}
+
+// The index must list exactly the pages the process record says are saved, in order.
+Status check_matches(const RestoreContext& ctx, const Index& index) {
+  size_t i = 0;
+  for (auto& v : ctx.rec->memory.vmas) {
+    for (auto& r : v.pages) {
+      for (uint64_t a = r.start; a < r.end; a += kPage, ++i) {
+        if (i >= index.entries.size() || index.entries[i].addr != a)
+          return errorf(
+              "restore pid {}: the page index of gen {} does not match its mappings at "
+              "{:#x}",
+              ctx.pid, ctx.generation.id, a);
+      }
+    }
+  }
+  if (i != index.entries.size())
+    return errorf("restore pid {}: the page index of gen {} lists {} pages, its mappings {}",
+                  ctx.pid, ctx.generation.id, index.entries.size(), i);
+  return {};
+}
+
+// Writes the wanted pages among the `count` pages in `buf`, which begin at ordinal `first`;
+// `next` walks `wanted`. Neighbouring pages go in one write.
+Status write_wanted(RestoreContext& ctx, const Wanted& wanted, size_t& next, uint64_t first,
+                    uint64_t count, const std::byte* buf) {
+  while (next < wanted.size() && wanted[next].first < first + count) {
+    size_t end = next + 1;
+    while (end < wanted.size() && wanted[end].first < first + count &&
+           wanted[end].first == wanted[end - 1].first + 1 &&
+           wanted[end].second == wanted[end - 1].second + kPage)
+      ++end;
+    uint64_t bytes = (end - next) * kPage;
+    CKPT_TRY(write_remote(ctx.pid, wanted[next].second, buf + (wanted[next].first - first) * kPage,
+                          bytes));
+    ctx.progress->advance(bytes);
+    next = end;
+  }
+  return {};
+}
+
+// Reads one generation's pages section from start to end (its checksum is checked at the end)
+// and writes the wanted pages.
+Status copy_level(RestoreContext& ctx, const image::GenerationInfo& gen, const std::string& name,
+                  const Wanted& wanted) {
+  CKPT_TRY_ASSIGN(auto reader, image::open_generation_section(gen, name));
+  std::unique_ptr<std::byte[]> storage(new std::byte[kBuffer]);
+  uint64_t ordinal = 0;
+  size_t next = 0;
+  for (;;) {
+    size_t got = 0;
+    while (got < kBuffer) {
+      CKPT_TRY_ASSIGN(size_t n, reader->read({storage.get() + got, kBuffer - got}));
+      if (n == 0) break;
+      got += n;
+    }
+    if (got % kPage != 0)
+      return errorf("restore pid {}: gen {}: section '{}' is not whole pages", ctx.pid, gen.id,
+                    name);
+    CKPT_TRY(write_wanted(ctx, wanted, next, ordinal, got / kPage, storage.get()));
+    ordinal += got / kPage;
+    if (got < kBuffer) break;
+  }
+  if (next != wanted.size())
+    return errorf("restore pid {}: gen {}: section '{}' ends at page {}, before page {}", ctx.pid,
+                  gen.id, name, ordinal, wanted[next].first);
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<Wanted>> compose(const std::vector<Index>& chain,
+                                    const std::vector<std::string>& ids) {
+  std::vector<Wanted> wanted(chain.size());
+  std::vector<uint64_t> pending;  // addresses inherited from further up, ascending
+  uint64_t k = 0;
+  for (auto& e : chain.at(0).entries) {
+    if (e.stored) wanted[0].emplace_back(k++, e.addr);
+    if (!e.stored) pending.push_back(e.addr);
+  }
+  for (size_t level = 1; level < chain.size() && !pending.empty(); ++level) {
+    const Index& idx = chain[level];
+    std::vector<uint64_t> ordinal(idx.entries.size());
+    for (size_t i = 0, n = 0; i < idx.entries.size(); ++i)
+      ordinal[i] = idx.entries[i].stored ? n++ : 0;
+    std::vector<uint64_t> still;
+    for (uint64_t a : pending) {
+      const page_index::Entry* e = idx.find(a);
+      if (!e)
+        return errorf("page {:#x} is inherited from gen {}, which does not hold it", a,
+                      ids.at(level));
+      if (e->stored) wanted[level].emplace_back(ordinal[size_t(e - idx.entries.data())], a);
+      if (!e->stored) still.push_back(a);
+    }
+    pending.swap(still);
+  }
+  if (!pending.empty())
+    return errorf("page {:#x} is inherited, but no generation below {} stores it", pending.front(),
+                  ids.at(0));
+  return wanted;
+}
+
+Status fill(RestoreContext& ctx) {
+  CKPT_TRY_ASSIGN(auto chain, image::load_chain(ctx.generation));
+  std::string index_name = ctx.section(page_index::kIndexSection);
+  std::string pages_name = ctx.section(memory::kPagesSection);
+  std::vector<Index> indexes;
+  std::vector<std::string> ids;
+  for (auto& gen : chain) {
+    // A process that an ancestor did not have (a child forked since) inherits nothing from it;
+    // compose() names the generation if a page is missing after all.
+    if (!indexes.empty() && !gen.find_section(index_name)) {
+      indexes.emplace_back();
+      ids.push_back(gen.id);
+      continue;
+    }
+    CKPT_TRY_ASSIGN(Index idx, load_index(gen, index_name));
+    if (indexes.empty()) CKPT_TRY(check_matches(ctx, idx));
+    indexes.push_back(std::move(idx));
+    ids.push_back(gen.id);
+  }
+  auto wanted = compose(indexes, ids);
+  if (!wanted.ok()) return wanted.error().wrap(fmt::format("restore pid {}", ctx.pid));
+  for (size_t level = chain.size(); level-- > 0;) {
+    // Ancestors that give nothing are not read; the restored generation always is (checksum).
+    if ((*wanted)[level].empty() && level != 0) continue;
+    Status st = copy_level(ctx, chain[level], pages_name, (*wanted)[level]);
+    if (!st.ok())
+      return level == 0 ? st : st.error().wrap(fmt::format("parent gen {}", chain[level].id));
+  }
+  return {};
+}
+
+}  // namespace ckpt::page_chain

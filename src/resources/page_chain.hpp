@@ -1,0 +1,27 @@
+#pragma once
+// Restoring the pages of an incremental generation (resources/page_index.hpp): each page comes
+// from the generation of the chain that stores it (the nearest one at or above the restored
+// generation whose index marks it stored).
+#include <string>
+#include <vector>
+
+#include "resources/context.hpp"
+#include "resources/page_index.hpp"
+
+namespace ckpt::page_chain {
+
+// What one generation of a chain gives: (ordinal among its stored pages, address), ascending.
+using Wanted = std::vector<std::pair<uint64_t, uint64_t>>;
+
+// Which pages each generation of a chain gives, from their page indexes (the restored
+// generation's first, then its parent's, ...; `ids` name them in errors). Every page of the
+// first index comes from exactly one generation: the nearest that stores it.
+Result<std::vector<Wanted>> compose(const std::vector<page_index::Index>& chain,
+                                    const std::vector<std::string>& ids);
+
+// Writes every saved page of ctx's process into the puppet (its mappings exist already), reading
+// each generation's pages section of the chain once, start to end, so that its checksum is
+// checked. Errors name the generation at fault.
+Status fill(RestoreContext& ctx);
+
+}  // namespace ckpt::page_chain

@@ -1,0 +1,161 @@
+#include "resources/page_index.hpp"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#include "common/checksum.hpp"
+#include "common/log.hpp"
+#include "image/chain.hpp"
+
+namespace ckpt::page_index {
+namespace {
+
+static_assert(std::endian::native == std::endian::little, "the index is stored little-endian");
+
+constexpr char kMagic[8] = {'C', 'K', 'P', 'T', 'P', 'I', 'X', '\0'};
+constexpr size_t kHeader = 24;  // magic, u32 format, u32 page size, u64 count
+constexpr size_t kEntrySize = 16;
+// The low bits of a page address are free: bit 0 says "stored here".
+constexpr uint64_t kStoredBit = 1;
+
+void put64(std::byte* p, uint64_t v) {
+  std::memcpy(p, &v, 8);
+}
+uint64_t get64(const std::byte* p) {
+  uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+uint32_t get32(const std::byte* p) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return v;
+}
+
+}  // namespace
+
+const Entry* Index::find(uint64_t addr) const {
+  auto it = std::lower_bound(entries.begin(), entries.end(), addr,
+                             [](const Entry& e, uint64_t a) { return e.addr < a; });
+  return it != entries.end() && it->addr == addr ? &*it : nullptr;
+}
+
+uint64_t Index::stored_count() const {
+  return static_cast<uint64_t>(
+      std::count_if(entries.begin(), entries.end(), [](const Entry& e) { return e.stored; }));
+}
+
+std::vector<std::byte> encode(const Index& index) {
+  std::vector<std::byte> out(kHeader + index.entries.size() * kEntrySize);
+  std::memcpy(out.data(), kMagic, 8);
+  uint32_t format = kIndexFormat, page = kPage;
+  std::memcpy(out.data() + 8, &format, 4);
+  std::memcpy(out.data() + 12, &page, 4);
+  put64(out.data() + 16, index.entries.size());
+  std::byte* p = out.data() + kHeader;
+  for (auto& e : index.entries) {
+    put64(p, e.addr | (e.stored ? kStoredBit : 0));
+    put64(p + 8, e.hash);
+    p += kEntrySize;
+  }
+  return out;
+}
+
+Result<Index> decode(std::span<const std::byte> bytes, std::string_view what) {
+  if (bytes.size() < kHeader || std::memcmp(bytes.data(), kMagic, 8) != 0)
+    return errorf("{}: not a page index", what);
+  if (uint32_t f = get32(bytes.data() + 8); f != kIndexFormat)
+    return errorf("{}: page index format {} is not supported (this ckpt reads {})", what, f,
+                  kIndexFormat);
+  if (uint32_t page = get32(bytes.data() + 12); page != kPage)
+    return errorf("{}: page size {} is not supported", what, page);
+  uint64_t count = get64(bytes.data() + 16);
+  if (count > (bytes.size() - kHeader) / kEntrySize || bytes.size() != kHeader + count * kEntrySize)
+    return errorf("{}: {} bytes do not hold {} entries", what, bytes.size(), count);
+  Index index;
+  index.entries.reserve(count);
+  const std::byte* p = bytes.data() + kHeader;
+  for (uint64_t i = 0; i < count; ++i, p += kEntrySize) {
+    uint64_t word = get64(p);
+    Entry e{word & ~(kPage - 1), get64(p + 8), (word & kStoredBit) != 0};
+    if ((word & (kPage - 1) & ~kStoredBit) != 0)
+      return errorf("{}: entry {} has unknown flags {:#x}", what, i, word & (kPage - 1));
+    if (!index.entries.empty() && e.addr <= index.entries.back().addr)
+      return errorf("{}: entry {} ({:#x}) is not above the one before", what, i, e.addr);
+    index.entries.push_back(e);
+  }
+  return index;
+}
+
+namespace {
+
+bool same_program(const image::GenerationInfo& g, pid_t pid, const std::string& exe) {
+  auto label = [&](const char* k) {
+    auto it = g.labels.find(k);
+    return it == g.labels.end() ? std::string() : it->second;
+  };
+  if (label("kind") != "process" || label("pid") != std::to_string(pid)) return false;
+  return exe.empty() || label("exe").empty() || label("exe") == exe;
+}
+
+Result<Parent> load_parent(const image::Store& store, const image::GenerationInfo& gen) {
+  CKPT_TRY(image::check_chain_files(gen));
+  Parent p{gen, {}};
+  for (auto& s : gen.sections) {
+    std::string_view name = s.name;
+    if (!name.ends_with(image::kPageIndexSuffix)) continue;
+    std::string prefix(name.substr(0, name.size() - image::kPageIndexSuffix.size()));
+    CKPT_TRY_ASSIGN(auto bytes, store.read_section(gen, s.name));
+    CKPT_TRY_ASSIGN(p.indexes[prefix], decode(bytes, fmt::format("gen {}: {}", gen.id, s.name)));
+  }
+  return p;
+}
+
+}  // namespace
+
+std::optional<Parent> find_parent(const image::Store& store, pid_t pid, const std::string& exe,
+                                  std::string* why) {
+  *why = fmt::format("no earlier generation of pid {} in the store", pid);
+  for (auto& g : store.list()) {
+    if (!same_program(g, pid, exe)) continue;
+    if (!image::has_page_index(g)) {
+      *why = fmt::format("generation {} has no page index (written by an older ckpt)", g.id);
+      continue;
+    }
+    auto p = load_parent(store, g);
+    if (p.ok()) return std::move(*p);
+    *why = p.error().message;
+    log::warn("memory", "incremental: not building on {}: {}", g.id, p.error().message);
+  }
+  return std::nullopt;
+}
+
+Status PageSink::write(uint64_t addr, std::span<const char> bytes) {
+  const char* run = nullptr;  // start of the changed pages not written yet
+  auto flush = [&](const char* end) -> Status {
+    if (!run) return {};
+    Status st = out_.write({reinterpret_cast<const std::byte*>(run), size_t(end - run)});
+    run = nullptr;
+    return st;
+  };
+  for (size_t off = 0; off < bytes.size(); off += kPage, addr += kPage) {
+    const char* page = bytes.data() + off;
+    uint64_t hash = XXH3_64bits(page, kPage);
+    const Entry* old = parent_ ? parent_->find(addr) : nullptr;
+    bool changed = !old || old->hash != hash;
+    if (!index_.entries.empty() && addr <= index_.entries.back().addr)
+      return errorf("page index: page {:#x} comes after {:#x}", addr, index_.entries.back().addr);
+    index_.entries.push_back({addr, hash, changed});
+    ++state_.pages;
+    if (changed) {
+      ++state_.changed;
+      if (!run) run = page;
+    } else {
+      CKPT_TRY(flush(page));
+    }
+  }
+  return flush(bytes.data() + bytes.size());
+}
+
+}  // namespace ckpt::page_index

@@ -1,0 +1,80 @@
+#pragma once
+// Page indexes and incremental dumps (docs/image-format.md, "Incremental generations").
+//
+// Every dump writes, next to a process's pages section, a page index: one entry per saved page,
+// in section order, with the page's address, an XXH3-64 of its 4 KiB and whether the page is
+// stored in this generation or inherited from the parent generation. An incremental dump still
+// reads every page but hashes it and writes only those whose hash differs from the parent's
+// entry at that address; restore takes each inherited page from the generation that stores it.
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "common/result.hpp"
+#include "image/store.hpp"
+
+namespace ckpt::page_index {
+
+inline constexpr const char* kIndexSection = "memory.index";
+inline constexpr uint64_t kPage = 4096;
+// Version of the page index encoding (its header); a reader refuses others by name.
+inline constexpr uint32_t kIndexFormat = 1;
+
+struct Entry {
+  uint64_t addr = 0;
+  uint64_t hash = 0;
+  bool stored = false;  // in this generation's pages section; else inherited from the parent
+};
+
+struct Index {
+  std::vector<Entry> entries;  // strictly ascending addresses
+  // The entry for `addr`, or null.
+  const Entry* find(uint64_t addr) const;
+  uint64_t stored_count() const;
+};
+
+std::vector<std::byte> encode(const Index& index);
+// `what` names the section in errors. Checks the header, the size and the order of addresses.
+Result<Index> decode(std::span<const std::byte> bytes, std::string_view what);
+
+// The parent an incremental dump builds on: its page indexes by section prefix.
+struct Parent {
+  image::GenerationInfo gen;
+  std::map<std::string, Index> indexes;  // section prefix ("" for the root) -> index
+};
+
+// The newest generation of `store` that an incremental dump of `pid` (running `exe`) can build
+// on: a process image of that pid and program, with page indexes, whose chain links and files
+// check (the data checksums are read by restore and verify, not here: that would read the whole
+// chain at every checkpoint). Nullopt, with the reason in *why, when there is none.
+std::optional<Parent> find_parent(const image::Store& store, pid_t pid, const std::string& exe,
+                                  std::string* why);
+
+// Tree-wide state of one dump: the parent (if incremental) and what was written.
+struct DumpState {
+  std::optional<Parent> parent;
+  uint64_t pages = 0;    // pages saved (stored or inherited)
+  uint64_t changed = 0;  // pages stored in this generation
+};
+
+// Streams one process's pages into its pages section, leaving out those its parent has, and
+// builds its index. Pages come in ascending address order.
+class PageSink {
+ public:
+  PageSink(image::SectionWriter& out, const Index* parent, DumpState& state)
+      : out_(out), parent_(parent), state_(state) {}
+  // `bytes` are whole pages starting at `addr`.
+  Status write(uint64_t addr, std::span<const char> bytes);
+  Index take() { return std::move(index_); }
+
+ private:
+  image::SectionWriter& out_;
+  const Index* parent_;
+  DumpState& state_;
+  Index index_;
+};
+
+}  // namespace ckpt::page_index

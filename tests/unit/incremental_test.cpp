@@ -1,0 +1,223 @@
+// Incremental generations: page indexes, the diff an incremental dump writes, how restore
+// composes a chain, chain verification and retention that keeps the parents kept ones need.
+#include <gtest/gtest.h>
+
+#include "image/chain.hpp"
+#include "image/store.hpp"
+#include "image_test_util.hpp"
+#include "resources/page_chain.hpp"
+#include "resources/page_index.hpp"
+
+namespace ckpt::image {
+namespace {
+
+using page_index::Entry;
+using page_index::Index;
+using page_index::kPage;
+
+// Collects what a PageSink writes.
+class Collect final : public SectionWriter {
+ public:
+  Status write(std::span<const std::byte> data) override {
+    bytes.insert(bytes.end(), data.begin(), data.end());
+    ++writes;
+    return {};
+  }
+  Status finish() override { return {}; }
+  std::vector<std::byte> bytes;
+  int writes = 0;
+};
+
+std::vector<char> pages_of(std::initializer_list<char> fills) {
+  std::vector<char> out;
+  for (char c : fills) out.insert(out.end(), kPage, c);
+  return out;
+}
+
+TEST(PageIndex, RoundTripsAndRefusesWhatItDoesNotKnow) {
+  Index idx{{{0x1000, 11, true}, {0x3000, 22, false}, {0x7ffff000, 33, true}}};
+  auto bytes = page_index::encode(idx);
+  auto back = page_index::decode(bytes, "idx");
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  ASSERT_EQ(back->entries.size(), 3u);
+  EXPECT_EQ(back->entries[1].addr, 0x3000u);
+  EXPECT_FALSE(back->entries[1].stored);
+  EXPECT_EQ(back->entries[2].hash, 33u);
+  EXPECT_EQ(back->stored_count(), 2u);
+  EXPECT_EQ(back->find(0x3000)->hash, 22u);
+  EXPECT_EQ(back->find(0x2000), nullptr);
+
+  auto future = bytes;
+  future[8] = std::byte{2};  // the format field
+  auto refused = page_index::decode(future, "idx");
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message,
+            "idx: page index format 2 is not supported (this ckpt reads 1)");
+
+  Index unordered{{{0x3000, 1, true}, {0x1000, 2, true}}};
+  auto bad = page_index::decode(page_index::encode(unordered), "idx");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.error().message.find("not above"), std::string::npos) << bad.error().message;
+  auto cut = bytes;
+  cut.pop_back();
+  EXPECT_FALSE(page_index::decode(cut, "idx").ok());
+}
+
+TEST(PageIndex, SinkWritesOnlyPagesThatDifferFromTheParent) {
+  page_index::DumpState state;
+  Collect first;
+  page_index::PageSink full(first, nullptr, state);
+  auto v1 = pages_of({'a', 'b', 'c', 'd'});
+  ASSERT_TRUE(full.write(0x10000, v1).ok());
+  Index parent = full.take();
+  EXPECT_EQ(first.bytes.size(), 4 * kPage);
+  EXPECT_EQ(parent.stored_count(), 4u);
+
+  page_index::DumpState delta_state;
+  Collect second;
+  page_index::PageSink delta(second, &parent, delta_state);
+  // Pages 1 and 2 change, and a page the parent did not have appears.
+  auto v2 = pages_of({'a', 'X', 'Y', 'd'});
+  ASSERT_TRUE(delta.write(0x10000, v2).ok());
+  ASSERT_TRUE(delta.write(0x20000, pages_of({'n'})).ok());
+  // Out of order pages are refused rather than written into an index restore would misread.
+  EXPECT_FALSE(delta.write(0x1000, pages_of({'z'})).ok());
+  Index child = delta.take();
+  EXPECT_EQ(delta_state.pages, 5u);
+  EXPECT_EQ(delta_state.changed, 3u);
+  EXPECT_EQ(second.bytes.size(), 3 * kPage);
+  EXPECT_EQ(second.writes, 2);  // the two neighbours went in one write
+  EXPECT_EQ(static_cast<char>(second.bytes[0]), 'X');
+  EXPECT_EQ(static_cast<char>(second.bytes[2 * kPage]), 'n');
+  std::vector<bool> stored;
+  for (auto& e : child.entries) stored.push_back(e.stored);
+  EXPECT_EQ(stored, (std::vector<bool>{false, true, true, false, true}));
+}
+
+TEST(PageChain, EachPageComesFromTheNearestGenerationThatStoresIt) {
+  // grandparent stores A B C; parent stores B' and D, inherits A C; child stores C'', inherits
+  // A B' D.
+  Index gp{{{0x1000, 1, true}, {0x2000, 2, true}, {0x3000, 3, true}}};
+  Index p{{{0x1000, 1, false}, {0x2000, 20, true}, {0x3000, 3, false}, {0x4000, 4, true}}};
+  Index c{{{0x1000, 1, false}, {0x2000, 20, false}, {0x3000, 30, true}, {0x4000, 4, false}}};
+  auto w = page_chain::compose({c, p, gp}, {"c", "p", "gp"});
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  using W = page_chain::Wanted;
+  EXPECT_EQ((*w)[0], (W{{0, 0x3000}}));
+  EXPECT_EQ((*w)[1], (W{{0, 0x2000}, {1, 0x4000}}));
+  EXPECT_EQ((*w)[2], (W{{0, 0x1000}}));
+}
+
+TEST(PageChain, APageNoGenerationStoresIsAnError) {
+  Index p{{{0x1000, 1, true}}};
+  Index c{{{0x1000, 1, false}, {0x2000, 2, false}}};
+  auto w = page_chain::compose({c, p}, {"gen-c", "gen-p"});
+  ASSERT_FALSE(w.ok());
+  EXPECT_EQ(w.error().message, "page 0x2000 is inherited from gen gen-p, which does not hold it");
+  Index top{{{0x1000, 1, false}}};
+  auto alone = page_chain::compose({top}, {"gen-c"});
+  ASSERT_FALSE(alone.ok());
+  EXPECT_NE(alone.error().message.find("no generation below gen-c"), std::string::npos);
+}
+
+// A generation with a page index section and optionally a parent.
+GenerationInfo write_indexed(Store& store, const GenerationInfo* parent, uint32_t seed) {
+  auto w = store.begin_generation({});
+  EXPECT_TRUE(w.ok());
+  (*w)->set_label("kind", "test");
+  if (parent) {
+    (*w)->set_label(std::string(kParentLabel), parent->id);
+    (*w)->set_label(std::string(kParentIndexLabel),
+                    fmt::format("{:016x}", page_index_digest(*parent)));
+  }
+  Index idx{{{0x1000, seed, true}}};
+  EXPECT_TRUE((*w)->write_section("memory.pages", pattern(kPage, seed)).ok());
+  EXPECT_TRUE((*w)->write_section("memory.index", page_index::encode(idx)).ok());
+  auto gen = (*w)->commit();
+  EXPECT_TRUE(gen.ok()) << gen.error().message;
+  return *gen;
+}
+
+TEST(ImageChain, VerifyChecksEveryParentAndNamesTheBadOne) {
+  TempDir dir;
+  Store store = open_store(dir.path());
+  auto base = write_indexed(store, nullptr, 1);
+  auto mid = write_indexed(store, &base, 2);
+  auto top = write_indexed(store, &mid, 3);
+  auto chain = load_chain(top);
+  ASSERT_TRUE(chain.ok()) << chain.error().message;
+  ASSERT_EQ(chain->size(), 3u);
+  EXPECT_EQ((*chain)[2].id, base.id);
+  EXPECT_TRUE(verify_generation(top).ok());
+
+  flip_byte(base.path / "data", 100);
+  Status st = verify_generation(top);
+  ASSERT_FALSE(st.ok());
+  EXPECT_TRUE(st.error().message.starts_with(
+      fmt::format("gen {}: parent: gen {}: section 'memory.pages'", top.id, base.id)))
+      << st.error().message;
+  // The newest valid generation is then the one before the chain: none here.
+  EXPECT_FALSE(store.latest_valid().ok());
+  EXPECT_TRUE(verify_generation(write_indexed(store, nullptr, 4)).ok());
+}
+
+TEST(ImageChain, AMissingOrReplacedParentIsNamed) {
+  TempDir dir;
+  Store store = open_store(dir.path());
+  auto base = write_indexed(store, nullptr, 1);
+  auto top = write_indexed(store, &base, 2);
+  fs::rename(base.path, dir.path() / "elsewhere");
+  auto missing = check_chain_files(top);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_TRUE(missing.error().message.starts_with(
+      fmt::format("gen {}: parent gen {} is missing or unreadable", top.id, base.id)))
+      << missing.error().message;
+  fs::rename(dir.path() / "elsewhere", base.path);
+  EXPECT_TRUE(check_chain_files(top).ok());
+
+  // Another generation under the parent's id (its page index differs) is refused too.
+  auto other_dir = TempDir();
+  Store other = open_store(other_dir.path());
+  auto impostor = write_indexed(other, nullptr, 9);
+  fs::remove_all(base.path);
+  fs::rename(impostor.path, base.path);
+  auto replaced = verify_generation(top);
+  ASSERT_FALSE(replaced.ok());
+  EXPECT_NE(replaced.error().message.find("is not the one it was made from"), std::string::npos)
+      << replaced.error().message;
+}
+
+std::vector<std::string> ids(const Store& store) {
+  std::vector<std::string> out;
+  for (auto& g : store.list()) out.push_back(g.id);
+  return out;
+}
+
+TEST(ImageChain, RetentionKeepsTheParentsOfKeptGenerations) {
+  TempDir dir;
+  Store store = open_store(dir.path());
+  auto b = write_indexed(store, nullptr, 1);
+  auto i1 = write_indexed(store, &b, 2);
+  auto i2 = write_indexed(store, &i1, 3);
+  auto report = store.apply_retention({.keep = 1});
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->removed.empty());
+  EXPECT_EQ(ids(store), (std::vector<std::string>{i2.id, i1.id, b.id}));
+  EXPECT_TRUE(verify_generation(i2).ok());
+
+  // A full generation and one on it: the old chain is needed by nothing kept any more.
+  auto f = write_indexed(store, nullptr, 4);
+  auto i3 = write_indexed(store, &f, 5);
+  report = store.apply_retention({.keep = 2});
+  ASSERT_TRUE(report.ok());
+  EXPECT_EQ(report->removed, (std::vector<std::string>{i2.id, i1.id, b.id}));
+  EXPECT_EQ(ids(store), (std::vector<std::string>{i3.id, f.id}));
+  report = store.apply_retention({.keep = 1, .max_bytes = 1});
+  ASSERT_TRUE(report.ok());
+  EXPECT_TRUE(report->removed.empty());
+  EXPECT_TRUE(store.latest_valid().ok());
+  EXPECT_EQ(store.latest_valid()->id, i3.id);
+}
+
+}  // namespace
+}  // namespace ckpt::image
