@@ -7,6 +7,7 @@
 #include <sys/prctl.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -114,13 +115,18 @@ struct SupervisorFigures {
 bool check_orphan(const std::string& exe, const fs::path& out_file, SupervisorFigures& f,
                   const std::string& where) {
   // A killed program's zombie (or a dying restore's puppet) is reaped by init within 2 s, and a
-  // checkpoint's snapshot process (a fork of the program) dies with its tracer, the killed
-  // supervisor: what is left is what stays the same for 200 ms.
+  // checkpoint's snapshot process (a fork of the program, traced) lasts until the dead
+  // supervisor's dumper, which goes on, has read it: what is left is what stays the same and
+  // untraced for 200 ms.
+  auto untraced = [](const std::vector<pid_t>& pids) {
+    return std::all_of(pids.begin(), pids.end(),
+                       [](pid_t p) { return status_field(p, "TracerPid") == "0"; });
+  };
   std::vector<pid_t> left, last;
   int same = 0;
-  for (int i = 0; i < 300 && !(same >= 20 && left.size() <= 1); ++i) {
+  for (int i = 0; i < 3000 && !(same >= 20 && left.size() <= 1); ++i) {
     left = processes_of(exe);
-    same = left == last ? same + 1 : 0;
+    same = left == last && untraced(left) ? same + 1 : 0;
     last = left;
     sleep_for(10ms);
   }
