@@ -457,6 +457,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
     result.frozen = Clock::now() - frozen_at;
     clock.mark("release");
   }
+  fault::point("dump", "tree plan");
   if (Status planned = tree::dump_plan(tree.creation_order()); !planned.ok())
     return dump_error(planned.error(), opts.pid);
   CKPT_TRY(copy_from_snapshots(tree, pending));
