@@ -3,16 +3,19 @@
 // process is stopped), next to the machine's limit for a consistent snapshot: fork() of the same
 // process, measured by the process itself in the same run.
 //
-//   build/bench/freeze_bench [--dir DIR] [--runs N] [MIB...]     (default: /dev/shm, 5, 64 1024)
+//   build/bench/freeze_bench [--dir DIR] [--runs N] [TARGET...]
 //
-// The target is this binary in --target mode: it touches MIB MiB with distinct words, times
-// fork() of itself (the child exits at once), reports, and sleeps until killed.
+// TARGET is MIB (one thread), MIBxT (T threads) or "python3" (an idle python3 interpreter);
+// default: /dev/shm, 5, 64 1024 64x2 python3. The target is this binary in --target mode (or
+// python3 running a short script): it touches MIB MiB with distinct words, times fork() of
+// itself (the child exits at once), reports, and sleeps until killed.
 #include <sys/mman.h>
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <thread>
 #include <vector>
 
 #include "bench_util.hpp"
@@ -27,7 +30,29 @@ using Clock = std::chrono::steady_clock;
 
 namespace {
 
-int target_main(uint64_t mib) {
+// The python3 target: what its own os.fork() costs, then it waits, like target_main().
+constexpr const char* kPythonTarget = R"(
+import os, signal, time
+best = None
+for _ in range(5):
+    t = time.monotonic_ns()
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)
+    ns = time.monotonic_ns() - t
+    os.waitpid(pid, 0)
+    best = ns if best is None else min(best, ns)
+os.write(3, best.to_bytes(8, "little"))
+os.close(3)
+while True:
+    signal.pause()
+)";
+
+int target_main(uint64_t mib, int threads) {
+  for (int i = 1; i < threads; ++i)
+    std::thread([] {
+      for (;;) ::pause();
+    }).detach();
   size_t len = mib << 20;
   auto* words = static_cast<uint64_t*>(
       ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -85,10 +110,11 @@ Figures dump_runs(pid_t pid, const fs::path& dir, int runs, bool snapshot) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 3 && std::string(argv[1]) == "--target") return target_main(std::stoull(argv[2]));
+  if (argc == 4 && std::string(argv[1]) == "--target")
+    return target_main(std::stoull(argv[2]), std::atoi(argv[3]));
   fs::path dir = "/dev/shm";
   int runs = 5;
-  std::vector<uint64_t> sizes;
+  std::vector<std::string> targets;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--dir" && i + 1 < argc)
@@ -96,17 +122,28 @@ int main(int argc, char** argv) {
     else if (a == "--runs" && i + 1 < argc)
       runs = std::max(1, std::atoi(argv[++i]));
     else
-      sizes.push_back(std::stoull(a));
+      targets.push_back(a);
   }
-  if (sizes.empty()) sizes = {64, 1024};
+  if (targets.empty()) targets = {"64", "1024", "64x2", "python3"};
   fs::path exe = bench::make_target_exe();
+  double load[3] = {};
+  (void)::getloadavg(load, 3);
+  std::printf("machine: %ld cores online, load average %.1f %.1f %.1f\n",
+              ::sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
   std::printf("store in %s, %d dumps each (min / median ms); fork = the target's own fork()\n",
               dir.c_str(), runs);
-  std::printf("%6s %9s | %17s %17s | %17s %17s | %s\n", "MiB", "fork ms", "frozen (snapshot)",
+  std::printf("%8s %9s | %17s %17s | %17s %17s | %s\n", "target", "fork ms", "frozen (snapshot)",
               "total (snapshot)", "frozen (stopped)", "total (stopped)", "frozen/fork");
-  for (uint64_t mib : sizes) {
+  for (const std::string& target : targets) {
     int report = -1;
-    pid_t pid = bench::spawn_target(exe, {"--target", std::to_string(mib)}, report);
+    pid_t pid = 0;
+    if (target == "python3") {
+      pid = bench::spawn_target("/usr/bin/python3", {"-c", kPythonTarget}, report);
+    } else {
+      size_t x = target.find('x');
+      std::string threads = x == std::string::npos ? "1" : target.substr(x + 1);
+      pid = bench::spawn_target(exe, {"--target", target.substr(0, x), threads}, report);
+    }
     int64_t fork_ns = 0;
     if (::read(report, &fork_ns, sizeof fork_ns) != sizeof fork_ns)
       die("the target did not start", pid);
@@ -114,11 +151,10 @@ int main(int argc, char** argv) {
     Figures snap = dump_runs(pid, dir, runs, true);
     Figures stopped = dump_runs(pid, dir, runs, false);
     double fork_ms = fork_ns / 1e6;
-    std::printf("%6llu %9.2f | %8.2f / %6.2f %8.1f / %6.1f | %8.2f / %6.2f %8.1f / %6.1f | %.2f\n",
-                static_cast<unsigned long long>(mib), fork_ms, least(snap.frozen),
-                median(snap.frozen), least(snap.total), median(snap.total), least(stopped.frozen),
-                median(stopped.frozen), least(stopped.total), median(stopped.total),
-                median(snap.frozen) / fork_ms);
+    std::printf("%8s %9.2f | %8.2f / %6.2f %8.1f / %6.1f | %8.2f / %6.2f %8.1f / %6.1f | %.2f\n",
+                target.c_str(), fork_ms, least(snap.frozen), median(snap.frozen), least(snap.total),
+                median(snap.total), least(stopped.frozen), median(stopped.frozen),
+                least(stopped.total), median(stopped.total), median(snap.frozen) / fork_ms);
     std::fflush(stdout);
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);

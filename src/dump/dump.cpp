@@ -18,6 +18,7 @@
 #include "common/fault_point.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "common/phase_clock.hpp"
 #include "common/units.hpp"
 #include "dump/kill.hpp"
 #include "dump/snapshot.hpp"
@@ -161,20 +162,28 @@ Result<uint64_t> find_syscall_insn(DumpContext& ctx) {
   return errorf("dump pid {}: no syscall instruction found in its vdso", ctx.pid);
 }
 
-Status dump_resources(DumpContext& ctx, const DumpOptions& opts, memory::Plan& plan,
-                      bool snapshot) {
+Status dump_resources(DumpContext& ctx, const DumpOptions& opts, memory::Plan& plan, bool snapshot,
+                      PhaseClock& clock) {
   fds::DumpFlags flags;
   flags.shell_job = opts.shell_job;
   flags.ext_unix_sk = opts.ext_unix_sk;
   flags.tcp_established = opts.tcp_established;
   CKPT_TRY(threads::dump(ctx));
+  clock.mark("threads");
   CKPT_TRY(signals::dump(ctx));
+  clock.mark("signals");
   CKPT_TRY(process::dump(ctx));
+  clock.mark("process");
   CKPT_TRY(settings::dump(ctx));
+  clock.mark("settings");
   CKPT_TRY(timers::dump(ctx));
+  clock.mark("timers");
   CKPT_TRY(files::dump(ctx, flags));
+  clock.mark("files");
   CKPT_TRY(seccomp::dump(ctx));
+  clock.mark("seccomp");
   CKPT_TRY_ASSIGN(plan, memory::prepare(ctx, snapshot));
+  clock.mark("memory plan");
   return {};
 }
 
@@ -293,9 +302,12 @@ Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
     return {};
   }
   ctx.writer = writer;
+  PhaseClock clock(ctx.pid);
   CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
+  clock.mark("smaps");
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
-  Status st = dump_resources(ctx, opts, pending.plan, opts.leave_running && opts.snapshot);
+  clock.mark("vdso");
+  Status st = dump_resources(ctx, opts, pending.plan, opts.leave_running && opts.snapshot, clock);
   if (!st.ok()) return dump_error(st.error(), ctx.pid);
   return {};
 }
@@ -310,10 +322,12 @@ Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions&
     while (tree.procs[i].get() != ctx) ++i;
     CKPT_TRY(dump_one(*ctx, writer, opts, pending[i]));
   }
-  Status linked = tree::dump(procs);
+  PhaseClock clock(opts.pid);
+  Status linked = tree::dump_ids(procs);
   if (linked.ok()) linked = files::link(procs);
   if (linked.ok()) linked = memory::check_not_shared_between(procs);
   if (linked.ok()) linked = sysv_ipc::dump(procs);
+  clock.mark("tree links, sysv ipc");
   if (!linked.ok()) return dump_error(linked.error(), opts.pid);
   return {};
 }
@@ -339,7 +353,9 @@ Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
       p.plan.snapshot = false;
     }
     if (p.plan.snapshot) {
+      PhaseClock clock(ctx.pid);
       auto snap = snapshot::take(ctx);
+      clock.mark("snapshot");
       if (snap.ok()) {
         p.snap = std::move(*snap);
         continue;
@@ -443,7 +459,9 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   CKPT_TRY(snapshot_or_copy(tree, pending));
   log::info("dump", "state read in {:.1f} ms, snapshots or stopped copies in {:.1f} ms",
             ms(read_at - frozen_at), ms(Clock::now() - read_at));
+  PhaseClock clock(opts.pid);
   for (auto& p : tree.procs) CKPT_TRY(check_still_stopped(*p));
+  clock.mark("stop check");
   if (opts.on_memory_read) opts.on_memory_read();
   DumpResult result;
   // Everything is read or held by snapshots: processes that go on need not wait for the copy
@@ -452,7 +470,11 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
     tcp_repair.release();
     for (auto& p : tree.procs) p->threads.clear();
     result.frozen = Clock::now() - frozen_at;
+    clock.mark("release");
   }
+  fault::point("dump", "tree plan");
+  if (Status planned = tree::dump_plan(tree.creation_order()); !planned.ok())
+    return dump_error(planned.error(), opts.pid);
   CKPT_TRY(copy_from_snapshots(tree, pending));
   finish_incremental(pages, writer);
   CKPT_TRY(finish_image(tree, writer, opts));

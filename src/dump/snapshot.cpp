@@ -11,6 +11,7 @@
 
 #include "common/fault_point.hpp"
 #include "common/log.hpp"
+#include "common/phase_clock.hpp"
 
 namespace ckpt::snapshot {
 namespace {
@@ -115,13 +116,17 @@ Result<Snapshot> fork_in(DumpContext& ctx, ptrace::RemoteSyscalls& rs, RemoteScr
   CKPT_TRY(t.set_options(options | PTRACE_O_TRACECLONE));
   // CLONE_VM: the intermediate child shares the process's memory, so that the page tables are
   // copied once (by the second fork), not twice. Without CLONE_THREAD it is a process of its own.
+  PhaseClock clock(ctx.pid);
   Result<long> made = rs.call_raw(SYS_clone, {CLONE_VM, sc.addr, 0, 0, 0});
   Status reset = t.set_options(options);
+  clock.mark("snapshot: intermediate clone");
   if (made.ok() && *made > 0) {
     pid_t mid = static_cast<pid_t>(*made);
     fault::point("snapshot", "intermediate child made");
     Result<Snapshot> snap = fork_in_mid(mid, options | PTRACE_O_TRACECLONE, sc.addr);
+    clock.mark("snapshot: fork in the intermediate");
     CKPT_TRY(rs.call("wait4", SYS_wait4, {static_cast<uint64_t>(mid), 0, __WALL, 0}));
+    clock.mark("snapshot: wait4");
     CKPT_TRY(reset);
     return snap;
   }

@@ -48,12 +48,17 @@ bool uses_shadow_stack(pid_t pid, pid_t tid) {
 }  // namespace
 
 std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
-                                             const std::vector<CodeRange>& code,
-                                             uint64_t frame_top) {
+                                             const std::vector<CodeRange>& code, uint64_t frame_top,
+                                             SelfRestore* known) {
   if (uses_shadow_stack(pid, t.tid())) {
     log::info("ptrace", "tid {}: shadow stack enabled, injecting without an rt_sigreturn frame",
               t.tid());
     return std::nullopt;
+  }
+  if (known && known->syscall_then_ret && known->rt_sigreturn) {
+    SelfRestore sr = *known;
+    sr.frame_top = frame_top;
+    return sr;
   }
   // Enough for any C library's text; a process without the gadget is not scanned whole each time.
   size_t budget = 16 << 20;
@@ -72,6 +77,7 @@ std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
               sr.syscall_then_ret ? "rt_sigreturn gadget" : "`syscall; ...; ret` in the vdso");
     return std::nullopt;
   }
+  if (known) *known = sr;
   return sr;
 }
 

@@ -55,9 +55,11 @@ struct CodeRange {
 // The gadgets for a SelfRestore of thread `t` of process `pid` with its frame below `frame_top`,
 // or nullopt (the log says why) when the process lacks one of them or the thread uses a shadow
 // stack, whose check a `ret` to the gadget would fail.
+// `known`, when given, holds the gadgets of an earlier search in the same unchanged memory
+// (its frame_top is ignored): they are used without scanning again, or filled in after a scan.
 std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
-                                             const std::vector<CodeRange>& code,
-                                             uint64_t frame_top);
+                                             const std::vector<CodeRange>& code, uint64_t frame_top,
+                                             SelfRestore* known = nullptr);
 
 class RemoteSyscalls {
  public:

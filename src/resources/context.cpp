@@ -7,6 +7,7 @@
 
 #include <vector>
 
+#include "common/phase_clock.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/proc_file.hpp"
 
@@ -65,14 +66,19 @@ Status DumpContext::with_remote(
   uint64_t addr = (arch::sp(regs) - arch::kRedZone - size) & ~uint64_t{15};
   std::vector<char> saved(size);
   CKPT_TRY(read_remote(t.tid(), addr, saved.data(), size));
+  PhaseClock clock(t.tid());
   // So that the thread goes back to where it was by itself if the dumper dies meanwhile.
-  auto self_restore = ptrace::find_self_restore(t, pid, code_ranges(maps), addr);
+  auto self_restore = ptrace::find_self_restore(t, pid, code_ranges(maps), addr, &gadgets);
+  clock.mark("injection: gadgets");
   Status result;
   {
     CKPT_TRY_ASSIGN(ptrace::RemoteSyscalls remote,
                     ptrace::RemoteSyscalls::start(t, syscall_insn, self_restore));
+    clock.mark("injection: start");
     result = fn(remote, RemoteScratch{addr, size});
+    clock.mark("injection: calls");
     Status fin = remote.finish();
+    clock.mark("injection: finish");
     if (result.ok() && !fin.ok()) result = fin;
   }
   Status put_back = write_remote(t.tid(), addr, saved.data(), size);

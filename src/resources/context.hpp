@@ -67,6 +67,9 @@ struct DumpContext {
   std::vector<ThreadHandle> threads;  // threads[0] is the main thread (tid == pid)
   std::vector<proc::MapEntry> maps;
   uint64_t syscall_insn = 0;  // a `syscall` instruction in the target (in its vdso)
+  // The self-restore gadgets once found: the code does not change while the process is stopped,
+  // and each injection would otherwise scan the C library again.
+  ptrace::SelfRestore gadgets;
   image::GenerationWriter* writer = nullptr;
   schema::ProcessRecord rec;  // this process's part of the image
 

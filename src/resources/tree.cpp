@@ -107,18 +107,31 @@ Status settle_zombies(const std::vector<pid_t>& zombies) {
 }
 
 Status dump(const std::vector<DumpContext*>& procs) {
+  CKPT_TRY(dump_ids(procs));
+  return dump_plan(procs);
+}
+
+Status dump_ids(const std::vector<DumpContext*>& procs) {
+  for (auto* ctx : procs) {
+    CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(ctx->pid));
+    ctx->rec.tree = schema::TreeRecord{};
+    ctx->rec.tree.ppid = st.ppid, ctx->rec.tree.pgid = st.pgrp, ctx->rec.tree.sid = st.session;
+  }
+  return {};
+}
+
+Status dump_plan(const std::vector<DumpContext*>& procs) {
   std::vector<TreeIds> ids;
   std::map<pid_t, size_t> index;
   for (auto* ctx : procs) {
-    CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(ctx->pid));
     index[ctx->pid] = ids.size();
-    ids.push_back({ctx->pid, st.ppid, st.pgrp, st.session, ctx->zombie});
+    auto& t = ctx->rec.tree;
+    ids.push_back({ctx->pid, t.ppid, t.pgid, t.sid, ctx->zombie});
   }
   // Refuses here what the restore could not rebuild; the restore plans again from the IDs.
   CKPT_TRY_ASSIGN(auto plans, plan_with_held(ids));
   for (size_t i = 0; i < procs.size(); ++i) {
-    schema::TreeRecord t;
-    t.ppid = ids[i].ppid, t.pgid = ids[i].pgid, t.sid = ids[i].sid;
+    schema::TreeRecord& t = procs[i]->rec.tree;
     // What the image's plan fields can say (older readers use them).
     if (plans[i].session == SessionStep::lead) t.session = SessionPlan::lead;
     if (plans[i].group == GroupStep::lead) t.group = GroupPlan::lead;
@@ -127,7 +140,6 @@ Status dump(const std::vector<DumpContext*>& procs) {
       t.group = GroupPlan::join;
       t.leader = plans[i].leader;
     }
-    procs[i]->rec.tree = t;
   }
   return {};
 }

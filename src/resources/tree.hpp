@@ -22,6 +22,11 @@ Result<schema::ZombieRecord> dump_zombie(pid_t pid);
 // gets them back (tree_plan.hpp). `procs` is in creation order (root first, each parent before
 // its children); groups and sessions that cannot be rebuilt are refused, naming them.
 Status dump(const std::vector<DumpContext*>& procs);
+// The same in two steps: the IDs, read while the processes are stopped, then the plan, which
+// scans every other process of the system for IDs it holds and so is left for after the
+// processes are let go (a leave-running dump keeps them stopped for as short as it can).
+Status dump_ids(const std::vector<DumpContext*>& procs);
+Status dump_plan(const std::vector<DumpContext*>& procs);
 
 // The PIDs of the processes of an image, in creation order, with the index of each parent
 // (-1 for the root).
