@@ -29,9 +29,7 @@ Result<ScopedFd> readable_copy(pid_t pid, int fd, const std::string& path) {
   return open_file(path, O_RDONLY | O_NONBLOCK);
 }
 
-Status copy_out(pid_t pid, int fd, uint64_t size, image::SectionWriter& out) {
-  std::string path = proc::proc_path(pid, fmt::format("fd/{}", fd));
-  CKPT_TRY_ASSIGN(ScopedFd src, readable_copy(pid, fd, path));
+Status copy_out(ScopedFd src, const std::string& path, uint64_t size, image::SectionWriter& out) {
   std::vector<std::byte> buf(kChunk);
   uint64_t done = 0;
   for (;;) {
@@ -43,9 +41,51 @@ Status copy_out(pid_t pid, int fd, uint64_t size, image::SectionWriter& out) {
     done += static_cast<uint64_t>(n);
   }
   if (done != size)
-    return errorf("fd {}: the deleted file changed size while it was saved ({} bytes, was {})", fd,
-                  done, size);
+    return errorf("the deleted file changed size while it was saved ({} bytes, was {})", done,
+                  size);
   return out.finish();
+}
+
+// The inode's id in the tree, and whether it is met for the first time.
+std::pair<int32_t, bool> claim(DumpContext& ctx, const struct stat& st) {
+  auto& ids = ctx.tree->deleted_ids;
+  auto key = std::make_pair(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino));
+  auto [it, added] = ids.emplace(key, static_cast<int>(ids.size()));
+  return {it->second, added};
+}
+
+schema::DeletedFile describe(int32_t id, const std::string& path, const struct stat& st) {
+  schema::DeletedFile d{id,
+                        path,
+                        S_ISREG(st.st_mode) ? static_cast<uint64_t>(st.st_size) : 0,
+                        static_cast<uint32_t>(st.st_mode & 07777),
+                        static_cast<uint32_t>(st.st_uid),
+                        static_cast<uint32_t>(st.st_gid),
+                        S_ISDIR(st.st_mode)};
+  return d;
+}
+
+// Saves a regular file's contents read from `open_src()` the first time the tree meets it.
+template <class OpenSource>
+Result<int32_t> save_regular(DumpContext& ctx, const std::string& path, const struct stat& st,
+                             OpenSource open_src) {
+  auto [id, added] = claim(ctx, st);
+  if (!added) return id;
+  CKPT_TRY_ASSIGN(image::SectionWriter * out, ctx.writer->begin_section(section_name(id)));
+  auto src = open_src();
+  Status copied = src.ok()
+                      ? copy_out(std::move(*src), path, static_cast<uint64_t>(st.st_size), *out)
+                      : Status(src.error());
+  if (!copied.ok())
+    return copied.error().wrap(fmt::format("pid {}: deleted file {}", ctx.pid, path));
+  ctx.tree->image.deleted_files.push_back(describe(id, path, st));
+  return id;
+}
+
+int32_t save_directory(DumpContext& ctx, const std::string& path, const struct stat& st) {
+  auto [id, added] = claim(ctx, st);
+  if (added) ctx.tree->image.deleted_files.push_back(describe(id, path, st));
+  return id;
 }
 
 }  // namespace
@@ -55,27 +95,44 @@ Result<int32_t> save(DumpContext& ctx, int fd, const std::string& path, const st
   if (path.rfind("/memfd:", 0) == 0)
     return errorf("pid {}: fd {} is the memfd {}, which ckpt cannot save yet", pid, fd,
                   path.substr(1));
+  if (S_ISDIR(st.st_mode)) return save_directory(ctx, path, st);
   if (!S_ISREG(st.st_mode))
-    return errorf("pid {}: fd {} is the deleted {} {}, which ckpt cannot save", pid, fd,
-                  S_ISDIR(st.st_mode) ? "directory" : "special file", path);
+    return errorf("pid {}: fd {} is the deleted special file {}, which ckpt cannot save", pid, fd,
+                  path);
   if (static_cast<uint64_t>(st.st_size) > kMaxDeletedFileSize)
     return errorf(
         "pid {}: fd {} is the deleted file {} of {} bytes; ckpt saves deleted files of at most "
         "{} bytes",
         pid, fd, path, st.st_size, kMaxDeletedFileSize);
-  auto& ids = ctx.tree->deleted_ids;
-  auto key = std::make_pair(static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino));
-  auto [it, added] = ids.emplace(key, static_cast<int>(ids.size()));
-  int id = it->second;
-  if (!added) return id;
-  auto size = static_cast<uint64_t>(st.st_size);
-  CKPT_TRY_ASSIGN(image::SectionWriter * out, ctx.writer->begin_section(section_name(id)));
-  Status copied = copy_out(pid, fd, size, *out);
-  if (!copied.ok()) return copied.error().wrap(fmt::format("pid {}: deleted file {}", pid, path));
-  ctx.tree->image.deleted_files.push_back(
-      {id, path, size, static_cast<uint32_t>(st.st_mode & 07777), static_cast<uint32_t>(st.st_uid),
-       static_cast<uint32_t>(st.st_gid)});
-  return id;
+  std::string proc_fd = proc::proc_path(pid, fmt::format("fd/{}", fd));
+  return save_regular(ctx, path, st, [&] { return readable_copy(pid, fd, proc_fd); });
+}
+
+Result<std::optional<int32_t>> save_mapping(DumpContext& ctx, const proc::MapEntry& m) {
+  std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", ctx.pid, m.start, m.end);
+  struct stat st;
+  if (::stat(link.c_str(), &st) < 0) return sys_error(fmt::format("stat {} ({})", link, m.path));
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > kMaxDeletedFileSize)
+    return std::optional<int32_t>();
+  CKPT_TRY_ASSIGN(int32_t id,
+                  save_regular(ctx, m.path, st, [&] { return open_file(link, O_RDONLY); }));
+  return std::optional<int32_t>(id);
+}
+
+Result<std::optional<int32_t>> save_cwd(DumpContext& ctx, const std::string& link) {
+  constexpr std::string_view kSuffix = " (deleted)";
+  if (!link.ends_with(kSuffix)) return std::optional<int32_t>();
+  std::string proc_cwd = proc::proc_path(ctx.pid, "cwd");
+  struct stat st;
+  if (::stat(proc_cwd.c_str(), &st) < 0) return sys_error(fmt::format("stat {}", proc_cwd));
+  // A directory whose name merely ends so still has its links.
+  if (!S_ISDIR(st.st_mode) || st.st_nlink != 0) return std::optional<int32_t>();
+  return std::optional<int32_t>(
+      save_directory(ctx, link.substr(0, link.size() - kSuffix.size()), st));
+}
+
+std::string handed_key(int32_t id) {
+  return fmt::format("deleted:{}", id);
 }
 
 namespace {
@@ -155,6 +212,75 @@ Status set_owner_and_mode(const schema::DeletedFile& d, int fd) {
   return {};
 }
 
+// The ancestors of `dir` that do not exist, made (mode 0700) from the top down, so that a
+// directory whose parent was removed too can be placed where it was. Returns them, deepest last.
+Result<std::vector<std::string>> make_missing_parents(const std::filesystem::path& dir,
+                                                      const std::string& what) {
+  std::vector<std::filesystem::path> missing;
+  for (auto p = dir; !p.empty() && p != p.root_path(); p = p.parent_path()) {
+    struct stat st;
+    if (::lstat(p.c_str(), &st) == 0) break;
+    missing.push_back(p);
+  }
+  std::vector<std::string> made;
+  for (auto it = missing.rbegin(); it != missing.rend(); ++it) {
+    if (::mkdir(it->c_str(), 0700) < 0) {
+      int err = errno;
+      for (auto m = made.rbegin(); m != made.rend(); ++m) ::rmdir(m->c_str());
+      return sys_error(err, fmt::format("{}: its parent {} is gone too and cannot be made again",
+                                        what, it->string()));
+    }
+    made.push_back(it->string());
+  }
+  return made;
+}
+
+// A directory made under its old name (or a unique one beside it), opened and removed again:
+// it shows as "<path> (deleted)" and has no entries, as the process left it.
+Result<ScopedFd> make_removed_dir(const schema::DeletedFile& d) {
+  std::string what = fmt::format("restore the deleted directory {}", d.path);
+  std::filesystem::path dir = std::filesystem::path(d.path).parent_path();
+  CKPT_TRY_ASSIGN(auto made, make_missing_parents(dir, what));
+  auto unmake = [&] {
+    for (auto m = made.rbegin(); m != made.rend(); ++m) ::rmdir(m->c_str());
+  };
+  for (const std::string& name : {d.path, unique_name(dir, d.id)}) {
+    if (::mkdir(name.c_str(), 0700) < 0) {
+      if (errno == EEXIST) continue;
+      Error e = sys_error(fmt::format("{}: mkdir {}", what, name));
+      unmake();
+      return e;
+    }
+    ScopedFd fd(::open(name.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW));
+    int err = errno;
+    ::rmdir(name.c_str());
+    unmake();
+    if (!fd) return sys_error(err, fmt::format("{}: open {}", what, name));
+    return fd;
+  }
+  unmake();
+  return errorf("{}: every name is taken", what);
+}
+
+Result<ScopedFd> recreate_one(const image::Store& store, const image::GenerationInfo& gen,
+                              const schema::DeletedFile& d) {
+  std::string what = fmt::format("restore the deleted file {}", d.path);
+  if (d.directory) {
+    CKPT_TRY_ASSIGN(ScopedFd fd, make_removed_dir(d));
+    Status st = set_owner_and_mode(d, fd.get());
+    if (!st.ok()) return st.error().wrap(fmt::format("restore the deleted directory {}", d.path));
+    return fd;
+  }
+  auto fd = make_unlinked(d.path, d.id, 0600);
+  if (!fd.ok()) return fd.error().wrap("restore");
+  Status st = fill(store, gen, d, fd->get());
+  if (!st.ok()) return st.error().wrap(what);
+  auto named = name_then_unlink(std::move(*fd), d.path, d.id);
+  if (named.ok()) st = set_owner_and_mode(d, named->get());
+  if (!named.ok() || !st.ok()) return (named.ok() ? st.error() : named.error()).wrap(what);
+  return std::move(*named);
+}
+
 }  // namespace
 
 Result<std::map<int32_t, ScopedFd>> recreate(const image::Store& store,
@@ -162,16 +288,7 @@ Result<std::map<int32_t, ScopedFd>> recreate(const image::Store& store,
                                              const std::vector<schema::DeletedFile>& files) {
   std::map<int32_t, ScopedFd> out;
   for (auto& d : files) {
-    auto fd = make_unlinked(d.path, d.id, 0600);
-    if (!fd.ok()) return fd.error().wrap("restore");
-    Status st = fill(store, gen, d, fd->get());
-    if (!st.ok()) return st.error().wrap(fmt::format("restore the deleted file {}", d.path));
-    auto named = name_then_unlink(std::move(*fd), d.path, d.id);
-    if (named.ok()) st = set_owner_and_mode(d, named->get());
-    if (!named.ok() || !st.ok())
-      return (named.ok() ? st.error() : named.error())
-          .wrap(fmt::format("restore the deleted file {}", d.path));
-    out[d.id] = std::move(*named);
+    CKPT_TRY_ASSIGN(out[d.id], recreate_one(store, gen, d));
   }
   return out;
 }

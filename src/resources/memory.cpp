@@ -19,6 +19,7 @@
 #include "common/scoped_fd.hpp"
 #include "image/chain.hpp"
 #include "proc/pagemap.hpp"
+#include "resources/deleted_files.hpp"
 #include "resources/page_chain.hpp"
 #include "resources/page_index.hpp"
 #include "resources/shared_memory.hpp"
@@ -114,15 +115,19 @@ uint64_t expected_bytes(const std::vector<proc::MapEntry>& maps) {
 
 }  // namespace
 
-// A deleted file mapped shared is saved by its contents, once per process: two processes
-// sharing it would come back with a copy each and no longer see each other's writes.
+// A deleted file mapped shared that is not mapped again from its inode (too large) is saved by
+// its contents, once per process: two processes sharing it would come back with a copy each and
+// no longer see each other's writes.
 Status check_not_shared_between(const std::vector<DumpContext*>& procs) {
   std::map<std::pair<uint64_t, uint64_t>, std::pair<pid_t, uint64_t>>
       seen;  // (dev, ino) -> pid, addr
   for (auto* ctx : procs) {
-    for (const auto& m : ctx->maps) {
+    const auto& vmas = ctx->rec.memory.vmas;
+    for (size_t i = 0; i < ctx->maps.size(); ++i) {
+      const auto& m = ctx->maps[i];
       if (!m.shared || m.inode == 0 || content_of(m) != Content::all || shared_memory::is_object(m))
         continue;
+      if (i < vmas.size() && vmas[i].deleted_file) continue;
       auto key = std::make_pair(uint64_t{m.dev_major} << 32 | m.dev_minor, m.inode);
       auto [it, added] = seen.emplace(key, std::make_pair(ctx->pid, m.start));
       if (!added && it->second.first != ctx->pid)
@@ -170,6 +175,16 @@ Status write_held(const Plan::Item& item, page_index::PageSink& sink) {
   return {};
 }
 
+// A deleted file (not shared memory) is mapped again from its recreated inode, so that processes
+// sharing it share it again and a private mapping still reads the file where it has no pages of
+// its own.
+Result<std::optional<int32_t>> deleted_file_of(DumpContext& ctx, const proc::MapEntry& m) {
+  if (m.kind != proc::MapKind::file || !m.deleted || m.inode == 0 || shared_memory::is_object(m) ||
+      sysv_ipc::is_attachment(m))
+    return std::optional<int32_t>();
+  return deleted_files::save_mapping(ctx, m);
+}
+
 }  // namespace
 
 Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
@@ -187,6 +202,8 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
   std::vector<std::pair<const proc::MapEntry*, size_t>> shm_maps;  // with their index in vmas
   for (const auto& m : ctx.maps) {
     Content content = content_of(m);
+    CKPT_TRY_ASSIGN(auto deleted_file, deleted_file_of(ctx, m));
+    if (deleted_file) content = m.shared ? Content::none : Content::private_pages;
     if (content != Content::none) CKPT_TRY(check_supported(m, ctx.pid));
     // Without VmFlags nothing tells which areas fork() leaves out.
     if (!m.vm_flags) refuse("smaps has no VmFlags");
@@ -195,6 +212,7 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
                        m.vm_flags->has(proc::VmFlag::ui)))
       refuse("memory registered with a userfaultfd");
     schema::Vma v = describe(m, content);
+    v.deleted_file = deleted_file;
     Plan::Item item{out.vmas.size(), m.start, m.end, false, {}, {}};
     if (shared_memory::is_object(m)) {
       shm_maps.emplace_back(&m, out.vmas.size());  // saved in sections of their own
@@ -438,6 +456,12 @@ Result<int> mapping_fd(const RestoreContext& ctx, const schema::Vma& v) {
       return errorf("restore pid {}: shared memory {} was not recreated", ctx.pid, *v.shm);
     return it->second;
   }
+  if (v.deleted_file) {
+    auto it = ctx.mapping_fds.find(deleted_files::handed_key(*v.deleted_file));
+    if (it == ctx.mapping_fds.end())
+      return errorf("restore pid {}: deleted file {} was not recreated", ctx.pid, v.path);
+    return it->second;
+  }
   bool writable = v.shared && (v.prot & PROT_WRITE);
   auto it = ctx.mapping_fds.find(mapping_fd_key(v.path, writable));
   if (it == ctx.mapping_fds.end())
@@ -447,7 +471,7 @@ Result<int> mapping_fd(const RestoreContext& ctx, const schema::Vma& v) {
 
 Status map_one(RestoreContext& ctx, const schema::Vma& v) {
   if (v.sysv_shm) return sysv_ipc::attach(ctx, v);
-  bool from_file = (v.kind == "file" && !v.deleted) || v.shm;
+  bool from_file = (v.kind == "file" && (!v.deleted || v.deleted_file)) || v.shm;
   uint64_t flags = MAP_FIXED | (v.shared ? MAP_SHARED : MAP_PRIVATE);
   if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;
   // Reservations made with MAP_NORESERVE (sanitizer shadows, JIT heaps) can be far larger than

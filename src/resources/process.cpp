@@ -14,6 +14,7 @@
 #include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
+#include "resources/deleted_files.hpp"
 
 namespace ckpt::process {
 namespace {
@@ -39,6 +40,16 @@ Status dump_layout(DumpContext& ctx, schema::TaskRecord& task) {
   });
 }
 
+// chroot() into a directory needs a path to it, which a removed one no longer has.
+Status check_root(pid_t pid, const std::string& root) {
+  if (!root.ends_with(" (deleted)")) return {};
+  struct stat st;
+  std::string link = proc::proc_path(pid, "root");
+  if (::stat(link.c_str(), &st) < 0) return sys_error(fmt::format("stat {}", link));
+  if (st.st_nlink != 0) return {};
+  return errorf("pid {}: its root directory {} was removed, which ckpt cannot restore", pid, root);
+}
+
 }  // namespace
 
 Status dump(DumpContext& ctx) {
@@ -53,6 +64,8 @@ Status dump(DumpContext& ctx) {
   CKPT_TRY_ASSIGN(task.exe, proc::read_proc_link(ctx.pid, "exe"));
   CKPT_TRY_ASSIGN(task.cwd, proc::read_proc_link(ctx.pid, "cwd"));
   CKPT_TRY_ASSIGN(task.root, proc::read_proc_link(ctx.pid, "root"));
+  CKPT_TRY_ASSIGN(task.cwd_deleted, deleted_files::save_cwd(ctx, task.cwd));
+  CKPT_TRY(check_root(ctx.pid, task.root));
   CKPT_TRY_ASSIGN(task.personality, proc::read_personality(ctx.pid));
   // Not prlimit(): for a process of another user it needs CAP_SYS_RESOURCE, which root may lack.
   CKPT_TRY_ASSIGN(auto limits, proc::read_limits(ctx.pid));
@@ -106,9 +119,15 @@ Status check_before_restore(const schema::ProcessRecord& proc) {
   return {};
 }
 
-Status restore_in_puppet(const schema::ProcessRecord& proc) {
+Status restore_in_puppet(const schema::ProcessRecord& proc, const HandedFds& handed) {
   const schema::TaskRecord& t = proc.task;
-  if (::chdir(t.cwd.c_str()) < 0) return sys_error(fmt::format("chdir {}", t.cwd));
+  if (t.cwd_deleted) {
+    int dir = handed.find(deleted_files::handed_key(*t.cwd_deleted));
+    if (dir < 0) return errorf("its removed cwd {} was not recreated", t.cwd);
+    if (::fchdir(dir) < 0) return sys_error(fmt::format("fchdir to the removed {}", t.cwd));
+  } else if (::chdir(t.cwd.c_str()) < 0) {
+    return sys_error(fmt::format("chdir {}", t.cwd));
+  }
   // Last of the path lookups in the puppet: its files are already open, from ckpt's own root.
   if (!t.root.empty() && t.root != "/" && ::chroot(t.root.c_str()) < 0)
     return sys_error(fmt::format("chroot {}", t.root));

@@ -11,8 +11,9 @@ Status dump(DumpContext& ctx);
 // hard limits above the caller's own when it lacks CAP_SYS_RESOURCE.
 Status check_before_restore(const schema::ProcessRecord& proc);
 
-// Inside the puppet before takeover: cwd, umask, rlimits, personality.
-Status restore_in_puppet(const schema::ProcessRecord& proc);
+// Inside the puppet before takeover: cwd (a removed one from its handed, recreated inode), umask,
+// rlimits, personality.
+Status restore_in_puppet(const schema::ProcessRecord& proc, const HandedFds& handed);
 
 // After memory is in place: the mm layout (PR_SET_MM_MAP with the exe fd) and dumpable.
 Status restore_mm(RestoreContext& ctx, int exe_fd);

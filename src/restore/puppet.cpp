@@ -41,7 +41,7 @@ Status setup_inside(const PuppetPlan& plan, size_t index, HandedFds& handed) {
   const PuppetSpec& spec = plan.processes[index];
   CKPT_TRY(signals::reset_in_puppet());
   CKPT_TRY(files::restore_in_puppet(*plan.image, index, handed));
-  CKPT_TRY(process::restore_in_puppet(*spec.rec));
+  CKPT_TRY(process::restore_in_puppet(*spec.rec, handed));
   CKPT_TRY(sysv_ipc::restore_in_puppet(*plan.image, spec.pid));
   void* page =
       ::mmap(reinterpret_cast<void*>(spec.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,

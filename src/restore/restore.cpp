@@ -167,6 +167,15 @@ Status add_mapped_files(const schema::ProcessRecord& proc, Handed& h) {
   return {};
 }
 
+bool used_by_puppets(const schema::ImageRoot& image, int32_t deleted_id) {
+  for (auto& p : image.processes) {
+    if (p.task.cwd_deleted == deleted_id) return true;
+    for (auto& v : p.memory.vmas)
+      if (v.deleted_file == deleted_id) return true;
+  }
+  return false;
+}
+
 Result<Handed> open_handed_fds(const image::Store& store, const image::GenerationInfo& gen,
                                const schema::ImageRoot& image, const RestoreOptions& opts) {
   Handed h;
@@ -188,6 +197,10 @@ Result<Handed> open_handed_fds(const image::Store& store, const image::Generatio
   auto files = files::recreate(env, opts.inherit_fds);
   if (!files.ok()) return files.error().wrap("restore");
   for (auto& [id, fd] : *files) h.add(files::handed_key(id), std::move(fd));
+  // Only those mapped or a cwd: an fd more of a leased file would keep its lease from being
+  // taken again.
+  for (auto& [id, fd] : deleted)
+    if (used_by_puppets(image, id)) h.add(deleted_files::handed_key(id), std::move(fd));
   return h;
 }
 

@@ -39,13 +39,16 @@ void expect_refused(TestProcess& p, const std::vector<std::string>& words) {
   EXPECT_TRUE(left_running_untraced(p.pid(), false));
 }
 
-TEST_F(SeccompTest, DeletedDirectoryIsRefusedNamingFdAndPath) {
+// A removed directory open as an fd or the cwd is restored (deleted_dir.c); a removed root
+// cannot be: chroot() needs a path.
+TEST_F(SeccompTest, RemovedRootDirectoryIsRefusedNamingIt) {
   TestProcess p({"/usr/bin/python3", "-c",
-                 "import os, time\nd = os.environ['E2E_DIR'] + '/gone dir'\nos.mkdir(d)\n"
-                 "fd = os.open(d, os.O_RDONLY)\nos.dup2(fd, 17)\nos.close(fd)\nos.rmdir(d)\n"
+                 "import os, time\ntop = os.environ['E2E_DIR']\nos.mkdir(top + '/gone root')\n"
+                 "up = os.open(top, os.O_RDONLY)\nos.chroot(top + '/gone root')\n"
+                 "os.rmdir('gone root', dir_fd=up)\nos.close(up)\n"
                  "print('READY', flush=True)\ntime.sleep(1000)\n"});
   ASSERT_TRUE(p.wait_ready());
-  expect_refused(p, {"fd 17", (p.dir() / "gone dir").string(), "deleted directory"});
+  expect_refused(p, {"root directory", (p.dir() / "gone root").string(), "removed"});
 }
 
 TEST_F(SeccompTest, HugeDeletedFileIsRefusedNamingFdAndPath) {

@@ -124,6 +124,7 @@ struct TaskRecord {
   MmLayout mm;
   Credentials creds;
   std::string exe, cwd, root;
+  std::optional<int32_t> cwd_deleted;  // DeletedFile::id of a cwd removed while in use
   uint32_t personality = 0;
   uint32_t umask = 022;
   int32_t dumpable = 1;
@@ -140,7 +141,7 @@ struct TaskRecord {
     v("personality", personality), v("umask", umask), v("dumpable", dumpable);
     v("no_new_privs", no_new_privs), v("rlimits", rlimits), v("oom_score_adj", oom_score_adj);
     v("child_subreaper", child_subreaper), v("thp_disable", thp_disable);
-    v("thp_except_advised", thp_except_advised);
+    v("thp_except_advised", thp_except_advised), v("cwd_deleted", cwd_deleted);
   }
 };
 
@@ -315,14 +316,16 @@ struct Vma {
   std::vector<Range> pages;           // saved ranges, in the pages section in this order
   std::optional<uint64_t> file_size;  // a mapped file as it was, checked before restore
   std::optional<int64_t> file_mtime_ns;
-  std::optional<int32_t> shm;       // ShmObject::id of a shared memory object
-  std::optional<int32_t> sysv_shm;  // id of the System V segment attached here (sysv_ipc.hpp)
+  std::optional<int32_t> shm;           // ShmObject::id of a shared memory object
+  std::optional<int32_t> sysv_shm;      // id of the System V segment attached here (sysv_ipc.hpp)
+  std::optional<int32_t> deleted_file;  // DeletedFile::id of a deleted file mapped from its inode
   template <class V>
   void visit(V& v) {
     v("start", start), v("end", end), v("prot", prot), v("shared", shared), v("offset", offset);
     v("kind", kind), v("path", path), v("deleted", deleted), v("content", content);
     v("vm_flags", vm_flags), v("pages", pages), v("file_size", file_size);
     v("file_mtime_ns", file_mtime_ns), v("shm", shm), v("sysv_shm", sysv_shm);
+    v("deleted_file", deleted_file);
   }
   bool has_flag(std::string_view code) const {
     for (auto& f : vm_flags)
@@ -421,9 +424,11 @@ struct DeletedFile {  // an inode that was unlinked while open: contents in file
   std::string path;  // its last name
   uint64_t size = 0;
   uint32_t mode = 0, uid = 0, gid = 0;
+  bool directory = false;  // a directory removed while open or a cwd: no contents
   template <class V>
   void visit(V& v) {
     v("id", id), v("path", path), v("size", size), v("mode", mode), v("uid", uid), v("gid", gid);
+    v.opt("directory", directory);
   }
 };
 
