@@ -539,6 +539,7 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
     }
     return page_chain::fill(ctx);
   }
+  CKPT_TRY(page_chain::check_index(ctx));
   CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, ctx.section(kPagesSection)));
   // Not zero-filled: a small process touches only a few pages of it.
   std::unique_ptr<std::byte[]> storage(new std::byte[kFillBuffer]);

@@ -157,4 +157,11 @@ Status fill(RestoreContext& ctx) {
   return {};
 }
 
+Status check_index(const RestoreContext& ctx) {
+  std::string name = ctx.section(page_index::kIndexSection);
+  if (!ctx.generation.find_section(name)) return {};  // written before page indexes existed
+  CKPT_TRY_ASSIGN(Index idx, load_index(ctx.generation, name));
+  return check_matches(ctx, idx);
+}
+
 }  // namespace ckpt::page_chain

@@ -24,4 +24,8 @@ Result<std::vector<Wanted>> compose(const std::vector<page_index::Index>& chain,
 // checked. Errors name the generation at fault.
 Status fill(RestoreContext& ctx);
 
+// Reads and checks the page index of ctx's process in a full generation (which restores without
+// it): a damaged index makes the generation damaged, whatever part is used.
+Status check_index(const RestoreContext& ctx);
+
 }  // namespace ckpt::page_chain

@@ -101,11 +101,12 @@ std::string ask(int fd, const std::string& msg) {
   return got;
 }
 
+// Whether the lock table holds an element ending in `port` (the dumped side's). Elements are
+// listed "a . p . b . q" and separated by ", " or line ends when there are several (another
+// dump's, at the same time).
 bool locked_port(int port) {
   auto r = run_command({"/usr/sbin/nft", "list", "table", "inet", "ckpt"});
-  return r.out.find(". " + std::to_string(port) + " ") != std::string::npos ||
-         r.out.find(". " + std::to_string(port) + "\n") != std::string::npos ||
-         r.out.find(". " + std::to_string(port) + " }") != std::string::npos;
+  return std::regex_search(r.out, std::regex("\\. " + std::to_string(port) + "([^0-9]|$)"));
 }
 
 constexpr long kToServer = 200000;  // the first 40000 sent before the dump
