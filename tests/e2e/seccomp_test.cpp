@@ -51,6 +51,19 @@ TEST_F(SeccompTest, RemovedRootDirectoryIsRefusedNamingIt) {
   expect_refused(p, {"root directory", (p.dir() / "gone root").string(), "removed"});
 }
 
+// A deleted executable cannot be restored yet: the dump must refuse (before, it killed the
+// program into an image whose restore failed).
+TEST_F(SeccompTest, DeletedExecutableIsRefusedNamingIt) {
+  TempDir dir;
+  auto exe = dir / "shell copy";
+  fs::copy_file("/bin/sh", exe);
+  fs::permissions(exe, fs::perms::owner_all);
+  TestProcess p(
+      {exe.string(), "-c", "rm \"$0\"; echo READY; while :; do sleep 1; done", exe.string()});
+  ASSERT_TRUE(p.wait_ready());
+  expect_refused(p, {"executable", exe.string(), "deleted"});
+}
+
 TEST_F(SeccompTest, HugeDeletedFileIsRefusedNamingFdAndPath) {
   // Sparse: costs no disk, but its size is above the limit for deleted files.
   TestProcess p({"/usr/bin/python3", "-c",
