@@ -167,8 +167,8 @@ Status Planner::visit(size_t i, Where w) {
   // A child still in the session this process leaves with setsid() was forked before it.
   std::vector<size_t> later;
   for (size_t k : kids_[i]) {
-    bool early =
-        me.sid == me.pid && procs_[k].sid != procs_[k].pid && procs_[k].sid == w.sid && w.sid != 0;
+    // Session 0 is a real one: a program started by PID 1 (as in a VM or container) is in it.
+    bool early = me.sid == me.pid && procs_[k].sid != procs_[k].pid && procs_[k].sid == w.sid;
     if (!early) {
       later.push_back(k);
       continue;

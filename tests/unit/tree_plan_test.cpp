@@ -80,6 +80,17 @@ TEST(TreePlan, ChildLeftInTheOldSessionIsCreatedEarly) {
   EXPECT_EQ((*p)[1].session, SessionPlan::lead);
 }
 
+TEST(TreePlan, ChildLeftInSessionZeroIsCreatedEarly) {
+  // A program started by PID 1 (a VM's or container's init) is in session and group 0; 101
+  // called setsid() after forking 102, which stayed there.
+  auto p = plan({{100, 1, 0, 0}, {101, 100, 101, 101}, {102, 101, 0, 0}});
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_TRUE((*p)[2].early);
+  EXPECT_EQ((*p)[2].session, SessionPlan::inherit);
+  EXPECT_EQ((*p)[2].group, GroupPlan::inherit);
+  EXPECT_EQ((*p)[1].session, SessionPlan::lead);
+}
+
 TEST(TreePlan, SecondProcessOfAHelpersSessionWithAnotherParentIsRefused) {
   auto p = plan({{100, 1, 100, 100}, {101, 100, 50, 50}, {102, 100, 50, 50}});
   ASSERT_FALSE(p.ok());
