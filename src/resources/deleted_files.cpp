@@ -131,6 +131,25 @@ Result<std::optional<int32_t>> save_cwd(DumpContext& ctx, const std::string& lin
       save_directory(ctx, link.substr(0, link.size() - kSuffix.size()), st));
 }
 
+Result<std::optional<int32_t>> save_exe(DumpContext& ctx, const std::string& link) {
+  constexpr std::string_view kSuffix = " (deleted)";
+  if (!link.ends_with(kSuffix)) return std::optional<int32_t>();
+  std::string proc_exe = proc::proc_path(ctx.pid, "exe");
+  struct stat st;
+  if (::stat(proc_exe.c_str(), &st) < 0) return sys_error(fmt::format("stat {}", proc_exe));
+  // A file whose name merely ends so still has its links.
+  if (st.st_nlink != 0) return std::optional<int32_t>();
+  std::string path = link.substr(0, link.size() - kSuffix.size());
+  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > kMaxDeletedFileSize)
+    return errorf(
+        "pid {}: its executable {} was deleted while it runs and has {} bytes; ckpt saves "
+        "deleted files of at most {} bytes",
+        ctx.pid, path, st.st_size, kMaxDeletedFileSize);
+  CKPT_TRY_ASSIGN(int32_t id,
+                  save_regular(ctx, path, st, [&] { return open_file(proc_exe, O_RDONLY); }));
+  return std::optional<int32_t>(id);
+}
+
 std::string handed_key(int32_t id) {
   return fmt::format("deleted:{}", id);
 }
@@ -281,14 +300,25 @@ Result<ScopedFd> recreate_one(const image::Store& store, const image::Generation
   return std::move(*named);
 }
 
+Result<ScopedFd> read_only(const ScopedFd& fd, const std::string& path) {
+  std::string self = fmt::format("/proc/self/fd/{}", fd.get());
+  ScopedFd ro(::open(self.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!ro) return sys_error(fmt::format("restore the deleted executable {}: reopen it", path));
+  return ro;
+}
+
 }  // namespace
 
 Result<std::map<int32_t, ScopedFd>> recreate(const image::Store& store,
                                              const image::GenerationInfo& gen,
-                                             const std::vector<schema::DeletedFile>& files) {
+                                             const std::vector<schema::DeletedFile>& files,
+                                             const std::set<int32_t>& executables) {
   std::map<int32_t, ScopedFd> out;
   for (auto& d : files) {
     CKPT_TRY_ASSIGN(out[d.id], recreate_one(store, gen, d));
+    if (executables.count(d.id)) {
+      CKPT_TRY_ASSIGN(out[d.id], read_only(out[d.id], d.path));
+    }
   }
   return out;
 }

@@ -9,7 +9,8 @@
 // old name (or a hidden one beside it; missing parents are made for the moment too), opens it
 // and removes it, so lookups in it fail with ENOENT as before. A deleted regular file mapped
 // shared or private is mapped again from its one recreated inode (Vma::deleted_file): processes
-// sharing it see each other's writes again.
+// sharing it see each other's writes again. A deleted executable is one more such file: the
+// restore makes the recreated inode the process's exe (TaskRecord::exe_deleted).
 //
 // Limit: a deleted file larger than kMaxDeletedFileSize makes the dump fail (its whole contents,
 // holes included, would be copied into every generation).
@@ -18,6 +19,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -41,13 +43,19 @@ Result<std::optional<int32_t>> save_mapping(DumpContext& ctx, const proc::MapEnt
 // The id of ctx.pid's current directory when it was removed (`link`: /proc/PID/cwd's text).
 Result<std::optional<int32_t>> save_cwd(DumpContext& ctx, const std::string& link);
 
+// The id of ctx.pid's executable when it was removed while it runs (`link`: /proc/PID/exe's
+// text), its contents saved as for a deleted file; one too large to save is refused, naming it.
+Result<std::optional<int32_t>> save_exe(DumpContext& ctx, const std::string& link);
+
 // The key under which the restorer hands the recreated inode `id` to every puppet.
 std::string handed_key(int32_t id);
 
 // Creates every deleted file of the image, filled with its saved contents and already
-// unlinked, open in the restorer, by id.
+// unlinked, open in the restorer, by id. Those of `executables` are open read-only: the kernel
+// makes a file a process's exe only while nobody may write to it.
 Result<std::map<int32_t, ScopedFd>> recreate(const image::Store& store,
                                              const image::GenerationInfo& gen,
-                                             const std::vector<schema::DeletedFile>& files);
+                                             const std::vector<schema::DeletedFile>& files,
+                                             const std::set<int32_t>& executables);
 
 }  // namespace ckpt::deleted_files

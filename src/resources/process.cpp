@@ -50,20 +50,6 @@ Status check_root(pid_t pid, const std::string& root) {
   return errorf("pid {}: its root directory {} was removed, which ckpt cannot restore", pid, root);
 }
 
-// A program whose executable was deleted while it runs (as after a package upgrade) cannot be
-// restored yet: the restore sets the exe from a path. Refused, so that a dump never kills a
-// program into an image that cannot come back.
-Status check_exe(pid_t pid, const std::string& exe) {
-  if (!exe.ends_with(" (deleted)")) return {};
-  struct stat st;
-  std::string link = proc::proc_path(pid, "exe");
-  if (::stat(link.c_str(), &st) < 0) return sys_error(fmt::format("stat {}", link));
-  if (st.st_nlink != 0) return {};
-  return errorf(
-      "pid {}: its executable {} was deleted while it runs, which ckpt cannot restore yet", pid,
-      exe);
-}
-
 }  // namespace
 
 Status dump(DumpContext& ctx) {
@@ -80,7 +66,7 @@ Status dump(DumpContext& ctx) {
   CKPT_TRY_ASSIGN(task.root, proc::read_proc_link(ctx.pid, "root"));
   CKPT_TRY_ASSIGN(task.cwd_deleted, deleted_files::save_cwd(ctx, task.cwd));
   CKPT_TRY(check_root(ctx.pid, task.root));
-  CKPT_TRY(check_exe(ctx.pid, task.exe));
+  CKPT_TRY_ASSIGN(task.exe_deleted, deleted_files::save_exe(ctx, task.exe));
   CKPT_TRY_ASSIGN(task.personality, proc::read_personality(ctx.pid));
   // Not prlimit(): for a process of another user it needs CAP_SYS_RESOURCE, which root may lack.
   CKPT_TRY_ASSIGN(auto limits, proc::read_limits(ctx.pid));

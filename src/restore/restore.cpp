@@ -13,6 +13,7 @@
 #include <chrono>
 #include <memory>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "common/checksum.hpp"
@@ -138,6 +139,7 @@ Status check_before_restore(const schema::ImageRoot& image, const RestoreOptions
 }
 
 std::string exe_key(const schema::ProcessRecord& proc) {
+  if (proc.task.exe_deleted) return deleted_files::handed_key(*proc.task.exe_deleted);
   return "exe:" + proc.task.exe;
 }
 
@@ -161,7 +163,7 @@ Status add_mapped_files(const schema::ProcessRecord& proc, Handed& h) {
     CKPT_TRY_ASSIGN(ScopedFd fd, open_file(f.path, f.writable ? O_RDWR : O_RDONLY));
     h.add(std::move(key), std::move(fd));
   }
-  if (h.fds.find(exe_key(proc)) >= 0) return {};
+  if (proc.task.exe_deleted || h.fds.find(exe_key(proc)) >= 0) return {};
   CKPT_TRY_ASSIGN(ScopedFd exe_fd, open_file(proc.task.exe, O_RDONLY));
   h.add(exe_key(proc), std::move(exe_fd));
   return {};
@@ -169,7 +171,7 @@ Status add_mapped_files(const schema::ProcessRecord& proc, Handed& h) {
 
 bool used_by_puppets(const schema::ImageRoot& image, int32_t deleted_id) {
   for (auto& p : image.processes) {
-    if (p.task.cwd_deleted == deleted_id) return true;
+    if (p.task.cwd_deleted == deleted_id || p.task.exe_deleted == deleted_id) return true;
     for (auto& v : p.memory.vmas)
       if (v.deleted_file == deleted_id) return true;
   }
@@ -183,7 +185,11 @@ Result<Handed> open_handed_fds(const image::Store& store, const image::Generatio
     if (!p.zombie) CKPT_TRY(add_mapped_files(p, h));
   CKPT_TRY_ASSIGN(auto shm, shared_memory::recreate(store, gen, image.shm_objects));
   for (auto& [key, fd] : shm) h.add(key, std::move(fd));
-  CKPT_TRY_ASSIGN(auto deleted, deleted_files::recreate(store, gen, image.deleted_files));
+  std::set<int32_t> executables;
+  for (auto& p : image.processes)
+    if (p.task.exe_deleted) executables.insert(*p.task.exe_deleted);
+  CKPT_TRY_ASSIGN(auto deleted,
+                  deleted_files::recreate(store, gen, image.deleted_files, executables));
   std::map<int32_t, int> inodes;
   for (auto& [id, fd] : deleted) inodes[id] = fd.get();
   auto holder = [&](uint32_t id) -> std::string {
@@ -231,10 +237,9 @@ Result<PuppetPlan> make_plan(const schema::ImageRoot& image, const Handed& hande
 Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds& handed) {
   int exe_fd = -1;
   for (size_t i = 0; i < handed.keys.size(); ++i) {
-    if (handed.keys[i] == exe_key(*ctx.rec))
-      exe_fd = kept[i];
-    else
-      ctx.mapping_fds[handed.keys[i]] = kept[i];
+    // A deleted executable's copy is also what its code is mapped from.
+    if (handed.keys[i] == exe_key(*ctx.rec)) exe_fd = kept[i];
+    ctx.mapping_fds[handed.keys[i]] = kept[i];
   }
   CKPT_TRY(threads::drop_puppet_rseq(ctx));
   CKPT_TRY(settings::restore_early(ctx));

@@ -126,6 +126,14 @@ TEST(Schema, BrokenReferencesAreRefused) {
   v = sample_value();
   v["processes"][0]["threads"][1]["tid"] = 4000;
   EXPECT_NE(decode_error(v).find("thread id 4000 is invalid or listed twice"), std::string::npos);
+  v = sample_value();
+  v["processes"][0]["task"]["exe_deleted"] = 7;
+  EXPECT_NE(decode_error(v).find("/processes/0: exe_deleted names deleted file 7"),
+            std::string::npos);
+  v = sample_value();
+  v["processes"][0]["memory"]["vmas"][0]["deleted_file"] = 7;
+  EXPECT_NE(decode_error(v).find("/processes/0: a mapping names deleted file 7"),
+            std::string::npos);
 }
 
 std::vector<std::byte> bytes_of(std::initializer_list<int> list) {

@@ -125,6 +125,7 @@ struct TaskRecord {
   Credentials creds;
   std::string exe, cwd, root;
   std::optional<int32_t> cwd_deleted;  // DeletedFile::id of a cwd removed while in use
+  std::optional<int32_t> exe_deleted;  // DeletedFile::id of an executable removed while it runs
   uint32_t personality = 0;
   uint32_t umask = 022;
   int32_t dumpable = 1;
@@ -142,6 +143,7 @@ struct TaskRecord {
     v("no_new_privs", no_new_privs), v("rlimits", rlimits), v("oom_score_adj", oom_score_adj);
     v("child_subreaper", child_subreaper), v("thp_disable", thp_disable);
     v("thp_except_advised", thp_except_advised), v("cwd_deleted", cwd_deleted);
+    v("exe_deleted", exe_deleted);
   }
 };
 

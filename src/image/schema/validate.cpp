@@ -158,6 +158,19 @@ Status check_tree_wide(const ImageRoot& image) {
   std::set<int32_t> deleted;
   for (auto& d : image.deleted_files)
     if (!deleted.insert(d.id).second) return errorf("/deleted_files: id {} twice", d.id);
+  auto check_deleted = [&](std::optional<int32_t> id, size_t i, std::string_view what) -> Status {
+    if (id && !deleted.count(*id))
+      return errorf("/processes/{}: {} names deleted file {}, which the image has not", i, what,
+                    *id);
+    return {};
+  };
+  for (size_t i = 0; i < image.processes.size(); ++i) {
+    const TaskRecord& t = image.processes[i].task;
+    CKPT_TRY(check_deleted(t.cwd_deleted, i, "cwd_deleted"));
+    CKPT_TRY(check_deleted(t.exe_deleted, i, "exe_deleted"));
+    for (auto& v : image.processes[i].memory.vmas)
+      CKPT_TRY(check_deleted(v.deleted_file, i, "a mapping"));
+  }
   return {};
 }
 
