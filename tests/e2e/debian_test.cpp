@@ -9,6 +9,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <fstream>
+#include <sstream>
+
 #include "counter_output.hpp"
 #include "e2e_util.hpp"
 
@@ -76,7 +80,9 @@ class DebianTest : public ::testing::Test {
   }
   void TearDown() override {
     std::vector<pid_t> tree = pid_ > 0 ? descendants(pid_) : std::vector<pid_t>{};
-    for (pid_t p : {pid_, restorer_})
+    others_.push_back(pid_);
+    others_.push_back(restorer_);
+    for (pid_t p : others_)
       if (p > 0) {
         ::kill(p, SIGKILL);
         wait_child(p, 5s);
@@ -109,7 +115,7 @@ class DebianTest : public ::testing::Test {
     if (!st || !WIFSIGNALED(*st))
       return ::testing::AssertionFailure() << "the dumped process did not die";
     // Its children die with it and come to us: their PIDs must be free for the restore.
-    return reap_all(tree, {});
+    return reap_all(tree, others_);
   }
 
   // `ckpt restore --shell-job --pidfile F` with the given stdio; it stays our child and waits for
@@ -191,6 +197,7 @@ class DebianTest : public ::testing::Test {
   TempDir dir_;
   int devnull_ = -1, err_ = -1;
   pid_t pid_ = -1, restorer_ = -1;
+  std::vector<pid_t> others_;  // children of the test that are not dumped
 };
 
 TEST_F(DebianTest, Python3Loop) {
@@ -308,6 +315,89 @@ TEST_F(DebianTest, CatFromPipe) {
   pid_ = -1;
   ASSERT_TRUE(st);
   EXPECT_EQ(describe_status(*st), "exit 0") << stderr_text();
+}
+
+// The middle of a shell pipeline (issue 11): `producer | sed -u | test`, only sed dumped, while
+// lines flow as fast as the pipes take them, so both pipes are full when it is killed. Both lead
+// outside the dumped process and are handed back to the restore: every line must arrive once, in
+// order.
+TEST_F(DebianTest, MiddleOfAPipelineGoesOnWithNoLineLostOrRepeated) {
+  Pipe in, out;
+  SpawnSpec producer;
+  producer.argv = {"/usr/bin/python3", "-c",
+                   "import sys\ni = 0\nwhile True:\n    i += 1\n    sys.stdout.write(f'{i}\\n')\n"
+                   "    if i % 50 == 0: sys.stdout.flush()\n"};
+  producer.fds[0] = devnull_;
+  producer.fds[1] = in.w;
+  producer.fds[2] = err_;
+  pid_t writer = spawn(producer);
+  others_.push_back(writer);
+  in.close_w();
+  start({"/usr/bin/sed", "-u", "s/^/n=/"}, in.r, out.w);
+  LineReader lines(out.r);
+  long next = 1;
+  auto expect_up_to = [&](long last) {
+    while (next <= last) {
+      auto l = lines.next();
+      ASSERT_TRUE(l) << "no line after " << next - 1 << stderr_text();
+      ASSERT_EQ(*l, "n=" + std::to_string(next)) << "the stream broke" << stderr_text();
+      ++next;
+    }
+  };
+  ASSERT_NO_FATAL_FAILURE(expect_up_to(2000));
+  sleep_for(100ms);  // the pipes fill up meanwhile
+  ASSERT_TRUE(dump(true));
+  ASSERT_TRUE(restore_shell_job(in.r, out.w));
+  ASSERT_NO_FATAL_FAILURE(expect_up_to(next + 50000));
+}
+
+// GNU make running jobs in parallel (issue 11): `make -j3` with two recursive makes that share its
+// jobserver pipe, dumped with all its jobs mid-work and restored. The tokens in the pipe must
+// come back exactly: one lost and make waits or complains at exit, one too many and more than
+// three jobs run at once. Every job's output must be whole and the build must succeed.
+TEST_F(DebianTest, ParallelMakeFinishesWithItsJobserverIntact) {
+  std::ofstream(dir_ / "job.sh") << "echo \"start $1 $(date +%s%N)\" >> ../times\n"
+                                    "for i in 1 2 3 4 5 6; do echo \"$1 $i\"; sleep 0.1; done\n"
+                                    "echo \"end $1 $(date +%s%N)\" >> ../times\n";
+  std::string sub =
+      "JOBS := a b c d e\nall: $(JOBS)\n"
+      "$(JOBS):\n\t@sh ../job.sh $(notdir $(CURDIR))-$@ > $@.tmp && mv $@.tmp $@\n";
+  for (const char* d : {"one", "two"}) {
+    fs::create_directory(dir_ / d);
+    std::ofstream(dir_ / d / "Makefile") << sub;
+  }
+  std::ofstream(dir_ / "Makefile") << "all: one two\n\t@cat one/? two/? > all.txt\n"
+                                      ".PHONY: one two\none two:\n\t@$(MAKE) -s -C $@\n";
+  int out = open_or_die(dir_ / "stdout", O_WRONLY | O_CREAT | O_TRUNC);
+  start({"/bin/sh", "-c", "make -s -j3; echo $? > status"}, devnull_, out);
+  ::close(out);
+  auto started = [&] { return read_text(dir_ / "times").size() > 0; };
+  for (int i = 0; i < 500 && !started(); ++i) sleep_for(10ms);
+  ASSERT_TRUE(started()) << "no job started" << stderr_text();
+  sleep_for(250ms);
+  ASSERT_TRUE(dump(false));
+  ASSERT_TRUE(restore_detached());
+  for (int i = 0; i < 2000 && read_text(dir_ / "status").empty(); ++i) sleep_for(10ms);
+  ASSERT_EQ(read_text(dir_ / "status"), "0\n") << "make failed" << stderr_text();
+  EXPECT_EQ(read_text(dir_ / "stderr"), "") << "make complained";
+  std::string want;
+  for (const char* d : {"one", "two"})
+    for (char t = 'a'; t <= 'e'; ++t)
+      for (int i = 1; i <= 6; ++i)
+        want += std::string(d) + "-" + t + " " + std::to_string(i) + "\n";
+  EXPECT_EQ(read_text(dir_ / "all.txt"), want);
+  // At most three jobs at any moment, from the start and end times each job wrote.
+  std::istringstream times(read_text(dir_ / "times"));
+  std::vector<std::pair<long long, int>> events;
+  std::string what, job;
+  long long at;
+  while (times >> what >> job >> at) events.push_back({at, what == "start" ? 1 : -1});
+  EXPECT_EQ(events.size(), 20u);
+  std::sort(events.begin(), events.end());
+  int running = 0, most = 0;
+  for (auto& [t, d] : events) most = std::max(most, running += d);
+  EXPECT_LE(most, 3) << "more jobs ran at once than make -j3 allows";
+  EXPECT_GE(most, 2) << "the jobs did not run in parallel";
 }
 
 TEST_F(DebianTest, SleepStillSleepsAfterRestore) {
