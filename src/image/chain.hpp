@@ -4,6 +4,7 @@
 // of the parent's page indexes. A chain is a generation followed by its parent, grandparent, ...
 // down to a full generation.
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <vector>
 
@@ -30,6 +31,10 @@ uint64_t page_index_digest(const GenerationInfo& gen);
 // older than the child's, it is a sibling directory whose manifest reads, and its page index
 // digest is the one the child recorded. Errors name the child and the parent.
 Result<std::vector<GenerationInfo>> load_chain(const GenerationInfo& gen);
+
+// load_chain, then `check` on every member, newest first; a parent's failure says so.
+Status check_chain(const GenerationInfo& gen,
+                   const std::function<Status(const GenerationInfo&)>& check);
 
 // load_chain, then the file sizes and data headers of every member (cheap).
 Status check_chain_files(const GenerationInfo& gen);

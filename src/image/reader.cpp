@@ -197,12 +197,7 @@ Status verify_one(const GenerationInfo& gen) {
 
 // An incremental generation is only as good as every generation it needs.
 Status verify_generation(const GenerationInfo& gen) {
-  CKPT_TRY_ASSIGN(auto chain, load_chain(gen));
-  for (size_t i = 0; i < chain.size(); ++i) {
-    Status st = verify_one(chain[i]);
-    if (!st.ok()) return i == 0 ? st : st.error().wrap(fmt::format("gen {}: parent", gen.id));
-  }
-  return {};
+  return check_chain(gen, verify_one);
 }
 
 Result<std::unique_ptr<SectionReader>> open_generation_section(const GenerationInfo& gen,

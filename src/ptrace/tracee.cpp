@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdlib>
 #include <filesystem>
 #include <utility>
@@ -31,7 +32,13 @@ long request(__ptrace_request req, const char* name, pid_t tid, void* addr, void
 }
 
 // Reaps the threads of `leader`'s process that have exited (a traced thread waits for its tracer).
+// It reads /proc: done at most every few milliseconds, not at every look while another tracee's
+// event stays listed first (a dead thread waits that much longer to be reaped, nothing more).
 void reap_dead_siblings(pid_t leader) {
+  thread_local std::chrono::steady_clock::time_point last_look{};
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_look < std::chrono::milliseconds(2)) return;
+  last_look = now;
   std::error_code ec;
   for (auto it = fs::directory_iterator(fmt::format("/proc/{}/task", leader), ec);
        !ec && it != fs::end(it); it.increment(ec)) {

@@ -192,18 +192,10 @@ Result<fds::OpenedFiles> recreate(const fds::RecreateEnv& env,
   for (auto& [name, mine] : by_kind)
     if (!fds::find_kind(name))
       return errorf("open file {} is of kind '{}', unknown to this ckpt", mine[0]->id, name);
-  // In the registry's order, which some kinds rely on (see registry.cpp), except unix sockets,
-  // which come last: their queues may carry files of any other kind (SCM_RIGHTS), sent again
-  // from the files made before.
-  std::vector<const fds::FdKind*> order;
-  const fds::FdKind* unix_kind = nullptr;
-  for (const fds::FdKind* kind : fds::all_kinds()) {
-    if (kind->name() == "unix")
-      unix_kind = kind;
-    else
-      order.push_back(kind);
-  }
-  if (unix_kind) order.push_back(unix_kind);
+  // In the registry's order, which some kinds rely on (see registry.cpp), within each rank.
+  std::vector<const fds::FdKind*> order = fds::all_kinds();
+  std::stable_sort(order.begin(), order.end(),
+                   [](auto* a, auto* b) { return a->recreate_rank() < b->recreate_rank(); });
   for (const fds::FdKind* kind : order) {
     auto mine = by_kind.find(std::string(kind->name()));
     if (mine != by_kind.end()) CKPT_TRY(kind->recreate(env, mine->second, out));

@@ -124,6 +124,9 @@ class FdKind {
   // Opens every open file in `mine` (all of this kind) into `out`, by id.
   virtual Status recreate(const RecreateEnv& env, const std::vector<const schema::OpenFile*>& mine,
                           OpenedFiles& out) const = 0;
+  // Kinds are recreated by rank, then in the table's order; a kind that needs the files of
+  // others (to send them again) ranks higher.
+  virtual int recreate_rank() const { return 0; }
   virtual Status settle(const SettleEnv&, const schema::OpenFile&, int /*fd*/) const { return {}; }
 };
 

@@ -1,8 +1,8 @@
 // The fd kinds ckpt knows, in the order they are asked to claim a descriptor: the first that
 // claims it saves it. Special cases come before general ones (a deleted file before a regular
 // file, a listening TCP socket before "any other socket"). Restore recreates the kinds in the
-// same order (unix sockets last, see files.cpp): a listening socket must bind its port before
-// the connections accepted from it, which share that port, are put back.
+// same order (a kind may ask to come later: FdKind::recreate_rank): a listening socket must bind
+// its port before the connections accepted from it, which share that port, are put back.
 #include "resources/fds/fd_kind.hpp"
 
 namespace ckpt::fds {

@@ -447,6 +447,8 @@ Status check_outside_peer(const LinkEnv& env, const LinkedFile& f, const UnixEnd
 class UnixSocketKind final : public FdKind {
  public:
   std::string_view name() const override { return "unix"; }
+  // Last: queues may carry files of any other kind (SCM_RIGHTS), sent again from those made.
+  int recreate_rank() const override { return 1; }
   bool claims(FdProbe& p, const DumpFlags&) const override { return p.domain == AF_UNIX; }
   Status dump(DumpEnv& env, FdProbe& p, schema::OpenFile& of) const override {
     auto ino = static_cast<uint64_t>(p.st.st_ino);
