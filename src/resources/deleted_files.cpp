@@ -119,34 +119,42 @@ Result<std::optional<int32_t>> save_mapping(DumpContext& ctx, const proc::MapEnt
   return std::optional<int32_t>(id);
 }
 
-Result<std::optional<int32_t>> save_cwd(DumpContext& ctx, const std::string& link) {
-  constexpr std::string_view kSuffix = " (deleted)";
-  if (!link.ends_with(kSuffix)) return std::optional<int32_t>();
-  std::string proc_cwd = proc::proc_path(ctx.pid, "cwd");
+namespace {
+
+// What /proc/PID/`name` (cwd, exe) led to when it was removed: its old path and its stat.
+// Nothing when it was not removed (a name may merely end in " (deleted)": it has links then).
+struct Removed {
+  std::string path, proc_link;
   struct stat st;
-  if (::stat(proc_cwd.c_str(), &st) < 0) return sys_error(fmt::format("stat {}", proc_cwd));
-  // A directory whose name merely ends so still has its links.
-  if (!S_ISDIR(st.st_mode) || st.st_nlink != 0) return std::optional<int32_t>();
-  return std::optional<int32_t>(
-      save_directory(ctx, link.substr(0, link.size() - kSuffix.size()), st));
+};
+Result<std::optional<Removed>> removed_target(pid_t pid, const char* name,
+                                              const std::string& link) {
+  constexpr std::string_view kSuffix = " (deleted)";
+  if (!link.ends_with(kSuffix)) return std::optional<Removed>();
+  Removed r{link.substr(0, link.size() - kSuffix.size()), proc::proc_path(pid, name), {}};
+  if (::stat(r.proc_link.c_str(), &r.st) < 0) return sys_error(fmt::format("stat {}", r.proc_link));
+  if (r.st.st_nlink != 0) return std::optional<Removed>();
+  return std::optional<Removed>(std::move(r));
+}
+
+}  // namespace
+
+Result<std::optional<int32_t>> save_cwd(DumpContext& ctx, const std::string& link) {
+  CKPT_TRY_ASSIGN(auto cwd, removed_target(ctx.pid, "cwd", link));
+  if (!cwd || !S_ISDIR(cwd->st.st_mode)) return std::optional<int32_t>();
+  return std::optional<int32_t>(save_directory(ctx, cwd->path, cwd->st));
 }
 
 Result<std::optional<int32_t>> save_exe(DumpContext& ctx, const std::string& link) {
-  constexpr std::string_view kSuffix = " (deleted)";
-  if (!link.ends_with(kSuffix)) return std::optional<int32_t>();
-  std::string proc_exe = proc::proc_path(ctx.pid, "exe");
-  struct stat st;
-  if (::stat(proc_exe.c_str(), &st) < 0) return sys_error(fmt::format("stat {}", proc_exe));
-  // A file whose name merely ends so still has its links.
-  if (st.st_nlink != 0) return std::optional<int32_t>();
-  std::string path = link.substr(0, link.size() - kSuffix.size());
-  if (!S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > kMaxDeletedFileSize)
+  CKPT_TRY_ASSIGN(auto exe, removed_target(ctx.pid, "exe", link));
+  if (!exe) return std::optional<int32_t>();
+  if (!S_ISREG(exe->st.st_mode) || static_cast<uint64_t>(exe->st.st_size) > kMaxDeletedFileSize)
     return errorf(
         "pid {}: its executable {} was deleted while it runs and has {} bytes; ckpt saves "
         "deleted files of at most {} bytes",
-        ctx.pid, path, st.st_size, kMaxDeletedFileSize);
-  CKPT_TRY_ASSIGN(int32_t id,
-                  save_regular(ctx, path, st, [&] { return open_file(proc_exe, O_RDONLY); }));
+        ctx.pid, exe->path, exe->st.st_size, kMaxDeletedFileSize);
+  CKPT_TRY_ASSIGN(int32_t id, save_regular(ctx, exe->path, exe->st,
+                                           [&] { return open_file(exe->proc_link, O_RDONLY); }));
   return std::optional<int32_t>(id);
 }
 

@@ -174,24 +174,25 @@ class DebianTest : public ::testing::Test {
 
   std::string stderr_text() const { return "\nstderr file:\n" + read_text(dir_ / "stderr"); }
 
+  // Reads lines `prefix`next, `prefix`next+1... up to `last`; `next` follows.
+  void expect_count(LineReader& lines, const std::string& prefix, long& next, long last) {
+    for (; next <= last; ++next) {
+      auto l = lines.next();
+      ASSERT_TRUE(l) << "no line after " << next - 1 << stderr_text();
+      ASSERT_EQ(*l, prefix + std::to_string(next)) << "the count broke" << stderr_text();
+    }
+  }
+
   // A program printing 0, 1, 2... on stdout: dumped mid-count, restored, must go on exactly.
   void check_counting(std::vector<std::string> argv) {
     Pipe out;
     start(std::move(argv), devnull_, out.w);
     LineReader lines(out.r);
     long next = 0;
-    auto expect_up_to = [&](long last) {
-      while (next <= last) {
-        auto l = lines.next();
-        ASSERT_TRUE(l) << "no line after " << next - 1 << stderr_text();
-        ASSERT_EQ(*l, std::to_string(next)) << "the count broke" << stderr_text();
-        ++next;
-      }
-    };
-    ASSERT_NO_FATAL_FAILURE(expect_up_to(30));
+    ASSERT_NO_FATAL_FAILURE(expect_count(lines, "", next, 30));
     ASSERT_TRUE(dump(true));
     ASSERT_TRUE(restore_shell_job(devnull_, out.w));
-    ASSERT_NO_FATAL_FAILURE(expect_up_to(next + 100));
+    ASSERT_NO_FATAL_FAILURE(expect_count(lines, "", next, next + 100));
   }
 
   TempDir dir_;
@@ -336,19 +337,11 @@ TEST_F(DebianTest, MiddleOfAPipelineGoesOnWithNoLineLostOrRepeated) {
   start({"/usr/bin/sed", "-u", "s/^/n=/"}, in.r, out.w);
   LineReader lines(out.r);
   long next = 1;
-  auto expect_up_to = [&](long last) {
-    while (next <= last) {
-      auto l = lines.next();
-      ASSERT_TRUE(l) << "no line after " << next - 1 << stderr_text();
-      ASSERT_EQ(*l, "n=" + std::to_string(next)) << "the stream broke" << stderr_text();
-      ++next;
-    }
-  };
-  ASSERT_NO_FATAL_FAILURE(expect_up_to(2000));
+  ASSERT_NO_FATAL_FAILURE(expect_count(lines, "n=", next, 2000));
   sleep_for(100ms);  // the pipes fill up meanwhile
   ASSERT_TRUE(dump(true));
   ASSERT_TRUE(restore_shell_job(in.r, out.w));
-  ASSERT_NO_FATAL_FAILURE(expect_up_to(next + 50000));
+  ASSERT_NO_FATAL_FAILURE(expect_count(lines, "n=", next, next + 50000));
 }
 
 // GNU make running jobs in parallel (issue 11): `make -j3` with two recursive makes that share its
