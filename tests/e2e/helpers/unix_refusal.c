@@ -22,7 +22,7 @@
 #include <sys/un.h>
 #include <sys/wait.h>
 
-#include "e2e_prog.h"
+#include "scm_rights.h"
 
 #define FD 10
 
@@ -44,40 +44,17 @@ static int child_outside(void) {
 static int child_rights(int ctl, int timer) {
   char c;
   if (read(ctl, &c, 1) != 1) return 2;
-  char data[4], control[CMSG_SPACE(sizeof(int) * 2)];
-  struct iovec iov = {data, sizeof data};
-  struct msghdr m;
-  memset(&m, 0, sizeof m);
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof control;
-  if (recvmsg(FD, &m, 0) != 1) return 3;
-  struct cmsghdr* h = CMSG_FIRSTHDR(&m);
-  if (!h || h->cmsg_type != SCM_RIGHTS) return 4;
-  int passed[2] = {-1, -1};
-  memcpy(passed, CMSG_DATA(h), h->cmsg_len - CMSG_LEN(0));
+  char data[4];
+  int passed[2], got = 0;
+  if (scm_recv(FD, data, sizeof data, passed, 2, &got, 0) != 1) return 3;
+  if (got == 0) return 4;
   char buf[8];
   if (read(passed[0], buf, sizeof buf) != 5 || memcmp(buf, "hello", 5) != 0) return 5;
   return !timer || read(passed[1], buf, sizeof buf) == 8 ? 0 : 6;
 }
 
 static void send_fds(int sock, const int* fds, int n) {
-  char control[CMSG_SPACE(sizeof(int) * 2)];
-  memset(control, 0, sizeof control);
-  struct iovec iov = {"x", 1};
-  struct msghdr m;
-  memset(&m, 0, sizeof m);
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
-  struct cmsghdr* h = CMSG_FIRSTHDR(&m);
-  h->cmsg_level = SOL_SOCKET;
-  h->cmsg_type = SCM_RIGHTS;
-  h->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-  memcpy(CMSG_DATA(h), fds, sizeof(int) * (size_t)n);
-  E2E_SYS(sendmsg(sock, &m, 0));
+  E2E_SYS(scm_send(sock, "x", fds, n, NULL));
 }
 
 static void bind_to(int fd, const char* name, size_t len) {

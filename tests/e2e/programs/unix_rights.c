@@ -15,59 +15,21 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "e2e_prog.h"
+#include "scm_rights.h"
 
 static void send_fds(int sock, const char* data, const int* fds, int n, const char* to) {
-  char control[CMSG_SPACE(sizeof(int) * 4)];
-  memset(control, 0, sizeof control);
-  struct iovec iov = {(void*)data, strlen(data)};
-  struct sockaddr_un a;
-  memset(&a, 0, sizeof a);
-  a.sun_family = AF_UNIX;
-  struct msghdr m;
-  memset(&m, 0, sizeof m);
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  if (to) {
-    snprintf(a.sun_path, sizeof a.sun_path, "%s", to);
-    m.msg_name = &a;
-    m.msg_namelen = sizeof a;
-  }
-  if (n > 0) {
-    m.msg_control = control;
-    m.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
-    struct cmsghdr* h = CMSG_FIRSTHDR(&m);
-    h->cmsg_level = SOL_SOCKET;
-    h->cmsg_type = SCM_RIGHTS;
-    h->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-    memcpy(CMSG_DATA(h), fds, sizeof(int) * (size_t)n);
-  }
-  E2E_SYS(sendmsg(sock, &m, 0));
+  E2E_SYS(scm_send(sock, data, fds, n, to));
 }
 
 // One recvmsg: must bring exactly `want` and `nfds` fds, stored in `fds`.
 static void expect_msg(int sock, const char* want, int* fds, int nfds, const char* what) {
-  char data[256], control[CMSG_SPACE(sizeof(int) * 8)];
-  struct iovec iov = {data, sizeof data};
-  struct msghdr m;
-  memset(&m, 0, sizeof m);
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof control;
-  ssize_t n = recvmsg(sock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+  char data[256];
+  int got = 0;
+  ssize_t n = scm_recv(sock, data, sizeof data, fds, nfds, &got, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
   E2E_CHECK(n == (ssize_t)strlen(want) && memcmp(data, want, strlen(want)) == 0,
             "%s: got %zd bytes '%.*s' (%s), want '%s'", what, n, n > 0 ? (int)n : 0, data,
             n < 0 ? strerror(errno) : "ok", want);
-  int got = 0;
-  for (struct cmsghdr* h = CMSG_FIRSTHDR(&m); h; h = CMSG_NXTHDR(&m, h)) {
-    if (h->cmsg_level != SOL_SOCKET || h->cmsg_type != SCM_RIGHTS) continue;
-    int count = (int)((h->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-    for (int i = 0; i < count; ++i, ++got)
-      if (got < nfds) memcpy(&fds[got], CMSG_DATA(h) + (size_t)i * sizeof(int), sizeof(int));
-  }
   E2E_CHECK(got == nfds, "%s: %d fds came with it, want %d", what, got, nfds);
-  for (int i = got; i < nfds; ++i) fds[i] = -1;
 }
 
 static void expect_read(int fd, const char* want, const char* what) {

@@ -9,26 +9,12 @@
 #include <sys/socket.h>
 #include <sys/wait.h>
 
-#include "e2e_prog.h"
+#include "scm_rights.h"
 
 static int child(int sock) {
   int efd = eventfd(5, EFD_NONBLOCK);
   if (efd < 0) return 2;
-  char control[CMSG_SPACE(sizeof(int))];
-  memset(control, 0, sizeof control);
-  struct iovec iov = {"E", 1};
-  struct msghdr m;
-  memset(&m, 0, sizeof m);
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof control;
-  struct cmsghdr* h = CMSG_FIRSTHDR(&m);
-  h->cmsg_level = SOL_SOCKET;
-  h->cmsg_type = SCM_RIGHTS;
-  h->cmsg_len = CMSG_LEN(sizeof(int));
-  memcpy(CMSG_DATA(h), &efd, sizeof efd);
-  if (sendmsg(sock, &m, 0) != 1) return 3;
+  if (scm_send(sock, "E", &efd, 1, NULL) != 1) return 3;
   char c;
   if (recv(sock, &c, 1, 0) != 1 || c != 'g') return 4;  // blocked here at dump
   uint64_t one = 1;
@@ -52,20 +38,10 @@ int main(void) {
   e2e_ready();
   e2e_wait_go();
 
-  char data[4], control[CMSG_SPACE(sizeof(int) * 2)];
-  struct iovec iov = {data, sizeof data};
-  struct msghdr m;
-  memset(&m, 0, sizeof m);
-  m.msg_iov = &iov;
-  m.msg_iovlen = 1;
-  m.msg_control = control;
-  m.msg_controllen = sizeof control;
-  ssize_t n = recvmsg(sv[0], &m, MSG_DONTWAIT);
-  struct cmsghdr* h = CMSG_FIRSTHDR(&m);
-  E2E_CHECK(n == 1 && data[0] == 'E', "the message: %zd bytes", n);
-  int efd = -1;
-  if (h && h->cmsg_type == SCM_RIGHTS && h->cmsg_len == CMSG_LEN(sizeof(int)))
-    memcpy(&efd, CMSG_DATA(h), sizeof efd);
+  char data[4];
+  int efd = -1, got = 0;
+  ssize_t n = scm_recv(sv[0], data, sizeof data, &efd, 1, &got, MSG_DONTWAIT);
+  E2E_CHECK(n == 1 && data[0] == 'E' && got == 1, "the message: %zd bytes, %d fds", n, got);
   E2E_CHECK(efd >= 0, "no fd came with the message");
   uint64_t v = 0;
   E2E_CHECK(efd >= 0 && read(efd, &v, sizeof v) == sizeof v && v == 5,
