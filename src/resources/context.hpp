@@ -22,6 +22,10 @@
 
 namespace ckpt {
 
+namespace cow_shared {
+class Base;
+}
+
 namespace page_index {
 struct DumpState;
 }
@@ -106,6 +110,8 @@ struct RestoreContext {
   ByteProgress* progress = nullptr;  // memory filled so far, tree-wide; always set
   // Descriptors the puppet holds for mapping files, keyed by path; closed before it runs.
   std::map<std::string, int> mapping_fds;
+  // Memory the puppet shares copy-on-write with the restorer and the other puppets.
+  const cow_shared::Base* base = nullptr;
 
   std::string section(std::string_view base) const { return section_prefix + std::string(base); }
 };

@@ -23,6 +23,7 @@
 #include "image/chain.hpp"
 #include "proc/maps.hpp"
 #include "proc/stat.hpp"
+#include "resources/cow_shared.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/files.hpp"
 #include "resources/locks.hpp"
@@ -299,7 +300,8 @@ struct ProcessBuild {
 Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
                                                     const image::GenerationInfo& gen,
                                                     const PuppetPlan& plan, PuppetTree& puppets,
-                                                    size_t i, ByteProgress& progress) {
+                                                    size_t i, ByteProgress& progress,
+                                                    const cow_shared::Base& base) {
   auto b = std::make_unique<ProcessBuild>();
   RestoreContext& ctx = b->ctx;
   const PuppetSpec& spec = plan.processes[i];
@@ -312,6 +314,7 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   ctx.shell_job = plan.shell_job;
   ctx.vdso_proxy = plan.vdso_proxy;
   ctx.progress = &progress;
+  ctx.base = &base;
   ctx.trampoline = spec.trampoline;
   ctx.scratch = {spec.trampoline + 64, kPage - 64};
   // main_remote points into ctx.threads: it must never reallocate.
@@ -362,6 +365,8 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   CKPT_TRY_ASSIGN(Handed handed, open_handed_fds(store, gen, image, opts));
   CKPT_TRY_ASSIGN(sysv_ipc::Recreated ipc, sysv_ipc::recreate(image));
   CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts, vdso_proxy));
+  // Before the puppets: each is a fork that starts with it.
+  CKPT_TRY_ASSIGN(cow_shared::Base base, cow_shared::premap(store, gen, image));
   CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
   CKPT_TRY(files::set_owners(image, handed.fds));
   CKPT_TRY(locks::take_open_file_locks(image, handed.fds));
@@ -370,7 +375,7 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   std::vector<std::unique_ptr<ProcessBuild>> built;
   for (size_t i = 0; i < puppets.size(); ++i) {
     if (plan.processes[i].zombie) continue;
-    CKPT_TRY_ASSIGN(auto b, build_process(store, gen, plan, puppets, i, progress));
+    CKPT_TRY_ASSIGN(auto b, build_process(store, gen, plan, puppets, i, progress, base));
     built.push_back(std::move(b));
   }
   CKPT_TRY(ipc.finish());

@@ -1,0 +1,157 @@
+#include "resources/cow_shared.hpp"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <memory>
+#include <span>
+
+#include "common/log.hpp"
+#include "common/scoped_fd.hpp"
+#include "image/chain.hpp"
+#include "resources/context.hpp"
+#include "resources/memory.hpp"
+
+namespace ckpt::cow_shared {
+namespace {
+
+constexpr size_t kSkipBuffer = 1 << 20;
+
+// Fork makes such twins: the same place, the same kind of memory behind it.
+bool twins(const schema::Vma& a, const schema::Vma& b) {
+  return a.start == b.start && a.end == b.end && a.kind == b.kind && a.path == b.path &&
+         (a.kind != "file" || a.offset == b.offset) && a.has_flag("nr") == b.has_flag("nr");
+}
+
+// Another live process of the image has a mapping at the same place that can share it.
+bool shared_by_another(const schema::ImageRoot& image, const schema::Vma& v) {
+  for (size_t i = 1; i < image.processes.size(); ++i) {
+    const auto& p = image.processes[i];
+    if (p.zombie) continue;
+    for (auto& w : p.memory.vmas)
+      if (twins(v, w) && shareable(w)) return true;
+  }
+  return false;
+}
+
+bool is_file(const schema::Vma& v) {
+  return v.kind == "file";
+}
+
+// Maps `v` at its own address in this process (a file from its path, as the restore checked
+// it); false when something of ours is there or the file cannot be opened.
+bool place(const schema::Vma& v) {
+  int flags = MAP_PRIVATE | MAP_FIXED_NOREPLACE | (is_file(v) ? 0 : MAP_ANONYMOUS);
+  if (v.has_flag("nr")) flags |= MAP_NORESERVE;
+  ScopedFd file;
+  if (is_file(v)) {
+    file = ScopedFd(::open(v.path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!file) return false;  // the build maps it on its own and says what is wrong
+  }
+  void* want = reinterpret_cast<void*>(v.start);
+  void* got = ::mmap(want, v.end - v.start, PROT_READ | PROT_WRITE, flags,
+                     is_file(v) ? file.get() : -1, is_file(v) ? static_cast<off_t>(v.offset) : 0);
+  if (got == want) return true;
+  if (got != MAP_FAILED) ::munmap(got, v.end - v.start);  // a kernel without NOREPLACE
+  log::debug("memory", "{:#x}-{:#x} of the root is not shared: the restorer uses that place",
+             v.start, v.end);
+  return false;
+}
+
+// Reads the root's pages section: the ranges of placed mappings straight into them, the rest
+// read and dropped (the section is one stream, checked to its end).
+Status fill(const image::Store& store, const image::GenerationInfo& gen,
+            const schema::ProcessRecord& root, const std::vector<const schema::Vma*>& placed) {
+  std::string name = section_prefix(root.pid, true) + memory::kPagesSection;
+  CKPT_TRY_ASSIGN(auto reader, store.open_section(gen, name));
+  std::unique_ptr<std::byte[]> skip(new std::byte[kSkipBuffer]);
+  for (auto& v : root.memory.vmas) {
+    bool mine = std::find(placed.begin(), placed.end(), &v) != placed.end();
+    for (auto& r : v.pages) {
+      if (r.start < v.start || r.end > v.end || r.start >= r.end)
+        return errorf("section {}: pages {:#x}-{:#x} lie outside their mapping", name, r.start,
+                      r.end);
+      if (mine)
+        (void)::madvise(reinterpret_cast<void*>(r.start), r.end - r.start, MADV_POPULATE_WRITE);
+      for (uint64_t at = r.start; at < r.end;) {
+        size_t want = mine ? r.end - at : std::min<uint64_t>(r.end - at, kSkipBuffer);
+        std::span<std::byte> to(mine ? reinterpret_cast<std::byte*>(at) : skip.get(), want);
+        CKPT_TRY_ASSIGN(size_t n, reader->read(to));
+        if (n == 0) return errorf("section {} ends early at {:#x}", name, at);
+        at += n;
+      }
+    }
+  }
+  std::byte extra;
+  CKPT_TRY_ASSIGN(size_t left, reader->read({&extra, 1}));
+  if (left != 0) return errorf("section {} has more data than its mappings", name);
+  return {};
+}
+
+}  // namespace
+
+bool shareable(const schema::Vma& v) {
+  bool anonymous = v.kind == "anonymous" || v.kind == "heap" || v.kind == "stack";
+  bool file = is_file(v) && !v.deleted && !v.deleted_file && !v.path.empty();
+  return (anonymous || file) && !v.shared && !v.shm && !v.sysv_shm && !v.has_flag("dc") &&
+         !v.has_flag("wf") && !v.has_flag("gd") && v.end > v.start;
+}
+
+Base::Base(Base&& o) noexcept : areas_(std::move(o.areas_)) {
+  o.areas_.clear();
+}
+
+Base& Base::operator=(Base&& o) noexcept {
+  if (this != &o) {
+    release();
+    areas_ = std::move(o.areas_);
+    o.areas_.clear();
+  }
+  return *this;
+}
+
+Base::~Base() {
+  release();
+}
+
+void Base::release() {
+  for (auto& a : areas_) ::munmap(reinterpret_cast<void*>(a.start()), a.end() - a.start());
+  areas_.clear();
+}
+
+const Area* Base::find(const schema::Vma& v) const {
+  if (!shareable(v)) return nullptr;
+  for (auto& a : areas_)
+    if (twins(*a.root, v)) return &a;
+  return nullptr;
+}
+
+uint64_t Base::bytes() const {
+  uint64_t n = 0;
+  for (auto& a : areas_)
+    for (auto& r : a.filled) n += r.end - r.start;
+  return n;
+}
+
+Result<Base> premap(const image::Store& store, const image::GenerationInfo& gen,
+                    const schema::ImageRoot& image) {
+  Base base;
+  if (image.processes.size() < 2 || image.processes[0].zombie || image::is_incremental(gen))
+    return base;
+  const schema::ProcessRecord& root = image.processes[0];
+  std::vector<const schema::Vma*> placed;
+  for (auto& v : root.memory.vmas) {
+    if (!shareable(v) || !shared_by_another(image, v) || !place(v)) continue;
+    placed.push_back(&v);
+    base.areas_.push_back({&v, v.pages});
+  }
+  if (placed.empty()) return base;
+  Status filled = fill(store, gen, root, placed);
+  if (!filled.ok()) return filled.error().wrap("restore memory shared with the root");
+  log::debug("memory", "{} mappings of the root ({} bytes of pages) shared with its children",
+             placed.size(), base.bytes());
+  return base;
+}
+
+}  // namespace ckpt::cow_shared

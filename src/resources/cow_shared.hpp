@@ -1,0 +1,66 @@
+#pragma once
+// Memory shared copy-on-write between a parent and the children it forked (issue 11, point 5): a
+// forked server's workers hold most of their memory in pages they share with it, and must not
+// each get a copy of their own at restore.
+//
+// Before the first puppet is forked, the restorer maps the root's private mappings that
+// another process of the image has at the same place, and fills them with the root's pages (the
+// "base"). Every puppet is a fork of the restorer and starts with them, sharing their pages. Each
+// process's build (memory.cpp) then keeps those mappings instead of making new ones, writes only
+// the pages whose contents differ from the base (compared with the restorer's own copy, which is
+// at the same address) and drops the base's pages it did not have. A page that differs stops
+// being shared for that process alone, as a write after fork() would.
+//
+// Limits: the root is the base (a grandchild shares what it has in common with the root, not
+// what it shares only with its own parent); a mapping the restorer cannot place (its own code or
+// data is there) is restored copied, as before; so are incremental generations. The image still
+// holds every process's pages (stored once: not yet).
+#include <cstdint>
+#include <vector>
+
+#include "common/result.hpp"
+#include "image/schema/records.hpp"
+#include "image/store.hpp"
+
+namespace ckpt::cow_shared {
+
+// One mapping of the base, at the same place in the restorer and in every puppet.
+struct Area {
+  const schema::Vma* root = nullptr;  // the root's mapping it was made as
+  std::vector<schema::Range> filled;  // the root's saved pages in it
+  uint64_t start() const { return root->start; }
+  uint64_t end() const { return root->end; }
+};
+
+// The base the restorer holds; unmapped when it goes (the puppets keep their own).
+class Base {
+ public:
+  Base() = default;
+  Base(Base&& o) noexcept;
+  Base& operator=(Base&& o) noexcept;
+  Base(const Base&) = delete;
+  Base& operator=(const Base&) = delete;
+  ~Base();
+
+  // The area placed exactly where `v` is, when `v` is the same kind of mapping (anonymous, or
+  // of the same file at the same offset) and can share it.
+  const Area* find(const schema::Vma& v) const;
+  bool empty() const { return areas_.empty(); }
+  uint64_t bytes() const;
+
+ private:
+  friend Result<Base> premap(const image::Store&, const image::GenerationInfo&,
+                             const schema::ImageRoot&);
+  void release();
+  std::vector<Area> areas_;
+};
+
+// Private memory, anonymous or of a file, as fork() shares it (not MADV_DONTFORK or WIPEONFORK
+// areas, not deleted files).
+bool shareable(const schema::Vma& v);
+
+// Maps and fills the base in the calling process (the restorer, before it forks any puppet).
+Result<Base> premap(const image::Store& store, const image::GenerationInfo& gen,
+                    const schema::ImageRoot& image);
+
+}  // namespace ckpt::cow_shared
