@@ -2,8 +2,8 @@
 // sets, read through the borrowed copy. The restorer makes the socket again, options first (some
 // only count before bind), then binds and connects. Datagrams waiting in the receive queue are
 // not kept (as CRIU): UDP may lose datagrams, and one cannot be sent again from its original
-// source; the dump logs how many bytes it leaves. Multicast memberships cannot be read back
-// from a socket: they are not restored (docs/engine.md).
+// source; the dump logs how many bytes it leaves. Multicast groups joined, with their source
+// filters, are joined again (udp_multicast.hpp).
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
@@ -13,6 +13,7 @@
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/fd_kind.hpp"
 #include "resources/fds/inet_state.hpp"
+#include "resources/fds/udp_multicast.hpp"
 
 namespace ckpt::fds {
 namespace {
@@ -31,9 +32,11 @@ const inet::OptionSpec kOptions[] = {
     {"IP_TTL", IPPROTO_IP, IP_TTL},
     {"IP_PKTINFO", IPPROTO_IP, IP_PKTINFO},
     {"IP_RECVERR", IPPROTO_IP, IP_RECVERR},
+    {"IP_MULTICAST_IF", IPPROTO_IP, IP_MULTICAST_IF},  // the interface's address, as an int
     {"IP_MULTICAST_TTL", IPPROTO_IP, IP_MULTICAST_TTL},
     {"IP_MULTICAST_LOOP", IPPROTO_IP, IP_MULTICAST_LOOP},
     {"IPV6_RECVPKTINFO", IPPROTO_IPV6, IPV6_RECVPKTINFO, true},
+    {"IPV6_MULTICAST_IF", IPPROTO_IPV6, IPV6_MULTICAST_IF, true},
     {"IPV6_MULTICAST_HOPS", IPPROTO_IPV6, IPV6_MULTICAST_HOPS, true},
     {"IPV6_MULTICAST_LOOP", IPPROTO_IPV6, IPV6_MULTICAST_LOOP, true},
     {"IPV6_UNICAST_HOPS", IPPROTO_IPV6, IPV6_UNICAST_HOPS, true},
@@ -44,9 +47,10 @@ struct UdpPayload {
   std::optional<inet::Endpoint> local;  // when bound (explicitly or by a send or connect)
   std::optional<inet::Endpoint> peer;   // when connected
   std::vector<inet::IntOption> options;
+  std::optional<std::vector<multicast::Membership>> groups;  // absent: none joined
   template <class V>
   void visit(V& v) {
-    v("v6", v6), v("local", local), v("peer", peer), v("options", options);
+    v("v6", v6), v("local", local), v("peer", peer), v("options", options), v("groups", groups);
   }
 };
 
@@ -65,6 +69,8 @@ Result<UdpPayload> describe(FdProbe& p, int sock) {
   else if (errno != ENOTCONN)
     return sys_error(fmt::format("getpeername of {}", what));
   CKPT_TRY_ASSIGN(u.options, inet::read_options(sock, kOptions, u.v6, what));
+  CKPT_TRY_ASSIGN(auto groups, multicast::read(sock, u.v6, what));
+  if (!groups.empty()) u.groups = std::move(groups);
   int queued = 0;
   if (::ioctl(sock, SIOCINQ, &queued) == 0 && queued > 0)
     log::warn("dump", "pid {}: fd {}: a queued UDP datagram ({} bytes) is not saved", p.pid, p.fd,
@@ -89,6 +95,7 @@ Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of, cons
     if (::connect(fd.get(), reinterpret_cast<sockaddr*>(&a), len) < 0)
       return sys_error(fmt::format("{}: connect to {}", what, inet::endpoint_text(*u.peer)));
   }
+  if (u.groups) CKPT_TRY(multicast::join(fd.get(), u.v6, *u.groups, what));
   CKPT_TRY(set_status_flags(fd.get(), of.flags, what));
   return fd;
 }
