@@ -2,7 +2,8 @@
 // join, one source-specific (INCLUDE 127.0.0.1), one any-source with a blocked source (EXCLUDE
 // 127.0.0.2), one IPv6 join; and a sender whose IP_MULTICAST_IF is 127.0.0.1. After the restore
 // each socket has the same groups with the same filters (MCAST_MSFILTER), the sender the same
-// interface, and datagrams sent to the groups arrive again.
+// interface, IP_MULTICAST_ALL stays off where it was turned off, and datagrams sent to the groups
+// arrive again.
 #include <arpa/inet.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -100,6 +101,8 @@ int main(void) {
   struct ipv6_mreq join6 = {.ipv6mr_interface = (unsigned)lo};
   inet_pton(AF_INET6, "ff15::7", &join6.ipv6mr_multiaddr);
   E2E_SYS(setsockopt(six, IPPROTO_IPV6, IPV6_JOIN_GROUP, &join6, sizeof join6));
+  int off = 0;  // deliver only the groups this socket joined (default 1: any group joined here)
+  E2E_SYS(setsockopt(any, IPPROTO_IP, IP_MULTICAST_ALL, &off, sizeof off));
   struct in_addr out_if = v4("127.0.0.1");
   E2E_SYS(setsockopt(sender, IPPROTO_IP, IP_MULTICAST_IF, &out_if, sizeof out_if));
   send_to(sender, "239.255.77.1", p1, "before");
@@ -112,6 +115,10 @@ int main(void) {
   expect_filter(blocked, AF_INET, "239.255.77.3", "exclude 127.0.0.2");
   expect_filter(six, AF_INET6, "ff15::7", "exclude");
   expect_filter(any, AF_INET, "239.255.77.2", "not joined (Cannot assign requested address)");
+  int all = 1;
+  socklen_t all_len = sizeof all;
+  E2E_SYS(getsockopt(any, IPPROTO_IP, IP_MULTICAST_ALL, &all, &all_len));
+  E2E_CHECK(all == 0, "IP_MULTICAST_ALL is %d, was set to 0", all);
   struct in_addr got_if = {0};
   socklen_t len = sizeof got_if;
   E2E_SYS(getsockopt(sender, IPPROTO_IP, IP_MULTICAST_IF, &got_if, &len));
