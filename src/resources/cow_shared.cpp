@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <memory>
 #include <span>
 
@@ -53,9 +55,11 @@ bool place(const schema::Vma& v) {
   void* got = ::mmap(want, v.end - v.start, PROT_READ | PROT_WRITE, flags,
                      is_file(v) ? file.get() : -1, is_file(v) ? static_cast<off_t>(v.offset) : 0);
   if (got == want) return true;
+  int err = got == MAP_FAILED ? errno : EEXIST;
   if (got != MAP_FAILED) ::munmap(got, v.end - v.start);  // a kernel without NOREPLACE
-  log::debug("memory", "{:#x}-{:#x} of the root is not shared: the restorer uses that place",
-             v.start, v.end);
+  // EEXIST: the restorer's own code or data is there.
+  log::debug("memory", "{:#x}-{:#x} of the root is restored copied, not shared: mmap: {}", v.start,
+             v.end, std::strerror(err));
   return false;
 }
 
