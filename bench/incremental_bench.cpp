@@ -1,0 +1,178 @@
+// What an incremental generation costs next to a full one (issue 13): a process holding MIB MiB
+// rewrites 1 % of its pages between dumps; each --leave-running dump of it is timed and its
+// generation's bytes counted, first a full one, then CHAIN incremental ones. Then the restore of
+// the newest generation (which needs the whole chain) is timed against the restore of a full
+// generation of the same state, and the restored process checks its memory.
+//
+//   build/bench/incremental_bench [--dir DIR] [--mib MIB] [--chain CHAIN]
+//   (defaults: /dev/shm, 1024, 10)
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <vector>
+
+#include "bench_util.hpp"
+#include "dump/dump.hpp"
+#include "image/store.hpp"
+#include "restore/restore.hpp"
+
+namespace fs = std::filesystem;
+using namespace ckpt;
+using bench::check;
+using bench::die;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr size_t kPage = 4096;
+volatile sig_atomic_t g_write = 0, g_check = 0;
+
+// The target: MIB MiB of distinct words; SIGUSR1 rewrites every 100th page (one word of each,
+// a round counter kept in the page) and answers on fd 3; SIGUSR2 checks every page against the
+// rounds it saw and exits 0 when all match.
+int target_main(uint64_t mib) {
+  size_t len = mib << 20, pages = len / kPage;
+  auto* mem = static_cast<uint64_t*>(
+      ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (mem == MAP_FAILED) return 2;
+  ::madvise(mem, len, MADV_POPULATE_WRITE);
+  for (size_t i = 0; i < len / 8; ++i) mem[i] = i * 0x9e3779b97f4a7c15ull;
+  ::signal(SIGUSR1, [](int) { g_write = 1; });
+  ::signal(SIGUSR2, [](int) { g_check = 1; });
+  // Blocked but in sigsuspend(): a signal never falls between the look at the flags and the wait.
+  sigset_t both, none;
+  sigemptyset(&both);
+  sigemptyset(&none);
+  sigaddset(&both, SIGUSR1);
+  sigaddset(&both, SIGUSR2);
+  ::sigprocmask(SIG_BLOCK, &both, nullptr);
+  uint64_t round = 0;
+  char ready = 'r';
+  if (::write(3, &ready, 1) != 1) return 2;
+  for (;;) {
+    if (!g_write && !g_check) ::sigsuspend(&none);
+    if (g_write) {
+      g_write = 0;
+      ++round;
+      for (size_t p = round % 100; p < pages; p += 100) mem[p * kPage / 8] = round;
+      if (::write(3, &ready, 1) != 1) return 2;
+    }
+    if (g_check) {
+      for (size_t p = 0; p < pages; ++p) {
+        size_t i = p * kPage / 8, k = p % 100;
+        uint64_t want = k >= 1 && k <= round ? k : i * 0x9e3779b97f4a7c15ull;
+        if (mem[i] != want) return 3;
+      }
+      return 0;
+    }
+  }
+}
+
+double ms(std::chrono::nanoseconds ns) {
+  return std::chrono::duration<double, std::milli>(ns).count();
+}
+
+uint64_t bytes_of(const fs::path& dir) {
+  uint64_t n = 0;
+  for (auto& e : fs::recursive_directory_iterator(dir))
+    if (e.is_regular_file()) n += e.file_size();
+  return n;
+}
+
+struct Dumped {
+  double total_ms = 0;
+  uint64_t bytes = 0;
+};
+
+Dumped dump(image::Store& store, pid_t pid, bool incremental) {
+  DumpOptions opts;
+  opts.pid = pid;
+  opts.leave_running = true;
+  opts.incremental = incremental;
+  auto r = check(dump_process(store, opts), pid);
+  return {ms(r.total), bytes_of(r.generation.path)};
+}
+
+void wait_byte(int fd, pid_t pid) {
+  char c;
+  if (::read(fd, &c, 1) != 1) die("the target did not answer", pid);
+}
+
+// Restores the newest generation of `dir` with the target's PID free, checks it and ends it.
+double restore_and_check(const fs::path& dir, pid_t pid) {
+  auto store = check(image::Store::open(dir, {}));
+  auto start = Clock::now();
+  auto r = check(restore_process(store, RestoreOptions{}));
+  double took = ms(Clock::now() - start);
+  ::kill(r.pid, SIGUSR2);
+  int st = 0;
+  ::waitpid(r.pid, &st, 0);
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    die(fmt::format("the restored process found its memory wrong (status {:#x})", st), pid);
+  return took;
+}
+
+void end(pid_t pid) {
+  ::kill(pid, SIGKILL);
+  ::waitpid(pid, nullptr, 0);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[1]) == "--target") return target_main(std::stoull(argv[2]));
+  fs::path dir = "/dev/shm";
+  uint64_t mib = 1024;
+  int chain = 10;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--dir") dir = argv[i + 1];
+    if (a == "--mib") mib = std::stoull(argv[i + 1]);
+    if (a == "--chain") chain = std::max(1, std::min(99, std::atoi(argv[i + 1])));
+  }
+  fs::path exe = bench::make_target_exe();
+  int report = -1;
+  pid_t pid = bench::spawn_target(exe, {"--target", std::to_string(mib)}, report);
+  wait_byte(report, pid);
+  fs::path incr_dir = dir / fmt::format("incr-bench-{}-chain", ::getpid());
+  fs::path full_dir = dir / fmt::format("incr-bench-{}-full", ::getpid());
+  auto store = check(image::Store::open(incr_dir, {.create = true}), pid);
+  Dumped full = dump(store, pid, false);
+  std::vector<Dumped> incr;
+  for (int g = 0; g < chain; ++g) {
+    ::kill(pid, SIGUSR1);
+    wait_byte(report, pid);
+    incr.push_back(dump(store, pid, true));
+  }
+  auto full_store = check(image::Store::open(full_dir, {.create = true}), pid);
+  Dumped last_full = dump(full_store, pid, false);
+  end(pid);
+  double chain_restore = restore_and_check(incr_dir, pid);
+  double full_restore = restore_and_check(full_dir, pid);
+  double load[3] = {};
+  (void)::getloadavg(load, 3);
+  std::printf("machine: %ld cores online, load average %.1f %.1f %.1f; store in %s\n",
+              ::sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], dir.c_str());
+  std::printf("%llu MiB, 1 %% of the pages rewritten before each incremental dump\n",
+              static_cast<unsigned long long>(mib));
+  std::printf("%-22s %10s %12s %8s %8s\n", "generation", "total ms", "bytes", "time %", "bytes %");
+  auto row = [&](const std::string& name, const Dumped& d) {
+    std::printf("%-22s %10.1f %12llu %7.1f%% %7.2f%%\n", name.c_str(), d.total_ms,
+                static_cast<unsigned long long>(d.bytes), 100 * d.total_ms / full.total_ms,
+                100.0 * static_cast<double>(d.bytes) / static_cast<double>(full.bytes));
+  };
+  row("full", full);
+  for (size_t g = 0; g < incr.size(); ++g) row(fmt::format("incremental {}", g + 1), incr[g]);
+  row("full (last state)", last_full);
+  std::printf("restore of a %d-generation chain: %.1f ms; of a full generation: %.1f ms (%.2fx)\n",
+              chain + 1, chain_restore, full_restore, chain_restore / full_restore);
+  std::error_code ec;
+  fs::remove_all(incr_dir, ec);
+  fs::remove_all(full_dir, ec);
+  fs::remove(exe, ec);
+  return 0;
+}
