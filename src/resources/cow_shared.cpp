@@ -134,7 +134,7 @@ const Area* Base::find(const schema::Vma& v) const {
 uint64_t Base::bytes() const {
   uint64_t n = 0;
   for (auto& a : areas_)
-    for (auto& r : a.filled) n += r.end - r.start;
+    for (auto& r : a.filled()) n += r.end - r.start;
   return n;
 }
 
@@ -148,7 +148,7 @@ Result<Base> premap(const image::Store& store, const image::GenerationInfo& gen,
   for (auto& v : root.memory.vmas) {
     if (!shareable(v) || !shared_by_another(image, v) || !place(v)) continue;
     placed.push_back(&v);
-    base.areas_.push_back({&v, v.pages});
+    base.areas_.push_back({&v});
   }
   if (placed.empty()) return base;
   Status filled = fill(store, gen, root, placed);

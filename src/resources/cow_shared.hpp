@@ -27,7 +27,8 @@ namespace ckpt::cow_shared {
 // One mapping of the base, at the same place in the restorer and in every puppet.
 struct Area {
   const schema::Vma* root = nullptr;  // the root's mapping it was made as
-  std::vector<schema::Range> filled;  // the root's saved pages in it
+  // The root's saved pages in it: what the base holds.
+  const std::vector<schema::Range>& filled() const { return root->pages; }
   uint64_t start() const { return root->start; }
   uint64_t end() const { return root->end; }
 };

@@ -585,7 +585,7 @@ Status write_changed(pid_t pid, uint64_t at, const std::byte* data, size_t len) 
 // The base's pages that the process did not have (it reads zeros there) are dropped.
 Status drop_unsaved(RestoreContext& ctx, const cow_shared::Area& kept,
                     const std::vector<Range>& saved) {
-  for (auto& f : kept.filled) {
+  for (auto& f : kept.filled()) {
     uint64_t s = f.start;
     for (auto [a, b] : saved) {
       if (b <= s || a >= f.end) continue;
