@@ -123,11 +123,11 @@ Status Freezer::release(bool drop_faults) {
     if (t->has_final) {
       note(t->tracee.set_regs(t->final_regs));
     } else if (!t->in_delivery_stop) {
-      // Resuming from our stop without a signal restarts an interrupted call by itself, except
-      // the calls that end with EINTR on any stop; regs_for_restart handles both alike.
+      // Resuming from our stop (inside signal delivery) restarts an interrupted call by itself,
+      // except the calls that end with EINTR on any stop, which are given a restart code.
       auto regs = t->tracee.regs();
       if (regs && ptrace::is_interrupted_syscall(*regs))
-        note(t->tracee.set_regs(ptrace::regs_for_restart(*regs, true)));
+        note(t->tracee.set_regs(arch::regs_for_kernel_restart(*regs, true)));
     }
     int sig = t->pending_sig;
     if (drop_faults && is_fault_signal(sig)) sig = 0;

@@ -302,7 +302,7 @@ Status restore_handlers(RemoteSyscalls& rs, const Checkpoint& cp, const Request&
 }
 
 Status restore_thread(FrozenThread& t, const ThreadRecord& rec, const TargetInfo& info) {
-  ptrace::Regs final = ptrace::regs_for_restart(rec.regs, false);
+  ptrace::Regs final = arch::regs_for_kernel_restart(rec.regs, false);
   CKPT_TRY(t.tracee.set_xstate(rec.xstate));
   CKPT_TRY(t.tracee.set_regs(final));
   CKPT_TRY(t.tracee.set_signal_mask(rec.mask));

@@ -19,6 +19,7 @@ namespace {
 struct Hook {
   long kill_at = 0;
   pid_t victim = 0;  // 0: this process
+  int signal = SIGKILL;
   int count_fd = -1;
   std::atomic<long> seen{0};
 };
@@ -27,6 +28,7 @@ Hook* load() {
   static Hook hook;
   if (const char* n = std::getenv("CKPT_FAULT_KILL_AT")) hook.kill_at = std::atol(n);
   if (const char* v = std::getenv("CKPT_FAULT_KILL_PID")) hook.victim = std::atoi(v);
+  if (const char* s = std::getenv("CKPT_FAULT_SIGNAL")) hook.signal = std::atoi(s);
   if (const char* f = std::getenv("CKPT_FAULT_COUNT"))
     hook.count_fd = ::open(f, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   return &hook;
@@ -48,7 +50,7 @@ void point(const char* what, const char* detail) {
     std::string line = fmt::format("{} {} {} {}\n", n, ::getpid(), what, detail);
     (void)!::write(h.count_fd, line.data(), line.size());
   }
-  if (n == h.kill_at) ::kill(h.victim > 0 ? h.victim : ::getpid(), SIGKILL);
+  if (n == h.kill_at) ::kill(h.victim > 0 ? h.victim : ::getpid(), h.signal);
   errno = saved_errno;
 }
 

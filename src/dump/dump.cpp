@@ -94,15 +94,21 @@ Status seize_thread(DumpContext& ctx, pid_t tid) {
       return errorf("dump pid {}: no permission to trace it (run as its owner or root)", ctx.pid);
     return t.error();
   }
-  if (Status st = t->interrupt(); !st.ok()) {
+  ptrace::StopInfo how;
+  if (Status st = t->interrupt(&how); !st.ok()) {
     // A thread that ends while being stopped is not part of the image (its exit has cleared its
     // tid in memory, as for any thread gone before the dump); a main thread ending is not that.
     if (st.error().errnum != ESRCH || tid == ctx.pid) return st;
     t->release();
     return {};
   }
-  ctx.threads.push_back(ThreadHandle{tid, std::move(*t)});
-  return {};
+  ctx.threads.push_back(ThreadHandle{tid, std::move(*t), {}});
+  Status held = signals::hold_taken(ctx.threads.back(), ctx.pid, how);
+  if (!held.ok() && held.error().errnum == ESRCH && tid != ctx.pid) {
+    ctx.threads.pop_back();
+    return {};
+  }
+  return held;
 }
 
 // Stops every thread. Threads may be created while we stop the others, so repeat until the list
@@ -307,6 +313,8 @@ Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   clock.mark("smaps");
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
   clock.mark("vdso");
+  // First of all: until then a signal the dump took from a thread is only held by ckpt.
+  if (Status st = signals::put_back_taken(ctx); !st.ok()) return dump_error(st.error(), ctx.pid);
   Status st = dump_resources(ctx, opts, pending.plan, opts.leave_running && opts.snapshot, clock);
   if (!st.ok()) return dump_error(st.error(), ctx.pid);
   return {};

@@ -85,7 +85,7 @@ Result<RemoteSyscalls> RemoteSyscalls::start(Tracee& t, uint64_t syscall_insn,
                                              std::optional<SelfRestore> self_restore) {
   CKPT_TRY_ASSIGN(Regs regs, t.regs());
   CKPT_TRY_ASSIGN(uint64_t mask, t.signal_mask());
-  RemoteSyscalls rs(t, syscall_insn, regs_for_restart(regs, true), mask);
+  RemoteSyscalls rs(t, syscall_insn, arch::regs_for_kernel_restart(regs, true), mask);
   // From here on the destructor puts back whatever has been changed.
   if (self_restore) CKPT_TRY(rs.arm_self_restore(*self_restore, regs));
   CKPT_TRY(t.set_signal_mask(~uint64_t{0}));
@@ -98,6 +98,7 @@ RemoteSyscalls::RemoteSyscalls(RemoteSyscalls&& o) noexcept
       saved_(o.saved_),
       saved_mask_(o.saved_mask_),
       done_(o.done_),
+      at_syscall_stop_(o.at_syscall_stop_),
       frame_addr_(o.frame_addr_),
       frame_old_(std::move(o.frame_old_)) {
   o.done_ = true;
@@ -163,6 +164,9 @@ void RemoteSyscalls::set_final(const Regs& r, uint64_t mask) {
 Status RemoteSyscalls::finish() {
   if (done_) return {};
   done_ = true;
+  // Until the thread stops there, its registers are still those of the last call, or with a
+  // frame, the parked ones that lead to rt_sigreturn.
+  if (at_syscall_stop_) CKPT_TRY(t_->stop_in_signal_delivery());
   if (frame_addr_ == 0) {
     CKPT_TRY(t_->set_regs(saved_));
     return t_->set_signal_mask(saved_mask_);
@@ -186,7 +190,10 @@ Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
       t_->release();
       return errorf("tid {} died during an injected system call (status {:#x})", tid, stop.status);
     }
-    if (stop.syscall_stop()) return stop;
+    if (stop.syscall_stop()) {
+      at_syscall_stop_ = true;
+      return stop;
+    }
     int sig = stop.stop_signal();
     bool fault =
         sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP;

@@ -141,15 +141,31 @@ Status Tracee::wait_for_any_event() {
   return {};
 }
 
-Status Tracee::interrupt() {
+Status Tracee::interrupt(StopInfo* how) {
   if (request(PTRACE_INTERRUPT, "PTRACE_INTERRUPT", tid_, nullptr, nullptr) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_INTERRUPT) tid {}", tid_));
   CKPT_TRY_ASSIGN(StopInfo stop, wait_stop());
   if (stop.exited())
     return make_error(fmt::format("tid {} exited while being stopped", tid_), ESRCH);
+  if (how) *how = stop;
   // A seized thread reports PTRACE_EVENT_STOP for the interrupt; a signal that arrived first is
   // reported as a signal-delivery stop, which is also a stop we can work in. Its signal stays
   // undelivered: callers resume with signal 0 only after re-queueing what they took.
+  return {};
+}
+
+Status Tracee::stop_in_signal_delivery() {
+  // The interrupt is a job-control trap, which signal delivery takes before any signal: the
+  // thread stops there on its way out of the kernel, before a handler could run.
+  if (request(PTRACE_INTERRUPT, "PTRACE_INTERRUPT", tid_, nullptr, nullptr) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_INTERRUPT) tid {}", tid_));
+  CKPT_TRY(resume());
+  CKPT_TRY_ASSIGN(StopInfo stop, wait_stop());
+  if (stop.exited())
+    return make_error(fmt::format("tid {} exited while being stopped", tid_), ESRCH);
+  if (stop.event() != PTRACE_EVENT_STOP)
+    return errorf("tid {}: stop {:#x} instead of PTRACE_EVENT_STOP on its way out of a system call",
+                  tid_, stop.status);
   return {};
 }
 

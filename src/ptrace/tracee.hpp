@@ -44,8 +44,13 @@ class Tracee {
   // PTRACE_SETOPTIONS, replacing every option (the thread must be stopped).
   Status set_options(unsigned long options);
 
-  // Stops the thread (PTRACE_INTERRUPT) and waits until it is in a ptrace stop.
-  Status interrupt();
+  // Stops the thread (PTRACE_INTERRUPT) and waits until it is in a ptrace stop, which `how`
+  // receives: PTRACE_EVENT_STOP, or a signal-delivery stop if a signal came first.
+  Status interrupt(StopInfo* how = nullptr);
+  // Takes a thread from a syscall stop to a stop inside the kernel's signal delivery
+  // (PTRACE_EVENT_STOP) without running any of its code: registers set there leave through the
+  // kernel's restart logic, which also delivers a signal that came meanwhile as it would have.
+  Status stop_in_signal_delivery();
   // Waits for the next stop or the exit of this thread (reaping dead sibling threads meanwhile).
   Result<StopInfo> wait_stop();
   // Resumes to the next syscall entry or exit (PTRACE_SYSCALL) with no signal.

@@ -19,6 +19,7 @@
 #include "proc/maps.hpp"
 #include "ptrace/remote_syscalls.hpp"
 #include "ptrace/tracee.hpp"
+#include "resources/taken_signal.hpp"
 
 namespace ckpt {
 
@@ -41,6 +42,8 @@ struct RemoteScratch {
 struct ThreadHandle {
   pid_t tid = 0;
   ptrace::Tracee tracee;
+  // After the tracee: ends first, while the thread is still stopped.
+  TakenSignal taken;
 };
 
 // What the processes of one dumped tree share: the image's tree-wide records (open files,

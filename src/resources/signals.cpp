@@ -4,10 +4,50 @@
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
+#include "common/log.hpp"
 #include "proc/status.hpp"
+
+namespace ckpt {
+
+TakenSignal::TakenSignal(TakenSignal&& o) noexcept
+    : tgid_(o.tgid_), tid_(o.tid_), info_(std::move(o.info_)) {
+  o.info_.clear();
+}
+
+TakenSignal& TakenSignal::operator=(TakenSignal&& o) noexcept {
+  if (this != &o) {
+    send_again();
+    tgid_ = o.tgid_;
+    tid_ = o.tid_;
+    info_ = std::move(o.info_);
+    o.info_.clear();
+  }
+  return *this;
+}
+
+TakenSignal::~TakenSignal() {
+  send_again();
+}
+
+int TakenSignal::signo() const {
+  int32_t signo = 0;
+  if (info_.size() >= sizeof signo) std::memcpy(&signo, info_.data(), sizeof signo);
+  return signo;
+}
+
+void TakenSignal::send_again() {
+  if (info_.empty()) return;
+  if (::syscall(SYS_tgkill, tgid_, tid_, signo()) < 0 && errno != ESRCH)
+    log::error("signals", "tid {}: signal {} it had taken is lost: {}", tid_, signo(),
+               std::strerror(errno));
+  info_.clear();
+}
+
+}  // namespace ckpt
 
 namespace ckpt::signals {
 namespace {
@@ -46,6 +86,45 @@ Status queue_signal(RestoreContext& ctx, ptrace::RemoteSyscalls& rs, pid_t tid,
 }
 
 }  // namespace
+
+Status hold_taken(ThreadHandle& h, pid_t pid, const ptrace::StopInfo& stop) {
+  if (stop.event() != 0 || stop.stop_signal() == 0) return {};
+  std::vector<uint8_t> info(kSiginfoSize);
+  if (::ptrace(PTRACE_GETSIGINFO, h.tid, nullptr, info.data()) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_GETSIGINFO) tid {}", h.tid));
+  h.taken = TakenSignal(pid, h.tid, std::move(info));
+  log::debug("signals", "tid {} stopped holding signal {}; queued again", h.tid, h.taken.signo());
+  // Resumed without it, the thread drops the signal and stops at the interrupt still pending.
+  CKPT_TRY(h.tracee.resume());
+  CKPT_TRY_ASSIGN(ptrace::StopInfo next, h.tracee.wait_stop());
+  if (next.exited()) {
+    h.taken.forget();
+    h.tracee.release();
+    return make_error(fmt::format("tid {} exited while being stopped", h.tid), ESRCH);
+  }
+  if (next.event() != PTRACE_EVENT_STOP)
+    return errorf("tid {}: stop {:#x} after the signal-delivery stop of signal {}", h.tid,
+                  next.status, h.taken.signo());
+  return {};
+}
+
+Status put_back_taken(DumpContext& ctx) {
+  bool any = std::any_of(ctx.threads.begin(), ctx.threads.end(),
+                         [](const ThreadHandle& t) { return !t.taken.empty(); });
+  if (!any) return {};
+  return ctx.with_remote(
+      0, kSiginfoSize, [&](ptrace::RemoteSyscalls& rs, RemoteScratch s) -> Status {
+        for (auto& t : ctx.threads) {
+          if (t.taken.empty()) continue;
+          CKPT_TRY(write_remote(ctx.pid, s.addr, t.taken.siginfo().data(), kSiginfoSize));
+          CKPT_TRY(
+              rs.call("rt_tgsigqueueinfo", SYS_rt_tgsigqueueinfo,
+                      {uint64_t(ctx.pid), uint64_t(t.tid), uint64_t(t.taken.signo()), s.addr}));
+          t.taken.forget();
+        }
+        return {};
+      });
+}
 
 Status dump(DumpContext& ctx) {
   // Only signals that are caught or ignored have an action worth asking for: each question is

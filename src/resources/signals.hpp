@@ -6,6 +6,13 @@
 namespace ckpt::signals {
 
 Status dump(DumpContext& ctx);
+// For a thread just stopped by the dump: if it stopped holding a signal it had taken off its
+// queue (`stop` a signal-delivery stop), moves it on to the job-control stop and keeps the signal
+// in h.taken (resources/taken_signal.hpp).
+Status hold_taken(ThreadHandle& h, pid_t pid, const ptrace::StopInfo& stop);
+// Queues every signal held by hold_taken again, through the process's main thread (only a process
+// itself may queue a siginfo as kill() made it), where the thread had it.
+Status put_back_taken(DumpContext& ctx);
 // Run natively in the puppet: it is a copy of the restorer, whose handlers (a supervisor's, a
 // program calling ckpt_restore_child, a sanitizer's) point into code the image replaces. Every
 // signal goes back to its default; restore() then installs the image's own handlers.

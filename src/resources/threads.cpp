@@ -137,7 +137,7 @@ Status restore(RestoreContext& ctx) {
   const auto& all = ctx.rec->threads;
   for (size_t i = 1; i < all.size(); ++i) {
     CKPT_TRY_ASSIGN(pid_t got, create_thread(ctx, all[i].tid));
-    ThreadHandle h{got, ptrace::Tracee::adopt(got, ctx.threads[0].tracee.options())};
+    ThreadHandle h{got, ptrace::Tracee::adopt(got, ctx.threads[0].tracee.options()), {}};
     CKPT_TRY_ASSIGN(ptrace::StopInfo stop, h.tracee.wait_stop());
     if (stop.exited()) return errorf("restore pid {}: new thread {} died", ctx.pid, got);
     ctx.threads.push_back(std::move(h));
@@ -165,7 +165,9 @@ Status set_final_state(RestoreContext& ctx) {
   for (size_t i = 0; i < all.size(); ++i) {
     auto& t = ctx.threads[i].tracee;
     CKPT_TRY(t.set_xstate(all[i].xstate));
-    ptrace::Regs regs = ptrace::regs_for_restart(all[i].regs.r, false);
+    // Every thread leaves from a stop inside signal delivery (the others' last RemoteSyscalls and
+    // the main one's finish() take them there): the kernel does the restart.
+    ptrace::Regs regs = arch::regs_for_kernel_restart(all[i].regs.r, false);
     if (i == 0) {
       ctx.main_remote->set_final(regs, all[i].sigmask);
     } else {

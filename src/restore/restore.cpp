@@ -320,7 +320,7 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   // main_remote points into ctx.threads: it must never reallocate.
   ctx.threads.reserve(spec.rec->threads.size());
   ctx.threads.push_back(
-      ThreadHandle{spec.pid, ptrace::Tracee::adopt(spec.pid, puppets.tracee(i).options())});
+      ThreadHandle{spec.pid, ptrace::Tracee::adopt(spec.pid, puppets.tracee(i).options()), {}});
   puppets.tracee(i).release();  // ctx.threads[0] owns the attachment now
   CKPT_TRY_ASSIGN(auto remote,
                   ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));

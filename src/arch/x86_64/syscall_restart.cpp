@@ -68,4 +68,17 @@ Regs regs_for_restart(const Regs& r, bool restart_block_ok) {
   return out;
 }
 
+Regs regs_for_kernel_restart(const Regs& r, bool restart_block_ok) {
+  Regs out = r;
+  if (!is_interrupted_syscall(r)) return out;
+  long rax = static_cast<long>(r.rax);
+  bool eintr_on_stop = rax == -EINTR;
+  bool lost_restart_block = rax == -kERESTART_RESTARTBLOCK && !restart_block_ok;
+  // A call that failed only because we stopped it, or whose restart block is gone, ends with
+  // EINTR on a handler's signal and is repeated otherwise: what -ERESTARTNOHAND asks for.
+  if (eintr_on_stop || lost_restart_block) out.rax = static_cast<uint64_t>(-kERESTARTNOHAND);
+  if (lost_restart_block) sleep_for_what_is_left(out);
+  return out;
+}
+
 }  // namespace ckpt::arch

@@ -12,9 +12,19 @@ bool fails_with_eintr_on_stop(long nr);
 // Whether rax holds one of the kernel's internal -ERESTART* codes after a stop in a syscall.
 bool is_interrupted_syscall(const Regs& r);
 
-// The registers a thread must resume with so that an interrupted system call is restarted.
+// The registers a thread must resume with so that an interrupted system call is restarted, for a
+// thread that leaves from a syscall stop, which the kernel's restart logic never sees: the restart
+// is made explicit (rip back over the syscall instruction). A handler's signal that comes before
+// the call runs again does not end it with EINTR: only for a thread that cannot be brought into
+// signal delivery (a vanished tracer's rt_sigreturn frame).
 // `restart_block_ok` says whether the kernel still holds the thread's restart block (true for a
 // live thread, false for a restored one, where the original call is repeated instead).
 Regs regs_for_restart(const Regs& r, bool restart_block_ok);
+
+// The same registers in the form the kernel's signal delivery expects, for a thread that leaves
+// from a stop inside it (PTRACE_EVENT_STOP, a signal-delivery stop): rip after the call, a restart
+// code in rax. Without a signal the kernel repeats the call; a handler's signal ends it with EINTR
+// or restarts it as the call and SA_RESTART say, exactly as for a thread never stopped.
+Regs regs_for_kernel_restart(const Regs& r, bool restart_block_ok);
 
 }  // namespace ckpt::arch
