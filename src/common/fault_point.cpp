@@ -7,6 +7,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 
 #include <fmt/format.h>
@@ -21,6 +22,7 @@ struct Hook {
   pid_t victim = 0;  // 0: this process
   int signal = SIGKILL;
   int count_fd = -1;
+  const char* sent_file = nullptr;
   std::atomic<long> seen{0};
 };
 
@@ -29,6 +31,7 @@ Hook* load() {
   if (const char* n = std::getenv("CKPT_FAULT_KILL_AT")) hook.kill_at = std::atol(n);
   if (const char* v = std::getenv("CKPT_FAULT_KILL_PID")) hook.victim = std::atoi(v);
   if (const char* s = std::getenv("CKPT_FAULT_SIGNAL")) hook.signal = std::atoi(s);
+  hook.sent_file = std::getenv("CKPT_FAULT_SENT");
   if (const char* f = std::getenv("CKPT_FAULT_COUNT"))
     hook.count_fd = ::open(f, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   return &hook;
@@ -50,7 +53,17 @@ void point(const char* what, const char* detail) {
     std::string line = fmt::format("{} {} {} {}\n", n, ::getpid(), what, detail);
     (void)!::write(h.count_fd, line.data(), line.size());
   }
-  if (n == h.kill_at) ::kill(h.victim > 0 ? h.victim : ::getpid(), h.signal);
+  if (n == h.kill_at) {
+    int r = ::kill(h.victim > 0 ? h.victim : ::getpid(), h.signal);
+    if (h.sent_file) {
+      std::string what = r == 0 ? "sent\n" : fmt::format("{}\n", std::strerror(errno));
+      int fd = ::open(h.sent_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+      if (fd >= 0) {
+        (void)!::write(fd, what.data(), what.size());
+        ::close(fd);
+      }
+    }
+  }
   errno = saved_errno;
 }
 

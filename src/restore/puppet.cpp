@@ -173,8 +173,16 @@ Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
   PuppetTree tree;
   const PuppetSpec& root_spec = plan.processes[0];
   SpawnOptions opts{.helpers = !plan.shell_job, .drop_sigchld = false, .close_in_helpers = -1};
-  CKPT_TRY_ASSIGN(pid_t root, spawn_with_helpers(root_spec.pid, root_spec.tree, opts));
-  if (root == 0) puppet_main(plan, 0, pipes, -1);
+  // Every puppet blocks every signal from its first instant (they inherit the mask): a signal
+  // sent to a restored PID while its process is built waits, and comes once it runs with its own
+  // handlers and mask, instead of killing or missing the puppet, whose actions are the defaults.
+  sigset_t all, caller;
+  ::sigfillset(&all);
+  ::pthread_sigmask(SIG_SETMASK, &all, &caller);
+  auto root = spawn_with_helpers(root_spec.pid, root_spec.tree, opts);
+  if (root.ok() && *root == 0) puppet_main(plan, 0, pipes, -1);
+  ::pthread_sigmask(SIG_SETMASK, &caller, nullptr);
+  if (!root.ok()) return root.error();
   done_read.reset();
   done_write.reset();
   for (auto& p : plan.processes) tree.pids_.push_back(p.pid);
