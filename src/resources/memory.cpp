@@ -342,14 +342,38 @@ std::vector<Range> outside_kept(const RestoreContext& ctx, uint64_t start, uint6
   return out;
 }
 
+// Whether any of the sorted `keep` ranges meets [start, end).
+bool meets_any(const std::vector<Range>& keep, uint64_t start, uint64_t end) {
+  auto it = std::lower_bound(keep.begin(), keep.end(), Range{start, 0},
+                             [](const Range& a, const Range& b) { return a.second <= b.first; });
+  return it != keep.end() && it->first < end;
+}
+
+// Everything of the puppet's own memory goes but the trampoline, the vdso and the areas kept from
+// the base. Neighbouring stretches go in one munmap (holes between them are no matter to it):
+// each injected call costs two ptrace stops, and a puppet has the restorer's fifty-odd mappings.
 Status unmap_puppet(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
-  auto& rs = *ctx.main_remote;
+  std::vector<Range> keep, drop;
+  for (auto& v : ctx.rec->memory.vmas)
+    if (kept_area(ctx, v)) keep.emplace_back(v.start, v.end);
   for (auto& m : own) {
-    if (m.start == ctx.trampoline || is_vdso_kind(m.kind) || m.kind == proc::MapKind::vsyscall)
+    if (m.start == ctx.trampoline || is_vdso_kind(m.kind) || m.kind == proc::MapKind::vsyscall) {
+      keep.emplace_back(m.start, m.end);
       continue;
-    for (auto [s, e] : outside_kept(ctx, m.start, m.end))
-      CKPT_TRY(rs.call("munmap", SYS_munmap, {s, e - s}));
+    }
+    for (auto r : outside_kept(ctx, m.start, m.end)) drop.push_back(r);
   }
+  std::sort(keep.begin(), keep.end());
+  std::sort(drop.begin(), drop.end());
+  std::vector<Range> merged;
+  for (auto r : drop) {
+    if (!merged.empty() && !meets_any(keep, merged.back().second, r.first))
+      merged.back().second = std::max(merged.back().second, r.second);
+    else
+      merged.push_back(r);
+  }
+  auto& rs = *ctx.main_remote;
+  for (auto [s, e] : merged) CKPT_TRY(rs.call("munmap", SYS_munmap, {s, e - s}));
   return {};
 }
 
