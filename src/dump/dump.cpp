@@ -489,6 +489,9 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   auto gen = writer->commit();
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", opts.pid));
   if (!opts.leave_running) {
+    if (Status ready = tcp_repair.before_kill(); !ready.ok())
+      return errorf("dump pid {}: saved as generation {}, but not killed: {}", opts.pid, gen->id,
+                    ready.error().message);
     // A survivor runs on: its connections leave repair mode and the lock goes (tcp_repair).
     if (Status killed = kill_tree(tree); !killed.ok())
       return errorf("dump pid {}: saved as generation {}, but {}", opts.pid, gen->id,

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "test_process.hpp"
@@ -244,6 +245,39 @@ TEST_P(TcpEstablishedTest, AFailedDumpGivesTheConnectionsBack) {
   EXPECT_EQ(r.exit_code(), 1) << r.describe();
   EXPECT_NE(r.err.find("raw IP socket"), std::string::npos) << r.err;
   EXPECT_FALSE(locked_port(s.port));
+  EXPECT_EQ(ask(s.echo, "two"), "echo:two");
+  finish(s);
+}
+
+// The dumper SIGKILLed once every connection is locked (CKPT_FAULT_KILL_AT at the last such
+// point): the kernel lets the server go, and the dump's guard process unlocks the connections,
+// so the server goes on with them (a socket left in repair mode would fail its calls with EPERM).
+TEST_P(TcpEstablishedTest, ADumperKilledWithConnectionsLockedGivesThemBack) {
+  Server s;
+  ASSERT_NO_FATAL_FAILURE(start(s));
+  auto points = s.p->dir() / "points";
+  std::vector<std::string> dump = {ckpt_path(),
+                                   "dump",
+                                   "--tcp-established",
+                                   "--leave-running",
+                                   "-t",
+                                   std::to_string(s.p->pid()),
+                                   "-D",
+                                   s.p->store().string()};
+  auto counted = run_command(dump, {"CKPT_FAULT_COUNT=" + points.string()}, 30s);
+  ASSERT_EQ(counted.exit_code(), 0) << counted.describe();
+  long at = 0, n = 0;
+  std::istringstream lines(read_text(points));
+  for (std::string line; std::getline(lines, line);) {
+    ++n;
+    if (line.find("tcp read and locked") != std::string::npos) at = n;
+  }
+  ASSERT_GT(at, 0) << "no point after the lock in " << points;
+  auto r = run_command(dump, {"CKPT_FAULT_KILL_AT=" + std::to_string(at)}, 30s);
+  EXPECT_NE(r.exit_code(), 0) << "the dumper was to die at point " << at << r.describe();
+  for (int i = 0; i < 200 && locked_port(s.port); ++i) sleep_for(25ms);
+  EXPECT_FALSE(locked_port(s.port)) << "the lock stayed after the dumper died";
+  EXPECT_TRUE(left_running_untraced(s.p->pid(), false));
   EXPECT_EQ(ask(s.echo, "two"), "echo:two");
   finish(s);
 }

@@ -19,12 +19,14 @@
 #include <cstring>
 #include <vector>
 
+#include "common/fault_point.hpp"
 #include "common/log.hpp"
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/fd_kind.hpp"
 #include "resources/fds/inet.hpp"
 #include "resources/fds/inet_state.hpp"
 #include "resources/fds/netlock.hpp"
+#include "resources/fds/tcp_guard.hpp"
 #include "resources/fds/tcp_repair.hpp"
 
 namespace ckpt::fds {
@@ -75,6 +77,12 @@ struct Repaired {
 std::vector<Repaired>& repaired() {
   static std::vector<Repaired> list;
   return list;
+}
+
+// Undoes repair mode and the lock should the dumper die before it does (tcp_guard.hpp).
+TcpGuard& guard() {
+  static TcpGuard g;
+  return g;
 }
 
 netlock::Connection connection_of(const TcpStreamPayload& t) {
@@ -174,13 +182,12 @@ Status dump_connection(DumpEnv& env, FdProbe& p, schema::OpenFile& of) {
     return errorf("pid {}: fd {} is {} in state {}, which ckpt cannot save yet", p.pid, p.fd, desc,
                   state_name(before.tcpi_state));
   CKPT_TRY_ASSIGN(TcpStreamPayload t, endpoints(p, sock));
-  CKPT_TRY(netlock::lock(connection_of(t)));
-  // Registered before repair mode goes on: whatever fails next, the dump's end undoes both.
   ScopedFd own(::fcntl(sock, F_DUPFD_CLOEXEC, 3));
-  if (!own) {
-    (void)netlock::unlock(connection_of(t));
-    return sys_error(fmt::format("dup of {}", what));
-  }
+  if (!own) return sys_error(fmt::format("dup of {}", what));
+  // The guard first, then the lock, then repair mode: whatever fails next, or if the dumper
+  // dies, the dump's end or the guard undoes both.
+  CKPT_TRY(guard().watch(own.get(), connection_of(t)));
+  CKPT_TRY(netlock::lock(connection_of(t)));
   repaired().push_back({std::move(own), connection_of(t)});
   CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR", what));
   // The peer may have closed its side between the first look and the lock.
@@ -189,6 +196,12 @@ Status dump_connection(DumpEnv& env, FdProbe& p, schema::OpenFile& of) {
     return errorf("pid {}: fd {} is {} in state {}, which ckpt cannot save yet", p.pid, p.fd, desc,
                   state_name(info.tcpi_state));
   CKPT_TRY(read_repaired(sock, info, t, what));
+  // Off again at once: the lock keeps the peer's packets away and the process is stopped, so
+  // nothing changes, and a program let go by a dying dumper never meets a socket in repair mode
+  // (its calls would fail with EPERM). A tree to be killed gets it back just before
+  // (before_kill), so that its sockets close without a packet.
+  CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR", what));
+  fault::point("tcp", "read and locked");
   log::info("dump", "pid {}: fd {} TCP {}: {} bytes to send ({} unsent), {} received", p.pid, p.fd,
             netlock::text(connection_of(t)), t.send_queue.size(), t.unsent, t.recv_queue.size());
   of.payload = schema::encode(t);
@@ -303,11 +316,24 @@ void TcpRepairScope::release() {
     if (Status st = netlock::unlock(r.conn); !st.ok()) log::warn("dump", "{}", st.error().message);
   }
   repaired().clear();
+  guard().stand_down();
+}
+
+Status TcpRepairScope::before_kill() {
+  for (auto& r : repaired()) {
+    int on = TCP_REPAIR_ON;
+    if (::setsockopt(r.sock.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0)
+      return sys_error(
+          fmt::format("TCP {}: repair mode on before the kill", netlock::text(r.conn)));
+  }
+  fault::point("tcp", "repair mode on before the kill");
+  return {};
 }
 
 void TcpRepairScope::keep_locked() {
   // Closed in repair mode, a socket goes away without a packet.
   repaired().clear();
+  guard().stand_down();
 }
 
 const FdKind& tcp_stream_kind() {

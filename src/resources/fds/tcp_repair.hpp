@@ -1,4 +1,6 @@
 #pragma once
+#include "common/result.hpp"
+
 // Established TCP connections are saved with their sockets in repair mode, which the kernel
 // keeps until told otherwise: the dump decides at its end what becomes of them.
 namespace ckpt::fds {
@@ -15,6 +17,9 @@ class TcpRepairScope {
   ~TcpRepairScope() { release(); }
   // Repair mode off, network unlocked: before the processes are let go.
   void release();
+  // The image is on disk and the tree about to be killed: repair mode goes back on (the dump
+  // turns it off once it has read a connection), so that the sockets close without a packet.
+  Status before_kill();
   void keep_locked();
 };
 

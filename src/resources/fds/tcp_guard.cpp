@@ -1,0 +1,159 @@
+#include "resources/fds/tcp_guard.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "common/log.hpp"
+
+namespace ckpt::fds {
+namespace {
+
+// One message of the dumper: a connection with its socket attached, or the word to go.
+struct Message {
+  char what = 0;  // 'W' watch (an fd comes with it), 'D' done
+  bool v6 = false;
+  uint8_t local[16] = {}, peer[16] = {};
+  uint16_t local_port = 0, peer_port = 0;
+};
+
+Message to_message(const netlock::Connection& c) {
+  Message m;
+  m.what = 'W';
+  m.v6 = c.v6;
+  std::memcpy(m.local, c.local.data(), std::min<size_t>(c.local.size(), 16));
+  std::memcpy(m.peer, c.peer.data(), std::min<size_t>(c.peer.size(), 16));
+  m.local_port = c.local_port;
+  m.peer_port = c.peer_port;
+  return m;
+}
+
+netlock::Connection from_message(const Message& m) {
+  netlock::Connection c;
+  c.v6 = m.v6;
+  size_t n = m.v6 ? 16 : 4;
+  c.local.assign(m.local, m.local + n);
+  c.peer.assign(m.peer, m.peer + n);
+  c.local_port = m.local_port;
+  c.peer_port = m.peer_port;
+  return c;
+}
+
+// Receives one message and the fd that may come with it (-1 if none); 0 at end of file.
+ssize_t receive(int channel, Message& m, int& fd) {
+  fd = -1;
+  iovec iov{&m, sizeof m};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  while ((n = ::recvmsg(channel, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  if (n > 0 && cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+    std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+  return n;
+}
+
+struct Watched {
+  int sock;
+  netlock::Connection conn;
+};
+
+// What release() does in the dump, done by the guard for a dumper that is gone.
+void undo(const std::vector<Watched>& watched) {
+  for (auto& w : watched) {
+    int off = TCP_REPAIR_OFF;
+    (void)::setsockopt(w.sock, IPPROTO_TCP, TCP_REPAIR, &off, sizeof off);
+    Status st = netlock::unlock(w.conn);
+    if (!st.ok())
+      log::error("dump", "guard: {}", st.error().message);
+    else
+      log::warn("dump", "the dumper died: TCP {} given back", netlock::text(w.conn));
+  }
+}
+
+[[noreturn]] void guard_main(int channel) {
+  std::vector<Watched> watched;
+  for (;;) {
+    Message m;
+    int fd = -1;
+    ssize_t n = receive(channel, m, fd);
+    if (n == static_cast<ssize_t>(sizeof m) && m.what == 'W' && fd >= 0) {
+      watched.push_back({fd, from_message(m)});
+      continue;
+    }
+    if (fd >= 0) ::close(fd);
+    if (n == static_cast<ssize_t>(sizeof m) && m.what == 'D') ::_exit(0);
+    // End of file, or an error reading: the dumper is gone.
+    undo(watched);
+    ::_exit(0);
+  }
+}
+
+}  // namespace
+
+Status TcpGuard::start() {
+  int pair[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
+    return sys_error("socketpair for the TCP guard");
+  ScopedFd ours(pair[0]), theirs(pair[1]);
+  pid_t pid = ::fork();
+  if (pid < 0) return sys_error("fork of the TCP guard");
+  if (pid == 0) {
+    // Nothing of the dumper's but the channel: a report pipe held open here would keep the
+    // dumper's parent waiting.
+    int keep = theirs.get();
+    if (keep > 3) ::syscall(SYS_close_range, 3, keep - 1, 0);
+    ::syscall(SYS_close_range, keep + 1, ~0U, 0);
+    guard_main(keep);
+  }
+  pid_ = pid;
+  channel_ = std::move(ours);
+  return {};
+}
+
+Status TcpGuard::watch(int sock, const netlock::Connection& c) {
+  if (pid_ < 0) CKPT_TRY(start());
+  Message m = to_message(c);
+  iovec iov{&m, sizeof m};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
+  cm->cmsg_level = SOL_SOCKET;
+  cm->cmsg_type = SCM_RIGHTS;
+  cm->cmsg_len = CMSG_LEN(sizeof(int));
+  std::memcpy(CMSG_DATA(cm), &sock, sizeof sock);
+  if (::sendmsg(channel_.get(), &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof m))
+    return sys_error(fmt::format("hand TCP {} to the guard", netlock::text(c)));
+  return {};
+}
+
+void TcpGuard::stand_down() {
+  if (pid_ < 0) return;
+  Message m;
+  m.what = 'D';
+  if (::send(channel_.get(), &m, sizeof m, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof m))
+    log::warn("dump", "TCP guard {}: {}", pid_, std::strerror(errno));
+  channel_.reset();
+  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
+}
+
+}  // namespace ckpt::fds
