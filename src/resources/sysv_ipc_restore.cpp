@@ -1,5 +1,6 @@
 // System V IPC at restore: the objects made again with their ids, or reused (sysv_ipc.hpp).
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/ipc.h>
 #include <sys/mman.h>
 #include <sys/msg.h>
@@ -53,22 +54,50 @@ void remove_object(int kind, int id) {
   if (kind == kMsg) ::msgctl(id, IPC_RMID, nullptr);
 }
 
+// Restores of other ckpt processes write *_next_id too: one at a time on this machine, so that
+// none takes the id another has just asked for. Held for one write and one creation.
+class NextIdLock {
+ public:
+  NextIdLock() {
+    fd_.reset(::open("/run/lock/ckpt-sysv-ipc.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    if (!fd_) fd_.reset(::open("/tmp/ckpt-sysv-ipc.lock", O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+    // Without a lock file the creation is still checked below: it only loses the serialization.
+    while (fd_ && ::flock(fd_.get(), LOCK_EX) < 0 && errno == EINTR) {
+    }
+  }
+
+ private:
+  ScopedFd fd_;
+};
+
 // Creates the object with the image's id: the kernel gives the next object the id written to
-// *_next_id. Another process creating one at the same moment could take it: checked.
+// *_next_id. A program creating one at the same moment takes the id: a few attempts, then the
+// creation fails naming the id.
 Result<int> create_with_id(int kind, const IpcObject& o, const std::function<int()>& make,
                            Recreated& out) {
-  CKPT_TRY(write_next_id(kind, o.id));
-  int got = make();
-  int err = errno;
-  if (got < 0) {
-    (void)write_next_id(kind, -1);
-    return sys_error(err, fmt::format("create {}", name_of(kind, o)));
+  constexpr int kAttempts = 3;
+  for (int attempt = 1;; ++attempt) {
+    int got, err;
+    {
+      NextIdLock lock;
+      CKPT_TRY(write_next_id(kind, o.id));
+      got = make();
+      err = errno;
+    }
+    if (got < 0) {
+      (void)write_next_id(kind, -1);
+      return sys_error(err, fmt::format("create {}", name_of(kind, o)));
+    }
+    if (got == o.id) {
+      out.created.push_back({kind, got});
+      return got;
+    }
+    remove_object(kind, got);
+    if (attempt == kAttempts)
+      return errorf("create {}: the kernel gave it id {} (another process took the id meanwhile?)",
+                    name_of(kind, o), got);
+    log::info("restore", "create {}: got id {}; again", name_of(kind, o), got);
   }
-  out.created.push_back({kind, got});
-  if (got != o.id)
-    return errorf("create {}: the kernel gave it id {} (another process took the id meanwhile?)",
-                  name_of(kind, o), got);
-  return got;
 }
 
 // An object in the way with the image's key but another id cannot be the image's.
