@@ -8,6 +8,7 @@
 #include "resources/fds/pty.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -33,6 +34,8 @@ constexpr int kMaxIndexTries = 256;
 // The kernel's O_LARGEFILE (glibc's is 0 on x86_64): open() always sets it, TIOCGPTPEER only
 // when asked, and a program can see it in F_GETFL.
 constexpr uint32_t kKernelLargefile = 0100000;
+// How many 10 ms waits for room the output written back into a terminal may take.
+constexpr int kMaxOutputWaits = 200;
 
 struct Termios {
   uint32_t iflag = 0, oflag = 0, cflag = 0, lflag = 0;
@@ -58,11 +61,14 @@ struct PtyPayload {
   // A slave dumped with --shell-job whose master is outside the tree (a terminal, not the
   // caller's, that the program was started on): restored as the restorer's terminal.
   bool shell_job = false, outside = false;
+  // What the programs on the terminal wrote and its master's holder had not read yet (a busy
+  // pane of a terminal multiplexer), as the master reads it; with the master only.
+  schema::Bytes output;
   template <class V>
   void visit(V& v) {
     v("master", master), v("index", index), v("locked", locked), v("packet", packet);
     v("termios", termios), v("winsize", winsize), v("session", session), v("fg_pgrp", fg_pgrp);
-    v("shell_job", shell_job), v("outside", outside);
+    v("shell_job", shell_job), v("outside", outside), v("output", output);
   }
 };
 
@@ -116,6 +122,65 @@ Status check_empty(const FdProbe& p, int fd, const char* which) {
   return {};
 }
 
+// Reads what waits at the master. A non-blocking read of a pty master first waits for the bytes
+// still on their way from the slave (the kernel's flip buffer), so EAGAIN means all of it.
+Result<schema::Bytes> take_output(int master, const std::string& what) {
+  schema::Bytes out;
+  int queued = 0;
+  if (::ioctl(master, FIONREAD, &queued) < 0 || queued == 0) return out;
+  int flags = ::fcntl(master, F_GETFL);
+  if (flags < 0 || ::fcntl(master, F_SETFL, flags | O_NONBLOCK) < 0)
+    return sys_error(what + ": make the master non-blocking");
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(master, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) out.insert(out.end(), buf, buf + n);
+  int err = errno;
+  // The open file description is the program's too: its flags go back before anything else.
+  (void)::fcntl(master, F_SETFL, flags);
+  if (n < 0 && err != EAGAIN && err != EIO) return sys_error(err, what + ": read the output");
+  return out;
+}
+
+// Writes `bytes` into the terminal from a slave of its own, with output processing off so that
+// the master reads them again unchanged (a "\n" would come back as "\r\n" twice processed).
+// Used at the dump, where the program goes on (or the dump fails) with its output as it was, and
+// at restore on the new pair.
+Status write_output(int master, const schema::Bytes& bytes, const std::string& what) {
+  if (bytes.empty()) return {};
+  ScopedFd slave(::ioctl(master, TIOCGPTPEER, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  if (!slave) return sys_error(what + ": ioctl(TIOCGPTPEER) to write the output back");
+  struct termios t, raw;
+  if (::tcgetattr(slave.get(), &t) < 0) return sys_error(what + ": tcgetattr");
+  raw = t;
+  raw.c_oflag &= ~static_cast<tcflag_t>(OPOST);
+  if (::tcsetattr(slave.get(), TCSANOW, &raw) < 0) return sys_error(what + ": tcsetattr");
+  size_t off = 0;
+  int err = 0;
+  int waits = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::write(slave.get(), bytes.data() + off, bytes.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    // The bytes reach the master's read buffer through the kernel's flip buffers, which free
+    // room as they are passed on: a full one is waited for a moment, never for good.
+    if (n < 0 && errno == EAGAIN && waits++ < kMaxOutputWaits) {
+      pollfd pfd{slave.get(), POLLOUT, 0};
+      (void)::poll(&pfd, 1, 10);
+      continue;
+    }
+    if (n <= 0) {
+      err = n < 0 ? errno : EAGAIN;
+      break;
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (::tcsetattr(slave.get(), TCSANOW, &t) < 0 && err == 0) err = errno;
+  if (err != 0)
+    return sys_error(err, fmt::format("{}: write {} bytes of output back ({} written)", what,
+                                      bytes.size(), off));
+  return {};
+}
+
 Status dump_master(FdProbe& p, PtyPayload& out) {
   CKPT_TRY_ASSIGN(int fd, p.borrowed());
   std::string what = fmt::format("pid {}: fd {} ({})", p.pid, p.fd, p.link);
@@ -135,7 +200,13 @@ Status dump_master(FdProbe& p, PtyPayload& out) {
   pid_t sid = 0, pgrp = 0;
   if (::ioctl(fd, TIOCGSID, &sid) == 0) out.session = sid;
   if (out.session && ::ioctl(fd, TIOCGPGRP, &pgrp) == 0) out.fg_pgrp = pgrp;
-  return check_empty(p, fd, "written by the programs on the terminal and not read yet");
+  // In packet mode every read starts with a status byte: not taken apart yet.
+  if (out.packet)
+    return check_empty(p, fd, "written by the programs on the terminal and not read yet");
+  // Taken to be saved and given back at once: the program goes on as it was, the tree being
+  // stopped meanwhile (a dumper dying in between loses them).
+  CKPT_TRY_ASSIGN(out.output, take_output(fd, what));
+  return write_output(fd, out.output, what);
 }
 
 struct Pair {
@@ -255,9 +326,12 @@ class PtyKind final : public FdKind {
       CKPT_TRY(set_status_flags(fd.get(), of->flags, "pseudo-terminal"));
       out[of->id] = std::move(fd);
     }
-    // Locked again only now: a locked master gives no peer.
+    // Locked again only now: a locked master gives no peer. The output waiting at the master
+    // goes in first, once the slaves are open (a pair without one reads EIO).
     for (auto* of : mine) {
       CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*of));
+      if (p.master)
+        CKPT_TRY(write_output(out[of->id].get(), p.output, fmt::format("open file {}", of->id)));
       int lock = 1;
       if (p.master && p.locked && ::ioctl(out[of->id].get(), TIOCSPTLCK, &lock) < 0)
         return sys_error(fmt::format("ioctl(TIOCSPTLCK) for open file {}", of->id));
