@@ -17,9 +17,11 @@
 
 #include <algorithm>
 #include <array>
+#include <functional>
 #include <map>
 #include <optional>
 
+#include "common/log.hpp"
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/fd_kind.hpp"
 
@@ -34,6 +36,9 @@ constexpr int kMaxIndexTries = 256;
 // The kernel's O_LARGEFILE (glibc's is 0 on x86_64): open() always sets it, TIOCGPTPEER only
 // when asked, and a program can see it in F_GETFL.
 constexpr uint32_t kKernelLargefile = 0100000;
+// The line discipline's read buffer holds 4095 bytes (N_TTY_BUF_SIZE - 1): a queue that long
+// may have more behind it.
+constexpr int kMaxTakenQueue = 4000;
 // How many 10 ms waits for room the output written back into a terminal may take.
 constexpr int kMaxOutputWaits = 200;
 
@@ -64,11 +69,17 @@ struct PtyPayload {
   // What the programs on the terminal wrote and its master's holder had not read yet (a busy
   // pane of a terminal multiplexer), as the master reads it; with the master only.
   schema::Bytes output;
+  // What was typed into the terminal and its programs had not read yet, as they would read it
+  // with ICANON off; with the master. A slave notes only how many bytes it saw waiting
+  // (`input_queued`), which matters when its master is outside the tree.
+  schema::Bytes input;
+  int32_t input_queued = 0;
   template <class V>
   void visit(V& v) {
     v("master", master), v("index", index), v("locked", locked), v("packet", packet);
     v("termios", termios), v("winsize", winsize), v("session", session), v("fg_pgrp", fg_pgrp);
-    v("shell_job", shell_job), v("outside", outside), v("output", output);
+    v("shell_job", shell_job), v("outside", outside), v("output", output), v("input", input);
+    v("input_queued", input_queued);
   }
 };
 
@@ -124,10 +135,21 @@ Status check_empty(const FdProbe& p, int fd, const char* which) {
 
 // Reads what waits at the master. A non-blocking read of a pty master first waits for the bytes
 // still on their way from the slave (the kernel's flip buffer), so EAGAIN means all of it.
-Result<schema::Bytes> take_output(int master, const std::string& what) {
+// Only while the master's read buffer is not full: then nothing waits behind it in the kernel's
+// flip buffers but what was on its way when the tree stopped, and all of it fits back. A full one
+// may have tens of kilobytes behind it, which the kernel does not always take back from a single
+// writer (measured: 13 of 19 KiB), and bytes taken and not given back would be lost: refused.
+Result<schema::Bytes> take_output(const FdProbe& p, int master, const std::string& what) {
   schema::Bytes out;
   int queued = 0;
   if (::ioctl(master, FIONREAD, &queued) < 0 || queued == 0) return out;
+  if (queued >= kMaxTakenQueue)
+    return errorf(
+        "pid {}: fd {} is the pseudo-terminal {} with its read buffer full ({} bytes written by "
+        "the "
+        "programs on the terminal and not read yet, and maybe more behind), which ckpt cannot "
+        "save; dump again once its reader has caught up",
+        p.pid, p.fd, p.link, queued);
   int flags = ::fcntl(master, F_GETFL);
   if (flags < 0 || ::fcntl(master, F_SETFL, flags | O_NONBLOCK) < 0)
     return sys_error(what + ": make the master non-blocking");
@@ -140,6 +162,36 @@ Result<schema::Bytes> take_output(int master, const std::string& what) {
   (void)::fcntl(master, F_SETFL, flags);
   if (n < 0 && err != EAGAIN && err != EIO) return sys_error(err, what + ": read the output");
   return out;
+}
+
+// Writes all of `bytes` to a terminal fd (non-blocking or not). The bytes reach the other side's
+// read buffer through the kernel's flip buffers, which free room as they pass them on: a full one
+// is waited for a moment, never for good.
+Status write_all(int fd, const schema::Bytes& bytes, const std::string& what) {
+  int flags = ::fcntl(fd, F_GETFL);
+  bool was_blocking = flags >= 0 && !(flags & O_NONBLOCK);
+  if (was_blocking) (void)::fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  size_t off = 0;
+  int err = 0;
+  int waits = 0;
+  while (off < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + off, bytes.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN && waits++ < kMaxOutputWaits) {
+      pollfd pfd{fd, POLLOUT, 0};
+      (void)::poll(&pfd, 1, 10);
+      continue;
+    }
+    if (n <= 0) {
+      err = n < 0 ? errno : EAGAIN;
+      break;
+    }
+    off += static_cast<size_t>(n);
+  }
+  if (was_blocking) (void)::fcntl(fd, F_SETFL, flags);
+  if (err != 0)
+    return sys_error(err, fmt::format("{} ({} of {} bytes written)", what, off, bytes.size()));
+  return {};
 }
 
 // Writes `bytes` into the terminal from a slave of its own, with output processing off so that
@@ -155,29 +207,88 @@ Status write_output(int master, const schema::Bytes& bytes, const std::string& w
   raw = t;
   raw.c_oflag &= ~static_cast<tcflag_t>(OPOST);
   if (::tcsetattr(slave.get(), TCSANOW, &raw) < 0) return sys_error(what + ": tcsetattr");
-  size_t off = 0;
-  int err = 0;
-  int waits = 0;
-  while (off < bytes.size()) {
-    ssize_t n = ::write(slave.get(), bytes.data() + off, bytes.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    // The bytes reach the master's read buffer through the kernel's flip buffers, which free
-    // room as they are passed on: a full one is waited for a moment, never for good.
-    if (n < 0 && errno == EAGAIN && waits++ < kMaxOutputWaits) {
-      pollfd pfd{slave.get(), POLLOUT, 0};
-      (void)::poll(&pfd, 1, 10);
-      continue;
-    }
-    if (n <= 0) {
-      err = n < 0 ? errno : EAGAIN;
-      break;
-    }
-    off += static_cast<size_t>(n);
+  Status st = write_all(slave.get(), bytes, what + ": write the output back");
+  if (::tcsetattr(slave.get(), TCSANOW, &t) < 0 && st.ok())
+    return sys_error(what + ": tcsetattr after writing the output back");
+  return st;
+}
+
+// A terminal setting changed for a moment through ckpt's own slave, and set back.
+class TermiosChange {
+ public:
+  TermiosChange(int fd, const std::function<void(struct termios&)>& change) : fd_(fd) {
+    if (::tcgetattr(fd, &old_) < 0) return;
+    struct termios t = old_;
+    change(t);
+    ok_ = ::tcsetattr(fd, TCSANOW, &t) == 0;
   }
-  if (::tcsetattr(slave.get(), TCSANOW, &t) < 0 && err == 0) err = errno;
-  if (err != 0)
-    return sys_error(err, fmt::format("{}: write {} bytes of output back ({} written)", what,
-                                      bytes.size(), off));
+  ~TermiosChange() {
+    if (ok_) (void)::tcsetattr(fd_, TCSANOW, &old_);
+  }
+  bool ok() const { return ok_; }
+
+ private:
+  int fd_;
+  struct termios old_ {};
+  bool ok_ = false;
+};
+
+// Reads what waits to be read on the slave side: with ICANON off for the moment, a line not yet
+// ended is readable too (the kernel makes the whole buffer raw input when ICANON goes off).
+Result<schema::Bytes> take_input(const FdProbe& p, int master, const std::string& what) {
+  schema::Bytes in;
+  ScopedFd slave(::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  if (!slave) return sys_error(what + ": ioctl(TIOCGPTPEER) to read the input");
+  // With ICANON on, FIONREAD counts whole lines only: a line still being typed shows with it off.
+  TermiosChange raw(slave.get(), [](struct termios& t) {
+    t.c_lflag &= ~static_cast<tcflag_t>(ICANON);
+    t.c_cc[VMIN] = 0;
+    t.c_cc[VTIME] = 0;
+  });
+  if (!raw.ok()) return sys_error(what + ": tcsetattr to read the input");
+  int queued = 0;
+  if (::ioctl(slave.get(), FIONREAD, &queued) < 0 || queued == 0) return in;
+  if (queued >= kMaxTakenQueue)
+    return errorf(
+        "pid {}: fd {} is the pseudo-terminal {} with its input buffer full ({} bytes typed and "
+        "not read yet), which ckpt cannot save",
+        p.pid, p.fd, p.link, queued);
+  char buf[4096];
+  ssize_t n;
+  while ((n = ::read(slave.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
+    if (n > 0) in.insert(in.end(), buf, buf + n);
+  if (n < 0 && errno != EAGAIN) return sys_error(what + ": read the input");
+  return in;
+}
+
+// Writes `bytes` into the terminal from the master as typed input, with everything that would
+// act on them off for the moment (echo, signals, flow control, translations, editing keys): the
+// programs on the slave find them as they were, and nothing is echoed twice. The line
+// discipline's ICANON stays as it is, so the lines it delimits come back.
+Status write_input(int master, const schema::Bytes& bytes, const std::string& what) {
+  if (bytes.empty()) return {};
+  ScopedFd slave(::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
+  if (!slave) return sys_error(what + ": ioctl(TIOCGPTPEER) to write the input back");
+  TermiosChange quiet(slave.get(), [](struct termios& t) {
+    t.c_lflag &=
+        ~static_cast<tcflag_t>(ECHO | ECHOE | ECHOK | ECHONL | ECHOCTL | ECHOKE | ISIG | IEXTEN);
+    t.c_iflag &= ~static_cast<tcflag_t>(IXON | IXOFF | ICRNL | INLCR | IGNCR | ISTRIP | IUCLC |
+                                        IMAXBEL | BRKINT | INPCK | PARMRK);
+    for (int c : {VERASE, VKILL, VWERASE, VREPRINT, VLNEXT, VDISCARD}) t.c_cc[c] = _POSIX_VDISABLE;
+  });
+  if (!quiet.ok()) return sys_error(what + ": tcsetattr to write the input back");
+  // TIOCSTI hands each byte to the line discipline at once, under these settings. Written to the
+  // master instead, they would be processed later by a kernel worker, perhaps with echo back on;
+  // that is the way left without CAP_SYS_ADMIN.
+  for (size_t i = 0; i < bytes.size(); ++i) {
+    char c = static_cast<char>(bytes[i]);
+    if (::ioctl(slave.get(), TIOCSTI, &c) == 0) continue;
+    if (i > 0 || (errno != EPERM && errno != EIO))
+      return sys_error(fmt::format("{}: ioctl(TIOCSTI) for byte {} of the input", what, i));
+    log::warn("restore", "{}: typed input written back without TIOCSTI: it may be echoed again",
+              what);
+    return write_all(master, bytes, what + ": write the input back");
+  }
   return {};
 }
 
@@ -205,8 +316,10 @@ Status dump_master(FdProbe& p, PtyPayload& out) {
     return check_empty(p, fd, "written by the programs on the terminal and not read yet");
   // Taken to be saved and given back at once: the program goes on as it was, the tree being
   // stopped meanwhile (a dumper dying in between loses them).
-  CKPT_TRY_ASSIGN(out.output, take_output(fd, what));
-  return write_output(fd, out.output, what);
+  CKPT_TRY_ASSIGN(out.output, take_output(p, fd, what));
+  CKPT_TRY(write_output(fd, out.output, what));
+  CKPT_TRY_ASSIGN(out.input, take_input(p, fd, what));
+  return write_input(fd, out.input, what);
 }
 
 struct Pair {
@@ -216,6 +329,13 @@ struct Pair {
 
 Status outside_master(const LinkedFile& slave) {
   CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*slave.file));
+  if (p.input_queued > 0) {
+    auto [pid, fd] = slave.holders.front();
+    return errorf(
+        "pid {}: fd {} is the terminal {} with {} bytes typed and not read yet, which ckpt cannot "
+        "save when the terminal's master is outside the dumped processes",
+        pid, fd, slave.file->path, p.input_queued);
+  }
   if (p.shell_job) {
     p.outside = true;
     slave.file->payload = schema::encode(p);
@@ -260,7 +380,9 @@ class PtyKind final : public FdKind {
     } else {
       out.index = slave_index(p);
       CKPT_TRY_ASSIGN(int fd, p.borrowed());
-      CKPT_TRY(check_empty(p, fd, "written to the terminal and not read yet"));
+      // Saved with the master when it is in the tree (link() decides).
+      int queued = 0;
+      if (::ioctl(fd, FIONREAD, &queued) == 0) out.input_queued = queued;
     }
     of.payload = schema::encode(out);
     return {};
@@ -290,6 +412,8 @@ class PtyKind final : public FdKind {
       for (auto* s : pair.slaves) {
         PtyPayload copy = m;
         copy.master = false;
+        copy.output.clear();  // queued bytes come back once, through the master
+        copy.input.clear();
         s->file->payload = schema::encode(copy);
       }
     }
@@ -330,8 +454,11 @@ class PtyKind final : public FdKind {
     // goes in first, once the slaves are open (a pair without one reads EIO).
     for (auto* of : mine) {
       CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*of));
-      if (p.master)
-        CKPT_TRY(write_output(out[of->id].get(), p.output, fmt::format("open file {}", of->id)));
+      if (p.master) {
+        std::string what = fmt::format("open file {}", of->id);
+        CKPT_TRY(write_output(out[of->id].get(), p.output, what));
+        CKPT_TRY(write_input(out[of->id].get(), p.input, what));
+      }
       int lock = 1;
       if (p.master && p.locked && ::ioctl(out[of->id].get(), TIOCSPTLCK, &lock) < 0)
         return sys_error(fmt::format("ioctl(TIOCSPTLCK) for open file {}", of->id));
