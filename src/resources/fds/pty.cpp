@@ -194,25 +194,6 @@ Status write_all(int fd, const schema::Bytes& bytes, const std::string& what) {
   return {};
 }
 
-// Writes `bytes` into the terminal from a slave of its own, with output processing off so that
-// the master reads them again unchanged (a "\n" would come back as "\r\n" twice processed).
-// Used at the dump, where the program goes on (or the dump fails) with its output as it was, and
-// at restore on the new pair.
-Status write_output(int master, const schema::Bytes& bytes, const std::string& what) {
-  if (bytes.empty()) return {};
-  ScopedFd slave(::ioctl(master, TIOCGPTPEER, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
-  if (!slave) return sys_error(what + ": ioctl(TIOCGPTPEER) to write the output back");
-  struct termios t, raw;
-  if (::tcgetattr(slave.get(), &t) < 0) return sys_error(what + ": tcgetattr");
-  raw = t;
-  raw.c_oflag &= ~static_cast<tcflag_t>(OPOST);
-  if (::tcsetattr(slave.get(), TCSANOW, &raw) < 0) return sys_error(what + ": tcsetattr");
-  Status st = write_all(slave.get(), bytes, what + ": write the output back");
-  if (::tcsetattr(slave.get(), TCSANOW, &t) < 0 && st.ok())
-    return sys_error(what + ": tcsetattr after writing the output back");
-  return st;
-}
-
 // A terminal setting changed for a moment through ckpt's own slave, and set back.
 class TermiosChange {
  public:
@@ -232,6 +213,20 @@ class TermiosChange {
   struct termios old_ {};
   bool ok_ = false;
 };
+
+// Writes `bytes` into the terminal from a slave of its own, with output processing off so that
+// the master reads them again unchanged (a "\n" would come back as "\r\n" twice processed).
+// Used at the dump, where the program goes on (or the dump fails) with its output as it was, and
+// at restore on the new pair.
+Status write_output(int master, const schema::Bytes& bytes, const std::string& what) {
+  if (bytes.empty()) return {};
+  ScopedFd slave(::ioctl(master, TIOCGPTPEER, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
+  if (!slave) return sys_error(what + ": ioctl(TIOCGPTPEER) to write the output back");
+  TermiosChange raw(slave.get(),
+                    [](struct termios& t) { t.c_oflag &= ~static_cast<tcflag_t>(OPOST); });
+  if (!raw.ok()) return sys_error(what + ": tcsetattr to write the output back");
+  return write_all(slave.get(), bytes, what + ": write the output back");
+}
 
 // Reads what waits to be read on the slave side: with ICANON off for the moment, a line not yet
 // ended is readable too (the kernel makes the whole buffer raw input when ICANON goes off).
