@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -21,6 +22,7 @@ struct Hook {
   long kill_at = 0;
   pid_t victim = 0;  // 0: this process
   int signal = SIGKILL;
+  long wait_ms = 0;
   int count_fd = -1;
   const char* sent_file = nullptr;
   std::atomic<long> seen{0};
@@ -32,6 +34,7 @@ Hook* load() {
   if (const char* v = std::getenv("CKPT_FAULT_KILL_PID")) hook.victim = std::atoi(v);
   if (const char* s = std::getenv("CKPT_FAULT_SIGNAL")) hook.signal = std::atoi(s);
   hook.sent_file = std::getenv("CKPT_FAULT_SENT");
+  if (const char* w = std::getenv("CKPT_FAULT_WAIT_MS")) hook.wait_ms = std::atol(w);
   if (const char* f = std::getenv("CKPT_FAULT_COUNT"))
     hook.count_fd = ::open(f, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   return &hook;
@@ -61,6 +64,11 @@ void point(const char* what, const char* detail) {
       if (fd >= 0) {
         (void)!::write(fd, what.data(), what.size());
         ::close(fd);
+      }
+    }
+    if (h.wait_ms > 0) {
+      timespec pause{h.wait_ms / 1000, (h.wait_ms % 1000) * 1000000};
+      while (::nanosleep(&pause, &pause) < 0 && errno == EINTR) {
       }
     }
   }

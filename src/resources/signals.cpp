@@ -94,7 +94,11 @@ Status hold_taken(ThreadHandle& h, pid_t pid, const ptrace::StopInfo& stop) {
     return sys_error(fmt::format("ptrace(PTRACE_GETSIGINFO) tid {}", h.tid));
   h.taken = TakenSignal(pid, h.tid, std::move(info));
   log::debug("signals", "tid {} stopped holding signal {}; queued again", h.tid, h.taken.signo());
-  // Resumed without it, the thread drops the signal and stops at the interrupt still pending.
+  // Resumed without it, the thread drops the signal; the stop has cleared the interrupt the dump
+  // asked for (any ptrace trap does), so it is asked again first: the thread then stops at it on
+  // its next turn in signal delivery instead of running on.
+  if (::ptrace(PTRACE_INTERRUPT, h.tid, nullptr, nullptr) < 0)
+    return sys_error(fmt::format("ptrace(PTRACE_INTERRUPT) tid {}", h.tid));
   CKPT_TRY(h.tracee.resume());
   CKPT_TRY_ASSIGN(ptrace::StopInfo next, h.tracee.wait_stop());
   if (next.exited()) {

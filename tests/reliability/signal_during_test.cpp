@@ -18,10 +18,14 @@ std::vector<std::string> dump_args(pid_t pid, const fs::path& store) {
 }
 
 // The environment of a run that sends SIGUSR1 to `pid` at its point `n`, and records its points
-// and whether the signal went out in `dir`.
+// and whether the signal went out in `dir`. The point waits 5 ms after sending: the program then
+// acts on the signal before ckpt's next step (sent before PTRACE_INTERRUPT, it is taken off the
+// queue and the thread stops holding it, in a signal-delivery stop).
 std::vector<std::string> signal_at(long n, pid_t pid, const fs::path& dir) {
-  return {"CKPT_FAULT_KILL_AT=" + std::to_string(n), "CKPT_FAULT_KILL_PID=" + std::to_string(pid),
+  return {"CKPT_FAULT_KILL_AT=" + std::to_string(n),
+          "CKPT_FAULT_KILL_PID=" + std::to_string(pid),
           "CKPT_FAULT_SIGNAL=" + std::to_string(SIGUSR1),
+          "CKPT_FAULT_WAIT_MS=5",
           "CKPT_FAULT_COUNT=" + (dir / ("points-" + std::to_string(n))).string(),
           "CKPT_FAULT_SENT=" + (dir / ("sent-" + std::to_string(n))).string()};
 }
