@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <stdexcept>
@@ -63,7 +64,8 @@ void become_subreaper() {
     throw std::runtime_error("PR_SET_CHILD_SUBREAPER: " + std::string(strerror(errno)));
 }
 
-std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds timeout) {
+std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds timeout,
+                              const std::function<void()>& before_kill) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   for (;;) {
     int status = 0;
@@ -71,6 +73,7 @@ std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds timeout) {
     if (r == pid) return status;
     if (r < 0 && errno != EINTR) return std::nullopt;
     if (std::chrono::steady_clock::now() > deadline) {
+      if (before_kill) before_kill();
       ::kill(pid, SIGKILL);
       ::waitpid(pid, &status, __WALL);
       return std::nullopt;
@@ -121,6 +124,30 @@ CkptResult run_command(const std::vector<std::string>& argv, std::chrono::millis
   return run_command(argv, {}, timeout);
 }
 
+namespace {
+
+// Where a command that ran out of time and its descendants (a dumper, a guard, nft) are stuck:
+// for the failure message, read before they are killed.
+std::string where_stuck(pid_t pid) {
+  std::vector<pid_t> all = {pid};
+  auto below = descendants(pid);
+  all.insert(all.end(), below.begin(), below.end());
+  std::string out;
+  for (pid_t p : all) {
+    auto proc = fs::path("/proc") / std::to_string(p);
+    std::string comm = read_text(proc / "comm");
+    if (!comm.empty() && comm.back() == '\n') comm.pop_back();
+    std::string stack = read_text(proc / "stack");
+    if (stack.size() > 600) stack.resize(600);
+    out += "\n  pid " + std::to_string(p) + " (" + comm + ") " + status_field(p, "State") +
+           ", wchan " + read_text(proc / "wchan") + ", syscall " + read_text(proc / "syscall") +
+           stack;
+  }
+  return out;
+}
+
+}  // namespace
+
 CkptResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                        std::chrono::milliseconds timeout) {
   TempDir dir;
@@ -138,11 +165,12 @@ CkptResult run_command(const std::vector<std::string>& argv, const std::vector<s
   ::close(out);
   ::close(err);
   CkptResult r;
-  auto st = wait_child(pid, timeout);
+  std::string stuck;
+  auto st = wait_child(pid, timeout, [&] { stuck = where_stuck(pid); });
   r.status = st ? *st : -1;
   r.out = read_text(dir / "out");
   r.err = read_text(dir / "err");
-  if (!st) r.err += "\n(" + argv[0] + " timed out and was killed)";
+  if (!st) r.err += "\n(" + argv[0] + " timed out and was killed; it stood so:" + stuck + ")";
   return r;
 }
 

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -38,7 +39,9 @@ void become_subreaper();
 
 // Waits for `pid` (a child) to end, up to `timeout`; kills it with SIGKILL at the deadline.
 // Returns the wait status, or nullopt on timeout.
-std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds timeout);
+// `before_kill`, when given, runs at the deadline while the process still stands as it was.
+std::optional<int> wait_child(pid_t pid, std::chrono::milliseconds timeout,
+                              const std::function<void()>& before_kill = {});
 std::string describe_status(int status);
 
 struct CkptResult {
@@ -49,7 +52,7 @@ struct CkptResult {
 };
 
 // Runs `ckpt ARGS...` with stdin /dev/null and stdout/stderr captured.
-CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 10s);
+CkptResult run_ckpt(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 20s);
 // The same for any command (argv[0] is a path).
 CkptResult run_command(const std::vector<std::string>& argv,
                        std::chrono::milliseconds timeout = 10s);
