@@ -25,28 +25,6 @@ constexpr const char* kPrinter =
     "    sys.stdout.flush()\n"
     "    if i % 20 == 0: time.sleep(0.0005)\n";
 
-// The same, slower, and on SIGUSR1 reads what waits on its terminal (without waiting) and prints
-// it as "GOT b'...'".
-constexpr const char* kPrinterReadingOnSignal =
-    "import fcntl, os, signal, sys, time\n"
-    "def on_usr1(s, f):\n"
-    "    fl = fcntl.fcntl(0, fcntl.F_GETFL)\n"
-    "    fcntl.fcntl(0, fcntl.F_SETFL, fl | os.O_NONBLOCK)\n"
-    "    try:\n"
-    "        data = os.read(0, 65536)\n"
-    "    except BlockingIOError:\n"
-    "        data = b''\n"
-    "    fcntl.fcntl(0, fcntl.F_SETFL, fl)\n"
-    "    sys.stdout.write('GOT %r\\n' % data)\n"
-    "    sys.stdout.flush()\n"
-    "signal.signal(signal.SIGUSR1, on_usr1)\n"
-    "i = 0\n"
-    "while True:\n"
-    "    i += 1\n"
-    "    sys.stdout.write('line %d\\n' % i)\n"
-    "    sys.stdout.flush()\n"
-    "    time.sleep(0.001)\n";
-
 class TmuxTest : public ::testing::Test {
  protected:
   void SetUp() override { become_subreaper(); }
@@ -163,36 +141,6 @@ TEST_F(TmuxTest, BusyPaneLosesNoLineAcrossLeaveRunningDumps) {
   auto seen = numbers();
   ASSERT_TRUE(printed_past(seen.back() + 1000));
   EXPECT_TRUE(contiguous(numbers()));
-}
-
-size_t count_of(const std::string& text, const std::string& what) {
-  size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
-// Keys typed into the pane that its program has not read yet (a whole line and the start of
-// another) wait in the terminal: the restored program reads the line once, as typed, the start
-// of the next stays waiting, and nothing is echoed a second time.
-TEST_F(TmuxTest, TypedInputNotYetReadComesBackOnce) {
-  ASSERT_NO_FATAL_FAILURE(start(kPrinterReadingOnSignal));
-  ASSERT_TRUE(printed_past(200));
-  ASSERT_EQ(tmux({"send-keys", "-t", "t", "typed-one", "Enter", "half-typed"}).exit_code(), 0);
-  for (int i = 0; i < 200 && count_of(history(), "half-typed") == 0; ++i) sleep_for(10ms);
-  auto panes = descendants(server_);
-  ASSERT_EQ(panes.size(), 1u);
-  pid_t program = panes[0];
-  ASSERT_TRUE(dump());
-  ASSERT_TRUE(restore());
-  ASSERT_EQ(::kill(program, SIGUSR1), 0);
-  std::string text;
-  for (int i = 0; i < 200 && count_of(text, "GOT ") == 0; ++i) {
-    sleep_for(10ms);
-    text = history();
-  }
-  EXPECT_EQ(count_of(text, "GOT b'typed-one\\n'"), 1u) << text.substr(text.rfind("GOT") - 200);
-  EXPECT_EQ(count_of(text, "typed-one"), 2u) << "the echo and the GOT line, once each";
-  EXPECT_EQ(count_of(text, "half-typed"), 1u) << "echoed once, and not read: no line end yet";
 }
 
 }  // namespace

@@ -21,7 +21,6 @@
 #include <map>
 #include <optional>
 
-#include "common/log.hpp"
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/fd_kind.hpp"
 
@@ -69,17 +68,11 @@ struct PtyPayload {
   // What the programs on the terminal wrote and its master's holder had not read yet (a busy
   // pane of a terminal multiplexer), as the master reads it; with the master only.
   schema::Bytes output;
-  // What was typed into the terminal and its programs had not read yet, as they would read it
-  // with ICANON off; with the master. A slave notes only how many bytes it saw waiting
-  // (`input_queued`), which matters when its master is outside the tree.
-  schema::Bytes input;
-  int32_t input_queued = 0;
   template <class V>
   void visit(V& v) {
     v("master", master), v("index", index), v("locked", locked), v("packet", packet);
     v("termios", termios), v("winsize", winsize), v("session", session), v("fg_pgrp", fg_pgrp);
-    v("shell_job", shell_job), v("outside", outside), v("output", output), v("input", input);
-    v("input_queued", input_queued);
+    v("shell_job", shell_job), v("outside", outside), v("output", output);
   }
 };
 
@@ -228,65 +221,6 @@ Status write_output(int master, const schema::Bytes& bytes, const std::string& w
   return write_all(slave.get(), bytes, what + ": write the output back");
 }
 
-// Reads what waits to be read on the slave side: with ICANON off for the moment, a line not yet
-// ended is readable too (the kernel makes the whole buffer raw input when ICANON goes off).
-Result<schema::Bytes> take_input(const FdProbe& p, int master, const std::string& what) {
-  schema::Bytes in;
-  ScopedFd slave(::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
-  if (!slave) return sys_error(what + ": ioctl(TIOCGPTPEER) to read the input");
-  // With ICANON on, FIONREAD counts whole lines only: a line still being typed shows with it off.
-  TermiosChange raw(slave.get(), [](struct termios& t) {
-    t.c_lflag &= ~static_cast<tcflag_t>(ICANON);
-    t.c_cc[VMIN] = 0;
-    t.c_cc[VTIME] = 0;
-  });
-  if (!raw.ok()) return sys_error(what + ": tcsetattr to read the input");
-  int queued = 0;
-  if (::ioctl(slave.get(), FIONREAD, &queued) < 0 || queued == 0) return in;
-  if (queued >= kMaxTakenQueue)
-    return errorf(
-        "pid {}: fd {} is the pseudo-terminal {} with its input buffer full ({} bytes typed and "
-        "not read yet), which ckpt cannot save",
-        p.pid, p.fd, p.link, queued);
-  char buf[4096];
-  ssize_t n;
-  while ((n = ::read(slave.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))
-    if (n > 0) in.insert(in.end(), buf, buf + n);
-  if (n < 0 && errno != EAGAIN) return sys_error(what + ": read the input");
-  return in;
-}
-
-// Writes `bytes` into the terminal from the master as typed input, with everything that would
-// act on them off for the moment (echo, signals, flow control, translations, editing keys): the
-// programs on the slave find them as they were, and nothing is echoed twice. The line
-// discipline's ICANON stays as it is, so the lines it delimits come back.
-Status write_input(int master, const schema::Bytes& bytes, const std::string& what) {
-  if (bytes.empty()) return {};
-  ScopedFd slave(::ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC));
-  if (!slave) return sys_error(what + ": ioctl(TIOCGPTPEER) to write the input back");
-  TermiosChange quiet(slave.get(), [](struct termios& t) {
-    t.c_lflag &=
-        ~static_cast<tcflag_t>(ECHO | ECHOE | ECHOK | ECHONL | ECHOCTL | ECHOKE | ISIG | IEXTEN);
-    t.c_iflag &= ~static_cast<tcflag_t>(IXON | IXOFF | ICRNL | INLCR | IGNCR | ISTRIP | IUCLC |
-                                        IMAXBEL | BRKINT | INPCK | PARMRK);
-    for (int c : {VERASE, VKILL, VWERASE, VREPRINT, VLNEXT, VDISCARD}) t.c_cc[c] = _POSIX_VDISABLE;
-  });
-  if (!quiet.ok()) return sys_error(what + ": tcsetattr to write the input back");
-  // TIOCSTI hands each byte to the line discipline at once, under these settings. Written to the
-  // master instead, they would be processed later by a kernel worker, perhaps with echo back on;
-  // that is the way left without CAP_SYS_ADMIN.
-  for (size_t i = 0; i < bytes.size(); ++i) {
-    char c = static_cast<char>(bytes[i]);
-    if (::ioctl(slave.get(), TIOCSTI, &c) == 0) continue;
-    if (i > 0 || (errno != EPERM && errno != EIO))
-      return sys_error(fmt::format("{}: ioctl(TIOCSTI) for byte {} of the input", what, i));
-    log::warn("restore", "{}: typed input written back without TIOCSTI: it may be echoed again",
-              what);
-    return write_all(master, bytes, what + ": write the input back");
-  }
-  return {};
-}
-
 Status dump_master(FdProbe& p, PtyPayload& out) {
   CKPT_TRY_ASSIGN(int fd, p.borrowed());
   std::string what = fmt::format("pid {}: fd {} ({})", p.pid, p.fd, p.link);
@@ -312,9 +246,7 @@ Status dump_master(FdProbe& p, PtyPayload& out) {
   // Taken to be saved and given back at once: the program goes on as it was, the tree being
   // stopped meanwhile (a dumper dying in between loses them).
   CKPT_TRY_ASSIGN(out.output, take_output(p, fd, what));
-  CKPT_TRY(write_output(fd, out.output, what));
-  CKPT_TRY_ASSIGN(out.input, take_input(p, fd, what));
-  return write_input(fd, out.input, what);
+  return write_output(fd, out.output, what);
 }
 
 struct Pair {
@@ -324,13 +256,6 @@ struct Pair {
 
 Status outside_master(const LinkedFile& slave) {
   CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*slave.file));
-  if (p.input_queued > 0) {
-    auto [pid, fd] = slave.holders.front();
-    return errorf(
-        "pid {}: fd {} is the terminal {} with {} bytes typed and not read yet, which ckpt cannot "
-        "save when the terminal's master is outside the dumped processes",
-        pid, fd, slave.file->path, p.input_queued);
-  }
   if (p.shell_job) {
     p.outside = true;
     slave.file->payload = schema::encode(p);
@@ -375,9 +300,7 @@ class PtyKind final : public FdKind {
     } else {
       out.index = slave_index(p);
       CKPT_TRY_ASSIGN(int fd, p.borrowed());
-      // Saved with the master when it is in the tree (link() decides).
-      int queued = 0;
-      if (::ioctl(fd, FIONREAD, &queued) == 0) out.input_queued = queued;
+      CKPT_TRY(check_empty(p, fd, "typed into the terminal and not read yet"));
     }
     of.payload = schema::encode(out);
     return {};
@@ -408,7 +331,6 @@ class PtyKind final : public FdKind {
         PtyPayload copy = m;
         copy.master = false;
         copy.output.clear();  // queued bytes come back once, through the master
-        copy.input.clear();
         s->file->payload = schema::encode(copy);
       }
     }
@@ -449,11 +371,8 @@ class PtyKind final : public FdKind {
     // goes in first, once the slaves are open (a pair without one reads EIO).
     for (auto* of : mine) {
       CKPT_TRY_ASSIGN(PtyPayload p, payload_of<PtyPayload>(*of));
-      if (p.master) {
-        std::string what = fmt::format("open file {}", of->id);
-        CKPT_TRY(write_output(out[of->id].get(), p.output, what));
-        CKPT_TRY(write_input(out[of->id].get(), p.input, what));
-      }
+      if (p.master)
+        CKPT_TRY(write_output(out[of->id].get(), p.output, fmt::format("open file {}", of->id)));
       int lock = 1;
       if (p.master && p.locked && ::ioctl(out[of->id].get(), TIOCSPTLCK, &lock) < 0)
         return sys_error(fmt::format("ioctl(TIOCSPTLCK) for open file {}", of->id));
