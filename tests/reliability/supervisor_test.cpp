@@ -277,7 +277,9 @@ Usage usage(pid_t supervisor, const fs::path& store) {
   for (auto it = fs::recursive_directory_iterator(store, ec); !ec && it != fs::end(it);
        it.increment(ec)) {
     std::error_code ec2;
-    if (it->is_regular_file(ec2)) u.store_bytes += it->file_size(ec2);
+    if (!it->is_regular_file(ec2)) continue;
+    uintmax_t size = it->file_size(ec2);
+    if (!ec2) u.store_bytes += size;  // -1 for a file removed meanwhile
   }
   u.generations = generations(store).size();
   return u;
