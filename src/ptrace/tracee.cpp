@@ -161,8 +161,11 @@ Status Tracee::stop_in_signal_delivery() {
     return sys_error(fmt::format("ptrace(PTRACE_INTERRUPT) tid {}", tid_));
   CKPT_TRY(resume());
   CKPT_TRY_ASSIGN(StopInfo stop, wait_stop());
-  if (stop.exited())
-    return make_error(fmt::format("tid {} exited while being stopped", tid_), ESRCH);
+  if (stop.exited()) {
+    pid_t gone = tid_;
+    release();  // nothing left to detach from
+    return make_error(fmt::format("tid {} exited while being stopped", gone), ESRCH);
+  }
   if (stop.event() != PTRACE_EVENT_STOP)
     return errorf("tid {}: stop {:#x} instead of PTRACE_EVENT_STOP on its way out of a system call",
                   tid_, stop.status);

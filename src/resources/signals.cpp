@@ -12,6 +12,16 @@
 #include "proc/status.hpp"
 
 namespace ckpt {
+namespace {
+
+// si_signo is the first int of every siginfo the kernel hands out.
+int siginfo_signo(const uint8_t* info, size_t size) {
+  int32_t signo = 0;
+  if (size >= sizeof signo) std::memcpy(&signo, info, sizeof signo);
+  return signo;
+}
+
+}  // namespace
 
 TakenSignal::TakenSignal(TakenSignal&& o) noexcept
     : tgid_(o.tgid_), tid_(o.tid_), info_(std::move(o.info_)) {
@@ -34,9 +44,7 @@ TakenSignal::~TakenSignal() {
 }
 
 int TakenSignal::signo() const {
-  int32_t signo = 0;
-  if (info_.size() >= sizeof signo) std::memcpy(&signo, info_.data(), sizeof signo);
-  return signo;
+  return siginfo_signo(info_.data(), info_.size());
 }
 
 void TakenSignal::send_again() {
@@ -74,8 +82,7 @@ Status queue_signal(RestoreContext& ctx, ptrace::RemoteSyscalls& rs, pid_t tid,
     return errorf("restore pid {}: a queued signal of {} bytes (siginfo has {})", ctx.pid,
                   info.size(), kSiginfoSize);
   CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, info.data(), info.size()));
-  int32_t signo;
-  std::memcpy(&signo, info.data(), sizeof(signo));
+  int signo = siginfo_signo(info.data(), info.size());
   if (shared)
     CKPT_TRY(rs.call("rt_sigqueueinfo", SYS_rt_sigqueueinfo,
                      {uint64_t(ctx.pid), uint64_t(signo), ctx.scratch.addr}));
@@ -95,21 +102,11 @@ Status hold_taken(ThreadHandle& h, pid_t pid, const ptrace::StopInfo& stop) {
   h.taken = TakenSignal(pid, h.tid, std::move(info));
   log::debug("signals", "tid {} stopped holding signal {}; queued again", h.tid, h.taken.signo());
   // Resumed without it, the thread drops the signal; the stop has cleared the interrupt the dump
-  // asked for (any ptrace trap does), so it is asked again first: the thread then stops at it on
-  // its next turn in signal delivery instead of running on.
-  if (::ptrace(PTRACE_INTERRUPT, h.tid, nullptr, nullptr) < 0)
-    return sys_error(fmt::format("ptrace(PTRACE_INTERRUPT) tid {}", h.tid));
-  CKPT_TRY(h.tracee.resume());
-  CKPT_TRY_ASSIGN(ptrace::StopInfo next, h.tracee.wait_stop());
-  if (next.exited()) {
-    h.taken.forget();
-    h.tracee.release();
-    return make_error(fmt::format("tid {} exited while being stopped", h.tid), ESRCH);
-  }
-  if (next.event() != PTRACE_EVENT_STOP)
-    return errorf("tid {}: stop {:#x} after the signal-delivery stop of signal {}", h.tid,
-                  next.status, h.taken.signo());
-  return {};
+  // asked for (any ptrace trap does), so it is asked again: the thread then stops on its next
+  // turn in signal delivery instead of running on.
+  Status stopped = h.tracee.stop_in_signal_delivery();
+  if (!stopped && stopped.error().errnum == ESRCH) h.taken.forget();  // nobody left to get it
+  return stopped;
 }
 
 Status put_back_taken(DumpContext& ctx) {
