@@ -98,7 +98,6 @@ RemoteSyscalls::RemoteSyscalls(RemoteSyscalls&& o) noexcept
       saved_(o.saved_),
       saved_mask_(o.saved_mask_),
       done_(o.done_),
-      at_syscall_stop_(o.at_syscall_stop_),
       frame_addr_(o.frame_addr_),
       frame_old_(std::move(o.frame_old_)) {
   o.done_ = true;
@@ -164,9 +163,6 @@ void RemoteSyscalls::set_final(const Regs& r, uint64_t mask) {
 Status RemoteSyscalls::finish() {
   if (done_) return {};
   done_ = true;
-  // Until the thread stops there, its registers are still those of the last call, or with a
-  // frame, the parked ones that lead to rt_sigreturn.
-  if (at_syscall_stop_) CKPT_TRY(t_->stop_in_signal_delivery());
   if (frame_addr_ == 0) {
     CKPT_TRY(t_->set_regs(saved_));
     return t_->set_signal_mask(saved_mask_);
@@ -190,10 +186,7 @@ Result<StopInfo> RemoteSyscalls::run_to_syscall_stop() {
       t_->release();
       return errorf("tid {} died during an injected system call (status {:#x})", tid, stop.status);
     }
-    if (stop.syscall_stop()) {
-      at_syscall_stop_ = true;
-      return stop;
-    }
+    if (stop.syscall_stop()) return stop;
     int sig = stop.stop_signal();
     bool fault =
         sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE || sig == SIGTRAP;

@@ -4,10 +4,10 @@
 // Construction saves the thread's registers and signal mask; destruction puts them back, so the
 // thread continues exactly where it was. A thread stopped inside an interrupted system call holds
 // -ERESTART* in rax, which the kernel turns into a restart (or, for a handler's signal, EINTR) only
-// on its way out of signal delivery. The last injected call leaves the thread at a syscall-exit
-// stop, which skips that logic: finish() first takes the thread into signal delivery
-// (Tracee::stop_in_signal_delivery) and sets the registers there, so that a signal that came while
-// it was held still interrupts its call, as it would have without us.
+// on its way out of signal delivery; the registers are put back in that form (even when the last
+// call left the thread at a syscall-exit stop: letting a traced thread go, by PTRACE_DETACH or the
+// tracer's death, marks it signal-pending, so it passes through signal delivery before user code
+// and a signal that came while it was held still interrupts its call, as without us).
 //
 // Calls go through an existing `syscall` instruction in the tracee (its vdso, or the restorer's
 // trampoline page), so nothing in its code is written. All signals are blocked while calls run
@@ -108,7 +108,6 @@ class RemoteSyscalls {
   Regs saved_{};
   uint64_t saved_mask_ = 0;
   bool done_ = false;
-  bool at_syscall_stop_ = false;    // a call ran: the thread is at its syscall-exit stop
   uint64_t frame_addr_ = 0;         // where the rt_sigreturn frame is, 0 without one
   std::vector<uint8_t> frame_old_;  // what the frame covers, put back by finish()
 };

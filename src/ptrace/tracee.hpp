@@ -47,9 +47,9 @@ class Tracee {
   // Stops the thread (PTRACE_INTERRUPT) and waits until it is in a ptrace stop, which `how`
   // receives: PTRACE_EVENT_STOP, or a signal-delivery stop if a signal came first.
   Status interrupt(StopInfo* how = nullptr);
-  // Takes a thread from a syscall stop to a stop inside the kernel's signal delivery
-  // (PTRACE_EVENT_STOP) without running any of its code: registers set there leave through the
-  // kernel's restart logic, which also delivers a signal that came meanwhile as it would have.
+  // Takes a thread from another ptrace stop (a signal-delivery stop whose signal is dropped, a
+  // syscall stop) to PTRACE_EVENT_STOP without running any of its code: a ptrace trap clears a
+  // pending interrupt, so it is asked again and the thread resumed into it.
   Status stop_in_signal_delivery();
   // Waits for the next stop or the exit of this thread (reaping dead sibling threads meanwhile).
   Result<StopInfo> wait_stop();
