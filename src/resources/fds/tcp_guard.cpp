@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -148,8 +149,15 @@ void TcpGuard::stand_down() {
   if (pid_ < 0) return;
   Message m;
   m.what = 'D';
-  if (::send(channel_.get(), &m, sizeof m, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof m))
-    log::warn("dump", "TCP guard {}: {}", pid_, std::strerror(errno));
+  ssize_t sent;
+  while ((sent = ::send(channel_.get(), &m, sizeof m, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  // Without the word, closing the channel would make the guard undo what the dumper decided
+  // (a kill-mode dump keeps its connections locked for the restore): it is killed instead.
+  if (sent != static_cast<ssize_t>(sizeof m)) {
+    log::warn("dump", "TCP guard {}: {}; killed", pid_, std::strerror(errno));
+    ::kill(pid_, SIGKILL);
+  }
   channel_.reset();
   while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
   }
