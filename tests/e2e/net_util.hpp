@@ -1,5 +1,7 @@
 #pragma once
 // Loopback TCP helpers of the server tests (the test is the client of a real server).
+#include <gtest/gtest.h>
+
 #include <string>
 
 namespace e2e {
@@ -14,5 +16,17 @@ int connect_when_up(int port);
 // Sends `request` on `fd` and reads until the answer contains `end`; what came, or what came
 // followed by the error (" [recv: ...]", " [EOF]").
 std::string exchange(int fd, const std::string& request, const std::string& end);
+
+// Byte k of the test pattern the TCP tests send both ways.
+unsigned char pattern(long k);
+// A blocking connection to the loopback address of `family` (AF_INET, AF_INET6) at `port`;
+// reads and writes give up after 20 s. -1 on failure.
+int connect_to(int family, int port);
+// Sends pattern bytes [from, to).
+bool send_pattern(int fd, long from, long to);
+// Reads `count` bytes and checks each against the pattern; the failure says where.
+::testing::AssertionResult read_pattern(int fd, long count);
+// Whether ckpt's network lock (nft table inet ckpt) holds a connection of local port `port`.
+bool locked_port(int port);
 
 }  // namespace e2e

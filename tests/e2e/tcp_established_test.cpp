@@ -15,78 +15,17 @@
 #include <sstream>
 #include <thread>
 
+#include "net_util.hpp"
 #include "test_process.hpp"
 
 namespace e2e {
 namespace {
-
-unsigned char pattern(long k) {
-  return static_cast<unsigned char>((k * 7) % 251);
-}
 
 int port_of(const TestProcess& p) {
   std::smatch m;
   std::string out = p.out();
   if (!std::regex_search(out, m, std::regex("PORT (\\d+)"))) return -1;
   return std::stoi(m[1]);
-}
-
-// A blocking connection to the server; reads and writes give up after 20 s.
-int connect_to(int family, int port) {
-  int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  timeval tv{20, 0};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  ::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-  sockaddr_storage ss{};
-  socklen_t len;
-  if (family == AF_INET) {
-    auto& a = reinterpret_cast<sockaddr_in&>(ss);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    len = sizeof a;
-  } else {
-    auto& a = reinterpret_cast<sockaddr_in6&>(ss);
-    a.sin6_family = AF_INET6;
-    a.sin6_addr = in6addr_loopback;
-    a.sin6_port = htons(static_cast<uint16_t>(port));
-    len = sizeof a;
-  }
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&ss), len) < 0) {
-    ::close(fd);
-    return -1;
-  }
-  return fd;
-}
-
-bool send_pattern(int fd, long from, long to) {
-  std::vector<unsigned char> buf;
-  for (long k = from; k < to; ++k) buf.push_back(pattern(k));
-  size_t off = 0;
-  while (off < buf.size()) {
-    ssize_t n = ::send(fd, buf.data() + off, buf.size() - off, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    off += static_cast<size_t>(n);
-  }
-  return true;
-}
-
-// Reads `count` bytes and checks each against the pattern; the failure says where.
-::testing::AssertionResult read_pattern(int fd, long count) {
-  std::vector<unsigned char> buf(65536);
-  long got = 0;
-  while (got < count) {
-    ssize_t n = ::recv(fd, buf.data(), std::min<long>(count - got, 65536), 0);
-    if (n <= 0)
-      return ::testing::AssertionFailure() << "read " << got << " of " << count
-                                           << " bytes: " << (n < 0 ? strerror(errno) : "EOF");
-    for (ssize_t i = 0; i < n; ++i)
-      if (buf[i] != pattern(got + i))
-        return ::testing::AssertionFailure() << "byte " << got + i << " is " << int(buf[i]);
-    got += n;
-  }
-  return ::testing::AssertionSuccess();
 }
 
 std::string ask(int fd, const std::string& msg) {
@@ -100,14 +39,6 @@ std::string ask(int fd, const std::string& msg) {
     got.append(buf, static_cast<size_t>(n));
   }
   return got;
-}
-
-// Whether the lock table holds an element ending in `port` (the dumped side's). Elements are
-// listed "a . p . b . q" and separated by ", " or line ends when there are several (another
-// dump's, at the same time).
-bool locked_port(int port) {
-  auto r = run_command({"/usr/sbin/nft", "list", "table", "inet", "ckpt"});
-  return std::regex_search(r.out, std::regex("\\. " + std::to_string(port) + "([^0-9]|$)"));
 }
 
 constexpr long kToServer = 200000;  // the first 40000 sent before the dump

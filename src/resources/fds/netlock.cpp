@@ -13,16 +13,21 @@
 namespace ckpt::fds::netlock {
 namespace {
 
-// Written whole each time: `add` leaves what exists alone and the flush keeps the chain at two
-// rules, so concurrent dumps and repeated locks agree.
-constexpr const char* kSetup =
-    "add table inet ckpt\n"
-    "add set inet ckpt conns4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }\n"
-    "add set inet ckpt conns6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }\n"
-    "add chain inet ckpt input { type filter hook input priority -300; policy accept; }\n"
-    "flush chain inet ckpt input\n"
-    "add rule inet ckpt input ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n"
-    "add rule inet ckpt input ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n";
+// Written whole each time: `add` leaves what exists alone and the flush keeps the chain at three
+// rules, so concurrent dumps and repeated locks agree. The first lets the restorer's own packets
+// (kPassMark) through.
+std::string setup_script() {
+  return fmt::format(
+      "add table inet ckpt\n"
+      "add set inet ckpt conns4 {{ type ipv4_addr . inet_service . ipv4_addr . inet_service; }}\n"
+      "add set inet ckpt conns6 {{ type ipv6_addr . inet_service . ipv6_addr . inet_service; }}\n"
+      "add chain inet ckpt input {{ type filter hook input priority -300; policy accept; }}\n"
+      "flush chain inet ckpt input\n"
+      "add rule inet ckpt input meta mark {:#x} accept\n"
+      "add rule inet ckpt input ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n"
+      "add rule inet ckpt input ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n",
+      kPassMark);
+}
 
 // An IPv6 socket talking to an IPv4 peer (::ffff:a.b.c.d) sends and receives IPv4 packets.
 bool v4_mapped(const Connection& c) {
@@ -97,7 +102,7 @@ std::string text(const Connection& c) {
 }
 
 Status lock(const Connection& c) {
-  Status st = run_nft(std::string(kSetup) + "add element " + element(c) + "\n");
+  Status st = run_nft(setup_script() + "add element " + element(c) + "\n");
   if (!st.ok()) return st.error().wrap("lock the network of " + text(c));
   return {};
 }

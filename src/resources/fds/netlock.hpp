@@ -2,7 +2,8 @@
 // The network lock of dumped TCP connections. Between the dump and the restore no socket owns a
 // saved connection, and the kernel would answer the peer's next segment with a reset. An
 // nftables set in table `inet ckpt` lists each saved connection (peer address and port, local
-// address and port); one rule in a hook at raw priority drops the packets the peer sends to it.
+// address and port); one rule in a hook at raw priority drops the packets the peer sends to it
+// (after one letting through the restorer's own, marked kPassMark).
 // The restore takes a connection out of the set once its socket exists again, and the peer's
 // retransmissions go through.
 #include <cstdint>
@@ -12,6 +13,9 @@
 #include "image/schema/codec.hpp"
 
 namespace ckpt::fds::netlock {
+
+// Packets sent with this SO_MARK pass the lock: the restorer's own (tcp_fin.hpp).
+constexpr uint32_t kPassMark = 0x636b7074;  // "ckpt"
 
 struct Connection {
   bool v6 = false;

@@ -6,6 +6,10 @@
 // The restorer builds a socket in repair mode at the same addresses, refills its queues and
 // turns repair off: the kernel then probes the peer's window and retransmits what the peer has
 // not acknowledged, so the peer sees a pause and no byte lost or repeated.
+// Half-closed connections (a FIN sent, received, or both) are saved too: the restore queues our
+// FIN as already sent (retransmitted until acknowledged) and hands the socket the peer's FIN
+// (tcp_fin.hpp), in the order they came. A side shut down for reading only (SHUT_RD, which sends
+// nothing) is not seen and comes back open.
 //
 // Registered after "tcp_listen" on purpose: kinds are recreated in the registry's order and a
 // listener must bind its port before the connections it accepted share it.
@@ -15,7 +19,9 @@
 #include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -26,6 +32,7 @@
 #include "resources/fds/inet.hpp"
 #include "resources/fds/inet_state.hpp"
 #include "resources/fds/netlock.hpp"
+#include "resources/fds/tcp_fin.hpp"
 #include "resources/fds/tcp_guard.hpp"
 #include "resources/fds/tcp_repair.hpp"
 
@@ -58,6 +65,9 @@ struct TcpStreamPayload {
   uint32_t timestamp = 0;  // the connection's TCP timestamp clock
   uint32_t snd_wl1 = 0, snd_wnd = 0, max_window = 0, rcv_wnd = 0, rcv_wup = 0;
   std::vector<inet::IntOption> options;
+  // TCP_ESTABLISHED, or a half-closed state: then a FIN counts in snd_seq (sent) or rcv_seq
+  // (received), but is in neither queue's bytes.
+  int32_t state = TCP_ESTABLISHED;
   template <class V>
   void visit(V& v) {
     v("local", local), v("peer", peer), v("snd_seq", snd_seq), v("rcv_seq", rcv_seq);
@@ -66,8 +76,34 @@ struct TcpStreamPayload {
     v("snd_wscale", snd_wscale), v("rcv_wscale", rcv_wscale), v("timestamp", timestamp);
     v("snd_wl1", snd_wl1), v("snd_wnd", snd_wnd), v("max_window", max_window);
     v("rcv_wnd", rcv_wnd), v("rcv_wup", rcv_wup), v("options", options);
+    v.opt("state", state);
   }
 };
+
+// The states of a connection with a socket that ckpt saves, and what each FIN did. A FIN that
+// came or went in the state before is part of the state after: LAST_ACK received first,
+// CLOSING sent first.
+bool saveable(int state) {
+  return state == TCP_ESTABLISHED || state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 ||
+         state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING;
+}
+bool fin_sent(int state) {
+  return state == TCP_FIN_WAIT1 || state == TCP_FIN_WAIT2 || state == TCP_LAST_ACK ||
+         state == TCP_CLOSING;
+}
+bool fin_received(int state) {
+  return state == TCP_CLOSE_WAIT || state == TCP_LAST_ACK || state == TCP_CLOSING;
+}
+// Our FIN still counts in the send queue's size until the peer acknowledges it.
+bool fin_unacked(int state) {
+  return fin_sent(state) && state != TCP_FIN_WAIT2;
+}
+uint32_t snd_data_end(const TcpStreamPayload& t) {
+  return t.snd_seq - (fin_sent(t.state) ? 1 : 0);
+}
+uint32_t rcv_data_end(const TcpStreamPayload& t) {
+  return t.rcv_seq - (fin_received(t.state) ? 1 : 0);
+}
 
 // Sockets the current dump put in repair mode (dup'ed: they outlive the probe).
 struct Repaired {
@@ -118,13 +154,15 @@ Result<uint32_t> get_u32(int sock, int opt, std::string_view name, std::string_v
   return v;
 }
 
-// One queue of a socket in repair mode: its sequence number and its bytes, peeked.
-Status read_queue(int sock, int queue, int size_ioctl, uint32_t& seq, schema::Bytes& data,
+// One queue of a socket in repair mode: its sequence number and its bytes, peeked. `fin` is 1
+// when the queue's size counts a FIN, which has no byte to peek.
+Status read_queue(int sock, int queue, int size_ioctl, int fin, uint32_t& seq, schema::Bytes& data,
                   std::string_view what) {
   CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE", what));
   CKPT_TRY_ASSIGN(seq, get_u32(sock, TCP_QUEUE_SEQ, "TCP_QUEUE_SEQ", what));
   int size = 0;
   if (::ioctl(sock, size_ioctl, &size) < 0) return sys_error(fmt::format("queue size of {}", what));
+  size = std::max(size - fin, 0);
   data.resize(static_cast<size_t>(size));
   if (size == 0) return {};
   ssize_t n = ::recv(sock, data.data(), data.size(), MSG_PEEK | MSG_DONTWAIT);
@@ -135,12 +173,15 @@ Status read_queue(int sock, int queue, int size_ioctl, uint32_t& seq, schema::By
 }
 
 Status read_repaired(int sock, const tcp_info& info, TcpStreamPayload& t, std::string_view what) {
-  CKPT_TRY(read_queue(sock, TCP_SEND_QUEUE, SIOCOUTQ, t.snd_seq, t.send_queue, what));
+  t.state = info.tcpi_state;
+  CKPT_TRY(read_queue(sock, TCP_SEND_QUEUE, SIOCOUTQ, fin_unacked(t.state) ? 1 : 0, t.snd_seq,
+                      t.send_queue, what));
   int unsent = 0;
   if (::ioctl(sock, SIOCOUTQNSD, &unsent) < 0)
     return sys_error(fmt::format("SIOCOUTQNSD of {}", what));
-  t.unsent = static_cast<uint32_t>(unsent);
-  CKPT_TRY(read_queue(sock, TCP_RECV_QUEUE, SIOCINQ, t.rcv_seq, t.recv_queue, what));
+  t.unsent = std::min(static_cast<uint32_t>(unsent), static_cast<uint32_t>(t.send_queue.size()));
+  // SIOCINQ leaves a received FIN out by itself.
+  CKPT_TRY(read_queue(sock, TCP_RECV_QUEUE, SIOCINQ, 0, t.rcv_seq, t.recv_queue, what));
   CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE", what));
   CKPT_TRY_ASSIGN(t.mss, get_u32(sock, TCP_MAXSEG, "TCP_MAXSEG", what));
   CKPT_TRY_ASSIGN(t.timestamp, get_u32(sock, TCP_TIMESTAMP, "TCP_TIMESTAMP", what));
@@ -178,7 +219,7 @@ Status dump_connection(DumpEnv& env, FdProbe& p, schema::OpenFile& of) {
     return errorf("pid {}: fd {} is {}, {}; dump with --tcp-established to save it", p.pid, p.fd,
                   p.link, desc);
   CKPT_TRY_ASSIGN(tcp_info before, info_of(sock, what));
-  if (before.tcpi_state != TCP_ESTABLISHED)
+  if (!saveable(before.tcpi_state))
     return errorf("pid {}: fd {} is {} in state {}, which ckpt cannot save yet", p.pid, p.fd, desc,
                   state_name(before.tcpi_state));
   CKPT_TRY_ASSIGN(TcpStreamPayload t, endpoints(p, sock));
@@ -190,9 +231,9 @@ Status dump_connection(DumpEnv& env, FdProbe& p, schema::OpenFile& of) {
   CKPT_TRY(netlock::lock(connection_of(t)));
   repaired().push_back({std::move(own), connection_of(t)});
   CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR", what));
-  // The peer may have closed its side between the first look and the lock.
+  // The state read now is the one saved: the peer may have closed its side since the first look.
   CKPT_TRY_ASSIGN(tcp_info info, info_of(sock, what));
-  if (info.tcpi_state != TCP_ESTABLISHED)
+  if (!saveable(info.tcpi_state))
     return errorf("pid {}: fd {} is {} in state {}, which ckpt cannot save yet", p.pid, p.fd, desc,
                   state_name(info.tcpi_state));
   CKPT_TRY(read_repaired(sock, info, t, what));
@@ -202,8 +243,9 @@ Status dump_connection(DumpEnv& env, FdProbe& p, schema::OpenFile& of) {
   // (before_kill), so that its sockets close without a packet.
   CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR", what));
   fault::point("tcp", "read and locked");
-  log::info("dump", "pid {}: fd {} TCP {}: {} bytes to send ({} unsent), {} received", p.pid, p.fd,
-            netlock::text(connection_of(t)), t.send_queue.size(), t.unsent, t.recv_queue.size());
+  log::info("dump", "pid {}: fd {} TCP {} {}: {} bytes to send ({} unsent), {} received", p.pid,
+            p.fd, netlock::text(connection_of(t)), state_name(t.state), t.send_queue.size(),
+            t.unsent, t.recv_queue.size());
   of.payload = schema::encode(t);
   return {};
 }
@@ -239,10 +281,10 @@ Status negotiated_options(int sock, const TcpStreamPayload& t, std::string_view 
 // repair mode then makes it established without a packet.
 Status connect_repaired(int sock, const TcpStreamPayload& t, const std::string& what) {
   CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE", what));
-  CKPT_TRY(set_int(sock, TCP_QUEUE_SEQ, static_cast<int>(t.snd_seq - t.send_queue.size()),
+  CKPT_TRY(set_int(sock, TCP_QUEUE_SEQ, static_cast<int>(snd_data_end(t) - t.send_queue.size()),
                    "TCP_QUEUE_SEQ", what));
   CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_RECV_QUEUE, "TCP_REPAIR_QUEUE", what));
-  CKPT_TRY(set_int(sock, TCP_QUEUE_SEQ, static_cast<int>(t.rcv_seq - t.recv_queue.size()),
+  CKPT_TRY(set_int(sock, TCP_QUEUE_SEQ, static_cast<int>(rcv_data_end(t) - t.recv_queue.size()),
                    "TCP_QUEUE_SEQ", what));
   if (t.timestamps)
     CKPT_TRY(set_int(sock, TCP_TIMESTAMP, static_cast<int>(t.timestamp), "TCP_TIMESTAMP", what));
@@ -254,6 +296,70 @@ Status connect_repaired(int sock, const TcpStreamPayload& t, const std::string& 
   if (::connect(sock, reinterpret_cast<sockaddr*>(&peer), plen) < 0)
     return sys_error(fmt::format("{}: connect in repair mode", what));
   return {};
+}
+
+// The window as saved, except that a received FIN is not there yet: the window's left edge may
+// not lie past what the socket has received.
+Status set_window(int sock, const TcpStreamPayload& t, std::string_view what) {
+  tcp_repair_window w{t.snd_wl1, t.snd_wnd, t.max_window, t.rcv_wnd, t.rcv_wup};
+  uint32_t rcv_end = rcv_data_end(t);
+  if (static_cast<int32_t>(w.rcv_wup - rcv_end) > 0) {
+    w.rcv_wnd += w.rcv_wup - rcv_end;
+    w.rcv_wup = rcv_end;
+  }
+  if (::setsockopt(sock, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) < 0)
+    return sys_error(fmt::format("setsockopt TCP_REPAIR_WINDOW on {}", what));
+  return {};
+}
+
+// Our FIN, as a segment already sent (repair mode, send queue): it is retransmitted until the
+// peer acknowledges it, again if it had.
+Status queue_our_fin(int sock, std::string_view what) {
+  CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_SEND_QUEUE, "TCP_REPAIR_QUEUE", what));
+  if (::shutdown(sock, SHUT_WR) < 0) return sys_error(fmt::format("shutdown(SHUT_WR) of {}", what));
+  return set_int(sock, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE", what);
+}
+
+// The peer's FIN, sent to the socket (tcp_fin.hpp); the kernel takes it in softirq, so the state
+// is watched for it.
+Status take_peer_fin(int sock, const TcpStreamPayload& t, int expect, std::string_view what) {
+  tcp_fin::PeerFin fin;
+  fin.conn = connection_of(t);
+  fin.seq = rcv_data_end(t);
+  fin.ack = snd_data_end(t) - static_cast<uint32_t>(t.send_queue.size());
+  fin.window = static_cast<uint16_t>(std::min<uint32_t>(t.snd_wnd >> t.snd_wscale, 0xffff));
+  CKPT_TRY(tcp_fin::send(fin));
+  int state = 0;
+  for (int i = 0; i < 2000; ++i) {
+    CKPT_TRY_ASSIGN(tcp_info info, info_of(sock, what));
+    state = info.tcpi_state;
+    if (state == expect) return {};
+    ::usleep(1000);
+  }
+  return errorf("{}: the peer's FIN was not taken (state {}, not {})", what, state_name(state),
+                state_name(expect));
+}
+
+// A half-closed connection goes through its FINs in the order they came: sent first in
+// FIN_WAIT1, FIN_WAIT2 and CLOSING, received first in CLOSE_WAIT and LAST_ACK.
+Status replay_fins(int sock, const TcpStreamPayload& t, std::string_view what) {
+  switch (t.state) {
+    case TCP_ESTABLISHED:
+      return {};
+    case TCP_FIN_WAIT1:
+    case TCP_FIN_WAIT2:
+      return queue_our_fin(sock, what);
+    case TCP_CLOSING:
+      CKPT_TRY(queue_our_fin(sock, what));
+      return take_peer_fin(sock, t, TCP_CLOSING, what);
+    case TCP_CLOSE_WAIT:
+      return take_peer_fin(sock, t, TCP_CLOSE_WAIT, what);
+    case TCP_LAST_ACK:
+      CKPT_TRY(take_peer_fin(sock, t, TCP_CLOSE_WAIT, what));
+      return queue_our_fin(sock, what);
+    default:
+      return errorf("{}: saved in state {}, which ckpt cannot restore", what, state_name(t.state));
+  }
 }
 
 Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of,
@@ -268,10 +374,9 @@ Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of,
   CKPT_TRY(inet::apply_options(sock, kOptions, t.options, what));
   CKPT_TRY(fill_queue(sock, TCP_RECV_QUEUE, t.recv_queue, what));
   CKPT_TRY(fill_queue(sock, TCP_SEND_QUEUE, t.send_queue, what));
-  tcp_repair_window w{t.snd_wl1, t.snd_wnd, t.max_window, t.rcv_wnd, t.rcv_wup};
-  if (::setsockopt(sock, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) < 0)
-    return sys_error(fmt::format("setsockopt TCP_REPAIR_WINDOW on {}", what));
+  CKPT_TRY(set_window(sock, t, what));
   CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE", what));
+  CKPT_TRY(replay_fins(sock, t, what));
   // Leaving repair mode sends a window probe; the peer's answer restarts the exchange.
   CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR", what));
   CKPT_TRY(netlock::unlock(connection_of(t)));
@@ -282,8 +387,8 @@ Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of,
 class TcpStreamKind final : public FdKind {
  public:
   std::string_view name() const override { return "tcp_stream"; }
-  // Every TCP socket past the handshake and not listening: ESTABLISHED is saved, the other states
-  // are refused by dump() naming them.
+  // Every TCP socket past the handshake and not listening: ESTABLISHED and the half-closed states
+  // are saved, the others (SYN_SENT, ...) refused by dump() naming them.
   bool claims(FdProbe& p, const DumpFlags&) const override {
     if ((p.domain != AF_INET && p.domain != AF_INET6) || p.type != SOCK_STREAM ||
         p.protocol != IPPROTO_TCP)
