@@ -1,10 +1,12 @@
 // Dump and restore time of a process tree against the number of its processes.
 //
-//   tree_bench [--counts N,...] [--mib M] [--dir DIR] [--repeat R]
-//              (defaults: 1,4,16,64  4  /dev/shm  3)
+//   tree_bench [--counts N,...] [--mib M] [--shared-mib S] [--dir DIR] [--repeat R]
+//              (defaults: 1,4,16,64  4  0  /dev/shm  3)
 //
-// The target is a copy of this binary in --target mode: it forks N-1 children and every process
-// touches M MiB with distinct words. Each repetition dumps the tree with --leave-running (the
+// The target is a copy of this binary in --target mode: the root first fills S MiB, which its
+// children then share with it copy-on-write (a forked server's workers: stored once in the
+// image), then it forks N-1 children and every process touches M MiB of its own with distinct
+// words. The image's size is reported. Each repetition dumps the tree with --leave-running (the
 // frozen time is then how long every process stays stopped, without the commit's fsyncs), kills
 // it, restores it, and has every process check its memory. Medians are reported, with the cost
 // per process beyond the first.
@@ -73,11 +75,14 @@ void wait_usr1() {
 
 // The root starts the others, reports once all are ready (fd 3), and on SIGUSR1 passes it on
 // and collects their verdicts: exit 0 when every process found its memory intact.
-int target_main(int count, uint64_t mib) {
+int target_main(int count, uint64_t mib, uint64_t shared_mib) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGUSR1);
   sigprocmask(SIG_BLOCK, &set, nullptr);
+  constexpr uint64_t kSharedSalt = 1 << 20;
+  uint64_t* shared = shared_mib ? touch(shared_mib, kSharedSalt) : nullptr;
+  auto shared_intact = [&] { return !shared || intact(shared, shared_mib, kSharedSalt); };
   int p[2];
   if (::pipe(p) < 0) return 2;
   std::vector<pid_t> kids;
@@ -90,7 +95,7 @@ int target_main(int count, uint64_t mib) {
       if (::write(p[1], "r", 1) != 1) ::_exit(2);
       ::close(p[1]);
       wait_usr1();
-      ::_exit(intact(w, mib, static_cast<uint64_t>(i)) ? 0 : 3);
+      ::_exit(intact(w, mib, static_cast<uint64_t>(i)) && shared_intact() ? 0 : 3);
     }
     kids.push_back(pid);
   }
@@ -103,7 +108,7 @@ int target_main(int count, uint64_t mib) {
   if (::write(3, "r", 1) != 1) return 2;
   ::close(3);
   wait_usr1();
-  bool ok = intact(w, mib, 0);
+  bool ok = intact(w, mib, 0) && shared_intact();
   for (pid_t k : kids) ::kill(k, SIGUSR1);
   for (pid_t k : kids) {
     int st = 0;
@@ -112,10 +117,11 @@ int target_main(int count, uint64_t mib) {
   return ok ? 0 : 3;
 }
 
-pid_t spawn_target(const fs::path& exe, int count, uint64_t mib) {
+pid_t spawn_target(const fs::path& exe, int count, uint64_t mib, uint64_t shared_mib) {
   int report = -1;
-  pid_t pid =
-      bench::spawn_target(exe, {"--target", std::to_string(count), std::to_string(mib)}, report);
+  pid_t pid = bench::spawn_target(
+      exe, {"--target", std::to_string(count), std::to_string(mib), std::to_string(shared_mib)},
+      report);
   char c;
   if (::read(report, &c, 1) != 1) die("the target did not start", pid);
   ::close(report);
@@ -138,11 +144,12 @@ void kill_tree(pid_t root) {
 }
 
 struct Sample {
-  double frozen = 0, dump = 0, restore = 0;
+  double frozen = 0, dump = 0, restore = 0, image_mib = 0;
 };
 
-Sample run_once(const fs::path& exe, image::Store& store, int count, uint64_t mib) {
-  pid_t root = spawn_target(exe, count, mib);
+Sample run_once(const fs::path& exe, image::Store& store, int count, uint64_t mib,
+                uint64_t shared_mib) {
+  pid_t root = spawn_target(exe, count, mib, shared_mib);
   Sample s;
   DumpOptions d;
   d.pid = root;
@@ -150,6 +157,7 @@ Sample run_once(const fs::path& exe, image::Store& store, int count, uint64_t mi
   auto dumped = check(dump_process(store, d));
   s.frozen = ms(dumped.frozen);
   s.dump = ms(dumped.total);
+  s.image_mib = static_cast<double>(dumped.generation.total_bytes) / (1 << 20);
   kill_tree(root);
   auto start = Clock::now();
   RestoreOptions r;
@@ -173,9 +181,13 @@ double median(std::vector<double> v) {
 struct Options {
   std::vector<int> counts = {1, 4, 16, 64};
   uint64_t mib = 4;
+  uint64_t shared_mib = 0;
   std::string dir = "/dev/shm";
   int repeat = 3;
 };
+
+constexpr const char* kUsage =
+    "usage: tree_bench [--counts N,...] [--mib M] [--shared-mib S] [--dir DIR] [--repeat R]";
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -190,35 +202,40 @@ Options parse(int argc, char** argv) {
       }
     } else if (a == "--mib") {
       o.mib = std::stoull(v);
+    } else if (a == "--shared-mib") {
+      o.shared_mib = std::stoull(v);
     } else if (a == "--dir") {
       o.dir = v;
     } else if (a == "--repeat") {
       o.repeat = std::max(1, std::stoi(v));
     } else {
-      die("usage: tree_bench [--counts N,...] [--mib M] [--dir DIR] [--repeat R]");
+      die(kUsage);
     }
   }
-  if (argc % 2 == 0) die("usage: tree_bench [--counts N,...] [--mib M] [--dir DIR] [--repeat R]");
+  if (argc % 2 == 0) die(kUsage);
   return o;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc == 4 && std::string(argv[1]) == "--target")
-    return target_main(std::stoi(argv[2]), std::stoull(argv[3]));
+  if (argc == 5 && std::string(argv[1]) == "--target")
+    return target_main(std::stoi(argv[2]), std::stoull(argv[3]), std::stoull(argv[4]));
   Options o = parse(argc, argv);
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   fs::path exe = make_target_exe();
   fs::path store_dir = fs::path(o.dir) / fmt::format("ckpt-tree-bench-{}", ::getpid());
   auto store = check(image::Store::open(store_dir, {.create = true}));
-  std::printf("%6s %6s %10s %10s %10s %14s %14s\n", "procs", "MiB", "frozen ms", "dump ms",
-              "restore ms", "frozen/proc", "restore/proc");
+  std::printf("shared MiB (root's, before the forks): %lu\n", o.shared_mib);
+  std::printf("%6s %6s %10s %10s %10s %14s %14s %10s\n", "procs", "MiB", "frozen ms", "dump ms",
+              "restore ms", "frozen/proc", "restore/proc", "image MiB");
   double frozen_one = 0, restore_one = 0;
   for (int n : o.counts) {
     std::vector<double> frozen, dump, restore;
+    double image_mib = 0;
     for (int i = 0; i < o.repeat; ++i) {
-      Sample s = run_once(exe, store, n, o.mib);
+      Sample s = run_once(exe, store, n, o.mib, o.shared_mib);
+      image_mib = s.image_mib;
       frozen.push_back(s.frozen);
       dump.push_back(s.dump);
       restore.push_back(s.restore);
@@ -230,8 +247,8 @@ int main(int argc, char** argv) {
     std::string per_r = n > 1 && restore_one > 0
                             ? fmt::format("{:.2f}", (r - restore_one) / (n - 1))
                             : std::string("-");
-    std::printf("%6d %6lu %10.1f %10.1f %10.1f %14s %14s\n", n, n * o.mib, f, median(dump), r,
-                per_f.c_str(), per_r.c_str());
+    std::printf("%6d %6lu %10.1f %10.1f %10.1f %14s %14s %10.1f\n", n, n * o.mib, f, median(dump),
+                r, per_f.c_str(), per_r.c_str(), image_mib);
     std::fflush(stdout);
   }
   fs::remove_all(store_dir);

@@ -55,8 +55,12 @@ void print_threads(std::ostream& out, const schema::ProcessRecord& p) {
 }
 
 void print_memory(std::ostream& out, const schema::ProcessRecord& p) {
-  out << fmt::format("  memory: {} mappings, {} saved\n", p.memory.vmas.size(),
-                     human(p.memory.page_bytes));
+  uint64_t as_roots = 0;
+  for (auto& v : p.memory.vmas)
+    for (auto& r : v.from_root) as_roots += r.end - r.start;
+  out << fmt::format(
+      "  memory: {} mappings, {} saved{}\n", p.memory.vmas.size(), human(p.memory.page_bytes),
+      as_roots ? fmt::format(" (and {} shared with the root, saved once)", human(as_roots)) : "");
   for (auto& v : p.memory.vmas) {
     uint64_t saved = 0;
     for (auto& r : v.pages) saved += r.end - r.start;

@@ -320,6 +320,17 @@ Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   return {};
 }
 
+// Stored once (cow_shared.hpp), in the tree's own order: the root first.
+Status leave_out_shared_with_root(Tree& tree, std::vector<PendingMemory>& pending) {
+  std::vector<DumpContext*> procs;
+  std::vector<memory::Plan*> plans;
+  for (size_t i = 0; i < tree.procs.size(); ++i) {
+    procs.push_back(tree.procs[i].get());
+    plans.push_back(&pending[i].plan);
+  }
+  return memory::leave_out_shared_with_root(procs, plans);
+}
+
 // Everything of every process but the private pages of those that get a snapshot.
 Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions& opts,
                  std::vector<PendingMemory>& pending) {
@@ -336,6 +347,8 @@ Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions&
   if (linked.ok()) linked = memory::check_not_shared_between(procs);
   if (linked.ok()) linked = sysv_ipc::dump(procs);
   clock.mark("tree links, sysv ipc");
+  if (linked.ok()) linked = leave_out_shared_with_root(tree, pending);
+  clock.mark("pages shared with the root");
   if (!linked.ok()) return dump_error(linked.error(), opts.pid);
   return {};
 }

@@ -18,6 +18,7 @@ using namespace pagemap_abi;
 constexpr uint64_t kPmPresent = uint64_t{1} << 63;
 constexpr uint64_t kPmSwapped = uint64_t{1} << 62;
 constexpr uint64_t kPmFileOrSharedAnon = uint64_t{1} << 61;
+constexpr uint64_t kPmPfn = (uint64_t{1} << 55) - 1;
 
 uint64_t page_size() {
   return static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
@@ -101,6 +102,43 @@ Result<std::vector<PageRange>> Pagemap::scan_read(uint64_t start, uint64_t end, 
     uint64_t got = static_cast<uint64_t>(n) / sizeof(uint64_t);
     for (uint64_t i = 0; i < got; ++i)
       if (wanted(entries[i], filter)) append_range(out, (page + i) * ps, (page + i + 1) * ps);
+    page += got;
+  }
+  return out;
+}
+
+namespace {
+
+// Reads `count` entries from page `page` on; fewer at the end of the address space.
+Result<size_t> read_entries(int fd, pid_t pid, uint64_t page, uint64_t* out, size_t count) {
+  off_t offset = static_cast<off_t>(page * sizeof(uint64_t));
+  for (;;) {
+    ssize_t n = ::pread(fd, out, count * sizeof(uint64_t), offset);
+    if (n >= 0) return static_cast<size_t>(n) / sizeof(uint64_t);
+    if (errno != EINTR)
+      return sys_error(fmt::format("read {} at offset {}", proc_path(pid, "pagemap"), offset));
+  }
+}
+
+}  // namespace
+
+Result<std::vector<PageRange>> Pagemap::same_pages(const Pagemap& other, uint64_t start,
+                                                   uint64_t end) const {
+  const uint64_t ps = page_size();
+  std::vector<uint64_t> mine(8192), theirs(8192);
+  std::vector<PageRange> out;
+  for (uint64_t page = start / ps; page < end / ps;) {
+    size_t want = std::min<uint64_t>(mine.size(), end / ps - page);
+    CKPT_TRY_ASSIGN(size_t a, read_entries(fd_.get(), pid_, page, mine.data(), want));
+    CKPT_TRY_ASSIGN(size_t b, read_entries(other.fd_.get(), other.pid_, page, theirs.data(), want));
+    size_t got = std::min(a, b);
+    if (got == 0) break;
+    for (size_t i = 0; i < got; ++i) {
+      uint64_t pfn = mine[i] & kPmPfn;
+      bool same = (mine[i] & kPmPresent) && (theirs[i] & kPmPresent) && pfn != 0 &&
+                  pfn == (theirs[i] & kPmPfn) && !(theirs[i] & kPmFileOrSharedAnon);
+      if (same) append_range(out, (page + i) * ps, (page + i + 1) * ps);
+    }
     page += got;
   }
   return out;

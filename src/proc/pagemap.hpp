@@ -41,6 +41,12 @@ class Pagemap {
   Result<std::vector<PageRange>> scan_ioctl(uint64_t start, uint64_t end, PageFilter filter);
   Result<std::vector<PageRange>> scan_read(uint64_t start, uint64_t end, PageFilter filter);
 
+  // Pages of [start, end) that this process maps from the very physical page `other` maps at the
+  // same address as anonymous memory (what fork() left shared): equal contents. PFNs read as 0
+  // without CAP_SYS_ADMIN, and then no page is.
+  Result<std::vector<PageRange>> same_pages(const Pagemap& other, uint64_t start,
+                                            uint64_t end) const;
+
   // Regions returned per ioctl call; small values exercise the continuation from walk_end.
   void set_ioctl_batch(size_t regions) { batch_ = regions ? regions : 1; }
   bool has_ioctl() const { return ioctl_supported_; }

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <span>
@@ -20,19 +21,15 @@ namespace {
 
 constexpr size_t kSkipBuffer = 1 << 20;
 
-// Fork makes such twins: the same place, the same kind of memory behind it.
-bool twins(const schema::Vma& a, const schema::Vma& b) {
-  return a.start == b.start && a.end == b.end && a.kind == b.kind && a.path == b.path &&
-         (a.kind != "file" || a.offset == b.offset) && a.has_flag("nr") == b.has_flag("nr");
-}
-
-// Another live process of the image has a mapping at the same place that can share it.
-bool shared_by_another(const schema::ImageRoot& image, const schema::Vma& v) {
+// Another live process of the image has a mapping at the same place that can share it (with
+// `from_root`: that stores pages only in the root's section).
+bool shared_by_another(const schema::ImageRoot& image, const schema::Vma& v,
+                       bool from_root = false) {
   for (size_t i = 1; i < image.processes.size(); ++i) {
     const auto& p = image.processes[i];
     if (p.zombie) continue;
     for (auto& w : p.memory.vmas)
-      if (twins(v, w) && shareable(w)) return true;
+      if (holds(v, w) && shareable(w) && (!from_root || !w.from_root.empty())) return true;
   }
   return false;
 }
@@ -44,6 +41,9 @@ bool is_file(const schema::Vma& v) {
 // Maps `v` at its own address in this process (a file from its path, as the restore checked
 // it); false when something of ours is there or the file cannot be opened.
 bool place(const schema::Vma& v) {
+  // Tests reach the restore's other path (the restorer's own memory in the way) with it.
+  static const bool never = std::getenv("CKPT_FAULT_NO_PREMAP") != nullptr;
+  if (never) return false;
   int flags = MAP_PRIVATE | MAP_FIXED_NOREPLACE | (is_file(v) ? 0 : MAP_ANONYMOUS);
   if (v.has_flag("nr")) flags |= MAP_NORESERVE;
   ScopedFd file;
@@ -63,24 +63,35 @@ bool place(const schema::Vma& v) {
   return false;
 }
 
-// Reads the root's pages section: the ranges of placed mappings straight into them, the rest
-// read and dropped (the section is one stream, checked to its end).
+// Reads the root's pages section: the ranges of placed mappings straight into them, those of
+// mappings kept aside into `aside`, the rest read and dropped (the section is one stream,
+// checked to its end).
 Status fill(const image::Store& store, const image::GenerationInfo& gen,
-            const schema::ProcessRecord& root, const std::vector<const schema::Vma*>& placed) {
+            const schema::ProcessRecord& root, const std::vector<const schema::Vma*>& placed,
+            const std::vector<const schema::Vma*>& kept_aside,
+            std::map<uint64_t, std::vector<std::byte>>& aside) {
   std::string name = section_prefix(root.pid, true) + memory::kPagesSection;
   CKPT_TRY_ASSIGN(auto reader, store.open_section(gen, name));
   std::unique_ptr<std::byte[]> skip(new std::byte[kSkipBuffer]);
   for (auto& v : root.memory.vmas) {
     bool mine = std::find(placed.begin(), placed.end(), &v) != placed.end();
+    bool set_aside = std::find(kept_aside.begin(), kept_aside.end(), &v) != kept_aside.end();
     for (auto& r : v.pages) {
       if (r.start < v.start || r.end > v.end || r.start >= r.end)
         return errorf("section {}: pages {:#x}-{:#x} lie outside their mapping", name, r.start,
                       r.end);
-      if (mine)
-        (void)::madvise(reinterpret_cast<void*>(r.start), r.end - r.start, MADV_POPULATE_WRITE);
+      std::byte* dest = nullptr;
+      if (mine) {
+        dest = reinterpret_cast<std::byte*>(r.start);
+        (void)::madvise(dest, r.end - r.start, MADV_POPULATE_WRITE);
+      } else if (set_aside) {
+        auto& copy = aside[r.start];
+        copy.resize(r.end - r.start);
+        dest = copy.data();
+      }
       for (uint64_t at = r.start; at < r.end;) {
-        size_t want = mine ? r.end - at : std::min<uint64_t>(r.end - at, kSkipBuffer);
-        std::span<std::byte> to(mine ? reinterpret_cast<std::byte*>(at) : skip.get(), want);
+        size_t want = dest ? r.end - at : std::min<uint64_t>(r.end - at, kSkipBuffer);
+        std::span<std::byte> to(dest ? dest + (at - r.start) : skip.get(), want);
         CKPT_TRY_ASSIGN(size_t n, reader->read(to));
         if (n == 0) return errorf("section {} ends early at {:#x}", name, at);
         at += n;
@@ -102,15 +113,18 @@ bool shareable(const schema::Vma& v) {
          !v.has_flag("wf") && !v.has_flag("gd") && v.end > v.start;
 }
 
-Base::Base(Base&& o) noexcept : areas_(std::move(o.areas_)) {
+Base::Base(Base&& o) noexcept : areas_(std::move(o.areas_)), aside_(std::move(o.aside_)) {
   o.areas_.clear();
+  o.aside_.clear();
 }
 
 Base& Base::operator=(Base&& o) noexcept {
   if (this != &o) {
     release();
     areas_ = std::move(o.areas_);
+    aside_ = std::move(o.aside_);
     o.areas_.clear();
+    o.aside_.clear();
   }
   return *this;
 }
@@ -122,12 +136,13 @@ Base::~Base() {
 void Base::release() {
   for (auto& a : areas_) ::munmap(reinterpret_cast<void*>(a.start()), a.end() - a.start());
   areas_.clear();
+  aside_.clear();
 }
 
 const Area* Base::find(const schema::Vma& v) const {
   if (!shareable(v)) return nullptr;
   for (auto& a : areas_)
-    if (twins(*a.root, v)) return &a;
+    if (holds(*a.root, v)) return &a;
   return nullptr;
 }
 
@@ -135,7 +150,32 @@ uint64_t Base::bytes() const {
   uint64_t n = 0;
   for (auto& a : areas_)
     for (auto& r : a.filled()) n += r.end - r.start;
+  for (auto& [start, copy] : aside_) n += copy.size();
   return n;
+}
+
+Status Base::write_aside(pid_t pid, const std::vector<schema::Range>& ranges) const {
+  for (auto& r : ranges) {
+    for (uint64_t at = r.start; at < r.end;) {
+      auto it = aside_.upper_bound(at);
+      if (it == aside_.begin() || at >= std::prev(it)->first + std::prev(it)->second.size())
+        return errorf(
+            "restore pid {}: page {:#x} is saved only as the root's, which has no page there", pid,
+            at);
+      --it;
+      uint64_t end = std::min<uint64_t>(r.end, it->first + it->second.size());
+      CKPT_TRY(write_remote(pid, at, it->second.data() + (at - it->first), end - at));
+      at = end;
+    }
+  }
+  return {};
+}
+
+bool holds(const schema::Vma& root, const schema::Vma& child) {
+  return root.start <= child.start && child.end <= root.end && root.kind == child.kind &&
+         root.path == child.path &&
+         (root.kind != "file" || child.offset == root.offset + (child.start - root.start)) &&
+         root.has_flag("nr") == child.has_flag("nr");
 }
 
 Result<Base> premap(const image::Store& store, const image::GenerationInfo& gen,
@@ -144,14 +184,18 @@ Result<Base> premap(const image::Store& store, const image::GenerationInfo& gen,
   if (image.processes.size() < 2 || image.processes[0].zombie || image::is_incremental(gen))
     return base;
   const schema::ProcessRecord& root = image.processes[0];
-  std::vector<const schema::Vma*> placed;
+  std::vector<const schema::Vma*> placed, kept_aside;
   for (auto& v : root.memory.vmas) {
-    if (!shareable(v) || !shared_by_another(image, v) || !place(v)) continue;
-    placed.push_back(&v);
-    base.areas_.push_back({&v});
+    if (!shareable(v) || !shared_by_another(image, v)) continue;
+    if (place(v)) {
+      placed.push_back(&v);
+      base.areas_.push_back({&v});
+    } else if (shared_by_another(image, v, true)) {
+      kept_aside.push_back(&v);
+    }
   }
-  if (placed.empty()) return base;
-  Status filled = fill(store, gen, root, placed);
+  if (placed.empty() && kept_aside.empty()) return base;
+  Status filled = fill(store, gen, root, placed, kept_aside, base.aside_);
   if (!filled.ok()) return filled.error().wrap("restore memory shared with the root");
   log::debug("memory", "{} mappings of the root ({} bytes of pages) shared with its children",
              placed.size(), base.bytes());

@@ -215,7 +215,7 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
       refuse("memory registered with a userfaultfd");
     schema::Vma v = describe(m, content);
     v.deleted_file = deleted_file;
-    Plan::Item item{out.vmas.size(), m.start, m.end, false, {}, {}};
+    Plan::Item item{out.vmas.size(), m.start, m.end, false, {}, {}, {}};
     if (shared_memory::is_object(m)) {
       shm_maps.emplace_back(&m, out.vmas.size());  // saved in sections of their own
     } else if (content == Content::private_pages && (!snapshot || forked_as_is(m))) {
@@ -242,8 +242,59 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
   return plan;
 }
 
+namespace {
+
+// [s, e) ranges of `from` without those of `minus` (both sorted, not overlapping).
+std::vector<Range> subtract(const std::vector<Range>& from, const std::vector<Range>& minus) {
+  if (minus.empty()) return from;
+  std::vector<Range> out;
+  size_t j = 0;
+  for (auto [s, e] : from) {
+    while (j < minus.size() && minus[j].second <= s) ++j;
+    for (size_t k = j; k < minus.size() && minus[k].first < e; ++k) {
+      if (minus[k].first > s) out.emplace_back(s, minus[k].first);
+      s = std::max(s, minus[k].second);
+    }
+    if (s < e) out.emplace_back(s, e);
+  }
+  return out;
+}
+
+// The root's mapping that holds a child's `v` as fork() left it, if both can share pages.
+const schema::Vma* root_holding(const DumpContext& root, const schema::Vma& v) {
+  if (!cow_shared::shareable(v)) return nullptr;
+  for (auto& w : root.rec.memory.vmas)
+    if (cow_shared::holds(w, v) && cow_shared::shareable(w)) return &w;
+  return nullptr;
+}
+
+Status leave_out_for(const DumpContext& root, const proc::Pagemap& root_map, DumpContext& child,
+                     Plan& plan) {
+  CKPT_TRY_ASSIGN(proc::Pagemap map, proc::Pagemap::open(child.pid));
+  for (auto& item : plan.items) {
+    if (!item.scan || !root_holding(root, child.rec.memory.vmas[item.vma])) continue;
+    CKPT_TRY_ASSIGN(auto same, map.same_pages(root_map, item.start, item.end));
+    for (auto& r : same) item.from_root.emplace_back(r.start, r.end);
+  }
+  return {};
+}
+
+}  // namespace
+
+Status leave_out_shared_with_root(const std::vector<DumpContext*>& procs,
+                                  const std::vector<Plan*>& plans) {
+  if (procs.size() < 2 || procs[0]->zombie) return {};
+  // An incremental generation stores, per process, what changed against its parent.
+  if (procs[0]->tree->pages && procs[0]->tree->pages->parent) return {};
+  CKPT_TRY_ASSIGN(proc::Pagemap root_map, proc::Pagemap::open(procs[0]->pid));
+  for (size_t i = 1; i < procs.size(); ++i)
+    if (!procs[i]->zombie) CKPT_TRY(leave_out_for(*procs[0], root_map, *procs[i], *plans[i]));
+  return {};
+}
+
 Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
   CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(source));
+  uint64_t as_roots = 0;
   CKPT_TRY_ASSIGN(image::SectionWriter * pages,
                   ctx.writer->begin_section(ctx.section(kPagesSection)));
   // Not zero-filled: first touch is slow here, and a small process uses a few pages of it.
@@ -265,6 +316,12 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
       for (auto& r : found) item.ranges.emplace_back(r.start, r.end);
     }
     schema::Vma& v = out.vmas[item.vma];
+    // Left out here, saved by the root (leave_out_shared_with_root).
+    item.ranges = subtract(item.ranges, item.from_root);
+    for (auto [s, e] : item.from_root) {
+      v.from_root.push_back({s, e});
+      as_roots += e - s;
+    }
     for (auto [s, e] : item.ranges) {
       out.page_bytes += e - s;
       v.pages.push_back({s, e});
@@ -280,6 +337,9 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
     }
   }
   CKPT_TRY(pages->finish());
+  if (as_roots > 0)
+    log::info("memory", "pid {}: {} bytes shared with the root since fork, saved once", ctx.pid,
+              as_roots);
   return ctx.writer->write_section(ctx.section(page_index::kIndexSection),
                                    page_index::encode(sink.take()));
 }
@@ -492,7 +552,7 @@ Status proxy_vdso(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
 
 int initial_prot(const schema::Vma& v) {
   int prot = v.prot;
-  if (!v.pages.empty()) prot |= PROT_READ | PROT_WRITE;
+  if (!v.pages.empty() || !v.from_root.empty()) prot |= PROT_READ | PROT_WRITE;
   return prot;
 }
 
@@ -572,6 +632,35 @@ Result<std::vector<Range>> ranges_of(const RestoreContext& ctx, const schema::Vm
   return out;
 }
 
+// The pages of `v` saved only as the root's (cow_shared.hpp), checked like its own; they need the
+// base, which holds them (placed, or kept aside).
+Result<std::vector<Range>> from_root_of(const RestoreContext& ctx, const schema::Vma& v) {
+  std::vector<Range> out;
+  for (auto& r : v.from_root) {
+    if (r.start < v.start || r.end > v.end || r.start >= r.end)
+      return errorf(
+          "restore pid {}: pages {:#x}-{:#x} saved as the root's lie outside their "
+          "mapping {:#x}-{:#x}",
+          ctx.pid, r.start, r.end, v.start, v.end);
+    out.emplace_back(r.start, r.end);
+  }
+  if (!out.empty() && !ctx.base)
+    return errorf(
+        "restore pid {}: {:#x}-{:#x} has pages saved only as the root's, and the "
+        "root's memory is not at hand",
+        ctx.pid, v.start, v.end);
+  return out;
+}
+
+// Two sorted lists of ranges as one.
+std::vector<Range> merged(const std::vector<Range>& a, const std::vector<Range>& b) {
+  if (b.empty()) return a;
+  std::vector<Range> out(a);
+  out.insert(out.end(), b.begin(), b.end());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 // Lets the kernel allocate a mapping's pages in as few calls as possible (much faster here than
 // faulting them one by one): ranges closer than kPopulateGap are populated together, holes
 // included, which costs at most that much memory the process did not have.
@@ -606,18 +695,20 @@ Status write_changed(pid_t pid, uint64_t at, const std::byte* data, size_t len) 
   return {};
 }
 
-// The base's pages that the process did not have (it reads zeros there) are dropped.
-Status drop_unsaved(RestoreContext& ctx, const cow_shared::Area& kept,
+// The base's pages inside `v` that the process did not have (it reads zeros there) are dropped.
+// The base's area may reach beyond `v` (holds()): what lies outside is another mapping's.
+Status drop_unsaved(RestoreContext& ctx, const cow_shared::Area& kept, const schema::Vma& v,
                     const std::vector<Range>& saved) {
   for (auto& f : kept.filled()) {
-    uint64_t s = f.start;
+    uint64_t s = std::max(f.start, v.start), end = std::min(f.end, v.end);
+    if (s >= end) continue;
     for (auto [a, b] : saved) {
-      if (b <= s || a >= f.end) continue;
+      if (b <= s || a >= end) continue;
       if (a > s) CKPT_TRY(ctx.main_remote->call("madvise", SYS_madvise, {s, a - s, MADV_DONTNEED}));
       s = std::max(s, b);
     }
-    if (s < f.end)
-      CKPT_TRY(ctx.main_remote->call("madvise", SYS_madvise, {s, f.end - s, MADV_DONTNEED}));
+    if (s < end)
+      CKPT_TRY(ctx.main_remote->call("madvise", SYS_madvise, {s, end - s, MADV_DONTNEED}));
   }
   return {};
 }
@@ -629,6 +720,9 @@ Status drop_unsaved(RestoreContext& ctx, const cow_shared::Area& kept,
 Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   if (image::is_incremental(ctx.generation)) {
     for (auto& v : vmas) {
+      if (!v.from_root.empty())
+        return errorf("restore pid {}: an incremental generation with pages saved as the root's",
+                      ctx.pid);
       CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
       populate(*ctx.main_remote, ranges);
     }
@@ -642,8 +736,12 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   for (auto& v : vmas) {
     CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
     const cow_shared::Area* kept = kept_area(ctx, v);
+    CKPT_TRY_ASSIGN(auto from_root, from_root_of(ctx, v));
     // Populating a kept mapping would give the process a copy of every page it shares.
-    if (!kept) populate(*ctx.main_remote, ranges);
+    if (!kept) {
+      populate(*ctx.main_remote, merged(ranges, from_root));
+      if (!from_root.empty()) CKPT_TRY(ctx.base->write_aside(ctx.pid, v.from_root));
+    }
     for (auto [s, e] : ranges) {
       while (s < e) {
         size_t want = std::min<uint64_t>(e - s, buf.size());
@@ -661,7 +759,7 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
         s += want;
       }
     }
-    if (kept) CKPT_TRY(drop_unsaved(ctx, *kept, ranges));
+    if (kept) CKPT_TRY(drop_unsaved(ctx, *kept, v, merged(ranges, from_root)));
   }
   std::byte extra;
   CKPT_TRY_ASSIGN(size_t left, reader->read({&extra, 1}));

@@ -18,8 +18,9 @@ struct Plan {
     size_t vma = 0;  // index in ctx.rec.memory.vmas
     uint64_t start = 0, end = 0;
     bool scan = false;  // private pages, found in the source's pagemap by write_pages()
-    std::vector<std::pair<uint64_t, uint64_t>> ranges;  // otherwise what to save
-    std::vector<char> data;                             // their bytes, read while stopped
+    std::vector<std::pair<uint64_t, uint64_t>> ranges;     // otherwise what to save
+    std::vector<char> data;                                // their bytes, read while stopped
+    std::vector<std::pair<uint64_t, uint64_t>> from_root;  // left out: the root saves them
   };
   std::vector<Item> items;
   bool snapshot = false;       // the private pages may come from a snapshot
@@ -30,8 +31,16 @@ struct Plan {
 // plan's `snapshot` says false when that is not possible or too large.
 Result<Plan> prepare(DumpContext& ctx, bool snapshot);
 // Streams the pages into kPagesSection; private pages of forked areas are read from `source`
-// (the process itself, or a snapshot of it), the rest from the process or the plan.
+// (the process itself, or a snapshot of it), the rest from the process or the plan. Pages the
+// plan marks as the root's (leave_out_shared_with_root) are listed in Vma.from_root instead.
 Status write_pages(DumpContext& ctx, Plan& plan, pid_t source);
+
+// Stored once (cow_shared.hpp): marks in each child's plan the private pages that are, now,
+// physically the root's page at the same address (the same frame in both pagemaps, so the same
+// bytes), which its pages section then leaves out. `plans` are the processes' in the order of
+// `procs`, the root first; the tree must be stopped. Only for a full generation.
+Status leave_out_shared_with_root(const std::vector<DumpContext*>& procs,
+                                  const std::vector<Plan*>& plans);
 
 // Refuses shared memory saved by contents (shared anonymous, memfd, deleted file) that more
 // than one process of a tree maps, naming it.

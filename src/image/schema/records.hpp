@@ -21,7 +21,7 @@
 
 namespace ckpt::schema {
 
-inline constexpr uint32_t kProcessImageFormat = 3;
+inline constexpr uint32_t kProcessImageFormat = 4;
 inline constexpr uint32_t kOldestReadable = 3;
 inline constexpr std::string_view kProcessSection = "process.cbor";
 
@@ -316,6 +316,9 @@ struct Vma {
   Content content = Content::none;
   std::vector<std::string> vm_flags;  // two-letter smaps codes
   std::vector<Range> pages;           // saved ranges, in the pages section in this order
+  // Pages not saved here: the root's at the same address, shared with it since fork() (a child's
+  // mapping only; cow_shared.hpp).
+  std::vector<Range> from_root;
   std::optional<uint64_t> file_size;  // a mapped file as it was, checked before restore
   std::optional<int64_t> file_mtime_ns;
   std::optional<int32_t> shm;           // ShmObject::id of a shared memory object
@@ -328,6 +331,7 @@ struct Vma {
     v("vm_flags", vm_flags), v("pages", pages), v("file_size", file_size);
     v("file_mtime_ns", file_mtime_ns), v("shm", shm), v("sysv_shm", sysv_shm);
     v("deleted_file", deleted_file);
+    v.opt("from_root", from_root);
   }
   bool has_flag(std::string_view code) const {
     for (auto& f : vm_flags)

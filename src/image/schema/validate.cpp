@@ -70,16 +70,22 @@ Status check_threads(const ProcessRecord& p, const std::string& at,
   return {};
 }
 
+// Sorted, page-aligned, not overlapping ranges inside `v`.
+Status check_ranges(const Vma& v, const std::vector<Range>& ranges, const std::string& at) {
+  uint64_t last = v.start;
+  for (auto& r : ranges) {
+    if (r.start < last || r.end <= r.start || r.end > v.end || r.start % kPage || r.end % kPage)
+      return errorf("{}: {:#x}-{:#x} is out of order or outside the mapping", at, r.start, r.end);
+    last = r.end;
+  }
+  return {};
+}
+
 Status check_vma(const Vma& v, const std::string& at, size_t shm_objects) {
   if (v.end <= v.start || v.start % kPage || v.end % kPage)
     return errorf("{}: {:#x}-{:#x} is not a page-aligned range", at, v.start, v.end);
-  uint64_t last = v.start;
-  for (auto& r : v.pages) {
-    if (r.start < last || r.end <= r.start || r.end > v.end || r.start % kPage || r.end % kPage)
-      return errorf("{}/pages: {:#x}-{:#x} is out of order or outside the mapping", at, r.start,
-                    r.end);
-    last = r.end;
-  }
+  CKPT_TRY(check_ranges(v, v.pages, at + "/pages"));
+  CKPT_TRY(check_ranges(v, v.from_root, at + "/from_root"));
   if (v.shm && (*v.shm < 0 || static_cast<size_t>(*v.shm) >= shm_objects))
     return errorf("{}: shared memory object {} is not in the image", at, *v.shm);
   return {};
@@ -107,6 +113,10 @@ Status check_process(const ImageRoot& image, const ProcessRecord& p, size_t i) {
       return errorf("{}/seccomp_filters: filter {} has no parent {}", at, f.id, f.parent);
   CKPT_TRY(check_threads(p, at, filters));
   CKPT_TRY(check_memory(p, at, image.shm_objects.size()));
+  if (i == 0)
+    for (auto& v : p.memory.vmas)
+      if (!v.from_root.empty())
+        return errorf("{}/memory: the root has pages saved as the root's own", at);
   if (p.task.rlimits.size() > RLIM_NLIMITS)
     return errorf("{}/task/rlimits: {} limits", at, p.task.rlimits.size());
   for (auto& a : p.signals.actions)
