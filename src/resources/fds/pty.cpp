@@ -207,12 +207,49 @@ class TermiosChange {
   bool ok_ = false;
 };
 
+// Packet mode (TIOCPKT) off on a master for a moment: every read then starts with a status byte,
+// and a termios change may queue a status packet. Set again at the end, which also clears the
+// status, none being pending (check_no_packet_status).
+class PacketModeOff {
+ public:
+  explicit PacketModeOff(int master) : fd_(master) {
+    int on = 0;
+    if (::ioctl(fd_, TIOCGPKT, &on) == 0 && on) {
+      int off = 0;
+      was_on_ = ::ioctl(fd_, TIOCPKT, &off) == 0;
+    }
+  }
+  ~PacketModeOff() {
+    int on = 1;
+    if (was_on_) (void)::ioctl(fd_, TIOCPKT, &on);
+  }
+  PacketModeOff(const PacketModeOff&) = delete;
+  PacketModeOff& operator=(const PacketModeOff&) = delete;
+
+ private:
+  int fd_;
+  bool was_on_ = false;
+};
+
+// In packet mode, a change of the terminal's flow control not read yet waits as a status byte,
+// which a peek cannot see without taking it (poll shows it as POLLPRI): refused.
+Status check_no_packet_status(const FdProbe& p, int master) {
+  pollfd pfd{master, POLLPRI, 0};
+  if (::poll(&pfd, 1, 0) == 1 && (pfd.revents & POLLPRI))
+    return errorf(
+        "pid {}: fd {} is the pseudo-terminal {} in packet mode with a status change (TIOCPKT) "
+        "not read yet, which ckpt cannot save",
+        p.pid, p.fd, p.link);
+  return {};
+}
+
 // Writes `bytes` into the terminal from a slave of its own, with output processing off so that
 // the master reads them again unchanged (a "\n" would come back as "\r\n" twice processed).
 // Used at the dump, where the program goes on (or the dump fails) with its output as it was, and
 // at restore on the new pair.
 Status write_output(int master, const schema::Bytes& bytes, const std::string& what) {
   if (bytes.empty()) return {};
+  PacketModeOff plain(master);
   ScopedFd slave(::ioctl(master, TIOCGPTPEER, O_WRONLY | O_NOCTTY | O_NONBLOCK | O_CLOEXEC));
   if (!slave) return sys_error(what + ": ioctl(TIOCGPTPEER) to write the output back");
   TermiosChange raw(slave.get(),
@@ -240,11 +277,11 @@ Status dump_master(FdProbe& p, PtyPayload& out) {
   pid_t sid = 0, pgrp = 0;
   if (::ioctl(fd, TIOCGSID, &sid) == 0) out.session = sid;
   if (out.session && ::ioctl(fd, TIOCGPGRP, &pgrp) == 0) out.fg_pgrp = pgrp;
-  // In packet mode every read starts with a status byte: not taken apart yet.
-  if (out.packet)
-    return check_empty(p, fd, "written by the programs on the terminal and not read yet");
+  if (out.packet) CKPT_TRY(check_no_packet_status(p, fd));
   // Taken to be saved and given back at once: the program goes on as it was, the tree being
-  // stopped meanwhile (a dumper dying in between loses them).
+  // stopped meanwhile (a dumper dying in between loses them). Packet mode is off meanwhile, so
+  // that the bytes come without status bytes.
+  PacketModeOff plain(fd);
   CKPT_TRY_ASSIGN(out.output, take_output(p, fd, what));
   return write_output(fd, out.output, what);
 }
@@ -422,9 +459,11 @@ class PtyKind final : public FdKind {
     return ScopedFd(::open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC));
   }
 
+  // Packet mode last: set before, the termios change would queue a status packet (flow control
+  // changed) that the program never had; setting it clears any.
   static Status set_state(int fd, const PtyPayload& p, uint32_t id) {
     int unlock = 0, packet = p.packet ? 1 : 0;
-    if (::ioctl(fd, TIOCSPTLCK, &unlock) < 0 || ::ioctl(fd, TIOCPKT, &packet) < 0)
+    if (::ioctl(fd, TIOCSPTLCK, &unlock) < 0)
       return sys_error(fmt::format("unlock pseudo-terminal of open file {}", id));
     if (p.termios) {
       struct termios t = termios_from(*p.termios);
@@ -436,6 +475,8 @@ class PtyKind final : public FdKind {
     };
     if (::ioctl(fd, TIOCSWINSZ, &ws) < 0)
       return sys_error(fmt::format("ioctl(TIOCSWINSZ) for open file {}", id));
+    if (::ioctl(fd, TIOCPKT, &packet) < 0)
+      return sys_error(fmt::format("ioctl(TIOCPKT) for open file {}", id));
     return {};
   }
 };
