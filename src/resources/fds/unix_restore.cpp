@@ -21,12 +21,18 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <sys/wait.h>
+
 #include <cstring>
 #include <map>
+#include <optional>
+#include <utility>
 
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/unix_diag.hpp"
 #include "resources/fds/unix_socket.hpp"
+#include "restore/spawn.hpp"
 
 namespace ckpt::fds {
 namespace {
@@ -162,26 +168,80 @@ Result<std::vector<int>> rights_of(const UnixEnd& to, size_t i, const OpenedFile
   return fds;
 }
 
-// send(), or sendto() `addr`, with `fds` attached (SCM_RIGHTS) when there are any.
+// A process with PID `pid` while a message is sent with credentials naming it: the kernel takes
+// SCM_CREDENTIALS only for a PID that exists. The message keeps the kernel's record of that PID,
+// which still reads as the same number once the stand-in is gone and the restored sender (a
+// puppet made later) has it again. None is made when a process has it already.
+class PidStandIn {
+ public:
+  static Result<PidStandIn> make(pid_t pid) {
+    PidStandIn s;
+    if (::kill(pid, 0) == 0 || errno == EPERM) return s;
+    CKPT_TRY_ASSIGN(pid_t got, clone_with_pid(pid));
+    if (got == 0)
+      for (;;) ::pause();  // killed by the destructor
+    s.pid_ = got;
+    return s;
+  }
+  PidStandIn() = default;
+  PidStandIn(PidStandIn&& o) noexcept : pid_(std::exchange(o.pid_, 0)) {}
+  PidStandIn& operator=(PidStandIn&&) = delete;
+  ~PidStandIn() {
+    if (pid_ == 0) return;
+    ::kill(pid_, SIGKILL);
+    while (::waitpid(pid_, nullptr, __WALL) < 0 && errno == EINTR) {
+    }
+  }
+
+ private:
+  pid_t pid_ = 0;
+};
+
+// send(), or sendto() `addr`, with `fds` attached (SCM_RIGHTS) when there are any, and the
+// sender's credentials (SCM_CREDENTIALS) when given.
 ssize_t send_with(int sock, const uint8_t* data, size_t len, const std::vector<int>& fds,
-                  const sockaddr_un* addr, socklen_t addr_len) {
+                  const sockaddr_un* addr, socklen_t addr_len, const SenderCreds* creds) {
   iovec iov{const_cast<uint8_t*>(data), len};
   msghdr m{};
   m.msg_name = const_cast<sockaddr_un*>(addr);
   m.msg_namelen = addr ? addr_len : 0;
   m.msg_iov = &iov;
   m.msg_iovlen = 1;
-  std::vector<char> control(fds.empty() ? 0 : CMSG_SPACE(sizeof(int) * fds.size()));
+  size_t rights = fds.empty() ? 0 : CMSG_SPACE(sizeof(int) * fds.size());
+  std::vector<char> control(rights + (creds ? CMSG_SPACE(sizeof(ucred)) : 0));
+  if (control.empty()) return ::sendmsg(sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+  m.msg_control = control.data();
+  m.msg_controllen = control.size();
+  cmsghdr* c = CMSG_FIRSTHDR(&m);
   if (!fds.empty()) {
-    m.msg_control = control.data();
-    m.msg_controllen = control.size();
-    cmsghdr* c = CMSG_FIRSTHDR(&m);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
     c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+    c = CMSG_NXTHDR(&m, c);
+  }
+  if (creds) {
+    ucred u{creds->pid, creds->uid, creds->gid};
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_CREDENTIALS;
+    c->cmsg_len = CMSG_LEN(sizeof u);
+    std::memcpy(CMSG_DATA(c), &u, sizeof u);
   }
   return ::sendmsg(sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+// A stand-in for the sender `creds` names (none without credentials).
+Result<std::optional<PidStandIn>> stand_in_for(const SenderCreds* creds) {
+  std::optional<PidStandIn> out;
+  if (!creds) return out;
+  CKPT_TRY_ASSIGN(PidStandIn made, PidStandIn::make(creds->pid));
+  out.emplace(std::move(made));
+  return out;
+}
+
+// The credentials item `i` of `to`'s queue is sent with, if it had any.
+const SenderCreds* creds_of(const UnixEnd& to, size_t i) {
+  return i < to.creds.size() ? &to.creds[i] : nullptr;
 }
 
 // Writes what `to` had queued through `from`: its peer, or (datagrams) a socket sending to it.
@@ -191,10 +251,12 @@ Status write_queue(int from, const UnixEnd& to, const OpenedFiles& files) {
   for (size_t i = 0; i < to.queue.size(); ++i) {
     const auto& item = to.queue[i];
     CKPT_TRY_ASSIGN(std::vector<int> fds, rights_of(to, i, files));
+    const SenderCreds* creds = creds_of(to, i);
+    CKPT_TRY_ASSIGN(auto stand_in, stand_in_for(creds));
     size_t done = 0;
     do {
       ssize_t n = send_with(from, item.data() + done, item.size() - done,
-                            done == 0 ? fds : std::vector<int>{}, nullptr, 0);
+                            done == 0 ? fds : std::vector<int>{}, nullptr, 0, creds);
       if (n < 0)
         return sys_error(
             fmt::format("refill the queue of socket:[{}] ({} bytes)", to.ino, item.size()));
@@ -407,7 +469,9 @@ class Rebuild {
       int sender = temp ? temp.get() : named(from)->fd.get();
       const auto& item = r.e.queue[i];
       CKPT_TRY_ASSIGN(std::vector<int> fds, rights_of(r.e, i, out_));
-      if (send_with(sender, item.data(), item.size(), fds, &to, len) !=
+      const SenderCreds* creds = creds_of(r.e, i);
+      CKPT_TRY_ASSIGN(auto stand_in, stand_in_for(creds));
+      if (send_with(sender, item.data(), item.size(), fds, &to, len, creds) !=
           static_cast<ssize_t>(item.size()))
         return sys_error(fmt::format("{}: refill datagram {} of {} ({} bytes) from {}", what(r),
                                      i + 1, r.e.queue.size(), item.size(), unix_name_text(from)));

@@ -4,10 +4,12 @@
 // its receive queue without taking it (MSG_PEEK stepped by SO_PEEK_OFF, datagrams one by one with
 // their senders' names). link() checks that every peer is in the tree or, with --ext-unix-sk,
 // accepts one outside. File descriptors in flight (SCM_RIGHTS) come with the peek as copies:
-// each is matched to an open file of the tree or saved as one of its own. The restore side is
-// unix_restore.cpp. Refused, naming the fd: a peer outside without --ext-unix-sk, a waiting
-// connection whose client already sent data, sockets and other kinds not saved from a copy in
-// flight, credentials attached to queued data, an out-of-band byte, a relative path name.
+// each is matched to an open file of the tree or saved as one of its own. With SO_PASSCRED each
+// queued item keeps its sender's credentials (SCM_CREDENTIALS, as the peek gives them). The
+// restore side is unix_restore.cpp. Refused, naming the fd: a peer outside without
+// --ext-unix-sk, a waiting connection whose client already sent data, sockets and other kinds not
+// saved from a copy in flight, credentials of a sender in another PID namespace, an out-of-band
+// byte, a relative path name.
 #include <fcntl.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
@@ -19,6 +21,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "proc/proc_file.hpp"
@@ -62,10 +65,11 @@ class PeekOffset {
 };
 
 struct Peeked {
-  ssize_t len = 0;            // the whole message's length (MSG_TRUNC), or a stream chunk's
-  bool truncated = false;     // MSG_CTRUNC: fds or credentials did not fit
-  std::vector<ScopedFd> fds;  // copies of the fds in flight with it (SCM_RIGHTS)
-  std::string from;           // the sender's name, for datagrams
+  ssize_t len = 0;                   // the whole message's length (MSG_TRUNC), or a stream chunk's
+  bool truncated = false;            // MSG_CTRUNC: fds or credentials did not fit
+  std::vector<ScopedFd> fds;         // copies of the fds in flight with it (SCM_RIGHTS)
+  std::string from;                  // the sender's name, for datagrams
+  std::optional<SenderCreds> creds;  // with SO_PASSCRED (SCM_CREDENTIALS)
 };
 
 // Takes the file descriptors a peek passed to us along with the data.
@@ -102,6 +106,12 @@ Result<Peeked> peek_once(int sock, std::string& buf, size_t size) {
   p.len = n;
   p.truncated = (m.msg_flags & MSG_CTRUNC) != 0;
   take_passed_fds(m, p.fds);
+  for (cmsghdr* c = CMSG_FIRSTHDR(&m); c; c = CMSG_NXTHDR(&m, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_CREDENTIALS) continue;
+    ucred u;
+    std::memcpy(&u, CMSG_DATA(c), sizeof u);
+    p.creds = SenderCreds{u.pid, u.uid, u.gid};
+  }
   size_t head = offsetof(sockaddr_un, sun_path);
   if (m.msg_namelen > head)
     p.from.assign(from.sun_path, std::min<size_t>(m.msg_namelen - head, sizeof(from.sun_path)));
@@ -122,8 +132,9 @@ Result<Peeked> peek_once(int sock, std::string& buf, size_t size) {
 // so that each piece with fds can be sent again on its own.
 struct Queue {
   std::vector<std::string> items, from;
-  std::vector<std::vector<ScopedFd>> fds;  // each item's fds in flight (copies), as `items`
-  bool truncated = false;                  // more fds than a peek can take
+  std::vector<std::optional<SenderCreds>> creds;  // as `items`
+  std::vector<std::vector<ScopedFd>> fds;         // each item's fds in flight (copies), as `items`
+  bool truncated = false;                         // more fds than a peek can take
 };
 
 class QueuePeeker {
@@ -154,7 +165,9 @@ class QueuePeeker {
   }
 
  private:
-  void add_item(std::string data, std::vector<ScopedFd> fds, std::string from) {
+  void add_item(std::string data, std::vector<ScopedFd> fds, std::string from,
+                std::optional<SenderCreds> creds) {
+    q_.creds.push_back(creds);
     q_.items.push_back(std::move(data));
     q_.fds.push_back(std::move(fds));
     q_.from.push_back(std::move(from));
@@ -168,12 +181,14 @@ class QueuePeeker {
       CKPT_TRY_ASSIGN(cut, first_byte_with_fds(len));
       if (!offset_.set(at_ + static_cast<int>(len))) return sys_error("setsockopt SO_PEEK_OFF");
     }
-    if (cut > 0 && !q_.items.empty() && q_.fds.back().empty())
+    // A reading recv() also stops where the senders' credentials change (with SO_PASSCRED): the
+    // peek did, so each piece keeps its own.
+    if (cut > 0 && !q_.items.empty() && q_.fds.back().empty() && q_.creds.back() == got.creds)
       q_.items.back().append(buf_.data(), cut);
     else if (cut > 0)
-      add_item(std::string(buf_.data(), cut), {}, "");
+      add_item(std::string(buf_.data(), cut), {}, "", got.creds);
     if (!got.fds.empty())
-      add_item(std::string(buf_.data() + cut, len - cut), std::move(got.fds), "");
+      add_item(std::string(buf_.data() + cut, len - cut), std::move(got.fds), "", got.creds);
     at_ += static_cast<int>(len);
     return true;
   }
@@ -204,7 +219,7 @@ class QueuePeeker {
       if (!offset_.set(at_)) return sys_error("setsockopt SO_PEEK_OFF");
       return true;
     }
-    add_item(std::string(buf_.data(), len), std::move(got.fds), std::move(got.from));
+    add_item(std::string(buf_.data(), len), std::move(got.fds), std::move(got.from), got.creds);
     at_ += static_cast<int>(len);
     return true;
   }
@@ -362,6 +377,18 @@ Status keep_queue(DumpEnv& env, pid_t pid, int fd, const std::string& kind, Queu
   }
   if (e.sock_type != SOCK_STREAM)
     for (auto& from : q.from) e.from.push_back(to_bytes(from));
+  if (e.passcred) {
+    for (size_t i = 0; i < q.creds.size(); ++i) {
+      // The restore sends each item with its sender's credentials again, which needs a PID
+      // this namespace can name.
+      if (!q.creds[i] || q.creds[i]->pid <= 0)
+        return errorf(
+            "pid {}: fd {} is {} with SO_PASSCRED and data queued from a sender whose process "
+            "this PID namespace cannot name, which ckpt cannot save",
+            pid, fd, kind);
+      e.creds.push_back(*q.creds[i]);
+    }
+  }
   return {};
 }
 
@@ -391,11 +418,6 @@ Result<UnixEnd> describe(DumpEnv& env, pid_t pid, int fd, int sock, const DiagIn
         "than a peek can take, which ckpt cannot save",
         pid, fd, kind);
   CKPT_TRY(check_all_read(pid, fd, sock, d.type, *queue, kind));
-  if (e.passcred && !queue->items.empty())
-    return errorf(
-        "pid {}: fd {} is {} with SO_PASSCRED and data queued, whose senders' credentials ckpt "
-        "cannot save",
-        pid, fd, kind);
   CKPT_TRY(keep_queue(env, pid, fd, kind, *queue, e));
   return e;
 }

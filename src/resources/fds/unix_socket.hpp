@@ -31,6 +31,18 @@ struct QueuedConn {
   }
 };
 
+// The credentials a queued message carries (SCM_CREDENTIALS), as a receiver with SO_PASSCRED
+// reads them.
+struct SenderCreds {
+  int32_t pid = 0;
+  uint32_t uid = 0, gid = 0;
+  bool operator==(const SenderCreds&) const = default;
+  template <class V>
+  void visit(V& v) {
+    v("pid", pid), v("uid", uid), v("gid", gid);
+  }
+};
+
 struct UnixEnd {
   uint64_t ino = 0, peer = 0;
   int32_t sock_type = 0, shutdown = 0;
@@ -50,6 +62,8 @@ struct UnixEnd {
   std::vector<schema::Bytes> from;  // each datagram's sender name ("" unnamed), as `queue`
   // Each queue item's fds in flight (SCM_RIGHTS), as open file ids; empty when none is queued.
   std::vector<std::vector<uint32_t>> rights;
+  // Each queue item's credentials, as `queue`, when the socket has SO_PASSCRED; else empty.
+  std::vector<SenderCreds> creds;
   template <class V>
   void visit(V& v) {
     v("ino", ino), v("peer", peer), v("sock_type", sock_type), v("shutdown", shutdown);
@@ -59,7 +73,7 @@ struct UnixEnd {
     v.opt("name_file", name_file), v.opt("file_mode", file_mode), v.opt("file_uid", file_uid);
     v.opt("file_gid", file_gid), v.opt("peer_name", peer_name);
     v.opt("peer_outside", peer_outside), v.opt("backlog", backlog), v.opt("waiting", waiting);
-    v.opt("from", from), v.opt("rights", rights);
+    v.opt("from", from), v.opt("rights", rights), v.opt("creds", creds);
   }
 };
 
