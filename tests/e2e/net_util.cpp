@@ -67,6 +67,12 @@ std::string exchange(int fd, const std::string& request, const std::string& end)
   return out;
 }
 
+int printed_port(const std::string& out) {
+  std::smatch m;
+  if (!std::regex_search(out, m, std::regex("PORT (\\d+)"))) return -1;
+  return std::stoi(m[1]);
+}
+
 unsigned char pattern(long k) {
   return static_cast<unsigned char>((k * 7) % 251);
 }

@@ -17,6 +17,8 @@ int connect_when_up(int port);
 // followed by the error (" [recv: ...]", " [EOF]").
 std::string exchange(int fd, const std::string& request, const std::string& end);
 
+// The port a test program printed ("PORT n"), or -1.
+int printed_port(const std::string& out);
 // Byte k of the test pattern the TCP tests send both ways.
 unsigned char pattern(long k);
 // A blocking connection to the loopback address of `family` (AF_INET, AF_INET6) at `port`;

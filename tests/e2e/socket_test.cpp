@@ -10,17 +10,11 @@
 
 #include <regex>
 
+#include "net_util.hpp"
 #include "test_process.hpp"
 
 namespace e2e {
 namespace {
-
-int port_of(const TestProcess& p) {
-  std::smatch m;
-  std::string out = p.out();
-  if (!std::regex_search(out, m, std::regex("PORT (\\d+)"))) return -1;
-  return std::stoi(m[1]);
-}
 
 sockaddr_in loopback(int port) {
   sockaddr_in a{};
@@ -39,7 +33,7 @@ class SocketTest : public ::testing::Test {
   void expect_refused(const std::string& mode, const std::vector<std::string>& want) {
     TestProcess p({program_path("tcp_socket"), mode});
     ASSERT_TRUE(p.wait_ready());
-    std::string port = std::to_string(port_of(p));
+    std::string port = std::to_string(printed_port(p.out()));
     auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
     EXPECT_EQ(r.exit_code(), 1) << r.describe();
     EXPECT_EQ(line_count(r.err), 1u) << r.err;
@@ -84,7 +78,7 @@ TEST_F(SocketTest, UnconnectedUnixSocketIsSaved) {
 TEST_F(SocketTest, RestoreFailsWhenThePortIsTaken) {
   TestProcess p({program_path("tcp_socket"), "listen"});
   ASSERT_TRUE(p.wait_ready());
-  int port = port_of(p);
+  int port = printed_port(p.out());
   ASSERT_GT(port, 0) << p.output();
   ASSERT_TRUE(p.dump());
   // Someone else listens on the port meanwhile.
@@ -106,7 +100,7 @@ TEST_F(SocketTest, RestoreFailsWhenThePortIsTaken) {
 TEST_F(SocketTest, RestoredListenerTakesConnectionsFromOtherProcesses) {
   TestProcess p({program_path("tcp_socket"), "listen"});
   ASSERT_TRUE(p.wait_ready());
-  int port = port_of(p);
+  int port = printed_port(p.out());
   ASSERT_TRUE(p.dump());
   ASSERT_TRUE(p.restore());
   // The restored process listens on the same port: a connection is taken into its queue.

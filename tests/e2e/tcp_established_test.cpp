@@ -21,13 +21,6 @@
 namespace e2e {
 namespace {
 
-int port_of(const TestProcess& p) {
-  std::smatch m;
-  std::string out = p.out();
-  if (!std::regex_search(out, m, std::regex("PORT (\\d+)"))) return -1;
-  return std::stoi(m[1]);
-}
-
 std::string ask(int fd, const std::string& msg) {
   if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size()))
     return std::string("send: ") + strerror(errno);
@@ -65,7 +58,7 @@ class TcpEstablishedTest : public ::testing::TestWithParam<int> {
     if (!extra.empty()) argv.push_back(extra);
     s.p = std::make_unique<TestProcess>(argv);
     ASSERT_TRUE(wait_for_text(s.p->dir() / "stdout", "PORT", s.p->pid(), 5s)) << s.p->output();
-    s.port = port_of(*s.p);
+    s.port = printed_port(s.p->out());
     s.bulk = connect_to(family(), s.port);
     ASSERT_GE(s.bulk, 0) << strerror(errno);
     s.echo = connect_to(family(), s.port);

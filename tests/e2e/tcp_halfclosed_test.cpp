@@ -26,13 +26,6 @@ constexpr long kToClient = 400000;  // written on "b" before the server closes i
 
 constexpr int kEstablished = 1, kFinWait1 = 4, kFinWait2 = 5, kCloseWait = 8, kLastAck = 9;
 
-int port_of(const TestProcess& p) {
-  std::smatch m;
-  std::string out = p.out();
-  if (!std::regex_search(out, m, std::regex("PORT (\\d+)"))) return -1;
-  return std::stoi(m[1]);
-}
-
 int local_port(int fd) {
   sockaddr_storage ss{};
   socklen_t len = sizeof ss;
@@ -135,7 +128,7 @@ class TcpHalfClosedTest : public ::testing::TestWithParam<int> {
         std::vector<std::string>{program_path("tcp_halfclosed"), std::to_string(GetParam()),
                                  std::to_string(kToServer), std::to_string(kToClient)});
     ASSERT_TRUE(wait_for_text(p_->dir() / "stdout", "PORT", p_->pid(), 5s)) << p_->output();
-    port_ = port_of(*p_);
+    port_ = printed_port(p_->out());
     for (int* fd : {&c.a, &c.b, &c.c, &c.d}) {
       *fd = connect_to(family(), port_);
       ASSERT_GE(*fd, 0) << strerror(errno);

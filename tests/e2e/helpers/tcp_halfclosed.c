@@ -18,39 +18,11 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "e2e_net.h"
 #include "e2e_prog.h"
 
 static unsigned char pattern(long k) {
   return (unsigned char)((k * 7) % 251);
-}
-
-static int listen_on(int family) {
-  int l = socket(family, SOCK_STREAM, 0);
-  E2E_SYS(l);
-  int big = 1 << 20;
-  E2E_SYS(setsockopt(l, SOL_SOCKET, SO_RCVBUF, &big, sizeof big));
-  E2E_SYS(setsockopt(l, SOL_SOCKET, SO_SNDBUF, &big, sizeof big));
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  socklen_t len;
-  if (family == AF_INET) {
-    struct sockaddr_in* a = (struct sockaddr_in*)&ss;
-    a->sin_family = AF_INET;
-    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    len = sizeof *a;
-  } else {
-    struct sockaddr_in6* a = (struct sockaddr_in6*)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_addr = in6addr_loopback;
-    len = sizeof *a;
-  }
-  E2E_SYS(bind(l, (struct sockaddr*)&ss, len));
-  E2E_SYS(listen(l, 4));
-  E2E_SYS(getsockname(l, (struct sockaddr*)&ss, &len));
-  int port = family == AF_INET ? ntohs(((struct sockaddr_in*)&ss)->sin_port)
-                               : ntohs(((struct sockaddr_in6*)&ss)->sin6_port);
-  e2e_say("PORT %d", port);
-  return l;
 }
 
 static void write_all(int fd, const unsigned char* p, size_t n) {
@@ -88,7 +60,7 @@ int main(int argc, char** argv) {
   e2e_setup();
   int family = strcmp(argv[1], "6") == 0 ? AF_INET6 : AF_INET;
   long to_read = atol(argv[2]), to_write = atol(argv[3]);
-  int l = listen_on(family);
+  int l = e2e_tcp_listen(family, 1 << 20);
   int a = accept(l, NULL, NULL), b = accept(l, NULL, NULL), c = accept(l, NULL, NULL),
       d = accept(l, NULL, NULL);
   E2E_SYS(a);

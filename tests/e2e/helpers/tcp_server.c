@@ -14,6 +14,7 @@
 #include <netinet/tcp.h>
 #include <sys/socket.h>
 
+#include "e2e_net.h"
 #include "e2e_prog.h"
 
 static int bulk_fd, echo_fd;
@@ -61,39 +62,13 @@ static void* echo(void* arg) {
   }
 }
 
-static int listen_on(int family) {
-  int l = socket(family, SOCK_STREAM, 0);
-  E2E_SYS(l);
-  struct sockaddr_storage ss;
-  memset(&ss, 0, sizeof ss);
-  socklen_t len;
-  if (family == AF_INET) {
-    struct sockaddr_in* a = (struct sockaddr_in*)&ss;
-    a->sin_family = AF_INET;
-    a->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    len = sizeof *a;
-  } else {
-    struct sockaddr_in6* a = (struct sockaddr_in6*)&ss;
-    a->sin6_family = AF_INET6;
-    a->sin6_addr = in6addr_loopback;
-    len = sizeof *a;
-  }
-  E2E_SYS(bind(l, (struct sockaddr*)&ss, len));
-  E2E_SYS(listen(l, 4));
-  E2E_SYS(getsockname(l, (struct sockaddr*)&ss, &len));
-  int port = family == AF_INET ? ntohs(((struct sockaddr_in*)&ss)->sin_port)
-                               : ntohs(((struct sockaddr_in6*)&ss)->sin6_port);
-  e2e_say("PORT %d", port);
-  return l;
-}
-
 int main(int argc, char** argv) {
   if (argc < 4) return 2;
   e2e_setup();
   int family = strcmp(argv[1], "6") == 0 ? AF_INET6 : AF_INET;
   to_read = atol(argv[2]);
   to_write = atol(argv[3]);
-  int l = listen_on(family);
+  int l = e2e_tcp_listen(family, 0);
   bulk_fd = accept(l, NULL, NULL);
   E2E_SYS(bulk_fd);
   echo_fd = accept(l, NULL, NULL);
