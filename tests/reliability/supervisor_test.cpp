@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "rel_util.hpp"
@@ -239,7 +240,7 @@ uint64_t chain(uint64_t seed, uint64_t steps) {
 struct Usage {
   size_t fds = 0;
   long rss_kb = 0;
-  size_t zombies = 0;
+  std::vector<std::string> zombies;
   uintmax_t store_bytes = 0;
   size_t generations = 0;
 };
@@ -266,14 +267,36 @@ size_t idle_fds(pid_t supervisor) {
   return fewest;
 }
 
+// The zombies below the supervisor, "PID (name, parent PPID)" each.
+std::vector<std::string> zombies_below(pid_t supervisor) {
+  std::vector<std::string> out;
+  for (pid_t c : descendants(supervisor))
+    if (status_field(c, "State").rfind("Z", 0) == 0)
+      out.push_back(
+          fmt::format("{} ({}, parent {})", c, status_field(c, "Name"), status_field(c, "PPid")));
+  return out;
+}
+
+// Zombies that stay: a checkpoint under way (one every 0.1 s here) ends processes of its own (a
+// snapshot, its intermediate) and reaps them a moment later; a CI run once caught one in that
+// moment. The fewest seen in 1 s of looks is what is left behind (a leak raises that too).
+std::vector<std::string> fewest_zombies(pid_t supervisor) {
+  auto fewest = zombies_below(supervisor);
+  for (int i = 0; i < 100 && !fewest.empty(); ++i) {
+    sleep_for(10ms);
+    auto now = zombies_below(supervisor);
+    if (now.size() < fewest.size()) fewest = now;
+  }
+  return fewest;
+}
+
 // What the supervisor holds between checkpoints, and what its store takes.
 Usage usage(pid_t supervisor, const fs::path& store) {
   Usage u;
   std::error_code ec;
   u.fds = idle_fds(supervisor);
   u.rss_kb = std::atol(status_field(supervisor, "VmRSS").c_str());
-  for (pid_t c : descendants(supervisor))
-    if (status_field(c, "State").rfind("Z", 0) == 0) ++u.zombies;
+  u.zombies = fewest_zombies(supervisor);
   for (auto it = fs::recursive_directory_iterator(store, ec); !ec && it != fs::end(it);
        it.increment(ec)) {
     std::error_code ec2;
@@ -286,8 +309,11 @@ Usage usage(pid_t supervisor, const fs::path& store) {
 }
 
 std::string describe(const Usage& u) {
-  return fmt::format("{} fds, {} KiB resident, {} zombies, store {} bytes in {} generations", u.fds,
-                     u.rss_kb, u.zombies, u.store_bytes, u.generations);
+  return fmt::format(
+      "{} fds, {} KiB resident, {} zombies{}, store {} bytes in {} generations", u.fds, u.rss_kb,
+      u.zombies.size(),
+      u.zombies.empty() ? "" : " (" + fmt::format("{}", fmt::join(u.zombies, ", ")) + ")",
+      u.store_bytes, u.generations);
 }
 
 TEST(CrashCycles, AThousandCrashesUnderCkptRunLeakNothing) {
@@ -351,7 +377,7 @@ TEST(CrashCycles, AThousandCrashesUnderCkptRunLeakNothing) {
   EXPECT_LE(end.fds, warm.fds) << describe(warm) << " -> " << describe(end);
   // 128 KiB: before the crash policy forgot removed generations it grew ~1.2 KiB a cycle here.
   EXPECT_LE(end.rss_kb, warm.rss_kb + 128) << describe(warm) << " -> " << describe(end);
-  EXPECT_EQ(end.zombies, 0u) << describe(end);
+  EXPECT_EQ(end.zombies.size(), 0u) << describe(end);
   EXPECT_LE(end.generations, static_cast<size_t>(keep) + 1) << describe(end);
   EXPECT_LE(end.store_bytes, (keep + 1) * largest_generation + (64 << 10)) << describe(end);
   std::printf(
