@@ -142,5 +142,44 @@ TEST(Pagemap, AppendRangeMergesNeighbours) {
   EXPECT_EQ(r, (std::vector<PageRange>{{0x1000, 0x3000}, {0x5000, 0x6000}}));
 }
 
+// A parent's pages and its fork's: those neither wrote since the fork are the same frames;
+// a page either side wrote (a copy), one the parent never touched (no frame) and one the child
+// touched first are not.
+TEST(Pagemap, SamePagesAreTheOnesForkStillShares) {
+  const uint64_t ps = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  auto* area = static_cast<volatile char*>(
+      mmap(nullptr, 8 * ps, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  ASSERT_NE(area, MAP_FAILED);
+  ASSERT_EQ(madvise(const_cast<char*>(area), 8 * ps, MADV_NOHUGEPAGE), 0);
+  for (int p = 0; p < 6; ++p) area[p * ps] = static_cast<char>(p + 1);  // 6 and 7 untouched
+  int go[2], done[2];
+  ASSERT_EQ(pipe(go), 0);
+  ASSERT_EQ(pipe(done), 0);
+  pid_t kid = fork();
+  if (kid == 0) {
+    char c;
+    area[1 * ps] = 'k';  // the child's own copy
+    area[7 * ps] = 'k';  // the child's only
+    (void)!write(done[1], "r", 1);
+    (void)!read(go[0], &c, 1);
+    _exit(0);
+  }
+  char c;
+  ASSERT_EQ(read(done[0], &c, 1), 1);
+  area[4 * ps] = 'p';  // the parent's own copy
+  auto start = reinterpret_cast<uint64_t>(area);
+  auto mine = Pagemap::open(getpid());
+  auto theirs = Pagemap::open(kid);
+  ASSERT_TRUE(mine.ok() && theirs.ok());
+  auto same = theirs->same_pages(*mine, start, start + 8 * ps);
+  (void)!write(go[1], "g", 1);
+  waitpid(kid, nullptr, 0);
+  ASSERT_TRUE(same.ok()) << same.error().message;
+  EXPECT_EQ(*same, (std::vector<PageRange>{{start, start + ps},
+                                           {start + 2 * ps, start + 4 * ps},
+                                           {start + 5 * ps, start + 6 * ps}}));
+  munmap(const_cast<char*>(area), 8 * ps);
+}
+
 }  // namespace
 }  // namespace ckpt::proc
