@@ -168,4 +168,26 @@ Status mem_file_io(pid_t tid, uint64_t addr, void* buf, size_t len, bool write) 
   return {};
 }
 
+Result<MemFile> MemFile::open(pid_t pid) {
+  std::string path = proc_path(pid, "mem");
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return proc_error(pid, "mem", "open", errno);
+  return MemFile(pid, std::move(fd));
+}
+
+Status MemFile::read(uint64_t addr, void* buf, size_t len) const {
+  auto* p = static_cast<char*>(buf);
+  while (len > 0) {
+    ssize_t n = ::pread(fd_.get(), p, len, static_cast<off_t>(addr));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      return sys_error(n == 0 ? EIO : errno,
+                       fmt::format("read {:#x} of {} in {}", addr, len, proc_path(pid_, "mem")));
+    p += n;
+    addr += static_cast<uint64_t>(n);
+    len -= static_cast<size_t>(n);
+  }
+  return {};
+}
+
 }  // namespace ckpt::proc

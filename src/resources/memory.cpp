@@ -20,6 +20,7 @@
 #include "common/scoped_fd.hpp"
 #include "image/chain.hpp"
 #include "proc/pagemap.hpp"
+#include "proc/proc_file.hpp"
 #include "resources/cow_shared.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/page_chain.hpp"
@@ -61,12 +62,12 @@ Content content_of(const proc::MapEntry& m) {
 }
 
 // Streams the given ranges of the process into the pages section through one reused buffer.
-Status copy_ranges(pid_t pid, const std::vector<Range>& ranges, page_index::PageSink& out,
-                   std::span<char> buf, ByteProgress& progress) {
+Status copy_ranges(const proc::MemFile& mem, const std::vector<Range>& ranges,
+                   page_index::PageSink& out, std::span<char> buf, ByteProgress& progress) {
   for (auto [s, e] : ranges) {
     while (s < e) {
       size_t n = std::min<uint64_t>(e - s, buf.size());
-      CKPT_TRY(read_remote(pid, s, buf.data(), n));
+      CKPT_TRY(mem.read(s, buf.data(), n));
       CKPT_TRY(out.write(s, buf.first(n)));
       progress.advance(n);
       s += n;
@@ -153,6 +154,7 @@ bool forked_as_is(const proc::MapEntry& m) {
 
 // Reads the planned ranges that the snapshot will not have, while the process is still stopped.
 Status read_stopped(pid_t pid, Plan& plan) {
+  std::optional<proc::MemFile> mem;
   for (auto& item : plan.items) {
     if (item.scan) continue;
     uint64_t size = 0;
@@ -160,7 +162,10 @@ Status read_stopped(pid_t pid, Plan& plan) {
     item.data.resize(size);
     char* at = item.data.data();
     for (auto [s, e] : item.ranges) {
-      CKPT_TRY(read_remote(pid, s, at, e - s));
+      if (!mem) {
+        CKPT_TRY_ASSIGN(mem, proc::MemFile::open(pid));
+      }
+      CKPT_TRY(mem->read(s, at, e - s));
       at += e - s;
     }
   }
@@ -309,6 +314,7 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
     if (it != state.parent->indexes.end()) parent = &it->second;
   }
   page_index::PageSink sink(*pages, parent, state);
+  std::optional<proc::MemFile> mem;  // of the process the last ranges came from
   for (auto& item : plan.items) {
     if (item.scan) {
       CKPT_TRY_ASSIGN(auto found,
@@ -329,7 +335,10 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
     if (item.data.empty()) {
       // Ranges not read while stopped come from the source (the snapshot, or the process itself).
       pid_t from = item.scan ? source : ctx.pid;
-      CKPT_TRY(copy_ranges(from, item.ranges, sink, buf, *ctx.tree->progress));
+      if (!mem || mem->pid() != from) {
+        CKPT_TRY_ASSIGN(mem, proc::MemFile::open(from));
+      }
+      CKPT_TRY(copy_ranges(*mem, item.ranges, sink, buf, *ctx.tree->progress));
     } else {
       CKPT_TRY(write_held(item, sink));
       ctx.tree->progress->advance(item.data.size());

@@ -86,5 +86,22 @@ TEST_F(StoredOnce, PagesOfMemoryTheRestorerCannotPlaceComeFromTheRootsCopy) {
   EXPECT_TRUE(p.finish());
 }
 
+// Reading a page through process_vm_readv pins it, and the kernel first gives a pinned page that
+// is still shared copy-on-write a copy of its own: a dump reading the processes themselves (no
+// snapshot) made every worker's and the root's memory private. Read through /proc/PID/mem, it
+// stays shared; the program checks its sharing and contents again after the dumps.
+TEST_F(StoredOnce, LeaveRunningDumpsKeepTheMemoryShared) {
+  TestProcess p({program_path("cow_shared")});
+  ASSERT_TRUE(p.wait_ready());
+  std::vector<std::string> dump = {
+      ckpt_path(),        "dump",           "-t", std::to_string(p.pid()), "-D",
+      p.store().string(), "--leave-running"};
+  auto stopped = run_command(dump, {"CKPT_NO_SNAPSHOT=1"}, 60s);
+  ASSERT_EQ(stopped.exit_code(), 0) << stopped.describe();
+  auto snapshot = run_command(dump, {}, 60s);
+  ASSERT_EQ(snapshot.exit_code(), 0) << snapshot.describe();
+  EXPECT_TRUE(p.finish());
+}
+
 }  // namespace
 }  // namespace e2e
