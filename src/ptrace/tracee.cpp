@@ -11,11 +11,13 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <utility>
 
 #include "common/fault_point.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/proc_file.hpp"
+#include "proc/status.hpp"
 
 namespace fs = std::filesystem;
 
@@ -118,12 +120,33 @@ Status Tracee::detach() {
 Result<StopInfo> Tracee::wait_stop() {
   StopInfo info;
   for (;;) {
+    if (auto kept = parents_exit_seen(); kept) return *kept;
     pid_t r = ::waitpid(tid_, &info.status, __WALL | WNOHANG);
     if (r == tid_) return info;
     if (r < 0 && errno == EINTR) continue;
     if (r < 0) return sys_error(fmt::format("waitpid tid {}", tid_));
     CKPT_TRY(wait_for_any_event());
   }
+}
+
+// A tracer that is also the process's parent (`ckpt run` checkpointing its program) would reap
+// the process by taking its exit here, and the exit status the parent waits for would be gone: a
+// program that ended during a checkpoint would look like one that vanished. So the exit of a
+// process of ours is looked at and left for the parent's own wait.
+std::optional<StopInfo> Tracee::parents_exit_seen() const {
+  siginfo_t si{};
+  if (::waitid(P_PID, static_cast<id_t>(tid_), &si, WEXITED | WNOHANG | WNOWAIT | __WALL) < 0 ||
+      si.si_pid != tid_ ||
+      (si.si_code != CLD_EXITED && si.si_code != CLD_KILLED && si.si_code != CLD_DUMPED))
+    return std::nullopt;
+  auto st = proc::read_status(tid_);
+  if (!st.ok() || st->tgid != tid_ || st->ppid != ::getpid()) return std::nullopt;
+  StopInfo info;
+  if (si.si_code == CLD_EXITED)
+    info.status = W_EXITCODE(si.si_status, 0);
+  else
+    info.status = si.si_status | (si.si_code == CLD_DUMPED ? WCOREFLAG : 0);
+  return info;
 }
 
 // Blocks until some child or tracee has an event, without taking it. The event the kernel lists
