@@ -24,6 +24,7 @@
 #include <string>
 
 #include "ckpt/ckpt.h"
+#include "common/child_process.hpp"
 #include "common/result.hpp"
 #include "dump/dump.hpp"
 #include "image/store.hpp"
@@ -177,8 +178,7 @@ int dump_self() {
     }
   }
   wait_while(&page->done, 0, dumper, &gone);
-  while (::waitpid(dumper, nullptr, 0) < 0 && errno == EINTR) {
-  }
+  (void)wait_end(dumper);
   if (load(&page->done) == 0)
     return fail(make_error("ckpt_dump: the dumper process died without an answer", EIO));
   if (page->result != 0) {

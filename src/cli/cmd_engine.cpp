@@ -11,6 +11,7 @@
 #include "cli/kept_log.hpp"
 #include "cli/options.hpp"
 #include "cli/progress.hpp"
+#include "common/child_process.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "common/units.hpp"
@@ -152,10 +153,8 @@ int run_dump(const DumpArgs& a) {
 
 // The restored process's status as a shell reports it: its exit code, or 128 + signal.
 int wait_exit_code(pid_t pid) {
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return kExitFailed;
-  }
+  int status = wait_end(pid);
+  if (status < 0) return kExitFailed;
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
   return kExitFailed;

@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/child_process.hpp"
 #include "common/fault_point.hpp"
 #include "common/log.hpp"
 #include "common/phase_clock.hpp"
@@ -49,16 +50,6 @@ Result<std::vector<Pristine>> read_pristine(DumpContext& ctx) {
 }
 
 // Takes the end of a process we trace (not our child) as its tracer, after killing it.
-void kill_traced(pid_t pid) {
-  ::kill(pid, SIGKILL);
-  for (;;) {
-    int status = 0;
-    pid_t r = ::waitpid(pid, &status, __WALL);
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 || WIFEXITED(status) || WIFSIGNALED(status)) return;
-  }
-}
-
 // Waits for the first stop of a process the kernel attached to us at its birth.
 Status wait_first_stop(pid_t pid) {
   ptrace::Tracee t = ptrace::Tracee::adopt(pid);
@@ -77,7 +68,7 @@ Result<Snapshot> fork_in_mid(pid_t mid, unsigned long options, uint64_t landing)
   struct Killer {
     ptrace::Tracee& t;
     ~Killer() {
-      kill_traced(t.tid());
+      kill_and_wait(t.tid());
       t.release();
     }
   } killer{t};
@@ -148,7 +139,7 @@ Snapshot& Snapshot::operator=(Snapshot&& o) noexcept {
 
 void Snapshot::end() {
   if (pid_ == 0) return;
-  kill_traced(pid_);
+  kill_and_wait(pid_);
   pid_ = 0;
 }
 

@@ -22,6 +22,7 @@
 #include <cstring>
 
 #include "arch/arch.hpp"
+#include "common/child_process.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/pagemap.hpp"
 #include "proc/proc_file.hpp"
@@ -51,10 +52,7 @@ class SleepingChild {
     }
   }
   ~SleepingChild() {
-    if (pid_ <= 0) return;
-    ::kill(pid_, SIGKILL);
-    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-    }
+    if (pid_ > 0) kill_and_wait(pid_);
   }
   SleepingChild(const SleepingChild&) = delete;
   SleepingChild& operator=(const SleepingChild&) = delete;
@@ -83,11 +81,8 @@ int run_in_child(Fn fn) {
   pid_t pid = ::fork();
   if (pid < 0) return -1;
   if (pid == 0) ::_exit(fn());
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0) {
-    if (errno != EINTR) return -1;
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  int status = wait_end(pid);
+  return status >= 0 && WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
 // Probes that need a stopped tracee share this shape.

@@ -10,6 +10,8 @@
 #include <cmath>
 #include <utility>
 
+#include "common/child_process.hpp"
+
 namespace ckpt::supervisor {
 
 Result<pid_t> spawn_program(const std::vector<std::string>& argv) {
@@ -39,9 +41,7 @@ Result<pid_t> spawn_program(const std::vector<std::string>& argv) {
     n = ::read(rd.get(), &err, sizeof err);
   } while (n < 0 && errno == EINTR);
   if (n == static_cast<ssize_t>(sizeof err)) {
-    int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    (void)wait_end(pid);
     return sys_error(err, fmt::format("cannot run '{}'", argv[0]));
   }
   return pid;

@@ -11,6 +11,7 @@
 #include <optional>
 #include <set>
 
+#include "common/child_process.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "common/units.hpp"
@@ -224,9 +225,7 @@ void Supervisor::end_leftovers() {
     auto kids = proc::list_children(::getpid());
     if (!kids.ok() || kids->empty()) return;
     for (pid_t k : *kids) kill_below(k);
-    for (pid_t k : *kids)
-      while (::waitpid(k, nullptr, 0) < 0 && errno == EINTR) {
-      }
+    for (pid_t k : *kids) (void)wait_end(k);
   }
 }
 

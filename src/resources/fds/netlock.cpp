@@ -8,6 +8,7 @@
 
 #include <cstring>
 
+#include "common/child_process.hpp"
 #include "common/scoped_fd.hpp"
 
 namespace ckpt::fds::netlock {
@@ -81,10 +82,8 @@ Status run_nft(const std::string& script) {
   ssize_t n;
   while ((n = ::read(err_rd.get(), buf, sizeof(buf))) > 0 || (n < 0 && errno == EINTR))
     if (n > 0) out.append(buf, static_cast<size_t>(n));
-  int status = 0;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
+  int status = wait_end(pid);
+  if (status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0) return {};
   if (WIFEXITED(status) && WEXITSTATUS(status) == 127)
     return make_error("cannot run nft (Debian package nftables)");
   std::string first = out.substr(0, out.find('\n'));

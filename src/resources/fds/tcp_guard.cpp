@@ -13,6 +13,7 @@
 #include <cstring>
 #include <vector>
 
+#include "common/child_process.hpp"
 #include "common/log.hpp"
 
 namespace ckpt::fds {
@@ -159,8 +160,7 @@ void TcpGuard::stand_down() {
     ::kill(pid_, SIGKILL);
   }
   channel_.reset();
-  while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-  }
+  (void)wait_end(pid_);
   pid_ = -1;
 }
 

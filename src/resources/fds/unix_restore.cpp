@@ -26,9 +26,9 @@
 
 #include <cstring>
 #include <map>
-#include <optional>
 #include <utility>
 
+#include "common/child_process.hpp"
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/unix_diag.hpp"
 #include "resources/fds/unix_socket.hpp"
@@ -187,10 +187,7 @@ class PidStandIn {
   PidStandIn(PidStandIn&& o) noexcept : pid_(std::exchange(o.pid_, 0)) {}
   PidStandIn& operator=(PidStandIn&&) = delete;
   ~PidStandIn() {
-    if (pid_ == 0) return;
-    ::kill(pid_, SIGKILL);
-    while (::waitpid(pid_, nullptr, __WALL) < 0 && errno == EINTR) {
-    }
+    if (pid_ != 0) kill_and_wait(pid_);
   }
 
  private:
@@ -230,14 +227,20 @@ ssize_t send_with(int sock, const uint8_t* data, size_t len, const std::vector<i
   return ::sendmsg(sock, &m, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
-// A stand-in for the sender `creds` names (none without credentials).
-Result<std::optional<PidStandIn>> stand_in_for(const SenderCreds* creds) {
-  std::optional<PidStandIn> out;
-  if (!creds) return out;
-  CKPT_TRY_ASSIGN(PidStandIn made, PidStandIn::make(creds->pid));
-  out.emplace(std::move(made));
-  return out;
-}
+// Stand-ins for the senders a queue's credentials name: one per PID, kept until the whole queue
+// is written (a busy sender has many items, and a stand-in is a clone).
+class StandIns {
+ public:
+  Status cover(const SenderCreds* creds) {
+    if (!creds || made_.count(creds->pid)) return {};
+    CKPT_TRY_ASSIGN(PidStandIn made, PidStandIn::make(creds->pid));
+    made_.emplace(creds->pid, std::move(made));
+    return {};
+  }
+
+ private:
+  std::map<pid_t, PidStandIn> made_;
+};
 
 // The credentials item `i` of `to`'s queue is sent with, if it had any.
 const SenderCreds* creds_of(const UnixEnd& to, size_t i) {
@@ -248,11 +251,12 @@ const SenderCreds* creds_of(const UnixEnd& to, size_t i) {
 // The fds in flight go with the first bytes of their item, which the dump made start where their
 // message started.
 Status write_queue(int from, const UnixEnd& to, const OpenedFiles& files) {
+  StandIns senders;
   for (size_t i = 0; i < to.queue.size(); ++i) {
     const auto& item = to.queue[i];
     CKPT_TRY_ASSIGN(std::vector<int> fds, rights_of(to, i, files));
     const SenderCreds* creds = creds_of(to, i);
-    CKPT_TRY_ASSIGN(auto stand_in, stand_in_for(creds));
+    CKPT_TRY(senders.cover(creds));
     size_t done = 0;
     do {
       ssize_t n = send_with(from, item.data() + done, item.size() - done,
@@ -463,6 +467,7 @@ class Rebuild {
       return errorf("{}: datagrams are queued at an unnamed socket that is not a pair", what(r));
     socklen_t len = 0;
     CKPT_TRY_ASSIGN(sockaddr_un to, address_of(r.e.name, len));
+    StandIns senders;
     for (size_t i = 0; i < r.e.queue.size(); ++i) {
       schema::Bytes from = i < r.e.from.size() ? r.e.from[i] : schema::Bytes{};
       CKPT_TRY_ASSIGN(ScopedFd temp, sender_for(from, what(r)));
@@ -470,7 +475,7 @@ class Rebuild {
       const auto& item = r.e.queue[i];
       CKPT_TRY_ASSIGN(std::vector<int> fds, rights_of(r.e, i, out_));
       const SenderCreds* creds = creds_of(r.e, i);
-      CKPT_TRY_ASSIGN(auto stand_in, stand_in_for(creds));
+      CKPT_TRY(senders.cover(creds));
       if (send_with(sender, item.data(), item.size(), fds, &to, len, creds) !=
           static_cast<ssize_t>(item.size()))
         return sys_error(fmt::format("{}: refill datagram {} of {} ({} bytes) from {}", what(r),
