@@ -21,17 +21,23 @@ namespace {
 
 constexpr size_t kSkipBuffer = 1 << 20;
 
-// Another live process of the image has a mapping at the same place that can share it (with
-// `from_root`: that stores pages only in the root's section).
-bool shared_by_another(const schema::ImageRoot& image, const schema::Vma& v,
-                       bool from_root = false) {
+// How a root mapping is shared by the other live processes of the image: not at all, by a
+// mapping at the same place that can share it, or by one that stores pages only in the root's
+// section (`from_root`), which the restore must then find somewhere.
+enum class Sharing { none, shared, from_root };
+
+Sharing sharing_of(const schema::ImageRoot& image, const schema::Vma& v) {
+  Sharing out = Sharing::none;
   for (size_t i = 1; i < image.processes.size(); ++i) {
     const auto& p = image.processes[i];
     if (p.zombie) continue;
-    for (auto& w : p.memory.vmas)
-      if (holds(v, w) && shareable(w) && (!from_root || !w.from_root.empty())) return true;
+    for (auto& w : p.memory.vmas) {
+      if (!holds(v, w) || !shareable(w)) continue;
+      if (!w.from_root.empty()) return Sharing::from_root;
+      out = Sharing::shared;
+    }
   }
-  return false;
+  return out;
 }
 
 bool is_file(const schema::Vma& v) {
@@ -186,11 +192,12 @@ Result<Base> premap(const image::Store& store, const image::GenerationInfo& gen,
   const schema::ProcessRecord& root = image.processes[0];
   std::vector<const schema::Vma*> placed, kept_aside;
   for (auto& v : root.memory.vmas) {
-    if (!shareable(v) || !shared_by_another(image, v)) continue;
+    Sharing sharing = shareable(v) ? sharing_of(image, v) : Sharing::none;
+    if (sharing == Sharing::none) continue;
     if (place(v)) {
       placed.push_back(&v);
       base.areas_.push_back({&v});
-    } else if (shared_by_another(image, v, true)) {
+    } else if (sharing == Sharing::from_root) {
       kept_aside.push_back(&v);
     }
   }
