@@ -279,10 +279,12 @@ Status dump_master(FdProbe& p, PtyPayload& out) {
   if (out.session && ::ioctl(fd, TIOCGPGRP, &pgrp) == 0) out.fg_pgrp = pgrp;
   if (out.packet) CKPT_TRY(check_no_packet_status(p, fd));
   // Taken to be saved and given back at once: the program goes on as it was, the tree being
-  // stopped meanwhile (a dumper dying in between loses them). Packet mode is off meanwhile, so
-  // that the bytes come without status bytes.
-  PacketModeOff plain(fd);
-  CKPT_TRY_ASSIGN(out.output, take_output(p, fd, what));
+  // stopped meanwhile (a dumper dying in between loses them). Packet mode is off while they are
+  // read, so that the bytes come without status bytes (write_output turns it off itself).
+  {
+    PacketModeOff plain(fd);
+    CKPT_TRY_ASSIGN(out.output, take_output(p, fd, what));
+  }
   return write_output(fd, out.output, what);
 }
 

@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <termios.h>
 
-#include "e2e_prog.h"
+#include "e2e_pty.h"
 
 static const char kEarly[] = "early output\r\n";
 
@@ -50,12 +50,8 @@ static void child(const char* slave_path, int go) {
 
 int main(void) {
   e2e_setup();
-  int master = posix_openpt(O_RDWR | O_NOCTTY);
-  E2E_SYS(master);
-  E2E_SYS(grantpt(master));
-  E2E_SYS(unlockpt(master));
   char slave_path[64];
-  snprintf(slave_path, sizeof slave_path, "%s", ptsname(master));
+  int master = e2e_open_pty(slave_path, sizeof slave_path);
   int s[2];
   E2E_SYS(socketpair(AF_UNIX, SOCK_STREAM, 0, s));
   pid_t kid = fork();

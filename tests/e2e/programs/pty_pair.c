@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <termios.h>
 
-#include "e2e_prog.h"
+#include "e2e_pty.h"
 
 #define ROWS 33
 #define COLS 101
@@ -105,14 +105,10 @@ static void leader(const char* slave_path, int ready) {
 
 int main(void) {
   e2e_setup();
-  int master = posix_openpt(O_RDWR | O_NOCTTY);
-  E2E_SYS(master);
-  E2E_SYS(grantpt(master));
-  E2E_SYS(unlockpt(master));
+  char slave_path[64];
+  int master = e2e_open_pty(slave_path, sizeof slave_path);
   struct winsize ws = {ROWS, COLS, 0, 0};
   E2E_SYS(ioctl(master, TIOCSWINSZ, &ws));
-  char slave_path[64];
-  snprintf(slave_path, sizeof slave_path, "%s", ptsname(master));
   int p[2];
   E2E_SYS(pipe(p));
   pid_t kid = fork();
