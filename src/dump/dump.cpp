@@ -15,6 +15,7 @@
 
 #include "ckpt/version.hpp"
 #include "common/checksum.hpp"
+#include "common/child_process.hpp"
 #include "common/fault_point.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
@@ -320,17 +321,6 @@ Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   return {};
 }
 
-// Stored once (cow_shared.hpp), in the tree's own order: the root first.
-Status leave_out_shared_with_root(Tree& tree, std::vector<PendingMemory>& pending) {
-  std::vector<DumpContext*> procs;
-  std::vector<memory::Plan*> plans;
-  for (size_t i = 0; i < tree.procs.size(); ++i) {
-    procs.push_back(tree.procs[i].get());
-    plans.push_back(&pending[i].plan);
-  }
-  return memory::leave_out_shared_with_root(procs, plans);
-}
-
 // Everything of every process but the private pages of those that get a snapshot.
 Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions& opts,
                  std::vector<PendingMemory>& pending) {
@@ -347,8 +337,6 @@ Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions&
   if (linked.ok()) linked = memory::check_not_shared_between(procs);
   if (linked.ok()) linked = sysv_ipc::dump(procs);
   clock.mark("tree links, sysv ipc");
-  if (linked.ok()) linked = leave_out_shared_with_root(tree, pending);
-  clock.mark("pages shared with the root");
   if (!linked.ok()) return dump_error(linked.error(), opts.pid);
   return {};
 }
@@ -384,26 +372,38 @@ Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
       log::warn("dump", "pid {}: no snapshot ({}); copying its memory stopped", ctx.pid,
                 snap.error().message);
     }
-    Status st = memory::write_pages(ctx, p.plan, ctx.pid);
+    Status st = i == 0 ? Status{}
+                       : memory::leave_out_shared_with_root(*tree.procs[0], tree.procs[0]->pid, ctx,
+                                                            ctx.pid, p.plan);
+    if (st.ok()) st = memory::write_pages(ctx, p.plan, ctx.pid);
     if (!st.ok()) return dump_error(st.error(), ctx.pid);
   }
   return {};
 }
 
+// Stored once (cow_shared.hpp), compared with the root's snapshot, which is therefore ended last;
+// a root copied while stopped has no frames left to compare with.
 Status copy_from_snapshots(Tree& tree, std::vector<PendingMemory>& pending) {
+  pid_t root_snap = pending[0].snap ? pending[0].snap.pid() : 0;
   for (size_t i = 0; i < tree.procs.size(); ++i) {
     PendingMemory& p = pending[i];
     if (!p.snap) continue;
     fault::point("snapshot", "copy");
     auto started = Clock::now();
-    Status st = memory::write_pages(*tree.procs[i], p.plan, p.snap.pid());
-    if (!st.ok()) return dump_error(st.error(), tree.procs[i]->pid);
+    DumpContext& ctx = *tree.procs[i];
+    Status st = i == 0 || root_snap == 0
+                    ? Status{}
+                    : memory::leave_out_shared_with_root(*tree.procs[0], root_snap, ctx,
+                                                         p.snap.pid(), p.plan);
+    if (st.ok()) st = memory::write_pages(ctx, p.plan, p.snap.pid());
+    if (!st.ok()) return dump_error(st.error(), ctx.pid);
     auto copied = Clock::now();
-    p.snap.end();
+    if (i != 0) p.snap.end();
     log::info("dump",
               "pid {}: pages copied from its snapshot in {:.1f} ms, snapshot ended in {:.1f} ms",
-              tree.procs[i]->pid, ms(copied - started), ms(Clock::now() - copied));
+              ctx.pid, ms(copied - started), ms(Clock::now() - copied));
   }
+  pending[0].snap.end();
   return {};
 }
 
@@ -599,8 +599,7 @@ Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
     if (n <= 0 || c == '\n') break;
     line.push_back(c);
   }
-  while (::waitpid(child, nullptr, 0) < 0 && errno == EINTR) {
-  }
+  (void)wait_end(child);
   return parse_report(store, line);
 }
 

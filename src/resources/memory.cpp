@@ -273,27 +273,20 @@ const schema::Vma* root_holding(const DumpContext& root, const schema::Vma& v) {
   return nullptr;
 }
 
-Status leave_out_for(const DumpContext& root, const proc::Pagemap& root_map, DumpContext& child,
-                     Plan& plan) {
-  CKPT_TRY_ASSIGN(proc::Pagemap map, proc::Pagemap::open(child.pid));
+}  // namespace
+
+Status leave_out_shared_with_root(const DumpContext& root, pid_t root_source, DumpContext& child,
+                                  pid_t child_source, Plan& plan) {
+  if (root.zombie || child.zombie) return {};
+  // An incremental generation stores, per process, what changed against its parent.
+  if (root.tree->pages && root.tree->pages->parent) return {};
+  CKPT_TRY_ASSIGN(proc::Pagemap root_map, proc::Pagemap::open(root_source));
+  CKPT_TRY_ASSIGN(proc::Pagemap map, proc::Pagemap::open(child_source));
   for (auto& item : plan.items) {
     if (!item.scan || !root_holding(root, child.rec.memory.vmas[item.vma])) continue;
     CKPT_TRY_ASSIGN(auto same, map.same_pages(root_map, item.start, item.end));
     for (auto& r : same) item.from_root.emplace_back(r.start, r.end);
   }
-  return {};
-}
-
-}  // namespace
-
-Status leave_out_shared_with_root(const std::vector<DumpContext*>& procs,
-                                  const std::vector<Plan*>& plans) {
-  if (procs.size() < 2 || procs[0]->zombie) return {};
-  // An incremental generation stores, per process, what changed against its parent.
-  if (procs[0]->tree->pages && procs[0]->tree->pages->parent) return {};
-  CKPT_TRY_ASSIGN(proc::Pagemap root_map, proc::Pagemap::open(procs[0]->pid));
-  for (size_t i = 1; i < procs.size(); ++i)
-    if (!procs[i]->zombie) CKPT_TRY(leave_out_for(*procs[0], root_map, *procs[i], *plans[i]));
   return {};
 }
 

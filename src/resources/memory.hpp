@@ -35,12 +35,13 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot);
 // plan marks as the root's (leave_out_shared_with_root) are listed in Vma.from_root instead.
 Status write_pages(DumpContext& ctx, Plan& plan, pid_t source);
 
-// Stored once (cow_shared.hpp): marks in each child's plan the private pages that are, now,
-// physically the root's page at the same address (the same frame in both pagemaps, so the same
-// bytes), which its pages section then leaves out. `plans` are the processes' in the order of
-// `procs`, the root first; the tree must be stopped. Only for a full generation.
-Status leave_out_shared_with_root(const std::vector<DumpContext*>& procs,
-                                  const std::vector<Plan*>& plans);
+// Stored once (cow_shared.hpp): marks in `child`'s plan the private pages that are physically
+// the root's page at the same address (the same frame in both pagemaps, so the same bytes), which
+// its pages section then leaves out. The frames are read from `child_source` and `root_source`:
+// the processes themselves while the tree is stopped, or their snapshots (forks taken while it
+// was, which keep those frames). Nothing for an incremental generation.
+Status leave_out_shared_with_root(const DumpContext& root, pid_t root_source, DumpContext& child,
+                                  pid_t child_source, Plan& plan);
 
 // Refuses shared memory saved by contents (shared anonymous, memfd, deleted file) that more
 // than one process of a tree maps, naming it.
