@@ -16,6 +16,7 @@
 #include "common/log.hpp"
 #include "common/units.hpp"
 #include "dump/dump.hpp"
+#include "restore/pid_ns.hpp"
 #include "restore/restore.hpp"
 
 namespace ckpt::cli {
@@ -50,6 +51,7 @@ struct RestoreArgs {
   bool accept_changed_files = false;
   bool dry_run = false;
   bool force_vdso_proxy = false;
+  bool pid_ns = false;
   std::string pidfile;
   bool json = false;
   bool trust_store = false;
@@ -181,7 +183,8 @@ Result<RestoreOptions> restore_options(const RestoreArgs& a) {
   return opts;
 }
 
-void print_restored(const RestoreArgs& a, const image::Store& store, const RestoreResult& r) {
+void print_restored(const RestoreArgs& a, const image::Store& store, const RestoreResult& r,
+                    const std::optional<pid_ns::Restored>& in_ns) {
   if (!a.json) {
     for (auto& p : r.skipped)
       fmt::print(stderr, "ckpt: {}; restored {} instead\n", p.message, r.generation.id);
@@ -191,13 +194,22 @@ void print_restored(const RestoreArgs& a, const image::Store& store, const Resto
   }
   json skipped = json::array();
   for (auto& p : r.skipped) skipped.push_back({{"generation", p.id}, {"problem", p.message}});
-  print_json({{"ok", true},
+  json out = {{"ok", true},
               {"pid", r.pid},
               {"store", store.dir().string()},
               {"generation", r.generation.id},
               {"took_ms", ms(r.took)},
               {"skipped", skipped},
-              {"detached", a.detach}});
+              {"detached", a.detach}};
+  if (in_ns) out["pid_namespace"] = {{"pid", in_ns->inner_pid}, {"init", in_ns->init}};
+  print_json(out);
+}
+
+Result<RestoreResult> restore_here_or_in_ns(const image::Store& store, const RestoreOptions& opts,
+                                            bool new_ns, std::optional<pid_ns::Restored>& in_ns) {
+  if (!new_ns) return restore_process(store, opts);
+  CKPT_TRY_ASSIGN(in_ns, pid_ns::restore(store, opts));
+  return in_ns->result;
 }
 
 int run_restore(const RestoreArgs& a) {
@@ -210,7 +222,8 @@ int run_restore(const RestoreArgs& a) {
             a.generation.empty() ? "" : ", generation " + a.generation);
   Progress progress("restore", STDERR_FILENO);
   opts->progress = progress.callback();
-  auto r = restore_process(*store, *opts);
+  std::optional<pid_ns::Restored> in_ns;
+  auto r = restore_here_or_in_ns(*store, *opts, a.pid_ns, in_ns);
   progress.finish();
   if (!r.ok()) {
     Error e = kept.keep(r.error());
@@ -229,8 +242,13 @@ int run_restore(const RestoreArgs& a) {
                                 as_bytes(std::to_string(r->pid) + "\n"), 0644);
     if (!st.ok()) print_error(st.error().message);
   }
-  print_restored(a, *store, *r);
-  return a.detach ? kExitOk : wait_exit_code(r->pid);
+  if (in_ns && !a.json)
+    fmt::print(stderr,
+               "ckpt: restored as pid {} in a new PID namespace (pid {} outside, its init {})\n",
+               in_ns->inner_pid, r->pid, in_ns->init);
+  print_restored(a, *store, *r, in_ns);
+  // In a namespace the root is its init's child; the init ends with the root's code.
+  return a.detach ? kExitOk : wait_exit_code(in_ns ? in_ns->init : r->pid);
 }
 
 void add_dump(CLI::App& app, int* exit_code) {
@@ -277,6 +295,9 @@ void add_restore(CLI::App& app, int* exit_code) {
   cmd->add_flag("--dry-run", args->dry_run,
                 "Read and check the image and what it needs here (kernel, PIDs, files), create "
                 "nothing");
+  cmd->add_flag("--pid-ns", args->pid_ns,
+                "Restore in a new PID namespace, with the same PIDs inside it (while they are "
+                "taken here, or to run several copies); --pidfile and --json give the PID outside");
   cmd->add_flag("--json", args->json, "Print the result as JSON on stdout");
   cmd->add_flag("--trust-store", args->trust_store,
                 "Restore from a store that another user owns or can write (see docs/security.md)");

@@ -64,6 +64,8 @@ Status check_target(const DumpOptions& opts) {
   if (status->tracer_pid != 0)
     return errorf("dump pid {}: already traced by pid {}", pid, status->tracer_pid);
   if (status->state == 'Z') return errorf("dump pid {}: the process is a zombie", pid);
+  if (Status ns = tree::check_pid_namespace(pid, *status); !ns.ok())
+    return errorf("dump {}", ns.error().message);
   // A kernel thread has no user memory or registers to save, and ptrace refuses it with EPERM,
   // which would read as a permission problem even to root.
   constexpr uint32_t kPfKthread = 0x00200000;

@@ -53,10 +53,23 @@ Result<std::vector<TreePlan>> plan_with_held(const std::vector<TreeIds>& ids) {
 
 }  // namespace
 
+Status check_pid_namespace(pid_t pid, const proc::ProcStatus& status) {
+  static const size_t own_levels = [] {
+    auto me = proc::read_status(::getpid());
+    return me.ok() ? me->ns_tgid.size() : size_t{1};
+  }();
+  if (status.ns_tgid.size() <= own_levels) return {};
+  return errorf(
+      "pid {}: it lives in a PID namespace of its own (pid {} there), which ckpt cannot dump from "
+      "outside yet; dump it from inside (nsenter --pid --mount --target its init, then ckpt dump)",
+      pid, status.ns_tgid.back());
+}
+
 Result<ChildState> check_child(pid_t parent, pid_t child) {
   auto status = proc::read_status(child);
   if (!status.ok()) return status.error().wrap(fmt::format("pid {}: its child {}", parent, child));
   if (status->state == 'Z') return ChildState::zombie;
+  CKPT_TRY(check_pid_namespace(child, *status));
   if (status->tracer_pid != 0)
     return errorf("pid {}: its child {} is traced by pid {}", parent, child, status->tracer_pid);
   if (auto same = proc::same_memory(parent, child); same.ok() && *same)

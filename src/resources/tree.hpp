@@ -5,6 +5,7 @@
 // leader always exists before its members join it.
 #include <vector>
 
+#include "proc/status.hpp"
 #include "resources/context.hpp"
 #include "resources/tree_plan.hpp"
 
@@ -14,6 +15,9 @@ namespace ckpt::tree {
 // memory (vfork). A zombie (ended, not yet waited for) is fine: it comes back as a zombie.
 enum class ChildState { live, zombie };
 Result<ChildState> check_child(pid_t parent, pid_t child);
+// Refuses a process that lives in a PID namespace below the dumper's: its PIDs inside it are not
+// the ones the image would record. `status` is the process's.
+Status check_pid_namespace(pid_t pid, const proc::ProcStatus& status);
 
 // The image of a zombie: its PID and the status its parent's wait will get.
 Result<schema::ZombieRecord> dump_zombie(pid_t pid);

@@ -1,0 +1,180 @@
+#include "restore/pid_ns.hpp"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <sstream>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "common/child_process.hpp"
+#include "common/fs_util.hpp"
+#include "common/log.hpp"
+#include "common/scoped_fd.hpp"
+#include "proc/status.hpp"
+#include "proc/task.hpp"
+
+namespace ckpt::pid_ns {
+namespace {
+
+// The restore reads /proc/PID of the processes it makes, by their PIDs in the new namespace.
+Status mount_own_proc() {
+  if (::unshare(CLONE_NEWNS) < 0) return sys_error("unshare(CLONE_NEWNS)");
+  // Private first: the new /proc must not appear in the caller's mount namespace.
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0)
+    return sys_error("make the mounts private (mount MS_REC|MS_PRIVATE /)");
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
+    return sys_error("mount a /proc of the new PID namespace");
+  return {};
+}
+
+std::string one_line(std::string s) {
+  for (char& c : s)
+    if (c == '\n') c = ' ';
+  return s;
+}
+
+// What the init tells its caller: "ok PID TOOK_NS GENERATION" and "skip ID\tMESSAGE" lines, or
+// "error ERRNO\tMESSAGE".
+std::string report_of(const Result<RestoreResult>& r) {
+  if (!r.ok()) return fmt::format("error {}\t{}\n", r.error().errnum, one_line(r.error().message));
+  std::string out = fmt::format("ok {} {} {}\n", r->pid, r->took.count(), r->generation.id);
+  for (auto& p : r->skipped) out += fmt::format("skip {}\t{}\n", p.id, one_line(p.message));
+  return out;
+}
+
+volatile sig_atomic_t root_pid = 0;
+
+// An init gets only the signals it handles: those a process sends it go on to the root (a
+// terminal's go to the terminal's foreground group, which the root may be in already).
+void pass_on(int sig, siginfo_t* info, void*) {
+  if (info->si_code == SI_USER && root_pid > 0) ::kill(root_pid, sig);
+}
+
+// Reaps every process of the namespace (orphans come here) until none is left; the root's
+// status as a shell reports it.
+int reap_until_empty(pid_t root) {
+  int code = 0;
+  for (;;) {
+    int status = 0;
+    pid_t r = ::waitpid(-1, &status, 0);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return code;  // ECHILD: nobody left
+    if (r == root) code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+}
+
+[[noreturn]] void run_init(const image::Store& store, const RestoreOptions& opts, int report) {
+  Status proc = mount_own_proc();
+  Result<RestoreResult> r =
+      proc.ok() ? restore_process(store, opts)
+                : Result<RestoreResult>(proc.error().wrap("restore in a new PID namespace"));
+  std::string text = report_of(r);
+  (void)write_all(report, std::as_bytes(std::span(text)), "report");
+  if (!r.ok() || opts.dry_run) ::_exit(r.ok() ? 0 : 1);
+  root_pid = r->pid;
+  struct sigaction sa {};
+  sa.sa_sigaction = pass_on;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  for (int sig : {SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2})
+    ::sigaction(sig, &sa, nullptr);
+  // Nothing of the caller's is kept open: a pipe the caller reads to its end must see it.
+  ::close_range(0, ~0U, 0);
+  ::_exit(reap_until_empty(r->pid));
+}
+
+Result<std::string> read_report(int fd) {
+  std::string out;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = ::read(fd, buf, sizeof buf);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return sys_error("read the report of the namespace's init");
+    if (n == 0) return out;
+    out.append(buf, static_cast<size_t>(n));
+  }
+}
+
+Result<RestoreResult> parse_report(const std::string& text, pid_t init) {
+  std::istringstream in(text);
+  std::string line;
+  RestoreResult r;
+  bool ok = false;
+  while (std::getline(in, line)) {
+    if (line.starts_with("error ")) {
+      size_t tab = line.find('\t');
+      int errnum = std::atoi(line.c_str() + 6);
+      return make_error(tab == std::string::npos ? line : line.substr(tab + 1), errnum);
+    }
+    if (line.starts_with("ok ")) {
+      std::istringstream f(line.substr(3));
+      long long took = 0;
+      f >> r.pid >> took >> r.generation.id;
+      r.took = std::chrono::nanoseconds(took);
+      ok = r.pid > 0;
+    } else if (line.starts_with("skip ")) {
+      size_t tab = line.find('\t');
+      if (tab != std::string::npos)
+        r.skipped.push_back({line.substr(5, tab - 5), line.substr(tab + 1)});
+    }
+  }
+  if (!ok)
+    return errorf("restore in a new PID namespace: its init (pid {}) died without a word", init);
+  return r;
+}
+
+// The root is the init's child: the one whose innermost PID is the image's.
+Result<pid_t> outer_pid_of(pid_t init, pid_t inner) {
+  CKPT_TRY_ASSIGN(auto kids, proc::list_children(init));
+  for (pid_t k : kids) {
+    auto st = proc::read_status(k);
+    if (st.ok() && !st->ns_tgid.empty() && st->ns_tgid.back() == inner) return k;
+  }
+  return errorf("restore in a new PID namespace: pid {} there is not found from outside", inner);
+}
+
+}  // namespace
+
+Result<Restored> restore(const image::Store& store, const RestoreOptions& opts) {
+  ScopedFd own(::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC));
+  if (!own) return sys_error("open /proc/thread-self/ns/pid");
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
+  ScopedFd rd(p[0]), wr(p[1]);
+  // Only this thread's next child goes into the new namespace (as its PID 1): the thread's own
+  // namespace for children is set back at once.
+  if (::unshare(CLONE_NEWPID) < 0)
+    return sys_error("unshare(CLONE_NEWPID) for a new PID namespace");
+  pid_t init = ::fork();
+  int fork_errno = errno;
+  if (init == 0) {
+    rd.reset();
+    run_init(store, opts, wr.get());
+  }
+  if (::setns(own.get(), CLONE_NEWPID) < 0)
+    log::warn("restore", "back to our own PID namespace for children: {}", std::strerror(errno));
+  if (init < 0) return sys_error(fork_errno, "fork the init of a new PID namespace");
+  wr.reset();
+  auto text = read_report(rd.get());
+  auto r = text.ok() ? parse_report(*text, init) : Result<RestoreResult>(text.error());
+  if (!r.ok()) {
+    (void)wait_end(init);
+    return r.error();
+  }
+  Restored out{*r, r->pid, init};
+  if (opts.dry_run) {
+    (void)wait_end(init);
+    return out;
+  }
+  CKPT_TRY_ASSIGN(out.result.pid, outer_pid_of(init, out.inner_pid));
+  return out;
+}
+
+}  // namespace ckpt::pid_ns

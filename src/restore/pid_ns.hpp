@@ -1,0 +1,26 @@
+#pragma once
+// `ckpt restore --pid-ns`: the tree comes back inside a new PID namespace, with the PIDs it had
+// there, so that it can be restored while those PIDs are taken on the host (the original still
+// runs, or another copy does). The namespace's init is a process of ckpt, which does the restore
+// from inside (in a mount namespace of its own whose /proc shows the new PID namespace, so that
+// the restore and the restored program see their own PIDs in /proc) and then stays as the
+// namespace's init: it reaps orphans, passes SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGUSR1 and
+// SIGUSR2 sent to it by a process on to the root, and ends once no process is left in the
+// namespace, with the root's exit code.
+#include <sys/types.h>
+
+#include "common/result.hpp"
+#include "image/store.hpp"
+#include "restore/restore.hpp"
+
+namespace ckpt::pid_ns {
+
+struct Restored {
+  RestoreResult result;  // result.pid: the root as the caller sees it (its PID outside)
+  pid_t inner_pid = 0;   // the root's PID inside the namespace: the image's
+  pid_t init = 0;        // the namespace's init, a child of the caller
+};
+
+Result<Restored> restore(const image::Store& store, const RestoreOptions& opts);
+
+}  // namespace ckpt::pid_ns

@@ -1,0 +1,100 @@
+// PID namespaces (issue 11, point 12). `ckpt restore --pid-ns` brings a tree back inside a new
+// PID namespace with the PIDs it had, so copies can run while the original keeps those PIDs on the
+// host: programs/pid_view.c (a process and its child) checks that getpid(), getppid() and
+// /proc/<own PID> are as before. A tree living in a PID namespace of its own cannot be dumped from
+// outside yet: the dump says so and leaves it running.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <regex>
+
+#include "test_process.hpp"
+
+namespace e2e {
+namespace {
+
+struct InNamespace {
+  pid_t inner = 0, outer = 0, init = 0;
+};
+
+// "ckpt: restored as pid X in a new PID namespace (pid Y outside, its init Z)"
+std::optional<InNamespace> parse_restored(const std::string& err) {
+  std::smatch m;
+  static const std::regex line(
+      R"(restored as pid (\d+) in a new PID namespace \(pid (\d+) outside, its init (\d+)\))");
+  if (!std::regex_search(err, m, line)) return std::nullopt;
+  return InNamespace{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3])};
+}
+
+class PidNamespace : public ::testing::Test {
+ protected:
+  void SetUp() override { become_subreaper(); }
+};
+
+TEST_F(PidNamespace, TwoCopiesRunBesideTheOriginalWithItsPids) {
+  TestProcess p({program_path("pid_view")});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump({"--leave-running"}));
+  std::vector<InNamespace> copies;
+  for (int k = 0; k < 2; ++k) {
+    auto r = run_ckpt({"restore", "-D", p.store().string(), "--pid-ns", "--detach"});
+    ASSERT_EQ(r.exit_code(), 0) << r.describe();
+    auto c = parse_restored(r.err);
+    ASSERT_TRUE(c.has_value()) << r.err;
+    EXPECT_EQ(c->inner, p.pid());
+    EXPECT_NE(c->outer, p.pid());
+    EXPECT_EQ(r.out, std::to_string(c->outer) + "\n") << "--detach prints the PID outside";
+    EXPECT_EQ(status_field(c->outer, "NSpid"),
+              std::to_string(c->outer) + "\t" + std::to_string(p.pid()));
+    EXPECT_EQ(status_field(c->outer, "PPid"), std::to_string(c->init));
+    copies.push_back(*c);
+  }
+  ASSERT_TRUE(alive(p.pid())) << "the original runs on";
+  // The first copy checks itself and ends: its init ends with its code.
+  ::kill(copies[0].outer, SIGUSR2);
+  auto st = wait_child(copies[0].init, 15s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(describe_status(*st), "exit 0") << p.output();
+  // A signal sent to the init goes to the root; the init ends when the namespace is empty (the
+  // root's orphaned child, now the init's, is killed here), with the root's code.
+  ASSERT_EQ(::kill(copies[1].init, SIGTERM), 0);
+  for (int i = 0; i < 500 && alive(copies[1].outer); ++i) sleep_for(10ms);
+  EXPECT_FALSE(alive(copies[1].outer)) << "SIGTERM did not reach the root";
+  for (pid_t left : descendants(copies[1].init)) ::kill(left, SIGKILL);
+  st = wait_child(copies[1].init, 15s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(describe_status(*st), "exit 143");
+  EXPECT_TRUE(p.finish());
+}
+
+TEST_F(PidNamespace, ATreeInANamespaceOfItsOwnIsRefusedAndRunsOn) {
+  TempDir dir;
+  int out = open_or_die(dir / "out", O_WRONLY | O_CREAT | O_TRUNC);
+  SpawnSpec spec;
+  spec.argv = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", program_path("pid_view")};
+  spec.fds[1] = spec.fds[2] = out;
+  spec.extra_env = {"E2E_DIR=" + dir.path().string()};
+  pid_t unshare = spawn(spec);
+  ::close(out);
+  ASSERT_TRUE(wait_for_text(dir / "out", "READY", unshare, 10s)) << read_text(dir / "out");
+  pid_t inner_root = 0;
+  for (pid_t k : descendants(unshare))
+    if (status_field(k, "PPid") == std::to_string(unshare)) inner_root = k;
+  ASSERT_GT(inner_root, 0);
+  auto r = run_ckpt({"dump", "-t", std::to_string(inner_root), "-D", (dir / "store").string()});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("lives in a PID namespace of its own (pid 1 there)"), std::string::npos)
+      << r.err;
+  EXPECT_EQ(status_field(inner_root, "TracerPid"), "0");
+  EXPECT_NE(status_field(inner_root, "State").substr(0, 1), "T");
+  ::kill(inner_root, SIGUSR2);
+  auto st = wait_child(unshare, 15s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(describe_status(*st), "exit 0") << read_text(dir / "out");
+  EXPECT_NE(read_text(dir / "out").find("PASS"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace e2e
