@@ -75,16 +75,19 @@ Status pwrite_all(int mem_fd, pid_t pid, uint64_t addr, const uint8_t* p, size_t
   return {};
 }
 
-// Copies one batch through `buf`: read from `from`, write to `to`.
-Status copy_batch(pid_t from, pid_t to, int to_mem, const Batch& b, std::vector<uint8_t>& buf,
-                  bool use_writev) {
+// Copies one batch through `buf`: read from `from`, write to `to`. Read through /proc/PID/mem,
+// not process_vm_readv, whose pinning would give each page read a copy of its own in the
+// snapshot when other snapshots still share it (proc_file.hpp, MemFile).
+Status copy_batch(const proc::MemFile& from, pid_t to, int to_mem, const Batch& b,
+                  std::vector<uint8_t>& buf, bool use_writev) {
+  uint8_t* at = buf.data();
+  for (auto& io : b.remote) {
+    CKPT_TRY(from.read(reinterpret_cast<uint64_t>(io.iov_base), at, io.iov_len));
+    at += io.iov_len;
+  }
   iovec local{buf.data(), b.bytes};
-  ssize_t n = ::process_vm_readv(from, &local, 1, b.remote.data(), b.remote.size(), 0);
-  if (n != static_cast<ssize_t>(b.bytes))
-    return sys_error(n < 0 ? errno : EFAULT,
-                     fmt::format("process_vm_readv pid {} ({} bytes)", from, b.bytes));
   if (use_writev) {
-    n = ::process_vm_writev(to, &local, 1, b.remote.data(), b.remote.size(), 0);
+    ssize_t n = ::process_vm_writev(to, &local, 1, b.remote.data(), b.remote.size(), 0);
     if (n == static_cast<ssize_t>(b.bytes)) return {};
     log::debug("rollback", "process_vm_writev pid {}: {}; using /proc/{}/mem", to, n, to);
   }
@@ -297,11 +300,12 @@ Result<uint64_t> copy_pages(pid_t from, pid_t to, int to_mem, const RangeSet& ra
                             const RangeSet& writable, std::vector<uint8_t>& buf) {
   uint64_t copied = 0;
   if (buf.size() < kCopyBuffer) buf.resize(kCopyBuffer);
+  CKPT_TRY_ASSIGN(proc::MemFile source, proc::MemFile::open(from));
   for (int pass = 0; pass < 2; ++pass) {
     RangeSet part =
         pass == 0 ? range_intersect(ranges, writable) : range_subtract(ranges, writable);
     for (auto& b : make_batches(part)) {
-      CKPT_TRY(copy_batch(from, to, to_mem, b, buf, pass == 0));
+      CKPT_TRY(copy_batch(source, to, to_mem, b, buf, pass == 0));
       copied += b.bytes;
     }
   }

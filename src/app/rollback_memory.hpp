@@ -94,10 +94,10 @@ uint64_t register_for_tracking(int uffd, const RangeSet& ranges,
 // The file-backed part of `ranges` (by `maps`).
 RangeSet file_backed(const RangeSet& ranges, const std::vector<proc::MapEntry>& maps);
 
-// Copies `ranges` from process `from` to process `to` through `buf` (kept by the caller so that
-// its pages are not faulted in again each time). Pages inside `writable` go through
-// process_vm_writev; the others through /proc/TO/mem (`to_mem`), which may write read-only
-// private pages. Returns the number of bytes copied.
+// Copies `ranges` from process `from` (read through /proc/FROM/mem) to process `to` through `buf`
+// (kept by the caller so that its pages are not faulted in again each time). Pages inside
+// `writable` go through process_vm_writev; the others through /proc/TO/mem (`to_mem`), which may
+// write read-only private pages. Returns the number of bytes copied.
 Result<uint64_t> copy_pages(pid_t from, pid_t to, int to_mem, const RangeSet& ranges,
                             const RangeSet& writable, std::vector<uint8_t>& buf);
 
