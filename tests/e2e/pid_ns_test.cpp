@@ -10,6 +10,8 @@
 
 #include <regex>
 
+#include <nlohmann/json.hpp>
+
 #include "test_process.hpp"
 
 namespace e2e {
@@ -66,6 +68,29 @@ TEST_F(PidNamespace, TwoCopiesRunBesideTheOriginalWithItsPids) {
   st = wait_child(copies[1].init, 15s);
   ASSERT_TRUE(st.has_value());
   EXPECT_EQ(describe_status(*st), "exit 143");
+  EXPECT_TRUE(p.finish());
+}
+
+TEST_F(PidNamespace, JsonNamesBothPidsAndKillingTheInitEndsTheCopy) {
+  TestProcess p({program_path("pid_view")});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump({"--leave-running"}));
+  auto r = run_ckpt({"restore", "-D", p.store().string(), "--pid-ns", "--detach", "--json"});
+  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  ASSERT_TRUE(j.contains("pid_namespace")) << r.out;
+  pid_t outer = j["pid"].get<pid_t>(), init = j["pid_namespace"]["init"].get<pid_t>();
+  EXPECT_EQ(j["pid_namespace"]["pid"].get<pid_t>(), p.pid());
+  EXPECT_EQ(status_field(outer, "NSpid"), std::to_string(outer) + "\t" + std::to_string(p.pid()));
+  std::vector<pid_t> inside = descendants(init);
+  ASSERT_EQ(inside.size(), 2u) << "the root and its child";
+  ASSERT_EQ(::kill(init, SIGKILL), 0);
+  auto st = wait_child(init, 15s);
+  ASSERT_TRUE(st.has_value());
+  for (int i = 0; i < 500 && (alive(inside[0]) || alive(inside[1])); ++i) sleep_for(10ms);
+  EXPECT_FALSE(alive(inside[0]) || alive(inside[1])) << "the namespace died with its init";
+  EXPECT_TRUE(alive(p.pid())) << "the original runs on";
   EXPECT_TRUE(p.finish());
 }
 
