@@ -91,6 +91,10 @@ bool pid_free(pid_t pid) {
 // for an orphan takes PID 1 up to 2 s on some machines: worth a short, bounded wait.
 Status wait_for_zombie(pid_t pid) {
   auto st = proc::read_stat(pid);
+  if (pid == 1)
+    return make_error(
+        "restore: the image's root was PID 1, the init of its PID namespace, which ckpt cannot "
+        "restore yet");
   if (!st.ok() || st->state != 'Z')
     return errorf("restore: pid {} is in use by another process", pid);
   log::warn("restore",

@@ -94,6 +94,39 @@ TEST_F(PidNamespace, JsonNamesBothPidsAndKillingTheInitEndsTheCopy) {
   EXPECT_TRUE(p.finish());
 }
 
+// Dumped from inside its namespace (as the refusal above says), the tree has its own PIDs; its
+// root is that namespace's init, which a restore cannot make yet: it says so.
+TEST_F(PidNamespace, FromInsideTheDumpWorksAndTheRestoreNamesWhatItCannotDo) {
+  TempDir dir;
+  int out = open_or_die(dir / "out", O_WRONLY | O_CREAT | O_TRUNC);
+  SpawnSpec spec;
+  spec.argv = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", program_path("pid_view")};
+  spec.fds[1] = spec.fds[2] = out;
+  spec.extra_env = {"E2E_DIR=" + dir.path().string()};
+  pid_t unshare = spawn(spec);
+  ::close(out);
+  ASSERT_TRUE(wait_for_text(dir / "out", "READY", unshare, 10s)) << read_text(dir / "out");
+  pid_t init = 0;
+  for (pid_t k : descendants(unshare))
+    if (status_field(k, "PPid") == std::to_string(unshare)) init = k;
+  ASSERT_GT(init, 0);
+  auto store = (dir / "store").string();
+  auto dumped =
+      run_command({"/usr/bin/nsenter", "--pid", "--mount", "--target", std::to_string(init),
+                   ckpt_path(), "dump", "-t", "1", "-D", store, "--leave-running"},
+                  20s);
+  ASSERT_EQ(dumped.exit_code(), 0) << dumped.describe();
+  auto r = run_ckpt({"restore", "-D", store, "--pid-ns", "--detach"});
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("the image's root was PID 1, the init of its PID namespace"),
+            std::string::npos)
+      << r.err;
+  ::kill(init, SIGUSR2);
+  auto st = wait_child(unshare, 15s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(describe_status(*st), "exit 0") << read_text(dir / "out");
+}
+
 TEST_F(PidNamespace, ATreeInANamespaceOfItsOwnIsRefusedAndRunsOn) {
   TempDir dir;
   int out = open_or_die(dir / "out", O_WRONLY | O_CREAT | O_TRUNC);
