@@ -30,6 +30,22 @@ std::optional<InNamespace> parse_restored(const std::string& err) {
   return InNamespace{std::stoi(m[1]), std::stoi(m[2]), std::stoi(m[3])};
 }
 
+// pid_view as the init of a PID namespace of its own (`unshare --pid --fork --mount-proc`, our
+// child), its output in `dir`/out; `init` is its PID here.
+void start_in_own_namespace(const TempDir& dir, pid_t& unshare, pid_t& init) {
+  int out = open_or_die(dir / "out", O_WRONLY | O_CREAT | O_TRUNC);
+  SpawnSpec spec;
+  spec.argv = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", program_path("pid_view")};
+  spec.fds[1] = spec.fds[2] = out;
+  spec.extra_env = {"E2E_DIR=" + dir.path().string()};
+  unshare = spawn(spec);
+  ::close(out);
+  ASSERT_TRUE(wait_for_text(dir / "out", "READY", unshare, 10s)) << read_text(dir / "out");
+  for (pid_t k : descendants(unshare))
+    if (status_field(k, "PPid") == std::to_string(unshare)) init = k;
+  ASSERT_GT(init, 0);
+}
+
 class PidNamespace : public ::testing::Test {
  protected:
   void SetUp() override { become_subreaper(); }
@@ -98,18 +114,8 @@ TEST_F(PidNamespace, JsonNamesBothPidsAndKillingTheInitEndsTheCopy) {
 // root is that namespace's init, which a restore cannot make yet: it says so.
 TEST_F(PidNamespace, FromInsideTheDumpWorksAndTheRestoreNamesWhatItCannotDo) {
   TempDir dir;
-  int out = open_or_die(dir / "out", O_WRONLY | O_CREAT | O_TRUNC);
-  SpawnSpec spec;
-  spec.argv = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", program_path("pid_view")};
-  spec.fds[1] = spec.fds[2] = out;
-  spec.extra_env = {"E2E_DIR=" + dir.path().string()};
-  pid_t unshare = spawn(spec);
-  ::close(out);
-  ASSERT_TRUE(wait_for_text(dir / "out", "READY", unshare, 10s)) << read_text(dir / "out");
-  pid_t init = 0;
-  for (pid_t k : descendants(unshare))
-    if (status_field(k, "PPid") == std::to_string(unshare)) init = k;
-  ASSERT_GT(init, 0);
+  pid_t unshare = 0, init = 0;
+  ASSERT_NO_FATAL_FAILURE(start_in_own_namespace(dir, unshare, init));
   auto store = (dir / "store").string();
   auto dumped =
       run_command({"/usr/bin/nsenter", "--pid", "--mount", "--target", std::to_string(init),
@@ -129,18 +135,8 @@ TEST_F(PidNamespace, FromInsideTheDumpWorksAndTheRestoreNamesWhatItCannotDo) {
 
 TEST_F(PidNamespace, ATreeInANamespaceOfItsOwnIsRefusedAndRunsOn) {
   TempDir dir;
-  int out = open_or_die(dir / "out", O_WRONLY | O_CREAT | O_TRUNC);
-  SpawnSpec spec;
-  spec.argv = {"/usr/bin/unshare", "--pid", "--fork", "--mount-proc", program_path("pid_view")};
-  spec.fds[1] = spec.fds[2] = out;
-  spec.extra_env = {"E2E_DIR=" + dir.path().string()};
-  pid_t unshare = spawn(spec);
-  ::close(out);
-  ASSERT_TRUE(wait_for_text(dir / "out", "READY", unshare, 10s)) << read_text(dir / "out");
-  pid_t inner_root = 0;
-  for (pid_t k : descendants(unshare))
-    if (status_field(k, "PPid") == std::to_string(unshare)) inner_root = k;
-  ASSERT_GT(inner_root, 0);
+  pid_t unshare = 0, inner_root = 0;
+  ASSERT_NO_FATAL_FAILURE(start_in_own_namespace(dir, unshare, inner_root));
   auto r = run_ckpt({"dump", "-t", std::to_string(inner_root), "-D", (dir / "store").string()});
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find("lives in a PID namespace of its own (pid 1 there)"), std::string::npos)
