@@ -150,17 +150,20 @@ bool split_key_value(std::string_view line, std::string_view& key, std::string_v
 }
 
 Status mem_file_io(pid_t tid, uint64_t addr, void* buf, size_t len, bool write) {
-  std::string path = fmt::format("/proc/{}/mem", tid);
-  int fd = ::open(path.c_str(), (write ? O_WRONLY : O_RDONLY) | O_CLOEXEC);
-  if (fd < 0) return sys_error(fmt::format("open {}", path));
-  ScopedFd owner(fd);
-  auto* p = static_cast<char*>(buf);
+  if (!write) {
+    CKPT_TRY_ASSIGN(MemFile mem, MemFile::open(tid));
+    return mem.read(addr, buf, len);
+  }
+  std::string path = proc_path(tid, "mem");
+  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return proc_error(tid, "mem", "open", errno);
+  auto* p = static_cast<const char*>(buf);
   while (len > 0) {
-    ssize_t n = write ? ::pwrite(fd, p, len, static_cast<off_t>(addr))
-                      : ::pread(fd, p, len, static_cast<off_t>(addr));
+    ssize_t n = ::pwrite(fd.get(), p, len, static_cast<off_t>(addr));
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0)
       return sys_error(n == 0 ? EIO : errno,
-                       fmt::format("{} {:#x} in tid {}", write ? "write" : "read", addr, tid));
+                       fmt::format("write {:#x} of {} in {}", addr, len, path));
     p += n;
     addr += static_cast<uint64_t>(n);
     len -= static_cast<size_t>(n);

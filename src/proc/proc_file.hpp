@@ -24,7 +24,6 @@ Result<std::string> read_proc_file(pid_t pid, std::string_view rel);
 // Reads any file whose size stat() does not know (/proc/locks); sets *err to the errno.
 Result<std::string> read_text_file(const std::string& path, int* err);
 Result<std::string> read_proc_link(pid_t pid, std::string_view rel);
-// Numeric entries of a /proc directory (/proc/PID/task, /proc/PID/fd), sorted ascending.
 // Reads or writes `len` bytes at `addr` of thread or process `tid` through /proc/TID/mem, which
 // reaches pages process_vm_* cannot (no read or write permission for the thread).
 Status mem_file_io(pid_t tid, uint64_t addr, void* buf, size_t len, bool write);
@@ -46,6 +45,7 @@ class MemFile {
   pid_t pid_;
   ScopedFd fd_;
 };
+// Numeric entries of a /proc directory (/proc/PID/task, /proc/PID/fd), sorted ascending.
 Result<std::vector<int>> list_numeric_dir(pid_t pid, std::string_view rel);
 
 // The error for `op` ("read", "open"...) on /proc/PID/rel that failed with `err`.

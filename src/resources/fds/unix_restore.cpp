@@ -22,7 +22,6 @@
 #include <unistd.h>
 
 #include <signal.h>
-#include <sys/wait.h>
 
 #include <cstring>
 #include <map>
