@@ -393,6 +393,28 @@ TEST_F(DebianTest, ParallelMakeFinishesWithItsJobserverIntact) {
   EXPECT_GE(most, 2) << "the jobs did not run in parallel";
 }
 
+// `tail -F` follows a log with inotify watches on the file and on its directory (issue 11): after
+// restore an appended line must show at once (tail does not poll while it has inotify), and a
+// rotation (the log renamed, a new one created) must be noticed through the directory's watch.
+TEST_F(DebianTest, TailFollowsALogThroughRestoreAndRotation) {
+  fs::path log = dir_ / "app.log", out_path = dir_ / "stdout";
+  std::ofstream(log) << "one\n";
+  int out = open_or_die(out_path, O_WRONLY | O_CREAT | O_TRUNC);
+  start({"/usr/bin/tail", "-n", "+1", "-F", log.string()}, devnull_, out);
+  ::close(out);
+  ASSERT_TRUE(wait_for_text(out_path, "one\n", pid_, 5s)) << read_text(out_path);
+  sleep_for(100ms);  // into its wait on the inotify instance
+  ASSERT_TRUE(dump(false));
+  ASSERT_TRUE(restore_detached());
+  std::ofstream(log, std::ios::app) << "two\n";
+  EXPECT_TRUE(wait_for_text(out_path, "one\ntwo\n", pid_, 5s)) << read_text(out_path);
+  fs::rename(log, dir_ / "app.log.1");
+  std::ofstream(log) << "three\n";
+  EXPECT_TRUE(wait_for_text(out_path, "three\n", pid_, 5s)) << read_text(out_path);
+  EXPECT_NE(read_text(dir_ / "stderr").find("following new file"), std::string::npos)
+      << read_text(dir_ / "stderr");
+}
+
 TEST_F(DebianTest, SleepStillSleepsAfterRestore) {
   int out = open_or_die(dir_ / "stdout", O_WRONLY | O_CREAT | O_TRUNC);
   start({"/usr/bin/sleep", "1000"}, devnull_, out);

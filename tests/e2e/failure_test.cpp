@@ -77,6 +77,67 @@ TEST_F(FailureTest, DumpWithANamespaceFdFailsNamingIt) {
   EXPECT_TRUE(left_running_untraced(p.pid()));
 }
 
+// inotify: what cannot be made again is refused, naming the instance. The python below gets
+// inotify from libc (no module in the standard library).
+std::string inotify_program(const std::string& body) {
+  return "import ctypes, os, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+         "d = os.environ['E2E_DIR'] + '/w'\nos.mkdir(d)\nfd = libc.inotify_init1(0)\n" +
+         body + "print('READY', flush=True)\ntime.sleep(1000)\n";
+}
+
+// Events the program has not read cannot be queued again.
+TEST_F(FailureTest, DumpWithUnreadInotifyEventsFailsAndLeavesProcessRunning) {
+  TestProcess p({"/usr/bin/python3", "-c",
+                 inotify_program("assert libc.inotify_add_watch(fd, d.encode(), 0x100) == 1\n"
+                                 "open(d + '/x', 'w').close()\n")});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("inotify fd 3 has 32 bytes of events the process has not read"),
+            std::string::npos)
+      << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
+}
+
+// A watch on a file deleted while open: no path leads to that inode any more.
+TEST_F(FailureTest, DumpWithAnInotifyWatchOnADeletedFileFailsNamingIt) {
+  TestProcess p({"/usr/bin/python3", "-c",
+                 inotify_program("f = d + '/gone'\nh = open(f, 'w')\n"
+                                 "assert libc.inotify_add_watch(fd, f.encode(), 2) == 1\n"
+                                 "os.unlink(f)\n")});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("inotify fd 3 watch 1 is on inode"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("no path any more"), std::string::npos) << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
+}
+
+// A watched file replaced between dump and restore: the watch would be on another inode than
+// the one the program chose; refused unless the user accepts changed files.
+TEST_F(FailureTest, RestoreOfAnInotifyWatchOnAReplacedFileFailsNamingIt) {
+  TestProcess p({"/usr/bin/python3", "-c",
+                 inotify_program("f = d + '/file'\nopen(f, 'w').close()\n"
+                                 "assert libc.inotify_add_watch(fd, f.encode(), 2) == 1\n")});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump());
+  auto dir = p.dir() / "w";
+  std::ofstream(dir / "new").put('x');
+  std::filesystem::rename(dir / "new", dir / "file");
+  auto r = run_ckpt({"restore", "-D", p.store().string(), "--detach"});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("inotify watch 1: " + (dir / "file").string() + " is another file"),
+            std::string::npos)
+      << r.err;
+  EXPECT_FALSE(alive(p.pid()));
+  EXPECT_TRUE(p.restore({"--accept-changed-files"}));
+}
+
 TEST_F(FailureTest, DumpWithAmbiguousThreadCpuTimerFailsAndLeavesProcessRunning) {
   TestProcess p({program_path("thread_cpu_timer")});
   ASSERT_TRUE(p.wait_ready());

@@ -49,8 +49,9 @@ TEST_F(TreeTest, ZombieChildComesBackToBeWaitedFor) {
   EXPECT_TRUE(p.finish());
 }
 
-// One event-like file description (eventfd, timerfd, signalfd, epoll) in two processes comes
-// back as one description in both (the program checks a flag set by one is seen by the other).
+// One event-like file description (eventfd, timerfd, signalfd, epoll, inotify, fanotify) in two
+// processes comes back as one description in both (the program checks a flag set by one is seen
+// by the other).
 class SharedEventFd : public TreeTest, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(SharedEventFd, StaysOneOpenFileInBothProcesses) {
@@ -65,7 +66,8 @@ TEST_P(SharedEventFd, StaysOneOpenFileInBothProcesses) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Kinds, SharedEventFd,
-                         ::testing::Values("eventfd", "timerfd", "signalfd", "epoll"),
+                         ::testing::Values("eventfd", "timerfd", "signalfd", "epoll", "inotify",
+                                           "fanotify"),
                          [](const auto& info) { return info.param; });
 
 // The original tree counts on untraced after a --leave-running dump; killed, it comes back from

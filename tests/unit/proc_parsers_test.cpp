@@ -8,12 +8,42 @@
 #include "proc/fdinfo.hpp"
 #include "proc/maps.hpp"
 #include "proc/misc.hpp"
+#include "proc/mountinfo.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 
 namespace ckpt::proc {
 namespace {
+
+TEST(ProcMountinfo, ParsesMountsWithEscapedPointsAndOptionalFields) {
+  auto m = parse_mountinfo(
+      "26 1 254:0 / / rw,relatime - ext4 /dev/vda rw\n"
+      "36 26 0:22 /sub /mnt/my\\040disk rw,noatime shared:1 master:2 - tmpfs tmpfs rw\n");
+  ASSERT_TRUE(m) << m.error().message;
+  ASSERT_EQ(m->size(), 2u);
+  EXPECT_EQ((*m)[0].id, 26);
+  EXPECT_EQ((*m)[0].major, 254u);
+  EXPECT_EQ((*m)[0].minor, 0u);
+  EXPECT_EQ((*m)[0].mount_point, "/");
+  EXPECT_EQ((*m)[1].root, "/sub");
+  EXPECT_EQ((*m)[1].mount_point, "/mnt/my disk");
+  EXPECT_EQ((*m)[1].minor, 22u);
+}
+
+TEST(ProcMountinfo, RejectsAMalformedLineNamingIt) {
+  auto m = parse_mountinfo("26 1 254:0 / / rw - ext4 /dev/vda rw\n27 1 nodev\n");
+  ASSERT_FALSE(m);
+  EXPECT_NE(m.error().message.find("line 2"), std::string::npos) << m.error().message;
+}
+
+TEST(ProcMountinfo, SplitsTheKernelsDeviceNumbers) {
+  // fdinfo's sdev: 12 bits of major above 20 of minor (fe00000 is 254:0).
+  EXPECT_EQ(kernel_dev_major(0xfe00000), 254u);
+  EXPECT_EQ(kernel_dev_minor(0xfe00000), 0u);
+  EXPECT_EQ(kernel_dev_major(0x1a), 0u);
+  EXPECT_EQ(kernel_dev_minor(0x1a), 26u);
+}
 
 TEST(ProcMaps, ParsesFileMappingWithSpacesAndDeletedSuffix) {
   auto e = parse_maps_line(

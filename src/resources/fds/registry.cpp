@@ -13,6 +13,8 @@ const FdKind& eventfd_kind();
 const FdKind& signalfd_kind();
 const FdKind& timerfd_kind();
 const FdKind& epoll_kind();
+const FdKind& inotify_kind();
+const FdKind& fanotify_kind();
 const FdKind& tcp_listen_kind();
 const FdKind& tcp_stream_kind();
 const FdKind& udp_kind();
@@ -34,6 +36,8 @@ const std::vector<const FdKind*>& all_kinds() {
       &signalfd_kind(),      //
       &timerfd_kind(),       //
       &epoll_kind(),         //
+      &inotify_kind(),       // watches found again by path
+      &fanotify_kind(),      //
       &tcp_listen_kind(),    // listening TCP sockets
       &tcp_stream_kind(),    // established TCP connections (repair mode)
       &udp_kind(),           //

@@ -1,14 +1,17 @@
-// A parent and child sharing something (argv[1]): "eventfd", "timerfd", "signalfd" or "epoll"
-// one such file description, "shm" an anonymous MAP_SHARED page, "memfd" a memfd page mapped
-// shared, "zombie" a child that exited and is not reaped yet. After READY and SIGUSR2 (once
-// restored) the parent checks the thing is still shared between the two processes (a status
-// flag the parent sets on the fd is seen by the child; the zombie has its exit status) and
-// prints PASS.
+// A parent and child sharing something (argv[1]): "eventfd", "timerfd", "signalfd", "epoll",
+// "inotify" or "fanotify" one such file description (the last two watching a directory of their
+// own), "shm" an anonymous MAP_SHARED page, "memfd" a memfd page mapped shared, "zombie" a child
+// that exited and is not reaped yet. After READY and SIGUSR2 (once restored) the parent checks the
+// thing is still shared between the two processes (a status flag the parent sets on the fd is seen
+// by the child; the zombie has its exit status) and prints PASS.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/fanotify.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
 #include <sys/timerfd.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include <fcntl.h>
@@ -36,6 +39,21 @@ static int shared_fd(const char* mode) {
   if (strcmp(mode, "eventfd") == 0) return eventfd(0, 0);
   if (strcmp(mode, "timerfd") == 0) return timerfd_create(CLOCK_MONOTONIC, 0);
   if (strcmp(mode, "epoll") == 0) return epoll_create1(0);
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s/watched", getenv("E2E_DIR"));
+  if ((strcmp(mode, "inotify") == 0 || strcmp(mode, "fanotify") == 0) && mkdir(dir, 0755) < 0)
+    return -1;
+  if (strcmp(mode, "inotify") == 0) {
+    int fd = inotify_init1(0);
+    return fd >= 0 && inotify_add_watch(fd, dir, IN_CREATE) >= 0 ? fd : -1;
+  }
+  if (strcmp(mode, "fanotify") == 0) {
+    int fd = fanotify_init(FAN_CLASS_NOTIF, O_RDONLY);
+    return fd >= 0 && fanotify_mark(fd, FAN_MARK_ADD, FAN_CLOSE_WRITE | FAN_EVENT_ON_CHILD,
+                                    AT_FDCWD, dir) == 0
+               ? fd
+               : -1;
+  }
   if (strcmp(mode, "signalfd") == 0) {
     sigset_t set;
     sigemptyset(&set);
