@@ -1,10 +1,11 @@
 #pragma once
-// Where the milliseconds of a dump's frozen window go: each step's time since the previous mark,
-// logged at debug level ("dump" module), so that `--log dump=debug` gives the breakdown without
-// a profiler and without cost when the level is off.
+// Where the milliseconds of a dump's frozen window or of a restore go: each step's time since the
+// previous mark, logged at debug level in the caller's module, so that `--log dump=debug` (or
+// restore=debug) gives the breakdown without a profiler and without cost when the level is off.
 #include <sys/types.h>
 
 #include <chrono>
+#include <string>
 #include <string_view>
 
 #include "common/log.hpp"
@@ -14,18 +15,22 @@ namespace ckpt {
 class PhaseClock {
  public:
   using Clock = std::chrono::steady_clock;
-  explicit PhaseClock(pid_t pid) : pid_(pid), last_(Clock::now()) {}
+  // A dump's frozen window of `pid`.
+  explicit PhaseClock(pid_t pid) : PhaseClock("dump", fmt::format("pid {}: frozen", pid)) {}
+  PhaseClock(std::string_view module, std::string what)
+      : module_(module), what_(std::move(what)), last_(Clock::now()) {}
 
   void mark(std::string_view phase) {
-    if (!log::enabled("dump", log::Level::debug)) return;
+    if (!log::enabled(module_, log::Level::debug)) return;
     auto now = Clock::now();
-    log::debug("dump", "pid {}: frozen: {} in {:.2f} ms", pid_, phase,
+    log::debug(module_, "{}: {} in {:.2f} ms", what_, phase,
                std::chrono::duration<double, std::milli>(now - last_).count());
     last_ = now;
   }
 
  private:
-  pid_t pid_;
+  std::string_view module_;
+  std::string what_;
   Clock::time_point last_;
 };
 

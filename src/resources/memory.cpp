@@ -389,14 +389,21 @@ const cow_shared::Area* kept_area(const RestoreContext& ctx, const schema::Vma& 
   return ctx.base ? ctx.base->find(v) : nullptr;
 }
 
-// What of [start, end) is not inside a mapping the process keeps from the base.
-std::vector<Range> outside_kept(const RestoreContext& ctx, uint64_t start, uint64_t end) {
+// The mappings the process keeps from the base, sorted. Looked up once per process: each lookup
+// compares the mapping with every area of the base.
+std::vector<Range> kept_ranges(const RestoreContext& ctx) {
   std::vector<Range> kept;
   for (auto& v : ctx.rec->memory.vmas)
-    if (kept_area(ctx, v) && v.start < end && v.end > start) kept.emplace_back(v.start, v.end);
+    if (kept_area(ctx, v)) kept.emplace_back(v.start, v.end);
   std::sort(kept.begin(), kept.end());
+  return kept;
+}
+
+// What of [start, end) is not inside one of the sorted `kept` ranges.
+std::vector<Range> outside_kept(const std::vector<Range>& kept, uint64_t start, uint64_t end) {
   std::vector<Range> out;
   for (auto [s, e] : kept) {
+    if (e <= start || s >= end) continue;
     if (s > start) out.emplace_back(start, s);
     start = std::max(start, e);
   }
@@ -415,15 +422,14 @@ bool meets_any(const std::vector<Range>& keep, uint64_t start, uint64_t end) {
 // the base. Neighbouring stretches go in one munmap (holes between them are no matter to it):
 // each injected call costs two ptrace stops, and a puppet has the restorer's fifty-odd mappings.
 Status unmap_puppet(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
-  std::vector<Range> keep, drop;
-  for (auto& v : ctx.rec->memory.vmas)
-    if (kept_area(ctx, v)) keep.emplace_back(v.start, v.end);
+  const std::vector<Range> kept = kept_ranges(ctx);
+  std::vector<Range> keep = kept, drop;
   for (auto& m : own) {
     if (m.start == ctx.trampoline || is_vdso_kind(m.kind) || m.kind == proc::MapKind::vsyscall) {
       keep.emplace_back(m.start, m.end);
       continue;
     }
-    for (auto r : outside_kept(ctx, m.start, m.end)) drop.push_back(r);
+    for (auto r : outside_kept(kept, m.start, m.end)) drop.push_back(r);
   }
   std::sort(keep.begin(), keep.end());
   std::sort(drop.begin(), drop.end());
@@ -592,11 +598,7 @@ Status advise_early(RestoreContext& ctx, const schema::Vma& v) {
 
 Status map_one(RestoreContext& ctx, const schema::Vma& v) {
   if (v.sysv_shm) return sysv_ipc::attach(ctx, v);
-  if (kept_area(ctx, v)) {
-    CKPT_TRY(ctx.main_remote->call("mprotect", SYS_mprotect,
-                                   {v.start, v.end - v.start, uint64_t(initial_prot(v))}));
-    return advise_early(ctx, v);
-  }
+  if (kept_area(ctx, v)) return advise_early(ctx, v);  // protected by the puppet itself
   bool from_file = (v.kind == "file" && (!v.deleted || v.deleted_file)) || v.shm;
   uint64_t flags = MAP_FIXED | (v.shared ? MAP_SHARED : MAP_PRIVATE);
   if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;
@@ -732,8 +734,10 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   }
   CKPT_TRY(page_chain::check_index(ctx));
   CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, ctx.section(kPagesSection)));
-  // Not zero-filled: a small process touches only a few pages of it.
-  std::unique_ptr<std::byte[]> storage(new std::byte[kFillBuffer]);
+  // One buffer for every process of the restore: a new one would be faulted in again for each
+  // (first touch runs at a few hundred MB/s here). Not zero-filled: a small process touches only
+  // a few pages of it.
+  thread_local const std::unique_ptr<std::byte[]> storage(new std::byte[kFillBuffer]);
   std::span<std::byte> buf(storage.get(), kFillBuffer);
   for (auto& v : vmas) {
     CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
@@ -793,6 +797,17 @@ bool is_mapped(const schema::Vma& v) {
 }
 
 }  // namespace
+
+Status protect_kept_in_puppet(const schema::ProcessRecord& rec, const cow_shared::Base& base) {
+  for (auto& v : rec.memory.vmas) {
+    // The base maps its areas read-write (cow_shared::premap).
+    if (!is_mapped(v) || v.sysv_shm || !base.find(v) || initial_prot(v) == (PROT_READ | PROT_WRITE))
+      continue;
+    if (::mprotect(reinterpret_cast<void*>(v.start), v.end - v.start, initial_prot(v)) < 0)
+      return sys_error(fmt::format("mprotect {:#x}-{:#x} kept from the root", v.start, v.end));
+  }
+  return {};
+}
 
 Status restore(RestoreContext& ctx) {
   CKPT_TRY_ASSIGN(auto own, proc::read_maps(ctx.pid));

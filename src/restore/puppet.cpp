@@ -43,6 +43,7 @@ Status setup_inside(const PuppetPlan& plan, size_t index, HandedFds& handed) {
   CKPT_TRY(files::restore_in_puppet(*plan.image, index, handed));
   CKPT_TRY(process::restore_in_puppet(*spec.rec, handed));
   CKPT_TRY(sysv_ipc::restore_in_puppet(*plan.image, spec.pid));
+  if (plan.base) CKPT_TRY(memory::protect_kept_in_puppet(*spec.rec, *plan.base));
   void* page =
       ::mmap(reinterpret_cast<void*>(spec.trampoline), kPage, PROT_READ | PROT_WRITE | PROT_EXEC,
              MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED_NOREPLACE, -1, 0);

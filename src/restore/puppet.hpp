@@ -31,6 +31,8 @@ struct PuppetPlan {
   bool shell_job = false;
   bool vdso_proxy = false;  // see vdso.hpp
   HandedFds handed;         // open in the restorer; every puppet gets them all
+  // The root's memory that the puppets start with (cow_shared::premap), when there is any.
+  const cow_shared::Base* base = nullptr;
 };
 
 // Owns the puppets: kills and reaps them unless released (when they have become the restored

@@ -19,6 +19,7 @@
 #include "common/checksum.hpp"
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "common/phase_clock.hpp"
 #include "common/units.hpp"
 #include "image/chain.hpp"
 #include "proc/maps.hpp"
@@ -246,11 +247,15 @@ Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds&
     if (handed.keys[i] == exe_key(*ctx.rec)) exe_fd = kept[i];
     ctx.mapping_fds[handed.keys[i]] = kept[i];
   }
+  PhaseClock clock("restore", fmt::format("pid {}", ctx.pid));
   CKPT_TRY(threads::drop_puppet_rseq(ctx));
   CKPT_TRY(settings::restore_early(ctx));
+  clock.mark("early settings");
   CKPT_TRY(memory::restore(ctx));
+  clock.mark("memory");
   CKPT_TRY(process::restore_mm(ctx, exe_fd));
   CKPT_TRY(threads::restore(ctx));
+  clock.mark("mm and threads");
   CKPT_TRY(settings::restore_no_new_privs(ctx));
   CKPT_TRY(signals::restore(ctx));
   // The handed fds are one block above every fd of the image (files::restore_in_puppet).
@@ -267,6 +272,7 @@ Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds&
   CKPT_TRY(timers::restore(ctx));
   CKPT_TRY(settings::restore_scheduling(ctx));
   CKPT_TRY(threads::set_final_state(ctx));
+  clock.mark("fds, locks, credentials, timers");
   // The restorer page goes last; the main thread stops at the exit of this munmap and leaves
   // with its own registers, never returning into the unmapped page.
   CKPT_TRY(ctx.main_remote->call("munmap", SYS_munmap, {ctx.trampoline, kPage}));
@@ -362,16 +368,24 @@ Result<RestoreResult> restore_generation(const image::Store& store,
                                          const image::GenerationInfo& gen,
                                          const RestoreOptions& opts) {
   auto started = Clock::now();
+  PhaseClock clock("restore", fmt::format("generation {}", gen.id));
   CKPT_TRY_ASSIGN(schema::ImageRoot image, load_image(store, gen));
+  clock.mark("image read");
   CKPT_TRY(check_before_restore(image, opts));
   CKPT_TRY_ASSIGN(bool vdso_proxy, needs_vdso_proxy(image, opts));
   if (opts.dry_run) return dry_run(image, gen, started);
+  clock.mark("checks");
   CKPT_TRY_ASSIGN(Handed handed, open_handed_fds(store, gen, image, opts));
+  clock.mark("open files made");
   CKPT_TRY_ASSIGN(sysv_ipc::Recreated ipc, sysv_ipc::recreate(image));
   CKPT_TRY_ASSIGN(PuppetPlan plan, make_plan(image, handed, opts, vdso_proxy));
+  clock.mark("planned");
   // Before the puppets: each is a fork that starts with it.
   CKPT_TRY_ASSIGN(cow_shared::Base base, cow_shared::premap(store, gen, image));
+  clock.mark("root's shared memory mapped");
+  plan.base = &base;
   CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
+  clock.mark("puppets made");
   CKPT_TRY(files::set_owners(image, handed.fds));
   CKPT_TRY(locks::take_open_file_locks(image, handed.fds));
   ByteProgress progress(opts.progress);
@@ -382,9 +396,11 @@ Result<RestoreResult> restore_generation(const image::Store& store,
     CKPT_TRY_ASSIGN(auto b, build_process(store, gen, plan, puppets, i, progress, base));
     built.push_back(std::move(b));
   }
+  clock.mark("processes built");
   CKPT_TRY(ipc.finish());
   for (size_t i = built.size(); i-- > 0;) CKPT_TRY(built[i]->finish());
   puppets.release();
+  clock.mark("let go");
   RestoreResult result;
   result.pid = plan.processes[0].pid;
   result.generation = gen;
