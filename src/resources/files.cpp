@@ -1,6 +1,8 @@
 #include "resources/files.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,6 +45,52 @@ Result<std::optional<schema::FileOwner>> read_owner(fds::FdProbe& p) {
   return Owner(schema::FileOwner{owner.type, owner.pid, std::max(sig, 0)});
 }
 
+// Options every kind of socket has, so kept here rather than by each kind: SO_RCVTIMEO and
+// SO_SNDTIMEO (a program that counts on a receive timeout to wake up, as ping does between its
+// requests, would wait forever without them), SO_RCVLOWAT (when a read or poll wakes) and
+// SO_LINGER (what close() does with unsent data).
+Result<std::optional<schema::SocketOptions>> read_socket_options(fds::FdProbe& p) {
+  using Options = std::optional<schema::SocketOptions>;
+  if (!S_ISSOCK(p.st.st_mode)) return Options();
+  CKPT_TRY_ASSIGN(int fd, p.borrowed());
+  auto get = [&](int opt, const char* name, auto& out) -> Status {
+    socklen_t len = sizeof(out);
+    if (::getsockopt(fd, SOL_SOCKET, opt, &out, &len) < 0)
+      return sys_error(fmt::format("getsockopt {} on pid {} fd {}", name, p.pid, p.fd));
+    return {};
+  };
+  timeval rcv{}, snd{};
+  linger lg{};
+  schema::SocketOptions o;
+  CKPT_TRY(get(SO_RCVTIMEO, "SO_RCVTIMEO", rcv));
+  CKPT_TRY(get(SO_SNDTIMEO, "SO_SNDTIMEO", snd));
+  CKPT_TRY(get(SO_RCVLOWAT, "SO_RCVLOWAT", o.rcvlowat));
+  CKPT_TRY(get(SO_LINGER, "SO_LINGER", lg));
+  o.rcvtimeo_us = int64_t(rcv.tv_sec) * 1000000 + rcv.tv_usec;
+  o.sndtimeo_us = int64_t(snd.tv_sec) * 1000000 + snd.tv_usec;
+  o.linger_s = lg.l_onoff ? lg.l_linger : -1;
+  if (o.rcvtimeo_us == 0 && o.sndtimeo_us == 0 && o.rcvlowat == 1 && o.linger_s < 0)
+    return Options();
+  return Options(o);
+}
+
+Status set_socket_options(int fd, const schema::OpenFile& of) {
+  const schema::SocketOptions& o = *of.socket_options;
+  auto set = [&](int opt, const char* name, const auto& value) -> Status {
+    if (::setsockopt(fd, SOL_SOCKET, opt, &value, sizeof(value)) < 0)
+      return sys_error(fmt::format("setsockopt {} for open file {} ({})", name, of.id, of.path));
+    return {};
+  };
+  auto tv = [](int64_t us) {
+    return timeval{static_cast<time_t>(us / 1000000), static_cast<suseconds_t>(us % 1000000)};
+  };
+  CKPT_TRY(set(SO_RCVTIMEO, "SO_RCVTIMEO", tv(o.rcvtimeo_us)));
+  CKPT_TRY(set(SO_SNDTIMEO, "SO_SNDTIMEO", tv(o.sndtimeo_us)));
+  CKPT_TRY(set(SO_RCVLOWAT, "SO_RCVLOWAT", o.rcvlowat));
+  linger lg{o.linger_s >= 0, std::max(o.linger_s, 0)};
+  return set(SO_LINGER, "SO_LINGER", lg);
+}
+
 Result<uint32_t> in_flight_file(DumpContext& ctx, const fds::DumpFlags& flags, fds::FdProbe& p,
                                 ScopedFd copy);
 
@@ -57,6 +105,7 @@ Result<uint32_t> add_open_file(DumpContext& ctx, fds::FdProbe& p, const fds::Dum
   of.pos = p.info.pos;
   of.path = p.link;
   CKPT_TRY_ASSIGN(of.owner, read_owner(p));
+  CKPT_TRY_ASSIGN(of.socket_options, read_socket_options(p));
   // The slot is taken before dump(): the files in flight a socket's dump() adds come after it.
   tree.image.open_files.emplace_back();
   tree.holders.push_back({{p.pid, p.fd}});
@@ -200,8 +249,10 @@ Result<fds::OpenedFiles> recreate(const fds::RecreateEnv& env,
     auto mine = by_kind.find(std::string(kind->name()));
     if (mine != by_kind.end()) CKPT_TRY(kind->recreate(env, mine->second, out));
   }
-  for (auto& of : files)
+  for (auto& of : files) {
     if (!out.count(of.id)) return errorf("open file {} ({}) was not recreated", of.id, of.path);
+    if (of.socket_options) CKPT_TRY(set_socket_options(out[of.id].get(), of));
+  }
   return out;
 }
 

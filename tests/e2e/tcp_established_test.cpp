@@ -163,11 +163,11 @@ TEST_P(TcpEstablishedTest, RefusedWithoutTheFlagAndLeftRunning) {
 // undone, and the server goes on with them.
 TEST_P(TcpEstablishedTest, AFailedDumpGivesTheConnectionsBack) {
   Server s;
-  ASSERT_NO_FATAL_FAILURE(start(s, "raw"));
+  ASSERT_NO_FATAL_FAILURE(start(s, "refused"));
   auto r = run_ckpt(
       {"dump", "--tcp-established", "-t", std::to_string(s.p->pid()), "-D", s.p->store().string()});
   EXPECT_EQ(r.exit_code(), 1) << r.describe();
-  EXPECT_NE(r.err.find("raw IP socket"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("packet socket"), std::string::npos) << r.err;
   EXPECT_FALSE(locked_port(s.port));
   EXPECT_EQ(ask(s.echo, "two"), "echo:two");
   finish(s);

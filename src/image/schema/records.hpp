@@ -380,6 +380,18 @@ struct FileOwner {  // F_GETOWN_EX / F_GETSIG of an open file (O_ASYNC signals)
   }
 };
 
+// Options every kind of socket has, kept when any differs from its default.
+struct SocketOptions {
+  int64_t rcvtimeo_us = 0, sndtimeo_us = 0;  // SO_RCVTIMEO, SO_SNDTIMEO (0: none)
+  int32_t rcvlowat = 1;                      // SO_RCVLOWAT
+  int32_t linger_s = -1;                     // SO_LINGER's seconds, -1 when off
+  template <class V>
+  void visit(V& v) {
+    v("rcvtimeo_us", rcvtimeo_us), v("sndtimeo_us", sndtimeo_us), v("rcvlowat", rcvlowat),
+        v("linger_s", linger_s);
+  }
+};
+
 // A file lock (docs/engine.md, "File locks"). flock, OFD locks and leases belong to an open file
 // (OpenFile::locks); POSIX record locks belong to a process (ProcessRecord::locks) and name the
 // descriptor they were taken through.
@@ -417,11 +429,13 @@ struct OpenFile {
   std::string path;  // as /proc showed it: a path, "pipe:[INO]", "anon_inode:[eventfd]"...
   std::optional<FileOwner> owner;
   Value payload;
-  std::vector<LockRecord> locks;  // flock, OFD locks and leases held through it
+  std::vector<LockRecord> locks;                // flock, OFD locks and leases held through it
+  std::optional<SocketOptions> socket_options;  // a socket's, when any is not the default
   template <class V>
   void visit(V& v) {
     v("id", id), v("kind", kind), v("flags", flags), v("pos", pos), v("path", path);
     v("owner", owner), v.opt("payload", payload), v.opt("locks", locks);
+    v("socket_options", socket_options);
   }
 };
 

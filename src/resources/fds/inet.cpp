@@ -88,7 +88,14 @@ std::string describe_socket(int fd, int domain, int type) {
   socklen_t llen = sizeof(local), plen = sizeof(peer);
   bool bound = ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0;
   bool connected = ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0;
-  const char* proto = type == SOCK_STREAM ? "TCP" : type == SOCK_DGRAM ? "UDP" : "raw IP";
+  int protocol = 0;
+  socklen_t len = sizeof(protocol);
+  (void)::getsockopt(fd, SOL_SOCKET, SO_PROTOCOL, &protocol, &len);
+  bool icmp = protocol == IPPROTO_ICMP || protocol == IPPROTO_ICMPV6;
+  const char* proto = type == SOCK_STREAM          ? "TCP"
+                      : type == SOCK_DGRAM && icmp ? "ICMP datagram (ping)"
+                      : type == SOCK_DGRAM         ? "UDP"
+                                                   : "raw IP";
   if (connected)
     return fmt::format("a connected {} socket {} -> {}", proto, sockaddr_text(local),
                        sockaddr_text(peer));

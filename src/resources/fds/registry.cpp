@@ -18,6 +18,7 @@ const FdKind& fanotify_kind();
 const FdKind& tcp_listen_kind();
 const FdKind& tcp_stream_kind();
 const FdKind& udp_kind();
+const FdKind& raw_socket_kind();
 const FdKind& netlink_kind();
 const FdKind& unix_socket_kind();
 const FdKind& other_socket_kind();
@@ -41,6 +42,7 @@ const std::vector<const FdKind*>& all_kinds() {
       &tcp_listen_kind(),    // listening TCP sockets
       &tcp_stream_kind(),    // established TCP connections (repair mode)
       &udp_kind(),           //
+      &raw_socket_kind(),    // raw IP sockets (ping)
       &netlink_kind(),       //
       &unix_socket_kind(),   // unix socket pairs
       &other_socket_kind(),  // every other socket: refused, naming it

@@ -1,8 +1,8 @@
 // A TCP server whose connections are dumped and restored (tcp_established_test.cpp), the test
 // being its peer. argv[1] is "4" (127.0.0.1) or "6" (::1); argv[2] is how many bytes the test
-// sends on the first connection, argv[3] how many this server writes on it; with argv[4] "raw" it
-// also holds a raw socket (which ckpt refuses) after the connections.
-// It prints "PORT n" and accepts two connections, then READY:
+// sends on the first connection, argv[3] how many this server writes on it; with argv[4] "refused"
+// it also holds a packet socket (which ckpt refuses) after the connections. It prints "PORT n" and
+// accepts two connections, then READY:
 // - "bulk": a writer thread writes argv[3] bytes of the pattern (byte k is k*7 % 251) while the
 //   test does not read, so they wait in this side's send queue; this side reads nothing until
 //   SIGUSR2, so what the test sent waits in its receive queue. After SIGUSR2 it reads argv[2]
@@ -77,7 +77,7 @@ int main(int argc, char** argv) {
   E2E_SYS(setsockopt(echo_fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one));
   E2E_SYS(setsockopt(echo_fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one));
   E2E_SYS(setsockopt(echo_fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle));
-  if (argc > 4 && strcmp(argv[4], "raw") == 0) E2E_SYS(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+  if (argc > 4 && strcmp(argv[4], "refused") == 0) E2E_SYS(socket(AF_PACKET, SOCK_RAW, 0));
   pthread_t w, e;
   e2e_thread(&w, writer, NULL);
   e2e_thread(&e, echo, NULL);

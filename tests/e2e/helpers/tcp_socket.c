@@ -1,7 +1,8 @@
 // Holds one kind of socket for the socket tests (socket_test.cpp): argv[1] is "listen" (a TCP
 // listener on 127.0.0.1), "waiting" (a listener with a connection waiting to be accepted),
 // "connected" (a connected TCP socket, its listener closed), "udp", "unix" (an unconnected
-// unix stream socket), "raw" (a raw ICMP socket) or "packet" (an AF_PACKET socket).
+// unix stream socket), "raw" (a raw ICMP socket with packets waiting: it pinged 127.0.0.1 and
+// read nothing) or "packet" (an AF_PACKET socket).
 // Prints "PORT n" (the TCP or UDP port on 127.0.0.1) and READY, then sleeps until killed.
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -27,6 +28,20 @@ static void connect_to(const struct sockaddr_in* a) {
   E2E_SYS(connect(c, (const struct sockaddr*)a, sizeof *a));
 }
 
+// Sends an ICMP echo request to 127.0.0.1: the socket gets the request and the reply.
+static void ping_loopback(int fd) {
+  E2E_SYS(fd);
+  unsigned char req[8] = {8, 0, 0, 0, 0x12, 0x34, 0, 1};  // type 8 (echo), id, sequence
+  unsigned sum = 0;
+  for (int i = 0; i < 8; i += 2) sum += (unsigned)(req[i] << 8 | req[i + 1]);
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = ~sum & 0xffff;
+  req[2] = (unsigned char)(sum >> 8);
+  req[3] = (unsigned char)sum;
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  E2E_SYS(sendto(fd, req, sizeof req, 0, (struct sockaddr*)&to, sizeof to));
+}
+
 int main(int argc, char** argv) {
   const char* mode = argc > 1 ? argv[1] : "listen";
   struct sockaddr_in a;
@@ -35,7 +50,7 @@ int main(int argc, char** argv) {
     a.sin_port = 0;
   } else if (strcmp(mode, "raw") == 0 || strcmp(mode, "packet") == 0) {
     if (strcmp(mode, "raw") == 0)
-      E2E_SYS(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
+      ping_loopback(socket(AF_INET, SOCK_RAW, IPPROTO_ICMP));
     else
       E2E_SYS(socket(AF_PACKET, SOCK_RAW, 0));
     a.sin_port = 0;
