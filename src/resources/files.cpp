@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -251,7 +252,10 @@ Result<fds::OpenedFiles> recreate(const fds::RecreateEnv& env,
   }
   for (auto& of : files) {
     if (!out.count(of.id)) return errorf("open file {} ({}) was not recreated", of.id, of.path);
-    if (of.socket_options) CKPT_TRY(set_socket_options(out[of.id].get(), of));
+    // An --inherit-fd replacement may be something else than a socket (a pipe for a stream).
+    struct stat st {};
+    if (of.socket_options && ::fstat(out[of.id].get(), &st) == 0 && S_ISSOCK(st.st_mode))
+      CKPT_TRY(set_socket_options(out[of.id].get(), of));
   }
   return out;
 }

@@ -268,6 +268,35 @@ Status restore_mempolicy(RestoreContext& ctx, ptrace::RemoteSyscalls& rs,
   return {};
 }
 
+// A puppet starts with the restorer's ids, capabilities and securebits (it is a fork of it): a
+// thread that had exactly those (a root service restored by root) needs none of the calls that
+// set them, each an injected call (two ptrace stops).
+Result<bool> has_restorers_privileges(RestoreContext& ctx, const schema::ThreadRecord& t) {
+  const schema::ThreadSettings& s = t.settings;
+  const schema::Credentials& c = ctx.rec->task.creds;
+  CKPT_TRY_ASSIGN(proc::ProcStatus st, proc::read_thread_status(ctx.pid, t.tid));
+  if (st.uid != c.uid || st.gid != c.gid || st.groups != c.groups) return false;
+  if (s.caps && !same_caps(caps_of(st), *s.caps)) return false;
+  int own_bits = ::prctl(PR_GET_SECUREBITS);
+  return !s.securebits || (own_bits >= 0 && *s.securebits == static_cast<uint32_t>(own_bits));
+}
+
+Status restore_ids_and_caps(RestoreContext& ctx, ptrace::RemoteSyscalls& rs,
+                            const schema::ThreadRecord& t) {
+  const schema::ThreadSettings& s = t.settings;
+  // Becoming another uid would clear every capability: kept through it, then set exactly.
+  if (::geteuid() == 0 && s.caps) {
+    CKPT_TRY_ASSIGN(long bits, rs.call("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS}));
+    if (!(bits & kSecbitNoSetuidFixup))
+      CKPT_TRY(rs.call("prctl(PR_SET_SECUREBITS)", SYS_prctl,
+                       {PR_SET_SECUREBITS, static_cast<uint64_t>(bits) | kSecbitNoSetuidFixup}));
+  }
+  CKPT_TRY(process::restore_ids(ctx, rs));
+  if (s.caps) return restore_caps(ctx, rs, t.tid, *s.caps, s.securebits);
+  if (s.securebits) return restore_securebits(rs, *s.securebits);
+  return {};
+}
+
 // Inside the thread, in the order of the header. Ids are changed by process::restore_ids.
 Status restore_thread_privileges(RestoreContext& ctx, ptrace::RemoteSyscalls& rs,
                                  const schema::ThreadRecord& t) {
@@ -278,18 +307,8 @@ Status restore_thread_privileges(RestoreContext& ctx, ptrace::RemoteSyscalls& rs
     if (!r.ok()) return cannot(fmt::format("timer slack {} ns", *s.timer_slack_ns), r.error());
   }
   if (s.mempolicy) CKPT_TRY(restore_mempolicy(ctx, rs, *s.mempolicy));
-  // Becoming another uid would clear every capability: kept through it, then set exactly.
-  if (::geteuid() == 0 && s.caps) {
-    CKPT_TRY_ASSIGN(long bits, rs.call("prctl(PR_GET_SECUREBITS)", SYS_prctl, {PR_GET_SECUREBITS}));
-    if (!(bits & kSecbitNoSetuidFixup))
-      CKPT_TRY(rs.call("prctl(PR_SET_SECUREBITS)", SYS_prctl,
-                       {PR_SET_SECUREBITS, static_cast<uint64_t>(bits) | kSecbitNoSetuidFixup}));
-  }
-  CKPT_TRY(process::restore_ids(ctx, rs));
-  if (s.caps)
-    CKPT_TRY(restore_caps(ctx, rs, t.tid, *s.caps, s.securebits));
-  else if (s.securebits)
-    CKPT_TRY(restore_securebits(rs, *s.securebits));
+  CKPT_TRY_ASSIGN(bool same, has_restorers_privileges(ctx, t));
+  if (!same) CKPT_TRY(restore_ids_and_caps(ctx, rs, t));
   if (s.pdeathsig) {
     auto r = rs.call("prctl(PR_SET_PDEATHSIG)", SYS_prctl,
                      {PR_SET_PDEATHSIG, static_cast<uint64_t>(*s.pdeathsig)});
