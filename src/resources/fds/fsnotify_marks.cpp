@@ -3,11 +3,13 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <memory>
 
 #include "common/scoped_fd.hpp"
+#include "proc/fdinfo.hpp"
 #include "proc/proc_file.hpp"
 
 namespace ckpt::fds {
@@ -29,11 +31,25 @@ std::string seen_by(pid_t pid, const std::string& path) {
   return proc::proc_path(pid, "root") + path;
 }
 
-// The path ckpt itself opens for a path `pid` sees.
-Result<std::string> seen_path(pid_t pid, const std::string& path) {
+// The path ckpt itself opens for a path `pid` sees, and the mount and filesystem it leads to
+// (another mount may cover the one named).
+struct SeenPath {
+  std::string path;
+  int mnt_id = 0;
+  dev_t dev = 0;
+};
+
+Result<SeenPath> seen_path(pid_t pid, const std::string& path) {
   ScopedFd fd(::open(seen_by(pid, path).c_str(), O_PATH | O_CLOEXEC));
-  if (!fd) return sys_error(fmt::format("open {} as pid {} sees it", path, pid));
-  return proc::read_proc_link(::getpid(), fmt::format("fd/{}", fd.get()));
+  struct stat st;
+  if (!fd || ::fstat(fd.get(), &st) < 0)
+    return sys_error(fmt::format("open {} as pid {} sees it", path, pid));
+  SeenPath out;
+  CKPT_TRY_ASSIGN(out.path, proc::read_proc_link(::getpid(), fmt::format("fd/{}", fd.get())));
+  CKPT_TRY_ASSIGN(proc::FdInfo info, proc::read_fdinfo(::getpid(), fd.get()));
+  out.mnt_id = info.mnt_id;
+  out.dev = st.st_dev;
+  return out;
 }
 
 // Opens the inode of a file handle through mount `m` and returns its path, or "" when that mount
@@ -120,18 +136,28 @@ Result<WatchedPath> watched_path(pid_t pid, const std::vector<proc::Mount>& moun
 
 Result<std::string> mount_path(pid_t pid, const std::vector<proc::Mount>& mounts, int mnt_id,
                                std::string_view what) {
-  for (const auto& m : mounts)
-    if (m.id == mnt_id) return seen_path(pid, m.mount_point);
+  for (const auto& m : mounts) {
+    if (m.id != mnt_id) continue;
+    CKPT_TRY_ASSIGN(SeenPath seen, seen_path(pid, m.mount_point));
+    // A mount with another mounted over it (on the same point) cannot be named by its path.
+    if (seen.mnt_id != mnt_id)
+      return errorf("{} is on mount {} ({}), which another mount covers", what, mnt_id,
+                    m.mount_point);
+    return seen.path;
+  }
   return errorf("{} is on mount {}, which pid {} does not see", what, mnt_id, pid);
 }
 
 Result<std::string> filesystem_path(pid_t pid, const std::vector<proc::Mount>& mounts,
                                     uint64_t sdev, std::string_view what) {
-  for (const auto& m : mounts)
-    if (m.major == proc::kernel_dev_major(sdev) && m.minor == proc::kernel_dev_minor(sdev))
-      return seen_path(pid, m.mount_point);
-  return errorf("{} is on filesystem {}:{}, which pid {} has no mount of", what,
-                proc::kernel_dev_major(sdev), proc::kernel_dev_minor(sdev), pid);
+  unsigned major = proc::kernel_dev_major(sdev), minor = proc::kernel_dev_minor(sdev);
+  for (const auto& m : mounts) {
+    if (m.major != major || m.minor != minor) continue;
+    auto seen = seen_path(pid, m.mount_point);
+    if (seen && ::major(seen->dev) == major && ::minor(seen->dev) == minor) return seen->path;
+  }
+  return errorf("{} is on filesystem {}:{}, which pid {} has no uncovered mount of", what, major,
+                minor, pid);
 }
 
 Status check_watched(const WatchedPath& w, bool accept_changed, std::string_view what) {
