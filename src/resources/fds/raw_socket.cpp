@@ -1,8 +1,10 @@
 // Raw IP sockets (IPv4 and IPv6, any protocol: ping's ICMP sockets, routing daemons): protocol,
 // bound address and device, connected peer, options, the ICMP type filter and an attached
 // classic BPF filter (ping installs one to see only its own replies), read through the borrowed
-// copy. Packets waiting in the receive queue came from elsewhere and cannot be queued again: the
-// dump refuses a socket with any (the next dump usually finds it empty).
+// copy. Packets waiting in the receive queue are not kept (as for UDP): they came from elsewhere
+// and cannot be queued again, and IP may lose datagrams; the dump says how many bytes it leaves.
+// Refusing instead would make some programs impossible to dump: ping opens an IPv4 and an IPv6
+// socket, uses one, and the other collects every ICMP packet of the host, never read.
 #include <linux/filter.h>
 #include <linux/icmp.h>
 #include <linux/sockios.h>
@@ -14,6 +16,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/log.hpp"
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/fd_kind.hpp"
 #include "resources/fds/inet_state.hpp"
@@ -129,10 +132,8 @@ Result<RawPayload> describe(FdProbe& p, int sock) {
   std::string what = fmt::format("pid {}: fd {} (a raw IP socket)", p.pid, p.fd);
   int queued = 0;
   if (::ioctl(sock, SIOCINQ, &queued) == 0 && queued > 0)
-    return errorf(
-        "{} has a packet of {} bytes waiting to be read, which ckpt cannot queue again "
-        "(dump once the program has read it)",
-        what, queued);
+    log::warn("dump", "{}: a packet waiting to be read ({} bytes, and any behind it) is not saved",
+              what, queued);
   RawPayload r;
   r.v6 = p.domain == AF_INET6;
   r.protocol = p.protocol;
