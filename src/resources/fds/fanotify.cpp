@@ -121,12 +121,7 @@ class FanotifyKind final : public FdKind {
   Status dump(DumpEnv&, FdProbe& p, schema::OpenFile& of) const override {
     CKPT_TRY_ASSIGN(int fd, p.borrowed());
     std::string what = fmt::format("pid {}: fanotify fd {}", p.pid, p.fd);
-    CKPT_TRY_ASSIGN(int queued, queued_event_bytes(fd, what));
-    if (queued > 0)
-      return errorf(
-          "{} has {} bytes of events the process has not read, which ckpt cannot queue "
-          "again (dump once it has read them)",
-          what, queued);
+    CKPT_TRY(check_no_queued_events(fd, what));
     CKPT_TRY_ASSIGN(FanotifyPayload g, read_group(p, what));
     of.payload = schema::encode(g);
     return {};

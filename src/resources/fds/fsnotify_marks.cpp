@@ -169,10 +169,15 @@ Status check_watched(const WatchedPath& w, bool accept_changed, std::string_view
   return {};
 }
 
-Result<int> queued_event_bytes(int fd, std::string_view what) {
+Status check_no_queued_events(int fd, std::string_view what) {
   int n = 0;
   if (::ioctl(fd, FIONREAD, &n) < 0) return sys_error(fmt::format("FIONREAD on {}", what));
-  return n;
+  if (n > 0)
+    return errorf(
+        "{} has {} bytes of events the process has not read, which ckpt cannot queue again (dump "
+        "once it has read them)",
+        what, n);
+  return {};
 }
 
 }  // namespace ckpt::fds

@@ -43,8 +43,8 @@ Result<std::string> filesystem_path(pid_t pid, const std::vector<proc::Mount>& m
 // At restore: the inode at `w.path` must still be the one watched, unless the caller accepts
 // changed files.
 Status check_watched(const WatchedPath& w, bool accept_changed, std::string_view what);
-// Bytes of events queued in an inotify or fanotify instance (FIONREAD): events are part of what
-// a process has not yet seen, and ckpt cannot queue them again.
-Result<int> queued_event_bytes(int fd, std::string_view what);
+// Refuses an inotify or fanotify instance with events queued (FIONREAD): they are part of what the
+// process has not seen yet, and ckpt cannot queue them again.
+Status check_no_queued_events(int fd, std::string_view what);
 
 }  // namespace ckpt::fds

@@ -83,12 +83,7 @@ class InotifyKind final : public FdKind {
   Status dump(DumpEnv&, FdProbe& p, schema::OpenFile& of) const override {
     CKPT_TRY_ASSIGN(int fd, p.borrowed());
     std::string what = fmt::format("pid {}: inotify fd {}", p.pid, p.fd);
-    CKPT_TRY_ASSIGN(int queued, queued_event_bytes(fd, what));
-    if (queued > 0)
-      return errorf(
-          "{} has {} bytes of events the process has not read, which ckpt cannot queue "
-          "again (dump once it has read them)",
-          what, queued);
+    CKPT_TRY(check_no_queued_events(fd, what));
     CKPT_TRY_ASSIGN(auto mounts, proc::read_mountinfo(p.pid));
     InotifyPayload payload;
     for (const auto& line : p.info.inotify_lines) {
