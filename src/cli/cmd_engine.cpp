@@ -1,4 +1,5 @@
 // `ckpt dump` and `ckpt restore`: the transparent engine on the command line.
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "common/log.hpp"
 #include "common/units.hpp"
 #include "dump/dump.hpp"
+#include "resources/lazy_pages.hpp"
 #include "restore/pid_ns.hpp"
 #include "restore/restore.hpp"
 
@@ -52,6 +54,7 @@ struct RestoreArgs {
   bool dry_run = false;
   bool force_vdso_proxy = false;
   bool pid_ns = false;
+  bool lazy = false;
   std::string pidfile;
   bool json = false;
   bool trust_store = false;
@@ -169,6 +172,7 @@ Result<RestoreOptions> restore_options(const RestoreArgs& a) {
   opts.accept_changed_files = a.accept_changed_files;
   opts.dry_run = a.dry_run;
   opts.force_vdso_proxy = a.force_vdso_proxy;
+  opts.lazy = a.lazy;
   opts.file_locks = a.criu.file_locks;
   opts.tcp_established = a.criu.tcp_established;
   opts.ext_unix_sk = a.criu.ext_unix_sk;
@@ -205,6 +209,42 @@ void print_restored(const RestoreArgs& a, const image::Store& store, const Resto
   print_json(out);
 }
 
+// A lazy restore's command serves the memory until it is all in: it ends only then (or when the
+// process did).
+int finish_lazy(const RestoreArgs& a, pid_t pid, lazy_pages::Server& server) {
+  Status st = server.wait();
+  if (!st.ok()) {
+    print_error(st.error().message);
+    return kExitFailed;
+  }
+  auto s = server.stats();
+  if (!a.json)
+    fmt::print(stderr,
+               "ckpt: memory of pid {} complete in {:.1f} ms: {} pages on demand ({} "
+               "faults), {} in the background\n",
+               pid, ms(s.took), s.pages_on_fault, s.faults, s.pages_prefetched);
+  return kExitOk;
+}
+
+// While a lazy restore's memory arrives, a signal that ends ckpt would leave the processes
+// reading zeros where their pages belong: those that end a process by default wait until then.
+class TerminationDeferred {
+ public:
+  TerminationDeferred() {
+    sigset_t set;
+    sigemptyset(&set);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM})
+      sigaddset(&set, sig);
+    pthread_sigmask(SIG_BLOCK, &set, &old_);
+  }
+  ~TerminationDeferred() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+  TerminationDeferred(const TerminationDeferred&) = delete;
+  TerminationDeferred& operator=(const TerminationDeferred&) = delete;
+
+ private:
+  sigset_t old_;
+};
+
 Result<RestoreResult> restore_here_or_in_ns(const image::Store& store, const RestoreOptions& opts,
                                             bool new_ns, std::optional<pid_ns::Restored>& in_ns) {
   if (!new_ns) return restore_process(store, opts);
@@ -223,6 +263,9 @@ int run_restore(const RestoreArgs& a) {
   Progress progress("restore", STDERR_FILENO);
   opts->progress = progress.callback();
   std::optional<pid_ns::Restored> in_ns;
+  // Before the restore: its page server thread inherits the mask.
+  std::optional<TerminationDeferred> blocked;
+  if (a.lazy) blocked.emplace();
   auto r = restore_here_or_in_ns(*store, *opts, a.pid_ns, in_ns);
   progress.finish();
   if (!r.ok()) {
@@ -248,6 +291,11 @@ int run_restore(const RestoreArgs& a) {
                in_ns->inner_pid, r->pid, in_ns->init);
   print_restored(a, *store, *r, in_ns);
   // In a namespace the root is its init's child; the init ends with the root's code.
+  if (r->lazy) {
+    int code = finish_lazy(a, r->pid, *r->lazy);
+    blocked.reset();
+    if (code != kExitOk) return code;
+  }
   return a.detach ? kExitOk : wait_exit_code(in_ns ? in_ns->init : r->pid);
 }
 
@@ -295,9 +343,14 @@ void add_restore(CLI::App& app, int* exit_code) {
   cmd->add_flag("--dry-run", args->dry_run,
                 "Read and check the image and what it needs here (kernel, PIDs, files), create "
                 "nothing");
-  cmd->add_flag("--pid-ns", args->pid_ns,
-                "Restore in a new PID namespace, with the same PIDs inside it (while they are "
-                "taken here, or to run several copies); --pidfile and --json give the PID outside");
+  auto* pid_ns = cmd->add_flag(
+      "--pid-ns", args->pid_ns,
+      "Restore in a new PID namespace, with the same PIDs inside it (while they are "
+      "taken here, or to run several copies); --pidfile and --json give the PID outside");
+  cmd->add_flag("--lazy", args->lazy,
+                "Let the process run before its memory is in: pages come on demand and in the "
+                "background; with --detach, ckpt returns once all are in")
+      ->excludes(pid_ns);
   cmd->add_flag("--json", args->json, "Print the result as JSON on stdout");
   cmd->add_flag("--trust-store", args->trust_store,
                 "Restore from a store that another user owns or can write (see docs/security.md)");

@@ -16,10 +16,10 @@ namespace ckpt::log {
 namespace {
 
 constexpr std::string_view kModules[] = {
-    "app",     "cli",        "deleted_files", "dump",    "fds",      "files",
-    "image",   "locks",      "memory",        "proc",    "process",  "ptrace",
-    "puppet",  "restore",    "rollback",      "seccomp", "settings", "shared_memory",
-    "signals", "supervisor", "threads",       "timers",  "tree",     "vdso"};
+    "app",     "cli",      "deleted_files", "dump",     "fds",           "files",   "image",
+    "lazy",    "locks",    "memory",        "proc",     "process",       "ptrace",  "puppet",
+    "restore", "rollback", "seccomp",       "settings", "shared_memory", "signals", "supervisor",
+    "threads", "timers",   "tree",          "vdso"};
 
 constexpr std::string_view kLevelNames[] = {"debug", "info", "warn", "error", "off"};
 

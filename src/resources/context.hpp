@@ -31,6 +31,10 @@ namespace page_index {
 struct DumpState;
 }
 
+namespace lazy_pages {
+class Server;
+}
+
 // Scratch memory inside a stopped tracee that injected calls can use for their arguments and
 // results. At dump time it is borrowed from below the stack pointer of the thread (beyond the
 // red zone) and put back afterwards; at restore time it is the restorer's own page.
@@ -115,6 +119,8 @@ struct RestoreContext {
   std::map<std::string, int> mapping_fds;
   // Memory the puppet shares copy-on-write with the restorer and the other puppets.
   const cow_shared::Base* base = nullptr;
+  // Set for a lazy restore: private anonymous pages are left to it (lazy_pages.hpp).
+  lazy_pages::Server* lazy = nullptr;
 
   std::string section(std::string_view base) const { return section_prefix + std::string(base); }
 };

@@ -23,6 +23,7 @@
 #include "proc/proc_file.hpp"
 #include "resources/cow_shared.hpp"
 #include "resources/deleted_files.hpp"
+#include "resources/lazy_pages.hpp"
 #include "resources/page_chain.hpp"
 #include "resources/page_index.hpp"
 #include "resources/shared_memory.hpp"
@@ -774,6 +775,67 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   return {};
 }
 
+bool is_mapped(const schema::Vma& v) {
+  return v.content != Content::none || v.kind == "file";
+}
+
+// A mapping whose saved pages a lazy restore leaves to the page server: private anonymous memory
+// of its own (userfaultfd fills nothing else with copies), not locked (mlock would fault it all
+// in at once).
+bool lazy_eligible(const RestoreContext& ctx, const schema::Vma& v) {
+  static constexpr std::array<std::string_view, 4> kinds = {"anonymous", "heap", "stack",
+                                                            "anon_named"};
+  if (v.pages.empty() || v.shared || v.shm || v.sysv_shm || v.deleted_file) return false;
+  if (std::find(kinds.begin(), kinds.end(), v.kind) == kinds.end()) return false;
+  // A stack that grows down: the kernel extends it by faults of its own.
+  if (v.has_flag("lo") || v.has_flag("ht") || v.has_flag("gd")) return false;
+  return v.from_root.empty() && !kept_area(ctx, v);
+}
+
+// Why the memory of ctx's process must be filled now even in a lazy restore, or empty.
+std::string why_not_lazy(const RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
+  // Both still restore wrongly when lazy (a thread crashes; pages beside a PROT_NONE page read
+  // wrong), cause not found yet: docs/engine.md, "Lazy restore".
+  if (ctx.rec->threads.size() > 1) return "lazy restore does not take threaded processes yet";
+  for (auto& v : vmas)
+    if (!v.pages.empty() && v.prot == PROT_NONE)
+      return "lazy restore does not take saved pages in PROT_NONE mappings yet";
+  for (auto& v : vmas)
+    if (!v.from_root.empty() || (is_mapped(v) && kept_area(ctx, v)))
+      return "it shares memory with its parent since fork()";
+  return {};
+}
+
+// A lazy restore's fill: the pages of eligible mappings go to the page server, the others are
+// written now (each checked against the page index, as the server checks its own).
+Status fill_lazily(RestoreContext& ctx, const std::vector<schema::Vma>& vmas,
+                   page_chain::PageLocations locs) {
+  std::vector<Range> lazy;
+  for (auto& v : vmas)
+    if (is_mapped(v) && lazy_eligible(ctx, v)) lazy.emplace_back(v.start, v.end);
+  page_chain::PageLocations now{locs.files, {}}, later{std::move(locs.files), {}};
+  size_t r = 0;
+  for (auto& p : locs.pages) {
+    while (r < lazy.size() && lazy[r].second <= p.addr) ++r;
+    bool in_lazy = r < lazy.size() && p.addr >= lazy[r].first;
+    (in_lazy ? later : now).pages.push_back(p);
+  }
+  CKPT_TRY(lazy_pages::write_now(ctx, now));
+  if (lazy.empty()) return {};
+  CKPT_TRY_ASSIGN(ScopedFd uffd, lazy_pages::open_in_puppet(ctx, lazy));
+  return ctx.lazy->add(ctx.pid, std::move(uffd), std::move(later));
+}
+
+Status fill_or_defer(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
+  std::string why = why_not_lazy(ctx, vmas);
+  if (why.empty()) {
+    CKPT_TRY_ASSIGN(auto locs, page_chain::locate(ctx, &why));
+    if (locs) return fill_lazily(ctx, vmas, std::move(*locs));
+  }
+  log::info("memory", "pid {}: memory filled before it runs: {}", ctx.pid, why);
+  return fill(ctx, vmas);
+}
+
 Status finish_one(RestoreContext& ctx, const schema::Vma& v) {
   auto& rs = *ctx.main_remote;
   uint64_t start = v.start, len = v.end - v.start;
@@ -790,10 +852,6 @@ Status finish_one(RestoreContext& ctx, const schema::Vma& v) {
                 -r);
   }
   return {};
-}
-
-bool is_mapped(const schema::Vma& v) {
-  return v.content != Content::none || v.kind == "file";
 }
 
 }  // namespace
@@ -816,7 +874,7 @@ Status restore(RestoreContext& ctx) {
   const auto& vmas = ctx.rec->memory.vmas;
   for (auto& v : vmas)
     if (is_mapped(v)) CKPT_TRY(map_one(ctx, v));
-  CKPT_TRY(fill(ctx, vmas));
+  CKPT_TRY(ctx.lazy ? fill_or_defer(ctx, vmas) : fill(ctx, vmas));
   for (auto& v : vmas)
     if (is_mapped(v)) CKPT_TRY(finish_one(ctx, v));
   return {};

@@ -1,5 +1,6 @@
 #include "resources/page_chain.hpp"
 
+#include <algorithm>
 #include <memory>
 
 #include "image/chain.hpp"
@@ -126,35 +127,88 @@ Result<std::vector<Wanted>> compose(const std::vector<Index>& chain,
   return wanted;
 }
 
-Status fill(RestoreContext& ctx) {
-  CKPT_TRY_ASSIGN(auto chain, image::load_chain(ctx.generation));
-  std::string index_name = ctx.section(page_index::kIndexSection);
-  std::string pages_name = ctx.section(memory::kPagesSection);
+namespace {
+
+struct Chain {
+  std::vector<image::GenerationInfo> gens;
   std::vector<Index> indexes;
   std::vector<std::string> ids;
-  for (auto& gen : chain) {
+};
+
+Result<Chain> load_indexes(const RestoreContext& ctx) {
+  Chain c;
+  CKPT_TRY_ASSIGN(c.gens, image::load_chain(ctx.generation));
+  std::string index_name = ctx.section(page_index::kIndexSection);
+  for (auto& gen : c.gens) {
     // A process that an ancestor did not have (a child forked since) inherits nothing from it;
     // compose() names the generation if a page is missing after all.
-    if (!indexes.empty() && !gen.find_section(index_name)) {
-      indexes.emplace_back();
-      ids.push_back(gen.id);
+    if (!c.indexes.empty() && !gen.find_section(index_name)) {
+      c.indexes.emplace_back();
+      c.ids.push_back(gen.id);
       continue;
     }
     CKPT_TRY_ASSIGN(Index idx, load_index(gen, index_name));
-    if (indexes.empty()) CKPT_TRY(check_matches(ctx, idx));
-    indexes.push_back(std::move(idx));
-    ids.push_back(gen.id);
+    if (c.indexes.empty()) CKPT_TRY(check_matches(ctx, idx));
+    c.indexes.push_back(std::move(idx));
+    c.ids.push_back(gen.id);
   }
-  auto wanted = compose(indexes, ids);
+  return c;
+}
+
+Result<std::vector<Wanted>> compose_for(const RestoreContext& ctx, const Chain& c) {
+  auto wanted = compose(c.indexes, c.ids);
   if (!wanted.ok()) return wanted.error().wrap(fmt::format("restore pid {}", ctx.pid));
-  for (size_t level = chain.size(); level-- > 0;) {
+  return wanted;
+}
+
+}  // namespace
+
+Status fill(RestoreContext& ctx) {
+  CKPT_TRY_ASSIGN(Chain c, load_indexes(ctx));
+  CKPT_TRY_ASSIGN(auto wanted, compose_for(ctx, c));
+  std::string pages_name = ctx.section(memory::kPagesSection);
+  for (size_t level = c.gens.size(); level-- > 0;) {
     // Ancestors that give nothing are not read; the restored generation always is (checksum).
-    if ((*wanted)[level].empty() && level != 0) continue;
-    Status st = copy_level(ctx, chain[level], pages_name, (*wanted)[level]);
+    if (wanted[level].empty() && level != 0) continue;
+    Status st = copy_level(ctx, c.gens[level], pages_name, wanted[level]);
     if (!st.ok())
-      return level == 0 ? st : st.error().wrap(fmt::format("parent gen {}", chain[level].id));
+      return level == 0 ? st : st.error().wrap(fmt::format("parent gen {}", c.gens[level].id));
   }
   return {};
+}
+
+Result<std::optional<PageLocations>> locate(const RestoreContext& ctx, std::string* why) {
+  if (!ctx.generation.find_section(ctx.section(page_index::kIndexSection))) {
+    *why = "the image has no page index";
+    return std::optional<PageLocations>();
+  }
+  CKPT_TRY_ASSIGN(Chain c, load_indexes(ctx));
+  CKPT_TRY_ASSIGN(auto wanted, compose_for(ctx, c));
+  std::string pages_name = ctx.section(memory::kPagesSection);
+  PageLocations out;
+  const Index& own = c.indexes.at(0);
+  for (size_t level = 0; level < c.gens.size(); ++level) {
+    if (wanted[level].empty()) continue;
+    const image::SectionMeta* meta = c.gens[level].find_section(pages_name);
+    if (!meta)
+      return errorf("restore pid {}: gen {} has no section '{}'", ctx.pid, c.ids[level],
+                    pages_name);
+    if (meta->compression != image::Compression::none) {
+      *why = fmt::format("the pages of gen {} are compressed", c.ids[level]);
+      return std::optional<PageLocations>();
+    }
+    auto file = static_cast<uint32_t>(out.files.size());
+    out.files.push_back(c.gens[level].path / meta->file);
+    for (auto [ordinal, addr] : wanted[level]) {
+      if ((ordinal + 1) * kPage > meta->raw_size)
+        return errorf("restore pid {}: gen {}: section '{}' ends before page {}", ctx.pid,
+                      c.ids[level], pages_name, ordinal);
+      out.pages.push_back({addr, meta->offset + ordinal * kPage, own.find(addr)->hash, file});
+    }
+  }
+  std::sort(out.pages.begin(), out.pages.end(),
+            [](const PageLocation& a, const PageLocation& b) { return a.addr < b.addr; });
+  return std::optional<PageLocations>(std::move(out));
 }
 
 Status check_index(const RestoreContext& ctx) {

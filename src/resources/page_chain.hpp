@@ -2,6 +2,8 @@
 // Restoring the pages of an incremental generation (resources/page_index.hpp): each page comes
 // from the generation of the chain that stores it (the nearest one at or above the restored
 // generation whose index marks it stored).
+#include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -23,6 +25,24 @@ Result<std::vector<Wanted>> compose(const std::vector<page_index::Index>& chain,
 // each generation's pages section of the chain once, start to end, so that its checksum is
 // checked. Errors name the generation at fault.
 Status fill(RestoreContext& ctx);
+
+// Where one saved page lies in the store, for readers that take pages out of order.
+struct PageLocation {
+  uint64_t addr = 0;
+  uint64_t offset = 0;  // in the data file
+  uint64_t hash = 0;    // XXH3-64 of the page, from the restored generation's index
+  uint32_t file = 0;    // into PageLocations::files
+};
+
+struct PageLocations {
+  std::vector<std::filesystem::path> files;  // data files holding the pages
+  std::vector<PageLocation> pages;           // ascending addresses
+};
+
+// Where every saved page of ctx's process lies, over the whole chain; nullopt (the reason in
+// *why) when the pages cannot be read out of order: no page index (an image older than
+// indexes) or a compressed pages section. The index is checked against the mappings.
+Result<std::optional<PageLocations>> locate(const RestoreContext& ctx, std::string* why);
 
 // Reads and checks the page index of ctx's process in a full generation (which restores without
 // it): a damaged index makes the generation damaged, whatever part is used.

@@ -27,6 +27,7 @@
 #include "resources/cow_shared.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/files.hpp"
+#include "resources/lazy_pages.hpp"
 #include "resources/locks.hpp"
 #include "resources/memory.hpp"
 #include "resources/process.hpp"
@@ -311,7 +312,8 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
                                                     const image::GenerationInfo& gen,
                                                     const PuppetPlan& plan, PuppetTree& puppets,
                                                     size_t i, ByteProgress& progress,
-                                                    const cow_shared::Base& base) {
+                                                    const cow_shared::Base& base,
+                                                    lazy_pages::Server* lazy) {
   auto b = std::make_unique<ProcessBuild>();
   RestoreContext& ctx = b->ctx;
   const PuppetSpec& spec = plan.processes[i];
@@ -325,6 +327,7 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   ctx.vdso_proxy = plan.vdso_proxy;
   ctx.progress = &progress;
   ctx.base = &base;
+  ctx.lazy = lazy;
   ctx.trampoline = spec.trampoline;
   ctx.scratch = {spec.trampoline + 64, kPage - 64};
   // main_remote points into ctx.threads: it must never reallocate.
@@ -390,11 +393,19 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   CKPT_TRY(locks::take_open_file_locks(image, handed.fds));
   ByteProgress progress(opts.progress);
   for (auto& p : image.processes) progress.expect(p.memory.page_bytes);
+  // Before the builds: a puppet touching memory left to it waits for its thread.
+  std::shared_ptr<lazy_pages::Server> lazy;
+  if (opts.lazy) {
+    CKPT_TRY_ASSIGN(lazy, lazy_pages::Server::start());
+  }
   std::vector<std::unique_ptr<ProcessBuild>> built;
   for (size_t i = 0; i < puppets.size(); ++i) {
     if (plan.processes[i].zombie) continue;
-    CKPT_TRY_ASSIGN(auto b, build_process(store, gen, plan, puppets, i, progress, base));
-    built.push_back(std::move(b));
+    auto b = build_process(store, gen, plan, puppets, i, progress, base, lazy.get());
+    // A damaged page met by the page server stopped the build: that is the cause to name.
+    if (!b.ok() && lazy && lazy->error()) return *lazy->error();
+    if (!b.ok()) return b.error();
+    built.push_back(std::move(*b));
   }
   clock.mark("processes built");
   CKPT_TRY(ipc.finish());
@@ -402,6 +413,8 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   puppets.release();
   clock.mark("let go");
   RestoreResult result;
+  if (lazy) lazy->seal();
+  result.lazy = std::move(lazy);
   result.pid = plan.processes[0].pid;
   result.generation = gen;
   result.took = Clock::now() - started;

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -14,6 +15,10 @@
 #include "resources/fds/inherit_fd.hpp"
 
 namespace ckpt {
+
+namespace lazy_pages {
+class Server;
+}
 
 struct RestoreOptions {
   // The generation to restore; the newest valid one when empty.
@@ -38,6 +43,9 @@ struct RestoreOptions {
   bool ext_unix_sk = false;
   // Open files of the caller that stand for open files of the image (--inherit-fd).
   std::vector<InheritFd> inherit_fds;
+  // Let the processes run before their private anonymous memory is in: a page server thread
+  // of the caller fills it on demand and in the background (resources/lazy_pages.hpp).
+  bool lazy = false;
 };
 
 struct RestoreResult {
@@ -46,6 +54,9 @@ struct RestoreResult {
   std::chrono::nanoseconds took{0};
   // Newer generations passed over because they are damaged, newest first.
   std::vector<image::Problem> skipped;
+  // A lazy restore's page server, still filling memory: wait() on it before checkpointing the
+  // processes again; destroying it early kills them. Null when everything was filled at once.
+  std::shared_ptr<lazy_pages::Server> lazy;
 };
 
 // Restores a process as a child of the calling process and lets it run. On failure nothing is

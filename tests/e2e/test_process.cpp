@@ -109,7 +109,12 @@ void add_mode_flags(std::vector<std::string>& args) {
   std::vector<std::string> args = {"restore", "-D", store().string(), "--detach"};
   args.insert(args.end(), extra.begin(), extra.end());
   add_mode_flags(args);
+  const char* lazy = std::getenv("CKPT_E2E_LAZY");
+  if (lazy && std::string(lazy) == "1" &&
+      std::find(args.begin(), args.end(), "--lazy") == args.end())
+    args.push_back("--lazy");
   auto r = run_ckpt(args);
+  restore_err_ = r.err;
   if (r.exit_code() != 0)
     return ::testing::AssertionFailure()
            << "ckpt restore failed: " << r.describe() << "\nprogram " << output();

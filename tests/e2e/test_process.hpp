@@ -36,6 +36,8 @@ class TestProcess {
   // `ckpt restore -D store --detach EXTRA...`; checks the printed PID is the old one and that
   // every descendant of the last dump runs again with the same PID under the same parent.
   ::testing::AssertionResult restore(const std::vector<std::string>& extra = {});
+  // What the last restore() printed on stderr.
+  const std::string& restore_err() const { return restore_err_; }
   // Sends SIGUSR2 and waits for the exit; success when it printed PASS, exited 0 and left none of
   // its descendants behind.
   ::testing::AssertionResult finish(std::chrono::milliseconds timeout = 15s);
@@ -45,6 +47,7 @@ class TestProcess {
   const std::map<pid_t, pid_t>& tree() const { return tree_; }
 
  private:
+  std::string restore_err_;
   // Our children that are not this process's (reaping its orphans must leave them alone).
   std::vector<pid_t> other_children() const;
 

@@ -1,0 +1,493 @@
+#include "resources/lazy_pages.hpp"
+
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+
+#include "common/log.hpp"
+#include "proc/task.hpp"
+#include "resources/fds/fd_access.hpp"
+
+namespace ckpt::lazy_pages {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using page_chain::PageLocation;
+
+constexpr uint64_t kPage = 4096;
+// A fault is answered with the page and the pending ones right after it (programs read on):
+// more would make the faulting thread wait for pages it may not need.
+constexpr size_t kFaultRun = 16;
+// The background copy's step, between two looks for faults.
+constexpr size_t kPrefetchRun = 64;
+constexpr uint64_t kFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMAP |
+                               UFFD_FEATURE_EVENT_REMOVE | UFFD_FEATURE_EVENT_UNMAP;
+
+enum : uint8_t { kPending, kIn, kDropped };
+
+struct Slot {
+  PageLocation loc;
+  uint8_t state = kPending;
+};
+
+void wake_range(int uffd, uint64_t addr) {
+  uffdio_range r{addr, kPage};
+  (void)::ioctl(uffd, UFFDIO_WAKE, &r);
+}
+
+// Every descendant of `pid` (children of children...), found before any is killed: a killed
+// parent's children move to another parent.
+void add_descendants(pid_t pid, std::vector<pid_t>& out) {
+  auto kids = proc::list_children(pid);
+  if (!kids.ok()) return;
+  for (pid_t k : *kids) {
+    out.push_back(k);
+    add_descendants(k, out);
+  }
+}
+
+}  // namespace
+
+struct Server::Files {
+  std::vector<ScopedFd> fds;
+  std::vector<std::string> paths;  // for messages
+};
+
+struct Server::Mm {
+  pid_t pid = 0;  // 0 for a child forked since the restore (the event does not name it)
+  ScopedFd uffd;
+  std::shared_ptr<const Files> files;
+  std::vector<Slot> slots;  // ascending addresses
+  size_t cursor = 0;        // where the background copy goes on
+  size_t pending = 0;
+  bool gone = false;               // the process ended (or exec'd)
+  std::vector<uint64_t> deferred;  // faults to answer once the process's memory stops changing
+
+  size_t find(uint64_t addr) const {
+    auto it = std::lower_bound(slots.begin(), slots.end(), addr,
+                               [](const Slot& s, uint64_t a) { return s.loc.addr < a; });
+    return static_cast<size_t>(it - slots.begin());
+  }
+  void mark(size_t i, uint8_t state) {
+    if (slots[i].state == kPending) --pending;
+    slots[i].state = state;
+  }
+  void drop(uint64_t start, uint64_t end) {
+    for (size_t i = find(start); i < slots.size() && slots[i].loc.addr < end; ++i)
+      if (slots[i].state == kPending) mark(i, kDropped);
+  }
+  std::string name() const { return pid ? fmt::format("pid {}", pid) : "a forked child"; }
+};
+
+Result<std::unique_ptr<Server>> Server::start() {
+  std::unique_ptr<Server> s(new Server);
+  s->wake_ = ScopedFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!s->wake_) return sys_error("lazy restore: eventfd");
+  s->buffer_.reset(new std::byte[kPrefetchRun * kPage]);
+  s->thread_ = std::thread([p = s.get()] { p->run(); });
+  return s;
+}
+
+Server::~Server() {
+  {
+    std::lock_guard lk(mu_);
+    stopping_ = true;
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+  thread_.join();
+  // A process whose pages are not all in would read zeros where the rest belong.
+  if (!done_ && !(mms_.empty() && incoming_.empty())) kill_all(false);
+}
+
+Status Server::add(pid_t pid, ScopedFd uffd, page_chain::PageLocations pages) {
+  auto files = std::make_shared<Files>();
+  for (auto& path : pages.files) {
+    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) return sys_error(fmt::format("lazy restore of pid {}: open {}", pid, path.string()));
+    files->fds.push_back(std::move(fd));
+    files->paths.push_back(path.string());
+  }
+  auto mm = std::make_unique<Mm>();
+  mm->pid = pid;
+  mm->uffd = std::move(uffd);
+  mm->files = std::move(files);
+  mm->slots.reserve(pages.pages.size());
+  for (auto& p : pages.pages) mm->slots.push_back({p, kPending});
+  mm->pending = mm->slots.size();
+  {
+    std::lock_guard lk(mu_);
+    if (started_ == Clock::time_point{}) started_ = Clock::now();
+    pids_.push_back(pid);
+    incoming_.push_back(std::move(mm));
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+  return {};
+}
+
+void Server::seal() {
+  {
+    std::lock_guard lk(mu_);
+    sealed_ = true;
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+}
+
+Status Server::wait() {
+  std::unique_lock lk(mu_);
+  done_cv_.wait(lk, [&] { return done_; });
+  if (error_) return *error_;
+  return {};
+}
+
+std::optional<Error> Server::error() const {
+  std::lock_guard lk(mu_);
+  return error_;
+}
+
+Stats Server::stats() const {
+  std::lock_guard lk(mu_);
+  return stats_;
+}
+
+bool Server::finished_locked() const {
+  return sealed_ && mms_.empty() && incoming_.empty();
+}
+
+void Server::fail(std::string message) {
+  std::lock_guard lk(mu_);
+  if (!error_) error_ = make_error(message);
+}
+
+void Server::kill_all(bool loud) {
+  std::vector<pid_t> victims;
+  for (pid_t p : pids_) {
+    add_descendants(p, victims);
+    victims.push_back(p);
+  }
+  for (pid_t p : victims) ::kill(p, SIGKILL);
+  if (loud)
+    log::warn("lazy", "killed {} restored process(es) whose memory could not be completed",
+              victims.size());
+}
+
+void Server::run() {
+  std::vector<pollfd> polls;
+  size_t turn = 0;
+  bool failed = false;
+  for (;;) {
+    bool sealed = false;
+    {
+      std::lock_guard lk(mu_);
+      for (auto& m : incoming_) mms_.push_back(std::move(m));
+      incoming_.clear();
+      if (stopping_) return;
+      failed = error_.has_value();
+      if (failed || finished_locked()) break;
+      sealed = sealed_;
+    }
+    // Only faults while the processes are built: the copy in the background would slow that.
+    bool work =
+        sealed && std::any_of(mms_.begin(), mms_.end(), [](auto& m) { return m->pending > 0; });
+    polls.assign(1, pollfd{wake_.get(), POLLIN, 0});
+    for (auto& m : mms_) polls.push_back({m->uffd.get(), POLLIN, 0});
+    if (::poll(polls.data(), polls.size(), work ? 0 : -1) < 0 && errno != EINTR) {
+      fail(fmt::format("lazy restore: poll: {}", std::strerror(errno)));
+      continue;
+    }
+    uint64_t count;
+    if (polls[0].revents) (void)!::read(wake_.get(), &count, sizeof count);
+    // Faults first: a thread of the program waits for each.
+    size_t n = mms_.size();  // serve_events may add forked children
+    for (size_t i = 0; i < n; ++i)
+      if (polls[i + 1].revents) serve_events(*mms_[i]);
+    if (work && !mms_.empty()) {
+      turn = (turn + 1) % mms_.size();
+      for (size_t k = 0; k < mms_.size(); ++k) {
+        Mm& m = *mms_[(turn + k) % mms_.size()];
+        if (m.pending == 0 || m.gone) continue;
+        prefetch(m);
+        break;
+      }
+    }
+    std::erase_if(mms_, [](auto& m) { return m->gone || m->pending == 0; });
+  }
+  // Failed: nobody may read a page that is not there.
+  if (failed) kill_all(true);
+  mms_.clear();
+  std::lock_guard lk(mu_);
+  live_.took = Clock::now() - started_;
+  stats_ = live_;
+  done_ = true;
+  done_cv_.notify_all();
+}
+
+void Server::serve_events(Mm& mm) {
+  std::array<uffd_msg, 32> msgs;
+  for (;;) {
+    ssize_t got = ::read(mm.uffd.get(), msgs.data(), sizeof msgs);
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0 && errno == EAGAIN) {
+      if (mm.deferred.empty()) return;
+      auto again = std::move(mm.deferred);
+      mm.deferred.clear();
+      for (uint64_t a : again) on_fault(mm, a);
+      if (mm.gone) return;
+      continue;
+    }
+    if (got <= 0) {
+      fail(fmt::format("lazy restore of {}: reading its userfaultfd: {}", mm.name(),
+                       got < 0 ? std::strerror(errno) : "end of file"));
+      return;
+    }
+    for (size_t i = 0; i < static_cast<size_t>(got) / sizeof(uffd_msg); ++i) {
+      const uffd_msg& m = msgs[i];
+      switch (m.event) {
+        case UFFD_EVENT_PAGEFAULT:
+          on_fault(mm, m.arg.pagefault.address);
+          break;
+        case UFFD_EVENT_FORK: {
+          // The child has every page its parent has, and misses the same ones.
+          auto child = std::make_unique<Mm>();
+          child->uffd = ScopedFd(static_cast<int>(m.arg.fork.ufd));
+          child->files = mm.files;
+          child->slots = mm.slots;
+          child->cursor = mm.cursor;
+          child->pending = mm.pending;
+          mms_.push_back(std::move(child));
+          break;
+        }
+        case UFFD_EVENT_REMAP: {
+          // Pending pages move with the mapping; what was at the destination is gone.
+          uint64_t from = m.arg.remap.from, to = m.arg.remap.to, len = m.arg.remap.len;
+          auto moved = [&](uint64_t a) { return a >= from && a < from + len; };
+          std::erase_if(mm.slots, [&](const Slot& s) {
+            bool erase = s.loc.addr >= to && s.loc.addr < to + len && !moved(s.loc.addr);
+            if (erase && s.state == kPending) --mm.pending;
+            return erase;
+          });
+          for (auto& s : mm.slots)
+            if (moved(s.loc.addr)) s.loc.addr = s.loc.addr - from + to;
+          std::sort(mm.slots.begin(), mm.slots.end(),
+                    [](const Slot& a, const Slot& b) { return a.loc.addr < b.loc.addr; });
+          mm.cursor = 0;
+          break;
+        }
+        case UFFD_EVENT_REMOVE:  // madvise(MADV_DONTNEED): those pages read zeros now
+        case UFFD_EVENT_UNMAP:
+          mm.drop(m.arg.remove.start, m.arg.remove.end);
+          break;
+        default:
+          break;
+      }
+      if (mm.gone) return;
+    }
+  }
+}
+
+void Server::on_fault(Mm& mm, uint64_t addr) {
+  addr &= ~(kPage - 1);
+  ++live_.faults;
+  size_t i = mm.find(addr);
+  bool known = i < mm.slots.size() && mm.slots[i].loc.addr == addr;
+  if (known && mm.slots[i].state == kPending) {
+    size_t count = 1;
+    while (count < kFaultRun && i + count < mm.slots.size() &&
+           mm.slots[i + count].state == kPending &&
+           mm.slots[i + count].loc.addr == addr + count * kPage)
+      ++count;
+    uint64_t before = mm.pending;
+    if (copy(mm, i, count) == Copied::retry) mm.deferred.push_back(addr);
+    live_.pages_on_fault += before - mm.pending;
+    return;
+  }
+  if (known && mm.slots[i].state == kIn) return wake_range(mm.uffd.get(), addr);
+  // A page the image does not hold, or one the program dropped since: it reads zeros.
+  uffdio_zeropage z{};
+  z.range = {addr, kPage};
+  if (::ioctl(mm.uffd.get(), UFFDIO_ZEROPAGE, &z) == 0) {
+    ++live_.zero_pages;
+    return;
+  }
+  if (errno == EEXIST) return wake_range(mm.uffd.get(), addr);
+  if (errno == EAGAIN) return mm.deferred.push_back(addr);
+  if (errno == ESRCH) {
+    mm.gone = true;
+    return;
+  }
+  // ENOENT: the mapping went away; its unmap event follows.
+  if (errno != ENOENT)
+    fail(fmt::format("lazy restore of {}: UFFDIO_ZEROPAGE at {:#x}: {}", mm.name(), addr,
+                     std::strerror(errno)));
+}
+
+void Server::prefetch(Mm& mm) {
+  while (mm.cursor < mm.slots.size() && mm.slots[mm.cursor].state != kPending) ++mm.cursor;
+  if (mm.cursor == mm.slots.size()) {
+    mm.cursor = 0;  // a remap may have moved pending pages behind the cursor
+    return;
+  }
+  size_t i = mm.cursor, count = 1;
+  uint64_t addr = mm.slots[i].loc.addr;
+  while (count < kPrefetchRun && i + count < mm.slots.size() &&
+         mm.slots[i + count].state == kPending &&
+         mm.slots[i + count].loc.addr == addr + count * kPage)
+    ++count;
+  uint64_t before = mm.pending;
+  (void)copy(mm, i, count);  // retry: events come first, the next round tries again
+  live_.pages_prefetched += before - mm.pending;
+}
+
+bool Server::read_pages(Mm& mm, size_t first, size_t count) {
+  for (size_t k = 0; k < count;) {
+    const PageLocation& head = mm.slots[first + k].loc;
+    size_t run = 1;
+    while (k + run < count && mm.slots[first + k + run].loc.file == head.file &&
+           mm.slots[first + k + run].loc.offset == head.offset + run * kPage)
+      ++run;
+    size_t want = run * kPage;
+    std::byte* dst = buffer_.get() + k * kPage;
+    ssize_t got =
+        ::pread(mm.files->fds[head.file].get(), dst, want, static_cast<off_t>(head.offset));
+    if (got != static_cast<ssize_t>(want)) {
+      fail(fmt::format("lazy restore of {}: reading page {:#x} from {} at offset {}: {}", mm.name(),
+                       head.addr, mm.files->paths[head.file], head.offset,
+                       got < 0 ? std::strerror(errno) : "the file ends early"));
+      return false;
+    }
+    k += run;
+  }
+  for (size_t k = 0; k < count; ++k) {
+    const PageLocation& p = mm.slots[first + k].loc;
+    if (XXH3_64bits(buffer_.get() + k * kPage, kPage) != p.hash) {
+      fail(fmt::format(
+          "lazy restore of {}: page {:#x} in {} at offset {} does not match its page index: "
+          "the image is damaged",
+          mm.name(), p.addr, mm.files->paths[p.file], p.offset));
+      return false;
+    }
+  }
+  return true;
+}
+
+Server::Copied Server::copy(Mm& mm, size_t first, size_t count) {
+  if (!read_pages(mm, first, count)) return Copied::gone;
+  Copied result = copy_read(mm, first, count);
+  // A copy that stopped early wakes nobody: a thread may wait on any page of the run.
+  if (result != Copied::gone || !mm.gone) {
+    uffdio_range r{mm.slots[first].loc.addr, count * kPage};
+    if (mm.slots[first + count - 1].loc.addr == r.start + (count - 1) * kPage)
+      (void)::ioctl(mm.uffd.get(), UFFDIO_WAKE, &r);
+  }
+  return result;
+}
+
+Server::Copied Server::copy_read(Mm& mm, size_t first, size_t count) {
+  size_t done = 0;
+  while (done < count) {
+    uffdio_copy c{};
+    c.dst = mm.slots[first + done].loc.addr;
+    c.src = reinterpret_cast<uint64_t>(buffer_.get() + done * kPage);
+    c.len = (count - done) * kPage;
+    int rc = ::ioctl(mm.uffd.get(), UFFDIO_COPY, &c);
+    int err = errno;
+    size_t copied = c.copy > 0 ? static_cast<size_t>(c.copy) / kPage : 0;
+    for (size_t k = 0; k < copied; ++k) mm.mark(first + done + k, kIn);
+    done += copied;
+    if (rc == 0) return Copied::ok;
+    if (err == EEXIST) {
+      mm.mark(first + done, kIn);  // the program has this page already (it is not missing)
+      ++done;
+      continue;
+    }
+    if (err == EAGAIN) return Copied::retry;
+    if (err == ESRCH) {
+      mm.gone = true;
+      return Copied::gone;
+    }
+    if (err == ENOENT) {  // unmapped; the event follows and drops the rest
+      mm.mark(first + done, kDropped);
+      ++done;
+      continue;
+    }
+    fail(fmt::format("lazy restore of {}: UFFDIO_COPY at {:#x}: {}", mm.name(),
+                     mm.slots[first + done].loc.addr, std::strerror(err)));
+    return Copied::gone;
+  }
+  return Copied::ok;
+}
+
+Status write_now(RestoreContext& ctx, const page_chain::PageLocations& pages) {
+  if (pages.pages.empty()) return {};
+  std::vector<ScopedFd> files;
+  for (auto& path : pages.files) {
+    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) return sys_error(fmt::format("restore pid {}: open {}", ctx.pid, path.string()));
+    files.push_back(std::move(fd));
+  }
+  std::vector<std::byte> buf(kPrefetchRun * kPage);
+  const auto& all = pages.pages;
+  for (size_t i = 0; i < all.size();) {
+    // Neighbours in memory and in one file go in one read and one write.
+    size_t n = 1;
+    while (n < kPrefetchRun && i + n < all.size() && all[i + n].file == all[i].file &&
+           all[i + n].addr == all[i].addr + n * kPage &&
+           all[i + n].offset == all[i].offset + n * kPage)
+      ++n;
+    const PageLocation& head = all[i];
+    ssize_t got =
+        ::pread(files[head.file].get(), buf.data(), n * kPage, static_cast<off_t>(head.offset));
+    if (got != static_cast<ssize_t>(n * kPage))
+      return errorf("restore pid {}: reading page {:#x} from {} at offset {}: {}", ctx.pid,
+                    head.addr, pages.files[head.file].string(), head.offset,
+                    got < 0 ? std::strerror(errno) : "the file ends early");
+    for (size_t k = 0; k < n; ++k)
+      if (XXH3_64bits(buf.data() + k * kPage, kPage) != all[i + k].hash)
+        return errorf(
+            "restore pid {}: page {:#x} in {} at offset {} does not match its page index: the "
+            "image is damaged",
+            ctx.pid, all[i + k].addr, pages.files[head.file].string(), all[i + k].offset);
+    CKPT_TRY(write_remote(ctx.pid, head.addr, buf.data(), n * kPage));
+    ctx.progress->advance(n * kPage);
+    i += n;
+  }
+  return {};
+}
+
+Result<ScopedFd> open_in_puppet(RestoreContext& ctx,
+                                const std::vector<std::pair<uint64_t, uint64_t>>& ranges) {
+  auto& rs = *ctx.main_remote;
+  CKPT_TRY_ASSIGN(long fd, rs.call("userfaultfd", SYS_userfaultfd, {O_CLOEXEC | O_NONBLOCK}));
+  auto taken = fds::borrow_fd(ctx.pid, static_cast<int>(fd));
+  CKPT_TRY(rs.call("close", SYS_close, {static_cast<uint64_t>(fd)}));
+  if (!taken.ok()) return taken.error();
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = kFeatures;
+  if (::ioctl(taken->get(), UFFDIO_API, &api) < 0)
+    return sys_error(fmt::format("restore pid {}: UFFDIO_API", ctx.pid));
+  for (auto [start, end] : ranges) {
+    uffdio_register reg{};
+    reg.range = {start, end - start};
+    reg.mode = UFFDIO_REGISTER_MODE_MISSING;
+    if (::ioctl(taken->get(), UFFDIO_REGISTER, &reg) < 0)
+      return sys_error(
+          fmt::format("restore pid {}: UFFDIO_REGISTER {:#x}-{:#x}", ctx.pid, start, end));
+  }
+  return std::move(*taken);
+}
+
+}  // namespace ckpt::lazy_pages
