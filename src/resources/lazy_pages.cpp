@@ -173,8 +173,13 @@ void Server::fail(std::string message) {
 }
 
 void Server::kill_all(bool loud) {
+  std::vector<pid_t> roots;
+  {
+    std::lock_guard lk(mu_);
+    roots = pids_;
+  }
   std::vector<pid_t> victims;
-  for (pid_t p : pids_) {
+  for (pid_t p : roots) {
     add_descendants(p, victims);
     victims.push_back(p);
   }
@@ -229,7 +234,7 @@ void Server::run() {
   if (failed) kill_all(true);
   mms_.clear();
   std::lock_guard lk(mu_);
-  live_.took = Clock::now() - started_;
+  if (started_ != Clock::time_point{}) live_.took = Clock::now() - started_;
   stats_ = live_;
   done_ = true;
   done_cv_.notify_all();
