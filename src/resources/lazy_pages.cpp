@@ -41,8 +41,8 @@ struct Slot {
   uint8_t state = kPending;
 };
 
-void wake_range(int uffd, uint64_t addr) {
-  uffdio_range r{addr, kPage};
+void wake_range(int uffd, uint64_t addr, uint64_t len = kPage) {
+  uffdio_range r{addr, len};
   (void)::ioctl(uffd, UFFDIO_WAKE, &r);
 }
 
@@ -59,15 +59,59 @@ void add_descendants(pid_t pid, std::vector<pid_t>& out) {
 
 }  // namespace
 
-struct Server::Files {
+struct PageFiles {
   std::vector<ScopedFd> fds;
   std::vector<std::string> paths;  // for messages
 };
 
+namespace {
+
+Result<PageFiles> open_page_files(const page_chain::PageLocations& pages, std::string_view who) {
+  PageFiles files;
+  for (auto& path : pages.files) {
+    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
+    if (!fd) return sys_error(fmt::format("{}: open {}", who, path.string()));
+    files.fds.push_back(std::move(fd));
+    files.paths.push_back(path.string());
+  }
+  return files;
+}
+
+// Reads `count` pages (the k-th at `at(k)`) into dst, a pread per run that is contiguous in one
+// file, and checks each against the hash in the page index.
+template <class At>
+Status read_checked(const PageFiles& files, size_t count, At at, std::byte* dst,
+                    std::string_view who) {
+  for (size_t k = 0; k < count;) {
+    const PageLocation& head = at(k);
+    size_t run = 1;
+    while (k + run < count && at(k + run).file == head.file &&
+           at(k + run).offset == head.offset + run * kPage)
+      ++run;
+    ssize_t got = ::pread(files.fds[head.file].get(), dst + k * kPage, run * kPage,
+                          static_cast<off_t>(head.offset));
+    if (got != static_cast<ssize_t>(run * kPage))
+      return errorf("{}: reading page {:#x} from {} at offset {}: {}", who, head.addr,
+                    files.paths[head.file], head.offset,
+                    got < 0 ? std::strerror(errno) : "the file ends early");
+    k += run;
+  }
+  for (size_t k = 0; k < count; ++k) {
+    const PageLocation& p = at(k);
+    if (XXH3_64bits(dst + k * kPage, kPage) != p.hash)
+      return errorf(
+          "{}: page {:#x} in {} at offset {} does not match its page index: the image is damaged",
+          who, p.addr, files.paths[p.file], p.offset);
+  }
+  return {};
+}
+
+}  // namespace
+
 struct Server::Mm {
   pid_t pid = 0;  // 0 for a child forked since the restore (the event does not name it)
   ScopedFd uffd;
-  std::shared_ptr<const Files> files;
+  std::shared_ptr<const PageFiles> files;
   std::vector<Slot> slots;  // ascending addresses
   size_t cursor = 0;        // where the background copy goes on
   size_t pending = 0;
@@ -112,17 +156,12 @@ Server::~Server() {
 }
 
 Status Server::add(pid_t pid, ScopedFd uffd, page_chain::PageLocations pages) {
-  auto files = std::make_shared<Files>();
-  for (auto& path : pages.files) {
-    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!fd) return sys_error(fmt::format("lazy restore of pid {}: open {}", pid, path.string()));
-    files->fds.push_back(std::move(fd));
-    files->paths.push_back(path.string());
-  }
+  CKPT_TRY_ASSIGN(PageFiles files,
+                  open_page_files(pages, fmt::format("lazy restore of pid {}", pid)));
   auto mm = std::make_unique<Mm>();
   mm->pid = pid;
   mm->uffd = std::move(uffd);
-  mm->files = std::move(files);
+  mm->files = std::make_shared<const PageFiles>(std::move(files));
   mm->slots.reserve(pages.pages.size());
   for (auto& p : pages.pages) mm->slots.push_back({p, kPending});
   mm->pending = mm->slots.size();
@@ -357,46 +396,19 @@ void Server::prefetch(Mm& mm) {
 }
 
 bool Server::read_pages(Mm& mm, size_t first, size_t count) {
-  for (size_t k = 0; k < count;) {
-    const PageLocation& head = mm.slots[first + k].loc;
-    size_t run = 1;
-    while (k + run < count && mm.slots[first + k + run].loc.file == head.file &&
-           mm.slots[first + k + run].loc.offset == head.offset + run * kPage)
-      ++run;
-    size_t want = run * kPage;
-    std::byte* dst = buffer_.get() + k * kPage;
-    ssize_t got =
-        ::pread(mm.files->fds[head.file].get(), dst, want, static_cast<off_t>(head.offset));
-    if (got != static_cast<ssize_t>(want)) {
-      fail(fmt::format("lazy restore of {}: reading page {:#x} from {} at offset {}: {}", mm.name(),
-                       head.addr, mm.files->paths[head.file], head.offset,
-                       got < 0 ? std::strerror(errno) : "the file ends early"));
-      return false;
-    }
-    k += run;
-  }
-  for (size_t k = 0; k < count; ++k) {
-    const PageLocation& p = mm.slots[first + k].loc;
-    if (XXH3_64bits(buffer_.get() + k * kPage, kPage) != p.hash) {
-      fail(fmt::format(
-          "lazy restore of {}: page {:#x} in {} at offset {} does not match its page index: "
-          "the image is damaged",
-          mm.name(), p.addr, mm.files->paths[p.file], p.offset));
-      return false;
-    }
-  }
-  return true;
+  Status st = read_checked(
+      *mm.files, count, [&](size_t k) -> const PageLocation& { return mm.slots[first + k].loc; },
+      buffer_.get(), fmt::format("lazy restore of {}", mm.name()));
+  if (!st.ok()) fail(st.error().message);
+  return st.ok();
 }
 
 Server::Copied Server::copy(Mm& mm, size_t first, size_t count) {
   if (!read_pages(mm, first, count)) return Copied::gone;
   Copied result = copy_read(mm, first, count);
-  // A copy that stopped early wakes nobody: a thread may wait on any page of the run.
-  if (result != Copied::gone || !mm.gone) {
-    uffdio_range r{mm.slots[first].loc.addr, count * kPage};
-    if (mm.slots[first + count - 1].loc.addr == r.start + (count - 1) * kPage)
-      (void)::ioctl(mm.uffd.get(), UFFDIO_WAKE, &r);
-  }
+  // A copy that stopped early wakes nobody: a thread may wait on any page of the run (which is
+  // contiguous in memory: callers pick it so).
+  if (result != Copied::gone) wake_range(mm.uffd.get(), mm.slots[first].loc.addr, count * kPage);
   return result;
 }
 
@@ -437,35 +449,18 @@ Server::Copied Server::copy_read(Mm& mm, size_t first, size_t count) {
 
 Status write_now(RestoreContext& ctx, const page_chain::PageLocations& pages) {
   if (pages.pages.empty()) return {};
-  std::vector<ScopedFd> files;
-  for (auto& path : pages.files) {
-    ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW));
-    if (!fd) return sys_error(fmt::format("restore pid {}: open {}", ctx.pid, path.string()));
-    files.push_back(std::move(fd));
-  }
+  std::string who = fmt::format("restore pid {}", ctx.pid);
+  CKPT_TRY_ASSIGN(PageFiles files, open_page_files(pages, who));
   std::vector<std::byte> buf(kPrefetchRun * kPage);
   const auto& all = pages.pages;
   for (size_t i = 0; i < all.size();) {
-    // Neighbours in memory and in one file go in one read and one write.
+    // Neighbours in memory go in one write.
     size_t n = 1;
-    while (n < kPrefetchRun && i + n < all.size() && all[i + n].file == all[i].file &&
-           all[i + n].addr == all[i].addr + n * kPage &&
-           all[i + n].offset == all[i].offset + n * kPage)
+    while (n < kPrefetchRun && i + n < all.size() && all[i + n].addr == all[i].addr + n * kPage)
       ++n;
-    const PageLocation& head = all[i];
-    ssize_t got =
-        ::pread(files[head.file].get(), buf.data(), n * kPage, static_cast<off_t>(head.offset));
-    if (got != static_cast<ssize_t>(n * kPage))
-      return errorf("restore pid {}: reading page {:#x} from {} at offset {}: {}", ctx.pid,
-                    head.addr, pages.files[head.file].string(), head.offset,
-                    got < 0 ? std::strerror(errno) : "the file ends early");
-    for (size_t k = 0; k < n; ++k)
-      if (XXH3_64bits(buf.data() + k * kPage, kPage) != all[i + k].hash)
-        return errorf(
-            "restore pid {}: page {:#x} in {} at offset {} does not match its page index: the "
-            "image is damaged",
-            ctx.pid, all[i + k].addr, pages.files[head.file].string(), all[i + k].offset);
-    CKPT_TRY(write_remote(ctx.pid, head.addr, buf.data(), n * kPage));
+    CKPT_TRY(read_checked(
+        files, n, [&](size_t k) -> const PageLocation& { return all[i + k]; }, buf.data(), who));
+    CKPT_TRY(write_remote(ctx.pid, all[i].addr, buf.data(), n * kPage));
     ctx.progress->advance(n * kPage);
     i += n;
   }

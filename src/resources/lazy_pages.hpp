@@ -33,6 +33,8 @@
 
 namespace ckpt::lazy_pages {
 
+struct PageFiles;  // the open data files of a chain
+
 struct Stats {
   uint64_t faults = 0;               // page faults answered
   uint64_t pages_on_fault = 0;       // pages copied to answer them
@@ -63,7 +65,6 @@ class Server {
 
  private:
   struct Mm;
-  struct Files;
   Server() = default;
   void run();
   void serve_events(Mm& mm);

@@ -203,11 +203,16 @@ Result<std::optional<PageLocations>> locate(const RestoreContext& ctx, std::stri
       if ((ordinal + 1) * kPage > meta->raw_size)
         return errorf("restore pid {}: gen {}: section '{}' ends before page {}", ctx.pid,
                       c.ids[level], pages_name, ordinal);
-      out.pages.push_back({addr, meta->offset + ordinal * kPage, own.find(addr)->hash, file});
+      out.pages.push_back({addr, meta->offset + ordinal * kPage, 0, file});
     }
   }
   std::sort(out.pages.begin(), out.pages.end(),
             [](const PageLocation& a, const PageLocation& b) { return a.addr < b.addr; });
+  // compose() gives every page of the restored index once, so the two are in step.
+  if (out.pages.size() != own.entries.size())
+    return errorf("restore pid {}: the chain gives {} pages for an index of {}", ctx.pid,
+                  out.pages.size(), own.entries.size());
+  for (size_t i = 0; i < out.pages.size(); ++i) out.pages[i].hash = own.entries[i].hash;
   return std::optional<PageLocations>(std::move(out));
 }
 
