@@ -3,8 +3,12 @@
 //   2. frozen time per periodic checkpoint of that process,
 //   3. overhead of running a syscall-heavy program (dd with 1-byte blocks) under `ckpt run`
 //      between checkpoints, against running it directly.
+//   4. crash to running again for a 1 GiB process, eager and with --lazy, beside the machine's
+//      limit for an eager restore (reading the image and populating the memory, same run).
 // Usage: supervisor_bench [path/to/ckpt]  (default: ../bin/ckpt next to this binary)
+#include <fcntl.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -12,6 +16,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <regex>
 #include <sstream>
 #include <string>
@@ -68,6 +73,93 @@ double mean(const std::vector<double>& v) {
   return v.empty() ? 0 : s / static_cast<double>(v.size());
 }
 
+size_t occurrences(const std::string& text, const std::string& what) {
+  size_t n = 0;
+  for (size_t at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+double min_of(const std::vector<double>& v) {
+  double m = v.empty() ? 0 : v[0];
+  for (double x : v) m = std::min(m, x);
+  return m;
+}
+
+nlohmann::json run_json(const fs::path& store) {
+  auto j = nlohmann::json::parse(slurp(store / "run.json"), nullptr, false);
+  return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+template <typename F>
+bool wait_for(F pred, int seconds = 120) {
+  auto end = Clock::now() + std::chrono::seconds(seconds);
+  while (Clock::now() < end) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+struct Recoveries {
+  std::vector<double> running;   // crash to running again (ms)
+  std::vector<double> complete;  // --lazy: restore to all memory in (ms)
+  std::string generation;
+};
+
+// A 1 GiB python3 program under `ckpt run [--lazy]`, checkpointed once on request, then killed
+// `kills` times; each recovery comes from that checkpoint.
+Recoveries crash_1g(const fs::path& ckpt, const fs::path& dir, bool lazy, int kills) {
+  auto store = dir / (lazy ? "lazy" : "eager");
+  auto ready = dir / (lazy ? "lazy.ready" : "eager.ready");
+  auto err = dir / (lazy ? "lazy.err" : "eager.err");
+  std::vector<std::string> argv = {ckpt,           "run", "--interval", "0",
+                                   "--min-uptime", "0",   "--dir",      store};
+  if (lazy) argv.push_back("--lazy");
+  for (std::string a : {"--", "/usr/bin/python3", "-c",
+                        "import sys, time\nb = bytearray(b'x') * (1 << 30)\n"
+                        "open(sys.argv[1], 'w').close()\nwhile True: time.sleep(0.01)\n"})
+    argv.push_back(a);
+  argv.push_back(ready);
+  pid_t sv = spawn(argv, err);
+  Recoveries r;
+  wait_for([&] { return fs::exists(ready); });
+  kill(sv, SIGUSR1);
+  wait_for([&] { return run_json(store).value("requests_served", 0) >= 1; });
+  r.generation = run_json(store).value("last_generation", "");
+  for (int i = 0; i < kills; ++i) {
+    kill(run_json(store).value("child_pid", 0), SIGKILL);
+    std::string marker = lazy ? "memory of pid" : "recovered from";
+    wait_for([&] { return occurrences(slurp(err), marker) >= size_t(i) + 1; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  }
+  kill(sv, SIGTERM);
+  waitpid(sv, nullptr, 0);
+  std::string log = slurp(err);
+  r.running = grab(log, "recovered from generation \\S+ in ([0-9.]+) ms");
+  r.complete = grab(log, "memory of pid [0-9]+ complete in ([0-9.]+) ms");
+  return r;
+}
+
+// The least an eager restore of `data` must do: read it (into a reused buffer) and populate as
+// much fresh memory. Milliseconds, each.
+std::pair<double, double> eager_limit(const fs::path& data) {
+  constexpr size_t kChunk = 1 << 20;
+  std::unique_ptr<char[]> buf(new char[kChunk]);
+  int fd = open(data.c_str(), O_RDONLY);
+  auto t = Clock::now();
+  for (off_t at = 0; fd >= 0 && pread(fd, buf.get(), kChunk, at) > 0; at += kChunk) {
+  }
+  double read_ms = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  if (fd >= 0) close(fd);
+  size_t len = fs::file_size(data);
+  void* mem = mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  t = Clock::now();
+  madvise(mem, len, MADV_POPULATE_WRITE);
+  double populate_ms = std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  munmap(mem, len);
+  return {read_ms, populate_ms};
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -113,6 +205,19 @@ int main(int argc, char** argv) {
   std::printf(
       "syscall-heavy dd (3M read+write): direct %.3f s, under ckpt run %.3f s, ratio %.3f\n",
       direct / 3, supervised / 3, supervised / direct);
+  // 4: 1 GiB, eager against lazy, in the same run.
+  auto eager = crash_1g(ckpt, dir, false, 3);
+  auto lazy = crash_1g(ckpt, dir, true, 3);
+  auto [read_ms, populate_ms] = eager_limit(dir / "eager" / eager.generation / "data");
+  std::printf("1 GiB process: crash to running again, eager: mean %.1f ms, min %.1f ms (%zu)\n",
+              mean(eager.running), min_of(eager.running), eager.running.size());
+  std::printf(
+      "1 GiB process: crash to running again, --lazy: mean %.1f ms, min %.1f ms (%zu); all memory "
+      "in %.1f ms later (mean)\n",
+      mean(lazy.running), min_of(lazy.running), lazy.running.size(), mean(lazy.complete));
+  std::printf(
+      "machine's limit for an eager restore of that image: read %.1f ms + populate %.1f ms\n",
+      read_ms, populate_ms);
   std::error_code ec;
   fs::remove_all(dir, ec);
   return 0;

@@ -217,12 +217,8 @@ int finish_lazy(const RestoreArgs& a, pid_t pid, lazy_pages::Server& server) {
     print_error(st.error().message);
     return kExitFailed;
   }
-  auto s = server.stats();
   if (!a.json)
-    fmt::print(stderr,
-               "ckpt: memory of pid {} complete in {:.1f} ms: {} pages on demand ({} "
-               "faults), {} in the background\n",
-               pid, ms(s.took), s.pages_on_fault, s.faults, s.pages_prefetched);
+    fmt::print(stderr, "ckpt: memory of pid {} {}\n", pid, lazy_pages::describe(server.stats()));
   return kExitOk;
 }
 

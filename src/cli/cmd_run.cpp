@@ -34,6 +34,7 @@ struct RunArgs {
   bool compress = false;
   bool incremental = false;
   size_t full_every = 10;
+  bool lazy = false;
 };
 
 int run_run(const RunArgs& a) {
@@ -57,6 +58,7 @@ int run_run(const RunArgs& a) {
   o.compress = a.compress;
   o.incremental = a.incremental;
   o.full_every = a.full_every;
+  o.lazy = a.lazy;
   return run_supervised(std::move(o));
 }
 
@@ -221,13 +223,16 @@ void add_run(CLI::App& app, int* exit_code) {
                 "be left out");
   cmd->add_flag("--accept-changed-files", a->accept_changed_files,
                 "Recover even if the program's open files changed size since the checkpoint");
-  cmd->add_flag("--compress", a->compress, "Compress checkpoints with zstd");
+  auto* compress = cmd->add_flag("--compress", a->compress, "Compress checkpoints with zstd");
   cmd->add_flag("--incremental", a->incremental,
                 "Checkpoints after a full one store only the pages changed since the one before");
   cmd->add_option("--full-every", a->full_every,
                   "With --incremental: every Nth checkpoint is full (1: all are)")
       ->default_val(10)
       ->check(CLI::Range(1, 1000000));
+  cmd->add_flag("--lazy", a->lazy,
+                "Recover at once: the program runs while its memory is filled from the checkpoint")
+      ->excludes(compress);
   cmd->add_option("program", a->program, "PROGRAM ARGS... (after --)");
   cmd->footer(
       "Checkpoint now: 'ckpt checkpoint DIR|PID' or 'kill -USR1 PID'. State: 'ckpt status "

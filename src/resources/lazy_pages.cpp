@@ -16,6 +16,7 @@
 #include <cstring>
 
 #include "common/log.hpp"
+#include "common/populate.hpp"
 #include "proc/task.hpp"
 #include "resources/fds/fd_access.hpp"
 
@@ -36,6 +37,7 @@ constexpr uint64_t kFeatures = UFFD_FEATURE_EVENT_FORK | UFFD_FEATURE_EVENT_REMA
 
 enum : uint8_t { kPending, kIn, kDropped };
 
+// A page and its state, together while a remap sorts them again.
 struct Slot {
   PageLocation loc;
   uint8_t state = kPending;
@@ -112,32 +114,62 @@ struct Server::Mm {
   pid_t pid = 0;  // 0 for a child forked since the restore (the event does not name it)
   ScopedFd uffd;
   std::shared_ptr<const PageFiles> files;
-  std::vector<Slot> slots;  // ascending addresses
-  size_t cursor = 0;        // where the background copy goes on
+  std::vector<PageLocation> pages;  // ascending addresses
+  std::vector<uint8_t> state;       // of each page
+  size_t cursor = 0;                // where the background copy goes on
   size_t pending = 0;
   bool gone = false;               // the process ended (or exec'd)
   std::vector<uint64_t> deferred;  // faults to answer once the process's memory stops changing
 
   size_t find(uint64_t addr) const {
-    auto it = std::lower_bound(slots.begin(), slots.end(), addr,
-                               [](const Slot& s, uint64_t a) { return s.loc.addr < a; });
-    return static_cast<size_t>(it - slots.begin());
+    auto it = std::lower_bound(pages.begin(), pages.end(), addr,
+                               [](const PageLocation& p, uint64_t a) { return p.addr < a; });
+    return static_cast<size_t>(it - pages.begin());
   }
-  void mark(size_t i, uint8_t state) {
-    if (slots[i].state == kPending) --pending;
-    slots[i].state = state;
+  void mark(size_t i, uint8_t to) {
+    if (state[i] == kPending) --pending;
+    state[i] = to;
   }
   void drop(uint64_t start, uint64_t end) {
-    for (size_t i = find(start); i < slots.size() && slots[i].loc.addr < end; ++i)
-      if (slots[i].state == kPending) mark(i, kDropped);
+    for (size_t i = find(start); i < pages.size() && pages[i].addr < end; ++i)
+      if (state[i] == kPending) mark(i, kDropped);
+  }
+  // Pending pages move with their mapping; what was at the destination is gone.
+  void remap(uint64_t from, uint64_t to, uint64_t len) {
+    auto moved = [&](uint64_t a) { return a >= from && a < from + len; };
+    std::vector<Slot> slots;
+    for (size_t i = 0; i < pages.size(); ++i) {
+      Slot sl{pages[i], state[i]};
+      bool at_dest = sl.loc.addr >= to && sl.loc.addr < to + len && !moved(sl.loc.addr);
+      if (at_dest && sl.state == kPending) --pending;
+      if (at_dest) continue;
+      if (moved(sl.loc.addr)) sl.loc.addr = sl.loc.addr - from + to;
+      slots.push_back(sl);
+    }
+    std::sort(slots.begin(), slots.end(),
+              [](const Slot& a, const Slot& b) { return a.loc.addr < b.loc.addr; });
+    pages.clear();
+    state.clear();
+    for (auto& sl : slots) {
+      pages.push_back(sl.loc);
+      state.push_back(sl.state);
+    }
+    cursor = 0;
   }
   std::string name() const { return pid ? fmt::format("pid {}", pid) : "a forked child"; }
 };
 
+std::string describe(const Stats& s) {
+  return fmt::format("complete in {:.1f} ms: {} pages on demand ({} faults), {} in the background",
+                     std::chrono::duration<double, std::milli>(s.took).count(), s.pages_on_fault,
+                     s.faults, s.pages_prefetched);
+}
+
 Result<std::unique_ptr<Server>> Server::start() {
   std::unique_ptr<Server> s(new Server);
   s->wake_ = ScopedFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-  if (!s->wake_) return sys_error("lazy restore: eventfd");
+  s->done_fd_ = ScopedFd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!s->wake_ || !s->done_fd_) return sys_error("lazy restore: eventfd");
   s->buffer_.reset(new std::byte[kPrefetchRun * kPage]);
   s->thread_ = std::thread([p = s.get()] { p->run(); });
   return s;
@@ -162,9 +194,9 @@ Status Server::add(pid_t pid, ScopedFd uffd, page_chain::PageLocations pages) {
   mm->pid = pid;
   mm->uffd = std::move(uffd);
   mm->files = std::make_shared<const PageFiles>(std::move(files));
-  mm->slots.reserve(pages.pages.size());
-  for (auto& p : pages.pages) mm->slots.push_back({p, kPending});
-  mm->pending = mm->slots.size();
+  mm->pages = std::move(pages.pages);
+  mm->state.assign(mm->pages.size(), kPending);
+  mm->pending = mm->pages.size();
   {
     std::lock_guard lk(mu_);
     if (started_ == Clock::time_point{}) started_ = Clock::now();
@@ -277,6 +309,8 @@ void Server::run() {
   stats_ = live_;
   done_ = true;
   done_cv_.notify_all();
+  uint64_t one = 1;
+  (void)!::write(done_fd_.get(), &one, sizeof one);
 }
 
 void Server::serve_events(Mm& mm) {
@@ -308,28 +342,16 @@ void Server::serve_events(Mm& mm) {
           auto child = std::make_unique<Mm>();
           child->uffd = ScopedFd(static_cast<int>(m.arg.fork.ufd));
           child->files = mm.files;
-          child->slots = mm.slots;
+          child->pages = mm.pages;
+          child->state = mm.state;
           child->cursor = mm.cursor;
           child->pending = mm.pending;
           mms_.push_back(std::move(child));
           break;
         }
-        case UFFD_EVENT_REMAP: {
-          // Pending pages move with the mapping; what was at the destination is gone.
-          uint64_t from = m.arg.remap.from, to = m.arg.remap.to, len = m.arg.remap.len;
-          auto moved = [&](uint64_t a) { return a >= from && a < from + len; };
-          std::erase_if(mm.slots, [&](const Slot& s) {
-            bool erase = s.loc.addr >= to && s.loc.addr < to + len && !moved(s.loc.addr);
-            if (erase && s.state == kPending) --mm.pending;
-            return erase;
-          });
-          for (auto& s : mm.slots)
-            if (moved(s.loc.addr)) s.loc.addr = s.loc.addr - from + to;
-          std::sort(mm.slots.begin(), mm.slots.end(),
-                    [](const Slot& a, const Slot& b) { return a.loc.addr < b.loc.addr; });
-          mm.cursor = 0;
+        case UFFD_EVENT_REMAP:
+          mm.remap(m.arg.remap.from, m.arg.remap.to, m.arg.remap.len);
           break;
-        }
         case UFFD_EVENT_REMOVE:  // madvise(MADV_DONTNEED): those pages read zeros now
         case UFFD_EVENT_UNMAP:
           mm.drop(m.arg.remove.start, m.arg.remove.end);
@@ -346,19 +368,18 @@ void Server::on_fault(Mm& mm, uint64_t addr) {
   addr &= ~(kPage - 1);
   ++live_.faults;
   size_t i = mm.find(addr);
-  bool known = i < mm.slots.size() && mm.slots[i].loc.addr == addr;
-  if (known && mm.slots[i].state == kPending) {
+  bool known = i < mm.pages.size() && mm.pages[i].addr == addr;
+  if (known && mm.state[i] == kPending) {
     size_t count = 1;
-    while (count < kFaultRun && i + count < mm.slots.size() &&
-           mm.slots[i + count].state == kPending &&
-           mm.slots[i + count].loc.addr == addr + count * kPage)
+    while (count < kFaultRun && i + count < mm.pages.size() && mm.state[i + count] == kPending &&
+           mm.pages[i + count].addr == addr + count * kPage)
       ++count;
     uint64_t before = mm.pending;
     if (copy(mm, i, count) == Copied::retry) mm.deferred.push_back(addr);
     live_.pages_on_fault += before - mm.pending;
     return;
   }
-  if (known && mm.slots[i].state == kIn) return wake_range(mm.uffd.get(), addr);
+  if (known && mm.state[i] == kIn) return wake_range(mm.uffd.get(), addr);
   // A page the image does not hold, or one the program dropped since: it reads zeros.
   uffdio_zeropage z{};
   z.range = {addr, kPage};
@@ -379,16 +400,15 @@ void Server::on_fault(Mm& mm, uint64_t addr) {
 }
 
 void Server::prefetch(Mm& mm) {
-  while (mm.cursor < mm.slots.size() && mm.slots[mm.cursor].state != kPending) ++mm.cursor;
-  if (mm.cursor == mm.slots.size()) {
+  while (mm.cursor < mm.pages.size() && mm.state[mm.cursor] != kPending) ++mm.cursor;
+  if (mm.cursor == mm.pages.size()) {
     mm.cursor = 0;  // a remap may have moved pending pages behind the cursor
     return;
   }
   size_t i = mm.cursor, count = 1;
-  uint64_t addr = mm.slots[i].loc.addr;
-  while (count < kPrefetchRun && i + count < mm.slots.size() &&
-         mm.slots[i + count].state == kPending &&
-         mm.slots[i + count].loc.addr == addr + count * kPage)
+  uint64_t addr = mm.pages[i].addr;
+  while (count < kPrefetchRun && i + count < mm.pages.size() && mm.state[i + count] == kPending &&
+         mm.pages[i + count].addr == addr + count * kPage)
     ++count;
   uint64_t before = mm.pending;
   (void)copy(mm, i, count);  // retry: events come first, the next round tries again
@@ -397,7 +417,7 @@ void Server::prefetch(Mm& mm) {
 
 bool Server::read_pages(Mm& mm, size_t first, size_t count) {
   Status st = read_checked(
-      *mm.files, count, [&](size_t k) -> const PageLocation& { return mm.slots[first + k].loc; },
+      *mm.files, count, [&](size_t k) -> const PageLocation& { return mm.pages[first + k]; },
       buffer_.get(), fmt::format("lazy restore of {}", mm.name()));
   if (!st.ok()) fail(st.error().message);
   return st.ok();
@@ -408,7 +428,7 @@ Server::Copied Server::copy(Mm& mm, size_t first, size_t count) {
   Copied result = copy_read(mm, first, count);
   // A copy that stopped early wakes nobody: a thread may wait on any page of the run (which is
   // contiguous in memory: callers pick it so).
-  if (result != Copied::gone) wake_range(mm.uffd.get(), mm.slots[first].loc.addr, count * kPage);
+  if (result != Copied::gone) wake_range(mm.uffd.get(), mm.pages[first].addr, count * kPage);
   return result;
 }
 
@@ -416,7 +436,7 @@ Server::Copied Server::copy_read(Mm& mm, size_t first, size_t count) {
   size_t done = 0;
   while (done < count) {
     uffdio_copy c{};
-    c.dst = mm.slots[first + done].loc.addr;
+    c.dst = mm.pages[first + done].addr;
     c.src = reinterpret_cast<uint64_t>(buffer_.get() + done * kPage);
     c.len = (count - done) * kPage;
     int rc = ::ioctl(mm.uffd.get(), UFFDIO_COPY, &c);
@@ -441,7 +461,7 @@ Server::Copied Server::copy_read(Mm& mm, size_t first, size_t count) {
       continue;
     }
     fail(fmt::format("lazy restore of {}: UFFDIO_COPY at {:#x}: {}", mm.name(),
-                     mm.slots[first + done].loc.addr, std::strerror(err)));
+                     mm.pages[first + done].addr, std::strerror(err)));
     return Copied::gone;
   }
   return Copied::ok;

@@ -43,6 +43,9 @@ struct Stats {
   std::chrono::nanoseconds took{0};  // from the first process added until all pages were in
 };
 
+// "complete in T ms: P pages on demand (F faults), B in the background"
+std::string describe(const Stats& s);
+
 class Server {
  public:
   // Starts the server thread (idle until a process is added).
@@ -62,6 +65,8 @@ class Server {
   Stats stats() const;
   // The error that stopped it, if one did (a damaged page met while the processes were built).
   std::optional<Error> error() const;
+  // Readable (for poll) once the server is done: wait() will not block.
+  int done_fd() const { return done_fd_.get(); }
 
  private:
   struct Mm;
@@ -79,7 +84,8 @@ class Server {
   bool finished_locked() const;
 
   std::thread thread_;
-  ScopedFd wake_;  // an eventfd: a process was added, or seal() / the destructor
+  ScopedFd wake_;     // an eventfd: a process was added, or seal() / the destructor
+  ScopedFd done_fd_;  // an eventfd, written once when done
   mutable std::mutex mu_;
   std::condition_variable done_cv_;
   std::vector<std::unique_ptr<Mm>> incoming_;  // added, not yet taken by the thread

@@ -813,17 +813,20 @@ Status fill_lazily(RestoreContext& ctx, const std::vector<schema::Vma>& vmas,
   std::vector<Range> lazy;
   for (auto& v : vmas)
     if (is_mapped(v) && lazy_eligible(ctx, v)) lazy.emplace_back(v.start, v.end);
-  page_chain::PageLocations now{locs.files, {}}, later{std::move(locs.files), {}};
-  size_t r = 0;
+  // The pages left to the server stay where they are (the list is big, fresh memory is slow).
+  page_chain::PageLocations now{locs.files, {}};
+  size_t r = 0, kept = 0;
   for (auto& p : locs.pages) {
     while (r < lazy.size() && lazy[r].second <= p.addr) ++r;
     bool in_lazy = r < lazy.size() && p.addr >= lazy[r].first;
-    (in_lazy ? later : now).pages.push_back(p);
+    if (in_lazy) locs.pages[kept++] = p;
+    if (!in_lazy) now.pages.push_back(p);
   }
+  locs.pages.resize(kept);
   CKPT_TRY(lazy_pages::write_now(ctx, now));
   if (lazy.empty()) return {};
   CKPT_TRY_ASSIGN(ScopedFd uffd, lazy_pages::open_in_puppet(ctx, lazy));
-  return ctx.lazy->add(ctx.pid, std::move(uffd), std::move(later));
+  return ctx.lazy->add(ctx.pid, std::move(uffd), std::move(locs));
 }
 
 Status fill_or_defer(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <memory>
 
+#include "common/populate.hpp"
 #include "image/chain.hpp"
 #include "resources/memory.hpp"
 #include "resources/page_index.hpp"
@@ -17,12 +18,16 @@ constexpr size_t kBuffer = 1 << 20;
 
 Result<Index> load_index(const image::GenerationInfo& gen, const std::string& name) {
   CKPT_TRY_ASSIGN(auto reader, image::open_generation_section(gen, name));
+  constexpr size_t kStep = 64 << 10;
   std::vector<std::byte> bytes;
-  std::vector<std::byte> buf(64 << 10);
-  for (;;) {
-    CKPT_TRY_ASSIGN(size_t n, reader->read(buf));
+  if (const image::SectionMeta* meta = gen.find_section(name))
+    reserve_populated(bytes, meta->raw_size + kStep);  // the last step finds the end
+  for (;;) {                                           // straight into `bytes`, a step at a time
+    size_t at = bytes.size();
+    bytes.resize(at + kStep);
+    CKPT_TRY_ASSIGN(size_t n, reader->read(std::span(bytes).subspan(at)));
+    bytes.resize(at + n);
     if (n == 0) break;
-    bytes.insert(bytes.end(), buf.begin(), buf.begin() + static_cast<ptrdiff_t>(n));
   }
   return page_index::decode(bytes, fmt::format("gen {}: section '{}'", gen.id, name));
 }
@@ -100,6 +105,9 @@ Result<std::vector<Wanted>> compose(const std::vector<Index>& chain,
                                     const std::vector<std::string>& ids) {
   std::vector<Wanted> wanted(chain.size());
   std::vector<uint64_t> pending;  // addresses inherited from further up, ascending
+  uint64_t stored = chain.at(0).stored_count();
+  reserve_populated(wanted[0], stored);
+  reserve_populated(pending, chain[0].entries.size() - stored);
   uint64_t k = 0;
   for (auto& e : chain.at(0).entries) {
     if (e.stored) wanted[0].emplace_back(k++, e.addr);
@@ -111,6 +119,8 @@ Result<std::vector<Wanted>> compose(const std::vector<Index>& chain,
     for (size_t i = 0, n = 0; i < idx.entries.size(); ++i)
       ordinal[i] = idx.entries[i].stored ? n++ : 0;
     std::vector<uint64_t> still;
+    reserve_populated(still, pending.size());
+    reserve_populated(wanted[level], pending.size());
     for (uint64_t a : pending) {
       const page_index::Entry* e = idx.find(a);
       if (!e)
@@ -187,6 +197,7 @@ Result<std::optional<PageLocations>> locate(const RestoreContext& ctx, std::stri
   std::string pages_name = ctx.section(memory::kPagesSection);
   PageLocations out;
   const Index& own = c.indexes.at(0);
+  reserve_populated(out.pages, own.entries.size());
   for (size_t level = 0; level < c.gens.size(); ++level) {
     if (wanted[level].empty()) continue;
     const image::SectionMeta* meta = c.gens[level].find_section(pages_name);
@@ -206,8 +217,10 @@ Result<std::optional<PageLocations>> locate(const RestoreContext& ctx, std::stri
       out.pages.push_back({addr, meta->offset + ordinal * kPage, 0, file});
     }
   }
-  std::sort(out.pages.begin(), out.pages.end(),
-            [](const PageLocation& a, const PageLocation& b) { return a.addr < b.addr; });
+  auto by_addr = [](const PageLocation& a, const PageLocation& b) { return a.addr < b.addr; };
+  // From one generation they are in order already (a big list: sorting it costs milliseconds).
+  if (!std::is_sorted(out.pages.begin(), out.pages.end(), by_addr))
+    std::sort(out.pages.begin(), out.pages.end(), by_addr);
   // compose() gives every page of the restored index once, so the two are in step.
   if (out.pages.size() != own.entries.size())
     return errorf("restore pid {}: the chain gives {} pages for an index of {}", ctx.pid,

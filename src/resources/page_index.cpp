@@ -6,6 +6,7 @@
 
 #include "common/checksum.hpp"
 #include "common/log.hpp"
+#include "common/populate.hpp"
 #include "image/chain.hpp"
 
 namespace ckpt::page_index {
@@ -74,7 +75,7 @@ Result<Index> decode(std::span<const std::byte> bytes, std::string_view what) {
   if (count > (bytes.size() - kHeader) / kEntrySize || bytes.size() != kHeader + count * kEntrySize)
     return errorf("{}: {} bytes do not hold {} entries", what, bytes.size(), count);
   Index index;
-  index.entries.reserve(count);
+  reserve_populated(index.entries, count);
   const std::byte* p = bytes.data() + kHeader;
   for (uint64_t i = 0; i < count; ++i, p += kEntrySize) {
     uint64_t word = get64(p);

@@ -21,6 +21,7 @@
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
 #include "proc/task.hpp"
+#include "resources/lazy_pages.hpp"
 #include "restore/restore.hpp"
 #include "supervisor/process.hpp"
 #include "supervisor/run_state.hpp"
@@ -69,6 +70,7 @@ class Supervisor {
   void began(const Origin& origin, pid_t pid);
   void checkpoint(bool requested);
   void apply_retention();
+  void settle_lazy();
   std::optional<int> handle_signals();
   std::optional<int> reap();
   std::optional<int> child_ended(const ExitStatus& st);
@@ -89,6 +91,9 @@ class Supervisor {
   std::set<std::string> reported_problems_;
   size_t incremental_in_row_ = 0;     // incremental checkpoints since the last full one
   std::optional<RunState> previous_;  // the store's run state from before this run (--resume)
+  // The page server of a lazy restore whose memory is still arriving, and its generation.
+  std::shared_ptr<lazy_pages::Server> lazy_;
+  std::string lazy_generation_;
 };
 
 void Supervisor::save_state() {
@@ -129,9 +134,27 @@ Status Supervisor::restore_from(const std::string& generation) {
   ro.generation = generation;
   ro.shell_job = true;
   ro.accept_changed_files = opts_.accept_changed_files;
+  ro.lazy = opts_.lazy;
   CKPT_TRY_ASSIGN(RestoreResult r, restore_process(store_, ro));
   began(Origin{generation}, r.pid);
+  lazy_ = std::move(r.lazy);
+  lazy_generation_ = generation;
   return {};
+}
+
+// Ends the lazy restore under way, waiting for its last pages. A damaged page made the server
+// kill the program: the generation is never tried again, and the program's end, reaped next, is
+// recovered from another origin.
+void Supervisor::settle_lazy() {
+  if (!lazy_) return;
+  Status st = lazy_->wait();
+  if (st.ok()) tell("memory of pid {} {}", state_.child_pid, lazy_pages::describe(lazy_->stats()));
+  if (!st.ok()) {
+    say(fmt::format("generation {} failed while its memory arrived, the program was killed: {}",
+                    lazy_generation_, st.error().message));
+    policy_.unusable(lazy_generation_, st.error().message);
+  }
+  lazy_.reset();
 }
 
 std::vector<std::string> Supervisor::available_generations() {
@@ -269,6 +292,8 @@ void Supervisor::checkpoint(bool requested) {
     save_state();
     return;
   }
+  // The dump reads memory the server is still filling: it waits for the rest.
+  settle_lazy();
   DumpOptions d;
   d.pid = child_;
   d.leave_running = true;
@@ -320,6 +345,7 @@ void Supervisor::apply_retention() {
 
 std::optional<int> Supervisor::child_ended(const ExitStatus& st) {
   auto crashed_at = Clock::now();
+  settle_lazy();
   child_ = 0;
   state_.child_pid = 0;
   bool stop = stop_requested_ || (hup_forwarded_ && st.signaled && st.code == SIGHUP);
@@ -393,13 +419,15 @@ int Supervisor::run() {
     return 1;
   }
   if (auto r = start(); r) return *r;
-  pollfd fds[2] = {{signals_.fd(), POLLIN, 0}, {timer_.fd(), POLLIN, 0}};
+  pollfd fds[3] = {{signals_.fd(), POLLIN, 0}, {timer_.fd(), POLLIN, 0}, {-1, POLLIN, 0}};
   for (;;) {
-    if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
+    fds[2].fd = lazy_ ? lazy_->done_fd() : -1;  // poll skips a negative fd
+    if (::poll(fds, 3, -1) < 0 && errno != EINTR) {
       say(sys_error("poll").message);
       if (child_ != 0) ::kill(child_, SIGKILL);
       return finish(1, "exited");
     }
+    if (fds[2].fd >= 0 && (fds[2].revents & POLLIN)) settle_lazy();
     if (auto r = handle_signals(); r) return *r;
     if (timer_.consume() && child_ != 0) {
       checkpoint(false);

@@ -25,6 +25,8 @@ struct RunOptions {
   // full (which bounds the chains restore reads and retention keeps).
   bool incremental = false;
   size_t full_every = 10;
+  // Restores start the program at once and fill its memory while it runs (restore --lazy).
+  bool lazy = false;
 };
 
 // $XDG_STATE_HOME/ckpt/NAME, else ~/.local/state/ckpt/NAME, NAME being the program's file name.
