@@ -434,17 +434,20 @@ Server::Copied Server::copy(Mm& mm, size_t first, size_t count) {
 
 Server::Copied Server::copy_read(Mm& mm, size_t first, size_t count) {
   size_t done = 0;
+  // UFFDIO_COPY fills one mapping at a time: a run across two (a stack beside another mapping,
+  // pages beside a PROT_NONE one) fails whole with ENOENT, and then goes page by page.
+  bool one_by_one = false;
   while (done < count) {
     uffdio_copy c{};
     c.dst = mm.pages[first + done].addr;
     c.src = reinterpret_cast<uint64_t>(buffer_.get() + done * kPage);
-    c.len = (count - done) * kPage;
+    c.len = (one_by_one ? 1 : count - done) * kPage;
     int rc = ::ioctl(mm.uffd.get(), UFFDIO_COPY, &c);
     int err = errno;
     size_t copied = c.copy > 0 ? static_cast<size_t>(c.copy) / kPage : 0;
     for (size_t k = 0; k < copied; ++k) mm.mark(first + done + k, kIn);
     done += copied;
-    if (rc == 0) return Copied::ok;
+    if (rc == 0) continue;
     if (err == EEXIST) {
       mm.mark(first + done, kIn);  // the program has this page already (it is not missing)
       ++done;
@@ -454,6 +457,10 @@ Server::Copied Server::copy_read(Mm& mm, size_t first, size_t count) {
     if (err == ESRCH) {
       mm.gone = true;
       return Copied::gone;
+    }
+    if (err == ENOENT && c.len > kPage) {
+      one_by_one = true;
+      continue;
     }
     if (err == ENOENT) {  // unmapped; the event follows and drops the rest
       mm.mark(first + done, kDropped);

@@ -794,12 +794,6 @@ bool lazy_eligible(const RestoreContext& ctx, const schema::Vma& v) {
 
 // Why the memory of ctx's process must be filled now even in a lazy restore, or empty.
 std::string why_not_lazy(const RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
-  // Both still restore wrongly when lazy (a thread crashes; pages beside a PROT_NONE page read
-  // wrong), cause not found yet: docs/engine.md, "Lazy restore".
-  if (ctx.rec->threads.size() > 1) return "lazy restore does not take threaded processes yet";
-  for (auto& v : vmas)
-    if (!v.pages.empty() && v.prot == PROT_NONE)
-      return "lazy restore does not take saved pages in PROT_NONE mappings yet";
   for (auto& v : vmas)
     if (!v.from_root.empty() || (is_mapped(v) && kept_area(ctx, v)))
       return "it shares memory with its parent since fork()";
