@@ -9,6 +9,7 @@
 
 #include <regex>
 
+#include "support/damage.hpp"
 #include "test_process.hpp"
 
 namespace e2e {
@@ -50,18 +51,12 @@ long pages_on_demand(const std::string& err) {
   return std::stol(m[1].str());
 }
 
-// The largest data file of the newest generation: the pages are most of it.
+// The newest generation's pages file.
 fs::path pages_file(const fs::path& store) {
-  fs::path newest, biggest;
+  fs::path newest;
   for (auto& e : fs::directory_iterator(store))
     if (e.path().filename().string().rfind("gen-", 0) == 0 && e.path() > newest) newest = e.path();
-  uintmax_t size = 0;
-  for (auto& f : fs::directory_iterator(newest))
-    if (f.path().filename() != "manifest" && f.file_size() > size) {
-      size = f.file_size();
-      biggest = f.path();
-    }
-  return biggest;
+  return ckpt::test_support::pages_file(newest);
 }
 
 TEST(LazyRestore, ProgramReadingDroppingMovingAndForkingGetsEveryPageRight) {
@@ -111,16 +106,7 @@ TEST(LazyRestore, DamagedPageKillsTheProgramInsteadOfGivingItAWrongPage) {
   ASSERT_TRUE(p.dump());
   // One byte in the middle of the pages: inside the big area, which is left to the server.
   fs::path data = pages_file(p.store());
-  ASSERT_FALSE(data.empty());
-  {
-    int fd = open_or_die(data, O_RDWR);
-    off_t at = static_cast<off_t>(fs::file_size(data) / 2);
-    char c = 0;
-    ASSERT_EQ(::pread(fd, &c, 1, at), 1);
-    c = static_cast<char>(c ^ 0x5a);
-    ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
-    ::close(fd);
-  }
+  ASSERT_TRUE(ckpt::test_support::flip_byte_in_middle(data)) << data;
   auto r = run_ckpt({"restore", "-D", p.store().string(), "--detach", "--lazy"}, 60s);
   EXPECT_NE(r.exit_code(), 0) << r.describe();
   EXPECT_NE(r.err.find("does not match its page index"), std::string::npos) << r.err;

@@ -4,8 +4,10 @@
 // from an older generation.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <regex>
 
+#include "support/damage.hpp"
 #include "sv_test_util.hpp"
 
 namespace ckpt::test {
@@ -14,29 +16,6 @@ namespace {
 const std::regex kComplete(
     "memory of pid [0-9]+ complete in [0-9.]+ ms: ([0-9]+) pages on demand \\([0-9]+ faults\\), "
     "([0-9]+) in the background");
-
-// The largest file of a generation: its pages.
-fs::path pages_file(const fs::path& gen) {
-  fs::path biggest;
-  uintmax_t size = 0;
-  for (auto& f : fs::directory_iterator(gen))
-    if (f.path().filename() != "manifest" && f.file_size() > size) {
-      size = f.file_size();
-      biggest = f.path();
-    }
-  return biggest;
-}
-
-void flip_byte_in_middle(const fs::path& file) {
-  int fd = ::open(file.c_str(), O_RDWR);
-  ASSERT_GE(fd, 0) << file;
-  off_t at = static_cast<off_t>(fs::file_size(file) / 2);
-  char c = 0;
-  ASSERT_EQ(::pread(fd, &c, 1, at), 1);
-  c = static_cast<char>(c ^ 0x5a);
-  ASSERT_EQ(::pwrite(fd, &c, 1, at), 1);
-  ::close(fd);
-}
 
 // Asks the supervisor for `n` checkpoints, one after the other; their generations.
 std::vector<std::string> request_checkpoints(Proc& sv, const fs::path& store, int n) {
@@ -50,12 +29,23 @@ std::vector<std::string> request_checkpoints(Proc& sv, const fs::path& store, in
   return gens;
 }
 
+// `mem_steps MIB STEPS` under `ckpt run --lazy`, checkpointed only on request, once it has
+// written its pages a first time.
+std::unique_ptr<Proc> start_mem_steps(const TempDir& d, const std::string& mib,
+                                      const std::string& steps) {
+  auto sv = std::make_unique<Proc>(
+      d.path(), std::vector<std::string>{CKPT_CLI_PATH, "run", "--lazy", "--dir",
+                                         d.path() / "store", "--interval", "0", "--min-uptime",
+                                         "0.2", "--", CKPT_SV_MEM_STEPS, mib, steps});
+  EXPECT_TRUE(eventually([&] { return sv->out() == "filled\n"; })) << sv->err();
+  return sv;
+}
+
 TEST(SupervisorLazy, CrashIsRecoveredWhileTheMemoryArrivesAndEveryPageIsRight) {
   TempDir d;
   auto store = d.path() / "store";
-  Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--lazy", "--dir", store, "--interval", "0",
-                     "--min-uptime", "0.2", "--", CKPT_SV_MEM_STEPS, "64", "150"});
-  ASSERT_TRUE(eventually([&] { return sv.out() == "filled\n"; })) << sv.err();
+  auto run = start_mem_steps(d, "64", "150");
+  Proc& sv = *run;
   auto gens = request_checkpoints(sv, store, 1);
   ASSERT_EQ(::kill(run_state(store).value("child_pid", 0), SIGKILL), 0);
   ASSERT_EQ(sv.wait(), 0) << sv.err();
@@ -73,12 +63,11 @@ TEST(SupervisorLazy, CrashIsRecoveredWhileTheMemoryArrivesAndEveryPageIsRight) {
 TEST(SupervisorLazy, DamagedPageMakesTheRunGoOnFromAnOlderGeneration) {
   TempDir d;
   auto store = d.path() / "store";
-  Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--lazy", "--dir", store, "--interval", "0",
-                     "--min-uptime", "0.2", "--", CKPT_SV_MEM_STEPS, "32", "200"});
-  ASSERT_TRUE(eventually([&] { return sv.out() == "filled\n"; })) << sv.err();
+  auto run = start_mem_steps(d, "32", "200");
+  Proc& sv = *run;
   auto gens = request_checkpoints(sv, store, 2);
   ASSERT_NE(gens[0], gens[1]);
-  flip_byte_in_middle(pages_file(store / gens[1]));
+  ASSERT_TRUE(test_support::flip_byte_in_middle(test_support::pages_file(store / gens[1])));
   ASSERT_EQ(::kill(run_state(store).value("child_pid", 0), SIGKILL), 0);
   ASSERT_EQ(sv.wait(), 0) << sv.err();
   std::string err = sv.err();
