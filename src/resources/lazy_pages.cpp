@@ -112,6 +112,8 @@ Status read_checked(const PageFiles& files, size_t count, At at, std::byte* dst,
 
 struct Server::Mm {
   pid_t pid = 0;  // 0 for a child forked since the restore (the event does not name it)
+  uint32_t id = 0;
+  bool guarded = false;  // the guard holds a copy of uffd
   ScopedFd uffd;
   std::shared_ptr<const PageFiles> files;
   std::vector<PageLocation> pages;  // ascending addresses
@@ -275,6 +277,7 @@ void Server::run() {
       if (failed || finished_locked()) break;
       sealed = sealed_;
     }
+    if (sealed) guard_all();
     // Only faults while the processes are built: the copy in the background would slow that.
     bool work =
         sealed && std::any_of(mms_.begin(), mms_.end(), [](auto& m) { return m->pending > 0; });
@@ -299,11 +302,17 @@ void Server::run() {
         break;
       }
     }
-    std::erase_if(mms_, [](auto& m) { return m->gone || m->pending == 0; });
+    std::erase_if(mms_, [&](auto& m) {
+      bool over = m->gone || m->pending == 0;
+      if (over && m->guarded) guard_->forget(m->id);
+      return over;
+    });
   }
   // Failed: nobody may read a page that is not there.
   if (failed) kill_all(true);
   mms_.clear();
+  if (guard_) guard_->done();
+  guard_.reset();
   std::lock_guard lk(mu_);
   if (started_ != Clock::time_point{}) live_.took = Clock::now() - started_;
   stats_ = live_;
@@ -311,6 +320,26 @@ void Server::run() {
   done_cv_.notify_all();
   uint64_t one = 1;
   (void)!::write(done_fd_.get(), &one, sizeof one);
+}
+
+// Once the processes run, a guard holds their userfaultfds too (lazy_guard.hpp). Without one
+// (it could not be started) the restore goes on, as it would have before guards existed.
+void Server::guard_all() {
+  if (!guard_tried_) {
+    guard_tried_ = true;
+    auto g = Guard::start();
+    if (g.ok()) guard_.emplace(std::move(*g));
+    if (!g.ok())
+      log::warn("lazy", "{}: ckpt's death would leave the processes unguarded", g.error().message);
+  }
+  if (!guard_) return;
+  for (auto& m : mms_) {
+    if (m->guarded) continue;
+    m->id = next_id_++;
+    m->guarded = true;
+    Status st = guard_->watch(m->id, m->uffd.get(), m->pid);
+    if (!st.ok()) log::warn("lazy", "{}", st.error().message);
+  }
 }
 
 void Server::serve_events(Mm& mm) {

@@ -29,6 +29,7 @@
 #include "common/result.hpp"
 #include "common/scoped_fd.hpp"
 #include "resources/context.hpp"
+#include "resources/lazy_guard.hpp"
 #include "resources/page_chain.hpp"
 
 namespace ckpt::lazy_pages {
@@ -79,6 +80,7 @@ class Server {
   Copied copy(Mm& mm, size_t first, size_t count);
   Copied copy_read(Mm& mm, size_t first, size_t count);
   bool read_pages(Mm& mm, size_t first, size_t count);
+  void guard_all();
   void fail(std::string message);
   void kill_all(bool loud);
   bool finished_locked() const;
@@ -99,6 +101,10 @@ class Server {
   Stats live_;   // the thread's own
   std::chrono::steady_clock::time_point started_{};
   std::unique_ptr<std::byte[]> buffer_;
+  // The thread's own: the guard against ckpt's death, started once the processes run.
+  std::optional<Guard> guard_;
+  bool guard_tried_ = false;
+  uint32_t next_id_ = 0;
 };
 
 // Makes a userfaultfd inside the stopped puppet of ctx, takes it over and registers `ranges`

@@ -117,5 +117,38 @@ TEST(LazyRestore, DamagedPageKillsTheProgramInsteadOfGivingItAWrongPage) {
   EXPECT_EQ(p.out().find("PASS"), std::string::npos) << p.output();
 }
 
+TEST(LazyRestore, KilledCkptTakesTheProgramAlongInsteadOfLeavingItZeros) {
+  become_subreaper();
+  TestProcess p({program_path("lazy_reader"), "512"});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(quiet(p));
+  ASSERT_TRUE(p.dump());
+  size_t cut = p.out().size();
+  TempDir d;
+  fs::path pidfile = d.path() / "pid";
+  int null = open_or_die("/dev/null", O_RDWR);
+  SpawnSpec spec;
+  spec.argv = {ckpt_path(), "restore",  "-D",        p.store().string(),
+               "--lazy",    "--detach", "--pidfile", pidfile.string()};
+  for (int& fd : spec.fds) fd = null;
+  pid_t ckpt = spawn(spec);
+  ::close(null);
+  // Killed as soon as the program runs, while most of its 512 MiB are still to come.
+  auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (!fs::exists(pidfile) && alive(ckpt) && std::chrono::steady_clock::now() < deadline)
+    sleep_for(1ms);
+  ASSERT_TRUE(fs::exists(pidfile)) << "the restore did not start the program";
+  ASSERT_EQ(::kill(ckpt, SIGKILL), 0);
+  auto ckpt_status = wait_child(ckpt, 10s);
+  ASSERT_TRUE(ckpt_status.has_value());
+  ASSERT_TRUE(WIFSIGNALED(*ckpt_status))
+      << "ckpt ended by itself first (memory already in): " << describe_status(*ckpt_status);
+  // The guard killed it: without one it would have read zeros (and failed its checks or crashed).
+  auto status = wait_child(p.pid(), 10s);
+  ASSERT_TRUE(status.has_value()) << "pid " << p.pid() << " still runs";
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGKILL) << describe_status(*status);
+  EXPECT_EQ(p.out().find("FAIL", cut), std::string::npos) << p.output();
+}
+
 }  // namespace
 }  // namespace e2e
