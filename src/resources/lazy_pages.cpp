@@ -409,23 +409,44 @@ void Server::on_fault(Mm& mm, uint64_t addr) {
     return;
   }
   if (known && mm.state[i] == kIn) return wake_range(mm.uffd.get(), addr);
-  // A page the image does not hold, or one the program dropped since: it reads zeros.
-  uffdio_zeropage z{};
-  z.range = {addr, kPage};
-  if (::ioctl(mm.uffd.get(), UFFDIO_ZEROPAGE, &z) == 0) {
-    ++live_.zero_pages;
+  zero_fill(mm, i, addr);
+}
+
+// A page the image does not hold, or one the program dropped since, reads zeros; so do its
+// neighbours that expect nothing from the image, given in the same call (a program that reads
+// an area it dropped would otherwise cost a fault per page). `i`: the first slot at or above addr.
+void Server::zero_fill(Mm& mm, size_t i, uint64_t addr) {
+  size_t n = 1;
+  for (; n < kFaultRun; ++n) {
+    uint64_t next = addr + n * kPage;
+    while (i < mm.pages.size() && mm.pages[i].addr < next) ++i;
+    if (i < mm.pages.size() && mm.pages[i].addr == next && mm.state[i] != kDropped) break;
+  }
+  for (;;) {
+    uffdio_zeropage z{};
+    z.range = {addr, n * kPage};
+    int rc = ::ioctl(mm.uffd.get(), UFFDIO_ZEROPAGE, &z);
+    int err = errno;
+    if (z.zeropage > 0) live_.zero_pages += static_cast<uint64_t>(z.zeropage) / kPage;
+    if (rc == 0) return;
+    // The run reached another mapping (or a hole): the faulting page alone.
+    if (err == ENOENT && n > 1 && z.zeropage <= 0) {
+      n = 1;
+      continue;
+    }
+    if (err == EEXIST || (err == ENOENT && z.zeropage > 0))
+      return wake_range(mm.uffd.get(), addr, n * kPage);
+    if (err == EAGAIN) return mm.deferred.push_back(addr);
+    if (err == ESRCH) {
+      mm.gone = true;
+      return;
+    }
+    // ENOENT for the page itself: the mapping went away; its unmap event follows.
+    if (err != ENOENT)
+      fail(fmt::format("lazy restore of {}: UFFDIO_ZEROPAGE at {:#x}: {}", mm.name(), addr,
+                       std::strerror(err)));
     return;
   }
-  if (errno == EEXIST) return wake_range(mm.uffd.get(), addr);
-  if (errno == EAGAIN) return mm.deferred.push_back(addr);
-  if (errno == ESRCH) {
-    mm.gone = true;
-    return;
-  }
-  // ENOENT: the mapping went away; its unmap event follows.
-  if (errno != ENOENT)
-    fail(fmt::format("lazy restore of {}: UFFDIO_ZEROPAGE at {:#x}: {}", mm.name(), addr,
-                     std::strerror(errno)));
 }
 
 void Server::prefetch(Mm& mm) {

@@ -75,6 +75,7 @@ class Server {
   void run();
   void serve_events(Mm& mm);
   void on_fault(Mm& mm, uint64_t addr);
+  void zero_fill(Mm& mm, size_t i, uint64_t addr);
   void prefetch(Mm& mm);
   enum class Copied { ok, retry, gone };
   Copied copy(Mm& mm, size_t first, size_t count);
