@@ -211,15 +211,20 @@ void print_restored(const RestoreArgs& a, const image::Store& store, const Resto
 
 // A lazy restore's command serves the memory until it is all in: it ends only then (or when the
 // process did).
-int finish_lazy(const RestoreArgs& a, pid_t pid, lazy_pages::Server& server) {
-  Status st = server.wait();
-  if (!st.ok()) {
-    print_error(st.error().message);
+int finish_lazy(const RestoreArgs& a, pid_t pid, const Result<lazy_pages::Stats>& done) {
+  if (!done.ok()) {
+    print_error(done.error().message);
     return kExitFailed;
   }
-  if (!a.json)
-    fmt::print(stderr, "ckpt: memory of pid {} {}\n", pid, lazy_pages::describe(server.stats()));
+  if (!a.json) fmt::print(stderr, "ckpt: memory of pid {} {}\n", pid, lazy_pages::describe(*done));
   return kExitOk;
+}
+
+// Until a lazy restore's memory is in: served here, or by the namespace's init.
+Result<lazy_pages::Stats> lazy_done(RestoreResult& r, std::optional<pid_ns::Restored>& in_ns) {
+  if (in_ns) return pid_ns::wait_lazy(*in_ns);
+  CKPT_TRY(r.lazy->wait());
+  return r.lazy->stats();
 }
 
 // While a lazy restore's memory arrives, a signal that ends ckpt would leave the processes
@@ -287,8 +292,8 @@ int run_restore(const RestoreArgs& a) {
                in_ns->inner_pid, r->pid, in_ns->init);
   print_restored(a, *store, *r, in_ns);
   // In a namespace the root is its init's child; the init ends with the root's code.
-  if (r->lazy) {
-    int code = finish_lazy(a, r->pid, *r->lazy);
+  if (a.lazy && !a.dry_run && (r->lazy || in_ns)) {
+    int code = finish_lazy(a, r->pid, lazy_done(*r, in_ns));
     blocked.reset();
     if (code != kExitOk) return code;
   }
@@ -339,14 +344,12 @@ void add_restore(CLI::App& app, int* exit_code) {
   cmd->add_flag("--dry-run", args->dry_run,
                 "Read and check the image and what it needs here (kernel, PIDs, files), create "
                 "nothing");
-  auto* pid_ns = cmd->add_flag(
-      "--pid-ns", args->pid_ns,
-      "Restore in a new PID namespace, with the same PIDs inside it (while they are "
-      "taken here, or to run several copies); --pidfile and --json give the PID outside");
+  cmd->add_flag("--pid-ns", args->pid_ns,
+                "Restore in a new PID namespace, with the same PIDs inside it (while they are "
+                "taken here, or to run several copies); --pidfile and --json give the PID outside");
   cmd->add_flag("--lazy", args->lazy,
                 "Let the process run before its memory is in: pages come on demand and in the "
-                "background; with --detach, ckpt returns once all are in")
-      ->excludes(pid_ns);
+                "background; with --detach, ckpt returns once all are in");
   cmd->add_flag("--json", args->json, "Print the result as JSON on stdout");
   cmd->add_flag("--trust-store", args->trust_store,
                 "Restore from a store that another user owns or can write (see docs/security.md)");

@@ -42,12 +42,23 @@ std::string one_line(std::string s) {
 }
 
 // What the init tells its caller: "ok PID TOOK_NS GENERATION" and "skip ID\tMESSAGE" lines, or
-// "error ERRNO\tMESSAGE".
+// "error ERRNO\tMESSAGE"; then "end". After a lazy restore, once the memory is in, one more line:
+// "lazy ok TOOK_NS FAULTS ON_FAULT PREFETCHED ZERO" or "lazy error ERRNO\tMESSAGE".
 std::string report_of(const Result<RestoreResult>& r) {
-  if (!r.ok()) return fmt::format("error {}\t{}\n", r.error().errnum, one_line(r.error().message));
+  if (!r.ok())
+    return fmt::format("error {}\t{}\nend\n", r.error().errnum, one_line(r.error().message));
   std::string out = fmt::format("ok {} {} {}\n", r->pid, r->took.count(), r->generation.id);
   for (auto& p : r->skipped) out += fmt::format("skip {}\t{}\n", p.id, one_line(p.message));
-  return out;
+  return out + "end\n";
+}
+
+std::string lazy_report_of(lazy_pages::Server& server) {
+  Status st = server.wait();
+  if (!st.ok())
+    return fmt::format("lazy error {}\t{}\n", st.error().errnum, one_line(st.error().message));
+  auto s = server.stats();
+  return fmt::format("lazy ok {} {} {} {} {}\n", s.took.count(), s.faults, s.pages_on_fault,
+                     s.pages_prefetched, s.zero_pages);
 }
 
 volatile sig_atomic_t root_pid = 0;
@@ -79,21 +90,33 @@ int reap_until_empty(pid_t root) {
   std::string text = report_of(r);
   (void)write_all(report, std::as_bytes(std::span(text)), "report");
   if (!r.ok() || opts.dry_run) ::_exit(r.ok() ? 0 : 1);
+  // The init serves the memory of a lazy restore (its fds and thread are here) until it is in.
+  if (opts.lazy) {
+    text = r->lazy ? lazy_report_of(*r->lazy) : "lazy ok 0 0 0 0 0\n";
+    (void)write_all(report, std::as_bytes(std::span(text)), "report");
+    r->lazy.reset();
+  }
   root_pid = r->pid;
   struct sigaction sa {};
   sa.sa_sigaction = pass_on;
   sa.sa_flags = SA_SIGINFO | SA_RESTART;
   for (int sig : {SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2})
     ::sigaction(sig, &sa, nullptr);
+  // A lazy restore's caller blocks those while the memory arrives; the init takes them now.
+  sigset_t none;
+  sigemptyset(&none);
+  ::sigprocmask(SIG_SETMASK, &none, nullptr);
   // Nothing of the caller's is kept open: a pipe the caller reads to its end must see it.
   ::close_range(0, ~0U, 0);
   ::_exit(reap_until_empty(r->pid));
 }
 
-Result<std::string> read_report(int fd) {
+// Until the "end" line (or the init's end); with `whole`, until the init closes its end.
+Result<std::string> read_report(int fd, bool whole) {
   std::string out;
   char buf[4096];
   for (;;) {
+    if (!whole && (out == "end\n" || out.ends_with("\nend\n"))) return out;
     ssize_t n = ::read(fd, buf, sizeof buf);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) return sys_error("read the report of the namespace's init");
@@ -162,19 +185,47 @@ Result<Restored> restore(const image::Store& store, const RestoreOptions& opts) 
     log::warn("restore", "back to our own PID namespace for children: {}", std::strerror(errno));
   if (init < 0) return sys_error(fork_errno, "fork the init of a new PID namespace");
   wr.reset();
-  auto text = read_report(rd.get());
+  auto text = read_report(rd.get(), false);
   auto r = text.ok() ? parse_report(*text, init) : Result<RestoreResult>(text.error());
   if (!r.ok()) {
     (void)wait_end(init);
     return r.error();
   }
-  Restored out{*r, r->pid, init};
+  Restored out{*r, r->pid, init, {}};
   if (opts.dry_run) {
     (void)wait_end(init);
     return out;
   }
+  if (opts.lazy) out.lazy_report = std::move(rd);
   CKPT_TRY_ASSIGN(out.result.pid, outer_pid_of(init, out.inner_pid));
   return out;
+}
+
+Result<lazy_pages::Stats> wait_lazy(Restored& r) {
+  CKPT_TRY_ASSIGN(std::string text, read_report(r.lazy_report.get(), true));
+  r.lazy_report.reset();
+  std::istringstream in(text);
+  std::string word, state;
+  in >> word >> state;
+  if (word == "lazy" && state == "ok") {
+    lazy_pages::Stats s;
+    long long took = 0;
+    in >> took >> s.faults >> s.pages_on_fault >> s.pages_prefetched >> s.zero_pages;
+    s.took = std::chrono::nanoseconds(took);
+    if (in) return s;
+  }
+  if (word == "lazy" && state == "error") {
+    int errnum = 0;
+    in >> errnum;
+    size_t tab = text.find('\t');
+    std::string message = tab == std::string::npos ? text : text.substr(tab + 1);
+    if (!message.empty() && message.back() == '\n') message.pop_back();
+    return make_error(message, errnum);
+  }
+  return errorf(
+      "lazy restore in a new PID namespace: its init (pid {}) died before the memory "
+      "was in",
+      r.init);
 }
 
 }  // namespace ckpt::pid_ns

@@ -6,11 +6,14 @@
 // the restore and the restored program see their own PIDs in /proc) and then stays as the
 // namespace's init: it reaps orphans, passes SIGTERM, SIGHUP, SIGINT, SIGQUIT, SIGUSR1 and
 // SIGUSR2 sent to it by a process on to the root, and ends once no process is left in the
-// namespace, with the root's exit code.
+// namespace, with the root's exit code. A lazy restore's memory is served by the init too,
+// before it takes up that role.
 #include <sys/types.h>
 
 #include "common/result.hpp"
+#include "common/scoped_fd.hpp"
 #include "image/store.hpp"
+#include "resources/lazy_pages.hpp"
 #include "restore/restore.hpp"
 
 namespace ckpt::pid_ns {
@@ -19,8 +22,13 @@ struct Restored {
   RestoreResult result;  // result.pid: the root as the caller sees it (its PID outside)
   pid_t inner_pid = 0;   // the root's PID inside the namespace: the image's
   pid_t init = 0;        // the namespace's init, a child of the caller
+  ScopedFd lazy_report;  // a lazy restore: where the init says when the memory is in
 };
 
 Result<Restored> restore(const image::Store& store, const RestoreOptions& opts);
+
+// A lazy restore in a namespace: its init serves the memory. Waits until it is all in; the
+// init's figures, or the error that made it kill the processes.
+Result<lazy_pages::Stats> wait_lazy(Restored& r);
 
 }  // namespace ckpt::pid_ns

@@ -87,6 +87,31 @@ TEST_F(PidNamespace, TwoCopiesRunBesideTheOriginalWithItsPids) {
   EXPECT_TRUE(p.finish());
 }
 
+// Lazily, the namespace's init serves the memory: the copy runs before its pages are in, and
+// every page it checks is right.
+TEST_F(PidNamespace, LazyCopyGetsItsMemoryFromTheInitWhileItRuns) {
+  TestProcess p({program_path("lazy_reader"), "64"});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_EQ(::kill(p.pid(), SIGUSR1), 0);  // no forks: nothing transient to dump
+  ASSERT_TRUE(wait_for_text(p.dir() / "stdout", "QUIET", p.pid(), 10s)) << p.output();
+  ASSERT_TRUE(p.dump());
+  size_t cut = p.out().size();
+  auto r = run_ckpt({"restore", "-D", p.store().string(), "--pid-ns", "--lazy", "--detach"}, 60s);
+  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  auto c = parse_restored(r.err);
+  ASSERT_TRUE(c.has_value()) << r.err;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.err, m, std::regex("([0-9]+) pages on demand"))) << r.err;
+  EXPECT_GT(std::stol(m[1].str()), 0) << r.err;
+  for (int i = 0; i < 500 && p.out().find("ROUND", cut) == std::string::npos; ++i) sleep_for(10ms);
+  ::kill(c->outer, SIGUSR2);
+  auto st = wait_child(c->init, 30s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(describe_status(*st), "exit 0") << p.output();
+  EXPECT_NE(p.out().find("PASS", cut), std::string::npos) << p.output();
+  EXPECT_EQ(p.out().find("FAIL", cut), std::string::npos) << p.output();
+}
+
 TEST_F(PidNamespace, JsonNamesBothPidsAndKillingTheInitEndsTheCopy) {
   TestProcess p({program_path("pid_view")});
   ASSERT_TRUE(p.wait_ready());
