@@ -76,7 +76,8 @@ Status write_wanted(RestoreContext& ctx, const Wanted& wanted, size_t& next, uin
 Status copy_level(RestoreContext& ctx, const image::GenerationInfo& gen, const std::string& name,
                   const Wanted& wanted) {
   CKPT_TRY_ASSIGN(auto reader, image::open_generation_section(gen, name));
-  std::unique_ptr<std::byte[]> storage(new std::byte[kBuffer]);
+  // One buffer for every level and process: a fresh one is slow to touch the first time.
+  thread_local const std::unique_ptr<std::byte[]> storage(new std::byte[kBuffer]);
   uint64_t ordinal = 0;
   size_t next = 0;
   for (;;) {
