@@ -57,6 +57,22 @@ Status write_remote(pid_t pid, uint64_t addr, const void* buf, size_t len) {
   return proc::mem_file_io(pid, addr, const_cast<void*>(buf), len, true);
 }
 
+Status write_remote_runs(pid_t pid, std::span<const iovec> local, std::span<const iovec> remote) {
+  constexpr size_t kMaxPairs = 1024;  // IOV_MAX
+  for (size_t at = 0; at < local.size(); at += kMaxPairs) {
+    size_t n = std::min(kMaxPairs, local.size() - at);
+    size_t want = 0;
+    for (size_t i = at; i < at + n; ++i) want += local[i].iov_len;
+    ssize_t got = ::process_vm_writev(pid, local.data() + at, n, remote.data() + at, n, 0);
+    if (got == static_cast<ssize_t>(want)) continue;
+    // Short: a run the process cannot write itself; each again, the slow way where needed.
+    for (size_t i = at; i < at + n; ++i)
+      CKPT_TRY(write_remote(pid, reinterpret_cast<uint64_t>(remote[i].iov_base), local[i].iov_base,
+                            local[i].iov_len));
+  }
+  return {};
+}
+
 Status DumpContext::with_remote(
     size_t index, size_t scratch_size,
     const std::function<Status(ptrace::RemoteSyscalls&, RemoteScratch)>& fn) {

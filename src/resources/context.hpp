@@ -3,11 +3,13 @@
 // read their own records of the process image (image/schema/records.hpp) and may stream bulk data
 // into sections of their own.
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -129,5 +131,7 @@ struct RestoreContext {
 // the tracee cannot read or write itself).
 Status read_remote(pid_t pid, uint64_t addr, void* buf, size_t len);
 Status write_remote(pid_t pid, uint64_t addr, const void* buf, size_t len);
+// Many copies, local[i] to remote[i] (same lengths), in as few calls as the kernel takes.
+Status write_remote_runs(pid_t pid, std::span<const iovec> local, std::span<const iovec> remote);
 
 }  // namespace ckpt

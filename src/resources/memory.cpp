@@ -724,14 +724,17 @@ Status drop_unsaved(RestoreContext& ctx, const cow_shared::Area& kept, const sch
 // pinned pages (probably why: copies to user addresses are slow in this kind of guest).
 Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   if (image::is_incremental(ctx.generation)) {
-    for (auto& v : vmas) {
+    for (auto& v : vmas)
       if (!v.from_root.empty())
         return errorf("restore pid {}: an incremental generation with pages saved as the root's",
                       ctx.pid);
-      CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
-      populate(*ctx.main_remote, ranges);
-    }
-    return page_chain::fill(ctx);
+    return page_chain::fill(ctx, [&]() -> Status {
+      for (auto& v : vmas) {
+        CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
+        populate(*ctx.main_remote, ranges);
+      }
+      return {};
+    });
   }
   CKPT_TRY(page_chain::check_index(ctx));
   CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, ctx.section(kPagesSection)));

@@ -1,8 +1,10 @@
 #include "resources/page_chain.hpp"
 
 #include <algorithm>
+#include <future>
 #include <memory>
 
+#include "common/phase_clock.hpp"
 #include "common/populate.hpp"
 #include "image/chain.hpp"
 #include "resources/memory.hpp"
@@ -53,21 +55,28 @@ Status check_matches(const RestoreContext& ctx, const Index& index) {
 }
 
 // Writes the wanted pages among the `count` pages in `buf`, which begin at ordinal `first`;
-// `next` walks `wanted`. Neighbouring pages go in one write.
+// `next` walks `wanted`. Neighbouring pages go in one run.
 Status write_wanted(RestoreContext& ctx, const Wanted& wanted, size_t& next, uint64_t first,
                     uint64_t count, const std::byte* buf) {
+  // A generation's pages are scattered among its parent's: one call for many runs.
+  thread_local std::vector<iovec> local, remote;
+  local.clear();
+  remote.clear();
+  uint64_t bytes = 0;
   while (next < wanted.size() && wanted[next].first < first + count) {
     size_t end = next + 1;
     while (end < wanted.size() && wanted[end].first < first + count &&
            wanted[end].first == wanted[end - 1].first + 1 &&
            wanted[end].second == wanted[end - 1].second + kPage)
       ++end;
-    uint64_t bytes = (end - next) * kPage;
-    CKPT_TRY(write_remote(ctx.pid, wanted[next].second, buf + (wanted[next].first - first) * kPage,
-                          bytes));
-    ctx.progress->advance(bytes);
+    size_t len = (end - next) * kPage;
+    local.push_back({const_cast<std::byte*>(buf + (wanted[next].first - first) * kPage), len});
+    remote.push_back({reinterpret_cast<void*>(wanted[next].second), len});
+    bytes += len;
     next = end;
   }
+  CKPT_TRY(write_remote_runs(ctx.pid, local, remote));
+  ctx.progress->advance(bytes);
   return {};
 }
 
@@ -116,20 +125,30 @@ Result<std::vector<Wanted>> compose(const std::vector<Index>& chain,
   }
   for (size_t level = 1; level < chain.size() && !pending.empty(); ++level) {
     const Index& idx = chain[level];
-    std::vector<uint64_t> ordinal(idx.entries.size());
-    for (size_t i = 0, n = 0; i < idx.entries.size(); ++i)
-      ordinal[i] = idx.entries[i].stored ? n++ : 0;
+    // Both lists ascend: one walk finds each pending page's entry and the ordinal of its page
+    // in the level's section (the stored entries before it). Run twice: to count, then to fill.
+    auto walk = [&](auto&& take) -> Status {
+      size_t j = 0;
+      uint64_t ordinal = 0;
+      for (uint64_t a : pending) {
+        for (; j < idx.entries.size() && idx.entries[j].addr < a; ++j)
+          ordinal += idx.entries[j].stored ? 1 : 0;
+        if (j == idx.entries.size() || idx.entries[j].addr != a)
+          return errorf("page {:#x} is inherited from gen {}, which does not hold it", a,
+                        ids.at(level));
+        take(idx.entries[j].stored, ordinal, a);
+      }
+      return {};
+    };
+    size_t here = 0;
+    CKPT_TRY(walk([&](bool stored, uint64_t, uint64_t) { here += stored ? 1 : 0; }));
     std::vector<uint64_t> still;
-    reserve_populated(still, pending.size());
-    reserve_populated(wanted[level], pending.size());
-    for (uint64_t a : pending) {
-      const page_index::Entry* e = idx.find(a);
-      if (!e)
-        return errorf("page {:#x} is inherited from gen {}, which does not hold it", a,
-                      ids.at(level));
-      if (e->stored) wanted[level].emplace_back(ordinal[size_t(e - idx.entries.data())], a);
-      if (!e->stored) still.push_back(a);
-    }
+    reserve_populated(still, pending.size() - here);
+    reserve_populated(wanted[level], here);
+    CKPT_TRY(walk([&](bool stored, uint64_t ordinal, uint64_t a) {
+      if (stored) wanted[level].emplace_back(ordinal, a);
+      if (!stored) still.push_back(a);
+    }));
     pending.swap(still);
   }
   if (!pending.empty())
@@ -172,11 +191,28 @@ Result<std::vector<Wanted>> compose_for(const RestoreContext& ctx, const Chain& 
   return wanted;
 }
 
-}  // namespace
+struct Planned {
+  Chain chain;
+  std::vector<Wanted> wanted;
+};
 
-Status fill(RestoreContext& ctx) {
+Result<Planned> plan(const RestoreContext& ctx) {
   CKPT_TRY_ASSIGN(Chain c, load_indexes(ctx));
   CKPT_TRY_ASSIGN(auto wanted, compose_for(ctx, c));
+  return Planned{std::move(c), std::move(wanted)};
+}
+
+}  // namespace
+
+Status fill(RestoreContext& ctx, const std::function<Status()>& meanwhile) {
+  PhaseClock clock("restore", fmt::format("pid {}: chain", ctx.pid));
+  auto planning = std::async(std::launch::async, [&ctx] { return plan(ctx); });
+  Status done = meanwhile();
+  Result<Planned> planned = planning.get();  // joined before any return
+  CKPT_TRY(done);
+  if (!planned.ok()) return planned.error();
+  auto& [c, wanted] = *planned;
+  clock.mark(fmt::format("populated, and {} page indexes composed", c.gens.size()));
   std::string pages_name = ctx.section(memory::kPagesSection);
   for (size_t level = c.gens.size(); level-- > 0;) {
     // Ancestors that give nothing are not read; the restored generation always is (checksum).
@@ -184,6 +220,7 @@ Status fill(RestoreContext& ctx) {
     Status st = copy_level(ctx, c.gens[level], pages_name, wanted[level]);
     if (!st.ok())
       return level == 0 ? st : st.error().wrap(fmt::format("parent gen {}", c.gens[level].id));
+    clock.mark(fmt::format("gen {}: {} pages", c.gens[level].id, wanted[level].size()));
   }
   return {};
 }

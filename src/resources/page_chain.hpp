@@ -3,6 +3,7 @@
 // from the generation of the chain that stores it (the nearest one at or above the restored
 // generation whose index marks it stored).
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -23,8 +24,9 @@ Result<std::vector<Wanted>> compose(const std::vector<page_index::Index>& chain,
 
 // Writes every saved page of ctx's process into the puppet (its mappings exist already), reading
 // each generation's pages section of the chain once, start to end, so that its checksum is
-// checked. Errors name the generation at fault.
-Status fill(RestoreContext& ctx);
+// checked. Errors name the generation at fault. `meanwhile` (populating the mappings) runs on
+// this thread while another reads the chain's page indexes: both take a while, and overlap.
+Status fill(RestoreContext& ctx, const std::function<Status()>& meanwhile);
 
 // Where one saved page lies in the store, for readers that take pages out of order.
 struct PageLocation {
