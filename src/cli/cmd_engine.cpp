@@ -291,12 +291,12 @@ int run_restore(const RestoreArgs& a) {
                "ckpt: restored as pid {} in a new PID namespace (pid {} outside, its init {})\n",
                in_ns->inner_pid, r->pid, in_ns->init);
   print_restored(a, *store, *r, in_ns);
-  // In a namespace the root is its init's child; the init ends with the root's code.
   if (a.lazy && !a.dry_run && (r->lazy || in_ns)) {
     int code = finish_lazy(a, r->pid, lazy_done(*r, in_ns));
     blocked.reset();
     if (code != kExitOk) return code;
   }
+  // In a namespace the root is its init's child; the init ends with the root's code.
   return a.detach ? kExitOk : wait_exit_code(in_ns ? in_ns->init : r->pid);
 }
 
