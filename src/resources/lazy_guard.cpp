@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "common/guard_process.hpp"
 #include "common/log.hpp"
 
 namespace ckpt::lazy_pages {
@@ -130,9 +131,6 @@ void take(const Message& m, const int* fds, size_t nfds) {
   ignore.sa_handler = SIG_IGN;
   for (int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE, SIGUSR1, SIGUSR2, SIGALRM})
     ::sigaction(sig, &ignore, nullptr);
-  // Nothing of ckpt's stays open here (a store lock, a pipe someone waits to see closed).
-  if (sock > 0) ::syscall(SYS_close_range, 0, sock - 1, 0);
-  ::syscall(SYS_close_range, sock + 1, ~0U, 0);
   for (;;) {
     Message m{};
     iovec iov{&m, sizeof m};
@@ -161,16 +159,10 @@ void take(const Message& m, const int* fds, size_t nfds) {
 }  // namespace
 
 Result<Guard> Guard::start() {
-  int sv[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-    return sys_error("lazy restore guard: socketpair");
-  ScopedFd ours(sv[0]), theirs(sv[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) return sys_error("lazy restore guard: fork");
-  if (pid == 0) guard_main(theirs.get());
+  CKPT_TRY_ASSIGN(GuardProcess p, fork_guard("lazy restore guard", guard_main));
   Guard g;
-  g.sock_ = std::move(ours);
-  g.pidfd_ = ScopedFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+  g.sock_ = std::move(p.channel);
+  g.pidfd_ = ScopedFd(static_cast<int>(::syscall(SYS_pidfd_open, p.pid, 0)));
   return g;
 }
 
@@ -183,23 +175,9 @@ Status Guard::watch(uint32_t id, int uffd, pid_t pid) {
   ScopedFd pidfd;
   if (pid > 0) pidfd = ScopedFd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   Message m{'W', id, pid};
-  iovec iov{&m, sizeof m};
   int fds[2] = {uffd, pidfd.get()};
-  size_t nfds = pidfd ? 2 : 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(2 * sizeof(int))]{};
-  msghdr h{};
-  h.msg_iov = &iov;
-  h.msg_iovlen = 1;
-  h.msg_control = control;
-  h.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-  cmsghdr* c = CMSG_FIRSTHDR(&h);
-  c->cmsg_level = SOL_SOCKET;
-  c->cmsg_type = SCM_RIGHTS;
-  c->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-  std::memcpy(CMSG_DATA(c), fds, nfds * sizeof(int));
-  if (::sendmsg(sock_.get(), &h, MSG_NOSIGNAL) < 0)
-    return sys_error(fmt::format("lazy restore guard: handing over pid {}", pid));
-  return {};
+  return send_with_fds(sock_.get(), &m, sizeof m, std::span(fds, pidfd ? 2 : 1),
+                       fmt::format("lazy restore guard: handing over pid {}", pid));
 }
 
 void Guard::forget(uint32_t id) {

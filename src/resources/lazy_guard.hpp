@@ -6,7 +6,7 @@
 // and that kills the restored processes and their descendants when ckpt's end of its socket
 // closes before ckpt said "done".
 //
-// The guard only runs system calls (no allocation): it is forked from a threaded process.
+// The guard process (common/guard_process.hpp) only runs system calls: no allocation.
 #include <sys/types.h>
 
 #include "common/result.hpp"

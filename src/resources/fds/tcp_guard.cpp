@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/child_process.hpp"
+#include "common/guard_process.hpp"
 #include "common/log.hpp"
 
 namespace ckpt::fds {
@@ -107,43 +108,17 @@ void undo(const std::vector<Watched>& watched) {
 }  // namespace
 
 Status TcpGuard::start() {
-  int pair[2];
-  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
-    return sys_error("socketpair for the TCP guard");
-  ScopedFd ours(pair[0]), theirs(pair[1]);
-  pid_t pid = ::fork();
-  if (pid < 0) return sys_error("fork of the TCP guard");
-  if (pid == 0) {
-    // Nothing of the dumper's but the channel: a report pipe held open here would keep the
-    // dumper's parent waiting.
-    int keep = theirs.get();
-    if (keep > 3) ::syscall(SYS_close_range, 3, keep - 1, 0);
-    ::syscall(SYS_close_range, keep + 1, ~0U, 0);
-    guard_main(keep);
-  }
-  pid_ = pid;
-  channel_ = std::move(ours);
+  CKPT_TRY_ASSIGN(GuardProcess g, fork_guard("TCP guard", guard_main));
+  pid_ = g.pid;
+  channel_ = std::move(g.channel);
   return {};
 }
 
 Status TcpGuard::watch(int sock, const netlock::Connection& c) {
   if (pid_ < 0) CKPT_TRY(start());
   Message m = to_message(c);
-  iovec iov{&m, sizeof m};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-  cm->cmsg_level = SOL_SOCKET;
-  cm->cmsg_type = SCM_RIGHTS;
-  cm->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cm), &sock, sizeof sock);
-  if (::sendmsg(channel_.get(), &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof m))
-    return sys_error(fmt::format("hand TCP {} to the guard", netlock::text(c)));
-  return {};
+  return send_with_fds(channel_.get(), &m, sizeof m, std::span(&sock, 1),
+                       fmt::format("hand TCP {} to the guard", netlock::text(c)));
 }
 
 void TcpGuard::stand_down() {
