@@ -10,7 +10,7 @@
 
 namespace ckpt {
 
-Result<GuardProcess> fork_guard(std::string_view what, [[noreturn]] void (*body)(int channel)) {
+Result<GuardProcess> fork_guard(std::string_view what, void (*body)(int channel)) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) < 0)
     return sys_error(fmt::format("socketpair for the {}", what));
@@ -24,6 +24,7 @@ Result<GuardProcess> fork_guard(std::string_view what, [[noreturn]] void (*body)
     if (keep > 3) ::syscall(SYS_close_range, 3, keep - 1, 0);
     ::syscall(SYS_close_range, keep + 1, ~0U, 0);
     body(keep);
+    ::_exit(1);  // a body does not return
   }
   return GuardProcess{pid, std::move(ours)};
 }

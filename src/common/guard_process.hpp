@@ -19,8 +19,9 @@ struct GuardProcess {
   ScopedFd channel;  // ckpt's end
 };
 
-// Forks a guard that runs `body` with its end of the channel. `what` names it in errors.
-Result<GuardProcess> fork_guard(std::string_view what, [[noreturn]] void (*body)(int channel));
+// Forks a guard that runs `body` (which never returns) with its end of the channel. `what` names
+// it in errors.
+Result<GuardProcess> fork_guard(std::string_view what, void (*body)(int channel));
 
 // Sends one message of `len` bytes on `channel`, with `fds` attached (SCM_RIGHTS, at most 4).
 Status send_with_fds(int channel, const void* msg, size_t len, std::span<const int> fds,
