@@ -1,8 +1,9 @@
 // What an incremental generation costs next to a full one (issue 13): a process holding MIB MiB
 // rewrites 1 % of its pages between dumps; each --leave-running dump of it is timed and its
-// generation's bytes counted, first a full one, then CHAIN incremental ones. Then the restore of
-// the newest generation (which needs the whole chain) is timed against the restore of a full
-// generation of the same state, and the restored process checks its memory.
+// generation's bytes counted, first a full one, then CHAIN incremental ones: once finding the
+// changed pages by their hashes, once with write tracking (resources/write_tracking.hpp). Then
+// the restore of the newest generation of the tracked chain is timed against the restore of a
+// full generation of the same state, and the restored process checks its memory.
 //
 //   build/bench/incremental_bench [--dir DIR] [--mib MIB] [--chain CHAIN]
 //   (defaults: /dev/shm, 1024, 10)
@@ -18,6 +19,7 @@
 #include "bench_util.hpp"
 #include "dump/dump.hpp"
 #include "image/store.hpp"
+#include "resources/write_tracking.hpp"
 #include "restore/restore.hpp"
 
 namespace fs = std::filesystem;
@@ -85,21 +87,41 @@ uint64_t bytes_of(const fs::path& dir) {
 
 struct Dumped {
   double total_ms = 0;
+  double frozen_ms = 0;
   uint64_t bytes = 0;
+  std::string unread;  // pages known unchanged by write tracking
 };
 
-Dumped dump(image::Store& store, pid_t pid, bool incremental) {
+Dumped dump(image::Store& store, pid_t pid, bool incremental,
+            write_tracking::Tracker* tracker = nullptr) {
   DumpOptions opts;
   opts.pid = pid;
   opts.leave_running = true;
   opts.incremental = incremental;
+  opts.tracker = tracker;
   auto r = check(dump_process(store, opts), pid);
-  return {ms(r.total), bytes_of(r.generation.path)};
+  auto unread = r.generation.labels.find("pages_unread");
+  return {ms(r.total), ms(r.frozen), bytes_of(r.generation.path),
+          unread == r.generation.labels.end() ? "-" : unread->second};
 }
 
 void wait_byte(int fd, pid_t pid) {
   char c;
   if (::read(fd, &c, 1) != 1) die("the target did not answer", pid);
+}
+
+// A full dump into a new store in `dir`, then `chain` incremental ones, each after the target
+// rewrote 1 % of its pages.
+std::vector<Dumped> dump_chain(const fs::path& dir, pid_t pid, int report, int chain,
+                               write_tracking::Tracker* tracker) {
+  auto store = check(image::Store::open(dir, {.create = true}), pid);
+  std::vector<Dumped> out{dump(store, pid, false, tracker)};
+  for (int g = 0; g < chain; ++g) {
+    ::kill(pid, SIGUSR1);
+    wait_byte(report, pid);
+    out.push_back(dump(store, pid, true, tracker));
+  }
+  return out;
 }
 
 // Restores the newest generation of `dir` with the target's PID free, checks it and ends it.
@@ -138,16 +160,12 @@ int main(int argc, char** argv) {
   int report = -1;
   pid_t pid = bench::spawn_target(exe, {"--target", std::to_string(mib)}, report);
   wait_byte(report, pid);
+  fs::path hash_dir = dir / fmt::format("incr-bench-{}-hashes", ::getpid());
   fs::path incr_dir = dir / fmt::format("incr-bench-{}-chain", ::getpid());
   fs::path full_dir = dir / fmt::format("incr-bench-{}-full", ::getpid());
-  auto store = check(image::Store::open(incr_dir, {.create = true}), pid);
-  Dumped full = dump(store, pid, false);
-  std::vector<Dumped> incr;
-  for (int g = 0; g < chain; ++g) {
-    ::kill(pid, SIGUSR1);
-    wait_byte(report, pid);
-    incr.push_back(dump(store, pid, true));
-  }
+  std::vector<Dumped> hashed = dump_chain(hash_dir, pid, report, chain, nullptr);
+  write_tracking::Tracker tracker;
+  std::vector<Dumped> tracked = dump_chain(incr_dir, pid, report, chain, &tracker);
   auto full_store = check(image::Store::open(full_dir, {.create = true}), pid);
   Dumped last_full = dump(full_store, pid, false);
   end(pid);
@@ -159,18 +177,27 @@ int main(int argc, char** argv) {
               ::sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2], dir.c_str());
   std::printf("%llu MiB, 1 %% of the pages rewritten before each incremental dump\n",
               static_cast<unsigned long long>(mib));
-  std::printf("%-22s %10s %12s %8s %8s\n", "generation", "total ms", "bytes", "time %", "bytes %");
-  auto row = [&](const std::string& name, const Dumped& d) {
-    std::printf("%-22s %10.1f %12llu %7.1f%% %7.2f%%\n", name.c_str(), d.total_ms,
-                static_cast<unsigned long long>(d.bytes), 100 * d.total_ms / full.total_ms,
-                100.0 * static_cast<double>(d.bytes) / static_cast<double>(full.bytes));
-  };
-  row("full", full);
-  for (size_t g = 0; g < incr.size(); ++g) row(fmt::format("incremental {}", g + 1), incr[g]);
-  row("full (last state)", last_full);
+  std::printf("%-18s | %-27s | %-51s\n", "", "page hashes",
+              "write tracking (unread: pages not read)");
+  std::printf("%-18s | %10s %7s %8s | %10s %9s %7s %8s %12s\n", "generation", "total ms", "time %",
+              "bytes %", "total ms", "frozen ms", "time %", "bytes %", "unread");
+  const Dumped& base = hashed[0];
+  auto pct = [](double a, double b) { return 100.0 * a / b; };
+  for (size_t g = 0; g < hashed.size(); ++g) {
+    const Dumped &h = hashed[g], &t = tracked[g];
+    std::printf("%-18s | %10.1f %6.1f%% %7.2f%% | %10.1f %9.1f %6.1f%% %7.2f%% %12s\n",
+                g == 0 ? "full" : fmt::format("incremental {}", g).c_str(), h.total_ms,
+                pct(h.total_ms, base.total_ms), pct(double(h.bytes), double(base.bytes)),
+                t.total_ms, t.frozen_ms, pct(t.total_ms, tracked[0].total_ms),
+                pct(double(t.bytes), double(tracked[0].bytes)), t.unread.c_str());
+  }
+  std::printf("%-18s | %10.1f %6.1f%% %7.2f%%\n", "full (last state)", last_full.total_ms,
+              pct(last_full.total_ms, base.total_ms),
+              pct(double(last_full.bytes), double(base.bytes)));
   std::printf("restore of a %d-generation chain: %.1f ms; of a full generation: %.1f ms (%.2fx)\n",
               chain + 1, chain_restore, full_restore, chain_restore / full_restore);
   std::error_code ec;
+  fs::remove_all(hash_dir, ec);
   fs::remove_all(incr_dir, ec);
   fs::remove_all(full_dir, ec);
   fs::remove(exe, ec);

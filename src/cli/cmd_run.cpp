@@ -34,6 +34,7 @@ struct RunArgs {
   bool compress = false;
   bool incremental = false;
   size_t full_every = 10;
+  bool no_write_tracking = false;
   bool lazy = false;
 };
 
@@ -58,6 +59,7 @@ int run_run(const RunArgs& a) {
   o.compress = a.compress;
   o.incremental = a.incremental;
   o.full_every = a.full_every;
+  o.write_tracking = !a.no_write_tracking;
   o.lazy = a.lazy;
   return run_supervised(std::move(o));
 }
@@ -230,6 +232,10 @@ void add_run(CLI::App& app, int* exit_code) {
                   "With --incremental: every Nth checkpoint is full (1: all are)")
       ->default_val(10)
       ->check(CLI::Range(1, 1000000));
+  cmd->add_flag("--no-write-tracking", a->no_write_tracking,
+                "With --incremental: read and hash every page at each checkpoint instead of "
+                "tracking the pages the program writes (for programs with a userfaultfd of their "
+                "own)");
   cmd->add_flag("--lazy", a->lazy,
                 "Recover at once: the program runs while its memory is filled from the checkpoint")
       ->excludes(compress);

@@ -4,6 +4,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstring>
 
 #include <fmt/format.h>
@@ -49,6 +50,24 @@ Status send_with_fds(int channel, const void* msg, size_t len, std::span<const i
   }
   if (::sendmsg(channel, &h, MSG_NOSIGNAL) != static_cast<ssize_t>(len)) return sys_error(what);
   return {};
+}
+
+ssize_t receive_with_fd(int channel, void* buf, size_t len, int* fd) {
+  *fd = -1;
+  iovec iov{buf, len};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
+  msghdr h{};
+  h.msg_iov = &iov;
+  h.msg_iovlen = 1;
+  h.msg_control = control;
+  h.msg_controllen = sizeof control;
+  ssize_t n;
+  while ((n = ::recvmsg(channel, &h, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
+  }
+  cmsghdr* c = CMSG_FIRSTHDR(&h);
+  if (n > 0 && c && c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+    std::memcpy(fd, CMSG_DATA(c), sizeof *fd);
+  return n;
 }
 
 }  // namespace ckpt

@@ -27,4 +27,8 @@ Result<GuardProcess> fork_guard(std::string_view what, void (*body)(int channel)
 Status send_with_fds(int channel, const void* msg, size_t len, std::span<const int> fds,
                      std::string_view what);
 
+// Receives one message into `buf` (at most `len` bytes) and the fd that may come with it (-1 if
+// none, close-on-exec). Returns the message's length, 0 at end of file, -1 on error.
+ssize_t receive_with_fd(int channel, void* buf, size_t len, int* fd);
+
 }  // namespace ckpt

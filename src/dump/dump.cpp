@@ -5,10 +5,12 @@
 #include <unistd.h>
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <memory>
 #include <sstream>
 #include <string_view>
@@ -18,6 +20,7 @@
 #include "common/child_process.hpp"
 #include "common/fault_point.hpp"
 #include "common/fs_util.hpp"
+#include "common/guard_process.hpp"
 #include "common/log.hpp"
 #include "common/phase_clock.hpp"
 #include "common/units.hpp"
@@ -42,6 +45,7 @@
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
 #include "resources/tree.hpp"
+#include "resources/write_tracking.hpp"
 
 namespace ckpt {
 namespace {
@@ -318,8 +322,13 @@ Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   clock.mark("vdso");
   // First of all: until then a signal the dump took from a thread is only held by ckpt.
   if (Status st = signals::put_back_taken(ctx); !st.ok()) return dump_error(st.error(), ctx.pid);
+  ctx.write_tracked = write_tracking::follows(opts.tracker, ctx.pid);
   Status st = dump_resources(ctx, opts, pending.plan, opts.leave_running && opts.snapshot, clock);
   if (!st.ok()) return dump_error(st.error(), ctx.pid);
+  if (opts.tracker) {
+    const auto& parent = ctx.tree->pages->parent;
+    write_tracking::renew(ctx, *opts.tracker, parent ? parent->gen.id : "");
+  }
   return {};
 }
 
@@ -457,6 +466,14 @@ void finish_incremental(const page_index::DumpState& pages, image::GenerationWri
   writer->set_label(std::string(image::kParentIndexLabel),
                     fmt::format("{:016x}", image::page_index_digest(parent)));
   writer->set_label("pages_changed", fmt::format("{}/{}", pages.changed, pages.pages));
+  if (pages.unread > 0) {
+    writer->set_label("pages_unread", std::to_string(pages.unread));
+    log::info("dump",
+              "incremental: {} of {} pages changed, {} known unchanged by write tracking (not "
+              "read), parent {}",
+              pages.changed, pages.pages, pages.unread, parent.id);
+    return;
+  }
   log::info("dump", "incremental: {} of {} pages changed (page hashes), parent {}", pages.changed,
             pages.pages, parent.id);
 }
@@ -537,12 +554,32 @@ Result<DumpResult> dump_here(image::Store& store, DumpOptions opts) {
   return dump_tree(writer.get(), opts, started, pages);
 }
 
-// The dumper's answer to its parent: one line, "ok ID FROZEN_NS TOTAL_NS" or "err ERRNO MESSAGE".
-void report(int fd, const Result<DumpResult>& r) {
+// The dumper's answer to its parent, on a SEQPACKET channel: first one message per process whose
+// write tracking it renewed ("track ...", with the userfaultfd), then one line, "ok ID FROZEN_NS
+// TOTAL_NS" or "err ERRNO MESSAGE".
+void report(int fd, const Result<DumpResult>& r, const DumpOptions& opts) {
+  if (opts.tracker) {
+    for (auto& [pid, e] : opts.tracker->entries()) {
+      if (!e.renewed) continue;
+      std::string m = write_tracking::Tracker::encode(pid, e);
+      int uffd = e.uffd.get();
+      (void)send_with_fds(fd, m.data(), m.size(), std::span(&uffd, 1), "dump: report");
+    }
+  }
   std::string line =
       r.ok() ? fmt::format("ok {} {} {}\n", r->generation.id, r->frozen.count(), r->total.count())
              : fmt::format("err {} {}\n", r.error().errnum, r.error().message);
-  (void)!::write(fd, line.data(), line.size());
+  (void)send_with_fds(fd, line.data(), line.size(), {}, "dump: report");
+}
+
+// One message of the dumper and the fd that came with it, if any. Empty at end of file.
+std::string receive(int channel, ScopedFd* fd) {
+  std::string buf(64 << 10, '\0');
+  int got = -1;
+  ssize_t n = receive_with_fd(channel, buf.data(), buf.size(), &got);
+  fd->reset(got);
+  buf.resize(n > 0 ? static_cast<size_t>(n) : 0);
+  return buf;
 }
 
 Result<DumpResult> parse_report(const image::Store& store, const std::string& line) {
@@ -574,7 +611,8 @@ Result<DumpResult> parse_report(const image::Store& store, const std::string& li
 // target is never left stopped, traced or with borrowed registers.
 Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
   int p[2];
-  if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("dump: pipe2");
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
+    return sys_error("dump: socketpair");
   ScopedFd read_end(p[0]), write_end(p[1]);
   pid_t child = ::fork();
   if (child < 0) return sys_error("dump: fork");
@@ -589,20 +627,30 @@ Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
       // A malformed value from /proc must not kill the dumper while it holds the threads.
       r = errorf("dump pid {}: internal error: {}", opts.pid, e.what());
     }
-    report(write_end.get(), r);
+    report(write_end.get(), r, opts);
     ::_exit(0);
   }
   write_end.reset();
+  std::vector<std::pair<std::string, ScopedFd>> tracked;
   std::string line;
-  char c;
-  while (true) {
-    ssize_t n = ::read(read_end.get(), &c, 1);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0 || c == '\n') break;
-    line.push_back(c);
+  for (;;) {
+    ScopedFd fd;
+    std::string m = receive(read_end.get(), &fd);
+    if (!m.starts_with("track ")) {
+      line = m.substr(0, m.find('\n'));
+      break;
+    }
+    tracked.emplace_back(std::move(m), std::move(fd));
   }
   (void)wait_end(child);
-  return parse_report(store, line);
+  auto r = parse_report(store, line);
+  if (opts.tracker) {
+    opts.tracker->begin_round();
+    for (auto& [m, fd] : tracked)
+      opts.tracker->receive(m, std::move(fd), r.ok() ? r->generation.id : "");
+    opts.tracker->finish_round();
+  }
+  return r;
 }
 
 }  // namespace ckpt

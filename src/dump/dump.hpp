@@ -13,6 +13,10 @@
 
 namespace ckpt {
 
+namespace write_tracking {
+class Tracker;
+}
+
 struct DumpOptions {
   pid_t pid = 0;
   bool leave_running = false;  // otherwise the process is killed once the image is on disk
@@ -25,6 +29,10 @@ struct DumpOptions {
   // Store only the pages that changed since the newest generation of the same process
   // (resources/page_index.hpp); a full dump when there is none.
   bool incremental = false;
+  // Write tracking kept by a caller that dumps the same processes again (resources/
+  // write_tracking.hpp): an incremental dump then does not read the pages not written since its
+  // parent. Every dump with a tracker renews the tracking of the processes it dumps.
+  write_tracking::Tracker* tracker = nullptr;
   // Processes that must not count as children of the target (the in-process API's helper).
   std::vector<pid_t> ignore_children;
   // Called in the dumping process once every thread is stopped, and once all of the target's

@@ -11,6 +11,7 @@
 #include "common/checksum.hpp"
 #include "common/fault_point.hpp"
 #include "common/fs_util.hpp"
+#include "common/populate.hpp"
 #include "image/format.hpp"
 #include "image/store_internal.hpp"
 
@@ -22,8 +23,12 @@ namespace fs = std::filesystem;
 // Appends to a file through a large buffer; writes at least as large as the buffer bypass it.
 class BufferedFile {
  public:
+  // The buffer is backed at once: its first touch page by page is slow on a VM
+  // (common/populate.hpp), and every dump makes a new one.
   BufferedFile(ScopedFd fd, std::string path)
-      : fd_(std::move(fd)), path_(std::move(path)), buf_(new std::byte[detail::kIoChunk]) {}
+      : fd_(std::move(fd)), path_(std::move(path)), buf_(new std::byte[detail::kIoChunk]) {
+    populate(buf_.get(), detail::kIoChunk);
+  }
 
   Status append(std::span<const std::byte> data) {
     if (data.empty()) return {};

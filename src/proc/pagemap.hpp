@@ -5,6 +5,7 @@
 // pagemap per page is the fallback for older kernels.
 #include <sys/types.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <vector>
 
@@ -48,7 +49,7 @@ class Pagemap {
                                             uint64_t end) const;
 
   // Regions returned per ioctl call; small values exercise the continuation from walk_end.
-  void set_ioctl_batch(size_t regions) { batch_ = regions ? regions : 1; }
+  void set_ioctl_batch(size_t regions) { batch_ = std::clamp<size_t>(regions, 1, 512); }
   bool has_ioctl() const { return ioctl_supported_; }
   int fd() const { return fd_.get(); }
 
@@ -58,7 +59,7 @@ class Pagemap {
   pid_t pid_;
   ScopedFd fd_;
   bool ioctl_supported_ = true;
-  size_t batch_ = 1024;
+  size_t batch_ = 512;  // pagemap_abi::kMaxRegions
 };
 
 // Appends [start, end) to `out`, merging with the last range when they touch.

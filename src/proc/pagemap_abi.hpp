@@ -28,6 +28,12 @@ struct PmScanArg {
   uint64_t return_mask;
 };
 
+// The most regions to ask for in one call. The kernel walks 2 MiB at a time into a buffer of at
+// most 512 regions; given room for more, it walks again, and on Linux 6.18 then reports the end
+// of the first walk as walk_end although it went further: a caller that goes on from walk_end
+// gets regions again, out of order. With at most 512 there is one walk per call.
+inline constexpr uint64_t kMaxRegions = 512;
+
 inline constexpr unsigned long kPagemapScan = _IOWR('f', 16, PmScanArg);
 inline constexpr uint64_t kWpMatching = 1 << 0;  // flags: write-protect what matches
 // Page categories.

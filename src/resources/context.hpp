@@ -19,6 +19,7 @@
 #include "image/schema/records.hpp"
 #include "image/store.hpp"
 #include "proc/maps.hpp"
+#include "proc/pagemap.hpp"
 #include "ptrace/remote_syscalls.hpp"
 #include "ptrace/tracee.hpp"
 #include "resources/taken_signal.hpp"
@@ -85,6 +86,10 @@ struct DumpContext {
   ptrace::SelfRestore gadgets;
   image::GenerationWriter* writer = nullptr;
   schema::ProcessRecord rec;  // this process's part of the image
+  // Write tracking (write_tracking.hpp): `uw` VmFlags are ckpt's own registration, and the
+  // pages not written since the parent generation, which an incremental dump need not read.
+  bool write_tracked = false;
+  std::vector<proc::PageRange> unchanged;
 
   std::string section(std::string_view base) const { return section_prefix + std::string(base); }
 

@@ -17,8 +17,11 @@
 #include <string_view>
 
 #include "common/log.hpp"
+#include "common/phase_clock.hpp"
+#include "common/populate.hpp"
 #include "common/scoped_fd.hpp"
 #include "image/chain.hpp"
+#include "proc/page_scan.hpp"
 #include "proc/pagemap.hpp"
 #include "proc/proc_file.hpp"
 #include "resources/cow_shared.hpp"
@@ -62,19 +65,113 @@ Content content_of(const proc::MapEntry& m) {
   }
 }
 
-// Streams the given ranges of the process into the pages section through one reused buffer.
-Status copy_ranges(const proc::MemFile& mem, const std::vector<Range>& ranges,
+// A piece of what a process's pages section gets, in address order: pages to read, or pages
+// write tracking knows unchanged, which take the parent's index entries unread.
+struct Piece {
+  uint64_t start = 0, end = 0;
+  bool inherit = false;
+};
+
+// Reads the pages of `batch` that are not inherited, back to back into `buf`, in one call; false
+// when the kernel would not give every byte that way (a PROT_NONE page, for one).
+bool read_batch(pid_t pid, const std::vector<Piece>& batch, size_t bytes, std::span<char> buf) {
+  std::vector<iovec> remote;
+  for (auto& p : batch)
+    if (!p.inherit) remote.push_back({reinterpret_cast<void*>(p.start), p.end - p.start});
+  iovec local{buf.data(), bytes};
+  return ::process_vm_readv(pid, &local, 1, remote.data(), remote.size(), 0) ==
+         static_cast<ssize_t>(bytes);
+}
+
+// Takes the parent's entries for an inherited piece; a page the parent lacks is read after all.
+Status inherit_piece(const proc::MemFile& mem, const Piece& p, page_index::PageSink& out) {
+  for (uint64_t at = p.start; at < p.end;) {
+    CKPT_TRY_ASSIGN(uint64_t stop, out.inherit(at, p.end));
+    if (stop == p.end) break;
+    std::array<char, kPage> page;
+    CKPT_TRY(mem.read(stop, page.data(), kPage));
+    CKPT_TRY(out.write(stop, page));
+    at = stop + kPage;
+  }
+  return {};
+}
+
+// Streams the pieces into the pages section through one reused buffer. Short pieces to read are
+// read many at a time with process_vm_readv; long ones through /proc/PID/mem (whose reads do
+// not pin the pages: docs/engine.md, "memory::dump"). A pread of /proc/PID/mem costs tens of
+// microseconds here whatever its size: for the scattered pages of an incremental dump, most of
+// its time.
+Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
                    page_index::PageSink& out, std::span<char> buf, ByteProgress& progress) {
-  for (auto [s, e] : ranges) {
-    while (s < e) {
-      size_t n = std::min<uint64_t>(e - s, buf.size());
+  constexpr uint64_t kScattered = 64 << 10;
+  constexpr size_t kMaxIov = 1024;
+  std::vector<Piece> batch;
+  size_t bytes = 0, reads = 0;
+  auto flush = [&]() -> Status {
+    if (batch.empty()) return {};
+    if (reads > 0 && !read_batch(mem.pid(), batch, bytes, buf)) {
+      size_t at = 0;
+      for (auto& p : batch) {
+        if (p.inherit) continue;
+        CKPT_TRY(mem.read(p.start, buf.data() + at, p.end - p.start));
+        at += p.end - p.start;
+      }
+    }
+    size_t at = 0;
+    for (auto& p : batch) {
+      if (p.inherit) {
+        CKPT_TRY(inherit_piece(mem, p, out));
+      } else {
+        CKPT_TRY(out.write(p.start, buf.subspan(at, p.end - p.start)));
+        at += p.end - p.start;
+      }
+      progress.advance(p.end - p.start);
+    }
+    batch.clear();
+    bytes = reads = 0;
+    return {};
+  };
+  for (const Piece& p : pieces) {
+    uint64_t len = p.end - p.start;
+    if (p.inherit || len < kScattered) {
+      if (!p.inherit && (reads == kMaxIov || bytes + len > buf.size())) CKPT_TRY(flush());
+      batch.push_back(p);
+      if (!p.inherit) {
+        bytes += len;
+        ++reads;
+      }
+      continue;
+    }
+    CKPT_TRY(flush());
+    for (uint64_t s = p.start; s < p.end;) {
+      size_t n = std::min<uint64_t>(p.end - s, buf.size());
       CKPT_TRY(mem.read(s, buf.data(), n));
       CKPT_TRY(out.write(s, buf.first(n)));
       progress.advance(n);
       s += n;
     }
   }
-  return {};
+  return flush();
+}
+
+// `ranges` cut into pieces by `unchanged` (both sorted): what an incremental dump with write
+// tracking reads and what it inherits.
+std::vector<Piece> cut(const std::vector<Range>& ranges,
+                       const std::vector<proc::PageRange>& unchanged) {
+  std::vector<Piece> out;
+  size_t j = 0;
+  for (auto [s, e] : ranges) {
+    while (j < unchanged.size() && unchanged[j].end <= s) ++j;
+    uint64_t pos = s;
+    for (size_t k = j; k < unchanged.size() && unchanged[k].start < e; ++k) {
+      uint64_t from = std::max(pos, unchanged[k].start), to = std::min(e, unchanged[k].end);
+      if (from > pos) out.push_back({pos, from, false});
+      out.push_back({from, to, true});
+      pos = to;
+    }
+    if (pos < e) out.push_back({pos, e, false});
+  }
+  return out;
 }
 
 Status check_supported(const proc::MapEntry& m, pid_t pid) {
@@ -215,9 +312,13 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
     if (content != Content::none) CKPT_TRY(check_supported(m, ctx.pid));
     // Without VmFlags nothing tells which areas fork() leaves out.
     if (!m.vm_flags) refuse("smaps has no VmFlags");
-    // A userfaultfd registered with fork events would tell its monitor about the fork.
-    if (m.vm_flags && (m.vm_flags->has(proc::VmFlag::um) || m.vm_flags->has(proc::VmFlag::uw) ||
-                       m.vm_flags->has(proc::VmFlag::ui)))
+    // A userfaultfd registered with fork events would tell its monitor about the fork. ckpt's own
+    // write tracking has none.
+    bool own_wp = ctx.write_tracked && m.vm_flags && !m.vm_flags->has(proc::VmFlag::um) &&
+                  !m.vm_flags->has(proc::VmFlag::ui);
+    if (m.vm_flags && !own_wp &&
+        (m.vm_flags->has(proc::VmFlag::um) || m.vm_flags->has(proc::VmFlag::uw) ||
+         m.vm_flags->has(proc::VmFlag::ui)))
       refuse("memory registered with a userfaultfd");
     schema::Vma v = describe(m, content);
     v.deleted_file = deleted_file;
@@ -291,24 +392,13 @@ Status leave_out_shared_with_root(const DumpContext& root, pid_t root_source, Du
   return {};
 }
 
-Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
-  CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(source));
-  uint64_t as_roots = 0;
-  CKPT_TRY_ASSIGN(image::SectionWriter * pages,
-                  ctx.writer->begin_section(ctx.section(kPagesSection)));
-  // Not zero-filled: first touch is slow here, and a small process uses a few pages of it.
-  std::unique_ptr<char[]> storage(new char[kCopyBuffer]);
-  std::span<char> buf(storage.get(), kCopyBuffer);
+namespace {
+
+// The pages each item saves, found in the source's pagemap where the plan says so; the pages the
+// root saves left out. Returns their number.
+Result<uint64_t> find_pages(DumpContext& ctx, Plan& plan, proc::Pagemap& pagemap) {
+  uint64_t pages = 0, as_roots = 0;
   schema::MemoryRecord& out = ctx.rec.memory;
-  page_index::DumpState own;
-  page_index::DumpState& state = ctx.tree->pages ? *ctx.tree->pages : own;
-  const page_index::Index* parent = nullptr;
-  if (state.parent) {
-    auto it = state.parent->indexes.find(ctx.section_prefix);
-    if (it != state.parent->indexes.end()) parent = &it->second;
-  }
-  page_index::PageSink sink(*pages, parent, state);
-  std::optional<proc::MemFile> mem;  // of the process the last ranges came from
   for (auto& item : plan.items) {
     if (item.scan) {
       CKPT_TRY_ASSIGN(auto found,
@@ -325,26 +415,65 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
     for (auto [s, e] : item.ranges) {
       out.page_bytes += e - s;
       v.pages.push_back({s, e});
+      pages += (e - s) / kPage;
     }
+  }
+  if (as_roots > 0)
+    log::info("memory", "pid {}: {} bytes shared with the root since fork, saved once", ctx.pid,
+              as_roots);
+  return pages;
+}
+
+}  // namespace
+
+Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
+  PhaseClock clock("memory", fmt::format("pid {}: pages", ctx.pid));
+  CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(source));
+  CKPT_TRY_ASSIGN(uint64_t count, find_pages(ctx, plan, pagemap));
+  clock.mark("found");
+  CKPT_TRY_ASSIGN(image::SectionWriter * pages,
+                  ctx.writer->begin_section(ctx.section(kPagesSection)));
+  page_index::DumpState own;
+  page_index::DumpState& state = ctx.tree->pages ? *ctx.tree->pages : own;
+  const page_index::Index* parent = nullptr;
+  if (state.parent) {
+    auto it = state.parent->indexes.find(ctx.section_prefix);
+    if (it != state.parent->indexes.end()) parent = &it->second;
+  }
+  // Write tracking speaks of the process's own pages, which its snapshot shares.
+  const std::vector<proc::PageRange> no_pages;
+  const auto& unchanged = parent ? ctx.unchanged : no_pages;
+  // Fresh memory is slow to touch here (common/populate.hpp): the buffer and the index are
+  // backed at once, the buffer only as far as it will be used (a small process uses a few pages).
+  std::unique_ptr<char[]> storage(new char[kCopyBuffer]);
+  std::span<char> buf(storage.get(), kCopyBuffer);
+  uint64_t to_read = count * kPage - std::min(count * kPage, proc::range_bytes(unchanged));
+  populate(buf.data(), std::min<uint64_t>(to_read, kCopyBuffer));
+  page_index::PageSink sink(*pages, parent, state);
+  sink.reserve(count);
+  clock.mark("buffers backed");
+  std::optional<proc::MemFile> mem;  // of the process the last ranges came from
+  for (auto& item : plan.items) {
     if (item.data.empty()) {
       // Ranges not read while stopped come from the source (the snapshot, or the process itself).
       pid_t from = item.scan ? source : ctx.pid;
       if (!mem || mem->pid() != from) {
         CKPT_TRY_ASSIGN(mem, proc::MemFile::open(from));
       }
-      CKPT_TRY(copy_ranges(*mem, item.ranges, sink, buf, *ctx.tree->progress));
+      CKPT_TRY(copy_pieces(*mem, cut(item.ranges, unchanged), sink, buf, *ctx.tree->progress));
     } else {
       CKPT_TRY(write_held(item, sink));
       ctx.tree->progress->advance(item.data.size());
       std::vector<char>().swap(item.data);
     }
   }
+  clock.mark("copied");
   CKPT_TRY(pages->finish());
-  if (as_roots > 0)
-    log::info("memory", "pid {}: {} bytes shared with the root since fork, saved once", ctx.pid,
-              as_roots);
-  return ctx.writer->write_section(ctx.section(page_index::kIndexSection),
-                                   page_index::encode(sink.take()));
+  auto index = page_index::encode(sink.take());
+  clock.mark("index encoded");
+  CKPT_TRY(ctx.writer->write_section(ctx.section(page_index::kIndexSection), index));
+  clock.mark("index written");
+  return {};
 }
 
 Status dump(DumpContext& ctx) {

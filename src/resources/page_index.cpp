@@ -48,7 +48,9 @@ uint64_t Index::stored_count() const {
 }
 
 std::vector<std::byte> encode(const Index& index) {
-  std::vector<std::byte> out(kHeader + index.entries.size() * kEntrySize);
+  std::vector<std::byte> out;
+  reserve_populated(out, kHeader + index.entries.size() * kEntrySize);
+  out.resize(kHeader + index.entries.size() * kEntrySize);
   std::memcpy(out.data(), kMagic, 8);
   uint32_t format = kIndexFormat, page = kPage;
   std::memcpy(out.data() + 8, &format, 4);
@@ -132,6 +134,23 @@ std::optional<Parent> find_parent(const image::Store& store, pid_t pid, const st
   return std::nullopt;
 }
 
+const Entry* PageSink::parent_entry(uint64_t addr) {
+  if (!parent_) return nullptr;
+  const auto& all = parent_->entries;
+  while (cursor_ < all.size() && all[cursor_].addr < addr) ++cursor_;
+  return cursor_ < all.size() && all[cursor_].addr == addr ? &all[cursor_] : nullptr;
+}
+
+void PageSink::reserve(uint64_t pages) {
+  reserve_populated(index_.entries, pages);
+}
+
+Status PageSink::check_order(uint64_t addr) const {
+  if (!index_.entries.empty() && addr <= index_.entries.back().addr)
+    return errorf("page index: page {:#x} comes after {:#x}", addr, index_.entries.back().addr);
+  return {};
+}
+
 Status PageSink::write(uint64_t addr, std::span<const char> bytes) {
   const char* run = nullptr;  // start of the changed pages not written yet
   auto flush = [&](const char* end) -> Status {
@@ -143,10 +162,9 @@ Status PageSink::write(uint64_t addr, std::span<const char> bytes) {
   for (size_t off = 0; off < bytes.size(); off += kPage, addr += kPage) {
     const char* page = bytes.data() + off;
     uint64_t hash = XXH3_64bits(page, kPage);
-    const Entry* old = parent_ ? parent_->find(addr) : nullptr;
+    const Entry* old = parent_entry(addr);
     bool changed = !old || old->hash != hash;
-    if (!index_.entries.empty() && addr <= index_.entries.back().addr)
-      return errorf("page index: page {:#x} comes after {:#x}", addr, index_.entries.back().addr);
+    CKPT_TRY(check_order(addr));
     index_.entries.push_back({addr, hash, changed});
     ++state_.pages;
     if (changed) {
@@ -157,6 +175,26 @@ Status PageSink::write(uint64_t addr, std::span<const char> bytes) {
     }
   }
   return flush(bytes.data() + bytes.size());
+}
+
+Result<uint64_t> PageSink::inherit(uint64_t addr, uint64_t end) {
+  if (addr >= end) return end;
+  CKPT_TRY(check_order(addr));
+  const Entry* first = parent_entry(addr);
+  if (!first) return addr;
+  // Ascending page addresses: when the entry n-1 further on is the run's last page, the parent
+  // has every page of the run, entries first[0..n).
+  const auto& all = parent_->entries;
+  uint64_t n = (end - addr) / kPage;
+  size_t last = cursor_ + n - 1;
+  if (last >= all.size() || all[last].addr != end - kPage) {
+    for (n = 1; cursor_ + n < all.size() && all[cursor_ + n].addr == addr + n * kPage;) ++n;
+    n = std::min(n, (end - addr) / kPage);
+  }
+  for (uint64_t i = 0; i < n; ++i) index_.entries.push_back({first[i].addr, first[i].hash, false});
+  state_.pages += n;
+  state_.unread += n;
+  return addr + n * kPage;
 }
 
 }  // namespace ckpt::page_index

@@ -3,9 +3,11 @@
 //
 // Every dump writes, next to a process's pages section, a page index: one entry per saved page,
 // in section order, with the page's address, an XXH3-64 of its 4 KiB and whether the page is
-// stored in this generation or inherited from the parent generation. An incremental dump still
-// reads every page but hashes it and writes only those whose hash differs from the parent's
-// entry at that address; restore takes each inherited page from the generation that stores it.
+// stored in this generation or inherited from the parent generation. An incremental dump hashes
+// every page it reads and writes only those whose hash differs from the parent's entry at that
+// address; pages that write tracking (write_tracking.hpp) knows were not written since the parent
+// are not read at all and take the parent's entry. Restore takes each inherited page from the
+// generation that stores it.
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -58,6 +60,7 @@ struct DumpState {
   std::optional<Parent> parent;
   uint64_t pages = 0;    // pages saved (stored or inherited)
   uint64_t changed = 0;  // pages stored in this generation
+  uint64_t unread = 0;   // inherited without being read: unchanged by write tracking
 };
 
 // Streams one process's pages into its pages section, leaving out those its parent has, and
@@ -68,11 +71,22 @@ class PageSink {
       : out_(out), parent_(parent), state_(state) {}
   // `bytes` are whole pages starting at `addr`.
   Status write(uint64_t addr, std::span<const char> bytes);
+  // Takes the parent's entries for the pages of [addr, end), known unchanged without reading
+  // them. Returns where it stopped: `end`, or the first page the parent does not have, which
+  // the caller must read and write().
+  Result<uint64_t> inherit(uint64_t addr, uint64_t end);
+  // Room for `pages` entries, backed at once (common/populate.hpp).
+  void reserve(uint64_t pages);
   Index take() { return std::move(index_); }
 
  private:
+  // The parent's entry for `addr`; addresses come in ascending order, so a cursor walks it.
+  const Entry* parent_entry(uint64_t addr);
+  Status check_order(uint64_t addr) const;
+
   image::SectionWriter& out_;
   const Index* parent_;
+  size_t cursor_ = 0;
   DumpState& state_;
   Index index_;
 };

@@ -22,6 +22,7 @@
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 #include "resources/lazy_pages.hpp"
+#include "resources/write_tracking.hpp"
 #include "restore/restore.hpp"
 #include "supervisor/process.hpp"
 #include "supervisor/run_state.hpp"
@@ -94,6 +95,9 @@ class Supervisor {
   // The page server of a lazy restore whose memory is still arriving, and its generation.
   std::shared_ptr<lazy_pages::Server> lazy_;
   std::string lazy_generation_;
+  // Which pages the program wrote between checkpoints (--incremental): kept from one checkpoint
+  // to the next, ended when the program is started or restored again.
+  write_tracking::Tracker tracker_;
 };
 
 void Supervisor::save_state() {
@@ -104,6 +108,7 @@ void Supervisor::save_state() {
 
 void Supervisor::began(const Origin& origin, pid_t pid) {
   child_ = pid;
+  tracker_.clear();
   policy_.started(origin, now());
   state_.phase = "running";
   state_.child_pid = pid;
@@ -300,6 +305,7 @@ void Supervisor::checkpoint(bool requested) {
   d.shell_job = true;
   if (opts_.compress) d.write.compression = image::Compression::zstd;
   d.incremental = opts_.incremental && incremental_in_row_ + 1 < opts_.full_every;
+  if (opts_.incremental && opts_.write_tracking) d.tracker = &tracker_;
   auto r = dump_process(store_, d);
   if (!r.ok()) {
     // A program that ended while being checkpointed is told by its exit, next; "keeps running"

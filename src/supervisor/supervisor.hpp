@@ -25,6 +25,10 @@ struct RunOptions {
   // full (which bounds the chains restore reads and retention keeps).
   bool incremental = false;
   size_t full_every = 10;
+  // With incremental: the pages the program writes are tracked between checkpoints, so that a
+  // checkpoint reads only those (resources/write_tracking.hpp); off, every page is read and
+  // hashed. Off is for programs that register their memory with a userfaultfd of their own.
+  bool write_tracking = true;
   // Restores start the program at once and fill its memory while it runs (restore --lazy).
   bool lazy = false;
 };

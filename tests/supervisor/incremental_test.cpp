@@ -45,5 +45,38 @@ TEST(SupervisorIncremental, RecoveryComesFromAnIncrementalGeneration) {
   EXPECT_EQ(code, 0) << text;
 }
 
+// Write tracking (the default with --incremental): the program changes its memory in every way a
+// tracker could miss (pages written, dropped and read back as zero, moved away and back, unmapped
+// and mapped again, a growing heap) and checks all of it after each step; a checkpoint that took
+// a stale page from its parent would make it print BAD after the recovery.
+TEST(SupervisorIncremental, WriteTrackingMissesNoChangeAndRecoveryGivesEveryPageBack) {
+  TempDir d;
+  auto store = d.path() / "store";
+  Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--dir", store, "--interval", "0", "--min-uptime", "0.2",
+                     "--incremental", "--", CKPT_SV_MEM_MOVES, "500"});
+  ASSERT_TRUE(eventually([&] { return count(sv.out(), "step ") >= 20; })) << sv.err();
+  for (int i = 1; i <= 4; ++i) {
+    ASSERT_EQ(::kill(sv.pid(), SIGUSR1), 0);
+    ASSERT_TRUE(eventually([&] { return run_state(store).value("requests_served", 0) >= i; }))
+        << sv.err();
+    size_t steps = count(sv.out(), "step ");
+    ASSERT_TRUE(eventually([&] { return count(sv.out(), "step ") >= steps + 15; })) << sv.err();
+  }
+  std::string gen = run_state(store).value("last_generation", "");
+  std::string manifest = slurp(store / gen / "manifest");
+  // An incremental generation whose unchanged pages were known without reading them.
+  EXPECT_NE(manifest.find("\"parent\": \"gen-"), std::string::npos) << manifest;
+  EXPECT_NE(manifest.find("\"pages_unread\""), std::string::npos) << manifest;
+  ASSERT_EQ(::kill(run_state(store).value("child_pid", 0), SIGKILL), 0);
+  ASSERT_EQ(sv.wait(), 0) << sv.err();
+  std::string out = sv.out(), err = sv.err();
+  EXPECT_EQ(count(err, "recovered from generation " + gen), 1u) << err;
+  EXPECT_EQ(count(out, "started\n"), 1u) << out;  // from the checkpoint, not from its start
+  EXPECT_EQ(count(out, "BAD"), 0u) << out;
+  EXPECT_NE(out.find("done 500 steps\n"), std::string::npos) << err;
+  auto [code, text] = run_cmd({CKPT_CLI_PATH, "verify", store.string()});
+  EXPECT_EQ(code, 0) << text;
+}
+
 }  // namespace
 }  // namespace ckpt::test

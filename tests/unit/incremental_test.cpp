@@ -94,6 +94,41 @@ TEST(PageIndex, SinkWritesOnlyPagesThatDifferFromTheParent) {
   EXPECT_EQ(stored, (std::vector<bool>{false, true, true, false, true}));
 }
 
+// Write tracking: pages known unchanged take the parent's entries unread; where the parent lacks
+// a page, inherit() stops there so that the caller reads it.
+TEST(PageIndex, InheritTakesTheParentsEntriesAndStopsWhereItHasNone) {
+  page_index::DumpState state;
+  Collect first;
+  page_index::PageSink full(first, nullptr, state);
+  ASSERT_TRUE(full.write(0x10000, pages_of({'a', 'b', 'c'})).ok());
+  ASSERT_TRUE(full.write(0x14000, pages_of({'e'})).ok());  // no page at 0x13000
+  Index parent = full.take();
+
+  page_index::DumpState delta_state;
+  Collect second;
+  page_index::PageSink delta(second, &parent, delta_state);
+  delta.reserve(8);
+  auto stop = delta.inherit(0x10000, 0x15000);
+  ASSERT_TRUE(stop.ok());
+  EXPECT_EQ(*stop, 0x13000u);
+  ASSERT_TRUE(delta.write(0x13000, pages_of({'n'})).ok());
+  stop = delta.inherit(0x14000, 0x15000);
+  ASSERT_TRUE(stop.ok());
+  EXPECT_EQ(*stop, 0x15000u);
+  // Not before pages already in the index.
+  EXPECT_FALSE(delta.inherit(0x11000, 0x12000).ok());
+  Index child = delta.take();
+  ASSERT_EQ(child.entries.size(), 5u);
+  EXPECT_EQ(delta_state.unread, 4u);
+  EXPECT_EQ(delta_state.changed, 1u);
+  EXPECT_EQ(second.bytes.size(), kPage);  // only the page read
+  for (size_t i : {0u, 1u, 2u, 4u}) {
+    EXPECT_FALSE(child.entries[i].stored);
+    EXPECT_EQ(child.entries[i].hash, parent.find(child.entries[i].addr)->hash);
+  }
+  EXPECT_TRUE(child.entries[3].stored);
+}
+
 TEST(PageChain, EachPageComesFromTheNearestGenerationThatStoresIt) {
   // grandparent stores A B C; parent stores B' and D, inherits A C; child stores C'', inherits
   // A B' D.

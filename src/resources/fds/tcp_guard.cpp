@@ -52,21 +52,7 @@ netlock::Connection from_message(const Message& m) {
 
 // Receives one message and the fd that may come with it (-1 if none); 0 at end of file.
 ssize_t receive(int channel, Message& m, int& fd) {
-  fd = -1;
-  iovec iov{&m, sizeof m};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-  msghdr msg{};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t n;
-  while ((n = ::recvmsg(channel, &msg, MSG_CMSG_CLOEXEC)) < 0 && errno == EINTR) {
-  }
-  cmsghdr* cm = CMSG_FIRSTHDR(&msg);
-  if (n > 0 && cm && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-    std::memcpy(&fd, CMSG_DATA(cm), sizeof fd);
-  return n;
+  return receive_with_fd(channel, &m, sizeof m, &fd);
 }
 
 struct Watched {
