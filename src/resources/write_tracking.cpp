@@ -5,7 +5,6 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 
-#include <charconv>
 #include <sstream>
 
 #include "common/log.hpp"
