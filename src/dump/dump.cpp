@@ -305,6 +305,7 @@ Error dump_error(const Error& e, pid_t pid) {
 struct PendingMemory {
   memory::Plan plan;
   snapshot::Snapshot snap;  // when its private pages are read from a snapshot
+  bool held = false;        // or when the few written since the parent were read while stopped
 };
 
 Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts,
@@ -372,6 +373,14 @@ Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
                 ctx.pid);
       p.plan.snapshot = false;
     }
+    if (p.plan.snapshot && !ctx.unchanged.empty()) {
+      PhaseClock clock(ctx.pid);
+      auto held = memory::hold_changed(ctx, p.plan);
+      clock.mark("written pages read");
+      if (!held.ok()) return dump_error(held.error(), ctx.pid);
+      p.held = *held;
+      if (p.held) continue;
+    }
     if (p.plan.snapshot) {
       PhaseClock clock(ctx.pid);
       auto snap = snapshot::take(ctx);
@@ -398,7 +407,7 @@ Status copy_from_snapshots(Tree& tree, std::vector<PendingMemory>& pending) {
   pid_t root_snap = pending[0].snap ? pending[0].snap.pid() : 0;
   for (size_t i = 0; i < tree.procs.size(); ++i) {
     PendingMemory& p = pending[i];
-    if (!p.snap) continue;
+    if (!p.snap && !p.held) continue;
     fault::point("snapshot", "copy");
     auto started = Clock::now();
     DumpContext& ctx = *tree.procs[i];
@@ -406,9 +415,14 @@ Status copy_from_snapshots(Tree& tree, std::vector<PendingMemory>& pending) {
                     ? Status{}
                     : memory::leave_out_shared_with_root(*tree.procs[0], root_snap, ctx,
                                                          p.snap.pid(), p.plan);
-    if (st.ok()) st = memory::write_pages(ctx, p.plan, p.snap.pid());
+    if (st.ok()) st = memory::write_pages(ctx, p.plan, p.held ? ctx.pid : p.snap.pid());
     if (!st.ok()) return dump_error(st.error(), ctx.pid);
     auto copied = Clock::now();
+    if (p.held) {
+      log::info("dump", "pid {}: pages read while stopped written in {:.1f} ms", ctx.pid,
+                ms(copied - started));
+      continue;
+    }
     if (i != 0) p.snap.end();
     log::info("dump",
               "pid {}: pages copied from its snapshot in {:.1f} ms, snapshot ended in {:.1f} ms",
@@ -466,6 +480,7 @@ void finish_incremental(const page_index::DumpState& pages, image::GenerationWri
   writer->set_label(std::string(image::kParentIndexLabel),
                     fmt::format("{:016x}", image::page_index_digest(parent)));
   writer->set_label("pages_changed", fmt::format("{}/{}", pages.changed, pages.pages));
+  if (pages.held > 0) writer->set_label("held_bytes", std::to_string(pages.held));
   if (pages.unread > 0) {
     writer->set_label("pages_unread", std::to_string(pages.unread));
     log::info("dump",

@@ -14,6 +14,12 @@ Status dump(DumpContext& ctx);
 // The same in two steps, for a dump that copies the private pages from a snapshot of the process
 // (dump/snapshot.hpp) after letting it go: prepare() while it is stopped, write_pages() later.
 struct Plan {
+  // A piece of what a process's pages section gets, in address order: pages to read, or pages
+  // write tracking knows unchanged, which take the parent's index entries unread.
+  struct Piece {
+    uint64_t start = 0, end = 0;
+    bool inherit = false;
+  };
   struct Item {
     size_t vma = 0;  // index in ctx.rec.memory.vmas
     uint64_t start = 0, end = 0;
@@ -21,6 +27,12 @@ struct Plan {
     std::vector<std::pair<uint64_t, uint64_t>> ranges;     // otherwise what to save
     std::vector<char> data;                                // their bytes, read while stopped
     std::vector<std::pair<uint64_t, uint64_t>> from_root;  // left out: the root saves them
+    // A private file mapping: its page-cache pages are left to the file. Asking the kernel to
+    // tell them from private copies costs a look at every page, so only these ask.
+    bool file = false;
+    // Read while stopped by hold_changed(): `data` holds the pieces to read, back to back.
+    bool held = false;
+    std::vector<Piece> pieces;
   };
   std::vector<Item> items;
   bool snapshot = false;       // the private pages may come from a snapshot
@@ -30,6 +42,11 @@ struct Plan {
 // fork() would not copy as it is (shared memory, MADV_DONTFORK, MADV_WIPEONFORK areas); the
 // plan's `snapshot` says false when that is not possible or too large.
 Result<Plan> prepare(DumpContext& ctx, bool snapshot);
+// An incremental dump with write tracking (write_tracking.hpp), while the process is stopped:
+// when the pages written since the parent are few, reads them now (no snapshot is needed then)
+// and returns true; write_pages() later writes them and takes the others from the parent. False,
+// with nothing done, when they are not few.
+Result<bool> hold_changed(DumpContext& ctx, Plan& plan);
 // Streams the pages into kPagesSection; private pages of forked areas are read from `source`
 // (the process itself, or a snapshot of it), the rest from the process or the plan. Pages the
 // plan marks as the root's (leave_out_shared_with_root) are listed in Vma.from_root instead.

@@ -61,6 +61,7 @@ struct DumpState {
   uint64_t pages = 0;    // pages saved (stored or inherited)
   uint64_t changed = 0;  // pages stored in this generation
   uint64_t unread = 0;   // inherited without being read: unchanged by write tracking
+  uint64_t held = 0;     // bytes of written pages read while stopped (memory::hold_changed)
 };
 
 // Streams one process's pages into its pages section, leaving out those its parent has, and

@@ -1,6 +1,8 @@
 // A program whose memory changes in every way write tracking must not miss (resources/
 // write_tracking.hpp), a step at a time, and which checks after each step that ALL of it holds
-// exactly what the steps so far made of it, recomputed from the step number alone:
+// exactly what the steps so far made of it, recomputed from the step number alone (with 64 MiB
+// written once at the start and never again, so that few of its pages change between two
+// checkpoints):
 //   - a few pages of region A written each step (most pages never change: what tracking skips);
 //   - every 3rd step, 4 pages of A dropped with MADV_DONTNEED and read again (the zero page, with
 //     the protection of the pages dropped kept by the kernel);
@@ -26,6 +28,7 @@
 #define A_PAGES 2048UL  // 8 MiB
 #define B_PAGES 16UL
 #define C_PAGES 16UL
+#define D_PAGES 16384UL  // 64 MiB
 
 static uint64_t mix(uint64_t x) {
   x += 0x9e3779b97f4a7c15ULL;
@@ -34,7 +37,7 @@ static uint64_t mix(uint64_t x) {
   return x ^ (x >> 31);
 }
 
-static volatile uint64_t *a, *b, *c;
+static volatile uint64_t *a, *b, *c, *d;
 static uint64_t* spare;  // where B goes while it is moved
 static char* heap0;
 
@@ -94,6 +97,11 @@ static int check(long s, int fds) {
       printf("BAD step %ld: C page %lu\n", s, p);
       return 0;
     }
+  for (uint64_t p = 0; p < D_PAGES; ++p)
+    if (d[p * PAGE / 8] != mix(p + 99)) {
+      printf("BAD step %ld: D page %lu\n", s, p);
+      return 0;
+    }
   for (long t = 1; t <= s; ++t)
     if (heap0[(t - 1) * PAGE] != (char)t) {
       printf("BAD step %ld: heap page %ld\n", s, t);
@@ -139,8 +147,12 @@ int main(int argc, char** argv) {
   a = mmap(NULL, A_PAGES * PAGE, prot, flags, -1, 0);
   b = mmap(NULL, B_PAGES * PAGE, prot, flags, -1, 0);
   c = mmap(NULL, C_PAGES * PAGE, prot, flags, -1, 0);
+  d = mmap(NULL, D_PAGES * PAGE, prot, flags, -1, 0);
   spare = mmap(NULL, B_PAGES * PAGE, PROT_NONE, flags, -1, 0);
-  if (a == MAP_FAILED || b == MAP_FAILED || c == MAP_FAILED || spare == MAP_FAILED) return 2;
+  if (a == MAP_FAILED || b == MAP_FAILED || c == MAP_FAILED || d == MAP_FAILED ||
+      spare == MAP_FAILED)
+    return 2;
+  for (uint64_t p = 0; p < D_PAGES; ++p) d[p * PAGE / 8] = mix(p + 99);
   for (uint64_t p = 0; p < A_PAGES; ++p) a[p * PAGE / 8] = mix(p);
   for (uint64_t p = 0; p < B_PAGES; ++p) b[p * PAGE / 8] = 7;
   fill_c(0);
