@@ -217,6 +217,8 @@ void Server::seal() {
   }
   uint64_t one = 1;
   (void)!::write(wake_.get(), &one, sizeof one);
+  std::unique_lock lk(mu_);
+  done_cv_.wait(lk, [&] { return guarded_ || done_; });
 }
 
 Status Server::wait() {
@@ -277,7 +279,12 @@ void Server::run() {
       if (failed || finished_locked()) break;
       sealed = sealed_;
     }
-    if (sealed) guard_all();
+    if (sealed && !guarded_) {
+      guard_all();
+      std::lock_guard lk(mu_);
+      guarded_ = true;
+      done_cv_.notify_all();
+    }
     // Only faults while the processes are built: the copy in the background would slow that.
     bool work =
         sealed && std::any_of(mms_.begin(), mms_.end(), [](auto& m) { return m->pending > 0; });

@@ -59,7 +59,9 @@ class Server {
   // stopped process `pid`.
   Status add(pid_t pid, ScopedFd uffd, page_chain::PageLocations pages);
   // No process will be added any more; the background copy begins (until then only faults are
-  // answered) and the thread ends when every page is in.
+  // answered) and the thread ends when every page is in. Returns once the guard holds the
+  // processes' userfaultfds (or could not start): called before the processes are let go, so
+  // that ckpt dying at any moment after takes them along (lazy_guard.hpp).
   void seal();
   // Until every page of every process is in (or its process ended); the error of a damaged page.
   Status wait();
@@ -105,6 +107,7 @@ class Server {
   // The thread's own: the guard against ckpt's death, started once the processes run.
   std::optional<Guard> guard_;
   bool guard_tried_ = false;
+  bool guarded_ = false;  // guard_all() ran after seal()
   uint32_t next_id_ = 0;
 };
 

@@ -410,10 +410,11 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   clock.mark("processes built");
   CKPT_TRY(ipc.finish());
   for (size_t i = built.size(); i-- > 0;) CKPT_TRY(built[i]->finish());
+  // Guarded before they run: ckpt's death from then on takes them along.
+  if (lazy) lazy->seal();
   puppets.release();
   clock.mark("let go");
   RestoreResult result;
-  if (lazy) lazy->seal();
   result.lazy = std::move(lazy);
   result.pid = plan.processes[0].pid;
   result.generation = gen;
