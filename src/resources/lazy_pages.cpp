@@ -210,10 +210,20 @@ Status Server::add(pid_t pid, ScopedFd uffd, page_chain::PageLocations pages) {
   return {};
 }
 
+void Server::start_guard() {
+  {
+    std::lock_guard lk(mu_);
+    guard_wanted_ = true;
+  }
+  uint64_t one = 1;
+  (void)!::write(wake_.get(), &one, sizeof one);
+}
+
 void Server::seal() {
   {
     std::lock_guard lk(mu_);
     sealed_ = true;
+    guard_wanted_ = true;
   }
   uint64_t one = 1;
   (void)!::write(wake_.get(), &one, sizeof one);
@@ -269,7 +279,7 @@ void Server::run() {
   size_t turn = 0;
   bool failed = false;
   for (;;) {
-    bool sealed = false;
+    bool sealed = false, guard_wanted = false;
     {
       std::lock_guard lk(mu_);
       for (auto& m : incoming_) mms_.push_back(std::move(m));
@@ -278,9 +288,11 @@ void Server::run() {
       failed = error_.has_value();
       if (failed || finished_locked()) break;
       sealed = sealed_;
+      guard_wanted = guard_wanted_;
     }
-    if (sealed && !guarded_) {
-      guard_all();
+    // Each turn: a child the program forks meanwhile (a fork event) is guarded too.
+    if (guard_wanted) guard_all();
+    if (guard_wanted && !guarded_) {
       std::lock_guard lk(mu_);
       guarded_ = true;
       done_cv_.notify_all();

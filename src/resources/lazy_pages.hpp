@@ -58,6 +58,9 @@ class Server {
   // Takes over `uffd` (registered for missing pages on the mappings that hold `pages`) of the
   // stopped process `pid`.
   Status add(pid_t pid, ScopedFd uffd, page_chain::PageLocations pages);
+  // Every process and thread exists (a guard's PID can no longer be one the restore needs): the
+  // guard is started in the background now, while the restore finishes.
+  void start_guard();
   // No process will be added any more; the background copy begins (until then only faults are
   // answered) and the thread ends when every page is in. Returns once the guard holds the
   // processes' userfaultfds (or could not start): called before the processes are let go, so
@@ -107,7 +110,8 @@ class Server {
   // The thread's own: the guard against ckpt's death, started once the processes run.
   std::optional<Guard> guard_;
   bool guard_tried_ = false;
-  bool guarded_ = false;  // guard_all() ran after seal()
+  bool guard_wanted_ = false;  // start_guard() or seal() was called
+  bool guarded_ = false;       // guard_all() ran since
   uint32_t next_id_ = 0;
 };
 

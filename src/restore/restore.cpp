@@ -408,6 +408,7 @@ Result<RestoreResult> restore_generation(const image::Store& store,
     built.push_back(std::move(*b));
   }
   clock.mark("processes built");
+  if (lazy) lazy->start_guard();
   CKPT_TRY(ipc.finish());
   for (size_t i = built.size(); i-- > 0;) CKPT_TRY(built[i]->finish());
   // Guarded before they run: ckpt's death from then on takes them along.
