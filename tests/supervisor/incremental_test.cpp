@@ -64,11 +64,16 @@ TEST(SupervisorIncremental, WriteTrackingMissesNoChangeAndRecoveryGivesEveryPage
   }
   std::string gen = run_state(store).value("last_generation", "");
   std::string manifest = slurp(store / gen / "manifest");
-  // An incremental generation whose unchanged pages were known without reading them, and the
-  // few written ones read while the program was stopped (no snapshot).
+  // An incremental generation whose unchanged pages were known without reading them.
   EXPECT_NE(manifest.find("\"parent\": \"gen-"), std::string::npos) << manifest;
   EXPECT_NE(manifest.find("\"pages_unread\""), std::string::npos) << manifest;
-  EXPECT_NE(manifest.find("\"held_bytes\""), std::string::npos) << manifest;
+  // And at least one whose few written pages were read while the program was stopped (no
+  // snapshot): how many are few depends on the steps made between two checkpoints.
+  size_t held = 0;
+  for (auto& e : fs::directory_iterator(store))
+    if (e.path().filename().string().starts_with("gen-"))
+      held += slurp(e.path() / "manifest").find("\"held_bytes\"") != std::string::npos;
+  EXPECT_GE(held, 1u);
   ASSERT_EQ(::kill(run_state(store).value("child_pid", 0), SIGKILL), 0);
   ASSERT_EQ(sv.wait(), 0) << sv.err();
   std::string out = sv.out(), err = sv.err();
