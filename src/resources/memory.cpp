@@ -91,13 +91,16 @@ Status inherit_piece(const proc::MemFile& mem, const Piece& p, page_index::PageS
   return {};
 }
 
-// Streams the pieces into the pages section through one reused buffer. Short pieces to read are
-// read many at a time with process_vm_readv; long ones through /proc/PID/mem (whose reads do
-// not pin the pages: docs/engine.md, "memory::dump"). A pread of /proc/PID/mem costs tens of
-// microseconds here whatever its size: for the scattered pages of an incremental dump, most of
-// its time.
+// Streams the pieces into the pages section through one reused buffer. With `batch_reads` (the
+// source is a snapshot), short pieces to read are read many at a time with process_vm_readv;
+// long ones, and all of a process's own, through /proc/PID/mem. A pread of /proc/PID/mem costs
+// tens of microseconds here whatever its size: for the scattered pages of an incremental dump,
+// most of its time. But process_vm_readv pins what it reads, which gives a page shared
+// copy-on-write a copy of its own (docs/engine.md, "memory::dump"): in a snapshot that costs a
+// page copy; in the program it would unshare its memory with its children.
 Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
-                   page_index::PageSink& out, std::span<char> buf, ByteProgress& progress) {
+                   page_index::PageSink& out, std::span<char> buf, ByteProgress& progress,
+                   bool batch_reads) {
   constexpr uint64_t kScattered = 64 << 10;
   constexpr size_t kMaxIov = 1024;
   std::vector<Piece> batch;
@@ -128,7 +131,7 @@ Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
   };
   for (const Piece& p : pieces) {
     uint64_t len = p.end - p.start;
-    if (p.inherit || len < kScattered) {
+    if (p.inherit || (batch_reads && len < kScattered)) {
       if (!p.inherit && (reads == kMaxIov || bytes + len > buf.size())) CKPT_TRY(flush());
       batch.push_back(p);
       if (!p.inherit) {
@@ -446,7 +449,9 @@ std::vector<Piece> only_what_parent_has(const std::vector<Piece>& pieces,
   return out;
 }
 
-// Reads the pieces to read of `pieces` from process `pid`, back to back into `out`.
+// Reads the pieces to read of `pieces` from process `pid`, back to back into `out`. These are
+// mostly pages written since the last dump, so the program's own (the write gave it a copy):
+// pinning them (process_vm_readv) unshares next to nothing.
 Status read_pieces(pid_t pid, const std::vector<Piece>& pieces, char* out) {
   constexpr size_t kMaxIov = 1024;
   std::vector<iovec> local, remote;
@@ -583,7 +588,8 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
       if (!mem || mem->pid() != from) {
         CKPT_TRY_ASSIGN(mem, proc::MemFile::open(from));
       }
-      CKPT_TRY(copy_pieces(*mem, cut(item.ranges, unchanged), sink, buf, *ctx.tree->progress));
+      CKPT_TRY(copy_pieces(*mem, cut(item.ranges, unchanged), sink, buf, *ctx.tree->progress,
+                           from != ctx.pid));
     } else {
       CKPT_TRY(write_held(item, sink));
       uint64_t bytes = item.data.size();
