@@ -49,6 +49,22 @@ Result<std::vector<Pristine>> read_pristine(DumpContext& ctx) {
   return out;
 }
 
+// Writes into the snapshot only the pages of `p` that the injection changed: writing the others
+// would populate pages the program never touched (zeros then saved in the image).
+Status put_back(pid_t snap, const Pristine& p) {
+  std::vector<char> now(p.bytes.size());
+  CKPT_TRY(read_remote(snap, p.addr, now.data(), now.size()));
+  constexpr uint64_t kPage = 4096;
+  for (uint64_t at = p.addr; at < p.addr + p.bytes.size();) {
+    uint64_t end = std::min((at & ~(kPage - 1)) + kPage, p.addr + p.bytes.size());
+    size_t off = at - p.addr, len = end - at;
+    if (std::memcmp(now.data() + off, p.bytes.data() + off, len) != 0)
+      CKPT_TRY(write_remote(snap, at, p.bytes.data() + off, len));
+    at = end;
+  }
+  return {};
+}
+
 // Takes the end of a process we trace (not our child) as its tracer, after killing it.
 // Waits for the first stop of a process the kernel attached to us at its birth.
 Status wait_first_stop(pid_t pid) {
@@ -150,8 +166,7 @@ Result<Snapshot> take(DumpContext& ctx) {
     snap = fork_in(ctx, rs, sc);
     return snap.ok() ? Status{} : Status(snap.error());
   }));
-  for (auto& p : pristine)
-    CKPT_TRY(write_remote(snap->pid(), p.addr, p.bytes.data(), p.bytes.size()));
+  for (auto& p : pristine) CKPT_TRY(put_back(snap->pid(), p));
   return snap;
 }
 
