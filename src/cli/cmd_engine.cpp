@@ -206,6 +206,7 @@ void print_restored(const RestoreArgs& a, const image::Store& store, const Resto
               {"skipped", skipped},
               {"detached", a.detach}};
   if (in_ns) out["pid_namespace"] = {{"pid", in_ns->inner_pid}, {"init", in_ns->init}};
+  if (r.ns_pid) out["pid_namespace"] = {{"pid", r.ns_pid}, {"init", r.pid}};
   print_json(out);
 }
 
@@ -246,8 +247,27 @@ class TerminationDeferred {
   sigset_t old_;
 };
 
+// Whether the generation a restore would take was dumped as the init of its own PID namespace
+// (its "pid" label is 1): such an image gets a new namespace in any case.
+bool root_is_ns_init(const image::Store& store, const RestoreOptions& opts) {
+  auto gens = opts.generation ? std::vector<image::GenerationInfo>{} : store.list();
+  if (opts.generation) {
+    auto g = store.find(*opts.generation);
+    if (g.ok()) gens.push_back(*g);
+  }
+  if (gens.empty()) return false;
+  auto pid = gens.front().labels.find("pid");
+  return pid != gens.front().labels.end() && pid->second == "1";
+}
+
 Result<RestoreResult> restore_here_or_in_ns(const image::Store& store, const RestoreOptions& opts,
                                             bool new_ns, std::optional<pid_ns::Restored>& in_ns) {
+  if (new_ns && root_is_ns_init(store, opts)) {
+    log::info("cli",
+              "the image's root is the init of its PID namespace: it gets a new namespace of "
+              "its own as its init (--pid-ns adds nothing)");
+    new_ns = false;
+  }
   if (!new_ns) return restore_process(store, opts);
   CKPT_TRY_ASSIGN(in_ns, pid_ns::restore(store, opts));
   return in_ns->result;
@@ -290,6 +310,10 @@ int run_restore(const RestoreArgs& a) {
     fmt::print(stderr,
                "ckpt: restored as pid {} in a new PID namespace (pid {} outside, its init {})\n",
                in_ns->inner_pid, r->pid, in_ns->init);
+  if (r->ns_pid && !a.json)
+    fmt::print(stderr,
+               "ckpt: restored as pid {}, the init of a new PID namespace (pid {} outside)\n",
+               r->ns_pid, r->pid);
   print_restored(a, *store, *r, in_ns);
   if (a.lazy && !a.dry_run && (r->lazy || in_ns)) {
     int code = finish_lazy(a, r->pid, lazy_done(*r, in_ns));

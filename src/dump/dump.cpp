@@ -25,6 +25,7 @@
 #include "common/phase_clock.hpp"
 #include "common/units.hpp"
 #include "dump/kill.hpp"
+#include "dump/ns_init.hpp"
 #include "dump/snapshot.hpp"
 #include "image/chain.hpp"
 #include "proc/maps.hpp"
@@ -353,11 +354,12 @@ Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions&
   return {};
 }
 
-// The snapshot process goes to the nearest child subreaper above the process: one inside the tree
-// would see it as a child of its own.
+// The snapshot process goes to the nearest child subreaper above the process, or else to the
+// init of its PID namespace: one inside the tree would see it as a child of its own.
 bool subreaper_on_line(const Tree& tree, size_t i) {
   for (int k = static_cast<int>(i); k >= 0; k = tree.parent[k])
-    if (tree.procs[k]->rec.task.child_subreaper.value_or(false)) return true;
+    if (tree.procs[k]->rec.task.child_subreaper.value_or(false) || tree.procs[k]->pid == 1)
+      return true;
   return false;
 }
 
@@ -369,7 +371,9 @@ Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
     if (ctx.zombie) continue;
     PendingMemory& p = pending[i];
     if (p.plan.snapshot && subreaper_on_line(tree, i)) {
-      log::warn("dump", "pid {}: a child subreaper in the tree: copying its memory stopped",
+      log::warn("dump",
+                "pid {}: a child subreaper or a PID namespace's init in the tree: copying its "
+                "memory stopped",
                 ctx.pid);
       p.plan.snapshot = false;
     }
@@ -535,6 +539,21 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   CKPT_TRY(finish_image(tree, writer, opts));
   auto gen = writer->commit();
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", opts.pid));
+  if (!opts.leave_running && opts.kill_from_outside) {
+    // The TCP lock would go with the dumper, which dies with the namespace.
+    if (tcp_repair.any())
+      return errorf(
+          "dump pid {}: saved as generation {}, but not killed: the TCP connections of a tree in "
+          "its own PID namespace cannot be kept locked once it is killed; dump it with "
+          "--leave-running and stop it yourself",
+          opts.pid, gen->id);
+    result.generation = *gen;
+    result.frozen = Clock::now() - frozen_at;
+    result.total = Clock::now() - started;
+    Status why = opts.kill_from_outside(result);
+    return errorf("dump pid {}: saved as generation {}, but not killed: {}", opts.pid, gen->id,
+                  why.ok() ? "no answer" : why.error().message);
+  }
   if (!opts.leave_running) {
     if (Status ready = tcp_repair.before_kill(); !ready.ok())
       return errorf("dump pid {}: saved as generation {}, but not killed: {}", opts.pid, gen->id,
@@ -619,45 +638,84 @@ Result<DumpResult> parse_report(const image::Store& store, const std::string& li
   return r;
 }
 
+// The dumper: a child of its own session, in the namespace `ns` when there is one.
+Result<pid_t> fork_dumper(image::Store& store, const DumpOptions& opts, ns_init::Entry* ns,
+                          ScopedFd& read_end, ScopedFd& write_end) {
+  if (ns) CKPT_TRY(ns->enter_for_children());
+  pid_t child = ::fork();
+  int fork_errno = errno;
+  if (child == 0) {
+    ::setsid();
+    ::signal(SIGPIPE, SIG_IGN);
+    read_end.reset();
+    DumpOptions mine = opts;
+    Status inside = ns ? ns->settle_inside(mine, write_end.get()) : Status{};
+    Result<DumpResult> r = make_error("dump: internal error");
+    try {
+      r = inside.ok() ? dump_here(store, mine) : Result<DumpResult>(inside.error());
+    } catch (const std::exception& e) {
+      // A malformed value from /proc must not kill the dumper while it holds the threads.
+      r = errorf("dump pid {}: internal error: {}", opts.pid, e.what());
+    }
+    report(write_end.get(), r, mine);
+    ::_exit(0);
+  }
+  if (ns) ns->leave();
+  if (child < 0) return sys_error(fork_errno, "dump: fork");
+  return child;
+}
+
+// The dumper in a namespace saved the tree and asks us to kill it (ns_init.hpp): its "kill"
+// line, answered with the kill; the dumper, which dies with the namespace or gives up once told
+// why not, is reaped here. Returns the report line the dump stands by.
+std::string kill_for_dumper(ns_init::Entry& ns, pid_t dumper, int channel, const std::string& m) {
+  std::string line = m.substr(0, m.find('\n'));
+  Status killed = ns.kill();
+  if (!killed.ok()) {
+    const std::string& why = killed.error().message;
+    (void)::send(channel, why.data(), why.size(), MSG_NOSIGNAL);
+  }
+  (void)wait_end(dumper);
+  if (killed.ok()) killed = ns.wait_dead();
+  if (killed.ok()) return "ok " + line.substr(5);
+  std::istringstream in(line.substr(5));
+  std::string id;
+  in >> id;
+  return fmt::format("err 0 dump pid {}: saved as generation {}, but not killed: {}", ns.pid(), id,
+                     killed.error().message);
+}
+
 }  // namespace
 
 // The dump runs in a child process of its own session. If the caller is killed (SIGKILL, or
 // Ctrl-C to its process group) in the middle, the dumper still finishes or fails cleanly, so the
 // target is never left stopped, traced or with borrowed registers.
 Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
+  CKPT_TRY_ASSIGN(std::optional<ns_init::Entry> ns, ns_init::Entry::of(opts.pid));
   int p[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
     return sys_error("dump: socketpair");
   ScopedFd read_end(p[0]), write_end(p[1]);
-  pid_t child = ::fork();
-  if (child < 0) return sys_error("dump: fork");
-  if (child == 0) {
-    ::setsid();
-    ::signal(SIGPIPE, SIG_IGN);
-    read_end.reset();
-    Result<DumpResult> r = make_error("dump: internal error");
-    try {
-      r = dump_here(store, opts);
-    } catch (const std::exception& e) {
-      // A malformed value from /proc must not kill the dumper while it holds the threads.
-      r = errorf("dump pid {}: internal error: {}", opts.pid, e.what());
-    }
-    report(write_end.get(), r, opts);
-    ::_exit(0);
-  }
+  CKPT_TRY_ASSIGN(pid_t child, fork_dumper(store, opts, ns ? &*ns : nullptr, read_end, write_end));
   write_end.reset();
   std::vector<std::pair<std::string, ScopedFd>> tracked;
   std::string line;
+  bool reaped = false;
   for (;;) {
     ScopedFd fd;
     std::string m = receive(read_end.get(), &fd);
+    if (ns && m.starts_with("kill ")) {
+      line = kill_for_dumper(*ns, child, read_end.get(), m);
+      reaped = true;
+      break;
+    }
     if (!m.starts_with("track ")) {
       line = m.substr(0, m.find('\n'));
       break;
     }
     tracked.emplace_back(std::move(m), std::move(fd));
   }
-  (void)wait_end(child);
+  if (!reaped) (void)wait_end(child);
   auto r = parse_report(store, line);
   if (opts.tracker) {
     opts.tracker->begin_round();
@@ -665,6 +723,10 @@ Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
       opts.tracker->receive(m, std::move(fd), r.ok() ? r->generation.id : "");
     opts.tracker->finish_round();
   }
+  // The dumper's messages name the PIDs inside ("pid 1"): say which process that was here.
+  if (ns && !r.ok() && !reaped)
+    return r.error().wrap(
+        fmt::format("pid {}, the init of its own PID namespace, dumped from inside it", opts.pid));
   return r;
 }
 

@@ -17,6 +17,12 @@ namespace write_tracking {
 class Tracker;
 }
 
+struct DumpResult {
+  image::GenerationInfo generation;
+  std::chrono::nanoseconds frozen{0};  // how long the process was stopped
+  std::chrono::nanoseconds total{0};
+};
+
 struct DumpOptions {
   pid_t pid = 0;
   bool leave_running = false;  // otherwise the process is killed once the image is on disk
@@ -49,12 +55,9 @@ struct DumpOptions {
   bool file_locks = false;
   bool tcp_established = false;
   bool ext_unix_sk = false;
-};
-
-struct DumpResult {
-  image::GenerationInfo generation;
-  std::chrono::nanoseconds frozen{0};  // how long the process was stopped
-  std::chrono::nanoseconds total{0};
+  // Set in a dumper inside the PID namespace whose init it dumps (dump/ns_init.hpp): the caller
+  // kills the tree, since the init ignores a SIGKILL from inside. Returns only if it did not.
+  std::function<Status(const DumpResult&)> kill_from_outside;
 };
 
 // Dumps opts.pid into `store`. Whatever fails, the process is left running as before and

@@ -116,6 +116,11 @@ class Recreated {
   // Every process is built: segments that were marked for removal are marked again, and the
   // objects are left to the restored processes.
   Status finish();
+  // finish() was done by another process (a fork that built the tree): nothing left to undo.
+  void release() {
+    created.clear();
+    to_remove.clear();
+  }
 
   struct Created {
     int kind;  // 0 shm, 1 sem, 2 msg

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "proc/misc.hpp"
+#include "proc/pid_namespace.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
 #include "resources/tree_plan.hpp"
@@ -54,14 +55,22 @@ Result<std::vector<TreePlan>> plan_with_held(const std::vector<TreeIds>& ids) {
 }  // namespace
 
 Status check_pid_namespace(pid_t pid, const proc::ProcStatus& status) {
-  static const size_t own_levels = [] {
-    auto me = proc::read_status(::getpid());
-    return me.ok() ? me->ns_tgid.size() : size_t{1};
-  }();
-  if (status.ns_tgid.size() <= own_levels) return {};
+  // Per process: a dumper that entered a namespace below is deeper than its parent was.
+  static std::pair<pid_t, size_t> own{0, 1};
+  if (own.first != ::getpid()) {
+    auto depth = proc::own_pid_ns_depth();
+    own = {::getpid(), depth.ok() ? *depth : size_t{1}};
+  }
+  if (proc::pid_ns_depth(status) <= own.second) return {};
+  if (proc::is_child_ns_init(status, own.second))
+    return errorf(
+        "pid {}: it is the init of a PID namespace of its own, which ckpt dumps only as "
+        "the root of a dump (ckpt dump -t {})",
+        pid, pid);
   return errorf(
-      "pid {}: it lives in a PID namespace of its own (pid {} there), which ckpt cannot dump from "
-      "outside yet; dump it from inside (nsenter --pid --mount --target its init, then ckpt dump)",
+      "pid {}: it lives in a PID namespace of its own (pid {} there) and is not its init; dump "
+      "the namespace's init, or dump it from inside (nsenter --pid --mount --target its init, then "
+      "ckpt dump)",
       pid, status.ns_tgid.back());
 }
 

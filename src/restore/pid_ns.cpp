@@ -3,12 +3,13 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
-#include <sys/mount.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <set>
 #include <sstream>
 #include <string>
 
@@ -18,22 +19,14 @@
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "common/scoped_fd.hpp"
+#include "proc/pid_namespace.hpp"
+#include "proc/proc_file.hpp"
 #include "proc/status.hpp"
 #include "proc/task.hpp"
+#include "restore/spawn.hpp"
 
 namespace ckpt::pid_ns {
 namespace {
-
-// The restore reads /proc/PID of the processes it makes, by their PIDs in the new namespace.
-Status mount_own_proc() {
-  if (::unshare(CLONE_NEWNS) < 0) return sys_error("unshare(CLONE_NEWNS)");
-  // Private first: the new /proc must not appear in the caller's mount namespace.
-  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0)
-    return sys_error("make the mounts private (mount MS_REC|MS_PRIVATE /)");
-  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
-    return sys_error("mount a /proc of the new PID namespace");
-  return {};
-}
 
 std::string one_line(std::string s) {
   for (char& c : s)
@@ -83,7 +76,8 @@ int reap_until_empty(pid_t root) {
 }
 
 [[noreturn]] void run_init(const image::Store& store, const RestoreOptions& opts, int report) {
-  Status proc = mount_own_proc();
+  // The restore reads /proc/PID of the processes it makes, by their PIDs in the new namespace.
+  Status proc = proc::mount_own_proc();
   Result<RestoreResult> r =
       proc.ok() ? restore_process(store, opts)
                 : Result<RestoreResult>(proc.error().wrap("restore in a new PID namespace"));
@@ -163,7 +157,91 @@ Result<pid_t> outer_pid_of(pid_t init, pid_t inner) {
   return errorf("restore in a new PID namespace: pid {} there is not found from outside", inner);
 }
 
+// A PID for the process that finishes the restore inside the namespace: one the image does not
+// use, high, where the processes' own children are least likely to look soon.
+pid_t builder_pid(const PuppetPlan& plan) {
+  std::set<pid_t> used;
+  for (auto& p : plan.processes) {
+    used.insert(p.pid);
+    for (auto& t : p.rec->threads) used.insert(t.tid);
+  }
+  pid_t pid = 32767;
+  int err = 0;
+  if (auto text = proc::read_text_file("/proc/sys/kernel/pid_max", &err); text.ok())
+    pid = std::max(2, std::atoi(text->c_str()) - 1);
+  while (pid > 1 && used.count(pid)) --pid;
+  return pid;
+}
+
+[[noreturn]] void run_builder(const PuppetPlan& plan, SpawnedPuppets spawned,
+                              const BuildPuppets& build, int report) {
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  Status proc = proc::mount_own_proc();
+  Result<RestoreResult> r = make_error("internal error");
+  if (!proc.ok()) {
+    r = proc.error().wrap("restore in a new PID namespace");
+  } else {
+    auto puppets = PuppetTree::take_over(plan, std::move(spawned));
+    r = puppets.ok() ? build(std::move(*puppets)) : Result<RestoreResult>(puppets.error());
+  }
+  std::string text = report_of(r);
+  (void)write_all(report, std::as_bytes(std::span(text)), "report");
+  ::_exit(r.ok() ? 0 : 1);
+}
+
+// Kills the root (from outside its namespace, which a namespace's init cannot ignore: every
+// process there dies with it) and reaps it, unless released.
+struct RootGuard {
+  pid_t pid = 0;
+  ~RootGuard() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    (void)wait_end(pid);
+  }
+};
+
 }  // namespace
+
+Result<RestoreResult> restore_as_init(const PuppetPlan& plan, const BuildPuppets& build) {
+  ScopedFd own(::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC));
+  if (!own) return sys_error("open /proc/thread-self/ns/pid");
+  if (::unshare(CLONE_NEWPID) < 0)
+    return sys_error("unshare(CLONE_NEWPID) for a new PID namespace");
+  auto back_home = [&] {
+    if (::setns(own.get(), CLONE_NEWPID) < 0)
+      log::warn("restore", "back to our own PID namespace for children: {}", std::strerror(errno));
+  };
+  // The first process created in the namespace is its init: the root.
+  auto spawned = PuppetTree::spawn(plan);
+  if (!spawned.ok()) {
+    back_home();
+    return spawned.error();
+  }
+  RootGuard root{spawned->root};
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0) {
+    back_home();
+    return sys_error("pipe2");
+  }
+  ScopedFd rd(p[0]), wr(p[1]);
+  pid_t want = builder_pid(plan);
+  auto builder = clone_with_pid(want);
+  if (builder.ok() && *builder == 0) {
+    rd.reset();
+    run_builder(plan, std::move(*spawned), build, wr.get());
+  }
+  back_home();
+  if (!builder.ok()) return builder.error().wrap("restore in a new PID namespace");
+  wr.reset();
+  spawned->reports.clear();
+  auto text = read_report(rd.get(), false);
+  auto r = text.ok() ? parse_report(*text, *builder) : Result<RestoreResult>(text.error());
+  (void)wait_end(*builder);
+  if (!r.ok()) return r.error();
+  r->ns_pid = r->pid;
+  r->pid = std::exchange(root.pid, 0);
+  return r;
+}
 
 Result<Restored> restore(const image::Store& store, const RestoreOptions& opts) {
   ScopedFd own(::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC));

@@ -10,10 +10,13 @@
 // before it takes up that role.
 #include <sys/types.h>
 
+#include <functional>
+
 #include "common/result.hpp"
 #include "common/scoped_fd.hpp"
 #include "image/store.hpp"
 #include "resources/lazy_pages.hpp"
+#include "restore/puppet.hpp"
 #include "restore/restore.hpp"
 
 namespace ckpt::pid_ns {
@@ -30,5 +33,15 @@ Result<Restored> restore(const image::Store& store, const RestoreOptions& opts);
 // A lazy restore in a namespace: its init serves the memory. Waits until it is all in; the
 // init's figures, or the error that made it kill the processes.
 Result<lazy_pages::Stats> wait_lazy(Restored& r);
+
+// An image whose root was PID 1 of its own PID namespace (dumped with `ckpt dump` of that
+// namespace's init) comes back the same way: the root's puppet is made PID 1 of a new namespace
+// (it mounts that namespace's /proc in a mount namespace of its own, which the tree inherits),
+// and the rest of the restore, `build` given the puppets, runs in a process created inside the
+// namespace, where the image's PIDs are the PIDs; it ends as soon as it is done. Returns what
+// `build` returned, with `pid` the root's PID here and `ns_pid` 1. On failure the root is
+// killed, which ends every process of the namespace.
+using BuildPuppets = std::function<Result<RestoreResult>(PuppetTree)>;
+Result<RestoreResult> restore_as_init(const PuppetPlan& plan, const BuildPuppets& build);
 
 }  // namespace ckpt::pid_ns

@@ -17,6 +17,7 @@
 #include <fmt/ranges.h>
 
 #include "proc/maps.hpp"
+#include "proc/pid_namespace.hpp"
 #include "proc/task.hpp"
 #include "resources/fds/pty.hpp"
 #include "resources/files.hpp"
@@ -104,7 +105,9 @@ Status join_late(const PuppetPlan& plan, size_t index, const Pipes& pipes) {
   // Only the root's copy is still open (its number may be reused elsewhere): -1 once closed.
   if (index != 0 && pipes.done_write >= 0) ::close(std::exchange(pipes.done_write, -1));
   const PuppetSpec& spec = plan.processes[index];
-  Status st = create_children(plan, index, pipes, true);
+  Status st;
+  if (index == 0 && plan.root_is_ns_init) st = proc::mount_own_proc();
+  if (st.ok()) st = create_children(plan, index, pipes, true);
   if (st.ok()) st = tree::join_in_puppet(spec.tree, index == 0, plan.shell_job);
   if (st.ok() && spec.zombie) {
     (void)!::write(created_fd, "1", 1);
@@ -156,13 +159,14 @@ Result<uint64_t> choose_trampoline(const schema::ProcessRecord& proc) {
   return candidate;
 }
 
-Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
-  std::vector<ScopedFd> read_ends, write_ends;
+Result<SpawnedPuppets> PuppetTree::spawn(const PuppetPlan& plan) {
+  SpawnedPuppets out;
+  std::vector<ScopedFd> write_ends;
   Pipes pipes;
   for (size_t i = 0; i < plan.processes.size(); ++i) {
     int p[2];
     if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
-    read_ends.emplace_back(p[0]);
+    out.reports.emplace_back(p[0]);
     write_ends.emplace_back(p[1]);
     pipes.report.push_back(p[1]);
   }
@@ -171,7 +175,6 @@ Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
   ScopedFd done_read(done[0]), done_write(done[1]);
   pipes.done_read = done[0];
   pipes.done_write = done[1];
-  PuppetTree tree;
   const PuppetSpec& root_spec = plan.processes[0];
   SpawnOptions opts{.helpers = !plan.shell_job, .drop_sigchld = false, .close_in_helpers = -1};
   // Every puppet blocks every signal from its first instant (they inherit the mask): a signal
@@ -184,19 +187,28 @@ Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
   if (root.ok() && *root == 0) puppet_main(plan, 0, pipes, -1);
   ::pthread_sigmask(SIG_SETMASK, &caller, nullptr);
   if (!root.ok()) return root.error();
-  done_read.reset();
-  done_write.reset();
+  // In the root's PID namespace the creator may see it under another PID.
+  out.root = *root;
+  return out;  // the write ends close: a puppet that dies before its report then reads as EOF
+}
+
+Result<PuppetTree> PuppetTree::take_over(const PuppetPlan& plan, SpawnedPuppets spawned) {
+  PuppetTree tree;
   for (auto& p : plan.processes) tree.pids_.push_back(p.pid);
   tree.tracees_.resize(plan.processes.size());
   tree.kept_.resize(plan.processes.size());
-  write_ends.clear();  // a puppet that dies before its report then reads as EOF
   for (size_t i = 0; i < plan.processes.size(); ++i)
-    if (!plan.processes[i].zombie) CKPT_TRY(tree.take_over(i, plan, read_ends[i].get()));
+    if (!plan.processes[i].zombie) CKPT_TRY(tree.take_over_one(i, plan, spawned.reports[i].get()));
   return tree;
 }
 
+Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
+  CKPT_TRY_ASSIGN(SpawnedPuppets spawned, spawn(plan));
+  return take_over(plan, std::move(spawned));
+}
+
 // Waits for puppet i's report, then attaches to it and stops it.
-Status PuppetTree::take_over(size_t i, const PuppetPlan& plan, int report_fd) {
+Status PuppetTree::take_over_one(size_t i, const PuppetPlan& plan, int report_fd) {
   pid_t pid = plan.processes[i].pid;
   std::string msg;
   CKPT_TRY(read_report(report_fd, pid, msg));

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "common/result.hpp"
+#include "common/scoped_fd.hpp"
 #include "ptrace/tracee.hpp"
 #include "resources/context.hpp"
 #include "resources/tree_plan.hpp"
@@ -33,6 +34,16 @@ struct PuppetPlan {
   HandedFds handed;         // open in the restorer; every puppet gets them all
   // The root's memory that the puppets start with (cow_shared::premap), when there is any.
   const cow_shared::Base* base = nullptr;
+  // The root is PID 1 of a new PID namespace: it mounts that namespace's /proc (in a mount
+  // namespace of its own, which the others inherit) before it creates them.
+  bool root_is_ns_init = false;
+};
+
+// The puppets once created, before anyone has taken them over: the root's PID as the creator
+// sees it, and where each puppet reports (read ends, in plan order).
+struct SpawnedPuppets {
+  pid_t root = 0;
+  std::vector<ScopedFd> reports;
 };
 
 // Owns the puppets: kills and reaps them unless released (when they have become the restored
@@ -41,6 +52,11 @@ class PuppetTree {
  public:
   // Returns once every puppet has reported ready and is stopped under ptrace.
   static Result<PuppetTree> create(const PuppetPlan& plan);
+  // The two halves of create(), for a caller that takes the puppets over from another process
+  // (one inside the PID namespace whose init the root is). spawn() leaves the root running
+  // unwatched: on failure of what follows, the caller kills it (which ends all of them).
+  static Result<SpawnedPuppets> spawn(const PuppetPlan& plan);
+  static Result<PuppetTree> take_over(const PuppetPlan& plan, SpawnedPuppets spawned);
   PuppetTree(PuppetTree&& o) noexcept;
   PuppetTree& operator=(PuppetTree&&) = delete;
   ~PuppetTree();
@@ -54,7 +70,7 @@ class PuppetTree {
 
  private:
   PuppetTree() = default;
-  Status take_over(size_t i, const PuppetPlan& plan, int report_fd);
+  Status take_over_one(size_t i, const PuppetPlan& plan, int report_fd);
 
   std::vector<pid_t> pids_;
   std::vector<ptrace::Tracee> tracees_;

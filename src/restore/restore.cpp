@@ -39,6 +39,7 @@
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
 #include "resources/tree.hpp"
+#include "restore/pid_ns.hpp"
 #include "restore/puppet.hpp"
 
 namespace ckpt {
@@ -93,10 +94,6 @@ bool pid_free(pid_t pid) {
 // for an orphan takes PID 1 up to 2 s on some machines: worth a short, bounded wait.
 Status wait_for_zombie(pid_t pid) {
   auto st = proc::read_stat(pid);
-  if (pid == 1)
-    return make_error(
-        "restore: the image's root was PID 1, the init of its PID namespace, which ckpt cannot "
-        "restore yet");
   if (!st.ok() || st->state != 'Z')
     return errorf("restore: pid {} is in use by another process", pid);
   log::warn("restore",
@@ -132,15 +129,22 @@ Status check_mapped_files(const std::vector<memory::MappedFile>& files) {
   return {};
 }
 
+// Its PIDs are those of a new namespace, where every PID is free.
+bool is_ns_init_image(const schema::ImageRoot& image) {
+  return image.processes[0].pid == 1;
+}
+
 Status check_before_restore(const schema::ImageRoot& image, const RestoreOptions& opts) {
+  bool own_ns = is_ns_init_image(image);
   for (auto& p : image.processes) {
-    CKPT_TRY(check_pid_free(p.pid));
+    if (!own_ns) CKPT_TRY(check_pid_free(p.pid));
     if (p.zombie) continue;
     if (p.threads.empty()) return errorf("restore: process {} of the image has no thread", p.pid);
     CKPT_TRY(process::check_before_restore(p));
     CKPT_TRY(settings::check_before_restore(p));
     if (!opts.accept_changed_files) CKPT_TRY(check_mapped_files(memory::files_to_map(p)));
-    for (size_t i = 1; i < p.threads.size(); ++i) CKPT_TRY(check_pid_free(p.threads[i].tid));
+    for (size_t i = 1; i < p.threads.size() && !own_ns; ++i)
+      CKPT_TRY(check_pid_free(p.threads[i].tid));
   }
   return {};
 }
@@ -364,6 +368,66 @@ Result<RestoreResult> dry_run(const schema::ImageRoot& image, const image::Gener
   return result;
 }
 
+// What a restore has made before its puppets exist.
+struct Prepared {
+  const image::Store& store;
+  const image::GenerationInfo& gen;
+  const schema::ImageRoot& image;
+  const Handed& handed;
+  const PuppetPlan& plan;
+  const cow_shared::Base& base;
+  sysv_ipc::Recreated& ipc;
+  const RestoreOptions& opts;
+};
+
+// The puppets made into the image's processes, all built before any is let go.
+Result<RestoreResult> build_all(const Prepared& p, PuppetTree puppets, PhaseClock& clock) {
+  CKPT_TRY(files::set_owners(p.image, p.handed.fds));
+  CKPT_TRY(locks::take_open_file_locks(p.image, p.handed.fds));
+  ByteProgress progress(p.opts.progress);
+  for (auto& proc : p.image.processes) progress.expect(proc.memory.page_bytes);
+  // Before the builds: a puppet touching memory left to it waits for its thread.
+  std::shared_ptr<lazy_pages::Server> lazy;
+  if (p.opts.lazy) {
+    CKPT_TRY_ASSIGN(lazy, lazy_pages::Server::start());
+  }
+  std::vector<std::unique_ptr<ProcessBuild>> built;
+  for (size_t i = 0; i < puppets.size(); ++i) {
+    if (p.plan.processes[i].zombie) continue;
+    auto b = build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base, lazy.get());
+    // A damaged page met by the page server stopped the build: that is the cause to name.
+    if (!b.ok() && lazy && lazy->error()) return *lazy->error();
+    if (!b.ok()) return b.error();
+    built.push_back(std::move(*b));
+  }
+  clock.mark("processes built");
+  if (lazy) lazy->start_guard();
+  CKPT_TRY(p.ipc.finish());
+  for (size_t i = built.size(); i-- > 0;) CKPT_TRY(built[i]->finish());
+  // Guarded before they run: ckpt's death from then on takes them along.
+  if (lazy) lazy->seal();
+  puppets.release();
+  clock.mark("let go");
+  RestoreResult result;
+  result.lazy = std::move(lazy);
+  result.pid = p.plan.processes[0].pid;
+  result.generation = p.gen;
+  return result;
+}
+
+// The image's root was PID 1 of its own namespace: so it is again (pid_ns.hpp).
+Result<RestoreResult> restore_as_ns_init(const Prepared& p, PhaseClock& clock) {
+  if (p.opts.lazy)
+    return make_error(
+        "restore: --lazy is not supported yet for an image whose root is the init of its PID "
+        "namespace; restore it without --lazy");
+  auto build = [&](PuppetTree puppets) { return build_all(p, std::move(puppets), clock); };
+  CKPT_TRY_ASSIGN(RestoreResult r, pid_ns::restore_as_init(p.plan, build));
+  p.ipc.release();  // finished by the process that built the tree
+  r.generation = p.gen;
+  return r;
+}
+
 // Restores one generation. Section checksums are checked as the sections are read, the pages
 // while they go into the still stopped puppets, which a mismatch abandons. Every process stays
 // stopped until all are built.
@@ -387,39 +451,17 @@ Result<RestoreResult> restore_generation(const image::Store& store,
   CKPT_TRY_ASSIGN(cow_shared::Base base, cow_shared::premap(store, gen, image));
   clock.mark("root's shared memory mapped");
   plan.base = &base;
-  CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
-  clock.mark("puppets made");
-  CKPT_TRY(files::set_owners(image, handed.fds));
-  CKPT_TRY(locks::take_open_file_locks(image, handed.fds));
-  ByteProgress progress(opts.progress);
-  for (auto& p : image.processes) progress.expect(p.memory.page_bytes);
-  // Before the builds: a puppet touching memory left to it waits for its thread.
-  std::shared_ptr<lazy_pages::Server> lazy;
-  if (opts.lazy) {
-    CKPT_TRY_ASSIGN(lazy, lazy_pages::Server::start());
+  plan.root_is_ns_init = is_ns_init_image(image);
+  Prepared prepared{store, gen, image, handed, plan, base, ipc, opts};
+  Result<RestoreResult> result = make_error("internal error");
+  if (plan.root_is_ns_init) {
+    result = restore_as_ns_init(prepared, clock);
+  } else {
+    CKPT_TRY_ASSIGN(PuppetTree puppets, PuppetTree::create(plan));
+    clock.mark("puppets made");
+    result = build_all(prepared, std::move(puppets), clock);
   }
-  std::vector<std::unique_ptr<ProcessBuild>> built;
-  for (size_t i = 0; i < puppets.size(); ++i) {
-    if (plan.processes[i].zombie) continue;
-    auto b = build_process(store, gen, plan, puppets, i, progress, base, lazy.get());
-    // A damaged page met by the page server stopped the build: that is the cause to name.
-    if (!b.ok() && lazy && lazy->error()) return *lazy->error();
-    if (!b.ok()) return b.error();
-    built.push_back(std::move(*b));
-  }
-  clock.mark("processes built");
-  if (lazy) lazy->start_guard();
-  CKPT_TRY(ipc.finish());
-  for (size_t i = built.size(); i-- > 0;) CKPT_TRY(built[i]->finish());
-  // Guarded before they run: ckpt's death from then on takes them along.
-  if (lazy) lazy->seal();
-  puppets.release();
-  clock.mark("let go");
-  RestoreResult result;
-  result.lazy = std::move(lazy);
-  result.pid = plan.processes[0].pid;
-  result.generation = gen;
-  result.took = Clock::now() - started;
+  if (result.ok()) result->took = Clock::now() - started;
   return result;
 }
 

@@ -50,6 +50,9 @@ struct RestoreOptions {
 
 struct RestoreResult {
   pid_t pid = 0;  // the restored process, a child of the caller, already running
+  // Its PID in the new PID namespace it is the init of (1), when the image's root was the init
+  // of its own (pid_ns::restore_as_init); else 0.
+  pid_t ns_pid = 0;
   image::GenerationInfo generation;
   std::chrono::nanoseconds took{0};
   // Newer generations passed over because they are damaged, newest first.

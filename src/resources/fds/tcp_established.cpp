@@ -435,6 +435,10 @@ Status TcpRepairScope::before_kill() {
   return {};
 }
 
+bool TcpRepairScope::any() const {
+  return !repaired().empty();
+}
+
 void TcpRepairScope::keep_locked() {
   // Closed in repair mode, a socket goes away without a packet.
   repaired().clear();

@@ -21,6 +21,8 @@ class TcpRepairScope {
   // turns it off once it has read a connection), so that the sockets close without a packet.
   Status before_kill();
   void keep_locked();
+  // Whether the dump holds any connection in repair mode.
+  bool any() const;
 };
 
 }  // namespace ckpt::fds

@@ -1,0 +1,52 @@
+#pragma once
+// Dumping a tree whose root is the init of a PID namespace just below ours (`unshare --pid
+// --fork prog`, a container's init): its PIDs inside are what the image must hold, and only a
+// process in that namespace sees them (in /proc, to ptrace, in the kernel's answers). So the
+// dumper is forked into the namespace (setns(CLONE_NEWPID) for our next child) and mounts that
+// namespace's /proc in a mount namespace of its own; there it dumps PID 1. One thing it cannot
+// do from inside: kill the tree, since an init ignores SIGKILL sent from its own namespace. The
+// caller, outside, does that when the dumper asks (after the image is committed).
+#include <sys/types.h>
+
+#include <optional>
+#include <string>
+
+#include "common/result.hpp"
+#include "common/scoped_fd.hpp"
+#include "dump/dump.hpp"
+
+namespace ckpt::ns_init {
+
+class Entry {
+ public:
+  // The namespace of `pid` when it is the init of one just below ours; nullopt otherwise.
+  static Result<std::optional<Entry>> of(pid_t pid);
+
+  // This thread's next child is created in the namespace; leave() puts that back.
+  Status enter_for_children();
+  void leave();
+
+  // In the dumper (created in the namespace): its own /proc of it, and `opts` aimed at PID 1 with
+  // the kill left to the caller through `channel` (see ask_caller_to_kill).
+  Status settle_inside(DumpOptions& opts, int channel);
+
+  // In the caller: SIGKILL to the init from outside (every process of the namespace dies with
+  // it, the dumper too, which the caller must reap before the init can end), then the wait
+  // until the init is dead.
+  Status kill();
+  Status wait_dead();
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = 0;    // the init, as we see it
+  ScopedFd pidfd_;   // opened before the dump: the kill cannot hit a process that took its PID
+  ScopedFd ns_;      // its PID namespace
+  ScopedFd own_ns_;  // ours, to go back to
+};
+
+// The dumper's half of the kill: "kill ID FROZEN_NS TOTAL_NS" on `channel`, then waits for the
+// caller to kill it (this process dies with the namespace). Returns only when the caller could
+// not, with why.
+Status ask_caller_to_kill(int channel, const DumpResult& saved);
+
+}  // namespace ckpt::ns_init
