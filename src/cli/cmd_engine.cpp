@@ -20,6 +20,7 @@
 #include "resources/lazy_pages.hpp"
 #include "restore/pid_ns.hpp"
 #include "restore/restore.hpp"
+#include "restore/user_ns.hpp"
 
 namespace ckpt::cli {
 namespace {
@@ -281,13 +282,22 @@ int run_restore(const RestoreArgs& a) {
   KeptLog kept = KeptLog::start(store->dir(), "restore", invocation());
   log::info("cli", "restore from {}{}", store->dir().string(),
             a.generation.empty() ? "" : ", generation " + a.generation);
+  // After the store is opened: in the new user namespace, owners not mapped there (root's
+  // directories above the store) show as the overflow uid, which its trust check would refuse.
+  bool new_pid_ns = a.pid_ns;
+  if (!a.dry_run && user_ns::restore_needs_own_namespace()) {
+    if (Status st = user_ns::enter_own(); !st.ok())
+      return fail(kept.keep(st.error()), a.json, &kept);
+    log::info("cli", "no CAP_CHECKPOINT_RESTORE: restoring in a user and PID namespace of its own");
+    new_pid_ns = true;
+  }
   Progress progress("restore", STDERR_FILENO);
   opts->progress = progress.callback();
   std::optional<pid_ns::Restored> in_ns;
   // Before the restore: its page server thread inherits the mask.
   std::optional<TerminationDeferred> blocked;
   if (a.lazy) blocked.emplace();
-  auto r = restore_here_or_in_ns(*store, *opts, a.pid_ns, in_ns);
+  auto r = restore_here_or_in_ns(*store, *opts, new_pid_ns, in_ns);
   progress.finish();
   if (!r.ok()) {
     Error e = kept.keep(r.error());

@@ -192,10 +192,26 @@ schema::Vma describe(const proc::MapEntry& m, Content content) {
   return v;
 }
 
+// The file by its path, when it is still the one mapped (same inode): what an unprivileged
+// dumper has, since map_files needs CAP_CHECKPOINT_RESTORE in the initial user namespace.
+Status stat_by_path(pid_t pid, const proc::MapEntry& m, struct stat& st) {
+  if (::stat(m.path.c_str(), &st) < 0)
+    return sys_error(fmt::format("pid {}: stat {}, mapped at {:#x}", pid, m.path, m.start));
+  if (st.st_ino != m.inode)
+    return errorf(
+        "pid {}: {}, mapped at {:#x}, was replaced since it was mapped; without "
+        "CAP_CHECKPOINT_RESTORE ckpt cannot reach the file that is mapped",
+        pid, m.path, m.start);
+  return {};
+}
+
 Status record_file_identity(pid_t pid, const proc::MapEntry& m, schema::Vma& v) {
   struct stat st;
   std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", pid, m.start, m.end);
-  if (::stat(link.c_str(), &st) < 0) return sys_error(fmt::format("stat {} ({})", link, m.path));
+  if (::stat(link.c_str(), &st) < 0) {
+    if (errno != EPERM || m.deleted) return sys_error(fmt::format("stat {} ({})", link, m.path));
+    CKPT_TRY(stat_by_path(pid, m, st));
+  }
   v.file_size = static_cast<uint64_t>(st.st_size);
   v.file_mtime_ns = int64_t(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec;
   return {};

@@ -208,7 +208,7 @@ Result<RestoreResult> restore_as_init(const PuppetPlan& plan, const BuildPuppets
   if (::unshare(CLONE_NEWPID) < 0)
     return sys_error("unshare(CLONE_NEWPID) for a new PID namespace");
   auto back_home = [&] {
-    if (::setns(own.get(), CLONE_NEWPID) < 0)
+    if (::setns(own.get(), CLONE_NEWPID) < 0 && errno != EPERM)
       log::warn("restore", "back to our own PID namespace for children: {}", std::strerror(errno));
   };
   // The first process created in the namespace is its init: the root.
@@ -259,7 +259,9 @@ Result<Restored> restore(const image::Store& store, const RestoreOptions& opts) 
     rd.reset();
     run_init(store, opts, wr.get());
   }
-  if (::setns(own.get(), CLONE_NEWPID) < 0)
+  // In a user namespace of our own (an unprivileged restore) the way back is closed (EPERM):
+  // harmless, nothing else is forked here.
+  if (::setns(own.get(), CLONE_NEWPID) < 0 && errno != EPERM)
     log::warn("restore", "back to our own PID namespace for children: {}", std::strerror(errno));
   if (init < 0) return sys_error(fork_errno, "fork the init of a new PID namespace");
   wr.reset();
