@@ -24,6 +24,8 @@
 #include "resources/lazy_pages.hpp"
 #include "resources/write_tracking.hpp"
 #include "restore/restore.hpp"
+#include "restore/user_ns.hpp"
+#include "supervisor/own_namespaces.hpp"
 #include "supervisor/process.hpp"
 #include "supervisor/run_state.hpp"
 #include "supervisor/takeover.hpp"
@@ -52,7 +54,7 @@ class Supervisor {
         policy_(opts_.policy),
         previous_(std::move(previous)) {}
 
-  int run();
+  int run(pid_t pid_here);
 
  private:
   template <typename... Args>
@@ -111,7 +113,7 @@ void Supervisor::began(const Origin& origin, pid_t pid) {
   tracker_.clear();
   policy_.started(origin, now());
   state_.phase = "running";
-  state_.child_pid = pid;
+  state_.child_pid = pid_outside(pid);
   state_.child_started_unix_ns = unix_now_ns();
   auto stat = proc::read_stat(pid);
   state_.child_start_ticks = stat.ok() ? stat->starttime : 0;
@@ -189,7 +191,8 @@ std::optional<int> Supervisor::start() {
     say(st.error().message);
     return finish(st.error().errnum == ENOENT ? 127 : 126, "exited");
   }
-  tell("started {} (pid {}), checkpoints in {}", opts_.program[0], child_, store_.dir().string());
+  tell("started {} (pid {}), checkpoints in {}", opts_.program[0], state_.child_pid,
+       store_.dir().string());
   return std::nullopt;
 }
 
@@ -198,6 +201,8 @@ std::optional<int> Supervisor::start() {
 // no such program runs or its restore failed (recovery goes on from the store); an error when it
 // could not be checkpointed (it is left running as it was).
 Result<bool> Supervisor::take_over() {
+  // A run in namespaces of its own took its program along when it ended.
+  if (in_own_namespaces()) return false;
   if (!previous_ || !program_still_runs(*previous_)) return false;
   pid_t pid = previous_->child_pid;
   tell("taking over pid {}, left running by supervisor pid {}", pid, previous_->supervisor_pid);
@@ -273,7 +278,7 @@ std::optional<int> Supervisor::recover(Clock::time_point crashed_at) {
     Status st = origin->fresh() ? start_fresh() : restore_from(*origin->generation);
     if (st.ok()) {
       tell("recovered from {} in {:.1f} ms (pid {}, restart {})", origin->describe(),
-           ms(Clock::now() - crashed_at), child_, policy_.restarts());
+           ms(Clock::now() - crashed_at), state_.child_pid, policy_.restarts());
       return std::nullopt;
     }
     if (origin->fresh()) {
@@ -381,7 +386,7 @@ std::optional<int> Supervisor::reap() {
   // The engine waits for its tracee itself: a program that died during a checkpoint may have
   // been reaped there, and its status is gone.
   if (child_ != 0 && ::kill(child_, 0) < 0 && errno == ESRCH) {
-    say(fmt::format("pid {} vanished (it died during a checkpoint)", child_));
+    say(fmt::format("pid {} vanished (it died during a checkpoint)", state_.child_pid));
     return child_ended(ExitStatus{true, SIGKILL});
   }
   return std::nullopt;
@@ -414,10 +419,10 @@ int Supervisor::finish(int code, std::string phase) {
   return code;
 }
 
-int Supervisor::run() {
+int Supervisor::run(pid_t pid_here) {
   // The program's orphans come to us: reaped at once, and ended when the program is recovered.
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
-  state_.supervisor_pid = ::getpid();
+  state_.supervisor_pid = pid_here;
   state_.program = opts_.program;
   state_.started_unix_ns = unix_now_ns();
   if (auto st = write_run_state(store_.dir(), state_); !st.ok()) {
@@ -454,6 +459,8 @@ Result<fs::path> default_store_dir(const std::string& program) {
   return make_error("neither $XDG_STATE_HOME nor $HOME is set: give the store with --dir");
 }
 
+static int supervise(RunOptions opts, image::Store store, image::StoreLock lock, pid_t pid_here);
+
 int run_supervised(RunOptions opts) {
   // `ckpt run --resume --dir DIR` alone goes on with the program of the run recorded there.
   bool program_from_store = opts.program.empty() && opts.resume && !opts.dir.empty();
@@ -489,6 +496,18 @@ int run_supervised(RunOptions opts) {
     say(lock.error().message);
     return 1;
   }
+  // Without the privilege to restore with the same PID here, the run goes on in namespaces of its
+  // own, after the store is opened (its owners' checks see the real uids only out here).
+  if (user_ns::restore_needs_own_namespace())
+    return run_in_own_namespaces([&](pid_t outer) {
+      return supervise(std::move(opts), std::move(*store), std::move(*lock), outer);
+    });
+  return supervise(std::move(opts), std::move(*store), std::move(*lock), ::getpid());
+}
+
+// The run itself, in this process: `pid_here` is its PID as `ckpt checkpoint` and `ckpt status`
+// see it.
+static int supervise(RunOptions opts, image::Store store, image::StoreLock lock, pid_t pid_here) {
   auto signals = SignalReader::open({SIGCHLD, SIGUSR1, SIGINT, SIGTERM, SIGHUP, SIGQUIT});
   if (!signals.ok()) {
     say(signals.error().message);
@@ -501,11 +520,11 @@ int run_supervised(RunOptions opts) {
   }
   std::optional<RunState> previous;
   if (opts.resume) {
-    if (auto st = read_run_state(store->dir()); st.ok()) previous = std::move(*st);
+    if (auto st = read_run_state(store.dir()); st.ok()) previous = std::move(*st);
   }
-  Supervisor s(std::move(opts), std::move(*store), std::move(*lock), std::move(*signals),
+  Supervisor s(std::move(opts), std::move(store), std::move(lock), std::move(*signals),
                std::move(*timer), std::move(previous));
-  return s.run();
+  return s.run(pid_here);
 }
 
 }  // namespace ckpt::supervisor
