@@ -200,40 +200,52 @@ struct RootGuard {
   }
 };
 
+// This thread's next children go into a new PID namespace until leave() (or the end of scope)
+// sets its own back. In a user namespace of our own (an unprivileged restore) the way back is
+// closed (EPERM): harmless, nothing else is forked here then.
+class ChildrenInNewNamespace {
+ public:
+  static Result<ChildrenInNewNamespace> enter() {
+    ChildrenInNewNamespace c;
+    c.own_.reset(::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC));
+    if (!c.own_) return sys_error("open /proc/thread-self/ns/pid");
+    if (::unshare(CLONE_NEWPID) < 0)
+      return sys_error("unshare(CLONE_NEWPID) for a new PID namespace");
+    return c;
+  }
+  ChildrenInNewNamespace(ChildrenInNewNamespace&&) noexcept = default;
+  ~ChildrenInNewNamespace() { leave(); }
+  void leave() {
+    if (!own_) return;
+    if (::setns(own_.get(), CLONE_NEWPID) < 0 && errno != EPERM)
+      log::warn("restore", "back to our own PID namespace for children: {}", std::strerror(errno));
+    own_.reset();
+  }
+
+ private:
+  ChildrenInNewNamespace() = default;
+  ScopedFd own_;
+};
+
 }  // namespace
 
 Result<RestoreResult> restore_as_init(const PuppetPlan& plan, const BuildPuppets& build) {
-  ScopedFd own(::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC));
-  if (!own) return sys_error("open /proc/thread-self/ns/pid");
-  if (::unshare(CLONE_NEWPID) < 0)
-    return sys_error("unshare(CLONE_NEWPID) for a new PID namespace");
-  auto back_home = [&] {
-    if (::setns(own.get(), CLONE_NEWPID) < 0 && errno != EPERM)
-      log::warn("restore", "back to our own PID namespace for children: {}", std::strerror(errno));
-  };
+  CKPT_TRY_ASSIGN(ChildrenInNewNamespace in_ns, ChildrenInNewNamespace::enter());
   // The first process created in the namespace is its init: the root.
-  auto spawned = PuppetTree::spawn(plan);
-  if (!spawned.ok()) {
-    back_home();
-    return spawned.error();
-  }
-  RootGuard root{spawned->root};
+  CKPT_TRY_ASSIGN(SpawnedPuppets spawned, PuppetTree::spawn(plan));
+  RootGuard root{spawned.root};
   int p[2];
-  if (::pipe2(p, O_CLOEXEC) < 0) {
-    back_home();
-    return sys_error("pipe2");
-  }
+  if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
   ScopedFd rd(p[0]), wr(p[1]);
-  pid_t want = builder_pid(plan);
-  auto builder = clone_with_pid(want);
+  auto builder = clone_with_pid(builder_pid(plan));
   if (builder.ok() && *builder == 0) {
     rd.reset();
-    run_builder(plan, std::move(*spawned), build, wr.get());
+    run_builder(plan, std::move(spawned), build, wr.get());
   }
-  back_home();
+  in_ns.leave();
   if (!builder.ok()) return builder.error().wrap("restore in a new PID namespace");
   wr.reset();
-  spawned->reports.clear();
+  spawned.reports.clear();
   auto text = read_report(rd.get(), false);
   auto r = text.ok() ? parse_report(*text, *builder) : Result<RestoreResult>(text.error());
   (void)wait_end(*builder);
@@ -244,25 +256,18 @@ Result<RestoreResult> restore_as_init(const PuppetPlan& plan, const BuildPuppets
 }
 
 Result<Restored> restore(const image::Store& store, const RestoreOptions& opts) {
-  ScopedFd own(::open("/proc/thread-self/ns/pid", O_RDONLY | O_CLOEXEC));
-  if (!own) return sys_error("open /proc/thread-self/ns/pid");
   int p[2];
   if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
   ScopedFd rd(p[0]), wr(p[1]);
-  // Only this thread's next child goes into the new namespace (as its PID 1): the thread's own
-  // namespace for children is set back at once.
-  if (::unshare(CLONE_NEWPID) < 0)
-    return sys_error("unshare(CLONE_NEWPID) for a new PID namespace");
+  // Only this thread's next child goes into the new namespace (as its PID 1).
+  CKPT_TRY_ASSIGN(ChildrenInNewNamespace in_ns, ChildrenInNewNamespace::enter());
   pid_t init = ::fork();
   int fork_errno = errno;
   if (init == 0) {
     rd.reset();
     run_init(store, opts, wr.get());
   }
-  // In a user namespace of our own (an unprivileged restore) the way back is closed (EPERM):
-  // harmless, nothing else is forked here.
-  if (::setns(own.get(), CLONE_NEWPID) < 0 && errno != EPERM)
-    log::warn("restore", "back to our own PID namespace for children: {}", std::strerror(errno));
+  in_ns.leave();
   if (init < 0) return sys_error(fork_errno, "fork the init of a new PID namespace");
   wr.reset();
   auto text = read_report(rd.get(), false);
