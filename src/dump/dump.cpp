@@ -455,6 +455,7 @@ Status finish_image(Tree& tree, image::GenerationWriter* writer, const DumpOptio
   image.ckpt_version = CKPT_VERSION_STRING;
   image.root_pid = opts.pid;
   image.shell_job = opts.shell_job;
+  if (opts.pid == 1) image.ns_last_pid = ns_init::last_pid_before_us();
   for (auto* ctx : procs) image.processes.push_back(std::move(ctx->rec));
   return writer->write_section(schema::kProcessSection, schema::encode_image(image));
 }

@@ -83,6 +83,16 @@ Status Entry::wait_dead() {
   return kill_and_wait({KillTarget{pid_, {}}});
 }
 
+std::optional<int32_t> last_pid_before_us() {
+  int err = 0;
+  auto text = proc::read_text_file("/proc/sys/kernel/ns_last_pid", &err);
+  if (!text.ok()) return std::nullopt;
+  auto last = static_cast<int32_t>(std::atoi(text->c_str()));
+  // Taken by our own creation, the first free PID after the tree's last: the tree's next fork
+  // would have had it.
+  return last == ::getpid() ? last - 1 : last;
+}
+
 Status ask_caller_to_kill(int channel, const DumpResult& saved) {
   std::string m = fmt::format("kill {} {} {}\n", saved.generation.id, saved.frozen.count(),
                               saved.total.count());

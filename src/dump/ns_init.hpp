@@ -8,6 +8,7 @@
 // caller, outside, does that when the dumper asks (after the image is committed).
 #include <sys/types.h>
 
+#include <cstdint>
 #include <optional>
 #include <string>
 
@@ -43,6 +44,10 @@ class Entry {
   ScopedFd ns_;      // its PID namespace
   ScopedFd own_ns_;  // ours, to go back to
 };
+
+// In a dumper inside the namespace, once the tree is stopped: the namespace's last given PID as
+// it was before this dumper was made (which took the next one); nullopt if unreadable.
+std::optional<int32_t> last_pid_before_us();
 
 // The dumper's half of the kill: "kill ID FROZEN_NS TOTAL_NS" on `channel`, then waits for the
 // caller to kill it (this process dies with the namespace). Returns only when the caller could

@@ -415,13 +415,26 @@ Result<RestoreResult> build_all(const Prepared& p, PuppetTree puppets, PhaseCloc
   return result;
 }
 
+Status set_ns_last_pid(int32_t last) {
+  std::string text = std::to_string(last);
+  ScopedFd fd(::open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC));
+  if (!fd || ::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
+    return sys_error(fmt::format("restore: set the namespace's last PID to {}", last));
+  return {};
+}
+
 // The image's root was PID 1 of its own namespace: so it is again (pid_ns.hpp).
 Result<RestoreResult> restore_as_ns_init(const Prepared& p, PhaseClock& clock) {
   if (p.opts.lazy)
     return make_error(
         "restore: --lazy is not supported yet for an image whose root is the init of its PID "
         "namespace; restore it without --lazy");
-  auto build = [&](PuppetTree puppets) { return build_all(p, std::move(puppets), clock); };
+  auto build = [&](PuppetTree puppets) -> Result<RestoreResult> {
+    // In the namespace, before anything is forked there: nothing the restore makes moves it
+    // (every PID is chosen).
+    if (p.image.ns_last_pid) CKPT_TRY(set_ns_last_pid(*p.image.ns_last_pid));
+    return build_all(p, std::move(puppets), clock);
+  };
   CKPT_TRY_ASSIGN(RestoreResult r, pid_ns::restore_as_init(p.plan, build));
   p.ipc.release();  // finished by the process that built the tree
   r.generation = p.gen;

@@ -495,12 +495,16 @@ struct ImageRoot {
   std::vector<ShmObject> shm_objects;
   VdsoRecord vdso;
   std::optional<Value> sysv_ipc;  // System V IPC objects: sysv_ipc.hpp's SysvIpcRecord
+  // When the root is its PID namespace's init: the last PID given there, so that the restored
+  // namespace goes on giving the PIDs the original would have given next.
+  std::optional<int32_t> ns_last_pid;
   template <class V>
   void visit(V& v) {
     v("format", format), v("ckpt_version", ckpt_version), v("arch", arch);
     v("root_pid", root_pid), v("shell_job", shell_job), v("processes", processes);
     v("open_files", open_files), v("deleted_files", deleted_files);
     v("shm_objects", shm_objects), v("vdso", vdso), v("sysv_ipc", sysv_ipc);
+    v("ns_last_pid", ns_last_pid);
   }
 };
 

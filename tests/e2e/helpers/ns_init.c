@@ -3,7 +3,8 @@
 // and an orphan (its parent exited) that the kernel gave to the init. Checks, after the restore:
 // it is PID 1 and /proc is its namespace's, showing exactly its processes; the worker counted on
 // from where it was; the orphan is still its child (it reaps its exit code); the session as
-// before; a child forked now gets a free PID and is reaped.
+// before; a child forked now gets the PID after the last one the namespace gave before the dump
+// (not a low one, as a fresh namespace would give) and is reaped.
 #include <dirent.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -82,6 +83,14 @@ int main(void) {
   pid_t sid = getsid(0);
   pid_t worker = start_worker();
   pid_t orphan = start_orphan();
+  // Children that come and go: the namespace's last given PID moves on past them.
+  pid_t last_before = 0;
+  for (int i = 0; i < 10; ++i) {
+    last_before = fork();
+    E2E_SYS(last_before);
+    if (last_before == 0) _exit(0);
+    E2E_CHECK(waitpid(last_before, NULL, 0) == last_before, "a short child was not reaped");
+  }
   while (*counter < 5) {
     struct timespec ts = {0, 1000 * 1000};
     nanosleep(&ts, NULL);
@@ -109,6 +118,8 @@ int main(void) {
   E2E_SYS(late);
   if (late == 0) _exit(getpid() == 1 ? 1 : 0);
   E2E_CHECK(late != worker && late != 1, "a new child got pid %d", late);
+  E2E_CHECK(late > last_before, "a new child got pid %d, not one after the last given (%d)", late,
+            last_before);
   E2E_CHECK(waitpid(late, &st, 0) == late && WIFEXITED(st) && WEXITSTATUS(st) == 0,
             "a new child did not end well");
   E2E_SYS(kill(worker, SIGKILL));
