@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <regex>
 #include <sstream>
 
@@ -94,7 +95,9 @@ TEST(Unprivileged, AUserRestoresTheirOwnProcessWithItsPidInNamespacesOfTheirOwn)
   EXPECT_NE(read_text(out_path).find("PASS"), std::string::npos);
 }
 
-TEST(Unprivileged, AUserCannotDumpAnotherUsersProcess) {
+// Another user's process cannot be dumped, nor another user's image restored (even when its
+// store is readable and trusted): no way to a process with more than one's own ids.
+TEST(Unprivileged, AnotherUsersProcessOrImageIsRefused) {
   TestProcess p({program_path("counter")});
   ASSERT_TRUE(p.wait_ready());
   TempDir dir;
@@ -104,6 +107,18 @@ TEST(Unprivileged, AUserCannotDumpAnotherUsersProcess) {
   EXPECT_NE(r.exit_code(), 0);
   EXPECT_NE(r.err.find("no permission to trace it (it runs as uid 0"), std::string::npos) << r.err;
   EXPECT_TRUE(left_running_untraced(p.pid(), false));
+
+  ASSERT_TRUE(p.dump({"--leave-running"}));
+  ASSERT_EQ(::chmod(dir.path().c_str(), 0755), 0);
+  std::string root_store = p.store().string();
+  for (auto d = p.store(); d != d.root_path() && d != "/tmp"; d = d.parent_path())
+    ::chmod(d.c_str(), 0755);
+  for (auto& e : std::filesystem::recursive_directory_iterator(p.store()))
+    ::chmod(e.path().c_str(), e.is_directory() ? 0755 : 0644);
+  r = run_command(as_user({ckpt_path(), "restore", "-D", root_store, "--detach", "--trust-store"}));
+  EXPECT_NE(r.exit_code(), 0);
+  EXPECT_NE(r.err.find("the image belongs to uid 0; only root may restore it"), std::string::npos)
+      << r.err;
   EXPECT_TRUE(p.finish());
 }
 
