@@ -725,9 +725,7 @@ Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
     opts.tracker->finish_round();
   }
   // The dumper's messages name the PIDs inside ("pid 1"): say which process that was here.
-  if (ns && !r.ok() && !reaped)
-    return r.error().wrap(
-        fmt::format("pid {}, the init of its own PID namespace, dumped from inside it", opts.pid));
+  if (ns && !r.ok() && !reaped) return r.error().wrap(ns->describe());
   return r;
 }
 

@@ -29,18 +29,38 @@ Result<ScopedFd> open_ns(const std::string& path) {
   return fd;
 }
 
+// Whether `pid` (one level below us) lives in a namespace whose init is a ckpt process (a copy
+// made by `restore --pid-ns`): its init is then not part of what the user dumps.
+bool under_ckpt_init(const proc::ProcStatus& status, size_t own) {
+  auto self = proc::read_proc_link(::getpid(), "exe");
+  pid_t up = status.ppid;
+  for (int hops = 0; self.ok() && up > 1 && hops < 4096; ++hops) {
+    auto st = proc::read_status(up);
+    if (!st.ok() || proc::pid_ns_depth(*st) != own + 1) return false;
+    if (st->ns_tgid.back() == 1) {
+      auto exe = proc::read_proc_link(up, "exe");
+      return exe.ok() && *exe == *self;
+    }
+    up = st->ppid;
+  }
+  return false;
+}
+
 }  // namespace
 
 Result<std::optional<Entry>> Entry::of(pid_t pid) {
   auto status = proc::read_status(pid);
   if (!status.ok()) return std::optional<Entry>{};  // the dump names what is wrong
   CKPT_TRY_ASSIGN(size_t own, proc::own_pid_ns_depth());
-  if (!proc::is_child_ns_init(*status, own)) return std::optional<Entry>{};
+  bool init = proc::is_child_ns_init(*status, own);
+  if (!init && !(proc::pid_ns_depth(*status) == own + 1 && under_ckpt_init(*status, own)))
+    return std::optional<Entry>{};
   // Said here: inside the namespace a tracer outside it shows as none.
   if (status->tracer_pid != 0)
     return errorf("dump pid {}: already traced by pid {}", pid, status->tracer_pid);
   Entry e;
   e.pid_ = pid;
+  e.inner_ = status->ns_tgid.back();
   e.pidfd_.reset(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!e.pidfd_) return sys_error(fmt::format("dump pid {}: pidfd_open", pid));
   CKPT_TRY_ASSIGN(e.ns_, open_ns(proc::proc_path(pid, "ns/pid")));
@@ -64,13 +84,23 @@ Status Entry::settle_inside(DumpOptions& opts, int channel) {
   // the caller, and the PIDs are the namespace's.
   if (Status st = proc::mount_own_proc(); !st.ok())
     return st.error().wrap(fmt::format("dump pid {} from inside its PID namespace", pid_));
-  opts.pid = 1;
+  opts.pid = inner_;
   // Write tracking follows processes by their PIDs as the caller sees them.
   opts.tracker = nullptr;
-  opts.kill_from_outside = [channel](const DumpResult& saved) {
-    return ask_caller_to_kill(channel, saved);
-  };
+  if (inner_ == 1)
+    opts.kill_from_outside = [channel](const DumpResult& saved) {
+      return ask_caller_to_kill(channel, saved);
+    };
   return {};
+}
+
+std::string Entry::describe() const {
+  if (inner_ == 1)
+    return fmt::format("pid {}, the init of its own PID namespace, dumped from inside it", pid_);
+  return fmt::format(
+      "pid {}, pid {} of a PID namespace made by ckpt restore --pid-ns, dumped "
+      "from inside it",
+      pid_, inner_);
 }
 
 Status Entry::kill() {

@@ -6,6 +6,10 @@
 // namespace's /proc in a mount namespace of its own; there it dumps PID 1. One thing it cannot
 // do from inside: kill the tree, since an init ignores SIGKILL sent from its own namespace. The
 // caller, outside, does that when the dumper asks (after the image is committed).
+//
+// The same way dumps a copy made by `ckpt restore --pid-ns` (a tree below ckpt's own init in its
+// namespace) by its PID outside: the image holds the PIDs of the namespace, and a restore with
+// --pid-ns makes another copy from it.
 #include <sys/types.h>
 
 #include <cstdint>
@@ -20,7 +24,9 @@ namespace ckpt::ns_init {
 
 class Entry {
  public:
-  // The namespace of `pid` when it is the init of one just below ours; nullopt otherwise.
+  // The namespace of `pid` when it is the init of one just below ours, or a process in one whose
+  // init is ckpt's (a copy that `restore --pid-ns` made; the dump leaves that init out, as the
+  // restore makes a new one); nullopt otherwise.
   static Result<std::optional<Entry>> of(pid_t pid);
 
   // This thread's next child is created in the namespace; leave() puts that back.
@@ -37,9 +43,12 @@ class Entry {
   Status kill();
   Status wait_dead();
   pid_t pid() const { return pid_; }
+  // For messages: which process the dumper's "pid N" was.
+  std::string describe() const;
 
  private:
-  pid_t pid_ = 0;    // the init, as we see it
+  pid_t pid_ = 0;    // the target, as we see it
+  pid_t inner_ = 1;  // the target in its namespace
   ScopedFd pidfd_;   // opened before the dump: the kill cannot hit a process that took its PID
   ScopedFd ns_;      // its PID namespace
   ScopedFd own_ns_;  // ours, to go back to

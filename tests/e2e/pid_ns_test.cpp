@@ -71,6 +71,37 @@ TEST_F(PidNamespace, TwoCopiesRunBesideTheOriginalWithItsPids) {
   EXPECT_TRUE(p.finish());
 }
 
+// A copy made with --pid-ns is itself dumped by its PID outside (from inside its namespace, its
+// init left out) and gives a copy of the copy, with the same PIDs inside.
+TEST_F(PidNamespace, ACopyIsDumpedByItsPidOutsideAndCopiedAgain) {
+  TestProcess p({program_path("pid_view")});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump({"--leave-running"}));
+  auto r = run_ckpt({"restore", "-D", p.store().string(), "--pid-ns", "--detach"});
+  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  auto copy = parse_restored(r.err);
+  ASSERT_TRUE(copy.has_value()) << r.err;
+  TempDir dir;
+  auto store = (dir / "store").string();
+  auto dumped = run_ckpt({"dump", "-t", std::to_string(copy->outer), "-D", store});
+  ASSERT_EQ(dumped.exit_code(), 0) << dumped.describe();
+  // The copy (and its child) died of the dump; its init ends once its namespace is empty.
+  ASSERT_TRUE(wait_child(copy->init, 15s).has_value());
+  r = run_ckpt({"restore", "-D", store, "--pid-ns", "--detach", "--accept-changed-files"});
+  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  auto again = parse_restored(r.err);
+  ASSERT_TRUE(again.has_value()) << r.err;
+  EXPECT_EQ(again->inner, p.pid());
+  size_t cut = p.out().size();
+  ::kill(again->outer, SIGUSR2);
+  auto st = wait_child(again->init, 15s);
+  ASSERT_TRUE(st.has_value());
+  EXPECT_EQ(describe_status(*st), "exit 0") << p.output();
+  EXPECT_NE(p.out().find("PASS", cut), std::string::npos) << p.output();
+  EXPECT_TRUE(alive(p.pid())) << "the original runs on";
+  EXPECT_TRUE(p.finish());
+}
+
 // Lazily, the namespace's init serves the memory: the copy runs before its pages are in, and
 // every page it checks is right.
 TEST_F(PidNamespace, LazyCopyGetsItsMemoryFromTheInitWhileItRuns) {
