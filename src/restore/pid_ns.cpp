@@ -259,16 +259,13 @@ Result<Restored> restore(const image::Store& store, const RestoreOptions& opts) 
   int p[2];
   if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
   ScopedFd rd(p[0]), wr(p[1]);
-  // Only this thread's next child goes into the new namespace (as its PID 1).
-  CKPT_TRY_ASSIGN(ChildrenInNewNamespace in_ns, ChildrenInNewNamespace::enter());
-  pid_t init = ::fork();
-  int fork_errno = errno;
-  if (init == 0) {
+  auto made = fork_into_new_pid_ns();
+  if (made.ok() && *made == 0) {
     rd.reset();
     run_init(store, opts, wr.get());
   }
-  in_ns.leave();
-  if (init < 0) return sys_error(fork_errno, "fork the init of a new PID namespace");
+  if (!made.ok()) return made.error().wrap("make the init of a new PID namespace");
+  pid_t init = *made;
   wr.reset();
   auto text = read_report(rd.get(), false);
   auto r = text.ok() ? parse_report(*text, init) : Result<RestoreResult>(text.error());

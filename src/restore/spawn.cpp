@@ -1,5 +1,6 @@
 #include "restore/spawn.hpp"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -107,6 +108,45 @@ Result<pid_t> clone_with_pid(pid_t want, uint64_t flags) {
     return sys_error(fmt::format("clone3 with pid {}", want));
   }
   return static_cast<pid_t>(r);
+}
+
+Result<pid_t> fork_into_new_pid_ns() {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
+  pid_t helper = ::fork();
+  if (helper < 0) {
+    int err = errno;
+    ::close(p[0]);
+    ::close(p[1]);
+    return sys_error(err, "fork");
+  }
+  if (helper == 0) {
+    ::close(p[0]);
+    long r = -1;
+    if (::unshare(CLONE_NEWPID) == 0) {
+      CloneArgs args{};
+      args.flags = CLONE_PARENT;  // the kernel gives it our exit signal, SIGCHLD
+      r = ::syscall(SYS_clone3, &args, sizeof(args));
+      if (r == 0) {
+        ::close(p[1]);
+        return 0;
+      }
+    }
+    int answer = r > 0 ? static_cast<int>(r) : -errno;
+    (void)!::write(p[1], &answer, sizeof answer);
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  int answer = 0;
+  ssize_t n;
+  while ((n = ::read(p[0], &answer, sizeof answer)) < 0 && errno == EINTR) {
+  }
+  ::close(p[0]);
+  while (::waitpid(helper, nullptr, 0) < 0 && errno == EINTR) {
+  }
+  if (n != sizeof answer) return make_error("fork into a new PID namespace: the helper died");
+  if (answer < 0) return sys_error(-answer, "unshare(CLONE_NEWPID) and clone3 into it");
+  return static_cast<pid_t>(answer);
 }
 
 Result<pid_t> spawn_with_helpers(pid_t pid, const tree::TreePlan& t, const SpawnOptions& opts) {

@@ -17,6 +17,7 @@
 #include "common/log.hpp"
 #include "common/scoped_fd.hpp"
 #include "proc/pid_namespace.hpp"
+#include "restore/spawn.hpp"
 #include "restore/user_ns.hpp"
 
 namespace ckpt::supervisor {
@@ -65,20 +66,17 @@ int run_in_own_namespaces(const std::function<int(pid_t outer_pid)>& body) {
     say(st.error().message);
     return 1;
   }
-  if (::unshare(CLONE_NEWPID) < 0) {
-    say(sys_error("unshare(CLONE_NEWPID) for a PID namespace of the run").message);
-    return 1;
-  }
   sigset_t set, old;
   sigemptyset(&set);
   for (int sig : kPassedOn) sigaddset(&set, sig);
   sigaddset(&set, SIGCHLD);
   ::sigprocmask(SIG_BLOCK, &set, &old);
-  pid_t child = ::fork();
-  if (child < 0) {
-    say(sys_error("fork the supervisor into its PID namespace").message);
+  auto made = fork_into_new_pid_ns();
+  if (!made.ok()) {
+    say(made.error().wrap("the supervisor's PID namespace").message);
     return 1;
   }
+  pid_t child = *made;
   if (child == 0) {
     ::sigprocmask(SIG_SETMASK, &old, nullptr);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);
