@@ -1,5 +1,6 @@
 #include "restore/pid_ns.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -62,15 +63,31 @@ void pass_on(int sig, siginfo_t* info, void*) {
   if (info->si_code == SI_USER && root_pid > 0) ::kill(root_pid, sig);
 }
 
+// Whether a process other than us is in the namespace (our /proc is the namespace's): one that
+// entered it from outside is no child of ours.
+bool others_in_namespace() {
+  DIR* d = ::opendir("/proc");
+  if (!d) return false;
+  bool found = false;
+  while (dirent* e = ::readdir(d)) {
+    int pid = std::atoi(e->d_name);
+    if (pid > 1) found = true;
+  }
+  ::closedir(d);
+  return found;
+}
+
 // Reaps every process of the namespace (orphans come here) until none is left; the root's
-// status as a shell reports it.
+// status as a shell reports it. A process that entered the namespace (ckpt's dumper, which
+// kills the tree and must still report it) is waited for too: our end would kill it.
 int reap_until_empty(pid_t root) {
   int code = 0;
   for (;;) {
     int status = 0;
     pid_t r = ::waitpid(-1, &status, 0);
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return code;  // ECHILD: nobody left
+    if (r < 0 && !others_in_namespace()) return code;
+    if (r < 0) ::usleep(10'000);  // ECHILD, but not alone
     if (r == root) code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   }
 }
