@@ -1,13 +1,17 @@
 #include "net_util.hpp"
 
 #include <arpa/inet.h>
+#include <linux/sockios.h>
 #include <netinet/in.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <regex>
 #include <stdexcept>
 #include <thread>
@@ -139,6 +143,44 @@ bool send_pattern(int fd, long from, long to) {
 bool locked_port(int port) {
   auto r = run_command({"/usr/sbin/nft", "list", "table", "inet", "ckpt"});
   return std::regex_search(r.out, std::regex("\\. " + std::to_string(port) + "([^0-9]|$)"));
+}
+
+namespace {
+
+bool same_address(const sockaddr_storage& a, const sockaddr_storage& b) {
+  if (a.ss_family != b.ss_family) return false;
+  if (a.ss_family == AF_INET) return std::memcmp(&a, &b, sizeof(sockaddr_in)) == 0;
+  return std::memcmp(&a, &b, sizeof(sockaddr_in6)) == 0;
+}
+
+}  // namespace
+
+long unsent_at_far_end(pid_t pid, int client) {
+  sockaddr_storage here{}, there{};
+  socklen_t len = sizeof here;
+  if (::getsockname(client, reinterpret_cast<sockaddr*>(&here), &len) < 0) return -1;
+  len = sizeof there;
+  if (::getpeername(client, reinterpret_cast<sockaddr*>(&there), &len) < 0) return -1;
+  int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd < 0) return -1;
+  long unsent = -1;
+  std::error_code ec;
+  for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+    int target = std::atoi(e.path().filename().c_str());
+    int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target, 0));
+    if (fd < 0) continue;
+    sockaddr_storage local{}, peer{};
+    socklen_t llen = sizeof local, plen = sizeof peer;
+    int n = 0;
+    if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0 &&
+        ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0 &&
+        same_address(local, there) && same_address(peer, here) && ::ioctl(fd, SIOCOUTQNSD, &n) == 0)
+      unsent = n;
+    ::close(fd);
+    if (unsent >= 0) break;
+  }
+  ::close(pidfd);
+  return unsent;
 }
 
 }  // namespace e2e

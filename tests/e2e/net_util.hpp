@@ -2,6 +2,8 @@
 // Loopback TCP helpers of the server tests (the test is the client of a real server).
 #include <gtest/gtest.h>
 
+#include <sys/types.h>
+
 #include <string>
 
 namespace e2e {
@@ -28,6 +30,9 @@ int connect_to(int family, int port);
 bool send_pattern(int fd, long from, long to);
 // Reads `count` bytes and checks each against the pattern; the failure says where.
 ::testing::AssertionResult read_pattern(int fd, long count);
+// Bytes the far end of the connection `client` (this test's socket) has queued but not sent yet,
+// read in process `pid` (through a copy of its socket, pidfd_getfd); -1 when not found.
+long unsent_at_far_end(pid_t pid, int client);
 // Whether ckpt's network lock (nft table inet ckpt) holds a connection of local port `port`.
 bool locked_port(int port);
 

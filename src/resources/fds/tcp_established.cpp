@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <span>
 #include <vector>
 
 #include "common/fault_point.hpp"
@@ -250,7 +251,7 @@ Status dump_connection(DumpEnv& env, FdProbe& p, schema::OpenFile& of) {
   return {};
 }
 
-Status fill_queue(int sock, int queue, const schema::Bytes& data, std::string_view what) {
+Status fill_queue(int sock, int queue, std::span<const uint8_t> data, std::string_view what) {
   CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, queue, "TCP_REPAIR_QUEUE", what));
   size_t off = 0;
   while (off < data.size()) {
@@ -309,6 +310,36 @@ Status set_window(int sock, const TcpStreamPayload& t, std::string_view what) {
   }
   if (::setsockopt(sock, IPPROTO_TCP, TCP_REPAIR_WINDOW, &w, sizeof(w)) < 0)
     return sys_error(fmt::format("setsockopt TCP_REPAIR_WINDOW on {}", what));
+  return {};
+}
+
+// Bytes the connection had queued but never sent: written in repair mode they would count as
+// sent, beyond a window the peer may have closed, and come back only by retransmission timeouts
+// that back off to seconds. So they are queued as a program's send() would, after repair mode.
+// The send buffer, restored to the size that held them, is raised while they go in, since the
+// repaired part may take more of it than it did in the original.
+Status queue_unsent(int sock, std::span<const uint8_t> data, std::string_view what) {
+  if (data.empty()) return {};
+  int size = 0;
+  socklen_t len = sizeof(size);
+  if (::getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &size, &len) < 0)
+    return sys_error(fmt::format("getsockopt SO_SNDBUF of {}", what));
+  // The kernel doubles what is set and reports the doubled value.
+  int raised = size / 2 + static_cast<int>(std::min<size_t>(data.size(), 64u << 20)) * 2;
+  if (::setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &raised, sizeof(raised)) < 0)
+    return sys_error(fmt::format("setsockopt SO_SNDBUFFORCE of {}", what));
+  size_t off = 0;
+  while (off < data.size()) {
+    ssize_t n = ::send(sock, data.data() + off, data.size() - off, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0)
+      return sys_error(
+          fmt::format("queue the {} unsent bytes of {} ({} queued)", data.size(), what, off));
+    off += static_cast<size_t>(n);
+  }
+  int restored = size / 2;
+  if (::setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &restored, sizeof(restored)) < 0)
+    return sys_error(fmt::format("setsockopt SO_SNDBUFFORCE of {}", what));
   return {};
 }
 
@@ -373,13 +404,18 @@ Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of,
   CKPT_TRY(negotiated_options(sock, t, what));
   CKPT_TRY(inet::apply_options(sock, kOptions, t.options, what));
   CKPT_TRY(fill_queue(sock, TCP_RECV_QUEUE, t.recv_queue, what));
-  CKPT_TRY(fill_queue(sock, TCP_SEND_QUEUE, t.send_queue, what));
+  // After our FIN nothing can be sent: the unsent bytes go in before it, as sent.
+  bool can_send = t.state == TCP_ESTABLISHED || t.state == TCP_CLOSE_WAIT;
+  std::span<const uint8_t> queue(t.send_queue);
+  size_t sent = can_send ? queue.size() - std::min<size_t>(t.unsent, queue.size()) : queue.size();
+  CKPT_TRY(fill_queue(sock, TCP_SEND_QUEUE, queue.first(sent), what));
   CKPT_TRY(set_window(sock, t, what));
   CKPT_TRY(set_int(sock, TCP_REPAIR_QUEUE, TCP_NO_QUEUE, "TCP_REPAIR_QUEUE", what));
   CKPT_TRY(replay_fins(sock, t, what));
   // Leaving repair mode sends a window probe; the peer's answer restarts the exchange.
   CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR", what));
   CKPT_TRY(netlock::unlock(connection_of(t)));
+  CKPT_TRY(queue_unsent(sock, queue.subspan(sent), what));
   CKPT_TRY(set_status_flags(sock, of.flags, what));
   return fd;
 }
