@@ -149,6 +149,15 @@ bool split_key_value(std::string_view line, std::string_view& key, std::string_v
   return true;
 }
 
+Status write_proc_text(const std::string& path, std::string_view text) {
+  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
+  if (!fd) return sys_error(fmt::format("open {} to write", path));
+  ssize_t n = ::write(fd.get(), text.data(), text.size());
+  if (n != static_cast<ssize_t>(text.size()))
+    return sys_error(n < 0 ? errno : EIO, fmt::format("write '{}' to {}", text, path));
+  return {};
+}
+
 Status mem_file_io(pid_t tid, uint64_t addr, void* buf, size_t len, bool write) {
   if (!write) {
     CKPT_TRY_ASSIGN(MemFile mem, MemFile::open(tid));

@@ -24,6 +24,9 @@ Result<std::string> read_proc_file(pid_t pid, std::string_view rel);
 // Reads any file whose size stat() does not know (/proc/locks); sets *err to the errno.
 Result<std::string> read_text_file(const std::string& path, int* err);
 Result<std::string> read_proc_link(pid_t pid, std::string_view rel);
+// Writes `text` to a kernel knob (/proc/sys/..., /proc/PID/oom_score_adj, uid_map) in one
+// write(2), which is how the kernel takes them; the error says "write 'TEXT' to PATH: ...".
+Status write_proc_text(const std::string& path, std::string_view text);
 // Reads or writes `len` bytes at `addr` of thread or process `tid` through /proc/TID/mem, which
 // reaches pages process_vm_* cannot (no read or write permission for the thread).
 Status mem_file_io(pid_t tid, uint64_t addr, void* buf, size_t len, bool write);

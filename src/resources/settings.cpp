@@ -321,10 +321,9 @@ Status restore_oom_score_adj(RestoreContext& ctx, int32_t want) {
   std::string path = proc::proc_path(ctx.pid, "oom_score_adj");
   CKPT_TRY_ASSIGN(std::string now, proc::read_proc_file(ctx.pid, "oom_score_adj"));
   if (proc::parse_i64(proc::trim(now)) == want) return {};
-  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC));
-  std::string text = std::to_string(want);
-  if (!fd.valid() || ::write(fd.get(), text.data(), text.size()) < 0) {
-    Error e = sys_error(fmt::format("write {}", path));
+  Status written = proc::write_proc_text(path, std::to_string(want));
+  if (!written.ok()) {
+    Error e = written.error();
     if (e.errnum == EACCES)
       e.message += " (below ckpt's own oom_score_adj, which needs CAP_SYS_RESOURCE)";
     return cannot(fmt::format("oom_score_adj {}", want), e);

@@ -15,6 +15,7 @@
 
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
+#include "proc/proc_file.hpp"
 #include "resources/shared_memory.hpp"
 #include "resources/sysv_ipc.hpp"
 
@@ -40,11 +41,9 @@ std::string name_of(int kind, const IpcObject& o) {
 }
 
 Status write_next_id(int kind, int id) {
-  ScopedFd fd(::open(kNextId[kind], O_WRONLY | O_CLOEXEC));
-  std::string text = std::to_string(id);
-  if (!fd || ::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-    return sys_error(
-        fmt::format("write {} to {} (needs CAP_CHECKPOINT_RESTORE)", id, kNextId[kind]));
+  Status st = proc::write_proc_text(kNextId[kind], std::to_string(id));
+  if (!st.ok())
+    return make_error(st.error().message + " (needs CAP_CHECKPOINT_RESTORE)", st.error().errnum);
   return {};
 }
 

@@ -23,6 +23,7 @@
 #include "common/units.hpp"
 #include "image/chain.hpp"
 #include "proc/maps.hpp"
+#include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
 #include "resources/cow_shared.hpp"
 #include "resources/deleted_files.hpp"
@@ -416,10 +417,8 @@ Result<RestoreResult> build_all(const Prepared& p, PuppetTree puppets, PhaseCloc
 }
 
 Status set_ns_last_pid(int32_t last) {
-  std::string text = std::to_string(last);
-  ScopedFd fd(::open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC));
-  if (!fd || ::write(fd.get(), text.data(), text.size()) != static_cast<ssize_t>(text.size()))
-    return sys_error(fmt::format("restore: set the namespace's last PID to {}", last));
+  Status st = proc::write_proc_text("/proc/sys/kernel/ns_last_pid", std::to_string(last));
+  if (!st.ok()) return st.error().wrap("restore: set the namespace's last PID");
   return {};
 }
 

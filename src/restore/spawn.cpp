@@ -11,6 +11,8 @@
 #include <cstring>
 #include <vector>
 
+#include "common/scoped_fd.hpp"
+
 namespace ckpt {
 namespace {
 
@@ -113,35 +115,31 @@ Result<pid_t> clone_with_pid(pid_t want, uint64_t flags) {
 Result<pid_t> fork_into_new_pid_ns() {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("pipe2");
+  ScopedFd rd(p[0]), wr(p[1]);
   pid_t helper = ::fork();
-  if (helper < 0) {
-    int err = errno;
-    ::close(p[0]);
-    ::close(p[1]);
-    return sys_error(err, "fork");
-  }
+  if (helper < 0) return sys_error("fork");
   if (helper == 0) {
-    ::close(p[0]);
+    rd.reset();
     long r = -1;
     if (::unshare(CLONE_NEWPID) == 0) {
       CloneArgs args{};
       args.flags = CLONE_PARENT;  // the kernel gives it our exit signal, SIGCHLD
       r = ::syscall(SYS_clone3, &args, sizeof(args));
       if (r == 0) {
-        ::close(p[1]);
+        wr.reset();
         return 0;
       }
     }
     int answer = r > 0 ? static_cast<int>(r) : -errno;
-    (void)!::write(p[1], &answer, sizeof answer);
+    (void)!::write(wr.get(), &answer, sizeof answer);
     ::_exit(0);
   }
-  ::close(p[1]);
+  wr.reset();
   int answer = 0;
   ssize_t n;
-  while ((n = ::read(p[0], &answer, sizeof answer)) < 0 && errno == EINTR) {
+  while ((n = ::read(rd.get(), &answer, sizeof answer)) < 0 && errno == EINTR) {
   }
-  ::close(p[0]);
+  rd.reset();
   while (::waitpid(helper, nullptr, 0) < 0 && errno == EINTR) {
   }
   if (n != sizeof answer) return make_error("fork into a new PID namespace: the helper died");

@@ -1,6 +1,5 @@
 #include "restore/user_ns.hpp"
 
-#include <fcntl.h>
 #include <linux/capability.h>
 #include <sched.h>
 #include <sys/syscall.h>
@@ -10,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "proc/proc_file.hpp"
+
 namespace ckpt::user_ns {
 namespace {
 
@@ -18,17 +19,6 @@ bool has_effective(int cap) {
   __user_cap_data_struct data[2] = {};
   if (::syscall(SYS_capget, &header, data) < 0) return false;
   return (data[cap / 32].effective >> (cap % 32)) & 1;
-}
-
-Status write_proc_self(const std::string& name, const std::string& text) {
-  int fd = ::open(("/proc/self/" + name).c_str(), O_WRONLY | O_CLOEXEC);
-  if (fd < 0) return sys_error(fmt::format("open /proc/self/{}", name));
-  ssize_t n = ::write(fd, text.data(), text.size());
-  int err = errno;
-  ::close(fd);
-  if (n != static_cast<ssize_t>(text.size()))
-    return sys_error(err, fmt::format("write '{}' to /proc/self/{}", text, name));
-  return {};
 }
 
 }  // namespace
@@ -44,9 +34,9 @@ Status enter_own() {
     return sys_error(
         "restore without privileges: unshare(CLONE_NEWUSER) for a user namespace of your own "
         "(are user namespaces enabled? /proc/sys/user/max_user_namespaces)");
-  CKPT_TRY(write_proc_self("setgroups", "deny"));
-  CKPT_TRY(write_proc_self("uid_map", fmt::format("{} {} 1", uid, uid)));
-  CKPT_TRY(write_proc_self("gid_map", fmt::format("{} {} 1", gid, gid)));
+  CKPT_TRY(proc::write_proc_text("/proc/self/setgroups", "deny"));
+  CKPT_TRY(proc::write_proc_text("/proc/self/uid_map", fmt::format("{} {} 1", uid, uid)));
+  CKPT_TRY(proc::write_proc_text("/proc/self/gid_map", fmt::format("{} {} 1", gid, gid)));
   return {};
 }
 

@@ -19,14 +19,10 @@
 #include "proc/pid_namespace.hpp"
 #include "restore/spawn.hpp"
 #include "restore/user_ns.hpp"
+#include "supervisor/process.hpp"
 
 namespace ckpt::supervisor {
 namespace {
-
-void say(const std::string& msg) {
-  std::string line = "ckpt run: " + msg + "\n";
-  (void)!::write(STDERR_FILENO, line.data(), line.size());
-}
 
 // The caller's /proc, kept from before ours was mounted: its fdinfo of a pidfd names the process
 // by its PID out there.

@@ -8,11 +8,19 @@
 
 #include <cerrno>
 #include <cmath>
+#include <string>
 #include <utility>
+
+#include <fmt/format.h>
 
 #include "common/child_process.hpp"
 
 namespace ckpt::supervisor {
+
+void say(std::string_view text) {
+  std::string line = fmt::format("ckpt run: {}\n", text);
+  (void)!::write(STDERR_FILENO, line.data(), line.size());
+}
 
 Result<pid_t> spawn_program(const std::vector<std::string>& argv) {
   if (argv.empty()) return make_error("no program to run");

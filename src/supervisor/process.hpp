@@ -4,12 +4,17 @@
 #include <sys/types.h>
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/result.hpp"
 #include "common/scoped_fd.hpp"
 
 namespace ckpt::supervisor {
+
+// One line "ckpt run: TEXT" straight to fd 2, which the program shares: no buffering that could
+// interleave it with the program's output.
+void say(std::string_view text);
 
 // Starts argv[0] (searched in $PATH) as a child with the caller's stdin, stdout and stderr and
 // an empty signal mask. Fails (and leaves no child) when the program cannot be executed: the

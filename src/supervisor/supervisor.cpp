@@ -36,12 +36,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-// Lines go straight to fd 2, which the program shares: no buffering that could interleave.
-void say(std::string_view text) {
-  std::string line = fmt::format("ckpt run: {}\n", text);
-  (void)!::write(STDERR_FILENO, line.data(), line.size());
-}
-
 class Supervisor {
  public:
   Supervisor(RunOptions opts, image::Store store, image::StoreLock lock, SignalReader signals,

@@ -13,6 +13,7 @@
 #include <regex>
 #include <sstream>
 
+#include "support/as_user.hpp"
 #include "test_process.hpp"
 
 namespace e2e {
@@ -20,12 +21,7 @@ namespace {
 
 constexpr uid_t kUser = 65534;
 
-std::vector<std::string> as_user(std::vector<std::string> argv) {
-  std::vector<std::string> out = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
-                                  "--clear-groups", "--"};
-  out.insert(out.end(), argv.begin(), argv.end());
-  return out;
-}
+using ckpt::test_support::as_user;
 
 // The counter's numbers, in the order printed.
 std::vector<long> numbers(const std::string& text) {

@@ -10,17 +10,13 @@
 
 #include <fstream>
 
+#include "support/as_user.hpp"
 #include "sv_test_util.hpp"
 
 namespace ckpt::test {
 namespace {
 
-std::vector<std::string> as_user(std::vector<std::string> argv) {
-  std::vector<std::string> out = {"/usr/bin/setpriv", "--reuid=65534", "--regid=65534",
-                                  "--clear-groups", "--"};
-  out.insert(out.end(), argv.begin(), argv.end());
-  return out;
-}
+using ckpt::test_support::as_user;
 
 std::string status_line(pid_t pid, const std::string& key) {
   std::ifstream in("/proc/" + std::to_string(pid) + "/status");

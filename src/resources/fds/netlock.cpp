@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <string_view>
 
 #include "common/child_process.hpp"
 #include "common/scoped_fd.hpp"
@@ -14,20 +15,33 @@
 namespace ckpt::fds::netlock {
 namespace {
 
-// Written whole each time: `add` leaves what exists alone and the flush keeps the chain at three
-// rules, so concurrent dumps and repeated locks agree. The first lets the restorer's own packets
-// (kPassMark) through.
+// Written whole each time: `add` leaves what exists alone and the flushes keep each chain at
+// three rules, so concurrent dumps and repeated locks agree. The first rule of each lets the
+// restorer's own packets (kPassMark) through. Both ways are dropped: the peer's packets on input,
+// and on output what the kernel still sends for a stopped process (a window probe's new data, a
+// paced segment) once its state has been read, which the peer would otherwise receive while the
+// image counts it unsent. Set elements are (peer, peer port, local, local port).
 std::string setup_script() {
-  return fmt::format(
+  std::string script =
       "add table inet ckpt\n"
-      "add set inet ckpt conns4 {{ type ipv4_addr . inet_service . ipv4_addr . inet_service; }}\n"
-      "add set inet ckpt conns6 {{ type ipv6_addr . inet_service . ipv6_addr . inet_service; }}\n"
-      "add chain inet ckpt input {{ type filter hook input priority -300; policy accept; }}\n"
-      "flush chain inet ckpt input\n"
-      "add rule inet ckpt input meta mark {:#x} accept\n"
-      "add rule inet ckpt input ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n"
-      "add rule inet ckpt input ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n",
-      kPassMark);
+      "add set inet ckpt conns4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }\n"
+      "add set inet ckpt conns6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }\n";
+  for (const char* hook : {"input", "output"}) {
+    // Output packets go from local to peer: the same element, read the other way round.
+    const char* match = std::string_view(hook) == "input"
+                            ? "saddr . tcp sport . {0} daddr . tcp dport"
+                            : "daddr . tcp dport . {0} saddr . tcp sport";
+    script += fmt::format(
+        "add chain inet ckpt {0} {{ type filter hook {0} priority -300; policy accept; }}\n"
+        "flush chain inet ckpt {0}\n"
+        "add rule inet ckpt {0} meta mark {1:#x} accept\n",
+        hook, kPassMark);
+    script += fmt::format("add rule inet ckpt {} ip {} @conns4 drop\n", hook,
+                          fmt::format(fmt::runtime(match), "ip"));
+    script += fmt::format("add rule inet ckpt {} ip6 {} @conns6 drop\n", hook,
+                          fmt::format(fmt::runtime(match), "ip6"));
+  }
+  return script;
 }
 
 // An IPv6 socket talking to an IPv4 peer (::ffff:a.b.c.d) sends and receives IPv4 packets.
