@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -153,9 +154,8 @@ bool same_address(const sockaddr_storage& a, const sockaddr_storage& b) {
   return std::memcmp(&a, &b, sizeof(sockaddr_in6)) == 0;
 }
 
-}  // namespace
-
-long unsent_at_far_end(pid_t pid, int client) {
+// A copy of the socket of process `pid` whose other end is `client`, or -1.
+int far_end(pid_t pid, int client) {
   sockaddr_storage here{}, there{};
   socklen_t len = sizeof here;
   if (::getsockname(client, reinterpret_cast<sockaddr*>(&here), &len) < 0) return -1;
@@ -163,24 +163,44 @@ long unsent_at_far_end(pid_t pid, int client) {
   if (::getpeername(client, reinterpret_cast<sockaddr*>(&there), &len) < 0) return -1;
   int pidfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
   if (pidfd < 0) return -1;
-  long unsent = -1;
+  int found = -1;
   std::error_code ec;
   for (auto& e : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
-    int target = std::atoi(e.path().filename().c_str());
-    int fd = static_cast<int>(::syscall(SYS_pidfd_getfd, pidfd, target, 0));
+    int fd = static_cast<int>(
+        ::syscall(SYS_pidfd_getfd, pidfd, std::atoi(e.path().filename().c_str()), 0));
     if (fd < 0) continue;
     sockaddr_storage local{}, peer{};
     socklen_t llen = sizeof local, plen = sizeof peer;
-    int n = 0;
     if (::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &llen) == 0 &&
         ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0 &&
-        same_address(local, there) && same_address(peer, here) && ::ioctl(fd, SIOCOUTQNSD, &n) == 0)
-      unsent = n;
+        same_address(local, there) && same_address(peer, here)) {
+      found = fd;
+      break;
+    }
     ::close(fd);
-    if (unsent >= 0) break;
   }
   ::close(pidfd);
-  return unsent;
+  return found;
+}
+
+}  // namespace
+
+long unsent_at_far_end(pid_t pid, int client) {
+  int fd = far_end(pid, client);
+  int n = -1;
+  if (fd >= 0 && ::ioctl(fd, SIOCOUTQNSD, &n) < 0) n = -1;
+  if (fd >= 0) ::close(fd);
+  return n;
+}
+
+long send_mss_at_far_end(pid_t pid, int client) {
+  int fd = far_end(pid, client);
+  tcp_info info{};
+  socklen_t len = sizeof info;
+  long mss = -1;
+  if (fd >= 0 && ::getsockopt(fd, IPPROTO_TCP, TCP_INFO, &info, &len) == 0) mss = info.tcpi_snd_mss;
+  if (fd >= 0) ::close(fd);
+  return mss;
 }
 
 }  // namespace e2e

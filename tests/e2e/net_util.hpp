@@ -33,6 +33,8 @@ bool send_pattern(int fd, long from, long to);
 // Bytes the far end of the connection `client` (this test's socket) has queued but not sent yet,
 // read in process `pid` (through a copy of its socket, pidfd_getfd); -1 when not found.
 long unsent_at_far_end(pid_t pid, int client);
+// The far end's segment size for sending (TCP_INFO's tcpi_snd_mss), found the same way; -1.
+long send_mss_at_far_end(pid_t pid, int client);
 // Whether ckpt's network lock (nft table inet ckpt) holds a connection of local port `port`.
 bool locked_port(int port);
 

@@ -93,6 +93,7 @@ TEST_P(TcpEstablishedTest, ConnectionsGoOnAfterRestoreWithNoByteLost) {
     sleep_for(20ms);
   }
   ASSERT_GT(unsent, 0) << "the server's bulk connection has nothing unsent";
+  long mss = send_mss_at_far_end(s.p->pid(), s.bulk);
   ASSERT_TRUE(s.p->dump({"--tcp-established"}));
   EXPECT_TRUE(locked_port(s.port)) << "no network lock for port " << s.port;
   // Nobody owns the connection now: without the lock this would be answered with a reset.
@@ -108,6 +109,9 @@ TEST_P(TcpEstablishedTest, ConnectionsGoOnAfterRestoreWithNoByteLost) {
   // come only as retransmissions, slower and slower). The peer's answer to the restored socket's
   // window probe may let a few segments go.
   EXPECT_GT(unsent_at_far_end(s.p->pid(), s.bulk), unsent / 2) << unsent << " were unsent";
+  // Segments about as large as before (ckpt bounds them at TCP_MAXSEG's 32767), not the
+  // 536-byte default of a socket that never learnt its path: a hundred times the packets here.
+  EXPECT_GT(send_mss_at_far_end(s.p->pid(), s.bulk), mss / 2) << mss << " before";
   finish(s);
 }
 

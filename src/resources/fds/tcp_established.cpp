@@ -289,6 +289,14 @@ Status connect_repaired(int sock, const TcpStreamPayload& t, const std::string& 
                    "TCP_QUEUE_SEQ", what));
   if (t.timestamps)
     CKPT_TRY(set_int(sock, TCP_TIMESTAMP, static_cast<int>(t.timestamp), "TCP_TIMESTAMP", what));
+  // The segment size is worked out from the path at connect, bounded by the MSS agreed on, which
+  // TCP_REPAIR_OPTIONS can give only after connect: without a bound in place beforehand the socket
+  // keeps the 536-byte default (524 with timestamps) for good. TCP_MAXSEG takes at most 32767,
+  // which only loopback's 64 KiB MTU exceeds.
+  if (t.mss >= 536) {
+    int bound = static_cast<int>(std::min<uint32_t>(t.mss, 32767));
+    CKPT_TRY(set_int(sock, TCP_MAXSEG, bound, "TCP_MAXSEG", what));
+  }
   socklen_t llen = 0, plen = 0;
   CKPT_TRY_ASSIGN(sockaddr_storage local, inet::sockaddr_of(t.local, llen));
   CKPT_TRY_ASSIGN(sockaddr_storage peer, inet::sockaddr_of(t.peer, plen));
