@@ -31,6 +31,7 @@ using nlohmann::json;
 struct CriuFlags {
   bool file_locks = false;
   bool tcp_established = false;
+  bool tcp_close = false;
   bool ext_unix_sk = false;
 };
 
@@ -84,6 +85,9 @@ void add_criu_flags(CLI::App* cmd, CriuFlags& f) {
   cmd->add_flag("--file-locks", f.file_locks, "Save and restore held file locks (CRIU's option)");
   cmd->add_flag("--tcp-established", f.tcp_established,
                 "Save and restore established TCP connections (CRIU's option)");
+  cmd->add_flag("--tcp-close", f.tcp_close,
+                "Established TCP connections come back closed, as reset by their peers (CRIU's "
+                "option; dump: saved without locking them)");
   cmd->add_flag("--ext-unix-sk", f.ext_unix_sk,
                 "Allow unix sockets whose peer is outside the tree (CRIU's option)");
 }
@@ -145,6 +149,7 @@ int run_dump(const DumpArgs& a) {
   opts.progress = progress.callback();
   opts.file_locks = a.criu.file_locks;
   opts.tcp_established = a.criu.tcp_established;
+  opts.tcp_close = a.criu.tcp_close;
   opts.ext_unix_sk = a.criu.ext_unix_sk;
   auto r = dump_process(*store, opts);
   progress.finish();
@@ -176,6 +181,7 @@ Result<RestoreOptions> restore_options(const RestoreArgs& a) {
   opts.lazy = a.lazy;
   opts.file_locks = a.criu.file_locks;
   opts.tcp_established = a.criu.tcp_established;
+  opts.tcp_close = a.criu.tcp_close;
   opts.ext_unix_sk = a.criu.ext_unix_sk;
   for (auto& text : a.inherit_fds) {
     CKPT_TRY_ASSIGN(InheritFd f, parse_inherit_fd(text));

@@ -55,6 +55,10 @@ struct DumpOptions {
   bool file_locks = false;
   bool tcp_established = false;
   bool ext_unix_sk = false;
+  // CRIU's --tcp-close: established connections saved without their state (no lock, no repair
+  // mode: nothing changes for them), to come back closed; a listener's waiting connections are
+  // left out. For recovery after a crash, when the peers have lost the connections anyway.
+  bool tcp_close = false;
   // Set in a dumper inside the PID namespace whose init it dumps (dump/ns_init.hpp): the caller
   // kills the tree, since the init ignores a SIGKILL from inside. Returns only if it did not.
   std::function<Status(const DumpResult&)> kill_from_outside;

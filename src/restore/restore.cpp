@@ -210,8 +210,8 @@ Result<Handed> open_handed_fds(const image::Store& store, const image::Generatio
         if (f.open_file == id) return fmt::format("pid {}: fd {}", p.pid, f.fd);
     return fmt::format("open file {}", id);
   };
-  fds::RecreateEnv env{store,  gen,   image, opts.shell_job, opts.accept_changed_files,
-                       inodes, holder};
+  fds::RecreateEnv env{store,          gen,    image, opts.shell_job, opts.accept_changed_files,
+                       opts.tcp_close, inodes, holder};
   auto files = files::recreate(env, opts.inherit_fds);
   if (!files.ok()) return files.error().wrap("restore");
   for (auto& [id, fd] : *files) h.add(files::handed_key(id), std::move(fd));

@@ -41,6 +41,8 @@ struct RestoreOptions {
   bool file_locks = false;
   bool tcp_established = false;
   bool ext_unix_sk = false;
+  // CRIU's --tcp-close: every connection of the image comes back closed (see DumpOptions).
+  bool tcp_close = false;
   // Open files of the caller that stand for open files of the image (--inherit-fd).
   std::vector<InheritFd> inherit_fds;
   // Let the processes run before their private anonymous memory is in: a page server thread

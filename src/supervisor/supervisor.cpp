@@ -302,6 +302,9 @@ void Supervisor::checkpoint(bool requested) {
   d.pid = child_;
   d.leave_running = true;
   d.shell_job = true;
+  // A crash ends the program's connections (its peers get a FIN or a reset): they are saved to
+  // come back closed, without the network lock, so clients see no pause at a checkpoint.
+  d.tcp_close = true;
   if (opts_.compress) d.write.compression = image::Compression::zstd;
   d.incremental = opts_.incremental && incremental_in_row_ + 1 < opts_.full_every;
   if (opts_.incremental && opts_.write_tracking) d.tracker = &tracker_;

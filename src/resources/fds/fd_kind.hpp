@@ -62,6 +62,7 @@ struct DumpFlags {
   bool shell_job = false;
   bool ext_unix_sk = false;
   bool tcp_established = false;
+  bool tcp_close = false;
 };
 
 // Given to dump(): the process being dumped and what the whole image collects.
@@ -97,6 +98,7 @@ struct RecreateEnv {
   const schema::ImageRoot& image;
   bool shell_job = false;
   bool accept_changed_files = false;
+  bool tcp_close = false;  // every connection comes back closed
   // Recreated inodes of deleted files, by DeletedFile::id.
   const std::map<int32_t, int>& deleted_inodes;
   // "pid P: fd N", the first descriptor of open file `id`, for messages.

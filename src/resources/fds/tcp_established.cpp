@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -69,6 +70,8 @@ struct TcpStreamPayload {
   // TCP_ESTABLISHED, or a half-closed state: then a FIN counts in snd_seq (sent) or rcv_seq
   // (received), but is in neither queue's bytes.
   int32_t state = TCP_ESTABLISHED;
+  // Saved with --tcp-close: addresses and options only, to come back closed.
+  std::optional<bool> closed;
   template <class V>
   void visit(V& v) {
     v("local", local), v("peer", peer), v("snd_seq", snd_seq), v("rcv_seq", rcv_seq);
@@ -78,6 +81,7 @@ struct TcpStreamPayload {
     v("snd_wl1", snd_wl1), v("snd_wnd", snd_wnd), v("max_window", max_window);
     v("rcv_wnd", rcv_wnd), v("rcv_wup", rcv_wup), v("options", options);
     v.opt("state", state);
+    v("closed", closed);
   }
 };
 
@@ -113,6 +117,19 @@ struct Repaired {
 };
 std::vector<Repaired>& repaired() {
   static std::vector<Repaired> list;
+  return list;
+}
+
+// Connections saved to come back closed (--tcp-close), dup'ed: a tree that is killed resets them
+// (SO_LINGER 0), so that they neither linger on their ports, which the restored listener needs
+// (FIN_WAIT, TIME_WAIT), nor leave their peers waiting. `before` is put back on a survivor.
+struct ToReset {
+  ScopedFd sock;
+  linger before{};
+  bool set = false;
+};
+std::vector<ToReset>& to_reset() {
+  static std::vector<ToReset> list;
   return list;
 }
 
@@ -212,13 +229,36 @@ Result<TcpStreamPayload> endpoints(FdProbe& p, int sock) {
   return t;
 }
 
+// With --tcp-close: what a closed socket needs (its addresses and options), read without repair
+// mode or the network lock, so that the connection goes on untouched.
+Status dump_closed(FdProbe& p, int sock, schema::OpenFile& of) {
+  std::string what = fmt::format("pid {} fd {}", p.pid, p.fd);
+  CKPT_TRY_ASSIGN(tcp_info info, info_of(sock, what));
+  CKPT_TRY_ASSIGN(TcpStreamPayload t, endpoints(p, sock));
+  t.state = info.tcpi_state;
+  t.closed = true;
+  CKPT_TRY_ASSIGN(t.options, inet::read_options(sock, kOptions, t.local.v6, what));
+  ToReset r{ScopedFd(::fcntl(sock, F_DUPFD_CLOEXEC, 3))};
+  socklen_t len = sizeof(r.before);
+  if (!r.sock || ::getsockopt(sock, SOL_SOCKET, SO_LINGER, &r.before, &len) < 0)
+    return sys_error(fmt::format("dup and SO_LINGER of {}", what));
+  to_reset().push_back(std::move(r));
+  log::info("dump", "pid {}: fd {} TCP {} {}: saved to come back closed (--tcp-close)", p.pid, p.fd,
+            netlock::text(connection_of(t)), state_name(t.state));
+  of.payload = schema::encode(t);
+  return {};
+}
+
 Status dump_connection(DumpEnv& env, FdProbe& p, schema::OpenFile& of) {
   CKPT_TRY_ASSIGN(int sock, p.borrowed());
   std::string what = fmt::format("pid {} fd {}", p.pid, p.fd);
   std::string desc = inet::describe_socket(sock, p.domain, p.type);
+  if (env.flags.tcp_close) return dump_closed(p, sock, of);
   if (!env.flags.tcp_established)
-    return errorf("pid {}: fd {} is {}, {}; dump with --tcp-established to save it", p.pid, p.fd,
-                  p.link, desc);
+    return errorf(
+        "pid {}: fd {} is {}, {}; dump with --tcp-established to save it, or with --tcp-close "
+        "to have it come back closed",
+        p.pid, p.fd, p.link, desc);
   CKPT_TRY_ASSIGN(tcp_info before, info_of(sock, what));
   if (!saveable(before.tcpi_state))
     return errorf("pid {}: fd {} is {} in state {}, which ckpt cannot save yet", p.pid, p.fd, desc,
@@ -428,6 +468,38 @@ Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of,
   return fd;
 }
 
+// A connection that comes back closed, as one its peer has reset: the socket is connected in
+// repair mode (no packet) so that it keeps its local address, then disconnected there, which
+// leaves it in CLOSE with ECONNABORTED pending, again without a packet. The program's next call
+// on it fails as on any connection lost, and poll() reports it (POLLHUP, POLLERR).
+Result<ScopedFd> create_closed(const RecreateEnv& env, const schema::OpenFile& of,
+                               const TcpStreamPayload& t) {
+  std::string what = fmt::format("{}: TCP {}", env.holder(of.id), netlock::text(connection_of(t)));
+  ScopedFd fd(::socket(t.local.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!fd) return sys_error(fmt::format("socket for {}", what));
+  int sock = fd.get();
+  CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR", what));
+  socklen_t llen = 0, plen = 0;
+  CKPT_TRY_ASSIGN(sockaddr_storage local, inet::sockaddr_of(t.local, llen));
+  CKPT_TRY_ASSIGN(sockaddr_storage peer, inet::sockaddr_of(t.peer, plen));
+  if (::bind(sock, reinterpret_cast<sockaddr*>(&local), llen) < 0)
+    return sys_error(fmt::format("{}: bind to {}", what, inet::endpoint_text(t.local)));
+  if (::connect(sock, reinterpret_cast<sockaddr*>(&peer), plen) < 0)
+    return sys_error(fmt::format("{}: connect in repair mode", what));
+  sockaddr none{};
+  none.sa_family = AF_UNSPEC;
+  if (::connect(sock, &none, sizeof(none)) < 0)
+    return sys_error(fmt::format("{}: disconnect in repair mode", what));
+  CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR", what));
+  CKPT_TRY(inet::apply_options(sock, kOptions, t.options, what));
+  // Dumped with --tcp-established, the connection is still locked: the peer's next packet now
+  // meets no connection and is answered with a reset, so the peer learns it is gone.
+  if (!t.closed) CKPT_TRY(netlock::unlock(connection_of(t)));
+  CKPT_TRY(set_status_flags(sock, of.flags, what));
+  log::info("restore", "{}: restored closed", what);
+  return fd;
+}
+
 class TcpStreamKind final : public FdKind {
  public:
   std::string_view name() const override { return "tcp_stream"; }
@@ -449,7 +521,11 @@ class TcpStreamKind final : public FdKind {
                   OpenedFiles& out) const override {
     for (auto* of : mine) {
       CKPT_TRY_ASSIGN(TcpStreamPayload t, payload_of<TcpStreamPayload>(*of));
-      CKPT_TRY_ASSIGN(out[of->id], create(env, *of, t));
+      if (t.closed.value_or(false) || env.tcp_close) {
+        CKPT_TRY_ASSIGN(out[of->id], create_closed(env, *of, t));
+      } else {
+        CKPT_TRY_ASSIGN(out[of->id], create(env, *of, t));
+      }
     }
     return {};
   }
@@ -465,10 +541,19 @@ void TcpRepairScope::release() {
     if (Status st = netlock::unlock(r.conn); !st.ok()) log::warn("dump", "{}", st.error().message);
   }
   repaired().clear();
+  for (auto& r : to_reset())
+    if (r.set) (void)::setsockopt(r.sock.get(), SOL_SOCKET, SO_LINGER, &r.before, sizeof(r.before));
+  to_reset().clear();
   guard().stand_down();
 }
 
 Status TcpRepairScope::before_kill() {
+  for (auto& r : to_reset()) {
+    linger reset{1, 0};
+    if (::setsockopt(r.sock.get(), SOL_SOCKET, SO_LINGER, &reset, sizeof(reset)) < 0)
+      return sys_error("SO_LINGER 0 on a TCP connection before the kill");
+    r.set = true;
+  }
   for (auto& r : repaired()) {
     int on = TCP_REPAIR_ON;
     if (::setsockopt(r.sock.get(), IPPROTO_TCP, TCP_REPAIR, &on, sizeof(on)) < 0)
@@ -484,8 +569,9 @@ bool TcpRepairScope::any() const {
 }
 
 void TcpRepairScope::keep_locked() {
-  // Closed in repair mode, a socket goes away without a packet.
+  // Closed in repair mode, a socket goes away without a packet; one to reset sends its reset.
   repaired().clear();
+  to_reset().clear();
   guard().stand_down();
 }
 

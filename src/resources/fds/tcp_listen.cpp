@@ -1,7 +1,7 @@
 // Listening TCP sockets (IPv4 and IPv6) whose accept queue is empty: address, backlog and the
 // options that change what the program sees, read through a borrowed copy of the socket (no code
 // runs in the target). The restorer creates, binds and listens again; a port taken meanwhile
-// fails the restore, naming it. (Connected sockets and a queue with connections: refused.)
+// fails the restore, naming it. A queue with connections is refused, or with --tcp-close left out.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -9,6 +9,7 @@
 
 #include <cstring>
 
+#include "common/log.hpp"
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/fd_kind.hpp"
 #include "resources/fds/inet.hpp"
@@ -58,7 +59,9 @@ struct ListenPayload {
   }
 };
 
-Result<ListenPayload> describe(FdProbe& p, int sock) {
+// `drop_waiting` (--tcp-close): connections waiting to be accepted are left out instead of
+// refusing the dump; their clients lose them, as they lost them when the original died.
+Result<ListenPayload> describe(FdProbe& p, int sock, bool drop_waiting) {
   bool v6 = p.domain == AF_INET6;
   sockaddr_storage local{};
   socklen_t llen = sizeof(local);
@@ -70,10 +73,14 @@ Result<ListenPayload> describe(FdProbe& p, int sock) {
     return errorf(
         "pid {}: fd {} is a TCP socket on {} that /proc/{}/net/{} does not show listening", p.pid,
         p.fd, where, p.pid, v6 ? "tcp6" : "tcp");
-  if (line->rx_queue != 0)
+  if (line->rx_queue != 0 && drop_waiting)
+    log::info("dump",
+              "pid {}: fd {}: the {} connection(s) waiting on {} are left out (--tcp-close)", p.pid,
+              p.fd, line->rx_queue, where);
+  else if (line->rx_queue != 0)
     return errorf(
         "pid {}: fd {} is a TCP socket listening on {} with {} connection(s) waiting to be "
-        "accepted, which ckpt cannot save yet",
+        "accepted, which ckpt cannot save yet (--tcp-close leaves them out)",
         p.pid, p.fd, where, line->rx_queue);
   // For a listener TCP_INFO carries the backlog it was given (after the somaxconn cap).
   tcp_info info{};
@@ -156,9 +163,9 @@ class TcpListenKind final : public FdKind {
     auto sock = p.borrowed();
     return sock.ok() && int_sockopt(*sock, SOL_SOCKET, SO_ACCEPTCONN) == 1;
   }
-  Status dump(DumpEnv&, FdProbe& p, schema::OpenFile& of) const override {
+  Status dump(DumpEnv& env, FdProbe& p, schema::OpenFile& of) const override {
     CKPT_TRY_ASSIGN(int sock, p.borrowed());
-    CKPT_TRY_ASSIGN(ListenPayload l, describe(p, sock));
+    CKPT_TRY_ASSIGN(ListenPayload l, describe(p, sock, env.flags.tcp_close));
     of.payload = schema::encode(l);
     return {};
   }

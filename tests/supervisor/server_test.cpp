@@ -1,0 +1,135 @@
+// A server under `ckpt run` with a client connected: checkpoints save its connections to come
+// back closed (--tcp-close; without it every checkpoint would fail while a client is connected),
+// and after a crash it comes back from one, drops the old client by itself and serves new ones.
+// The server is an unmodified python3 program (a selectors event loop, SO_REUSEADDR as servers
+// set it) that numbers its answers: a fresh start would begin again at 1.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <fstream>
+
+#include "sv_test_util.hpp"
+
+namespace ckpt::test {
+namespace {
+
+constexpr const char* kServer = R"(import selectors, socket, sys
+count = 0
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", int(sys.argv[1])))
+l.listen(8)
+l.setblocking(False)
+sel = selectors.DefaultSelector()
+sel.register(l, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        s = key.fileobj
+        if s is l:
+            c, _ = l.accept()
+            c.setblocking(False)
+            sel.register(c, selectors.EVENT_READ)
+            continue
+        try:
+            data = s.recv(512)
+        except OSError as e:
+            print("CLOSED", e.strerror, flush=True)
+            data = None
+        if not data:
+            sel.unregister(s)
+            s.close()
+            continue
+        count += 1
+        s.sendall(b"echo:" + data + b" #" + str(count).encode())
+)";
+
+int free_port() {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  ::bind(s, reinterpret_cast<sockaddr*>(&a), len);
+  ::getsockname(s, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(s);
+  return ntohs(a.sin_port);
+}
+
+int connect_to(int port) {
+  int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval tv{10, 0};
+  ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) return s;
+  ::close(s);
+  return -1;
+}
+
+std::string ask(int fd, const std::string& msg) {
+  if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size()))
+    return std::string("send: ") + strerror(errno);
+  char buf[256];
+  ssize_t n = ::recv(fd, buf, sizeof buf, 0);
+  if (n <= 0) return n < 0 ? std::string("recv: ") + strerror(errno) : "EOF";
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+struct Fd {
+  int fd = -1;
+  ~Fd() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+TEST(SupervisorServer, AServerWithAClientIsCheckpointedAndRecoveredWithItsConnectionClosed) {
+  TempDir d;
+  auto script = d.path() / "server.py";
+  std::ofstream(script) << kServer;
+  auto store = d.path() / "store";
+  int port = free_port();
+  Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--dir", store, "--interval", "0.3", "--min-uptime",
+                     "0.2", "--", "/usr/bin/python3", script, std::to_string(port)});
+  Fd a;
+  ASSERT_TRUE(eventually([&] { return (a.fd = connect_to(port)) >= 0; })) << sv.err();
+  ASSERT_EQ(ask(a.fd, "a1"), "echo:a1 #1");
+  ASSERT_EQ(ask(a.fd, "a2"), "echo:a2 #2");
+  // Two more checkpoints: the second began after the answers, with the client connected.
+  long before = run_state(store).value("checkpoints", 0L);
+  ASSERT_TRUE(eventually([&] { return run_state(store).value("checkpoints", 0L) >= before + 2; }))
+      << sv.err();
+  EXPECT_EQ(sv.err().find("checkpoint failed"), std::string::npos) << sv.err();
+  pid_t child = run_state(store).value("child_pid", 0);
+  ASSERT_GT(child, 0);
+  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  // The crash ends the connection; the recovered server answers a new client, counting on.
+  EXPECT_NE(ask(a.fd, "a3").rfind("echo:", 0), 0u);
+  // A client reconnects until a server answers (one that connects while the killed server's
+  // listener is still closing is reset).
+  ASSERT_TRUE(eventually([&] { return sv.err().find("crash: killed") != std::string::npos; }))
+      << sv.err();
+  std::string answer;
+  ASSERT_TRUE(eventually([&] {
+    Fd b{connect_to(port)};
+    answer = b.fd < 0 ? "" : ask(b.fd, "b1");
+    return answer.rfind("echo:", 0) == 0;
+  })) << answer
+      << "\n"
+      << sv.err();
+  EXPECT_EQ(answer, "echo:b1 #3") << sv.err();
+  EXPECT_TRUE(eventually([&] {
+    return sv.err().find("recovered from generation") != std::string::npos;
+  })) << sv.err();
+  // The old client's socket came back closed, and the server dropped it by itself.
+  EXPECT_TRUE(eventually([&] { return sv.out().find("CLOSED") != std::string::npos; })) << sv.out();
+  ::kill(sv.pid(), SIGTERM);
+  EXPECT_NE(sv.wait(), -1);
+}
+
+}  // namespace
+}  // namespace ckpt::test
