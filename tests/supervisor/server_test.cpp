@@ -95,6 +95,16 @@ TEST(SupervisorServer, AServerWithAClientIsCheckpointedAndRecoveredWithItsConnec
   int port = free_port();
   Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--dir", store, "--interval", "0.3", "--min-uptime",
                      "0.2", "--", "/usr/bin/python3", script, std::to_string(port)});
+  // A failed assertion kills the supervisor (Proc), whose program would run on (it is left for
+  // --resume): the server goes first.
+  struct KillServer {
+    Proc& sv;
+    fs::path store;
+    ~KillServer() {
+      pid_t child = run_state(store).value("child_pid", 0);
+      if (sv.running() && child > 0) ::kill(child, SIGKILL);
+    }
+  } kill_server{sv, store};
   Fd a;
   ASSERT_TRUE(eventually([&] { return (a.fd = connect_to(port)) >= 0; })) << sv.err();
   ASSERT_EQ(ask(a.fd, "a1"), "echo:a1 #1");
