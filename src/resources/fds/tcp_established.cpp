@@ -318,6 +318,27 @@ Status negotiated_options(int sock, const TcpStreamPayload& t, std::string_view 
   return {};
 }
 
+// A new socket of the connection's family, in repair mode.
+Result<ScopedFd> repair_socket(const TcpStreamPayload& t, const std::string& what) {
+  ScopedFd fd(::socket(t.local.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
+  if (!fd) return sys_error(fmt::format("socket for {}", what));
+  CKPT_TRY(set_int(fd.get(), TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR", what));
+  return fd;
+}
+
+// In repair mode: the saved addresses, without a packet (SK_FORCE_REUSE lets the port be shared
+// with the listener that accepted the connection).
+Status bind_and_connect(int sock, const TcpStreamPayload& t, const std::string& what) {
+  socklen_t llen = 0, plen = 0;
+  CKPT_TRY_ASSIGN(sockaddr_storage local, inet::sockaddr_of(t.local, llen));
+  CKPT_TRY_ASSIGN(sockaddr_storage peer, inet::sockaddr_of(t.peer, plen));
+  if (::bind(sock, reinterpret_cast<sockaddr*>(&local), llen) < 0)
+    return sys_error(fmt::format("{}: bind to {}", what, inet::endpoint_text(t.local)));
+  if (::connect(sock, reinterpret_cast<sockaddr*>(&peer), plen) < 0)
+    return sys_error(fmt::format("{}: connect in repair mode", what));
+  return {};
+}
+
 // Sequence numbers and the timestamp clock go in while the socket is still closed; connect in
 // repair mode then makes it established without a packet.
 Status connect_repaired(int sock, const TcpStreamPayload& t, const std::string& what) {
@@ -337,14 +358,7 @@ Status connect_repaired(int sock, const TcpStreamPayload& t, const std::string& 
     int bound = static_cast<int>(std::min<uint32_t>(t.mss, 32767));
     CKPT_TRY(set_int(sock, TCP_MAXSEG, bound, "TCP_MAXSEG", what));
   }
-  socklen_t llen = 0, plen = 0;
-  CKPT_TRY_ASSIGN(sockaddr_storage local, inet::sockaddr_of(t.local, llen));
-  CKPT_TRY_ASSIGN(sockaddr_storage peer, inet::sockaddr_of(t.peer, plen));
-  if (::bind(sock, reinterpret_cast<sockaddr*>(&local), llen) < 0)
-    return sys_error(fmt::format("{}: bind to {}", what, inet::endpoint_text(t.local)));
-  if (::connect(sock, reinterpret_cast<sockaddr*>(&peer), plen) < 0)
-    return sys_error(fmt::format("{}: connect in repair mode", what));
-  return {};
+  return bind_and_connect(sock, t, what);
 }
 
 // The window as saved, except that a received FIN is not there yet: the window's left edge may
@@ -444,10 +458,8 @@ Status replay_fins(int sock, const TcpStreamPayload& t, std::string_view what) {
 Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of,
                         const TcpStreamPayload& t) {
   std::string what = fmt::format("{}: TCP {}", env.holder(of.id), netlock::text(connection_of(t)));
-  ScopedFd fd(::socket(t.local.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
-  if (!fd) return sys_error(fmt::format("socket for {}", what));
+  CKPT_TRY_ASSIGN(ScopedFd fd, repair_socket(t, what));
   int sock = fd.get();
-  CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR", what));
   CKPT_TRY(connect_repaired(sock, t, what));
   CKPT_TRY(negotiated_options(sock, t, what));
   CKPT_TRY(inet::apply_options(sock, kOptions, t.options, what));
@@ -475,17 +487,9 @@ Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of,
 Result<ScopedFd> create_closed(const RecreateEnv& env, const schema::OpenFile& of,
                                const TcpStreamPayload& t) {
   std::string what = fmt::format("{}: TCP {}", env.holder(of.id), netlock::text(connection_of(t)));
-  ScopedFd fd(::socket(t.local.v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_CLOEXEC, IPPROTO_TCP));
-  if (!fd) return sys_error(fmt::format("socket for {}", what));
+  CKPT_TRY_ASSIGN(ScopedFd fd, repair_socket(t, what));
   int sock = fd.get();
-  CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_ON, "TCP_REPAIR", what));
-  socklen_t llen = 0, plen = 0;
-  CKPT_TRY_ASSIGN(sockaddr_storage local, inet::sockaddr_of(t.local, llen));
-  CKPT_TRY_ASSIGN(sockaddr_storage peer, inet::sockaddr_of(t.peer, plen));
-  if (::bind(sock, reinterpret_cast<sockaddr*>(&local), llen) < 0)
-    return sys_error(fmt::format("{}: bind to {}", what, inet::endpoint_text(t.local)));
-  if (::connect(sock, reinterpret_cast<sockaddr*>(&peer), plen) < 0)
-    return sys_error(fmt::format("{}: connect in repair mode", what));
+  CKPT_TRY(bind_and_connect(sock, t, what));
   sockaddr none{};
   none.sa_family = AF_UNSPEC;
   if (::connect(sock, &none, sizeof(none)) < 0)
