@@ -59,7 +59,9 @@ class Supervisor {
   void save_state();
   std::optional<int> start();
   std::optional<int> recover(Clock::time_point crashed_at);
-  Status restore_from(const std::string& generation);
+  // `taking_over`: the program's live connections come back as they were (its adoption's
+  // image); after a crash every connection comes back closed, whatever the generation holds.
+  Status restore_from(const std::string& generation, bool taking_over = false);
   Status start_fresh();
   Result<bool> take_over();
   Result<std::string> checkpoint_to_adopt(pid_t pid);
@@ -122,7 +124,7 @@ Status Supervisor::start_fresh() {
   return {};
 }
 
-Status Supervisor::restore_from(const std::string& generation) {
+Status Supervisor::restore_from(const std::string& generation, bool taking_over) {
   // Said before the restore: if we die in the middle of it, `--resume` knows which PID to look
   // at for a program that came back anyway.
   if (auto gen = store_.find(generation); gen.ok() && gen->labels.count("pid")) {
@@ -134,6 +136,7 @@ Status Supervisor::restore_from(const std::string& generation) {
   RestoreOptions ro;
   ro.generation = generation;
   ro.shell_job = true;
+  ro.tcp_close = !taking_over;
   ro.accept_changed_files = opts_.accept_changed_files;
   ro.lazy = opts_.lazy;
   CKPT_TRY_ASSIGN(RestoreResult r, restore_process(store_, ro));
@@ -206,7 +209,7 @@ Result<bool> Supervisor::take_over() {
         "cannot take over pid {} (it keeps running unsupervised; end it to resume from the "
         "store)",
         pid));
-  Status st = restore_from(*gen);
+  Status st = restore_from(*gen, true);
   if (!st.ok()) {
     say(fmt::format("taking over pid {}: generation {}: {}", pid, *gen, st.error().message));
     return false;
@@ -223,6 +226,8 @@ Result<std::string> Supervisor::checkpoint_to_adopt(pid_t pid) {
   DumpOptions d;
   d.pid = pid;
   d.shell_job = true;
+  // The program lives on through its adoption, and so do its connections and their peers.
+  d.tcp_established = true;
   if (opts_.compress) d.write.compression = image::Compression::zstd;
   CKPT_TRY_ASSIGN(DumpResult r, dump_process(store_, d));
   policy_.checkpointed(r.generation.id);

@@ -141,5 +141,43 @@ TEST(SupervisorServer, AServerWithAClientIsCheckpointedAndRecoveredWithItsConnec
   EXPECT_NE(sv.wait(), -1);
 }
 
+// The supervisor dies (SIGKILL) and leaves its server running with a client; `ckpt run --resume`
+// takes the server over (a dump that kills it, a restore) with its connection as it was: the
+// same client on the same connection goes on, its next answer numbered on.
+TEST(SupervisorServer, ResumeTakesOverALiveServerWithItsClientsConnection) {
+  TempDir d;
+  auto script = d.path() / "server.py";
+  std::ofstream(script) << kServer;
+  auto store = d.path() / "store";
+  int port = free_port();
+  auto first = d.path() / "first";
+  fs::create_directories(first);
+  Proc sv(first, {CKPT_CLI_PATH, "run", "--dir", store, "--interval", "0", "--", "/usr/bin/python3",
+                  script, std::to_string(port)});
+  Fd a;
+  ASSERT_TRUE(eventually([&] { return (a.fd = connect_to(port)) >= 0; })) << sv.err();
+  ASSERT_EQ(ask(a.fd, "a1"), "echo:a1 #1");
+  pid_t server = run_state(store).value("child_pid", 0);
+  ASSERT_GT(server, 0);
+  // Whatever fails below, the orphaned server does not outlive the test.
+  struct KillServer {
+    pid_t pid;
+    ~KillServer() {
+      if (slurp("/proc/" + std::to_string(pid) + "/cmdline").find("server.py") != std::string::npos)
+        ::kill(pid, SIGKILL);
+    }
+  } kill_server{server};
+  ::kill(sv.pid(), SIGKILL);
+  ASSERT_NE(sv.wait(), -1);
+  ASSERT_EQ(ask(a.fd, "a2"), "echo:a2 #2") << "the server runs on unsupervised";
+  Proc resumed(d.path(), {CKPT_CLI_PATH, "run", "--resume", "--dir", store});
+  ASSERT_TRUE(eventually([&] { return resumed.err().find("took over pid") != std::string::npos; }))
+      << resumed.err();
+  EXPECT_EQ(ask(a.fd, "a3"), "echo:a3 #3") << resumed.err();
+  EXPECT_EQ(run_state(store).value("child_pid", 0), server);
+  ::kill(resumed.pid(), SIGTERM);
+  EXPECT_NE(resumed.wait(), -1);
+}
+
 }  // namespace
 }  // namespace ckpt::test
