@@ -47,18 +47,26 @@ Result<std::vector<pid_t>> list_children(pid_t pid) {
   return out;
 }
 
-Result<std::vector<pid_t>> list_children_by_scan(pid_t pid) {
+Result<std::vector<pid_t>> list_pids() {
   std::unique_ptr<DIR, int (*)(DIR*)> dir(::opendir("/proc"), ::closedir);
   if (!dir) return sys_error("list /proc");
   std::vector<pid_t> out;
   while (dirent* e = ::readdir(dir.get())) {
     auto v = parse_u64(e->d_name);
-    if (!v || *v > INT32_MAX) continue;
-    auto st = read_stat(static_cast<pid_t>(*v));
+    if (v && *v <= INT32_MAX) out.push_back(static_cast<pid_t>(*v));
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<std::vector<pid_t>> list_children_by_scan(pid_t pid) {
+  CKPT_TRY_ASSIGN(std::vector<pid_t> pids, list_pids());
+  std::vector<pid_t> out;
+  for (pid_t p : pids) {
+    auto st = read_stat(p);
     if (!st) continue;  // exited during the scan, or a kernel thread we may not read
     if (st->ppid == pid) out.push_back(st->pid);
   }
-  std::sort(out.begin(), out.end());
   return out;
 }
 

@@ -1,6 +1,5 @@
 #include "restore/pid_ns.hpp"
 
-#include <dirent.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
@@ -66,15 +65,8 @@ void pass_on(int sig, siginfo_t* info, void*) {
 // Whether a process other than us is in the namespace (our /proc is the namespace's): one that
 // entered it from outside is no child of ours.
 bool others_in_namespace() {
-  DIR* d = ::opendir("/proc");
-  if (!d) return false;
-  bool found = false;
-  while (dirent* e = ::readdir(d)) {
-    int pid = std::atoi(e->d_name);
-    if (pid > 1) found = true;
-  }
-  ::closedir(d);
-  return found;
+  auto pids = proc::list_pids();
+  return pids.ok() && !pids->empty() && pids->back() > 1;
 }
 
 // Reaps every process of the namespace (orphans come here) until none is left; the root's

@@ -10,19 +10,13 @@
 #include <unistd.h>
 
 #include "net_util.hpp"
+#include "support/tcp_ask.hpp"
 #include "test_process.hpp"
 
 namespace e2e {
 namespace {
 
-std::string ask(int fd, const std::string& msg) {
-  if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size()))
-    return std::string("send: ") + strerror(errno);
-  char buf[256];
-  ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-  if (n <= 0) return n < 0 ? std::string("recv: ") + strerror(errno) : "EOF";
-  return std::string(buf, static_cast<size_t>(n));
-}
+using ckpt::test_support::ask;
 
 class TcpCloseTest : public ::testing::TestWithParam<int> {
  protected:

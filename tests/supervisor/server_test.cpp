@@ -11,6 +11,7 @@
 
 #include <fstream>
 
+#include "support/tcp_ask.hpp"
 #include "sv_test_util.hpp"
 
 namespace ckpt::test {
@@ -71,14 +72,7 @@ int connect_to(int port) {
   return -1;
 }
 
-std::string ask(int fd, const std::string& msg) {
-  if (::send(fd, msg.data(), msg.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(msg.size()))
-    return std::string("send: ") + strerror(errno);
-  char buf[256];
-  ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-  if (n <= 0) return n < 0 ? std::string("recv: ") + strerror(errno) : "EOF";
-  return std::string(buf, static_cast<size_t>(n));
-}
+using ckpt::test_support::ask;
 
 struct Fd {
   int fd = -1;

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include <cstring>
-#include <string_view>
 
 #include "common/child_process.hpp"
 #include "common/scoped_fd.hpp"
@@ -22,26 +21,22 @@ namespace {
 // paced segment) once its state has been read, which the peer would otherwise receive while the
 // image counts it unsent. Set elements are (peer, peer port, local, local port).
 std::string setup_script() {
-  std::string script =
+  return fmt::format(
       "add table inet ckpt\n"
-      "add set inet ckpt conns4 { type ipv4_addr . inet_service . ipv4_addr . inet_service; }\n"
-      "add set inet ckpt conns6 { type ipv6_addr . inet_service . ipv6_addr . inet_service; }\n";
-  for (const char* hook : {"input", "output"}) {
-    // Output packets go from local to peer: the same element, read the other way round.
-    const char* match = std::string_view(hook) == "input"
-                            ? "saddr . tcp sport . {0} daddr . tcp dport"
-                            : "daddr . tcp dport . {0} saddr . tcp sport";
-    script += fmt::format(
-        "add chain inet ckpt {0} {{ type filter hook {0} priority -300; policy accept; }}\n"
-        "flush chain inet ckpt {0}\n"
-        "add rule inet ckpt {0} meta mark {1:#x} accept\n",
-        hook, kPassMark);
-    script += fmt::format("add rule inet ckpt {} ip {} @conns4 drop\n", hook,
-                          fmt::format(fmt::runtime(match), "ip"));
-    script += fmt::format("add rule inet ckpt {} ip6 {} @conns6 drop\n", hook,
-                          fmt::format(fmt::runtime(match), "ip6"));
-  }
-  return script;
+      "add set inet ckpt conns4 {{ type ipv4_addr . inet_service . ipv4_addr . inet_service; }}\n"
+      "add set inet ckpt conns6 {{ type ipv6_addr . inet_service . ipv6_addr . inet_service; }}\n"
+      "add chain inet ckpt input {{ type filter hook input priority -300; policy accept; }}\n"
+      "flush chain inet ckpt input\n"
+      "add rule inet ckpt input meta mark {0:#x} accept\n"
+      "add rule inet ckpt input ip saddr . tcp sport . ip daddr . tcp dport @conns4 drop\n"
+      "add rule inet ckpt input ip6 saddr . tcp sport . ip6 daddr . tcp dport @conns6 drop\n"
+      // Output packets go from local to peer: the same elements, read the other way round.
+      "add chain inet ckpt output {{ type filter hook output priority -300; policy accept; }}\n"
+      "flush chain inet ckpt output\n"
+      "add rule inet ckpt output meta mark {0:#x} accept\n"
+      "add rule inet ckpt output ip daddr . tcp dport . ip saddr . tcp sport @conns4 drop\n"
+      "add rule inet ckpt output ip6 daddr . tcp dport . ip6 saddr . tcp sport @conns6 drop\n",
+      kPassMark);
 }
 
 // An IPv6 socket talking to an IPv4 peer (::ffff:a.b.c.d) sends and receives IPv4 packets.

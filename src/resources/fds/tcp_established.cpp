@@ -382,10 +382,8 @@ Status set_window(int sock, const TcpStreamPayload& t, std::string_view what) {
 // repaired part may take more of it than it did in the original.
 Status queue_unsent(int sock, std::span<const uint8_t> data, std::string_view what) {
   if (data.empty()) return {};
-  int size = 0;
-  socklen_t len = sizeof(size);
-  if (::getsockopt(sock, SOL_SOCKET, SO_SNDBUF, &size, &len) < 0)
-    return sys_error(fmt::format("getsockopt SO_SNDBUF of {}", what));
+  int size = int_sockopt(sock, SOL_SOCKET, SO_SNDBUF);
+  if (size < 0) return sys_error(fmt::format("getsockopt SO_SNDBUF of {}", what));
   // The kernel doubles what is set and reports the doubled value.
   int raised = size / 2 + static_cast<int>(std::min<size_t>(data.size(), 64u << 20)) * 2;
   if (::setsockopt(sock, SOL_SOCKET, SO_SNDBUFFORCE, &raised, sizeof(raised)) < 0)
