@@ -278,6 +278,7 @@ Status freeze_tree(Tree& tree, const DumpOptions& opts) {
       continue;
     }
     CKPT_TRY(frozen);
+    if (i == 0) CKPT_TRY(tree::check_root(ctx.pid));
     CKPT_TRY_ASSIGN(auto children, proc::list_children(ctx.pid));
     for (pid_t c : children) {
       if (std::find(opts.ignore_children.begin(), opts.ignore_children.end(), c) !=

@@ -38,6 +38,13 @@ Status timer_key(std::string_view key, std::string_view v, PosixTimer& t) {
   return {};
 }
 
+// kcmp of two tasks' objects of one kind (KCMP_VM, KCMP_FILES): 0 means the same.
+Result<bool> same_object(pid_t a, pid_t b, int type, std::string_view what) {
+  long r = ::syscall(SYS_kcmp, a, b, type, 0, 0);
+  if (r < 0) return sys_error(fmt::format("kcmp ({}) of {} and {}", what, a, b));
+  return r == 0;
+}
+
 }  // namespace
 
 Result<std::vector<PosixTimer>> parse_timers(std::string_view text) {
@@ -188,9 +195,11 @@ Result<bool> same_open_file(pid_t pid_a, int fd_a, pid_t pid_b, int fd_b) {
 }
 
 Result<bool> same_memory(pid_t a, pid_t b) {
-  long r = ::syscall(SYS_kcmp, a, b, KCMP_VM, 0, 0);
-  if (r < 0) return sys_error(fmt::format("kcmp pids {} and {}", a, b));
-  return r == 0;
+  return same_object(a, b, KCMP_VM, "address space");
+}
+
+Result<bool> same_file_table(pid_t a, pid_t b) {
+  return same_object(a, b, KCMP_FILES, "file table");
 }
 
 }  // namespace ckpt::proc

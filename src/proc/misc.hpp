@@ -69,5 +69,7 @@ Result<uint32_t> read_personality(pid_t pid);
 Result<bool> same_open_file(pid_t pid_a, int fd_a, pid_t pid_b, int fd_b);
 // Whether two processes share one address space (kcmp KCMP_VM: vfork, CLONE_VM).
 Result<bool> same_memory(pid_t a, pid_t b);
+// Whether two tasks (processes or threads) share one file table (kcmp KCMP_FILES: CLONE_FILES).
+Result<bool> same_file_table(pid_t a, pid_t b);
 
 }  // namespace ckpt::proc

@@ -272,12 +272,6 @@ std::string describe(const LockRecord& r) {
   return "lock";
 }
 
-size_t held_posix_locks(const std::vector<proc::FileLock>& all, pid_t pid) {
-  return static_cast<size_t>(std::count_if(all.begin(), all.end(), [&](const proc::FileLock& l) {
-    return !l.blocked && l.kind == "POSIX" && l.pid == pid;
-  }));
-}
-
 Status dump_fd(DumpContext& ctx, const fds::FdProbe& p, uint32_t open_file) {
   if (p.info.lock_lines.empty()) return {};
   schema::OpenFile& of = ctx.tree->image.open_files.at(open_file);
@@ -299,17 +293,6 @@ Status dump_fd(DumpContext& ctx, const fds::FdProbe& p, uint32_t open_file) {
       of.locks.push_back(*r);
     }
   }
-  return {};
-}
-
-Status check_all_seen(const DumpContext& ctx) {
-  CKPT_TRY_ASSIGN(auto all, proc::read_locks());
-  size_t held = held_posix_locks(all, ctx.pid);
-  if (held > ctx.rec.locks.size())
-    return errorf(
-        "pid {} holds {} POSIX locks, {} of them on no file it has open (a process sharing its "
-        "file table?), which ckpt cannot save",
-        ctx.pid, held, held - ctx.rec.locks.size());
   return {};
 }
 

@@ -26,16 +26,10 @@ Result<schema::LockRecord> record_of(const proc::FileLock& l, bool read_only);
 // "POSIX write lock on bytes 0-99", "flock shared lock", "write lease": for messages.
 std::string describe(const schema::LockRecord& r);
 
-// The POSIX locks /proc/locks shows as held by `pid` (its lines with that pid, waiters excluded).
-size_t held_posix_locks(const std::vector<proc::FileLock>& all, pid_t pid);
-
 // Dump: the locks fdinfo shows on descriptor `p` (open file `open_file`, already described in
 // the tree's image, `p.fd` already in ctx.rec.fds), added once each however many descriptors show
 // them: POSIX locks to the process, the others to the open file.
 Status dump_fd(DumpContext& ctx, const fds::FdProbe& p, uint32_t open_file);
-// Dump, after every descriptor of ctx.pid: /proc/locks must hold no POSIX lock of the process
-// that none of its descriptors showed (a lock ckpt would silently drop).
-Status check_all_seen(const DumpContext& ctx);
 
 // Dump, once every process is dumped: a deleted file is restored as a copy, so a lock on it
 // (held or waited for, by anyone) that a process outside the tree shares through the original

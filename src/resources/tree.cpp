@@ -84,7 +84,23 @@ Result<ChildState> check_child(pid_t parent, pid_t child) {
   if (auto same = proc::same_memory(parent, child); same.ok() && *same)
     return errorf("pid {}: its child {} shares its memory (vfork), which ckpt cannot save yet",
                   parent, child);
+  // Restored processes each get a table of their own: what one opened the other would not see.
+  if (auto same = proc::same_file_table(parent, child); same.ok() && *same)
+    return errorf(
+        "pid {}: its child {} shares its file table (clone with CLONE_FILES), which ckpt cannot "
+        "save yet",
+        parent, child);
   return ChildState::live;
+}
+
+Status check_root(pid_t root) {
+  CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(root));
+  if (auto same = proc::same_file_table(st.ppid, root); same.ok() && *same)
+    return errorf(
+        "pid {}: it shares its file table with its parent, pid {} (clone with CLONE_FILES), which "
+        "ckpt cannot save",
+        root, st.ppid);
+  return {};
 }
 
 Result<schema::ZombieRecord> dump_zombie(pid_t pid) {

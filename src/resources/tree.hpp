@@ -12,9 +12,12 @@
 namespace ckpt::tree {
 
 // Checks a child found while freezing the tree: not traced by another, not sharing its parent's
-// memory (vfork). A zombie (ended, not yet waited for) is fine: it comes back as a zombie.
+// memory (vfork) or file table (CLONE_FILES). A zombie (ended, not yet waited for) is fine: it
+// comes back as a zombie.
 enum class ChildState { live, zombie };
 Result<ChildState> check_child(pid_t parent, pid_t child);
+// Checks the dumped tree's root: it shares no file table with its parent, which is not dumped.
+Status check_root(pid_t root);
 // Refuses a process that lives in a PID namespace below the dumper's: its PIDs inside it are not
 // the ones the image would record. `status` is the process's.
 Status check_pid_namespace(pid_t pid, const proc::ProcStatus& status);

@@ -252,5 +252,33 @@ TEST(FileLocks, LockOnAPipeIsRefused) {
   EXPECT_TRUE(p.finish());
 }
 
+// Only the main thread's file table is saved: a thread with a table (and a POSIX lock) of its
+// own, or a child sharing its parent's, would come back wrong; refused naming it, left running.
+class SharedFileTable : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SharedFileTable, IsRefusedNamingIt) {
+  become_subreaper();
+  TempDir files;
+  fs::path file = files / "locked";
+  make_file(file);
+  TestProcess p({program_path("file_locks"), "table", GetParam(), file.string()});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  std::string want = GetParam() == "thread" ? "has a file table of its own (unshare CLONE_FILES)"
+                                            : "shares its file table (clone with CLONE_FILES)";
+  EXPECT_NE(r.err.find(want), std::string::npos) << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
+  if (GetParam() == "thread") {  // its lock is still held
+    auto t = run_command({program_path("file_locks"), "try", "posix", file.string()});
+    EXPECT_NE(t.out.find("main=LOCKED"), std::string::npos) << t.describe();
+  }
+  EXPECT_TRUE(p.finish());
+}
+
+INSTANTIATE_TEST_SUITE_P(Ways, SharedFileTable, ::testing::Values("thread", "child"));
+
 }  // namespace
 }  // namespace e2e

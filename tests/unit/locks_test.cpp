@@ -84,22 +84,6 @@ TEST(Locks, WhatCannotBeTakenAgainIsRefusedByName) {
   EXPECT_NE(refusal("1: POSIX  ADVISORY  UNLCK 7 08:03:1 0 EOF").find("UNLCK"), std::string::npos);
 }
 
-// Waiters ("->") are not held locks, nor are other processes' or other kinds of lock.
-TEST(Locks, HeldPosixLocksOfAProcess) {
-  auto all = proc::parse_locks(
-      "1: LEASE  ACTIVE    WRITE 22288 fe:00:10953460 0 EOF\n"
-      "2: FLOCK  ADVISORY  READ 22288 fe:00:10953447 0 EOF\n"
-      "3: OFDLCK ADVISORY  READ -1 fe:00:10953447 200 209\n"
-      "4: POSIX  ADVISORY  WRITE 22288 fe:00:10953447 0 99\n"
-      "4: -> POSIX  ADVISORY  WRITE 22329 fe:00:10953447 0 99\n"
-      "5: POSIX  ADVISORY  READ 22288 fe:00:10953447 1000 EOF\n"
-      "6: POSIX  ADVISORY  READ 22329 fe:00:10953447 300 399\n");
-  ASSERT_TRUE(all.ok()) << all.error().message;
-  EXPECT_EQ(locks::held_posix_locks(*all, 22288), 2u);
-  EXPECT_EQ(locks::held_posix_locks(*all, 22329), 1u);
-  EXPECT_EQ(locks::held_posix_locks(*all, 1), 0u);
-}
-
 TEST(Locks, RecordsRoundTripThroughTheCodec) {
   schema::OpenFile of;
   of.id = 3;

@@ -11,10 +11,15 @@
 //       a holder outside the dumped processes: locks, prints READY, releases on SIGUSR2.
 //   file_locks pipe flock -
 //       holds an exclusive flock on the read end (fd 10) of a pipe, which ckpt refuses to save.
+//   file_locks table thread|child PATH
+//       a file table shared in a way ckpt refuses: "thread", a thread that unshared its own
+//       (unshare CLONE_FILES) and holds a POSIX lock on PATH through it; "child", a child made
+//       with clone(CLONE_FILES), which shares this process's.
 //   file_locks try KIND PATH [fork]
 //       tries each lock without waiting and prints what it found, e.g. "main=LOCKED free=FREE".
 // PATH is the file, or /proc/PID/fd/10 of a process holding it once deleted.
 #include <fcntl.h>
+#include <sched.h>
 #include <sys/file.h>
 #include <sys/wait.h>
 
@@ -228,8 +233,46 @@ static int pipe_lock(void) {
   return e2e_finish();
 }
 
+static volatile int thread_locked;
+
+static void* own_table_thread(void* path) {
+  if (unshare(CLONE_FILES) < 0) return NULL;
+  int fd = open(path, O_RDWR);
+  if (fd >= 0 && range_lock(fd, F_WRLCK, 0, 100, 0) == 0) thread_locked = 1;
+  for (;;) pause();
+  return NULL;
+}
+
+static int sleeper(void* arg) {
+  (void)arg;
+  for (;;) pause();
+  return 0;
+}
+
+static int table(const char* how, const char* path) {
+  static char stack[64 * 1024];
+  e2e_setup();
+  pid_t child = 0;
+  if (!strcmp(how, "thread")) {
+    pthread_t t;
+    E2E_CHECK(pthread_create(&t, NULL, own_table_thread, (void*)path) == 0, "pthread_create");
+    for (int i = 0; i < 500 && !thread_locked; ++i) usleep(10000);
+    E2E_CHECK(thread_locked, "the thread did not take its lock");
+  } else {
+    E2E_SYS(child = clone(sleeper, stack + sizeof stack, CLONE_FILES | SIGCHLD, NULL));
+  }
+  e2e_ready();
+  e2e_sleep_until_go();
+  if (child > 0) {
+    kill(child, SIGKILL);
+    waitpid(child, NULL, 0);
+  }
+  return e2e_finish();
+}
+
 int main(int argc, char** argv) {
   if (argc < 4) return 2;
+  if (!strcmp(argv[1], "table")) return table(argv[2], argv[3]);
   kind = parse_kind(argv[2]);
   if (!strcmp(argv[1], "target")) return target(argc, argv);
   if (!strcmp(argv[1], "hold")) return hold(argv[3]);
