@@ -2,7 +2,8 @@
 // this test its peer outside the dumped tree): a connection whose peer closed its side with bytes
 // still unread (CLOSE_WAIT), one whose server closed its side with bytes still unsent
 // (FIN_WAIT1), one closed and acknowledged (FIN_WAIT2), one closed by both with the server's FIN
-// not yet acknowledged (LAST_ACK: an nft rule of the test drops its acknowledgment for a while).
+// not yet acknowledged (LAST_ACK: an nft rule of the test drops its acknowledgment for a while),
+// one the server shut down for reading only (SHUT_RD, ESTABLISHED) with bytes still unread.
 // After the restore each is in the same state, every byte arrives once and in order, each end of
 // file comes where it was, and the last one closes once its FIN is acknowledged.
 #include <gtest/gtest.h>
@@ -84,11 +85,11 @@ class AckBlock {
 };
 
 struct Peer {
-  int a = -1, b = -1, c = -1, d = -1;
+  int a = -1, b = -1, c = -1, d = -1, e = -1;
   std::unique_ptr<AckBlock> block;
   ~Peer() {
     block.reset();
-    for (int fd : {a, b, c, d})
+    for (int fd : {a, b, c, d, e})
       if (fd >= 0) ::close(fd);
   }
 };
@@ -103,7 +104,8 @@ class TcpHalfClosedTest : public ::testing::TestWithParam<int> {
     std::map<int, int> want = {{local_port(c.a), kCloseWait},
                                {local_port(c.b), kFinWait1},
                                {local_port(c.c), kFinWait2},
-                               {local_port(c.d), kLastAck}};
+                               {local_port(c.d), kLastAck},
+                               {local_port(c.e), kEstablished}};
     std::string why;
     for (int i = 0; i < 200; ++i) {
       auto got = server_states(family(), port_);
@@ -129,7 +131,7 @@ class TcpHalfClosedTest : public ::testing::TestWithParam<int> {
                                  std::to_string(kToServer), std::to_string(kToClient)});
     ASSERT_TRUE(wait_for_text(p_->dir() / "stdout", "PORT", p_->pid(), 5s)) << p_->output();
     port_ = printed_port(p_->out());
-    for (int* fd : {&c.a, &c.b, &c.c, &c.d}) {
+    for (int* fd : {&c.a, &c.b, &c.c, &c.d, &c.e}) {
       *fd = connect_to(family(), port_);
       ASSERT_GE(*fd, 0) << strerror(errno);
     }
@@ -141,6 +143,7 @@ class TcpHalfClosedTest : public ::testing::TestWithParam<int> {
     ASSERT_EQ(::shutdown(c.d, SHUT_WR), 0);
     ASSERT_TRUE(send_pattern(c.a, 0, kToServer));
     ASSERT_EQ(::shutdown(c.a, SHUT_WR), 0);
+    ASSERT_EQ(::send(c.e, "early", 5, MSG_NOSIGNAL), 5);
     char buf[16];
     ASSERT_EQ(::recv(c.c, buf, sizeof buf, MSG_WAITALL), 3);
     ASSERT_EQ(std::string(buf, 3), "bye");
@@ -164,6 +167,8 @@ class TcpHalfClosedTest : public ::testing::TestWithParam<int> {
     ASSERT_EQ(::send(c.b, "thanks", 6, MSG_NOSIGNAL), 6);
     ASSERT_EQ(::shutdown(c.b, SHUT_WR), 0);
     ASSERT_TRUE(wait_for_text(p_->dir() / "stdout", "DONE", p_->pid(), 10s)) << p_->output();
+    EXPECT_EQ(::recv(c.e, buf, 5, MSG_WAITALL), 5);
+    EXPECT_EQ(std::string(buf, 5), "e:eof");
     EXPECT_TRUE(p_->finish(20s));
   }
 

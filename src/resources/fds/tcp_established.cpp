@@ -8,8 +8,8 @@
 // not acknowledged, so the peer sees a pause and no byte lost or repeated.
 // Half-closed connections (a FIN sent, received, or both) are saved too: the restore queues our
 // FIN as already sent (retransmitted until acknowledged) and hands the socket the peer's FIN
-// (tcp_fin.hpp), in the order they came. A side shut down for reading only (SHUT_RD, which sends
-// nothing) is not seen and comes back open.
+// (tcp_fin.hpp), in the order they came. A side shut down for reading only (SHUT_RD), which sends
+// nothing, shows only in poll(): POLLRDHUP without a FIN received; it is shut down again.
 //
 // Registered after "tcp_listen" on purpose: kinds are recreated in the registry's order and a
 // listener must bind its port before the connections it accepted share it.
@@ -17,6 +17,7 @@
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -72,6 +73,8 @@ struct TcpStreamPayload {
   int32_t state = TCP_ESTABLISHED;
   // Saved with --tcp-close: addresses and options only, to come back closed.
   std::optional<bool> closed;
+  // Shut down for reading by the program (SHUT_RD), not by a FIN: recv() returns 0.
+  std::optional<bool> read_shut;
   template <class V>
   void visit(V& v) {
     v("local", local), v("peer", peer), v("snd_seq", snd_seq), v("rcv_seq", rcv_seq);
@@ -81,7 +84,7 @@ struct TcpStreamPayload {
     v("snd_wl1", snd_wl1), v("snd_wnd", snd_wnd), v("max_window", max_window);
     v("rcv_wnd", rcv_wnd), v("rcv_wup", rcv_wup), v("options", options);
     v.opt("state", state);
-    v("closed", closed);
+    v("closed", closed), v("read_shut", read_shut);
   }
 };
 
@@ -214,6 +217,11 @@ Status read_repaired(int sock, const tcp_info& info, TcpStreamPayload& t, std::s
   t.wscale = info.tcpi_options & TCPI_OPT_WSCALE;
   t.snd_wscale = info.tcpi_snd_wscale, t.rcv_wscale = info.tcpi_rcv_wscale;
   CKPT_TRY_ASSIGN(t.options, inet::read_options(sock, kOptions, t.local.v6, what));
+  // The kernel keeps SHUT_RD in sk_shutdown alone, which poll() shows as POLLRDHUP; so does a
+  // FIN received, which the state tells.
+  pollfd pfd{sock, POLLRDHUP, 0};
+  if (::poll(&pfd, 1, 0) < 0) return sys_error(fmt::format("poll of {}", what));
+  if ((pfd.revents & POLLRDHUP) && !fin_received(t.state)) t.read_shut = true;
   return {};
 }
 
@@ -474,6 +482,9 @@ Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of,
   CKPT_TRY(set_int(sock, TCP_REPAIR, TCP_REPAIR_OFF, "TCP_REPAIR", what));
   CKPT_TRY(netlock::unlock(connection_of(t)));
   CKPT_TRY(queue_unsent(sock, queue.subspan(sent), what));
+  // Sends nothing, and what the receive queue holds can still be read, as before the dump.
+  if (t.read_shut.value_or(false) && ::shutdown(sock, SHUT_RD) < 0)
+    return sys_error(fmt::format("{}: shutdown(SHUT_RD)", what));
   CKPT_TRY(set_status_flags(sock, of.flags, what));
   return fd;
 }

@@ -3,15 +3,19 @@
 // only count before bind), then binds and connects. Datagrams waiting in the receive queue are
 // not kept (as CRIU): UDP may lose datagrams, and one cannot be sent again from its original
 // source; the dump logs how many bytes it leaves. Multicast groups joined, with their source
-// filters, are joined again (udp_multicast.hpp).
+// filters, are joined again (udp_multicast.hpp). A socket shut down (which sends nothing) is
+// shut down again: sock_diag tells how (inet_diag.hpp); an unbound socket, which sock_diag does
+// not list, only through poll(), which cannot show a shutdown for writing alone.
 #include <linux/sockios.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "common/log.hpp"
 #include "resources/fds/fd_access.hpp"
 #include "resources/fds/fd_kind.hpp"
+#include "resources/fds/inet_diag.hpp"
 #include "resources/fds/inet_state.hpp"
 #include "resources/fds/udp_multicast.hpp"
 
@@ -49,11 +53,33 @@ struct UdpPayload {
   std::optional<inet::Endpoint> peer;   // when connected
   std::vector<inet::IntOption> options;
   std::optional<std::vector<multicast::Membership>> groups;  // absent: none joined
+  std::optional<int32_t> shutdown;  // inet_diag::kRcvShutdown | kSendShutdown; absent: none
   template <class V>
   void visit(V& v) {
     v("v6", v6), v("local", local), v("peer", peer), v("options", options), v("groups", groups);
+    v("shutdown", shutdown);
   }
 };
+
+Result<int> shutdown_state(FdProbe& p, int sock, const UdpPayload& u) {
+  if (u.local)
+    return inet_diag::shutdown_of(p.domain, IPPROTO_UDP, u.local->port,
+                                  static_cast<uint64_t>(p.st.st_ino));
+  pollfd pfd{sock, POLLRDHUP, 0};
+  if (::poll(&pfd, 1, 0) < 0) return sys_error(fmt::format("poll of pid {} fd {}", p.pid, p.fd));
+  if (pfd.revents & POLLHUP) return inet_diag::kRcvShutdown | inet_diag::kSendShutdown;
+  return (pfd.revents & POLLRDHUP) ? inet_diag::kRcvShutdown : 0;
+}
+
+// An unconnected socket is shut down all the same, with ENOTCONN.
+Status shut_down(int sock, int how, std::string_view what) {
+  int arg = how == (inet_diag::kRcvShutdown | inet_diag::kSendShutdown) ? SHUT_RDWR
+            : how == inet_diag::kRcvShutdown                            ? SHUT_RD
+                                                                         : SHUT_WR;
+  if (::shutdown(sock, arg) < 0 && errno != ENOTCONN)
+    return sys_error(fmt::format("{}: shutdown", what));
+  return {};
+}
 
 Result<UdpPayload> describe(FdProbe& p, int sock) {
   std::string what = fmt::format("pid {} fd {}", p.pid, p.fd);
@@ -72,6 +98,8 @@ Result<UdpPayload> describe(FdProbe& p, int sock) {
   CKPT_TRY_ASSIGN(u.options, inet::read_options(sock, kOptions, u.v6, what));
   CKPT_TRY_ASSIGN(auto groups, multicast::read(sock, u.v6, what));
   if (!groups.empty()) u.groups = std::move(groups);
+  CKPT_TRY_ASSIGN(int shut, shutdown_state(p, sock, u));
+  if (shut != 0) u.shutdown = shut;
   int queued = 0;
   if (::ioctl(sock, SIOCINQ, &queued) == 0 && queued > 0)
     log::warn("dump", "pid {}: fd {}: a queued UDP datagram ({} bytes) is not saved", p.pid, p.fd,
@@ -97,6 +125,7 @@ Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of, cons
       return sys_error(fmt::format("{}: connect to {}", what, inet::endpoint_text(*u.peer)));
   }
   if (u.groups) CKPT_TRY(multicast::join(fd.get(), u.v6, *u.groups, what));
+  if (u.shutdown.value_or(0) != 0) CKPT_TRY(shut_down(fd.get(), *u.shutdown, what));
   CKPT_TRY(set_status_flags(fd.get(), of.flags, what));
   return fd;
 }

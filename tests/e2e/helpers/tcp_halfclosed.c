@@ -9,13 +9,18 @@
 // - "c": this server writes "bye" and shuts down its side; the test reads it all: FIN_WAIT2.
 // - "d": the test shuts down its side, having made its kernel's acknowledgments of this side's
 //   FIN be dropped; this server reads the end of file and shuts down its side: LAST_ACK.
+// - "e": the test sends "early"; once it is queued here this server shuts down its side for
+//   reading only (SHUT_RD), which sends nothing: ESTABLISHED, with the bytes still to be read.
 // then READY, and waits in read() on "c" for "go". Then it reads "a" to its end (every byte
 // checked, then end of file: the test's FIN), answers "a:<count>" and closes it, reads "thanks"
 // and end of file on "b", end of file on "c", checks that "d" ends up closed once the test lets
-// the acknowledgment of its FIN through, and waits for SIGUSR2.
+// the acknowledgment of its FIN through, reads "early" and then at once end of file on "e" (the
+// test has not closed it) and answers "e:eof" there, and waits for SIGUSR2.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "e2e_net.h"
@@ -62,11 +67,12 @@ int main(int argc, char** argv) {
   long to_read = atol(argv[2]), to_write = atol(argv[3]);
   int l = e2e_tcp_listen(family, 1 << 20);
   int a = accept(l, NULL, NULL), b = accept(l, NULL, NULL), c = accept(l, NULL, NULL),
-      d = accept(l, NULL, NULL);
+      d = accept(l, NULL, NULL), e = accept(l, NULL, NULL);
   E2E_SYS(a);
   E2E_SYS(b);
   E2E_SYS(c);
   E2E_SYS(d);
+  E2E_SYS(e);
   unsigned char* big = malloc((size_t)to_write + (size_t)to_read + 1);
   if (!big) return 1;
   for (long k = 0; k < to_write; ++k) big[k] = pattern(k);
@@ -77,6 +83,13 @@ int main(int argc, char** argv) {
   char none[8];
   E2E_CHECK(read(d, none, sizeof none) == 0, "d: no end of file");
   E2E_SYS(shutdown(d, SHUT_WR));
+  int queued = 0;
+  for (int i = 0; i < 500 && queued < 5; ++i) {
+    E2E_SYS(ioctl(e, FIONREAD, &queued));
+    if (queued < 5) usleep(10000);
+  }
+  E2E_CHECK(queued == 5, "e: %d bytes queued, not 5", queued);
+  E2E_SYS(shutdown(e, SHUT_RD));
   e2e_ready();
 
   char go[8] = {0};
@@ -107,6 +120,13 @@ int main(int argc, char** argv) {
     usleep(10000);
   }
   E2E_CHECK(info.tcpi_state == TCP_CLOSE, "d: state %d, not closed", info.tcpi_state);
+  got = recv(e, big, 64, MSG_WAITALL);
+  E2E_CHECK(got == 5 && memcmp(big, "early", 5) == 0, "e: %ld bytes, not \"early\"", got);
+  struct pollfd pe = {e, POLLIN, 0};
+  E2E_CHECK(poll(&pe, 1, 2000) == 1, "e: no end of file within 2 s (not shut down for reading)");
+  got = read(e, big, 64);
+  E2E_CHECK(got == 0, "e: read gave %ld, not end of file", got);
+  write_all(e, (const unsigned char*)"e:eof", 5);
   e2e_say("DONE");
   e2e_sleep_until_go();
   return e2e_finish();

@@ -2,11 +2,14 @@
 // where it works) with options set, a second one connected to it; a thread blocked in recvfrom()
 // on the bound one goes on without EINTR and receives, after restore, what the connected one
 // sends, from the same source port as before. Netlink: a NETLINK_ROUTE socket bound to a port
-// id with groups joined keeps them and answers a request made after restore.
+// id with groups joined keeps them and answers a request made after restore. Shut down UDP
+// sockets stay so: one connected and shut down for writing (send fails with EPIPE), one bound and
+// shut down for reading (poll shows POLLRDHUP), one unbound and shut down both ways (POLLHUP).
 #include <arpa/inet.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "e2e_prog.h"
@@ -129,6 +132,41 @@ static void check_netlink(int fd, uint32_t port) {
   }
 }
 
+struct shut_down {
+  int wr, rd, both;
+};
+
+static struct shut_down open_shut_down(const struct udp_pair* u) {
+  struct shut_down s;
+  E2E_SYS(s.wr = socket(AF_INET, SOCK_DGRAM, 0));
+  E2E_SYS(connect(s.wr, (const struct sockaddr*)&u->server_addr, u->len));
+  E2E_SYS(shutdown(s.wr, SHUT_WR));
+  struct sockaddr_in any = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  E2E_SYS(s.rd = socket(AF_INET, SOCK_DGRAM, 0));
+  E2E_SYS(bind(s.rd, (struct sockaddr*)&any, sizeof any));
+  // Not connected: ENOTCONN, but the kernel keeps the shutdown all the same.
+  E2E_CHECK(shutdown(s.rd, SHUT_RD) < 0 && errno == ENOTCONN, "bound shutdown: %s",
+            strerror(errno));
+  E2E_SYS(s.both = socket(AF_INET, SOCK_DGRAM, 0));
+  E2E_CHECK(shutdown(s.both, SHUT_RDWR) < 0 && errno == ENOTCONN, "unbound shutdown: %s",
+            strerror(errno));
+  return s;
+}
+
+static short polled(int fd) {
+  struct pollfd p = {fd, POLLIN | POLLRDHUP, 0};
+  return poll(&p, 1, 0) < 0 ? -1 : p.revents;
+}
+
+static void check_shut_down(const struct shut_down* s) {
+  errno = 0;
+  E2E_CHECK(send(s->wr, "x", 1, MSG_NOSIGNAL) < 0 && errno == EPIPE,
+            "send on the socket shut down for writing: %s", strerror(errno));
+  short rd = polled(s->rd), both = polled(s->both);
+  E2E_CHECK(rd > 0 && (rd & POLLRDHUP) && !(rd & POLLHUP), "shut down for reading: poll %#x", rd);
+  E2E_CHECK(both > 0 && (both & POLLHUP), "shut down both ways: poll %#x", both);
+}
+
 int main(void) {
   e2e_setup();
   struct udp_pair v4 = {.family = AF_INET}, v6 = {.family = AF_INET6};
@@ -142,8 +180,10 @@ int main(void) {
   if (have_v6) e2e_thread(&t6, receiver, &v6);
   uint32_t port = 0;
   int nl = netlink_open(&port);
+  struct shut_down shut = open_shut_down(&v4);
   e2e_ready();
   e2e_wait_go();
+  check_shut_down(&shut);
   check_pair(&v4, "v4");
   if (have_v6) check_pair(&v6, "v6");
   check_netlink(nl, port);
