@@ -44,6 +44,7 @@ struct DumpArgs {
   bool incremental = false;
   bool json = false;
   bool trust_store = false;
+  bool skip_in_flight = false;
   CriuFlags criu;
 };
 
@@ -150,6 +151,7 @@ int run_dump(const DumpArgs& a) {
   opts.file_locks = a.criu.file_locks;
   opts.tcp_established = a.criu.tcp_established;
   opts.tcp_close = a.criu.tcp_close;
+  opts.skip_in_flight = a.skip_in_flight;
   opts.ext_unix_sk = a.criu.ext_unix_sk;
   auto r = dump_process(*store, opts);
   progress.finish();
@@ -361,6 +363,9 @@ void add_dump(CLI::App& app, int* exit_code) {
   cmd->add_flag("--trust-store", args->trust_store,
                 "Write into a store that another user owns or can write");
   add_criu_flags(cmd, args->criu);
+  cmd->add_flag("--skip-in-flight", args->skip_in_flight,
+                "Leave out TCP connections waiting in a listener's accept queue instead of "
+                "refusing the dump (CRIU's option)");
   cmd->footer("A failed dump keeps its log in DIR/logs/ and names it in the error line.");
   cmd->callback([args, exit_code] { *exit_code = run_dump(*args); });
 }

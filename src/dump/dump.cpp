@@ -183,6 +183,7 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts, memory::Plan& p
   flags.ext_unix_sk = opts.ext_unix_sk;
   flags.tcp_established = opts.tcp_established;
   flags.tcp_close = opts.tcp_close;
+  flags.skip_in_flight = opts.skip_in_flight || opts.tcp_close;
   CKPT_TRY(threads::dump(ctx));
   clock.mark("threads");
   CKPT_TRY(signals::dump(ctx));

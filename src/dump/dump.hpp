@@ -59,6 +59,9 @@ struct DumpOptions {
   // mode: nothing changes for them), to come back closed; a listener's waiting connections are
   // left out. For recovery after a crash, when the peers have lost the connections anyway.
   bool tcp_close = false;
+  // CRIU's --skip-in-flight: a listener's connections waiting to be accepted are left out (their
+  // clients lose them) instead of refusing the dump; --tcp-close implies it.
+  bool skip_in_flight = false;
   // Set in a dumper inside the PID namespace whose init it dumps (dump/ns_init.hpp): the caller
   // kills the tree, since the init ignores a SIGKILL from inside. Returns only if it did not.
   std::function<Status(const DumpResult&)> kill_from_outside;

@@ -226,8 +226,11 @@ Result<std::string> Supervisor::checkpoint_to_adopt(pid_t pid) {
   DumpOptions d;
   d.pid = pid;
   d.shell_job = true;
-  // The program lives on through its adoption, and so do its connections and their peers.
+  // The program lives on through its adoption, and so do its connections and their peers. A
+  // connection not yet accepted cannot be saved: better its client gets a reset than the
+  // program stays unsupervised.
   d.tcp_established = true;
+  d.skip_in_flight = true;
   if (opts_.compress) d.write.compression = image::Compression::zstd;
   CKPT_TRY_ASSIGN(DumpResult r, dump_process(store_, d));
   policy_.checkpointed(r.generation.id);

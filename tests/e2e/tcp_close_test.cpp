@@ -31,6 +31,8 @@ class TcpCloseTest : public ::testing::TestWithParam<int> {
     port = printed_port(p->out());
   }
 
+  void waiting_left_out(const std::vector<std::string>& flags);
+
   std::unique_ptr<TestProcess> p;
   int port = -1;
 };
@@ -78,17 +80,19 @@ TEST_P(TcpCloseTest, LeaveRunningDumpLeavesTheConnectionsAlone) {
   EXPECT_TRUE(p->finish());
 }
 
-// A connection still in the listener's accept queue is refused without the flag (it cannot be
-// put back); with it, it is left out: its client loses it, and the next one is served.
-TEST_P(TcpCloseTest, ConnectionsWaitingToBeAcceptedAreLeftOut) {
+// A connection still in the listener's accept queue is refused without --skip-in-flight (it
+// cannot be put back) or --tcp-close, which implies it; with either, it is left out: its client
+// loses it, and the next one is served.
+void TcpCloseTest::waiting_left_out(const std::vector<std::string>& flags) {
   ASSERT_NO_FATAL_FAILURE(start("late"));
   Fd waiting{connect_to(family(), port)};
   ASSERT_GE(waiting.fd, 0) << strerror(errno);
-  auto refused = run_ckpt({"dump", "-t", std::to_string(p->pid()), "-D", p->store().string()});
+  auto refused = run_ckpt({"dump", "--tcp-established", "-t", std::to_string(p->pid()), "-D",
+                           p->store().string()});
   EXPECT_EQ(refused.exit_code(), 1) << refused.describe();
   EXPECT_NE(refused.err.find("waiting to be accepted"), std::string::npos) << refused.err;
-  EXPECT_NE(refused.err.find("--tcp-close"), std::string::npos) << refused.err;
-  ASSERT_TRUE(p->dump({"--tcp-close"}));
+  EXPECT_NE(refused.err.find("--skip-in-flight"), std::string::npos) << refused.err;
+  ASSERT_TRUE(p->dump(flags));
   ASSERT_TRUE(p->restore());
   ::kill(p->pid(), SIGUSR1);  // accept from now on
   Fd next{connect_to(family(), port)};
@@ -97,6 +101,14 @@ TEST_P(TcpCloseTest, ConnectionsWaitingToBeAcceptedAreLeftOut) {
   // The waiting client's connection ended with the original listener.
   EXPECT_NE(ask(waiting.fd, "w1").rfind("echo:", 0), 0u);
   EXPECT_TRUE(p->finish());
+}
+
+TEST_P(TcpCloseTest, ConnectionsWaitingToBeAcceptedAreLeftOut) {
+  waiting_left_out({"--tcp-close"});
+}
+
+TEST_P(TcpCloseTest, SkipInFlightLeavesWaitingConnectionsOutOfAnEstablishedDump) {
+  waiting_left_out({"--tcp-established", "--skip-in-flight"});
 }
 
 INSTANTIATE_TEST_SUITE_P(Families, TcpCloseTest, ::testing::Values(4, 6),

@@ -63,6 +63,7 @@ struct DumpFlags {
   bool ext_unix_sk = false;
   bool tcp_established = false;
   bool tcp_close = false;
+  bool skip_in_flight = false;  // a listener's waiting connections left out
 };
 
 // Given to dump(): the process being dumped and what the whole image collects.

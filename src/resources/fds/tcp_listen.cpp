@@ -59,8 +59,8 @@ struct ListenPayload {
   }
 };
 
-// `drop_waiting` (--tcp-close): connections waiting to be accepted are left out instead of
-// refusing the dump; their clients lose them, as they lost them when the original died.
+// `drop_waiting` (--skip-in-flight, --tcp-close): connections waiting to be accepted are left out
+// instead of refusing the dump; their clients lose them, as they lost them when the original died.
 Result<ListenPayload> describe(FdProbe& p, int sock, bool drop_waiting) {
   bool v6 = p.domain == AF_INET6;
   sockaddr_storage local{};
@@ -75,12 +75,13 @@ Result<ListenPayload> describe(FdProbe& p, int sock, bool drop_waiting) {
         p.fd, where, p.pid, v6 ? "tcp6" : "tcp");
   if (line->rx_queue != 0 && drop_waiting)
     log::info("dump",
-              "pid {}: fd {}: the {} connection(s) waiting on {} are left out (--tcp-close)", p.pid,
+              "pid {}: fd {}: the {} connection(s) waiting on {} are left out (--skip-in-flight)",
+              p.pid,
               p.fd, line->rx_queue, where);
   else if (line->rx_queue != 0)
     return errorf(
         "pid {}: fd {} is a TCP socket listening on {} with {} connection(s) waiting to be "
-        "accepted, which ckpt cannot save yet (--tcp-close leaves them out)",
+        "accepted, which ckpt cannot save yet (--skip-in-flight leaves them out)",
         p.pid, p.fd, where, line->rx_queue);
   // For a listener TCP_INFO carries the backlog it was given (after the somaxconn cap).
   tcp_info info{};
@@ -165,7 +166,7 @@ class TcpListenKind final : public FdKind {
   }
   Status dump(DumpEnv& env, FdProbe& p, schema::OpenFile& of) const override {
     CKPT_TRY_ASSIGN(int sock, p.borrowed());
-    CKPT_TRY_ASSIGN(ListenPayload l, describe(p, sock, env.flags.tcp_close));
+    CKPT_TRY_ASSIGN(ListenPayload l, describe(p, sock, env.flags.skip_in_flight));
     of.payload = schema::encode(l);
     return {};
   }
