@@ -6,6 +6,7 @@
 // ids and no capability, and another user's process cannot be dumped at all.
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <poll.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -89,6 +90,61 @@ TEST(Unprivileged, AUserRestoresTheirOwnProcessWithItsPidInNamespacesOfTheirOwn)
   ASSERT_TRUE(st.has_value());
   EXPECT_EQ(describe_status(*st), "exit 0") << read_text(out_path);
   EXPECT_NE(read_text(out_path).find("PASS"), std::string::npos);
+}
+
+// Reads what the pipe `fd` gets within 10 s, up to a newline.
+std::string read_line(int fd) {
+  std::string line;
+  char c;
+  pollfd p{fd, POLLIN, 0};
+  while (::poll(&p, 1, 10000) == 1 && ::read(fd, &c, 1) == 1 && c != '\n') line += c;
+  return line;
+}
+
+// A user's program whose standard streams are pipes root made (a root shell's, a supervisor's):
+// an unprivileged dumper cannot open them again through /proc/PID/fd, and need not. The read
+// end's bytes are peeked through the dumper's borrowed copy; the empty write end needs no reader.
+TEST(Unprivileged, PipesRootMadeAreSavedWithTheirBytes) {
+  become_subreaper();
+  TempDir dir;
+  ASSERT_EQ(::chown(dir.path().c_str(), kUser, kUser), 0);
+  int in[2], out[2];
+  ASSERT_EQ(::pipe(in), 0);
+  ASSERT_EQ(::pipe(out), 0);
+  ASSERT_EQ(::write(in[1], "hello\n", 6), 6);
+  SpawnSpec spec;
+  spec.argv = as_user({"/usr/bin/python3", "-c",
+                       "import time\nprint('READY', flush=True)\ntime.sleep(1000)\n"});
+  spec.fds[0] = in[0];
+  spec.fds[1] = spec.fds[2] = out[1];
+  pid_t pid = spawn(spec);
+  ::close(in[0]);
+  ::close(out[1]);
+  ASSERT_EQ(read_line(out[0]), "READY");
+
+  auto store = (dir / "store").string();
+  auto dumped = run_command(as_user({ckpt_path(), "dump", "-t", std::to_string(pid), "-D", store}));
+  ASSERT_EQ(dumped.exit_code(), 0) << dumped.describe();
+  ASSERT_TRUE(wait_child(pid, 10s).has_value()) << "the dump did not kill it";
+  ::close(in[1]);
+  ::close(out[0]);
+
+  auto r = run_command(as_user({ckpt_path(), "restore", "-D", store, "--detach"}));
+  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.err, m, std::regex(R"(pid (\d+) outside, its init (\d+)\))")))
+      << r.err;
+  pid_t outer = std::stoi(m[1]), init = std::stoi(m[2]);
+  // Its standard input holds the line it had not read yet, then end of file: the pipe's other
+  // end was outside, and comes back closed.
+  int stdin_now = ::open(("/proc/" + std::to_string(outer) + "/fd/0").c_str(), O_RDONLY);
+  ASSERT_GE(stdin_now, 0) << strerror(errno);
+  EXPECT_EQ(read_line(stdin_now), "hello");
+  char c;
+  EXPECT_EQ(::read(stdin_now, &c, 1), 0);
+  ::close(stdin_now);
+  ::kill(init, SIGKILL);
+  EXPECT_TRUE(wait_child(init, 10s).has_value());
 }
 
 // Another user's process cannot be dumped, nor another user's image restored (even when its

@@ -5,6 +5,7 @@
 // dumped processes comes back with that end closed (as CRIU does), unless the caller hands one
 // in with --inherit-fd.
 #include <fcntl.h>
+#include <sys/ioctl.h>
 
 #include <map>
 
@@ -28,6 +29,20 @@ bool reads(const schema::OpenFile& of) {
   return (of.flags & O_ACCMODE) == O_RDONLY;
 }
 
+// The bytes in the pipe, peeked (tee) through a read end: the borrowed copy when `p` is one, else
+// a new read end opened through /proc/PID/fd/N. That open needs permission on the pipe, which an
+// unprivileged dumper lacks for a pipe another user made (a root shell's, a supervisor's): an
+// empty pipe then needs no reader.
+Result<schema::Bytes> data_of(FdProbe& p, int copy) {
+  if ((p.info.flags & O_ACCMODE) == O_RDONLY) return peek_pipe(copy, p.link);
+  auto reader = open_path(fmt::format("/proc/{}/fd/{}", p.pid, p.fd), O_RDONLY | O_NONBLOCK, p.link);
+  if (reader.ok()) return peek_pipe(reader->get(), p.link);
+  int queued = 0;
+  if (::ioctl(copy, FIONREAD, &queued) == 0 && queued == 0) return schema::Bytes{};
+  return reader.error().wrap(fmt::format("pid {}: fd {} (the write end of a pipe holding {} bytes)",
+                                         p.pid, p.fd, queued));
+}
+
 class PipeKind final : public FdKind {
  public:
   std::string_view name() const override { return "pipe"; }
@@ -39,11 +54,9 @@ class PipeKind final : public FdKind {
     bool saved = false;
     for (auto& other : env.image.open_files) saved |= other.kind == name() && other.path == p.link;
     if (!saved) {
-      // A new read end of the same pipe: its data can be seen from a write end's fd as well.
-      CKPT_TRY_ASSIGN(ScopedFd reader, open_path(fmt::format("/proc/{}/fd/{}", p.pid, p.fd),
-                                                 O_RDONLY | O_NONBLOCK, p.link));
-      CKPT_TRY_ASSIGN(pipe.data, peek_pipe(reader.get(), p.link));
-      pipe.size = ::fcntl(reader.get(), F_GETPIPE_SZ);
+      CKPT_TRY_ASSIGN(int copy, p.borrowed());
+      CKPT_TRY_ASSIGN(pipe.data, data_of(p, copy));
+      pipe.size = ::fcntl(copy, F_GETPIPE_SZ);
     }
     of.payload = schema::encode(pipe);
     return {};
