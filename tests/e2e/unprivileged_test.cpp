@@ -118,6 +118,14 @@ TEST(Unprivileged, PipesRootMadeAreSavedWithTheirBytes) {
   spec.fds[0] = in[0];
   spec.fds[1] = spec.fds[2] = out[1];
   pid_t pid = spawn(spec);
+  struct Reaper {  // a failed dump leaves it running
+    pid_t pid;
+    ~Reaper() {
+      if (pid <= 0) return;
+      ::kill(pid, SIGKILL);
+      wait_child(pid, 5s);
+    }
+  } reaper{pid};
   ::close(in[0]);
   ::close(out[1]);
   ASSERT_EQ(read_line(out[0]), "READY");
@@ -126,6 +134,7 @@ TEST(Unprivileged, PipesRootMadeAreSavedWithTheirBytes) {
   auto dumped = run_command(as_user({ckpt_path(), "dump", "-t", std::to_string(pid), "-D", store}));
   ASSERT_EQ(dumped.exit_code(), 0) << dumped.describe();
   ASSERT_TRUE(wait_child(pid, 10s).has_value()) << "the dump did not kill it";
+  reaper.pid = 0;
   ::close(in[1]);
   ::close(out[0]);
 
