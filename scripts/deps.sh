@@ -7,7 +7,7 @@ pkgs=(build-essential cmake ninja-build pkg-config git clang-14 libclang-rt-14-d
       libgtest-dev libgmock-dev libbenchmark-dev
       python3 perl sqlite3 procps util-linux e2fsprogs coreutils
       scdoc dpkg-dev bash-completion
-      nftables  # the network lock of dumped TCP connections (docs/engine.md)
+      nftables libnftables-dev  # the network lock of dumped TCP connections (docs/engine.md)
       nginx-light memcached socat postgresql redis-server tmux  # real servers the e2e tests dump and restore
       iputils-ping)  # a raw ICMP socket with a BPF filter and a receive timeout (e2e)
 missing=()
