@@ -87,8 +87,8 @@ void TcpCloseTest::waiting_left_out(const std::vector<std::string>& flags) {
   ASSERT_NO_FATAL_FAILURE(start("late"));
   Fd waiting{connect_to(family(), port)};
   ASSERT_GE(waiting.fd, 0) << strerror(errno);
-  auto refused = run_ckpt({"dump", "--tcp-established", "-t", std::to_string(p->pid()), "-D",
-                           p->store().string()});
+  auto refused = run_ckpt(
+      {"dump", "--tcp-established", "-t", std::to_string(p->pid()), "-D", p->store().string()});
   EXPECT_EQ(refused.exit_code(), 1) << refused.describe();
   EXPECT_NE(refused.err.find("waiting to be accepted"), std::string::npos) << refused.err;
   EXPECT_NE(refused.err.find("--skip-in-flight"), std::string::npos) << refused.err;

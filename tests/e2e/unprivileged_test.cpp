@@ -113,8 +113,8 @@ TEST(Unprivileged, PipesRootMadeAreSavedWithTheirBytes) {
   ASSERT_EQ(::pipe(out), 0);
   ASSERT_EQ(::write(in[1], "hello\n", 6), 6);
   SpawnSpec spec;
-  spec.argv = as_user({"/usr/bin/python3", "-c",
-                       "import time\nprint('READY', flush=True)\ntime.sleep(1000)\n"});
+  spec.argv = as_user(
+      {"/usr/bin/python3", "-c", "import time\nprint('READY', flush=True)\ntime.sleep(1000)\n"});
   spec.fds[0] = in[0];
   spec.fds[1] = spec.fds[2] = out[1];
   pid_t pid = spawn(spec);

@@ -46,7 +46,7 @@ std::optional<int> shutdown_in(const nlmsghdr* h, uint64_t ino) {
   auto* msg = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
   if (msg->idiag_inode != ino) return std::nullopt;
   auto* attr = reinterpret_cast<const rtattr*>(reinterpret_cast<const char*>(msg) +
-                                                NLMSG_ALIGN(sizeof(inet_diag_msg)));
+                                               NLMSG_ALIGN(sizeof(inet_diag_msg)));
   int left = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(NLMSG_ALIGN(sizeof(inet_diag_msg))));
   for (; RTA_OK(attr, left); attr = RTA_NEXT(attr, left))
     if (attr->rta_type == INET_DIAG_SHUTDOWN && RTA_PAYLOAD(attr) >= 1)

@@ -3,8 +3,8 @@
 #include <arpa/inet.h>
 #include <dlfcn.h>
 #include <fcntl.h>
-#include <nftables/libnftables.h>
 #include <netinet/in.h>
+#include <nftables/libnftables.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,11 +21,11 @@ namespace {
 // Written whole when the set a lock adds to is missing: `add` leaves what exists alone and the
 // flushes keep each chain at three rules, so concurrent dumps agree. The sets' names stand for
 // this version of the rules: a table an older ckpt left (sets conns4/conns6, no output chain)
-// lacks them, and is set up again. The first rule of each lets the
-// restorer's own packets (kPassMark) through. Both ways are dropped: the peer's packets on input,
-// and on output what the kernel still sends for a stopped process (a window probe's new data, a
-// paced segment) once its state has been read, which the peer would otherwise receive while the
-// image counts it unsent. Set elements are (peer, peer port, local, local port).
+// lacks them, and is set up again. The first rule of each chain lets the restorer's own packets
+// (kPassMark) through. Both ways are dropped: the peer's packets on input, and on output what the
+// kernel still sends for a stopped process (a window probe's new data, a paced segment) once its
+// state has been read, which the peer would otherwise receive while the image counts it unsent.
+// Set elements are (peer, peer port, local, local port).
 std::string setup_script() {
   return fmt::format(
       "add table inet ckpt\n"
@@ -147,7 +147,7 @@ Status run_nft(const std::string& script) {
   const Nftables* nft = Nftables::get();
   if (!nft) return run_nft_command(script);
   std::unique_ptr<nft_ctx, decltype(nft->ctx_free)> ctx(nft->ctx_new(NFT_CTX_DEFAULT),
-                                                          nft->ctx_free);
+                                                        nft->ctx_free);
   if (!ctx) return make_error("nft: no libnftables context");
   nft->buffer_output(ctx.get());
   nft->buffer_error(ctx.get());

@@ -35,12 +35,13 @@ bool reads(const schema::OpenFile& of) {
 // empty pipe then needs no reader.
 Result<schema::Bytes> data_of(FdProbe& p, int copy) {
   if ((p.info.flags & O_ACCMODE) == O_RDONLY) return peek_pipe(copy, p.link);
-  auto reader = open_path(fmt::format("/proc/{}/fd/{}", p.pid, p.fd), O_RDONLY | O_NONBLOCK, p.link);
+  auto reader =
+      open_path(fmt::format("/proc/{}/fd/{}", p.pid, p.fd), O_RDONLY | O_NONBLOCK, p.link);
   if (reader.ok()) return peek_pipe(reader->get(), p.link);
   int queued = 0;
   if (::ioctl(copy, FIONREAD, &queued) == 0 && queued == 0) return schema::Bytes{};
-  return reader.error().wrap(fmt::format("pid {}: fd {} (the write end of a pipe holding {} bytes)",
-                                         p.pid, p.fd, queued));
+  return reader.error().wrap(
+      fmt::format("pid {}: fd {} (the write end of a pipe holding {} bytes)", p.pid, p.fd, queued));
 }
 
 class PipeKind final : public FdKind {

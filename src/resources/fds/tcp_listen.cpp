@@ -76,8 +76,7 @@ Result<ListenPayload> describe(FdProbe& p, int sock, bool drop_waiting) {
   if (line->rx_queue != 0 && drop_waiting)
     log::info("dump",
               "pid {}: fd {}: the {} connection(s) waiting on {} are left out (--skip-in-flight)",
-              p.pid,
-              p.fd, line->rx_queue, where);
+              p.pid, p.fd, line->rx_queue, where);
   else if (line->rx_queue != 0)
     return errorf(
         "pid {}: fd {} is a TCP socket listening on {} with {} connection(s) waiting to be "

@@ -75,7 +75,7 @@ Result<int> shutdown_state(FdProbe& p, int sock, const UdpPayload& u) {
 Status shut_down(int sock, int how, std::string_view what) {
   int arg = how == (inet_diag::kRcvShutdown | inet_diag::kSendShutdown) ? SHUT_RDWR
             : how == inet_diag::kRcvShutdown                            ? SHUT_RD
-                                                                         : SHUT_WR;
+                                                                        : SHUT_WR;
   if (::shutdown(sock, arg) < 0 && errno != ENOTCONN)
     return sys_error(fmt::format("{}: shutdown", what));
   return {};
