@@ -530,10 +530,13 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   // Everything is read or held by snapshots: processes that go on need not wait for the copy
   // from the snapshots or the fsyncs of the commit.
   if (opts.leave_running) {
-    tcp_repair.release();
     for (auto& p : tree.procs) p->threads.clear();
     result.frozen = Clock::now() - frozen_at;
     clock.mark("release");
+    // The connections left repair mode as soon as they were read; their lock goes once the
+    // program runs (each removal waits an RCU grace period, 10-25 ms here), and their packets
+    // wait meanwhile as in any short outage.
+    tcp_repair.release();
   }
   fault::point("dump", "tree plan");
   if (Status planned = tree::dump_plan(tree.creation_order()); !planned.ok())

@@ -67,13 +67,15 @@ Result<int> shutdown_of(int family, int protocol, uint16_t port, uint64_t ino) {
       0)
     return sys_error(what);
   std::vector<uint64_t> buf(8192);  // aligned for the netlink macros
+  const char* base = reinterpret_cast<const char*>(buf.data());
   std::optional<int> found;
   for (;;) {
     ssize_t n = ::recv(nl.get(), buf.data(), buf.size() * 8, 0);
     if (n < 0) return sys_error(what);
-    int left = static_cast<int>(n);
-    for (auto* h = reinterpret_cast<const nlmsghdr*>(buf.data()); NLMSG_OK(h, left);
-         h = NLMSG_NEXT(h, left)) {
+    size_t total = static_cast<size_t>(n);
+    for (size_t at = 0; total - at >= sizeof(nlmsghdr);) {
+      auto* h = reinterpret_cast<const nlmsghdr*>(base + at);
+      if (h->nlmsg_len < sizeof(nlmsghdr) || h->nlmsg_len > total - at) break;
       if (h->nlmsg_type == NLMSG_DONE) {
         if (found) return *found;
         return errorf("{}: not listed on port {}", what, port);
@@ -83,6 +85,7 @@ Result<int> shutdown_of(int family, int protocol, uint16_t port, uint64_t ino) {
         return sys_error(-err->error, what);
       }
       if (!found) found = shutdown_in(h, ino);
+      at += NLMSG_ALIGN(h->nlmsg_len);
     }
   }
 }

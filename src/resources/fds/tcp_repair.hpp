@@ -15,7 +15,9 @@ class TcpRepairScope {
   TcpRepairScope(const TcpRepairScope&) = delete;
   TcpRepairScope& operator=(const TcpRepairScope&) = delete;
   ~TcpRepairScope() { release(); }
-  // Repair mode off, network unlocked: before the processes are let go.
+  // Repair mode off, network unlocked. A dump reads each connection with repair mode on only for
+  // that moment, so the processes may already run (a leave-running dump unlocks after letting
+  // them go); on an error path it runs before the tree's end lets them go.
   void release();
   // The image is on disk and the tree about to be killed: repair mode goes back on (the dump
   // turns it off once it has read a connection), so that the sockets close without a packet.
