@@ -34,6 +34,7 @@
 #include "proc/status.hpp"
 #include "proc/task.hpp"
 #include "resources/context.hpp"
+#include "resources/fds/netlock.hpp"
 #include "resources/fds/tcp_repair.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
@@ -510,6 +511,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   fds::TcpRepairScope tcp_repair;
   ByteProgress progress(opts.progress);
   tree.state.progress = &progress;
+  if (opts.tcp_established) fds::netlock::preload();
   // From here every error path detaches the threads (ThreadHandle owns the attachment).
   auto frozen_at = Clock::now();
   CKPT_TRY(freeze_tree(tree, opts));

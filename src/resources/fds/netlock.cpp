@@ -172,6 +172,10 @@ std::string text(const Connection& c) {
   return side(c.local, c.local_port) + " -> " + side(c.peer, c.peer_port);
 }
 
+void preload() {
+  (void)Nftables::get();
+}
+
 Status lock(const Connection& c) {
   // The table as an earlier dump left it takes the element alone (0.1-0.5 ms); making the table,
   // or writing its chains again, waits for the kernel's RCU grace periods (10-25 ms here).

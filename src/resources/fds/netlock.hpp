@@ -27,6 +27,9 @@ struct Connection {
 
 // "127.0.0.1:80 -> 127.0.0.1:4242", for messages.
 std::string text(const Connection& c);
+// Loads what lock() uses (libnftables, ~3 ms), so that the first lock does not pay it in a
+// frozen window.
+void preload();
 // Drops what the peer sends to the connection from now on. Creates table, sets and rule when
 // missing; needs the `nft` command (Debian's nftables).
 Status lock(const Connection& c);

@@ -62,9 +62,13 @@ struct UdpPayload {
 };
 
 Result<int> shutdown_state(FdProbe& p, int sock, const UdpPayload& u) {
-  if (u.local)
-    return inet_diag::shutdown_of(p.domain, IPPROTO_UDP, u.local->port,
-                                  static_cast<uint64_t>(p.st.st_ino));
+  if (u.local) {
+    auto listed = inet_diag::shutdown_of(p.domain, IPPROTO_UDP, u.local->port,
+                                         static_cast<uint64_t>(p.st.st_ino));
+    if (listed.ok()) return listed;
+    // Not listed to the dumper (another network namespace's table): poll() below.
+    log::info("dump", "pid {}: fd {}: {}", p.pid, p.fd, listed.error().message);
+  }
   pollfd pfd{sock, POLLRDHUP, 0};
   if (::poll(&pfd, 1, 0) < 0) return sys_error(fmt::format("poll of pid {} fd {}", p.pid, p.fd));
   if (pfd.revents & POLLHUP) return inet_diag::kRcvShutdown | inet_diag::kSendShutdown;
