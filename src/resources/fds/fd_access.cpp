@@ -44,6 +44,11 @@ Status refill(int fd, const schema::Bytes& data, std::string_view what) {
   return {};
 }
 
+int shutdown_how(int state) {
+  if ((state & kRcvShutdown) && (state & kSendShutdown)) return SHUT_RDWR;
+  return (state & kRcvShutdown) ? SHUT_RD : SHUT_WR;
+}
+
 int int_sockopt(int fd, int level, int opt) {
   int v = -1;
   socklen_t len = sizeof(v);

@@ -21,6 +21,11 @@ Result<schema::Bytes> peek_pipe(int pipe_fd, std::string_view what);
 Status refill(int fd, const schema::Bytes& data, std::string_view what);
 // An int socket option, or -1.
 int int_sockopt(int fd, int level, int opt);
+// A socket's shutdown state as the kernel keeps it (sk_shutdown, which sock_diag reports), and
+// the shutdown() argument that makes it again: SHUT_RD, SHUT_WR or SHUT_RDWR.
+constexpr int kRcvShutdown = 1;
+constexpr int kSendShutdown = 2;
+int shutdown_how(int state);
 bool is_tty_path(std::string_view path);
 // Puts the status flags of the image (O_NONBLOCK, O_APPEND, O_ASYNC, ...) on an open file ckpt
 // made itself (a pipe, a socket) rather than opened by path.

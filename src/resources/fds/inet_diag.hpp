@@ -9,13 +9,10 @@
 
 namespace ckpt::fds::inet_diag {
 
-// Bits of the kernel's sk_shutdown.
-inline constexpr int kRcvShutdown = 1;
-inline constexpr int kSendShutdown = 2;
-
-// sk_shutdown of the socket with inode `ino` (family AF_INET or AF_INET6, protocol IPPROTO_TCP
-// or IPPROTO_UDP) bound to local port `port`: asked for the sockets on that port only. An
-// error when sock_diag does not list it (an unbound socket is in no table).
+// sk_shutdown (fd_access.hpp's kRcvShutdown | kSendShutdown) of the socket with inode `ino` (family
+// AF_INET or AF_INET6, protocol IPPROTO_TCP or IPPROTO_UDP) bound to local port `port`: asked for
+// the sockets on that port only. An error when sock_diag does not list it (an unbound socket is in
+// no table).
 Result<int> shutdown_of(int family, int protocol, uint16_t port, uint64_t ino);
 
 }  // namespace ckpt::fds::inet_diag

@@ -53,7 +53,7 @@ struct UdpPayload {
   std::optional<inet::Endpoint> peer;   // when connected
   std::vector<inet::IntOption> options;
   std::optional<std::vector<multicast::Membership>> groups;  // absent: none joined
-  std::optional<int32_t> shutdown;  // inet_diag::kRcvShutdown | kSendShutdown; absent: none
+  std::optional<int32_t> shutdown;  // kRcvShutdown | kSendShutdown (fd_access.hpp); absent: none
   template <class V>
   void visit(V& v) {
     v("v6", v6), v("local", local), v("peer", peer), v("options", options), v("groups", groups);
@@ -71,18 +71,8 @@ Result<int> shutdown_state(FdProbe& p, int sock, const UdpPayload& u) {
   }
   pollfd pfd{sock, POLLRDHUP, 0};
   if (::poll(&pfd, 1, 0) < 0) return sys_error(fmt::format("poll of pid {} fd {}", p.pid, p.fd));
-  if (pfd.revents & POLLHUP) return inet_diag::kRcvShutdown | inet_diag::kSendShutdown;
-  return (pfd.revents & POLLRDHUP) ? inet_diag::kRcvShutdown : 0;
-}
-
-// An unconnected socket is shut down all the same, with ENOTCONN.
-Status shut_down(int sock, int how, std::string_view what) {
-  int arg = how == (inet_diag::kRcvShutdown | inet_diag::kSendShutdown) ? SHUT_RDWR
-            : how == inet_diag::kRcvShutdown                            ? SHUT_RD
-                                                                        : SHUT_WR;
-  if (::shutdown(sock, arg) < 0 && errno != ENOTCONN)
-    return sys_error(fmt::format("{}: shutdown", what));
-  return {};
+  if (pfd.revents & POLLHUP) return kRcvShutdown | kSendShutdown;
+  return (pfd.revents & POLLRDHUP) ? kRcvShutdown : 0;
 }
 
 Result<UdpPayload> describe(FdProbe& p, int sock) {
@@ -129,7 +119,10 @@ Result<ScopedFd> create(const RecreateEnv& env, const schema::OpenFile& of, cons
       return sys_error(fmt::format("{}: connect to {}", what, inet::endpoint_text(*u.peer)));
   }
   if (u.groups) CKPT_TRY(multicast::join(fd.get(), u.v6, *u.groups, what));
-  if (u.shutdown.value_or(0) != 0) CKPT_TRY(shut_down(fd.get(), *u.shutdown, what));
+  // An unconnected socket is shut down all the same, with ENOTCONN.
+  if (u.shutdown.value_or(0) != 0 && ::shutdown(fd.get(), shutdown_how(*u.shutdown)) < 0 &&
+      errno != ENOTCONN)
+    return sys_error(fmt::format("{}: shutdown", what));
   CKPT_TRY(set_status_flags(fd.get(), of.flags, what));
   return fd;
 }

@@ -272,12 +272,8 @@ Status write_queue(int from, const UnixEnd& to, const OpenedFiles& files) {
 Status finish_end(int sock, const UnixEnd& e, uint32_t flags) {
   int how = e.shutdown & (kRcvShutdown | kSendShutdown);
   bool peer_closed = e.has_peer && e.peer == 0;  // the closed peer shut it down already
-  if (how != 0 && !peer_closed && e.state != kUnixListen) {
-    int shut = how == (kRcvShutdown | kSendShutdown) ? SHUT_RDWR
-               : how == kRcvShutdown                 ? SHUT_RD
-                                                     : SHUT_WR;
-    if (::shutdown(sock, shut) < 0) return sys_error(fmt::format("shutdown socket:[{}]", e.ino));
-  }
+  if (how != 0 && !peer_closed && e.state != kUnixListen && ::shutdown(sock, shutdown_how(how)) < 0)
+    return sys_error(fmt::format("shutdown socket:[{}]", e.ino));
   int on = e.passcred ? 1 : 0;
   if (on && ::setsockopt(sock, SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)) < 0)
     return sys_error("setsockopt SO_PASSCRED");

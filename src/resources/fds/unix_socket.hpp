@@ -10,8 +10,6 @@
 namespace ckpt::fds {
 
 constexpr int kUnixListen = 10;  // TCP_LISTEN, as sock_diag reports it
-constexpr int kRcvShutdown = 1;
-constexpr int kSendShutdown = 2;
 
 // What is known of the socket file a path name was bound to, at dump time.
 enum class NameFile : int32_t {
