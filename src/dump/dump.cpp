@@ -11,6 +11,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <functional>
+#include <future>
 #include <memory>
 #include <sstream>
 #include <string_view>
@@ -23,6 +25,7 @@
 #include "common/guard_process.hpp"
 #include "common/log.hpp"
 #include "common/phase_clock.hpp"
+#include "common/tracer_crew.hpp"
 #include "common/units.hpp"
 #include "dump/kill.hpp"
 #include "dump/ns_init.hpp"
@@ -165,6 +168,7 @@ Result<uint64_t> find_syscall_insn(DumpContext& ctx) {
     if (m.kind != proc::MapKind::vdso) continue;
     schema::Bytes text(m.size());
     CKPT_TRY(read_remote(ctx.pid, m.start, text.data(), text.size()));
+    std::lock_guard lk(ctx.tree->mu);
     auto& vdso = ctx.tree->image.vdso;
     if (vdso.image.empty()) {
       vdso.hash = checksum64(std::as_bytes(std::span(text)));
@@ -177,14 +181,8 @@ Result<uint64_t> find_syscall_insn(DumpContext& ctx) {
   return errorf("dump pid {}: no syscall instruction found in its vdso", ctx.pid);
 }
 
-Status dump_resources(DumpContext& ctx, const DumpOptions& opts, memory::Plan& plan, bool snapshot,
-                      PhaseClock& clock) {
-  fds::DumpFlags flags;
-  flags.shell_job = opts.shell_job;
-  flags.ext_unix_sk = opts.ext_unix_sk;
-  flags.tcp_established = opts.tcp_established;
-  flags.tcp_close = opts.tcp_close;
-  flags.skip_in_flight = opts.skip_in_flight || opts.tcp_close;
+// What belongs to the process alone: read for several processes at once.
+Status dump_own_resources(DumpContext& ctx, PhaseClock& clock) {
   CKPT_TRY(threads::dump(ctx));
   clock.mark("threads");
   CKPT_TRY(signals::dump(ctx));
@@ -195,6 +193,19 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts, memory::Plan& p
   clock.mark("settings");
   CKPT_TRY(timers::dump(ctx));
   clock.mark("timers");
+  return {};
+}
+
+// What the processes of the tree share records of (open files, deleted files, shared memory
+// objects, the image's sections): one process after the other, in creation order.
+Status dump_shared_resources(DumpContext& ctx, const DumpOptions& opts, memory::Plan& plan,
+                             bool snapshot, PhaseClock& clock) {
+  fds::DumpFlags flags;
+  flags.shell_job = opts.shell_job;
+  flags.ext_unix_sk = opts.ext_unix_sk;
+  flags.tcp_established = opts.tcp_established;
+  flags.tcp_close = opts.tcp_close;
+  flags.skip_in_flight = opts.skip_in_flight || opts.tcp_close;
   CKPT_TRY(files::dump(ctx, flags));
   clock.mark("files");
   CKPT_TRY(seccomp::dump(ctx));
@@ -205,10 +216,46 @@ Status dump_resources(DumpContext& ctx, const DumpOptions& opts, memory::Plan& p
 }
 
 // The processes of one dump: the target and every descendant, each with its own context.
+// Process i is attached, read and let go by member i mod size of the crew (TracerCrew).
 struct Tree {
   std::vector<std::unique_ptr<DumpContext>> procs;  // [0] is the target
   std::vector<int> parent;                          // index of each one's parent, -1 for [0]
   TreeState state;
+  TracerCrew* crew = nullptr;
+
+  size_t member(size_t i) const { return i % crew->size(); }
+  size_t index(const DumpContext* ctx) const {
+    size_t i = 0;
+    while (procs[i].get() != ctx) ++i;
+    return i;
+  }
+  Status on_member(size_t i, std::function<Status()> job) {
+    return crew->run(member(i), std::move(job));
+  }
+  // Runs job(i) for every process, several at once, each on its member, in creation order within
+  // a member; the first failure in creation order is returned (a member stops at its own first).
+  Status on_all(const std::function<Status(size_t)>& job) {
+    std::vector<size_t> order;
+    for (auto* ctx : creation_order()) order.push_back(index(ctx));
+    std::vector<Status> result(procs.size());
+    std::vector<std::future<Status>> shares;
+    for (size_t k = crew->size(); k-- > 0;)
+      shares.push_back(crew->post(k, [&, k]() -> Status {
+        for (size_t i : order)
+          if (member(i) == k && !(result[i] = job(i)).ok()) break;
+        return {};
+      }));
+    for (auto& share : shares) (void)share.get();
+    for (size_t i : order) CKPT_TRY(result[i]);
+    return {};
+  }
+  // Detaches every thread from the thread that attached it (ptrace answers no other).
+  void let_go() {
+    (void)on_all([&](size_t i) {
+      procs[i]->threads.clear();
+      return Status{};
+    });
+  }
 
   bool has(pid_t pid) const {
     return std::any_of(procs.begin(), procs.end(), [&](auto& p) { return p->pid == pid; });
@@ -273,9 +320,12 @@ Status freeze_tree(Tree& tree, const DumpOptions& opts) {
   for (size_t i = 0; i < tree.procs.size(); ++i) {
     DumpContext& ctx = *tree.procs[i];
     if (ctx.zombie) continue;
-    Status frozen = freeze(ctx);
+    Status frozen = tree.on_member(i, [&] { return freeze(ctx); });
     if (!frozen.ok() && i > 0 && ended_meanwhile(ctx.pid)) {
-      ctx.threads.clear();
+      (void)tree.on_member(i, [&] {
+        ctx.threads.clear();
+        return Status{};
+      });
       ctx.zombie = true;
       continue;
     }
@@ -313,8 +363,8 @@ struct PendingMemory {
   bool held = false;        // or when the few written since the parent were read while stopped
 };
 
-Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts,
-                PendingMemory& pending) {
+// The part of a process's state that is its own (dump_own_resources).
+Status dump_own(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts) {
   ctx.rec.pid = ctx.pid;
   if (ctx.zombie) {
     CKPT_TRY_ASSIGN(ctx.rec.zombie, tree::dump_zombie(ctx.pid));
@@ -329,7 +379,16 @@ Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   // First of all: until then a signal the dump took from a thread is only held by ckpt.
   if (Status st = signals::put_back_taken(ctx); !st.ok()) return dump_error(st.error(), ctx.pid);
   ctx.write_tracked = write_tracking::follows(opts.tracker, ctx.pid);
-  Status st = dump_resources(ctx, opts, pending.plan, opts.leave_running && opts.snapshot, clock);
+  if (Status st = dump_own_resources(ctx, clock); !st.ok()) return dump_error(st.error(), ctx.pid);
+  return {};
+}
+
+// The rest (dump_shared_resources), once dump_own() is through.
+Status dump_shared(DumpContext& ctx, const DumpOptions& opts, PendingMemory& pending) {
+  if (ctx.zombie) return {};
+  PhaseClock clock(ctx.pid);
+  Status st =
+      dump_shared_resources(ctx, opts, pending.plan, opts.leave_running && opts.snapshot, clock);
   if (!st.ok()) return dump_error(st.error(), ctx.pid);
   if (opts.tracker) {
     const auto& parent = ctx.tree->pages->parent;
@@ -342,11 +401,11 @@ Status dump_one(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
 Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions& opts,
                  std::vector<PendingMemory>& pending) {
   pending.resize(tree.procs.size());
+  CKPT_TRY(tree.on_all([&](size_t i) { return dump_own(*tree.procs[i], writer, opts); }));
   auto procs = tree.creation_order();
   for (auto* ctx : procs) {
-    size_t i = 0;
-    while (tree.procs[i].get() != ctx) ++i;
-    CKPT_TRY(dump_one(*ctx, writer, opts, pending[i]));
+    size_t i = tree.index(ctx);
+    CKPT_TRY(tree.on_member(i, [&] { return dump_shared(*ctx, opts, pending[i]); }));
   }
   PhaseClock clock(opts.pid);
   Status linked = tree::dump_ids(procs);
@@ -370,36 +429,52 @@ bool subreaper_on_line(const Tree& tree, size_t i) {
 // Takes a snapshot of each process that can have one; the others have their pages copied now,
 // while they are stopped.
 Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
-  for (size_t i = 0; i < tree.procs.size(); ++i) {
+  size_t n = tree.procs.size();
+  std::vector<bool> wants(n, false);
+  for (size_t i = 0; i < n; ++i) {
     DumpContext& ctx = *tree.procs[i];
-    if (ctx.zombie) continue;
     PendingMemory& p = pending[i];
-    if (p.plan.snapshot && subreaper_on_line(tree, i)) {
+    if (ctx.zombie || !p.plan.snapshot) continue;
+    if (subreaper_on_line(tree, i)) {
       log::warn("dump",
                 "pid {}: a child subreaper or a PID namespace's init in the tree: copying its "
                 "memory stopped",
                 ctx.pid);
       p.plan.snapshot = false;
+      continue;
     }
-    if (p.plan.snapshot && !ctx.unchanged.empty()) {
+    if (!ctx.unchanged.empty()) {
       PhaseClock clock(ctx.pid);
-      auto held = memory::hold_changed(ctx, p.plan);
+      Status st = tree.on_member(i, [&]() -> Status {
+        CKPT_TRY_ASSIGN(p.held, memory::hold_changed(ctx, p.plan));
+        return {};
+      });
       clock.mark("written pages read");
-      if (!held.ok()) return dump_error(held.error(), ctx.pid);
-      p.held = *held;
+      if (!st.ok()) return dump_error(st.error(), ctx.pid);
       if (p.held) continue;
     }
-    if (p.plan.snapshot) {
-      PhaseClock clock(ctx.pid);
-      auto snap = snapshot::take(ctx);
-      clock.mark("snapshot");
-      if (snap.ok()) {
-        p.snap = std::move(*snap);
-        continue;
-      }
+    wants[i] = true;
+  }
+  // The snapshots, several at once; a process without one is copied below instead.
+  std::vector<std::optional<Error>> refused(n);
+  (void)tree.on_all([&](size_t i) -> Status {
+    if (!wants[i]) return {};
+    PhaseClock clock(tree.procs[i]->pid);
+    auto snap = snapshot::take(*tree.procs[i]);
+    clock.mark("snapshot");
+    if (snap.ok())
+      pending[i].snap = std::move(*snap);
+    else
+      refused[i] = snap.error();
+    return {};
+  });
+  for (size_t i = 0; i < n; ++i) {
+    DumpContext& ctx = *tree.procs[i];
+    PendingMemory& p = pending[i];
+    if (ctx.zombie || p.held || p.snap) continue;
+    if (refused[i])
       log::warn("dump", "pid {}: no snapshot ({}); copying its memory stopped", ctx.pid,
-                snap.error().message);
-    }
+                refused[i]->message);
     Status st = i == 0 ? Status{}
                        : memory::leave_out_shared_with_root(*tree.procs[0], tree.procs[0]->pid, ctx,
                                                             ctx.pid, p.plan);
@@ -504,8 +579,15 @@ void finish_incremental(const page_index::DumpState& pages, image::GenerationWri
 
 Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
                              Clock::time_point started, page_index::DumpState& pages) {
+  // Before the tree: its members outlive every attachment (a tracer thread's end detaches).
+  TracerCrew crew(TracerCrew::members_for(TracerCrew::kMostMembers));
   Tree tree;
+  tree.crew = &crew;
   tree.state.pages = &pages;
+  struct LetGo {  // on any return, every thread is detached by the member that attached it
+    Tree& tree;
+    ~LetGo() { tree.let_go(); }
+  } let_go{tree};
   // Declared after the tree: on any error its end takes the connections out of repair mode
   // before the tree's end lets the processes go.
   fds::TcpRepairScope tcp_repair;
@@ -532,7 +614,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   // Everything is read or held by snapshots: processes that go on need not wait for the copy
   // from the snapshots or the fsyncs of the commit.
   if (opts.leave_running) {
-    for (auto& p : tree.procs) p->threads.clear();
+    tree.let_go();
     result.frozen = Clock::now() - frozen_at;
     clock.mark("release");
     // The connections left repair mode as soon as they were read; their lock goes once the

@@ -216,6 +216,62 @@ Result<long> RemoteSyscalls::call_raw(long nr, std::array<uint64_t, 6> args) {
   return static_cast<long>(arch::syscall_ret(after));
 }
 
+// Runs the tracee until the runner's int3, passing through stops that are not ours (a group-stop).
+Status RemoteSyscalls::run_to_trap() {
+  for (;;) {
+    CKPT_TRY(t_->resume());
+    CKPT_TRY_ASSIGN(StopInfo stop, t_->wait_stop());
+    if (stop.exited()) {
+      pid_t tid = t_->tid();
+      done_ = true;
+      t_->release();
+      return errorf("tid {} died during injected system calls (status {:#x})", tid, stop.status);
+    }
+    int sig = stop.stop_signal();
+    if (sig == SIGTRAP && stop.event() == 0) return {};
+    if ((sig == SIGSEGV || sig == SIGBUS || sig == SIGILL || sig == SIGFPE) && stop.event() == 0) {
+      auto regs = t_->regs();
+      return errorf("tid {}: signal {} during injected system calls at rip {:#x}", t_->tid(), sig,
+                    regs.ok() ? regs->rip : 0);
+    }
+  }
+}
+
+Status RemoteSyscalls::run_chunk(uint64_t runner, uint64_t table, std::span<BatchCall> chunk) {
+  constexpr size_t kWords = 8;  // nr, six arguments, result
+  std::vector<uint64_t> words(chunk.size() * kWords + 1);
+  for (size_t i = 0; i < chunk.size(); ++i) {
+    words[i * kWords] = static_cast<uint64_t>(chunk[i].nr);
+    std::copy(chunk[i].args.begin(), chunk[i].args.end(), words.begin() + i * kWords + 1);
+  }
+  words.back() = ~uint64_t{0};
+  CKPT_TRY(t_->write_memory(table, words.data(), words.size() * sizeof(uint64_t)));
+  Regs r = call_base();
+  arch::set_batch(r, runner, table);
+  CKPT_TRY(t_->set_regs(r));
+  CKPT_TRY(run_to_trap());
+  CKPT_TRY(t_->read_memory(table, words.data(), words.size() * sizeof(uint64_t)));
+  for (size_t i = 0; i < chunk.size(); ++i)
+    chunk[i].ret = static_cast<long>(words[i * kWords + kWords - 1]);
+  return {};
+}
+
+Status RemoteSyscalls::call_batch(uint64_t runner, uint64_t table, size_t room,
+                                  std::span<BatchCall> calls) {
+  if (done_) return errorf("tid {}: injected syscalls after finish", t_->tid());
+  size_t per = room / (8 * sizeof(uint64_t)) - 1;  // the last entry's nr ends the table
+  if (per == 0) return errorf("tid {}: no room for a batch of system calls", t_->tid());
+  for (size_t at = 0; at < calls.size(); at += per)
+    CKPT_TRY(run_chunk(runner, table, calls.subspan(at, std::min(per, calls.size() - at))));
+  for (auto& c : calls) {
+    log::debug("ptrace", "tid {}: batched {}({:#x}, {:#x}, {:#x}) = {}", t_->tid(), c.name,
+               c.args[0], c.args[1], c.args[2], c.ret);
+    if (c.judged && c.ret < 0 && c.ret > -4096)
+      return sys_error(static_cast<int>(-c.ret), fmt::format("{} in tid {}", c.name, t_->tid()));
+  }
+  return {};
+}
+
 Result<long> RemoteSyscalls::call(const char* name, long nr, std::array<uint64_t, 6> args) {
   CKPT_TRY_ASSIGN(long ret, call_raw(nr, args));
   if (ret < 0 && ret > -4096)

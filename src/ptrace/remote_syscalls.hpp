@@ -62,6 +62,15 @@ std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
                                              const std::vector<CodeRange>& code, uint64_t frame_top,
                                              SelfRestore* known = nullptr);
 
+// One system call of a batch (RemoteSyscalls::call_batch).
+struct BatchCall {
+  const char* name = "";
+  long nr = 0;
+  std::array<uint64_t, 6> args{};
+  bool judged = true;  // a negative return fails the batch (else the caller looks at `ret`)
+  long ret = 0;        // the raw kernel return, once run
+};
+
 class RemoteSyscalls {
  public:
   // `syscall_insn` is the address of a `syscall` (0f 05) instruction executable in the tracee.
@@ -80,6 +89,11 @@ class RemoteSyscalls {
   Result<long> call(const char* name, long nr, std::array<uint64_t, 6> args = {});
   // Same, but returns the raw kernel value (negative errno) without judging it.
   Result<long> call_raw(long nr, std::array<uint64_t, 6> args = {});
+  // Runs `calls` in order with one stop instead of two per call, through the batch runner at
+  // `runner` (arch::kTrampolineCode, which only the restore's puppets hold) with its table in the
+  // tracee's scratch memory [table, table + room). Every call runs even after one failed (a
+  // failed restore kills the process anyway); then the first judged failure is the error.
+  Status call_batch(uint64_t runner, uint64_t table, size_t room, std::span<BatchCall> calls);
 
   // The registers the thread will get back.
   const Regs& saved_regs() const { return saved_; }
@@ -99,6 +113,8 @@ class RemoteSyscalls {
   RemoteSyscalls(Tracee& t, uint64_t insn, Regs saved, uint64_t mask)
       : t_(&t), insn_(insn), saved_(saved), saved_mask_(mask) {}
   Result<StopInfo> run_to_syscall_stop();
+  Status run_to_trap();
+  Status run_chunk(uint64_t runner, uint64_t table, std::span<BatchCall> chunk);
   Status arm_self_restore(const SelfRestore& sr, const Regs& stopped);
   // The registers every call starts from: the saved ones, or, with a frame, the parked ones.
   Regs call_base() const;

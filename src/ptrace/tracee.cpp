@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/ptrace.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -116,7 +117,8 @@ Status Tracee::detach() {
 
 // A traced leader's exit is reported only once its other threads are reaped, and a traced
 // thread is reaped only by its tracer: waiting for the leader of a process killed mid-dump would
-// block forever while its threads wait for us. So the wait never blocks on one thread alone.
+// block forever while its threads wait for us. So the wait blocks on one thread alone only when
+// no other thread can be waiting for us (alone_untraced_clones()).
 Result<StopInfo> Tracee::wait_stop() {
   StopInfo info;
   for (;;) {
@@ -149,12 +151,31 @@ std::optional<StopInfo> Tracee::parents_exit_seen() const {
   return info;
 }
 
+// Whether waiting for this thread alone cannot miss its exit: a leader's exit is reported only
+// once its other threads are reaped, which is ours to do for those we trace; with no other thread
+// now and none that could be born traced (no PTRACE_O_TRACECLONE), there is none to reap. Then the
+// wait blocks on this thread only: the P_ALL wait below returns at once, again and again, while
+// any other child has an event nobody takes (a caller's unreaped zombie), turning each stop into
+// a poll.
+bool Tracee::alone_untraced_clones() const {
+  if (options_ & PTRACE_O_TRACECLONE) return false;
+  struct stat st {};
+  // A task directory links "." and ".." and one entry per thread.
+  return ::stat(fmt::format("/proc/{}/task", tid_).c_str(), &st) == 0 && st.st_nlink == 3;
+}
+
 // Blocks until some child or tracee has an event, without taking it. The event the kernel lists
 // first may belong to another tracee that nobody is waiting for yet (e.g. a child just cloned by
 // an injected call, listed before the threads): dead sibling threads are therefore looked for
 // directly rather than through it, and reaped so that their leader's exit can be reported.
 Status Tracee::wait_for_any_event() {
   siginfo_t si{};
+  if (alone_untraced_clones()) {
+    if (::waitid(P_PID, static_cast<id_t>(tid_), &si, WEXITED | WSTOPPED | WNOWAIT | __WALL) < 0 &&
+        errno != EINTR)
+      return sys_error(fmt::format("waitid tid {}", tid_));
+    return {};
+  }
   if (::waitid(P_ALL, 0, &si, WEXITED | WSTOPPED | WNOWAIT | __WALL) < 0)
     return errno == EINTR ? Status{} : sys_error(fmt::format("waitid (for tid {})", tid_));
   if (si.si_pid == tid_) return {};

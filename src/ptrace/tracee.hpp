@@ -78,6 +78,7 @@ class Tracee {
  private:
   Tracee(pid_t tid, unsigned long options) : tid_(tid), options_(options) {}
   Status wait_for_any_event();
+  bool alone_untraced_clones() const;
   std::optional<StopInfo> parents_exit_seen() const;
   pid_t tid_ = 0;
   unsigned long options_ = 0;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <span>
 #include <string>
 #include <vector>
@@ -67,6 +68,8 @@ struct TreeState {
   std::map<std::pair<uint64_t, uint64_t>, int> deleted_ids;  // (dev, ino) -> id
   std::map<std::pair<uint64_t, uint64_t>, int> shm_ids;      // shared memory objects
   std::vector<ScopedFd> in_flight;  // ckpt's copies of fds in flight: later fds are kcmp'd to them
+  // For what processes read at once (TracerCrew) write here: the image's vdso.
+  std::mutex mu;
 };
 
 // Sections of the tree's root keep their plain names (an image of one process reads as before);

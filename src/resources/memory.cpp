@@ -696,6 +696,13 @@ bool meets_any(const std::vector<Range>& keep, uint64_t start, uint64_t end) {
   return it != keep.end() && it->first < end;
 }
 
+// Runs `calls` in the puppet with one stop (the restorer page's batch runner).
+Status run_batch(RestoreContext& ctx, std::vector<ptrace::BatchCall>& calls) {
+  if (calls.empty()) return {};
+  return ctx.main_remote->call_batch(ctx.trampoline + arch::kBatchRunnerOffset, ctx.scratch.addr,
+                                     ctx.scratch.size, calls);
+}
+
 // Everything of the puppet's own memory goes but the trampoline, the vdso and the areas kept from
 // the base. Neighbouring stretches go in one munmap (holes between them are no matter to it):
 // each injected call costs two ptrace stops, and a puppet has the restorer's fifty-odd mappings.
@@ -718,9 +725,9 @@ Status unmap_puppet(RestoreContext& ctx, const std::vector<proc::MapEntry>& own)
     else
       merged.push_back(r);
   }
-  auto& rs = *ctx.main_remote;
-  for (auto [s, e] : merged) CKPT_TRY(rs.call("munmap", SYS_munmap, {s, e - s}));
-  return {};
+  std::vector<ptrace::BatchCall> calls;
+  for (auto [s, e] : merged) calls.push_back({"munmap", SYS_munmap, {s, e - s}});
+  return run_batch(ctx, calls);
 }
 
 // A free stretch of `size` bytes that no image mapping, the trampoline or the puppet's vdso uses.
@@ -750,12 +757,12 @@ Status move_vdso(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
     for (auto k : kVdsoKinds)
       if (v.kind == proc::to_string(k)) want[k] = {v.start, v.end};
   }
-  auto& rs = *ctx.main_remote;
+  std::vector<ptrace::BatchCall> calls;
   uint64_t total = 0;
   for (auto& [k, m] : have) {
     auto it = want.find(k);
     if (it == want.end()) {
-      CKPT_TRY(rs.call("munmap", SYS_munmap, {m->start, m->size()}));
+      calls.push_back({"munmap", SYS_munmap, {m->start, m->size()}});
       continue;
     }
     if (it->second.second - it->second.first != m->size())
@@ -772,17 +779,18 @@ Status move_vdso(RestoreContext& ctx, const std::vector<proc::MapEntry>& own) {
   std::vector<std::pair<proc::MapKind, uint64_t>> parked;
   for (auto& [k, m] : have) {
     if (!want.count(k)) continue;
-    CKPT_TRY(rs.call("mremap", SYS_mremap,
-                     {m->start, m->size(), m->size(), MREMAP_MAYMOVE | MREMAP_FIXED, tmp}));
+    calls.push_back({"mremap",
+                     SYS_mremap,
+                     {m->start, m->size(), m->size(), MREMAP_MAYMOVE | MREMAP_FIXED, tmp}});
     parked.emplace_back(k, tmp);
     tmp += m->size();
   }
   for (auto& [k, at] : parked) {
     uint64_t size = want[k].second - want[k].first;
-    CKPT_TRY(rs.call("mremap", SYS_mremap,
-                     {at, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, want[k].first}));
+    calls.push_back(
+        {"mremap", SYS_mremap, {at, size, size, MREMAP_MAYMOVE | MREMAP_FIXED, want[k].first}});
   }
-  return {};
+  return run_batch(ctx, calls);
 }
 
 // The running kernel's vdso data and code (as the puppet has them) moved together to a free
@@ -1113,21 +1121,27 @@ Status fill_or_defer(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) 
   return fill(ctx, vmas);
 }
 
-Status finish_one(RestoreContext& ctx, const schema::Vma& v) {
-  auto& rs = *ctx.main_remote;
+// The calls that give mapping `v` its last protection and advice.
+void finish_one(const schema::Vma& v, std::vector<ptrace::BatchCall>& calls) {
   uint64_t start = v.start, len = v.end - v.start;
   if (initial_prot(v) != v.prot)
-    CKPT_TRY(rs.call("mprotect", SYS_mprotect, {start, len, uint64_t(v.prot)}));
+    calls.push_back({"mprotect", SYS_mprotect, {start, len, uint64_t(v.prot)}});
   static const std::pair<const char*, int> advice[] = {
       {"dd", MADV_DONTDUMP}, {"dc", MADV_DONTFORK}, {"wf", MADV_WIPEONFORK}};
   for (auto& [code, adv] : advice)
-    if (v.has_flag(code)) CKPT_TRY(rs.call("madvise", SYS_madvise, {start, len, uint64_t(adv)}));
-  if (v.has_flag("lo")) {
-    long r = *rs.call_raw(SYS_mlock, {start, len});
-    if (r < 0)
-      log::warn("memory", "pid {}: could not lock {:#x}+{:#x} again: errno {}", ctx.pid, start, len,
-                -r);
-  }
+    if (v.has_flag(code)) calls.push_back({"madvise", SYS_madvise, {start, len, uint64_t(adv)}});
+  if (v.has_flag("lo")) calls.push_back({"mlock", SYS_mlock, {start, len}, false});
+}
+
+Status finish_all(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
+  std::vector<ptrace::BatchCall> calls;
+  for (auto& v : vmas)
+    if (is_mapped(v)) finish_one(v, calls);
+  CKPT_TRY(run_batch(ctx, calls));
+  for (auto& c : calls)
+    if (c.nr == SYS_mlock && c.ret < 0)
+      log::warn("memory", "pid {}: could not lock {:#x}+{:#x} again: errno {}", ctx.pid, c.args[0],
+                c.args[1], -c.ret);
   return {};
 }
 
@@ -1152,9 +1166,7 @@ Status restore(RestoreContext& ctx) {
   for (auto& v : vmas)
     if (is_mapped(v)) CKPT_TRY(map_one(ctx, v));
   CKPT_TRY(ctx.lazy ? fill_or_defer(ctx, vmas) : fill(ctx, vmas));
-  for (auto& v : vmas)
-    if (is_mapped(v)) CKPT_TRY(finish_one(ctx, v));
-  return {};
+  return finish_all(ctx, vmas);
 }
 
 }  // namespace ckpt::memory

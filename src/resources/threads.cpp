@@ -95,7 +95,14 @@ Result<pid_t> create_thread(RestoreContext& ctx, pid_t tid) {
   args.set_tid_size = 1;
   CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, &args, sizeof(args)));
   CKPT_TRY(write_remote(ctx.pid, args.set_tid, &tid, sizeof(tid)));
-  CKPT_TRY_ASSIGN(long got, rs.call("clone3", SYS_clone3, {ctx.scratch.addr, sizeof(args)}));
+  // The new thread must be ours from its first instant: born traced, stopped before it runs.
+  auto& leader = ctx.threads[0].tracee;
+  unsigned long options = leader.options();
+  CKPT_TRY(leader.set_options(options | PTRACE_O_TRACECLONE));
+  Result<long> made = rs.call("clone3", SYS_clone3, {ctx.scratch.addr, sizeof(args)});
+  Status reset = leader.set_options(options);
+  CKPT_TRY_ASSIGN(long got, made);
+  CKPT_TRY(reset);
   if (got != tid) return errorf("restore pid {}: thread {} came back as {}", ctx.pid, tid, got);
   return static_cast<pid_t>(got);
 }
@@ -137,7 +144,9 @@ Status restore(RestoreContext& ctx) {
   const auto& all = ctx.rec->threads;
   for (size_t i = 1; i < all.size(); ++i) {
     CKPT_TRY_ASSIGN(pid_t got, create_thread(ctx, all[i].tid));
-    ThreadHandle h{got, ptrace::Tracee::adopt(got, ctx.threads[0].tracee.options()), {}};
+    // It inherits the options the leader had at the clone.
+    ThreadHandle h{
+        got, ptrace::Tracee::adopt(got, ctx.threads[0].tracee.options() | PTRACE_O_TRACECLONE), {}};
     CKPT_TRY_ASSIGN(ptrace::StopInfo stop, h.tracee.wait_stop());
     if (stop.exited()) return errorf("restore pid {}: new thread {} died", ctx.pid, got);
     ctx.threads.push_back(std::move(h));

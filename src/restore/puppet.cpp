@@ -207,7 +207,7 @@ Result<PuppetTree> PuppetTree::create(const PuppetPlan& plan) {
   return take_over(plan, std::move(spawned));
 }
 
-// Waits for puppet i's report, then attaches to it and stops it.
+// Waits for puppet i's report.
 Status PuppetTree::take_over_one(size_t i, const PuppetPlan& plan, int report_fd) {
   pid_t pid = plan.processes[i].pid;
   std::string msg;
@@ -215,9 +215,14 @@ Status PuppetTree::take_over_one(size_t i, const PuppetPlan& plan, int report_fd
   if (msg.rfind("err ", 0) == 0) return errorf("restore pid {}: {}", pid, msg.substr(4));
   std::istringstream in(msg.substr(2));
   for (int fd; in >> fd;) kept_[i].push_back(fd);
-  CKPT_TRY_ASSIGN(
-      tracees_[i],
-      ptrace::Tracee::seize(pid, PTRACE_O_TRACESYSGOOD | PTRACE_O_TRACECLONE | PTRACE_O_EXITKILL));
+  return {};
+}
+
+Status PuppetTree::seize(size_t i) {
+  // PTRACE_O_TRACECLONE only while threads are created (threads::restore): without it, waits
+  // for a single-threaded puppet's stops need not look at every other child (Tracee::wait_stop).
+  CKPT_TRY_ASSIGN(tracees_[i],
+                  ptrace::Tracee::seize(pids_[i], PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL));
   return tracees_[i].interrupt();
 }
 

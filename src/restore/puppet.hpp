@@ -50,7 +50,8 @@ struct SpawnedPuppets {
 // processes).
 class PuppetTree {
  public:
-  // Returns once every puppet has reported ready and is stopped under ptrace.
+  // Returns once every puppet has reported ready (each pauses, every signal blocked, until it is
+  // seized).
   static Result<PuppetTree> create(const PuppetPlan& plan);
   // The two halves of create(), for a caller that takes the puppets over from another process
   // (one inside the PID namespace whose init the root is). spawn() leaves the root running
@@ -63,6 +64,8 @@ class PuppetTree {
 
   size_t size() const { return pids_.size(); }
   pid_t pid(size_t i) const { return pids_[i]; }
+  // Attaches to puppet i and stops it, from the thread that is to build it (see TracerCrew).
+  Status seize(size_t i);
   ptrace::Tracee& tracee(size_t i) { return tracees_[i]; }
   // Numbers of the plan's handed fds inside puppet i, in order.
   const std::vector<int>& handed_fds(size_t i) const { return kept_[i]; }

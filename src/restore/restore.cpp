@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -20,6 +21,7 @@
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "common/phase_clock.hpp"
+#include "common/tracer_crew.hpp"
 #include "common/units.hpp"
 #include "image/chain.hpp"
 #include "proc/maps.hpp"
@@ -285,6 +287,9 @@ Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds&
   return {};
 }
 
+// The restorer page: its code (arch::kTrampolineCode), then scratch memory.
+constexpr uint64_t kTrampolineCodeRoom = 64;
+
 // One process being built. Not movable: main_remote points at remote, remote into ctx.threads.
 struct ProcessBuild {
   RestoreContext ctx;
@@ -334,7 +339,8 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   ctx.base = &base;
   ctx.lazy = lazy;
   ctx.trampoline = spec.trampoline;
-  ctx.scratch = {spec.trampoline + 64, kPage - 64};
+  static_assert(sizeof(arch::kTrampolineCode) <= kTrampolineCodeRoom);
+  ctx.scratch = {spec.trampoline + kTrampolineCodeRoom, kPage - kTrampolineCodeRoom};
   // main_remote points into ctx.threads: it must never reallocate.
   ctx.threads.reserve(spec.rec->threads.size());
   ctx.threads.push_back(
@@ -392,19 +398,45 @@ Result<RestoreResult> build_all(const Prepared& p, PuppetTree puppets, PhaseCloc
   if (p.opts.lazy) {
     CKPT_TRY_ASSIGN(lazy, lazy_pages::Server::start());
   }
-  std::vector<std::unique_ptr<ProcessBuild>> built;
-  for (size_t i = 0; i < puppets.size(); ++i) {
-    if (p.plan.processes[i].zombie) continue;
-    auto b = build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base, lazy.get());
-    // A damaged page met by the page server stopped the build: that is the cause to name.
-    if (!b.ok() && lazy && lazy->error()) return *lazy->error();
-    if (!b.ok()) return b.error();
-    built.push_back(std::move(*b));
-  }
+  std::vector<size_t> order;  // the processes to build, parents first
+  for (size_t i = 0; i < puppets.size(); ++i)
+    if (!p.plan.processes[i].zombie) order.push_back(i);
+  // Declared before the builds: a build that fails is killed before its thread ends (which would
+  // kill it too, PTRACE_O_EXITKILL, but only after the others of that thread).
+  TracerCrew crew(TracerCrew::members_for(order.size()));
+  std::vector<std::unique_ptr<ProcessBuild>> built(puppets.size());
+  auto member = [&](size_t n) { return n % crew.size(); };  // of order[n]
+  std::atomic<bool> stop{false};  // one build failed: the others need not go on
+  auto build_share = [&](size_t k) -> Status {
+    for (size_t n = k; n < order.size() && !stop; n += crew.size()) {
+      size_t i = order[n];
+      Status st = puppets.seize(i);
+      if (st.ok()) {
+        auto b = build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base, lazy.get());
+        if (b.ok()) built[i] = std::move(*b);
+        st = b.ok() ? Status{} : Status(b.error());
+      }
+      if (!st.ok()) {
+        stop = true;
+        return st;
+      }
+    }
+    return {};
+  };
+  std::vector<std::future<Status>> shares;
+  for (size_t k = crew.size(); k-- > 0;)
+    shares.push_back(crew.post(k, [&, k] { return build_share(k); }));
+  std::optional<Error> failed;
+  for (auto& share : shares)
+    if (Status st = share.get(); !st.ok() && !failed) failed = st.error();
+  // A damaged page met by the page server stopped the build: that is the cause to name.
+  if (failed && lazy && lazy->error()) return *lazy->error();
+  if (failed) return *failed;
   clock.mark("processes built");
   if (lazy) lazy->start_guard();
   CKPT_TRY(p.ipc.finish());
-  for (size_t i = built.size(); i-- > 0;) CKPT_TRY(built[i]->finish());
+  for (size_t n = order.size(); n-- > 0;)
+    CKPT_TRY(crew.run(member(n), [&, n] { return built[order[n]]->finish(); }));
   // Guarded before they run: ckpt's death from then on takes them along.
   if (lazy) lazy->seal();
   puppets.release();

@@ -7,6 +7,9 @@
 #include <signal.h>
 
 #include <algorithm>
+#include <cstdlib>
+#include <map>
+#include <sstream>
 
 #include "counter_output.hpp"
 #include "test_process.hpp"
@@ -128,6 +131,49 @@ TEST_F(TreeTest, FiveDumpRestoreCyclesOfTree) {
                                         << p.output();
   ASSERT_TRUE(p.finish());
   EXPECT_EQ(sequence_problem(counter_values(p.out()), 0), "") << p.output();
+}
+
+// The tracer thread ("ckpt[PID/TID]") of each "built in" line of a restore's log, by restored PID.
+std::map<pid_t, std::string> builders(const std::string& log) {
+  std::map<pid_t, std::string> out;
+  std::istringstream in(log);
+  for (std::string line; std::getline(in, line);) {
+    auto at = line.find("restore: pid "), slash = line.find('/'), close = line.find(']');
+    if (at == std::string::npos || line.find("built in") == std::string::npos ||
+        slash == std::string::npos || close < slash)
+      continue;
+    out[std::atoi(line.c_str() + at + 13)] = line.substr(slash + 1, close - slash - 1);
+  }
+  return out;
+}
+
+// With two tracer threads (CKPT_TRACER_THREADS=2, whatever the machine), the root and its child
+// are built at once by different threads of ckpt, and the tree counts on from where the dump left
+// it, its parent still in wait4 for the child.
+TEST_F(TreeTest, RootAndChildBuiltOnTwoThreadsCountOn) {
+  TestProcess p({program_path("tree_counter")});
+  ASSERT_TRUE(p.wait_ready());
+  auto kids = descendants(p.pid());
+  ASSERT_EQ(kids.size(), 1u);
+  ASSERT_TRUE(wait_values(p, 5));
+  ASSERT_TRUE(p.dump());
+  long dumped = counter_values(p.out()).back();
+  ::setenv("CKPT_TRACER_THREADS", "2", 1);
+  ::setenv("CKPT_LOG", "restore=info", 1);
+  bool restored = p.restore();
+  ::unsetenv("CKPT_TRACER_THREADS");
+  ::unsetenv("CKPT_LOG");
+  ASSERT_TRUE(restored);
+  auto by = builders(p.restore_err());
+  ASSERT_EQ(by.size(), 2u) << p.restore_err();
+  EXPECT_NE(by[p.pid()], by[kids[0]]) << "one thread built both\n" << p.restore_err();
+  EXPECT_EQ(p.tree(), (std::map<pid_t, pid_t>{{kids[0], p.pid()}}));
+  size_t have = counter_values(p.out()).size();
+  ASSERT_TRUE(wait_values(p, have + 5)) << "the child stopped after the restore\n" << p.output();
+  ASSERT_TRUE(p.finish());
+  auto values = counter_values(p.out());
+  EXPECT_EQ(sequence_problem(values, 0), "") << p.output();
+  EXPECT_GE(values.back(), dumped + 5) << "the count did not go on from the dump";
 }
 
 // The tree_* programs (each also a ProgramTest case, which compares /proc of the root only):

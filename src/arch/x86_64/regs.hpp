@@ -14,7 +14,33 @@ inline constexpr const char* kName = "x86_64";
 inline constexpr uint8_t kSyscallInsn[] = {0x0f, 0x05};
 inline constexpr uint64_t kSyscallInsnLen = sizeof(kSyscallInsn);
 // The restorer page's code: the syscall instruction, then a trap should anything run past it.
-inline constexpr uint8_t kTrampolineCode[] = {0x0f, 0x05, 0xcc};
+inline constexpr uint8_t kTrampolineCode[] = {
+    0x0f, 0x05, 0xcc,  // syscall; int3
+    // The batch runner (RemoteSyscalls::call_batch), at kBatchRunnerOffset: for each 64-byte
+    // entry at rbx {nr, six arguments, result} until an nr of -1, makes the call and stores rax
+    // into the result; then int3.
+    0x48, 0x8b, 0x03,        // loop: mov rax, [rbx]
+    0x48, 0x83, 0xf8, 0xff,  // cmp rax, -1
+    0x74, 0x24,              // je done
+    0x48, 0x8b, 0x7b, 0x08,  // mov rdi, [rbx+8]
+    0x48, 0x8b, 0x73, 0x10,  // mov rsi, [rbx+16]
+    0x48, 0x8b, 0x53, 0x18,  // mov rdx, [rbx+24]
+    0x4c, 0x8b, 0x53, 0x20,  // mov r10, [rbx+32]
+    0x4c, 0x8b, 0x43, 0x28,  // mov r8, [rbx+40]
+    0x4c, 0x8b, 0x4b, 0x30,  // mov r9, [rbx+48]
+    0x0f, 0x05,              // syscall
+    0x48, 0x89, 0x43, 0x38,  // mov [rbx+56], rax
+    0x48, 0x83, 0xc3, 0x40,  // add rbx, 64
+    0xeb, 0xd3,              // jmp loop
+    0xcc,                    // done: int3
+};
+inline constexpr uint64_t kBatchRunnerOffset = 3;
+// Sets up `r` to run the batch runner at `runner` over the table at `table`.
+inline void set_batch(Regs& r, uint64_t runner, uint64_t table) {
+  r.rip = runner;
+  r.rbx = table;
+  r.orig_rax = static_cast<uint64_t>(-1);
+}
 // Below the stack pointer: the red zone of the ABI belongs to the running function.
 inline constexpr uint64_t kRedZone = 128;
 // The regset holding the FPU/vector state in full (PTRACE_GETREGSET): XSAVE layout.

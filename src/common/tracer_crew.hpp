@@ -1,0 +1,54 @@
+#pragma once
+// TracerCrew: threads that work on several processes at once. ptrace ties a tracee to the thread
+// that attached it (every request must come from that thread, and the tracee is let go or killed,
+// with PTRACE_O_EXITKILL, when that thread ends), so everything done to one process, from its
+// attachment to its release, goes to the same member, chosen by index: member 0 is the calling
+// thread itself, the others are threads the crew owns until it is destroyed.
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "common/result.hpp"
+
+namespace ckpt {
+
+class TracerCrew {
+ public:
+  // `members` counts the calling thread: 1 makes no thread at all.
+  explicit TracerCrew(size_t members);
+  ~TracerCrew();  // lets the queued jobs run, then ends the threads
+  TracerCrew(const TracerCrew&) = delete;
+  TracerCrew& operator=(const TracerCrew&) = delete;
+
+  size_t size() const { return threads_.size() + 1; }
+  // Runs `job` on member `k` after the jobs given to it before; member 0 runs it at once, here.
+  std::future<Status> post(size_t k, std::function<Status()> job);
+  // Runs `job` on member `k` and waits for it.
+  Status run(size_t k, std::function<Status()> job) { return post(k, std::move(job)).get(); }
+
+  // How many members a crew for `work` processes gets: one per CPU this process may use, or
+  // CKPT_TRACER_THREADS of them (1 for bench/tree_bench's comparison, 2 for tests that must see
+  // two on any machine); never more than `work` or kMostMembers.
+  static size_t members_for(size_t work);
+  static constexpr size_t kMostMembers = 16;
+
+ private:
+  struct Queue {
+    std::mutex mu;
+    std::condition_variable ready;
+    std::deque<std::packaged_task<Status()>> jobs;
+    bool closing = false;
+  };
+  static void serve(Queue& q);
+
+  std::vector<std::unique_ptr<Queue>> queues_;  // [k - 1] for member k
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace ckpt
