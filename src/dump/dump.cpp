@@ -232,20 +232,30 @@ struct Tree {
   Status on_member(size_t i, std::function<Status()> job) {
     return crew->run(member(i), std::move(job));
   }
-  // Runs job(i) for every process, several at once, each on its member, in creation order within
-  // a member; the first failure in creation order is returned (a member stops at its own first).
+  // Runs job(i) for each i of `which`, several at once, each on its member, in the order of
+  // `which` within a member, which stops at its first failure if `stop`. The results, by index.
+  std::vector<Status> on_members(const std::vector<size_t>& which,
+                                 const std::function<Status(size_t)>& job, bool stop = true) {
+    std::vector<Status> result(procs.size(), Status(make_error("not reached")));
+    std::vector<bool> busy(crew->size(), false);
+    for (size_t i : which) busy[member(i)] = true;
+    std::vector<std::future<Status>> shares;
+    for (size_t k = crew->size(); k-- > 0;) {
+      if (!busy[k]) continue;
+      shares.push_back(crew->post(k, [&, k]() -> Status {
+        for (size_t i : which)
+          if (member(i) == k && !(result[i] = job(i)).ok() && stop) break;
+        return {};
+      }));
+    }
+    for (auto& share : shares) (void)share.get();
+    return result;
+  }
+  // on_members() for every process in creation order; the first failure in that order.
   Status on_all(const std::function<Status(size_t)>& job) {
     std::vector<size_t> order;
     for (auto* ctx : creation_order()) order.push_back(index(ctx));
-    std::vector<Status> result(procs.size());
-    std::vector<std::future<Status>> shares;
-    for (size_t k = crew->size(); k-- > 0;)
-      shares.push_back(crew->post(k, [&, k]() -> Status {
-        for (size_t i : order)
-          if (member(i) == k && !(result[i] = job(i)).ok()) break;
-        return {};
-      }));
-    for (auto& share : shares) (void)share.get();
+    auto result = on_members(order, job);
     for (size_t i : order) CKPT_TRY(result[i]);
     return {};
   }
@@ -311,39 +321,54 @@ std::vector<pid_t> own_line() {
   return line;
 }
 
-// Stops the target, then each child found, until every process of the tree is stopped: a stopped
-// process creates no children, so its list is final once it is stopped.
+// Adds the children of stopped process i to the tree.
+Status add_children(Tree& tree, size_t i, const DumpOptions& opts, const std::vector<pid_t>& line) {
+  pid_t pid = tree.procs[i]->pid;
+  CKPT_TRY_ASSIGN(auto children, proc::list_children(pid));
+  for (pid_t c : children) {
+    if (std::find(opts.ignore_children.begin(), opts.ignore_children.end(), c) !=
+            opts.ignore_children.end() ||
+        tree.has(c))
+      continue;
+    if (std::find(line.begin(), line.end(), c) != line.end())
+      return errorf("dump pid {}: ckpt itself runs below it (pid {}); dump it from outside",
+                    opts.pid, c);
+    CKPT_TRY_ASSIGN(auto state, tree::check_child(pid, c));
+    tree.add(c, static_cast<int>(i));
+    tree.procs.back()->zombie = state == tree::ChildState::zombie;
+  }
+  return {};
+}
+
+// Stops the target, then its children, level by level, until every process of the tree is
+// stopped: a stopped process creates no children, so its list is final once it is stopped. The
+// processes of a level are stopped at once, each by its member.
 Status freeze_tree(Tree& tree, const DumpOptions& opts) {
   auto line = own_line();
   tree.state.root = opts.pid;
   tree.add(opts.pid, -1);
-  for (size_t i = 0; i < tree.procs.size(); ++i) {
-    DumpContext& ctx = *tree.procs[i];
-    if (ctx.zombie) continue;
-    Status frozen = tree.on_member(i, [&] { return freeze(ctx); });
-    if (!frozen.ok() && i > 0 && ended_meanwhile(ctx.pid)) {
-      (void)tree.on_member(i, [&] {
-        ctx.threads.clear();
-        return Status{};
-      });
-      ctx.zombie = true;
-      continue;
-    }
-    CKPT_TRY(frozen);
-    if (i == 0) CKPT_TRY(tree::check_root(ctx.pid));
-    CKPT_TRY_ASSIGN(auto children, proc::list_children(ctx.pid));
-    for (pid_t c : children) {
-      if (std::find(opts.ignore_children.begin(), opts.ignore_children.end(), c) !=
-              opts.ignore_children.end() ||
-          tree.has(c))
+  for (size_t first = 0; first < tree.procs.size();) {
+    size_t end = tree.procs.size();
+    std::vector<size_t> level;
+    for (size_t i = first; i < end; ++i)
+      if (!tree.procs[i]->zombie) level.push_back(i);
+    auto frozen = tree.on_members(
+        level, [&](size_t i) { return freeze(*tree.procs[i]); }, false);
+    for (size_t i : level) {
+      DumpContext& ctx = *tree.procs[i];
+      if (!frozen[i].ok() && i > 0 && ended_meanwhile(ctx.pid)) {
+        (void)tree.on_member(i, [&] {
+          ctx.threads.clear();
+          return Status{};
+        });
+        ctx.zombie = true;
         continue;
-      if (std::find(line.begin(), line.end(), c) != line.end())
-        return errorf("dump pid {}: ckpt itself runs below it (pid {}); dump it from outside",
-                      opts.pid, c);
-      CKPT_TRY_ASSIGN(auto state, tree::check_child(ctx.pid, c));
-      tree.add(c, static_cast<int>(i));
-      tree.procs.back()->zombie = state == tree::ChildState::zombie;
+      }
+      CKPT_TRY(frozen[i]);
+      if (i == 0) CKPT_TRY(tree::check_root(ctx.pid));
+      CKPT_TRY(add_children(tree, i, opts, line));
     }
+    first = end;
   }
   return {};
 }

@@ -387,6 +387,38 @@ struct Prepared {
   const RestoreOptions& opts;
 };
 
+// Builds the puppets of `order` (indices, parents first) several at once: order[n] is seized,
+// built and later let go by member n mod the crew's size. A failure stops the other members after
+// their current build; the first failure in `order` is returned.
+Status build_each(const Prepared& p, PuppetTree& puppets, TracerCrew& crew,
+                  const std::vector<size_t>& order, ByteProgress& progress,
+                  lazy_pages::Server* lazy, std::vector<std::unique_ptr<ProcessBuild>>& built) {
+  std::vector<Status> result(order.size());
+  std::atomic<bool> stop{false};
+  auto share = [&](size_t k) -> Status {
+    for (size_t n = k; n < order.size() && !stop; n += crew.size()) {
+      size_t i = order[n];
+      Status st = puppets.seize(i);
+      if (st.ok()) {
+        auto b = build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base, lazy);
+        if (b.ok()) built[i] = std::move(*b);
+        st = b.ok() ? Status{} : Status(b.error());
+      }
+      if (!st.ok()) {
+        result[n] = st;
+        stop = true;
+      }
+    }
+    return {};
+  };
+  std::vector<std::future<Status>> shares;
+  for (size_t k = crew.size(); k-- > 0;)
+    shares.push_back(crew.post(k, [&, k] { return share(k); }));
+  for (auto& s : shares) (void)s.get();
+  for (auto& r : result) CKPT_TRY(r);
+  return {};
+}
+
 // The puppets made into the image's processes, all built before any is let go.
 Result<RestoreResult> build_all(const Prepared& p, PuppetTree puppets, PhaseClock& clock) {
   CKPT_TRY(files::set_owners(p.image, p.handed.fds));
@@ -405,38 +437,15 @@ Result<RestoreResult> build_all(const Prepared& p, PuppetTree puppets, PhaseCloc
   // kill it too, PTRACE_O_EXITKILL, but only after the others of that thread).
   TracerCrew crew(TracerCrew::members_for(order.size()));
   std::vector<std::unique_ptr<ProcessBuild>> built(puppets.size());
-  auto member = [&](size_t n) { return n % crew.size(); };  // of order[n]
-  std::atomic<bool> stop{false};  // one build failed: the others need not go on
-  auto build_share = [&](size_t k) -> Status {
-    for (size_t n = k; n < order.size() && !stop; n += crew.size()) {
-      size_t i = order[n];
-      Status st = puppets.seize(i);
-      if (st.ok()) {
-        auto b = build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base, lazy.get());
-        if (b.ok()) built[i] = std::move(*b);
-        st = b.ok() ? Status{} : Status(b.error());
-      }
-      if (!st.ok()) {
-        stop = true;
-        return st;
-      }
-    }
-    return {};
-  };
-  std::vector<std::future<Status>> shares;
-  for (size_t k = crew.size(); k-- > 0;)
-    shares.push_back(crew.post(k, [&, k] { return build_share(k); }));
-  std::optional<Error> failed;
-  for (auto& share : shares)
-    if (Status st = share.get(); !st.ok() && !failed) failed = st.error();
+  Status st = build_each(p, puppets, crew, order, progress, lazy.get(), built);
   // A damaged page met by the page server stopped the build: that is the cause to name.
-  if (failed && lazy && lazy->error()) return *lazy->error();
-  if (failed) return *failed;
+  if (!st.ok() && lazy && lazy->error()) return *lazy->error();
+  CKPT_TRY(st);
   clock.mark("processes built");
   if (lazy) lazy->start_guard();
   CKPT_TRY(p.ipc.finish());
   for (size_t n = order.size(); n-- > 0;)
-    CKPT_TRY(crew.run(member(n), [&, n] { return built[order[n]]->finish(); }));
+    CKPT_TRY(crew.run(n % crew.size(), [&, n] { return built[order[n]]->finish(); }));
   // Guarded before they run: ckpt's death from then on takes them along.
   if (lazy) lazy->seal();
   puppets.release();
