@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/scoped_fd.hpp"
+#include "resources/fds/netlink_reply.hpp"
 
 namespace ckpt::fds::inet_diag {
 namespace {
@@ -67,26 +68,19 @@ Result<int> shutdown_of(int family, int protocol, uint16_t port, uint64_t ino) {
       0)
     return sys_error(what);
   std::vector<uint64_t> buf(8192);  // aligned for the netlink macros
-  const char* base = reinterpret_cast<const char*>(buf.data());
   std::optional<int> found;
   for (;;) {
     ssize_t n = ::recv(nl.get(), buf.data(), buf.size() * 8, 0);
     if (n < 0) return sys_error(what);
-    size_t total = static_cast<size_t>(n);
-    for (size_t at = 0; total - at >= sizeof(nlmsghdr);) {
-      auto* h = reinterpret_cast<const nlmsghdr*>(base + at);
-      if (h->nlmsg_len < sizeof(nlmsghdr) || h->nlmsg_len > total - at) break;
-      if (h->nlmsg_type == NLMSG_DONE) {
-        if (found) return *found;
-        return errorf("{}: not listed on port {}", what, port);
-      }
-      if (h->nlmsg_type == NLMSG_ERROR) {
-        auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-        return sys_error(-err->error, what);
-      }
-      if (!found) found = shutdown_in(h, ino);
-      at += NLMSG_ALIGN(h->nlmsg_len);
-    }
+    CKPT_TRY_ASSIGN(auto end,
+                    netlink_reply::walk(reinterpret_cast<const char*>(buf.data()),
+                                        static_cast<size_t>(n), what, [&](const nlmsghdr* h) {
+                                          if (!found) found = shutdown_in(h, ino);
+                                          return false;
+                                        }));
+    if (end != netlink_reply::End::done) continue;
+    if (found) return *found;
+    return errorf("{}: not listed on port {}", what, port);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "common/scoped_fd.hpp"
+#include "resources/fds/netlink_reply.hpp"
 
 namespace ckpt::fds::unix_diag {
 
@@ -146,27 +147,21 @@ Result<std::string> query_diag(uint64_t ino) {
 
 Result<std::optional<DiagInfo>> parse_diag_reply(std::string_view reply, uint64_t ino) {
   auto buf = aligned_copy(reply);
-  const char* base = reinterpret_cast<const char*>(buf.data());
-  size_t total = std::min(reply.size(), buf.size() * 8);
-  for (size_t at = 0; at < total && total - at >= sizeof(nlmsghdr);
-       at += NLMSG_ALIGN(reinterpret_cast<const nlmsghdr*>(base + at)->nlmsg_len)) {
-    auto* h = reinterpret_cast<const nlmsghdr*>(base + at);
-    if (h->nlmsg_len < sizeof(nlmsghdr) || h->nlmsg_len > total - at) break;
-    if (h->nlmsg_type == NLMSG_DONE) break;
-    if (h->nlmsg_type == NLMSG_ERROR) {
-      if (h->nlmsg_len < NLMSG_LENGTH(sizeof(nlmsgerr))) return make_error("short sock_diag error");
-      auto* err = static_cast<const nlmsgerr*>(NLMSG_DATA(h));
-      if (err->error == 0) continue;  // an acknowledgement
-      if (err->error == -ENOENT) return std::optional<DiagInfo>();
-      return sys_error(-err->error, fmt::format("sock_diag of socket:[{}]", ino));
-    }
-    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY || h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg)))
-      continue;
-    auto* msg = static_cast<const unix_diag_msg*>(NLMSG_DATA(h));
-    if (msg->udiag_ino != ino) continue;
-    return std::optional<DiagInfo>(parse_attributes(msg, h->nlmsg_len - NLMSG_LENGTH(0)));
-  }
-  return std::optional<DiagInfo>();
+  std::optional<DiagInfo> found;
+  auto walked = netlink_reply::walk(
+      reinterpret_cast<const char*>(buf.data()), std::min(reply.size(), buf.size() * 8),
+      fmt::format("sock_diag of socket:[{}]", ino), [&](const nlmsghdr* h) {
+        if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+            h->nlmsg_len < NLMSG_LENGTH(sizeof(unix_diag_msg)))
+          return false;
+        auto* msg = static_cast<const unix_diag_msg*>(NLMSG_DATA(h));
+        if (msg->udiag_ino != ino) return false;
+        found = parse_attributes(msg, h->nlmsg_len - NLMSG_LENGTH(0));
+        return true;
+      });
+  if (!walked.ok() && walked.error().errnum == ENOENT) return std::optional<DiagInfo>();
+  if (!walked.ok()) return walked.error();
+  return found;
 }
 
 }  // namespace ckpt::fds::unix_diag
