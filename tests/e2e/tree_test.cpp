@@ -176,6 +176,27 @@ TEST_F(TreeTest, RootAndChildBuiltOnTwoThreadsCountOn) {
   EXPECT_GE(values.back(), dumped + 5) << "the count did not go on from the dump";
 }
 
+// A refusal met in the child, which the dump's second tracer thread reads (CKPT_TRACER_THREADS=2
+// on any machine): the dump fails naming it, the root and the child are both left running
+// untraced (the child still blocked where it was), and the tree then ends as it would have.
+TEST_F(TreeTest, ARefusalInTheChildLeavesBothRunningUntraced) {
+  TestProcess p({program_path("tree_refusal"), "pipe_lock"});
+  ASSERT_TRUE(p.wait_ready());
+  auto kids = descendants(p.pid());
+  ASSERT_EQ(kids.size(), 1u);
+  ::setenv("CKPT_TRACER_THREADS", "2", 1);
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  ::unsetenv("CKPT_TRACER_THREADS");
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("pid " + std::to_string(kids[0])), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("lock on pipe:["), std::string::npos) << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
+  EXPECT_TRUE(left_running_untraced(kids[0]));
+  EXPECT_TRUE(p.finish());
+}
+
 // The tree_* programs (each also a ProgramTest case, which compares /proc of the root only):
 // here /proc of every process of the tree must read the same after the restore, and the tree
 // must have exactly the processes it had.

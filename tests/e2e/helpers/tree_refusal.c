@@ -1,11 +1,13 @@
 // A parent and child sharing something (argv[1]): "eventfd", "timerfd", "signalfd", "epoll",
 // "inotify" or "fanotify" one such file description (the last two watching a directory of their
 // own), "shm" an anonymous MAP_SHARED page, "memfd" a memfd page mapped shared, "zombie" a child
-// that exited and is not reaped yet. After READY and SIGUSR2 (once restored) the parent checks the
+// that exited and is not reaped yet; or "pipe_lock": the child alone holds a flock on a pipe of
+// its own, which ckpt refuses to dump (the parent only tells it to end). After READY and SIGUSR2 (once restored) the parent checks the
 // thing is still shared between the two processes (a status flag the parent sets on the fd is seen
 // by the child; the zombie has its exit status) and prints PASS.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/file.h>
 #include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
@@ -76,6 +78,12 @@ static int fd_child(const char* mode, int fd, int ctl) {
   return 0;
 }
 
+static int pipe_lock_child(int ctl) {
+  int p[2];
+  if (pipe(p) < 0 || flock(p[0], LOCK_EX) < 0) return 2;
+  return read_byte(ctl) == 'g' ? 0 : 3;
+}
+
 int main(int argc, char** argv) {
   e2e_setup();
   const char* mode = argc > 1 ? argv[1] : "";
@@ -85,6 +93,7 @@ int main(int argc, char** argv) {
                              MAP_SHARED | (memfd >= 0 ? 0 : MAP_ANONYMOUS), memfd, 0);
   if (memfd >= 0) close(memfd);
   bool shm = strcmp(mode, "shm") == 0 || memfd >= 0;
+  bool pipe_lock = strcmp(mode, "pipe_lock") == 0;
   if (page == MAP_FAILED) return 1;
   int fd = shared_fd(mode);
   int ctl[2];
@@ -94,6 +103,7 @@ int main(int argc, char** argv) {
   if (c == 0) {
     close(ctl[1]);
     if (shm) _exit(shm_child(page, ctl[0]));
+    if (pipe_lock) _exit(pipe_lock_child(ctl[0]));
     if (fd >= 0) _exit(fd_child(mode, fd, ctl[0]));
     _exit(ZOMBIE_STATUS);
   }
@@ -114,6 +124,10 @@ int main(int argc, char** argv) {
     E2E_CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,
               "the child ended with status 0x%x", st);
     E2E_CHECK(page[0] == 'c', "the child's store to the shared page is not visible");
+  } else if (pipe_lock) {
+    E2E_CHECK(write(ctl[1], "g", 1) == 1, "wake the child: %s", strerror(errno));
+    E2E_CHECK(waitpid(c, &st, 0) == c && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "the child ended with status 0x%x", st);
   } else if (fd >= 0) {
     uint64_t v = 3;
     E2E_SYS(fcntl(fd, F_SETFL, O_NONBLOCK));
