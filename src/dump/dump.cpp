@@ -602,10 +602,25 @@ void finish_incremental(const page_index::DumpState& pages, image::GenerationWri
             pages.pages, parent.id);
 }
 
+// How many processes the tree has now, up to what a crew can use: one process needs no thread.
+// Those born before the freeze share the members too.
+size_t processes_now(pid_t root) {
+  size_t n = 0;
+  std::vector<pid_t> todo{root};
+  while (!todo.empty() && n < TracerCrew::kMostMembers) {
+    pid_t pid = todo.back();
+    todo.pop_back();
+    ++n;
+    if (auto kids = proc::list_children(pid); kids.ok())
+      todo.insert(todo.end(), kids->begin(), kids->end());
+  }
+  return n;
+}
+
 Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
                              Clock::time_point started, page_index::DumpState& pages) {
   // Before the tree: its members outlive every attachment (a tracer thread's end detaches).
-  TracerCrew crew(TracerCrew::members_for(TracerCrew::kMostMembers));
+  TracerCrew crew(TracerCrew::members_for(processes_now(opts.pid)));
   Tree tree;
   tree.crew = &crew;
   tree.state.pages = &pages;
