@@ -178,7 +178,7 @@ TEST_F(TreeTest, RootAndChildBuiltOnTwoThreadsCountOn) {
 
 // A refusal met in the child, which the dump's second tracer thread reads (CKPT_TRACER_THREADS=2
 // on any machine): the dump fails naming it, the root and the child are both left running
-// untraced (the child still blocked where it was), and the tree then ends as it would have.
+// untraced, and the tree then ends as it would have (the child's wait went on unharmed).
 TEST_F(TreeTest, ARefusalInTheChildLeavesBothRunningUntraced) {
   TestProcess p({program_path("tree_refusal"), "pipe_lock"});
   ASSERT_TRUE(p.wait_ready());
@@ -192,8 +192,9 @@ TEST_F(TreeTest, ARefusalInTheChildLeavesBothRunningUntraced) {
   EXPECT_NE(r.err.find("pid " + std::to_string(kids[0])), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("lock on pipe:["), std::string::npos) << r.err;
   sleep_for(100ms);
-  EXPECT_TRUE(left_running_untraced(p.pid()));
-  EXPECT_TRUE(left_running_untraced(kids[0]));
+  // Alive and untraced; running or back in their waits, whichever the scheduler made it by now.
+  EXPECT_TRUE(left_running_untraced(p.pid(), false));
+  EXPECT_TRUE(left_running_untraced(kids[0], false));
   EXPECT_TRUE(p.finish());
 }
 
