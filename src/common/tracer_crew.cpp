@@ -4,13 +4,23 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <system_error>
+
+#include "common/log.hpp"
 
 namespace ckpt {
 
 TracerCrew::TracerCrew(size_t members) {
   for (size_t k = 1; k < members; ++k) {
     queues_.push_back(std::make_unique<Queue>());
-    threads_.emplace_back(serve, std::ref(*queues_.back()));
+    try {
+      threads_.emplace_back(serve, std::ref(*queues_.back()));
+    } catch (const std::system_error& e) {
+      // No thread to be had (a thread or process limit): fewer members do the same work.
+      log::info("ptrace", "{} tracer threads of {} wanted: {}", k - 1, members - 1, e.what());
+      queues_.pop_back();
+      break;
+    }
   }
 }
 
