@@ -2,13 +2,14 @@
 // "inotify" or "fanotify" one such file description (the last two watching a directory of their
 // own), "shm" an anonymous MAP_SHARED page, "memfd" a memfd page mapped shared, "zombie" a child
 // that exited and is not reaped yet; or "pipe_lock": the child alone holds a flock on a pipe of
-// its own, which ckpt refuses to dump (the parent only tells it to end). After READY and SIGUSR2 (once restored) the parent checks the
-// thing is still shared between the two processes (a status flag the parent sets on the fd is seen
-// by the child; the zombie has its exit status) and prints PASS.
+// its own, which ckpt refuses to dump (the parent only tells it to end). After READY and SIGUSR2
+// (once restored) the parent checks the thing is still shared between the two processes (a status
+// flag the parent sets on the fd is seen by the child; the zombie has its exit status) and prints
+// PASS.
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
-#include <sys/file.h>
 #include <sys/fanotify.h>
+#include <sys/file.h>
 #include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/signalfd.h>
