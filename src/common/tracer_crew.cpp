@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <system_error>
 
@@ -45,6 +46,31 @@ std::future<Status> TracerCrew::post(size_t k, std::function<Status()> job) {
   q.jobs.push_back(std::move(task));
   q.ready.notify_one();
   return done;
+}
+
+std::vector<Status> TracerCrew::share(const std::vector<size_t>& items,
+                                      const std::function<Status(size_t)>& job, bool stop) {
+  std::vector<Status> result(items.size(), Status(make_error("not reached")));
+  std::atomic<size_t> first_failed{items.size()};
+  auto member_share = [&](size_t k) -> Status {
+    for (size_t j = 0; j < items.size(); ++j) {
+      if (items[j] % size() != k) continue;
+      if (stop && j > first_failed) break;
+      result[j] = job(items[j]);
+      if (!result[j].ok())
+        for (size_t seen = first_failed;
+             j < seen && !first_failed.compare_exchange_weak(seen, j);) {
+        }
+    }
+    return {};
+  };
+  std::vector<bool> busy(size(), false);
+  for (size_t x : items) busy[x % size()] = true;
+  std::vector<std::future<Status>> shares;
+  for (size_t k = size(); k-- > 0;)  // member 0, the caller, last: it runs at once
+    if (busy[k]) shares.push_back(post(k, [&, k] { return member_share(k); }));
+  for (auto& s : shares) (void)s.get();
+  return result;
 }
 
 void TracerCrew::serve(Queue& q) {

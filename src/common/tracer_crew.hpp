@@ -31,6 +31,12 @@ class TracerCrew {
   std::future<Status> post(size_t k, std::function<Status()> job);
   // Runs `job` on member `k` and waits for it.
   Status run(size_t k, std::function<Status()> job) { return post(k, std::move(job)).get(); }
+  // Runs job(x) for each x of `items` on member x mod size(), the members at once, each in the
+  // order of `items`, and waits for all. With `stop`, a failure spares the jobs after it in
+  // `items` (they read "not reached"), so the first failure in that order is always run. The
+  // results, in the order of `items`.
+  std::vector<Status> share(const std::vector<size_t>& items,
+                            const std::function<Status(size_t)>& job, bool stop = true);
 
   // How many members a crew for `work` processes gets: one per CPU this process may use, or
   // CKPT_TRACER_THREADS of them (1 for bench/tree_bench's comparison, 2 for tests that must see

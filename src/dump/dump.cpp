@@ -12,7 +12,6 @@
 #include <chrono>
 #include <cstring>
 #include <functional>
-#include <future>
 #include <memory>
 #include <sstream>
 #include <string_view>
@@ -232,23 +231,12 @@ struct Tree {
   Status on_member(size_t i, std::function<Status()> job) {
     return crew->run(member(i), std::move(job));
   }
-  // Runs job(i) for each i of `which`, several at once, each on its member, in the order of
-  // `which` within a member, which stops at its first failure if `stop`. The results, by index.
+  // TracerCrew::share() over processes `which`; the results by process index.
   std::vector<Status> on_members(const std::vector<size_t>& which,
                                  const std::function<Status(size_t)>& job, bool stop = true) {
-    std::vector<Status> result(procs.size(), Status(make_error("not reached")));
-    std::vector<bool> busy(crew->size(), false);
-    for (size_t i : which) busy[member(i)] = true;
-    std::vector<std::future<Status>> shares;
-    for (size_t k = crew->size(); k-- > 0;) {
-      if (!busy[k]) continue;
-      shares.push_back(crew->post(k, [&, k]() -> Status {
-        for (size_t i : which)
-          if (member(i) == k && !(result[i] = job(i)).ok() && stop) break;
-        return {};
-      }));
-    }
-    for (auto& share : shares) (void)share.get();
+    auto done = crew->share(which, job, stop);
+    std::vector<Status> result(procs.size());
+    for (size_t j = 0; j < which.size(); ++j) result[which[j]] = std::move(done[j]);
     return result;
   }
   // on_members() for every process in creation order; the first failure in that order.

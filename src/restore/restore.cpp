@@ -10,9 +10,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <memory>
+#include <numeric>
 #include <optional>
 #include <set>
 #include <thread>
@@ -388,33 +388,20 @@ struct Prepared {
 };
 
 // Builds the puppets of `order` (indices, parents first) several at once: order[n] is seized,
-// built and later let go by member n mod the crew's size. A failure stops the other members after
-// their current build; the first failure in `order` is returned.
+// built and later let go by member n mod the crew's size (TracerCrew::share()). The first
+// failure in `order` is returned.
 Status build_each(const Prepared& p, PuppetTree& puppets, TracerCrew& crew,
                   const std::vector<size_t>& order, ByteProgress& progress,
                   lazy_pages::Server* lazy, std::vector<std::unique_ptr<ProcessBuild>>& built) {
-  std::vector<Status> result(order.size());
-  std::atomic<bool> stop{false};
-  auto share = [&](size_t k) -> Status {
-    for (size_t n = k; n < order.size() && !stop; n += crew.size()) {
-      size_t i = order[n];
-      Status st = puppets.seize(i);
-      if (st.ok()) {
-        auto b = build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base, lazy);
-        if (b.ok()) built[i] = std::move(*b);
-        st = b.ok() ? Status{} : Status(b.error());
-      }
-      if (!st.ok()) {
-        result[n] = st;
-        stop = true;
-      }
-    }
+  std::vector<size_t> positions(order.size());
+  std::iota(positions.begin(), positions.end(), size_t{0});
+  auto result = crew.share(positions, [&](size_t n) -> Status {
+    size_t i = order[n];
+    CKPT_TRY(puppets.seize(i));
+    CKPT_TRY_ASSIGN(built[i],
+                    build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base, lazy));
     return {};
-  };
-  std::vector<std::future<Status>> shares;
-  for (size_t k = crew.size(); k-- > 0;)
-    shares.push_back(crew.post(k, [&, k] { return share(k); }));
-  for (auto& s : shares) (void)s.get();
+  });
   for (auto& r : result) CKPT_TRY(r);
   return {};
 }

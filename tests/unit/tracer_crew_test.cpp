@@ -11,6 +11,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cstring>
 #include <thread>
 #include <vector>
@@ -44,6 +45,31 @@ TEST(TracerCrew, EachMemberRunsItsJobsInOrderOnOneThread) {
   EXPECT_EQ(seen[0], std::this_thread::get_id()) << "member 0 is the caller";
   EXPECT_NE(seen[4], seen[0]);
   EXPECT_NE(seen[8], seen[4]);
+}
+
+TEST(TracerCrew, AShareRunsEveryItemUpToTheFirstFailureInItsOrder) {
+  TracerCrew crew(2);
+  std::vector<size_t> items = {0, 1, 2, 3, 4, 5};
+  std::atomic<int> ran{0};
+  auto result = crew.share(items, [&](size_t x) -> Status {
+    ++ran;
+    return x == 3 ? errorf("item {}", x) : Status{};
+  });
+  for (size_t j = 0; j < 3; ++j) EXPECT_TRUE(result[j].ok()) << j;
+  ASSERT_FALSE(result[3].ok());
+  EXPECT_EQ(result[3].error().message, "item 3");
+  EXPECT_FALSE(result[5].ok()) << "an item after the failure on the same member ran";
+  // Without stop, every item runs.
+  ran = 0;
+  auto all = crew.share(
+      items,
+      [&](size_t x) -> Status {
+        ++ran;
+        return x == 3 ? errorf("item {}", x) : Status{};
+      },
+      false);
+  EXPECT_EQ(ran.load(), 6);
+  EXPECT_TRUE(all[5].ok());
 }
 
 TEST(TracerCrew, AJobsErrorComesBackToTheCaller) {
