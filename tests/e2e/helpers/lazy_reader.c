@@ -2,10 +2,12 @@
 // pages are still arriving: every round it checks random pages of a large area in random order,
 // drops an area with MADV_DONTNEED (it must read zeros, not the image's pages), moves an area
 // with mremap and checks it at its new place, and forks a child that checks random pages of its
-// own copy. Usage: lazy_reader MIB. Prints READY, then "ROUND n" lines; on SIGUSR2 prints PASS
-// (or FAIL lines) and exits. SIGUSR1 stops the forks (it prints QUIET) until a round finds it was
-// stopped for more than 300 ms (a dump and restore): a test dumps it without a child, and the
-// restored process forks again while its pages are still arriving.
+// own copy. Usage: lazy_reader MIB [PAUSE_MS]. Prints READY, then "ROUND n" lines; on SIGUSR2
+// prints PASS (or FAIL lines) and exits. SIGUSR1 stops the forks (it prints QUIET) until a round
+// finds it was stopped for more than PAUSE_MS (300: a dump and restore): a test dumps it without a
+// child, and the restored process forks again while its pages are still arriving. A test that
+// needs it quiet across a leave-running dump gives a pause no dump's freeze reaches, even on a
+// loaded machine.
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -60,6 +62,7 @@ int main(int argc, char** argv) {
   e2e_setup();
   size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 64;
   size_t pages = mib * 256;
+  double pause_ms = argc > 2 ? atof(argv[2]) : 300;
   unsigned char* big =
       mmap(NULL, pages * PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   unsigned char* dropped =
@@ -82,7 +85,7 @@ int main(int argc, char** argv) {
   e2e_say("READY");
   for (unsigned long round = 0; !e2e_go; ++round) {
     double t = now_ms();
-    if (quiet && t - last > 300) {
+    if (quiet && t - last > pause_ms) {
       quiet = 0;
       e2e_say("LOUD");
     }
