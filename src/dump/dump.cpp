@@ -49,6 +49,7 @@
 #include "resources/threads.hpp"
 #include "resources/timers.hpp"
 #include "resources/tree.hpp"
+#include "resources/vm_flags.hpp"
 #include "resources/write_tracking.hpp"
 
 namespace ckpt {
@@ -376,6 +377,22 @@ struct PendingMemory {
   bool held = false;        // or when the few written since the parent were read while stopped
 };
 
+// The mappings with their VmFlags: those read before the freeze while they still hold
+// (resources/vm_flags.hpp), else smaps now. Processes read at once each take their own entry.
+Status read_maps(DumpContext& ctx) {
+  auto early = ctx.tree->early_maps.find(ctx.pid);
+  if (early != ctx.tree->early_maps.end()) {
+    CKPT_TRY_ASSIGN(auto adopted, vm_flags::adopt_early(ctx.pid, std::move(early->second)));
+    if (adopted) {
+      ctx.maps = std::move(*adopted);
+      ctx.flags_early = true;
+      return {};
+    }
+  }
+  CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
+  return {};
+}
+
 // The part of a process's state that is its own (dump_own_resources).
 Status dump_own(DumpContext& ctx, image::GenerationWriter* writer, const DumpOptions& opts) {
   ctx.rec.pid = ctx.pid;
@@ -385,8 +402,8 @@ Status dump_own(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   }
   ctx.writer = writer;
   PhaseClock clock(ctx.pid);
-  CKPT_TRY_ASSIGN(ctx.maps, proc::read_smaps(ctx.pid));
-  clock.mark("smaps");
+  CKPT_TRY(read_maps(ctx));
+  clock.mark(ctx.flags_early ? "maps (flags read early)" : "smaps");
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
   clock.mark("vdso");
   // First of all: until then a signal the dump took from a thread is only held by ckpt.
@@ -463,6 +480,7 @@ Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
         return {};
       });
       clock.mark("written pages read");
+      if (st.ok() && p.held && ctx.flags_early) st = vm_flags::check_now(ctx.pid, ctx.maps);
       if (!st.ok()) return dump_error(st.error(), ctx.pid);
       if (p.held) continue;
     }
@@ -488,9 +506,10 @@ Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
     if (refused[i])
       log::warn("dump", "pid {}: no snapshot ({}); copying its memory stopped", ctx.pid,
                 refused[i]->message);
-    Status st = i == 0 ? Status{}
-                       : memory::leave_out_shared_with_root(*tree.procs[0], tree.procs[0]->pid, ctx,
-                                                            ctx.pid, p.plan);
+    Status st = ctx.flags_early ? vm_flags::check_now(ctx.pid, ctx.maps) : Status{};
+    if (st.ok() && i != 0)
+      st = memory::leave_out_shared_with_root(*tree.procs[0], tree.procs[0]->pid, ctx, ctx.pid,
+                                              p.plan);
     if (st.ok()) st = memory::write_pages(ctx, p.plan, ctx.pid);
     if (!st.ok()) return dump_error(st.error(), ctx.pid);
   }
@@ -507,10 +526,10 @@ Status copy_from_snapshots(Tree& tree, std::vector<PendingMemory>& pending) {
     fault::point("snapshot", "copy");
     auto started = Clock::now();
     DumpContext& ctx = *tree.procs[i];
-    Status st = i == 0 || root_snap == 0
-                    ? Status{}
-                    : memory::leave_out_shared_with_root(*tree.procs[0], root_snap, ctx,
-                                                         p.snap.pid(), p.plan);
+    Status st = ctx.flags_early && p.snap ? vm_flags::check_at_fork(ctx.pid, ctx.maps, p.snap.pid())
+                                          : Status{};
+    if (st.ok() && i != 0 && root_snap != 0)
+      st = memory::leave_out_shared_with_root(*tree.procs[0], root_snap, ctx, p.snap.pid(), p.plan);
     if (st.ok()) st = memory::write_pages(ctx, p.plan, p.held ? ctx.pid : p.snap.pid());
     if (!st.ok()) return dump_error(st.error(), ctx.pid);
     auto copied = Clock::now();
@@ -590,27 +609,37 @@ void finish_incremental(const page_index::DumpState& pages, image::GenerationWri
             pages.pages, parent.id);
 }
 
-// How many processes the tree has now, up to what a crew can use: one process needs no thread.
-// Those born before the freeze share the members too.
-size_t processes_now(pid_t root) {
-  size_t n = 0;
-  std::vector<pid_t> todo{root};
-  while (!todo.empty() && n < TracerCrew::kMostMembers) {
+// The processes of the tree now (those born before the freeze are found by it).
+constexpr size_t kMostProcessesFound = 4096;
+std::vector<pid_t> processes_now(pid_t root) {
+  std::vector<pid_t> found, todo{root};
+  while (!todo.empty() && found.size() < kMostProcessesFound) {
     pid_t pid = todo.back();
     todo.pop_back();
-    ++n;
+    found.push_back(pid);
     if (auto kids = proc::list_children(pid); kids.ok())
       todo.insert(todo.end(), kids->begin(), kids->end());
   }
-  return n;
+  return found;
+}
+
+// While the processes still run: what the freeze will then only compare (vm_flags.hpp).
+void read_flags_early(Tree& tree, const std::vector<pid_t>& found) {
+  for (pid_t pid : found)
+    if (auto maps = vm_flags::read_early(pid); maps.ok())
+      tree.state.early_maps.emplace(pid, std::move(*maps));
+  fault::point("memory", "flags read early");
 }
 
 Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
                              Clock::time_point started, page_index::DumpState& pages) {
-  // Before the tree: its members outlive every attachment (a tracer thread's end detaches).
-  TracerCrew crew(TracerCrew::members_for(processes_now(opts.pid)));
+  std::vector<pid_t> found = processes_now(opts.pid);
+  // Before the tree: its members outlive every attachment (a tracer thread's end detaches). One
+  // process needs no thread.
+  TracerCrew crew(TracerCrew::members_for(found.size()));
   Tree tree;
   tree.crew = &crew;
+  if (opts.leave_running && opts.snapshot && opts.early_flags) read_flags_early(tree, found);
   tree.state.pages = &pages;
   struct LetGo {  // on any return, every thread is detached by the member that attached it
     Tree& tree;
@@ -692,9 +721,12 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
 Result<DumpResult> dump_here(image::Store& store, DumpOptions opts) {
   auto started = Clock::now();
   CKPT_TRY(check_target(opts));
-  // For comparisons (bench/freeze_bench, tests): the whole dump with the processes stopped.
+  // For comparisons (bench/freeze_bench, tests): the whole dump with the processes stopped, and
+  // the VmFlags read while they are (vm_flags.hpp).
   if (const char* off = ::getenv("CKPT_NO_SNAPSHOT"); off && std::string_view(off) == "1")
     opts.snapshot = false;
+  if (const char* off = ::getenv("CKPT_NO_EARLY_FLAGS"); off && std::string_view(off) == "1")
+    opts.early_flags = false;
   // Before the freeze, like the generation's files: it costs the process nothing then.
   page_index::DumpState pages;
   if (opts.incremental) {
@@ -809,7 +841,8 @@ std::string kill_for_dumper(ns_init::Entry& ns, pid_t dumper, int channel, const
 // The dump runs in a child process of its own session. If the caller is killed (SIGKILL, or
 // Ctrl-C to its process group) in the middle, the dumper still finishes or fails cleanly, so the
 // target is never left stopped, traced or with borrowed registers.
-Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
+namespace {
+Result<DumpResult> dump_once(image::Store& store, const DumpOptions& opts) {
   CKPT_TRY_ASSIGN(std::optional<ns_init::Entry> ns, ns_init::Entry::of(opts.pid));
   int p[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
@@ -845,6 +878,21 @@ Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
   // The dumper's messages name the PIDs inside ("pid 1"): say which process that was here.
   if (ns && !r.ok() && !reaped) return r.error().wrap(ns->describe());
   return r;
+}
+
+}  // namespace
+
+// A dump whose early VmFlags a process changed before the freeze (vm_flags.hpp) is taken again
+// at once, the flags then read while it is stopped; the first attempt left nothing in the store.
+Result<DumpResult> dump_process(image::Store& store, const DumpOptions& opts) {
+  auto r = dump_once(store, opts);
+  if (r.ok() || !opts.early_flags || r.error().errnum != vm_flags::kFlagsMoved ||
+      r.error().message.find(vm_flags::kFlagsMovedText) == std::string::npos)
+    return r;
+  log::warn("dump", "{}; dumping again with the flags read while stopped", r.error().message);
+  DumpOptions again = opts;
+  again.early_flags = false;
+  return dump_once(store, again);
 }
 
 }  // namespace ckpt

@@ -30,6 +30,10 @@ struct DumpOptions {
   // is taken (dump/snapshot.hpp), and the pages are copied from it while they run. Off, or where
   // a snapshot cannot be taken, their memory is copied while they are stopped.
   bool snapshot = true;
+  // With snapshot: the VmFlags of the mappings are read before the freeze and checked against
+  // the snapshot afterwards (resources/vm_flags.hpp); the dump is taken again with them read
+  // while stopped when they changed meanwhile.
+  bool early_flags = true;
   bool shell_job = false;  // the process's terminal is taken from ckpt's own at restore
   image::WriteOptions write;
   // Store only the pages that changed since the newest generation of the same process

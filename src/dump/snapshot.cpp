@@ -88,7 +88,9 @@ Result<Snapshot> fork_in_mid(pid_t mid, unsigned long options, uint64_t landing)
       t.release();
     }
   } killer{t};
+  PhaseClock clock(mid);
   CKPT_TRY(wait_first_stop(mid));
+  clock.mark("snapshot: intermediate's first stop");
   fault::point("snapshot", "intermediate child stopped");
   CKPT_TRY(t.set_options(options | PTRACE_O_EXITKILL));
   CKPT_TRY_ASSIGN(ptrace::Regs regs, t.regs());
@@ -99,14 +101,19 @@ Result<Snapshot> fork_in_mid(pid_t mid, unsigned long options, uint64_t landing)
     ~Abandon() { rs.abandon(); }
   } abandon{rs};
   // The snapshot must not keep the program's files open (a pipe's reader would not see EOF).
+  clock.mark("snapshot: intermediate's injection start");
   CKPT_TRY(rs.call("close_range", SYS_close_range, {0, ~0u, 0}));
+  clock.mark("snapshot: intermediate's close_range");
   // Nor its session and group: a process in them keeps their IDs (the program's PID when it leads
   // them) allocated until it is reaped, which would fail a restore of that PID meanwhile, and a
   // signal sent to the program's group must not reach the snapshot.
   CKPT_TRY(rs.call("setsid", SYS_setsid));
+  clock.mark("snapshot: intermediate's setsid");
   CKPT_TRY_ASSIGN(long child, rs.call("clone", SYS_clone, {0, landing, 0, 0, 0}));
+  clock.mark("snapshot: intermediate's clone");
   Snapshot snap(static_cast<pid_t>(child));
   CKPT_TRY(wait_first_stop(snap.pid()));
+  clock.mark("snapshot: its first stop");
   fault::point("snapshot", "snapshot process stopped");
   return snap;
 }

@@ -75,6 +75,12 @@ const std::unordered_map<std::string_view, Handler>& handlers() {
       {"NSpgid", [](auto v, auto& s) { return parse_list(v, s.ns_pgid); }},
       {"NSsid", [](auto v, auto& s) { return parse_list(v, s.ns_sid); }},
       {"Threads", [](auto v, auto& s) { return parse_int(v, s.threads); }},
+      {"VmLck",
+       [](std::string_view v, ProcStatus& s) -> Status {
+         if (v.ends_with(" kB")) v.remove_suffix(3);
+         while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+         return parse_int(v, s.vm_lck_kb);
+       }},
       {"SigQ", [](auto v, auto& s) { return parse_sigq(v, s); }},
       {"SigPnd", [](auto v, auto& s) { return parse_mask(v, s.sig_pnd); }},
       {"ShdPnd", [](auto v, auto& s) { return parse_mask(v, s.shd_pnd); }},

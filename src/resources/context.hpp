@@ -68,6 +68,8 @@ struct TreeState {
   std::map<std::pair<uint64_t, uint64_t>, int> deleted_ids;  // (dev, ino) -> id
   std::map<std::pair<uint64_t, uint64_t>, int> shm_ids;      // shared memory objects
   std::vector<ScopedFd> in_flight;  // ckpt's copies of fds in flight: later fds are kcmp'd to them
+  // smaps of the processes found before the freeze, for a dump with snapshots (vm_flags.hpp).
+  std::map<pid_t, std::vector<proc::MapEntry>> early_maps;
   // For what processes read at once (TracerCrew) write here: the image's vdso.
   std::mutex mu;
 };
@@ -83,6 +85,7 @@ struct DumpContext {
   bool zombie = false;        // ended, not yet waited for: nothing but its exit status to save
   std::vector<ThreadHandle> threads;  // threads[0] is the main thread (tid == pid)
   std::vector<proc::MapEntry> maps;
+  bool flags_early = false;   // maps' VmFlags are those read before the freeze (vm_flags.hpp)
   uint64_t syscall_insn = 0;  // a `syscall` instruction in the target (in its vdso)
   // The self-restore gadgets once found: the code does not change while the process is stopped,
   // and each injection would otherwise scan the C library again.

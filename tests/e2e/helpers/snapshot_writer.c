@@ -7,6 +7,9 @@
 // - it has one child (asleep), a thread blocked in waitid(P_ALL, __WALL) and checks with
 //   waitid/waitpid(WNOHANG) in the writing loop, and counts SIGCHLD: no extra child, no signal,
 //   no EINTR may show up during dumps.
+// - two more areas become MADV_WIPEONFORK and MADV_DONTFORK on SIGUSR1, whenever a test sends it
+//   (just before a dump freezes it: a change of flags that no line of /proc/PID/maps shows); it
+//   prints ADVISED in the next sweep.
 // Prints "SWEEP N" after each sweep; on SIGUSR2 checks the rest and prints PASS or FAIL lines.
 #include <stdint.h>
 #include <sys/mman.h>
@@ -23,6 +26,15 @@ static size_t pages;
 static volatile long bad_pages, extra_children, sigchld_seen, eintr_seen;
 static volatile sig_atomic_t finishing;
 static pid_t sleeper;
+static unsigned char *late_wipe, *late_dontfork;
+static volatile sig_atomic_t advised;
+
+static void on_advise(int sig) {
+  (void)sig;
+  if (madvise(late_wipe, AREA, MADV_WIPEONFORK) == 0 &&
+      madvise(late_dontfork, AREA, MADV_DONTFORK) == 0)
+    advised = 1;
+}
 
 static uint64_t word(uint64_t sweep, uint64_t page, uint64_t k) {
   return (sweep << 40) ^ (page << 12) ^ k ^ 0x5a5a000000000000ull;
@@ -52,6 +64,18 @@ static void* area(int flags, int advice, unsigned seed) {
   fill(p, AREA, seed);
   if (advice >= 0) E2E_SYS(madvise(p, AREA, advice));
   return p;
+}
+
+// An area between two inaccessible pages, so that it is a mapping of its own: madvise() on it
+// then splits nothing, and /proc/PID/maps shows no change.
+static unsigned char* lone_area(unsigned seed) {
+  unsigned char* p = mmap(NULL, AREA + 2 * PAGE, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED || mprotect(p + PAGE, AREA, PROT_READ | PROT_WRITE) != 0) {
+    e2e_say("FAIL mmap: %s", strerror(errno));
+    exit(1);
+  }
+  fill(p + PAGE, AREA, seed);
+  return p + PAGE;
 }
 
 static void* waiter(void* arg) {
@@ -114,13 +138,22 @@ int main(int argc, char** argv) {
   unsigned char* shared = area(MAP_SHARED, -1, 1);
   unsigned char* dontfork = area(MAP_PRIVATE, MADV_DONTFORK, 2);
   unsigned char* wipe = area(MAP_PRIVATE, MADV_WIPEONFORK, 3);
+  late_wipe = lone_area(4);
+  late_dontfork = lone_area(5);
+  sa.sa_handler = on_advise;
+  E2E_SYS(sigaction(SIGUSR1, &sa, NULL));
   pthread_t t;
   e2e_thread(&t, waiter, NULL);
   sweep(0);
   e2e_ready();
   uint64_t s = 1;
+  int said_advised = 0;
   while (!e2e_go) {
     sweep(s);
+    if (advised && !said_advised) {
+      said_advised = 1;
+      e2e_say("ADVISED");
+    }
     e2e_say("SWEEP %llu", (unsigned long long)s);
     ++s;
   }
@@ -132,6 +165,8 @@ int main(int argc, char** argv) {
   E2E_CHECK(holds(shared, AREA, 1), "the shared area changed");
   E2E_CHECK(holds(dontfork, AREA, 2), "the MADV_DONTFORK area changed");
   E2E_CHECK(holds(wipe, AREA, 3), "the MADV_WIPEONFORK area changed");
+  E2E_CHECK(holds(late_wipe, AREA, 4), "the area made MADV_WIPEONFORK on SIGUSR1 changed");
+  E2E_CHECK(holds(late_dontfork, AREA, 5), "the area made MADV_DONTFORK on SIGUSR1 changed");
   kill(sleeper, SIGKILL);
   pthread_join(t, NULL);
   E2E_SYS(waitpid(sleeper, NULL, 0));
