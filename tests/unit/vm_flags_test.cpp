@@ -1,0 +1,156 @@
+// VmFlags read before the freeze (resources/vm_flags.hpp): adopted while maps and the locked size
+// still agree, read again when they do not, and a change that only smaps shows (madvise on a
+// whole mapping) caught afterwards, in the process itself or in a fork of it.
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <string>
+
+#include "resources/vm_flags.hpp"
+
+namespace ckpt {
+namespace {
+
+constexpr size_t kPage = 4096;
+constexpr size_t kArea = 16 * kPage;
+
+// Between two inaccessible pages: a mapping of its own, which madvise() does not split.
+unsigned char* lone_area() {
+  auto* p = static_cast<unsigned char*>(
+      mmap(nullptr, kArea + 2 * kPage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (p == MAP_FAILED || mprotect(p + kPage, kArea, PROT_READ | PROT_WRITE) != 0) _exit(3);
+  std::memset(p + kPage, 7, kArea);
+  return p + kPage;
+}
+
+// A child that changes its mappings when told: 'w' MADV_WIPEONFORK, 'd' MADV_DONTFORK, 'l'
+// mlock (each on an area of its own), 'm' a new mapping, 'f' a fork that pauses (its pid is the
+// answer). Every command is answered with a pid_t (0 for all but 'f').
+class Child {
+ public:
+  Child() {
+    int down[2], up[2];
+    if (pipe(down) != 0 || pipe(up) != 0) std::abort();
+    unsigned char* wipe = lone_area();
+    unsigned char* dontfork = lone_area();
+    unsigned char* locked = lone_area();
+    pid_ = fork();
+    if (pid_ == 0) {
+      close(down[1]);
+      close(up[0]);
+      char c;
+      while (read(down[0], &c, 1) == 1) {
+        pid_t answer = 0;
+        int r = 0;
+        if (c == 'w') r = madvise(wipe, kArea, MADV_WIPEONFORK);
+        if (c == 'd') r = madvise(dontfork, kArea, MADV_DONTFORK);
+        if (c == 'l') r = static_cast<int>(syscall(SYS_mlock, locked, kArea));  // not ASan's
+        if (c == 'm')
+          r = mmap(nullptr, kArea, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED ? -1
+                                                                                                : 0;
+        if (c == 'f') {
+          answer = fork();
+          if (answer == 0) {
+            for (;;) pause();
+          }
+        }
+        if (r != 0) answer = -1;
+        if (write(up[1], &answer, sizeof answer) != sizeof answer) _exit(2);
+      }
+      _exit(0);
+    }
+    close(down[0]);
+    close(up[1]);
+    to_ = down[1];
+    from_ = up[0];
+  }
+  ~Child() {
+    for (pid_t p : forks_) kill(p, SIGKILL);
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    close(to_);
+    close(from_);
+  }
+  pid_t pid() const { return pid_; }
+  pid_t tell(char c) {
+    pid_t answer = -1;
+    if (write(to_, &c, 1) != 1 || read(from_, &answer, sizeof answer) != sizeof answer) return -1;
+    if (c == 'f' && answer > 0) forks_.push_back(answer);
+    return answer;
+  }
+
+ private:
+  pid_t pid_ = 0;
+  int to_ = -1, from_ = -1;
+  std::vector<pid_t> forks_;
+};
+
+std::vector<proc::MapEntry> early_of(pid_t pid) {
+  auto early = vm_flags::read_early(pid);
+  EXPECT_TRUE(early.ok()) << early.error().message;
+  return early.ok() ? *early : std::vector<proc::MapEntry>{};
+}
+
+TEST(VmFlags, AdoptedWhileMapsHoldAndAWholeMappingsMadviseIsCaughtInTheProcess) {
+  Child child;
+  auto early = early_of(child.pid());
+  auto adopted = vm_flags::adopt_early(child.pid(), early);
+  ASSERT_TRUE(adopted.ok()) << adopted.error().message;
+  ASSERT_TRUE(adopted->has_value());
+  EXPECT_TRUE(vm_flags::check_now(child.pid(), **adopted).ok());
+  // maps shows nothing of it: the early flags are still adopted, and the check finds them moved.
+  ASSERT_EQ(child.tell('w'), 0);
+  adopted = vm_flags::adopt_early(child.pid(), early);
+  ASSERT_TRUE(adopted.ok() && adopted->has_value());
+  Status st = vm_flags::check_now(child.pid(), **adopted);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().errnum, vm_flags::kFlagsMoved);
+  EXPECT_NE(st.error().message.find("wf"), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find(vm_flags::kFlagsMovedText), std::string::npos);
+}
+
+TEST(VmFlags, AnMlockOrANewMappingSinceTheEarlyReadMakesTheFlagsReadAgain) {
+  Child child;
+  auto early = early_of(child.pid());
+  ASSERT_EQ(child.tell('l'), 0);
+  auto adopted = vm_flags::adopt_early(child.pid(), early);
+  ASSERT_TRUE(adopted.ok()) << adopted.error().message;
+  EXPECT_FALSE(adopted->has_value()) << "an mlock() of a whole mapping went unnoticed";
+  early = early_of(child.pid());
+  ASSERT_EQ(child.tell('m'), 0);
+  adopted = vm_flags::adopt_early(child.pid(), early);
+  ASSERT_TRUE(adopted.ok());
+  EXPECT_FALSE(adopted->has_value()) << "a new mapping went unnoticed";
+}
+
+TEST(VmFlags, AForkTakenAfterAMadvDontforkShowsItAndOneTakenWithTheFlagsAgrees) {
+  Child child;
+  auto early = early_of(child.pid());
+  ASSERT_EQ(child.tell('d'), 0);
+  pid_t snap = child.tell('f');
+  ASSERT_GT(snap, 0);
+  auto adopted = vm_flags::adopt_early(child.pid(), early);
+  ASSERT_TRUE(adopted.ok() && adopted->has_value());
+  Status st = vm_flags::check_at_fork(child.pid(), **adopted, snap);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.error().errnum, vm_flags::kFlagsMoved);
+  EXPECT_NE(st.error().message.find("became MADV_DONTFORK"), std::string::npos)
+      << st.error().message;
+  // Read again with the flag: the next fork leaves that area out as the flags say.
+  early = early_of(child.pid());
+  snap = child.tell('f');
+  ASSERT_GT(snap, 0);
+  adopted = vm_flags::adopt_early(child.pid(), early);
+  ASSERT_TRUE(adopted.ok() && adopted->has_value());
+  st = vm_flags::check_at_fork(child.pid(), **adopted, snap);
+  EXPECT_TRUE(st.ok()) << st.error().message;
+}
+
+}  // namespace
+}  // namespace ckpt
