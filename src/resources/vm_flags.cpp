@@ -18,12 +18,6 @@ bool has(const MapEntry& m, VmFlag f) {
   return m.vm_flags && m.vm_flags->has(f);
 }
 
-bool same_area(const MapEntry& a, const MapEntry& b) {
-  return a.start == b.start && a.end == b.end && a.prot == b.prot && a.shared == b.shared &&
-         a.offset == b.offset && a.dev_major == b.dev_major && a.dev_minor == b.dev_minor &&
-         a.inode == b.inode && a.path == b.path && a.deleted == b.deleted && a.kind == b.kind;
-}
-
 // Whether `f`, a mapping read now, continues `m` as adopted at address `at` (in both): the
 // kernel may since have split or merged mappings (ckpt's own write tracking registers ranges).
 bool continues(const MapEntry& m, const MapEntry& f, uint64_t at) {
@@ -86,23 +80,33 @@ Result<std::optional<std::vector<MapEntry>>> adopt_early(pid_t pid, std::vector<
     return Adopted();
   };
   CKPT_TRY_ASSIGN(auto now, proc::read_maps(pid));
-  if (now.size() != early.size()) return read_now("its mappings changed since the early read");
+  std::vector<MapEntry> adopted;
+  adopted.reserve(now.size());
   uint64_t locked = 0;
-  for (size_t i = 0; i < now.size(); ++i) {
-    const MapEntry& m = early[i];
-    if (!same_area(now[i], m))
-      return read_now(fmt::format("mapping {:#x}-{:#x} changed", now[i].start, now[i].end));
-    if (!m.vm_flags) return read_now("smaps has no VmFlags");
+  size_t j = 0;
+  for (const MapEntry& n : now) {
+    // The early mapping it is, or grew or shrank from (a heap, a stack): the same attributes,
+    // overlapping. Its flags then are the early ones; the check after the fork proves it.
+    while (j < early.size() && early[j].end <= n.start) ++j;
+    if (j == early.size() || early[j].start >= n.end ||
+        !continues(early[j], n, std::max(n.start, early[j].start)))
+      return read_now(
+          fmt::format("mapping {:#x}-{:#x} is new since the early read", n.start, n.end));
+    const MapEntry& e = early[j];
+    if (!e.vm_flags) return read_now("smaps has no VmFlags");
     // The program's own userfaultfd: a registration since then would not show in maps, and one
     // with fork events would tell its monitor of the snapshot.
-    if (has(m, VmFlag::um) || has(m, VmFlag::ui))
+    if (has(e, VmFlag::um) || has(e, VmFlag::ui))
       return read_now("memory registered with a userfaultfd");
-    if (has(m, VmFlag::lo)) locked += m.size();
+    MapEntry a = e;
+    a.start = n.start, a.end = n.end, a.offset = n.offset;
+    if (has(a, VmFlag::lo)) locked += a.size();
+    adopted.push_back(std::move(a));
   }
   // mlock() of a whole mapping changes no line of maps, and fork() does not copy the flag.
   CKPT_TRY_ASSIGN(auto status, proc::read_status(pid));
   if (status.vm_lck_kb * 1024 != locked) return read_now("its locked memory changed");
-  return Adopted(std::move(early));
+  return Adopted(std::move(adopted));
 }
 
 namespace {

@@ -4,8 +4,9 @@
 // Only /proc/PID/smaps prints VmFlags, and it walks every page table entry for its page counts:
 // 16-24 ms of a 1 GiB process's freeze, more than the snapshot's fork. A dump with a snapshot
 // therefore reads smaps while the process still runs (read_early), and at the freeze only the
-// cheap /proc/PID/maps and the locked size: when both still tell the same mappings, the early
-// VmFlags stand for the frozen ones (adopt_early). What a change of flags alone could hide
+// cheap /proc/PID/maps and the locked size: when every mapping there is one read early (or one
+// that grew or shrank since, like a heap) and the locked size agrees, the early VmFlags stand for
+// the frozen ones (adopt_early). What a change of flags alone could hide
 // (madvise on a whole mapping changes no line of maps) is what decides where pages come from:
 // fork() leaves MADV_DONTFORK areas out of the snapshot and gives MADV_WIPEONFORK ones empty.
 // The snapshot keeps every flag fork() copies as it was at the freeze, so check_at_fork() reads
@@ -30,9 +31,10 @@ inline constexpr std::string_view kFlagsMovedText = "between the early read of i
 // smaps of a process that runs: what adopt_early() later compares with.
 Result<std::vector<proc::MapEntry>> read_early(pid_t pid);
 
-// In the frozen process: the early entries when maps and the locked size still agree with them
-// (and no mapping has a userfaultfd of the program, whose registration maps does not show);
-// nothing when the flags must be read now.
+// In the frozen process: its mappings as maps shows them now, with the flags of the early entry
+// each one is (or grew or shrank from), when there is one for every mapping, the locked size
+// agrees and no mapping has a userfaultfd of the program (whose registration maps does not
+// show); nothing when the flags must be read now.
 Result<std::optional<std::vector<proc::MapEntry>>> adopt_early(pid_t pid,
                                                                std::vector<proc::MapEntry> early);
 

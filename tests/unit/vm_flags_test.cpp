@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <string>
 
@@ -30,8 +31,9 @@ unsigned char* lone_area() {
 }
 
 // A child that changes its mappings when told: 'w' MADV_WIPEONFORK, 'd' MADV_DONTFORK, 'l'
-// mlock (each on an area of its own), 'm' a new mapping, 'f' a fork that pauses (its pid is the
-// answer). Every command is answered with a pid_t (0 for all but 'f').
+// mlock (each on an area of its own), 'g' the wipe area grown by the page after it, 'm' a new
+// mapping (shared: it merges with none), 'f' a fork that pauses (its pid is the answer). Every
+// command is answered with a pid_t (0 for all but 'f').
 class Child {
  public:
   Child() {
@@ -40,6 +42,7 @@ class Child {
     unsigned char* wipe = lone_area();
     unsigned char* dontfork = lone_area();
     unsigned char* locked = lone_area();
+    wipe_ = reinterpret_cast<uint64_t>(wipe);
     pid_ = fork();
     if (pid_ == 0) {
       close(down[1]);
@@ -51,9 +54,15 @@ class Child {
         if (c == 'w') r = madvise(wipe, kArea, MADV_WIPEONFORK);
         if (c == 'd') r = madvise(dontfork, kArea, MADV_DONTFORK);
         if (c == 'l') r = static_cast<int>(syscall(SYS_mlock, locked, kArea));  // not ASan's
+        // Grown in place, one mapping still (a forked mapping merges with no new neighbour).
+        if (c == 'g')
+          r = munmap(wipe + kArea, kPage) != 0 ||
+                      mremap(wipe, kArea, kArea + kPage, 0) == MAP_FAILED
+                  ? -1
+                  : 0;
         if (c == 'm')
-          r = mmap(nullptr, kArea, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0) == MAP_FAILED ? -1
-                                                                                                : 0;
+          r = mmap(nullptr, kArea, PROT_READ, MAP_SHARED | MAP_ANONYMOUS, -1, 0) == MAP_FAILED ? -1
+                                                                                               : 0;
         if (c == 'f') {
           answer = fork();
           if (answer == 0) {
@@ -78,6 +87,7 @@ class Child {
     close(from_);
   }
   pid_t pid() const { return pid_; }
+  uint64_t wipe_area() const { return wipe_; }
   pid_t tell(char c) {
     pid_t answer = -1;
     if (write(to_, &c, 1) != 1 || read(from_, &answer, sizeof answer) != sizeof answer) return -1;
@@ -87,6 +97,7 @@ class Child {
 
  private:
   pid_t pid_ = 0;
+  uint64_t wipe_ = 0;
   int to_ = -1, from_ = -1;
   std::vector<pid_t> forks_;
 };
@@ -113,6 +124,20 @@ TEST(VmFlags, AdoptedWhileMapsHoldAndAWholeMappingsMadviseIsCaughtInTheProcess) 
   EXPECT_EQ(st.error().errnum, vm_flags::kFlagsMoved);
   EXPECT_NE(st.error().message.find("wf"), std::string::npos) << st.error().message;
   EXPECT_NE(st.error().message.find(vm_flags::kFlagsMovedText), std::string::npos);
+}
+
+TEST(VmFlags, AMappingThatGrewSinceTheEarlyReadIsAdoptedWithItsRangeNow) {
+  Child child;
+  auto early = early_of(child.pid());
+  ASSERT_EQ(child.tell('g'), 0);
+  auto adopted = vm_flags::adopt_early(child.pid(), early);
+  ASSERT_TRUE(adopted.ok()) << adopted.error().message;
+  ASSERT_TRUE(adopted->has_value()) << "a grown mapping was taken for a new one";
+  auto grown = std::find_if((*adopted)->begin(), (*adopted)->end(),
+                            [&](const proc::MapEntry& m) { return m.start == child.wipe_area(); });
+  ASSERT_NE(grown, (*adopted)->end());
+  EXPECT_EQ(grown->end, child.wipe_area() + kArea + kPage);
+  EXPECT_TRUE(vm_flags::check_now(child.pid(), **adopted).ok());
 }
 
 TEST(VmFlags, AnMlockOrANewMappingSinceTheEarlyReadMakesTheFlagsReadAgain) {
