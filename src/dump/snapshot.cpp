@@ -81,6 +81,7 @@ Status wait_first_stop(pid_t pid) {
 // its parent to reap.
 Result<Snapshot> fork_in_mid(pid_t mid, unsigned long options, uint64_t landing) {
   ptrace::Tracee t = ptrace::Tracee::adopt(mid, options);
+  t.set_clones_processes_only(true);  // it makes only the snapshot: its waits need not poll
   struct Killer {
     ptrace::Tracee& t;
     ~Killer() {
@@ -128,11 +129,13 @@ Result<Snapshot> fork_in(DumpContext& ctx, ptrace::RemoteSyscalls& rs, RemoteScr
   auto& t = ctx.threads[0].tracee;
   unsigned long options = t.options();
   CKPT_TRY(t.set_options(options | PTRACE_O_TRACECLONE));
+  t.set_clones_processes_only(true);  // the intermediate is a process: the waits need not poll
   // CLONE_VM: the intermediate child shares the process's memory, so that the page tables are
   // copied once (by the second fork), not twice. Without CLONE_THREAD it is a process of its own.
   PhaseClock clock(ctx.pid);
   Result<long> made = rs.call_raw(SYS_clone, {CLONE_VM, sc.addr, 0, 0, 0});
   Status reset = t.set_options(options);
+  t.set_clones_processes_only(false);
   clock.mark("snapshot: intermediate clone");
   if (made.ok() && *made > 0) {
     pid_t mid = static_cast<pid_t>(*made);

@@ -158,7 +158,7 @@ std::optional<StopInfo> Tracee::parents_exit_seen() const {
 // any other child has an event nobody takes (a caller's unreaped zombie), turning each stop into
 // a poll.
 bool Tracee::alone_untraced_clones() const {
-  if (options_ & PTRACE_O_TRACECLONE) return false;
+  if ((options_ & PTRACE_O_TRACECLONE) && !clones_processes_only_) return false;
   struct stat st {};
   // A task directory links "." and ".." and one entry per thread.
   return ::stat(fmt::format("/proc/{}/task", tid_).c_str(), &st) == 0 && st.st_nlink == 3;

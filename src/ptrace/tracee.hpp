@@ -74,6 +74,9 @@ class Tracee {
   Status detach();
   // Forgets the thread without detaching: when it has been killed.
   void release() { tid_ = 0; }
+  // While on, PTRACE_O_TRACECLONE does not make waits poll: the caller's injected clone() makes a
+  // process, not a thread, and only a thread of its own group can hold back this thread's exit.
+  void set_clones_processes_only(bool on) { clones_processes_only_ = on; }
 
  private:
   Tracee(pid_t tid, unsigned long options) : tid_(tid), options_(options) {}
@@ -82,6 +85,7 @@ class Tracee {
   std::optional<StopInfo> parents_exit_seen() const;
   pid_t tid_ = 0;
   unsigned long options_ = 0;
+  bool clones_processes_only_ = false;
 };
 
 }  // namespace ckpt::ptrace
