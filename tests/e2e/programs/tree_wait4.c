@@ -87,6 +87,9 @@ static void* go_thread(void* arg) {
   while (syscall_of(main_tid) != SYS_wait4) usleep(1000);
   e2e_ready();
   e2e_wait_go();
+  // Let go by the restorer, the main thread goes back into wait4 once it is scheduled, which on
+  // a busy machine can come after the go: it has 2 s to be seen there ("running" reads as 0).
+  for (int i = 0; i < 2000 && syscall_of(main_tid) != SYS_wait4; ++i) usleep(1000);
   in_wait4_at_go = syscall_of(main_tid) == SYS_wait4;
   slow_alive_at_go = running(slow);
   go_at = e2e_now();
