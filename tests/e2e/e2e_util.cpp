@@ -471,6 +471,29 @@ std::vector<std::string> compare(const ProcSnapshot& before, const ProcSnapshot&
   return out;
 }
 
+ProcSnapshot settled_snapshot(pid_t pid) {
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  ProcSnapshot last = snapshot(pid);
+  while (std::chrono::steady_clock::now() < deadline) {
+    sleep_for(10ms);
+    ProcSnapshot now = snapshot(pid);
+    bool same = compare(last, now).empty();
+    last = std::move(now);
+    if (same) break;
+  }
+  return last;
+}
+
+std::vector<std::string> compare_settled(const ProcSnapshot& before, pid_t pid) {
+  auto deadline = std::chrono::steady_clock::now() + 2s;
+  auto diff = compare(before, snapshot(pid));
+  while (!diff.empty() && std::chrono::steady_clock::now() < deadline) {
+    sleep_for(10ms);
+    diff = compare(before, snapshot(pid));
+  }
+  return diff;
+}
+
 size_t line_count(const std::string& s) {
   size_t n = 0;
   for (char c : s) n += c == '\n';

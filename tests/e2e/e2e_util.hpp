@@ -103,6 +103,13 @@ struct ProcSnapshot {
 ProcSnapshot snapshot(pid_t pid);
 // Human-readable differences; empty when equal.
 std::vector<std::string> compare(const ProcSnapshot& before, const ProcSnapshot& after);
+// A process caught between two calls shows a passing state (dash's `wait` swaps its signal mask
+// in and out around sigsuspend()): snapshots until two taken 10 ms apart agree (at most 2 s).
+ProcSnapshot settled_snapshot(pid_t pid);
+// A restored thread re-enters the call it was stopped in only once it is scheduled, and /proc
+// shows the mask that call swaps out until then: compares until no difference is left or 2 s
+// passed, and returns the differences of the last try. A lasting difference still shows.
+std::vector<std::string> compare_settled(const ProcSnapshot& before, pid_t pid);
 
 void sleep_for(std::chrono::milliseconds d);
 

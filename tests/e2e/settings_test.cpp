@@ -37,11 +37,11 @@ class SettingsTest : public ::testing::Test {
 
   // Dump (killing it), restore, and no difference in what /proc shows.
   static void dump_restore_compare(TestProcess& p) {
-    ProcSnapshot before = snapshot(p.pid());
+    ProcSnapshot before = settled_snapshot(p.pid());
     ASSERT_TRUE(p.dump());
     ASSERT_TRUE(p.restore());
-    ProcSnapshot after = snapshot(p.pid());
-    for (auto& d : compare(before, after)) ADD_FAILURE() << "/proc of pid " << p.pid() << ": " << d;
+    for (auto& d : compare_settled(before, p.pid()))
+      ADD_FAILURE() << "/proc of pid " << p.pid() << ": " << d;
   }
 
   static std::string proc_text(pid_t pid, const std::string& name) {
@@ -138,10 +138,9 @@ TEST_F(SettingsTest, AWorkerOfAnotherUserUnderARootParentKeepsItsUserAndLimits) 
   }
   ASSERT_GT(worker, 0) << "the worker never started";
   ASSERT_TRUE(wait_exec(worker, kSleep));
-  ProcSnapshot worker_before = snapshot(worker);
+  ProcSnapshot worker_before = settled_snapshot(worker);
   ASSERT_NO_FATAL_FAILURE(dump_restore_compare(p));
-  ProcSnapshot worker_after = snapshot(worker);
-  for (auto& d : compare(worker_before, worker_after))
+  for (auto& d : compare_settled(worker_before, worker))
     ADD_FAILURE() << "/proc of worker " << worker << ": " << d;
   EXPECT_EQ(status_field(worker, "Uid"), "65534\t65534\t65534\t65534");
   EXPECT_EQ(status_field(worker, "CapEff"), "0000000000000000");
