@@ -14,6 +14,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/cpu_pin.hpp"
 #include "common/result.hpp"
 
 namespace ckpt {
@@ -38,6 +39,20 @@ class TracerCrew {
   std::vector<Status> share(const std::vector<size_t>& items,
                             const std::function<Status(size_t)>& job, bool stop = true);
 
+  // Runs job(x) for each x of `items` on member x mod size(), one after the other in the order
+  // of `items` (for what must be numbered in that order), and waits for all. The first failure
+  // ends it: the jobs after it read "not reached". The results, in the order of `items`.
+  std::vector<Status> in_turn(const std::vector<size_t>& items,
+                              const std::function<Status(size_t)>& job);
+
+  // Pins every member to a CPU of its own until the returned pins end: the calling thread
+  // (member 0) to the CPU it runs on, the others to the next CPUs it may use. A tracee pinned to
+  // its member's CPU, cpu(k), then hands that CPU back and forth with it (cpu_pin.hpp). Nothing
+  // is pinned with CKPT_NO_CPU_PIN=1.
+  std::vector<CpuPin> pin_members();
+  // Member k's CPU while pinned; -1 otherwise.
+  int cpu(size_t k) const { return k < cpus_.size() ? cpus_[k] : -1; }
+
   // How many members a crew for `work` processes gets: one per CPU this process may use, or
   // CKPT_TRACER_THREADS of them (1 for bench/tree_bench's comparison, 2 for tests that must see
   // two on any machine); never more than `work` or kMostMembers.
@@ -55,6 +70,7 @@ class TracerCrew {
 
   std::vector<std::unique_ptr<Queue>> queues_;  // [k - 1] for member k
   std::vector<std::thread> threads_;
+  std::vector<int> cpus_;  // [k] for member k, while pinned
 };
 
 }  // namespace ckpt

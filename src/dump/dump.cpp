@@ -114,7 +114,7 @@ Status seize_thread(DumpContext& ctx, pid_t tid) {
     t->release();
     return {};
   }
-  ctx.threads.push_back(ThreadHandle{tid, std::move(*t), {}});
+  ctx.threads.push_back(ThreadHandle{tid, std::move(*t), {}, CpuPin::pin(tid, ctx.tracer_cpu)});
   Status held = signals::hold_taken(ctx.threads.back(), ctx.pid, how);
   if (!held.ok() && held.error().errnum == ESRCH && tid != ctx.pid) {
     ctx.threads.pop_back();
@@ -264,6 +264,7 @@ struct Tree {
     ctx->pid = pid;
     ctx->section_prefix = section_prefix(pid, procs.empty());
     ctx->tree = &state;
+    ctx->tracer_cpu = crew->cpu(member(procs.size()));
     procs.push_back(std::move(ctx));
     parent.push_back(parent_index);
   }
@@ -433,10 +434,11 @@ Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions&
   pending.resize(tree.procs.size());
   CKPT_TRY(tree.on_all([&](size_t i) { return dump_own(*tree.procs[i], writer, opts); }));
   auto procs = tree.creation_order();
-  for (auto* ctx : procs) {
-    size_t i = tree.index(ctx);
-    CKPT_TRY(tree.on_member(i, [&] { return dump_shared(*ctx, opts, pending[i]); }));
-  }
+  std::vector<size_t> order;
+  for (auto* ctx : procs) order.push_back(tree.index(ctx));
+  auto shared = tree.crew->in_turn(
+      order, [&](size_t i) { return dump_shared(*tree.procs[i], opts, pending[i]); });
+  for (auto& st : shared) CKPT_TRY(st);
   PhaseClock clock(opts.pid);
   Status linked = tree::dump_ids(procs);
   if (linked.ok()) linked = files::link(procs);
@@ -637,6 +639,8 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   // Before the tree: its members outlive every attachment (a tracer thread's end detaches). One
   // process needs no thread.
   TracerCrew crew(TracerCrew::members_for(found.size()));
+  // Until the processes go on: each is pinned to its member's CPU as it is stopped.
+  std::vector<CpuPin> crew_pins = crew.pin_members();
   Tree tree;
   tree.crew = &crew;
   if (opts.leave_running && opts.snapshot && opts.early_flags) read_flags_early(tree, found);
@@ -674,6 +678,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
     tree.let_go();
     result.frozen = Clock::now() - frozen_at;
     clock.mark("release");
+    crew_pins.clear();
     // The connections left repair mode as soon as they were read; their lock goes once the
     // program runs (each removal waits an RCU grace period, 10-25 ms here), and their packets
     // wait meanwhile as in any short outage.
@@ -791,12 +796,17 @@ Result<DumpResult> parse_report(const image::Store& store, const std::string& li
 
 // The dumper: a child of its own session, in the namespace `ns` when there is one.
 Result<pid_t> fork_dumper(image::Store& store, const DumpOptions& opts, ns_init::Entry* ns,
-                          ScopedFd& read_end, ScopedFd& write_end) {
+                          ScopedFd& read_end, ScopedFd& write_end, CpuPinLedger& pins) {
   if (ns) CKPT_TRY(ns->enter_for_children());
   pid_t child = ::fork();
   int fork_errno = errno;
   if (child == 0) {
     ::setsid();
+    // Inside the program's PID namespace its thread ids are not those the parent sees.
+    if (ns)
+      turn_off_cpu_pinning();
+    else
+      pins.use_here();
     ::signal(SIGPIPE, SIG_IGN);
     read_end.reset();
     DumpOptions mine = opts;
@@ -848,7 +858,9 @@ Result<DumpResult> dump_once(image::Store& store, const DumpOptions& opts) {
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
     return sys_error("dump: socketpair");
   ScopedFd read_end(p[0]), write_end(p[1]);
-  CKPT_TRY_ASSIGN(pid_t child, fork_dumper(store, opts, ns ? &*ns : nullptr, read_end, write_end));
+  CpuPinLedger pins = CpuPinLedger::create();
+  CKPT_TRY_ASSIGN(pid_t child,
+                  fork_dumper(store, opts, ns ? &*ns : nullptr, read_end, write_end, pins));
   write_end.reset();
   std::vector<std::pair<std::string, ScopedFd>> tracked;
   std::string line;
@@ -868,6 +880,11 @@ Result<DumpResult> dump_once(image::Store& store, const DumpOptions& opts) {
     tracked.emplace_back(std::move(m), std::move(fd));
   }
   if (!reaped) (void)wait_end(child);
+  if (size_t n = pins.undo(); n > 0)
+    log::warn("dump",
+              "the dumper ended with {} threads of pid {} on its CPU: their own CPU masks given "
+              "back",
+              n, opts.pid);
   auto r = parse_report(store, line);
   if (opts.tracker) {
     opts.tracker->begin_round();

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "common/byte_progress.hpp"
+#include "common/cpu_pin.hpp"
 #include "common/result.hpp"
 #include "common/scoped_fd.hpp"
 #include "image/schema/records.hpp"
@@ -52,6 +53,8 @@ struct ThreadHandle {
   ptrace::Tracee tracee;
   // After the tracee: ends first, while the thread is still stopped.
   TakenSignal taken;
+  // On its tracer's CPU while stopped (cpu_pin.hpp); its own mask back before anything else.
+  CpuPin pin;
 };
 
 // What the processes of one dumped tree share: the image's tree-wide records (open files,
@@ -83,6 +86,7 @@ struct DumpContext {
   std::string section_prefix;
   TreeState* tree = nullptr;  // shared by every process of the dump; always set
   bool zombie = false;        // ended, not yet waited for: nothing but its exit status to save
+  int tracer_cpu = -1;        // the CPU of the crew member that traces it, if pinned
   std::vector<ThreadHandle> threads;  // threads[0] is the main thread (tid == pid)
   std::vector<proc::MapEntry> maps;
   bool flags_early = false;   // maps' VmFlags are those read before the freeze (vm_flags.hpp)
@@ -134,6 +138,9 @@ struct RestoreContext {
   const cow_shared::Base* base = nullptr;
   // Set for a lazy restore: private anonymous pages are left to it (lazy_pages.hpp).
   lazy_pages::Server* lazy = nullptr;
+  // The puppet's CPU mask before it was pinned to its builder's CPU (cpu_pin.hpp), which its
+  // threads inherit: what a thread gets back whose image records no mask. Empty if not pinned.
+  std::vector<uint64_t> mask_before_pin;
 
   std::string section(std::string_view base) const { return section_prefix + std::string(base); }
 };

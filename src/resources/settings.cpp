@@ -87,7 +87,8 @@ Result<std::vector<uint64_t>> affinity_of(pid_t tid) {
 
 // ---- dump ------------------------------------------------------------------------------------
 
-Status dump_from_outside(pid_t pid, pid_t tid, schema::ThreadSettings& s) {
+Status dump_from_outside(pid_t pid, const ThreadHandle& t, schema::ThreadSettings& s) {
+  pid_t tid = t.tid;
   SchedAttr a{};
   CKPT_TRY(outside(::syscall(SYS_sched_getattr, tid, &a, sizeof a, 0), "sched_getattr", tid));
   s.sched_policy = a.sched_policy;
@@ -99,7 +100,12 @@ Status dump_from_outside(pid_t pid, pid_t tid, schema::ThreadSettings& s) {
   long prio = ::syscall(SYS_getpriority, PRIO_PROCESS, tid);
   CKPT_TRY(outside(prio, "getpriority", tid));
   s.nice = static_cast<int32_t>(20 - prio);
-  CKPT_TRY_ASSIGN(s.affinity, affinity_of(tid));
+  // A thread pinned to its tracer's CPU for the dump is saved with its own mask.
+  if (t.pin.pinned()) {
+    s.affinity = trimmed(t.pin.before());
+  } else {
+    CKPT_TRY_ASSIGN(s.affinity, affinity_of(tid));
+  }
   long io = ::syscall(SYS_ioprio_get, kIoprioWhoProcess, tid);
   CKPT_TRY(outside(io, "ioprio_get", tid));
   s.ioprio = static_cast<int32_t>(io);
@@ -394,7 +400,7 @@ Status dump(DumpContext& ctx) {
   for (size_t i = 0; i < ctx.threads.size(); ++i) {
     pid_t tid = ctx.threads[i].tid;
     schema::ThreadSettings& s = ctx.rec.threads.at(i).settings;
-    Status st = dump_from_outside(ctx.pid, tid, s);
+    Status st = dump_from_outside(ctx.pid, ctx.threads[i], s);
     if (st.ok()) st = dump_from_inside(ctx, i, s);
     if (!st.ok()) return st.error().wrap(fmt::format("settings of thread {}", tid));
   }
@@ -463,7 +469,10 @@ Status restore_privileges(RestoreContext& ctx) {
 
 Status restore_scheduling(RestoreContext& ctx) {
   for (auto& t : ctx.rec->threads) {
-    Status st = restore_thread_scheduling(t.tid, t.settings);
+    // Pinned for the build: a thread whose image records no mask gets the restorer's.
+    Status st =
+        t.settings.affinity.empty() ? restore_affinity(t.tid, ctx.mask_before_pin) : Status{};
+    if (st.ok()) st = restore_thread_scheduling(t.tid, t.settings);
     if (!st.ok()) return st.error().wrap(fmt::format("thread {}", t.tid));
   }
   return {};

@@ -146,7 +146,10 @@ Status restore(RestoreContext& ctx) {
     CKPT_TRY_ASSIGN(pid_t got, create_thread(ctx, all[i].tid));
     // It inherits the options the leader had at the clone.
     ThreadHandle h{
-        got, ptrace::Tracee::adopt(got, ctx.threads[0].tracee.options() | PTRACE_O_TRACECLONE), {}};
+        got,
+        ptrace::Tracee::adopt(got, ctx.threads[0].tracee.options() | PTRACE_O_TRACECLONE),
+        {},
+        {}};
     CKPT_TRY_ASSIGN(ptrace::StopInfo stop, h.tracee.wait_stop());
     if (stop.exited()) return errorf("restore pid {}: new thread {} died", ctx.pid, got);
     ctx.threads.push_back(std::move(h));

@@ -323,7 +323,7 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
                                                     const PuppetPlan& plan, PuppetTree& puppets,
                                                     size_t i, ByteProgress& progress,
                                                     const cow_shared::Base& base,
-                                                    lazy_pages::Server* lazy) {
+                                                    lazy_pages::Server* lazy, int cpu) {
   auto b = std::make_unique<ProcessBuild>();
   RestoreContext& ctx = b->ctx;
   const PuppetSpec& spec = plan.processes[i];
@@ -338,13 +338,15 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   ctx.progress = &progress;
   ctx.base = &base;
   ctx.lazy = lazy;
+  // On its builder's CPU until its threads get their own masks (settings::restore_scheduling).
+  ctx.mask_before_pin = CpuPin::pin(spec.pid, cpu).release();
   ctx.trampoline = spec.trampoline;
   static_assert(sizeof(arch::kTrampolineCode) <= kTrampolineCodeRoom);
   ctx.scratch = {spec.trampoline + kTrampolineCodeRoom, kPage - kTrampolineCodeRoom};
   // main_remote points into ctx.threads: it must never reallocate.
   ctx.threads.reserve(spec.rec->threads.size());
   ctx.threads.push_back(
-      ThreadHandle{spec.pid, ptrace::Tracee::adopt(spec.pid, puppets.tracee(i).options()), {}});
+      ThreadHandle{spec.pid, ptrace::Tracee::adopt(spec.pid, puppets.tracee(i).options()), {}, {}});
   puppets.tracee(i).release();  // ctx.threads[0] owns the attachment now
   CKPT_TRY_ASSIGN(auto remote,
                   ptrace::RemoteSyscalls::start(ctx.threads[0].tracee, ctx.trampoline));
@@ -398,8 +400,8 @@ Status build_each(const Prepared& p, PuppetTree& puppets, TracerCrew& crew,
   auto result = crew.share(positions, [&](size_t n) -> Status {
     size_t i = order[n];
     CKPT_TRY(puppets.seize(i));
-    CKPT_TRY_ASSIGN(built[i],
-                    build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base, lazy));
+    CKPT_TRY_ASSIGN(built[i], build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base,
+                                            lazy, crew.cpu(n % crew.size())));
     return {};
   });
   for (auto& r : result) CKPT_TRY(r);
@@ -423,6 +425,7 @@ Result<RestoreResult> build_all(const Prepared& p, PuppetTree puppets, PhaseCloc
   // Declared before the builds: a build that fails is killed before its thread ends (which would
   // kill it too, PTRACE_O_EXITKILL, but only after the others of that thread).
   TracerCrew crew(TracerCrew::members_for(order.size()));
+  std::vector<CpuPin> crew_pins = crew.pin_members();
   std::vector<std::unique_ptr<ProcessBuild>> built(puppets.size());
   Status st = build_each(p, puppets, crew, order, progress, lazy.get(), built);
   // A damaged page met by the page server stopped the build: that is the cause to name.

@@ -150,6 +150,23 @@ TEST_F(SettingsTest, AWorkerOfAnotherUserUnderARootParentKeepsItsUserAndLimits) 
       << limits;
 }
 
+// The dump pins every thread to its tracer's CPU while it is stopped (common/cpu_pin.hpp): each
+// must have its own mask back once the program runs on, and be saved and restored with it.
+TEST_F(SettingsTest, ThreadsKeepTheirOwnCpuMasksAcrossLeaveRunningDumpsAndARestore) {
+  TestProcess p({program_path("thread_settings")});
+  ASSERT_TRUE(p.wait_ready());
+  ProcSnapshot before = settled_snapshot(p.pid());
+  for (int round = 0; round < 3; ++round) {
+    ASSERT_TRUE(p.dump({"--leave-running"}));
+    for (auto& d : compare_settled(before, p.pid()))
+      ADD_FAILURE() << "after leave-running dump " << round << ": " << d;
+  }
+  ASSERT_TRUE(p.dump());
+  ASSERT_TRUE(p.restore());
+  for (auto& d : compare_settled(before, p.pid())) ADD_FAILURE() << "after restore: " << d;
+  EXPECT_TRUE(p.finish());
+}
+
 TEST_F(SettingsTest, RestoreRefusesAHardLimitAboveTheRestorersOwn) {
   // Neither has CAP_SYS_RESOURCE, whatever root has on this machine.
   TestProcess p({"/usr/bin/setpriv", "--bounding-set=-sys_resource", "--", "/usr/bin/prlimit",

@@ -2,8 +2,12 @@
 // before and after each ptrace request, inside each injected system call, between buffers of the
 // memory stream. After every kill each process of the target must run on untraced and not
 // stopped, and check itself intact (memory, rbx/r12-r15, ymm0-15, signal masks, threads making
-// progress); the store must still verify with the generation made before.
+// progress), each thread with its own CPU mask; the store must still verify with the generation
+// made before.
 #include <gtest/gtest.h>
+
+#include <fstream>
+#include <map>
 
 #include "rel_util.hpp"
 
@@ -26,6 +30,24 @@ std::vector<std::string> count_points(const TestProcess& p, const fs::path& stor
   return read_points(count_file);
 }
 
+// The CPU mask of every thread of `tree` ("pid/tid" -> Cpus_allowed_list). The dumper pins each
+// thread to its own CPU while it is stopped; killed, its parent must give the masks back.
+std::map<std::string, std::string> cpu_masks(const std::vector<pid_t>& tree) {
+  std::map<std::string, std::string> out;
+  for (pid_t pid : tree) {
+    fs::path tasks = fs::path("/proc") / std::to_string(pid) / "task";
+    std::error_code ec;
+    for (auto& t : fs::directory_iterator(tasks, ec)) {
+      std::ifstream in(t.path() / "status");
+      for (std::string line; std::getline(in, line);)
+        if (line.rfind("Cpus_allowed_list:", 0) == 0)
+          out[std::to_string(pid) + "/" + t.path().filename().string()] =
+              line.substr(line.find('\t') + 1);
+    }
+  }
+  return out;
+}
+
 // Kills the dumper of `p` at every chosen point and checks the whole tree after each kill.
 Figures kill_dumper_everywhere(TestProcess& p, size_t want) {
   Figures f;
@@ -33,6 +55,7 @@ Figures kill_dumper_everywhere(TestProcess& p, size_t want) {
   auto tree = tree_of(p.pid());
   std::map<pid_t, long> progress;
   EXPECT_TRUE(self_checks(p, tree, progress));
+  auto masks = cpu_masks(tree);
   auto names = count_points(p, store);  // also the generation that must survive every kill
   auto before = generations(store);
   EXPECT_EQ(before.size(), 1u);
@@ -50,6 +73,10 @@ Figures kill_dumper_everywhere(TestProcess& p, size_t want) {
       auto ok = untraced_and_running(pid);
       if (!ok) ++f.harmed;
       EXPECT_TRUE(ok) << "dumper killed at " << where;
+    }
+    if (cpu_masks(tree) != masks) {
+      ++f.harmed;
+      ADD_FAILURE() << "dumper killed at " << where << ": a thread's CPU mask changed";
     }
     auto checked = self_checks(p, tree, progress);
     if (!checked) ++f.harmed;

@@ -2,6 +2,8 @@
 // caller's), and what a member attached is its own: it alone may make ptrace requests on it, and
 // its end kills the tracee (PTRACE_O_EXITKILL), which is why a crew outlives every attachment.
 // RemoteSyscalls::call_batch: several calls in one resume through the restorer page's runner.
+// CpuPin and pinned members: tracer and tracees kept on one CPU for the time they hand it over.
+#include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/ptrace.h>
@@ -12,11 +14,15 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
+#include <fstream>
+#include <string>
 #include <thread>
 #include <vector>
 
 #include "arch/arch.hpp"
+#include "common/cpu_pin.hpp"
 #include "common/tracer_crew.hpp"
 #include "ptrace/remote_syscalls.hpp"
 #include "ptrace/tracee.hpp"
@@ -70,6 +76,106 @@ TEST(TracerCrew, AShareRunsEveryItemUpToTheFirstFailureInItsOrder) {
       false);
   EXPECT_EQ(ran.load(), 6);
   EXPECT_TRUE(all[5].ok());
+}
+
+TEST(TracerCrew, InTurnRunsTheItemsOneAfterTheOtherInTheirOrderUpToTheFirstFailure) {
+  TracerCrew crew(2);
+  std::vector<size_t> items = {4, 1, 0, 3, 2, 5};  // members 0, 1, 0, 1, 0, 1
+  std::vector<size_t> ran;
+  std::atomic<int> inside{0};
+  bool overlapped = false;
+  auto result = crew.in_turn(items, [&](size_t x) -> Status {
+    if (inside.fetch_add(1) != 0) overlapped = true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    ran.push_back(x);
+    inside.fetch_sub(1);
+    return x == 2 ? errorf("item {}", x) : Status{};
+  });
+  EXPECT_FALSE(overlapped) << "two items ran at once";
+  EXPECT_EQ(ran, (std::vector<size_t>{4, 1, 0, 3, 2}))
+      << "not in the order given, or past the failure";
+  for (size_t j = 0; j < 4; ++j) EXPECT_TRUE(result[j].ok()) << j;
+  ASSERT_FALSE(result[4].ok());
+  EXPECT_EQ(result[4].error().message, "item 2");
+  ASSERT_FALSE(result[5].ok());
+  EXPECT_EQ(result[5].error().message, "not reached");
+}
+
+// The CPU mask of thread `tid` as /proc shows it.
+std::string cpus_of(pid_t tid) {
+  std::ifstream in("/proc/self/task/" + std::to_string(tid) + "/status");
+  for (std::string line; std::getline(in, line);)
+    if (line.rfind("Cpus_allowed_list:", 0) == 0) return line.substr(line.find('\t') + 1);
+  return "?";
+}
+
+TEST(CpuPin, PinsAThreadToOneCpuAndGivesItsMaskBack) {
+  auto cpus = allowed_cpus();
+  if (cpus.size() < 2) GTEST_FAIL() << "needs two CPUs";
+  std::atomic<pid_t> tid{0};
+  std::atomic<bool> stop{false};
+  std::thread t([&] {
+    tid = ::gettid();
+    while (!stop) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  });
+  while (tid == 0) std::this_thread::yield();
+  std::string own = cpus_of(tid);
+  {
+    CpuPin pin = CpuPin::pin(tid, cpus[1]);
+    ASSERT_TRUE(pin.pinned());
+    EXPECT_EQ(cpus_of(tid), std::to_string(cpus[1]));
+    CpuPin moved = std::move(pin);
+    EXPECT_FALSE(pin.pinned());
+    EXPECT_EQ(cpus_of(tid), std::to_string(cpus[1])) << "a move must not unpin";
+  }
+  EXPECT_EQ(cpus_of(tid), own);
+  // A thread that may not run there is left as it is.
+  cpu_set_t only0;
+  CPU_ZERO(&only0);
+  CPU_SET(cpus[0], &only0);
+  ASSERT_EQ(::sched_setaffinity(tid, sizeof only0, &only0), 0);
+  {
+    CpuPin pin = CpuPin::pin(tid, cpus[1]);
+    EXPECT_FALSE(pin.pinned());
+    EXPECT_EQ(cpus_of(tid), std::to_string(cpus[0]));
+  }
+  EXPECT_EQ(cpus_of(tid), std::to_string(cpus[0]));
+  // Released: left pinned, and the mask it had handed over.
+  cpu_set_t all;
+  CPU_ZERO(&all);
+  for (int c : cpus) CPU_SET(c, &all);
+  ASSERT_EQ(::sched_setaffinity(tid, sizeof all, &all), 0);
+  auto before = CpuPin::pin(tid, cpus[0]).release();
+  EXPECT_EQ(cpus_of(tid), std::to_string(cpus[0]));
+  ASSERT_FALSE(before.empty());
+  for (int c : cpus) EXPECT_TRUE(before[c / 64] & (uint64_t{1} << (c % 64))) << c;
+  stop = true;
+  t.join();
+}
+
+TEST(TracerCrew, PinnedMembersRunOnCpusOfTheirOwnUntilThePinsEnd) {
+  auto cpus = allowed_cpus();
+  if (cpus.size() < 2) GTEST_FAIL() << "needs two CPUs";
+  std::string own = cpus_of(::gettid());
+  TracerCrew crew(2);
+  {
+    auto pins = crew.pin_members();
+    ASSERT_GE(crew.cpu(0), 0);
+    ASSERT_GE(crew.cpu(1), 0);
+    EXPECT_NE(crew.cpu(0), crew.cpu(1));
+    for (size_t k = 0; k < 2; ++k)
+      EXPECT_TRUE(crew.run(k,
+                           [&, k]() -> Status {
+                             if (cpus_of(::gettid()) != std::to_string(crew.cpu(k)))
+                               return errorf("member {} runs on {}", k, cpus_of(::gettid()));
+                             if (::sched_getcpu() != crew.cpu(k))
+                               return errorf("member {} is on CPU {}", k, ::sched_getcpu());
+                             return Status{};
+                           })
+                      .ok())
+          << k;
+  }
+  EXPECT_EQ(cpus_of(::gettid()), own) << "the caller keeps its mask once the pins end";
 }
 
 TEST(TracerCrew, AJobsErrorComesBackToTheCaller) {
