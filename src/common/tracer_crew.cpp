@@ -78,9 +78,10 @@ std::vector<Status> TracerCrew::share(const std::vector<size_t>& items,
 namespace {
 
 // Waits until `turn` reaches `mine`. A member pinned to an idle CPU takes 0.1-1 ms to wake from
-// a sleep (cpu_pin.hpp), more than most jobs handed to it in turn: it spins for a while first.
-void wait_turn(std::atomic<size_t>& turn, size_t mine) {
-  auto spin_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(5);
+// a sleep (cpu_pin.hpp), more than most jobs handed to it in turn: with a CPU of its own, it
+// spins for a while first (sharing one, it would take the CPU from the member it waits for).
+void wait_turn(std::atomic<size_t>& turn, size_t mine, bool spin) {
+  auto spin_until = std::chrono::steady_clock::now() + std::chrono::milliseconds(spin ? 5 : 0);
   for (;;) {
     size_t now = turn.load(std::memory_order_acquire);
     if (now >= mine) return;
@@ -101,10 +102,14 @@ std::vector<Status> TracerCrew::in_turn(const std::vector<size_t>& items,
   std::vector<Status> result(items.size(), Status(make_error("not reached")));
   std::atomic<size_t> turn{0};
   std::atomic<bool> failed{false};
+  std::vector<int> pinned = cpus_;
+  std::sort(pinned.begin(), pinned.end());
+  bool own_cpus = pinned.size() == size() &&
+                  std::adjacent_find(pinned.begin(), pinned.end()) == pinned.end();
   auto member_turns = [&](size_t k) -> Status {
     for (size_t j = 0; j < items.size(); ++j) {
       if (items[j] % size() != k) continue;
-      wait_turn(turn, j);
+      wait_turn(turn, j, own_cpus);
       if (!failed.load(std::memory_order_acquire)) {
         result[j] = job(items[j]);
         if (!result[j].ok()) failed.store(true, std::memory_order_release);
