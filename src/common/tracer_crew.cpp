@@ -104,8 +104,8 @@ std::vector<Status> TracerCrew::in_turn(const std::vector<size_t>& items,
   std::atomic<bool> failed{false};
   std::vector<int> pinned = cpus_;
   std::sort(pinned.begin(), pinned.end());
-  bool own_cpus = pinned.size() == size() &&
-                  std::adjacent_find(pinned.begin(), pinned.end()) == pinned.end();
+  bool own_cpus =
+      pinned.size() == size() && std::adjacent_find(pinned.begin(), pinned.end()) == pinned.end();
   auto member_turns = [&](size_t k) -> Status {
     for (size_t j = 0; j < items.size(); ++j) {
       if (items[j] % size() != k) continue;
