@@ -106,6 +106,18 @@ static inline void e2e_go_thread(pthread_t* t, void* (*fn)(void*)) {
   }
 }
 
+// The system call thread `tid` of this process sits in (/proc/self/task/TID/syscall), -1 if
+// that cannot be read; 0 is also "running" there.
+static inline long e2e_syscall_of(int tid) {
+  char path[64], buf[64] = "";
+  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
+  FILE* f = fopen(path, "r");
+  if (!f) return -1;
+  if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
+  fclose(f);
+  return atol(buf);
+}
+
 static inline void e2e_ready(void) {
   e2e_say("READY");
 }

@@ -54,16 +54,6 @@ static void* wait_thread(void* arg) {
   return NULL;
 }
 
-static long syscall_of(int tid) {
-  char path[64], buf[64] = "";
-  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
-  FILE* f = fopen(path, "r");
-  if (!f) return -1;
-  if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
-  fclose(f);
-  return atol(buf);
-}
-
 int main(void) {
   e2e_setup();
   struct waiter w[kWaiters];
@@ -75,7 +65,7 @@ int main(void) {
     e2e_thread(&th[i], wait_thread, &w[i]);
   }
   for (int i = 0; i < kWaiters; ++i)
-    while (!w[i].tid || syscall_of(w[i].tid) != kSyscalls[i]) usleep(1000);
+    while (!w[i].tid || e2e_syscall_of(w[i].tid) != kSyscalls[i]) usleep(1000);
   // Time the waits spend before the dump, which a restored timeout has used up.
   struct timespec pause_ts = {0, (long)(WAIT_BEFORE_READY * 1e9)};
   nanosleep(&pause_ts, NULL);

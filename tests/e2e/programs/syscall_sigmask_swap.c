@@ -91,16 +91,6 @@ static void* wait_thread(void* arg) {
   return NULL;
 }
 
-static long syscall_of(int tid) {
-  char path[64], buf[64] = "";
-  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
-  FILE* f = fopen(path, "r");
-  if (!f) return -1;
-  if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
-  fclose(f);
-  return atol(buf);
-}
-
 // SigBlk of a thread as /proc shows it: the wait's mask while it waits.
 static uint64_t proc_sigblk(int tid) {
   char path[64], line[256];
@@ -117,7 +107,7 @@ static uint64_t proc_sigblk(int tid) {
 // A thread let go by the restorer re-enters its call only once it is scheduled.
 static int back_in_call(const struct waiter* w) {
   for (int i = 0; i < 2000; ++i) {
-    if (syscall_of(w->tid) == kSyscalls[w->kind]) return 1;
+    if (e2e_syscall_of(w->tid) == kSyscalls[w->kind]) return 1;
     usleep(1000);
   }
   return 0;
@@ -138,7 +128,7 @@ int main(void) {
     e2e_thread(&th[i], wait_thread, &w[i]);
   }
   for (int i = 0; i < kWaiters; ++i)
-    while (!w[i].tid || syscall_of(w[i].tid) != kSyscalls[i]) usleep(1000);
+    while (!w[i].tid || e2e_syscall_of(w[i].tid) != kSyscalls[i]) usleep(1000);
   e2e_ready();
   e2e_wait_go();
 

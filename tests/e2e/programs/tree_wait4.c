@@ -69,28 +69,18 @@ static void reader(int ctl, int report) {
   _exit(write(report, ids, sizeof ids) == (ssize_t)sizeof ids ? 0 : 3);
 }
 
-static int syscall_of(int tid) {
-  char path[64], buf[64] = "";
-  snprintf(path, sizeof path, "/proc/self/task/%d/syscall", tid);
-  FILE* f = fopen(path, "r");
-  if (!f) return -1;
-  if (!fgets(buf, sizeof buf, f)) buf[0] = 0;
-  fclose(f);
-  return atoi(buf);
-}
-
 // The runner's SIGUSR2 lands here. READY only once the main thread sits in wait4; after the go
 // (after the restore) it notes where the main thread and the sleeper are, then releases it.
 static void* go_thread(void* arg) {
   (void)arg;
   while (!waiting) usleep(1000);
-  while (syscall_of(main_tid) != SYS_wait4) usleep(1000);
+  while (e2e_syscall_of(main_tid) != SYS_wait4) usleep(1000);
   e2e_ready();
   e2e_wait_go();
   // Let go by the restorer, the main thread goes back into wait4 once it is scheduled, which on
   // a busy machine can come after the go: it has 2 s to be seen there ("running" reads as 0).
-  for (int i = 0; i < 2000 && syscall_of(main_tid) != SYS_wait4; ++i) usleep(1000);
-  in_wait4_at_go = syscall_of(main_tid) == SYS_wait4;
+  for (int i = 0; i < 2000 && e2e_syscall_of(main_tid) != SYS_wait4; ++i) usleep(1000);
+  in_wait4_at_go = e2e_syscall_of(main_tid) == SYS_wait4;
   slow_alive_at_go = running(slow);
   go_at = e2e_now();
   if (write(release_fd, "r", 1) != 1) e2e_say("FAIL release the sleeper: %s", strerror(errno));
@@ -147,8 +137,8 @@ int main(void) {
   // not catch the parent in wait4 with the child running.
   E2E_CHECK(go_at > 0 && returned_at >= go_at,
             "wait4 returned %.3f s before the sleeper was released", go_at - returned_at);
-  E2E_CHECK(in_wait4_at_go, "after the restore the main thread was not in wait4 (syscall %d)",
-            syscall_of(main_tid));
+  E2E_CHECK(in_wait4_at_go, "after the restore the main thread was not in wait4 (syscall %ld)",
+            e2e_syscall_of(main_tid));
   E2E_CHECK(slow_alive_at_go, "after the restore the sleeping child %d was not running", (int)slow);
 
   int st2 = 0;
