@@ -66,12 +66,7 @@ std::vector<Status> TracerCrew::share(const std::vector<size_t>& items,
     }
     return {};
   };
-  std::vector<bool> busy(size(), false);
-  for (size_t x : items) busy[x % size()] = true;
-  std::vector<std::future<Status>> shares;
-  for (size_t k = size(); k-- > 0;)  // member 0, the caller, last: it runs at once
-    if (busy[k]) shares.push_back(post(k, [&, k] { return member_share(k); }));
-  for (auto& s : shares) (void)s.get();
+  on_busy_members(items, member_share);
   return result;
 }
 
@@ -119,13 +114,18 @@ std::vector<Status> TracerCrew::in_turn(const std::vector<size_t>& items,
     }
     return {};
   };
+  on_busy_members(items, member_turns);
+  return result;
+}
+
+void TracerCrew::on_busy_members(const std::vector<size_t>& items,
+                                 const std::function<Status(size_t)>& loop) {
   std::vector<bool> busy(size(), false);
   for (size_t x : items) busy[x % size()] = true;
-  std::vector<std::future<Status>> turns;
+  std::vector<std::future<Status>> loops;
   for (size_t k = size(); k-- > 0;)  // member 0, the caller, last: it runs at once
-    if (busy[k]) turns.push_back(post(k, [&, k] { return member_turns(k); }));
-  for (auto& t : turns) (void)t.get();
-  return result;
+    if (busy[k]) loops.push_back(post(k, [&, k] { return loop(k); }));
+  for (auto& l : loops) (void)l.get();
 }
 
 void TracerCrew::serve(Queue& q) {

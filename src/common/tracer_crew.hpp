@@ -67,6 +67,9 @@ class TracerCrew {
     bool closing = false;
   };
   static void serve(Queue& q);
+  // Runs loop(k) on every member k that has an item of `items` (x mod size()), all at once, and
+  // waits for them all.
+  void on_busy_members(const std::vector<size_t>& items, const std::function<Status(size_t)>& loop);
 
   std::vector<std::unique_ptr<Queue>> queues_;  // [k - 1] for member k
   std::vector<std::thread> threads_;
