@@ -1,6 +1,7 @@
 #include "restore/puppet.hpp"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -160,6 +161,9 @@ Result<uint64_t> choose_trampoline(const schema::ProcessRecord& proc) {
 }
 
 Result<SpawnedPuppets> PuppetTree::spawn(const PuppetPlan& plan) {
+  // Every puppet is a fork of the restorer: the heap that decoding the image used and freed
+  // would otherwise be copied into each (page tables, and faults on the first writes after).
+  ::malloc_trim(0);
   SpawnedPuppets out;
   std::vector<ScopedFd> write_ends;
   Pipes pipes;

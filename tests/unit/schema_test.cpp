@@ -43,6 +43,50 @@ TEST(Schema, EveryRecordSurvivesARoundTrip) {
   EXPECT_EQ(back->vdso.image.size(), 64u);
 }
 
+// An image whose processes hold many mappings: large enough (well over 256 KB) that its processes
+// are decoded on several threads.
+ImageRoot large_image() {
+  ImageRoot image = sample_image();
+  for (auto& p : image.processes) {
+    if (p.zombie) continue;
+    auto heap = p.memory.vmas.front();
+    for (uint64_t k = 0; k < 2000; ++k) {
+      heap.start = 0x100000 + k * 0x2000;
+      heap.end = heap.start + 0x1000;
+      heap.pages = {{heap.start, heap.end}};
+      p.memory.vmas.push_back(heap);
+    }
+    std::sort(p.memory.vmas.begin(), p.memory.vmas.end(),
+              [](const Vma& a, const Vma& b) { return a.start < b.start; });
+  }
+  return image;
+}
+
+TEST(Schema, ALargeTreeDecodedOnSeveralThreadsIsTheSameAsWritten) {
+  ImageRoot image = large_image();
+  auto bytes = encode_image(image);
+  ASSERT_GT(bytes.size(), 512u << 10);
+  auto back = decode_image(bytes);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_EQ(encode(*back), encode(image));
+  ASSERT_EQ(back->processes.size(), image.processes.size());
+  EXPECT_EQ(back->processes[1].memory.vmas.back().start, 0x100000u + 1999 * 0x2000);
+}
+
+TEST(Schema, ALargeTreeNamesItsFirstBrokenProcessWhicheverThreadMetItFirst) {
+  Value v = encode(large_image());
+  v["processes"][1]["threads"][0].erase("sigmask");
+  EXPECT_EQ(decode_error(v),
+            "the process image is malformed: /processes/1/threads/0/sigmask: missing");
+  v["processes"][0]["memory"]["vmas"][1500]["prot"] = "rw";
+  EXPECT_EQ(decode_error(v),
+            "the process image is malformed: /processes/0/memory/vmas/1500/prot: expected an "
+            "integer, found a string");
+  v["processes"] = "none";
+  EXPECT_EQ(decode_error(v),
+            "the process image is malformed: /processes: expected an array, found a string");
+}
+
 TEST(Schema, BinaryDataIsStoredAsBytesNotText) {
   Value v = sample_value();
   EXPECT_TRUE(v["processes"][0]["threads"][0]["xstate"].is_binary());

@@ -84,6 +84,77 @@ Status check_cbor(std::span<const std::byte> bytes) {
   return {};
 }
 
+namespace {
+
+std::span<const uint8_t> as_u8(std::span<const std::byte> bytes) {
+  return {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
+}
+
+// Where the item at `at` of input that check_cbor() passed ends.
+Result<size_t> item_end(std::span<const uint8_t> in, size_t at) {
+  uint64_t left = 1;  // items still to pass over (check_cbor bounded every count)
+  while (left > 0) {
+    --left;
+    CKPT_TRY_ASSIGN(Head h, read_head(in, at));
+    at += h.size;
+    if (h.major == 2 || h.major == 3) {
+      if (h.arg > in.size() - at) return errorf("CBOR string at byte {} runs past the end", at);
+      at += h.arg;
+    } else if (h.major == 4 || h.major == 5) {
+      left += h.major == 5 ? h.arg * 2 : h.arg;
+    }
+  }
+  return at;
+}
+
+// The head of the container that `bytes` holds, if it is one of type `major`.
+Result<Head> container_head(std::span<const uint8_t> in, int major, std::string_view what) {
+  CKPT_TRY_ASSIGN(Head h, read_head(in, 0));
+  if (h.major != major) return errorf("CBOR item is not {}", what);
+  return h;
+}
+
+}  // namespace
+
+Result<std::vector<std::span<const std::byte>>> cbor_array_items(
+    std::span<const std::byte> checked) {
+  auto in = as_u8(checked);
+  CKPT_TRY_ASSIGN(Head h, container_head(in, 4, "an array"));
+  std::vector<std::span<const std::byte>> items;
+  size_t at = h.size;
+  for (uint64_t i = 0; i < h.arg; ++i) {
+    CKPT_TRY_ASSIGN(size_t end, item_end(in, at));
+    items.push_back(checked.subspan(at, end - at));
+    at = end;
+  }
+  return items;
+}
+
+Result<std::vector<CborEntry>> cbor_map_entries(std::span<const std::byte> checked) {
+  auto in = as_u8(checked);
+  CKPT_TRY_ASSIGN(Head h, container_head(in, 5, "a record"));
+  std::vector<CborEntry> entries;
+  size_t at = h.size;
+  for (uint64_t i = 0; i < h.arg; ++i) {
+    CKPT_TRY_ASSIGN(Head key, read_head(in, at));
+    if (key.major != 3) return errorf("CBOR record key at byte {} is not a text", at);
+    at += key.size;
+    std::string_view name(reinterpret_cast<const char*>(in.data() + at), key.arg);
+    at += key.arg;
+    CKPT_TRY_ASSIGN(size_t end, item_end(in, at));
+    entries.push_back({name, checked.subspan(at, end - at)});
+    at = end;
+  }
+  return entries;
+}
+
+Result<Value> parse_checked_cbor(std::span<const std::byte> checked, std::string_view what) {
+  auto* p = reinterpret_cast<const uint8_t*>(checked.data());
+  Value v = Value::from_cbor(p, p + checked.size(), true, false);
+  if (v.is_discarded()) return errorf("{} is not valid CBOR", what);
+  return v;
+}
+
 std::vector<std::byte> to_cbor(const Value& v) {
   std::vector<uint8_t> raw = Value::to_cbor(v);
   std::vector<std::byte> out(raw.size());
@@ -94,10 +165,7 @@ std::vector<std::byte> to_cbor(const Value& v) {
 Result<Value> from_cbor(std::span<const std::byte> bytes, std::string_view what) {
   Status ok = check_cbor(bytes);
   if (!ok.ok()) return ok.error().wrap(fmt::format("{} is not valid", what));
-  auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
-  Value v = Value::from_cbor(p, p + bytes.size(), true, false);
-  if (v.is_discarded()) return errorf("{} is not valid CBOR", what);
-  return v;
+  return parse_checked_cbor(bytes, what);
 }
 
 namespace {

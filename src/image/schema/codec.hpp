@@ -255,6 +255,18 @@ Result<Value> from_cbor(std::span<const std::byte> bytes, std::string_view what)
 inline constexpr size_t kMaxDepth = 48;
 Status check_cbor(std::span<const std::byte> bytes);
 
+// Parts of CBOR that check_cbor() passed, each as its own bytes, so that the parts of a large
+// record can be parsed apart (and at once, on several CPUs): an array's items, a record's
+// entries (keys must be texts), and one part parsed.
+struct CborEntry {
+  std::string_view key;
+  std::span<const std::byte> value;
+};
+Result<std::vector<std::span<const std::byte>>> cbor_array_items(
+    std::span<const std::byte> checked);
+Result<std::vector<CborEntry>> cbor_map_entries(std::span<const std::byte> checked);
+Result<Value> parse_checked_cbor(std::span<const std::byte> checked, std::string_view what);
+
 // JSON text of a value for people (`ckpt show --json`): byte strings become their length and
 // the first bytes in hex, invalid UTF-8 in strings is replaced.
 std::string to_display_json(const Value& v, int indent);
