@@ -185,6 +185,10 @@ Result<uint64_t> find_syscall_insn(DumpContext& ctx) {
 Status dump_own_resources(DumpContext& ctx, PhaseClock& clock) {
   CKPT_TRY(threads::dump(ctx));
   clock.mark("threads");
+  // What follows asks the main thread a few questions each: one injection for all of them.
+  // After the threads, which read the main thread's registers and mask.
+  constexpr size_t kScratch = 256;  // the most any of them borrows (settings: 152)
+  CKPT_TRY_ASSIGN(HeldRemote held, HeldRemote::start(ctx, 0, kScratch));
   CKPT_TRY(signals::dump(ctx));
   clock.mark("signals");
   CKPT_TRY(process::dump(ctx));
@@ -193,7 +197,7 @@ Status dump_own_resources(DumpContext& ctx, PhaseClock& clock) {
   clock.mark("settings");
   CKPT_TRY(timers::dump(ctx));
   clock.mark("timers");
-  return {};
+  return held.end();
 }
 
 // What the processes of the tree share records of (open files, deleted files, shared memory

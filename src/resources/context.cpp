@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <optional>
 #include <vector>
 
 #include "common/phase_clock.hpp"
@@ -73,33 +74,69 @@ Status write_remote_runs(pid_t pid, std::span<const iovec> local, std::span<cons
   return {};
 }
 
+struct DumpContext::OpenRemote {
+  size_t index = 0;
+  pid_t tid = 0;
+  RemoteScratch scratch;
+  std::vector<char> saved;  // what the scratch memory held before
+  std::optional<ptrace::RemoteSyscalls> remote;
+};
+
+namespace {
+
+Result<std::shared_ptr<DumpContext::OpenRemote>> open_remote(DumpContext& ctx, size_t index,
+                                                             size_t scratch_size) {
+  auto& t = ctx.threads.at(index).tracee;
+  CKPT_TRY_ASSIGN(ptrace::Regs regs, t.regs());
+  auto open = std::make_shared<DumpContext::OpenRemote>();
+  open->index = index;
+  open->tid = t.tid();
+  uint64_t size = (scratch_size + 15) & ~uint64_t{15};
+  open->scratch = {(arch::sp(regs) - arch::kRedZone - size) & ~uint64_t{15}, size};
+  open->saved.resize(size);
+  CKPT_TRY(read_remote(t.tid(), open->scratch.addr, open->saved.data(), size));
+  PhaseClock clock(t.tid());
+  // So that the thread goes back to where it was by itself if the dumper dies meanwhile.
+  auto self_restore = ptrace::find_self_restore(t, ctx.pid, code_ranges(ctx.maps),
+                                                open->scratch.addr, &ctx.gadgets);
+  clock.mark("injection: gadgets");
+  CKPT_TRY_ASSIGN(ptrace::RemoteSyscalls remote,
+                  ptrace::RemoteSyscalls::start(t, ctx.syscall_insn, self_restore));
+  open->remote.emplace(std::move(remote));
+  clock.mark("injection: start");
+  return open;
+}
+
+Status close_remote(DumpContext::OpenRemote& open) {
+  Status fin = open.remote->finish();
+  open.remote.reset();
+  Status put_back = write_remote(open.tid, open.scratch.addr, open.saved.data(), open.saved.size());
+  return fin.ok() ? put_back : fin;
+}
+
+}  // namespace
+
 Status DumpContext::with_remote(
     size_t index, size_t scratch_size,
     const std::function<Status(ptrace::RemoteSyscalls&, RemoteScratch)>& fn) {
-  auto& t = threads.at(index).tracee;
-  CKPT_TRY_ASSIGN(ptrace::Regs regs, t.regs());
-  uint64_t size = (scratch_size + 15) & ~uint64_t{15};
-  uint64_t addr = (arch::sp(regs) - arch::kRedZone - size) & ~uint64_t{15};
-  std::vector<char> saved(size);
-  CKPT_TRY(read_remote(t.tid(), addr, saved.data(), size));
-  PhaseClock clock(t.tid());
-  // So that the thread goes back to where it was by itself if the dumper dies meanwhile.
-  auto self_restore = ptrace::find_self_restore(t, pid, code_ranges(maps), addr, &gadgets);
-  clock.mark("injection: gadgets");
-  Status result;
-  {
-    CKPT_TRY_ASSIGN(ptrace::RemoteSyscalls remote,
-                    ptrace::RemoteSyscalls::start(t, syscall_insn, self_restore));
-    clock.mark("injection: start");
-    result = fn(remote, RemoteScratch{addr, size});
-    clock.mark("injection: calls");
-    Status fin = remote.finish();
-    clock.mark("injection: finish");
-    if (result.ok() && !fin.ok()) result = fin;
-  }
-  Status put_back = write_remote(t.tid(), addr, saved.data(), size);
-  if (result.ok() && !put_back.ok()) return put_back;
-  return result;
+  if (held_remote && held_remote->index == index && scratch_size <= held_remote->scratch.size)
+    return fn(*held_remote->remote, held_remote->scratch);
+  CKPT_TRY_ASSIGN(auto open, open_remote(*this, index, scratch_size));
+  Status result = fn(*open->remote, open->scratch);
+  Status closed = close_remote(*open);
+  return result.ok() ? closed : result;
+}
+
+Result<HeldRemote> HeldRemote::start(DumpContext& ctx, size_t index, size_t scratch_size) {
+  if (ctx.held_remote) return make_error("internal error: an injection is held already");
+  CKPT_TRY_ASSIGN(ctx.held_remote, open_remote(ctx, index, scratch_size));
+  return HeldRemote(&ctx);
+}
+
+Status HeldRemote::end() {
+  if (!ctx_) return {};
+  auto open = std::move(std::exchange(ctx_, nullptr)->held_remote);
+  return open ? close_remote(*open) : Status{};
 }
 
 }  // namespace ckpt
