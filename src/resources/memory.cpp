@@ -40,7 +40,7 @@ constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyBuffer = 8 << 20;
 // Small: a fresh buffer costs first-touch faults, slow on this kind of VM (1 MiB: a few ms).
 constexpr size_t kFillBuffer = 1 << 20;
-// Holes up to this size between saved ranges are populated with them (see populate()).
+// Holes up to this size between saved ranges are populated with them (see add_populate()).
 constexpr uint64_t kPopulateGap = 256 << 10;
 // Memory a snapshot dump reads while the process is stopped (shared, not forked) is held in
 // ckpt's memory until the pages are written; beyond this the process is dumped stopped instead.
@@ -870,21 +870,25 @@ Result<int> mapping_fd(const RestoreContext& ctx, const schema::Vma& v) {
   return it->second;
 }
 
-// Advice that must be given before the pages are populated, so that huge pages are used where
-// they were.
-Status advise_early(RestoreContext& ctx, const schema::Vma& v) {
-  if (v.has_flag("hg"))
-    CKPT_TRY(
-        ctx.main_remote->call("madvise", SYS_madvise, {v.start, v.end - v.start, MADV_HUGEPAGE}));
-  if (v.has_flag("nh"))
-    CKPT_TRY(
-        ctx.main_remote->call("madvise", SYS_madvise, {v.start, v.end - v.start, MADV_NOHUGEPAGE}));
-  return {};
+bool is_mapped(const schema::Vma& v) {
+  return v.content != Content::none || v.kind == "file";
 }
 
-Status map_one(RestoreContext& ctx, const schema::Vma& v) {
-  if (v.sysv_shm) return sysv_ipc::attach(ctx, v);
-  if (kept_area(ctx, v)) return advise_early(ctx, v);  // protected by the puppet itself
+// Advice that must be given before the pages are populated, so that huge pages are used where
+// they were.
+void advise_early(const schema::Vma& v, std::vector<ptrace::BatchCall>& calls) {
+  uint64_t start = v.start, len = v.end - v.start;
+  if (v.has_flag("hg")) calls.push_back({"madvise", SYS_madvise, {start, len, MADV_HUGEPAGE}});
+  if (v.has_flag("nh")) calls.push_back({"madvise", SYS_madvise, {start, len, MADV_NOHUGEPAGE}});
+}
+
+// The calls that map `v` as the image has it (with its early advice).
+Status plan_map(const RestoreContext& ctx, const schema::Vma& v,
+                std::vector<ptrace::BatchCall>& calls) {
+  if (kept_area(ctx, v)) {  // protected by the puppet itself
+    advise_early(v, calls);
+    return {};
+  }
   bool from_file = (v.kind == "file" && (!v.deleted || v.deleted_file)) || v.shm;
   uint64_t flags = MAP_FIXED | (v.shared ? MAP_SHARED : MAP_PRIVATE);
   if (v.has_flag("gd")) flags |= MAP_GROWSDOWN;
@@ -902,12 +906,29 @@ Status map_one(RestoreContext& ctx, const schema::Vma& v) {
                   v.start, v.end);
   uint64_t prot = static_cast<uint64_t>(initial_prot(v));
   uint64_t offset = from_file ? v.offset : 0;
-  CKPT_TRY_ASSIGN(long got, ctx.main_remote->call("mmap", SYS_mmap,
-                                                  {v.start, v.end - v.start, prot, flags,
-                                                   static_cast<uint64_t>(fd), offset}));
-  if (static_cast<uint64_t>(got) != v.start)
-    return errorf("restore pid {}: mmap at {:#x} landed at {:#x}", ctx.pid, v.start, got);
-  return advise_early(ctx, v);
+  calls.push_back({"mmap",
+                   SYS_mmap,
+                   {v.start, v.end - v.start, prot, flags, static_cast<uint64_t>(fd), offset}});
+  advise_early(v, calls);
+  return {};
+}
+
+// Every mapping of the image, in one batch (each injected call on its own costs two ptrace stops,
+// and a process has dozens of mappings); System V segments are attached on their own.
+Status map_all(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
+  std::vector<ptrace::BatchCall> calls;
+  for (auto& v : vmas) {
+    if (!is_mapped(v)) continue;
+    if (v.sysv_shm)
+      CKPT_TRY(sysv_ipc::attach(ctx, v));
+    else
+      CKPT_TRY(plan_map(ctx, v, calls));
+  }
+  CKPT_TRY(run_batch(ctx, calls));
+  for (auto& c : calls)
+    if (c.nr == SYS_mmap && static_cast<uint64_t>(c.ret) != c.args[0])
+      return errorf("restore pid {}: mmap at {:#x} landed at {:#x}", ctx.pid, c.args[0], c.ret);
+  return {};
 }
 
 // Pages of one mapping that the image holds, in section order; each inside its mapping.
@@ -953,13 +974,14 @@ std::vector<Range> merged(const std::vector<Range>& a, const std::vector<Range>&
 
 // Lets the kernel allocate a mapping's pages in as few calls as possible (much faster here than
 // faulting them one by one): ranges closer than kPopulateGap are populated together, holes
-// included, which costs at most that much memory the process did not have.
-void populate(ptrace::RemoteSyscalls& rs, const std::vector<Range>& ranges) {
+// included, which costs at most that much memory the process did not have. A failure only loses
+// speed (the copy faults in whatever was not populated): the calls are not judged.
+void add_populate(const std::vector<Range>& ranges, std::vector<ptrace::BatchCall>& calls) {
   for (size_t i = 0; i < ranges.size();) {
     auto [s, e] = ranges[i];
     for (++i; i < ranges.size() && ranges[i].first - e <= kPopulateGap; ++i) e = ranges[i].second;
-    // Failing only loses speed: the copy faults in whatever was not populated.
-    (void)rs.call_raw(SYS_madvise, {s, e - s, MADV_POPULATE_WRITE});
+    calls.push_back(
+        {"madvise(MADV_POPULATE_WRITE)", SYS_madvise, {s, e - s, MADV_POPULATE_WRITE}, false});
   }
 }
 
@@ -1014,11 +1036,12 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
         return errorf("restore pid {}: an incremental generation with pages saved as the root's",
                       ctx.pid);
     return page_chain::fill(ctx, [&]() -> Status {
+      std::vector<ptrace::BatchCall> populates;
       for (auto& v : vmas) {
         CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
-        populate(*ctx.main_remote, ranges);
+        add_populate(ranges, populates);
       }
-      return {};
+      return run_batch(ctx, populates);
     });
   }
   CKPT_TRY(page_chain::check_index(ctx));
@@ -1028,15 +1051,20 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   // a few pages of it.
   thread_local const std::unique_ptr<std::byte[]> storage(new std::byte[kFillBuffer]);
   std::span<std::byte> buf(storage.get(), kFillBuffer);
+  // Populating a kept mapping would give the process a copy of every page it shares.
+  std::vector<ptrace::BatchCall> populates;
+  for (auto& v : vmas) {
+    if (kept_area(ctx, v)) continue;
+    CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
+    CKPT_TRY_ASSIGN(auto from_root, from_root_of(ctx, v));
+    add_populate(merged(ranges, from_root), populates);
+  }
+  CKPT_TRY(run_batch(ctx, populates));
   for (auto& v : vmas) {
     CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
     const cow_shared::Area* kept = kept_area(ctx, v);
     CKPT_TRY_ASSIGN(auto from_root, from_root_of(ctx, v));
-    // Populating a kept mapping would give the process a copy of every page it shares.
-    if (!kept) {
-      populate(*ctx.main_remote, merged(ranges, from_root));
-      if (!from_root.empty()) CKPT_TRY(ctx.base->write_aside(ctx.pid, v.from_root));
-    }
+    if (!kept && !from_root.empty()) CKPT_TRY(ctx.base->write_aside(ctx.pid, v.from_root));
     for (auto [s, e] : ranges) {
       while (s < e) {
         size_t want = std::min<uint64_t>(e - s, buf.size());
@@ -1061,10 +1089,6 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   if (left != 0)
     return errorf("restore pid {}: memory image has more data than its mappings", ctx.pid);
   return {};
-}
-
-bool is_mapped(const schema::Vma& v) {
-  return v.content != Content::none || v.kind == "file";
 }
 
 // A mapping whose saved pages a lazy restore leaves to the page server: private anonymous memory
@@ -1163,8 +1187,7 @@ Status restore(RestoreContext& ctx) {
   CKPT_TRY(unmap_puppet(ctx, own));
   CKPT_TRY(ctx.vdso_proxy ? proxy_vdso(ctx, own) : move_vdso(ctx, own));
   const auto& vmas = ctx.rec->memory.vmas;
-  for (auto& v : vmas)
-    if (is_mapped(v)) CKPT_TRY(map_one(ctx, v));
+  CKPT_TRY(map_all(ctx, vmas));
   CKPT_TRY(ctx.lazy ? fill_or_defer(ctx, vmas) : fill(ctx, vmas));
   return finish_all(ctx, vmas);
 }
