@@ -12,6 +12,7 @@
 #include <mutex>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -74,7 +75,10 @@ struct TreeState {
   std::vector<ScopedFd> in_flight;  // ckpt's copies of fds in flight: later fds are kcmp'd to them
   // smaps of the processes found before the freeze, for a dump with snapshots (vm_flags.hpp).
   std::map<pid_t, std::vector<proc::MapEntry>> early_maps;
-  // For what processes read at once (TracerCrew) write here: the image's vdso.
+  // Size and modification time of each file the tree maps, by (device major, minor, inode).
+  using FileKey = std::tuple<unsigned, unsigned, uint64_t>;
+  std::map<FileKey, std::pair<uint64_t, int64_t>> mapped_files;
+  // For what processes read at once (TracerCrew) write here: the image's vdso, mapped_files.
   std::mutex mu;
 };
 
