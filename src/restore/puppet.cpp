@@ -146,9 +146,9 @@ Status read_report(int fd, pid_t pid, std::string& msg) {
 
 }  // namespace
 
-Result<uint64_t> choose_trampoline(const schema::ProcessRecord& proc) {
+uint64_t choose_trampoline(const schema::ProcessRecord& proc,
+                           const std::vector<proc::MapEntry>& own) {
   auto used = memory::used_ranges(proc);
-  CKPT_TRY_ASSIGN(auto own, proc::read_maps(getpid()));
   for (auto& m : own) used.emplace_back(m.start, m.end);
   std::sort(used.begin(), used.end());
   uint64_t candidate = 0x10000000;

@@ -11,6 +11,7 @@
 
 #include "common/result.hpp"
 #include "common/scoped_fd.hpp"
+#include "proc/maps.hpp"
 #include "ptrace/tracee.hpp"
 #include "resources/context.hpp"
 #include "resources/tree_plan.hpp"
@@ -80,7 +81,9 @@ class PuppetTree {
   std::vector<std::vector<int>> kept_;
 };
 
-// A page-sized hole for the restorer page: free in the image and in this process.
-Result<uint64_t> choose_trampoline(const schema::ProcessRecord& proc);
+// A page-sized hole for the restorer page: free in the image and in this process, whose
+// mappings are `own` (read once for every process of a tree).
+uint64_t choose_trampoline(const schema::ProcessRecord& proc,
+                           const std::vector<proc::MapEntry>& own);
 
 }  // namespace ckpt

@@ -233,15 +233,14 @@ Result<PuppetPlan> make_plan(const schema::ImageRoot& image, const Handed& hande
   plan.vdso_proxy = vdso_proxy;
   plan.handed = handed.fds;
   plan.image = &image;
+  CKPT_TRY_ASSIGN(auto own, proc::read_maps(getpid()));
   for (size_t i = 0; i < image.processes.size(); ++i) {
     PuppetSpec spec;
     spec.pid = shape.pids[i];
     spec.rec = &image.processes[i];
     spec.tree = trees[i];
     spec.zombie = image.processes[i].zombie.has_value();
-    if (!spec.zombie) {
-      CKPT_TRY_ASSIGN(spec.trampoline, choose_trampoline(image.processes[i]));
-    }
+    if (!spec.zombie) spec.trampoline = choose_trampoline(image.processes[i], own);
     plan.processes.push_back(std::move(spec));
     if (shape.parent[i] >= 0) plan.processes[shape.parent[i]].children.push_back(i);
   }
@@ -368,8 +367,6 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
 Result<RestoreResult> dry_run(const schema::ImageRoot& image, const image::GenerationInfo& gen,
                               Clock::time_point started) {
   CKPT_TRY(tree::shape(image.processes));
-  for (auto& p : image.processes)
-    if (!p.zombie) CKPT_TRY(choose_trampoline(p));
   RestoreResult result;
   result.pid = image.processes[0].pid;
   result.generation = gen;
