@@ -85,6 +85,8 @@ TEST(Schema, ALargeTreeNamesItsFirstBrokenProcessWhicheverThreadMetItFirst) {
   v["processes"] = "none";
   EXPECT_EQ(decode_error(v),
             "the process image is malformed: /processes: expected an array, found a string");
+  v["processes"] = Value::array();
+  EXPECT_EQ(decode_error(v), "the process image is malformed: /processes: none");
 }
 
 TEST(Schema, BinaryDataIsStoredAsBytesNotText) {

@@ -26,6 +26,7 @@ Status decode_process(std::span<const std::byte> bytes, size_t i, ProcessRecord&
 Status decode_processes(std::span<const std::byte> array, std::vector<ProcessRecord>& out) {
   CKPT_TRY_ASSIGN(auto items, cbor_array_items(array));
   out.resize(items.size());
+  if (items.empty()) return {};
   std::vector<Status> results(items.size());
   std::atomic<size_t> next{0};
   auto work = [&] {
