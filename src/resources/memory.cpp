@@ -1067,19 +1067,27 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   // a few pages of it.
   thread_local const std::unique_ptr<std::byte[]> storage(new std::byte[kFillBuffer]);
   std::span<std::byte> buf(storage.get(), kFillBuffer);
+  // Each mapping's saved pages and the base's area it keeps, looked up once for both passes.
+  struct Filled {
+    std::vector<Range> ranges, from_root;
+    const cow_shared::Area* kept = nullptr;
+  };
+  std::vector<Filled> filled;
+  filled.reserve(vmas.size());
   // Populating a kept mapping would give the process a copy of every page it shares.
   std::vector<ptrace::BatchCall> populates;
   for (auto& v : vmas) {
-    if (kept_area(ctx, v)) continue;
-    CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
-    CKPT_TRY_ASSIGN(auto from_root, from_root_of(ctx, v));
-    add_populate(merged(ranges, from_root), populates);
+    Filled f;
+    f.kept = kept_area(ctx, v);
+    CKPT_TRY_ASSIGN(f.ranges, ranges_of(ctx, v));
+    CKPT_TRY_ASSIGN(f.from_root, from_root_of(ctx, v));
+    if (!f.kept) add_populate(merged(f.ranges, f.from_root), populates);
+    filled.push_back(std::move(f));
   }
   CKPT_TRY(run_batch(ctx, populates));
-  for (auto& v : vmas) {
-    CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
-    const cow_shared::Area* kept = kept_area(ctx, v);
-    CKPT_TRY_ASSIGN(auto from_root, from_root_of(ctx, v));
+  for (size_t i = 0; i < vmas.size(); ++i) {
+    const schema::Vma& v = vmas[i];
+    auto& [ranges, from_root, kept] = filled[i];
     if (!kept && !from_root.empty()) CKPT_TRY(ctx.base->write_aside(ctx.pid, v.from_root));
     for (auto [s, e] : ranges) {
       while (s < e) {

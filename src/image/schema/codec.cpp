@@ -29,6 +29,10 @@ struct Head {
   size_t size = 0;
 };
 
+std::span<const uint8_t> as_u8(std::span<const std::byte> bytes) {
+  return {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
+}
+
 Result<Head> read_head(std::span<const uint8_t> in, size_t at) {
   if (at >= in.size()) return make_error("CBOR ends inside an item");
   uint8_t first = in[at];
@@ -47,7 +51,7 @@ Result<Head> read_head(std::span<const uint8_t> in, size_t at) {
 }  // namespace
 
 Status check_cbor(std::span<const std::byte> bytes) {
-  std::span<const uint8_t> in(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+  auto in = as_u8(bytes);
   // Items still expected at each open level (a map's entries count twice).
   std::vector<uint64_t> open{1};
   size_t at = 0;
@@ -85,10 +89,6 @@ Status check_cbor(std::span<const std::byte> bytes) {
 }
 
 namespace {
-
-std::span<const uint8_t> as_u8(std::span<const std::byte> bytes) {
-  return {reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size()};
-}
 
 // Where the item at `at` of input that check_cbor() passed ends.
 Result<size_t> item_end(std::span<const uint8_t> in, size_t at) {
