@@ -10,6 +10,13 @@
 // frozen time is then how long every process stays stopped, without the commit's fsyncs), kills
 // it, restores it, and has every process check its memory. Medians are reported, with the cost
 // per process beyond the first.
+//
+// Next to them, the machine's floors for the same tree, measured in the same repetition: "fork
+// floor", every process of a tree of the same size forking once, all at once (a consistent copy
+// of each one's memory can be taken no faster: the short freeze's limit); "build floor", a tree
+// of the same shape created from scratch, its processes forked one after the other by the root
+// and each filling its memory from a buffer on its own (mmap, MADV_POPULATE_WRITE, memcpy), on
+// every CPU at once (what a restore must do at least, without reading anything or being traced).
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -144,13 +151,102 @@ void kill_tree(pid_t root) {
 }
 
 struct Sample {
-  double frozen = 0, dump = 0, restore = 0, image_mib = 0;
+  double frozen = 0, dump = 0, restore = 0, image_mib = 0, fork_floor = 0, build_floor = 0;
 };
 
+// Reads `count` bytes, one from each process of a floor's tree.
+void await_all(int fd, int count) {
+  char c;
+  for (int i = 0; i < count; ++i)
+    if (::read(fd, &c, 1) != 1) die("a process of a floor's tree died");
+}
+
+void reap_children() {
+  while (::waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+  }
+}
+
+// A process of the build floor: its memory made and filled from `source`, then reported.
+[[noreturn]] void fill_and_report(const uint64_t* source, uint64_t mib, int done) {
+  size_t len = mib << 20;
+  void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (m == MAP_FAILED) ::_exit(2);
+  ::madvise(m, len, MADV_POPULATE_WRITE);
+  std::memcpy(m, source, len);
+  ::_exit(::write(done, "d", 1) == 1 ? 0 : 2);
+}
+
+// The build floor (see the top): ms from the root's fork to the last process's report.
+double build_floor(int count, uint64_t mib, const uint64_t* source) {
+  int p[2];
+  if (::pipe(p) < 0) die("pipe");
+  auto start = Clock::now();
+  pid_t root = ::fork();
+  if (root == 0) {
+    ::close(p[0]);
+    for (int i = 1; i < count; ++i)
+      if (::fork() == 0) fill_and_report(source, mib, p[1]);
+    size_t len = mib << 20;
+    void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) ::_exit(2);
+    ::madvise(m, len, MADV_POPULATE_WRITE);
+    std::memcpy(m, source, len);
+    if (::write(p[1], "d", 1) != 1) ::_exit(2);
+    reap_children();
+    ::_exit(0);
+  }
+  ::close(p[1]);
+  await_all(p[0], count);
+  double took = ms(Clock::now() - start);
+  ::close(p[0]);
+  ::waitpid(root, nullptr, 0);
+  return took;
+}
+
+// A process of the fork floor, a copy of this binary like the dumped ones (a fork of the
+// benchmark would carry its memory too): `mib` MiB of its own, then one fork() on SIGUSR1,
+// reported on fd 3 once it returned.
+int fork_floor_main(uint64_t mib) {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGUSR1);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+  touch(mib, 1);
+  if (::write(3, "r", 1) != 1) return 2;
+  wait_usr1();
+  pid_t copy = ::fork();
+  if (copy == 0) ::_exit(0);
+  if (::write(3, "d", 1) != 1) return 2;
+  ::waitpid(copy, nullptr, 0);
+  return 0;
+}
+
+// The fork floor (see the top): ms from telling `count` such processes to fork to the last one's
+// fork returning.
+double fork_floor(const fs::path& exe, int count, uint64_t mib) {
+  std::vector<pid_t> procs;
+  std::vector<int> reports;
+  for (int i = 0; i < count; ++i) {
+    int report = -1;
+    procs.push_back(bench::spawn_target(exe, {"--fork-floor", std::to_string(mib)}, report));
+    reports.push_back(report);
+  }
+  for (int fd : reports) await_all(fd, 1);
+  auto start = Clock::now();
+  for (pid_t pid : procs) ::kill(pid, SIGUSR1);
+  for (int fd : reports) await_all(fd, 1);
+  double took = ms(Clock::now() - start);
+  for (int fd : reports) ::close(fd);
+  for (pid_t pid : procs) ::waitpid(pid, nullptr, 0);
+  return took;
+}
+
 Sample run_once(const fs::path& exe, image::Store& store, int count, uint64_t mib,
-                uint64_t shared_mib) {
-  pid_t root = spawn_target(exe, count, mib, shared_mib);
+                uint64_t shared_mib, const uint64_t* source) {
   Sample s;
+  s.fork_floor = fork_floor(exe, count, mib);
+  s.build_floor = build_floor(count, mib, source);
+  pid_t root = spawn_target(exe, count, mib, shared_mib);
   DumpOptions d;
   d.pid = root;
   d.leave_running = true;
@@ -221,24 +317,31 @@ Options parse(int argc, char** argv) {
 int main(int argc, char** argv) {
   if (argc == 5 && std::string(argv[1]) == "--target")
     return target_main(std::stoi(argv[2]), std::stoull(argv[3]), std::stoull(argv[4]));
+  if (argc == 3 && std::string(argv[1]) == "--fork-floor")
+    return fork_floor_main(std::stoull(argv[2]));
   Options o = parse(argc, argv);
   ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   fs::path exe = make_target_exe();
   fs::path store_dir = fs::path(o.dir) / fmt::format("ckpt-tree-bench-{}", ::getpid());
   auto store = check(image::Store::open(store_dir, {.create = true}));
   std::printf("shared MiB (root's, before the forks): %lu\n", o.shared_mib);
-  std::printf("%6s %6s %10s %10s %10s %14s %14s %10s\n", "procs", "MiB", "frozen ms", "dump ms",
-              "restore ms", "frozen/proc", "restore/proc", "image MiB");
+  std::printf("%6s %6s %10s %10s %10s %14s %14s %10s %10s %11s\n", "procs", "MiB", "frozen ms",
+              "dump ms", "restore ms", "frozen/proc", "restore/proc", "image MiB", "fork floor",
+              "build floor");
+  // The build floor's processes copy from it: touched once, before any is timed.
+  const uint64_t* source = touch(o.mib, 7);
   double frozen_one = 0, restore_one = 0;
   for (int n : o.counts) {
-    std::vector<double> frozen, dump, restore;
+    std::vector<double> frozen, dump, restore, fork_floors, build_floors;
     double image_mib = 0;
     for (int i = 0; i < o.repeat; ++i) {
-      Sample s = run_once(exe, store, n, o.mib, o.shared_mib);
+      Sample s = run_once(exe, store, n, o.mib, o.shared_mib, source);
       image_mib = s.image_mib;
       frozen.push_back(s.frozen);
       dump.push_back(s.dump);
       restore.push_back(s.restore);
+      fork_floors.push_back(s.fork_floor);
+      build_floors.push_back(s.build_floor);
     }
     double f = median(frozen), r = median(restore);
     if (n == 1) frozen_one = f, restore_one = r;
@@ -247,8 +350,9 @@ int main(int argc, char** argv) {
     std::string per_r = n > 1 && restore_one > 0
                             ? fmt::format("{:.2f}", (r - restore_one) / (n - 1))
                             : std::string("-");
-    std::printf("%6d %6lu %10.1f %10.1f %10.1f %14s %14s %10.1f\n", n, n * o.mib, f, median(dump),
-                r, per_f.c_str(), per_r.c_str(), image_mib);
+    std::printf("%6d %6lu %10.1f %10.1f %10.1f %14s %14s %10.1f %10.1f %11.1f\n", n, n * o.mib, f,
+                median(dump), r, per_f.c_str(), per_r.c_str(), image_mib, median(fork_floors),
+                median(build_floors));
     std::fflush(stdout);
   }
   fs::remove_all(store_dir);
