@@ -1,18 +1,22 @@
 #include "ptrace/remote_syscalls.hpp"
 
+#include <link.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
-#include <fstream>
 #include <string>
 
 #include "arch/x86_64/sigreturn.hpp"
 #include "common/fault_point.hpp"
 #include "common/log.hpp"
+#include "proc/proc_file.hpp"
 
 namespace ckpt::ptrace {
 namespace {
@@ -21,8 +25,9 @@ namespace {
 // hit. Stops after `budget` bytes in all, which the caller shares between ranges.
 template <typename Find>
 std::optional<uint64_t> scan(const Tracee& t, const CodeRange& r, Find find, size_t& budget) {
-  constexpr size_t kChunk = 64 << 10;
-  std::vector<uint8_t> buf(kChunk);
+  // No larger than the range: a fresh buffer's pages are faults, slow in this kind of guest.
+  constexpr uint64_t kChunk = 64 << 10;
+  std::vector<uint8_t> buf(std::min(kChunk, r.end - r.start));
   for (uint64_t at = r.start; at < r.end && budget > 0;) {
     size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, r.end - at));
     if (!t.read_memory(at, buf.data(), n).ok()) return std::nullopt;
@@ -36,16 +41,67 @@ std::optional<uint64_t> scan(const Tracee& t, const CodeRange& r, Find find, siz
 
 // Read under /proc/PID/task/TID, not /proc/TID: a /proc/TID dentry makes the kernel's flush of it
 // at the thread's exit slower, and the kernel (6.14+) frees a dead thread's TID only after telling
-// the parent the process ended, so a restore right after that met "File exists" more often.
+// the parent the process ended, so a restore right after that met "File exists" more often. Not
+// with an ifstream: the first one of a process took 0.4 ms here (its locale), in every dump.
 bool uses_shadow_stack(pid_t pid, pid_t tid) {
-  std::ifstream status(fmt::format("/proc/{}/task/{}/status", pid, tid));
-  std::string line;
-  while (std::getline(status, line))
-    if (line.starts_with("x86_Thread_features:")) return line.find("shstk") != std::string::npos;
-  return false;
+  auto status = proc::read_proc_file(pid, fmt::format("task/{}/status", tid));
+  if (!status.ok()) return false;
+  std::string_view text = *status;
+  size_t at = text.find("\nx86_Thread_features:");
+  if (at == std::string_view::npos) return false;
+  std::string_view line = text.substr(at + 1, text.find('\n', at + 1) - at - 1);
+  return line.find("shstk") != std::string_view::npos;
+}
+
+// The gadget in `r` at the offset ckpt's own copy of the same file has it, if it is there.
+std::optional<uint64_t> known_rt_sigreturn(const Tracee& t, const CodeRange& r) {
+  static const std::optional<FileSpot> own = own_rt_sigreturn();
+  if (!own || r.inode != own->inode || r.dev_major != own->dev_major ||
+      r.dev_minor != own->dev_minor || own->offset < r.file_offset)
+    return std::nullopt;
+  uint64_t at = r.start + (own->offset - r.file_offset);
+  std::array<uint8_t, arch::x86_64::kMaxGadgetLength> code{};
+  if (at + code.size() > r.end || !t.read_memory(at, code.data(), code.size()).ok())
+    return std::nullopt;
+  if (arch::x86_64::find_rt_sigreturn(code) != size_t{0}) return std::nullopt;
+  return at;
 }
 
 }  // namespace
+
+std::optional<FileSpot> own_rt_sigreturn() {
+  struct Found {
+    std::optional<FileSpot> spot;
+  } found;
+  ::dl_iterate_phdr(
+      [](dl_phdr_info* info, size_t, void* data) -> int {
+        std::string_view name = info->dlpi_name ? info->dlpi_name : "";
+        std::string_view file = name.substr(name.rfind('/') + 1);
+        if (!file.starts_with("libc.so")) return 0;
+        struct stat st {};
+        if (::stat(info->dlpi_name, &st) != 0) return 1;
+        for (int i = 0; i < info->dlpi_phnum; ++i) {
+          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+          if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+          const auto* code = reinterpret_cast<const uint8_t*>(info->dlpi_addr + ph.p_vaddr);
+          // In windows, as scan() does: a pattern the library lacks is not looked for through
+          // all of it (each page of it ckpt had not run yet would be a fault).
+          constexpr size_t kWindow = 64 << 10;
+          for (size_t at = 0; at < ph.p_filesz; at += kWindow - arch::x86_64::kMaxGadgetLength) {
+            size_t n = std::min<size_t>(kWindow, ph.p_filesz - at);
+            if (auto off = arch::x86_64::find_rt_sigreturn({code + at, n})) {
+              static_cast<Found*>(data)->spot =
+                  FileSpot{major(st.st_dev), minor(st.st_dev), st.st_ino, ph.p_offset + at + *off};
+              return 1;
+            }
+            if (at + n >= ph.p_filesz) break;
+          }
+        }
+        return 1;
+      },
+      &found);
+  return found.spot;
+}
 
 std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
                                              const std::vector<CodeRange>& code, uint64_t frame_top,
@@ -67,6 +123,8 @@ std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,
   for (auto& r : code)
     if (r.vdso && !sr.syscall_then_ret)
       sr.syscall_then_ret = scan(t, r, arch::x86_64::find_syscall_then_ret, budget).value_or(0);
+  for (auto& r : code)
+    if (r.preferred && !sr.rt_sigreturn) sr.rt_sigreturn = known_rt_sigreturn(t, r).value_or(0);
   for (bool preferred : {true, false})
     for (auto& r : code)
       if (r.preferred == preferred && !sr.rt_sigreturn)

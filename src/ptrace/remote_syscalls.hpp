@@ -51,7 +51,21 @@ struct CodeRange {
   uint64_t end = 0;
   bool vdso = false;       // where the `syscall ... ret` is looked for
   bool preferred = false;  // looked at first for rt_sigreturn (the C library)
+  // The file mapped there, when known: a C library that is ckpt's own file has its rt_sigreturn
+  // where ckpt's copy has it (checked before use), and is not scanned.
+  uint64_t file_offset = 0;
+  unsigned dev_major = 0, dev_minor = 0;
+  uint64_t inode = 0;
 };
+
+// Where ckpt's own C library has its rt_sigreturn gadget, as the offset in its file (looked up
+// once per ckpt process); nullopt without one.
+struct FileSpot {
+  unsigned dev_major = 0, dev_minor = 0;
+  uint64_t inode = 0;
+  uint64_t offset = 0;
+};
+std::optional<FileSpot> own_rt_sigreturn();
 
 // The gadgets for a SelfRestore of thread `t` of process `pid` with its frame below `frame_top`,
 // or nullopt (the log says why) when the process lacks one of them or the thread uses a shadow

@@ -24,7 +24,8 @@ std::vector<ptrace::CodeRange> code_ranges(const std::vector<proc::MapEntry>& ma
     std::string name = m.path.substr(m.path.rfind('/') + 1);
     bool libc =
         name.starts_with("libc.so") || name.starts_with("libc-") || name.starts_with("ld-musl");
-    out.push_back({m.start, m.end, m.kind == proc::MapKind::vdso, libc});
+    out.push_back({m.start, m.end, m.kind == proc::MapKind::vdso, libc, m.offset, m.dev_major,
+                   m.dev_minor, m.inode});
   }
   return out;
 }

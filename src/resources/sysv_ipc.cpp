@@ -10,11 +10,11 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdint>
 #include <cstring>
-#include <fstream>
 #include <map>
 #include <optional>
-#include <sstream>
 
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
@@ -41,19 +41,23 @@ IpcObject object_of(int id, const ipc_perm& p) {
   return IpcObject{id, static_cast<int32_t>(p.__key), p.uid, p.gid, p.mode & 0777u};
 }
 
-// The ids listed in /proc/sysvipc/NAME (second column), in this process's IPC namespace.
+// The ids listed in /proc/sysvipc/NAME (second column), in this process's IPC namespace. Read
+// without an ifstream: the first one of a process took 0.4 ms here (its locale), in the freeze.
 Result<std::vector<int>> list_ids(const std::string& name) {
   std::string path = "/proc/sysvipc/" + name;
-  std::ifstream in(path);
-  if (!in) return sys_error(fmt::format("open {}", path));
+  int err = 0;
+  auto text = proc::read_text_file(path, &err);
+  if (!text.ok()) return text.error();
+  std::string_view rest = *text;
+  rest.remove_prefix(std::min(rest.size(), rest.find('\n') + 1));  // the header
   std::vector<int> ids;
-  std::string line;
-  std::getline(in, line);  // the header
-  while (std::getline(in, line)) {
-    std::istringstream fields(line);
-    long long key = 0;
-    int id = -1;
-    if (fields >> key >> id) ids.push_back(id);
+  while (!rest.empty()) {
+    size_t end = std::min(rest.find('\n'), rest.size());
+    std::string_view line = rest.substr(0, end);
+    rest.remove_prefix(std::min(rest.size(), end + 1));
+    std::string_view key = proc::next_token(line);
+    auto id = proc::parse_i64(proc::next_token(line));
+    if (!key.empty() && id && *id >= 0 && *id <= INT32_MAX) ids.push_back(static_cast<int>(*id));
   }
   return ids;
 }

@@ -56,5 +56,60 @@ TEST(SelfRestoreKnown, ASecondSearchUsesTheFirstOnesGadgetsWithoutScanning) {
   EXPECT_TRUE(t->detach().ok());
 }
 
+// The child's code ranges, with the file behind each when `with_files`.
+std::vector<CodeRange> code_of(pid_t pid, bool with_files) {
+  std::vector<CodeRange> code;
+  auto maps = proc::read_maps(pid);
+  if (!maps.ok()) return code;
+  for (auto& m : *maps) {
+    if (!(m.prot & PROT_EXEC) && m.kind != proc::MapKind::vdso) continue;
+    CodeRange r{m.start, m.end, m.kind == proc::MapKind::vdso,
+                m.path.find("libc.so") != std::string::npos};
+    if (with_files)
+      r = {r.start, r.end, r.vdso, r.preferred, m.offset, m.dev_major, m.dev_minor, m.inode};
+    code.push_back(r);
+  }
+  return code;
+}
+
+TEST(SelfRestoreKnown, ACLibraryThatIsCkptsOwnFileHasTheGadgetWhereCkptsHasItCheckedFirst) {
+  auto own = own_rt_sigreturn();
+  ASSERT_TRUE(own.has_value()) << "ckpt's own C library has no rt_sigreturn gadget";
+  Child child;
+  ASSERT_GE(child.pid, 0);
+  if (child.pid == 0) {
+    for (;;) ::pause();
+  }
+  auto t = Tracee::seize(child.pid, PTRACE_O_TRACESYSGOOD);
+  ASSERT_TRUE(t.ok()) << t.error().message;
+  ASSERT_TRUE(t->interrupt().ok());
+  auto scanned = find_self_restore(*t, child.pid, code_of(child.pid, false), 0x1000);
+  auto known = find_self_restore(*t, child.pid, code_of(child.pid, true), 0x1000);
+  ASSERT_TRUE(scanned.has_value());
+  ASSERT_TRUE(known.has_value());
+  EXPECT_EQ(known->rt_sigreturn, scanned->rt_sigreturn);
+  // The offset ckpt's copy gives, in the child's mapping of the same file.
+  bool placed = false;
+  for (auto& r : code_of(child.pid, true))
+    if (r.inode == own->inode && r.file_offset <= own->offset &&
+        r.start + (own->offset - r.file_offset) < r.end)
+      placed = r.start + (own->offset - r.file_offset) == known->rt_sigreturn;
+  EXPECT_TRUE(placed);
+  // A mapping that only claims to be that file, at a place where the gadget is not: checked,
+  // then scanned as before.
+  auto claimed = code_of(child.pid, false);
+  for (auto& r : claimed)
+    if (r.preferred) {
+      r.dev_major = own->dev_major;
+      r.dev_minor = own->dev_minor;
+      r.inode = own->inode;
+      r.file_offset = own->offset;  // the candidate is the mapping's first byte
+    }
+  auto checked = find_self_restore(*t, child.pid, claimed, 0x1000);
+  ASSERT_TRUE(checked.has_value());
+  EXPECT_EQ(checked->rt_sigreturn, scanned->rt_sigreturn);
+  EXPECT_TRUE(t->detach().ok());
+}
+
 }  // namespace
 }  // namespace ckpt::ptrace
