@@ -25,37 +25,6 @@ struct Child {
   }
 };
 
-TEST(SelfRestoreKnown, ASecondSearchUsesTheFirstOnesGadgetsWithoutScanning) {
-  Child child;
-  ASSERT_GE(child.pid, 0);
-  if (child.pid == 0) {
-    for (;;) ::pause();
-  }
-  auto t = Tracee::seize(child.pid, PTRACE_O_TRACESYSGOOD);
-  ASSERT_TRUE(t.ok()) << t.error().message;
-  ASSERT_TRUE(t->interrupt().ok());
-  auto maps = proc::read_maps(child.pid);
-  ASSERT_TRUE(maps.ok());
-  std::vector<CodeRange> code;
-  for (auto& m : *maps)
-    if ((m.prot & PROT_EXEC) || m.kind == proc::MapKind::vdso)
-      code.push_back({m.start, m.end, m.kind == proc::MapKind::vdso,
-                      m.path.find("libc.so") != std::string::npos});
-  SelfRestore known;
-  auto first = find_self_restore(*t, child.pid, code, 0x1000, &known);
-  ASSERT_TRUE(first.has_value());
-  EXPECT_NE(known.syscall_then_ret, 0u);
-  EXPECT_EQ(known.rt_sigreturn, first->rt_sigreturn);
-  // No code to scan: only what is known can answer.
-  EXPECT_FALSE(find_self_restore(*t, child.pid, {}, 0x2000).has_value());
-  auto second = find_self_restore(*t, child.pid, {}, 0x2000, &known);
-  ASSERT_TRUE(second.has_value());
-  EXPECT_EQ(second->syscall_then_ret, first->syscall_then_ret);
-  EXPECT_EQ(second->rt_sigreturn, first->rt_sigreturn);
-  EXPECT_EQ(second->frame_top, 0x2000u);
-  EXPECT_TRUE(t->detach().ok());
-}
-
 // The child's code ranges, with the file behind each when `with_files`.
 std::vector<CodeRange> code_of(pid_t pid, bool with_files) {
   std::vector<CodeRange> code;
@@ -72,17 +41,49 @@ std::vector<CodeRange> code_of(pid_t pid, bool with_files) {
   return code;
 }
 
-TEST(SelfRestoreKnown, ACLibraryThatIsCkptsOwnFileHasTheGadgetWhereCkptsHasItCheckedFirst) {
+// A paused child, seized and stopped.
+class SelfRestoreKnown : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_GE(child_.pid, 0);
+    if (child_.pid == 0) {
+      for (;;) ::pause();
+    }
+    auto t = Tracee::seize(child_.pid, PTRACE_O_TRACESYSGOOD);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    t_ = std::move(*t);
+    ASSERT_TRUE(t_.interrupt().ok());
+  }
+  void TearDown() override { EXPECT_TRUE(t_.detach().ok()); }
+
+  Child child_;
+  Tracee t_;
+};
+
+TEST_F(SelfRestoreKnown, ASecondSearchUsesTheFirstOnesGadgetsWithoutScanning) {
+  Tracee* t = &t_;
+  Child& child = child_;
+  auto code = code_of(child.pid, false);
+  ASSERT_FALSE(code.empty());
+  SelfRestore known;
+  auto first = find_self_restore(*t, child.pid, code, 0x1000, &known);
+  ASSERT_TRUE(first.has_value());
+  EXPECT_NE(known.syscall_then_ret, 0u);
+  EXPECT_EQ(known.rt_sigreturn, first->rt_sigreturn);
+  // No code to scan: only what is known can answer.
+  EXPECT_FALSE(find_self_restore(*t, child.pid, {}, 0x2000).has_value());
+  auto second = find_self_restore(*t, child.pid, {}, 0x2000, &known);
+  ASSERT_TRUE(second.has_value());
+  EXPECT_EQ(second->syscall_then_ret, first->syscall_then_ret);
+  EXPECT_EQ(second->rt_sigreturn, first->rt_sigreturn);
+  EXPECT_EQ(second->frame_top, 0x2000u);
+}
+
+TEST_F(SelfRestoreKnown, ACLibraryThatIsCkptsOwnFileHasTheGadgetWhereCkptsHasItCheckedFirst) {
   auto own = own_rt_sigreturn();
   ASSERT_TRUE(own.has_value()) << "ckpt's own C library has no rt_sigreturn gadget";
-  Child child;
-  ASSERT_GE(child.pid, 0);
-  if (child.pid == 0) {
-    for (;;) ::pause();
-  }
-  auto t = Tracee::seize(child.pid, PTRACE_O_TRACESYSGOOD);
-  ASSERT_TRUE(t.ok()) << t.error().message;
-  ASSERT_TRUE(t->interrupt().ok());
+  Tracee* t = &t_;
+  Child& child = child_;
   auto scanned = find_self_restore(*t, child.pid, code_of(child.pid, false), 0x1000);
   auto known = find_self_restore(*t, child.pid, code_of(child.pid, true), 0x1000);
   ASSERT_TRUE(scanned.has_value());
@@ -108,7 +109,6 @@ TEST(SelfRestoreKnown, ACLibraryThatIsCkptsOwnFileHasTheGadgetWhereCkptsHasItChe
   auto checked = find_self_restore(*t, child.pid, claimed, 0x1000);
   ASSERT_TRUE(checked.has_value());
   EXPECT_EQ(checked->rt_sigreturn, scanned->rt_sigreturn);
-  EXPECT_TRUE(t->detach().ok());
 }
 
 }  // namespace
