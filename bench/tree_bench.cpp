@@ -166,14 +166,15 @@ void reap_children() {
   }
 }
 
-// A process of the build floor: its memory made and filled from `source`, then reported.
-[[noreturn]] void fill_and_report(const uint64_t* source, uint64_t mib, int done) {
+// What each process of the build floor does: its memory made and filled from `source`, then
+// reported on `done`.
+bool fill_and_report(const uint64_t* source, uint64_t mib, int done) {
   size_t len = mib << 20;
   void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-  if (m == MAP_FAILED) ::_exit(2);
+  if (m == MAP_FAILED) return false;
   ::madvise(m, len, MADV_POPULATE_WRITE);
   std::memcpy(m, source, len);
-  ::_exit(::write(done, "d", 1) == 1 ? 0 : 2);
+  return ::write(done, "d", 1) == 1;
 }
 
 // The build floor (see the top): ms from the root's fork to the last process's report.
@@ -185,13 +186,8 @@ double build_floor(int count, uint64_t mib, const uint64_t* source) {
   if (root == 0) {
     ::close(p[0]);
     for (int i = 1; i < count; ++i)
-      if (::fork() == 0) fill_and_report(source, mib, p[1]);
-    size_t len = mib << 20;
-    void* m = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (m == MAP_FAILED) ::_exit(2);
-    ::madvise(m, len, MADV_POPULATE_WRITE);
-    std::memcpy(m, source, len);
-    if (::write(p[1], "d", 1) != 1) ::_exit(2);
+      if (::fork() == 0) ::_exit(fill_and_report(source, mib, p[1]) ? 0 : 2);
+    if (!fill_and_report(source, mib, p[1])) ::_exit(2);
     reap_children();
     ::_exit(0);
   }

@@ -21,22 +21,36 @@
 namespace ckpt::ptrace {
 namespace {
 
-// Scans `r` in chunks (overlapping by the longest gadget) for `find`; the address of the first
-// hit. Stops after `budget` bytes in all, which the caller shares between ranges.
-template <typename Find>
-std::optional<uint64_t> scan(const Tracee& t, const CodeRange& r, Find find, size_t& budget) {
-  // No larger than the range: a fresh buffer's pages are faults, slow in this kind of guest.
-  constexpr uint64_t kChunk = 64 << 10;
-  std::vector<uint8_t> buf(std::min(kChunk, r.end - r.start));
-  for (uint64_t at = r.start; at < r.end && budget > 0;) {
-    size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, r.end - at));
-    if (!t.read_memory(at, buf.data(), n).ok()) return std::nullopt;
-    if (auto off = find(std::span<const uint8_t>(buf.data(), n))) return at + *off;
+constexpr uint64_t kWindow = 64 << 10;
+
+// Looks for `find` in [start, end) one window at a time (windows overlap by the longest gadget),
+// window(at, n) giving the n bytes at `at` (empty when unreadable); the address of the first hit.
+// Stops after `budget` bytes in all, which the caller shares between ranges.
+template <typename Window, typename Find>
+std::optional<uint64_t> search(uint64_t start, uint64_t end, Window window, Find find,
+                               size_t& budget) {
+  for (uint64_t at = start; at < end && budget > 0;) {
+    size_t n = static_cast<size_t>(std::min(kWindow, end - at));
+    std::span<const uint8_t> bytes = window(at, n);
+    if (bytes.empty()) return std::nullopt;
+    if (auto off = find(bytes)) return at + *off;
     budget -= std::min(budget, n);
-    if (at + n >= r.end) break;
+    if (at + n >= end) break;
     at += n - arch::x86_64::kMaxGadgetLength;
   }
   return std::nullopt;
+}
+
+// search() in the tracee's range `r`, reading it window by window.
+template <typename Find>
+std::optional<uint64_t> scan(const Tracee& t, const CodeRange& r, Find find, size_t& budget) {
+  // No larger than the range: a fresh buffer's pages are faults, slow in this kind of guest.
+  std::vector<uint8_t> buf(std::min(kWindow, r.end - r.start));
+  auto window = [&](uint64_t at, size_t n) -> std::span<const uint8_t> {
+    if (!t.read_memory(at, buf.data(), n).ok()) return {};
+    return {buf.data(), n};
+  };
+  return search(r.start, r.end, window, find, budget);
 }
 
 // Read under /proc/PID/task/TID, not /proc/TID: a /proc/TID dentry makes the kernel's flush of it
@@ -46,16 +60,16 @@ std::optional<uint64_t> scan(const Tracee& t, const CodeRange& r, Find find, siz
 bool uses_shadow_stack(pid_t pid, pid_t tid) {
   auto status = proc::read_proc_file(pid, fmt::format("task/{}/status", tid));
   if (!status.ok()) return false;
-  std::string_view text = *status;
-  size_t at = text.find("\nx86_Thread_features:");
-  if (at == std::string_view::npos) return false;
-  std::string_view line = text.substr(at + 1, text.find('\n', at + 1) - at - 1);
-  return line.find("shstk") != std::string_view::npos;
+  std::string_view text = *status, line, key, value;
+  while (proc::next_line(text, line))
+    if (proc::split_key_value(line, key, value) && key == "x86_Thread_features")
+      return value.find("shstk") != std::string_view::npos;
+  return false;
 }
 
 // The gadget in `r` at the offset ckpt's own copy of the same file has it, if it is there.
 std::optional<uint64_t> known_rt_sigreturn(const Tracee& t, const CodeRange& r) {
-  static const std::optional<FileSpot> own = own_rt_sigreturn();
+  const std::optional<FileSpot>& own = own_rt_sigreturn();
   if (!own || r.inode != own->inode || r.dev_major != own->dev_major ||
       r.dev_minor != own->dev_minor || own->offset < r.file_offset)
     return std::nullopt;
@@ -69,38 +83,38 @@ std::optional<uint64_t> known_rt_sigreturn(const Tracee& t, const CodeRange& r) 
 
 }  // namespace
 
-std::optional<FileSpot> own_rt_sigreturn() {
-  struct Found {
+const std::optional<FileSpot>& own_rt_sigreturn() {
+  static const std::optional<FileSpot> own = [] {
     std::optional<FileSpot> spot;
-  } found;
-  ::dl_iterate_phdr(
-      [](dl_phdr_info* info, size_t, void* data) -> int {
-        std::string_view name = info->dlpi_name ? info->dlpi_name : "";
-        std::string_view file = name.substr(name.rfind('/') + 1);
-        if (!file.starts_with("libc.so")) return 0;
-        struct stat st {};
-        if (::stat(info->dlpi_name, &st) != 0) return 1;
-        for (int i = 0; i < info->dlpi_phnum; ++i) {
-          const ElfW(Phdr)& ph = info->dlpi_phdr[i];
-          if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
-          const auto* code = reinterpret_cast<const uint8_t*>(info->dlpi_addr + ph.p_vaddr);
-          // In windows, as scan() does: a pattern the library lacks is not looked for through
-          // all of it (each page of it ckpt had not run yet would be a fault).
-          constexpr size_t kWindow = 64 << 10;
-          for (size_t at = 0; at < ph.p_filesz; at += kWindow - arch::x86_64::kMaxGadgetLength) {
-            size_t n = std::min<size_t>(kWindow, ph.p_filesz - at);
-            if (auto off = arch::x86_64::find_rt_sigreturn({code + at, n})) {
-              static_cast<Found*>(data)->spot =
-                  FileSpot{major(st.st_dev), minor(st.st_dev), st.st_ino, ph.p_offset + at + *off};
+    ::dl_iterate_phdr(
+        [](dl_phdr_info* info, size_t, void* data) -> int {
+          std::string_view name = info->dlpi_name ? info->dlpi_name : "";
+          if (!name.substr(name.rfind('/') + 1).starts_with("libc.so")) return 0;
+          struct stat st {};
+          if (::stat(info->dlpi_name, &st) != 0) return 1;
+          for (int i = 0; i < info->dlpi_phnum; ++i) {
+            const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+            if (ph.p_type != PT_LOAD || !(ph.p_flags & PF_X)) continue;
+            // In windows, as in a tracee: a pattern the library lacks is not looked for through
+            // all of it (each page of it ckpt had not run yet would be a fault).
+            uint64_t start = info->dlpi_addr + ph.p_vaddr;
+            auto window = [](uint64_t at, size_t n) {
+              return std::span<const uint8_t>(reinterpret_cast<const uint8_t*>(at), n);
+            };
+            size_t budget = ph.p_filesz;
+            if (auto at = search(start, start + ph.p_filesz, window,
+                                 arch::x86_64::find_rt_sigreturn, budget)) {
+              *static_cast<std::optional<FileSpot>*>(data) = FileSpot{
+                  major(st.st_dev), minor(st.st_dev), st.st_ino, ph.p_offset + *at - start};
               return 1;
             }
-            if (at + n >= ph.p_filesz) break;
           }
-        }
-        return 1;
-      },
-      &found);
-  return found.spot;
+          return 1;
+        },
+        &spot);
+    return spot;
+  }();
+  return own;
 }
 
 std::optional<SelfRestore> find_self_restore(const Tracee& t, pid_t pid,

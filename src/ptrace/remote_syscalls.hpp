@@ -59,13 +59,13 @@ struct CodeRange {
 };
 
 // Where ckpt's own C library has its rt_sigreturn gadget, as the offset in its file (looked up
-// once per ckpt process); nullopt without one.
+// at the first call, then kept); nullopt without one.
 struct FileSpot {
   unsigned dev_major = 0, dev_minor = 0;
   uint64_t inode = 0;
   uint64_t offset = 0;
 };
-std::optional<FileSpot> own_rt_sigreturn();
+const std::optional<FileSpot>& own_rt_sigreturn();
 
 // The gadgets for a SelfRestore of thread `t` of process `pid` with its frame below `frame_top`,
 // or nullopt (the log says why) when the process lacks one of them or the thread uses a shadow

@@ -48,13 +48,10 @@ Result<std::vector<int>> list_ids(const std::string& name) {
   int err = 0;
   auto text = proc::read_text_file(path, &err);
   if (!text.ok()) return text.error();
-  std::string_view rest = *text;
-  rest.remove_prefix(std::min(rest.size(), rest.find('\n') + 1));  // the header
+  std::string_view rest = *text, line;
+  proc::next_line(rest, line);  // the header
   std::vector<int> ids;
-  while (!rest.empty()) {
-    size_t end = std::min(rest.find('\n'), rest.size());
-    std::string_view line = rest.substr(0, end);
-    rest.remove_prefix(std::min(rest.size(), end + 1));
+  while (proc::next_line(rest, line)) {
     std::string_view key = proc::next_token(line);
     auto id = proc::parse_i64(proc::next_token(line));
     if (!key.empty() && id && *id >= 0 && *id <= INT32_MAX) ids.push_back(static_cast<int>(*id));
