@@ -57,6 +57,16 @@ inline bool thread_exists(pid_t tid) {
   return access(("/proc/self/task/" + std::to_string(tid)).c_str(), F_OK) == 0;
 }
 
+// pthread_join returns when the kernel clears the thread's tid, which happens before the
+// kernel releases the task: /proc/self/task/<tid> may stay a moment longer.
+inline bool thread_gone(pid_t tid) {
+  for (int i = 0; i < 2000; ++i) {
+    if (!thread_exists(tid)) return true;
+    usleep(1000);
+  }
+  return false;
+}
+
 inline int count_threads() {
   int n = 0;
   FILE* f = fopen("/proc/self/status", "r");
