@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <span>
 
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
@@ -73,12 +75,37 @@ Status leave_vdso(DumpContext& ctx, size_t index) {
   return st;
 }
 
+// A thread interrupted in restart_syscall is saved as interrupted in the call it resumes, found
+// in its code (arch::restarted_call): restored, it repeats that call with its arguments, which
+// restart_syscall kept. The live thread is left as it is; its kernel still has the restart block.
+Status name_restarted_call(pid_t pid, pid_t tid, ptrace::Regs& regs) {
+  // glibc loads the number right before the instruction; further back, other bytes could be
+  // taken for a load.
+  constexpr uint64_t kLookBack = 16;
+  uint64_t insn = regs.rip - arch::kSyscallInsnLen;
+  for (uint64_t back = kLookBack; back >= 8; back /= 2) {
+    std::array<uint8_t, kLookBack> code{};
+    if (insn < back || !read_remote(pid, insn - back, code.data(), back).ok()) continue;
+    if (long nr = arch::restarted_call(std::span(code.data(), back)); nr != 0) {
+      regs.orig_rax = static_cast<uint64_t>(nr);
+      return {};
+    }
+    break;
+  }
+  return errorf(
+      "thread {} of pid {} is resuming a system call an earlier stop cut short (restart_syscall "
+      "at {:#x}) and its code does not say which call; ckpt cannot save it (dump it again once "
+      "the call returned)",
+      tid, pid, insn);
+}
+
 Result<schema::ThreadRecord> dump_one(DumpContext& ctx, size_t index) {
   CKPT_TRY(leave_vdso(ctx, index));
   auto& tracee = ctx.threads[index].tracee;
   schema::ThreadRecord t;
   t.tid = tracee.tid();
   CKPT_TRY_ASSIGN(t.regs.r, tracee.regs());
+  if (arch::in_restart_syscall(t.regs.r)) CKPT_TRY(name_restarted_call(ctx.pid, t.tid, t.regs.r));
   CKPT_TRY_ASSIGN(t.xstate, tracee.xstate());
   CKPT_TRY_ASSIGN(t.sigmask, tracee.signal_mask());
   CKPT_TRY(dump_kernel_state(ctx, index, t));

@@ -2,6 +2,9 @@
 // Interrupted system calls on x86-64: a thread stopped in one holds a -ERESTART* code (or, for
 // some calls, EINTR) that the kernel would turn into a restart on its way out; a thread that is
 // let go or restored by ckpt must repeat the call itself so that the program never sees EINTR.
+#include <cstdint>
+#include <span>
+
 #include "arch/x86_64/regs.hpp"
 
 namespace ckpt::arch {
@@ -26,5 +29,16 @@ Regs regs_for_restart(const Regs& r, bool restart_block_ok);
 // code in rax. Without a signal the kernel repeats the call; a handler's signal ends it with EINTR
 // or restarts it as the call and SA_RESTART say, exactly as for a thread never stopped.
 Regs regs_for_kernel_restart(const Regs& r, bool restart_block_ok);
+
+// A call cut short by an earlier stop (a dump that let the program go, a job-control stop) that
+// the kernel resumes through its restart block runs as restart_syscall, with the original
+// call's arguments but not its number: whether `r` is a thread interrupted in one.
+bool in_restart_syscall(const Regs& r);
+// The call such a thread was making, read from `code`, the bytes just before its syscall
+// instruction, where the call's number was loaded into eax (`mov $nr, %eax`, or `%rax`): one of
+// the calls the kernel restarts that way (nanosleep, clock_nanosleep, futex, poll). 0 when the
+// code does not say: a restored thread cannot be given its restart block back, and repeating
+// restart_syscall there would only fail with EINTR.
+long restarted_call(std::span<const uint8_t> code);
 
 }  // namespace ckpt::arch
