@@ -1,7 +1,9 @@
 // How long a --leave-running dump keeps a process stopped ("frozen") and takes in all ("total"),
-// with the copy-on-write snapshot (dump/snapshot.hpp) and without it (every page copied while the
-// process is stopped), next to the machine's limit for a consistent snapshot: fork() of the same
-// process, measured by the process itself in the same run.
+// with the copy-on-write snapshot (dump/snapshot.hpp), with a pre-copy (dump/pre_copy.hpp: the
+// memory copied while the process runs, the freeze reads what it wrote meanwhile) and without
+// either (every page copied while the process is stopped), next to the machine's limit for a
+// consistent snapshot: fork() of the same process, measured by the process itself in the same
+// run. The target writes nothing after it reported: a pre-copy's best case, an idle program's.
 //
 //   build/bench/freeze_bench [--dir DIR] [--runs N] [TARGET...]
 //
@@ -89,7 +91,9 @@ double least(const std::vector<double>& v) {
   return *std::min_element(v.begin(), v.end());
 }
 
-Figures dump_runs(pid_t pid, const fs::path& dir, int runs, bool snapshot) {
+enum class Mode { snapshot, pre_copy, stopped };
+
+Figures dump_runs(pid_t pid, const fs::path& dir, int runs, Mode mode) {
   Figures f;
   for (int i = 0; i < runs; ++i) {
     fs::path store_dir = dir / fmt::format("freeze-bench-{}-{}", ::getpid(), i);
@@ -97,7 +101,8 @@ Figures dump_runs(pid_t pid, const fs::path& dir, int runs, bool snapshot) {
     DumpOptions opts;
     opts.pid = pid;
     opts.leave_running = true;
-    opts.snapshot = snapshot;
+    opts.snapshot = mode != Mode::stopped;
+    opts.pre_copy = mode == Mode::pre_copy;
     auto r = check(dump_process(store, opts), pid);
     f.frozen.push_back(ms(r.frozen));
     f.total.push_back(ms(r.total));
@@ -132,8 +137,9 @@ int main(int argc, char** argv) {
               ::sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
   std::printf("store in %s, %d dumps each (min / median ms); fork = the target's own fork()\n",
               dir.c_str(), runs);
-  std::printf("%8s %9s | %17s %17s | %17s %17s | %s\n", "target", "fork ms", "frozen (snapshot)",
-              "total (snapshot)", "frozen (stopped)", "total (stopped)", "frozen/fork");
+  std::printf("%8s %9s | %17s %17s | %17s %17s | %17s %17s | %s\n", "target", "fork ms",
+              "frozen (snapshot)", "total (snapshot)", "frozen (pre-copy)", "total (pre-copy)",
+              "frozen (stopped)", "total (stopped)", "frozen/fork snap, pre");
   for (const std::string& target : targets) {
     int report = -1;
     pid_t pid = 0;
@@ -148,13 +154,17 @@ int main(int argc, char** argv) {
     if (::read(report, &fork_ns, sizeof fork_ns) != sizeof fork_ns)
       die("the target did not start", pid);
     ::close(report);
-    Figures snap = dump_runs(pid, dir, runs, true);
-    Figures stopped = dump_runs(pid, dir, runs, false);
+    Figures snap = dump_runs(pid, dir, runs, Mode::snapshot);
+    Figures pre = dump_runs(pid, dir, runs, Mode::pre_copy);
+    Figures stopped = dump_runs(pid, dir, runs, Mode::stopped);
     double fork_ms = fork_ns / 1e6;
-    std::printf("%8s %9.2f | %8.2f / %6.2f %8.1f / %6.1f | %8.2f / %6.2f %8.1f / %6.1f | %.2f\n",
-                target.c_str(), fork_ms, least(snap.frozen), median(snap.frozen), least(snap.total),
-                median(snap.total), least(stopped.frozen), median(stopped.frozen),
-                least(stopped.total), median(stopped.total), median(snap.frozen) / fork_ms);
+    std::printf(
+        "%8s %9.2f | %8.2f / %6.2f %8.1f / %6.1f | %8.2f / %6.2f %8.1f / %6.1f | %8.2f / %6.2f "
+        "%8.1f / %6.1f | %.2f, %.2f\n",
+        target.c_str(), fork_ms, least(snap.frozen), median(snap.frozen), least(snap.total),
+        median(snap.total), least(pre.frozen), median(pre.frozen), least(pre.total),
+        median(pre.total), least(stopped.frozen), median(stopped.frozen), least(stopped.total),
+        median(stopped.total), median(snap.frozen) / fork_ms, median(pre.frozen) / fork_ms);
     std::fflush(stdout);
     ::kill(pid, SIGKILL);
     ::waitpid(pid, nullptr, 0);

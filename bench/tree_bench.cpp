@@ -1,7 +1,8 @@
 // Dump and restore time of a process tree against the number of its processes.
 //
 //   tree_bench [--counts N,...] [--mib M] [--shared-mib S] [--dir DIR] [--repeat R]
-//              (defaults: 1,4,16,64  4  0  /dev/shm  3)
+//              [--pre-copy 0|1]
+//              (defaults: 1,4,16,64  4  0  /dev/shm  3  0)
 //
 // The target is a copy of this binary in --target mode: the root first fills S MiB, which its
 // children then share with it copy-on-write (a forked server's workers: stored once in the
@@ -17,6 +18,9 @@
 // of the same shape created from scratch, its processes forked one after the other by the root
 // and each filling its memory from a buffer on its own (mmap, MADV_POPULATE_WRITE, memcpy), on
 // every CPU at once (what a restore must do at least, without reading anything or being traced).
+// With --pre-copy 1 the dumps copy the memory while the processes run (dump/pre_copy.hpp) and
+// fork none of them unless they wrote too much meanwhile: the fork floor is then no floor for the
+// freeze, which only reads the processes' state and the pages written since their copy.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -238,7 +242,7 @@ double fork_floor(const fs::path& exe, int count, uint64_t mib) {
 }
 
 Sample run_once(const fs::path& exe, image::Store& store, int count, uint64_t mib,
-                uint64_t shared_mib, const uint64_t* source) {
+                uint64_t shared_mib, const uint64_t* source, bool pre_copy) {
   Sample s;
   s.fork_floor = fork_floor(exe, count, mib);
   s.build_floor = build_floor(count, mib, source);
@@ -246,6 +250,7 @@ Sample run_once(const fs::path& exe, image::Store& store, int count, uint64_t mi
   DumpOptions d;
   d.pid = root;
   d.leave_running = true;
+  d.pre_copy = pre_copy;
   auto dumped = check(dump_process(store, d));
   s.frozen = ms(dumped.frozen);
   s.dump = ms(dumped.total);
@@ -276,10 +281,12 @@ struct Options {
   uint64_t shared_mib = 0;
   std::string dir = "/dev/shm";
   int repeat = 3;
+  bool pre_copy = false;
 };
 
 constexpr const char* kUsage =
-    "usage: tree_bench [--counts N,...] [--mib M] [--shared-mib S] [--dir DIR] [--repeat R]";
+    "usage: tree_bench [--counts N,...] [--mib M] [--shared-mib S] [--dir DIR] [--repeat R] "
+    "[--pre-copy 0|1]";
 
 Options parse(int argc, char** argv) {
   Options o;
@@ -300,6 +307,8 @@ Options parse(int argc, char** argv) {
       o.dir = v;
     } else if (a == "--repeat") {
       o.repeat = std::max(1, std::stoi(v));
+    } else if (a == "--pre-copy") {
+      o.pre_copy = v == "1";
     } else {
       die(kUsage);
     }
@@ -331,7 +340,7 @@ int main(int argc, char** argv) {
     std::vector<double> frozen, dump, restore, fork_floors, build_floors;
     double image_mib = 0;
     for (int i = 0; i < o.repeat; ++i) {
-      Sample s = run_once(exe, store, n, o.mib, o.shared_mib, source);
+      Sample s = run_once(exe, store, n, o.mib, o.shared_mib, source, o.pre_copy);
       image_mib = s.image_mib;
       frozen.push_back(s.frozen);
       dump.push_back(s.dump);

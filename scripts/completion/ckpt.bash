@@ -5,9 +5,9 @@ _ckpt_subcommands="dump restore run checkpoint status check show verify"
 _ckpt_global_opts="-h --help -V --version --log -v --verbose -o --log-file"
 
 # Options of each subcommand; those taking a value are listed again in _ckpt_value_opts.
-_ckpt_opts_dump="-t --tree -D --images-dir -R --leave-running -j --shell-job --incremental --compress --json --trust-store --file-locks --tcp-established --tcp-close --skip-in-flight --ext-unix-sk"
+_ckpt_opts_dump="-t --tree -D --images-dir -R --leave-running -j --shell-job --incremental --pre-copy --compress --json --trust-store --file-locks --tcp-established --tcp-close --skip-in-flight --ext-unix-sk"
 _ckpt_opts_restore="-D --images-dir --generation -j --shell-job -d --detach --restore-detached --accept-changed-files --pidfile --dry-run --pid-ns --lazy --force-vdso-proxy --json --trust-store --file-locks --tcp-established --tcp-close --ext-unix-sk --inherit-fd"
-_ckpt_opts_run="--dir --interval --keep --restart-on --min-uptime --max-retries --max-restarts -q --quiet --resume --accept-changed-files --compress --incremental --full-every --no-write-tracking --lazy"
+_ckpt_opts_run="--dir --interval --keep --restart-on --min-uptime --max-retries --max-restarts -q --quiet --resume --accept-changed-files --compress --incremental --full-every --no-write-tracking --pre-copy --lazy"
 _ckpt_opts_checkpoint="--timeout"
 _ckpt_opts_status="--json"
 _ckpt_opts_check="--json"

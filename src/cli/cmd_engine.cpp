@@ -42,6 +42,7 @@ struct DumpArgs {
   bool shell_job = false;
   bool compress = false;
   bool incremental = false;
+  bool pre_copy = false;
   bool json = false;
   bool trust_store = false;
   bool skip_in_flight = false;
@@ -106,6 +107,19 @@ std::string incremental_note(const image::GenerationInfo& gen, bool asked) {
                      slash == std::string::npos ? "?" : n_of_m.substr(slash + 1), parent->second);
 }
 
+// What a pre-copy did, as the dump's line says it ("" without one).
+std::string pre_copy_note(const image::GenerationInfo& gen) {
+  auto copied = gen.labels.find("pre_copied_bytes");
+  if (copied == gen.labels.end()) return "";
+  auto held = gen.labels.find("held_bytes");
+  auto snapshots = gen.labels.find("pre_copy_snapshots");
+  std::string fell_back = snapshots == gen.labels.end() || snapshots->second == "0"
+                              ? ""
+                              : fmt::format(" ({} with a snapshot)", snapshots->second);
+  return fmt::format("pre-copy: {} bytes copied running, {} read frozen{}, ", copied->second,
+                     held == gen.labels.end() ? "0" : held->second, fell_back);
+}
+
 int report_dump(const DumpArgs& a, const std::filesystem::path& store, const DumpResult& r) {
   const auto& labels = r.generation.labels;
   auto label = [&](const char* k) {
@@ -123,13 +137,17 @@ int report_dump(const DumpArgs& a, const std::filesystem::path& store, const Dum
                 {"total_ms", ms(r.total)},
                 {"left_running", a.leave_running},
                 {"parent", label("parent")},
-                {"pages_changed", label("pages_changed")}});
+                {"pages_changed", label("pages_changed")},
+                {"pre_copied_bytes", label("pre_copied_bytes")},
+                {"held_bytes", label("held_bytes")},
+                {"pre_copy_snapshots", label("pre_copy_snapshots")}});
     return kExitOk;
   }
   fmt::print(stderr,
-             "ckpt: dumped pid {} into {} ({} bytes, {}frozen {:.1f} ms, total {:.1f} ms)\n", a.pid,
-             r.generation.id, r.generation.total_bytes,
-             incremental_note(r.generation, a.incremental), ms(r.frozen), ms(r.total));
+             "ckpt: dumped pid {} into {} ({} bytes, {}{}frozen {:.1f} ms, total {:.1f} ms)\n",
+             a.pid, r.generation.id, r.generation.total_bytes,
+             incremental_note(r.generation, a.incremental), pre_copy_note(r.generation),
+             ms(r.frozen), ms(r.total));
   return kExitOk;
 }
 
@@ -147,6 +165,7 @@ int run_dump(const DumpArgs& a) {
   opts.shell_job = a.shell_job;
   if (a.compress) opts.write.compression = image::Compression::zstd;
   opts.incremental = a.incremental;
+  opts.pre_copy = a.pre_copy;
   opts.progress = progress.callback();
   opts.file_locks = a.criu.file_locks;
   opts.tcp_established = a.criu.tcp_established;
@@ -358,6 +377,10 @@ void add_dump(CLI::App& app, int* exit_code) {
                 "gives it those of its caller");
   cmd->add_flag("--incremental", args->incremental,
                 "Store only the pages changed since the newest generation of this process");
+  cmd->add_flag("--pre-copy", args->pre_copy,
+                "With --leave-running: copy the memory while the process runs, then freeze it "
+                "only to read what it wrote meanwhile (its mappings are registered with a "
+                "userfaultfd of ckpt's until the dump ends)");
   cmd->add_flag("--compress", args->compress, "Compress the image with zstd");
   cmd->add_flag("--json", args->json, "Print the result as JSON on stdout");
   cmd->add_flag("--trust-store", args->trust_store,

@@ -36,6 +36,7 @@ struct RunArgs {
   size_t full_every = 10;
   bool no_write_tracking = false;
   bool lazy = false;
+  bool pre_copy = false;
 };
 
 int run_run(const RunArgs& a) {
@@ -61,6 +62,7 @@ int run_run(const RunArgs& a) {
   o.full_every = a.full_every;
   o.write_tracking = !a.no_write_tracking;
   o.lazy = a.lazy;
+  o.pre_copy = a.pre_copy;
   return run_supervised(std::move(o));
 }
 
@@ -236,6 +238,10 @@ void add_run(CLI::App& app, int* exit_code) {
                 "With --incremental: read and hash every page at each checkpoint instead of "
                 "tracking the pages the program writes (for programs with a userfaultfd of their "
                 "own)");
+  cmd->add_flag("--pre-copy", a->pre_copy,
+                "Copy the program's memory while it runs at each checkpoint and freeze it only to "
+                "read what it wrote meanwhile (not with --incremental's write tracking, which "
+                "knows the unchanged pages already)");
   cmd->add_flag("--lazy", a->lazy,
                 "Recover at once: the program runs while its memory is filled from the checkpoint")
       ->excludes(compress);

@@ -13,6 +13,7 @@
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <sstream>
 #include <string_view>
 
@@ -26,8 +27,10 @@
 #include "common/phase_clock.hpp"
 #include "common/tracer_crew.hpp"
 #include "common/units.hpp"
+#include "dump/freeze.hpp"
 #include "dump/kill.hpp"
 #include "dump/ns_init.hpp"
+#include "dump/pre_copy.hpp"
 #include "dump/snapshot.hpp"
 #include "image/chain.hpp"
 #include "proc/maps.hpp"
@@ -91,61 +94,6 @@ Status check_target(const DumpOptions& opts) {
   return {};
 }
 
-bool thread_gone(pid_t pid, pid_t tid) {
-  auto st = proc::read_thread_stat(pid, tid);
-  return !st.ok() || st->state == 'Z' || st->state == 'X';
-}
-
-Status seize_thread(DumpContext& ctx, pid_t tid) {
-  auto t = ptrace::Tracee::seize(tid, PTRACE_O_TRACESYSGOOD);
-  if (!t.ok()) {
-    if (t.error().errnum == ESRCH) return {};  // exited meanwhile
-    // The kernel refuses to attach to a thread that is already a zombie, with EPERM.
-    if (t.error().errnum == EPERM && tid != ctx.pid && thread_gone(ctx.pid, tid)) return {};
-    if (t.error().errnum == EPERM)
-      return errorf("dump pid {}: no permission to trace it (run as its owner or root)", ctx.pid);
-    return t.error();
-  }
-  ptrace::StopInfo how;
-  if (Status st = t->interrupt(&how); !st.ok()) {
-    // A thread that ends while being stopped is not part of the image (its exit has cleared its
-    // tid in memory, as for any thread gone before the dump); a main thread ending is not that.
-    if (st.error().errnum != ESRCH || tid == ctx.pid) return st;
-    t->release();
-    return {};
-  }
-  ctx.threads.push_back(ThreadHandle{tid, std::move(*t), {}, CpuPin::pin(tid, ctx.tracer_cpu)});
-  Status held = signals::hold_taken(ctx.threads.back(), ctx.pid, how);
-  if (!held.ok() && held.error().errnum == ESRCH && tid != ctx.pid) {
-    ctx.threads.pop_back();
-    return {};
-  }
-  return held;
-}
-
-// Stops every thread. Threads may be created while we stop the others, so repeat until the list
-// of tasks holds no thread we have not stopped.
-Status freeze(DumpContext& ctx) {
-  for (;;) {
-    CKPT_TRY_ASSIGN(auto tids, proc::list_threads(ctx.pid));
-    bool added = false;
-    for (pid_t tid : tids) {
-      bool known = std::any_of(ctx.threads.begin(), ctx.threads.end(),
-                               [&](const ThreadHandle& h) { return h.tid == tid; });
-      if (known) continue;
-      CKPT_TRY(seize_thread(ctx, tid));
-      added = true;
-    }
-    if (!added) break;
-  }
-  auto main = std::find_if(ctx.threads.begin(), ctx.threads.end(),
-                           [&](const ThreadHandle& h) { return h.tid == ctx.pid; });
-  if (main == ctx.threads.end())
-    return errorf("dump pid {}: its main thread has exited (not supported yet)", ctx.pid);
-  std::iter_swap(ctx.threads.begin(), main);
-  return seccomp::suspend_for_dump(ctx);
-}
-
 // A process killed during the dump runs exit code that writes its memory (each thread's
 // clear-child-tid word, robust futexes): memory read meanwhile may no longer match the registers
 // (a restored pthread_join would return at once). So every thread must still be in its ptrace
@@ -158,27 +106,6 @@ Status check_still_stopped(const DumpContext& ctx) {
                     t.tid);
   }
   return {};
-}
-
-// Injected calls go through a `syscall` instruction of the process's own vdso: nothing needs to
-// be written into its code. The vdso itself goes into the image once (every process of a dump
-// has the same), for restore to compare with its own.
-Result<uint64_t> find_syscall_insn(DumpContext& ctx) {
-  for (auto& m : ctx.maps) {
-    if (m.kind != proc::MapKind::vdso) continue;
-    schema::Bytes text(m.size());
-    CKPT_TRY(read_remote(ctx.pid, m.start, text.data(), text.size()));
-    std::lock_guard lk(ctx.tree->mu);
-    auto& vdso = ctx.tree->image.vdso;
-    if (vdso.image.empty()) {
-      vdso.hash = checksum64(std::as_bytes(std::span(text)));
-      vdso.image = text;
-    }
-    auto at = std::search(text.begin(), text.end(), std::begin(arch::kSyscallInsn),
-                          std::end(arch::kSyscallInsn));
-    if (at != text.end()) return m.start + static_cast<uint64_t>(at - text.begin());
-  }
-  return errorf("dump pid {}: no syscall instruction found in its vdso", ctx.pid);
 }
 
 // What belongs to the process alone: read for several processes at once.
@@ -226,6 +153,7 @@ struct Tree {
   std::vector<int> parent;                          // index of each one's parent, -1 for [0]
   TreeState state;
   TracerCrew* crew = nullptr;
+  const pre_copy::PreCopy* pre = nullptr;  // a pre-copy dump's copies
 
   size_t member(size_t i) const { return i % crew->size(); }
   size_t index(const DumpContext* ctx) const {
@@ -413,7 +341,7 @@ Status dump_own(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   clock.mark("vdso");
   // First of all: until then a signal the dump took from a thread is only held by ckpt.
   if (Status st = signals::put_back_taken(ctx); !st.ok()) return dump_error(st.error(), ctx.pid);
-  ctx.write_tracked = write_tracking::follows(opts.tracker, ctx.pid);
+  ctx.write_tracked = write_tracking::follows(opts.tracker, ctx.pid) || ctx.pre_copied;
   if (Status st = dump_own_resources(ctx, clock); !st.ok()) return dump_error(st.error(), ctx.pid);
   return {};
 }
@@ -464,9 +392,31 @@ bool subreaper_on_line(const Tree& tree, size_t i) {
 
 // Takes a snapshot of each process that can have one; the others have their pages copied now,
 // while they are stopped.
+// Reads the pages process i wrote since its parent generation or its pre-copy, when they are few
+// (memory::hold_changed); p.held says whether it did.
+Status hold_changed(Tree& tree, size_t i, PendingMemory& p) {
+  DumpContext& ctx = *tree.procs[i];
+  PhaseClock clock(ctx.pid);
+  if (tree.pre && ctx.pre_copied) {
+    tree.pre->find_unchanged(ctx);
+    clock.mark("pre-copy: unwritten pages");
+  }
+  if (ctx.unchanged.empty()) return {};
+  // Pages shared with the root since a fork are the root's to save (both are stopped).
+  if (ctx.pre_copied && i != 0)
+    CKPT_TRY(memory::leave_out_shared_with_root(*tree.procs[0], tree.procs[0]->pid, ctx, ctx.pid,
+                                                p.plan));
+  CKPT_TRY_ASSIGN(p.held, memory::hold_changed(ctx, p.plan));
+  // A snapshot compares with the root's snapshot instead (copy_from_snapshots).
+  if (!p.held)
+    for (auto& item : p.plan.items) item.from_root.clear();
+  clock.mark("written pages read");
+  return {};
+}
+
 Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
   size_t n = tree.procs.size();
-  std::vector<bool> wants(n, false);
+  std::vector<char> wants(n, 0);  // not vector<bool>: members write it at once
   for (size_t i = 0; i < n; ++i) {
     DumpContext& ctx = *tree.procs[i];
     PendingMemory& p = pending[i];
@@ -479,19 +429,16 @@ Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
       p.plan.snapshot = false;
       continue;
     }
-    if (!ctx.unchanged.empty()) {
-      PhaseClock clock(ctx.pid);
-      Status st = tree.on_member(i, [&]() -> Status {
-        CKPT_TRY_ASSIGN(p.held, memory::hold_changed(ctx, p.plan));
-        return {};
-      });
-      clock.mark("written pages read");
-      if (st.ok() && p.held && ctx.flags_early) st = vm_flags::check_now(ctx.pid, ctx.maps);
-      if (!st.ok()) return dump_error(st.error(), ctx.pid);
-      if (p.held) continue;
-    }
     wants[i] = true;
   }
+  // On all members at once: each reads its processes' written pages.
+  Status held = tree.on_all([&](size_t i) -> Status {
+    if (!wants[i]) return {};
+    Status st = hold_changed(tree, i, pending[i]);
+    if (st.ok() && pending[i].held) wants[i] = false;
+    return st.ok() ? st : dump_error(st.error(), tree.procs[i]->pid);
+  });
+  CKPT_TRY(held);
   // The snapshots, several at once; a process without one is copied below instead.
   std::vector<std::optional<Error>> refused(n);
   (void)tree.on_all([&](size_t i) -> Status {
@@ -532,9 +479,13 @@ Status copy_from_snapshots(Tree& tree, std::vector<PendingMemory>& pending) {
     fault::point("snapshot", "copy");
     auto started = Clock::now();
     DumpContext& ctx = *tree.procs[i];
-    Status st = ctx.flags_early && p.snap ? vm_flags::check_at_fork(ctx.pid, ctx.maps, p.snap.pid())
-                                          : Status{};
-    if (st.ok() && i != 0 && root_snap != 0)
+    // Held pages were read from the process itself: its flags count only for what the image
+    // records, and reading its smaps (a walk of every page table entry) waits until it runs again
+    // (vm_flags::check_kept says what that misses).
+    Status st = !ctx.flags_early ? Status{}
+                : p.snap         ? vm_flags::check_at_fork(ctx.pid, ctx.maps, p.snap.pid())
+                                 : vm_flags::check_kept(ctx.pid, ctx.maps);
+    if (st.ok() && i != 0 && root_snap != 0 && p.snap)
       st = memory::leave_out_shared_with_root(*tree.procs[0], root_snap, ctx, p.snap.pid(), p.plan);
     if (st.ok()) st = memory::write_pages(ctx, p.plan, p.held ? ctx.pid : p.snap.pid());
     if (!st.ok()) return dump_error(st.error(), ctx.pid);
@@ -615,6 +566,22 @@ void finish_incremental(const page_index::DumpState& pages, image::GenerationWri
             pages.pages, parent.id);
 }
 
+// Labels a pre-copy dump's generation with what was copied before the freeze and what was read
+// while frozen.
+// `snapshots`: the processes that wrote too much meanwhile and got a snapshot after all.
+void finish_pre_copy(const pre_copy::PreCopy& pre, const page_index::DumpState& pages,
+                     size_t snapshots, image::GenerationWriter* writer) {
+  writer->set_label("pre_copied_bytes", std::to_string(pre.bytes()));
+  if (pages.held > 0) writer->set_label("held_bytes", std::to_string(pages.held));
+  writer->set_label("pre_copy_snapshots", std::to_string(snapshots));
+  log::info("dump",
+            "pre-copy: {} bytes of {} processes copied in {:.1f} ms while they ran (each stopped "
+            "at most {:.2f} ms for it), {} bytes written meanwhile read while frozen, {} "
+            "processes with a snapshot",
+            pre.bytes(), pre.processes(), ms(pre.took()), ms(pre.longest_stop()), pages.held,
+            snapshots);
+}
+
 // The processes of the tree now (those born before the freeze are found by it).
 constexpr size_t kMostProcessesFound = 4096;
 std::vector<pid_t> processes_now(pid_t root) {
@@ -645,8 +612,13 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   TracerCrew crew(TracerCrew::members_for(found.size()));
   // Until the processes go on: each is pinned to its member's CPU as it is stopped.
   std::vector<CpuPin> crew_pins = crew.pin_members();
+  // Before the tree, whose contexts point into it.
+  std::optional<pre_copy::PreCopy> pre;
+  if (opts.pre_copy && opts.leave_running && opts.snapshot && !opts.tracker && !pages.parent)
+    pre = pre_copy::PreCopy::take(found, crew);
   Tree tree;
   tree.crew = &crew;
+  tree.pre = pre ? &*pre : nullptr;
   if (opts.leave_running && opts.snapshot && opts.early_flags) read_flags_early(tree, found);
   tree.state.pages = &pages;
   struct LetGo {  // on any return, every thread is detached by the member that attached it
@@ -664,11 +636,15 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   CKPT_TRY(freeze_tree(tree, opts));
   log::info("dump", "froze {} processes in {:.1f} ms", tree.procs.size(),
             ms(Clock::now() - frozen_at));
+  if (pre)
+    for (auto& p : tree.procs) p->pre_copied = pre->find(p->pid);
   if (opts.on_frozen) opts.on_frozen();
   std::vector<PendingMemory> pending;
   CKPT_TRY(read_tree(tree, writer, opts, pending));
   auto read_at = Clock::now();
   CKPT_TRY(snapshot_or_copy(tree, pending));
+  size_t snapshots = 0;
+  for (auto& p : pending) snapshots += p.snap ? 1 : 0;
   log::info("dump", "state read in {:.1f} ms, snapshots or stopped copies in {:.1f} ms",
             ms(read_at - frozen_at), ms(Clock::now() - read_at));
   PhaseClock clock(opts.pid);
@@ -693,6 +669,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
     return dump_error(planned.error(), opts.pid);
   CKPT_TRY(copy_from_snapshots(tree, pending));
   finish_incremental(pages, writer);
+  if (pre) finish_pre_copy(*pre, pages, snapshots, writer);
   CKPT_TRY(finish_image(tree, writer, opts));
   auto gen = writer->commit();
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", opts.pid));

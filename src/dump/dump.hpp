@@ -34,6 +34,10 @@ struct DumpOptions {
   // the snapshot afterwards (resources/vm_flags.hpp); the dump is taken again with them read
   // while stopped when they changed meanwhile.
   bool early_flags = true;
+  // With leave_running and snapshot: the private memory is copied while the processes run, and
+  // the freeze reads only what they wrote meanwhile (dump/pre_copy.hpp). Not with an incremental
+  // dump or a tracker, which know the unchanged pages by their own means.
+  bool pre_copy = false;
   bool shell_job = false;  // the process's terminal is taken from ckpt's own at restore
   image::WriteOptions write;
   // Store only the pages that changed since the newest generation of the same process

@@ -195,14 +195,18 @@ RangeSet tracked_ranges(const std::vector<MapEntry>& maps) {
   return out;
 }
 
-uint64_t register_for_tracking(int uffd, const RangeSet& ranges,
-                               const std::vector<MapEntry>& maps) {
+uint64_t register_for_tracking(int uffd, const RangeSet& ranges, const std::vector<MapEntry>& maps,
+                               RangeSet* refused) {
   uint64_t failed = 0;
+  auto refuse = [&](PageRange r) {
+    failed += r.end - r.start;
+    if (refused) append_range(*refused, r.start, r.end);
+  };
   for (auto& m : maps) {
     if (!is_tracked(m)) continue;
     for (auto r : range_intersect(ranges, {{m.start, m.end}})) {
       if (uffd < 0) {
-        failed += r.end - r.start;
+        refuse(r);
         continue;
       }
       uffdio_register reg{};
@@ -212,7 +216,7 @@ uint64_t register_for_tracking(int uffd, const RangeSet& ranges,
       if (::ioctl(uffd, UFFDIO_REGISTER, &reg) < 0) {
         log::debug("memory", "UFFDIO_REGISTER [{:#x}, {:#x}) {}: errno {}", r.start, r.end, m.path,
                    errno);
-        failed += r.end - r.start;
+        refuse(r);
       }
     }
   }

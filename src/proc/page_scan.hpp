@@ -84,8 +84,9 @@ RangeSet tracked_ranges(const std::vector<MapEntry>& maps);
 
 // Registers every range of `ranges` with the userfaultfd for asynchronous write-protection,
 // one mapping at a time (a range the kernel refuses stays untracked). Returns how many bytes
-// could not be registered.
-uint64_t register_for_tracking(int uffd, const RangeSet& ranges, const std::vector<MapEntry>& maps);
+// could not be registered; `refused`, when given, gets them.
+uint64_t register_for_tracking(int uffd, const RangeSet& ranges, const std::vector<MapEntry>& maps,
+                               RangeSet* refused = nullptr);
 
 // The file-backed part of `ranges` (by `maps`).
 RangeSet file_backed(const RangeSet& ranges, const std::vector<MapEntry>& maps);

@@ -30,6 +30,8 @@
 
 namespace ckpt {
 
+class PreCopied;
+
 namespace cow_shared {
 class Base;
 }
@@ -105,6 +107,9 @@ struct DumpContext {
   // pages not written since the parent generation, which an incremental dump need not read.
   bool write_tracked = false;
   std::vector<proc::PageRange> unchanged;
+  // A pre-copy dump (dump/pre_copy.hpp): the pages copied while the process ran, from which the
+  // unchanged ones are taken instead of from a parent generation.
+  const PreCopied* pre_copied = nullptr;
 
   std::string section(std::string_view base) const { return section_prefix + std::string(base); }
 

@@ -29,6 +29,7 @@
 #include "resources/lazy_pages.hpp"
 #include "resources/page_chain.hpp"
 #include "resources/page_index.hpp"
+#include "resources/pre_copied.hpp"
 #include "resources/shared_memory.hpp"
 #include "resources/sysv_ipc.hpp"
 #include "resources/vdso.hpp"
@@ -307,11 +308,16 @@ Status read_stopped(pid_t pid, Plan& plan) {
 }
 
 // The bytes of an item read while the process was stopped, its ranges (or its pieces to read)
-// back to back; held pieces known unchanged take the parent's entries.
-Status write_held(const Plan::Item& item, page_index::PageSink& sink) {
+// back to back; held pieces known unchanged take the parent's entries, or with a pre-copy its
+// copies.
+Status write_held(const Plan::Item& item, page_index::PageSink& sink, const PreCopied* pre) {
   size_t at = 0;
   if (item.held) {
     for (auto& p : item.pieces) {
+      if (p.inherit && pre) {
+        CKPT_TRY(pre->write(p.start, p.end, sink));
+        continue;
+      }
       if (p.inherit) {
         CKPT_TRY_ASSIGN(uint64_t stop, sink.inherit(p.start, p.end));
         if (stop != p.end) return errorf("page index: the parent lost page {:#x}", stop);
@@ -519,7 +525,7 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
   // here) at about 1/32 of its memory.
   constexpr uint64_t kMaxHeld = 64 << 20;
   const page_index::Index* parent = parent_index(ctx);
-  if (!parent || ctx.unchanged.empty()) return false;
+  if ((!parent && !ctx.pre_copied) || ctx.unchanged.empty()) return false;
   CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(ctx.pid));
   std::vector<std::vector<Range>> found(plan.items.size());
   std::vector<std::vector<Piece>> pieces(plan.items.size());
@@ -529,14 +535,20 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
     if (!item.scan) continue;
     CKPT_TRY_ASSIGN(auto ranges, pagemap.scan(item.start, item.end, filter_of(item)));
     for (auto& r : ranges) found[i].emplace_back(r.start, r.end);
-    pieces[i] = only_what_parent_has(cut(found[i], ctx.unchanged), *parent);
+    // Left out, the root saves them (leave_out_shared_with_root, at the freeze of a pre-copy).
+    found[i] = subtract(found[i], item.from_root);
+    // ctx.unchanged holds only pages the pre-copy has.
+    pieces[i] = parent ? only_what_parent_has(cut(found[i], ctx.unchanged), *parent)
+                       : cut(found[i], ctx.unchanged);
     for (auto& p : pieces[i]) {
       total += p.end - p.start;
       to_read += p.inherit ? 0 : p.end - p.start;
     }
     if (to_read > kMaxHeld) return false;
   }
-  if (to_read * 32 > total) return false;
+  // A few pages cost less than any fork, however small the process.
+  constexpr uint64_t kAlwaysHeld = 256 << 10;
+  if (to_read > kAlwaysHeld && to_read * 32 > total) return false;
   for (size_t i = 0; i < plan.items.size(); ++i) {
     Plan::Item& item = plan.items[i];
     if (!item.scan) continue;
@@ -551,9 +563,12 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
     item.held = true;
   }
   plan.snapshot = false;
-  ctx.tree->pages->held += to_read;
-  log::info("memory", "pid {}: {} bytes written since the parent read while stopped, no snapshot",
-            ctx.pid, to_read);
+  {
+    std::lock_guard lk(ctx.tree->mu);  // processes are held several at once
+    ctx.tree->pages->held += to_read;
+  }
+  log::info("memory", "pid {}: {} bytes written since the {} read while stopped, no snapshot",
+            ctx.pid, to_read, parent ? "parent" : "pre-copy");
   return true;
 }
 
@@ -623,7 +638,7 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
       CKPT_TRY(copy_pieces(*mem, cut(item.ranges, unchanged), sink, buf, *ctx.tree->progress,
                            from != ctx.pid));
     } else {
-      CKPT_TRY(write_held(item, sink));
+      CKPT_TRY(write_held(item, sink, ctx.pre_copied));
       uint64_t bytes = item.data.size();
       if (item.held)
         for (auto& p : item.pieces) bytes += p.inherit ? p.end - p.start : 0;

@@ -42,9 +42,10 @@ struct Plan {
 // fork() would not copy as it is (shared memory, MADV_DONTFORK, MADV_WIPEONFORK areas); the
 // plan's `snapshot` says false when that is not possible or too large.
 Result<Plan> prepare(DumpContext& ctx, bool snapshot);
-// An incremental dump with write tracking (write_tracking.hpp), while the process is stopped:
-// when the pages written since the parent are few, reads them now (no snapshot is needed then)
-// and returns true; write_pages() later writes them and takes the others from the parent. False,
+// An incremental dump with write tracking (write_tracking.hpp), or a pre-copy dump
+// (dump/pre_copy.hpp), while the process is stopped: when the pages written since the parent (or
+// since the pre-copy) are few, reads them now (no snapshot is needed then) and returns true;
+// write_pages() later writes them and takes the others from the parent (or the pre-copy). False,
 // with nothing done, when they are not few.
 Result<bool> hold_changed(DumpContext& ctx, Plan& plan);
 // Streams the pages into kPagesSection; private pages of forked areas are read from `source`

@@ -168,4 +168,26 @@ Status check_now(pid_t pid, const std::vector<MapEntry>& adopted) {
   return check(pid, adopted, pid);
 }
 
+Status check_kept(pid_t pid, const std::vector<MapEntry>& adopted) {
+  auto read = proc::read_smaps(pid);
+  if (!read.ok()) return read.error().wrap(fmt::format("pid {}: smaps", pid));
+  const std::vector<MapEntry>& got = *read;
+  size_t j = 0;
+  for (const MapEntry& m : adopted) {
+    for (uint64_t at = m.start; at < m.end;) {
+      while (j < got.size() && got[j].end <= at) ++j;
+      if (j == got.size() || got[j].start >= m.end) break;
+      const MapEntry& f = got[j];
+      if (f.start > at) {
+        at = f.start;
+        continue;
+      }
+      if (continues(m, f, at) && !same_flags(m, f, true))
+        return moved(pid, m, fmt::format("has flags [{}], not [{}]: changed", codes(f), codes(m)));
+      at = std::min(m.end, f.end);
+    }
+  }
+  return {};
+}
+
 }  // namespace ckpt::vm_flags

@@ -45,5 +45,10 @@ Status check_at_fork(pid_t pid, const std::vector<proc::MapEntry>& adopted, pid_
 // The same for a process that gets no snapshot after all (its pages copied while it is stopped):
 // its own smaps, read now, must have the flags adopted.
 Status check_now(pid_t pid, const std::vector<proc::MapEntry>& adopted);
+// The same once a process that got no snapshot runs again: its mappings may have changed since,
+// and only those still as adopted can be judged; they must have the flags adopted. A flag
+// changed between the early read and the freeze on a mapping the program then changed or
+// unmapped at once is not seen: the price of not walking its page tables while it is stopped.
+Status check_kept(pid_t pid, const std::vector<proc::MapEntry>& adopted);
 
 }  // namespace ckpt::vm_flags

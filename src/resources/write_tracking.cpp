@@ -26,7 +26,8 @@ constexpr uint64_t kUserModeOnly = 1;  // UFFD_USER_MODE_ONLY, newer than Debian
 constexpr uint64_t kWpUnpopulated = 1ULL << 13;  // UFFD_FEATURE_WP_UNPOPULATED
 constexpr uint64_t kWpAsync = 1ULL << 15;        // UFFD_FEATURE_WP_ASYNC
 
-// A userfaultfd of ctx's process: made by an injected call, taken, and closed there again.
+}  // namespace
+
 Result<ScopedFd> open_in(DumpContext& ctx) {
   Result<ScopedFd> taken = errorf("pid {}: userfaultfd not made", ctx.pid);
   CKPT_TRY(ctx.with_remote(0, 0, [&](ptrace::RemoteSyscalls& rs, RemoteScratch) -> Status {
@@ -47,6 +48,8 @@ Result<ScopedFd> open_in(DumpContext& ctx) {
     return sys_error(fmt::format("pid {}: UFFDIO_API with asynchronous write-protection", ctx.pid));
   return taken;
 }
+
+namespace {
 
 // The pages that can be trusted to hold what they held at the last renewal: write-protected
 // (so not written since), with data of their own, and not the shared zero page (a page dropped
@@ -73,22 +76,28 @@ Status renew_one(DumpContext& ctx, Tracker& tracker, const std::string& parent) 
   }
   proc::RangeSet where = proc::tracked_ranges(ctx.maps);
   uint64_t want = proc::range_bytes(where);
+  // Mappings the kernel will not register with ckpt's userfaultfd (one of the program's own has
+  // them) are the program's to protect: never protected by ckpt, never taken as unchanged.
+  proc::RangeSet refused;
   bool known = it != entries.end();
   if (known) {
     // After an exec the userfaultfd belongs to a memory that is gone: nothing registers.
-    if (want > 0 && proc::register_for_tracking(it->second.uffd.get(), where, ctx.maps) == want) {
+    if (want > 0 &&
+        proc::register_for_tracking(it->second.uffd.get(), where, ctx.maps, &refused) == want) {
       log::debug("memory", "pid {}: write tracking lost (exec?); starting again", ctx.pid);
       entries.erase(it);
       known = false;
+      refused.clear();
     }
   }
   if (!known) {
     CKPT_TRY_ASSIGN(ScopedFd uffd, open_in(ctx));
-    uint64_t failed = proc::register_for_tracking(uffd.get(), where, ctx.maps);
+    uint64_t failed = proc::register_for_tracking(uffd.get(), where, ctx.maps, &refused);
     if (failed > 0)
       log::debug("memory", "pid {}: {} of {} bytes not tracked", ctx.pid, failed, want);
     it = entries.insert_or_assign(ctx.pid, Entry{stat.starttime, std::move(uffd), {}, false}).first;
   }
+  where = proc::range_subtract(where, refused);
   clock.mark("write tracking: register");
   CKPT_TRY_ASSIGN(proc::PageScanner scanner, proc::PageScanner::open(ctx.pid));
   Entry& e = it->second;
@@ -114,6 +123,34 @@ void renew(DumpContext& ctx, Tracker& tracker, const std::string& parent) {
     log::warn("memory", "pid {}: no write tracking ({}); its pages are read and hashed", ctx.pid,
               st.error().message);
   }
+}
+
+Result<proc::RangeSet> protect_all(pid_t pid, int uffd, const std::vector<proc::MapEntry>& maps) {
+  proc::RangeSet where = proc::tracked_ranges(maps), refused;
+  proc::register_for_tracking(uffd, where, maps, &refused);
+  where = proc::range_subtract(where, refused);
+  CKPT_TRY_ASSIGN(proc::PageScanner scanner, proc::PageScanner::open(pid));
+  CKPT_TRY(scanner.take_written(where));
+  return where;
+}
+
+void unchanged_since(DumpContext& ctx, const Entry& e) {
+  ctx.unchanged.clear();
+  auto stat = proc::read_stat(ctx.pid);
+  if (!stat.ok() || stat->starttime != e.start_time) return;
+  proc::RangeSet where = proc::tracked_ranges(ctx.maps), refused;
+  uint64_t want = proc::range_bytes(where);
+  if (want == 0 || proc::register_for_tracking(e.uffd.get(), where, ctx.maps, &refused) == want)
+    return;  // after an exec nothing registers: the protection was another memory's
+  auto scanner = proc::PageScanner::open(ctx.pid);
+  auto found = scanner.ok() ? unwritten(*scanner, proc::range_subtract(where, refused))
+                            : Result<proc::RangeSet>(scanner.error());
+  if (!found.ok()) {
+    log::warn("memory", "pid {}: write tracking not read ({}); its pages are read again", ctx.pid,
+              found.error().message);
+    return;
+  }
+  ctx.unchanged = std::move(*found);
 }
 
 bool follows(const Tracker* tracker, pid_t pid) {

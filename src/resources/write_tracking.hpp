@@ -24,6 +24,7 @@
 
 #include "common/result.hpp"
 #include "common/scoped_fd.hpp"
+#include "proc/page_scan.hpp"
 
 namespace ckpt {
 struct DumpContext;
@@ -70,6 +71,20 @@ class Tracker {
 // written since. Nothing here can make a dump wrong: a failure is logged and leaves the process
 // untracked (its pages read and hashed), never stopped longer than the calls take.
 void renew(DumpContext& ctx, Tracker& tracker, const std::string& parent);
+
+// A userfaultfd of ctx's process (stopped, ctx.syscall_insn found): made by an injected call,
+// taken by ckpt and closed in the process again, with asynchronous write-protection asked for.
+Result<ScopedFd> open_in(DumpContext& ctx);
+// Registers the private mappings of `maps` with `uffd` (process `pid`'s) and write-protects
+// their pages; needs no stop. Returns the ranges tracked: a mapping gone meanwhile, or one a
+// userfaultfd of the program's own has, is not.
+Result<proc::RangeSet> protect_all(pid_t pid, int uffd, const std::vector<proc::MapEntry>& maps);
+
+// While ctx's process is stopped, after its maps are read: fills ctx.unchanged with the pages
+// not written since `e` was last renewed, renewing nothing (the freeze of a pre-copy dump, which
+// nothing follows). Empty when `e` no longer tracks the process: another process under its PID,
+// an exec since.
+void unchanged_since(DumpContext& ctx, const Entry& e);
 
 // Whether ctx's process is one the tracker follows (its `uw` VmFlags are then ckpt's own).
 bool follows(const Tracker* tracker, pid_t pid);

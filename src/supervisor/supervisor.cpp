@@ -316,6 +316,7 @@ void Supervisor::checkpoint(bool requested) {
   if (opts_.compress) d.write.compression = image::Compression::zstd;
   d.incremental = opts_.incremental && incremental_in_row_ + 1 < opts_.full_every;
   if (opts_.incremental && opts_.write_tracking) d.tracker = &tracker_;
+  d.pre_copy = opts_.pre_copy;
   auto r = dump_process(store_, d);
   if (!r.ok()) {
     // A program that ended while being checkpointed is told by its exit, next; "keeps running"

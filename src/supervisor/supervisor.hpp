@@ -31,6 +31,9 @@ struct RunOptions {
   bool write_tracking = true;
   // Restores start the program at once and fill its memory while it runs (restore --lazy).
   bool lazy = false;
+  // Checkpoints without a tracker copy the memory while the program runs and freeze it only to
+  // read what it wrote meanwhile (DumpOptions::pre_copy).
+  bool pre_copy = false;
 };
 
 // $XDG_STATE_HOME/ckpt/NAME, else ~/.local/state/ckpt/NAME, NAME being the program's file name.

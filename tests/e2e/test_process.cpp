@@ -71,12 +71,27 @@ void add_mode_flags(std::vector<std::string>& args) {
   if (mode && std::string(mode) == "1") args.push_back("--shell-job");
 }
 
+// CKPT_E2E_PRE_COPY=1 turns every dump that would kill the program into a --leave-running
+// --pre-copy dump, after which the test kills the tree itself: every program is then saved from
+// memory copied while it ran (dump/pre_copy.hpp), stopped once more before the freeze, and must
+// come back the same.
+bool pre_copy_mode(const std::vector<std::string>& extra) {
+  const char* mode = std::getenv("CKPT_E2E_PRE_COPY");
+  return mode && std::string(mode) == "1" &&
+         std::find(extra.begin(), extra.end(), "--leave-running") == extra.end();
+}
+
 }  // namespace
 
 ::testing::AssertionResult TestProcess::dump(const std::vector<std::string>& extra) {
   std::vector<std::string> args = {"dump", "-t", std::to_string(pid_), "-D", store().string()};
   args.insert(args.end(), extra.begin(), extra.end());
   add_mode_flags(args);
+  bool pre_copy = pre_copy_mode(extra);
+  if (pre_copy) {
+    args.push_back("--leave-running");
+    args.push_back("--pre-copy");
+  }
   auto keep = other_children();
   auto tree = parents_of(descendants(pid_));
   std::set<pid_t> zombies;
@@ -87,10 +102,20 @@ void add_mode_flags(std::vector<std::string>& args) {
     return ::testing::AssertionFailure()
            << "ckpt dump of " << pid_ << " failed: " << r.describe() << "\nprogram " << output();
   }
+  if (pre_copy && r.err.find("pre-copy: ") == std::string::npos)
+    return ::testing::AssertionFailure() << "the dump made no pre-copy: " << r.describe();
   tree_ = std::move(tree);
   zombies_ = std::move(zombies);
   bool leave_running = std::find(extra.begin(), extra.end(), "--leave-running") != extra.end();
   if (leave_running) return ::testing::AssertionSuccess();
+  if (pre_copy) {
+    // Stopped first, all of them: one killed while the others run would show them its end (a
+    // pipe's EOF) and they could write about it into files the image has.
+    for (int sig : {SIGSTOP, SIGKILL}) {
+      ::kill(pid_, sig);
+      for (auto& [d, parent] : tree_) ::kill(d, sig);
+    }
+  }
   auto st = wait_child(pid_, 5s);
   running_ = false;
   std::vector<pid_t> killed;

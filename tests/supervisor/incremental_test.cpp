@@ -5,6 +5,7 @@
 
 #include <regex>
 
+#include "mem_moves_run.hpp"
 #include "sv_test_util.hpp"
 
 namespace ckpt::test {
@@ -45,44 +46,20 @@ TEST(SupervisorIncremental, RecoveryComesFromAnIncrementalGeneration) {
   EXPECT_EQ(code, 0) << text;
 }
 
-// Write tracking (the default with --incremental): the program changes its memory in every way a
-// tracker could miss (pages written, dropped and read back as zero, moved away and back, unmapped
-// and mapped again, a growing heap) and checks all of it after each step; a checkpoint that took
-// a stale page from its parent would make it print BAD after the recovery.
+// Write tracking (the default with --incremental), with mem_moves (mem_moves_run.hpp).
 TEST(SupervisorIncremental, WriteTrackingMissesNoChangeAndRecoveryGivesEveryPageBack) {
   TempDir d;
   auto store = d.path() / "store";
-  Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--dir", store, "--interval", "0", "--min-uptime", "0.2",
-                     "--incremental", "--", CKPT_SV_MEM_MOVES, "500"});
-  ASSERT_TRUE(eventually([&] { return count(sv.out(), "step ") >= 20; })) << sv.err();
-  for (int i = 1; i <= 4; ++i) {
-    ASSERT_EQ(::kill(sv.pid(), SIGUSR1), 0);
-    ASSERT_TRUE(eventually([&] { return run_state(store).value("requests_served", 0) >= i; }))
-        << sv.err();
-    size_t steps = count(sv.out(), "step ");
-    ASSERT_TRUE(eventually([&] { return count(sv.out(), "step ") >= steps + 15; })) << sv.err();
-  }
-  std::string gen = run_state(store).value("last_generation", "");
+  Proc sv(d.path(), mem_moves_run(store, {"--incremental"}));
+  std::string gen = checkpoint_mem_moves(sv, store);
   std::string manifest = slurp(store / gen / "manifest");
   // An incremental generation whose unchanged pages were known without reading them.
   EXPECT_NE(manifest.find("\"parent\": \"gen-"), std::string::npos) << manifest;
   EXPECT_NE(manifest.find("\"pages_unread\""), std::string::npos) << manifest;
   // And at least one whose few written pages were read while the program was stopped (no
   // snapshot): how many are few depends on the steps made between two checkpoints.
-  size_t held = 0;
-  for (auto& e : fs::directory_iterator(store))
-    if (e.path().filename().string().starts_with("gen-"))
-      held += slurp(e.path() / "manifest").find("\"held_bytes\"") != std::string::npos;
-  EXPECT_GE(held, 1u);
-  ASSERT_EQ(::kill(run_state(store).value("child_pid", 0), SIGKILL), 0);
-  ASSERT_EQ(sv.wait(), 0) << sv.err();
-  std::string out = sv.out(), err = sv.err();
-  EXPECT_EQ(count(err, "recovered from generation " + gen), 1u) << err;
-  EXPECT_EQ(count(out, "started\n"), 1u) << out;  // from the checkpoint, not from its start
-  EXPECT_EQ(count(out, "BAD"), 0u) << out;
-  EXPECT_NE(out.find("done 500 steps\n"), std::string::npos) << err;
-  auto [code, text] = run_cmd({CKPT_CLI_PATH, "verify", store.string()});
-  EXPECT_EQ(code, 0) << text;
+  EXPECT_GE(generations_with(store, "held_bytes"), 1u);
+  expect_recovered_from(sv, store, gen);
 }
 
 }  // namespace

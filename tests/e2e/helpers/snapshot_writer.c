@@ -11,6 +11,8 @@
 //   (just before a dump freezes it: a change of flags that no line of /proc/PID/maps shows); it
 //   prints ADVISED in the next sweep.
 // Prints "SWEEP N" after each sweep; on SIGUSR2 checks the rest and prints PASS or FAIL lines.
+// Usage: snapshot_writer [MIB [PAUSE_US]]: PAUSE_US microseconds of sleep after each page written
+// (0: none) make a writer whose pages are not nearly all rewritten while a pre-copy runs.
 #include <stdint.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
@@ -26,6 +28,7 @@ static size_t pages;
 static volatile long bad_pages, extra_children, sigchld_seen, eintr_seen;
 static volatile sig_atomic_t finishing;
 static pid_t sleeper;
+static long pause_us;
 static unsigned char *late_wipe, *late_dontfork;
 static volatile sig_atomic_t advised;
 
@@ -117,11 +120,16 @@ static void sweep(uint64_t s) {
     }
     for (size_t k = 0; k < WORDS; ++k) p[k] = word(s, i, k);
     if (i % 256 == 0) look_for_children();
+    if (pause_us > 0) {
+      struct timespec ts = {0, pause_us * 1000};
+      nanosleep(&ts, NULL);
+    }
   }
 }
 
 int main(int argc, char** argv) {
   size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 64;
+  pause_us = argc > 2 ? atol(argv[2]) : 0;
   e2e_setup();
   struct sigaction sa;
   memset(&sa, 0, sizeof sa);
