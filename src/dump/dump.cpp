@@ -614,8 +614,14 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   std::vector<CpuPin> crew_pins = crew.pin_members();
   // Before the tree, whose contexts point into it.
   std::optional<pre_copy::PreCopy> pre;
-  if (opts.pre_copy && opts.leave_running && opts.snapshot && !opts.tracker && !pages.parent)
-    pre = pre_copy::PreCopy::take(found, crew);
+  if (opts.pre_copy && opts.leave_running && opts.snapshot && !opts.tracker && !pages.parent) {
+    // Not ckpt itself or what it runs below: the freeze refuses those with a message.
+    auto line = own_line();
+    std::vector<pid_t> others;
+    for (pid_t pid : found)
+      if (std::find(line.begin(), line.end(), pid) == line.end()) others.push_back(pid);
+    pre = pre_copy::PreCopy::take(others, crew);
+  }
   Tree tree;
   tree.crew = &crew;
   tree.pre = pre ? &*pre : nullptr;

@@ -3,7 +3,7 @@
 #include <sys/syscall.h>
 
 #include <algorithm>
-#include <mutex>
+#include <optional>
 
 #include "common/log.hpp"
 #include "common/phase_clock.hpp"

@@ -1,6 +1,7 @@
 #include "resources/pre_copied.hpp"
 
 #include <algorithm>
+#include <optional>
 #include <span>
 
 #include "common/log.hpp"
@@ -10,6 +11,23 @@
 #include "resources/page_index.hpp"
 
 namespace ckpt {
+namespace {
+
+// MemAvailable of /proc/meminfo in bytes, or nullopt.
+std::optional<uint64_t> memory_available() {
+  int err = 0;
+  auto text = proc::read_text_file("/proc/meminfo", &err);
+  if (!text.ok()) return std::nullopt;
+  std::string_view rest = *text, line, key, value;
+  while (proc::next_line(rest, line)) {
+    if (!proc::split_key_value(line, key, value) || key != "MemAvailable") continue;
+    auto kib = proc::parse_u64(proc::next_token(value));
+    if (kib) return *kib << 10;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
 
 Result<PreCopied> PreCopied::copy(pid_t pid, const std::vector<proc::MapEntry>& maps,
                                   const proc::RangeSet& where) {
@@ -20,6 +38,12 @@ Result<PreCopied> PreCopied::copy(pid_t pid, const std::vector<proc::MapEntry>& 
   PreCopied out;
   uint64_t total = proc::range_bytes(found);
   if (total == 0) return out;
+  // The copy is memory of ckpt's own: never so much that the kernel would have to make room by
+  // reclaiming the program's, or kill something.
+  auto available = memory_available();
+  if (!available || total > *available / 2)
+    return errorf("pid {}: {} bytes to copy, more than half of the memory available ({} bytes)",
+                  pid, total, available.value_or(0));
   out.data_ = ScopedMapping::anonymous(total);
   if (!out.data_.data())
     return sys_error(fmt::format("pid {}: pre-copy: {} bytes of memory", pid, total));

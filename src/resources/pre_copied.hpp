@@ -24,7 +24,8 @@ class PreCopied {
   // Copies the pages of `where` that have data of their own (present or swapped, not page cache,
   // not the zero page) from process `pid`, which runs meanwhile, through /proc/PID/mem (a
   // process_vm_readv pin would unshare the pages it shares with its children). A range the
-  // process unmapped meanwhile is left out; nothing is wrong for that, only read later.
+  // process unmapped meanwhile is left out; nothing is wrong for that, only read later. Fails
+  // when the pages are more than half of the memory available (MemAvailable).
   static Result<PreCopied> copy(pid_t pid, const std::vector<proc::MapEntry>& maps,
                                 const proc::RangeSet& where);
 
