@@ -390,8 +390,6 @@ bool subreaper_on_line(const Tree& tree, size_t i) {
   return false;
 }
 
-// Takes a snapshot of each process that can have one; the others have their pages copied now,
-// while they are stopped.
 // Reads the pages process i wrote since its parent generation or its pre-copy, when they are few
 // (memory::hold_changed); p.held says whether it did.
 Status hold_changed(Tree& tree, size_t i, PendingMemory& p) {
@@ -414,6 +412,9 @@ Status hold_changed(Tree& tree, size_t i, PendingMemory& p) {
   return {};
 }
 
+// Takes a snapshot of each process that can have one and wrote too much since its parent or its
+// pre-copy to have those pages read now (hold_changed); the others have their pages copied now,
+// while they are stopped.
 Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
   size_t n = tree.procs.size();
   std::vector<char> wants(n, 0);  // not vector<bool>: members write it at once
@@ -566,9 +567,8 @@ void finish_incremental(const page_index::DumpState& pages, image::GenerationWri
             pages.pages, parent.id);
 }
 
-// Labels a pre-copy dump's generation with what was copied before the freeze and what was read
-// while frozen.
-// `snapshots`: the processes that wrote too much meanwhile and got a snapshot after all.
+// Labels a pre-copy dump's generation with what was copied before the freeze, what was read
+// while frozen and how many processes wrote too much meanwhile and got a snapshot after all.
 void finish_pre_copy(const pre_copy::PreCopy& pre, const page_index::DumpState& pages,
                      size_t snapshots, image::GenerationWriter* writer) {
   writer->set_label("pre_copied_bytes", std::to_string(pre.bytes()));
