@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "arch/arch.hpp"
 #include "common/log.hpp"
 #include "common/phase_clock.hpp"
 #include "dump/freeze.hpp"
@@ -34,8 +35,8 @@ bool in_restartable_call(pid_t pid, pid_t tid) {
   if (!text.ok()) return true;
   std::string_view rest = *text;
   auto nr = proc::parse_u64(proc::next_token(rest));
-  return nr && (*nr == SYS_nanosleep || *nr == SYS_clock_nanosleep || *nr == SYS_futex ||
-                *nr == SYS_poll || *nr == SYS_restart_syscall);
+  return nr && (arch::resumes_through_restart_block(static_cast<long>(*nr)) ||
+                *nr == SYS_restart_syscall);
 }
 
 // The thread to stop for the injection: one not sleeping in a restartable call if there is one.

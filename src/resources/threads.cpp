@@ -83,14 +83,18 @@ Status name_restarted_call(pid_t pid, pid_t tid, ptrace::Regs& regs) {
   // taken for a load.
   constexpr uint64_t kLookBack = 16;
   uint64_t insn = regs.rip - arch::kSyscallInsnLen;
-  for (uint64_t back = kLookBack; back >= 8; back /= 2) {
-    std::array<uint8_t, kLookBack> code{};
-    if (insn < back || !read_remote(pid, insn - back, code.data(), back).ok()) continue;
+  std::array<uint8_t, kLookBack> code{};
+  uint64_t back = std::min(kLookBack, insn);
+  bool read = read_remote(pid, insn - back, code.data(), back).ok();
+  if (!read) {  // at the start of the code's mapping the page before may not be readable
+    back = std::min(back, insn % 4096);
+    read = read_remote(pid, insn - back, code.data(), back).ok();
+  }
+  if (read) {
     if (long nr = arch::restarted_call(std::span(code.data(), back)); nr != 0) {
       regs.orig_rax = static_cast<uint64_t>(nr);
       return {};
     }
-    break;
   }
   return errorf(
       "thread {} of pid {} is resuming a system call an earlier stop cut short (restart_syscall "

@@ -51,6 +51,16 @@ Result<ScopedFd> open_in(DumpContext& ctx) {
 
 namespace {
 
+// The private mappings of `maps` that `uffd` now tracks, each registered (again: a no-op for one
+// it has). A mapping the kernel refuses (one a userfaultfd of the program's own has) is the
+// program's to protect: never protected by ckpt, never taken as unchanged. Empty after an exec,
+// when the userfaultfd belongs to a memory that is gone.
+proc::RangeSet register_tracked(int uffd, const std::vector<proc::MapEntry>& maps) {
+  proc::RangeSet where = proc::tracked_ranges(maps), refused;
+  proc::register_for_tracking(uffd, where, maps, &refused);
+  return proc::range_subtract(where, refused);
+}
+
 // The pages that can be trusted to hold what they held at the last renewal: write-protected
 // (so not written since), with data of their own, and not the shared zero page (a page dropped
 // with MADV_DONTNEED and read again is the zero page with its protection kept).
@@ -74,30 +84,24 @@ Status renew_one(DumpContext& ctx, Tracker& tracker, const std::string& parent) 
     entries.erase(it);
     it = entries.end();
   }
-  proc::RangeSet where = proc::tracked_ranges(ctx.maps);
-  uint64_t want = proc::range_bytes(where);
-  // Mappings the kernel will not register with ckpt's userfaultfd (one of the program's own has
-  // them) are the program's to protect: never protected by ckpt, never taken as unchanged.
-  proc::RangeSet refused;
+  uint64_t want = proc::range_bytes(proc::tracked_ranges(ctx.maps));
+  proc::RangeSet where;
   bool known = it != entries.end();
   if (known) {
-    // After an exec the userfaultfd belongs to a memory that is gone: nothing registers.
-    if (want > 0 &&
-        proc::register_for_tracking(it->second.uffd.get(), where, ctx.maps, &refused) == want) {
+    where = register_tracked(it->second.uffd.get(), ctx.maps);
+    if (want > 0 && where.empty()) {
       log::debug("memory", "pid {}: write tracking lost (exec?); starting again", ctx.pid);
       entries.erase(it);
       known = false;
-      refused.clear();
     }
   }
   if (!known) {
     CKPT_TRY_ASSIGN(ScopedFd uffd, open_in(ctx));
-    uint64_t failed = proc::register_for_tracking(uffd.get(), where, ctx.maps, &refused);
-    if (failed > 0)
-      log::debug("memory", "pid {}: {} of {} bytes not tracked", ctx.pid, failed, want);
+    where = register_tracked(uffd.get(), ctx.maps);
+    if (uint64_t got = proc::range_bytes(where); got < want)
+      log::debug("memory", "pid {}: {} of {} bytes not tracked", ctx.pid, want - got, want);
     it = entries.insert_or_assign(ctx.pid, Entry{stat.starttime, std::move(uffd), {}, false}).first;
   }
-  where = proc::range_subtract(where, refused);
   clock.mark("write tracking: register");
   CKPT_TRY_ASSIGN(proc::PageScanner scanner, proc::PageScanner::open(ctx.pid));
   Entry& e = it->second;
@@ -126,9 +130,7 @@ void renew(DumpContext& ctx, Tracker& tracker, const std::string& parent) {
 }
 
 Result<proc::RangeSet> protect_all(pid_t pid, int uffd, const std::vector<proc::MapEntry>& maps) {
-  proc::RangeSet where = proc::tracked_ranges(maps), refused;
-  proc::register_for_tracking(uffd, where, maps, &refused);
-  where = proc::range_subtract(where, refused);
+  proc::RangeSet where = register_tracked(uffd, maps);
   CKPT_TRY_ASSIGN(proc::PageScanner scanner, proc::PageScanner::open(pid));
   CKPT_TRY(scanner.take_written(where));
   return where;
@@ -138,13 +140,10 @@ void unchanged_since(DumpContext& ctx, const Entry& e) {
   ctx.unchanged.clear();
   auto stat = proc::read_stat(ctx.pid);
   if (!stat.ok() || stat->starttime != e.start_time) return;
-  proc::RangeSet where = proc::tracked_ranges(ctx.maps), refused;
-  uint64_t want = proc::range_bytes(where);
-  if (want == 0 || proc::register_for_tracking(e.uffd.get(), where, ctx.maps, &refused) == want)
-    return;  // after an exec nothing registers: the protection was another memory's
+  proc::RangeSet where = register_tracked(e.uffd.get(), ctx.maps);
+  if (where.empty()) return;  // nothing tracked, or an exec: the protection was another memory's
   auto scanner = proc::PageScanner::open(ctx.pid);
-  auto found = scanner.ok() ? unwritten(*scanner, proc::range_subtract(where, refused))
-                            : Result<proc::RangeSet>(scanner.error());
+  auto found = scanner.ok() ? unwritten(*scanner, where) : Result<proc::RangeSet>(scanner.error());
   if (!found.ok()) {
     log::warn("memory", "pid {}: write tracking not read ({}); its pages are read again", ctx.pid,
               found.error().message);

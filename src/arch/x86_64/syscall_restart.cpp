@@ -85,10 +85,11 @@ bool in_restart_syscall(const Regs& r) {
   return static_cast<long>(r.orig_rax) == SYS_restart_syscall && is_interrupted_syscall(r);
 }
 
+bool resumes_through_restart_block(long nr) {
+  return nr == SYS_nanosleep || nr == SYS_clock_nanosleep || nr == SYS_futex || nr == SYS_poll;
+}
+
 long restarted_call(std::span<const uint8_t> code) {
-  auto restartable = [](uint32_t nr) {
-    return nr == SYS_nanosleep || nr == SYS_clock_nanosleep || nr == SYS_futex || nr == SYS_poll;
-  };
   auto imm32 = [&](size_t at) {
     return uint32_t(code[at]) | uint32_t(code[at + 1]) << 8 | uint32_t(code[at + 2]) << 16 |
            uint32_t(code[at + 3]) << 24;
@@ -96,9 +97,10 @@ long restarted_call(std::span<const uint8_t> code) {
   // The load nearest the syscall instruction is the one that counts.
   for (size_t end = code.size(); end >= 5; --end) {
     size_t at = end - 4;
-    if (code[at - 1] == 0xb8 && restartable(imm32(at))) return imm32(at);  // mov $imm32, %eax
+    if (code[at - 1] == 0xb8 && resumes_through_restart_block(imm32(at)))
+      return imm32(at);  // mov $imm32, %eax
     if (end >= 7 && code[at - 3] == 0x48 && code[at - 2] == 0xc7 && code[at - 1] == 0xc0 &&
-        restartable(imm32(at)))  // mov $imm32, %rax
+        resumes_through_restart_block(imm32(at)))  // mov $imm32, %rax
       return imm32(at);
   }
   return 0;

@@ -34,6 +34,8 @@ Regs regs_for_kernel_restart(const Regs& r, bool restart_block_ok);
 // the kernel resumes through its restart block runs as restart_syscall, with the original
 // call's arguments but not its number: whether `r` is a thread interrupted in one.
 bool in_restart_syscall(const Regs& r);
+// The calls the kernel resumes that way after a stop: nanosleep, clock_nanosleep, futex, poll.
+bool resumes_through_restart_block(long nr);
 // The call such a thread was making, read from `code`, the bytes just before its syscall
 // instruction, where the call's number was loaded into eax (`mov $nr, %eax`, or `%rax`): one of
 // the calls the kernel restarts that way (nanosleep, clock_nanosleep, futex, poll). 0 when the
