@@ -607,6 +607,8 @@ void read_flags_early(Tree& tree, const std::vector<pid_t>& found) {
 Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
                              Clock::time_point started, page_index::DumpState& pages) {
   std::vector<pid_t> found = processes_now(opts.pid);
+  // Free to run on any CPU while the copy runs on this thread's.
+  writer->start_write_behind();
   // Before the tree: its members outlive every attachment (a tracer thread's end detaches). One
   // process needs no thread.
   TracerCrew crew(TracerCrew::members_for(found.size()));

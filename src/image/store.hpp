@@ -80,6 +80,18 @@ class SectionWriter {
  public:
   virtual ~SectionWriter() = default;
   virtual Status write(std::span<const std::byte> data) = 0;
+  // Like write(), but `data` may still be checksummed and written on a thread of the generation
+  // after the call returns: the caller leaves it unchanged until settle() of the returned ticket
+  // (the memory dump reads its next buffer meanwhile). An error shows in a later call.
+  virtual Result<uint64_t> write_behind(std::span<const std::byte> data) {
+    CKPT_TRY(write(data));
+    return 0;
+  }
+  // Waits until the write_behind() calls up to `ticket` are done.
+  virtual Status settle(uint64_t ticket) {
+    (void)ticket;
+    return {};
+  }
   // Ends the section; after this the writer must not be used.
   virtual Status finish() = 0;
 };
@@ -92,6 +104,9 @@ class GenerationWriter {
   // Sections are written one at a time: finish the previous one before beginning the next.
   virtual Result<SectionWriter*> begin_section(std::string_view name) = 0;
   Status write_section(std::string_view name, std::span<const std::byte> data);
+  // Starts the thread of SectionWriter::write_behind() now rather than at its first use: it takes
+  // the calling thread's CPU mask, and a dump pins its own threads to one CPU while it works.
+  virtual void start_write_behind() {}
   // Fsyncs and publishes atomically; returns the published generation.
   virtual Result<GenerationInfo> commit() = 0;
 };

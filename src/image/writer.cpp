@@ -2,8 +2,15 @@
 // with zstd when asked) and a manifest is written last; commit() publishes the directory.
 #include <fcntl.h>
 
+#include <atomic>
+#include <condition_variable>
 #include <cstring>
+#include <deque>
+#include <functional>
+#include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 
 #include <zstd.h>
 
@@ -34,11 +41,7 @@ class BufferedFile {
     if (data.empty()) return {};
     if (used_ + data.size() > detail::kIoChunk) {
       CKPT_TRY(flush());
-      if (data.size() >= detail::kIoChunk) {
-        CKPT_TRY(write_all(fd_.get(), data, path_));
-        size_ += data.size();
-        return {};
-      }
+      if (data.size() >= detail::kIoChunk) return write_through(data);
     }
     std::memcpy(buf_.get() + used_, data.data(), data.size());
     used_ += data.size();
@@ -48,7 +51,8 @@ class BufferedFile {
 
   Status flush() {
     if (used_ == 0) return {};
-    CKPT_TRY(write_all(fd_.get(), std::span(buf_.get(), used_), path_));
+    size_ -= used_;
+    CKPT_TRY(write_through(std::span(buf_.get(), used_)));
     used_ = 0;
     return {};
   }
@@ -61,11 +65,95 @@ class BufferedFile {
   uint64_t size() const { return size_; }
 
  private:
+  // The disk starts writing every kWriteback bytes as they come, so that the commit's fsync
+  // waits only for the last of them rather than for the whole image (a no-op on tmpfs).
+  static constexpr uint64_t kWriteback = uint64_t{32} << 20;
+
+  Status write_through(std::span<const std::byte> data) {
+    CKPT_TRY(write_all(fd_.get(), data, path_));
+    size_ += data.size();
+    if (size_ - started_ >= kWriteback) {
+      (void)::sync_file_range(fd_.get(), static_cast<off_t>(started_),
+                              static_cast<off_t>(size_ - started_), SYNC_FILE_RANGE_WRITE);
+      started_ = size_;
+    }
+    return {};
+  }
+
   ScopedFd fd_;
   std::string path_;
   std::unique_ptr<std::byte[]> buf_;
   size_t used_ = 0;
-  uint64_t size_ = 0;
+  uint64_t size_ = 0;     // bytes appended, buffered ones included
+  uint64_t started_ = 0;  // bytes whose writeback was started
+};
+
+// Runs the jobs write_behind() queues, in order, on a thread of its own: the memory dump reads
+// its next buffer from the process while the last one is checksummed and written, the two
+// halves of a dump's time (docs/engine.md, "memory::dump"). The thread starts with the first
+// job; jobs after an error are dropped and the error is kept for settle().
+class WriteBehind {
+ public:
+  WriteBehind() = default;
+  WriteBehind(const WriteBehind&) = delete;
+  WriteBehind& operator=(const WriteBehind&) = delete;
+  ~WriteBehind() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+  void start() {
+    std::lock_guard lock(mutex_);
+    if (!thread_.joinable()) thread_ = std::thread([this] { run(); });
+  }
+
+  uint64_t queue(std::function<Status()> job) {
+    start();
+    std::lock_guard lock(mutex_);
+    jobs_.push_back(std::move(job));
+    wake_.notify_all();
+    return ++queued_;
+  }
+
+  Status settle(uint64_t ticket) {
+    std::unique_lock lock(mutex_);
+    ticket = std::min(ticket, queued_);
+    done_cv_.wait(lock, [&] { return done_ >= ticket; });
+    if (error_) return *error_;
+    return {};
+  }
+
+  Status drain() { return settle(UINT64_MAX); }
+
+ private:
+  void run() {
+    std::unique_lock lock(mutex_);
+    for (;;) {
+      wake_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+      if (jobs_.empty()) return;
+      std::function<Status()> job = std::move(jobs_.front());
+      jobs_.pop_front();
+      bool skip = error_.has_value();
+      lock.unlock();
+      Status st = skip ? Status{} : job();
+      lock.lock();
+      if (!st.ok() && !error_) error_ = st.error();
+      ++done_;
+      done_cv_.notify_all();
+    }
+  }
+
+  std::mutex mutex_;
+  std::condition_variable wake_, done_cv_;
+  std::deque<std::function<Status()>> jobs_;
+  uint64_t queued_ = 0, done_ = 0;
+  std::optional<Error> error_;
+  bool stopping_ = false;
+  std::thread thread_;
 };
 
 struct ZstdCCtxFree {
@@ -79,11 +167,14 @@ class SectionWriterImpl final : public SectionWriter {
   SectionWriterImpl(GenerationWriterImpl* gen, SectionMeta meta)
       : gen_(gen), meta_(std::move(meta)) {}
   Status write(std::span<const std::byte> data) override;
+  Result<uint64_t> write_behind(std::span<const std::byte> data) override;
+  Status settle(uint64_t ticket) override;
   Status finish() override;
   bool finished() const { return finished_; }
   const SectionMeta& meta() const { return meta_; }
 
  private:
+  Status store(std::span<const std::byte> data);
   Status emit(std::span<const std::byte> stored);
   Status compress(std::span<const std::byte> data, ZSTD_EndDirective mode);
 
@@ -102,6 +193,7 @@ class GenerationWriterImpl final : public GenerationWriter {
     info_.writer_version = CKPT_VERSION_STRING;
   }
   ~GenerationWriterImpl() override {
+    (void)behind_.drain();
     if (!committed_) {
       std::error_code ec;
       fs::remove_all(tmp_.path, ec);
@@ -113,12 +205,14 @@ class GenerationWriterImpl final : public GenerationWriter {
   }
   Result<SectionWriter*> begin_section(std::string_view name) override;
   Result<GenerationInfo> commit() override;
+  void start_write_behind() override { behind_.start(); }
 
   // For SectionWriterImpl.
   BufferedFile& data() { return data_; }
   ZSTD_CCtx* cctx() { return cctx_.get(); }
   std::span<std::byte> zbuf() { return zbuf_; }
   const WriteOptions& options() const { return opts_; }
+  WriteBehind& behind() { return behind_; }
   Status fail(Error e) {
     failed_ = true;
     return e;
@@ -138,7 +232,8 @@ class GenerationWriterImpl final : public GenerationWriter {
   std::unique_ptr<ZSTD_CCtx, ZstdCCtxFree> cctx_;
   std::vector<std::byte> zbuf_;
   bool committed_ = false;
-  bool failed_ = false;
+  std::atomic<bool> failed_ = false;  // set by the write-behind thread too
+  WriteBehind behind_;                // last: its thread uses the members above
 };
 
 Status SectionWriterImpl::emit(std::span<const std::byte> stored) {
@@ -163,18 +258,35 @@ Status SectionWriterImpl::compress(std::span<const std::byte> data, ZSTD_EndDire
   }
 }
 
+Status SectionWriterImpl::store(std::span<const std::byte> data) {
+  if (meta_.compression == Compression::zstd) return compress(data, ZSTD_e_continue);
+  return emit(data);
+}
+
 Status SectionWriterImpl::write(std::span<const std::byte> data) {
   // A dump streams process memory through here buffer by buffer: "mid-memory-read" for the
   // fault-injection tests.
   fault::point("during", "section write");
   if (finished_) return errorf("section '{}': write after finish", meta_.name);
+  CKPT_TRY(gen_->behind().drain());
   meta_.raw_size += data.size();
-  if (meta_.compression == Compression::zstd) return compress(data, ZSTD_e_continue);
-  return emit(data);
+  return store(data);
+}
+
+Result<uint64_t> SectionWriterImpl::write_behind(std::span<const std::byte> data) {
+  fault::point("during", "section write");
+  if (finished_) return errorf("section '{}': write after finish", meta_.name);
+  meta_.raw_size += data.size();
+  return gen_->behind().queue([this, data] { return store(data); });
+}
+
+Status SectionWriterImpl::settle(uint64_t ticket) {
+  return gen_->behind().settle(ticket);
 }
 
 Status SectionWriterImpl::finish() {
   if (finished_) return errorf("section '{}': finished twice", meta_.name);
+  CKPT_TRY(gen_->behind().drain());
   if (meta_.compression == Compression::zstd) CKPT_TRY(compress({}, ZSTD_e_end));
   meta_.checksum = sum_.digest();
   finished_ = true;
@@ -184,6 +296,7 @@ Status SectionWriterImpl::finish() {
 
 Result<SectionWriter*> GenerationWriterImpl::begin_section(std::string_view name) {
   if (committed_) return errorf("begin section '{}': generation already committed", name);
+  CKPT_TRY(behind_.drain());
   if (failed_) return errorf("begin section '{}': an earlier write failed", name);
   if (current_ && !current_->finished())
     return errorf("begin section '{}': section '{}' is not finished", name, current_->meta().name);
@@ -218,6 +331,7 @@ Status GenerationWriterImpl::write_manifest() {
 
 Result<GenerationInfo> GenerationWriterImpl::commit() {
   if (committed_) return errorf("commit: generation already committed");
+  CKPT_TRY(behind_.drain());
   if (failed_) return errorf("commit: an earlier write failed");
   if (current_ && !current_->finished())
     return errorf("commit: section '{}' is not finished", current_->meta().name);

@@ -8,13 +8,13 @@
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
-#include <xxhash.h>
 
 #include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstring>
 
+#include "common/checksum.hpp"
 #include "common/log.hpp"
 #include "common/populate.hpp"
 #include "proc/task.hpp"
@@ -100,7 +100,7 @@ Status read_checked(const PageFiles& files, size_t count, At at, std::byte* dst,
   }
   for (size_t k = 0; k < count; ++k) {
     const PageLocation& p = at(k);
-    if (XXH3_64bits(dst + k * kPage, kPage) != p.hash)
+    if (page_hash(dst + k * kPage, kPage) != p.hash)
       return errorf(
           "{}: page {:#x} in {} at offset {} does not match its page index: the image is damaged",
           who, p.addr, files.paths[p.file], p.offset);

@@ -92,7 +92,34 @@ Status inherit_piece(const proc::MemFile& mem, const Piece& p, page_index::PageS
   return {};
 }
 
-// Streams the pieces into the pages section through one reused buffer. With `batch_reads` (the
+// The copy buffer in two halves: the dump reads into one while the pages of the other are still
+// being checksummed and written (PageSink::write_behind). A half is handed out again once its
+// writes are done. Both are backed at once, as far as they will be used (common/populate.hpp).
+class CopyBuffers {
+ public:
+  explicit CopyBuffers(uint64_t to_read) : storage_(new char[kCopyBuffer]) {
+    for (char* half : {storage_.get(), storage_.get() + kHalf})
+      populate(half, std::min<uint64_t>(to_read, kHalf));
+  }
+
+  // The next half, once free; `sink` is where its last bytes went.
+  Result<std::span<char>> next(page_index::PageSink& sink) {
+    cur_ ^= 1;
+    CKPT_TRY(sink.settle(ticket_[cur_]));
+    return std::span<char>(storage_.get() + cur_ * kHalf, kHalf);
+  }
+
+  // The half last handed out is in use until `ticket`.
+  void used_until(uint64_t ticket) { ticket_[cur_] = ticket; }
+
+ private:
+  static constexpr size_t kHalf = kCopyBuffer / 2;
+  std::unique_ptr<char[]> storage_;
+  std::array<uint64_t, 2> ticket_{};
+  size_t cur_ = 0;
+};
+
+// Streams the pieces into the pages section through the copy buffers. With `batch_reads` (the
 // source is a snapshot), short pieces to read are read many at a time with process_vm_readv;
 // long ones, and all of a process's own, through /proc/PID/mem. A pread of /proc/PID/mem costs
 // tens of microseconds here whatever its size: for the scattered pages of an incremental dump,
@@ -100,7 +127,7 @@ Status inherit_piece(const proc::MemFile& mem, const Piece& p, page_index::PageS
 // copy-on-write a copy of its own (docs/engine.md, "memory::dump"): in a snapshot that costs a
 // page copy; in the program it would unshare its memory with its children.
 Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
-                   page_index::PageSink& out, std::span<char> buf, ByteProgress& progress,
+                   page_index::PageSink& out, CopyBuffers& bufs, ByteProgress& progress,
                    bool batch_reads) {
   constexpr uint64_t kScattered = 64 << 10;
   constexpr size_t kMaxIov = 1024;
@@ -108,6 +135,7 @@ Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
   size_t bytes = 0, reads = 0;
   auto flush = [&]() -> Status {
     if (batch.empty()) return {};
+    CKPT_TRY_ASSIGN(std::span<char> buf, bufs.next(out));
     if (reads > 0 && !read_batch(mem.pid(), batch, bytes, buf)) {
       size_t at = 0;
       for (auto& p : batch) {
@@ -121,7 +149,9 @@ Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
       if (p.inherit) {
         CKPT_TRY(inherit_piece(mem, p, out));
       } else {
-        CKPT_TRY(out.write(p.start, buf.subspan(at, p.end - p.start)));
+        CKPT_TRY_ASSIGN(uint64_t ticket,
+                        out.write_behind(p.start, buf.subspan(at, p.end - p.start)));
+        if (ticket) bufs.used_until(ticket);
         at += p.end - p.start;
       }
       progress.advance(p.end - p.start);
@@ -133,7 +163,7 @@ Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
   for (const Piece& p : pieces) {
     uint64_t len = p.end - p.start;
     if (p.inherit || (batch_reads && len < kScattered)) {
-      if (!p.inherit && (reads == kMaxIov || bytes + len > buf.size())) CKPT_TRY(flush());
+      if (!p.inherit && (reads == kMaxIov || bytes + len > kCopyBuffer / 2)) CKPT_TRY(flush());
       batch.push_back(p);
       if (!p.inherit) {
         bytes += len;
@@ -143,9 +173,11 @@ Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
     }
     CKPT_TRY(flush());
     for (uint64_t s = p.start; s < p.end;) {
+      CKPT_TRY_ASSIGN(std::span<char> buf, bufs.next(out));
       size_t n = std::min<uint64_t>(p.end - s, buf.size());
       CKPT_TRY(mem.read(s, buf.data(), n));
-      CKPT_TRY(out.write(s, buf.first(n)));
+      CKPT_TRY_ASSIGN(uint64_t ticket, out.write_behind(s, buf.first(n)));
+      if (ticket) bufs.used_until(ticket);
       progress.advance(n);
       s += n;
     }
@@ -618,12 +650,11 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
   // Write tracking speaks of the process's own pages, which its snapshot shares.
   const std::vector<proc::PageRange> no_pages;
   const auto& unchanged = parent ? ctx.unchanged : no_pages;
-  // Fresh memory is slow to touch here (common/populate.hpp): the buffer and the index are
-  // backed at once, the buffer only as far as it will be used (a small process uses a few pages).
-  std::unique_ptr<char[]> storage(new char[kCopyBuffer]);
-  std::span<char> buf(storage.get(), kCopyBuffer);
+  // Fresh memory is slow to touch here (common/populate.hpp): the buffers and the index are
+  // backed at once, the buffers only as far as they will be used (a small process uses a few
+  // pages). The sink, which waits for its writes as it goes, goes before the buffers.
   uint64_t to_read = count * kPage - std::min(count * kPage, proc::range_bytes(unchanged));
-  populate(buf.data(), std::min<uint64_t>(to_read, kCopyBuffer));
+  CopyBuffers bufs(to_read);
   page_index::PageSink sink(*pages, parent, state);
   sink.reserve(count);
   clock.mark("buffers backed");
@@ -635,7 +666,7 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
       if (!mem || mem->pid() != from) {
         CKPT_TRY_ASSIGN(mem, proc::MemFile::open(from));
       }
-      CKPT_TRY(copy_pieces(*mem, cut(item.ranges, unchanged), sink, buf, *ctx.tree->progress,
+      CKPT_TRY(copy_pieces(*mem, cut(item.ranges, unchanged), sink, bufs, *ctx.tree->progress,
                            from != ctx.pid));
     } else {
       CKPT_TRY(write_held(item, sink, ctx.pre_copied));
@@ -646,6 +677,7 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
       std::vector<char>().swap(item.data);
     }
   }
+  CKPT_TRY(sink.settle_all());
   clock.mark("copied");
   CKPT_TRY(pages->finish());
   auto index = page_index::encode(sink.take());

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <utility>
 
 #include "common/checksum.hpp"
 #include "common/log.hpp"
@@ -152,16 +153,38 @@ Status PageSink::check_order(uint64_t addr) const {
 }
 
 Status PageSink::write(uint64_t addr, std::span<const char> bytes) {
+  CKPT_TRY(put(addr, bytes, false));
+  return {};
+}
+
+Result<uint64_t> PageSink::write_behind(uint64_t addr, std::span<const char> bytes) {
+  return put(addr, bytes, true);
+}
+
+Status PageSink::settle(uint64_t ticket) {
+  return out_.settle(ticket);
+}
+
+Status PageSink::settle_all() {
+  uint64_t last = std::exchange(last_ticket_, 0);
+  return last ? out_.settle(last) : Status{};
+}
+
+Result<uint64_t> PageSink::put(uint64_t addr, std::span<const char> bytes, bool behind) {
   const char* run = nullptr;  // start of the changed pages not written yet
+  uint64_t ticket = 0;
   auto flush = [&](const char* end) -> Status {
     if (!run) return {};
-    Status st = out_.write({reinterpret_cast<const std::byte*>(run), size_t(end - run)});
+    std::span<const std::byte> data(reinterpret_cast<const std::byte*>(run), size_t(end - run));
     run = nullptr;
-    return st;
+    if (!behind) return out_.write(data);
+    CKPT_TRY_ASSIGN(ticket, out_.write_behind(data));
+    last_ticket_ = ticket;
+    return {};
   };
   for (size_t off = 0; off < bytes.size(); off += kPage, addr += kPage) {
     const char* page = bytes.data() + off;
-    uint64_t hash = XXH3_64bits(page, kPage);
+    uint64_t hash = page_hash(page, kPage);
     const Entry* old = parent_entry(addr);
     bool changed = !old || old->hash != hash;
     CKPT_TRY(check_order(addr));
@@ -174,7 +197,8 @@ Status PageSink::write(uint64_t addr, std::span<const char> bytes) {
       CKPT_TRY(flush(page));
     }
   }
-  return flush(bytes.data() + bytes.size());
+  CKPT_TRY(flush(bytes.data() + bytes.size()));
+  return ticket;
 }
 
 Result<uint64_t> PageSink::inherit(uint64_t addr, uint64_t end) {

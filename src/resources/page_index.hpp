@@ -70,8 +70,18 @@ class PageSink {
  public:
   PageSink(image::SectionWriter& out, const Index* parent, DumpState& state)
       : out_(out), parent_(parent), state_(state) {}
+  // No write outlives the sink: the memory its bytes came from goes with it.
+  ~PageSink() { (void)settle_all(); }
+  PageSink(const PageSink&) = delete;
+  PageSink& operator=(const PageSink&) = delete;
   // `bytes` are whole pages starting at `addr`.
   Status write(uint64_t addr, std::span<const char> bytes);
+  // write() that may leave `bytes` to be written after it returns: they stay unchanged until
+  // settle() of the returned ticket (image::SectionWriter::write_behind).
+  Result<uint64_t> write_behind(uint64_t addr, std::span<const char> bytes);
+  Status settle(uint64_t ticket);
+  // Waits for every write so far; call it before finishing the section (which ends `out`).
+  Status settle_all();
   // Takes the parent's entries for the pages of [addr, end), known unchanged without reading
   // them. Returns where it stopped: `end`, or the first page the parent does not have, which
   // the caller must read and write().
@@ -84,10 +94,12 @@ class PageSink {
   // The parent's entry for `addr`; addresses come in ascending order, so a cursor walks it.
   const Entry* parent_entry(uint64_t addr);
   Status check_order(uint64_t addr) const;
+  Result<uint64_t> put(uint64_t addr, std::span<const char> bytes, bool behind);
 
   image::SectionWriter& out_;
   const Index* parent_;
   size_t cursor_ = 0;
+  uint64_t last_ticket_ = 0;
   DumpState& state_;
   Index index_;
 };

@@ -13,6 +13,8 @@
 namespace ckpt {
 namespace {
 
+constexpr uint64_t kPiece = 4 << 20;
+
 // MemAvailable of /proc/meminfo in bytes, or nullopt.
 std::optional<uint64_t> memory_available() {
   int err = 0;
@@ -69,12 +71,15 @@ Result<PreCopied> PreCopied::copy(pid_t pid, const std::vector<proc::MapEntry>& 
 Status PreCopied::write(uint64_t start, uint64_t end, page_index::PageSink& sink) const {
   auto it = std::upper_bound(runs_.begin(), runs_.end(), start,
                              [](uint64_t a, const Run& r) { return a < r.end; });
-  for (uint64_t at = start; at < end; ++it) {
+  for (uint64_t at = start; at < end;) {
     if (it == runs_.end() || it->start > at) return errorf("pre-copy: no copy of page {:#x}", at);
-    uint64_t to = std::min(end, it->end);
-    CKPT_TRY(sink.write(
+    // In pieces, so that the sink hashes one while the write-behind thread writes the last;
+    // the copy outlives the sink.
+    uint64_t to = std::min({end, it->end, at + kPiece});
+    CKPT_TRY(sink.write_behind(
         at, std::span<const char>(data_.data() + it->offset + (at - it->start), to - at)));
     at = to;
+    if (at == it->end) ++it;
   }
   return {};
 }

@@ -1,7 +1,10 @@
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -45,6 +48,22 @@ TEST_P(RoundTrip, SectionsReadBackExactlyAndVerify) {
 
 INSTANTIATE_TEST_SUITE_P(Image, RoundTrip, ::testing::Values(Compression::none, Compression::zstd));
 
+// Reads section `name` of `gen` back whole, through the streaming reader.
+std::vector<std::byte> read_back(Store& store, const GenerationInfo& gen, const char* name) {
+  std::vector<std::byte> got;
+  auto r = store.open_section(gen, name);
+  EXPECT_TRUE(r.ok()) << r.error().message;
+  if (!r.ok()) return got;
+  std::vector<std::byte> buf(7777);  // not a divisor of anything written
+  for (;;) {
+    auto n = (*r)->read(buf);
+    EXPECT_TRUE(n.ok()) << n.error().message;
+    if (!n.ok() || *n == 0) break;
+    got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(*n));
+  }
+  return got;
+}
+
 TEST(ImageStore, UncompressedSectionBytesLieAtTheirFileOffset) {
   TempDir dir;
   Store store = open_store(dir.path());
@@ -74,18 +93,80 @@ TEST(ImageStore, StreamingWritesInPiecesEqualOneWrite) {
     ASSERT_TRUE((*s)->finish().ok());
     auto gen = (*w)->commit();
     ASSERT_TRUE(gen.ok());
-    auto r = store.open_section(*gen, "mem");
-    ASSERT_TRUE(r.ok());
-    std::vector<std::byte> got;
-    std::vector<std::byte> buf(7777);
-    for (;;) {
-      auto n = (*r)->read(buf);
-      ASSERT_TRUE(n.ok()) << n.error().message;
-      if (*n == 0) break;
-      got.insert(got.end(), buf.begin(), buf.begin() + static_cast<long>(*n));
-    }
-    EXPECT_TRUE(got == data);
+    EXPECT_TRUE(read_back(store, *gen, "mem") == data);
   }
+}
+
+// The memory dump's way: two buffers taken in turn, each refilled only after settle() of its
+// last write_behind(), with plain writes between; the section must hold every byte in order.
+TEST(ImageStore, WritesBehindFromReusedBuffersKeepTheirBytesAndOrder) {
+  TempDir dir;
+  Store store = open_store(dir.path());
+  auto data = pattern(41 << 20, 6);
+  for (auto c : {Compression::none, Compression::zstd}) {
+    auto w = store.begin_generation({.compression = c});
+    ASSERT_TRUE(w.ok());
+    auto s = (*w)->begin_section("mem");
+    ASSERT_TRUE(s.ok());
+    std::array<std::vector<std::byte>, 2> bufs;
+    std::array<uint64_t, 2> tickets{};
+    size_t turn = 0;
+    for (size_t off = 0, i = 0; off < data.size(); ++i) {
+      size_t n = std::min<size_t>(i % 5 == 4 ? 3000 : (3 << 20) + 4096 * i, data.size() - off);
+      auto piece = std::span(data).subspan(off, n);
+      if (i % 5 == 4) {
+        ASSERT_TRUE((*s)->write(piece).ok());
+      } else {
+        turn ^= 1;
+        ASSERT_TRUE((*s)->settle(tickets[turn]).ok());
+        bufs[turn].assign(piece.begin(), piece.end());
+        auto t = (*s)->write_behind(bufs[turn]);
+        ASSERT_TRUE(t.ok()) << t.error().message;
+        tickets[turn] = *t;
+      }
+      off += n;
+    }
+    ASSERT_TRUE((*s)->finish().ok());
+    auto gen = (*w)->commit();
+    ASSERT_TRUE(gen.ok()) << gen.error().message;
+    ASSERT_TRUE(store.verify(*gen).ok());
+    EXPECT_EQ(gen->find_section("mem")->raw_size, data.size());
+    EXPECT_TRUE(read_back(store, *gen, "mem") == data) << static_cast<int>(c);
+  }
+}
+
+// A write that fails on the write-behind thread (here: the file size limit, as a full disk
+// would) is reported by a later call, and the generation is never published.
+TEST(ImageStore, AWriteBehindThatFailsFailsTheGenerationAndLeavesNothing) {
+  TempDir dir;
+  Store store = open_store(dir.path());
+  auto data = pattern(16 << 20, 7);
+  rlimit old{};
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &old), 0);
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  rlimit small = old;
+  small.rlim_cur = 6 << 20;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &small), 0);
+  Status failed;
+  {
+    auto w = store.begin_generation();
+    ASSERT_TRUE(w.ok());
+    auto s = (*w)->begin_section("mem");
+    ASSERT_TRUE(s.ok());
+    for (size_t off = 0; off < data.size() && failed.ok(); off += 4 << 20) {
+      auto t = (*s)->write_behind(std::span(data).subspan(off, 4 << 20));
+      if (!t.ok()) failed = t.error();
+    }
+    if (failed.ok()) failed = (*s)->finish();
+    if (failed.ok()) failed = (*w)->commit().ok() ? Status{} : errorf("commit failed");
+  }
+  ::setrlimit(RLIMIT_FSIZE, &old);
+  ::signal(SIGXFSZ, old_handler);
+  ASSERT_FALSE(failed.ok());
+  EXPECT_NE(failed.error().message.find("File too large"), std::string::npos)
+      << failed.error().message;
+  EXPECT_TRUE(store.list().empty());
+  EXPECT_EQ(dir_names(dir.path()), std::vector<std::string>{"CKPT"});
 }
 
 TEST(ImageStore, FilesArePrivate) {
