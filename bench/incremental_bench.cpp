@@ -3,14 +3,18 @@
 // generation's bytes counted, first a full one, then CHAIN incremental ones: once finding the
 // changed pages by their hashes, once with write tracking (resources/write_tracking.hpp). Then
 // the restore of the newest generation of the tracked chain is timed against the restore of a
-// full generation of the same state, and the restored process checks its memory.
+// full generation of the same state, and the restored process checks its memory. The two
+// restores alternate RESTORES times (which goes first swaps each time) and their medians are
+// compared: a restore's populate of fresh memory varies 2-3x from one moment to the next on a VM
+// whose host reclaims freed memory (docs/benchmarks.md, 2026-12-02).
 //
-//   build/bench/incremental_bench [--dir DIR] [--mib MIB] [--chain CHAIN]
-//   (defaults: /dev/shm, 1024, 10)
+//   build/bench/incremental_bench [--dir DIR] [--mib MIB] [--chain CHAIN] [--restores N]
+//   (defaults: /dev/shm, 1024, 10, 3)
 #include <signal.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <filesystem>
@@ -138,6 +142,11 @@ double restore_and_check(const fs::path& dir, pid_t pid) {
   return took;
 }
 
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
 void end(pid_t pid) {
   ::kill(pid, SIGKILL);
   ::waitpid(pid, nullptr, 0);
@@ -150,11 +159,13 @@ int main(int argc, char** argv) {
   fs::path dir = "/dev/shm";
   uint64_t mib = 1024;
   int chain = 10;
+  int restores = 3;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string a = argv[i];
     if (a == "--dir") dir = argv[i + 1];
     if (a == "--mib") mib = std::stoull(argv[i + 1]);
     if (a == "--chain") chain = std::max(1, std::min(99, std::atoi(argv[i + 1])));
+    if (a == "--restores") restores = std::max(1, std::min(99, std::atoi(argv[i + 1])));
   }
   fs::path exe = bench::make_target_exe();
   int report = -1;
@@ -169,8 +180,13 @@ int main(int argc, char** argv) {
   auto full_store = check(image::Store::open(full_dir, {.create = true}), pid);
   Dumped last_full = dump(full_store, pid, false);
   end(pid);
-  double chain_restore = restore_and_check(incr_dir, pid);
-  double full_restore = restore_and_check(full_dir, pid);
+  std::vector<double> chain_ms, full_ms;
+  for (int r = 0; r < restores; ++r) {
+    bool chain_first = r % 2 == 0;
+    if (chain_first) chain_ms.push_back(restore_and_check(incr_dir, pid));
+    full_ms.push_back(restore_and_check(full_dir, pid));
+    if (!chain_first) chain_ms.push_back(restore_and_check(incr_dir, pid));
+  }
   double load[3] = {};
   (void)::getloadavg(load, 3);
   std::printf("machine: %ld cores online, load average %.1f %.1f %.1f; store in %s\n",
@@ -194,8 +210,13 @@ int main(int argc, char** argv) {
   std::printf("%-18s | %10.1f %6.1f%% %7.2f%%\n", "full (last state)", last_full.total_ms,
               pct(last_full.total_ms, base.total_ms),
               pct(double(last_full.bytes), double(base.bytes)));
-  std::printf("restore of a %d-generation chain: %.1f ms; of a full generation: %.1f ms (%.2fx)\n",
-              chain + 1, chain_restore, full_restore, chain_restore / full_restore);
+  for (int r = 0; r < restores; ++r)
+    std::printf("restore %d: %d-generation chain %.1f ms, full generation %.1f ms (%.2fx)\n", r + 1,
+                chain + 1, chain_ms[r], full_ms[r], chain_ms[r] / full_ms[r]);
+  std::printf(
+      "restore of a %d-generation chain: median %.1f ms; of a full generation: median "
+      "%.1f ms (%.2fx)\n",
+      chain + 1, median(chain_ms), median(full_ms), median(chain_ms) / median(full_ms));
   std::error_code ec;
   fs::remove_all(hash_dir, ec);
   fs::remove_all(incr_dir, ec);
