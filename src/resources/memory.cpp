@@ -109,11 +109,14 @@ class CopyBuffers {
     return std::span<char>(storage_.get() + cur_ * kHalf, kHalf);
   }
 
-  // The half last handed out is in use until `ticket`.
-  void used_until(uint64_t ticket) { ticket_[cur_] = ticket; }
+  // The half last handed out is in use until `ticket` (0: nothing of it was queued).
+  void used_until(uint64_t ticket) {
+    if (ticket) ticket_[cur_] = ticket;
+  }
+
+  static constexpr size_t kHalf = kCopyBuffer / 2;
 
  private:
-  static constexpr size_t kHalf = kCopyBuffer / 2;
   std::unique_ptr<char[]> storage_;
   std::array<uint64_t, 2> ticket_{};
   size_t cur_ = 0;
@@ -151,7 +154,7 @@ Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
       } else {
         CKPT_TRY_ASSIGN(uint64_t ticket,
                         out.write_behind(p.start, buf.subspan(at, p.end - p.start)));
-        if (ticket) bufs.used_until(ticket);
+        bufs.used_until(ticket);
         at += p.end - p.start;
       }
       progress.advance(p.end - p.start);
@@ -163,7 +166,7 @@ Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
   for (const Piece& p : pieces) {
     uint64_t len = p.end - p.start;
     if (p.inherit || (batch_reads && len < kScattered)) {
-      if (!p.inherit && (reads == kMaxIov || bytes + len > kCopyBuffer / 2)) CKPT_TRY(flush());
+      if (!p.inherit && (reads == kMaxIov || bytes + len > CopyBuffers::kHalf)) CKPT_TRY(flush());
       batch.push_back(p);
       if (!p.inherit) {
         bytes += len;
@@ -177,7 +180,7 @@ Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
       size_t n = std::min<uint64_t>(p.end - s, buf.size());
       CKPT_TRY(mem.read(s, buf.data(), n));
       CKPT_TRY_ASSIGN(uint64_t ticket, out.write_behind(s, buf.first(n)));
-      if (ticket) bufs.used_until(ticket);
+      bufs.used_until(ticket);
       progress.advance(n);
       s += n;
     }
@@ -652,7 +655,7 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
   const auto& unchanged = parent ? ctx.unchanged : no_pages;
   // Fresh memory is slow to touch here (common/populate.hpp): the buffers and the index are
   // backed at once, the buffers only as far as they will be used (a small process uses a few
-  // pages). The sink, which waits for its writes as it goes, goes before the buffers.
+  // pages). The sink comes after the buffers: its end waits for its writes before they go.
   uint64_t to_read = count * kPage - std::min(count * kPage, proc::range_bytes(unchanged));
   CopyBuffers bufs(to_read);
   page_index::PageSink sink(*pages, parent, state);
