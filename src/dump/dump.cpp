@@ -606,6 +606,7 @@ void read_flags_early(Tree& tree, const std::vector<pid_t>& found) {
 
 Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions& opts,
                              Clock::time_point started, page_index::DumpState& pages) {
+  PhaseClock early("dump", fmt::format("pid {}: before the freeze", opts.pid));
   std::vector<pid_t> found = processes_now(opts.pid);
   // Free to run on any CPU while the copy runs on this thread's.
   writer->start_write_behind();
@@ -628,6 +629,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   tree.crew = &crew;
   tree.pre = pre ? &*pre : nullptr;
   if (opts.leave_running && opts.snapshot && opts.early_flags) read_flags_early(tree, found);
+  early.mark("tracer crew, pre-copy, flags read early");
   tree.state.pages = &pages;
   struct LetGo {  // on any return, every thread is detached by the member that attached it
     Tree& tree;
@@ -678,9 +680,12 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   CKPT_TRY(copy_from_snapshots(tree, pending));
   finish_incremental(pages, writer);
   if (pre) finish_pre_copy(*pre, pages, snapshots, writer);
+  PhaseClock after("dump", fmt::format("pid {}: after the copy", opts.pid));
   CKPT_TRY(finish_image(tree, writer, opts));
+  after.mark("image written");
   auto gen = writer->commit();
   if (!gen.ok()) return gen.error().wrap(fmt::format("dump pid {}", opts.pid));
+  after.mark("committed");
   if (!opts.leave_running && opts.kill_from_outside) {
     // The TCP lock would go with the dumper, which dies with the namespace.
     if (tcp_repair.any())
@@ -723,13 +728,16 @@ Result<DumpResult> dump_here(image::Store& store, DumpOptions opts) {
     opts.early_flags = false;
   // Before the freeze, like the generation's files: it costs the process nothing then.
   page_index::DumpState pages;
+  PhaseClock clock("dump", fmt::format("pid {}: before the freeze", opts.pid));
   if (opts.incremental) {
     auto exe = proc::read_proc_link(opts.pid, "exe");
     std::string why;
     pages.parent = page_index::find_parent(store, opts.pid, exe.ok() ? *exe : "", &why);
     if (!pages.parent) log::info("dump", "incremental: {}; a full dump", why);
+    clock.mark("parent found");
   }
   CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
+  clock.mark("generation begun");
   return dump_tree(writer.get(), opts, started, pages);
 }
 

@@ -515,8 +515,8 @@ std::vector<Piece> only_what_parent_has(const std::vector<Piece>& pieces,
       continue;
     }
     for (uint64_t a = p.start; a < p.end; a += kPage) {
-      while (k < all.size() && all[k].addr < a) ++k;
-      add(a, a + kPage, k < all.size() && all[k].addr == a);
+      while (k < all.size() && all[k].addr() < a) ++k;
+      add(a, a + kPage, k < all.size() && all[k].addr() == a);
     }
   }
   return out;
@@ -584,6 +584,7 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
   // A few pages cost less than any fork, however small the process.
   constexpr uint64_t kAlwaysHeld = 256 << 10;
   if (to_read > kAlwaysHeld && to_read * 32 > total) return false;
+
   for (size_t i = 0; i < plan.items.size(); ++i) {
     Plan::Item& item = plan.items[i];
     if (!item.scan) continue;
@@ -657,7 +658,11 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
   // backed at once, the buffers only as far as they will be used (a small process uses a few
   // pages). The sink comes after the buffers: its end waits for its writes before they go.
   uint64_t to_read = count * kPage - std::min(count * kPage, proc::range_bytes(unchanged));
-  CopyBuffers bufs(to_read);
+  uint64_t from_source = 0;  // pages read or held while stopped need no copy buffer
+  for (auto& item : plan.items)
+    if (!item.held && item.data.empty())
+      for (auto [s, e] : item.ranges) from_source += e - s;
+  CopyBuffers bufs(std::min(to_read, from_source));
   page_index::PageSink sink(*pages, parent, state);
   sink.reserve(count);
   clock.mark("buffers backed");
@@ -683,9 +688,7 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
   CKPT_TRY(sink.settle_all());
   clock.mark("copied");
   CKPT_TRY(pages->finish());
-  auto index = page_index::encode(sink.take());
-  clock.mark("index encoded");
-  CKPT_TRY(ctx.writer->write_section(ctx.section(page_index::kIndexSection), index));
+  CKPT_TRY(page_index::write(*ctx.writer, ctx.section(page_index::kIndexSection), sink.take()));
   clock.mark("index written");
   return {};
 }

@@ -40,7 +40,7 @@ Status check_matches(const RestoreContext& ctx, const Index& index) {
   for (auto& v : ctx.rec->memory.vmas) {
     for (auto& r : v.pages) {
       for (uint64_t a = r.start; a < r.end; a += kPage, ++i) {
-        if (i >= index.entries.size() || index.entries[i].addr != a)
+        if (i >= index.entries.size() || index.entries[i].addr() != a)
           return errorf(
               "restore pid {}: the page index of gen {} does not match its mappings at "
               "{:#x}",
@@ -120,8 +120,8 @@ Result<std::vector<Wanted>> compose(const std::vector<Index>& chain,
   reserve_populated(pending, chain[0].entries.size() - stored);
   uint64_t k = 0;
   for (auto& e : chain.at(0).entries) {
-    if (e.stored) wanted[0].emplace_back(k++, e.addr);
-    if (!e.stored) pending.push_back(e.addr);
+    if (e.stored()) wanted[0].emplace_back(k++, e.addr());
+    if (!e.stored()) pending.push_back(e.addr());
   }
   for (size_t level = 1; level < chain.size() && !pending.empty(); ++level) {
     const Index& idx = chain[level];
@@ -131,12 +131,12 @@ Result<std::vector<Wanted>> compose(const std::vector<Index>& chain,
       size_t j = 0;
       uint64_t ordinal = 0;
       for (uint64_t a : pending) {
-        for (; j < idx.entries.size() && idx.entries[j].addr < a; ++j)
-          ordinal += idx.entries[j].stored ? 1 : 0;
-        if (j == idx.entries.size() || idx.entries[j].addr != a)
+        for (; j < idx.entries.size() && idx.entries[j].addr() < a; ++j)
+          ordinal += idx.entries[j].stored() ? 1 : 0;
+        if (j == idx.entries.size() || idx.entries[j].addr() != a)
           return errorf("page {:#x} is inherited from gen {}, which does not hold it", a,
                         ids.at(level));
-        take(idx.entries[j].stored, ordinal, a);
+        take(idx.entries[j].stored(), ordinal, a);
       }
       return {};
     };

@@ -1,12 +1,14 @@
 #include "resources/page_index.hpp"
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cstring>
 #include <utility>
 
 #include "common/checksum.hpp"
 #include "common/log.hpp"
+#include "common/phase_clock.hpp"
 #include "common/populate.hpp"
 #include "image/chain.hpp"
 
@@ -39,31 +41,49 @@ uint32_t get32(const std::byte* p) {
 
 const Entry* Index::find(uint64_t addr) const {
   auto it = std::lower_bound(entries.begin(), entries.end(), addr,
-                             [](const Entry& e, uint64_t a) { return e.addr < a; });
-  return it != entries.end() && it->addr == addr ? &*it : nullptr;
+                             [](const Entry& e, uint64_t a) { return e.addr() < a; });
+  return it != entries.end() && it->addr() == addr ? &*it : nullptr;
 }
 
 uint64_t Index::stored_count() const {
   return static_cast<uint64_t>(
-      std::count_if(entries.begin(), entries.end(), [](const Entry& e) { return e.stored; }));
+      std::count_if(entries.begin(), entries.end(), [](const Entry& e) { return e.stored(); }));
 }
 
-std::vector<std::byte> encode(const Index& index) {
-  std::vector<std::byte> out;
-  reserve_populated(out, kHeader + index.entries.size() * kEntrySize);
-  out.resize(kHeader + index.entries.size() * kEntrySize);
-  std::memcpy(out.data(), kMagic, 8);
+namespace {
+
+std::array<std::byte, kHeader> header_of(const Index& index) {
+  std::array<std::byte, kHeader> h{};
+  std::memcpy(h.data(), kMagic, 8);
   uint32_t format = kIndexFormat, page = kPage;
-  std::memcpy(out.data() + 8, &format, 4);
-  std::memcpy(out.data() + 12, &page, 4);
-  put64(out.data() + 16, index.entries.size());
-  std::byte* p = out.data() + kHeader;
-  for (auto& e : index.entries) {
-    put64(p, e.addr | (e.stored ? kStoredBit : 0));
-    put64(p + 8, e.hash);
-    p += kEntrySize;
-  }
+  std::memcpy(h.data() + 8, &format, 4);
+  std::memcpy(h.data() + 12, &page, 4);
+  put64(h.data() + 16, index.entries.size());
+  return h;
+}
+
+std::span<const std::byte> bytes_of(const Index& index) {
+  return std::as_bytes(std::span(index.entries));
+}
+
+}  // namespace
+
+std::vector<std::byte> encode(const Index& index) {
+  auto header = header_of(index);
+  auto entries = bytes_of(index);
+  std::vector<std::byte> out;
+  reserve_populated(out, header.size() + entries.size());
+  out.insert(out.end(), header.begin(), header.end());
+  out.insert(out.end(), entries.begin(), entries.end());
   return out;
+}
+
+Status write(image::GenerationWriter& out, std::string_view name, const Index& index) {
+  CKPT_TRY_ASSIGN(image::SectionWriter * section, out.begin_section(name));
+  auto header = header_of(index);
+  CKPT_TRY(section->write(header));
+  CKPT_TRY(section->write(bytes_of(index)));
+  return section->finish();
 }
 
 Result<Index> decode(std::span<const std::byte> bytes, std::string_view what) {
@@ -79,15 +99,16 @@ Result<Index> decode(std::span<const std::byte> bytes, std::string_view what) {
     return errorf("{}: {} bytes do not hold {} entries", what, bytes.size(), count);
   Index index;
   reserve_populated(index.entries, count);
-  const std::byte* p = bytes.data() + kHeader;
-  for (uint64_t i = 0; i < count; ++i, p += kEntrySize) {
-    uint64_t word = get64(p);
-    Entry e{word & ~(kPage - 1), get64(p + 8), (word & kStoredBit) != 0};
-    if ((word & (kPage - 1) & ~kStoredBit) != 0)
-      return errorf("{}: entry {} has unknown flags {:#x}", what, i, word & (kPage - 1));
-    if (!index.entries.empty() && e.addr <= index.entries.back().addr)
-      return errorf("{}: entry {} ({:#x}) is not above the one before", what, i, e.addr);
-    index.entries.push_back(e);
+  index.entries.resize(count);
+  std::memcpy(index.entries.data(), bytes.data() + kHeader, count * kEntrySize);
+  uint64_t last = 0;
+  for (uint64_t i = 0; i < count; ++i) {
+    const Entry& e = index.entries[i];
+    if ((e.key & (kPage - 1) & ~kStoredBit) != 0)
+      return errorf("{}: entry {} has unknown flags {:#x}", what, i, e.key & (kPage - 1));
+    if (i > 0 && e.addr() <= last)
+      return errorf("{}: entry {} ({:#x}) is not above the one before", what, i, e.addr());
+    last = e.addr();
   }
   return index;
 }
@@ -104,14 +125,18 @@ bool same_program(const image::GenerationInfo& g, pid_t pid, const std::string& 
 }
 
 Result<Parent> load_parent(const image::Store& store, const image::GenerationInfo& gen) {
+  PhaseClock clock("dump", "incremental parent");
   CKPT_TRY(image::check_chain_files(gen));
+  clock.mark("chain files");
   Parent p{gen, {}};
   for (auto& s : gen.sections) {
     std::string_view name = s.name;
     if (!name.ends_with(image::kPageIndexSuffix)) continue;
     std::string prefix(name.substr(0, name.size() - image::kPageIndexSuffix.size()));
     CKPT_TRY_ASSIGN(auto bytes, store.read_section(gen, s.name));
+    clock.mark("read");
     CKPT_TRY_ASSIGN(p.indexes[prefix], decode(bytes, fmt::format("gen {}: {}", gen.id, s.name)));
+    clock.mark("decoded");
   }
   return p;
 }
@@ -121,7 +146,10 @@ Result<Parent> load_parent(const image::Store& store, const image::GenerationInf
 std::optional<Parent> find_parent(const image::Store& store, pid_t pid, const std::string& exe,
                                   std::string* why) {
   *why = fmt::format("no earlier generation of pid {} in the store", pid);
-  for (auto& g : store.list()) {
+  PhaseClock clock("dump", "incremental parent");
+  auto all = store.list();
+  clock.mark("listed");
+  for (auto& g : all) {
     if (!same_program(g, pid, exe)) continue;
     if (!image::has_page_index(g)) {
       *why = fmt::format("generation {} has no page index (written by an older ckpt)", g.id);
@@ -138,8 +166,8 @@ std::optional<Parent> find_parent(const image::Store& store, pid_t pid, const st
 const Entry* PageSink::parent_entry(uint64_t addr) {
   if (!parent_) return nullptr;
   const auto& all = parent_->entries;
-  while (cursor_ < all.size() && all[cursor_].addr < addr) ++cursor_;
-  return cursor_ < all.size() && all[cursor_].addr == addr ? &all[cursor_] : nullptr;
+  while (cursor_ < all.size() && all[cursor_].addr() < addr) ++cursor_;
+  return cursor_ < all.size() && all[cursor_].addr() == addr ? &all[cursor_] : nullptr;
 }
 
 void PageSink::reserve(uint64_t pages) {
@@ -147,8 +175,8 @@ void PageSink::reserve(uint64_t pages) {
 }
 
 Status PageSink::check_order(uint64_t addr) const {
-  if (!index_.entries.empty() && addr <= index_.entries.back().addr)
-    return errorf("page index: page {:#x} comes after {:#x}", addr, index_.entries.back().addr);
+  if (!index_.entries.empty() && addr <= index_.entries.back().addr())
+    return errorf("page index: page {:#x} comes after {:#x}", addr, index_.entries.back().addr());
   return {};
 }
 
@@ -188,7 +216,7 @@ Result<uint64_t> PageSink::put(uint64_t addr, std::span<const char> bytes, bool 
     const Entry* old = parent_entry(addr);
     bool changed = !old || old->hash != hash;
     CKPT_TRY(check_order(addr));
-    index_.entries.push_back({addr, hash, changed});
+    index_.entries.emplace_back(addr, hash, changed);
     ++state_.pages;
     if (changed) {
       ++state_.changed;
@@ -211,11 +239,12 @@ Result<uint64_t> PageSink::inherit(uint64_t addr, uint64_t end) {
   const auto& all = parent_->entries;
   uint64_t n = (end - addr) / kPage;
   size_t last = cursor_ + n - 1;
-  if (last >= all.size() || all[last].addr != end - kPage) {
-    for (n = 1; cursor_ + n < all.size() && all[cursor_ + n].addr == addr + n * kPage;) ++n;
+  if (last >= all.size() || all[last].addr() != end - kPage) {
+    for (n = 1; cursor_ + n < all.size() && all[cursor_ + n].addr() == addr + n * kPage;) ++n;
     n = std::min(n, (end - addr) / kPage);
   }
-  for (uint64_t i = 0; i < n; ++i) index_.entries.push_back({first[i].addr, first[i].hash, false});
+  for (uint64_t i = 0; i < n; ++i)
+    index_.entries.emplace_back(first[i].addr(), first[i].hash, false);
   state_.pages += n;
   state_.unread += n;
   return addr + n * kPage;

@@ -25,11 +25,18 @@ inline constexpr uint64_t kPage = 4096;
 // Version of the page index encoding (its header); a reader refuses others by name.
 inline constexpr uint32_t kIndexFormat = 1;
 
+// Laid out as in the section (little-endian): the index is written and read by whole arrays.
 struct Entry {
-  uint64_t addr = 0;
+  Entry() = default;
+  Entry(uint64_t addr, uint64_t hash, bool stored) : key(addr | (stored ? 1 : 0)), hash(hash) {}
+  uint64_t addr() const { return key & ~(kPage - 1); }
+  // In this generation's pages section; else inherited from the parent.
+  bool stored() const { return (key & 1) != 0; }
+
+  uint64_t key = 0;  // the page's address; bit 0 says "stored here"
   uint64_t hash = 0;
-  bool stored = false;  // in this generation's pages section; else inherited from the parent
 };
+static_assert(sizeof(Entry) == 16);
 
 struct Index {
   std::vector<Entry> entries;  // strictly ascending addresses
@@ -39,6 +46,8 @@ struct Index {
 };
 
 std::vector<std::byte> encode(const Index& index);
+// encode() straight into section `name` of `out`, without a copy of the entries.
+Status write(image::GenerationWriter& out, std::string_view name, const Index& index);
 // `what` names the section in errors. Checks the header, the size and the order of addresses.
 Result<Index> decode(std::span<const std::byte> bytes, std::string_view what);
 

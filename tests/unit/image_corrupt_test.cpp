@@ -233,5 +233,26 @@ TEST(ImageCorrupt, SectionOutsideItsFileIsRejectedByTheManifestReader) {
   EXPECT_TRUE(contains(r.error().message, "lie outside data")) << r.error().message;
 }
 
+// The raw size of a compressed section is only the manifest's word: read_section() sizes its
+// buffer from it, so a lie in either direction must end in an error naming the section, never in
+// a huge allocation or a short read taken as the whole.
+TEST(ImageCorrupt, ACompressedSectionWhoseRawSizeLiesIsRefusedByItsReader) {
+  TempDir dir;
+  Store store = open_store(dir.path());
+  auto data = pattern(3 << 20, 5);
+  auto written = write_gen(store, {{"mem", data}}, Compression::zstd);
+  for (uint64_t claim :
+       {uint64_t{1} << 50, uint64_t{data.size() - 4096}, uint64_t{data.size() + 1}}) {
+    auto gen = *read_generation(written.path);
+    gen.sections[0].raw_size = claim;
+    ASSERT_TRUE(write_file_atomic(written.path, "manifest", format::encode_manifest(gen)).ok());
+    auto lied = read_generation(written.path);
+    ASSERT_TRUE(lied.ok()) << lied.error().message;
+    auto got = store.read_section(*lied, "mem");
+    ASSERT_FALSE(got.ok()) << "raw size " << claim;
+    EXPECT_TRUE(contains(got.error().message, "section 'mem'")) << got.error().message;
+  }
+}
+
 }  // namespace
 }  // namespace ckpt::image

@@ -40,8 +40,8 @@ TEST(PageIndex, RoundTripsAndRefusesWhatItDoesNotKnow) {
   auto back = page_index::decode(bytes, "idx");
   ASSERT_TRUE(back.ok()) << back.error().message;
   ASSERT_EQ(back->entries.size(), 3u);
-  EXPECT_EQ(back->entries[1].addr, 0x3000u);
-  EXPECT_FALSE(back->entries[1].stored);
+  EXPECT_EQ(back->entries[1].addr(), 0x3000u);
+  EXPECT_FALSE(back->entries[1].stored());
   EXPECT_EQ(back->entries[2].hash, 33u);
   EXPECT_EQ(back->stored_count(), 2u);
   EXPECT_EQ(back->find(0x3000)->hash, 22u);
@@ -90,7 +90,7 @@ TEST(PageIndex, SinkWritesOnlyPagesThatDifferFromTheParent) {
   EXPECT_EQ(static_cast<char>(second.bytes[0]), 'X');
   EXPECT_EQ(static_cast<char>(second.bytes[2 * kPage]), 'n');
   std::vector<bool> stored;
-  for (auto& e : child.entries) stored.push_back(e.stored);
+  for (auto& e : child.entries) stored.push_back(e.stored());
   EXPECT_EQ(stored, (std::vector<bool>{false, true, true, false, true}));
 }
 
@@ -123,10 +123,10 @@ TEST(PageIndex, InheritTakesTheParentsEntriesAndStopsWhereItHasNone) {
   EXPECT_EQ(delta_state.changed, 1u);
   EXPECT_EQ(second.bytes.size(), kPage);  // only the page read
   for (size_t i : {0u, 1u, 2u, 4u}) {
-    EXPECT_FALSE(child.entries[i].stored);
-    EXPECT_EQ(child.entries[i].hash, parent.find(child.entries[i].addr)->hash);
+    EXPECT_FALSE(child.entries[i].stored());
+    EXPECT_EQ(child.entries[i].hash, parent.find(child.entries[i].addr())->hash);
   }
-  EXPECT_TRUE(child.entries[3].stored);
+  EXPECT_TRUE(child.entries[3].stored());
 }
 
 TEST(PageChain, EachPageComesFromTheNearestGenerationThatStoresIt) {
