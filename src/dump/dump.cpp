@@ -264,9 +264,8 @@ Status add_children(Tree& tree, size_t i, const DumpOptions& opts, const std::ve
 
 // Stops the target, then its children, level by level, until every process of the tree is
 // stopped: a stopped process creates no children, so its list is final once it is stopped. The
-// processes of a level are stopped at once, each by its member.
-Status freeze_tree(Tree& tree, const DumpOptions& opts) {
-  auto line = own_line();
+// processes of a level are stopped at once, each by its member. `line` is own_line().
+Status freeze_tree(Tree& tree, const DumpOptions& opts, const std::vector<pid_t>& line) {
   tree.state.root = opts.pid;
   tree.add(opts.pid, -1);
   for (size_t first = 0; first < tree.procs.size();) {
@@ -617,9 +616,9 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   std::vector<CpuPin> crew_pins = crew.pin_members();
   // Before the tree, whose contexts point into it.
   std::optional<pre_copy::PreCopy> pre;
+  const std::vector<pid_t> line = own_line();
   if (opts.pre_copy && opts.leave_running && opts.snapshot && !opts.tracker && !pages.parent) {
     // Not ckpt itself or what it runs below: the freeze refuses those with a message.
-    auto line = own_line();
     std::vector<pid_t> others;
     for (pid_t pid : found)
       if (std::find(line.begin(), line.end(), pid) == line.end()) others.push_back(pid);
@@ -643,7 +642,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   if (opts.tcp_established) fds::netlock::preload();
   // From here every error path detaches the threads (ThreadHandle owns the attachment).
   auto frozen_at = Clock::now();
-  CKPT_TRY(freeze_tree(tree, opts));
+  CKPT_TRY(freeze_tree(tree, opts, line));
   log::info("dump", "froze {} processes in {:.1f} ms", tree.procs.size(),
             ms(Clock::now() - frozen_at));
   if (pre)

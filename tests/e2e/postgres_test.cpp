@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <set>
 #include <sstream>
 
 #include "e2e_util.hpp"
@@ -40,7 +41,10 @@ std::vector<std::string> as_postgres(std::vector<std::string> argv) {
 
 class PostgresTest : public ::testing::Test {
  protected:
-  void SetUp() override { become_subreaper(); }
+  void SetUp() override {
+    become_subreaper();
+    shm_before_ = postgres_shm();
+  }
   void TearDown() override {
     std::vector<pid_t> tree = pid_ > 0 ? descendants(pid_) : std::vector<pid_t>{};
     if (pid_ > 0) ::kill(pid_, SIGKILL);
@@ -48,6 +52,17 @@ class PostgresTest : public ::testing::Test {
     if (pid_ > 0) tree.push_back(pid_);
     EXPECT_TRUE(reap_all(tree, {}));
     if (segment_ >= 0) ::shmctl(segment_, IPC_RMID, nullptr);  // a killed server leaves it
+    // And its dynamic shared memory (POSIX, the default type, kept as it is the common case).
+    for (auto& name : postgres_shm())
+      if (!shm_before_.contains(name)) fs::remove(fs::path("/dev/shm") / name);
+  }
+
+  static std::set<std::string> postgres_shm() {
+    std::set<std::string> out;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator("/dev/shm", ec))
+      if (e.path().filename().string().starts_with("PostgreSQL.")) out.insert(e.path().filename());
+    return out;
   }
 
   std::string sql(const std::string& statement) {
@@ -77,6 +92,7 @@ class PostgresTest : public ::testing::Test {
   int port_ = free_port();
   pid_t pid_ = -1;
   int segment_ = -1;
+  std::set<std::string> shm_before_;
 };
 
 TEST_F(PostgresTest, KeepsItsRowsAndServesNewConnectionsAfterRestore) {
