@@ -1,5 +1,7 @@
 // Incremental generations: page indexes, the diff an incremental dump writes, how restore
 // composes a chain, chain verification and retention that keeps the parents kept ones need.
+#include <cstring>
+
 #include <gtest/gtest.h>
 
 #include "image/chain.hpp"
@@ -32,6 +34,38 @@ std::vector<char> pages_of(std::initializer_list<char> fills) {
   std::vector<char> out;
   for (char c : fills) out.insert(out.end(), kPage, c);
   return out;
+}
+
+// The entries are written and read as whole arrays: their bytes must stay those of
+// docs/image-format.md (address with bit 0 for "stored here", then the hash; little-endian),
+// whichever way the index goes into a generation.
+TEST(PageIndex, ItsBytesAreTheDocumentedLayoutWhenEncodedOrWrittenIntoAGeneration) {
+  Index idx{{{0x1000, 0x1122334455667788, true}, {0x7ffff000, 9, false}}};
+  auto bytes = page_index::encode(idx);
+  ASSERT_EQ(bytes.size(), 24u + 2 * 16);
+  auto u64_at = [&](size_t off) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = (v << 8) | std::to_integer<uint64_t>(bytes[off + i]);
+    return v;
+  };
+  EXPECT_EQ(std::memcmp(bytes.data(), "CKPTPIX", 8), 0);
+  EXPECT_EQ(u64_at(8), uint64_t{4096} << 32 | 1);  // format 1, then the page size
+  EXPECT_EQ(u64_at(16), 2u);
+  EXPECT_EQ(u64_at(24), 0x1001u);
+  EXPECT_EQ(u64_at(32), 0x1122334455667788u);
+  EXPECT_EQ(u64_at(40), 0x7ffff000u);
+  EXPECT_EQ(u64_at(48), 9u);
+
+  TempDir dir;
+  Store store = open_store(dir.path());
+  auto w = store.begin_generation({});
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  ASSERT_TRUE(page_index::write(**w, "memory.index", idx).ok());
+  auto gen = (*w)->commit();
+  ASSERT_TRUE(gen.ok()) << gen.error().message;
+  auto back = store.read_section(*gen, "memory.index");
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  EXPECT_TRUE(*back == bytes);
 }
 
 TEST(PageIndex, RoundTripsAndRefusesWhatItDoesNotKnow) {
