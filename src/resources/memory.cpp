@@ -584,7 +584,6 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
   // A few pages cost less than any fork, however small the process.
   constexpr uint64_t kAlwaysHeld = 256 << 10;
   if (to_read > kAlwaysHeld && to_read * 32 > total) return false;
-
   for (size_t i = 0; i < plan.items.size(); ++i) {
     Plan::Item& item = plan.items[i];
     if (!item.scan) continue;
