@@ -4,6 +4,7 @@
 // architectures, and the signal frame. ckpt is written for x86-64; a port adds a folder next to
 // src/arch/x86_64 with the same names.
 #if defined(__x86_64__)
+#include "arch/x86_64/call_site.hpp"
 #include "arch/x86_64/kernel_abi.hpp"
 #include "arch/x86_64/regs.hpp"
 #include "arch/x86_64/syscall_restart.hpp"

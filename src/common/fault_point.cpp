@@ -23,6 +23,7 @@ struct Hook {
   pid_t victim = 0;  // 0: this process
   int signal = SIGKILL;
   long wait_ms = 0;
+  long step_us = 0;
   int count_fd = -1;
   const char* sent_file = nullptr;
   std::atomic<long> seen{0};
@@ -35,6 +36,7 @@ Hook* load() {
   if (const char* s = std::getenv("CKPT_FAULT_SIGNAL")) hook.signal = std::atoi(s);
   hook.sent_file = std::getenv("CKPT_FAULT_SENT");
   if (const char* w = std::getenv("CKPT_FAULT_WAIT_MS")) hook.wait_ms = std::atol(w);
+  if (const char* u = std::getenv("CKPT_FAULT_SLOW_STEP_US")) hook.step_us = std::atol(u);
   if (const char* f = std::getenv("CKPT_FAULT_COUNT"))
     hook.count_fd = ::open(f, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
   return &hook;
@@ -71,6 +73,16 @@ void point(const char* what, const char* detail) {
       while (::nanosleep(&pause, &pause) < 0 && errno == EINTR) {
       }
     }
+  }
+  errno = saved_errno;
+}
+
+void before_step() {
+  long us = hook().step_us;
+  if (us <= 0) return;
+  int saved_errno = errno;
+  timespec pause{us / 1000000, (us % 1000000) * 1000};
+  while (::nanosleep(&pause, &pause) < 0 && errno == EINTR) {
   }
   errno = saved_errno;
 }

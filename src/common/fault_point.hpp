@@ -17,11 +17,17 @@
 //                          there (a process that did not exist yet got no signal);
 //   CKPT_FAULT_COUNT=FILE  every point appends "N PID WHAT DETAIL" to FILE, so that a test learns
 //                          how many points a complete run has and what each one is.
+//   CKPT_FAULT_SLOW_STEP_US=N  every single step of a thread (PTRACE_SINGLESTEP) waits N us
+//                          first: a tracer slower than the kernel's clock updates, which no
+//                          clock read in the vdso outlasts when stepped (docs/reliability.md).
 // A forked child (the dumper) counts from where its parent stood; the parent of a dump makes no
 // ptrace requests, so the dumper's count starts at 1.
 namespace ckpt::fault {
 
 // `what` and `detail` name the moment ("before" "PTRACE_SYSCALL").
 void point(const char* what, const char* detail = "");
+
+// Before each single step: waits as long as CKPT_FAULT_SLOW_STEP_US says (normally nothing).
+void before_step();
 
 }  // namespace ckpt::fault

@@ -223,6 +223,7 @@ Status Tracee::resume_syscall() {
 }
 
 Status Tracee::step() {
+  fault::before_step();
   if (request(PTRACE_SINGLESTEP, "PTRACE_SINGLESTEP", tid_, nullptr, nullptr) < 0)
     return sys_error(fmt::format("ptrace(PTRACE_SINGLESTEP) tid {}", tid_));
   CKPT_TRY_ASSIGN(StopInfo stop, wait_stop());
@@ -230,6 +231,82 @@ Status Tracee::step() {
   if (stop.stop_signal() != SIGTRAP)
     return errorf("tid {}: stopped by signal {} while being stepped", tid_, stop.stop_signal());
   return {};
+}
+
+namespace {
+
+// One breakpoint instruction written over a thread's code, taken out again when dropped on every
+// path: one left behind would kill the program with SIGTRAP the next time it got there.
+class Breakpoint {
+ public:
+  static Result<Breakpoint> plant(Tracee& t, uint64_t addr) {
+    Breakpoint b(t, addr);
+    CKPT_TRY(t.read_memory(addr, &b.original_, 1));
+    const uint8_t trap = arch::kBreakpointInsn;
+    CKPT_TRY(t.write_memory(addr, &trap, 1));
+    b.planted_ = true;
+    return b;
+  }
+  Breakpoint(Breakpoint&& o) noexcept
+      : t_(o.t_),
+        addr_(o.addr_),
+        original_(o.original_),
+        planted_(std::exchange(o.planted_, false)) {}
+  Breakpoint(const Breakpoint&) = delete;
+  Breakpoint& operator=(const Breakpoint&) = delete;
+  Breakpoint& operator=(Breakpoint&&) = delete;
+  ~Breakpoint() { (void)remove(); }
+
+  Status remove() {
+    if (!std::exchange(planted_, false)) return {};
+    Status st = t_->write_memory(addr_, &original_, 1);
+    if (!st.ok())
+      return errorf("tid {}: the breakpoint at {:#x} could not be taken out: {}", t_->tid(), addr_,
+                    st.error().message);
+    return {};
+  }
+
+ private:
+  Breakpoint(Tracee& t, uint64_t addr) : t_(&t), addr_(addr) {}
+  Tracee* t_;
+  uint64_t addr_;
+  uint8_t original_ = 0;
+  bool planted_ = false;
+};
+
+}  // namespace
+
+Status Tracee::run_to(uint64_t addr, std::chrono::milliseconds limit) {
+  CKPT_TRY_ASSIGN(Breakpoint bp, Breakpoint::plant(*this, addr));
+  CKPT_TRY(resume());
+  CKPT_TRY_ASSIGN(std::optional<StopInfo> stop,
+                  wait_stop_until(std::chrono::steady_clock::now() + limit));
+  if (!stop) {
+    CKPT_TRY(interrupt());
+    CKPT_TRY(bp.remove());
+    return errorf("tid {} did not reach {:#x} within {} ms", tid_, addr, limit.count());
+  }
+  CKPT_TRY(bp.remove());
+  if (stop->exited()) return errorf("tid {} ended on its way to {:#x}", tid_, addr);
+  CKPT_TRY_ASSIGN(Regs r, regs());
+  if (stop->stop_signal() != SIGTRAP || r.rip != addr + arch::kBreakpointInsnLen)
+    return errorf("tid {}: stopped by signal {} at {:#x} on its way to {:#x}", tid_,
+                  stop->stop_signal(), r.rip, addr);
+  r.rip = addr;  // the breakpoint ran; the instruction it stood for did not
+  return set_regs(r);
+}
+
+Result<std::optional<StopInfo>> Tracee::wait_stop_until(
+    std::chrono::steady_clock::time_point deadline) {
+  for (;;) {
+    if (auto kept = parents_exit_seen(); kept) return kept;
+    StopInfo info;
+    pid_t r = ::waitpid(tid_, &info.status, __WALL | WNOHANG);
+    if (r == tid_) return std::optional(info);
+    if (r < 0 && errno != EINTR) return sys_error(fmt::format("waitpid tid {}", tid_));
+    if (std::chrono::steady_clock::now() >= deadline) return std::optional<StopInfo>();
+    ::usleep(20);
+  }
 }
 
 Status Tracee::resume() {

@@ -4,6 +4,7 @@
 #include <sys/types.h>
 #include <sys/user.h>
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <vector>
@@ -58,6 +59,11 @@ class Tracee {
   Status resume();
   // Runs one instruction (PTRACE_SINGLESTEP) and waits for the stop after it.
   Status step();
+  // Lets the thread run until it reaches code address `addr` (a breakpoint instruction put there
+  // for the while and always taken out again) and leaves it stopped there, rip == addr. Fails if
+  // it stops for anything else or is not there within `limit`; it is stopped again either way.
+  // Other threads of the process must be stopped: they would stop at the breakpoint too.
+  Status run_to(uint64_t addr, std::chrono::milliseconds limit);
 
   Result<Regs> regs() const;
   Status set_regs(const Regs& r);
@@ -81,6 +87,7 @@ class Tracee {
  private:
   Tracee(pid_t tid, unsigned long options) : tid_(tid), options_(options) {}
   Status wait_for_any_event();
+  Result<std::optional<StopInfo>> wait_stop_until(std::chrono::steady_clock::time_point deadline);
   bool alone_untraced_clones() const;
   std::optional<StopInfo> parents_exit_seen() const;
   pid_t tid_ = 0;

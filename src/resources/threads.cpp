@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/syscall.h>
@@ -12,6 +13,7 @@
 #include <array>
 #include <cstring>
 #include <span>
+#include <unordered_set>
 
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
@@ -44,35 +46,99 @@ Status dump_kernel_state(DumpContext& ctx, size_t index, schema::ThreadRecord& t
   });
 }
 
+// How many single steps a thread gets to leave the vdso before it is run out of it instead. A
+// clock read ends within ~100 instructions from anywhere in it, but a step costs ~40 us on this
+// kind of VM (more under load): a read whose retry loop then outlasts the kernel's clock update
+// (every tick) is retried for ever when stepped.
+constexpr int kVdsoSteps = 256;
+// The vdso is a few KiB: past this many more steps without leaving, something else holds it.
+constexpr int kVdsoMaxSteps = kVdsoSteps + 8192;
+// How long a thread run out of the vdso may take to reach its caller (microseconds, normally).
+constexpr std::chrono::milliseconds kVdsoRunLimit{2000};
+
+bool in_code_of(const proc::MapEntry& m, uint64_t pc) {
+  return pc >= m.start && pc < m.end;
+}
+
+// Whether `addr` is where a call in the program's code returns to: executable, outside the vdso,
+// right after a call instruction.
+bool is_return_site(const DumpContext& ctx, uint64_t addr) {
+  auto map = std::find_if(ctx.maps.begin(), ctx.maps.end(), [&](const proc::MapEntry& m) {
+    return m.start + arch::kLongestCall <= addr && addr < m.end;
+  });
+  if (map == ctx.maps.end() || !(map->prot & PROT_EXEC) || map->kind == proc::MapKind::vdso)
+    return false;
+  std::array<uint8_t, arch::kLongestCall> code{};
+  return read_remote(ctx.pid, addr - code.size(), code.data(), code.size()).ok() &&
+         arch::follows_call(code);
+}
+
+// Where the vdso function a thread loops in returns to in the program. A loop is in a function's
+// body, whose frame is set up (the kernel builds the vdso with frame pointers): rbp's chain leads
+// out of the vdso.
+Result<uint64_t> vdso_return_address(const DumpContext& ctx, pid_t tid, const ptrace::Regs& regs,
+                                     const proc::MapEntry& vdso) {
+  constexpr uint64_t kMaxFrames = 64 * 1024;  // a vdso function's frames are a few words
+  uint64_t fp = regs.rbp;
+  for (int depth = 0; depth < 8 && fp >= regs.rsp && fp - regs.rsp < kMaxFrames; ++depth) {
+    std::array<uint64_t, 2> frame{};  // the caller's rbp, the return address
+    if (!read_remote(ctx.pid, fp, frame.data(), sizeof(frame)).ok()) break;
+    if (!in_code_of(vdso, frame[1])) {
+      if (is_return_site(ctx, frame[1])) return frame[1];
+      break;
+    }
+    if (frame[0] <= fp) break;
+    fp = frame[0];
+  }
+  return errorf(
+      "thread {} loops inside the vdso (pc {:#x}) and where it returns to is not found (rsp "
+      "{:#x}, rbp {:#x}); ckpt cannot save it there, dump it again",
+      tid, arch::pc(regs), regs.rsp, regs.rbp);
+}
+
+// Steps the thread out of the vdso; one that loops there after kVdsoSteps (a pc seen again) is
+// run to its return address.
+Status step_out_of_vdso(DumpContext& ctx, ptrace::Tracee& tracee, const proc::MapEntry& vdso,
+                        ptrace::Regs regs) {
+  auto inside = [&](const ptrace::Regs& r) {
+    return in_code_of(vdso, arch::pc(r)) && arch::syscall_nr(r) < 0;
+  };
+  std::unordered_set<uint64_t> seen;
+  for (int i = 0; inside(regs); ++i) {
+    if (i >= kVdsoMaxSteps)
+      return errorf("thread {} does not leave the vdso (pc {:#x})", tracee.tid(), arch::pc(regs));
+    if (i >= kVdsoSteps && seen.contains(arch::pc(regs))) {
+      CKPT_TRY_ASSIGN(uint64_t ret, vdso_return_address(ctx, tracee.tid(), regs, vdso));
+      log::debug("dump", "thread {} loops in the vdso at {:#x}: run to {:#x}", tracee.tid(),
+                 arch::pc(regs), ret);
+      return tracee.run_to(ret, kVdsoRunLimit);
+    }
+    seen.insert(arch::pc(regs));
+    CKPT_TRY(tracee.step());
+    CKPT_TRY_ASSIGN(regs, tracee.regs());
+  }
+  return {};
+}
+
 // A thread stopped inside the vdso's code (not in a system call it makes) would go on, after a
 // restore through a vdso proxy, in the old vdso's code reading data pages that are not there:
-// it is stepped out first, with every signal blocked so that only the steps stop it. vdso
-// functions are short; the bound is for a function waiting on the kernel's time update.
+// it is taken out first, running only the vdso's own code.
 Status leave_vdso(DumpContext& ctx, size_t index) {
   auto vdso = std::find_if(ctx.maps.begin(), ctx.maps.end(),
                            [](const proc::MapEntry& m) { return m.kind == proc::MapKind::vdso; });
   if (vdso == ctx.maps.end()) return {};
   auto& tracee = ctx.threads[index].tracee;
   CKPT_TRY_ASSIGN(ptrace::Regs regs, tracee.regs());
-  auto inside = [&](const ptrace::Regs& r) {
-    return arch::pc(r) >= vdso->start && arch::pc(r) < vdso->end && arch::syscall_nr(r) < 0;
-  };
-  if (!inside(regs)) return {};
+  if (!in_code_of(*vdso, arch::pc(regs)) || arch::syscall_nr(regs) >= 0) return {};
   CKPT_TRY_ASSIGN(uint64_t mask, tracee.signal_mask());
-  CKPT_TRY(tracee.set_signal_mask(~uint64_t{0}));
-  Status st;
-  for (int i = 0; i < 1000000 && st.ok() && inside(regs); ++i) {
-    st = tracee.step();
-    if (st.ok()) {
-      auto r = tracee.regs();
-      st = r.ok() ? Status() : Status(r.error());
-      if (r.ok()) regs = *r;
-    }
-  }
-  CKPT_TRY(tracee.set_signal_mask(mask));
-  if (st.ok() && inside(regs))
-    return errorf("thread {} does not leave the vdso (pc {:#x})", tracee.tid(), arch::pc(regs));
-  return st;
+  // Every signal blocked but SIGTRAP, so that only the steps or the breakpoint stop it: their
+  // traps are forced on the thread, and a forced signal found blocked would have the program's
+  // handler for it reset to the default.
+  CKPT_TRY(tracee.set_signal_mask(~(uint64_t{1} << (SIGTRAP - 1))));
+  Status out = step_out_of_vdso(ctx, tracee, *vdso, regs);
+  Status unmasked = tracee.set_signal_mask(mask);
+  CKPT_TRY(out);
+  return unmasked;
 }
 
 // A thread interrupted in restart_syscall is saved as interrupted in the call it resumes, found

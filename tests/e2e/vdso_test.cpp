@@ -58,6 +58,30 @@ TEST(VdsoProxy, TenCyclesWithAThreadLivingInTheVdso) {
   EXPECT_TRUE(p.finish());
 }
 
+// Stepped slower than the kernel updates the clock (every tick), a thread in the vdso's clock
+// read never gets out of its retry loop by steps: the dump runs it to where the read returns
+// instead, and the program, restored through the proxy, goes on. Without that the dump loops
+// until the test gives up on it.
+TEST(VdsoProxy, AThreadSteppedSlowerThanTheClockUpdatesIsRunOutOfTheVdso) {
+  become_subreaper();
+  TestProcess p({program_path("vdso_clock")});
+  ASSERT_TRUE(p.wait_ready());
+  std::vector<std::string> dump = {
+      ckpt_path(),        "dump",           "-t", std::to_string(p.pid()), "-D",
+      p.store().string(), "--leave-running"};
+  bool ran_out = false;
+  // The spinning thread is in the vdso at almost every dump; a few tries make it certain.
+  for (int i = 0; i < 10 && !ran_out; ++i) {
+    auto r = run_command(dump, {"CKPT_FAULT_SLOW_STEP_US=2000", "CKPT_LOG=dump=debug"}, 60s);
+    ASSERT_EQ(r.exit_code(), 0) << r.describe();
+    ran_out = r.err.find("loops in the vdso") != std::string::npos;
+  }
+  EXPECT_TRUE(ran_out) << "no dump found a thread looping in the vdso";
+  p.kill_now();
+  ASSERT_TRUE(p.restore({"--force-vdso-proxy"}));
+  EXPECT_TRUE(p.finish());
+}
+
 TEST(VdsoProxy, WithoutProxyTheVdsoGoesBackToItsAddress) {
   become_subreaper();
   TestProcess p({program_path("vdso_clock")});
