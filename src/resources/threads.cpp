@@ -11,13 +11,17 @@
 
 #include <algorithm>
 #include <array>
+#include <chrono>
 #include <cstring>
+#include <optional>
 #include <span>
+#include <thread>
 #include <unordered_set>
 
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "proc/proc_file.hpp"
+#include "proc/status.hpp"
 #include "ptrace/rseq_config.hpp"
 
 namespace ckpt::threads {
@@ -184,24 +188,55 @@ Result<schema::ThreadRecord> dump_one(DumpContext& ctx, size_t index) {
   return t;
 }
 
-Result<pid_t> create_thread(RestoreContext& ctx, pid_t tid) {
+// What holds a thread's TID: a thread of a running process (an error naming it), or nothing any
+// more (nullopt): the TID of a killed process's last thread can stay taken for a moment after
+// its parent reaped the process (kernel 6.18 frees the IDs of a released task after telling the
+// parent; a SCHED_IDLE thread can be kept waiting in between for milliseconds).
+std::optional<Error> tid_holder(pid_t pid, pid_t tid) {
+  auto holder = proc::read_status(tid);
+  if (!holder.ok()) return std::nullopt;
+  return make_error(
+      fmt::format("restore pid {}: thread {}: its TID is in use by a thread of pid {} "
+                  "('{}', state {})",
+                  pid, tid, holder->tgid, holder->name, holder->state),
+      EEXIST);
+}
+
+Result<long> clone_thread(RestoreContext& ctx) {
   auto& rs = *ctx.main_remote;
+  // The new thread must be ours from its first instant: born traced, stopped before it runs.
+  auto& leader = ctx.threads[0].tracee;
+  unsigned long options = leader.options();
+  CKPT_TRY(leader.set_options(options | PTRACE_O_TRACECLONE));
+  Result<long> made = rs.call("clone3", SYS_clone3, {ctx.scratch.addr, sizeof(clone_args)});
+  CKPT_TRY(leader.set_options(options));
+  return made;
+}
+
+Result<pid_t> create_thread(RestoreContext& ctx, pid_t tid) {
   clone_args args{};
   args.flags = CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM;
   args.set_tid = ctx.scratch.addr + sizeof(args);
   args.set_tid_size = 1;
   CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, &args, sizeof(args)));
   CKPT_TRY(write_remote(ctx.pid, args.set_tid, &tid, sizeof(tid)));
-  // The new thread must be ours from its first instant: born traced, stopped before it runs.
-  auto& leader = ctx.threads[0].tracee;
-  unsigned long options = leader.options();
-  CKPT_TRY(leader.set_options(options | PTRACE_O_TRACECLONE));
-  Result<long> made = rs.call("clone3", SYS_clone3, {ctx.scratch.addr, sizeof(args)});
-  Status reset = leader.set_options(options);
-  CKPT_TRY_ASSIGN(long got, made);
-  CKPT_TRY(reset);
-  if (got != tid) return errorf("restore pid {}: thread {} came back as {}", ctx.pid, tid, got);
-  return static_cast<pid_t>(got);
+  constexpr auto kFreedWait = std::chrono::seconds(2);
+  auto deadline = std::chrono::steady_clock::now() + kFreedWait;
+  for (;;) {
+    Result<long> made = clone_thread(ctx);
+    if (made.ok()) {
+      if (*made != tid)
+        return errorf("restore pid {}: thread {} came back as {}", ctx.pid, tid, *made);
+      return static_cast<pid_t>(*made);
+    }
+    if (made.error().errnum != EEXIST) return made.error();
+    if (auto held = tid_holder(ctx.pid, tid)) return *held;
+    if (std::chrono::steady_clock::now() > deadline)
+      return errorf(
+          "restore pid {}: thread {}: its TID stayed taken for {} s by a task already gone",
+          ctx.pid, tid, kFreedWait.count());
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
 }
 
 Status restore_kernel_state(RestoreContext& ctx, ptrace::RemoteSyscalls& rs,

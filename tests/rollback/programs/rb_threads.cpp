@@ -224,11 +224,15 @@ void eintr() {
 
 // --- concurrent: threads taking checkpoints at once; a rollback while they do --------------------
 std::atomic<int> g_taken;
-int g_descriptors[4][20];  // persisted
+constexpr int kTakers = 4, kTakesEach = 15;
+// Every checkpoint of the test is kept (at most 64 are), so that the one gone back to is still
+// there however far the threads got meanwhile.
+static_assert(1 + kTakers * kTakesEach <= 64);
+int g_descriptors[kTakers][kTakesEach];  // persisted
 
 void* take_many(void* arg) {
   int me = static_cast<int>(reinterpret_cast<intptr_t>(arg));
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < kTakesEach; ++i) {
     int d = tsetjmp();
     if (d < 0) fail_at(__LINE__, "tsetjmp in a thread");
     if (!g_descriptors[me][i]) __atomic_store_n(&g_descriptors[me][i], d, __ATOMIC_SEQ_CST);
@@ -242,8 +246,8 @@ void concurrent() {
   CHECK(persist(g_descriptors, sizeof g_descriptors) == 0);
   CHECK(ckpt_rollback_set_keep(64) == 0);  // the checkpoint chosen below must still be kept
   CHECK(tsetjmp() == 1);
-  pthread_t t[4];
-  for (int i = 0; i < 4; ++i)
+  pthread_t t[kTakers];
+  for (int i = 0; i < kTakers; ++i)
     CHECK(pthread_create(&t[i], nullptr, take_many, reinterpret_cast<void*>(intptr_t{i})) == 0);
   while (g_taken < 40 || __atomic_load_n(&g_descriptors[0][9], __ATOMIC_SEQ_CST) == 0) sleep_ms(1);
   if (phase == 0) {
