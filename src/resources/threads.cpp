@@ -189,9 +189,9 @@ Result<schema::ThreadRecord> dump_one(DumpContext& ctx, size_t index) {
 }
 
 // What holds a thread's TID: a thread of a running process (an error naming it), or nothing any
-// more (nullopt): the TID of a killed process's last thread can stay taken for a moment after
-// its parent reaped the process (kernel 6.18 frees the IDs of a released task after telling the
-// parent; a SCHED_IDLE thread can be kept waiting in between for milliseconds).
+// more (nullopt). Seen here: a killed process's SCHED_IDLE thread kept its TID taken for a moment
+// after the parent had reaped the process (clone3 EEXIST, then no task with that TID): most
+// likely the kernel frees a released task's IDs only after telling the parent.
 std::optional<Error> tid_holder(pid_t pid, pid_t tid) {
   auto holder = proc::read_status(tid);
   if (!holder.ok()) return std::nullopt;
