@@ -219,10 +219,34 @@ Sink spawn_sink(const fs::path& file, size_t len, bool thp) {
   return s;
 }
 
-void ask_sink(const Sink& sink, char what) {
+void tell_sink(const Sink& sink, char what) {
+  if (::write(sink.cmd, &what, 1) != 1) die("the sink is gone", sink.pid);
+}
+
+void wait_sink(const Sink& sink) {
   int r = -1;
-  if (::write(sink.cmd, &what, 1) != 1 || ::read(sink.ack, &r, sizeof r) != sizeof r || r != 0)
+  if (::read(sink.ack, &r, sizeof r) != sizeof r || r != 0)
     die("the sink failed to populate or read its memory", sink.pid);
+}
+
+void ask_sink(const Sink& sink, char what) {
+  tell_sink(sink, what);
+  wait_sink(sink);
+}
+
+// The file read into `buf` piece by piece and written into the sink's mapping; with `ready`, each
+// piece only once the sink has populated that far.
+void copy_into_sink(const fs::path& file, size_t len, const Sink& sink, std::vector<char>& buf,
+                    const std::atomic<uint64_t>* ready) {
+  auto fd = check(open_file(file, O_RDONLY));
+  for (size_t off = 0; off < len; off += buf.size()) {
+    size_t n = std::min(buf.size(), len - off);
+    check(read_exact(fd.get(), {reinterpret_cast<std::byte*>(buf.data()), n}, file.string()));
+    while (ready && ready->load(std::memory_order_acquire) < off + n) ::sched_yield();
+    iovec local{buf.data(), n}, remote{reinterpret_cast<void*>(sink.addr + off), n};
+    if (::process_vm_writev(sink.pid, &local, 1, &remote, 1, 0) != ssize_t(n))
+      die(fmt::format("process_vm_writev pid {}: {}", sink.pid, std::strerror(errno)), sink.pid);
+  }
 }
 
 void end_sink(const Sink& sink) {
@@ -242,14 +266,7 @@ RawFill raw_fill(const fs::path& file, size_t len, bool thp, std::vector<char>& 
   auto start = Clock::now();
   ask_sink(sink, 'p');
   RawFill out{seconds_since(start), 0};
-  auto fd = check(open_file(file, O_RDONLY));
-  for (size_t off = 0; off < len; off += buf.size()) {
-    size_t n = std::min(buf.size(), len - off);
-    check(read_exact(fd.get(), {reinterpret_cast<std::byte*>(buf.data()), n}, file.string()));
-    iovec local{buf.data(), n}, remote{reinterpret_cast<void*>(sink.addr + off), n};
-    if (::process_vm_writev(sink.pid, &local, 1, &remote, 1, 0) != ssize_t(n))
-      die(fmt::format("process_vm_writev pid {}: {}", sink.pid, std::strerror(errno)), sink.pid);
-  }
+  copy_into_sink(file, len, sink, buf, nullptr);
   out.total = seconds_since(start);
   end_sink(sink);
   return out;
@@ -258,20 +275,9 @@ RawFill raw_fill(const fs::path& file, size_t len, bool thp, std::vector<char>& 
 double raw_overlap(const fs::path& file, size_t len, bool thp, std::vector<char>& buf) {
   Sink sink = spawn_sink(file, len, thp);
   auto start = Clock::now();
-  char what = 'o';
-  if (::write(sink.cmd, &what, 1) != 1) die("the sink is gone", sink.pid);
-  auto fd = check(open_file(file, O_RDONLY));
-  for (size_t off = 0; off < len; off += buf.size()) {
-    size_t n = std::min(buf.size(), len - off);
-    check(read_exact(fd.get(), {reinterpret_cast<std::byte*>(buf.data()), n}, file.string()));
-    while (sink.populated->load(std::memory_order_acquire) < off + n) ::sched_yield();
-    iovec local{buf.data(), n}, remote{reinterpret_cast<void*>(sink.addr + off), n};
-    if (::process_vm_writev(sink.pid, &local, 1, &remote, 1, 0) != ssize_t(n))
-      die(fmt::format("process_vm_writev pid {}: {}", sink.pid, std::strerror(errno)), sink.pid);
-  }
-  int r = -1;
-  if (::read(sink.ack, &r, sizeof r) != sizeof r || r != 0)
-    die("the sink failed to populate its memory", sink.pid);
+  tell_sink(sink, 'o');
+  copy_into_sink(file, len, sink, buf, sink.populated);
+  wait_sink(sink);
   double s = seconds_since(start);
   end_sink(sink);
   return s;

@@ -47,6 +47,14 @@ Hook& hook() {
   return *h;
 }
 
+// Sleeps the whole time even when signals come; errno as it was.
+void pause_for(timespec pause) {
+  int saved_errno = errno;
+  while (::nanosleep(&pause, &pause) < 0 && errno == EINTR) {
+  }
+  errno = saved_errno;
+}
+
 }  // namespace
 
 void point(const char* what, const char* detail) {
@@ -68,23 +76,14 @@ void point(const char* what, const char* detail) {
         ::close(fd);
       }
     }
-    if (h.wait_ms > 0) {
-      timespec pause{h.wait_ms / 1000, (h.wait_ms % 1000) * 1000000};
-      while (::nanosleep(&pause, &pause) < 0 && errno == EINTR) {
-      }
-    }
+    if (h.wait_ms > 0) pause_for({h.wait_ms / 1000, (h.wait_ms % 1000) * 1000000});
   }
   errno = saved_errno;
 }
 
 void before_step() {
   long us = hook().step_us;
-  if (us <= 0) return;
-  int saved_errno = errno;
-  timespec pause{us / 1000000, (us % 1000000) * 1000};
-  while (::nanosleep(&pause, &pause) < 0 && errno == EINTR) {
-  }
-  errno = saved_errno;
+  if (us > 0) pause_for({us / 1000000, (us % 1000000) * 1000});
 }
 
 }  // namespace ckpt::fault

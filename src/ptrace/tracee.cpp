@@ -281,19 +281,27 @@ Status Tracee::run_to(uint64_t addr, std::chrono::milliseconds limit) {
   CKPT_TRY(resume());
   CKPT_TRY_ASSIGN(std::optional<StopInfo> stop,
                   wait_stop_until(std::chrono::steady_clock::now() + limit));
-  if (!stop) {
-    CKPT_TRY(interrupt());
-    CKPT_TRY(bp.remove());
-    return errorf("tid {} did not reach {:#x} within {} ms", tid_, addr, limit.count());
+  bool in_time = stop.has_value();
+  if (!in_time) {
+    StopInfo how;
+    CKPT_TRY(interrupt(&how));
+    stop = how;
   }
   CKPT_TRY(bp.remove());
   if (stop->exited()) return errorf("tid {} ended on its way to {:#x}", tid_, addr);
   CKPT_TRY_ASSIGN(Regs r, regs());
-  if (stop->stop_signal() != SIGTRAP || r.rip != addr + arch::kBreakpointInsnLen)
+  bool arrived = stop->stop_signal() == SIGTRAP && r.rip == addr + arch::kBreakpointInsnLen;
+  if (arrived) {
+    // The breakpoint ran, the instruction it stood for did not: the thread must run that one
+    // next, however late it got there.
+    r.rip = addr;
+    CKPT_TRY(set_regs(r));
+  }
+  if (!in_time) return errorf("tid {} did not reach {:#x} within {} ms", tid_, addr, limit.count());
+  if (!arrived)
     return errorf("tid {}: stopped by signal {} at {:#x} on its way to {:#x}", tid_,
                   stop->stop_signal(), r.rip, addr);
-  r.rip = addr;  // the breakpoint ran; the instruction it stood for did not
-  return set_regs(r);
+  return {};
 }
 
 Result<std::optional<StopInfo>> Tracee::wait_stop_until(
