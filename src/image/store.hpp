@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -82,8 +83,12 @@ class SectionWriter {
   virtual Status write(std::span<const std::byte> data) = 0;
   // Like write(), but `data` may still be checksummed and written on a thread of the generation
   // after the call returns: the caller leaves it unchanged until settle() of the returned ticket
-  // (the memory dump reads its next buffer meanwhile). An error shows in a later call.
-  virtual Result<uint64_t> write_behind(std::span<const std::byte> data) {
+  // (the memory dump reads its next buffer meanwhile). An error shows in a later call. `first`,
+  // if given, runs on that thread just before: work on the same bytes that the caller need not
+  // wait for (the page index's hashes).
+  virtual Result<uint64_t> write_behind(std::span<const std::byte> data,
+                                        std::function<void()> first = {}) {
+    if (first) first();
     CKPT_TRY(write(data));
     return 0;
   }

@@ -167,7 +167,8 @@ class SectionWriterImpl final : public SectionWriter {
   SectionWriterImpl(GenerationWriterImpl* gen, SectionMeta meta)
       : gen_(gen), meta_(std::move(meta)) {}
   Status write(std::span<const std::byte> data) override;
-  Result<uint64_t> write_behind(std::span<const std::byte> data) override;
+  Result<uint64_t> write_behind(std::span<const std::byte> data,
+                                std::function<void()> first) override;
   Status settle(uint64_t ticket) override;
   Status finish() override;
   bool finished() const { return finished_; }
@@ -273,11 +274,15 @@ Status SectionWriterImpl::write(std::span<const std::byte> data) {
   return store(data);
 }
 
-Result<uint64_t> SectionWriterImpl::write_behind(std::span<const std::byte> data) {
+Result<uint64_t> SectionWriterImpl::write_behind(std::span<const std::byte> data,
+                                                 std::function<void()> first) {
   fault::point("during", "section write");
   if (finished_) return errorf("section '{}': write after finish", meta_.name);
   meta_.raw_size += data.size();
-  return gen_->behind().queue([this, data] { return store(data); });
+  return gen_->behind().queue([this, data, first = std::move(first)] {
+    if (first) first();
+    return store(data);
+  });
 }
 
 Status SectionWriterImpl::settle(uint64_t ticket) {

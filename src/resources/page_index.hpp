@@ -104,6 +104,8 @@ class PageSink {
   const Entry* parent_entry(uint64_t addr);
   Status check_order(uint64_t addr) const;
   Result<uint64_t> put(uint64_t addr, std::span<const char> bytes, bool behind);
+  // put() of pages that are all stored, hashed on the write-behind thread.
+  Result<uint64_t> put_all_behind(uint64_t addr, std::span<const char> bytes);
 
   image::SectionWriter& out_;
   const Index* parent_;

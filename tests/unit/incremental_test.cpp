@@ -128,6 +128,51 @@ TEST(PageIndex, SinkWritesOnlyPagesThatDifferFromTheParent) {
   EXPECT_EQ(stored, (std::vector<bool>{false, true, true, false, true}));
 }
 
+// A full dump leaves the hashes to the generation's writer thread (write_behind): the index it
+// ends with must be the one a page-by-page write gives, even when the entries outgrow what was
+// reserved while hashes were still being filled in.
+TEST(PageIndex, HashesLeftToTheWriterThreadAreThoseOfThePages) {
+  TempDir dir;
+  Store store = open_store(dir.path());
+  auto w = store.begin_generation({});
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  auto section = (*w)->begin_section("memory.pages");
+  ASSERT_TRUE(section.ok()) << section.error().message;
+  page_index::DumpState state;
+  page_index::PageSink sink(**section, nullptr, state);
+  sink.reserve(3);
+  std::vector<std::vector<char>> bufs;
+  for (char c : {'a', 'b', 'c', 'd', 'e', 'f'}) bufs.push_back(pages_of({c, char(c + 1), 'z'}));
+  uint64_t addr = 0x100000;
+  for (auto& buf : bufs) {
+    auto ticket = sink.write_behind(addr, buf);
+    ASSERT_TRUE(ticket.ok()) << ticket.error().message;
+    addr += buf.size() + kPage;  // a hole between the runs
+  }
+  EXPECT_FALSE(sink.write_behind(0x1000, bufs[0]).ok());
+  ASSERT_TRUE(sink.settle_all().ok());
+  Index full = sink.take();
+  ASSERT_TRUE((*section)->finish().ok());
+
+  Collect by_page;
+  page_index::DumpState plain_state;
+  page_index::PageSink plain(by_page, nullptr, plain_state);
+  addr = 0x100000;
+  for (auto& buf : bufs) {
+    ASSERT_TRUE(plain.write(addr, buf).ok());
+    addr += buf.size() + kPage;
+  }
+  Index expected = plain.take();
+  ASSERT_EQ(full.entries.size(), 18u);
+  ASSERT_EQ(expected.entries.size(), 18u);
+  for (size_t i = 0; i < full.entries.size(); ++i) {
+    EXPECT_EQ(full.entries[i].key, expected.entries[i].key) << i;
+    EXPECT_EQ(full.entries[i].hash, expected.entries[i].hash) << i;
+  }
+  EXPECT_EQ(state.pages, 18u);
+  EXPECT_EQ(state.changed, 18u);
+}
+
 // Write tracking: pages known unchanged take the parent's entries unread; where the parent lacks
 // a page, inherit() stops there so that the caller reads it.
 TEST(PageIndex, InheritTakesTheParentsEntriesAndStopsWhereItHasNone) {
