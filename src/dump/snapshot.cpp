@@ -169,6 +169,10 @@ void Snapshot::end() {
   pid_ = 0;
 }
 
+void Snapshot::kill_now() {
+  if (pid_ != 0) ::kill(pid_, SIGKILL);
+}
+
 Result<Snapshot> take(DumpContext& ctx) {
   CKPT_TRY_ASSIGN(auto pristine, read_pristine(ctx));
   Result<Snapshot> snap = make_error("snapshot: not taken");
