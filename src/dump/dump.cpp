@@ -17,6 +17,7 @@
 #include <optional>
 #include <sstream>
 #include <string_view>
+#include <system_error>
 
 #include "ckpt/version.hpp"
 #include "common/checksum.hpp"
@@ -474,19 +475,25 @@ Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
 // the copy: it reads smaps, whose walk of every page table entry (10-15 ms per GiB here) needs
 // nothing the copy does. Nothing to check: a ready future.
 std::future<Status> check_flags_beside(const DumpContext& ctx, const PendingMemory& p) {
+  std::promise<Status> ready;
   if (!ctx.flags_early) {
-    std::promise<Status> none;
-    none.set_value(Status{});
-    return none.get_future();
+    ready.set_value(Status{});
+    return ready.get_future();
   }
   pid_t pid = ctx.pid, snap = p.snap ? p.snap.pid() : 0;
   const std::vector<proc::MapEntry>* maps = &ctx.maps;
-  return std::async(std::launch::async, [pid, snap, maps] {
+  auto check = [pid, snap, maps] {
     return snap ? vm_flags::check_at_fork(pid, *maps, snap) : vm_flags::check_kept(pid, *maps);
-  });
+  };
+  try {
+    return std::async(std::launch::async, check);
+  } catch (const std::system_error&) {  // no thread to be had (RLIMIT_NPROC): here, then
+    ready.set_value(check());
+    return ready.get_future();
+  }
 }
 
-// Stored once (cow_shared.hpp), compared with the root's snapshot, which is therefore ended last;
+// Stored once (cow_shared.hpp), compared with the root's snapshot, which is therefore killed last;
 // a root copied while stopped has no frames left to compare with. Snapshots are killed once
 // copied and reaped with `pending`.
 Status copy_from_snapshots(Tree& tree, std::vector<PendingMemory>& pending) {

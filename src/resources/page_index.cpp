@@ -198,14 +198,19 @@ Status PageSink::settle_all() {
   return last ? out_.settle(last) : Status{};
 }
 
+Status PageSink::make_room(size_t n) {
+  if (index_.entries.size() + n <= index_.entries.capacity()) return {};
+  // Writes still queued may fill in hashes through pointers into the entries (put_all_behind):
+  // they must not move before those are done.
+  CKPT_TRY(settle_all());
+  index_.entries.reserve(std::max(index_.entries.size() + n, 2 * index_.entries.capacity()));
+  return {};
+}
+
 Result<uint64_t> PageSink::put_all_behind(uint64_t addr, std::span<const char> bytes) {
   CKPT_TRY(check_order(addr));
   size_t n = bytes.size() / kPage;
-  // The writer thread fills in hashes through a pointer into the entries: they must not move.
-  if (index_.entries.size() + n > index_.entries.capacity()) {
-    CKPT_TRY(settle_all());
-    index_.entries.reserve(std::max(index_.entries.size() + n, 2 * index_.entries.capacity()));
-  }
+  CKPT_TRY(make_room(n));
   Entry* first = index_.entries.data() + index_.entries.size();
   for (size_t i = 0; i < n; ++i) index_.entries.emplace_back(addr + i * kPage, 0, true);
   state_.pages += n;
@@ -220,6 +225,7 @@ Result<uint64_t> PageSink::put_all_behind(uint64_t addr, std::span<const char> b
 Result<uint64_t> PageSink::put(uint64_t addr, std::span<const char> bytes, bool behind) {
   // Without a parent every page is stored: the copying thread need not wait for the hashes.
   if (behind && !parent_ && !bytes.empty()) return put_all_behind(addr, bytes);
+  CKPT_TRY(make_room(bytes.size() / kPage));
   const char* run = nullptr;  // start of the changed pages not written yet
   uint64_t ticket = 0;
   auto flush = [&](const char* end) -> Status {

@@ -106,6 +106,8 @@ class PageSink {
   Result<uint64_t> put(uint64_t addr, std::span<const char> bytes, bool behind);
   // put() of pages that are all stored, hashed on the write-behind thread.
   Result<uint64_t> put_all_behind(uint64_t addr, std::span<const char> bytes);
+  // Room for `n` more entries without moving them under a queued write.
+  Status make_room(size_t n);
 
   image::SectionWriter& out_;
   const Index* parent_;
