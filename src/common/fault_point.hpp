@@ -9,7 +9,8 @@
 //   CKPT_FAULT_KILL_PID=P  with CKPT_FAULT_KILL_AT: process P is killed there instead (the target
 //                          of a dump dying at that moment);
 //   CKPT_FAULT_SIGNAL=S    with CKPT_FAULT_KILL_AT: signal S is sent there instead of SIGKILL (a
-//                          signal reaching the target at exactly that moment);
+//                          signal reaching the target at exactly that moment); 0 sends none, so
+//                          that with CKPT_FAULT_WAIT_MS the point only holds the process there;
 //   CKPT_FAULT_WAIT_MS=N   with CKPT_FAULT_SIGNAL: the point then waits N ms (the target gets to
 //   act
 //                          on the signal before ckpt's next step);

@@ -116,5 +116,60 @@ TEST(DumperKilled, AtItsKillPointsAProcessTreeRunsOnIntact) {
   EXPECT_TRUE(p.finish(60s));
 }
 
+// A Ctrl-C at the terminal reaches the whole process group of the ckpt command, which dies of it.
+// Its dumper, in a group of its own, finishes the dump alone: the generation is committed and the
+// program runs on, untraced. Signal 0 at a point halfway makes the dumper wait there, so that the
+// group's SIGINT comes while it holds the program.
+TEST(CallerInterrupted, ACtrlCToTheCommandsGroupLeavesTheDumpToFinish) {
+  become_subreaper();
+  TestProcess p({program_path("fault_target"), "16", "1"}, {.append_stdout = true});
+  ASSERT_TRUE(p.wait_ready());
+  auto tree = tree_of(p.pid());
+  std::map<pid_t, long> progress;
+  ASSERT_TRUE(self_checks(p, tree, progress));
+  auto store = p.dir() / "store";
+  auto names = count_points(p, store);
+  ASSERT_GT(names.size(), 20u);
+  auto before = generations(store);
+  ASSERT_EQ(before.size(), 1u);
+  auto sent = p.dir() / "sent";
+  SpawnSpec spec;
+  // setsid(1): the command leads a group of its own, as a shell's job does, so that the SIGINT
+  // below reaches it and not this test.
+  spec.argv = {"/usr/bin/setsid",       ckpt_path(), "dump",         "-t",
+               std::to_string(p.pid()), "-D",        store.string(), "--leave-running"};
+  spec.extra_env = {"CKPT_FAULT_KILL_AT=" + std::to_string(names.size() / 2),
+                    "CKPT_FAULT_KILL_PID=" + std::to_string(p.pid()),
+                    "CKPT_FAULT_SIGNAL=0",
+                    "CKPT_FAULT_WAIT_MS=3000",
+                    "CKPT_FAULT_SENT=" + sent.string(),
+                    "CKPT_FAULT_COUNT=" + (p.dir() / "points-seen").string()};
+  pid_t command = spawn(spec);
+  auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (!fs::exists(sent) && std::chrono::steady_clock::now() < deadline) sleep_for(10ms);
+  ASSERT_TRUE(fs::exists(sent)) << "the dumper never reached point " << names.size() / 2;
+  // The dumper (whose PID the points file names) is out of the command's group but in its
+  // session: a session of its own would be a new autogroup, which Linux starved of CPU here
+  // while other tasks kept the CPUs busy (seconds for a dump).
+  std::ifstream seen(p.dir() / "points-seen");
+  long first = 0;
+  pid_t dumper = 0;
+  ASSERT_TRUE(seen >> first >> dumper);
+  EXPECT_NE(::getpgid(dumper), command);
+  EXPECT_EQ(::getsid(dumper), command);
+  ASSERT_EQ(::kill(-command, SIGINT), 0) << strerror(errno);
+  auto status = wait_child(command, 10s);
+  ASSERT_TRUE(status.has_value()) << "the ckpt command outlived its SIGINT";
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGINT) << describe_status(*status);
+  while (generations(store).size() == before.size() && std::chrono::steady_clock::now() < deadline)
+    sleep_for(20ms);
+  EXPECT_EQ(generations(store).size(), before.size() + 1) << "the dump was not finished";
+  EXPECT_TRUE(untraced_and_running(p.pid()));
+  EXPECT_TRUE(self_checks(p, tree, progress));
+  auto verify = run_ckpt({"verify", store.string()}, 60s);
+  EXPECT_EQ(verify.exit_code(), 0) << verify.describe();
+  EXPECT_TRUE(p.finish(60s));
+}
+
 }  // namespace
 }  // namespace rel
