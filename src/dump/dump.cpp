@@ -473,13 +473,9 @@ Status snapshot_or_copy(Tree& tree, std::vector<PendingMemory>& pending) {
 
 // The check that the flags read early still stand (vm_flags.hpp), on a thread of its own beside
 // the copy: it reads smaps, whose walk of every page table entry (10-15 ms per GiB here) needs
-// nothing the copy does. Nothing to check: a ready future.
+// nothing the copy does. Without a thread to be had (RLIMIT_NPROC) it runs at get().
 std::future<Status> check_flags_beside(const DumpContext& ctx, const PendingMemory& p) {
-  std::promise<Status> ready;
-  if (!ctx.flags_early) {
-    ready.set_value(Status{});
-    return ready.get_future();
-  }
+  if (!ctx.flags_early) return std::async(std::launch::deferred, [] { return Status{}; });
   pid_t pid = ctx.pid, snap = p.snap ? p.snap.pid() : 0;
   const std::vector<proc::MapEntry>* maps = &ctx.maps;
   auto check = [pid, snap, maps] {
@@ -487,9 +483,8 @@ std::future<Status> check_flags_beside(const DumpContext& ctx, const PendingMemo
   };
   try {
     return std::async(std::launch::async, check);
-  } catch (const std::system_error&) {  // no thread to be had (RLIMIT_NPROC): here, then
-    ready.set_value(check());
-    return ready.get_future();
+  } catch (const std::system_error&) {
+    return std::async(std::launch::deferred, check);
   }
 }
 

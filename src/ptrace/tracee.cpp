@@ -120,14 +120,21 @@ Status Tracee::detach() {
 // block forever while its threads wait for us. So the wait blocks on one thread alone only when
 // no other thread can be waiting for us (alone_untraced_clones()).
 Result<StopInfo> Tracee::wait_stop() {
-  StopInfo info;
   for (;;) {
-    if (auto kept = parents_exit_seen(); kept) return *kept;
-    pid_t r = ::waitpid(tid_, &info.status, __WALL | WNOHANG);
-    if (r == tid_) return info;
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return sys_error(fmt::format("waitpid tid {}", tid_));
+    CKPT_TRY_ASSIGN(std::optional<StopInfo> stop, poll_stop());
+    if (stop) return *stop;
     CKPT_TRY(wait_for_any_event());
+  }
+}
+
+Result<std::optional<StopInfo>> Tracee::poll_stop() {
+  for (;;) {
+    if (auto kept = parents_exit_seen(); kept) return kept;
+    StopInfo info;
+    pid_t r = ::waitpid(tid_, &info.status, __WALL | WNOHANG);
+    if (r == tid_) return std::optional(info);
+    if (r == 0) return std::optional<StopInfo>();
+    if (errno != EINTR) return sys_error(fmt::format("waitpid tid {}", tid_));
   }
 }
 
@@ -307,12 +314,8 @@ Status Tracee::run_to(uint64_t addr, std::chrono::milliseconds limit) {
 Result<std::optional<StopInfo>> Tracee::wait_stop_until(
     std::chrono::steady_clock::time_point deadline) {
   for (;;) {
-    if (auto kept = parents_exit_seen(); kept) return kept;
-    StopInfo info;
-    pid_t r = ::waitpid(tid_, &info.status, __WALL | WNOHANG);
-    if (r == tid_) return std::optional(info);
-    if (r < 0 && errno != EINTR) return sys_error(fmt::format("waitpid tid {}", tid_));
-    if (std::chrono::steady_clock::now() >= deadline) return std::optional<StopInfo>();
+    CKPT_TRY_ASSIGN(std::optional<StopInfo> stop, poll_stop());
+    if (stop || std::chrono::steady_clock::now() >= deadline) return stop;
     ::usleep(20);
   }
 }

@@ -88,6 +88,8 @@ class Tracee {
   Tracee(pid_t tid, unsigned long options) : tid_(tid), options_(options) {}
   Status wait_for_any_event();
   Result<std::optional<StopInfo>> wait_stop_until(std::chrono::steady_clock::time_point deadline);
+  // The thread's stop or end if one is there to take now (parents_exit_seen() first), else none.
+  Result<std::optional<StopInfo>> poll_stop();
   bool alone_untraced_clones() const;
   std::optional<StopInfo> parents_exit_seen() const;
   pid_t tid_ = 0;
