@@ -12,8 +12,7 @@
 //                          signal reaching the target at exactly that moment); 0 sends none, so
 //                          that with CKPT_FAULT_WAIT_MS the point only holds the process there;
 //   CKPT_FAULT_WAIT_MS=N   with CKPT_FAULT_SIGNAL: the point then waits N ms (the target gets to
-//   act
-//                          on the signal before ckpt's next step);
+//                          act on the signal before ckpt's next step);
 //   CKPT_FAULT_SENT=FILE   with CKPT_FAULT_KILL_AT: the kill point writes "sent" or the errno text
 //                          there (a process that did not exist yet got no signal);
 //   CKPT_FAULT_COUNT=FILE  every point appends "N PID WHAT DETAIL" to FILE, so that a test learns

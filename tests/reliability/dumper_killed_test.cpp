@@ -145,9 +145,8 @@ TEST(CallerInterrupted, ACtrlCToTheCommandsGroupLeavesTheDumpToFinish) {
                     "CKPT_FAULT_SENT=" + sent.string(),
                     "CKPT_FAULT_COUNT=" + (p.dir() / "points-seen").string()};
   pid_t command = spawn(spec);
-  auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (!fs::exists(sent) && std::chrono::steady_clock::now() < deadline) sleep_for(10ms);
-  ASSERT_TRUE(fs::exists(sent)) << "the dumper never reached point " << names.size() / 2;
+  ASSERT_TRUE(wait_for_text(sent, "sent", command, 20s))
+      << "the dumper never reached point " << names.size() / 2;
   // The dumper (whose PID the points file names) is out of the command's group but in its
   // session: a session of its own would be a new autogroup, which Linux starved of CPU here
   // while other tasks kept the CPUs busy (seconds for a dump).
@@ -161,6 +160,7 @@ TEST(CallerInterrupted, ACtrlCToTheCommandsGroupLeavesTheDumpToFinish) {
   auto status = wait_child(command, 10s);
   ASSERT_TRUE(status.has_value()) << "the ckpt command outlived its SIGINT";
   EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGINT) << describe_status(*status);
+  auto deadline = std::chrono::steady_clock::now() + 20s;
   while (generations(store).size() == before.size() && std::chrono::steady_clock::now() < deadline)
     sleep_for(20ms);
   EXPECT_EQ(generations(store).size(), before.size() + 1) << "the dump was not finished";
