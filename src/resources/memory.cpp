@@ -509,9 +509,25 @@ std::vector<Piece> only_what_parent_has(const std::vector<Piece>& pieces,
       out.push_back({s, e, inherit});
     }
   };
+  auto at_or_above = [&](size_t from, uint64_t addr) {
+    return static_cast<size_t>(
+        std::lower_bound(all.begin() + static_cast<std::ptrdiff_t>(from), all.end(), addr,
+                         [](const page_index::Entry& e, uint64_t a) { return e.addr() < a; }) -
+        all.begin());
+  };
   for (const Piece& p : pieces) {
     if (!p.inherit) {
       add(p.start, p.end, false);
+      continue;
+    }
+    // Mostly the parent has every page of the piece: its entries there are then exactly as many
+    // as the pages (they ascend strictly), found without a walk page by page (1 GiB of pages took
+    // 2-4 ms of the freeze here).
+    k = at_or_above(k, p.start);
+    size_t past = at_or_above(k, p.end);
+    if (past - k == (p.end - p.start) / kPage) {
+      add(p.start, p.end, true);
+      k = past;
       continue;
     }
     for (uint64_t a = p.start; a < p.end; a += kPage) {
@@ -561,6 +577,7 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
   constexpr uint64_t kMaxHeld = 64 << 20;
   const page_index::Index* parent = parent_index(ctx);
   if ((!parent && !ctx.pre_copied) || ctx.unchanged.empty()) return false;
+  PhaseClock clock("memory", fmt::format("pid {}: written pages", ctx.pid));
   CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(ctx.pid));
   std::vector<std::vector<Range>> found(plan.items.size());
   std::vector<std::vector<Piece>> pieces(plan.items.size());
@@ -584,6 +601,7 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
   // A few pages cost less than any fork, however small the process.
   constexpr uint64_t kAlwaysHeld = 256 << 10;
   if (to_read > kAlwaysHeld && to_read * 32 > total) return false;
+  clock.mark("found");
   for (size_t i = 0; i < plan.items.size(); ++i) {
     Plan::Item& item = plan.items[i];
     if (!item.scan) continue;
@@ -597,6 +615,7 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
     item.scan = false;
     item.held = true;
   }
+  clock.mark("backed and read");
   plan.snapshot = false;
   {
     std::lock_guard lk(ctx.tree->mu);  // processes are held several at once
