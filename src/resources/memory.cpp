@@ -496,7 +496,8 @@ const page_index::Index* parent_index(const DumpContext& ctx) {
   return it == pages->parent->indexes.end() ? nullptr : &it->second;
 }
 
-// Inherited pieces cut where `parent` has no entry: those pages are read instead.
+}  // namespace
+
 std::vector<Piece> only_what_parent_has(const std::vector<Piece>& pieces,
                                         const page_index::Index& parent) {
   std::vector<Piece> out;
@@ -537,6 +538,8 @@ std::vector<Piece> only_what_parent_has(const std::vector<Piece>& pieces,
   }
   return out;
 }
+
+namespace {
 
 // Reads the pieces to read of `pieces` from process `pid`, back to back into `out`. These are
 // mostly pages written since the last dump, so the program's own (the write gave it a copy):

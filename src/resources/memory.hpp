@@ -3,6 +3,7 @@
 // that cannot be found elsewhere (anonymous pages, copy-on-write copies of file pages, contents
 // of deleted files and shared anonymous memory). Dump and restore side by side.
 #include "resources/context.hpp"
+#include "resources/page_index.hpp"
 
 namespace ckpt::memory {
 
@@ -38,6 +39,10 @@ struct Plan {
   bool snapshot = false;       // the private pages may come from a snapshot
   uint64_t stopped_bytes = 0;  // what had to be read while stopped for that
 };
+// Inherited pieces (`pieces` in address order) cut where `parent` has no entry: the pages it
+// lacks are read instead.
+std::vector<Plan::Piece> only_what_parent_has(const std::vector<Plan::Piece>& pieces,
+                                              const page_index::Index& parent);
 // Records the mappings and saves shared memory objects. With `snapshot`, also reads now what a
 // fork() would not copy as it is (shared memory, MADV_DONTFORK, MADV_WIPEONFORK areas); the
 // plan's `snapshot` says false when that is not possible or too large.

@@ -1,12 +1,15 @@
 // Incremental generations: page indexes, the diff an incremental dump writes, how restore
 // composes a chain, chain verification and retention that keeps the parents kept ones need.
 #include <cstring>
+#include <tuple>
+#include <vector>
 
 #include <gtest/gtest.h>
 
 #include "image/chain.hpp"
 #include "image/store.hpp"
 #include "image_test_util.hpp"
+#include "resources/memory.hpp"
 #include "resources/page_chain.hpp"
 #include "resources/page_index.hpp"
 
@@ -210,6 +213,27 @@ TEST(PageIndex, InheritTakesTheParentsEntriesAndStopsWhereItHasNone) {
     EXPECT_EQ(child.entries[i].hash, parent.find(child.entries[i].addr())->hash);
   }
   EXPECT_TRUE(child.entries[3].stored());
+}
+
+// What write tracking knows unchanged is taken from the parent only where the parent has the
+// page: a page first touched by a read since then (the zero page, never written) is read instead.
+TEST(PageIndex, UnchangedPiecesAreReadWhereTheParentHasNoPage) {
+  using Piece = memory::Plan::Piece;
+  Index parent;
+  for (uint64_t page = 0; page < 10; ++page)
+    if (page != 4) parent.entries.emplace_back(0x100000 + page * kPage, page, true);
+  auto at = [](uint64_t page) { return 0x100000 + page * kPage; };
+  std::vector<Piece> pieces = {
+      {at(0), at(3), false}, {at(3), at(8), true}, {at(8), at(10), true}, {at(12), at(14), true}};
+  auto out = memory::only_what_parent_has(pieces, parent);
+  std::vector<std::tuple<uint64_t, uint64_t, bool>> got;
+  for (auto& p : out) got.emplace_back(p.start, p.end, p.inherit);
+  std::vector<std::tuple<uint64_t, uint64_t, bool>> want = {{at(0), at(3), false},
+                                                            {at(3), at(4), true},
+                                                            {at(4), at(5), false},
+                                                            {at(5), at(10), true},
+                                                            {at(12), at(14), false}};
+  EXPECT_EQ(got, want);
 }
 
 TEST(PageChain, EachPageComesFromTheNearestGenerationThatStoresIt) {
