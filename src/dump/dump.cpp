@@ -629,12 +629,14 @@ void read_flags_early(Tree& tree, const std::vector<pid_t>& found) {
 // here, as long as reading the flags early, and the two now overlap.
 class ParentLookup {
  public:
-  ParentLookup() = default;
-  ParentLookup(const image::Store& store, pid_t pid)
-      : found_(std::async(std::launch::async, [&store, pid, this] {
-          auto exe = proc::read_proc_link(pid, "exe");
-          return page_index::find_parent(store, pid, exe.ok() ? *exe : "", &why_);
-        })) {}
+  // Starts the lookup for an incremental dump; a full dump has none.
+  ParentLookup(const image::Store& store, const DumpOptions& opts) {
+    if (!opts.incremental) return;
+    found_ = std::async(std::launch::async, [&store, pid = opts.pid, this] {
+      auto exe = proc::read_proc_link(pid, "exe");
+      return page_index::find_parent(store, pid, exe.ok() ? *exe : "", &why_);
+    });
+  }
   ParentLookup(const ParentLookup&) = delete;
   ParentLookup& operator=(const ParentLookup&) = delete;
 
@@ -783,12 +785,10 @@ Result<DumpResult> dump_here(image::Store& store, DumpOptions opts) {
   // Before the freeze, like the generation's files: it costs the process nothing then.
   page_index::DumpState pages;
   PhaseClock clock("dump", fmt::format("pid {}: before the freeze", opts.pid));
-  std::optional<ParentLookup> parent;
-  if (opts.incremental) parent.emplace(store, opts.pid);
+  ParentLookup parent(store, opts);
   CKPT_TRY_ASSIGN(auto writer, store.begin_generation(opts.write));
   clock.mark("generation begun");
-  ParentLookup none;
-  return dump_tree(writer.get(), opts, started, pages, parent ? *parent : none);
+  return dump_tree(writer.get(), opts, started, pages, parent);
 }
 
 // The dumper's answer to its parent, on a SEQPACKET channel: first one message per process whose

@@ -3,7 +3,10 @@
 // that cannot be found elsewhere (anonymous pages, copy-on-write copies of file pages, contents
 // of deleted files and shared anonymous memory). Dump and restore side by side.
 #include "resources/context.hpp"
-#include "resources/page_index.hpp"
+
+namespace ckpt::page_index {
+struct Index;
+}  // namespace ckpt::page_index
 
 namespace ckpt::memory {
 

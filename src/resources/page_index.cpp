@@ -39,10 +39,15 @@ uint32_t get32(const std::byte* p) {
 
 }  // namespace
 
+size_t Index::first_at_or_above(uint64_t addr, size_t from) const {
+  auto it = std::lower_bound(entries.begin() + static_cast<std::ptrdiff_t>(from), entries.end(),
+                             addr, [](const Entry& e, uint64_t a) { return e.addr() < a; });
+  return static_cast<size_t>(it - entries.begin());
+}
+
 const Entry* Index::find(uint64_t addr) const {
-  auto it = std::lower_bound(entries.begin(), entries.end(), addr,
-                             [](const Entry& e, uint64_t a) { return e.addr() < a; });
-  return it != entries.end() && it->addr() == addr ? &*it : nullptr;
+  size_t k = first_at_or_above(addr);
+  return k < entries.size() && entries[k].addr() == addr ? &entries[k] : nullptr;
 }
 
 uint64_t Index::stored_count() const {

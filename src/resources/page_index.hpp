@@ -42,6 +42,8 @@ struct Index {
   std::vector<Entry> entries;  // strictly ascending addresses
   // The entry for `addr`, or null.
   const Entry* find(uint64_t addr) const;
+  // The position of the first entry at or above `addr`, searched from position `from` on.
+  size_t first_at_or_above(uint64_t addr, size_t from = 0) const;
   uint64_t stored_count() const;
 };
 
