@@ -43,6 +43,7 @@
 
 #include "bench_util.hpp"
 #include "common/fs_util.hpp"
+#include "common/populate.hpp"
 #include "dump/dump.hpp"
 #include "image/store.hpp"
 #include "proc/proc_file.hpp"
@@ -131,7 +132,7 @@ void reap(pid_t pid, int want_signal) {
 // one is the limit (the engine reads through /proc/PID/mem, proc/proc_file.hpp says why).
 enum class Reader { vm_readv, proc_mem };
 
-double raw_dump_with(const Target& t, const fs::path& file, std::vector<char>& buf, Reader how) {
+double raw_dump_with(const Target& t, const fs::path& file, HugeVector<char>& buf, Reader how) {
   ::sync();  // no writeback of earlier runs during the timed part
   auto start = Clock::now();
   auto fd = check(open_file(file, O_WRONLY | O_CREAT | O_TRUNC));
@@ -236,7 +237,7 @@ void ask_sink(const Sink& sink, char what) {
 
 // The file read into `buf` piece by piece and written into the sink's mapping; with `ready`, each
 // piece only once the sink has populated that far.
-void copy_into_sink(const fs::path& file, size_t len, const Sink& sink, std::vector<char>& buf,
+void copy_into_sink(const fs::path& file, size_t len, const Sink& sink, HugeVector<char>& buf,
                     const std::atomic<uint64_t>* ready) {
   auto fd = check(open_file(file, O_RDONLY));
   for (size_t off = 0; off < len; off += buf.size()) {
@@ -261,7 +262,7 @@ struct RawFill {
   double populate, total;
 };
 
-RawFill raw_fill(const fs::path& file, size_t len, bool thp, std::vector<char>& buf) {
+RawFill raw_fill(const fs::path& file, size_t len, bool thp, HugeVector<char>& buf) {
   Sink sink = spawn_sink(file, len, thp);
   auto start = Clock::now();
   ask_sink(sink, 'p');
@@ -272,7 +273,7 @@ RawFill raw_fill(const fs::path& file, size_t len, bool thp, std::vector<char>& 
   return out;
 }
 
-double raw_overlap(const fs::path& file, size_t len, bool thp, std::vector<char>& buf) {
+double raw_overlap(const fs::path& file, size_t len, bool thp, HugeVector<char>& buf) {
   Sink sink = spawn_sink(file, len, thp);
   auto start = Clock::now();
   tell_sink(sink, 'o');
@@ -337,7 +338,7 @@ struct Sample {
 
 // The parts of a restore that do not touch the target, timed on their own.
 void time_store_reads(const image::Store& store, const image::GenerationInfo& gen, Sample& s,
-                      std::vector<char>& buf) {
+                      HugeVector<char>& buf) {
   auto start = Clock::now();
   check(store.verify(gen));
   s.verify = seconds_since(start);
@@ -350,7 +351,7 @@ void time_store_reads(const image::Store& store, const image::GenerationInfo& ge
 
 // The two readers swap order between repetitions too: the second pass finds the file's blocks
 // freed a moment ago, the first may pay for backing them again.
-void raw_dumps(const Target& t, const fs::path& file, std::vector<char>& buf, bool vm_first,
+void raw_dumps(const Target& t, const fs::path& file, HugeVector<char>& buf, bool vm_first,
                Sample& s) {
   if (vm_first) s.raw_dump_vm = raw_dump_with(t, file, buf, Reader::vm_readv);
   s.raw_dump_mem = raw_dump_with(t, file, buf, Reader::proc_mem);
@@ -361,7 +362,7 @@ void raw_dumps(const Target& t, const fs::path& file, std::vector<char>& buf, bo
 // Engine and raw steps alternate in order between repetitions: whichever allocates memory first
 // on this VM may pay for the host backing it again (free page reporting hands freed memory back).
 void dump_both(const Target& t, const fs::path& raw, image::Store& store, bool engine_first,
-               Sample& s, image::GenerationInfo& gen, std::vector<char>& buf) {
+               Sample& s, image::GenerationInfo& gen, HugeVector<char>& buf) {
   if (!engine_first) raw_dumps(t, raw, buf, true, s);
   DumpOptions opts;
   opts.pid = t.pid;
@@ -390,8 +391,7 @@ void restore_engine(const Target& t, const image::Store& store, Sample& s) {
   finish_restored(restored.pid);
 }
 
-void restore_raw(const Target& t, const fs::path& raw, bool thp, Sample& s,
-                 std::vector<char>& buf) {
+void restore_raw(const Target& t, const fs::path& raw, bool thp, Sample& s, HugeVector<char>& buf) {
   s.raw_read = raw_read_fresh(raw, t.len, thp);
   auto fill = raw_fill(raw, t.len, thp, buf);
   s.raw_fill = fill.total;
@@ -401,7 +401,7 @@ void restore_raw(const Target& t, const fs::path& raw, bool thp, Sample& s,
 }
 
 Sample run_once(const fs::path& exe, const fs::path& dir, image::Store& store, uint64_t mib,
-                bool thp, bool engine_first, std::vector<char>& buf) {
+                bool thp, bool engine_first, HugeVector<char>& buf) {
   Sample s{};
   Target t = spawn_target(exe, mib, thp);
   fs::path raw = dir / fmt::format("ckpt-engine-bench-{}.raw", ::getpid());
@@ -558,7 +558,7 @@ int main(int argc, char** argv) {
   if (argc == 4 && std::string(argv[1]) == "--target")
     return target_main(std::stoull(argv[2]), argv[3][0] == '1');
   Options o = parse(argc, argv);
-  std::vector<char> buf(kBuffer);
+  HugeVector<char> buf(kBuffer);  // huge pages: the fastest buffer there is (common/populate.hpp)
   fs::path exe = make_target_exe();
   std::vector<Row> rows;
   for (auto& dir : o.dirs) {

@@ -33,8 +33,8 @@ class BufferedFile {
   // The buffer is backed at once: its first touch page by page is slow on a VM
   // (common/populate.hpp), and every dump makes a new one.
   BufferedFile(ScopedFd fd, std::string path)
-      : fd_(std::move(fd)), path_(std::move(path)), buf_(new std::byte[detail::kIoChunk]) {
-    populate(buf_.get(), detail::kIoChunk);
+      : fd_(std::move(fd)), path_(std::move(path)), buf_(detail::kIoChunk) {
+    populate(buf_.data(), detail::kIoChunk);
   }
 
   Status append(std::span<const std::byte> data) {
@@ -43,7 +43,7 @@ class BufferedFile {
       CKPT_TRY(flush());
       if (data.size() >= detail::kIoChunk) return write_through(data);
     }
-    std::memcpy(buf_.get() + used_, data.data(), data.size());
+    std::memcpy(buf_.bytes() + used_, data.data(), data.size());
     used_ += data.size();
     size_ += data.size();
     return {};
@@ -52,7 +52,7 @@ class BufferedFile {
   Status flush() {
     if (used_ == 0) return {};
     size_ -= used_;
-    CKPT_TRY(write_through(std::span(buf_.get(), used_)));
+    CKPT_TRY(write_through(std::span(buf_.bytes(), used_)));
     used_ = 0;
     return {};
   }
@@ -82,7 +82,7 @@ class BufferedFile {
 
   ScopedFd fd_;
   std::string path_;
-  std::unique_ptr<std::byte[]> buf_;
+  HugeBuffer buf_;
   size_t used_ = 0;
   uint64_t size_ = 0;     // bytes appended, buffered ones included
   uint64_t started_ = 0;  // bytes whose writeback was started

@@ -39,8 +39,9 @@ namespace {
 
 constexpr uint64_t kPage = 4096;
 constexpr size_t kCopyBuffer = 8 << 20;
-// Small: a fresh buffer costs first-touch faults, slow on this kind of VM (1 MiB: a few ms).
-constexpr size_t kFillBuffer = 1 << 20;
+// One huge page: a fresh buffer of small pages costs first-touch faults, slow on this kind of VM
+// (1 MiB: a few ms), and the kernel copies out of small pages slower too (common/populate.hpp).
+constexpr size_t kFillBuffer = 2 << 20;
 // Holes up to this size between saved ranges are populated with them (see add_populate()).
 constexpr uint64_t kPopulateGap = 256 << 10;
 // Memory a snapshot dump reads while the process is stopped (shared, not forked) is held in
@@ -97,8 +98,8 @@ Status inherit_piece(const proc::MemFile& mem, const Piece& p, page_index::PageS
 // writes are done. Both are backed at once, as far as they will be used (common/populate.hpp).
 class CopyBuffers {
  public:
-  explicit CopyBuffers(uint64_t to_read) : storage_(new char[kCopyBuffer]) {
-    for (char* half : {storage_.get(), storage_.get() + kHalf})
+  explicit CopyBuffers(uint64_t to_read) : storage_(kCopyBuffer) {
+    for (char* half : {storage_.data(), storage_.data() + kHalf})
       populate(half, std::min<uint64_t>(to_read, kHalf));
   }
 
@@ -106,7 +107,7 @@ class CopyBuffers {
   Result<std::span<char>> next(page_index::PageSink& sink) {
     cur_ ^= 1;
     CKPT_TRY(sink.settle(ticket_[cur_]));
-    return std::span<char>(storage_.get() + cur_ * kHalf, kHalf);
+    return std::span<char>(storage_.data() + cur_ * kHalf, kHalf);
   }
 
   // The half last handed out is in use until `ticket` (0: nothing of it was queued).
@@ -117,7 +118,7 @@ class CopyBuffers {
   static constexpr size_t kHalf = kCopyBuffer / 2;
 
  private:
-  std::unique_ptr<char[]> storage_;
+  HugeBuffer storage_;
   std::array<uint64_t, 2> ticket_{};
   size_t cur_ = 0;
 };
@@ -697,7 +698,7 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
       if (item.held)
         for (auto& p : item.pieces) bytes += p.inherit ? p.end - p.start : 0;
       ctx.tree->progress->advance(bytes);
-      std::vector<char>().swap(item.data);
+      HugeVector<char>().swap(item.data);
     }
   }
   CKPT_TRY(sink.settle_all());
@@ -1131,10 +1132,10 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
   CKPT_TRY(page_chain::check_index(ctx));
   CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, ctx.section(kPagesSection)));
   // One buffer for every process of the restore: a new one would be faulted in again for each
-  // (first touch runs at a few hundred MB/s here). Not zero-filled: a small process touches only
-  // a few pages of it.
-  thread_local const std::unique_ptr<std::byte[]> storage(new std::byte[kFillBuffer]);
-  std::span<std::byte> buf(storage.get(), kFillBuffer);
+  // (first touch runs at a few hundred MB/s here). One huge page (common/populate.hpp), not
+  // zero-filled by us.
+  thread_local const HugeBuffer storage(kFillBuffer);
+  std::span<std::byte> buf(storage.bytes(), kFillBuffer);
   // Each mapping's saved pages and the base's area it keeps, looked up once for both passes.
   struct Filled {
     std::vector<Range> ranges, from_root;

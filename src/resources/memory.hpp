@@ -2,6 +2,7 @@
 // Memory: every mapping of the process with its address, size, protection, flags and the pages
 // that cannot be found elsewhere (anonymous pages, copy-on-write copies of file pages, contents
 // of deleted files and shared anonymous memory). Dump and restore side by side.
+#include "common/populate.hpp"
 #include "resources/context.hpp"
 
 namespace ckpt::page_index {
@@ -29,7 +30,7 @@ struct Plan {
     uint64_t start = 0, end = 0;
     bool scan = false;  // private pages, found in the source's pagemap by write_pages()
     std::vector<std::pair<uint64_t, uint64_t>> ranges;     // otherwise what to save
-    std::vector<char> data;                                // their bytes, read while stopped
+    HugeVector<char> data;                                 // their bytes, read while stopped
     std::vector<std::pair<uint64_t, uint64_t>> from_root;  // left out: the root saves them
     // A private file mapping: its page-cache pages are left to the file. Asking the kernel to
     // tell them from private copies costs a look at every page, so only these ask.

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "common/populate.hpp"
 #include "common/result.hpp"
 #include "image/store.hpp"
 
@@ -39,7 +40,7 @@ struct Entry {
 static_assert(sizeof(Entry) == 16);
 
 struct Index {
-  std::vector<Entry> entries;  // strictly ascending addresses
+  HugeVector<Entry> entries;  // strictly ascending addresses
   // The entry for `addr`, or null.
   const Entry* find(uint64_t addr) const;
   // The position of the first entry at or above `addr`, searched from position `from` on.

@@ -2,11 +2,16 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cstdint>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <string>
 
 #include <gtest/gtest.h>
 
 #include "common/fs_util.hpp"
+#include "common/populate.hpp"
 #include "common/result.hpp"
 #include "support/temp_dir.hpp"
 
@@ -69,3 +74,51 @@ TEST(FsUtil, OpenMissingFileNamesIt) {
 
 }  // namespace
 }  // namespace ckpt
+
+namespace {
+
+// AnonHugePages of the mapping of this process that holds `p`, in kB; -1 if none holds it.
+long anon_huge_kb_at(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  auto at = reinterpret_cast<uintptr_t>(p);
+  bool inside = false;
+  for (std::string line; std::getline(smaps, line);) {
+    uintptr_t start = 0, end = 0;
+    char dash = 0;
+    std::istringstream head(line);
+    if (head >> std::hex >> start >> dash >> end && dash == '-') {
+      inside = start <= at && at < end;
+      continue;
+    }
+    long kb = 0;
+    if (inside && std::sscanf(line.c_str(), "AnonHugePages: %ld kB", &kb) == 1) return kb;
+  }
+  return -1;
+}
+
+}  // namespace
+
+// Big buffers start on a huge page, so that all of them can be huge pages (a fresh small page
+// costs a host exit on its first touch here), and a vector keeps its contents as it grows past
+// the size where its storage changes kind.
+TEST(HugeVector, BigStorageStartsOnAHugePageAndKeepsItsContentsAsItGrows) {
+  ckpt::HugeVector<uint64_t> v;
+  for (uint64_t i = 0; i < (uint64_t{8} << 20) / sizeof(uint64_t); ++i) {
+    v.push_back(i * 7);
+    if (v.capacity() * sizeof(uint64_t) >= ckpt::huge::kHugePage) {
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(v.data()) % ckpt::huge::kHugePage, 0u) << i;
+    }
+  }
+  for (uint64_t i = 0; i < v.size(); ++i) ASSERT_EQ(v[i], i * 7) << i;
+  ckpt::HugeVector<char> small(100, 'x');
+  EXPECT_EQ(std::string(small.begin(), small.end()), std::string(100, 'x'));
+}
+
+TEST(HugeBuffer, IsBackedByHugePagesOncePopulated) {
+  ckpt::HugeBuffer buf(size_t{4} << 20);
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(buf.data()) % ckpt::huge::kHugePage, 0u);
+  ckpt::populate(buf.data(), buf.size());
+  EXPECT_GE(anon_huge_kb_at(buf.data()), 4096);
+  ckpt::HugeBuffer moved(std::move(buf));  // one owner: the end of both unmaps it once
+  moved.data()[0] = 1;
+}
