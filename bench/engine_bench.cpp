@@ -9,11 +9,15 @@
 // affects both alike:
 //   raw dump     the region read into one reused 8 MiB buffer, write() to a file in the store's
 //                directory with its writeback started every 32 MiB (as the engine does), fsync;
-//                read by process_vm_readv and by /proc/PID/mem, the faster counts
-//   engine dump  dump_process() into a store in that directory (the target is killed and reaped)
+//                read by process_vm_readv and by /proc/PID/mem; and once more by process_vm_readv
+//                into two buffers in turn with the write on a second thread (as the engine
+//                overlaps them); the fastest of the three counts
+//   engine dump  dump_process() into a store in that directory, leaving the target running in
+//                odd runs (before the raw dumps) and killing it in even ones (after them)
 //   raw read     read() the raw file back into a fresh anonymous mapping
 //   raw fill     another process populates a fresh mapping with MADV_POPULATE_WRITE; the file is
-//                read into an 8 MiB buffer and process_vm_writev'd into it (the engine's way)
+//                read into a buffer and process_vm_writev'd into it (the engine's way); with a
+//                2 MiB buffer (the engine's) and an 8 MiB one, the faster counts
 //   raw direct   the same populate, then that process read()s the file into the mapping itself
 //   raw overlap  the fill with the populate in step: the process populates 32 MiB pieces in order
 //                while the file is read and written into the pieces already populated (on two
@@ -22,7 +26,8 @@
 //                process_vm_readv and the restored process checks all of it itself (exit code)
 // Medians over the repetitions are reported; the restore ratio is against the fastest raw way.
 // "best" is the same ratio between the fastest runs, less sensitive to a busy machine.
-// Reads come from the page cache in both cases (the files were just written).
+// Reads come from the page cache in both cases (the files were just written). Every timed step
+// starts after settle(): nothing left to write back and freshly freed memory at hand.
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/mman.h>
@@ -32,6 +37,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -39,7 +45,10 @@
 #include <filesystem>
 #include <map>
 #include <optional>
+#include <semaphore>
+#include <span>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "bench_util.hpp"
@@ -61,6 +70,7 @@ using bench::make_target_exe;
 using Clock = std::chrono::steady_clock;
 
 constexpr size_t kBuffer = size_t{8} << 20;
+constexpr size_t kFillChunk = size_t{2} << 20;  // the restore's fill buffer (memory.cpp)
 constexpr size_t kPage = 4096;
 constexpr size_t kSampleStride = 16;  // pages between two verified pages
 constexpr int kBadMemoryExit = 3;
@@ -133,37 +143,95 @@ void reap(pid_t pid, int want_signal) {
 // one is the limit (the engine reads through /proc/PID/mem, proc/proc_file.hpp says why).
 enum class Reader { vm_readv, proc_mem };
 
+// Every timed step starts alike: no writeback of earlier steps pending, and `len` bytes of free
+// memory the host backs. On this VM memory freed a while ago goes back to the host (free page
+// reporting), so whichever step ran first after a pause paid for backing it again (up to 4x its
+// time at 1 GiB) and whichever ran right after another freed it did not. Populating and freeing
+// `len` just before each step gives every step freshly freed, still backed pages.
+void settle(size_t len) {
+  ::sync();
+  void* p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) die("mmap failed");
+  (void)::madvise(p, len, MADV_POPULATE_WRITE);
+  ::munmap(p, len);
+}
+
+void read_piece(const Target& t, std::optional<proc::MemFile>& mem, char* to, size_t off,
+                size_t n) {
+  if (mem) {
+    check(mem->read(t.addr + off, to, n), t.pid);
+    return;
+  }
+  iovec local{to, n}, remote{reinterpret_cast<void*>(t.addr + off), n};
+  if (::process_vm_readv(t.pid, &local, 1, &remote, 1, 0) != ssize_t(n))
+    die(fmt::format("process_vm_readv pid {}: {}", t.pid, std::strerror(errno)), t.pid);
+}
+
+// Starts the writeback of every 32 MiB written: on a disk the final fsync then waits for the
+// last of it only. Without it the engine, which does it, beat the raw dump (2026-12-04,
+// docs/benchmarks.md).
+struct Writeback {
+  static constexpr size_t kEvery = size_t{32} << 20;
+  size_t started = 0;  // bytes whose writeback was started
+  void written(int fd, size_t end) {
+    if (end - started < kEvery) return;
+    (void)::sync_file_range(fd, static_cast<off_t>(started), static_cast<off_t>(end - started),
+                            SYNC_FILE_RANGE_WRITE);
+    started = end;
+  }
+};
+
 double raw_dump_with(const Target& t, const fs::path& file, HugeVector<char>& buf, Reader how) {
-  ::sync();  // no writeback of earlier runs during the timed part
+  settle(t.len);
   auto start = Clock::now();
   auto fd = check(open_file(file, O_WRONLY | O_CREAT | O_TRUNC));
   std::optional<proc::MemFile> mem;
   if (how == Reader::proc_mem) mem = check(proc::MemFile::open(t.pid), t.pid);
-  constexpr size_t kWriteback = size_t{32} << 20;
-  size_t started = 0;  // bytes whose writeback was started
+  Writeback writeback;
   for (size_t off = 0; off < t.len; off += buf.size()) {
     size_t n = std::min(buf.size(), t.len - off);
-    if (mem) {
-      check(mem->read(t.addr + off, buf.data(), n), t.pid);
-    } else {
-      iovec local{buf.data(), n}, remote{reinterpret_cast<void*>(t.addr + off), n};
-      if (::process_vm_readv(t.pid, &local, 1, &remote, 1, 0) != ssize_t(n))
-        die(fmt::format("process_vm_readv pid {}: {}", t.pid, std::strerror(errno)), t.pid);
-    }
+    read_piece(t, mem, buf.data(), off, n);
     check(write_all(fd.get(), {reinterpret_cast<std::byte*>(buf.data()), n}, file.string()), t.pid);
-    // On a disk the final fsync then waits for the last of it only: without this the engine,
-    // which does it, beat the raw dump (2026-12-04, docs/benchmarks.md).
-    if (off + n - started >= kWriteback) {
-      (void)::sync_file_range(fd.get(), static_cast<off_t>(started),
-                              static_cast<off_t>(off + n - started), SYNC_FILE_RANGE_WRITE);
-      started = off + n;
-    }
+    writeback.written(fd.get(), off + n);
   }
   check(fsync_fd(fd.get(), file.string()), t.pid);
   return seconds_since(start);
 }
 
+// The same with the write on a second thread, as the engine does: the next piece is read while
+// the last is written, so on a disk the limit is the slower of the two, not their sum.
+double raw_dump_pipelined(const Target& t, const fs::path& file, HugeVector<char>& buf) {
+  static HugeVector<char> other(kBuffer);  // kept across runs, as `buf` is
+  std::array<char*, 2> bufs{buf.data(), other.data()};
+  std::binary_semaphore filled[2]{std::binary_semaphore{0}, std::binary_semaphore{0}};
+  std::binary_semaphore emptied[2]{std::binary_semaphore{1}, std::binary_semaphore{1}};
+  size_t piece = std::min(buf.size(), other.size());
+  settle(t.len);
+  auto start = Clock::now();
+  auto fd = check(open_file(file, O_WRONLY | O_CREAT | O_TRUNC));
+  std::thread writer([&] {
+    Writeback writeback;
+    for (size_t off = 0, i = 0; off < t.len; off += piece, i ^= 1) {
+      filled[i].acquire();
+      size_t n = std::min(piece, t.len - off);
+      check(write_all(fd.get(), {reinterpret_cast<std::byte*>(bufs[i]), n}, file.string()), t.pid);
+      writeback.written(fd.get(), off + n);
+      emptied[i].release();
+    }
+  });
+  std::optional<proc::MemFile> none;  // process_vm_readv: no file to open first
+  for (size_t off = 0, i = 0; off < t.len; off += piece, i ^= 1) {
+    emptied[i].acquire();
+    read_piece(t, none, bufs[i], off, std::min(piece, t.len - off));
+    filled[i].release();
+  }
+  writer.join();
+  check(fsync_fd(fd.get(), file.string()), t.pid);
+  return seconds_since(start);
+}
+
 double raw_read_fresh(const fs::path& file, size_t len, bool thp) {
+  settle(len);
   auto start = Clock::now();
   auto fd = check(open_file(file, O_RDONLY));
   void* mem = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -247,7 +315,7 @@ void ask_sink(const Sink& sink, char what) {
 
 // The file read into `buf` piece by piece and written into the sink's mapping; with `ready`, each
 // piece only once the sink has populated that far.
-void copy_into_sink(const fs::path& file, size_t len, const Sink& sink, HugeVector<char>& buf,
+void copy_into_sink(const fs::path& file, size_t len, const Sink& sink, std::span<char> buf,
                     const std::atomic<uint64_t>* ready) {
   auto fd = check(open_file(file, O_RDONLY));
   for (size_t off = 0; off < len; off += buf.size()) {
@@ -272,8 +340,9 @@ struct RawFill {
   double populate, total;
 };
 
-RawFill raw_fill(const fs::path& file, size_t len, bool thp, HugeVector<char>& buf) {
+RawFill raw_fill(const fs::path& file, size_t len, bool thp, std::span<char> buf) {
   Sink sink = spawn_sink(file, len, thp);
+  settle(len);
   auto start = Clock::now();
   ask_sink(sink, 'p');
   RawFill out{seconds_since(start), 0};
@@ -283,8 +352,9 @@ RawFill raw_fill(const fs::path& file, size_t len, bool thp, HugeVector<char>& b
   return out;
 }
 
-double raw_overlap(const fs::path& file, size_t len, bool thp, HugeVector<char>& buf) {
+double raw_overlap(const fs::path& file, size_t len, bool thp, std::span<char> buf) {
   Sink sink = spawn_sink(file, len, thp);
+  settle(len);
   auto start = Clock::now();
   tell_sink(sink, 'o');
   copy_into_sink(file, len, sink, buf, sink.populated);
@@ -296,6 +366,7 @@ double raw_overlap(const fs::path& file, size_t len, bool thp, HugeVector<char>&
 
 double raw_direct(const fs::path& file, size_t len, bool thp) {
   Sink sink = spawn_sink(file, len, thp);
+  settle(len);
   auto start = Clock::now();
   ask_sink(sink, 'd');
   double s = seconds_since(start);
@@ -340,8 +411,8 @@ void finish_restored(pid_t pid) {
 // ---- one repetition ----
 
 struct Sample {
-  double raw_dump_vm, raw_dump_mem, raw_dump, dump, frozen, raw_read, raw_fill, raw_populate,
-      raw_direct, raw_overlap, restore, restore_took;
+  double raw_dump_vm, raw_dump_mem, raw_dump_pipe, raw_dump, dump, frozen, raw_read, raw_fill,
+      raw_populate, raw_direct, raw_overlap, restore, restore_took;
   double verify, section_read;
   bool leave_running;  // the engine's dump let the target go on (else it killed and reaped it)
 };
@@ -359,32 +430,45 @@ void time_store_reads(const image::Store& store, const image::GenerationInfo& ge
   s.section_read = seconds_since(start);
 }
 
-// The two readers swap order between repetitions too: the second pass finds the file's blocks
-// freed a moment ago, the first may pay for backing them again.
+// The readers take turns at going first. settle() gives each the same memory to start with.
 void raw_dumps(const Target& t, const fs::path& file, HugeVector<char>& buf, bool vm_first,
                Sample& s) {
   if (vm_first) s.raw_dump_vm = raw_dump_with(t, file, buf, Reader::vm_readv);
+  if (!vm_first) s.raw_dump_pipe = raw_dump_pipelined(t, file, buf);
   s.raw_dump_mem = raw_dump_with(t, file, buf, Reader::proc_mem);
+  if (vm_first) s.raw_dump_pipe = raw_dump_pipelined(t, file, buf);
   if (!vm_first) s.raw_dump_vm = raw_dump_with(t, file, buf, Reader::vm_readv);
-  s.raw_dump = std::min(s.raw_dump_vm, s.raw_dump_mem);
+  s.raw_dump = std::min({s.raw_dump_vm, s.raw_dump_mem, s.raw_dump_pipe});
 }
 
-// Engine and raw steps alternate in order between repetitions: whichever allocates memory first
-// on this VM may pay for the host backing it again (free page reporting hands freed memory back).
-void dump_both(const Target& t, const fs::path& raw, image::Store& store, bool engine_first,
+// After a leave-running dump the target's pages are still marked shared with the snapshot that
+// is gone, and process_vm_readv pins each page it reads, which makes the kernel fault every page
+// back to exclusive first (gup_must_unshare): the first raw pass after it took 1.0-1.4 s for
+// 1 GiB instead of 0.23-0.48 (2026-12-04). One untimed pass does that for all of them.
+void make_exclusive(const Target& t, HugeVector<char>& buf) {
+  std::optional<proc::MemFile> none;
+  for (size_t off = 0; off < t.len; off += buf.size())
+    read_piece(t, none, buf.data(), off, std::min(buf.size(), t.len - off));
+}
+
+// Who goes first matters: on a disk each 1 GiB written after another went slower (the 4th of
+// four in a row took up to twice as long as the 1st), so a leave-running dump goes before the raw
+// ones and a killing one, which must come last, after them.
+void dump_both(const Target& t, const fs::path& raw, image::Store& store, bool leave_running,
                Sample& s, image::GenerationInfo& gen, HugeVector<char>& buf) {
-  if (!engine_first) raw_dumps(t, raw, buf, true, s);
+  if (!leave_running) raw_dumps(t, raw, buf, true, s);
   DumpOptions opts;
   opts.pid = t.pid;
-  opts.leave_running = engine_first;  // the raw copy still needs the process
-  ::sync();
+  opts.leave_running = leave_running;
+  settle(t.len);
   auto start = Clock::now();
   auto dumped = check(dump_process(store, opts), t.pid);
   s.dump = seconds_since(start);
   s.leave_running = opts.leave_running;
   s.frozen = secs(dumped.frozen);
   gen = dumped.generation;
-  if (engine_first) {
+  if (leave_running) {
+    make_exclusive(t, buf);
     raw_dumps(t, raw, buf, false, s);
     ::kill(t.pid, SIGKILL);
   }
@@ -392,6 +476,7 @@ void dump_both(const Target& t, const fs::path& raw, image::Store& store, bool e
 }
 
 void restore_engine(const Target& t, const image::Store& store, Sample& s) {
+  settle(t.len);
   auto start = Clock::now();
   auto restored = check(restore_process(store, RestoreOptions{}));
   s.restore = seconds_since(start);
@@ -401,23 +486,31 @@ void restore_engine(const Target& t, const image::Store& store, Sample& s) {
   finish_restored(restored.pid);
 }
 
+// The ways through a buffer are timed with the engine's buffer size (one huge page: it stays in
+// the cache between the read and the write) and with the 8 MiB one, and the faster counts.
 void restore_raw(const Target& t, const fs::path& raw, bool thp, Sample& s, HugeVector<char>& buf) {
   s.raw_read = raw_read_fresh(raw, t.len, thp);
-  auto fill = raw_fill(raw, t.len, thp, buf);
-  s.raw_fill = fill.total;
-  s.raw_populate = fill.populate;
+  s.raw_fill = s.raw_overlap = 1e9;
+  for (size_t size : {kFillChunk, buf.size()}) {
+    std::span<char> chunk(buf.data(), size);
+    auto fill = raw_fill(raw, t.len, thp, chunk);
+    if (fill.total < s.raw_fill) s.raw_populate = fill.populate;
+    s.raw_fill = std::min(s.raw_fill, fill.total);
+    s.raw_overlap = std::min(s.raw_overlap, raw_overlap(raw, t.len, thp, chunk));
+  }
   s.raw_direct = raw_direct(raw, t.len, thp);
-  s.raw_overlap = raw_overlap(raw, t.len, thp, buf);
 }
 
+// Odd runs dump leaving the target running and restore with the engine first; even runs kill it
+// and restore the raw ways first.
 Sample run_once(const fs::path& exe, const fs::path& dir, image::Store& store, uint64_t mib,
-                bool thp, bool engine_first, HugeVector<char>& buf) {
+                bool thp, bool odd, HugeVector<char>& buf) {
   Sample s{};
   Target t = spawn_target(exe, mib, thp);
   fs::path raw = dir / fmt::format("ckpt-engine-bench-{}.raw", ::getpid());
   image::GenerationInfo gen;
-  dump_both(t, raw, store, engine_first, s, gen, buf);
-  if (engine_first) {
+  dump_both(t, raw, store, odd, s, gen, buf);
+  if (odd) {
     restore_engine(t, store, s);
     restore_raw(t, raw, thp, s, buf);
   } else {
@@ -581,11 +674,13 @@ int main(int argc, char** argv) {
         auto& s = row.runs.back();
         std::printf(
             "%4lu MiB %-9s run %d: dump (%s) %.0f ms (raw %.0f: process_vm_readv %.0f, "
-            "/proc/PID/mem %.0f), restore %.0f ms (raw read %.0f, fill %.0f, direct %.0f, overlap "
+            "/proc/PID/mem %.0f, write on a 2nd thread %.0f), restore %.0f ms (raw read %.0f, fill "
+            "%.0f, direct %.0f, overlap "
             "%.0f)\n",
             mib, dir.c_str(), i + 1, s.leave_running ? "leave-running" : "killing", s.dump * 1e3,
-            s.raw_dump * 1e3, s.raw_dump_vm * 1e3, s.raw_dump_mem * 1e3, s.restore * 1e3,
-            s.raw_read * 1e3, s.raw_fill * 1e3, s.raw_direct * 1e3, s.raw_overlap * 1e3);
+            s.raw_dump * 1e3, s.raw_dump_vm * 1e3, s.raw_dump_mem * 1e3, s.raw_dump_pipe * 1e3,
+            s.restore * 1e3, s.raw_read * 1e3, s.raw_fill * 1e3, s.raw_direct * 1e3,
+            s.raw_overlap * 1e3);
         std::fflush(stdout);
       }
       rows.push_back(std::move(row));

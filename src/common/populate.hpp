@@ -51,7 +51,7 @@ inline void* map_aligned(size_t bytes) {
   auto at = reinterpret_cast<uintptr_t>(raw);
   uintptr_t start = (at + kHugePage - 1) & ~(kHugePage - 1);
   if (start > at) ::munmap(raw, start - at);
-  if (uintptr_t tail = at + len + kHugePage - (start + len); tail > 0)
+  if (uintptr_t tail = at + kHugePage - start; tail > 0)
     ::munmap(reinterpret_cast<void*>(start + len), tail);
   (void)::madvise(reinterpret_cast<void*>(start), len, MADV_HUGEPAGE);
   return reinterpret_cast<void*>(start);
@@ -94,23 +94,17 @@ using HugeVector = std::vector<T, HugeAllocator<T>>;
 // (populate()). Its contents start undefined.
 class HugeBuffer {
  public:
-  explicit HugeBuffer(size_t size) : data_(HugeAllocator<char>{}.allocate(size)), size_(size) {}
-  ~HugeBuffer() {
-    if (data_) HugeAllocator<char>{}.deallocate(data_, size_);
-  }
-  HugeBuffer(HugeBuffer&& other) noexcept : data_(other.data_), size_(other.size_) {
-    other.data_ = nullptr;
-  }
-  HugeBuffer& operator=(HugeBuffer&&) = delete;
-  HugeBuffer(const HugeBuffer&) = delete;
-  HugeBuffer& operator=(const HugeBuffer&) = delete;
-  char* data() const { return data_; }
-  std::byte* bytes() const { return reinterpret_cast<std::byte*>(data_); }
-  size_t size() const { return size_; }
+  explicit HugeBuffer(size_t size) : data_(HugeAllocator<char>{}.allocate(size), Release{size}) {}
+  char* data() const { return data_.get(); }
+  std::byte* bytes() const { return reinterpret_cast<std::byte*>(data_.get()); }
+  size_t size() const { return data_.get_deleter().size; }
 
  private:
-  char* data_;
-  size_t size_;
+  struct Release {
+    size_t size;
+    void operator()(char* p) const noexcept { HugeAllocator<char>{}.deallocate(p, size); }
+  };
+  std::unique_ptr<char[], Release> data_;
 };
 
 }  // namespace ckpt

@@ -39,7 +39,8 @@ class BufferedFile {
 
   Status append(std::span<const std::byte> data) {
     if (data.empty()) return {};
-    if (used_ + data.size() > detail::kIoChunk) {
+    // A whole chunk goes straight out: copying it into the buffer gains no bigger write.
+    if (used_ + data.size() > detail::kIoChunk || data.size() >= detail::kIoChunk) {
       CKPT_TRY(flush());
       if (data.size() >= detail::kIoChunk) return write_through(data);
     }

@@ -38,7 +38,6 @@ namespace ckpt::memory {
 namespace {
 
 constexpr uint64_t kPage = 4096;
-constexpr size_t kCopyBuffer = 8 << 20;
 // One huge page: a fresh buffer of small pages costs first-touch faults, slow on this kind of VM
 // (1 MiB: a few ms), and the kernel copies out of small pages slower too (common/populate.hpp).
 constexpr size_t kFillBuffer = 2 << 20;
@@ -93,33 +92,38 @@ Status inherit_piece(const proc::MemFile& mem, const Piece& p, page_index::PageS
   return {};
 }
 
-// The copy buffer in two halves: the dump reads into one while the pages of the other are still
-// being checksummed and written (PageSink::write_behind). A half is handed out again once its
-// writes are done. Both are backed at once, as far as they will be used (common/populate.hpp).
+// The copy buffer in slots: the dump reads into one while the pages of the others are still
+// being hashed, checksummed and written (PageSink::write_behind). A slot is handed out again once
+// its writes are done. With two slots the reader and the writer waited on each other whenever
+// one piece took longer than the other; four keep both busy. All are backed at once, as far as
+// they will be used (common/populate.hpp).
 class CopyBuffers {
  public:
-  explicit CopyBuffers(uint64_t to_read) : storage_(kCopyBuffer) {
-    for (char* half : {storage_.data(), storage_.data() + kHalf})
-      populate(half, std::min<uint64_t>(to_read, kHalf));
+  explicit CopyBuffers(uint64_t to_read) : storage_(kSlots * kSlot) {
+    for (size_t i = 0; i < kSlots && to_read > 0; ++i) {
+      populate(storage_.data() + i * kSlot, std::min<uint64_t>(to_read, kSlot));
+      to_read -= std::min<uint64_t>(to_read, kSlot);
+    }
   }
 
-  // The next half, once free; `sink` is where its last bytes went.
+  // The next slot, once free; `sink` is where its last bytes went.
   Result<std::span<char>> next(page_index::PageSink& sink) {
-    cur_ ^= 1;
+    cur_ = (cur_ + 1) % kSlots;
     CKPT_TRY(sink.settle(ticket_[cur_]));
-    return std::span<char>(storage_.data() + cur_ * kHalf, kHalf);
+    return std::span<char>(storage_.data() + cur_ * kSlot, kSlot);
   }
 
-  // The half last handed out is in use until `ticket` (0: nothing of it was queued).
+  // The slot last handed out is in use until `ticket` (0: nothing of it was queued).
   void used_until(uint64_t ticket) {
     if (ticket) ticket_[cur_] = ticket;
   }
 
-  static constexpr size_t kHalf = kCopyBuffer / 2;
+  static constexpr size_t kSlots = 4;
+  static constexpr size_t kSlot = size_t{4} << 20;
 
  private:
   HugeBuffer storage_;
-  std::array<uint64_t, 2> ticket_{};
+  std::array<uint64_t, kSlots> ticket_{};
   size_t cur_ = 0;
 };
 
@@ -167,7 +171,7 @@ Status copy_pieces(const proc::MemFile& mem, const std::vector<Piece>& pieces,
   for (const Piece& p : pieces) {
     uint64_t len = p.end - p.start;
     if (p.inherit || (batch_reads && len < kScattered)) {
-      if (!p.inherit && (reads == kMaxIov || bytes + len > CopyBuffers::kHalf)) CKPT_TRY(flush());
+      if (!p.inherit && (reads == kMaxIov || bytes + len > CopyBuffers::kSlot)) CKPT_TRY(flush());
       batch.push_back(p);
       if (!p.inherit) {
         bytes += len;
