@@ -290,8 +290,12 @@ Result<long> RemoteSyscalls::call_raw(long nr, std::array<uint64_t, 6> args) {
 
 // Runs the tracee until the runner's int3, passing through stops that are not ours (a group-stop).
 Status RemoteSyscalls::run_to_trap() {
+  CKPT_TRY(t_->resume());
+  return wait_for_trap();
+}
+
+Status RemoteSyscalls::wait_for_trap() {
   for (;;) {
-    CKPT_TRY(t_->resume());
     CKPT_TRY_ASSIGN(StopInfo stop, t_->wait_stop());
     if (stop.exited()) {
       pid_t tid = t_->tid();
@@ -306,35 +310,54 @@ Status RemoteSyscalls::run_to_trap() {
       return errorf("tid {}: signal {} during injected system calls at rip {:#x}", t_->tid(), sig,
                     regs.ok() ? regs->rip : 0);
     }
+    CKPT_TRY(t_->resume());
   }
 }
 
-Status RemoteSyscalls::run_chunk(uint64_t runner, uint64_t table, std::span<BatchCall> chunk) {
-  constexpr size_t kWords = 8;  // nr, six arguments, result
-  std::vector<uint64_t> words(chunk.size() * kWords + 1);
-  for (size_t i = 0; i < chunk.size(); ++i) {
-    words[i * kWords] = static_cast<uint64_t>(chunk[i].nr);
-    std::copy(chunk[i].args.begin(), chunk[i].args.end(), words.begin() + i * kWords + 1);
+namespace {
+
+constexpr size_t kWords = 8;  // a batch table entry: nr, six arguments, result
+// A result no system call returns: the entry has not run yet.
+constexpr uint64_t kNotRun = uint64_t{1} << 63;
+
+std::vector<uint64_t> batch_table(std::span<const BatchCall> calls) {
+  std::vector<uint64_t> words(calls.size() * kWords + 1);
+  for (size_t i = 0; i < calls.size(); ++i) {
+    words[i * kWords] = static_cast<uint64_t>(calls[i].nr);
+    std::copy(calls[i].args.begin(), calls[i].args.end(), words.begin() + i * kWords + 1);
+    words[i * kWords + kWords - 1] = kNotRun;
   }
   words.back() = ~uint64_t{0};
+  return words;
+}
+
+}  // namespace
+
+Status RemoteSyscalls::start_chunk(uint64_t runner, uint64_t table, std::span<BatchCall> chunk,
+                                   std::vector<uint64_t>& words) {
+  words = batch_table(chunk);
   CKPT_TRY(t_->write_memory(table, words.data(), words.size() * sizeof(uint64_t)));
   Regs r = call_base();
   arch::set_batch(r, runner, table);
-  CKPT_TRY(t_->set_regs(r));
-  CKPT_TRY(run_to_trap());
+  return t_->set_regs(r);
+}
+
+Status RemoteSyscalls::read_results(uint64_t table, std::span<BatchCall> chunk,
+                                    std::vector<uint64_t>& words) {
   CKPT_TRY(t_->read_memory(table, words.data(), words.size() * sizeof(uint64_t)));
   for (size_t i = 0; i < chunk.size(); ++i)
     chunk[i].ret = static_cast<long>(words[i * kWords + kWords - 1]);
   return {};
 }
 
-Status RemoteSyscalls::call_batch(uint64_t runner, uint64_t table, size_t room,
-                                  std::span<BatchCall> calls) {
-  if (done_) return errorf("tid {}: injected syscalls after finish", t_->tid());
-  size_t per = room / (8 * sizeof(uint64_t)) - 1;  // the last entry's nr ends the table
-  if (per == 0) return errorf("tid {}: no room for a batch of system calls", t_->tid());
-  for (size_t at = 0; at < calls.size(); at += per)
-    CKPT_TRY(run_chunk(runner, table, calls.subspan(at, std::min(per, calls.size() - at))));
+Status RemoteSyscalls::run_chunk(uint64_t runner, uint64_t table, std::span<BatchCall> chunk) {
+  std::vector<uint64_t> words;
+  CKPT_TRY(start_chunk(runner, table, chunk, words));
+  CKPT_TRY(run_to_trap());
+  return read_results(table, chunk, words);
+}
+
+Status RemoteSyscalls::judge(std::span<const BatchCall> calls) const {
   for (auto& c : calls) {
     log::debug("ptrace", "tid {}: batched {}({:#x}, {:#x}, {:#x}) = {}", t_->tid(), c.name,
                c.args[0], c.args[1], c.args[2], c.ret);
@@ -342,6 +365,42 @@ Status RemoteSyscalls::call_batch(uint64_t runner, uint64_t table, size_t room,
       return sys_error(static_cast<int>(-c.ret), fmt::format("{} in tid {}", c.name, t_->tid()));
   }
   return {};
+}
+
+size_t RemoteSyscalls::batch_room(size_t room) {
+  return room / (kWords * sizeof(uint64_t)) - 1;  // the last entry's nr ends the table
+}
+
+Status RemoteSyscalls::call_batch_while(uint64_t runner, uint64_t table, size_t room,
+                                        std::span<BatchCall> calls, const Meanwhile& meanwhile) {
+  if (done_) return errorf("tid {}: injected syscalls after finish", t_->tid());
+  if (calls.size() > batch_room(room))
+    return errorf("tid {}: {} system calls do not fit one batch table", t_->tid(), calls.size());
+  std::vector<uint64_t> words;
+  CKPT_TRY(start_chunk(runner, table, calls, words));
+  CKPT_TRY(t_->resume());
+  std::vector<uint64_t> seen(words.size());
+  auto finished = [&]() -> Result<size_t> {
+    CKPT_TRY(t_->read_memory(table, seen.data(), seen.size() * sizeof(uint64_t)));
+    size_t n = 0;
+    while (n < calls.size() && seen[n * kWords + kWords - 1] != kNotRun) ++n;
+    return n;
+  };
+  Status ran = meanwhile(finished);
+  CKPT_TRY(wait_for_trap());  // whatever `meanwhile` did: the tracee must be stopped again
+  CKPT_TRY(ran);
+  CKPT_TRY(read_results(table, calls, words));
+  return judge(calls);
+}
+
+Status RemoteSyscalls::call_batch(uint64_t runner, uint64_t table, size_t room,
+                                  std::span<BatchCall> calls) {
+  if (done_) return errorf("tid {}: injected syscalls after finish", t_->tid());
+  size_t per = batch_room(room);
+  if (per == 0) return errorf("tid {}: no room for a batch of system calls", t_->tid());
+  for (size_t at = 0; at < calls.size(); at += per)
+    CKPT_TRY(run_chunk(runner, table, calls.subspan(at, std::min(per, calls.size() - at))));
+  return judge(calls);
 }
 
 Result<long> RemoteSyscalls::call(const char* name, long nr, std::array<uint64_t, 6> args) {

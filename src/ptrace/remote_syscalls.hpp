@@ -25,6 +25,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -108,6 +109,15 @@ class RemoteSyscalls {
   // tracee's scratch memory [table, table + room). Every call runs even after one failed (a
   // failed restore kills the process anyway); then the first judged failure is the error.
   Status call_batch(uint64_t runner, uint64_t table, size_t room, std::span<BatchCall> calls);
+  // How many calls one batch table of `room` bytes holds.
+  static size_t batch_room(size_t room);
+  // call_batch for calls that fit one table (batch_room), running `meanwhile` on this thread while
+  // the tracee works through them: it gets a function that says how many of the calls have
+  // finished so far (read from the table). `meanwhile` must not inject calls into this tracee. The
+  // tracee is stopped again before this returns, whatever `meanwhile` returned.
+  using Meanwhile = std::function<Status(const std::function<Result<size_t>()>& finished)>;
+  Status call_batch_while(uint64_t runner, uint64_t table, size_t room, std::span<BatchCall> calls,
+                          const Meanwhile& meanwhile);
 
   // The registers the thread will get back.
   const Regs& saved_regs() const { return saved_; }
@@ -128,7 +138,12 @@ class RemoteSyscalls {
       : t_(&t), insn_(insn), saved_(saved), saved_mask_(mask) {}
   Result<StopInfo> run_to_syscall_stop();
   Status run_to_trap();
+  Status wait_for_trap();
+  Status start_chunk(uint64_t runner, uint64_t table, std::span<BatchCall> chunk,
+                     std::vector<uint64_t>& words);
+  Status read_results(uint64_t table, std::span<BatchCall> chunk, std::vector<uint64_t>& words);
   Status run_chunk(uint64_t runner, uint64_t table, std::span<BatchCall> chunk);
+  Status judge(std::span<const BatchCall> calls) const;
   Status arm_self_restore(const SelfRestore& sr, const Regs& stopped);
   // The registers every call starts from: the saved ones, or, with a frame, the parked ones.
   Regs call_base() const;

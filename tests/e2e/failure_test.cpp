@@ -223,6 +223,53 @@ TEST_F(FailureTest, RestoreFromCorruptedMemoryFails) {
   EXPECT_TRUE(live_children_of_self().empty()) << "restore left a process behind";
 }
 
+// A process big enough that restore fills its memory while the kernel is still allocating it
+// (memory::fill, populate_while): the memory program with a 320 MiB mapping.
+const std::vector<std::string> kBigMemory = {program_path("memory"), "320"};
+const std::string kOverlapLine = "pieces while the pages are copied";
+
+TEST_F(FailureTest, BigMemoryCopiedWhileItIsPopulatedArrivesWhole) {
+  TestProcess p(kBigMemory);
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump());
+  ::setenv("CKPT_LOG", "memory=debug", 1);
+  bool restored = p.restore();
+  ::unsetenv("CKPT_LOG");
+  ASSERT_TRUE(restored);
+  EXPECT_NE(p.restore_err().find(kOverlapLine), std::string::npos)
+      << "the restore did not copy while populating\n"
+      << p.restore_err();
+  // The program checks every byte of its big mapping, touched and untouched, and the rest.
+  EXPECT_TRUE(p.finish(60s)) << p.output();
+}
+
+// The checksum fails only at the end of the section, long after the copy began while the process
+// was still populating: the restore must wait for the populate to end, then fail, leaving nothing.
+TEST_F(FailureTest, CorruptPagesFoundWhilePopulatingLeaveNothingRunning) {
+  TestProcess p(kBigMemory);
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump());
+  auto gens = generations(p.store());
+  ASSERT_EQ(gens.size(), 1u);
+  auto section = pages_section(gens[0], "memory.pages");
+  ASSERT_TRUE(section.has_value());
+  {
+    std::fstream f(section->first, std::ios::in | std::ios::out | std::ios::binary);
+    ASSERT_TRUE(f);
+    f.seekp(section->second + (100 << 20));  // in the big mapping's pages
+    f.write("CORRUPTED BY THE E2E TEST", 25);
+  }
+  ::setenv("CKPT_LOG", "memory=debug", 1);
+  auto r = run_ckpt({"restore", "-D", p.store().string(), "--detach"}, 60s);
+  ::unsetenv("CKPT_LOG");
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_NE(r.err.find(kOverlapLine), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
+  sleep_for(100ms);
+  EXPECT_FALSE(alive(p.pid())) << "a process runs with the dumped pid";
+  EXPECT_TRUE(live_children_of_self().empty()) << "restore left a process behind";
+}
+
 // The pages are checked while they are copied into the new process: a mismatch found there must
 // still leave nothing running and fall back to the older generation, saying why.
 TEST_F(FailureTest, RestoreSkipsNewestGenerationWithCorruptedMemory) {

@@ -13,10 +13,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <ctime>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -265,6 +268,82 @@ TEST(RemoteSyscalls, ABatchRunsEveryCallAndNamesTheFirstFailure) {
     std::vector<ptrace::BatchCall> quiet = {{"munmap", SYS_munmap, {1, 4096}, false}};
     EXPECT_TRUE(rs->call_batch(runner, table, 4096 - 64, quiet).ok());
     EXPECT_EQ(quiet[0].ret, -EINVAL);
+    ASSERT_TRUE(rs->finish().ok());
+  }
+  ASSERT_EQ(::write(go[1], "x", 1), 1);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+      << "the child did not go on where it was (status " << status << ")";
+}
+
+// call_batch_while: the tracer works while the tracee runs the batch, sees how far it got, and
+// the tracee is stopped and usable again afterwards, also when the tracer's work failed.
+TEST(RemoteSyscalls, ABatchRunsWhileTheTracerWorksAndSaysHowFarItGot) {
+  constexpr uint64_t kPage = 0x5b5b0000;
+  int go[2], ready[2];
+  ASSERT_EQ(::pipe(go), 0);
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t child = child_with_runner(kPage, ready[1], go[0]);
+  ASSERT_GT(child, 0);
+  ::close(go[0]);
+  ::close(ready[1]);
+  char byte = 0;
+  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the child could not map its page";
+  {
+    auto t = ptrace::Tracee::seize(child, PTRACE_O_TRACESYSGOOD);
+    ASSERT_TRUE(t.ok()) << t.error().message;
+    ASSERT_TRUE(t->interrupt().ok());
+    auto rs = ptrace::RemoteSyscalls::start(*t, kPage);
+    ASSERT_TRUE(rs.ok()) << rs.error().message;
+    uint64_t runner = kPage + arch::kBatchRunnerOffset, table = kPage + 64;
+    uint64_t nap = kPage + 3072;  // a timespec of 100 ms, past the table's room
+    struct timespec ts = {0, 100'000'000};
+    ASSERT_TRUE(t->write_memory(nap, &ts, sizeof ts).ok());
+    auto batch = [&] {
+      return std::vector<ptrace::BatchCall>{
+          {"getpid", SYS_getpid}, {"nanosleep", SYS_nanosleep, {nap, 0}}, {"getppid", SYS_getppid}};
+    };
+    std::vector<ptrace::BatchCall> calls = batch();
+    std::vector<size_t> seen;
+    Status st = rs->call_batch_while(
+        runner, table, 2048, calls, [&](const std::function<Result<size_t>()>& finished) -> Status {
+          for (;;) {
+            CKPT_TRY_ASSIGN(size_t n, finished());
+            if (seen.empty() || seen.back() != n) seen.push_back(n);
+            if (n == 3) return {};
+            std::this_thread::sleep_for(std::chrono::milliseconds(1));
+          }
+        });
+    ASSERT_TRUE(st.ok()) << st.error().message;
+    ASSERT_FALSE(seen.empty());
+    EXPECT_LT(seen.front(), 2u) << "the tracer waited for the nap instead of working meanwhile";
+    EXPECT_TRUE(std::is_sorted(seen.begin(), seen.end()));
+    EXPECT_EQ(seen.back(), 3u);
+    EXPECT_EQ(calls[0].ret, child);
+    EXPECT_EQ(calls[1].ret, 0);
+    EXPECT_EQ(calls[2].ret, ::getpid());
+    // The tracee is stopped again: a plain call works.
+    auto pid = rs->call("getpid", SYS_getpid);
+    ASSERT_TRUE(pid.ok()) << pid.error().message;
+    EXPECT_EQ(*pid, child);
+    // The tracer's work fails at once: the batch still ends before the error comes back.
+    calls = batch();
+    auto started = std::chrono::steady_clock::now();
+    st = rs->call_batch_while(runner, table, 2048, calls,
+                              [](const std::function<Result<size_t>()>&) -> Status {
+                                return errorf("the tracer's own work failed");
+                              });
+    ASSERT_FALSE(st.ok());
+    EXPECT_EQ(st.error().message, "the tracer's own work failed");
+    EXPECT_GE(std::chrono::steady_clock::now() - started, std::chrono::milliseconds(90))
+        << "returned before the tracee had finished its batch";
+    pid = rs->call("getpid", SYS_getpid);
+    ASSERT_TRUE(pid.ok()) << pid.error().message;
+    EXPECT_EQ(*pid, child);
+    // More calls than one table holds: refused, nothing run.
+    std::vector<ptrace::BatchCall> many(40, ptrace::BatchCall{"getpid", SYS_getpid});
+    EXPECT_FALSE(rs->call_batch_while(runner, table, 2048, many, nullptr).ok());
     ASSERT_TRUE(rs->finish().ok());
   }
   ASSERT_EQ(::write(go[1], "x", 1), 1);

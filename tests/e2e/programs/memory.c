@@ -9,7 +9,6 @@
 #include "e2e_prog.h"
 
 #define PAGE 4096
-#define BIG (32u << 20)
 
 static unsigned char pattern(size_t i, unsigned seed) {
   return (unsigned char)(i * 131 + seed + (i >> 12));
@@ -71,8 +70,10 @@ static int page_is(const unsigned char* p, int byte) {
   return 1;
 }
 
-int main(void) {
+// argv[1], when given: the big mapping's size in MiB (32 by default).
+int main(int argc, char** argv) {
   e2e_setup();
+  const size_t BIG = (argc > 1 ? (size_t)atol(argv[1]) : 32) << 20;
   static char cmdline[4096], environ_text[65536], exe[4096];
   ssize_t cmdline_len = read_whole("/proc/self/cmdline", cmdline, sizeof cmdline);
   ssize_t environ_len = read_whole("/proc/self/environ", environ_text, sizeof environ_text);
