@@ -230,17 +230,37 @@ pid_t child_with_runner(uint64_t page, int ready, int go) {
   ::_exit(0);
 }
 
+// child_with_runner() run and waited for; finish() lets it exit and checks it went on unharmed.
+class RunnerChild {
+ public:
+  explicit RunnerChild(uint64_t page) {
+    if (::pipe(go_) != 0 || ::pipe(ready_) != 0) return;
+    pid_ = child_with_runner(page, ready_[1], go_[0]);
+    ::close(go_[0]);
+    ::close(ready_[1]);
+    char byte = 0;
+    ready = pid_ > 0 && ::read(ready_[0], &byte, 1) == 1;
+  }
+  pid_t pid() const { return pid_; }
+  void finish() {
+    ASSERT_EQ(::write(go_[1], "x", 1), 1);
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
+    EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
+        << "the child did not go on where it was (status " << status << ")";
+  }
+  bool ready = false;  // the child mapped its page
+
+ private:
+  int go_[2] = {-1, -1}, ready_[2] = {-1, -1};
+  pid_t pid_ = -1;
+};
+
 TEST(RemoteSyscalls, ABatchRunsEveryCallAndNamesTheFirstFailure) {
   constexpr uint64_t kPage = 0x5a5a0000;
-  int go[2], ready[2];
-  ASSERT_EQ(::pipe(go), 0);
-  ASSERT_EQ(::pipe(ready), 0);
-  pid_t child = child_with_runner(kPage, ready[1], go[0]);
-  ASSERT_GT(child, 0);
-  ::close(go[0]);
-  ::close(ready[1]);
-  char byte = 0;
-  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the child could not map its page";
+  RunnerChild runner_child(kPage);
+  ASSERT_TRUE(runner_child.ready) << "the child could not map its page";
+  pid_t child = runner_child.pid();
   {
     auto t = ptrace::Tracee::seize(child, PTRACE_O_TRACESYSGOOD);
     ASSERT_TRUE(t.ok()) << t.error().message;
@@ -270,26 +290,16 @@ TEST(RemoteSyscalls, ABatchRunsEveryCallAndNamesTheFirstFailure) {
     EXPECT_EQ(quiet[0].ret, -EINVAL);
     ASSERT_TRUE(rs->finish().ok());
   }
-  ASSERT_EQ(::write(go[1], "x", 1), 1);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-      << "the child did not go on where it was (status " << status << ")";
+  runner_child.finish();
 }
 
 // call_batch_while: the tracer works while the tracee runs the batch, sees how far it got, and
 // the tracee is stopped and usable again afterwards, also when the tracer's work failed.
 TEST(RemoteSyscalls, ABatchRunsWhileTheTracerWorksAndSaysHowFarItGot) {
   constexpr uint64_t kPage = 0x5b5b0000;
-  int go[2], ready[2];
-  ASSERT_EQ(::pipe(go), 0);
-  ASSERT_EQ(::pipe(ready), 0);
-  pid_t child = child_with_runner(kPage, ready[1], go[0]);
-  ASSERT_GT(child, 0);
-  ::close(go[0]);
-  ::close(ready[1]);
-  char byte = 0;
-  ASSERT_EQ(::read(ready[0], &byte, 1), 1) << "the child could not map its page";
+  RunnerChild runner_child(kPage);
+  ASSERT_TRUE(runner_child.ready) << "the child could not map its page";
+  pid_t child = runner_child.pid();
   {
     auto t = ptrace::Tracee::seize(child, PTRACE_O_TRACESYSGOOD);
     ASSERT_TRUE(t.ok()) << t.error().message;
@@ -346,11 +356,7 @@ TEST(RemoteSyscalls, ABatchRunsWhileTheTracerWorksAndSaysHowFarItGot) {
     EXPECT_FALSE(rs->call_batch_while(runner, table, 2048, many, nullptr).ok());
     ASSERT_TRUE(rs->finish().ok());
   }
-  ASSERT_EQ(::write(go[1], "x", 1), 1);
-  int status = 0;
-  ASSERT_EQ(::waitpid(child, &status, 0), child);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
-      << "the child did not go on where it was (status " << status << ")";
+  runner_child.finish();
 }
 
 }  // namespace
