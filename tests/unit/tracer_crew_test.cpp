@@ -20,8 +20,10 @@
 #include <ctime>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "arch/arch.hpp"
@@ -230,10 +232,12 @@ pid_t child_with_runner(uint64_t page, int ready, int go) {
   ::_exit(0);
 }
 
-// child_with_runner() run and waited for; finish() lets it exit and checks it went on unharmed.
+// child_with_runner() run and waited for, then seized with injected calls started at its page
+// (attach()). finish() lets it exit and checks it went on unharmed; a test that stops early still
+// lets it go and reaps it.
 class RunnerChild {
  public:
-  explicit RunnerChild(uint64_t page) {
+  explicit RunnerChild(uint64_t page) : page_(page) {
     if (::pipe(go_) != 0 || ::pipe(ready_) != 0) return;
     pid_ = child_with_runner(page, ready_[1], go_[0]);
     ::close(go_[0]);
@@ -241,17 +245,49 @@ class RunnerChild {
     char byte = 0;
     ready = pid_ > 0 && ::read(ready_[0], &byte, 1) == 1;
   }
+  ~RunnerChild() {
+    let_go();
+    ::close(ready_[0]);
+    if (pid_ > 0) ::waitpid(pid_, nullptr, 0);
+  }
   pid_t pid() const { return pid_; }
+
+  ::testing::AssertionResult attach() {
+    auto t = ptrace::Tracee::seize(pid_, PTRACE_O_TRACESYSGOOD);
+    if (!t.ok()) return ::testing::AssertionFailure() << t.error().message;
+    tracee.emplace(std::move(*t));
+    if (Status st = tracee->interrupt(); !st.ok())
+      return ::testing::AssertionFailure() << st.error().message;
+    auto rs = ptrace::RemoteSyscalls::start(*tracee, page_);
+    if (!rs.ok()) return ::testing::AssertionFailure() << rs.error().message;
+    remote.emplace(std::move(*rs));
+    return ::testing::AssertionSuccess();
+  }
+
   void finish() {
-    ASSERT_EQ(::write(go_[1], "x", 1), 1);
+    let_go();
     int status = 0;
     ASSERT_EQ(::waitpid(pid_, &status, 0), pid_);
+    pid_ = -1;
     EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0)
         << "the child did not go on where it was (status " << status << ")";
   }
+
   bool ready = false;  // the child mapped its page
+  std::optional<ptrace::Tracee> tracee;
+  std::optional<ptrace::RemoteSyscalls> remote;  // on `tracee`, so dropped first
 
  private:
+  // Detached, and told to exit.
+  void let_go() {
+    remote.reset();
+    tracee.reset();
+    if (go_[1] < 0) return;
+    (void)!::write(go_[1], "x", 1);
+    ::close(std::exchange(go_[1], -1));
+  }
+
+  uint64_t page_;
   int go_[2] = {-1, -1}, ready_[2] = {-1, -1};
   pid_t pid_ = -1;
 };
@@ -261,12 +297,9 @@ TEST(RemoteSyscalls, ABatchRunsEveryCallAndNamesTheFirstFailure) {
   RunnerChild runner_child(kPage);
   ASSERT_TRUE(runner_child.ready) << "the child could not map its page";
   pid_t child = runner_child.pid();
+  ASSERT_TRUE(runner_child.attach());
   {
-    auto t = ptrace::Tracee::seize(child, PTRACE_O_TRACESYSGOOD);
-    ASSERT_TRUE(t.ok()) << t.error().message;
-    ASSERT_TRUE(t->interrupt().ok());
-    auto rs = ptrace::RemoteSyscalls::start(*t, kPage);
-    ASSERT_TRUE(rs.ok()) << rs.error().message;
+    auto& rs = runner_child.remote;
     uint64_t runner = kPage + arch::kBatchRunnerOffset, table = kPage + 64;
     std::vector<ptrace::BatchCall> calls = {
         {"getpid", SYS_getpid},
@@ -300,12 +333,10 @@ TEST(RemoteSyscalls, ABatchRunsWhileTheTracerWorksAndSaysHowFarItGot) {
   RunnerChild runner_child(kPage);
   ASSERT_TRUE(runner_child.ready) << "the child could not map its page";
   pid_t child = runner_child.pid();
+  ASSERT_TRUE(runner_child.attach());
   {
-    auto t = ptrace::Tracee::seize(child, PTRACE_O_TRACESYSGOOD);
-    ASSERT_TRUE(t.ok()) << t.error().message;
-    ASSERT_TRUE(t->interrupt().ok());
-    auto rs = ptrace::RemoteSyscalls::start(*t, kPage);
-    ASSERT_TRUE(rs.ok()) << rs.error().message;
+    auto& t = runner_child.tracee;
+    auto& rs = runner_child.remote;
     uint64_t runner = kPage + arch::kBatchRunnerOffset, table = kPage + 64;
     uint64_t nap = kPage + 3072;  // a timespec of 100 ms, past the table's room
     struct timespec ts = {0, 100'000'000};
