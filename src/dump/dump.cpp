@@ -766,6 +766,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
       return errorf("dump pid {}: saved as generation {}, but {}", opts.pid, gen->id,
                     killed.error().message);
     tcp_repair.keep_locked();
+    after.mark("killed");
     result.frozen = Clock::now() - frozen_at;
   }
   result.generation = std::move(*gen);

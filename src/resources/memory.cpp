@@ -32,6 +32,7 @@
 #include "resources/lazy_pages.hpp"
 #include "resources/page_chain.hpp"
 #include "resources/page_index.hpp"
+#include "resources/page_populate.hpp"
 #include "resources/pre_copied.hpp"
 #include "resources/shared_memory.hpp"
 #include "resources/sysv_ipc.hpp"
@@ -44,8 +45,6 @@ constexpr uint64_t kPage = 4096;
 // One huge page: a fresh buffer of small pages costs first-touch faults, slow on this kind of VM
 // (1 MiB: a few ms), and the kernel copies out of small pages slower too (common/populate.hpp).
 constexpr size_t kFillBuffer = 2 << 20;
-// Holes up to this size between saved ranges are populated with them (see add_populate()).
-constexpr uint64_t kPopulateGap = 256 << 10;
 // Memory a snapshot dump reads while the process is stopped (shared, not forked) is held in
 // ckpt's memory until the pages are written; beyond this the process is dumped stopped instead.
 constexpr uint64_t kMaxStoppedBytes = 256ull << 20;
@@ -788,13 +787,6 @@ bool meets_any(const std::vector<Range>& keep, uint64_t start, uint64_t end) {
   return it != keep.end() && it->first < end;
 }
 
-// Runs `calls` in the puppet with one stop (the restorer page's batch runner).
-Status run_batch(RestoreContext& ctx, std::vector<ptrace::BatchCall>& calls) {
-  if (calls.empty()) return {};
-  return ctx.main_remote->call_batch(ctx.trampoline + arch::kBatchRunnerOffset, ctx.scratch.addr,
-                                     ctx.scratch.size, calls);
-}
-
 // Everything of the puppet's own memory goes but the trampoline, the vdso and the areas kept from
 // the base. Neighbouring stretches go in one munmap (holes between them are no matter to it):
 // each injected call costs two ptrace stops, and a puppet has the restorer's fifty-odd mappings.
@@ -1064,93 +1056,6 @@ std::vector<Range> merged(const std::vector<Range>& a, const std::vector<Range>&
   return out;
 }
 
-// Lets the kernel allocate a mapping's pages in as few calls as possible (much faster here than
-// faulting them one by one): ranges closer than kPopulateGap are populated together, holes
-// included, which costs at most that much memory the process did not have. A failure only loses
-// speed (the copy faults in whatever was not populated): the calls are not judged.
-void add_populate(const std::vector<Range>& ranges, std::vector<ptrace::BatchCall>& calls) {
-  for (size_t i = 0; i < ranges.size();) {
-    auto [s, e] = ranges[i];
-    for (++i; i < ranges.size() && ranges[i].first - e <= kPopulateGap; ++i) e = ranges[i].second;
-    calls.push_back(
-        {"madvise(MADV_POPULATE_WRITE)", SYS_madvise, {s, e - s, MADV_POPULATE_WRITE}, false});
-  }
-}
-
-// The populate calls cut into pieces, so that the copy can follow the populate piece by piece;
-// empty when they would not fit one batch table of `room` calls, or are not in address order.
-std::vector<ptrace::BatchCall> in_pieces(const std::vector<ptrace::BatchCall>& calls, size_t room) {
-  constexpr uint64_t kPiece = 32 << 20;  // the first piece is soon there, and few calls in all
-  // Below this the waits cost about what the overlap saves (64 MiB: 34.5 against 37.1 ms).
-  constexpr uint64_t kWorthIt = 8 * kPiece;
-  uint64_t total = 0;
-  for (size_t i = 0; i < calls.size(); ++i) {
-    if (i > 0 && calls[i].args[0] < calls[i - 1].args[0] + calls[i - 1].args[1]) return {};
-    total += calls[i].args[1];
-  }
-  if (total < kWorthIt) return {};
-  uint64_t piece = std::max<uint64_t>(kPiece, total / std::max<size_t>(room / 2, 1));
-  std::vector<ptrace::BatchCall> out;
-  for (auto& c : calls)
-    for (uint64_t at = c.args[0], end = at + c.args[1]; at < end; at += piece) {
-      out.push_back(c);
-      out.back().args[0] = at;
-      out.back().args[1] = std::min(piece, end - at);
-    }
-  if (out.size() > room) return {};
-  return out;
-}
-
-// How far the populate calls running in the puppet have got, while its pages are copied.
-class Populated {
- public:
-  using Finished = std::function<Result<size_t>()>;
-  // Calls already all done.
-  Populated() = default;
-  Populated(const std::vector<ptrace::BatchCall>& calls, const Finished& finished)
-      : finished_(&finished) {
-    for (auto& c : calls) starts_.push_back(c.args[0]);
-  }
-
-  // Returns once every call that starts below `end` has finished.
-  Status until(uint64_t end) {
-    if (!finished_) return {};
-    size_t need = std::lower_bound(starts_.begin(), starts_.end(), end) - starts_.begin();
-    while (done_ < need) {
-      CKPT_TRY_ASSIGN(done_, (*finished_)());
-      if (done_ < need) std::this_thread::sleep_for(std::chrono::microseconds(20));
-    }
-    return {};
-  }
-
- private:
-  const Finished* finished_ = nullptr;
-  std::vector<uint64_t> starts_;
-  size_t done_ = 0;
-};
-
-// Runs the populate calls, and `copy` while they run where it can: on two CPUs the kernel
-// allocates the next pieces in the puppet while the last ones are filled (1 GiB: populate ~150
-// ms, copy ~250 ms, engine_bench's raw overlap). `copy` must not inject calls when `overlap`.
-Status populate_while(RestoreContext& ctx, std::vector<ptrace::BatchCall>& calls, bool overlap,
-                      const std::function<Status(Populated&)>& copy) {
-  auto pieces = overlap ? in_pieces(calls, ptrace::RemoteSyscalls::batch_room(ctx.scratch.size))
-                        : std::vector<ptrace::BatchCall>{};
-  if (pieces.empty()) {
-    CKPT_TRY(run_batch(ctx, calls));
-    Populated all;
-    return copy(all);
-  }
-  log::debug("memory", "restore pid {}: populating in {} pieces while the pages are copied",
-             ctx.pid, pieces.size());
-  return ctx.main_remote->call_batch_while(ctx.trampoline + arch::kBatchRunnerOffset,
-                                           ctx.scratch.addr, ctx.scratch.size, pieces,
-                                           [&](const Populated::Finished& finished) {
-                                             Populated ready(pieces, finished);
-                                             return copy(ready);
-                                           });
-}
-
 // Writes into a mapping kept from the base only the pages that differ from it; the restorer's own
 // copy of the base is at the same address. The others stay shared.
 Status write_changed(pid_t pid, uint64_t at, const std::byte* data, size_t len) {
@@ -1201,14 +1106,12 @@ Status fill(RestoreContext& ctx, const std::vector<schema::Vma>& vmas) {
       if (!v.from_root.empty())
         return errorf("restore pid {}: an incremental generation with pages saved as the root's",
                       ctx.pid);
-    return page_chain::fill(ctx, [&]() -> Status {
-      std::vector<ptrace::BatchCall> populates;
-      for (auto& v : vmas) {
-        CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
-        add_populate(ranges, populates);
-      }
-      return run_batch(ctx, populates);
-    });
+    std::vector<ptrace::BatchCall> populates;
+    for (auto& v : vmas) {
+      CKPT_TRY_ASSIGN(auto ranges, ranges_of(ctx, v));
+      add_populate(ranges, populates);
+    }
+    return page_chain::fill(ctx, populates);
   }
   CKPT_TRY(page_chain::check_index(ctx));
   CKPT_TRY_ASSIGN(auto reader, ctx.store->open_section(ctx.generation, ctx.section(kPagesSection)));

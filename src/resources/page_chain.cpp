@@ -9,6 +9,7 @@
 #include "image/chain.hpp"
 #include "resources/memory.hpp"
 #include "resources/page_index.hpp"
+#include "resources/page_populate.hpp"
 
 namespace ckpt::page_chain {
 namespace {
@@ -54,10 +55,10 @@ Status check_matches(const RestoreContext& ctx, const Index& index) {
   return {};
 }
 
-// Writes the wanted pages among the `count` pages in `buf`, which begin at ordinal `first`;
-// `next` walks `wanted`. Neighbouring pages go in one run.
+// Writes the wanted pages among the `count` pages in `buf`, which begin at ordinal `first`, once
+// the populate has got past them; `next` walks `wanted`. Neighbouring pages go in one run.
 Status write_wanted(RestoreContext& ctx, const Wanted& wanted, size_t& next, uint64_t first,
-                    uint64_t count, const std::byte* buf) {
+                    uint64_t count, const std::byte* buf, memory::Populated& ready) {
   // A generation's pages are scattered among its parent's: one call for many runs.
   thread_local std::vector<iovec> local, remote;
   local.clear();
@@ -75,6 +76,9 @@ Status write_wanted(RestoreContext& ctx, const Wanted& wanted, size_t& next, uin
     bytes += len;
     next = end;
   }
+  if (remote.empty()) return {};
+  auto* last = static_cast<const std::byte*>(remote.back().iov_base);
+  CKPT_TRY(ready.until(reinterpret_cast<uint64_t>(last) + remote.back().iov_len));
   CKPT_TRY(write_remote_runs(ctx.pid, local, remote));
   ctx.progress->advance(bytes);
   return {};
@@ -83,7 +87,7 @@ Status write_wanted(RestoreContext& ctx, const Wanted& wanted, size_t& next, uin
 // Reads one generation's pages section from start to end (its checksum is checked at the end)
 // and writes the wanted pages.
 Status copy_level(RestoreContext& ctx, const image::GenerationInfo& gen, const std::string& name,
-                  const Wanted& wanted) {
+                  const Wanted& wanted, memory::Populated& ready) {
   CKPT_TRY_ASSIGN(auto reader, image::open_generation_section(gen, name));
   // One buffer for every level and process: a fresh one is slow to touch the first time.
   thread_local const std::unique_ptr<std::byte[]> storage(new std::byte[kBuffer]);
@@ -99,7 +103,7 @@ Status copy_level(RestoreContext& ctx, const image::GenerationInfo& gen, const s
     if (got % kPage != 0)
       return errorf("restore pid {}: gen {}: section '{}' is not whole pages", ctx.pid, gen.id,
                     name);
-    CKPT_TRY(write_wanted(ctx, wanted, next, ordinal, got / kPage, storage.get()));
+    CKPT_TRY(write_wanted(ctx, wanted, next, ordinal, got / kPage, storage.get(), ready));
     ordinal += got / kPage;
     if (got < kBuffer) break;
   }
@@ -204,25 +208,26 @@ Result<Planned> plan(const RestoreContext& ctx) {
 
 }  // namespace
 
-Status fill(RestoreContext& ctx, const std::function<Status()>& meanwhile) {
+Status fill(RestoreContext& ctx, std::vector<ptrace::BatchCall>& populates) {
   PhaseClock clock("restore", fmt::format("pid {}: chain", ctx.pid));
   auto planning = std::async(std::launch::async, [&ctx] { return plan(ctx); });
-  Status done = meanwhile();
-  Result<Planned> planned = planning.get();  // joined before any return
-  CKPT_TRY(done);
-  if (!planned.ok()) return planned.error();
-  auto& [c, wanted] = *planned;
-  clock.mark(fmt::format("populated, and {} page indexes composed", c.gens.size()));
-  std::string pages_name = ctx.section(memory::kPagesSection);
-  for (size_t level = c.gens.size(); level-- > 0;) {
-    // Ancestors that give nothing are not read; the restored generation always is (checksum).
-    if (wanted[level].empty() && level != 0) continue;
-    Status st = copy_level(ctx, c.gens[level], pages_name, wanted[level]);
-    if (!st.ok())
-      return level == 0 ? st : st.error().wrap(fmt::format("parent gen {}", c.gens[level].id));
-    clock.mark(fmt::format("gen {}: {} pages", c.gens[level].id, wanted[level].size()));
-  }
-  return {};
+  // The copy waits for the plan; the future joins it on any return.
+  return memory::populate_while(ctx, populates, true, [&](memory::Populated& ready) -> Status {
+    Result<Planned> planned = planning.get();
+    if (!planned.ok()) return planned.error();
+    auto& [c, wanted] = *planned;
+    clock.mark(fmt::format("{} page indexes composed", c.gens.size()));
+    std::string pages_name = ctx.section(memory::kPagesSection);
+    for (size_t level = c.gens.size(); level-- > 0;) {
+      // Ancestors that give nothing are not read; the restored generation always is (checksum).
+      if (wanted[level].empty() && level != 0) continue;
+      Status st = copy_level(ctx, c.gens[level], pages_name, wanted[level], ready);
+      if (!st.ok())
+        return level == 0 ? st : st.error().wrap(fmt::format("parent gen {}", c.gens[level].id));
+      clock.mark(fmt::format("gen {}: {} pages", c.gens[level].id, wanted[level].size()));
+    }
+    return {};
+  });
 }
 
 Result<std::optional<PageLocations>> locate(const RestoreContext& ctx, std::string* why) {

@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "ptrace/remote_syscalls.hpp"
 #include "resources/context.hpp"
 #include "resources/page_index.hpp"
 
@@ -24,9 +25,10 @@ Result<std::vector<Wanted>> compose(const std::vector<page_index::Index>& chain,
 
 // Writes every saved page of ctx's process into the puppet (its mappings exist already), reading
 // each generation's pages section of the chain once, start to end, so that its checksum is
-// checked. Errors name the generation at fault. `meanwhile` (populating the mappings) runs on
-// this thread while another reads the chain's page indexes: both take a while, and overlap.
-Status fill(RestoreContext& ctx, const std::function<Status()>& meanwhile);
+// checked. Errors name the generation at fault. The `populates` of the mappings run while
+// another thread reads the chain's page indexes and, for big images, while the pages are
+// copied (memory::populate_while).
+Status fill(RestoreContext& ctx, std::vector<ptrace::BatchCall>& populates);
 
 // Where one saved page lies in the store, for readers that take pages out of order.
 struct PageLocation {

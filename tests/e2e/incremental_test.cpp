@@ -52,18 +52,25 @@ CkptResult dump(const TestProcess& p, std::vector<std::string> extra) {
   return run_ckpt(args, 60s);
 }
 
+// A full generation, then one incremental after each of `epochs` epochs; the process runs on.
+::testing::AssertionResult dump_a_chain(const TestProcess& p, int epochs) {
+  auto full = dump(p, {"--leave-running"});
+  if (full.exit_code() != 0) return ::testing::AssertionFailure() << full.describe();
+  for (int epoch = 1; epoch <= epochs; ++epoch) {
+    if (auto next = next_epoch(p, epoch); !next) return next;
+    auto r = dump(p, {"--leave-running", "--incremental"});
+    if (r.exit_code() != 0) return ::testing::AssertionFailure() << r.describe();
+    if (r.err.find("pages changed (page hashes)") == std::string::npos)
+      return ::testing::AssertionFailure() << "not an incremental by page hashes: " << r.err;
+  }
+  return ::testing::AssertionSuccess();
+}
+
 TEST(Incremental, OnlyChangedPagesAreStoredAndRestoreGivesTheLatestState) {
   become_subreaper();
   TestProcess p({program_path("incr_pages"), "32"});
   ASSERT_TRUE(p.wait_ready());
-  auto full = dump(p, {"--leave-running"});
-  ASSERT_EQ(full.exit_code(), 0) << full.describe();
-  for (int epoch = 1; epoch <= 2; ++epoch) {
-    ASSERT_TRUE(next_epoch(p, epoch));
-    auto r = dump(p, {"--leave-running", "--incremental"});
-    ASSERT_EQ(r.exit_code(), 0) << r.describe();
-    EXPECT_NE(r.err.find("pages changed (page hashes)"), std::string::npos) << r.err;
-  }
+  ASSERT_TRUE(dump_a_chain(p, 2));
   ASSERT_TRUE(next_epoch(p, 3));
   ASSERT_TRUE(p.dump({"--incremental"}));  // the process ends with this one
   auto gens = generations(p.store());
@@ -125,6 +132,27 @@ TEST(Incremental, ADamagedParentFailsVerifyAndRestoreNamingItAndRestoreFallsBack
   EXPECT_NE(restored.exit_code(), 0) << restored.describe();
   EXPECT_NE(restored.err.find("parent gen " + parent + " is missing"), std::string::npos)
       << restored.describe();
+}
+
+// Big enough that the chain's pages are copied while the kernel is still allocating them
+// (page_chain::fill, memory::populate_while): every page must still come from the generation that
+// stores it, the parent's pages in the big first pass and the changed ones after.
+TEST(Incremental, ABigChainCopiedWhileItIsPopulatedGivesTheLatestState) {
+  become_subreaper();
+  TestProcess p({program_path("incr_pages"), "320"});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(dump_a_chain(p, 2));
+  ASSERT_TRUE(next_epoch(p, 3));
+  ASSERT_TRUE(p.dump({"--incremental"}));
+  ::setenv("CKPT_LOG", "memory=debug", 1);
+  bool restored = p.restore();
+  ::unsetenv("CKPT_LOG");
+  ASSERT_TRUE(restored);
+  EXPECT_NE(p.restore_err().find("pieces while the pages are copied"), std::string::npos)
+      << "the chain was not copied while populating\n"
+      << p.restore_err();
+  ASSERT_TRUE(p.finish(60s)) << p.output();
+  EXPECT_NE(p.out().find("AT EPOCH 3\n"), std::string::npos) << p.output();
 }
 
 // A tree: each process's pages are composed from its own index (proc.PID.memory.index).
