@@ -243,6 +243,44 @@ TEST_F(FailureTest, BigMemoryCopiedWhileItIsPopulatedArrivesWhole) {
   EXPECT_TRUE(p.finish(60s)) << p.output();
 }
 
+// A real program has a hundred small mappings (its libraries, their data) beside a big one: they
+// are populated first, and only the big one in pieces while its pages are copied (memory::part):
+// python3 with a 320 MiB mapping and 200 one-page ones (read-only and writable by turns, so that
+// they stay apart), which checks every page of them after the restore.
+TEST_F(FailureTest, ProgramWithManyMappingsIsCopiedWhileItsBigOneIsPopulated) {
+  TestProcess p(
+      {"/usr/bin/python3", "-c",
+       "import ctypes, mmap, signal, sys, time\n"
+       "tail = bytes(4088)\n"
+       "page = lambda i: (i * 2654435761 % 2**64).to_bytes(8, 'little') + tail\n"
+       "def filled(n):\n"
+       "  m = mmap.mmap(-1, n, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)\n"
+       "  for i in range(0, n, 4096): m[i:i + 8] = page(i)[:8]\n"
+       "  return m\n"
+       "big, small = filled(320 << 20), filled(200 * 4096)\n"
+       "at = ctypes.addressof((ctypes.c_char * len(small)).from_buffer(small))\n"
+       "mprotect = ctypes.CDLL(None).mprotect\n"
+       "for k in range(0, 200, 2): mprotect(ctypes.c_void_p(at + k * 4096), 4096, 1)\n"
+       "told = []\n"
+       "signal.signal(signal.SIGUSR2, lambda *a: told.append(1))\n"
+       "print('READY', flush=True)\n"
+       "while not told: time.sleep(0.02)\n"
+       "bad = sum(m[i:i + 4096] != page(i) for m in (big, small) for i in range(0, len(m), "
+       "4096))\n"
+       "print('PASS' if bad == 0 else f'FAIL {bad} pages', flush=True)\n"
+       "sys.exit(1 if bad else 0)\n"});
+  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.dump());
+  ::setenv("CKPT_LOG", "memory=debug", 1);
+  bool restored = p.restore();
+  ::unsetenv("CKPT_LOG");
+  ASSERT_TRUE(restored);
+  EXPECT_NE(p.restore_err().find(kOverlapLine), std::string::npos)
+      << "the restore did not copy while populating\n"
+      << p.restore_err();
+  EXPECT_TRUE(p.finish(60s)) << p.output();
+}
+
 // The checksum fails only at the end of the section, long after the copy began while the process
 // was still populating: the restore must wait for the populate to end, then fail, leaving nothing.
 TEST_F(FailureTest, CorruptPagesFoundWhilePopulatingLeaveNothingRunning) {
