@@ -140,7 +140,7 @@ TEST(Incremental, ADamagedParentFailsVerifyAndRestoreNamingItAndRestoreFallsBack
 TEST(Incremental, ABigChainCopiedWhileItIsPopulatedGivesTheLatestState) {
   become_subreaper();
   TestProcess p({program_path("incr_pages"), "320"});
-  ASSERT_TRUE(p.wait_ready());
+  ASSERT_TRUE(p.wait_ready(60s));  // 320 MiB touched for the first time: slow beside other tests
   ASSERT_TRUE(dump_a_chain(p, 2));
   ASSERT_TRUE(next_epoch(p, 3));
   ASSERT_TRUE(p.dump({"--incremental"}));

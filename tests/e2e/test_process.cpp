@@ -57,8 +57,9 @@ void TestProcess::kill_now() {
   running_ = false;
 }
 
-::testing::AssertionResult TestProcess::wait_ready() {
-  if (wait_for_text(dir_ / "stdout", "READY\n", pid_, 10s)) return ::testing::AssertionSuccess();
+::testing::AssertionResult TestProcess::wait_ready(std::chrono::milliseconds timeout) {
+  if (wait_for_text(dir_ / "stdout", "READY\n", pid_, timeout))
+    return ::testing::AssertionSuccess();
   return ::testing::AssertionFailure() << "program " << pid_ << " did not get READY\n" << output();
 }
 

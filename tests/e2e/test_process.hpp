@@ -29,7 +29,7 @@ class TestProcess {
   std::string output() const { return "stdout:\n" + out() + "\nstderr:\n" + err(); }
 
   // Waits for READY; false (with the output as a test failure) when it does not come.
-  ::testing::AssertionResult wait_ready();
+  ::testing::AssertionResult wait_ready(std::chrono::milliseconds timeout = 10s);
   // `ckpt dump -t PID -D store EXTRA...`; without --leave-running also reaps the killed process
   // and every descendant killed with it, so that their PIDs are free for the restore.
   ::testing::AssertionResult dump(const std::vector<std::string>& extra = {});
