@@ -87,10 +87,10 @@ Status Populated::until(uint64_t end) {
 
 Status populate_while(RestoreContext& ctx, std::vector<ptrace::BatchCall>& calls, bool overlap,
                       const std::function<Status(Populated&)>& copy) {
-  auto [before, pieces] = overlap
-                              ? part(calls, ptrace::RemoteSyscalls::batch_room(ctx.scratch.size))
-                              : Parted{calls, {}};
-  CKPT_TRY(run_batch(ctx, before));
+  Parted parted = overlap ? part(calls, ptrace::RemoteSyscalls::batch_room(ctx.scratch.size))
+                          : Parted{calls, {}};
+  CKPT_TRY(run_batch(ctx, parted.before));
+  std::vector<ptrace::BatchCall>& pieces = parted.pieces;
   if (pieces.empty()) {
     Populated all;
     return copy(all);
