@@ -163,6 +163,11 @@ Status reset_in_puppet() {
     if (::syscall(SYS_rt_sigaction, sig, &dfl, nullptr, arch::kSigsetSize) < 0 && errno != EINVAL)
       return sys_error(fmt::format("reset the action of signal {}", sig));
   }
+  // The image sets an alternate stack only where the program had one; ckpt's own (sanitizers
+  // install one) would leave a handler with SA_ONSTACK running on memory that is gone.
+  stack_t none{};
+  none.ss_flags = SS_DISABLE;
+  if (::sigaltstack(&none, nullptr) < 0) return sys_error("disable the alternate signal stack");
   return {};
 }
 

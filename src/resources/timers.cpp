@@ -6,6 +6,7 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 namespace ckpt::timers {
@@ -63,11 +64,29 @@ Status read_values(DumpContext& ctx, schema::TimersRecord& timers) {
       });
 }
 
+bool alarm_pending(const schema::SignalsRecord& signals) {
+  return std::any_of(signals.pending.begin(), signals.pending.end(), [](const schema::Bytes& b) {
+    int32_t signo = 0;
+    if (b.size() >= sizeof(signo)) std::memcpy(&signo, b.data(), sizeof(signo));
+    return signo == SIGALRM;
+  });
+}
+
+// The kernel re-arms a periodic ITIMER_REAL only when its SIGALRM is taken: dumped between the
+// two, it reads 0 left with its interval still set. Armed to fire at once, its signal merges
+// with the pending one restored before it, and taking that signal re-arms it as it would have.
+schema::TimeSpec itimer_value(int which, const schema::ItimerRecord& t, bool alarm_pending) {
+  if (which == ITIMER_REAL && t.value.zero() && !t.interval.zero() && alarm_pending) return {0, 1};
+  return t.value;
+}
+
 Status restore_itimers(RestoreContext& ctx, const std::array<schema::ItimerRecord, 3>& itimers) {
+  bool alarm = alarm_pending(ctx.rec->signals);
   for (int which = 0; which < 3; ++which) {
     const auto& t = itimers[which];
-    if (t.value.zero()) continue;
-    TimerValue v{{t.interval.sec, t.interval.frac}, {t.value.sec, t.value.frac}};
+    schema::TimeSpec value = itimer_value(which, t, alarm);
+    if (value.zero()) continue;
+    TimerValue v{{t.interval.sec, t.interval.frac}, {value.sec, value.frac}};
     CKPT_TRY(write_remote(ctx.pid, ctx.scratch.addr, &v, sizeof(v)));
     CKPT_TRY(
         ctx.main_remote->call("setitimer", SYS_setitimer, {uint64_t(which), ctx.scratch.addr, 0}));

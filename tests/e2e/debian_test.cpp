@@ -207,6 +207,17 @@ TEST_F(DebianTest, Python3Loop) {
                   "time.sleep(0.01)\n"});
 }
 
+// Python installs its handlers with SA_ONSTACK but has no alternate stack: neither may the
+// restored process (the puppet inherits ckpt's own, which a sanitizer build of ckpt has), or
+// the first tick after the restore kills it.
+TEST_F(DebianTest, Python3CountsInATimerSignalHandler) {
+  check_counting({"/usr/bin/python3", "-c",
+                  "import signal\ni = 0\ndef tick(*_):\n    global i\n    print(i, flush=True)\n"
+                  "    i += 1\nsignal.signal(signal.SIGALRM, tick)\n"
+                  "signal.setitimer(signal.ITIMER_REAL, 0.01, 0.01)\nwhile True:\n"
+                  "    signal.pause()\n"});
+}
+
 TEST_F(DebianTest, PerlLoop) {
   check_counting(
       {"/usr/bin/perl", "-e",
