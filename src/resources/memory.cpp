@@ -710,7 +710,11 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
   CKPT_TRY(sink.settle_all());
   clock.mark("copied");
   CKPT_TRY(pages->finish());
-  CKPT_TRY(page_index::write(*ctx.writer, ctx.section(page_index::kIndexSection), sink.take()));
+  const auto* tree_pages = ctx.tree->pages;
+  bool whole =
+      tree_pages && tree_pages->parent && tree_pages->parent->next_whole(ctx.section_prefix);
+  CKPT_TRY(
+      page_index::write(*ctx.writer, ctx.section(page_index::kIndexSection), sink.take(), whole));
   clock.mark("index written");
   return {};
 }

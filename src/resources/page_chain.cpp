@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <future>
 #include <memory>
+#include <optional>
 
 #include "common/phase_clock.hpp"
 #include "common/populate.hpp"
@@ -19,7 +20,8 @@ using page_index::kPage;
 
 constexpr size_t kBuffer = 1 << 20;
 
-Result<Index> load_index(const image::GenerationInfo& gen, const std::string& name) {
+Result<std::vector<std::byte>> load_bytes(const image::GenerationInfo& gen,
+                                          const std::string& name) {
   CKPT_TRY_ASSIGN(auto reader, image::open_generation_section(gen, name));
   constexpr size_t kStep = 64 << 10;
   std::vector<std::byte> bytes;
@@ -32,7 +34,11 @@ Result<Index> load_index(const image::GenerationInfo& gen, const std::string& na
     bytes.resize(at + n);
     if (n == 0) break;
   }
-  return page_index::decode(bytes, fmt::format("gen {}: section '{}'", gen.id, name));
+  return bytes;
+}
+
+std::string index_what(const image::GenerationInfo& gen, const std::string& name) {
+  return fmt::format("gen {}: section '{}'", gen.id, name);
 }
 
 // The index must list exactly the pages the process record says are saved, in order.
@@ -169,23 +175,34 @@ struct Chain {
   std::vector<std::string> ids;
 };
 
+// Every level's whole index, read nearest first and decoded oldest first: a delta index needs
+// its parent's.
 Result<Chain> load_indexes(const RestoreContext& ctx) {
   Chain c;
   CKPT_TRY_ASSIGN(c.gens, image::load_chain(ctx.generation));
   std::string index_name = ctx.section(page_index::kIndexSection);
+  std::vector<std::optional<std::vector<std::byte>>> read;
   for (auto& gen : c.gens) {
+    c.ids.push_back(gen.id);
     // A process that an ancestor did not have (a child forked since) inherits nothing from it;
     // compose() names the generation if a page is missing after all.
-    if (!c.indexes.empty() && !gen.find_section(index_name)) {
-      c.indexes.emplace_back();
-      c.ids.push_back(gen.id);
+    if (!read.empty() && !gen.find_section(index_name)) {
+      read.emplace_back();
       continue;
     }
-    CKPT_TRY_ASSIGN(Index idx, load_index(gen, index_name));
-    if (c.indexes.empty()) CKPT_TRY(check_matches(ctx, idx));
-    c.indexes.push_back(std::move(idx));
-    c.ids.push_back(gen.id);
+    CKPT_TRY_ASSIGN(auto bytes, load_bytes(gen, index_name));
+    read.emplace_back(std::move(bytes));
   }
+  c.indexes.resize(c.gens.size());
+  for (size_t level = c.gens.size(); level-- > 0;) {
+    if (!read[level]) continue;
+    const Index* parent = level + 1 < c.gens.size() ? &c.indexes[level + 1] : nullptr;
+    CKPT_TRY_ASSIGN(
+        c.indexes[level],
+        page_index::decode(*read[level], index_what(c.gens[level], index_name), parent));
+    read[level].reset();
+  }
+  CKPT_TRY(check_matches(ctx, c.indexes.at(0)));
   return c;
 }
 
@@ -275,7 +292,8 @@ Result<std::optional<PageLocations>> locate(const RestoreContext& ctx, std::stri
 Status check_index(const RestoreContext& ctx) {
   std::string name = ctx.section(page_index::kIndexSection);
   if (!ctx.generation.find_section(name)) return {};  // written before page indexes existed
-  CKPT_TRY_ASSIGN(Index idx, load_index(ctx.generation, name));
+  CKPT_TRY_ASSIGN(auto bytes, load_bytes(ctx.generation, name));
+  CKPT_TRY_ASSIGN(Index idx, page_index::decode(bytes, index_what(ctx.generation, name)));
   return check_matches(ctx, idx);
 }
 

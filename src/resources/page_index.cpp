@@ -4,6 +4,7 @@
 #include <array>
 #include <bit>
 #include <cstring>
+#include <optional>
 #include <utility>
 
 #include "common/checksum.hpp"
@@ -57,48 +58,80 @@ uint64_t Index::stored_count() const {
 
 namespace {
 
-std::array<std::byte, kHeader> header_of(const Index& index) {
-  std::array<std::byte, kHeader> h{};
+// The delta encoding: its header, the stored entries, then the runs of inherited pages.
+constexpr size_t kDeltaHeader = 40;  // magic, u32 format, u32 page size, u64 count, stored, runs
+
+struct Run {  // inherited pages [start, start + pages * kPage)
+  uint64_t start = 0;
+  uint64_t pages = 0;
+};
+static_assert(sizeof(Run) == 16);
+
+struct Delta {
+  std::vector<Entry> stored;
+  std::vector<Run> runs;
+};
+
+Delta delta_of(const Index& index) {
+  Delta d;
+  for (const Entry& e : index.entries) {
+    if (e.stored()) {
+      d.stored.push_back(e);
+    } else if (!d.runs.empty() && d.runs.back().start + d.runs.back().pages * kPage == e.addr()) {
+      ++d.runs.back().pages;
+    } else {
+      d.runs.push_back({e.addr(), 1});
+    }
+  }
+  return d;
+}
+
+std::vector<std::byte> header_of(uint32_t format, const Index& index, const Delta* d) {
+  std::vector<std::byte> h(d ? kDeltaHeader : kHeader);
   std::memcpy(h.data(), kMagic, 8);
-  uint32_t format = kIndexFormat, page = kPage;
+  uint32_t page = kPage;
   std::memcpy(h.data() + 8, &format, 4);
   std::memcpy(h.data() + 12, &page, 4);
   put64(h.data() + 16, index.entries.size());
+  if (d) {
+    put64(h.data() + 24, d->stored.size());
+    put64(h.data() + 32, d->runs.size());
+  }
   return h;
 }
 
-std::span<const std::byte> bytes_of(const Index& index) {
-  return std::as_bytes(std::span(index.entries));
+bool all_stored(const Index& index) {
+  return std::all_of(index.entries.begin(), index.entries.end(),
+                     [](const Entry& e) { return e.stored(); });
 }
 
-}  // namespace
+// The encoding's parts in order, to be written one after the other.
+struct Encoded {
+  std::optional<Delta> delta;
+  std::vector<std::byte> header;
+  std::vector<std::span<const std::byte>> parts;
+};
 
-std::vector<std::byte> encode(const Index& index) {
-  auto header = header_of(index);
-  auto entries = bytes_of(index);
-  std::vector<std::byte> out;
-  reserve_populated(out, header.size() + entries.size());
-  out.insert(out.end(), header.begin(), header.end());
-  out.insert(out.end(), entries.begin(), entries.end());
-  return out;
+// Not movable: `parts` point into `delta`.
+void encode_into(const Index& index, Encoded& out, bool whole = false) {
+  if (whole || all_stored(index)) {
+    out.header = header_of(kFullFormat, index, nullptr);
+    out.parts = {out.header, std::as_bytes(std::span(index.entries))};
+    return;
+  }
+  out.delta = delta_of(index);
+  out.header = header_of(kDeltaFormat, index, &*out.delta);
+  out.parts = {out.header, std::as_bytes(std::span(out.delta->stored)),
+               std::as_bytes(std::span(out.delta->runs))};
 }
 
-Status write(image::GenerationWriter& out, std::string_view name, const Index& index) {
-  CKPT_TRY_ASSIGN(image::SectionWriter * section, out.begin_section(name));
-  auto header = header_of(index);
-  CKPT_TRY(section->write(header));
-  CKPT_TRY(section->write(bytes_of(index)));
-  return section->finish();
+Status check_entry(const Entry& e, uint64_t i, std::string_view what) {
+  if ((e.key & (kPage - 1) & ~kStoredBit) != 0)
+    return errorf("{}: entry {} has unknown flags {:#x}", what, i, e.key & (kPage - 1));
+  return {};
 }
 
-Result<Index> decode(std::span<const std::byte> bytes, std::string_view what) {
-  if (bytes.size() < kHeader || std::memcmp(bytes.data(), kMagic, 8) != 0)
-    return errorf("{}: not a page index", what);
-  if (uint32_t f = get32(bytes.data() + 8); f != kIndexFormat)
-    return errorf("{}: page index format {} is not supported (this ckpt reads {})", what, f,
-                  kIndexFormat);
-  if (uint32_t page = get32(bytes.data() + 12); page != kPage)
-    return errorf("{}: page size {} is not supported", what, page);
+Result<Index> decode_full(std::span<const std::byte> bytes, std::string_view what) {
   uint64_t count = get64(bytes.data() + 16);
   if (count > (bytes.size() - kHeader) / kEntrySize || bytes.size() != kHeader + count * kEntrySize)
     return errorf("{}: {} bytes do not hold {} entries", what, bytes.size(), count);
@@ -106,16 +139,120 @@ Result<Index> decode(std::span<const std::byte> bytes, std::string_view what) {
   reserve_populated(index.entries, count);
   index.entries.resize(count);
   std::memcpy(index.entries.data(), bytes.data() + kHeader, count * kEntrySize);
-  uint64_t last = 0;
   for (uint64_t i = 0; i < count; ++i) {
     const Entry& e = index.entries[i];
-    if ((e.key & (kPage - 1) & ~kStoredBit) != 0)
-      return errorf("{}: entry {} has unknown flags {:#x}", what, i, e.key & (kPage - 1));
-    if (i > 0 && e.addr() <= last)
+    CKPT_TRY(check_entry(e, i, what));
+    if (i > 0 && e.addr() <= index.entries[i - 1].addr())
       return errorf("{}: entry {} ({:#x}) is not above the one before", what, i, e.addr());
-    last = e.addr();
   }
   return index;
+}
+
+// Reads the delta encoding's stored entries and runs, checking each list on its own.
+Result<Delta> read_delta(std::span<const std::byte> bytes, std::string_view what, uint64_t& count) {
+  if (bytes.size() < kDeltaHeader)
+    return errorf("{}: {} bytes are no page index", what, bytes.size());
+  count = get64(bytes.data() + 16);
+  uint64_t stored = get64(bytes.data() + 24), runs = get64(bytes.data() + 32);
+  uint64_t room = (bytes.size() - kDeltaHeader) / kEntrySize;
+  if (stored > room || runs > room - stored ||
+      bytes.size() != kDeltaHeader + (stored + runs) * kEntrySize)
+    return errorf("{}: {} bytes do not hold {} entries and {} runs", what, bytes.size(), stored,
+                  runs);
+  Delta d;
+  d.stored.resize(stored);
+  d.runs.resize(runs);
+  std::memcpy(d.stored.data(), bytes.data() + kDeltaHeader, stored * kEntrySize);
+  std::memcpy(d.runs.data(), bytes.data() + kDeltaHeader + stored * kEntrySize, runs * 16);
+  for (uint64_t i = 0; i < stored; ++i) {
+    CKPT_TRY(check_entry(d.stored[i], i, what));
+    if (!d.stored[i].stored()) return errorf("{}: entry {} is not marked stored", what, i);
+    if (i > 0 && d.stored[i].addr() <= d.stored[i - 1].addr())
+      return errorf("{}: entry {} ({:#x}) is not above the one before", what, i,
+                    d.stored[i].addr());
+  }
+  uint64_t total = stored, end = 0;
+  for (uint64_t i = 0; i < runs; ++i) {
+    const Run& r = d.runs[i];
+    if (r.start % kPage != 0 || r.pages == 0 || r.pages > (~uint64_t{0} - r.start) / kPage ||
+        (i > 0 && r.start < end))
+      return errorf("{}: run {} ({:#x}, {} pages) is not a run above the one before", what, i,
+                    r.start, r.pages);
+    end = r.start + r.pages * kPage;
+    total += r.pages;
+  }
+  if (total != count)
+    return errorf("{}: {} stored and inherited pages, but {} entries", what, total, count);
+  return d;
+}
+
+// The whole index: the stored entries and, between them, the inherited runs with the parent's
+// hashes.
+Result<Index> decode_delta(std::span<const std::byte> bytes, std::string_view what,
+                           const Index* parent) {
+  if (!parent) return errorf("{}: a page index of changes, read without its parent's", what);
+  uint64_t count = 0;
+  CKPT_TRY_ASSIGN(Delta d, read_delta(bytes, what, count));
+  Index index;
+  reserve_populated(index.entries, count);
+  const auto& from = parent->entries;
+  size_t s = 0, cursor = 0;
+  for (const Run& r : d.runs) {
+    for (; s < d.stored.size() && d.stored[s].addr() < r.start; ++s)
+      index.entries.push_back(d.stored[s]);
+    uint64_t end = r.start + r.pages * kPage;
+    if (s < d.stored.size() && d.stored[s].addr() < end)
+      return errorf("{}: page {:#x} is both stored and inherited", what, d.stored[s].addr());
+    cursor = parent->first_at_or_above(r.start, cursor);
+    // Strictly ascending page addresses: equal ends mean the parent has every page between.
+    size_t last = cursor + r.pages - 1;
+    if (last >= from.size() || from[cursor].addr() != r.start || from[last].addr() != end - kPage)
+      return errorf("{}: pages {:#x}-{:#x} are inherited, but the parent does not hold them all",
+                    what, r.start, end);
+    for (size_t k = cursor; k <= last; ++k)
+      index.entries.emplace_back(from[k].addr(), from[k].hash, false);
+    cursor = last + 1;
+  }
+  for (; s < d.stored.size(); ++s) index.entries.push_back(d.stored[s]);
+  return index;
+}
+
+}  // namespace
+
+std::vector<std::byte> encode(const Index& index) {
+  Encoded e;
+  encode_into(index, e);
+  std::vector<std::byte> out;
+  size_t size = 0;
+  for (auto part : e.parts) size += part.size();
+  reserve_populated(out, size);
+  for (auto part : e.parts) out.insert(out.end(), part.begin(), part.end());
+  return out;
+}
+
+Status write(image::GenerationWriter& out, std::string_view name, const Index& index, bool whole) {
+  CKPT_TRY_ASSIGN(image::SectionWriter * section, out.begin_section(name));
+  Encoded e;
+  encode_into(index, e, whole);
+  for (auto part : e.parts) CKPT_TRY(section->write(part));
+  return section->finish();
+}
+
+uint32_t format_of(std::span<const std::byte> bytes) {
+  if (bytes.size() < kHeader || std::memcmp(bytes.data(), kMagic, 8) != 0) return 0;
+  return get32(bytes.data() + 8);
+}
+
+Result<Index> decode(std::span<const std::byte> bytes, std::string_view what, const Index* parent) {
+  uint32_t format = format_of(bytes);
+  if (format == 0) return errorf("{}: not a page index", what);
+  if (format != kFullFormat && format != kDeltaFormat)
+    return errorf("{}: page index format {} is not supported (this ckpt reads {} and {})", what,
+                  format, kFullFormat, kDeltaFormat);
+  if (uint32_t page = get32(bytes.data() + 12); page != kPage)
+    return errorf("{}: page size {} is not supported", what, page);
+  if (format == kFullFormat) return decode_full(bytes, what);
+  return decode_delta(bytes, what, parent);
 }
 
 namespace {
@@ -129,24 +266,49 @@ bool same_program(const image::GenerationInfo& g, pid_t pid, const std::string& 
   return exe.empty() || label("exe").empty() || label("exe") == exe;
 }
 
+// The whole index `name` of chain[0]: a delta one is read with its parent's, down to the nearest
+// full one (cheap but for that one: a delta index of 1 % of 1 GiB is 40 KiB).
+Result<Index> load_whole(const image::Store& store, const std::vector<image::GenerationInfo>& chain,
+                         const std::string& name, size_t& deltas) {
+  std::vector<std::vector<std::byte>> read;
+  for (size_t level = 0; level < chain.size() && chain[level].find_section(name); ++level) {
+    CKPT_TRY_ASSIGN(auto bytes, store.read_section(chain[level], name));
+    read.push_back(std::move(bytes));
+    if (format_of(read.back()) != kDeltaFormat) break;
+  }
+  deltas = 0;
+  for (auto& bytes : read) deltas += format_of(bytes) == kDeltaFormat ? 1 : 0;
+  std::optional<Index> below;
+  for (size_t level = read.size(); level-- > 0;) {
+    CKPT_TRY_ASSIGN(Index idx, decode(read[level], fmt::format("gen {}: {}", chain[level].id, name),
+                                      below ? &*below : nullptr));
+    below = std::move(idx);
+  }
+  return std::move(*below);
+}
+
 Result<Parent> load_parent(const image::Store& store, const image::GenerationInfo& gen) {
   PhaseClock clock("dump", "incremental parent");
   CKPT_TRY(image::check_chain_files(gen));
+  CKPT_TRY_ASSIGN(auto chain, image::load_chain(gen));
   clock.mark("chain files");
-  Parent p{gen, {}};
+  Parent p{gen, {}, {}};
   for (auto& s : gen.sections) {
     std::string_view name = s.name;
     if (!name.ends_with(image::kPageIndexSuffix)) continue;
     std::string prefix(name.substr(0, name.size() - image::kPageIndexSuffix.size()));
-    CKPT_TRY_ASSIGN(auto bytes, store.read_section(gen, s.name));
-    clock.mark("read");
-    CKPT_TRY_ASSIGN(p.indexes[prefix], decode(bytes, fmt::format("gen {}: {}", gen.id, s.name)));
-    clock.mark("decoded");
+    CKPT_TRY_ASSIGN(p.indexes[prefix], load_whole(store, chain, s.name, p.deltas[prefix]));
+    clock.mark("read and decoded");
   }
   return p;
 }
 
 }  // namespace
+
+bool Parent::next_whole(const std::string& prefix) const {
+  auto it = deltas.find(prefix);
+  return it != deltas.end() && it->second >= kMaxDeltas;
+}
 
 std::optional<Parent> find_parent(const image::Store& store, pid_t pid, const std::string& exe,
                                   std::string* why) {

@@ -23,8 +23,14 @@ namespace ckpt::page_index {
 
 inline constexpr const char* kIndexSection = "memory.index";
 inline constexpr uint64_t kPage = 4096;
-// Version of the page index encoding (its header); a reader refuses others by name.
-inline constexpr uint32_t kIndexFormat = 1;
+// Encodings of a page index (its header's format field); a reader refuses others by name.
+// Full: every entry with its hash. Delta: the stored entries and the runs of inherited pages,
+// whose hashes are the parent's: 1 % of 1 GiB changed makes 40 KiB instead of 4 MiB to write.
+inline constexpr uint32_t kFullFormat = 1;
+inline constexpr uint32_t kDeltaFormat = 2;
+// Reading a delta index reads its ancestors' down to a whole one: after this many deltas in a
+// row the next index is whole again (4 MiB per GiB once, instead of a longer read every time).
+inline constexpr size_t kMaxDeltas = 8;
 
 // Laid out as in the section (little-endian): the index is written and read by whole arrays.
 struct Entry {
@@ -48,16 +54,27 @@ struct Index {
   uint64_t stored_count() const;
 };
 
+// The full encoding when every page is stored, else the delta one.
 std::vector<std::byte> encode(const Index& index);
-// encode() straight into section `name` of `out`, without a copy of the entries.
-Status write(image::GenerationWriter& out, std::string_view name, const Index& index);
-// `what` names the section in errors. Checks the header, the size and the order of addresses.
-Result<Index> decode(std::span<const std::byte> bytes, std::string_view what);
+// encode() straight into section `name` of `out`, without a copy of the entries; `whole` writes
+// the full encoding even when pages are inherited.
+Status write(image::GenerationWriter& out, std::string_view name, const Index& index,
+             bool whole = false);
+// The format field of an encoded index, 0 if it is not one.
+uint32_t format_of(std::span<const std::byte> bytes);
+// `what` names the section in errors. Checks the header, the size and the order of addresses. A
+// delta index needs `parent`, the whole index of the generation it was made from: its inherited
+// pages take their hashes from there.
+Result<Index> decode(std::span<const std::byte> bytes, std::string_view what,
+                     const Index* parent = nullptr);
 
 // The parent an incremental dump builds on: its page indexes by section prefix.
 struct Parent {
   image::GenerationInfo gen;
   std::map<std::string, Index> indexes;  // section prefix ("" for the root) -> index
+  std::map<std::string, size_t> deltas;  // section prefix -> delta indexes read to make it
+  // Whether the next index of process `prefix` is written whole (kMaxDeltas).
+  bool next_whole(const std::string& prefix) const;
 };
 
 // The newest generation of `store` that an incremental dump of `pid` (running `exe`) can build

@@ -39,25 +39,26 @@ std::vector<char> pages_of(std::initializer_list<char> fills) {
   return out;
 }
 
+uint64_t u64_at(const std::vector<std::byte>& bytes, size_t off) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | std::to_integer<uint64_t>(bytes[off + i]);
+  return v;
+}
+
 // The entries are written and read as whole arrays: their bytes must stay those of
 // docs/image-format.md (address with bit 0 for "stored here", then the hash; little-endian),
 // whichever way the index goes into a generation.
 TEST(PageIndex, ItsBytesAreTheDocumentedLayoutWhenEncodedOrWrittenIntoAGeneration) {
-  Index idx{{{0x1000, 0x1122334455667788, true}, {0x7ffff000, 9, false}}};
+  Index idx{{{0x1000, 0x1122334455667788, true}, {0x7ffff000, 9, true}}};
   auto bytes = page_index::encode(idx);
   ASSERT_EQ(bytes.size(), 24u + 2 * 16);
-  auto u64_at = [&](size_t off) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; --i) v = (v << 8) | std::to_integer<uint64_t>(bytes[off + i]);
-    return v;
-  };
   EXPECT_EQ(std::memcmp(bytes.data(), "CKPTPIX", 8), 0);
-  EXPECT_EQ(u64_at(8), uint64_t{4096} << 32 | 1);  // format 1, then the page size
-  EXPECT_EQ(u64_at(16), 2u);
-  EXPECT_EQ(u64_at(24), 0x1001u);
-  EXPECT_EQ(u64_at(32), 0x1122334455667788u);
-  EXPECT_EQ(u64_at(40), 0x7ffff000u);
-  EXPECT_EQ(u64_at(48), 9u);
+  EXPECT_EQ(u64_at(bytes, 8), uint64_t{4096} << 32 | 1);  // format 1, then the page size
+  EXPECT_EQ(u64_at(bytes, 16), 2u);
+  EXPECT_EQ(u64_at(bytes, 24), 0x1001u);
+  EXPECT_EQ(u64_at(bytes, 32), 0x1122334455667788u);
+  EXPECT_EQ(u64_at(bytes, 40), 0x7ffff001u);
+  EXPECT_EQ(u64_at(bytes, 48), 9u);
 
   TempDir dir;
   Store store = open_store(dir.path());
@@ -71,25 +72,113 @@ TEST(PageIndex, ItsBytesAreTheDocumentedLayoutWhenEncodedOrWrittenIntoAGeneratio
   EXPECT_TRUE(*back == bytes);
 }
 
+// An index with inherited pages keeps only its stored entries and the runs of the others (their
+// hashes are the parent's): a few changed pages of a big process make a small index.
+TEST(PageIndex, AnIndexWithInheritedPagesIsWrittenAsItsChanges) {
+  Index idx{{{0x1000, 11, false},
+             {0x2000, 22, false},
+             {0x3000, 0x1122334455667788, true},
+             {0x4000, 44, false},
+             {0x9000, 99, false}}};
+  auto bytes = page_index::encode(idx);
+  ASSERT_EQ(bytes.size(), 40u + 16 + 3 * 16);
+  EXPECT_EQ(std::memcmp(bytes.data(), "CKPTPIX", 8), 0);
+  EXPECT_EQ(u64_at(bytes, 8), uint64_t{4096} << 32 | 2);  // format 2, then the page size
+  EXPECT_EQ(u64_at(bytes, 16), 5u);                       // entries
+  EXPECT_EQ(u64_at(bytes, 24), 1u);                       // stored
+  EXPECT_EQ(u64_at(bytes, 32), 3u);                       // runs
+  EXPECT_EQ(u64_at(bytes, 40), 0x3001u);
+  EXPECT_EQ(u64_at(bytes, 48), 0x1122334455667788u);
+  EXPECT_EQ(u64_at(bytes, 56), 0x1000u);  // 2 pages from 0x1000
+  EXPECT_EQ(u64_at(bytes, 64), 2u);
+  EXPECT_EQ(u64_at(bytes, 72), 0x4000u);
+  EXPECT_EQ(u64_at(bytes, 80), 1u);
+  EXPECT_EQ(u64_at(bytes, 88), 0x9000u);
+  EXPECT_EQ(u64_at(bytes, 96), 1u);
+
+  // The parent's hashes, not those the child had in memory, come back: they are the same when
+  // the child was made from this parent.
+  Index parent{{{0x1000, 1, true},
+                {0x2000, 2, false},
+                {0x3000, 3, true},
+                {0x4000, 4, true},
+                {0x9000, 9, true}}};
+  auto back = page_index::decode(bytes, "idx", &parent);
+  ASSERT_TRUE(back.ok()) << back.error().message;
+  ASSERT_EQ(back->entries.size(), 5u);
+  std::vector<uint64_t> hashes, stored;
+  for (auto& e : back->entries) {
+    hashes.push_back(e.hash);
+    if (e.stored()) stored.push_back(e.addr());
+  }
+  EXPECT_EQ(hashes, (std::vector<uint64_t>{1, 2, 0x1122334455667788, 4, 9}));
+  EXPECT_EQ(stored, (std::vector<uint64_t>{0x3000}));
+  EXPECT_EQ(back->entries[4].addr(), 0x9000u);
+
+  auto alone = page_index::decode(bytes, "idx");
+  ASSERT_FALSE(alone.ok());
+  EXPECT_EQ(alone.error().message, "idx: a page index of changes, read without its parent's");
+  Index short_parent{{{0x1000, 1, true}, {0x2000, 2, true}, {0x4000, 4, true}}};
+  auto missing = page_index::decode(bytes, "idx", &short_parent);
+  ASSERT_FALSE(missing.ok());
+  EXPECT_EQ(missing.error().message,
+            "idx: pages 0x9000-0xa000 are inherited, but the parent does not hold them all");
+  Index gap_parent{{{0x1000, 1, true}, {0x4000, 4, true}, {0x9000, 9, true}}};
+  EXPECT_FALSE(page_index::decode(bytes, "idx", &gap_parent).ok());
+}
+
+// A damaged delta index is refused by name, never read into a wrong memory.
+TEST(PageIndex, ADamagedIndexOfChangesIsRefused) {
+  Index idx{{{0x1000, 11, false}, {0x3000, 33, true}, {0x5000, 55, false}}};
+  Index parent{{{0x1000, 1, true}, {0x3000, 3, true}, {0x5000, 5, true}}};
+  auto bytes = page_index::encode(idx);
+  ASSERT_TRUE(page_index::decode(bytes, "idx", &parent).ok());
+  auto set = [&](size_t off, uint64_t v) {
+    auto b = bytes;
+    for (int i = 0; i < 8; ++i) b[off + i] = std::byte(v >> (8 * i));
+    return page_index::decode(b, "idx", &parent);
+  };
+  // entries: the stored one at 40; runs at 56 (0x1000, 1) and 72 (0x5000, 1)
+  auto both = set(56, 0x3000);  // the first run is now the stored page
+  ASSERT_FALSE(both.ok());
+  EXPECT_EQ(both.error().message, "idx: page 0x3000 is both stored and inherited");
+  auto back = set(72, 0x1000);  // the second run below the first
+  ASSERT_FALSE(back.ok());
+  EXPECT_EQ(back.error().message, "idx: run 1 (0x1000, 1 pages) is not a run above the one before");
+  auto longer = set(64, 3);  // 0x1000-0x4000: more pages than entries
+  ASSERT_FALSE(longer.ok());
+  EXPECT_EQ(longer.error().message, "idx: 5 stored and inherited pages, but 3 entries");
+  EXPECT_FALSE(set(56, 0x1800).ok());  // not a page address
+  EXPECT_FALSE(set(64, 0).ok());       // an empty run
+  EXPECT_FALSE(set(16, 4).ok());       // the entry count
+  EXPECT_FALSE(set(40, 0x3000).ok());  // the stored entry without its bit
+  auto more = set(32, 3);              // more runs than the bytes hold
+  ASSERT_FALSE(more.ok());
+  EXPECT_NE(more.error().message.find("do not hold"), std::string::npos) << more.error().message;
+  auto cut = bytes;
+  cut.pop_back();
+  EXPECT_FALSE(page_index::decode(cut, "idx", &parent).ok());
+}
+
 TEST(PageIndex, RoundTripsAndRefusesWhatItDoesNotKnow) {
-  Index idx{{{0x1000, 11, true}, {0x3000, 22, false}, {0x7ffff000, 33, true}}};
+  Index idx{{{0x1000, 11, true}, {0x3000, 22, true}, {0x7ffff000, 33, true}}};
   auto bytes = page_index::encode(idx);
   auto back = page_index::decode(bytes, "idx");
   ASSERT_TRUE(back.ok()) << back.error().message;
   ASSERT_EQ(back->entries.size(), 3u);
   EXPECT_EQ(back->entries[1].addr(), 0x3000u);
-  EXPECT_FALSE(back->entries[1].stored());
+  EXPECT_TRUE(back->entries[1].stored());
   EXPECT_EQ(back->entries[2].hash, 33u);
-  EXPECT_EQ(back->stored_count(), 2u);
+  EXPECT_EQ(back->stored_count(), 3u);
   EXPECT_EQ(back->find(0x3000)->hash, 22u);
   EXPECT_EQ(back->find(0x2000), nullptr);
 
   auto future = bytes;
-  future[8] = std::byte{2};  // the format field
+  future[8] = std::byte{3};  // the format field
   auto refused = page_index::decode(future, "idx");
   ASSERT_FALSE(refused.ok());
   EXPECT_EQ(refused.error().message,
-            "idx: page index format 2 is not supported (this ckpt reads 1)");
+            "idx: page index format 3 is not supported (this ckpt reads 1 and 2)");
 
   Index unordered{{{0x3000, 1, true}, {0x1000, 2, true}}};
   auto bad = page_index::decode(page_index::encode(unordered), "idx");
