@@ -171,6 +171,7 @@ Result<Delta> read_delta(std::span<const std::byte> bytes, std::string_view what
       return errorf("{}: entry {} ({:#x}) is not above the one before", what, i,
                     d.stored[i].addr());
   }
+  if (stored > count) return errorf("{}: {} stored pages, but {} entries", what, stored, count);
   uint64_t total = stored, end = 0;
   for (uint64_t i = 0; i < runs; ++i) {
     const Run& r = d.runs[i];
@@ -178,6 +179,8 @@ Result<Delta> read_delta(std::span<const std::byte> bytes, std::string_view what
         (i > 0 && r.start < end))
       return errorf("{}: run {} ({:#x}, {} pages) is not a run above the one before", what, i,
                     r.start, r.pages);
+    if (r.pages > count - total)
+      return errorf("{}: more stored and inherited pages than its {} entries", what, count);
     end = r.start + r.pages * kPage;
     total += r.pages;
   }
@@ -193,6 +196,10 @@ Result<Index> decode_delta(std::span<const std::byte> bytes, std::string_view wh
   if (!parent) return errorf("{}: a page index of changes, read without its parent's", what);
   uint64_t count = 0;
   CKPT_TRY_ASSIGN(Delta d, read_delta(bytes, what, count));
+  // Checked before any room is taken: a run is 16 bytes however many pages it claims.
+  if (count - d.stored.size() > parent->entries.size())
+    return errorf("{}: {} pages are inherited, but the parent holds {}", what,
+                  count - d.stored.size(), parent->entries.size());
   Index index;
   reserve_populated(index.entries, count);
   const auto& from = parent->entries;
