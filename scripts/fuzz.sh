@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fuzzes ckpt's readers of untrusted bytes (fuzz/fuzz_*.cpp: the process image decoder, a
-# dry-run restore reading an image through a store, the manifest and section readers) with
-# libFuzzer, each for FUZZ_SECONDS (default 600: the full run; CI runs 60). Each fuzzer starts
+# dry-run restore reading an image through a store, the manifest and section readers, the page
+# index decoder) with libFuzzer, each for FUZZ_SECONDS (default 600: the full run; CI runs 60).
+# Each fuzzer starts
 # from the kept seeds in fuzz/corpus/NAME (fuzz/make_corpus.sh) and what earlier runs found in
 # BUILD_DIR/corpus/NAME; with FUZZ_MERGE=1 the inputs that add coverage are merged into the
 # kept seeds. A crash, hang (-timeout) or runaway allocation fails the script and leaves the
