@@ -138,7 +138,8 @@ Result<Index> decode_full(std::span<const std::byte> bytes, std::string_view wha
   Index index;
   reserve_populated(index.entries, count);
   index.entries.resize(count);
-  std::memcpy(index.entries.data(), bytes.data() + kHeader, count * kEntrySize);
+  // An empty vector's data() may be null, which memcpy must not get even for 0 bytes.
+  if (count > 0) std::memcpy(index.entries.data(), bytes.data() + kHeader, count * kEntrySize);
   for (uint64_t i = 0; i < count; ++i) {
     const Entry& e = index.entries[i];
     CKPT_TRY(check_entry(e, i, what));
@@ -162,8 +163,9 @@ Result<Delta> read_delta(std::span<const std::byte> bytes, std::string_view what
   Delta d;
   d.stored.resize(stored);
   d.runs.resize(runs);
-  std::memcpy(d.stored.data(), bytes.data() + kDeltaHeader, stored * kEntrySize);
-  std::memcpy(d.runs.data(), bytes.data() + kDeltaHeader + stored * kEntrySize, runs * 16);
+  if (stored > 0) std::memcpy(d.stored.data(), bytes.data() + kDeltaHeader, stored * kEntrySize);
+  if (runs > 0)
+    std::memcpy(d.runs.data(), bytes.data() + kDeltaHeader + stored * kEntrySize, runs * 16);
   for (uint64_t i = 0; i < stored; ++i) {
     CKPT_TRY(check_entry(d.stored[i], i, what));
     if (!d.stored[i].stored()) return errorf("{}: entry {} is not marked stored", what, i);

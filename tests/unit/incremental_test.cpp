@@ -115,6 +115,13 @@ TEST(PageIndex, AnIndexWithInheritedPagesIsWrittenAsItsChanges) {
   EXPECT_EQ(stored, (std::vector<uint64_t>{0x3000}));
   EXPECT_EQ(back->entries[4].addr(), 0x9000u);
 
+  // Nothing stored (a process of a tree that wrote nothing since): runs only.
+  Index unchanged{{{0x1000, 1, false}, {0x2000, 2, false}}};
+  auto runs_only = page_index::decode(page_index::encode(unchanged), "idx", &parent);
+  ASSERT_TRUE(runs_only.ok()) << runs_only.error().message;
+  EXPECT_EQ(runs_only->entries.size(), 2u);
+  EXPECT_EQ(runs_only->stored_count(), 0u);
+
   auto alone = page_index::decode(bytes, "idx");
   ASSERT_FALSE(alone.ok());
   EXPECT_EQ(alone.error().message, "idx: a page index of changes, read without its parent's");
