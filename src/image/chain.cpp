@@ -65,18 +65,27 @@ Result<std::vector<GenerationInfo>> load_chain(const GenerationInfo& gen) {
   return chain;
 }
 
-Status check_chain(const GenerationInfo& gen,
+Status check_chain(const std::vector<GenerationInfo>& chain,
                    const std::function<Status(const GenerationInfo&)>& check) {
-  CKPT_TRY_ASSIGN(auto chain, load_chain(gen));
   for (size_t i = 0; i < chain.size(); ++i) {
     Status st = check(chain[i]);
-    if (!st.ok()) return i == 0 ? st : st.error().wrap(fmt::format("gen {}: parent", gen.id));
+    if (!st.ok()) return i == 0 ? st : st.error().wrap(fmt::format("gen {}: parent", chain[0].id));
   }
   return {};
 }
 
+Status check_chain(const GenerationInfo& gen,
+                   const std::function<Status(const GenerationInfo&)>& check) {
+  CKPT_TRY_ASSIGN(auto chain, load_chain(gen));
+  return check_chain(chain, check);
+}
+
 Status check_chain_files(const GenerationInfo& gen) {
   return check_chain(gen, verify_generation_files);
+}
+
+Status check_chain_files(const std::vector<GenerationInfo>& chain) {
+  return check_chain(chain, verify_generation_files);
 }
 
 }  // namespace ckpt::image

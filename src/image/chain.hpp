@@ -36,7 +36,12 @@ Result<std::vector<GenerationInfo>> load_chain(const GenerationInfo& gen);
 Status check_chain(const GenerationInfo& gen,
                    const std::function<Status(const GenerationInfo&)>& check);
 
+// `check` on every member of a loaded chain, newest first.
+Status check_chain(const std::vector<GenerationInfo>& chain,
+                   const std::function<Status(const GenerationInfo&)>& check);
+
 // load_chain, then the file sizes and data headers of every member (cheap).
 Status check_chain_files(const GenerationInfo& gen);
+Status check_chain_files(const std::vector<GenerationInfo>& chain);
 
 }  // namespace ckpt::image

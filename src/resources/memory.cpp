@@ -503,6 +503,12 @@ const page_index::Index* parent_index(const DumpContext& ctx) {
   return it == pages->parent->indexes.end() ? nullptr : &it->second;
 }
 
+// Whether ctx's process ends a run of kMaxDeltas indexes of changes: its index is written whole.
+bool index_written_whole(const DumpContext& ctx) {
+  const auto* pages = ctx.tree->pages;
+  return pages && pages->parent && pages->parent->next_whole(ctx.section_prefix);
+}
+
 }  // namespace
 
 std::vector<Piece> only_what_parent_has(const std::vector<Piece>& pieces,
@@ -710,11 +716,8 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
   CKPT_TRY(sink.settle_all());
   clock.mark("copied");
   CKPT_TRY(pages->finish());
-  const auto* tree_pages = ctx.tree->pages;
-  bool whole =
-      tree_pages && tree_pages->parent && tree_pages->parent->next_whole(ctx.section_prefix);
-  CKPT_TRY(
-      page_index::write(*ctx.writer, ctx.section(page_index::kIndexSection), sink.take(), whole));
+  CKPT_TRY(page_index::write(*ctx.writer, ctx.section(page_index::kIndexSection), sink.take(),
+                             index_written_whole(ctx)));
   clock.mark("index written");
   return {};
 }

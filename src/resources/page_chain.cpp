@@ -181,7 +181,7 @@ Result<Chain> load_indexes(const RestoreContext& ctx) {
   Chain c;
   CKPT_TRY_ASSIGN(c.gens, image::load_chain(ctx.generation));
   std::string index_name = ctx.section(page_index::kIndexSection);
-  std::vector<std::optional<std::vector<std::byte>>> read;
+  page_index::LevelBytes read;
   for (auto& gen : c.gens) {
     c.ids.push_back(gen.id);
     // A process that an ancestor did not have (a child forked since) inherits nothing from it;
@@ -193,15 +193,8 @@ Result<Chain> load_indexes(const RestoreContext& ctx) {
     CKPT_TRY_ASSIGN(auto bytes, load_bytes(gen, index_name));
     read.emplace_back(std::move(bytes));
   }
-  c.indexes.resize(c.gens.size());
-  for (size_t level = c.gens.size(); level-- > 0;) {
-    if (!read[level]) continue;
-    const Index* parent = level + 1 < c.gens.size() ? &c.indexes[level + 1] : nullptr;
-    CKPT_TRY_ASSIGN(
-        c.indexes[level],
-        page_index::decode(*read[level], index_what(c.gens[level], index_name), parent));
-    read[level].reset();
-  }
+  auto what = [&](size_t level) { return index_what(c.gens[level], index_name); };
+  CKPT_TRY_ASSIGN(c.indexes, page_index::decode_levels(read, what, false));
   CKPT_TRY(check_matches(ctx, c.indexes.at(0)));
   return c;
 }

@@ -264,6 +264,24 @@ Result<Index> decode(std::span<const std::byte> bytes, std::string_view what, co
   return decode_delta(bytes, what, parent);
 }
 
+Result<std::vector<Index>> decode_levels(LevelBytes& levels,
+                                         const std::function<std::string(size_t)>& what,
+                                         bool newest_only) {
+  std::vector<Index> decoded(newest_only ? 1 : levels.size());
+  auto slot = [&](size_t level) -> Index& { return decoded[newest_only ? 0 : level]; };
+  for (size_t level = levels.size(); level-- > 0;) {
+    if (!levels[level]) {
+      slot(level) = {};
+      continue;
+    }
+    const Index* parent = level + 1 < levels.size() ? &slot(level + 1) : nullptr;
+    CKPT_TRY_ASSIGN(Index idx, decode(*levels[level], what(level), parent));
+    slot(level) = std::move(idx);
+    levels[level].reset();
+  }
+  return decoded;
+}
+
 namespace {
 
 bool same_program(const image::GenerationInfo& g, pid_t pid, const std::string& exe) {
@@ -279,27 +297,24 @@ bool same_program(const image::GenerationInfo& g, pid_t pid, const std::string& 
 // full one (cheap but for that one: a delta index of 1 % of 1 GiB is 40 KiB).
 Result<Index> load_whole(const image::Store& store, const std::vector<image::GenerationInfo>& chain,
                          const std::string& name, size_t& deltas) {
-  std::vector<std::vector<std::byte>> read;
+  LevelBytes read;
+  deltas = 0;
   for (size_t level = 0; level < chain.size() && chain[level].find_section(name); ++level) {
     CKPT_TRY_ASSIGN(auto bytes, store.read_section(chain[level], name));
-    read.push_back(std::move(bytes));
-    if (format_of(read.back()) != kDeltaFormat) break;
+    bool delta = format_of(bytes) == kDeltaFormat;
+    read.emplace_back(std::move(bytes));
+    if (!delta) break;
+    ++deltas;
   }
-  deltas = 0;
-  for (auto& bytes : read) deltas += format_of(bytes) == kDeltaFormat ? 1 : 0;
-  std::optional<Index> below;
-  for (size_t level = read.size(); level-- > 0;) {
-    CKPT_TRY_ASSIGN(Index idx, decode(read[level], fmt::format("gen {}: {}", chain[level].id, name),
-                                      below ? &*below : nullptr));
-    below = std::move(idx);
-  }
-  return std::move(*below);
+  auto what = [&](size_t level) { return fmt::format("gen {}: {}", chain[level].id, name); };
+  CKPT_TRY_ASSIGN(auto decoded, decode_levels(read, what, true));
+  return std::move(decoded.front());
 }
 
 Result<Parent> load_parent(const image::Store& store, const image::GenerationInfo& gen) {
   PhaseClock clock("dump", "incremental parent");
-  CKPT_TRY(image::check_chain_files(gen));
   CKPT_TRY_ASSIGN(auto chain, image::load_chain(gen));
+  CKPT_TRY(image::check_chain_files(chain));
   clock.mark("chain files");
   Parent p{gen, {}, {}};
   for (auto& s : gen.sections) {

@@ -9,6 +9,7 @@
 // are not read at all and take the parent's entry. Restore takes each inherited page from the
 // generation that stores it.
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <optional>
 #include <span>
@@ -67,6 +68,15 @@ uint32_t format_of(std::span<const std::byte> bytes);
 // pages take their hashes from there.
 Result<Index> decode(std::span<const std::byte> bytes, std::string_view what,
                      const Index* parent = nullptr);
+
+// One index per level of a chain, nearest first (absent where that generation lacks the process).
+using LevelBytes = std::vector<std::optional<std::vector<std::byte>>>;
+// Decodes `levels` oldest first, each with the one below as its parent (an absent level is an
+// empty index); `what(level)` names a level in errors. Returns every level's whole index, nearest
+// first, or with `newest_only` just levels[0]'s (the others are freed as it goes).
+Result<std::vector<Index>> decode_levels(LevelBytes& levels,
+                                         const std::function<std::string(size_t)>& what,
+                                         bool newest_only);
 
 // The parent an incremental dump builds on: its page indexes by section prefix.
 struct Parent {

@@ -12,16 +12,13 @@
 #include "proc/status.hpp"
 
 namespace ckpt {
-namespace {
 
 // si_signo is the first int of every siginfo the kernel hands out.
-int siginfo_signo(const uint8_t* info, size_t size) {
+int signals::siginfo_signo(const uint8_t* info, size_t size) {
   int32_t signo = 0;
   if (size >= sizeof signo) std::memcpy(&signo, info, sizeof signo);
   return signo;
 }
-
-}  // namespace
 
 TakenSignal::TakenSignal(TakenSignal&& o) noexcept
     : tgid_(o.tgid_), tid_(o.tid_), info_(std::move(o.info_)) {
@@ -44,7 +41,7 @@ TakenSignal::~TakenSignal() {
 }
 
 int TakenSignal::signo() const {
-  return siginfo_signo(info_.data(), info_.size());
+  return signals::siginfo_signo(info_.data(), info_.size());
 }
 
 void TakenSignal::send_again() {

@@ -6,6 +6,8 @@
 namespace ckpt::signals {
 
 Status dump(DumpContext& ctx);
+// The signal number of a siginfo as the kernel hands it out (0 if too short to hold one).
+int siginfo_signo(const uint8_t* info, size_t size);
 // For a thread just stopped by the dump: if it stopped holding a signal it had taken off its
 // queue (`stop` a signal-delivery stop), moves it on to the job-control stop and keeps the signal
 // in h.taken (resources/taken_signal.hpp).

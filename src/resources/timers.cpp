@@ -6,8 +6,9 @@
 #include <sys/time.h>
 
 #include <algorithm>
-#include <cstring>
 #include <vector>
+
+#include "resources/signals.hpp"
 
 namespace ckpt::timers {
 namespace {
@@ -66,9 +67,7 @@ Status read_values(DumpContext& ctx, schema::TimersRecord& timers) {
 
 bool alarm_pending(const schema::SignalsRecord& signals) {
   return std::any_of(signals.pending.begin(), signals.pending.end(), [](const schema::Bytes& b) {
-    int32_t signo = 0;
-    if (b.size() >= sizeof(signo)) std::memcpy(&signo, b.data(), sizeof(signo));
-    return signo == SIGALRM;
+    return signals::siginfo_signo(b.data(), b.size()) == SIGALRM;
   });
 }
 
