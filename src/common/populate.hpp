@@ -11,7 +11,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <optional>
+#include <span>
 #include <vector>
 
 namespace ckpt {
@@ -105,6 +108,26 @@ class HugeBuffer {
     void operator()(char* p) const noexcept { HugeAllocator<char>{}.deallocate(p, size); }
   };
   std::unique_ptr<char[], Release> data_;
+};
+
+// Memory backed ahead of when it is wanted (before a freeze, say, for what is read during it),
+// handed out in pieces, to several threads at once.
+class BackedArena {
+ public:
+  explicit BackedArena(size_t size) : buf_(size) { populate(buf_.data(), size); }
+  // `size` bytes of it, or an empty span when less is left: the caller backs its own then.
+  std::span<char> take(size_t size) {
+    std::lock_guard lk(mu_);
+    if (size == 0 || size > buf_.size() - used_) return {};
+    used_ += size;
+    return {buf_.data() + used_ - size, size};
+  }
+  size_t size() const { return buf_.size(); }
+
+ private:
+  HugeBuffer buf_;
+  std::mutex mu_;
+  size_t used_ = 0;
 };
 
 }  // namespace ckpt

@@ -634,7 +634,9 @@ class ParentLookup {
     if (!opts.incremental) return;
     found_ = std::async(std::launch::async, [&store, pid = opts.pid, this] {
       auto exe = proc::read_proc_link(pid, "exe");
-      return page_index::find_parent(store, pid, exe.ok() ? *exe : "", &why_);
+      auto parent = page_index::find_parent(store, pid, exe.ok() ? *exe : "", &why_);
+      if (parent) back_held_room(*parent);
+      return parent;
     });
   }
   ParentLookup(const ParentLookup&) = delete;
@@ -644,11 +646,25 @@ class ParentLookup {
   void into(page_index::DumpState& pages) {
     if (!found_.valid()) return;
     pages.parent = found_.get();
+    pages.held_room = std::move(held_room_);
     if (!pages.parent) log::info("dump", "incremental: {}; a full dump", why_);
   }
 
  private:
-  std::string why_;  // before found_, whose end waits for the thread that writes it
+  // Backing the memory that the pages read during the freeze go to took 2-15 ms of a 1 GiB
+  // freeze here (memory::hold_changed); it is done now, as much as the parent read, and more.
+  void back_held_room(const page_index::Parent& parent) {
+    auto label = parent.gen.labels.find("held_bytes");
+    if (label == parent.gen.labels.end()) return;
+    std::optional<uint64_t> held = proc::parse_u64(label->second);
+    if (!held || *held == 0) return;
+    uint64_t room = std::min(*held + *held / 4 + (1 << 20), memory::kMaxHeld);
+    held_room_ = std::make_unique<BackedArena>(room);
+  }
+
+  // Before found_, whose end waits for the thread that writes them.
+  std::string why_;
+  std::unique_ptr<BackedArena> held_room_;
   std::future<std::optional<page_index::Parent>> found_;
 };
 

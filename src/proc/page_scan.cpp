@@ -135,12 +135,13 @@ Result<std::vector<ScannedRange>> PageScanner::scan(const RangeSet& where, const
 
 Result<std::vector<ScannedRange>> PageScanner::scan_own(const RangeSet& where,
                                                         const std::vector<MapEntry>& maps,
-                                                        uint64_t return_mask) {
+                                                        uint64_t return_mask, uint64_t flags) {
   RangeSet file = file_backed(where, maps);
   std::vector<ScannedRange> out;
   for (bool in_file : {false, true}) {
     ScanQuery q = own_data_query(in_file);
     q.return_mask = return_mask;
+    q.flags = flags;
     CKPT_TRY_ASSIGN(auto v, scan(in_file ? file : range_subtract(where, file), q));
     out.insert(out.end(), v.begin(), v.end());
   }
@@ -155,8 +156,9 @@ Result<RangeSet> PageScanner::own_data(const RangeSet& where, const std::vector<
 }
 
 Status PageScanner::own_data_split(const RangeSet& where, const std::vector<MapEntry>& maps,
-                                   RangeSet* written, RangeSet* all) {
-  CKPT_TRY_ASSIGN(auto v, scan_own(where, maps, kIsWritten));
+                                   RangeSet* written, RangeSet* all, bool protect) {
+  // The kernel protects only the matching pages that are written, so one query does both.
+  CKPT_TRY_ASSIGN(auto v, scan_own(where, maps, kIsWritten, protect ? kWpMatching : 0));
   written->clear();
   all->clear();
   for (auto& r : v) {

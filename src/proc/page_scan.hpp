@@ -58,9 +58,11 @@ class PageScanner {
   // Pages with data of their own (present or swapped; not page cache, not the zero page): the
   // pages that can differ from what the mapping gives by itself (zeroes or the file).
   Result<RangeSet> own_data(const RangeSet& where, const std::vector<MapEntry>& maps);
-  // own_data(), and the part of it written since the last take_written().
+  // own_data(), and the part of it written since the last take_written(). With `protect`, the
+  // written part is write-protected again as take_written() does, in the same pass (page cache
+  // in file mappings, not own data, is left as it is).
   Status own_data_split(const RangeSet& where, const std::vector<MapEntry>& maps, RangeSet* written,
-                        RangeSet* all);
+                        RangeSet* all, bool protect = false);
   // Pages written since the last call (page-cache pages included), write-protected again by this
   // call. Each separate range costs a TLB flush: a few microseconds, more in a VM.
   Result<RangeSet> take_written(const RangeSet& where);
@@ -71,7 +73,7 @@ class PageScanner {
   PageScanner(pid_t pid, ScopedFd fd) : pid_(pid), fd_(std::move(fd)) {}
   Result<std::vector<ScannedRange>> scan_own(const RangeSet& where,
                                              const std::vector<MapEntry>& maps,
-                                             uint64_t return_mask);
+                                             uint64_t return_mask, uint64_t flags = 0);
   pid_t pid_;
   ScopedFd fd_;
 };

@@ -107,6 +107,11 @@ struct DumpContext {
   // pages not written since the parent generation, which an incremental dump need not read.
   bool write_tracked = false;
   std::vector<proc::PageRange> unchanged;
+  // Found by the same pass that renewed the write protection: the pages with data of their own
+  // (memory::hold_changed's pages) inside `tracked`, the mappings the protection covers.
+  struct OwnPages {
+    std::vector<proc::PageRange> tracked, own;
+  } own_pages;
   // A pre-copy dump (dump/pre_copy.hpp): the pages copied while the process ran, from which the
   // unchanged ones are taken instead of from a parent generation.
   const PreCopied* pre_copied = nullptr;

@@ -365,7 +365,7 @@ Status write_held(const Plan::Item& item, page_index::PageSink& sink, const PreC
         if (stop != p.end) return errorf("page index: the parent lost page {:#x}", stop);
         continue;
       }
-      CKPT_TRY(sink.write(p.start, std::span(item.data).subspan(at, p.end - p.start)));
+      CKPT_TRY(sink.write(p.start, item.held_bytes.subspan(at, p.end - p.start)));
       at += p.end - p.start;
     }
     return {};
@@ -579,23 +579,44 @@ Status read_pieces(pid_t pid, const std::vector<Piece>& pieces, char* out) {
   return local.empty() ? Status{} : flush();
 }
 
+// The pages of an item to save: those write tracking found as it renewed its protection
+// (write_tracking::renew, the same freeze) when it covers the item, else the pagemap's.
+Result<std::vector<proc::PageRange>> pages_of(const DumpContext& ctx, proc::Pagemap& pagemap,
+                                              const Plan::Item& item) {
+  const auto& known = ctx.own_pages;
+  proc::RangeSet span{{item.start, item.end}};
+  if (known.tracked.empty() || !proc::range_subtract(span, known.tracked).empty())
+    return pagemap.scan(item.start, item.end, filter_of(item));
+  std::vector<proc::PageRange> out;
+  auto r = std::lower_bound(known.own.begin(), known.own.end(), item.start,
+                            [](const proc::PageRange& p, uint64_t at) { return p.end <= at; });
+  for (; r != known.own.end() && r->start < item.end; ++r)
+    out.push_back({std::max(r->start, item.start), std::min(r->end, item.end)});
+  return out;
+}
+
+// `bytes` of the room backed before the freeze, or an empty span when it has not that much left.
+std::span<char> held_room(const DumpContext& ctx, uint64_t bytes) {
+  auto* pages = ctx.tree->pages;
+  return pages && pages->held_room ? pages->held_room->take(bytes) : std::span<char>();
+}
+
 }  // namespace
 
 Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
   // Read now, the pages cost what a fork() of the process would (its page tables: ~24 ms per GiB
-  // here) at about 1/32 of its memory.
-  constexpr uint64_t kMaxHeld = 64 << 20;
+  // here) at about 1/32 of its memory (kMaxHeld).
   const page_index::Index* parent = parent_index(ctx);
   if ((!parent && !ctx.pre_copied) || ctx.unchanged.empty()) return false;
   PhaseClock clock("memory", fmt::format("pid {}: written pages", ctx.pid));
   CKPT_TRY_ASSIGN(proc::Pagemap pagemap, proc::Pagemap::open(ctx.pid));
   std::vector<std::vector<Range>> found(plan.items.size());
   std::vector<std::vector<Piece>> pieces(plan.items.size());
-  uint64_t total = 0, to_read = 0;
+  uint64_t total = 0, to_read = 0, in_room = 0;
   for (size_t i = 0; i < plan.items.size(); ++i) {
     const Plan::Item& item = plan.items[i];
     if (!item.scan) continue;
-    CKPT_TRY_ASSIGN(auto ranges, pagemap.scan(item.start, item.end, filter_of(item)));
+    CKPT_TRY_ASSIGN(auto ranges, pages_of(ctx, pagemap, item));
     for (auto& r : ranges) found[i].emplace_back(r.start, r.end);
     // Left out, the root saves them (leave_out_shared_with_root, at the freeze of a pre-copy).
     found[i] = subtract(found[i], item.from_root);
@@ -617,9 +638,16 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
     if (!item.scan) continue;
     uint64_t bytes = 0;
     for (auto& p : pieces[i]) bytes += p.inherit ? 0 : p.end - p.start;
-    reserve_populated(item.data, bytes);
-    item.data.resize(bytes);
-    CKPT_TRY(read_pieces(ctx.pid, pieces[i], item.data.data()));
+    std::span<char> room = held_room(ctx, bytes);
+    if (room.size() < bytes) {
+      reserve_populated(item.data, bytes);
+      item.data.resize(bytes);
+      room = std::span(item.data);
+    } else {
+      in_room += bytes;
+    }
+    CKPT_TRY(read_pieces(ctx.pid, pieces[i], room.data()));
+    item.held_bytes = room;
     item.ranges = std::move(found[i]);
     item.pieces = std::move(pieces[i]);
     item.scan = false;
@@ -631,8 +659,10 @@ Result<bool> hold_changed(DumpContext& ctx, Plan& plan) {
     std::lock_guard lk(ctx.tree->mu);  // processes are held several at once
     ctx.tree->pages->held += to_read;
   }
-  log::info("memory", "pid {}: {} bytes written since the {} read while stopped, no snapshot",
-            ctx.pid, to_read, parent ? "parent" : "pre-copy");
+  log::info("memory",
+            "pid {}: {} bytes written since the {} read while stopped ({} into memory backed "
+            "before), no snapshot",
+            ctx.pid, to_read, parent ? "parent" : "pre-copy", in_room);
   return true;
 }
 
@@ -706,7 +736,7 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
                            from != ctx.pid));
     } else {
       CKPT_TRY(write_held(item, sink, ctx.pre_copied));
-      uint64_t bytes = item.data.size();
+      uint64_t bytes = item.held ? item.held_bytes.size() : item.data.size();
       if (item.held)
         for (auto& p : item.pieces) bytes += p.inherit ? p.end - p.start : 0;
       ctx.tree->progress->advance(bytes);

@@ -35,9 +35,11 @@ struct Plan {
     // A private file mapping: its page-cache pages are left to the file. Asking the kernel to
     // tell them from private copies costs a look at every page, so only these ask.
     bool file = false;
-    // Read while stopped by hold_changed(): `data` holds the pieces to read, back to back.
+    // Read while stopped by hold_changed(): `held_bytes` holds the pieces to read, back to back
+    // (in `data`, or in DumpState::held_room).
     bool held = false;
     std::vector<Piece> pieces;
+    std::span<const char> held_bytes;
   };
   std::vector<Item> items;
   bool snapshot = false;       // the private pages may come from a snapshot
@@ -57,6 +59,8 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot);
 // write_pages() later writes them and takes the others from the parent (or the pre-copy). False,
 // with nothing done, when they are not few.
 Result<bool> hold_changed(DumpContext& ctx, Plan& plan);
+// hold_changed() reads at most this much while a process is stopped.
+inline constexpr uint64_t kMaxHeld = 64 << 20;
 // Streams the pages into kPagesSection; private pages of forked areas are read from `source`
 // (the process itself, or a snapshot of it), the rest from the process or the plan. Pages the
 // plan marks as the root's (leave_out_shared_with_root) are listed in Vma.from_root instead.

@@ -101,6 +101,8 @@ struct DumpState {
   uint64_t changed = 0;  // pages stored in this generation
   uint64_t unread = 0;   // inherited without being read: unchanged by write tracking
   uint64_t held = 0;     // bytes of written pages read while stopped (memory::hold_changed)
+  // Backed before the freeze for those, as much as the parent held (dump.cpp, ParentLookup).
+  std::unique_ptr<BackedArena> held_room;
 };
 
 // Streams one process's pages into its pages section, leaving out those its parent has, and

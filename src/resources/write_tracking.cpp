@@ -105,15 +105,17 @@ Status renew_one(DumpContext& ctx, Tracker& tracker, const std::string& parent) 
   clock.mark("write tracking: register");
   CKPT_TRY_ASSIGN(proc::PageScanner scanner, proc::PageScanner::open(ctx.pid));
   Entry& e = it->second;
-  if (known && !parent.empty() && e.base == parent) {
-    CKPT_TRY_ASSIGN(ctx.unchanged, unwritten(scanner, where));
-    clock.mark("write tracking: unwritten pages");
-  }
+  bool from_parent = known && !parent.empty() && e.base == parent;
   e.renewed = false;
   e.base.clear();
-  CKPT_TRY(scanner.take_written(where));
+  // One pass over the page tables, the longest step of the freeze: every page with data of its
+  // own, which of them were written (protected again as they are found).
+  proc::RangeSet written, own;
+  CKPT_TRY(scanner.own_data_split(where, ctx.maps, &written, &own, true));
   e.renewed = true;
-  clock.mark("write tracking: protect");
+  clock.mark("write tracking: pages found, written ones protected");
+  if (from_parent) ctx.unchanged = proc::range_subtract(own, written);
+  ctx.own_pages = {std::move(where), std::move(own)};
   return {};
 }
 
@@ -121,8 +123,10 @@ Status renew_one(DumpContext& ctx, Tracker& tracker, const std::string& parent) 
 
 void renew(DumpContext& ctx, Tracker& tracker, const std::string& parent) {
   ctx.unchanged.clear();
+  ctx.own_pages = {};
   if (Status st = renew_one(ctx, tracker, parent); !st.ok()) {
     ctx.unchanged.clear();
+    ctx.own_pages = {};
     tracker.entries().erase(ctx.pid);
     log::warn("memory", "pid {}: no write tracking ({}); its pages are read and hashed", ctx.pid,
               st.error().message);

@@ -174,5 +174,25 @@ TEST_F(Tracking, DroppedPagesHaveNoDataOfTheirOwn) {
   EXPECT_EQ(written, pages({{1, 2}}));
 }
 
+// What an incremental dump's freeze does in one pass (write_tracking::renew): the pages with
+// data of their own, which of them were written, and those protected again.
+TEST_F(Tracking, OneSplitFindsOwnAndWrittenPagesAndProtectsTheWrittenAgain) {
+  for (int i = 0; i < 8; ++i) mem_[i * P] = 1;
+  ASSERT_EQ(register_for_tracking(uffd_.get(), all(), maps_), 0u);
+  ASSERT_TRUE(scanner_->take_written(all()).ok());
+  mem_[3 * P] = 2;
+  mem_[10 * P] = 2;  // a page that had no data
+  RangeSet written, own;
+  ASSERT_TRUE(scanner_->own_data_split(all(), maps_, &written, &own, true).ok());
+  EXPECT_EQ(own, pages({{0, 8}, {10, 11}}));
+  EXPECT_EQ(written, pages({{3, 4}, {10, 11}}));
+  EXPECT_EQ(*scanner_->take_written(all()), RangeSet{});  // protected again by the split
+  mem_[3 * P] = 4;
+  ASSERT_TRUE(scanner_->own_data_split(all(), maps_, &written, &own, false).ok());
+  EXPECT_EQ(written, pages({{3, 4}}));
+  ASSERT_TRUE(scanner_->own_data_split(all(), maps_, &written, &own, false).ok());
+  EXPECT_EQ(written, pages({{3, 4}}));  // without `protect`, still written
+}
+
 }  // namespace
 }  // namespace ckpt::rollback
