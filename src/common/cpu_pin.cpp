@@ -63,14 +63,15 @@ bool set_mask(pid_t tid, const std::vector<uint64_t>& mask) {
 
 }  // namespace
 
-CpuPin CpuPin::pin(pid_t tid, int cpu, bool own) {
+CpuPin CpuPin::pin(pid_t tid, int cpu, bool own, const std::vector<uint64_t>* within) {
   CpuPin p;
   if (cpu < 0) return p;
   std::vector<uint64_t> before;
   if (!get_mask(tid, before)) return p;
+  const std::vector<uint64_t>& may = within ? *within : before;
   size_t word = static_cast<size_t>(cpu) / 64;
   uint64_t bit = uint64_t{1} << (cpu % 64);
-  if (word >= before.size() || !(before[word] & bit)) return p;
+  if (word >= before.size() || word >= may.size() || !(may[word] & bit)) return p;
   std::vector<uint64_t> only(before.size(), 0);
   only[word] = bit;
   if (only == before) return p;

@@ -23,8 +23,11 @@ class CpuPin {
  public:
   CpuPin() = default;
   // `cpu` < 0 pins nothing. A pin is noted in the ledger in use, if any (CpuPinLedger), unless
-  // `own`: ckpt's own threads end with the process that pinned them.
-  static CpuPin pin(pid_t tid, int cpu, bool own = false);
+  // `own`: ckpt's own threads end with the process that pinned them. `cpu` must be in `within`
+  // (a mask as before() gives it), by default the thread's mask now: a pinned thread can be moved
+  // to another CPU of the mask it had before its pin.
+  static CpuPin pin(pid_t tid, int cpu, bool own = false,
+                    const std::vector<uint64_t>* within = nullptr);
   ~CpuPin() { unpin(); }
   CpuPin(CpuPin&& o) noexcept;
   CpuPin& operator=(CpuPin&& o) noexcept;

@@ -18,6 +18,7 @@
 #include "common/checksum.hpp"
 #include "common/fault_point.hpp"
 #include "common/fs_util.hpp"
+#include "common/phase_clock.hpp"
 #include "common/populate.hpp"
 #include "image/format.hpp"
 #include "image/store_internal.hpp"
@@ -342,10 +343,14 @@ Result<GenerationInfo> GenerationWriterImpl::commit() {
   if (current_ && !current_->finished())
     return errorf("commit: section '{}' is not finished", current_->meta().name);
   failed_ = true;  // until the end: a failed commit cannot be retried
+  PhaseClock clock("image", "commit");
   CKPT_TRY(data_.sync());
+  clock.mark("data synced");
   CKPT_TRY(write_manifest());
   CKPT_TRY(fsync_dir(tmp_.path));
+  clock.mark("manifest written");
   CKPT_TRY_ASSIGN(std::string id, detail::publish(store_, tmp_.path));
+  clock.mark("published");
   committed_ = true;
   failed_ = false;
   info_.id = id;

@@ -3,10 +3,14 @@
 #include <unistd.h>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <span>
 #include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -121,4 +125,25 @@ TEST(HugeBuffer, IsBackedByHugePagesOncePopulated) {
   EXPECT_GE(anon_huge_kb_at(buf.data()), 4096);
   ckpt::HugeBuffer moved(std::move(buf));  // one owner: the end of both unmaps it once
   moved.data()[0] = 1;
+}
+
+// The room an incremental dump backs before its freeze: pieces that never overlap, from several
+// threads at once, and nothing (not a short piece) once it has not enough left.
+TEST(BackedArena, HandsOutDisjointPiecesUntilItHasNotEnoughLeft) {
+  ckpt::BackedArena arena((size_t{4} << 20) + 2);
+  EXPECT_GE(anon_huge_kb_at(arena.take(1).data()), 2048) << "backed at once";
+  std::vector<std::span<char>> got(4);
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < got.size(); ++i)
+    threads.emplace_back([&, i] { got[i] = arena.take(size_t{1} << 20); });
+  for (auto& t : threads) t.join();
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].size(), size_t{1} << 20) << i;
+    std::memset(got[i].data(), static_cast<int>('a' + i), got[i].size());
+  }
+  for (size_t i = 0; i < got.size(); ++i)
+    EXPECT_EQ(got[i].back(), static_cast<char>('a' + i)) << "piece " << i << " overlaps another";
+  EXPECT_TRUE(arena.take(2).empty()) << "1 byte left";
+  EXPECT_EQ(arena.take(1).size(), 1u);
+  EXPECT_TRUE(arena.take(0).empty());
 }

@@ -154,6 +154,17 @@ TEST(CpuPin, PinsAThreadToOneCpuAndGivesItsMaskBack) {
   EXPECT_EQ(cpus_of(tid), std::to_string(cpus[0]));
   ASSERT_FALSE(before.empty());
   for (int c : cpus) EXPECT_TRUE(before[c / 64] & (uint64_t{1} << (c % 64))) << c;
+  // Pinned, it can be moved to another CPU of the mask it had before (a puppet that populates
+  // while its builder copies), and goes back to its pin after.
+  {
+    CpuPin moved = CpuPin::pin(tid, cpus[1], true, &before);
+    ASSERT_TRUE(moved.pinned());
+    EXPECT_EQ(cpus_of(tid), std::to_string(cpus[1]));
+  }
+  EXPECT_EQ(cpus_of(tid), std::to_string(cpus[0]));
+  std::vector<uint64_t> only_first(before.size(), 0);
+  only_first[cpus[0] / 64] = uint64_t{1} << (cpus[0] % 64);
+  EXPECT_FALSE(CpuPin::pin(tid, cpus[1], true, &only_first).pinned()) << "outside `within`";
   stop = true;
   t.join();
 }
