@@ -91,8 +91,8 @@ Apart apart(const RestoreContext& ctx) {
       return {CpuPin::pin(::gettid(), here, true), std::move(moved)};
     }
   }
-  log::debug("memory", "restore pid {}: populating and copying on one CPU (mask {} words)", ctx.pid,
-             ctx.mask_before_pin.size());
+  log::debug("memory", "restore pid {}: no other CPU to populate on; left to the scheduler",
+             ctx.pid);
   return {};
 }
 
