@@ -21,9 +21,11 @@ constexpr uint64_t kPopulateGap = 256 << 10;
 }  // namespace
 
 Parted part(const std::vector<ptrace::BatchCall>& calls, size_t room) {
-  constexpr uint64_t kPiece = 32 << 20;  // the first piece is soon there, and few calls in all
-  // Below this the waits cost about what the overlap saves (64 MiB: 34.5 against 37.1 ms).
-  constexpr uint64_t kWorthIt = 8 * kPiece;
+  constexpr uint64_t kPiece = 8 << 20;  // the first piece is soon there, and few calls in all
+  // From here on it pays (engine_bench, the overlap on two CPUs, stop 47: 64 MiB restored in
+  // 35-40 ms against 64-66 ms with the populate first; it was 256 MiB while puppet and restorer
+  // took turns on one CPU).
+  constexpr uint64_t kWorthIt = 4 * kPiece;
   // Pieces of whole huge pages: madvise() refuses a start that is not page-aligned.
   constexpr uint64_t kAlign = 2 << 20;
   Parted out;

@@ -23,7 +23,7 @@ Status run_batch(RestoreContext& ctx, std::vector<ptrace::BatchCall>& calls);
 void add_populate(const std::vector<std::pair<uint64_t, uint64_t>>& ranges,
                   std::vector<ptrace::BatchCall>& calls);
 
-// The populate calls parted for an overlap: the big ones (a mapping of 32 MiB or more to
+// The populate calls parted for an overlap: the big ones (a mapping of 8 MiB or more to
 // populate) cut into pieces of whole huge pages that the copy can follow, which must fit one
 // batch table of `room` calls; the small ones, often a hundred (a program's libraries, its
 // stack), run before in plain batches. No pieces when the big ones are too few to be worth it or

@@ -44,7 +44,8 @@ TEST(PagePopulate, BigCallsArePartedIntoPiecesOfWholeHugePagesThatCoverThemExact
 
 TEST(PagePopulate, SmallOrUnorderedCallsAreNotParted) {
   constexpr uint64_t kMiB = 1 << 20;
-  std::vector<ptrace::BatchCall> small = {populate(0x10000000, 64 * kMiB)};
+  std::vector<ptrace::BatchCall> small = {populate(0x10000000, 16 * kMiB),
+                                          populate(0x20000000, 7 * kMiB)};
   EXPECT_TRUE(part(small, 62).pieces.empty());
   std::vector<ptrace::BatchCall> unordered = {populate(0x80000000, 512 * kMiB),
                                               populate(0x10000000, 512 * kMiB)};
