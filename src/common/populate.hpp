@@ -122,7 +122,6 @@ class BackedArena {
     used_ += size;
     return {buf_.data() + used_ - size, size};
   }
-  size_t size() const { return buf_.size(); }
 
  private:
   HugeBuffer buf_;

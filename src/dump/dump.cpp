@@ -566,6 +566,10 @@ Status kill_tree(Tree& tree) {
   return {};
 }
 
+// Bytes of written pages read while the processes were stopped (memory::hold_changed); the next
+// incremental dump backs that much memory before its freeze (ParentLookup).
+constexpr std::string_view kHeldBytesLabel = "held_bytes";
+
 // Labels an incremental generation with its parent and says how much it saved.
 void finish_incremental(const page_index::DumpState& pages, image::GenerationWriter* writer) {
   if (!pages.parent) return;
@@ -574,7 +578,7 @@ void finish_incremental(const page_index::DumpState& pages, image::GenerationWri
   writer->set_label(std::string(image::kParentIndexLabel),
                     fmt::format("{:016x}", image::page_index_digest(parent)));
   writer->set_label("pages_changed", fmt::format("{}/{}", pages.changed, pages.pages));
-  if (pages.held > 0) writer->set_label("held_bytes", std::to_string(pages.held));
+  if (pages.held > 0) writer->set_label(std::string(kHeldBytesLabel), std::to_string(pages.held));
   if (pages.unread > 0) {
     writer->set_label("pages_unread", std::to_string(pages.unread));
     log::info("dump",
@@ -592,7 +596,7 @@ void finish_incremental(const page_index::DumpState& pages, image::GenerationWri
 void finish_pre_copy(const pre_copy::PreCopy& pre, const page_index::DumpState& pages,
                      size_t snapshots, image::GenerationWriter* writer) {
   writer->set_label("pre_copied_bytes", std::to_string(pre.bytes()));
-  if (pages.held > 0) writer->set_label("held_bytes", std::to_string(pages.held));
+  if (pages.held > 0) writer->set_label(std::string(kHeldBytesLabel), std::to_string(pages.held));
   writer->set_label("pre_copy_snapshots", std::to_string(snapshots));
   log::info("dump",
             "pre-copy: {} bytes of {} processes copied in {:.1f} ms while they ran (each stopped "
@@ -654,7 +658,7 @@ class ParentLookup {
   // Backing the memory that the pages read during the freeze go to took 2-15 ms of a 1 GiB
   // freeze here (memory::hold_changed); it is done now, as much as the parent read, and more.
   void back_held_room(const page_index::Parent& parent) {
-    auto label = parent.gen.labels.find("held_bytes");
+    auto label = parent.gen.labels.find(std::string(kHeldBytesLabel));
     if (label == parent.gen.labels.end()) return;
     std::optional<uint64_t> held = proc::parse_u64(label->second);
     if (!held || *held == 0) return;

@@ -361,7 +361,7 @@ Status RemoteSyscalls::judge(std::span<const BatchCall> calls) const {
   for (auto& c : calls) {
     log::debug("ptrace", "tid {}: batched {}({:#x}, {:#x}, {:#x}) = {}", t_->tid(), c.name,
                c.args[0], c.args[1], c.args[2], c.ret);
-    if (c.judged && c.ret < 0 && c.ret > -4096)
+    if (c.judged && c.failed())
       return sys_error(static_cast<int>(-c.ret), fmt::format("{} in tid {}", c.name, t_->tid()));
   }
   return {};

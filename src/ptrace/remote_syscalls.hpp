@@ -84,6 +84,8 @@ struct BatchCall {
   std::array<uint64_t, 6> args{};
   bool judged = true;  // a negative return fails the batch (else the caller looks at `ret`)
   long ret = 0;        // the raw kernel return, once run
+  // Run, and returned an error (-errno).
+  bool failed() const { return ret < 0 && ret > -4096; }
 };
 
 class RemoteSyscalls {

@@ -60,7 +60,7 @@ void report_failed(pid_t pid, const std::vector<ptrace::BatchCall>& calls) {
   size_t failed = 0;
   const ptrace::BatchCall* first = nullptr;
   for (auto& c : calls) {
-    if (c.ret >= 0 || c.ret <= -4096) continue;
+    if (!c.failed()) continue;
     if (!first) first = &c;
     ++failed;
   }
