@@ -628,6 +628,12 @@ void read_flags_early(Tree& tree, const std::vector<pid_t>& found) {
   fault::point("memory", "flags read early");
 }
 
+// While the threads still sleep where a stop would hide: the calls those in restart_syscall
+// resume (threads::resumed_calls).
+void note_resumed_calls(Tree& tree, const std::vector<pid_t>& found) {
+  for (pid_t pid : found) tree.state.resumed_calls.merge(threads::resumed_calls(pid));
+}
+
 // The generation an incremental dump builds on, looked up on a thread of its own while the dump
 // gets ready: reading and checking the parent's page index (4 MiB per GiB of memory) took 10-17 ms
 // here, as long as reading the flags early, and the two now overlap.
@@ -700,6 +706,7 @@ Result<DumpResult> dump_tree(image::GenerationWriter* writer, const DumpOptions&
   tree.crew = &crew;
   tree.pre = pre ? &*pre : nullptr;
   if (opts.leave_running && opts.snapshot && opts.early_flags) read_flags_early(tree, found);
+  note_resumed_calls(tree, found);
   early.mark("tracer crew, pre-copy, flags read early");
   parent.into(pages);
   early.mark("parent generation");

@@ -16,6 +16,7 @@
 #include <utility>
 #include <vector>
 
+#include "arch/x86_64/syscall_restart.hpp"
 #include "common/byte_progress.hpp"
 #include "common/cpu_pin.hpp"
 #include "common/result.hpp"
@@ -77,6 +78,9 @@ struct TreeState {
   std::vector<ScopedFd> in_flight;  // ckpt's copies of fds in flight: later fds are kcmp'd to them
   // smaps of the processes found before the freeze, for a dump with snapshots (vm_flags.hpp).
   std::map<pid_t, std::vector<proc::MapEntry>> early_maps;
+  // By TID: the threads found sleeping in restart_syscall before the freeze, with the call each
+  // resumes (threads::resumed_calls).
+  std::map<pid_t, arch::ResumedCall> resumed_calls;
   // Size and modification time of each file the tree maps, by (device major, minor, inode).
   using FileKey = std::tuple<unsigned, unsigned, uint64_t>;
   std::map<FileKey, std::pair<uint64_t, int64_t>> mapped_files;

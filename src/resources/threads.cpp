@@ -22,6 +22,7 @@
 #include "common/log.hpp"
 #include "proc/proc_file.hpp"
 #include "proc/status.hpp"
+#include "proc/task.hpp"
 #include "ptrace/rseq_config.hpp"
 
 namespace ckpt::threads {
@@ -145,10 +146,30 @@ Status leave_vdso(DumpContext& ctx, size_t index) {
   return unmasked;
 }
 
+// /proc/PID/task/TID/syscall of a thread sleeping in restart_syscall: its arguments, stack and
+// place; nothing for any other thread.
+std::optional<arch::ResumedCall> in_restart_syscall_now(std::string_view text) {
+  auto hex = [](std::string_view t) {
+    return t.starts_with("0x") ? proc::parse_u64(t.substr(2), 16) : std::nullopt;
+  };
+  auto nr = proc::parse_u64(proc::next_token(text));
+  if (!nr || *nr != SYS_restart_syscall) return std::nullopt;
+  arch::ResumedCall c;
+  for (uint64_t* field :
+       {&c.args[0], &c.args[1], &c.args[2], &c.args[3], &c.args[4], &c.args[5], &c.sp, &c.pc}) {
+    auto v = hex(proc::next_token(text));
+    if (!v) return std::nullopt;
+    *field = *v;
+  }
+  return c;
+}
+
 // A thread interrupted in restart_syscall is saved as interrupted in the call it resumes, found
-// in its code (arch::restarted_call): restored, it repeats that call with its arguments, which
+// in its code (arch::restarted_call) or, when the code does not say, where the thread slept
+// before the freeze (resumed_calls): restored, it repeats that call with its arguments, which
 // restart_syscall kept. The live thread is left as it is; its kernel still has the restart block.
-Status name_restarted_call(pid_t pid, pid_t tid, ptrace::Regs& regs) {
+Status name_restarted_call(const DumpContext& ctx, pid_t tid, ptrace::Regs& regs) {
+  pid_t pid = ctx.pid;
   // glibc loads the number right before the instruction; further back, other bytes could be
   // taken for a load.
   constexpr uint64_t kLookBack = 16;
@@ -166,10 +187,19 @@ Status name_restarted_call(pid_t pid, pid_t tid, ptrace::Regs& regs) {
       return {};
     }
   }
+  if (ctx.tree) {
+    auto seen = ctx.tree->resumed_calls.find(tid);
+    if (seen != ctx.tree->resumed_calls.end() && seen->second.is_in(regs)) {
+      log::debug("threads", "thread {} of pid {}: restart_syscall at {:#x} resumes call {}", tid,
+                 pid, insn, seen->second.nr);
+      regs.orig_rax = static_cast<uint64_t>(seen->second.nr);
+      return {};
+    }
+  }
   return errorf(
       "thread {} of pid {} is resuming a system call an earlier stop cut short (restart_syscall "
-      "at {:#x}) and its code does not say which call; ckpt cannot save it (dump it again once "
-      "the call returned)",
+      "at {:#x}) and neither its code nor where it slept before the freeze says which call; ckpt "
+      "cannot save it (dump it again once the call returned)",
       tid, pid, insn);
 }
 
@@ -179,7 +209,7 @@ Result<schema::ThreadRecord> dump_one(DumpContext& ctx, size_t index) {
   schema::ThreadRecord t;
   t.tid = tracee.tid();
   CKPT_TRY_ASSIGN(t.regs.r, tracee.regs());
-  if (arch::in_restart_syscall(t.regs.r)) CKPT_TRY(name_restarted_call(ctx.pid, t.tid, t.regs.r));
+  if (arch::in_restart_syscall(t.regs.r)) CKPT_TRY(name_restarted_call(ctx, t.tid, t.regs.r));
   CKPT_TRY_ASSIGN(t.xstate, tracee.xstate());
   CKPT_TRY_ASSIGN(t.sigmask, tracee.signal_mask());
   CKPT_TRY(dump_kernel_state(ctx, index, t));
@@ -260,6 +290,26 @@ Status restore_kernel_state(RestoreContext& ctx, ptrace::RemoteSyscalls& rs,
 }
 
 }  // namespace
+
+std::map<pid_t, arch::ResumedCall> resumed_calls(pid_t pid) {
+  std::map<pid_t, arch::ResumedCall> out;
+  auto tids = proc::list_threads(pid);
+  if (!tids.ok()) return out;
+  for (pid_t tid : *tids) {
+    std::string rel = fmt::format("task/{}/syscall", tid);
+    auto before = proc::read_proc_file(pid, rel);
+    if (!before.ok()) continue;
+    auto call = in_restart_syscall_now(*before);
+    if (!call) continue;
+    auto wchan = proc::read_proc_file(pid, fmt::format("task/{}/wchan", tid));
+    // Still asleep in the same call after wchan was read: the name is that call's.
+    auto after = proc::read_proc_file(pid, rel);
+    if (!wchan.ok() || !after.ok() || *after != *before) continue;
+    call->nr = arch::restarted_call_sleeping_in(*wchan, call->args[0]);
+    if (call->nr != 0) out.emplace(tid, *call);
+  }
+  return out;
+}
 
 Status dump(DumpContext& ctx) {
   ctx.rec.threads.clear();

@@ -1,5 +1,5 @@
 // arch::restarted_call: which call a thread in restart_syscall resumes, read from the bytes
-// before its syscall instruction.
+// before its syscall instruction, or (restarted_call_sleeping_in) from where it sleeps.
 #include <gtest/gtest.h>
 #include <sys/syscall.h>
 
@@ -39,6 +39,29 @@ TEST(RestartedCall, TheLoadNearestTheInstructionCounts) {
   // mov $0x23,%eax (nanosleep), then mov $0xe6,%eax (clock_nanosleep) nearer
   std::vector<uint8_t> code = {0xb8, 0x23, 0x00, 0x00, 0x00, 0xb8, 0xe6, 0x00, 0x00, 0x00};
   EXPECT_EQ(restarted_call(code), SYS_clock_nanosleep);
+}
+
+// The names are the wchan of threads sleeping in restart_syscall on this machine's kernel.
+TEST(RestartedCallSleepingIn, TheKernelFunctionNamesTheCallAndTheFirstArgumentTheSleep) {
+  constexpr uint64_t kRequest = 0x7f7f228c9960;  // a struct timespec's address
+  EXPECT_EQ(restarted_call_sleeping_in("futex_do_wait", kRequest), SYS_futex);
+  EXPECT_EQ(restarted_call_sleeping_in("poll_schedule_timeout.constprop.0", 0), SYS_poll);
+  EXPECT_EQ(restarted_call_sleeping_in("hrtimer_nanosleep", kRequest), SYS_nanosleep);
+  // clock_nanosleep(CLOCK_MONOTONIC, ...) sleeps where nanosleep does: its clock id tells
+  EXPECT_EQ(restarted_call_sleeping_in("hrtimer_nanosleep", 1), SYS_clock_nanosleep);
+  // Resumed, both sleep in a scheduler function that wchan skips, entered straight from the call
+  EXPECT_EQ(restarted_call_sleeping_in("do_syscall_64", kRequest), SYS_nanosleep);
+  EXPECT_EQ(restarted_call_sleeping_in("do_syscall_64", 1), SYS_clock_nanosleep);
+  EXPECT_EQ(restarted_call_sleeping_in("do_cpu_nanosleep", 2), SYS_clock_nanosleep);
+  EXPECT_EQ(restarted_call_sleeping_in("alarmtimer_do_nsleep", 9), SYS_clock_nanosleep);
+}
+
+TEST(RestartedCallSleepingIn, AnyOtherPlaceNamesNothing) {
+  EXPECT_EQ(restarted_call_sleeping_in("", 0), 0);
+  EXPECT_EQ(restarted_call_sleeping_in("0", 0), 0);  // what a running thread shows
+  EXPECT_EQ(restarted_call_sleeping_in("pipe_read", 0), 0);
+  EXPECT_EQ(restarted_call_sleeping_in("do_signal_stop", 0), 0);
+  EXPECT_EQ(restarted_call_sleeping_in("do_syscall_64_slow", 0), 0);
 }
 
 }  // namespace

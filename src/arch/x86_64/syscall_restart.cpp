@@ -106,4 +106,24 @@ long restarted_call(std::span<const uint8_t> code) {
   return 0;
 }
 
+long restarted_call_sleeping_in(std::string_view wchan, uint64_t first_arg) {
+  // Clock ids are small; the first page is never mapped (mmap_min_addr, 4 KiB at least here).
+  constexpr uint64_t kLowestAddress = 4096;
+  auto has = [&](std::string_view part) { return wchan.find(part) != std::string_view::npos; };
+  if (has("futex")) return SYS_futex;
+  if (has("poll")) return SYS_poll;
+  // CPU-time and alarm clocks sleep in functions of their own, reached by clock_nanosleep only.
+  if (has("cpu_nanosleep") || has("cpu_nsleep") || has("alarm")) return SYS_clock_nanosleep;
+  // The other clocks' restart jumps straight into the sleep, a scheduler function that wchan
+  // skips: what shows is the restart's caller (do_syscall_64 here).
+  if (has("nanosleep") || has("restart_syscall") || wchan == "do_syscall_64")
+    return first_arg < kLowestAddress ? SYS_clock_nanosleep : SYS_nanosleep;
+  return 0;
+}
+
+bool ResumedCall::is_in(const Regs& r) const {
+  return r.rip == pc && r.rsp == sp &&
+         args == std::array<uint64_t, 6>{r.rdi, r.rsi, r.rdx, r.r10, r.r8, r.r9};
+}
+
 }  // namespace ckpt::arch

@@ -2,8 +2,10 @@
 // Interrupted system calls on x86-64: a thread stopped in one holds a -ERESTART* code (or, for
 // some calls, EINTR) that the kernel would turn into a restart on its way out; a thread that is
 // let go or restored by ckpt must repeat the call itself so that the program never sees EINTR.
+#include <array>
 #include <cstdint>
 #include <span>
+#include <string_view>
 
 #include "arch/x86_64/regs.hpp"
 
@@ -42,5 +44,24 @@ bool resumes_through_restart_block(long nr);
 // code does not say: a restored thread cannot be given its restart block back, and repeating
 // restart_syscall there would only fail with EINTR.
 long restarted_call(std::span<const uint8_t> code);
+// The same call named by where its thread sleeps in the kernel (/proc/PID/task/TID/wchan, read
+// while it sleeps in restart_syscall) and its first argument, for code that does not say (glibc's
+// generic syscall() takes the number from a register). Only these four calls leave a restart
+// block, so the sleeping function names the call; nanosleep and clock_nanosleep share theirs (or,
+// resumed, show only the restart's caller) and differ in the first argument: a clock id, or the
+// request's address (never in the first page). 0 when the name is none of theirs.
+long restarted_call_sleeping_in(std::string_view wchan, uint64_t first_arg);
+
+// A thread seen sleeping in restart_syscall before the freeze (/proc/PID/task/TID/syscall and
+// wchan): the call it resumes, and the arguments, stack and place the kernel showed.
+struct ResumedCall {
+  long nr = 0;
+  std::array<uint64_t, 6> args{};
+  uint64_t sp = 0, pc = 0;
+  // Whether a stopped thread with registers `r` is still in this call: the same place, stack
+  // and arguments (a call's return clobbers rax only, but a new call at the same place with the
+  // same six arguments would be the same call again).
+  bool is_in(const Regs& r) const;
+};
 
 }  // namespace ckpt::arch
