@@ -65,6 +65,42 @@ TEST(SupervisorRecovery, PythonSumSurvivesTwentyRandomKills) {
   expect_recoveries(sv, kills);
 }
 
+// A thread that waits on a futex with a timeout through glibc's generic syscall() (as Rust's
+// std does) is left resuming that wait through restart_syscall by every checkpoint, whose code
+// does not name the call: each next checkpoint must still be taken (named by where the thread
+// sleeps), and recoveries come from them.
+TEST(SupervisorRecovery, ProgramWaitingThroughSyscallIsCheckpointedEveryTimeAndRecovered) {
+  TempDir d;
+  auto script = d.path() / "sum_waiting.py";
+  std::ofstream(script) << "import ctypes, sys, threading, time\n"
+                           "libc = ctypes.CDLL(None, use_errno=True)\n"
+                           "class TS(ctypes.Structure):\n"
+                           "    _fields_ = [('s', ctypes.c_long), ('ns', ctypes.c_long)]\n"
+                           "word = ctypes.c_int(0)\n"
+                           "def wait():\n"
+                           "    while True:\n"
+                           "        ts = TS(30, 0)\n"
+                           "        libc.syscall(202, ctypes.byref(word), 0, 0, ctypes.byref(ts))\n"
+                           "threading.Thread(target=wait, daemon=True).start()\n"
+                           "n = int(sys.argv[1]); total = 0\n"
+                           "for i in range(1, n + 1):\n"
+                           "    total += i\n"
+                           "    time.sleep(0.01)\n"
+                           "print(total)\n";
+  auto store = d.path() / "store";
+  const long n = 800;
+  Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--dir", store, "--interval", "0.2", "--min-uptime",
+                     "0.2", "--", "/usr/bin/python3", script, std::to_string(n)});
+  int kills = kill_randomly(sv, store, 5, 3);
+  ASSERT_EQ(kills, 5) << sv.err();
+  ASSERT_EQ(sv.wait(), 0) << sv.err();
+  EXPECT_EQ(sv.out(), std::to_string(n * (n + 1) / 2) + "\n");
+  expect_recoveries(sv, kills);
+  std::string err = sv.err();
+  EXPECT_EQ(count(err, "restart_syscall"), 0u) << err;
+  EXPECT_GE(count(err, "checkpoint gen-"), 10u) << err;
+}
+
 // Four threads; kills land during checkpoints too. This test found a dumper hang (a traced
 // leader's exit waits for its threads to be reaped) and a dump taken while a killed process ran
 // its exit code (see check_still_stopped in src/dump/dump.cpp).
