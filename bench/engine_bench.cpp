@@ -464,20 +464,26 @@ void make_exclusive(const Target& t, HugeVector<char>& buf) {
     read_piece(t, none, buf.data(), off, std::min(buf.size(), t.len - off));
 }
 
-// Who goes first matters: on a disk each 1 GiB written after another went slower (the 4th of
-// four in a row took up to twice as long as the 1st), so a leave-running dump goes before the raw
-// ones and a killing one, which must come last, after them.
-void dump_both(const Target& t, const fs::path& raw, image::Store& store, bool leave_running,
-               Sample& s, image::GenerationInfo& gen, HugeVector<char>& buf) {
-  if (!leave_running) raw_dumps(t, raw, buf, true, s);
+// dump_process() of the target after settle(); `took` gets its time.
+DumpResult timed_dump(const Target& t, image::Store& store, bool leave_running, double& took) {
   DumpOptions opts;
   opts.pid = t.pid;
   opts.leave_running = leave_running;
   settle(t.len);
   auto start = Clock::now();
   auto dumped = check(dump_process(store, opts), t.pid);
-  s.dump = seconds_since(start);
-  s.leave_running = opts.leave_running;
+  took = seconds_since(start);
+  return dumped;
+}
+
+// Who goes first matters: on a disk each 1 GiB written after another went slower (the 4th of
+// four in a row took up to twice as long as the 1st), so a leave-running dump goes before the raw
+// ones and a killing one, which must come last, after them.
+void dump_both(const Target& t, const fs::path& raw, image::Store& store, bool leave_running,
+               Sample& s, image::GenerationInfo& gen, HugeVector<char>& buf) {
+  if (!leave_running) raw_dumps(t, raw, buf, true, s);
+  auto dumped = timed_dump(t, store, leave_running, s.dump);
+  s.leave_running = leave_running;
   s.frozen = secs(dumped.frozen);
   gen = dumped.generation;
   if (!leave_running) {
@@ -486,7 +492,7 @@ void dump_both(const Target& t, const fs::path& raw, image::Store& store, bool l
   }
   make_exclusive(t, buf);
   raw_dumps(t, raw, buf, false, s);
-  start = Clock::now();
+  auto start = Clock::now();
   ::kill(t.pid, SIGKILL);
   reap(t.pid, SIGKILL);
   s.teardown = seconds_since(start);
@@ -558,14 +564,7 @@ std::vector<Pair> dump_and_raw_in_turns(const fs::path& exe, const fs::path& dir
   std::vector<Pair> out;
   for (int i = 0; i < n; ++i) {
     Pair p;
-    DumpOptions opts;
-    opts.pid = t.pid;
-    opts.leave_running = true;
-    settle(t.len);
-    auto start = Clock::now();
-    auto dumped = check(dump_process(store, opts), t.pid);
-    p.dump = seconds_since(start);
-    fs::remove_all(dumped.generation.path);
+    fs::remove_all(timed_dump(t, store, true, p.dump).generation.path);
     make_exclusive(t, buf);
     p.raw = raw_dump_pipelined(t, raw, buf);
     fs::remove(raw);

@@ -45,24 +45,34 @@ void expect_recoveries(const Proc& sv, int kills) {
   EXPECT_GT(count(err, "recovered from generation"), 0u) << err;
 }
 
-TEST(SupervisorRecovery, PythonSumSurvivesTwentyRandomKills) {
+// python3 summing 1..n, 10 ms a step, after `prologue`, run under `ckpt run` and SIGKILLed `kills`
+// times: the right sum, every kill recovered (expect_recoveries). *err gets the supervisor's
+// stderr.
+void python_sum_survives(const std::string& prologue, long n, int kills, unsigned seed,
+                         std::string* err) {
   TempDir d;
   auto script = d.path() / "sum.py";
-  std::ofstream(script) << "import sys, time\n"
+  std::ofstream(script) << prologue
+                        << "import sys, time\n"
                            "n = int(sys.argv[1]); total = 0\n"
                            "for i in range(1, n + 1):\n"
                            "    total += i\n"
                            "    time.sleep(0.01)\n"
                            "print(total)\n";
   auto store = d.path() / "store";
-  const long n = 2500;
   Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--dir", store, "--interval", "0.2", "--min-uptime",
                      "0.2", "--", "/usr/bin/python3", script, std::to_string(n)});
-  int kills = kill_randomly(sv, store, 20, 1);
-  ASSERT_EQ(kills, 20) << sv.err();
+  int done = kill_randomly(sv, store, kills, seed);
+  ASSERT_EQ(done, kills) << sv.err();
   ASSERT_EQ(sv.wait(), 0) << sv.err();
   EXPECT_EQ(sv.out(), std::to_string(n * (n + 1) / 2) + "\n");
   expect_recoveries(sv, kills);
+  *err = sv.err();
+}
+
+TEST(SupervisorRecovery, PythonSumSurvivesTwentyRandomKills) {
+  std::string err;
+  python_sum_survives("", 2500, 20, 1, &err);
 }
 
 // A thread that waits on a futex with a timeout through glibc's generic syscall() (as Rust's
@@ -70,33 +80,19 @@ TEST(SupervisorRecovery, PythonSumSurvivesTwentyRandomKills) {
 // does not name the call: each next checkpoint must still be taken (named by where the thread
 // sleeps), and recoveries come from them.
 TEST(SupervisorRecovery, ProgramWaitingThroughSyscallIsCheckpointedEveryTimeAndRecovered) {
-  TempDir d;
-  auto script = d.path() / "sum_waiting.py";
-  std::ofstream(script) << "import ctypes, sys, threading, time\n"
-                           "libc = ctypes.CDLL(None, use_errno=True)\n"
-                           "class TS(ctypes.Structure):\n"
-                           "    _fields_ = [('s', ctypes.c_long), ('ns', ctypes.c_long)]\n"
-                           "word = ctypes.c_int(0)\n"
-                           "def wait():\n"
-                           "    while True:\n"
-                           "        ts = TS(30, 0)\n"
-                           "        libc.syscall(202, ctypes.byref(word), 0, 0, ctypes.byref(ts))\n"
-                           "threading.Thread(target=wait, daemon=True).start()\n"
-                           "n = int(sys.argv[1]); total = 0\n"
-                           "for i in range(1, n + 1):\n"
-                           "    total += i\n"
-                           "    time.sleep(0.01)\n"
-                           "print(total)\n";
-  auto store = d.path() / "store";
-  const long n = 800;
-  Proc sv(d.path(), {CKPT_CLI_PATH, "run", "--dir", store, "--interval", "0.2", "--min-uptime",
-                     "0.2", "--", "/usr/bin/python3", script, std::to_string(n)});
-  int kills = kill_randomly(sv, store, 5, 3);
-  ASSERT_EQ(kills, 5) << sv.err();
-  ASSERT_EQ(sv.wait(), 0) << sv.err();
-  EXPECT_EQ(sv.out(), std::to_string(n * (n + 1) / 2) + "\n");
-  expect_recoveries(sv, kills);
-  std::string err = sv.err();
+  std::string err;
+  python_sum_survives(
+      "import ctypes, threading\n"
+      "libc = ctypes.CDLL(None, use_errno=True)\n"
+      "class TS(ctypes.Structure):\n"
+      "    _fields_ = [('s', ctypes.c_long), ('ns', ctypes.c_long)]\n"
+      "word = ctypes.c_int(0)\n"
+      "def wait():\n"
+      "    while True:\n"
+      "        ts = TS(30, 0)\n"
+      "        libc.syscall(202, ctypes.byref(word), 0, 0, ctypes.byref(ts))\n"
+      "threading.Thread(target=wait, daemon=True).start()\n",
+      800, 5, 3, &err);
   EXPECT_EQ(count(err, "restart_syscall"), 0u) << err;
   EXPECT_GE(count(err, "checkpoint gen-"), 10u) << err;
 }
