@@ -14,6 +14,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -127,7 +128,13 @@ Recoveries crash_1g(const fs::path& ckpt, const fs::path& dir, bool lazy, int ki
   wait_for([&] { return run_json(store).value("requests_served", 0) >= 1; });
   r.generation = run_json(store).value("last_generation", "");
   for (int i = 0; i < kills; ++i) {
-    kill(run_json(store).value("child_pid", 0), SIGKILL);
+    pid_t child = run_json(store).value("child_pid", 0);
+    if (child <= 0) {  // kill(0) would signal this bench's own process group
+      std::fprintf(stderr, "supervisor_bench: no program runs under the supervisor\n");
+      kill(sv, SIGKILL);
+      std::exit(1);
+    }
+    kill(child, SIGKILL);
     std::string marker = lazy ? "memory of pid" : "recovered from";
     wait_for([&] { return occurrences(slurp(err), marker) >= size_t(i) + 1; });
     std::this_thread::sleep_for(std::chrono::milliseconds(300));

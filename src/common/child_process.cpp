@@ -18,6 +18,7 @@ int wait_end(pid_t pid) {
 }
 
 void kill_and_wait(pid_t pid) {
+  if (pid <= 0) return;  // never a process group, never every process
   ::kill(pid, SIGKILL);
   (void)wait_end(pid);
 }

@@ -248,6 +248,7 @@ Result<std::string> Supervisor::checkpoint_to_adopt(pid_t pid) {
 
 // Kills `pid` and every process below it, children first listed so that none escapes by forking.
 void kill_below(pid_t pid) {
+  if (pid <= 0) return;  // never a process group, never every process
   if (auto kids = proc::list_children(pid); kids.ok())
     for (pid_t k : *kids) kill_below(k);
   ::kill(pid, SIGKILL);

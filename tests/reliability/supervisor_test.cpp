@@ -49,6 +49,7 @@ class Supervisor {
   }
   pid_t pid() const { return pid_; }
   void kill_now() {
+    if (pid_ <= 0) return;  // kill(-1) would signal every process there is
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
     pid_ = -1;

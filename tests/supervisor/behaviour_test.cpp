@@ -115,8 +115,7 @@ TEST(SupervisorBehaviour, CheckpointOnRequestByStorePidAndSigusr1AndStatus) {
   EXPECT_NE(o3.find("checkpoints: 3, last gen-"), std::string::npos) << o3;
   EXPECT_NE(o3.find("restarts:    0"), std::string::npos) << o3;
 
-  pid_t child = run_state(store).value("child_pid", 0);
-  ::kill(child, SIGKILL);
+  ASSERT_TRUE(signal_child(store, SIGKILL));
   ASSERT_TRUE(eventually([&] { return run_state(store).value("restarts", 0) == 1; })) << sv.err();
   auto [c4, o4] = run_cmd({kCli, "status", std::to_string(sv.pid())});
   EXPECT_NE(o4.find("restarts:    1 (last crash: killed by SIGKILL"), std::string::npos) << o4;
@@ -129,7 +128,7 @@ TEST(SupervisorBehaviour, CheckpointOnRequestByStorePidAndSigusr1AndStatus) {
   auto [c6, o6] = run_cmd({kCli, "checkpoint", store});
   EXPECT_EQ(c6, 1);
   EXPECT_NE(o6.find("is gone"), std::string::npos) << o6;
-  ::kill(run_state(store).value("child_pid", 0), SIGKILL);
+  ASSERT_TRUE(signal_child(store, SIGKILL));
 }
 
 TEST(SupervisorBehaviour, CrashLoopFallsBackAndGivesUpWithTheHistory) {
@@ -166,7 +165,7 @@ TEST(SupervisorBehaviour, CorruptNewestGenerationIsSkippedWithAMessage) {
     io.seekp(200);
     io.write("garbage-garbage-garbage", 23);
   }
-  ::kill(run_state(store).value("child_pid", 0), SIGKILL);
+  ASSERT_TRUE(signal_child(store, SIGKILL));
   ASSERT_TRUE(eventually([&] { return sv.err().find("recovered from") != std::string::npos; }))
       << sv.err();
   EXPECT_NE(sv.err().find("skipping generation " + newest), std::string::npos) << sv.err();
@@ -198,8 +197,7 @@ TEST(SupervisorBehaviour, FullDiskKeepsTheProgramRunningAndOlderGenerations) {
     EXPECT_NE(sv.err().find("checkpoint failed, the program keeps running"), std::string::npos);
     EXPECT_TRUE(sv.running());
     EXPECT_TRUE(fs::exists(store / first));
-    pid_t child = run_state(store).value("child_pid", 0);
-    EXPECT_EQ(::kill(child, 0), 0);
+    EXPECT_TRUE(signal_child(store, 0));
     ::kill(sv.pid(), SIGTERM);
     EXPECT_EQ(sv.wait(), 128 + SIGTERM);
   }

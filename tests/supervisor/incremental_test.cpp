@@ -19,9 +19,7 @@ TEST(SupervisorIncremental, RecoveryComesFromAnIncrementalGeneration) {
                      "0.2", "--keep", "2", "--incremental", "--full-every", "1000", "--",
                      CKPT_SV_MT_SUM, std::to_string(n), "2"});
   ASSERT_TRUE(eventually([&] { return count(sv.err(), "(incremental on gen-") >= 3; })) << sv.err();
-  pid_t child = run_state(store).value("child_pid", 0);
-  ASSERT_GT(child, 0);
-  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  ASSERT_TRUE(signal_child(store, SIGKILL));
   ASSERT_TRUE(eventually([&] { return count(sv.err(), "recovered from ") >= 1; })) << sv.err();
   std::smatch m;
   std::string err = sv.err();
@@ -35,9 +33,7 @@ TEST(SupervisorIncremental, RecoveryComesFromAnIncrementalGeneration) {
   size_t before = count(sv.err(), "(incremental on gen-");
   ASSERT_TRUE(eventually([&] { return count(sv.err(), "(incremental on gen-") >= before + 3; }))
       << sv.err();
-  child = run_state(store).value("child_pid", 0);
-  ASSERT_GT(child, 0);
-  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  ASSERT_TRUE(signal_child(store, SIGKILL));
   ASSERT_EQ(sv.wait(), 0) << sv.err();
   EXPECT_EQ(sv.out(), std::to_string(n * (n + 1) / 2) + "\n");
   EXPECT_EQ(count(sv.err(), "recovered from generation"), 2u) << sv.err();

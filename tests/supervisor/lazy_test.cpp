@@ -47,7 +47,7 @@ TEST(SupervisorLazy, CrashIsRecoveredWhileTheMemoryArrivesAndEveryPageIsRight) {
   auto run = start_mem_steps(d, "64", "150");
   Proc& sv = *run;
   auto gens = request_checkpoints(sv, store, 1);
-  ASSERT_EQ(::kill(run_state(store).value("child_pid", 0), SIGKILL), 0);
+  ASSERT_TRUE(signal_child(store, SIGKILL));
   ASSERT_EQ(sv.wait(), 0) << sv.err();
   std::string err = sv.err();
   // Came back from the checkpoint (not a fresh start), and its 64 MiB arrived through the server.
@@ -68,7 +68,7 @@ TEST(SupervisorLazy, DamagedPageMakesTheRunGoOnFromAnOlderGeneration) {
   auto gens = request_checkpoints(sv, store, 2);
   ASSERT_NE(gens[0], gens[1]);
   ASSERT_TRUE(test_support::flip_byte_in_middle(test_support::pages_file(store / gens[1])));
-  ASSERT_EQ(::kill(run_state(store).value("child_pid", 0), SIGKILL), 0);
+  ASSERT_TRUE(signal_child(store, SIGKILL));
   ASSERT_EQ(sv.wait(), 0) << sv.err();
   std::string err = sv.err();
   EXPECT_NE(err.find("generation " + gens[1] + " failed while its memory arrived"),

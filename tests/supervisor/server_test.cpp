@@ -108,9 +108,7 @@ TEST(SupervisorServer, AServerWithAClientIsCheckpointedAndRecoveredWithItsConnec
   ASSERT_TRUE(eventually([&] { return run_state(store).value("checkpoints", 0L) >= before + 2; }))
       << sv.err();
   EXPECT_EQ(sv.err().find("checkpoint failed"), std::string::npos) << sv.err();
-  pid_t child = run_state(store).value("child_pid", 0);
-  ASSERT_GT(child, 0);
-  ASSERT_EQ(::kill(child, SIGKILL), 0);
+  ASSERT_TRUE(signal_child(store, SIGKILL));
   // The crash ends the connection; the recovered server answers a new client, counting on.
   EXPECT_NE(ask(a.fd, "a3").rfind("echo:", 0), 0u);
   // A client reconnects until a server answers (one that connects while the killed server's

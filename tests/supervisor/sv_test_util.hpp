@@ -5,7 +5,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -13,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include "support/temp_dir.hpp"
@@ -112,6 +115,18 @@ inline nlohmann::json run_state(const fs::path& store) {
   auto text = slurp(store / "run.json");
   auto j = nlohmann::json::parse(text, nullptr, false);
   return j.is_discarded() ? nlohmann::json::object() : j;
+}
+
+// Sends `sig` to the program `ckpt run` runs now. No program (it ended, or a recovery is under
+// way) is a failure, never kill(0): that would signal the test's own process group, CTest and the
+// CI script with it.
+inline ::testing::AssertionResult signal_child(const fs::path& store, int sig) {
+  pid_t child = run_state(store).value("child_pid", 0);
+  if (child <= 0)
+    return ::testing::AssertionFailure() << "no program runs: " << slurp(store / "run.json");
+  if (::kill(child, sig) != 0)
+    return ::testing::AssertionFailure() << "kill " << child << ": " << std::strerror(errno);
+  return ::testing::AssertionSuccess();
 }
 
 // Waits until `pred` holds, up to `timeout`.
