@@ -187,6 +187,26 @@ Result<uint32_t> read_personality(pid_t pid) {
   return r;
 }
 
+Result<int32_t> parse_autogroup_nice(std::string_view text) {
+  text = trim(text);
+  auto at = text.rfind(" nice ");
+  if (text.starts_with("/autogroup-") && at != std::string_view::npos)
+    if (auto v = parse_i64(text.substr(at + 6)); v && *v >= -20 && *v <= 19)
+      return static_cast<int32_t>(*v);
+  return errorf("bad autogroup '{}'", text);
+}
+
+Result<std::optional<int32_t>> read_autogroup_nice(pid_t pid) {
+  auto text = read_proc_file(pid, "autogroup");
+  if (!text) {
+    if (text.error().errnum == ENOENT) return std::optional<int32_t>{};
+    return text.error();
+  }
+  auto r = parse_autogroup_nice(*text);
+  if (!r) return parse_error(pid, "autogroup", r.error());
+  return std::optional<int32_t>{*r};
+}
+
 Result<bool> same_open_file(pid_t pid_a, int fd_a, pid_t pid_b, int fd_b) {
   long r = ::syscall(SYS_kcmp, pid_a, pid_b, KCMP_FILE, fd_a, fd_b);
   if (r < 0)

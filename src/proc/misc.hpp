@@ -1,5 +1,6 @@
 #pragma once
-// Smaller /proc files: POSIX timers, file locks, auxv, cmdline/environ, links, personality; and
+// Smaller /proc files: POSIX timers, file locks, auxv, cmdline/environ, links, personality,
+// autogroup; and
 // kcmp, which tells whether two processes share a kernel object.
 #include <sys/types.h>
 
@@ -64,6 +65,11 @@ Result<std::string> read_exe(pid_t pid);
 
 Result<uint32_t> parse_personality(std::string_view text);
 Result<uint32_t> read_personality(pid_t pid);
+
+// /proc/PID/autogroup ("/autogroup-N nice V"): the nice value of the process's session's
+// autogroup. read_autogroup_nice answers nullopt on a kernel without autogroups (no such file).
+Result<int32_t> parse_autogroup_nice(std::string_view text);
+Result<std::optional<int32_t>> read_autogroup_nice(pid_t pid);
 
 // Whether fd_a of pid_a and fd_b of pid_b are one open file (kcmp KCMP_FILE: dup, fork).
 Result<bool> same_open_file(pid_t pid_a, int fd_a, pid_t pid_b, int fd_b);

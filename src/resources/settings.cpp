@@ -11,6 +11,7 @@
 #include <cerrno>
 
 #include "common/scoped_fd.hpp"
+#include "proc/misc.hpp"
 #include "proc/proc_file.hpp"
 #include "proc/status.hpp"
 #include "resources/process.hpp"
@@ -337,9 +338,31 @@ Status restore_oom_score_adj(RestoreContext& ctx, int32_t want) {
   return {};
 }
 
+// Only a session leader's: any other restored process shares the autogroup of a session that
+// already has its nice value (with --shell-job, the caller's, which is not ours to change).
+Status restore_autogroup_nice(RestoreContext& ctx, int32_t want) {
+  if (::getsid(ctx.pid) != ctx.pid) return {};
+  CKPT_TRY_ASSIGN(auto now, proc::read_autogroup_nice(ctx.pid));
+  if (!now)
+    return cannot(fmt::format("autogroup nice value {}", want),
+                  Error{0, "this kernel has no autogroups"});
+  if (*now == want) return {};
+  // Without CAP_SYS_ADMIN the kernel rate-limits these writes machine-wide (EAGAIN meanwhile).
+  std::string path = proc::proc_path(ctx.pid, "autogroup");
+  Status written;
+  for (int tries = 0; tries < 25; ++tries) {
+    written = proc::write_proc_text(path, std::to_string(want));
+    if (written.ok() || written.error().errnum != EAGAIN) break;
+    ::usleep(50 * 1000);
+  }
+  if (!written.ok()) return cannot(fmt::format("autogroup nice value {}", want), written.error());
+  return {};
+}
+
 Status restore_process_wide(RestoreContext& ctx) {
   const schema::TaskRecord& task = ctx.rec->task;
   if (task.oom_score_adj) CKPT_TRY(restore_oom_score_adj(ctx, *task.oom_score_adj));
+  if (task.autogroup_nice) CKPT_TRY(restore_autogroup_nice(ctx, *task.autogroup_nice));
   if (task.child_subreaper) {
     auto r = ctx.main_remote->call("prctl(PR_SET_CHILD_SUBREAPER)", SYS_prctl,
                                    {PR_SET_CHILD_SUBREAPER, *task.child_subreaper ? 1u : 0u});
@@ -408,6 +431,7 @@ Status dump(DumpContext& ctx) {
   auto value = proc::parse_i64(proc::trim(adj));
   if (!value) return errorf("/proc/{}/oom_score_adj: '{}' is not a number", ctx.pid, adj);
   ctx.rec.task.oom_score_adj = static_cast<int32_t>(*value);
+  CKPT_TRY_ASSIGN(ctx.rec.task.autogroup_nice, proc::read_autogroup_nice(ctx.pid));
   return {};
 }
 

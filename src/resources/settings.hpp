@@ -2,7 +2,7 @@
 // Settings a program can observe that are neither memory, files nor signals. Per thread (Linux
 // keeps them per thread): nice value, scheduling policy and priority, CPU affinity, timer slack,
 // I/O priority, NUMA memory policy, parent-death signal, securebits, capabilities. Per process:
-// oom_score_adj, child subreaper, THP disable.
+// oom_score_adj, child subreaper, THP disable, and a session leader's autogroup nice value.
 //
 // What can be read from outside is (sched_getattr, getpriority, sched_getaffinity, ioprio_get,
 // /proc/PID/task/TID/status, /proc/PID/oom_score_adj); the rest is asked by each thread itself

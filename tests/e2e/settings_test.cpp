@@ -96,6 +96,35 @@ TEST_F(SettingsTest, NiceAffinityOomScoreAndTimerSlackOfADebianProgram) {
   EXPECT_TRUE(wait_exec(p.pid(), kSleep));
 }
 
+// The autogroup's nice value (what `echo 5 > /proc/PID/autogroup` sets for a whole session, as
+// for a desktop's build job) comes back on a restored session leader, which gets a new autogroup;
+// restored into the caller's session (--shell-job), it leaves the caller's autogroup alone.
+TEST_F(SettingsTest, AutogroupNiceOfASessionLeaderComesBackAndTheCallersStaysAsItWas) {
+  auto nice_of = [](pid_t pid) {
+    std::string text = proc_text(pid, "autogroup");
+    return text.substr(text.rfind(' ') + 1);
+  };
+  TestProcess p({"/usr/bin/setsid", kSleep, "600"});
+  ASSERT_TRUE(wait_exec(p.pid(), kSleep));
+  ASSERT_EQ(::getsid(p.pid()), p.pid());
+  {
+    std::ofstream group(fs::path("/proc") / std::to_string(p.pid()) / "autogroup");
+    group << "5\n";
+  }
+  ASSERT_EQ(nice_of(p.pid()), "5");
+  std::string mine = proc_text(::getpid(), "autogroup");
+  ASSERT_NO_FATAL_FAILURE(dump_restore_compare(p));
+  EXPECT_EQ(::getsid(p.pid()), p.pid());
+  EXPECT_EQ(nice_of(p.pid()), "5");
+  EXPECT_NE(proc_text(p.pid(), "autogroup"), mine);
+
+  ASSERT_TRUE(p.dump());
+  ASSERT_TRUE(p.restore({"--shell-job"}));
+  EXPECT_EQ(::getsid(p.pid()), ::getsid(0));
+  EXPECT_EQ(proc_text(p.pid(), "autogroup"), mine);
+  EXPECT_EQ(proc_text(::getpid(), "autogroup"), mine);
+}
+
 TEST_F(SettingsTest, CapabilitiesDroppedWithSetprivStayDropped) {
   TestProcess p({"/usr/bin/setpriv", "--bounding-set=-all", "--inh-caps=-all", kSleep, "600"});
   ASSERT_TRUE(wait_exec(p.pid(), kSleep));

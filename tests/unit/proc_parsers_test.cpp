@@ -362,5 +362,18 @@ TEST(ProcMisc, ParsesAuxvAndPersonality) {
   EXPECT_FALSE(parse_personality("zz").ok());
 }
 
+TEST(ProcMisc, ParsesTheAutogroupNiceValue) {
+  EXPECT_EQ(*parse_autogroup_nice("/autogroup-34271 nice 0\n"), 0);
+  EXPECT_EQ(*parse_autogroup_nice("/autogroup-7 nice -20\n"), -20);
+  EXPECT_EQ(*parse_autogroup_nice("/autogroup-7 nice 19"), 19);
+  EXPECT_FALSE(parse_autogroup_nice("/autogroup-7 nice 20").ok());
+  EXPECT_FALSE(parse_autogroup_nice("/autogroup-7 nice").ok());
+  EXPECT_FALSE(parse_autogroup_nice("nice 3").ok());
+  EXPECT_FALSE(parse_autogroup_nice("").ok());
+  auto mine = read_autogroup_nice(::getpid());
+  ASSERT_TRUE(mine.ok()) << mine.error().message;
+  EXPECT_EQ(*mine, std::optional<int32_t>(0));
+}
+
 }  // namespace
 }  // namespace ckpt::proc

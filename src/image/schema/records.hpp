@@ -136,6 +136,9 @@ struct TaskRecord {
   std::optional<bool> child_subreaper;
   std::optional<bool> thp_disable;
   std::optional<bool> thp_except_advised;  // PR_THP_DISABLE_EXCEPT_ADVISED (Linux 6.18+)
+  // The nice value of its session's autogroup (/proc/PID/autogroup): a restored session leader
+  // starts a new autogroup, which gets it back.
+  std::optional<int32_t> autogroup_nice;
   template <class V>
   void visit(V& v) {
     v("mm", mm), v("creds", creds), v("exe", exe), v("cwd", cwd), v("root", root);
@@ -143,7 +146,7 @@ struct TaskRecord {
     v("no_new_privs", no_new_privs), v("rlimits", rlimits), v("oom_score_adj", oom_score_adj);
     v("child_subreaper", child_subreaper), v("thp_disable", thp_disable);
     v("thp_except_advised", thp_except_advised), v("cwd_deleted", cwd_deleted);
-    v("exe_deleted", exe_deleted);
+    v("exe_deleted", exe_deleted), v("autogroup_nice", autogroup_nice);
   }
 };
 
