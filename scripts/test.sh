@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 bash scripts/build.sh
 cd "${BUILD_DIR:-build}"
+# Each test binary leads a process group of its own (tests/support/test_main.cpp).
+export CKPT_TEST_OWN_GROUP=1
 if ! ctest --output-on-failure --timeout 600 -j2 "$@"; then
   bash ../scripts/failures.sh Testing/Temporary/LastTest.log
   exit 8
