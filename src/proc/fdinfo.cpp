@@ -1,6 +1,9 @@
 #include "proc/fdinfo.hpp"
 
+#include <cerrno>
+
 #include "proc/proc_file.hpp"
+#include "proc/task.hpp"
 
 namespace ckpt::proc {
 
@@ -136,6 +139,55 @@ Result<std::vector<int>> list_fds(pid_t pid) {
 
 Result<std::string> read_fd_link(pid_t pid, int fd) {
   return read_proc_link(pid, fmt::format("fd/{}", fd));
+}
+
+std::optional<uint64_t> userfaultfd_features(const FdInfo& info) {
+  for (std::string_view line : info.other_lines) {
+    std::string_view key, value;
+    if (!split_key_value(line, key, value) || key != "API") continue;
+    auto first = value.find(':'), second = value.find(':', first + 1);
+    if (first == std::string_view::npos || second == std::string_view::npos) return std::nullopt;
+    return parse_u64(value.substr(first + 1, second - first - 1), 16);
+  }
+  return std::nullopt;
+}
+
+namespace {
+
+// Gone meanwhile, or closed to us (a process with more privileges than ours, such as this
+// machine's init: even root lacking CAP_SYS_RESOURCE may not read its descriptors).
+bool skipped(const Error& e) {
+  return e.errnum == ENOENT || e.errnum == ESRCH || e.errnum == EACCES || e.errnum == EPERM;
+}
+
+// Whether process `pid` holds a userfaultfd with any of `features`.
+Result<bool> holds_userfaultfd_with(pid_t pid, uint64_t features) {
+  auto fds = list_fds(pid);
+  if (!fds) return skipped(fds.error()) ? Result<bool>(false) : fds.error();
+  for (int fd : *fds) {
+    auto link = read_fd_link(pid, fd);
+    if (!link && skipped(link.error())) continue;
+    if (!link) return link.error();
+    if (*link != "anon_inode:[userfaultfd]") continue;
+    auto info = read_fdinfo(pid, fd);
+    if (!info && skipped(info.error())) continue;
+    if (!info) return info.error();
+    auto have = userfaultfd_features(*info);
+    if (!have) return errorf("/proc/{}/fdinfo/{}: a userfaultfd without an API line", pid, fd);
+    if (*have & features) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+Result<bool> some_userfaultfd_has(uint64_t features) {
+  CKPT_TRY_ASSIGN(auto pids, list_pids());
+  for (pid_t pid : pids) {
+    CKPT_TRY_ASSIGN(bool found, holds_userfaultfd_with(pid, features));
+    if (found) return true;
+  }
+  return false;
 }
 
 }  // namespace ckpt::proc

@@ -61,4 +61,13 @@ Result<std::vector<int>> list_fds(pid_t pid);
 // readlink /proc/PID/fd/N: a path, "socket:[123]", "pipe:[45]", "anon_inode:[eventfd]"...
 Result<std::string> read_fd_link(pid_t pid, int fd);
 
+// The features a userfaultfd was opened with (UFFDIO_API), from its fdinfo's
+// "API:\t<api>:<features>:<ioctls>" line; nullopt without one.
+std::optional<uint64_t> userfaultfd_features(const FdInfo& info);
+// Whether a process of this PID namespace holds a userfaultfd with any of `features`: every fd
+// of every process is looked at, but for those gone meanwhile and those whose descriptors we may
+// not read (EACCES, EPERM); another failure is an error, the answer being unknown. Only the file
+// table of each thread-group leader: a thread that unshared its own is not seen.
+Result<bool> some_userfaultfd_has(uint64_t features);
+
 }  // namespace ckpt::proc

@@ -84,6 +84,9 @@ struct TreeState {
   // Size and modification time of each file the tree maps, by (device major, minor, inode).
   using FileKey = std::tuple<unsigned, unsigned, uint64_t>;
   std::map<FileKey, std::pair<uint64_t, int64_t>> mapped_files;
+  // Whether a userfaultfd of this machine sends fork events, looked up (under mu) the first time
+  // a process has memory registered with one that is not the dump's own (memory.cpp).
+  std::optional<bool> uffd_fork_events;
   // For what processes read at once (TracerCrew) write here: the image's vdso, mapped_files.
   std::mutex mu;
 };

@@ -1,6 +1,7 @@
 #include "resources/memory.hpp"
 
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -24,6 +25,7 @@
 #include "common/populate.hpp"
 #include "common/scoped_fd.hpp"
 #include "image/chain.hpp"
+#include "proc/fdinfo.hpp"
 #include "proc/page_scan.hpp"
 #include "proc/pagemap.hpp"
 #include "proc/proc_file.hpp"
@@ -387,6 +389,34 @@ Result<std::optional<int32_t>> deleted_file_of(DumpContext& ctx, const proc::Map
   return deleted_files::save_mapping(ctx, m);
 }
 
+bool registered_with_userfaultfd(const proc::VmFlags& f) {
+  return f.has(proc::VmFlag::um) || f.has(proc::VmFlag::uw) || f.has(proc::VmFlag::ui);
+}
+
+// Why no snapshot can be taken of memory registered with a userfaultfd that is not this dump's
+// write tracking (a `ckpt run` supervisor's, say), or nullopt when one can. A fork leaves such a
+// registration out of the child, whose pages read as the process's, unless the userfaultfd asked
+// for fork events: its monitor would be told of the snapshot, and the fork would wait for its
+// answer (for ever, were the monitor in the frozen tree). Such a userfaultfd must be open in some
+// process, since closing the last descriptor unregisters it. Missing- and minor-fault
+// registrations stay refused: a page their monitor has not filled reads as zero in a snapshot.
+std::optional<std::string> no_snapshot_for_userfaultfd(DumpContext& ctx,
+                                                       const proc::VmFlags& flags) {
+  if (flags.has(proc::VmFlag::um) || flags.has(proc::VmFlag::ui))
+    return "memory registered with a userfaultfd for missing or minor faults";
+  std::lock_guard lock(ctx.tree->mu);
+  if (!ctx.tree->uffd_fork_events) {
+    auto found = proc::some_userfaultfd_has(UFFD_FEATURE_EVENT_FORK);
+    if (!found)
+      log::warn("memory", "cannot tell whether a userfaultfd sends fork events: {}",
+                found.error().message);
+    ctx.tree->uffd_fork_events = !found || *found;
+  }
+  if (*ctx.tree->uffd_fork_events)
+    return "memory registered with a userfaultfd, and one on this machine sends fork events";
+  return std::nullopt;
+}
+
 }  // namespace
 
 Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
@@ -409,14 +439,11 @@ Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
     if (content != Content::none) CKPT_TRY(check_supported(m, ctx.pid));
     // Without VmFlags nothing tells which areas fork() leaves out.
     if (!m.vm_flags) refuse("smaps has no VmFlags");
-    // A userfaultfd registered with fork events would tell its monitor about the fork. ckpt's own
-    // write tracking has none.
+    // ckpt's own write tracking asks for no fork events.
     bool own_wp = ctx.write_tracked && m.vm_flags && !m.vm_flags->has(proc::VmFlag::um) &&
                   !m.vm_flags->has(proc::VmFlag::ui);
-    if (m.vm_flags && !own_wp &&
-        (m.vm_flags->has(proc::VmFlag::um) || m.vm_flags->has(proc::VmFlag::uw) ||
-         m.vm_flags->has(proc::VmFlag::ui)))
-      refuse("memory registered with a userfaultfd");
+    if (m.vm_flags && !own_wp && registered_with_userfaultfd(*m.vm_flags))
+      if (auto why = no_snapshot_for_userfaultfd(ctx, *m.vm_flags)) refuse(*why);
     schema::Vma v = describe(m, content);
     v.deleted_file = deleted_file;
     Plan::Item item;

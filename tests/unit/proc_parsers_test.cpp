@@ -1,6 +1,13 @@
 // Parsers of /proc text fed with fixed strings, including the odd cases real systems produce.
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 #include <gtest/gtest.h>
@@ -281,6 +288,30 @@ TEST(ProcFdinfo, ParsesEventfdAndLocks) {
   EXPECT_EQ(l->pid, 99);
   EXPECT_EQ(l->inode, 1057u);
   EXPECT_FALSE(l->end.has_value());
+}
+
+TEST(ProcFdinfo, TellsAUserfaultfdsFeaturesAndFindsOneWithForkEventsOpenHere) {
+  auto i = parse_fdinfo(
+      "pos:\t0\nflags:\t02004000\nmnt_id:\t17\nino:\t5496623\npending:\t0\ntotal:\t0\n"
+      "API:\taa:8000a000:80000000000001ff\n");
+  ASSERT_TRUE(i.ok()) << i.error().message;
+  EXPECT_EQ(userfaultfd_features(*i), 0x8000a000u);
+  EXPECT_EQ(userfaultfd_features(*parse_fdinfo("pos:\t0\nflags:\t02\n")), std::nullopt);
+  EXPECT_EQ(userfaultfd_features(*parse_fdinfo("API:\taa\n")), std::nullopt);
+
+  // No userfaultfd can have a feature the kernel does not define; one opened here is found.
+  constexpr uint64_t kUndefined = uint64_t{1} << 62;
+  auto none = some_userfaultfd_has(kUndefined);
+  ASSERT_TRUE(none.ok()) << none.error().message;
+  EXPECT_FALSE(*none);
+  int fd = static_cast<int>(::syscall(SYS_userfaultfd, O_CLOEXEC));
+  ASSERT_GE(fd, 0) << std::strerror(errno);
+  uffdio_api api{UFFD_API, UFFD_FEATURE_EVENT_FORK, 0};
+  ASSERT_EQ(::ioctl(fd, UFFDIO_API, &api), 0) << std::strerror(errno);
+  auto found = some_userfaultfd_has(UFFD_FEATURE_EVENT_FORK);
+  ::close(fd);
+  ASSERT_TRUE(found.ok()) << found.error().message;
+  EXPECT_TRUE(*found);
 }
 
 TEST(ProcFdinfo, ParsesEpollSignalfdTimerfdAndKeepsUnknownLines) {
