@@ -1,7 +1,6 @@
 #pragma once
 // Smaller /proc files: POSIX timers, file locks, auxv, cmdline/environ, links, personality,
-// autogroup; and
-// kcmp, which tells whether two processes share a kernel object.
+// autogroup; and kcmp, which tells whether two processes share a kernel object.
 #include <sys/types.h>
 
 #include <cstddef>
