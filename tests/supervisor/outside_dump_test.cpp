@@ -39,7 +39,8 @@ TEST(SupervisorOutsideDump, ATrackedProgramIsSnapshottedAndBothItsImageAndTheTra
         << sv.err();
   }
   std::string gen = run_state(store).value("last_generation", "");
-  EXPECT_NE(slurp(store / gen / "manifest").find("\"pages_changed\""), std::string::npos);
+  // Unread pages: the tracking was trusted (not a fall-back to page hashes).
+  EXPECT_NE(slurp(store / gen / "manifest").find("\"pages_unread\""), std::string::npos);
   expect_recovered_from(sv, store, gen);
   // The image taken outside comes back where the program was then (its output file has grown
   // since): it checks all its memory at every step until told to end.
