@@ -121,6 +121,7 @@ Status dump_own_resources(DumpContext& ctx, PhaseClock& clock) {
   CKPT_TRY_ASSIGN(HeldRemote held, HeldRemote::start(ctx, 0, kScratch));
   CKPT_TRY(signals::dump(ctx));
   clock.mark("signals");
+  fault::point("dump", "signals read");
   CKPT_TRY(process::dump(ctx));
   clock.mark("process");
   CKPT_TRY(settings::dump(ctx));

@@ -152,6 +152,11 @@ Status dump(DumpContext& ctx) {
   return {};
 }
 
+Status reread_shared_pending(DumpContext& ctx) {
+  CKPT_TRY_ASSIGN(ctx.rec.signals.pending, peek_queue(ctx.pid, true));
+  return {};
+}
+
 Status reset_in_puppet() {
   arch::KernelSigaction dfl{};  // all zero: SIG_DFL, no flags, empty mask
   for (int sig = 1; sig < NSIG; ++sig) {

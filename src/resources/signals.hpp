@@ -6,6 +6,10 @@
 namespace ckpt::signals {
 
 Status dump(DumpContext& ctx);
+// Reads the process's shared queue of pending signals again, into the record dump() filled: for
+// a timer found to have fired (its signal queued) since, the process being frozen but not its
+// timers (timers.cpp).
+Status reread_shared_pending(DumpContext& ctx);
 // The signal number of a siginfo as the kernel hands it out (0 if too short to hold one).
 int siginfo_signo(const uint8_t* info, size_t size);
 // For a thread just stopped by the dump: if it stopped holding a signal it had taken off its

@@ -198,7 +198,16 @@ Status dump(DumpContext& ctx) {
     CKPT_TRY_ASSIGN(auto r, posix_timer_record(t));
     out.posix.push_back(r);
   }
-  return read_values(ctx, out);
+  CKPT_TRY(read_values(ctx, out));
+  // A periodic ITIMER_REAL keeps running while the process is frozen. Read expired (0 left) with
+  // no SIGALRM among the pending signals read before it, it fired in between: its SIGALRM is
+  // queued now, and without it the restored timer would never be re-armed (the kernel re-arms
+  // it when that signal is taken). It cannot re-arm while the process is frozen, so the queue
+  // read again agrees with the timer.
+  const auto& real = out.itimers[ITIMER_REAL];
+  if (real.value.zero() && !real.interval.zero() && !alarm_pending(ctx.rec.signals))
+    CKPT_TRY(signals::reread_shared_pending(ctx));
+  return {};
 }
 
 Status restore(RestoreContext& ctx) {

@@ -96,6 +96,17 @@ std::string CkptResult::describe() const {
   return describe_status(status) + "\nstdout: " + out + "\nstderr: " + err;
 }
 
+long point_number(const fs::path& count_file, const std::string& name) {
+  std::ifstream in(count_file);
+  std::string line;
+  while (std::getline(in, line)) {
+    auto first = line.find(' '), second = line.find(' ', first + 1);
+    if (second != std::string::npos && line.substr(second + 1) == name)
+      return std::stol(line.substr(0, first));
+  }
+  return 0;
+}
+
 const std::string& ckpt_path() {
   static const std::string path = CKPT_CLI_PATH;
   return path;

@@ -60,6 +60,9 @@ CkptResult run_command(const std::vector<std::string>& argv,
 CkptResult run_command(const std::vector<std::string>& argv, const std::vector<std::string>& env,
                        std::chrono::milliseconds timeout);
 const std::string& ckpt_path();
+// The number of a dumper's fault point named `name` ("WHAT DETAIL") in the CKPT_FAULT_COUNT
+// file it wrote (common/fault_point.hpp), 0 if it never came.
+long point_number(const fs::path& count_file, const std::string& name);
 
 int open_or_die(const fs::path& p, int flags, mode_t mode = 0644);
 std::string read_text(const fs::path& p);

@@ -34,18 +34,6 @@ std::vector<std::string> dump_args(const TestProcess& p) {
           p.store().string(), "--leave-running"};
 }
 
-// The number of the dumper's fault point named `name` ("WHAT DETAIL"), 0 if it never came.
-long point_number(const fs::path& count_file, const std::string& name) {
-  std::ifstream in(count_file);
-  std::string line;
-  while (std::getline(in, line)) {
-    auto first = line.find(' '), second = line.find(' ', first + 1);
-    if (second != std::string::npos && line.substr(second + 1) == name)
-      return std::stol(line.substr(0, first));
-  }
-  return 0;
-}
-
 TEST(ShortFreeze, PagesWrittenDuringTheCopyRestoreWithTheirSnapshotTimeValues) {
   become_subreaper();
   TestProcess p({program_path("snapshot_writer"), "64"}, {.append_stdout = true});
