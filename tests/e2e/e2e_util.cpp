@@ -107,6 +107,13 @@ long point_number(const fs::path& count_file, const std::string& name) {
   return 0;
 }
 
+size_t count_from(const std::string& text, const std::string& word, size_t from) {
+  size_t n = 0;
+  for (size_t at = text.find(word, from); at != std::string::npos; at = text.find(word, at + 1))
+    ++n;
+  return n;
+}
+
 const std::string& ckpt_path() {
   static const std::string path = CKPT_CLI_PATH;
   return path;

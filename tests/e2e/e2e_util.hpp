@@ -63,6 +63,8 @@ const std::string& ckpt_path();
 // The number of a dumper's fault point named `name` ("WHAT DETAIL") in the CKPT_FAULT_COUNT
 // file it wrote (common/fault_point.hpp), 0 if it never came.
 long point_number(const fs::path& count_file, const std::string& name);
+// How many times `word` appears in `text` from offset `from` on.
+size_t count_from(const std::string& text, const std::string& word, size_t from);
 
 int open_or_die(const fs::path& p, int flags, mode_t mode = 0644);
 std::string read_text(const fs::path& p);

@@ -9,14 +9,6 @@
 namespace e2e {
 namespace {
 
-size_t ticks_after(const std::string& text, size_t cut) {
-  size_t n = 0;
-  for (size_t at = text.find("tick ", cut); at != std::string::npos;
-       at = text.find("tick ", at + 1))
-    ++n;
-  return n;
-}
-
 TEST(ItimerDuringFreeze, ATimerFiringBetweenTheSignalsAndTheTimersReadKeepsTickingAfterRestore) {
   become_subreaper();
   TestProcess p({"/usr/bin/python3", "-c",
@@ -46,9 +38,9 @@ TEST(ItimerDuringFreeze, ATimerFiringBetweenTheSignalsAndTheTimersReadKeepsTicki
   size_t cut = p.out().size();
   ASSERT_TRUE(p.restore({"--accept-changed-files"}));
   auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (ticks_after(p.out(), cut) < 20 && std::chrono::steady_clock::now() < deadline)
+  while (count_from(p.out(), "tick ", cut) < 20 && std::chrono::steady_clock::now() < deadline)
     sleep_for(10ms);
-  EXPECT_GE(ticks_after(p.out(), cut), 20u) << p.output();
+  EXPECT_GE(count_from(p.out(), "tick ", cut), 20u) << p.output();
 }
 
 }  // namespace

@@ -16,11 +16,7 @@ namespace e2e {
 namespace {
 
 size_t rounds(const std::string& text, size_t from) {
-  size_t n = 0;
-  for (size_t at = text.find("ROUND ", from); at != std::string::npos;
-       at = text.find("ROUND ", at + 1))
-    ++n;
-  return n;
+  return count_from(text, "ROUND ", from);
 }
 
 bool wait_rounds(const TestProcess& p, size_t want, size_t from) {
