@@ -187,12 +187,15 @@ Result<uint32_t> read_personality(pid_t pid) {
   return r;
 }
 
-Result<int32_t> parse_autogroup_nice(std::string_view text) {
+Result<std::optional<int32_t>> parse_autogroup_nice(std::string_view text) {
   text = trim(text);
+  // Empty for a process in no autogroup: one in a session older than autogroups, such as a
+  // container's whose init never called setsid().
+  if (text.empty()) return std::optional<int32_t>{};
   auto at = text.rfind(" nice ");
   if (text.starts_with("/autogroup-") && at != std::string_view::npos)
     if (auto v = parse_i64(text.substr(at + 6)); v && *v >= -20 && *v <= 19)
-      return static_cast<int32_t>(*v);
+      return std::optional<int32_t>{static_cast<int32_t>(*v)};
   return errorf("bad autogroup '{}'", text);
 }
 
@@ -204,7 +207,7 @@ Result<std::optional<int32_t>> read_autogroup_nice(pid_t pid) {
   }
   auto r = parse_autogroup_nice(*text);
   if (!r) return parse_error(pid, "autogroup", r.error());
-  return std::optional<int32_t>{*r};
+  return r;
 }
 
 Result<bool> same_open_file(pid_t pid_a, int fd_a, pid_t pid_b, int fd_b) {

@@ -66,8 +66,9 @@ Result<uint32_t> parse_personality(std::string_view text);
 Result<uint32_t> read_personality(pid_t pid);
 
 // /proc/PID/autogroup ("/autogroup-N nice V"): the nice value of the process's session's
-// autogroup. read_autogroup_nice answers nullopt on a kernel without autogroups (no such file).
-Result<int32_t> parse_autogroup_nice(std::string_view text);
+// autogroup. Both answer nullopt for a process in no autogroup (the file is empty) and
+// read_autogroup_nice also on a kernel without autogroups (no such file).
+Result<std::optional<int32_t>> parse_autogroup_nice(std::string_view text);
 Result<std::optional<int32_t>> read_autogroup_nice(pid_t pid);
 
 // Whether fd_a of pid_a and fd_b of pid_b are one open file (kcmp KCMP_FILE: dup, fork).

@@ -4,9 +4,11 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <csignal>
 #include <cstring>
 #include <string>
 
@@ -394,16 +396,36 @@ TEST(ProcMisc, ParsesAuxvAndPersonality) {
 }
 
 TEST(ProcMisc, ParsesTheAutogroupNiceValue) {
-  EXPECT_EQ(*parse_autogroup_nice("/autogroup-34271 nice 0\n"), 0);
-  EXPECT_EQ(*parse_autogroup_nice("/autogroup-7 nice -20\n"), -20);
-  EXPECT_EQ(*parse_autogroup_nice("/autogroup-7 nice 19"), 19);
+  using Nice = std::optional<int32_t>;
+  EXPECT_EQ(*parse_autogroup_nice("/autogroup-34271 nice 0\n"), Nice(0));
+  EXPECT_EQ(*parse_autogroup_nice("/autogroup-7 nice -20\n"), Nice(-20));
+  EXPECT_EQ(*parse_autogroup_nice("/autogroup-7 nice 19"), Nice(19));
+  // A process in no autogroup (a session older than autogroups) reads an empty file.
+  EXPECT_EQ(*parse_autogroup_nice(""), Nice());
+  EXPECT_EQ(*parse_autogroup_nice("\n"), Nice());
   EXPECT_FALSE(parse_autogroup_nice("/autogroup-7 nice 20").ok());
   EXPECT_FALSE(parse_autogroup_nice("/autogroup-7 nice").ok());
   EXPECT_FALSE(parse_autogroup_nice("nice 3").ok());
-  EXPECT_FALSE(parse_autogroup_nice("").ok());
-  auto mine = read_autogroup_nice(::getpid());
-  ASSERT_TRUE(mine.ok()) << mine.error().message;
-  EXPECT_EQ(*mine, std::optional<int32_t>(0));
+  // A new session starts a new autogroup at nice 0.
+  int ready[2];
+  ASSERT_EQ(::pipe(ready), 0);
+  pid_t leader = ::fork();
+  ASSERT_GE(leader, 0);
+  if (leader == 0) {
+    ::setsid();
+    (void)!::write(ready[1], "x", 1);
+    ::pause();
+    ::_exit(0);
+  }
+  char c;
+  ASSERT_EQ(::read(ready[0], &c, 1), 1);
+  auto theirs = read_autogroup_nice(leader);
+  ::kill(leader, SIGKILL);
+  ::waitpid(leader, nullptr, 0);
+  ::close(ready[0]);
+  ::close(ready[1]);
+  ASSERT_TRUE(theirs.ok()) << theirs.error().message;
+  EXPECT_EQ(*theirs, Nice(0));
 }
 
 }  // namespace
