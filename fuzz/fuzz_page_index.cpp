@@ -5,7 +5,8 @@
 // page-aligned, an index of changes' inherited pages with the parent's hashes, and encoding it
 // again decodes to the same. Its kept seeds (fuzz/corpus/fuzz_page_index) are written by hand: a
 // whole index of 8 pages, alone, with an index of changes made on it, and with an older whole
-// index that inherits.
+// index that inherits; and a crash found here (an entry above user space that decoded but could
+// not be written back as a run).
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>

@@ -23,6 +23,9 @@ constexpr size_t kHeader = 24;  // magic, u32 format, u32 page size, u64 count
 constexpr size_t kEntrySize = 16;
 // The low bits of a page address are free: bit 0 says "stored here".
 constexpr uint64_t kStoredBit = 1;
+// No user-space page lies at or above this (x86-64 with 5-level paging: 56 bits). An index
+// claiming one is damaged, and its runs' ends could not be written back without overflowing.
+constexpr uint64_t kAddressLimit = uint64_t{1} << 56;
 
 void put64(std::byte* p, uint64_t v) {
   std::memcpy(p, &v, 8);
@@ -128,6 +131,8 @@ void encode_into(const Index& index, Encoded& out, bool whole = false) {
 Status check_entry(const Entry& e, uint64_t i, std::string_view what) {
   if ((e.key & (kPage - 1) & ~kStoredBit) != 0)
     return errorf("{}: entry {} has unknown flags {:#x}", what, i, e.key & (kPage - 1));
+  if (e.addr() >= kAddressLimit)
+    return errorf("{}: entry {} ({:#x}) is above user space", what, i, e.addr());
   return {};
 }
 
@@ -177,8 +182,8 @@ Result<Delta> read_delta(std::span<const std::byte> bytes, std::string_view what
   uint64_t total = stored, end = 0;
   for (uint64_t i = 0; i < runs; ++i) {
     const Run& r = d.runs[i];
-    if (r.start % kPage != 0 || r.pages == 0 || r.pages > (~uint64_t{0} - r.start) / kPage ||
-        (i > 0 && r.start < end))
+    if (r.start % kPage != 0 || r.start >= kAddressLimit || r.pages == 0 ||
+        r.pages > (kAddressLimit - r.start) / kPage || (i > 0 && r.start < end))
       return errorf("{}: run {} ({:#x}, {} pages) is not a run above the one before", what, i,
                     r.start, r.pages);
     if (r.pages > count - total)
