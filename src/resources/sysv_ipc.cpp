@@ -13,12 +13,14 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <ctime>
 #include <map>
 #include <optional>
 
 #include "common/fs_util.hpp"
 #include "common/log.hpp"
 #include "proc/proc_file.hpp"
+#include "proc/stat.hpp"
 #include "resources/shared_memory.hpp"
 
 namespace ckpt::sysv_ipc {
@@ -160,8 +162,39 @@ Status dump_segments(const std::vector<DumpContext*>& procs, SysvIpcRecord& out)
   return {};
 }
 
+// The tree's processes by PID, with when each started (seconds of the real-time clock): a PID an
+// object recorded before its process started is an earlier process's, whose PID was reused (a
+// set left behind by a program long gone must not become the tree's).
+class TreePids {
+ public:
+  static Result<TreePids> of(const std::vector<DumpContext*>& procs) {
+    timespec real{}, boot{};
+    ::clock_gettime(CLOCK_REALTIME, &real);
+    ::clock_gettime(CLOCK_BOOTTIME, &boot);
+    double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
+    TreePids t;
+    for (auto* ctx : procs) {
+      CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(ctx->pid));
+      double since_boot = static_cast<double>(st.starttime) / ticks;
+      t.started_[ctx->pid] =
+          static_cast<int64_t>(static_cast<double>(real.tv_sec - boot.tv_sec) + since_boot +
+                               static_cast<double>(real.tv_nsec - boot.tv_nsec) / 1e9);
+    }
+    return t;
+  }
+  // Whether `pid`, recorded by the kernel at `when` (whole seconds), names a process of the tree:
+  // a second of slack for the clocks' rounding.
+  bool recorded(pid_t pid, int64_t when) const {
+    auto it = started_.find(pid);
+    return it != started_.end() && when + 1 >= it->second;
+  }
+
+ private:
+  std::map<pid_t, int64_t> started_;
+};
+
 // A set belongs to the tree when one of its processes changed one of its semaphores last.
-Result<std::optional<SemSet>> read_sem_set(int id, const std::set<pid_t>& pids) {
+Result<std::optional<SemSet>> read_sem_set(int id, const TreePids& pids) {
   semid_ds ds{};
   SemArg arg{};
   arg.buf = &ds;
@@ -177,10 +210,12 @@ Result<std::optional<SemSet>> read_sem_set(int id, const std::set<pid_t>& pids) 
   if (::semctl(id, 0, GETALL, arg) < 0)
     return sys_error(fmt::format("semctl(GETALL) of System V semaphore set {}", id));
   bool ours = false;
+  // semop() sets sem_otime, SETVAL and SETALL sem_ctime: no sempid is newer than both.
+  int64_t changed = std::max<int64_t>(ds.sem_otime, ds.sem_ctime);
   for (size_t i = 0; i < values.size(); ++i) {
     int pid = ::semctl(id, static_cast<int>(i), GETPID);
     if (pid < 0) return sys_error(fmt::format("semctl(GETPID) of semaphore {} of set {}", i, id));
-    ours = ours || pids.count(pid);
+    ours = ours || pids.recorded(pid, changed);
     s.values.push_back(values[i]);
     s.pids.push_back(pid);
   }
@@ -209,13 +244,14 @@ Status copy_messages(int id, const msqid_ds& ds, MsgQueue& q) {
 }
 
 // A queue belongs to the tree when its last sender or receiver is one of its processes.
-Result<std::optional<MsgQueue>> read_queue(int id, const std::set<pid_t>& pids) {
+Result<std::optional<MsgQueue>> read_queue(int id, const TreePids& pids) {
   msqid_ds ds{};
   if (::msgctl(id, IPC_STAT, &ds) < 0) {
     if (errno == EINVAL || errno == EIDRM || errno == EACCES) return std::optional<MsgQueue>();
     return sys_error(fmt::format("msgctl(IPC_STAT) of System V message queue {}", id));
   }
-  if (!pids.count(ds.msg_lspid) && !pids.count(ds.msg_lrpid)) return std::optional<MsgQueue>();
+  if (!pids.recorded(ds.msg_lspid, ds.msg_stime) && !pids.recorded(ds.msg_lrpid, ds.msg_rtime))
+    return std::optional<MsgQueue>();
   MsgQueue q;
   q.ipc = object_of(id, ds.msg_perm);
   q.qbytes = ds.msg_qbytes;
@@ -225,7 +261,7 @@ Result<std::optional<MsgQueue>> read_queue(int id, const std::set<pid_t>& pids) 
   return std::optional<MsgQueue>(std::move(q));
 }
 
-Status dump_sems_and_queues(const std::set<pid_t>& pids, SysvIpcRecord& out) {
+Status dump_sems_and_queues(const TreePids& pids, SysvIpcRecord& out) {
   CKPT_TRY_ASSIGN(auto sems, list_ids("sem"));
   for (int id : sems) {
     CKPT_TRY_ASSIGN(auto s, read_sem_set(id, pids));
@@ -260,8 +296,7 @@ Status dump(const std::vector<DumpContext*>& procs) {
           procs.front()->pid);
     return {};  // its semaphores and queues are not visible from here (docs/engine.md)
   }
-  std::set<pid_t> pids;
-  for (auto* ctx : procs) pids.insert(ctx->pid);
+  CKPT_TRY_ASSIGN(TreePids pids, TreePids::of(procs));
   SysvIpcRecord rec;
   CKPT_TRY(dump_segments(procs, rec));
   CKPT_TRY(dump_sems_and_queues(pids, rec));

@@ -292,8 +292,8 @@ Status set_semaphores(const SemSet& s, pid_t me, const std::set<pid_t>& live, pi
   for (size_t i = 0; i < s.values.size(); ++i) {
     int n = static_cast<int>(i);
     if (first_live({s.pids[i]}, live, any) != me) continue;
-    if (::semctl(s.ipc.id, n, GETVAL) == s.values[i] && ::semctl(s.ipc.id, n, GETPID) == s.pids[i])
-      continue;
+    // Even where the value and PID are already right (a set reused): the change time comes
+    // after this process started, or the next dump would take the PID for a stale one.
     SemArg arg{};
     arg.val = s.values[i];
     if (::semctl(s.ipc.id, n, SETVAL, arg) < 0)

@@ -2,10 +2,15 @@
 // they are gone at restore, reused when they are still there (ProgramTest covers that case),
 // and an object of someone else in the way refused without being touched.
 #include <gtest/gtest.h>
+#include <linux/sched.h>
+#include <signal.h>
 #include <sys/ipc.h>
 #include <sys/msg.h>
 #include <sys/sem.h>
 #include <sys/shm.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <fstream>
 #include <sstream>
@@ -77,6 +82,22 @@ TEST_F(SysvIpcTest, RestoredObjectsAreSavedByTheNextDump) {
   EXPECT_TRUE(p.finish()) << p.output();
 }
 
+// Objects still there at restore are reused; restored seconds after they were last changed,
+// they are still found as the tree's by its next dump (their change times are the restore's).
+TEST_F(SysvIpcTest, ObjectsReusedLongAfterTheirLastChangeAreSavedByTheNextDump) {
+  TestProcess p({program_path("sysv_ipc")});
+  ASSERT_TRUE(p.wait_ready());
+  Ids ids = ids_of(p);
+  ASSERT_GE(ids.msq, 0) << p.output();
+  ASSERT_TRUE(p.dump());
+  sleep_for(2100ms);
+  ASSERT_TRUE(p.restore());
+  ASSERT_TRUE(p.dump());
+  remove_all(ids);
+  ASSERT_TRUE(p.restore());
+  EXPECT_TRUE(p.finish()) << p.output();
+}
+
 // A queue another process made in the image's queue's place, and used: the restore refuses it,
 // naming it, leaves it as it is, and removes nothing else; once it is gone the restore works.
 TEST_F(SysvIpcTest, AnotherProcessesObjectInTheWayIsRefusedAndLeftAlone) {
@@ -109,6 +130,58 @@ TEST_F(SysvIpcTest, AnotherProcessesObjectInTheWayIsRefusedAndLeftAlone) {
   ASSERT_EQ(::msgctl(mine, IPC_RMID, nullptr), 0);
   ASSERT_TRUE(p.restore());
   EXPECT_TRUE(p.finish()) << p.output();
+}
+
+// /bin/sleep as a child with PID `pid` (clone3 set_tid), or -1.
+pid_t sleep_as(pid_t pid) {
+  clone_args args{};
+  args.exit_signal = SIGCHLD;
+  args.set_tid = reinterpret_cast<uint64_t>(&pid);
+  args.set_tid_size = 1;
+  long child = ::syscall(SYS_clone3, &args, sizeof args);
+  if (child == 0) {
+    ::execl("/bin/sleep", "sleep", "1000", static_cast<char*>(nullptr));
+    ::_exit(127);
+  }
+  return static_cast<pid_t>(child);
+}
+
+// A semaphore set and a message queue last changed by a process that ended, whose PID a process
+// of the tree got later, are not the tree's (the kernel keeps the PID of the last process to
+// change them): left out of the image, they do not stop its restore after other processes used
+// them since.
+TEST_F(SysvIpcTest, ObjectsLastChangedByAnEndedProcessWhosePidCameBackAreNotTheTrees) {
+  int sem = ::semget(IPC_PRIVATE, 1, IPC_CREAT | 0600);
+  int msq = ::msgget(IPC_PRIVATE, IPC_CREAT | 0600);
+  ASSERT_GE(sem, 0);
+  ASSERT_GE(msq, 0);
+  struct {
+    long type;
+    char text[8];
+  } m{7, "old"};
+  sembuf up{0, 1, 0};
+  pid_t old = ::fork();
+  ASSERT_GE(old, 0);
+  if (old == 0) ::_exit(::semop(sem, &up, 1) == 0 && ::msgsnd(msq, &m, 3, 0) == 0 ? 0 : 1);
+  auto st = wait_child(old, 5s);
+  ASSERT_TRUE(st && WIFEXITED(*st) && WEXITSTATUS(*st) == 0);
+  ASSERT_EQ(::semctl(sem, 0, GETPID), old);
+  sleep_for(2100ms);  // its changes are then clearly older than the process that gets its PID
+  pid_t reused = sleep_as(old);
+  ASSERT_EQ(reused, old) << "clone3 with set_tid " << old << ": " << strerror(errno);
+  TempDir dir;
+  auto dumped = run_ckpt({"dump", "-t", std::to_string(reused), "-D", (dir / "store").string()});
+  ASSERT_EQ(dumped.exit_code(), 0) << dumped.describe();
+  wait_child(reused, 5s);
+  ASSERT_EQ(::semop(sem, &up, 1), 0);  // used by a process not in the image since
+  auto restored = run_ckpt({"restore", "-D", (dir / "store").string(), "--detach"});
+  EXPECT_EQ(restored.exit_code(), 0) << restored.describe();
+  EXPECT_TRUE(alive(reused));
+  ::kill(reused, SIGKILL);
+  wait_child(reused, 5s);
+  EXPECT_EQ(::semctl(sem, 0, GETVAL), 2) << "the set was changed";
+  EXPECT_EQ(::semctl(sem, 0, IPC_RMID), 0);
+  EXPECT_EQ(::msgctl(msq, IPC_RMID, nullptr), 0);
 }
 
 }  // namespace
