@@ -91,6 +91,12 @@ Status apply_line(std::string_view line, std::string_view key, std::string_view 
   if (key == "settime flags") return number(v, info.timer_settime_flags, 8);
   if (key == "it_value") return timer_spec(v, info.timer_value);
   if (key == "it_interval") return timer_spec(v, info.timer_interval);
+  if (key == "Pid") {
+    auto n = parse_i64(v);
+    if (!n || *n < -1 || *n > INT32_MAX) return errorf("bad pid '{}'", v);
+    info.pidfd_pid = static_cast<int>(*n);
+    return {};
+  }
   if (key == "lock") {
     info.lock_lines.emplace_back(v);
     return {};

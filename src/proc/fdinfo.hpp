@@ -46,6 +46,8 @@ struct FdInfo {
   std::optional<uint32_t> timer_settime_flags;
   std::optional<TimerSpec> timer_value;
   std::optional<TimerSpec> timer_interval;
+  // pidfd: the process it names in the reader's PID namespace; 0 when not in it, -1 when gone
+  std::optional<int> pidfd_pid;
   // Kept as printed: inotify/fanotify marks and "lock:" lines (see misc.hpp parse_lock_line).
   std::vector<std::string> inotify_lines;
   std::vector<std::string> fanotify_lines;

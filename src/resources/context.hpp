@@ -187,6 +187,8 @@ struct RestoreContext {
   // The puppet's CPU mask before it was pinned to its builder's CPU (cpu_pin.hpp), which its
   // threads inherit: what a thread gets back whose image records no mask. Empty if not pinned.
   std::vector<uint64_t> mask_before_pin;
+  // Open files opened in the restorer once every process existed, by id (files::open_after_tree).
+  const std::map<uint32_t, ScopedFd>* late_files = nullptr;
 
   std::string section(std::string_view base) const { return section_prefix + std::string(base); }
 };

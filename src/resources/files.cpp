@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/time.h>
 #include <unistd.h>
 
@@ -16,6 +17,7 @@
 #include "common/log.hpp"
 #include "proc/misc.hpp"
 #include "proc/proc_file.hpp"
+#include "ptrace/remote_syscalls.hpp"
 #include "resources/fds/fd_access.hpp"
 #include "resources/locks.hpp"
 
@@ -236,6 +238,27 @@ std::string handed_key(uint32_t id) {
   return fmt::format("of:{}", id);
 }
 
+namespace {
+
+bool opened_after_tree(const schema::OpenFile& of) {
+  const fds::FdKind* kind = fds::find_kind(of.kind);
+  return kind && kind->opened_after_tree(of);
+}
+
+// The descriptors of `proc` that place_after_tree() puts in place: those of open files opened
+// after the tree that the restorer did not hand over.
+std::set<int> placed_late(const schema::ImageRoot& image, const schema::ProcessRecord& proc,
+                          const std::function<bool(uint32_t id)>& handed) {
+  std::set<int> late;
+  for (auto& f : proc.fds)
+    if (f.open_file < image.open_files.size() && !handed(f.open_file) &&
+        opened_after_tree(image.open_files[f.open_file]))
+      late.insert(f.fd);
+  return late;
+}
+
+}  // namespace
+
 Result<fds::OpenedFiles> recreate(const fds::RecreateEnv& env,
                                   const std::vector<InheritFd>& inherit) {
   const auto& files = env.image.open_files;
@@ -266,7 +289,10 @@ Result<fds::OpenedFiles> recreate(const fds::RecreateEnv& env,
     if (mine != by_kind.end()) CKPT_TRY(kind->recreate(env, mine->second, out));
   }
   for (auto& of : files) {
-    if (!out.count(of.id)) return errorf("open file {} ({}) was not recreated", of.id, of.path);
+    if (!out.count(of.id)) {
+      if (opened_after_tree(of)) continue;
+      return errorf("open file {} ({}) was not recreated", of.id, of.path);
+    }
     // An --inherit-fd replacement may be something else than a socket (a pipe for a stream).
     struct stat st {};
     if (of.socket_options && ::fstat(out[of.id].get(), &st) == 0 && S_ISSOCK(st.st_mode))
@@ -321,11 +347,13 @@ Status clear_fd_table(int top, std::vector<int>& keep) {
   return {};
 }
 
-Status place(const schema::ProcessRecord& proc, const HandedFds& handed) {
+Status place(const schema::ProcessRecord& proc, const HandedFds& handed,
+             const std::set<int>& late) {
   std::unordered_map<std::string_view, int> by_key;
   for (size_t i = 0; i < handed.keys.size() && i < handed.fds.size(); ++i)
     by_key.emplace(handed.keys[i], handed.fds[i]);
   for (auto& f : proc.fds) {
+    if (late.count(f.fd)) continue;
     auto it = by_key.find(handed_key(f.open_file));
     if (it == by_key.end())
       return errorf("fd {}: the restorer did not hand over open file {}", f.fd, f.open_file);
@@ -352,15 +380,15 @@ Status rearm_async(int fd) {
   return {};
 }
 
-Status settle(const schema::ImageRoot& image, size_t index) {
+Status settle(const schema::ImageRoot& image, size_t index, const std::set<int>& late) {
   const schema::ProcessRecord& proc = image.processes[index];
   std::set<uint32_t> done;
   for (auto& f : proc.fds) {
-    if (!done.insert(f.open_file).second) continue;
+    if (late.count(f.fd) || !done.insert(f.open_file).second) continue;
     const schema::OpenFile& of = image.open_files.at(f.open_file);
     const fds::FdKind* kind = fds::find_kind(of.kind);
     if (!kind) return errorf("open file {}: unknown kind '{}'", of.id, of.kind);
-    fds::SettleEnv env{proc.pid, proc, !held_before(image, index, of.id)};
+    fds::SettleEnv env{proc.pid, proc, !held_before(image, index, of.id), late};
     CKPT_TRY(kind->settle(env, of, f.fd));
     if ((of.flags & O_ASYNC) && env.first_holder) CKPT_TRY(rearm_async(f.fd));
   }
@@ -378,8 +406,98 @@ Status restore_in_puppet(const schema::ImageRoot& image, size_t index, HandedFds
     top = std::max(top, f.fd);
   }
   CKPT_TRY(clear_fd_table(top, handed.fds));
-  CKPT_TRY(place(proc, handed));
-  return settle(image, index);
+  std::set<int> late =
+      placed_late(image, proc, [&](uint32_t id) { return handed.find(handed_key(id)) >= 0; });
+  CKPT_TRY(place(proc, handed, late));
+  return settle(image, index, late);
+}
+
+Result<fds::OpenedFiles> open_after_tree(const schema::ImageRoot& image, const HandedFds& handed) {
+  fds::OpenedFiles out;
+  for (auto& of : image.open_files) {
+    if (!opened_after_tree(of) || handed.find(handed_key(of.id)) >= 0) continue;
+    CKPT_TRY_ASSIGN(out[of.id], fds::find_kind(of.kind)->open_after_tree(of));
+  }
+  return out;
+}
+
+namespace {
+
+class RemoteCalls final : public fds::InjectedCalls {
+ public:
+  explicit RemoteCalls(RestoreContext& ctx) : ctx_(ctx) {}
+  Result<long> call(const char* name, long nr, std::array<uint64_t, 6> args) override {
+    return ctx_.main_remote->call(name, nr, args);
+  }
+  Result<uint64_t> put(std::span<const std::byte> bytes) override {
+    if (bytes.size() > ctx_.scratch.size)
+      return errorf("{} bytes do not fit the scratch memory of pid {}", bytes.size(), ctx_.pid);
+    CKPT_TRY(write_remote(ctx_.pid, ctx_.scratch.addr, bytes.data(), bytes.size()));
+    return ctx_.scratch.addr;
+  }
+
+ private:
+  RestoreContext& ctx_;
+};
+
+// Takes open file `from` (an fd of the restorer) into the process at `fd`, through `restorer`,
+// the process's pidfd of the restorer.
+Status take_from_restorer(ptrace::RemoteSyscalls& remote, int restorer, int from,
+                          const schema::FdRecord& f) {
+  CKPT_TRY_ASSIGN(long got, remote.call("pidfd_getfd", SYS_pidfd_getfd,
+                                        {uint64_t(restorer), uint64_t(from), 0}));
+  // pidfd_getfd gives the lowest free number, which may already be the right one.
+  if (got == f.fd) {
+    if (!f.cloexec) CKPT_TRY(remote.call("fcntl(F_SETFD)", SYS_fcntl, {uint64_t(got), F_SETFD, 0}));
+    return {};
+  }
+  CKPT_TRY(remote.call("dup3", SYS_dup3,
+                       {uint64_t(got), uint64_t(f.fd), f.cloexec ? uint64_t(O_CLOEXEC) : 0}));
+  CKPT_TRY(remote.call("close", SYS_close, {uint64_t(got)}));
+  return {};
+}
+
+Status settle_late(RestoreContext& ctx, const std::set<int>& late) {
+  const schema::ImageRoot& image = *ctx.image;
+  size_t index = static_cast<size_t>(ctx.rec - image.processes.data());
+  RemoteCalls calls(ctx);
+  std::set<uint32_t> done;
+  for (auto& f : ctx.rec->fds) {
+    if (!done.insert(f.open_file).second) continue;
+    const schema::OpenFile& of = image.open_files.at(f.open_file);
+    fds::SettleEnv env{ctx.pid, *ctx.rec, !held_before(image, index, of.id), late};
+    CKPT_TRY(fds::find_kind(of.kind)->settle_late(env, of, f.fd, calls));
+  }
+  return {};
+}
+
+}  // namespace
+
+Status place_after_tree(RestoreContext& ctx) {
+  if (!ctx.late_files || ctx.late_files->empty()) return {};
+  ptrace::RemoteSyscalls& remote = *ctx.main_remote;
+  int top = 2;
+  for (auto& f : ctx.rec->fds) top = std::max(top, f.fd);
+  int restorer = -1;  // the process's pidfd of the restorer, above every fd of the image
+  std::set<int> late;
+  for (auto& f : ctx.rec->fds) {
+    auto it = ctx.late_files->find(f.open_file);
+    if (it == ctx.late_files->end()) continue;
+    if (restorer < 0) {
+      CKPT_TRY_ASSIGN(long first, remote.call("pidfd_open(restorer)", SYS_pidfd_open,
+                                              {uint64_t(::getpid()), 0}));
+      CKPT_TRY_ASSIGN(long high,
+                      remote.call("fcntl(F_DUPFD_CLOEXEC)", SYS_fcntl,
+                                  {uint64_t(first), F_DUPFD_CLOEXEC, uint64_t(top + 1)}));
+      CKPT_TRY(remote.call("close", SYS_close, {uint64_t(first)}));
+      restorer = static_cast<int>(high);
+    }
+    Status st = take_from_restorer(remote, restorer, it->second.get(), f);
+    if (!st.ok()) return st.error().wrap(fmt::format("fd {} (open file {})", f.fd, f.open_file));
+    late.insert(f.fd);
+  }
+  if (restorer >= 0) CKPT_TRY(remote.call("close", SYS_close, {uint64_t(restorer)}));
+  return settle_late(ctx, late);
 }
 
 }  // namespace ckpt::files

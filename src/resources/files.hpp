@@ -32,7 +32,16 @@ Status set_owners(const schema::ImageRoot& image, const HandedFds& handed);
 
 // In a puppet before it is taken over: closes what it inherited except the handed fds (moved
 // above every fd of the image; their new numbers are written back), puts every descriptor of
-// the image at its number, then lets each kind settle (epoll registrations, ...).
+// the image at its number, then lets each kind settle (epoll registrations, ...). Descriptors of
+// open files opened after the tree (fds::FdKind::opened_after_tree) are left to
+// place_after_tree().
 Status restore_in_puppet(const schema::ImageRoot& image, size_t index, HandedFds& handed);
+
+// In the restorer once every process exists: the open files that only then can be opened (but
+// those handed over already, by --inherit-fd), by id.
+Result<fds::OpenedFiles> open_after_tree(const schema::ImageRoot& image, const HandedFds& handed);
+// In a process being built (ctx.late_files set): its descriptors of those open files, each taken
+// from the restorer (pidfd_getfd) and put at its number, then each kind's settle_late().
+Status place_after_tree(RestoreContext& ctx);
 
 }  // namespace ckpt::files

@@ -265,6 +265,7 @@ Status build(RestoreContext& ctx, const std::vector<int>& kept, const HandedFds&
   clock.mark("mm and threads");
   CKPT_TRY(settings::restore_no_new_privs(ctx));
   CKPT_TRY(signals::restore(ctx));
+  CKPT_TRY(files::place_after_tree(ctx));
   // The handed fds are one block above every fd of the image (files::restore_in_puppet).
   auto [low, high] = std::minmax_element(kept.begin(), kept.end());
   if (low != kept.end())
@@ -317,12 +318,10 @@ struct ProcessBuild {
   }
 };
 
-Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
-                                                    const image::GenerationInfo& gen,
-                                                    const PuppetPlan& plan, PuppetTree& puppets,
-                                                    size_t i, ByteProgress& progress,
-                                                    const cow_shared::Base& base,
-                                                    lazy_pages::Server* lazy, int cpu) {
+Result<std::unique_ptr<ProcessBuild>> build_process(
+    const image::Store& store, const image::GenerationInfo& gen, const PuppetPlan& plan,
+    PuppetTree& puppets, size_t i, ByteProgress& progress, const cow_shared::Base& base,
+    lazy_pages::Server* lazy, int cpu, const fds::OpenedFiles& late) {
   auto b = std::make_unique<ProcessBuild>();
   RestoreContext& ctx = b->ctx;
   const PuppetSpec& spec = plan.processes[i];
@@ -337,6 +336,7 @@ Result<std::unique_ptr<ProcessBuild>> build_process(const image::Store& store,
   ctx.progress = &progress;
   ctx.base = &base;
   ctx.lazy = lazy;
+  ctx.late_files = &late;
   // On its builder's CPU until its threads get their own masks (settings::restore_scheduling).
   ctx.mask_before_pin = CpuPin::pin(spec.pid, cpu).release();
   ctx.trampoline = spec.trampoline;
@@ -391,14 +391,15 @@ struct Prepared {
 // failure in `order` is returned.
 Status build_each(const Prepared& p, PuppetTree& puppets, TracerCrew& crew,
                   const std::vector<size_t>& order, ByteProgress& progress,
-                  lazy_pages::Server* lazy, std::vector<std::unique_ptr<ProcessBuild>>& built) {
+                  lazy_pages::Server* lazy, const fds::OpenedFiles& late,
+                  std::vector<std::unique_ptr<ProcessBuild>>& built) {
   std::vector<size_t> positions(order.size());
   std::iota(positions.begin(), positions.end(), size_t{0});
   auto result = crew.share(positions, [&](size_t n) -> Status {
     size_t i = order[n];
     CKPT_TRY(puppets.seize(i));
     CKPT_TRY_ASSIGN(built[i], build_process(p.store, p.gen, p.plan, puppets, i, progress, p.base,
-                                            lazy, crew.cpu(n % crew.size())));
+                                            lazy, crew.cpu(n % crew.size()), late));
     return {};
   });
   for (auto& r : result) CKPT_TRY(r);
@@ -409,6 +410,8 @@ Status build_each(const Prepared& p, PuppetTree& puppets, TracerCrew& crew,
 Result<RestoreResult> build_all(const Prepared& p, PuppetTree puppets, PhaseClock& clock) {
   CKPT_TRY(files::set_owners(p.image, p.handed.fds));
   CKPT_TRY(locks::take_open_file_locks(p.image, p.handed.fds));
+  auto late = files::open_after_tree(p.image, p.handed.fds);
+  if (!late.ok()) return late.error().wrap("restore");
   ByteProgress progress(p.opts.progress);
   for (auto& proc : p.image.processes) progress.expect(proc.memory.page_bytes);
   // Before the builds: a puppet touching memory left to it waits for its thread.
@@ -424,7 +427,7 @@ Result<RestoreResult> build_all(const Prepared& p, PuppetTree puppets, PhaseCloc
   TracerCrew crew(TracerCrew::members_for(order.size()));
   std::vector<CpuPin> crew_pins = crew.pin_members();
   std::vector<std::unique_ptr<ProcessBuild>> built(puppets.size());
-  Status st = build_each(p, puppets, crew, order, progress, lazy.get(), built);
+  Status st = build_each(p, puppets, crew, order, progress, lazy.get(), *late, built);
   // A damaged page met by the page server stopped the build: that is the cause to name.
   if (!st.ok() && lazy && lazy->error()) return *lazy->error();
   CKPT_TRY(st);

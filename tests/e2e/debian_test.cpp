@@ -218,6 +218,19 @@ TEST_F(DebianTest, Python3CountsInATimerSignalHandler) {
                   "    signal.pause()\n"});
 }
 
+// asyncio's PidfdChildWatcher waits for each /bin/sleep child through a pidfd in its epoll set:
+// dumped while it waits (the sleep takes most of each step), the restored loop must see the
+// restored child end through the pidfd it watches and count on.
+TEST_F(DebianTest, Python3AsyncioWaitsForItsChildrenThroughPidfds) {
+  check_counting({"/usr/bin/python3", "-c",
+                  "import asyncio\nasync def main():\n    i = 0\n    while True:\n"
+                  "        print(i, flush=True)\n        i += 1\n"
+                  "        p = await asyncio.create_subprocess_exec('/bin/sleep', '0.02')\n"
+                  "        if await p.wait() != 0:\n            raise SystemExit('sleep failed')\n"
+                  "asyncio.set_child_watcher(asyncio.PidfdChildWatcher())\n"
+                  "asyncio.run(main())\n"});
+}
+
 TEST_F(DebianTest, PerlLoop) {
   check_counting(
       {"/usr/bin/perl", "-e",

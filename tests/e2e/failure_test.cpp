@@ -79,6 +79,43 @@ TEST_F(FailureTest, DumpWithANamespaceFdFailsNamingIt) {
   EXPECT_TRUE(left_running_untraced(p.pid()));
 }
 
+// A pidfd of a process outside the tree would name another process (or none) after a restore.
+TEST_F(FailureTest, DumpWithAPidfdOfAProcessOutsideTheTreeFailsNamingIt) {
+  TestProcess p({"/usr/bin/python3", "-c",
+                 "import os, time\nfd = os.pidfd_open(os.getppid())\n"
+                 "print('READY', flush=True)\ntime.sleep(1000)\n"});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("fd 3 is a pidfd of pid " + std::to_string(getpid()) +
+                       ", outside the dumped tree"),
+            std::string::npos)
+      << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
+}
+
+// A thread pidfd (PIDFD_THREAD) of a thread other than the leader: not saved yet.
+TEST_F(FailureTest, DumpWithAPidfdOfANonLeaderThreadFailsNamingIt) {
+  TestProcess p({"/usr/bin/python3", "-c",
+                 "import os, threading, time\nbox = []\n"
+                 "t = threading.Thread(target=lambda: (box.append(threading.get_native_id()), "
+                 "time.sleep(1000)), daemon=True)\nt.start()\n"
+                 "while not box: time.sleep(0.01)\nfd = os.pidfd_open(box[0], os.O_EXCL)\n"
+                 "print('READY', flush=True)\ntime.sleep(1000)\n"});
+  ASSERT_TRUE(p.wait_ready());
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("fd 3 is a pidfd of thread "), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("of pid " + std::to_string(p.pid()) + ", which ckpt cannot save yet"),
+            std::string::npos)
+      << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
+}
+
 // inotify: what cannot be made again is refused, naming the instance. The python below gets
 // inotify from libc (no module in the standard library).
 std::string inotify_program(const std::string& body) {

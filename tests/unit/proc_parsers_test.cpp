@@ -292,6 +292,18 @@ TEST(ProcFdinfo, ParsesEventfdAndLocks) {
   EXPECT_FALSE(l->end.has_value());
 }
 
+TEST(ProcFdinfo, ParsesThePidAPidfdNames) {
+  auto live = parse_fdinfo(
+      "pos:\t0\nflags:\t02004002\nmnt_id:\t4\nino:\t9\nPid:\t4242\n"
+      "NSpid:\t4242\t1\n");
+  ASSERT_TRUE(live.ok()) << live.error().message;
+  EXPECT_EQ(live->pidfd_pid, 4242);
+  EXPECT_EQ(parse_fdinfo("pos:\t0\nPid:\t-1\nNSpid:\t-1\n")->pidfd_pid, -1);
+  EXPECT_EQ(parse_fdinfo("pos:\t0\nflags:\t02\n")->pidfd_pid, std::nullopt);
+  EXPECT_FALSE(parse_fdinfo("Pid:\t-2\n").ok());
+  EXPECT_FALSE(parse_fdinfo("Pid:\tx\n").ok());
+}
+
 TEST(ProcFdinfo, TellsAUserfaultfdsFeaturesAndFindsOneWithForkEventsOpenHere) {
   auto i = parse_fdinfo(
       "pos:\t0\nflags:\t02004000\nmnt_id:\t17\nino:\t5496623\npending:\t0\ntotal:\t0\n"

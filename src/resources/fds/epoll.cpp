@@ -1,9 +1,11 @@
 // epoll: every registration (the watched fd, its events and data), from fdinfo. A registration
 // names a descriptor number of the process that made it, so the registrations are made again by
 // the first restored process holding the epoll instance, once its descriptors are in place; the
-// dump checks that those numbers still lead to the watched files in that process.
+// dump checks that those numbers still lead to the watched files in that process. Registrations
+// of descriptors placed late (pidfds: fd_kind.hpp) are made once those are there.
 #include <sys/epoll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 
 #include "proc/proc_file.hpp"
 #include "resources/fds/fd_access.hpp"
@@ -69,13 +71,34 @@ class EpollKind final : public FdKind {
     if (!env.first_holder) return {};
     CKPT_TRY_ASSIGN(EpollPayload e, payload_of<EpollPayload>(of));
     for (auto& t : e.targets) {
-      epoll_event ev{};
-      ev.events = t.events;
-      ev.data.u64 = t.data;
+      if (env.placed_late.count(t.fd)) continue;
+      epoll_event ev = event_of(t);
       if (::epoll_ctl(fd, EPOLL_CTL_ADD, t.fd, &ev) < 0)
         return sys_error(fmt::format("epoll fd {}: add fd {}", fd, t.fd));
     }
     return {};
+  }
+  Status settle_late(const SettleEnv& env, const schema::OpenFile& of, int fd,
+                     InjectedCalls& calls) const override {
+    if (!env.first_holder) return {};
+    CKPT_TRY_ASSIGN(EpollPayload e, payload_of<EpollPayload>(of));
+    for (auto& t : e.targets) {
+      if (!env.placed_late.count(t.fd)) continue;
+      epoll_event ev = event_of(t);
+      CKPT_TRY_ASSIGN(uint64_t at, calls.put(std::as_bytes(std::span(&ev, 1))));
+      auto added = calls.call("epoll_ctl(EPOLL_CTL_ADD)", SYS_epoll_ctl,
+                              {uint64_t(fd), EPOLL_CTL_ADD, uint64_t(t.fd), at});
+      if (!added.ok()) return added.error().wrap(fmt::format("epoll fd {}: add fd {}", fd, t.fd));
+    }
+    return {};
+  }
+
+ private:
+  static epoll_event event_of(const EpollTarget& t) {
+    epoll_event ev{};
+    ev.events = t.events;
+    ev.data.u64 = t.data;
+    return ev;
   }
 };
 

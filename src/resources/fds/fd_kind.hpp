@@ -14,12 +14,21 @@
 //   place      (generic)   each process puts its descriptors at their numbers (dup3)
 //   settle     settle()    inside each restored process once its descriptors are in place
 //                          (epoll registrations, locks)
+// and for the open files that can only be made once every restored process exists (a pidfd
+// names one of them: opened_after_tree()), which the phases above leave out:
+//   open late  open_after_tree()   in the restorer, once every process exists
+//   place late (generic)           each holder takes them while being built (injected calls)
+//   settle late settle_late()      in the process being built: what settle() left out because
+//                                  it involved those descriptors (epoll registrations of them)
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <array>
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -108,12 +117,25 @@ struct RecreateEnv {
 
 using OpenedFiles = std::map<uint32_t, ScopedFd>;  // by OpenFile::id
 
-// Inside a restored process, after every descriptor is in place.
+// Inside a restored process, after every descriptor is in place (but those placed late).
 struct SettleEnv {
   pid_t pid;
   const schema::ProcessRecord& proc;
   // Whether this process is the first (in creation order) to hold the open file.
   bool first_holder;
+  // This process's descriptors placed once every process exists (opened_after_tree()): not
+  // there yet during settle(), there during settle_late().
+  const std::set<int>& placed_late;
+};
+
+// System calls made by a restored process while it is being built (settle_late()).
+class InjectedCalls {
+ public:
+  virtual ~InjectedCalls() = default;
+  // A negative return is an error naming `name`.
+  virtual Result<long> call(const char* name, long nr, std::array<uint64_t, 6> args) = 0;
+  // Copies `bytes` into memory of the process that the next call may read: its address there.
+  virtual Result<uint64_t> put(std::span<const std::byte> bytes) = 0;
 };
 
 class FdKind {
@@ -131,6 +153,18 @@ class FdKind {
   // others (to send them again) ranks higher.
   virtual int recreate_rank() const { return 0; }
   virtual Status settle(const SettleEnv&, const schema::OpenFile&, int /*fd*/) const { return {}; }
+  // Whether `of` can only be opened once every restored process exists; then recreate() leaves
+  // it out and open_after_tree() opens it.
+  virtual bool opened_after_tree(const schema::OpenFile&) const { return false; }
+  virtual Result<ScopedFd> open_after_tree(const schema::OpenFile& of) const {
+    return errorf("open file {} ({}) cannot be opened after the tree", of.id, of.kind);
+  }
+  // In the process being built, once its late descriptors are in place, for each open file it
+  // holds (at `fd`).
+  virtual Status settle_late(const SettleEnv&, const schema::OpenFile&, int /*fd*/,
+                             InjectedCalls&) const {
+    return {};
+  }
 };
 
 // The table: every kind, in the order they are asked to claim an fd.

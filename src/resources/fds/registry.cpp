@@ -11,6 +11,7 @@ const FdKind& pty_kind();
 const FdKind& inherited_kind();
 const FdKind& eventfd_kind();
 const FdKind& signalfd_kind();
+const FdKind& pidfd_kind();
 const FdKind& timerfd_kind();
 const FdKind& epoll_kind();
 const FdKind& inotify_kind();
@@ -35,6 +36,7 @@ const std::vector<const FdKind*>& all_kinds() {
       &inherited_kind(),     // --shell-job: the caller's streams and terminal
       &eventfd_kind(),       //
       &signalfd_kind(),      //
+      &pidfd_kind(),         // opened once every process exists
       &timerfd_kind(),       //
       &epoll_kind(),         //
       &inotify_kind(),       // watches found again by path
