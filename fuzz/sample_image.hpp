@@ -74,7 +74,8 @@ inline schema::ImageRoot sample_image() {
   image.open_files[3].locks.push_back(
       {schema::LockKind::flock, true, 0, std::nullopt, std::nullopt, false});
   image.deleted_files.push_back({0, "/tmp/gone", 12, 0600, 0, 0});
-  image.shm_objects.push_back({0, "/dev/zero", 4096, {{0, 4096}}});
+  image.shm_objects.push_back({0, "/dev/zero", 4096, {{0, 4096}}, std::nullopt});
+  image.shm_objects.push_back({1, "/memfd:ring", 8192, {{0, 4096}}, 0x5});
   image.vdso.hash = 42;
   image.vdso.image = schema::Bytes(64, 0x90);
   return image;

@@ -92,9 +92,6 @@ int32_t save_directory(DumpContext& ctx, const std::string& path, const struct s
 
 Result<int32_t> save(DumpContext& ctx, int fd, const std::string& path, const struct stat& st) {
   pid_t pid = ctx.pid;
-  if (path.rfind("/memfd:", 0) == 0)
-    return errorf("pid {}: fd {} is the memfd {}, which ckpt cannot save yet", pid, fd,
-                  path.substr(1));
   if (S_ISDIR(st.st_mode)) return save_directory(ctx, path, st);
   if (!S_ISREG(st.st_mode))
     return errorf("pid {}: fd {} is the deleted special file {}, which ckpt cannot save", pid, fd,

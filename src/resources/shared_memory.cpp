@@ -3,11 +3,14 @@
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <functional>
 #include <memory>
 
 #include "common/fs_util.hpp"
+#include "proc/proc_file.hpp"
 
 namespace ckpt::shared_memory {
 namespace {
@@ -99,11 +102,20 @@ Result<ScopedFd> new_object(const schema::ShmObject& o) {
   const std::string& path = o.path;
   uint64_t size = o.size;
   if (path.rfind(kMemfd, 0) != 0) return new_anonymous_object(size);
-  ScopedFd fd(::memfd_create(path.substr(kMemfd.size()).c_str(), MFD_CLOEXEC));
+  unsigned flags = MFD_CLOEXEC | (o.seals ? MFD_ALLOW_SEALING : 0);
+  ScopedFd fd(::memfd_create(path.substr(kMemfd.size()).c_str(), flags));
   if (!fd) return sys_error(fmt::format("memfd_create {}", path));
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) < 0)
     return sys_error(fmt::format("ftruncate {} to {}", path, size));
   return fd;
+}
+
+// Once the contents are in: a write seal would refuse them.
+Status seal(const schema::ShmObject& o, int fd) {
+  if (!o.seals || *o.seals == 0) return {};
+  if (::fcntl(fd, F_ADD_SEALS, *o.seals) < 0)
+    return sys_error(fmt::format("fcntl(F_ADD_SEALS, {:#x})", *o.seals));
+  return {};
 }
 
 Status fill(const image::Store& store, const image::GenerationInfo& gen, const schema::ShmObject& o,
@@ -122,36 +134,65 @@ std::string handed_key(int id) {
   return fmt::format("shm:{}", id);
 }
 
-Status save(DumpContext& ctx, const proc::MapEntry& m, schema::Vma& v) {
+namespace {
+
+// The id of the object at (dev, ino), saving it (read through `open`) if the tree has not met it.
+Result<int32_t> save_object(DumpContext& ctx, std::pair<uint64_t, uint64_t> key,
+                            const std::string& path, const std::string& what,
+                            const std::function<Result<ScopedFd>()>& open) {
   auto& ids = ctx.tree->shm_ids;
-  auto key = std::make_pair(uint64_t{m.dev_major} << 32 | m.dev_minor, m.inode);
   auto [it, added] = ids.emplace(key, static_cast<int>(ids.size()));
-  v.shm = it->second;
-  if (!added) return {};
-  std::string what = fmt::format("pid {}: shared memory {} at {:#x}", ctx.pid, m.path, m.start);
-  std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", ctx.pid, m.start, m.end);
-  CKPT_TRY_ASSIGN(ScopedFd fd, open_file(link, O_RDONLY));
+  if (!added) return it->second;
+  CKPT_TRY_ASSIGN(ScopedFd fd, open());
   struct stat st;
-  if (::fstat(fd.get(), &st) < 0) return sys_error(fmt::format("stat {}", link));
+  if (::fstat(fd.get(), &st) < 0) return sys_error(fmt::format("stat {}", what));
   auto size = static_cast<uint64_t>(st.st_size);
+  schema::ShmObject o{it->second, path, size, {}, {}};
+  if (path.rfind(kMemfd, 0) == 0) {
+    int seals = ::fcntl(fd.get(), F_GET_SEALS);
+    if (seals < 0) return sys_error(fmt::format("fcntl(F_GET_SEALS) of {}", what));
+    if (seals & F_SEAL_FUTURE_WRITE)
+      return errorf("{} is sealed against future writes, which ckpt cannot save yet", what);
+    o.seals = static_cast<uint32_t>(seals);
+  }
   CKPT_TRY_ASSIGN(auto ranges, data_ranges(fd.get(), size));
   CKPT_TRY_ASSIGN(image::SectionWriter * out, ctx.writer->begin_section(section_name(it->second)));
   CKPT_TRY(copy_out(fd.get(), ranges, *out, what));
-  schema::ShmObject o{it->second, m.path, size, {}};
   for (auto& [off, len] : ranges) o.data.push_back({off, off + len});
   ctx.tree->image.shm_objects.push_back(std::move(o));
+  return it->second;
+}
+
+}  // namespace
+
+Status save(DumpContext& ctx, const proc::MapEntry& m, schema::Vma& v) {
+  std::string what = fmt::format("pid {}: shared memory {} at {:#x}", ctx.pid, m.path, m.start);
+  std::string link = fmt::format("/proc/{}/map_files/{:x}-{:x}", ctx.pid, m.start, m.end);
+  CKPT_TRY_ASSIGN(v.shm, save_object(ctx, {uint64_t{m.dev_major} << 32 | m.dev_minor, m.inode},
+                                     m.path, what, [&] { return open_file(link, O_RDONLY); }));
   return {};
 }
 
-Result<std::vector<std::pair<std::string, ScopedFd>>> recreate(
+Result<int32_t> save_memfd(DumpContext& ctx, int fd, const std::string& link,
+                           const struct stat& st) {
+  constexpr std::string_view kSuffix = " (deleted)";
+  std::string path = link.substr(0, link.size() - kSuffix.size());
+  std::string what = fmt::format("pid {}: fd {} ({})", ctx.pid, fd, path.substr(1));
+  std::string proc_fd = proc::proc_path(ctx.pid, fmt::format("fd/{}", fd));
+  std::pair<uint64_t, uint64_t> key{uint64_t{major(st.st_dev)} << 32 | minor(st.st_dev), st.st_ino};
+  return save_object(ctx, key, path, what, [&] { return open_file(proc_fd, O_RDONLY); });
+}
+
+Result<std::vector<std::pair<int32_t, ScopedFd>>> recreate(
     const image::Store& store, const image::GenerationInfo& gen,
     const std::vector<schema::ShmObject>& objects) {
-  std::vector<std::pair<std::string, ScopedFd>> out;
+  std::vector<std::pair<int32_t, ScopedFd>> out;
   for (auto& o : objects) {
     auto fd = new_object(o);
     Status st = fd.ok() ? fill(store, gen, o, fd->get()) : fd.error();
+    if (st.ok()) st = seal(o, fd->get());
     if (!st.ok()) return st.error().wrap(fmt::format("restore the shared memory {}", o.path));
-    out.emplace_back(handed_key(o.id), std::move(*fd));
+    out.emplace_back(o.id, std::move(*fd));
   }
   return out;
 }

@@ -4,6 +4,8 @@
 // and processes share it (section "shm.N", its data ranges only), recreated once by the restorer
 // and handed to every puppet, which maps it where each mapping was: writes of one process are
 // seen by the others again.
+#include <sys/stat.h>
+
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +22,10 @@ bool is_object(const proc::MapEntry& m);
 // Gives the mapping `v` the id of its object, saving the object's contents the first time the
 // tree meets it and recording it in the image's shm_objects.
 Status save(DumpContext& ctx, const proc::MapEntry& m, schema::Vma& v);
+// The id of the memfd that fd `fd` of ctx.pid is (its /proc link "/memfd:NAME (deleted)", `st`
+// its stat), saved as save() does: the same object as the mappings of that memfd.
+Result<int32_t> save_memfd(DumpContext& ctx, int fd, const std::string& link,
+                           const struct stat& st);
 
 // The parts of a tmpfs file (shared memory) that hold data, as (offset, length): only they are
 // saved. Other savers of shared memory (System V segments) use these too.
@@ -35,8 +41,9 @@ Status fill_from_section(const image::Store& store, const image::GenerationInfo&
 // The key of the handed fd of object `id`.
 std::string handed_key(int id);
 
-// In the restorer: every object of the image, filled with its contents, by handed_key.
-Result<std::vector<std::pair<std::string, ScopedFd>>> recreate(
+// In the restorer: every object of the image, filled with its contents (a memfd sealed as it
+// was), by id.
+Result<std::vector<std::pair<int32_t, ScopedFd>>> recreate(
     const image::Store& store, const image::GenerationInfo& gen,
     const std::vector<schema::ShmObject>& objects);
 

@@ -198,7 +198,11 @@ Result<Handed> open_handed_fds(const image::Store& store, const image::Generatio
   for (auto& p : image.processes)
     if (!p.zombie) CKPT_TRY(add_mapped_files(p, h));
   CKPT_TRY_ASSIGN(auto shm, shared_memory::recreate(store, gen, image.shm_objects));
-  for (auto& [key, fd] : shm) h.add(key, std::move(fd));
+  std::map<int32_t, int> shm_objects;
+  for (auto& [id, fd] : shm) {
+    shm_objects[id] = fd.get();
+    h.add(shared_memory::handed_key(id), std::move(fd));
+  }
   std::set<int32_t> executables;
   for (auto& p : image.processes)
     if (p.task.exe_deleted) executables.insert(*p.task.exe_deleted);
@@ -212,8 +216,9 @@ Result<Handed> open_handed_fds(const image::Store& store, const image::Generatio
         if (f.open_file == id) return fmt::format("pid {}: fd {}", p.pid, f.fd);
     return fmt::format("open file {}", id);
   };
-  fds::RecreateEnv env{store,          gen,    image, opts.shell_job, opts.accept_changed_files,
-                       opts.tcp_close, inodes, holder};
+  fds::RecreateEnv env{
+      store,          gen,    image,       opts.shell_job, opts.accept_changed_files,
+      opts.tcp_close, inodes, shm_objects, holder};
   auto files = files::recreate(env, opts.inherit_fds);
   if (!files.ok()) return files.error().wrap("restore");
   for (auto& [id, fd] : *files) h.add(files::handed_key(id), std::move(fd));

@@ -116,6 +116,31 @@ TEST_F(FailureTest, DumpWithAPidfdOfANonLeaderThreadFailsNamingIt) {
   EXPECT_TRUE(left_running_untraced(p.pid()));
 }
 
+// A memfd of huge pages, and one sealed against future writes (whose writable mappings could
+// not be made again under the seal): refused, naming them.
+TEST_F(FailureTest, DumpWithAMemfdItCannotMakeAgainFailsNamingIt) {
+  struct Case {
+    std::string setup, message;
+  };
+  for (const Case& c :
+       {Case{"fd = os.memfd_create('huge', os.MFD_HUGETLB)\n",
+             "fd 3 is the memfd memfd:huge (deleted) of huge pages, which ckpt cannot save yet"},
+        Case{"fd = os.memfd_create('frozen', os.MFD_ALLOW_SEALING)\n"
+             "fcntl.fcntl(fd, fcntl.F_ADD_SEALS, 0x10)\n",
+             "fd 3 (memfd:frozen) is sealed against future writes, which ckpt cannot save yet"}}) {
+    TestProcess p({"/usr/bin/python3", "-c",
+                   "import fcntl, os, time\n" + c.setup + "print('READY', flush=True)\n" +
+                       "time.sleep(1000)\n"});
+    ASSERT_TRUE(p.wait_ready());
+    auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+    EXPECT_EQ(r.exit_code(), 1) << r.describe();
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    sleep_for(100ms);
+    EXPECT_TRUE(left_running_untraced(p.pid()));
+  }
+}
+
 // inotify: what cannot be made again is refused, naming the instance. The python below gets
 // inotify from libc (no module in the standard library).
 std::string inotify_program(const std::string& body) {

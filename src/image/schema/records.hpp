@@ -357,9 +357,11 @@ struct ShmObject {  // shared anonymous memory or a memfd, saved once for every 
   std::string path;  // "/dev/zero" or "/memfd:NAME"
   uint64_t size = 0;
   std::vector<Range> data;  // offsets holding data, in the section in this order
+  // A memfd's seals (F_GET_SEALS; F_SEAL_SEAL alone: made without MFD_ALLOW_SEALING).
+  std::optional<uint32_t> seals;
   template <class V>
   void visit(V& v) {
-    v("id", id), v("path", path), v("size", size), v("data", data);
+    v("id", id), v("path", path), v("size", size), v("data", data), v("seals", seals);
   }
 };
 

@@ -111,6 +111,8 @@ struct RecreateEnv {
   bool tcp_close = false;  // every connection comes back closed
   // Recreated inodes of deleted files, by DeletedFile::id.
   const std::map<int32_t, int>& deleted_inodes;
+  // Recreated shared memory objects (memfds), by ShmObject::id.
+  const std::map<int32_t, int>& shm_objects;
   // "pid P: fd N", the first descriptor of open file `id`, for messages.
   std::function<std::string(uint32_t id)> holder;
 };

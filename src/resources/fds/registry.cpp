@@ -24,6 +24,7 @@ const FdKind& netlink_kind();
 const FdKind& unix_socket_kind();
 const FdKind& other_socket_kind();
 const FdKind& pipe_kind();
+const FdKind& memfd_kind();
 const FdKind& deleted_kind();
 const FdKind& fifo_kind();
 const FdKind& file_kind();
@@ -49,6 +50,7 @@ const std::vector<const FdKind*>& all_kinds() {
       &unix_socket_kind(),   // unix socket pairs
       &other_socket_kind(),  // every other socket: refused, naming it
       &pipe_kind(),          //
+      &memfd_kind(),         // memfds: shared memory objects, as their mappings
       &deleted_kind(),       // files deleted while open
       &fifo_kind(),          //
       &file_kind(),          // regular files and directories
