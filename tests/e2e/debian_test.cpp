@@ -231,6 +231,17 @@ TEST_F(DebianTest, Python3AsyncioWaitsForItsChildrenThroughPidfds) {
                   "asyncio.run(main())\n"});
 }
 
+// The count lives in a memfd: written through a shared mapping, printed as read through the
+// descriptor. After the restore both must still be one object, or the count stalls.
+TEST_F(DebianTest, Python3CountsInAMemfdThroughItsMappingAndItsDescriptor) {
+  check_counting({"/usr/bin/python3", "-c",
+                  "import mmap, os, struct, time\nfd = os.memfd_create('counter')\n"
+                  "os.ftruncate(fd, 4096)\nm = mmap.mmap(fd, 4096)\nwhile True:\n"
+                  "    print(struct.unpack('q', os.pread(fd, 8, 0))[0], flush=True)\n"
+                  "    struct.pack_into('q', m, 0, struct.unpack_from('q', m, 0)[0] + 1)\n"
+                  "    time.sleep(0.01)\n"});
+}
+
 TEST_F(DebianTest, PerlLoop) {
   check_counting(
       {"/usr/bin/perl", "-e",
