@@ -162,39 +162,42 @@ Status dump_segments(const std::vector<DumpContext*>& procs, SysvIpcRecord& out)
   return {};
 }
 
-// The tree's processes by PID, with when each started (seconds of the real-time clock): a PID an
-// object recorded before its process started is an earlier process's, whose PID was reused (a
-// set left behind by a program long gone must not become the tree's).
+// The tree's processes by PID. A PID an object recorded before its process started is an
+// earlier process's, whose PID was reused (a set left behind by a program long gone must not
+// become the tree's). Start times are read only for PIDs an object names: most dumps meet none.
 class TreePids {
  public:
-  static Result<TreePids> of(const std::vector<DumpContext*>& procs) {
-    timespec real{}, boot{};
-    ::clock_gettime(CLOCK_REALTIME, &real);
-    ::clock_gettime(CLOCK_BOOTTIME, &boot);
-    double ticks = static_cast<double>(::sysconf(_SC_CLK_TCK));
-    TreePids t;
-    for (auto* ctx : procs) {
-      CKPT_TRY_ASSIGN(proc::ProcStat st, proc::read_stat(ctx->pid));
-      double since_boot = static_cast<double>(st.starttime) / ticks;
-      t.started_[ctx->pid] =
-          static_cast<int64_t>(static_cast<double>(real.tv_sec - boot.tv_sec) + since_boot +
-                               static_cast<double>(real.tv_nsec - boot.tv_nsec) / 1e9);
-    }
-    return t;
+  explicit TreePids(const std::vector<DumpContext*>& procs) {
+    for (auto* ctx : procs) started_[ctx->pid] = std::nullopt;
   }
-  // Whether `pid`, recorded by the kernel at `when` (whole seconds), names a process of the tree:
-  // a second of slack for the clocks' rounding.
-  bool recorded(pid_t pid, int64_t when) const {
+  // Whether `pid`, recorded by the kernel at `when` (whole seconds of the real-time clock), names
+  // a process of the tree: a second of slack for the clocks' rounding.
+  bool recorded(pid_t pid, int64_t when) {
     auto it = started_.find(pid);
-    return it != started_.end() && when + 1 >= it->second;
+    if (it == started_.end()) return false;
+    if (!it->second) it->second = start_of(pid);
+    return when + 1 >= *it->second;
   }
 
  private:
-  std::map<pid_t, int64_t> started_;
+  // When `pid` started, in seconds of the real-time clock; 0 (nothing is older) if unreadable.
+  static int64_t start_of(pid_t pid) {
+    auto st = proc::read_stat(pid);
+    if (!st.ok()) return 0;
+    timespec real{}, boot{};
+    ::clock_gettime(CLOCK_REALTIME, &real);
+    ::clock_gettime(CLOCK_BOOTTIME, &boot);
+    double since_boot =
+        static_cast<double>(st->starttime) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+    return static_cast<int64_t>(static_cast<double>(real.tv_sec - boot.tv_sec) + since_boot +
+                                static_cast<double>(real.tv_nsec - boot.tv_nsec) / 1e9);
+  }
+
+  std::map<pid_t, std::optional<int64_t>> started_;
 };
 
 // A set belongs to the tree when one of its processes changed one of its semaphores last.
-Result<std::optional<SemSet>> read_sem_set(int id, const TreePids& pids) {
+Result<std::optional<SemSet>> read_sem_set(int id, TreePids& pids) {
   semid_ds ds{};
   SemArg arg{};
   arg.buf = &ds;
@@ -244,7 +247,7 @@ Status copy_messages(int id, const msqid_ds& ds, MsgQueue& q) {
 }
 
 // A queue belongs to the tree when its last sender or receiver is one of its processes.
-Result<std::optional<MsgQueue>> read_queue(int id, const TreePids& pids) {
+Result<std::optional<MsgQueue>> read_queue(int id, TreePids& pids) {
   msqid_ds ds{};
   if (::msgctl(id, IPC_STAT, &ds) < 0) {
     if (errno == EINVAL || errno == EIDRM || errno == EACCES) return std::optional<MsgQueue>();
@@ -261,7 +264,7 @@ Result<std::optional<MsgQueue>> read_queue(int id, const TreePids& pids) {
   return std::optional<MsgQueue>(std::move(q));
 }
 
-Status dump_sems_and_queues(const TreePids& pids, SysvIpcRecord& out) {
+Status dump_sems_and_queues(TreePids& pids, SysvIpcRecord& out) {
   CKPT_TRY_ASSIGN(auto sems, list_ids("sem"));
   for (int id : sems) {
     CKPT_TRY_ASSIGN(auto s, read_sem_set(id, pids));
@@ -296,7 +299,7 @@ Status dump(const std::vector<DumpContext*>& procs) {
           procs.front()->pid);
     return {};  // its semaphores and queues are not visible from here (docs/engine.md)
   }
-  CKPT_TRY_ASSIGN(TreePids pids, TreePids::of(procs));
+  TreePids pids(procs);
   SysvIpcRecord rec;
   CKPT_TRY(dump_segments(procs, rec));
   CKPT_TRY(dump_sems_and_queues(pids, rec));

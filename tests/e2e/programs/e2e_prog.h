@@ -122,6 +122,26 @@ static inline void e2e_ready(void) {
   e2e_say("READY");
 }
 
+// fork() whose child returns only once a byte arrives on the pipe whose write end the parent
+// gets in *release (the child returns 0, the parent the child's PID).
+static inline pid_t e2e_fork_held(int* release) {
+  int p[2];
+  E2E_SYS(pipe(p));
+  pid_t pid = fork();
+  E2E_SYS(pid);
+  if (pid == 0) {
+    close(p[1]);
+    char c;
+    while (read(p[0], &c, 1) < 0 && errno == EINTR) {
+    }
+    close(p[0]);
+    return 0;
+  }
+  close(p[0]);
+  *release = p[1];
+  return pid;
+}
+
 static inline double e2e_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -56,19 +56,8 @@ static void make_sealed(void) {
 
 // Shares the ring (descriptor and mapping); after the go writes through its descriptor.
 static pid_t sharing_child(int* release) {
-  int p[2];
-  E2E_SYS(pipe(p));
-  pid_t pid = fork();
-  E2E_SYS(pid);
-  if (pid == 0) {
-    close(p[1]);
-    char c;
-    while (read(p[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    _exit(pwrite(ring, "child", 5, PAGE) == 5 && ring_map[100] == 't' ? 0 : 1);
-  }
-  close(p[0]);
-  *release = p[1];
+  pid_t pid = e2e_fork_held(release);
+  if (pid == 0) _exit(pwrite(ring, "child", 5, PAGE) == 5 && ring_map[100] == 't' ? 0 : 1);
   return pid;
 }
 

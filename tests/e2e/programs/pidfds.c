@@ -60,19 +60,8 @@ static int kept_exit_status(int pidfd) {
 
 // A child that exits `code` once a byte arrives on the pipe whose write end goes to *release.
 static pid_t waiting_child(int* release, int code) {
-  int p[2];
-  E2E_SYS(pipe(p));
-  pid_t pid = fork();
-  E2E_SYS(pid);
-  if (pid == 0) {
-    close(p[1]);
-    char c;
-    while (read(p[0], &c, 1) < 0 && errno == EINTR) {
-    }
-    _exit(code);
-  }
-  close(p[0]);
-  *release = p[1];
+  pid_t pid = e2e_fork_held(release);
+  if (pid == 0) _exit(code);
   return pid;
 }
 
@@ -83,23 +72,15 @@ static int kept_before;
 // Holds the running child's pidfd (inherited); once released reports whether it sees the
 // parent's change to its status flags (one open file) and whether signal 0 reaches that child.
 static pid_t sharing_child(int* release, int* report) {
-  int rel[2], rep[2];
-  E2E_SYS(pipe(rel));
+  int rep[2];
   E2E_SYS(pipe(rep));
-  pid_t pid = fork();
-  E2E_SYS(pid);
+  pid_t pid = e2e_fork_held(release);
   if (pid == 0) {
-    close(rel[1]);
     close(rep[0]);
-    char c;
-    while (read(rel[0], &c, 1) < 0 && errno == EINTR) {
-    }
     int answer[2] = {fcntl(running, F_GETFL) & O_NONBLOCK, send_signal(running, 0)};
     _exit(write(rep[1], answer, sizeof answer) == (ssize_t)sizeof answer ? 0 : 1);
   }
-  close(rel[0]);
   close(rep[1]);
-  *release = rel[1];
   *report = rep[0];
   return pid;
 }
