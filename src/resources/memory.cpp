@@ -748,9 +748,10 @@ Status write_pages(DumpContext& ctx, Plan& plan, pid_t source) {
     if (!item.held && item.data.empty())
       for (auto [s, e] : item.ranges) from_source += e - s;
   CopyBuffers bufs(std::min(to_read, from_source));
+  clock.mark("copy buffers backed");
   page_index::PageSink sink(*pages, parent, state);
   sink.reserve(count);
-  clock.mark("buffers backed");
+  clock.mark("index room backed");
   std::optional<proc::MemFile> mem;  // of the process the last ranges came from
   for (auto& item : plan.items) {
     if (!item.held && item.data.empty()) {
