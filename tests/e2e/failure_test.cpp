@@ -141,6 +141,49 @@ TEST_F(FailureTest, DumpWithAMemfdItCannotMakeAgainFailsNamingIt) {
   }
 }
 
+// POSIX message queues: one with a notification registered (its sigevent cannot be read back)
+// and one of another IPC namespace (a restore would make it in ckpt's). The notification's queue
+// keeps its message: the refusal comes before the dump reads any.
+TEST_F(FailureTest, DumpWithAMessageQueueItCannotMakeAgainFailsNamingIt) {
+  const std::string open_queue =
+      "import ctypes, os, struct, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
+      "name = b'/ckpt-e2e-mq-refused-%d' % os.getpid()\n"
+      "q = libc.mq_open(name, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600, None)\n"
+      "assert q == 3 and libc.mq_unlink(name) == 0\n";
+  struct Case {
+    std::string setup, message;
+  };
+  for (const Case& c :
+       {Case{"assert libc.mq_send(q, b'kept', 4, 1) == 0\n"
+             "ev = ctypes.create_string_buffer(64)\n"
+             "struct.pack_into('ii', ev, 8, 10, 0)\n"  // sigev_signo SIGUSR1, SIGEV_SIGNAL
+             "assert libc.mq_notify(q, ev) == 0, ctypes.get_errno()\n",
+             "on which pid {pid} registered a notification (mq_notify), which ckpt cannot save"},
+        Case{"os.close(q)\n"
+             "assert libc.unshare(0x08000000) == 0, ctypes.get_errno()\n"  // CLONE_NEWIPC
+             "q = libc.mq_open(b'/other', os.O_RDWR | os.O_CREAT, 0o600, None)\n"
+             "assert q == 3, ctypes.get_errno()\n",
+             "fd 3 is the POSIX message queue /other of another IPC namespace, which ckpt cannot "
+             "save yet"}}) {
+    TestProcess p({"/usr/bin/python3", "-c",
+                   open_queue + c.setup + "print('READY', flush=True)\ntime.sleep(1000)\n"});
+    ASSERT_TRUE(p.wait_ready());
+    auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+    EXPECT_EQ(r.exit_code(), 1) << r.describe();
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    std::string message = c.message;
+    if (auto at = message.find("{pid}"); at != std::string::npos)
+      message.replace(at, 5, std::to_string(p.pid()));
+    EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
+    sleep_for(100ms);
+    EXPECT_TRUE(left_running_untraced(p.pid()));
+    std::string fdinfo = read_text("/proc/" + std::to_string(p.pid()) + "/fd/3");
+    if (c.setup.find("mq_notify") != std::string::npos) {
+      EXPECT_EQ(fdinfo.substr(0, 8), "QSIZE:4 ") << "the queue lost its message";
+    }
+  }
+}
+
 // inotify: what cannot be made again is refused, naming the instance. The python below gets
 // inotify from libc (no module in the standard library).
 std::string inotify_program(const std::string& body) {

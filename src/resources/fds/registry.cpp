@@ -25,6 +25,7 @@ const FdKind& unix_socket_kind();
 const FdKind& other_socket_kind();
 const FdKind& pipe_kind();
 const FdKind& memfd_kind();
+const FdKind& mqueue_kind();
 const FdKind& deleted_kind();
 const FdKind& fifo_kind();
 const FdKind& file_kind();
@@ -51,6 +52,7 @@ const std::vector<const FdKind*>& all_kinds() {
       &other_socket_kind(),  // every other socket: refused, naming it
       &pipe_kind(),          //
       &memfd_kind(),         // memfds: shared memory objects, as their mappings
+      &mqueue_kind(),        // POSIX message queues (before deleted: an unlinked one)
       &deleted_kind(),       // files deleted while open
       &fifo_kind(),          //
       &file_kind(),          // regular files and directories
