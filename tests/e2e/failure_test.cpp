@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -139,6 +140,26 @@ TEST_F(FailureTest, DumpWithAMemfdItCannotMakeAgainFailsNamingIt) {
     sleep_for(100ms);
     EXPECT_TRUE(left_running_untraced(p.pid()));
   }
+}
+
+// A file whose directory a mount now covers: its path leads to another file (or none), which a
+// restore would open instead. Refused, naming it.
+TEST_F(FailureTest, DumpWithAFileUnderAMountMadeSinceFailsNamingIt) {
+  TestProcess p({"/usr/bin/python3", "-c",
+                 "import os, time\nd = os.environ['E2E_DIR'] + '/covered'\nos.mkdir(d)\n"
+                 "f = open(d + '/data', 'w')\nprint('READY', flush=True)\ntime.sleep(1000)\n"});
+  ASSERT_TRUE(p.wait_ready());
+  std::string covered = (p.dir() / "covered").string();
+  ASSERT_EQ(::mount("none", covered.c_str(), "tmpfs", 0, nullptr), 0) << strerror(errno);
+  auto r = run_ckpt({"dump", "-t", std::to_string(p.pid()), "-D", p.store().string()});
+  EXPECT_EQ(::umount2(covered.c_str(), MNT_DETACH), 0) << strerror(errno);
+  EXPECT_EQ(r.exit_code(), 1) << r.describe();
+  EXPECT_EQ(line_count(r.err), 1u) << r.err;
+  EXPECT_NE(r.err.find("fd 3 is " + covered + "/data, but that path leads to another file or none"),
+            std::string::npos)
+      << r.err;
+  sleep_for(100ms);
+  EXPECT_TRUE(left_running_untraced(p.pid()));
 }
 
 // POSIX message queues: one with a notification registered (its sigevent cannot be read back)

@@ -33,6 +33,7 @@ class FileKind final : public FdKind {
           "pid {}: fd {} is {}, a namespace or other file without a path, which ckpt "
           "cannot save yet",
           p.pid, p.fd, p.link);
+    CKPT_TRY(check_path_leads_back(p));
     FilePayload f{static_cast<uint64_t>(p.st.st_size), S_ISDIR(p.st.st_mode)};
     of.payload = schema::encode(f);
     return {};
@@ -54,6 +55,19 @@ class FileKind final : public FdKind {
   }
 
  private:
+  // The restore opens the file by its path, which /proc shows as ckpt sees it (a chrooted
+  // process's file too): that path must lead to the file the process has open. Not so for a file
+  // on a filesystem of the kernel's own (queues of another kind, a hidden mount) or one a mount
+  // now covers: the restore would open another file, or none.
+  static Status check_path_leads_back(const FdProbe& p) {
+    struct stat now {};
+    if (::stat(p.link.c_str(), &now) == 0 && now.st_dev == p.st.st_dev && now.st_ino == p.st.st_ino)
+      return {};
+    return errorf(
+        "pid {}: fd {} is {}, but that path leads to another file or none (a mount over it, or a "
+        "filesystem without paths), which ckpt cannot save",
+        p.pid, p.fd, p.link);
+  }
   static Status check_size(const std::string& path, uint64_t size) {
     struct stat st;
     if (::stat(path.c_str(), &st) < 0) return sys_error(fmt::format("file {}", path));
