@@ -207,6 +207,40 @@ TEST_F(DebianTest, Python3Loop) {
                   "time.sleep(0.01)\n"});
 }
 
+// A JVM (OpenJDK 17: ~20 threads, the G1 collector, the JIT, its perf data file mapped shared,
+// safepoints by signal-free polling pages): each step hands four tasks to a thread pool and
+// checks their sum, and keeps garbage coming; a full collection runs every 25 steps, before
+// and after the restore. The source is compiled as it starts (java's source launcher).
+TEST_F(DebianTest, JavaThreadPoolCountsOnAcrossDumpAndRestore) {
+  std::ofstream(dir_ / "Counter.java") << R"(
+import java.util.*;
+import java.util.concurrent.*;
+public class Counter {
+  public static void main(String[] args) throws Exception {
+    ExecutorService pool = Executors.newFixedThreadPool(4);
+    List<long[]> kept = new ArrayList<>();
+    for (long i = 0; ; i++) {
+      final long n = i;
+      List<Future<Long>> parts = new ArrayList<>();
+      for (int k = 1; k <= 4; k++) {
+        final int f = k;
+        parts.add(pool.submit(() -> { long[] junk = new long[4096]; junk[7] = n * f; return junk[7]; }));
+      }
+      long sum = 0;
+      for (Future<Long> part : parts) sum += part.get();
+      if (sum != n * 10) throw new IllegalStateException("sum " + sum + " at " + n);
+      kept.add(new long[2048]);
+      if (kept.size() > 400) kept.subList(0, 200).clear();
+      if (n % 25 == 0) System.gc();
+      System.out.println(n);
+      Thread.sleep(10);
+    }
+  }
+}
+)";
+  check_counting({"/usr/bin/java", "-Xmx128m", "Counter.java"});
+}
+
 // Python installs its handlers with SA_ONSTACK but has no alternate stack: neither may the
 // restored process (the puppet inherits ckpt's own, which a sanitizer build of ckpt has), or
 // the first tick after the restore kills it.
