@@ -173,12 +173,14 @@ Status save(DumpContext& ctx, const proc::MapEntry& m, schema::Vma& v) {
   return {};
 }
 
-Result<int32_t> save_memfd(DumpContext& ctx, int fd, const std::string& link,
+Result<int32_t> save_memfd(DumpContext& ctx, pid_t holder, int fd, const std::string& link,
                            const struct stat& st) {
   constexpr std::string_view kSuffix = " (deleted)";
   std::string path = link.substr(0, link.size() - kSuffix.size());
-  std::string what = fmt::format("pid {}: fd {} ({})", ctx.pid, fd, path.substr(1));
-  std::string proc_fd = proc::proc_path(ctx.pid, fmt::format("fd/{}", fd));
+  std::string what = holder == ::getpid()
+                         ? fmt::format("pid {}: {} in flight", ctx.pid, path.substr(1))
+                         : fmt::format("pid {}: fd {} ({})", holder, fd, path.substr(1));
+  std::string proc_fd = proc::proc_path(holder, fmt::format("fd/{}", fd));
   std::pair<uint64_t, uint64_t> key{uint64_t{major(st.st_dev)} << 32 | minor(st.st_dev), st.st_ino};
   return save_object(ctx, key, path, what, [&] { return open_file(proc_fd, O_RDONLY); });
 }

@@ -22,9 +22,10 @@ bool is_object(const proc::MapEntry& m);
 // Gives the mapping `v` the id of its object, saving the object's contents the first time the
 // tree meets it and recording it in the image's shm_objects.
 Status save(DumpContext& ctx, const proc::MapEntry& m, schema::Vma& v);
-// The id of the memfd that fd `fd` of ctx.pid is (its /proc link "/memfd:NAME (deleted)", `st`
-// its stat), saved as save() does: the same object as the mappings of that memfd.
-Result<int32_t> save_memfd(DumpContext& ctx, int fd, const std::string& link,
+// The id of the memfd that fd `fd` of `holder` is (a process of the tree, or ckpt holding a copy
+// of one in flight; its /proc link "/memfd:NAME (deleted)", `st` its stat), saved as save()
+// does: the same object as the mappings of that memfd.
+Result<int32_t> save_memfd(DumpContext& ctx, pid_t holder, int fd, const std::string& link,
                            const struct stat& st);
 
 // The parts of a tmpfs file (shared memory) that hold data, as (offset, length): only they are

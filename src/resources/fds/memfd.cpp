@@ -38,7 +38,7 @@ class MemfdKind final : public FdKind {
       return errorf("pid {}: fd {} is the memfd {} of huge pages, which ckpt cannot save yet",
                     p.pid, p.fd, p.link.substr(1));
     of.path = p.link.substr(0, p.link.size() - kSuffix.size());
-    CKPT_TRY_ASSIGN(int32_t id, shared_memory::save_memfd(env.ctx, p.fd, p.link, p.st));
+    CKPT_TRY_ASSIGN(int32_t id, shared_memory::save_memfd(env.ctx, p.pid, p.fd, p.link, p.st));
     of.payload = schema::encode(MemfdPayload{id});
     return {};
   }

@@ -333,8 +333,8 @@ Status describe_waiting(pid_t pid, int fd, const DiagInfo& d, UnixEnd& e) {
 // Kinds whose open file ckpt can save from its own copy of a descriptor in flight: what they
 // save is read from the open file, never from the process that would hold it.
 bool savable_in_flight(std::string_view kind) {
-  static const std::set<std::string_view> kinds{"pipe",    "fifo",     "file",
-                                                "eventfd", "signalfd", "chardev"};
+  static const std::set<std::string_view> kinds{"pipe",     "fifo",    "file", "eventfd",
+                                                "signalfd", "chardev", "memfd"};
   return kinds.count(kind) > 0;
 }
 
@@ -356,8 +356,8 @@ Result<std::vector<uint32_t>> save_in_flight(DumpEnv& env, pid_t pid, int fd,
     if (S_ISSOCK(p.st.st_mode) || !k || !savable_in_flight(k->name()))
       return errorf(
           "pid {}: fd {} is {} with {} ({}) in flight (SCM_RIGHTS) in its queue, which ckpt "
-          "cannot save (it saves pipes, FIFOs, files, eventfds, signalfds and devices in flight; "
-          "not sockets, whose own queues may hold more)",
+          "cannot save (it saves pipes, FIFOs, files, memfds, eventfds, signalfds and devices in "
+          "flight; not sockets, whose own queues may hold more)",
           pid, fd, kind, p.link, k ? k->name() : "of no kind ckpt knows");
     CKPT_TRY_ASSIGN(uint32_t id, env.in_flight(p, std::move(copy)));
     ids.push_back(id);
