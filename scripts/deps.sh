@@ -10,7 +10,8 @@ pkgs=(build-essential cmake ninja-build pkg-config git clang-14 libclang-rt-14-d
       nftables libnftables-dev  # the network lock of dumped TCP connections (docs/engine.md)
       nginx-light memcached socat postgresql redis-server tmux  # real servers the e2e tests dump and restore
       iputils-ping  # a raw ICMP socket with a BPF filter and a receive timeout (e2e)
-      openjdk-17-jdk-headless)  # a JVM (its source launcher compiles the e2e test's program)
+      openjdk-17-jdk-headless  # a JVM (its source launcher compiles the e2e test's program)
+      nodejs)  # Node.js with a forked child on an IPC channel (e2e ServerTest)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -204,5 +204,37 @@ TEST_F(ServerTest, MemcachedKeepsItsDataAndGoesOnServing) {
   EXPECT_EQ(ask(port, "get counter\r\nquit\r\n"), "VALUE counter 0 2\r\n62\r\nEND\r\n");
 }
 
+// Node.js (libuv: epoll, an eventfd, a thread pool, signal pipes; V8's JIT) with a child forked
+// through child_process.fork: each request is counted and doubled by the child over their IPC
+// channel (a unix socketpair). The count must go on from the dump (a fresh start would say 1),
+// and the channel must carry messages both ways after the restore.
+TEST_F(ServerTest, NodeKeepsItsCountAndTalksToItsForkedChild) {
+  int port = free_port();
+  std::ofstream(dir_ / "server.js") << R"(
+const http = require('http');
+const { fork } = require('child_process');
+if (process.argv[2] === 'child') {
+  process.on('message', (n) => process.send(n * 2));
+} else {
+  const child = fork(__filename, ['child']);
+  let requests = 0;
+  http.createServer((req, res) => {
+    requests++;
+    child.once('message', (doubled) => res.end(`requests ${requests} doubled ${doubled}\n`));
+    child.send(requests);
+  }).listen()" << port << R"(, '127.0.0.1');
+}
+)";
+  start({"/usr/bin/node", (dir_ / "server.js").string()});
+  auto get = [&] { return http_get(port); };
+  ASSERT_TRUE(answers(get, "requests 1 doubled 2", 10s));
+  EXPECT_NE(get().find("requests 2 doubled 4"), std::string::npos);
+  ASSERT_EQ(descendants(pid_).size(), 1u) << "the forked child is missing";
+
+  dump_and_restore(port);
+  EXPECT_NE(get().find("requests 3 doubled 6"), std::string::npos);
+  EXPECT_NE(get().find("requests 4 doubled 8"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace e2e
