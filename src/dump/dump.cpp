@@ -46,6 +46,7 @@
 #include "resources/fds/tcp_repair.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
+#include "resources/namespaces.hpp"
 #include "resources/page_index.hpp"
 #include "resources/process.hpp"
 #include "resources/seccomp.hpp"
@@ -80,6 +81,8 @@ Status check_target(const DumpOptions& opts) {
     return errorf("dump pid {}: already traced by pid {}", pid, status->tracer_pid);
   if (status->state == 'Z') return errorf("dump pid {}: the process is a zombie", pid);
   if (Status ns = tree::check_pid_namespace(pid, *status); !ns.ok())
+    return errorf("dump {}", ns.error().message);
+  if (Status ns = namespaces::check_same_as_ckpt(pid); !ns.ok())
     return errorf("dump {}", ns.error().message);
   // A kernel thread has no user memory or registers to save, and ptrace refuses it with EPERM,
   // which would read as a permission problem even to root.

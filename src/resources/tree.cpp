@@ -17,6 +17,7 @@
 #include "proc/pid_namespace.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
+#include "resources/namespaces.hpp"
 #include "resources/tree_plan.hpp"
 
 namespace ckpt::tree {
@@ -79,6 +80,7 @@ Result<ChildState> check_child(pid_t parent, pid_t child) {
   if (!status.ok()) return status.error().wrap(fmt::format("pid {}: its child {}", parent, child));
   if (status->state == 'Z') return ChildState::zombie;
   CKPT_TRY(check_pid_namespace(child, *status));
+  CKPT_TRY(namespaces::check_same_as_ckpt(child));
   if (status->tracer_pid != 0)
     return errorf("pid {}: its child {} is traced by pid {}", parent, child, status->tracer_pid);
   if (auto same = proc::same_memory(parent, child); same.ok() && *same)

@@ -162,8 +162,48 @@ TEST_F(FailureTest, DumpWithAFileUnderAMountMadeSinceFailsNamingIt) {
   EXPECT_TRUE(left_running_untraced(p.pid()));
 }
 
+// A process (or a child of the root) in UTS, network, time, IPC or cgroup namespaces of its
+// own: a restore would put it in ckpt's, where it would see another hostname, other ports,
+// other clocks... Refused, naming the namespace, and left running.
+TEST_F(FailureTest, DumpOfAProcessInNamespacesCkptCannotMakeFailsNamingThem) {
+  struct Case {
+    std::vector<std::string> argv;
+    std::string message;
+  };
+  const std::string sleep = "exec /bin/sleep 1000";
+  for (const Case& c :
+       {Case{{"/usr/bin/unshare", "-u", "/bin/sh", "-c", "hostname elsewhere; " + sleep},
+             "UTS namespace (uts:["},
+        Case{{"/usr/bin/unshare", "-n", "/bin/sleep", "1000"}, "network namespace (net:["},
+        Case{{"/usr/bin/unshare", "-T", "--monotonic", "1000", "/bin/sleep", "1000"},
+             "time namespace (time:["},
+        Case{{"/usr/bin/unshare", "-i", "/bin/sleep", "1000"}, "IPC namespace (ipc:["},
+        Case{{"/usr/bin/unshare", "-C", "/bin/sleep", "1000"}, "cgroup namespace (cgroup:["},
+        Case{{"/bin/sh", "-c", "/usr/bin/unshare -u /bin/sleep 1000 & wait"},
+             "UTS namespace (uts:["}}) {
+    TempDir dir;
+    SpawnSpec spec;
+    spec.argv = c.argv;
+    pid_t pid = spawn(spec);
+    sleep_for(300ms);  // unshare has made the namespace and run the program
+    auto r = run_ckpt({"dump", "-t", std::to_string(pid), "-D", (dir / "store").string()});
+    EXPECT_EQ(r.exit_code(), 1) << r.describe();
+    EXPECT_EQ(line_count(r.err), 1u) << r.err;
+    EXPECT_NE(r.err.find(c.message), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("is not ckpt's, and ckpt cannot make one again yet"), std::string::npos)
+        << r.err;
+    EXPECT_TRUE(left_running_untraced(pid));
+    auto tree = descendants(pid);
+    ::kill(pid, SIGKILL);
+    for (pid_t d : tree) ::kill(d, SIGKILL);
+    wait_child(pid, 5s);
+    EXPECT_TRUE(reap_all(tree, {}));
+  }
+}
+
 // POSIX message queues: one with a notification registered (its sigevent cannot be read back)
-// and one of another IPC namespace (a restore would make it in ckpt's). The notification's queue
+// and one of another IPC namespace, made there before the process went back to ckpt's (a
+// restore would make it in ckpt's). The notification's queue
 // keeps its message: the refusal comes before the dump reads any.
 TEST_F(FailureTest, DumpWithAMessageQueueItCannotMakeAgainFailsNamingIt) {
   const std::string open_queue =
@@ -180,10 +220,13 @@ TEST_F(FailureTest, DumpWithAMessageQueueItCannotMakeAgainFailsNamingIt) {
              "struct.pack_into('ii', ev, 8, 10, 0)\n"  // sigev_signo SIGUSR1, SIGEV_SIGNAL
              "assert libc.mq_notify(q, ev) == 0, ctypes.get_errno()\n",
              "on which pid {pid} registered a notification (mq_notify), which ckpt cannot save"},
-        Case{"os.close(q)\n"
+        Case{"home = os.open('/proc/self/ns/ipc', os.O_RDONLY)\n"
+             "os.close(q)\n"
              "assert libc.unshare(0x08000000) == 0, ctypes.get_errno()\n"  // CLONE_NEWIPC
              "q = libc.mq_open(b'/other', os.O_RDWR | os.O_CREAT, 0o600, None)\n"
-             "assert q == 3, ctypes.get_errno()\n",
+             "assert q == 3, ctypes.get_errno()\n"
+             "assert libc.setns(home, 0x08000000) == 0, ctypes.get_errno()\n"
+             "os.close(home)\n",
              "fd 3 is the POSIX message queue /other of another IPC namespace, which ckpt cannot "
              "save yet"}}) {
     TestProcess p({"/usr/bin/python3", "-c",
