@@ -241,13 +241,12 @@ Result<MadeQueue> make_queue(const MqueuePayload& m, const std::string& what) {
   }
   if (!made.fd && errno == EEXIST && !m.unlinked) {
     CKPT_TRY_ASSIGN(made.fd, take_over(m, what));
-    return made;
-  }
-  if (!made.fd)
+  } else if (!made.fd) {
     return sys_error(fmt::format(
         "mq_open {} with room for {} messages of {} bytes (this machine's limits without "
         "CAP_SYS_RESOURCE: /proc/sys/fs/mqueue/msg_max, msgsize_max)",
         what, s.max_messages, s.message_size));
+  }
   if (::fchown(made.fd.get(), s.uid, s.gid) < 0 || ::fchmod(made.fd.get(), s.mode) < 0)
     return sys_error(fmt::format("set the owner and mode of {}", what));
   return made;
@@ -301,16 +300,31 @@ class MqueueKind final : public FdKind {
                       files.front().first->id, files.front().second.name, queue);
       std::string what = fmt::format("the POSIX message queue {}", first->second.name);
       CKPT_TRY_ASSIGN(MadeQueue q, make_queue(first->second, what));
-      CKPT_TRY(fill(q.fd.get(), *first->second.state, what));
-      // By name, as mq_open does: an open() of /proc/self/fd/N would add O_LARGEFILE.
-      for (auto& [of, m] : files) {
-        ScopedFd fd(::mq_open(q.name.c_str(), (of->flags & (O_ACCMODE | O_NONBLOCK)) | O_CLOEXEC));
-        if (!fd) return sys_error(fmt::format("mq_open {} again", what));
-        CKPT_TRY(seek_to(fd.get(), of->pos, what));
-        out[of->id] = std::move(fd);
-      }
-      if (q.unlink && ::mq_unlink(q.name.c_str()) < 0)
+      Status opened = open_files(q, files, what, out);
+      // An unlinked queue goes nameless again whatever happened: a failed restore leaves no
+      // name behind that the original did not have.
+      if (q.unlink && ::mq_unlink(q.name.c_str()) < 0 && opened.ok())
         return sys_error(fmt::format("mq_unlink {}", what));
+      CKPT_TRY(opened);
+    }
+    return {};
+  }
+
+ private:
+  // Fills the queue, then opens each open file of it by name, as mq_open does (an open() of
+  // /proc/self/fd/N would add O_LARGEFILE).
+  static Status open_files(
+      const MadeQueue& q,
+      const std::vector<std::pair<const schema::OpenFile*, MqueuePayload>>& files,
+      const std::string& what, OpenedFiles& out) {
+    auto first = std::find_if(files.begin(), files.end(),
+                              [](auto& f) { return f.second.state.has_value(); });
+    CKPT_TRY(fill(q.fd.get(), *first->second.state, what));
+    for (auto& [of, m] : files) {
+      ScopedFd fd(::mq_open(q.name.c_str(), (of->flags & (O_ACCMODE | O_NONBLOCK)) | O_CLOEXEC));
+      if (!fd) return sys_error(fmt::format("mq_open {} again", what));
+      CKPT_TRY(seek_to(fd.get(), of->pos, what));
+      out[of->id] = std::move(fd);
     }
     return {};
   }
