@@ -162,6 +162,21 @@ TEST_F(FailureTest, DumpWithAFileUnderAMountMadeSinceFailsNamingIt) {
   EXPECT_TRUE(left_running_untraced(p.pid()));
 }
 
+// Whether `pid` or a process below it runs sleep (unshare made its namespace first), within 5 s.
+bool sleep_runs_below(pid_t pid) {
+  for (int i = 0; i < 500; ++i) {
+    std::vector<pid_t> all = descendants(pid);
+    all.push_back(pid);
+    for (pid_t p : all) {
+      std::error_code ec;
+      auto exe = fs::read_symlink(fs::path("/proc") / std::to_string(p) / "exe", ec);
+      if (!ec && exe.filename() == "sleep") return true;
+    }
+    sleep_for(10ms);
+  }
+  return false;
+}
+
 // A process (or a child of the root) in UTS, network, time, IPC or cgroup namespaces of its
 // own: a restore would put it in ckpt's, where it would see another hostname, other ports,
 // other clocks... Refused, naming the namespace, and left running.
@@ -170,10 +185,10 @@ TEST_F(FailureTest, DumpOfAProcessInNamespacesCkptCannotMakeFailsNamingThem) {
     std::vector<std::string> argv;
     std::string message;
   };
-  const std::string sleep = "exec /bin/sleep 1000";
   for (const Case& c :
-       {Case{{"/usr/bin/unshare", "-u", "/bin/sh", "-c", "hostname elsewhere; " + sleep},
-             "UTS namespace (uts:["},
+       {Case{
+            {"/usr/bin/unshare", "-u", "/bin/sh", "-c", "hostname elsewhere; exec /bin/sleep 1000"},
+            "UTS namespace (uts:["},
         Case{{"/usr/bin/unshare", "-n", "/bin/sleep", "1000"}, "network namespace (net:["},
         Case{{"/usr/bin/unshare", "-T", "--monotonic", "1000", "/bin/sleep", "1000"},
              "time namespace (time:["},
@@ -185,7 +200,7 @@ TEST_F(FailureTest, DumpOfAProcessInNamespacesCkptCannotMakeFailsNamingThem) {
     SpawnSpec spec;
     spec.argv = c.argv;
     pid_t pid = spawn(spec);
-    sleep_for(300ms);  // unshare has made the namespace and run the program
+    ASSERT_TRUE(sleep_runs_below(pid)) << "unshare did not get to sleep";
     auto r = run_ckpt({"dump", "-t", std::to_string(pid), "-D", (dir / "store").string()});
     EXPECT_EQ(r.exit_code(), 1) << r.describe();
     EXPECT_EQ(line_count(r.err), 1u) << r.err;
@@ -203,8 +218,8 @@ TEST_F(FailureTest, DumpOfAProcessInNamespacesCkptCannotMakeFailsNamingThem) {
 
 // POSIX message queues: one with a notification registered (its sigevent cannot be read back)
 // and one of another IPC namespace, made there before the process went back to ckpt's (a
-// restore would make it in ckpt's). The notification's queue
-// keeps its message: the refusal comes before the dump reads any.
+// restore would make it in ckpt's). The notification's queue keeps its message: the refusal
+// comes before the dump reads any.
 TEST_F(FailureTest, DumpWithAMessageQueueItCannotMakeAgainFailsNamingIt) {
   const std::string open_queue =
       "import ctypes, os, struct, time\nlibc = ctypes.CDLL(None, use_errno=True)\n"
@@ -241,9 +256,10 @@ TEST_F(FailureTest, DumpWithAMessageQueueItCannotMakeAgainFailsNamingIt) {
     EXPECT_NE(r.err.find(message), std::string::npos) << r.err;
     sleep_for(100ms);
     EXPECT_TRUE(left_running_untraced(p.pid()));
-    std::string fdinfo = read_text("/proc/" + std::to_string(p.pid()) + "/fd/3");
+    // Reading a queue gives its state line.
+    std::string state = read_text("/proc/" + std::to_string(p.pid()) + "/fd/3");
     if (c.setup.find("mq_notify") != std::string::npos) {
-      EXPECT_EQ(fdinfo.substr(0, 8), "QSIZE:4 ") << "the queue lost its message";
+      EXPECT_EQ(state.substr(0, 8), "QSIZE:4 ") << "the queue lost its message";
     }
   }
 }
