@@ -151,6 +151,14 @@ Result<dev_t> our_queues_device() {
   return *known;
 }
 
+// A queue's link: "/NAME" (mq_open's, from a mount of the namespace that no path reaches) or a
+// path into a mounted mqueue filesystem (/dev/mqueue/NAME), maybe " (deleted)". Only those are
+// statfs'ed: a call per regular file of a process that holds thousands would lengthen the freeze.
+bool looks_like_queue(std::string_view link) {
+  if (link.ends_with(kDeleted)) link.remove_suffix(kDeleted.size());
+  return (link.size() > 1 && link.rfind('/') == 0) || link.starts_with("/dev/mqueue/");
+}
+
 bool saved_already(const schema::ImageRoot& image, uint64_t queue) {
   for (auto& of : image.open_files) {
     if (of.kind != "mqueue") continue;
@@ -264,7 +272,7 @@ class MqueueKind final : public FdKind {
  public:
   std::string_view name() const override { return "mqueue"; }
   bool claims(FdProbe& p, const DumpFlags&) const override {
-    if (!S_ISREG(p.st.st_mode) || !p.link.starts_with('/')) return false;
+    if (!S_ISREG(p.st.st_mode) || !looks_like_queue(p.link)) return false;
     struct statfs fs {};
     return ::statfs(fd_path(p.pid, p.fd).c_str(), &fs) == 0 && fs.f_type == kMqueueMagic;
   }
@@ -272,7 +280,9 @@ class MqueueKind final : public FdKind {
     MqueuePayload m;
     m.queue = p.st.st_ino;
     m.unlinked = p.link.ends_with(kDeleted);
-    m.name = m.unlinked ? p.link.substr(0, p.link.size() - kDeleted.size()) : p.link;
+    std::string path = m.unlinked ? p.link.substr(0, p.link.size() - kDeleted.size()) : p.link;
+    // The filesystem is flat: the name is the last component, whatever mount it was opened by.
+    m.name = path.substr(path.rfind('/'));
     std::string what = fmt::format("the POSIX message queue {}", m.name);
     // Of a namespace the process is in, or was in before an unshare().
     CKPT_TRY_ASSIGN(dev_t ours, our_queues_device());
