@@ -382,7 +382,8 @@ Status read_tree(Tree& tree, image::GenerationWriter* writer, const DumpOptions&
   if (linked.ok()) linked = files::link(procs);
   if (linked.ok()) linked = memory::check_not_shared_between(procs);
   if (linked.ok()) linked = sysv_ipc::dump(procs);
-  clock.mark("tree links, sysv ipc");
+  if (linked.ok()) linked = namespaces::dump(procs);
+  clock.mark("tree links, sysv ipc, namespaces");
   if (!linked.ok()) return dump_error(linked.error(), opts.pid);
   return {};
 }

@@ -23,6 +23,7 @@
 #include "resources/fds/pty.hpp"
 #include "resources/files.hpp"
 #include "resources/memory.hpp"
+#include "resources/namespaces.hpp"
 #include "resources/process.hpp"
 #include "resources/signals.hpp"
 #include "resources/sysv_ipc.hpp"
@@ -108,6 +109,7 @@ Status join_late(const PuppetPlan& plan, size_t index, const Pipes& pipes) {
   const PuppetSpec& spec = plan.processes[index];
   Status st;
   if (index == 0 && plan.root_is_ns_init) st = proc::mount_own_proc();
+  if (st.ok() && index == 0 && plan.image->uts) st = namespaces::make_uts(*plan.image->uts);
   if (st.ok()) st = create_children(plan, index, pipes, true);
   if (st.ok()) st = tree::join_in_puppet(spec.tree, index == 0, plan.shell_job);
   if (st.ok() && spec.zombie) {

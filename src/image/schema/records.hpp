@@ -479,6 +479,14 @@ struct ProcessRecord {
   }
 };
 
+struct UtsRecord {  // a UTS namespace of the tree's own (not ckpt's): its names
+  std::string hostname, domainname;
+  template <class V>
+  void visit(V& v) {
+    v("hostname", hostname), v("domainname", domainname);
+  }
+};
+
 struct VdsoRecord {   // the kernel's vdso at dump time (every process of a dump has the same)
   uint64_t hash = 0;  // XXH3 of its bytes
   Bytes image;        // its bytes, for the proxy when a restore runs on another kernel
@@ -503,13 +511,16 @@ struct ImageRoot {
   // When the root is its PID namespace's init: the last PID given there, so that the restored
   // namespace goes on giving the PIDs the original would have given next.
   std::optional<int32_t> ns_last_pid;
+  // The tree's UTS namespace when it is not the dumper's: the root's puppet makes one with these
+  // names, which every other process inherits.
+  std::optional<UtsRecord> uts;
   template <class V>
   void visit(V& v) {
     v("format", format), v("ckpt_version", ckpt_version), v("arch", arch);
     v("root_pid", root_pid), v("shell_job", shell_job), v("processes", processes);
     v("open_files", open_files), v("deleted_files", deleted_files);
     v("shm_objects", shm_objects), v("vdso", vdso), v("sysv_ipc", sysv_ipc);
-    v("ns_last_pid", ns_last_pid);
+    v("ns_last_pid", ns_last_pid), v("uts", uts);
   }
 };
 
