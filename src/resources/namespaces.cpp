@@ -7,6 +7,7 @@
 
 #include <array>
 #include <string>
+#include <system_error>
 #include <thread>
 
 #include "common/scoped_fd.hpp"
@@ -35,7 +36,7 @@ Result<schema::UtsRecord> names_in(pid_t pid) {
   ScopedFd ns(::open(fmt::format("/proc/{}/ns/uts", pid).c_str(), O_RDONLY | O_CLOEXEC));
   if (!ns) return sys_error(fmt::format("pid {}: open its UTS namespace", pid));
   Result<schema::UtsRecord> out = errorf("pid {}: its UTS namespace's names were not read", pid);
-  std::thread reader([&] {
+  auto read = [&] {
     utsname u{};
     if (::setns(ns.get(), CLONE_NEWUTS) < 0)
       out = sys_error(fmt::format("pid {}: setns into its UTS namespace", pid));
@@ -43,8 +44,12 @@ Result<schema::UtsRecord> names_in(pid_t pid) {
       out = sys_error(fmt::format("pid {}: uname in its UTS namespace", pid));
     else
       out = schema::UtsRecord{u.nodename, u.domainname};
-  });
-  reader.join();
+  };
+  try {
+    std::thread(read).join();
+  } catch (const std::system_error& e) {
+    return errorf("pid {}: no thread to read its UTS namespace's names: {}", pid, e.what());
+  }
   return out;
 }
 
