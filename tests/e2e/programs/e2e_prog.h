@@ -142,6 +142,15 @@ static inline pid_t e2e_fork_held(int* release) {
   return pid;
 }
 
+// Checks that fd `fd` of this process links to `want` in /proc/self/fd.
+static inline void e2e_check_link(int fd, const char* want) {
+  char path[64], link[256] = "";
+  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(path, link, sizeof link - 1);
+  if (n > 0) link[n] = 0;
+  E2E_CHECK(strcmp(link, want) == 0, "fd %d is '%s', want '%s'", fd, link, want);
+}
+
 static inline double e2e_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

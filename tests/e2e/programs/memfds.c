@@ -61,16 +61,8 @@ static pid_t sharing_child(int* release) {
   return pid;
 }
 
-static void check_link(int fd, const char* want) {
-  char path[64], link[256] = "";
-  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  ssize_t n = readlink(path, link, sizeof link - 1);
-  if (n > 0) link[n] = 0;
-  E2E_CHECK(strcmp(link, want) == 0, "fd %d is '%s', want '%s'", fd, link, want);
-}
-
 static void check_ring(int release, pid_t child) {
-  check_link(ring, "/memfd:ring (deleted)");
+  e2e_check_link(ring, "/memfd:ring (deleted)");
   E2E_CHECK(fcntl(ring, F_GET_SEALS) == (F_SEAL_SHRINK | F_SEAL_GROW), "ring seals %#x",
             fcntl(ring, F_GET_SEALS));
   E2E_CHECK(lseek(ring, 0, SEEK_CUR) == 5, "ring offset %ld", (long)lseek(ring, 0, SEEK_CUR));
@@ -97,7 +89,7 @@ static void check_ring(int release, pid_t child) {
 }
 
 static void check_plain(void) {
-  check_link(plain, "/memfd:plain data (deleted)");
+  e2e_check_link(plain, "/memfd:plain data (deleted)");
   E2E_CHECK(fcntl(plain, F_GET_SEALS) == F_SEAL_SEAL, "plain seals %#x", fcntl(plain, F_GET_SEALS));
   struct stat st;
   E2E_SYS(fstat(plain, &st));

@@ -41,16 +41,8 @@ static void make_queues(void) {
   E2E_SYS(mq_unlink(gone));
 }
 
-static void check_link(int fd, const char* want) {
-  char path[64], link[256] = "";
-  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  ssize_t n = readlink(path, link, sizeof link - 1);
-  if (n > 0) link[n] = 0;
-  E2E_CHECK(strcmp(link, want) == 0, "fd %d is '%s', want '%s'", fd, link, want);
-}
-
 static void check_named(void) {
-  check_link(q, named);
+  e2e_check_link(q, named);
   struct mq_attr a;
   E2E_SYS(mq_getattr(q, &a));
   E2E_CHECK(a.mq_maxmsg == 6 && a.mq_msgsize == 100 && a.mq_curmsgs == 5 && a.mq_flags == 0,
@@ -103,8 +95,8 @@ static void check_child(int release, pid_t child) {
 static void check_unlinked(void) {
   char want[80];
   snprintf(want, sizeof want, "%s (deleted)", gone);
-  check_link(q_gone, want);
-  check_link(q_empty, want);
+  e2e_check_link(q_gone, want);
+  e2e_check_link(q_empty, want);
   char buf[8192] = "";
   unsigned prio = 0;
   ssize_t n = mq_receive(q_gone, buf, sizeof buf, &prio);

@@ -18,14 +18,6 @@ static int memfd(const char* name, unsigned flags) {
   return (int)syscall(SYS_memfd_create, name, flags);
 }
 
-static void check_link(int fd, const char* want) {
-  char path[64], link[256] = "";
-  snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
-  ssize_t n = readlink(path, link, sizeof link - 1);
-  if (n > 0) link[n] = 0;
-  E2E_CHECK(strcmp(link, want) == 0, "fd %d is '%s', want '%s'", fd, link, want);
-}
-
 static int receive_one(int sock, const char* want) {
   char data[16] = "";
   int fd = -1, got = 0;
@@ -58,7 +50,7 @@ int main(void) {
 
   int frame = receive_one(sv[1], "frame");
   if (frame >= 0) {
-    check_link(frame, "/memfd:buffer (deleted)");
+    e2e_check_link(frame, "/memfd:buffer (deleted)");
     struct stat st;
     E2E_SYS(fstat(frame, &st));
     E2E_CHECK(st.st_size == 2 * PAGE, "the buffer's size %ld", (long)st.st_size);
@@ -73,7 +65,7 @@ int main(void) {
   }
   int note = receive_one(sv[1], "note");
   if (note >= 0) {
-    check_link(note, "/memfd:only in flight (deleted)");
+    e2e_check_link(note, "/memfd:only in flight (deleted)");
     char buf[32] = "";
     E2E_CHECK(pread(note, buf, sizeof buf, 0) == 14 && strcmp(buf, "nobody maps me") == 0,
               "the memfd only in flight reads '%s'", buf);
