@@ -4,6 +4,7 @@
 set -euo pipefail
 pkgs=(build-essential cmake ninja-build pkg-config git clang-14 libclang-rt-14-dev clang-format
       libcli11-dev libfmt-dev libzstd-dev libxxhash-dev nlohmann-json3-dev
+      libbpf-dev  # VmFlags read by a BPF iterator, not a page-table walk (src/proc/vma_iter.hpp)
       libgtest-dev libgmock-dev libbenchmark-dev
       python3 perl sqlite3 procps util-linux e2fsprogs coreutils
       scdoc dpkg-dev bash-completion

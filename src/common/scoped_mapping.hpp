@@ -12,8 +12,12 @@ class ScopedMapping {
   ScopedMapping() = default;
   // A mapping of `size` bytes, or an empty one (data() null) when the kernel refuses it.
   static ScopedMapping anonymous(size_t size) {
+    return map(size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS);
+  }
+  // The same with other protections and flags (MAP_ANONYMOUS among them).
+  static ScopedMapping map(size_t size, int prot, int flags) {
     if (size == 0) return {};
-    void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    void* p = ::mmap(nullptr, size, prot, flags, -1, 0);
     return p == MAP_FAILED ? ScopedMapping() : ScopedMapping(static_cast<char*>(p), size);
   }
   ScopedMapping(const ScopedMapping&) = delete;

@@ -316,9 +316,16 @@ struct PendingMemory {
   bool held = false;        // or when the few written since the parent were read while stopped
 };
 
-// The mappings with their VmFlags: those read before the freeze while they still hold
-// (resources/vm_flags.hpp), else smaps now. Processes read at once each take their own entry.
+// The mappings with their VmFlags (resources/vm_flags.hpp): from the BPF iterator where ckpt
+// has it, else those read before the freeze while they still hold, else smaps now. Processes
+// read at once each take their own entry.
 Status read_maps(DumpContext& ctx) {
+  CKPT_TRY_ASSIGN(auto fast, vm_flags::read_fast(ctx.pid));
+  if (fast) {
+    ctx.maps = std::move(*fast);
+    ctx.flags_fast = true;
+    return {};
+  }
   auto early = ctx.tree->early_maps.find(ctx.pid);
   if (early != ctx.tree->early_maps.end()) {
     CKPT_TRY_ASSIGN(auto adopted, vm_flags::adopt_early(ctx.pid, std::move(early->second)));
@@ -342,7 +349,9 @@ Status dump_own(DumpContext& ctx, image::GenerationWriter* writer, const DumpOpt
   ctx.writer = writer;
   PhaseClock clock(ctx.pid);
   CKPT_TRY(read_maps(ctx));
-  clock.mark(ctx.flags_early ? "maps (flags read early)" : "smaps");
+  clock.mark(ctx.flags_fast    ? "maps (flags from the iterator)"
+             : ctx.flags_early ? "maps (flags read early)"
+                               : "smaps");
   CKPT_TRY_ASSIGN(ctx.syscall_insn, find_syscall_insn(ctx));
   clock.mark("vdso");
   // First of all: until then a signal the dump took from a thread is only held by ckpt.
@@ -625,11 +634,14 @@ std::vector<pid_t> processes_now(pid_t root) {
   return found;
 }
 
-// While the processes still run: what the freeze will then only compare (vm_flags.hpp).
+// While the processes still run: what the freeze will then only compare (vm_flags.hpp), for
+// those whose flags the iterator cannot read (then they are read at the freeze).
 void read_flags_early(Tree& tree, const std::vector<pid_t>& found) {
-  for (pid_t pid : found)
+  for (pid_t pid : found) {
+    if (auto fast = vm_flags::read_fast(pid); fast.ok() && *fast) continue;
     if (auto maps = vm_flags::read_early(pid); maps.ok())
       tree.state.early_maps.emplace(pid, std::move(*maps));
+  }
   fault::point("memory", "flags read early");
 }
 
@@ -944,6 +956,10 @@ Result<DumpResult> dump_once(image::Store& store, const DumpOptions& opts) {
     return sys_error("dump: socketpair");
   ScopedFd read_end(p[0]), write_end(p[1]);
   CpuPinLedger pins = CpuPinLedger::create();
+  // Here, not in the dumper, so that it is made once per process; its time counts in the total.
+  auto prepared_at = Clock::now();
+  vm_flags::prepare_fast();
+  auto preparing = Clock::now() - prepared_at;
   CKPT_TRY_ASSIGN(pid_t child,
                   fork_dumper(store, opts, ns ? &*ns : nullptr, read_end, write_end, pins));
   write_end.reset();
@@ -971,6 +987,7 @@ Result<DumpResult> dump_once(image::Store& store, const DumpOptions& opts) {
               "back",
               n, opts.pid);
   auto r = parse_report(store, line);
+  if (r.ok()) r->total += preparing;
   if (opts.tracker) {
     opts.tracker->begin_round();
     for (auto& [m, fd] : tracked)

@@ -17,6 +17,13 @@ Status parse_int(std::string_view v, T& out, int base = 10) {
   return {};
 }
 
+// "  1234 kB"
+Status parse_kb(std::string_view v, uint64_t& out) {
+  if (v.ends_with(" kB")) v.remove_suffix(3);
+  while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+  return parse_int(v, out);
+}
+
 Status parse_mask(std::string_view v, uint64_t& out) {
   auto n = parse_u64(v, 16);
   if (!n) return errorf("bad mask '{}'", v);
@@ -75,12 +82,9 @@ const std::unordered_map<std::string_view, Handler>& handlers() {
       {"NSpgid", [](auto v, auto& s) { return parse_list(v, s.ns_pgid); }},
       {"NSsid", [](auto v, auto& s) { return parse_list(v, s.ns_sid); }},
       {"Threads", [](auto v, auto& s) { return parse_int(v, s.threads); }},
-      {"VmLck",
-       [](std::string_view v, ProcStatus& s) -> Status {
-         if (v.ends_with(" kB")) v.remove_suffix(3);
-         while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-         return parse_int(v, s.vm_lck_kb);
-       }},
+      {"VmLck", [](auto v, auto& s) { return parse_kb(v, s.vm_lck_kb); }},
+      {"RssAnon", [](auto v, auto& s) { return parse_kb(v, s.rss_anon_kb); }},
+      {"VmSwap", [](auto v, auto& s) { return parse_kb(v, s.vm_swap_kb); }},
       {"SigQ", [](auto v, auto& s) { return parse_sigq(v, s); }},
       {"SigPnd", [](auto v, auto& s) { return parse_mask(v, s.sig_pnd); }},
       {"ShdPnd", [](auto v, auto& s) { return parse_mask(v, s.shd_pnd); }},

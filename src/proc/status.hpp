@@ -29,7 +29,9 @@ struct ProcStatus {
   std::vector<pid_t> ns_pgid;
   std::vector<pid_t> ns_sid;
   int threads = 0;
-  uint64_t vm_lck_kb = 0;  // memory locked by mlock(): VM_LOCKED areas, counted by the kernel
+  uint64_t vm_lck_kb = 0;    // memory locked by mlock(): VM_LOCKED areas, counted by the kernel
+  uint64_t rss_anon_kb = 0;  // resident anonymous pages (private ones written, and their copies)
+  uint64_t vm_swap_kb = 0;   // anonymous pages swapped out
   uint64_t sigq_queued = 0;
   uint64_t sigq_limit = 0;
   uint64_t sig_pnd = 0;  // thread-private pending

@@ -104,6 +104,7 @@ struct DumpContext {
   std::vector<ThreadHandle> threads;  // threads[0] is the main thread (tid == pid)
   std::vector<proc::MapEntry> maps;
   bool flags_early = false;   // maps' VmFlags are those read before the freeze (vm_flags.hpp)
+  bool flags_fast = false;    // or they come from the BPF iterator (and maps has no page counts)
   uint64_t syscall_insn = 0;  // a `syscall` instruction in the target (in its vdso)
   // The self-restore gadgets once found: the code does not change while the process is stopped,
   // and each injection would otherwise scan the C library again.

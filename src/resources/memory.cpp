@@ -29,6 +29,7 @@
 #include "proc/page_scan.hpp"
 #include "proc/pagemap.hpp"
 #include "proc/proc_file.hpp"
+#include "proc/status.hpp"
 #include "resources/cow_shared.hpp"
 #include "resources/deleted_files.hpp"
 #include "resources/lazy_pages.hpp"
@@ -278,14 +279,19 @@ Status record_file_identity(DumpContext& ctx, const proc::MapEntry& m, schema::V
   return {};
 }
 
-// What the pages of a process will come to, from smaps, before they are scanned.
-uint64_t expected_bytes(const std::vector<proc::MapEntry>& maps) {
+// What the pages of a process will come to, before they are scanned: smaps counts them per
+// mapping; without smaps (flags from the iterator) the process's anonymous pages stand for its
+// private ones.
+uint64_t expected_bytes(const DumpContext& ctx) {
   uint64_t total = 0;
-  for (const auto& m : maps) {
+  for (const auto& m : ctx.maps) {
     Content c = content_of(m);
     if (c == Content::private_pages) total += (m.rss_kb + m.swap_kb) << 10;
     if (c == Content::all && !shared_memory::is_object(m)) total += m.size();
   }
+  if (ctx.flags_fast)
+    if (auto st = proc::read_status(ctx.pid); st.ok())
+      total += (st->rss_anon_kb + st->vm_swap_kb) << 10;
   return total;
 }
 
@@ -422,7 +428,7 @@ std::optional<std::string> no_snapshot_for_userfaultfd(DumpContext& ctx,
 Result<Plan> prepare(DumpContext& ctx, bool snapshot) {
   schema::MemoryRecord& out = ctx.rec.memory;
   out = {};
-  ctx.tree->progress->expect(expected_bytes(ctx.maps));
+  ctx.tree->progress->expect(expected_bytes(ctx));
   Plan plan;
   plan.snapshot = snapshot;
   auto refuse = [&](std::string_view why) {

@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <string_view>
 
 #include "resources/vm_flags.hpp"
 
@@ -175,6 +176,45 @@ TEST(VmFlags, AForkTakenAfterAMadvDontforkShowsItAndOneTakenWithTheFlagsAgrees) 
   ASSERT_TRUE(adopted.ok() && adopted->has_value());
   st = vm_flags::check_at_fork(child.pid(), **adopted, snap);
   EXPECT_TRUE(st.ok()) << st.error().message;
+}
+
+// The iterator's flags, translated, are smaps' own, mapping for mapping, after each change the
+// child makes (madvise and mlock of whole mappings, a grown one, a new shared one), and a
+// change the iterator reads at once needs no early read nor check.
+void expect_fast_is_smaps(pid_t pid, std::string_view after) {
+  SCOPED_TRACE(after);
+  auto fast = vm_flags::read_fast(pid);
+  ASSERT_TRUE(fast.ok()) << fast.error().message;
+  // As root, on a kernel with BTF (this machine): the fast reader must be there.
+  ASSERT_TRUE(fast->has_value()) << "no BPF vma iterator (CKPT_LOG=memory=debug says why)";
+  auto smaps = proc::read_smaps(pid);
+  ASSERT_TRUE(smaps.ok()) << smaps.error().message;
+  ASSERT_EQ((*fast)->size(), smaps->size());
+  for (size_t i = 0; i < smaps->size(); ++i) {
+    const proc::MapEntry &f = (**fast)[i], &s = (*smaps)[i];
+    EXPECT_EQ(f.start, s.start);
+    EXPECT_EQ(f.end, s.end);
+    EXPECT_EQ(f.path, s.path);
+    ASSERT_TRUE(f.vm_flags && s.vm_flags);
+    EXPECT_EQ(f.vm_flags->bits, s.vm_flags->bits) << std::hex << "at " << s.start;
+    EXPECT_EQ(f.vm_flags->unknown, s.vm_flags->unknown);
+  }
+}
+
+TEST(VmFlags, TheIteratorReadsWhatSmapsShowsAfterEveryChange) {
+  ASSERT_EQ(geteuid(), 0u) << "the BPF iterator needs root";
+  Child child;
+  expect_fast_is_smaps(child.pid(), "at start");
+  for (char c : {'w', 'd', 'l', 'g', 'm'}) {
+    ASSERT_EQ(child.tell(c), 0);
+    expect_fast_is_smaps(child.pid(), std::string("after ") + c);
+  }
+  auto fast = vm_flags::read_fast(child.pid());
+  ASSERT_TRUE(fast.ok() && fast->has_value());
+  auto wipe = std::find_if((*fast)->begin(), (*fast)->end(),
+                           [&](const proc::MapEntry& m) { return m.start == child.wipe_area(); });
+  ASSERT_NE(wipe, (*fast)->end());
+  EXPECT_TRUE(wipe->vm_flags->has(proc::VmFlag::wf));
 }
 
 }  // namespace
