@@ -24,10 +24,12 @@
 #include "arch/arch.hpp"
 #include "common/child_process.hpp"
 #include "common/scoped_fd.hpp"
+#include "proc/maps.hpp"
 #include "proc/pagemap.hpp"
 #include "proc/proc_file.hpp"
 #include "proc/stat.hpp"
 #include "proc/status.hpp"
+#include "proc/vma_iter.hpp"
 #include "ptrace/rseq_config.hpp"
 
 namespace ckpt::proc {
@@ -360,13 +362,25 @@ FeatureProbe probe_soft_dirty() {
                           : "could not run the clear_refs check");
 }
 
+FeatureProbe probe_bpf_vma_iter() {
+  auto iter = VmaIter::load();
+  if (!iter.ok()) return result("bpf_vma_iter", false, false, iter.error().message);
+  auto raw = iter->read(::getpid());
+  if (!raw.ok()) return result("bpf_vma_iter", false, false, raw.error().message);
+  auto maps = read_maps(::getpid());
+  if (!maps.ok() || maps->empty() || raw->empty() || raw->front().start != maps->front().start)
+    return result("bpf_vma_iter", false, false, "its mappings are not those of maps");
+  return result("bpf_vma_iter", false, true, "VmFlags read without walking page tables");
+}
+
 std::vector<FeatureProbe> probe_kernel_features() {
   return {probe_ptrace_seize(),       probe_ptrace_xstate(),     probe_ptrace_sigmask(),
           probe_ptrace_peeksiginfo(), probe_ptrace_rseq(),       probe_process_vm(),
           probe_clone3_set_tid(),     probe_pidfd_getfd(),       probe_pagemap_scan(),
           probe_prctl_mm_map(),       probe_prctl_tid_address(), probe_kcmp(),
           probe_memfd_create(),       probe_userfaultfd(),       probe_soft_dirty(),
-          probe_ns_last_pid(),        probe_timer_restore_ids(), probe_timerfd_set_ticks()};
+          probe_ns_last_pid(),        probe_timer_restore_ids(), probe_timerfd_set_ticks(),
+          probe_bpf_vma_iter()};
 }
 
 }  // namespace ckpt::proc

@@ -36,5 +36,8 @@ FeatureProbe probe_soft_dirty();
 FeatureProbe probe_ns_last_pid();
 FeatureProbe probe_timer_restore_ids();
 FeatureProbe probe_timerfd_set_ticks();
+// The BPF vma iterator (proc/vma_iter.hpp): loaded, and reading ckpt's own mappings as maps
+// shows them. Optional: without it VmFlags come from smaps.
+FeatureProbe probe_bpf_vma_iter();
 
 }  // namespace ckpt::proc

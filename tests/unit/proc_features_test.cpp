@@ -43,6 +43,14 @@ TEST(KernelFeatures, TimerRestoreProbesPass) {
   expect_ok(probe_timerfd_set_ticks());
 }
 
+// Root on a kernel with BTF (this machine): dumps read VmFlags without smaps' page walk.
+TEST(KernelFeatures, TheBpfVmaIteratorIsOptionalAndPresentForRoot) {
+  ASSERT_EQ(geteuid(), 0u);
+  FeatureProbe p = probe_bpf_vma_iter();
+  EXPECT_FALSE(p.essential);
+  expect_ok(p);
+}
+
 TEST(KernelFeatures, SoftDirtyIsOptionalAndAbsentHere) {
   FeatureProbe p = probe_soft_dirty();
   EXPECT_FALSE(p.essential);
@@ -52,7 +60,7 @@ TEST(KernelFeatures, SoftDirtyIsOptionalAndAbsentHere) {
 
 TEST(KernelFeatures, AllProbesHaveDistinctNamesAndEssentialOnesPass) {
   auto probes = probe_kernel_features();
-  EXPECT_EQ(probes.size(), 18u);
+  EXPECT_EQ(probes.size(), 19u);
   std::set<std::string> names;
   for (const auto& p : probes) {
     names.insert(p.name);
