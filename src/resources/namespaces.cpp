@@ -5,7 +5,10 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
+#include <cstdio>
+#include <ctime>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -23,9 +26,8 @@ struct Kind {
   const char* seen;  // what a process there sees differently
 };
 
-constexpr std::array<Kind, 4> kKinds{{
+constexpr std::array<Kind, 3> kKinds{{
     {"net", "network", "its own interfaces, addresses and ports"},
-    {"time", "time", "its own monotonic and boot-time clocks"},
     {"ipc", "IPC", "its own System V objects and POSIX message queues"},
     {"cgroup", "cgroup", "its own cgroup root"},
 }};
@@ -53,25 +55,80 @@ Result<schema::UtsRecord> names_in(pid_t pid) {
   return out;
 }
 
+// The offsets of `pid`'s time namespace ("monotonic 1000 0" lines; older kernels give the
+// clock's number instead of its name).
+Result<schema::TimeNsRecord> offsets_of(pid_t pid) {
+  CKPT_TRY_ASSIGN(std::string text, proc::read_proc_file(pid, "timens_offsets"));
+  schema::TimeNsRecord out;
+  int found = 0;
+  for (std::string_view rest = text; !rest.empty();) {
+    std::string line(rest.substr(0, rest.find('\n')));
+    rest.remove_prefix(std::min(rest.size(), line.size() + 1));
+    char clock[32];
+    long long sec = 0, nsec = 0;
+    if (std::sscanf(line.c_str(), "%31s %lld %lld", clock, &sec, &nsec) != 3) continue;
+    std::string_view c = clock;
+    if (c == "monotonic" || c == std::to_string(CLOCK_MONOTONIC))
+      out.monotonic_sec = sec, out.monotonic_nsec = nsec, found |= 1;
+    if (c == "boottime" || c == std::to_string(CLOCK_BOOTTIME))
+      out.boottime_sec = sec, out.boottime_nsec = nsec, found |= 2;
+  }
+  if (found != 3) return errorf("pid {}: timens_offsets without both clocks: '{}'", pid, text);
+  return out;
+}
+
+// Every process of the tree in the root's namespace of kind `link`; the root's link.
+Result<std::string> one_for_all(const std::vector<DumpContext*>& procs, const char* link,
+                                const char* name) {
+  pid_t root = procs.front()->pid;
+  std::string at = fmt::format("ns/{}", link);
+  CKPT_TRY_ASSIGN(std::string root_ns, proc::read_proc_link(root, at));
+  for (auto* ctx : procs) {
+    if (ctx->zombie) continue;
+    CKPT_TRY_ASSIGN(std::string ns, proc::read_proc_link(ctx->pid, at));
+    if (ns != root_ns)
+      return errorf(
+          "pid {}: its {} namespace ({}) is not the root's ({}, pid {}), and ckpt makes one for "
+          "the whole tree",
+          ctx->pid, name, ns, root_ns, root);
+  }
+  return root_ns;
+}
+
+Status dump_uts(const std::vector<DumpContext*>& procs) {
+  CKPT_TRY_ASSIGN(std::string root_uts, one_for_all(procs, "uts", "UTS"));
+  CKPT_TRY_ASSIGN(std::string ours, proc::read_proc_link(::getpid(), "ns/uts"));
+  if (root_uts == ours) return {};
+  CKPT_TRY_ASSIGN(schema::UtsRecord names, names_in(procs.front()->pid));
+  procs.front()->tree->image.uts = std::move(names);
+  return {};
+}
+
+// A process whose children would go to another time namespace than its own (it called
+// unshare(CLONE_NEWTIME) and has not entered it) is refused: ckpt makes one for the tree.
+Status dump_time(const std::vector<DumpContext*>& procs) {
+  CKPT_TRY_ASSIGN(std::string root_time, one_for_all(procs, "time", "time"));
+  for (auto* ctx : procs) {
+    if (ctx->zombie) continue;
+    auto children = proc::read_proc_link(ctx->pid, "ns/time_for_children");
+    if (children.ok() && *children != root_time)
+      return errorf(
+          "pid {}: its children would be in another time namespace ({}) than its own ({}): "
+          "unshare(CLONE_NEWTIME) without entering it, which ckpt cannot make again",
+          ctx->pid, *children, root_time);
+  }
+  auto ours = proc::read_proc_link(::getpid(), "ns/time");
+  if (!ours.ok() || root_time == *ours) return {};
+  CKPT_TRY_ASSIGN(schema::TimeNsRecord offsets, offsets_of(procs.front()->pid));
+  procs.front()->tree->image.time_ns = offsets;
+  return {};
+}
+
 }  // namespace
 
 Status dump(const std::vector<DumpContext*>& procs) {
-  pid_t root = procs.front()->pid;
-  CKPT_TRY_ASSIGN(std::string root_uts, proc::read_proc_link(root, "ns/uts"));
-  for (auto* ctx : procs) {
-    if (ctx->zombie) continue;
-    CKPT_TRY_ASSIGN(std::string uts, proc::read_proc_link(ctx->pid, "ns/uts"));
-    if (uts != root_uts)
-      return errorf(
-          "pid {}: its UTS namespace ({}) is not the root's ({}, pid {}), and ckpt makes one for "
-          "the whole tree",
-          ctx->pid, uts, root_uts, root);
-  }
-  CKPT_TRY_ASSIGN(std::string ours, proc::read_proc_link(::getpid(), "ns/uts"));
-  if (root_uts == ours) return {};
-  CKPT_TRY_ASSIGN(schema::UtsRecord names, names_in(root));
-  procs.front()->tree->image.uts = std::move(names);
-  return {};
+  CKPT_TRY(dump_uts(procs));
+  return dump_time(procs);
 }
 
 Status make_uts(const schema::UtsRecord& uts) {
@@ -80,6 +137,26 @@ Status make_uts(const schema::UtsRecord& uts) {
     return sys_error(fmt::format("sethostname {}", uts.hostname));
   if (::setdomainname(uts.domainname.data(), uts.domainname.size()) < 0)
     return sys_error(fmt::format("setdomainname {}", uts.domainname));
+  return {};
+}
+
+// unshare() takes effect for the children only; the offsets can be set until a process is in
+// the namespace, and setns() then puts this (single-threaded) puppet there too.
+Status make_time(const schema::TimeNsRecord& t) {
+  if (::unshare(CLONE_NEWTIME) < 0) return sys_error("unshare(CLONE_NEWTIME)");
+  std::string offsets =
+      fmt::format("{} {} {}\n{} {} {}\n", CLOCK_MONOTONIC, t.monotonic_sec, t.monotonic_nsec,
+                  CLOCK_BOOTTIME, t.boottime_sec, t.boottime_nsec);
+  ScopedFd file(::open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC));
+  if (!file ||
+      ::write(file.get(), offsets.data(), offsets.size()) != static_cast<ssize_t>(offsets.size()))
+    return sys_error(
+        fmt::format("writing the time namespace's offsets (monotonic {}.{:09}, "
+                    "boottime {}.{:09})",
+                    t.monotonic_sec, t.monotonic_nsec, t.boottime_sec, t.boottime_nsec));
+  ScopedFd ns(::open("/proc/self/ns/time_for_children", O_RDONLY | O_CLOEXEC));
+  if (!ns || ::setns(ns.get(), CLONE_NEWTIME) < 0)
+    return sys_error("setns into the time namespace");
   return {};
 }
 

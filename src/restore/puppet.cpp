@@ -110,6 +110,8 @@ Status join_late(const PuppetPlan& plan, size_t index, const Pipes& pipes) {
   Status st;
   if (index == 0 && plan.root_is_ns_init) st = proc::mount_own_proc();
   if (st.ok() && index == 0 && plan.image->uts) st = namespaces::make_uts(*plan.image->uts);
+  if (st.ok() && index == 0 && plan.image->time_ns)
+    st = namespaces::make_time(*plan.image->time_ns);
   if (st.ok()) st = create_children(plan, index, pipes, true);
   if (st.ok()) st = tree::join_in_puppet(spec.tree, index == 0, plan.shell_job);
   if (st.ok() && spec.zombie) {

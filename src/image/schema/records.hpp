@@ -487,6 +487,16 @@ struct UtsRecord {  // a UTS namespace of the tree's own (not ckpt's): its names
   }
 };
 
+struct TimeNsRecord {  // a time namespace of the tree's own (not ckpt's): its clock offsets
+  int64_t monotonic_sec = 0, monotonic_nsec = 0;
+  int64_t boottime_sec = 0, boottime_nsec = 0;
+  template <class V>
+  void visit(V& v) {
+    v("monotonic_sec", monotonic_sec), v("monotonic_nsec", monotonic_nsec);
+    v("boottime_sec", boottime_sec), v("boottime_nsec", boottime_nsec);
+  }
+};
+
 struct VdsoRecord {   // the kernel's vdso at dump time (every process of a dump has the same)
   uint64_t hash = 0;  // XXH3 of its bytes
   Bytes image;        // its bytes, for the proxy when a restore runs on another kernel
@@ -514,13 +524,15 @@ struct ImageRoot {
   // The tree's UTS namespace when it is not the dumper's: the root's puppet makes one with these
   // names, which every other process inherits.
   std::optional<UtsRecord> uts;
+  // The same for its time namespace: the offsets of its monotonic and boot-time clocks.
+  std::optional<TimeNsRecord> time_ns;
   template <class V>
   void visit(V& v) {
     v("format", format), v("ckpt_version", ckpt_version), v("arch", arch);
     v("root_pid", root_pid), v("shell_job", shell_job), v("processes", processes);
     v("open_files", open_files), v("deleted_files", deleted_files);
     v("shm_objects", shm_objects), v("vdso", vdso), v("sysv_ipc", sysv_ipc);
-    v("ns_last_pid", ns_last_pid), v("uts", uts);
+    v("ns_last_pid", ns_last_pid), v("uts", uts), v("time_ns", time_ns);
   }
 };
 
