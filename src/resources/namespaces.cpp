@@ -9,6 +9,7 @@
 #include <array>
 #include <cstdio>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -161,11 +162,19 @@ Status make_time(const schema::TimeNsRecord& t) {
 }
 
 Status check_same_as_ckpt(pid_t pid) {
-  for (const Kind& k : kKinds) {
+  // ckpt's own, read once per process: ckpt never moves to another of these kinds.
+  static const std::array<std::optional<std::string>, kKinds.size()> ours = [] {
+    std::array<std::optional<std::string>, kKinds.size()> links;
+    for (size_t i = 0; i < kKinds.size(); ++i)
+      if (auto l = proc::read_proc_link(::getpid(), fmt::format("ns/{}", kKinds[i].link)); l.ok())
+        links[i] = *l;
+    return links;
+  }();
+  for (size_t i = 0; i < kKinds.size(); ++i) {
+    const Kind& k = kKinds[i];
     auto theirs = proc::read_proc_link(pid, fmt::format("ns/{}", k.link));
-    auto ours = proc::read_proc_link(::getpid(), fmt::format("ns/{}", k.link));
     // A kernel without that kind of namespace has no link: nothing to compare.
-    if (!theirs.ok() || !ours.ok() || *theirs == *ours) continue;
+    if (!theirs.ok() || !ours[i] || *theirs == *ours[i]) continue;
     return errorf(
         "pid {}: its {} namespace ({}: {}) is not ckpt's, and ckpt cannot make one again yet (a "
         "restore would put the process in ckpt's)",
