@@ -58,6 +58,39 @@ TEST(ShortFreeze, NoChildSigchldOrEintrIsSeenAndSpecialAreasRestoreExactly) {
   EXPECT_TRUE(p.finish());
 }
 
+// A dump during which the program advises two areas MADV_WIPEONFORK and MADV_DONTFORK: a
+// counting dump finds the fault point of the flags' early read, and a second dump sends the
+// program SIGUSR1 there. `env` goes to both dumps.
+void dump_advised_before_freeze(TestProcess& p, std::vector<std::string> env, CkptResult& out) {
+  TempDir d;
+  fs::path count = d.path() / "points";
+  std::vector<std::string> counting = env;
+  counting.push_back("CKPT_FAULT_COUNT=" + count.string());
+  auto counted = run_command(dump_args(p), counting, 60s);
+  ASSERT_EQ(counted.exit_code(), 0) << counted.describe();
+  long at = point_number(count, "memory flags read early");
+  ASSERT_GT(at, 0) << "no early read of the flags";
+  for (std::string e :
+       {"CKPT_FAULT_KILL_AT=" + std::to_string(at),
+        "CKPT_FAULT_KILL_PID=" + std::to_string(p.pid()),
+        "CKPT_FAULT_SIGNAL=" + std::to_string(SIGUSR1), std::string("CKPT_FAULT_WAIT_MS=300")})
+    env.push_back(e);
+  out = run_command(dump_args(p), env, 60s);
+  ASSERT_EQ(out.exit_code(), 0) << out.describe();
+}
+
+// The program advised both areas, and a restore of the dump brings them back with their bytes
+// (the restored process checks them, and the rest, and says PASS).
+void expect_advised_areas_restored(TestProcess& p) {
+  ASSERT_TRUE(wait_sweeps(p, sweeps(p.out()) + 1, 0)) << p.output();
+  EXPECT_NE(p.out().find("ADVISED"), std::string::npos) << p.output();
+  p.kill_now();
+  size_t cut = p.out().size();
+  ASSERT_TRUE(p.restore({"--accept-changed-files"}));
+  ASSERT_TRUE(wait_sweeps(p, 2, cut)) << p.output();
+  EXPECT_TRUE(p.finish());
+}
+
 // madvise() on whole mappings changes no line of /proc/PID/maps: two areas that become
 // MADV_WIPEONFORK and MADV_DONTFORK just after the dump read the flags early (the program gets
 // SIGUSR1 at that moment) are in the snapshot empty and missing; the dump sees it there, is taken
@@ -67,31 +100,12 @@ TEST(ShortFreeze, FlagsChangedJustBeforeTheFreezeAreSeenAndTheDumpTakenAgain) {
   become_subreaper();
   TestProcess p({program_path("snapshot_writer"), "8"}, {.append_stdout = true});
   ASSERT_TRUE(p.wait_ready());
-  TempDir d;
-  fs::path count = d.path() / "points";
-  auto counted =
-      run_command(dump_args(p), {"CKPT_FAULT_COUNT=" + count.string(), "CKPT_VM_FLAGS=smaps"}, 60s);
-  ASSERT_EQ(counted.exit_code(), 0) << counted.describe();
-  long at = point_number(count, "memory flags read early");
-  ASSERT_GT(at, 0) << "no early read of the flags";
-  auto r = run_command(
-      dump_args(p),
-      {"CKPT_FAULT_KILL_AT=" + std::to_string(at), "CKPT_FAULT_KILL_PID=" + std::to_string(p.pid()),
-       "CKPT_FAULT_SIGNAL=" + std::to_string(SIGUSR1), "CKPT_FAULT_WAIT_MS=300",
-       "CKPT_VM_FLAGS=smaps"},
-      60s);
-  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  CkptResult r;
+  ASSERT_NO_FATAL_FAILURE(dump_advised_before_freeze(p, {"CKPT_VM_FLAGS=smaps"}, r));
   EXPECT_NE(r.err.find("between the early read of its flags and the freeze; dumping again"),
             std::string::npos)
       << r.err;
-  ASSERT_TRUE(wait_sweeps(p, sweeps(p.out()) + 1, 0)) << p.output();
-  EXPECT_NE(p.out().find("ADVISED"), std::string::npos) << p.output();
-  p.kill_now();
-  size_t cut = p.out().size();
-  ASSERT_TRUE(p.restore({"--accept-changed-files"}));
-  ASSERT_TRUE(wait_sweeps(p, 2, cut)) << p.output();
-  // The restored process checks both areas (and the rest) and says PASS.
-  EXPECT_TRUE(p.finish());
+  expect_advised_areas_restored(p);
 }
 
 // With the BPF iterator the flags are read at the freeze itself: the same change at the same
@@ -101,28 +115,11 @@ TEST(ShortFreeze, FlagsChangedJustBeforeTheFreezeAreReadThereByTheIterator) {
   become_subreaper();
   TestProcess p({program_path("snapshot_writer"), "8"}, {.append_stdout = true});
   ASSERT_TRUE(p.wait_ready());
-  TempDir d;
-  fs::path count = d.path() / "points";
-  auto counted = run_command(dump_args(p), {"CKPT_FAULT_COUNT=" + count.string()}, 60s);
-  ASSERT_EQ(counted.exit_code(), 0) << counted.describe();
-  long at = point_number(count, "memory flags read early");
-  ASSERT_GT(at, 0);
-  auto r = run_command(
-      dump_args(p),
-      {"CKPT_FAULT_KILL_AT=" + std::to_string(at), "CKPT_FAULT_KILL_PID=" + std::to_string(p.pid()),
-       "CKPT_FAULT_SIGNAL=" + std::to_string(SIGUSR1), "CKPT_FAULT_WAIT_MS=300",
-       "CKPT_LOG=memory=debug"},
-      60s);
-  ASSERT_EQ(r.exit_code(), 0) << r.describe();
+  CkptResult r;
+  ASSERT_NO_FATAL_FAILURE(dump_advised_before_freeze(p, {"CKPT_LOG=memory=debug"}, r));
   EXPECT_NE(r.err.find("VmFlags come from a BPF vma iterator"), std::string::npos) << r.err;
   EXPECT_EQ(r.err.find("dumping again"), std::string::npos) << r.err;
-  ASSERT_TRUE(wait_sweeps(p, sweeps(p.out()) + 1, 0)) << p.output();
-  EXPECT_NE(p.out().find("ADVISED"), std::string::npos) << p.output();
-  p.kill_now();
-  size_t cut = p.out().size();
-  ASSERT_TRUE(p.restore({"--accept-changed-files"}));
-  ASSERT_TRUE(wait_sweeps(p, 2, cut)) << p.output();
-  EXPECT_TRUE(p.finish());
+  expect_advised_areas_restored(p);
 }
 
 TEST(ShortFreeze, WithoutSnapshotTheSameDumpStillRestores) {

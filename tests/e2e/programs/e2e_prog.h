@@ -151,6 +151,14 @@ static inline void e2e_check_link(int fd, const char* want) {
   E2E_CHECK(strcmp(link, want) == 0, "fd %d is '%s', want '%s'", fd, link, want);
 }
 
+// The /proc/PID/ns/KIND link of `pid` ("uts:[4026531838]"), empty when unreadable.
+static inline void e2e_ns_link(pid_t pid, const char* kind, char* out, size_t size) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/ns/%s", (int)pid, kind);
+  ssize_t n = readlink(path, out, size - 1);
+  out[n > 0 ? n : 0] = 0;
+}
+
 static inline double e2e_now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);

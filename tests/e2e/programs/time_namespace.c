@@ -13,13 +13,6 @@
 #define CLONE_NEWTIME 0x00000080
 #endif
 
-static void ns_link(pid_t pid, char* out, size_t size) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/ns/time", (int)pid);
-  ssize_t n = readlink(path, out, size - 1);
-  out[n > 0 ? n : 0] = 0;
-}
-
 static double seconds(clockid_t clock) {
   struct timespec ts;
   clock_gettime(clock, &ts);
@@ -43,7 +36,7 @@ static int offsets_kept(void) {
 int main(void) {
   e2e_setup();
   char caller[64];
-  ns_link(getppid(), caller, sizeof caller);
+  e2e_ns_link(getppid(), "time", caller, sizeof caller);
   E2E_SYS(unshare(CLONE_NEWTIME));
   int offsets = open("/proc/self/timens_offsets", O_WRONLY | O_CLOEXEC);
   E2E_SYS(offsets);
@@ -70,9 +63,9 @@ int main(void) {
             boot_after);
   E2E_CHECK(offsets_kept(), "the time namespace's offsets are not 1000 s and 2000 s");
   char mine[64], theirs[64], now_caller[64];
-  ns_link(getpid(), mine, sizeof mine);
-  ns_link(child, theirs, sizeof theirs);
-  ns_link(getppid(), now_caller, sizeof now_caller);
+  e2e_ns_link(getpid(), "time", mine, sizeof mine);
+  e2e_ns_link(child, "time", theirs, sizeof theirs);
+  e2e_ns_link(getppid(), "time", now_caller, sizeof now_caller);
   E2E_CHECK(strcmp(mine, theirs) == 0, "the child is in %s, the process in %s", theirs, mine);
   E2E_CHECK(strcmp(mine, now_caller) != 0 && strcmp(mine, caller) != 0,
             "the process is in its caller's time namespace %s", mine);

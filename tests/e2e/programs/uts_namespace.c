@@ -8,17 +8,10 @@
 
 #include "e2e_prog.h"
 
-static void ns_link(pid_t pid, char* out, size_t size) {
-  char path[64];
-  snprintf(path, sizeof path, "/proc/%d/ns/uts", (int)pid);
-  ssize_t n = readlink(path, out, size - 1);
-  out[n > 0 ? n : 0] = 0;
-}
-
 int main(void) {
   e2e_setup();
   char caller[64];
-  ns_link(getppid(), caller, sizeof caller);
+  e2e_ns_link(getppid(), "uts", caller, sizeof caller);
   E2E_SYS(unshare(CLONE_NEWUTS));
   E2E_SYS(sethostname("ckpt-e2e-uts", 12));
   E2E_SYS(setdomainname("ckpt.example", 12));
@@ -36,9 +29,9 @@ int main(void) {
   E2E_CHECK(strcmp(u.nodename, "ckpt-e2e-uts") == 0, "hostname '%s'", u.nodename);
   E2E_CHECK(strcmp(u.domainname, "ckpt.example") == 0, "domain name '%s'", u.domainname);
   char mine[64], theirs[64], now_caller[64];
-  ns_link(getpid(), mine, sizeof mine);
-  ns_link(child, theirs, sizeof theirs);
-  ns_link(getppid(), now_caller, sizeof now_caller);
+  e2e_ns_link(getpid(), "uts", mine, sizeof mine);
+  e2e_ns_link(child, "uts", theirs, sizeof theirs);
+  e2e_ns_link(getppid(), "uts", now_caller, sizeof now_caller);
   E2E_CHECK(strcmp(mine, theirs) == 0, "the child is in %s, the process in %s", theirs, mine);
   E2E_CHECK(strcmp(mine, now_caller) != 0 && strcmp(mine, caller) != 0,
             "the process is in its caller's UTS namespace %s", mine);
